@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/countersign/countersign/internal/app"
+	"github.com/countersign/countersign/internal/config"
+	"github.com/countersign/countersign/migrations"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitFail  = 1 // the command ran and failed (a check failed, a run was not found)
+	exitUsage = 2 // bad flags, arguments or configuration
+)
+
+// env is what every command gets.
+type env struct {
+	ctx    context.Context
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	getenv func(string) string
+}
+
+// usageError is a mistake in how the command was called: exit code 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// command is one subcommand.
+type command struct {
+	summary string
+	run     func(e *env, args []string) error
+}
+
+var commands map[string]command
+
+func init() {
+	commands = map[string]command{
+		"migrate": {"create the database if missing and apply River's and Countersign's migrations", cmdMigrate},
+		"serve":   {"run the web console and API and the workers (--web-only, --worker-only)", cmdServe},
+		"run":     {"start, show, list and cancel workflow runs", cmdRun},
+		"demo":    {"migrate, seed demo policy, serve, and keep starting demo runs", cmdDemo},
+		"policy":  {"check, apply, show, list and simulate approval policies", cmdPolicy},
+		"audit":   {"verify the audit chain and print its head", cmdAudit},
+	}
+}
+
+// Main runs the command line and returns the exit code.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		printUsage(stdout)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "countersign: unknown command %q (run countersign --help)\n", args[0])
+		return exitUsage
+	}
+	err := cmd.run(e, args[1:])
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, new(usageError)):
+		fmt.Fprintf(stderr, "countersign %s: %v\n", args[0], err)
+		return exitUsage
+	default:
+		fmt.Fprintf(stderr, "countersign %s: %v\n", args[0], err)
+		return exitFail
+	}
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintln(w, "countersign: a human-in-the-loop approval console for AI workflows")
+	fmt.Fprintln(w, "\nUsage: countersign <command> [flags]  (countersign <command> --help for each)")
+	fmt.Fprintln(w, "\nCommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w, "\nEnvironment: DATABASE_URL, COUNTERSIGN_ADDR, COUNTERSIGN_WORKERS, COUNTERSIGN_RESCUE_AFTER,")
+	fmt.Fprintln(w, "COUNTERSIGN_MODEL_PROVIDER (offline|openai), COUNTERSIGN_MODEL, COUNTERSIGN_MODEL_BASE_URL,")
+	fmt.Fprintln(w, "COUNTERSIGN_MODEL_API_KEY, COUNTERSIGN_MODEL_TIMEOUT. See README.md.")
+}
+
+// flags returns a flag set whose errors and help go to the command's stderr,
+// with the shared --database-url flag.
+func (e *env) flags(name, usage string) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("countersign "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	dbURL := fs.String("database-url", "", "PostgreSQL URL (default $DATABASE_URL or "+config.DefaultDatabaseURL+")")
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "Usage: countersign %s\n\n", usage)
+		fs.PrintDefaults()
+	}
+	return fs, dbURL
+}
+
+// parse parses flags, turning a flag mistake into a usage error.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	return nil
+}
+
+// config reads the environment, applies flag overrides and validates.
+func (e *env) config(dbURL string) (config.Config, error) {
+	cfg, err := config.FromEnv(e.getenv)
+	if err != nil {
+		return cfg, usageError{err.Error()}
+	}
+	if dbURL != "" {
+		cfg.DatabaseURL = dbURL
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, usageError{err.Error()}
+	}
+	return cfg, nil
+}
+
+// pool opens the database; it does not migrate.
+func (e *env) pool(cfg config.Config) (*pgxpool.Pool, error) {
+	return app.NewPool(e.ctx, cfg)
+}
+
+func (e *env) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+func cmdMigrate(e *env, args []string) error {
+	fs, dbURL := e.flags("migrate", "migrate [--database-url URL]")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	cfg, err := e.config(*dbURL)
+	if err != nil {
+		return err
+	}
+	if err := migrate(e, cfg); err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, "migrations applied")
+	return nil
+}
+
+func migrate(e *env, cfg config.Config) error {
+	if err := migrations.EnsureDatabase(e.ctx, cfg.DatabaseURL); err != nil {
+		return err
+	}
+	pool, err := e.pool(cfg)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return migrations.Up(e.ctx, pool)
+}
+
+func cmdServe(e *env, args []string) error {
+	fs, dbURL := e.flags("serve", "serve [--web-only | --worker-only] [--addr :8080] [--workers N]")
+	webOnly := fs.Bool("web-only", false, "serve the console and API only; run no jobs")
+	workerOnly := fs.Bool("worker-only", false, "run jobs only; serve no HTTP")
+	addr := fs.String("addr", "", "listen address (default $COUNTERSIGN_ADDR or :8080)")
+	workers := fs.Int("workers", 0, "River workers in this process (default $COUNTERSIGN_WORKERS or 20)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *webOnly && *workerOnly {
+		return usagef("--web-only and --worker-only exclude each other")
+	}
+	cfg, err := e.config(*dbURL)
+	if err != nil {
+		return err
+	}
+	if *addr != "" {
+		cfg.Addr = *addr
+	}
+	if *workers != 0 {
+		cfg.Workers = *workers
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageError{err.Error()}
+	}
+	return serve(e, cfg, app.Options{Web: !*workerOnly, Worker: !*webOnly}, nil)
+}
+
+// serve runs a process until the context ends; background, when set, runs
+// beside it (the demo's run generator).
+func serve(e *env, cfg config.Config, opts app.Options, background func(ctx context.Context, a *app.App)) error {
+	pool, err := e.pool(cfg)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if n, err := migrations.Pending(e.ctx, pool); err != nil || n > 0 {
+		return fmt.Errorf("the database schema is not current (%d migrations pending); run countersign migrate", n)
+	}
+	opts.Logger = e.logger()
+	a, err := app.New(cfg, pool, opts)
+	if err != nil {
+		return err
+	}
+	if background != nil {
+		go background(e.ctx, a)
+	}
+	return a.Run(e.ctx)
+}
+
+// oneArg returns the single positional argument a command takes.
+func oneArg(fs *flag.FlagSet, what string) (string, error) {
+	if fs.NArg() != 1 {
+		return "", usagef("expected one argument, %s", what)
+	}
+	return strings.TrimSpace(fs.Arg(0)), nil
+}

@@ -1,0 +1,198 @@
+// Package app wires Countersign's parts into a process: the database pool,
+// River, the engine, the policy cache, the notification listener and the web
+// server. cmd/countersign and the end-to-end tests start processes through it.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/countersign/countersign/internal/ai"
+	"github.com/countersign/countersign/internal/config"
+	"github.com/countersign/countersign/internal/demo"
+	"github.com/countersign/countersign/internal/notify"
+	"github.com/countersign/countersign/internal/policystore"
+	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/jobs"
+	"github.com/countersign/countersign/web"
+)
+
+// Options say what a process runs.
+type Options struct {
+	Web    bool
+	Worker bool
+	Logger *slog.Logger
+	// Listener, when set, is where the web side serves (tests pass :0).
+	Listener net.Listener
+	// Register adds workflows beyond the demo ones (tests use it).
+	Register func(r *workflow.Registry, model *ai.Offline)
+	// Model overrides the configured provider (tests use it).
+	Model ai.Provider
+}
+
+// App is one Countersign process.
+type App struct {
+	Config   config.Config
+	Pool     *pgxpool.Pool
+	River    *river.Client[pgx.Tx]
+	Engine   *workflow.Engine
+	Policies *policystore.Cache
+	Notify   *notify.Listener
+	Web      *web.Server
+	opts     Options
+	logger   *slog.Logger
+}
+
+// NewPool opens a pool sized for River's workers, its listener and the web side.
+func NewPool(ctx context.Context, cfg config.Config) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
+	}
+	pc.MaxConns = int32(cfg.Workers + 12)
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("open database pool: %w", err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	return pool, nil
+}
+
+// New builds a process on an open pool. It starts nothing; call Run.
+func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	offline := ai.NewOffline()
+	model := opts.Model
+	if model == nil {
+		model = ai.Provider(offline)
+		if cfg.ModelProvider == "openai" {
+			p, err := ai.NewOpenAI(ai.OpenAIConfig{BaseURL: cfg.ModelBaseURL, APIKey: cfg.ModelAPIKey,
+				Model: cfg.ModelName, Timeout: cfg.ModelTimeout, MaxRetries: 2})
+			if err != nil {
+				return nil, err
+			}
+			model = p
+		}
+	}
+	registry := workflow.NewRegistry()
+	demo.Register(registry, offline)
+	if opts.Register != nil {
+		opts.Register(registry, offline)
+	}
+	policies := policystore.NewCache(pool, 30*time.Second)
+	engine := workflow.New(workflow.Config{Pool: pool, Registry: registry, Policies: policies, Model: model, Logger: logger})
+
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &jobs.RunWorker{Engine: engine})
+	rc := &river.Config{
+		Workers:              workers,
+		JobTimeout:           jobs.RunTimeout,
+		RescueStuckJobsAfter: max(cfg.RescueAfter, time.Second),
+		MaxAttempts:          jobs.RunMaxAttempts,
+		// A resumed run should start within milliseconds of the decision's
+		// commit: fetch as soon as River's insert notification arrives.
+		FetchCooldown:     2 * time.Millisecond,
+		FetchPollInterval: 500 * time.Millisecond,
+		Logger:            slog.New(slog.NewTextHandler(discard{}, nil)),
+	}
+	if cfg.RescueAfter <= jobs.RunTimeout {
+		rc.JobTimeout = cfg.RescueAfter / 2
+	}
+	if opts.Worker {
+		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}}
+	}
+	client, err := river.NewClient(riverpgxv5.New(pool), rc)
+	if err != nil {
+		return nil, fmt.Errorf("river client: %w", err)
+	}
+	engine.SetEnqueuer(jobs.Enqueuer{Client: client})
+
+	a := &App{Config: cfg, Pool: pool, River: client, Engine: engine, Policies: policies,
+		Notify: notify.NewListener(pool, logger), opts: opts, logger: logger}
+	if opts.Web {
+		a.Web = web.New(pool, engine, logger)
+	}
+	return a, nil
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// Run serves until ctx ends, then stops gracefully: the web side drains its
+// requests and River lets running jobs finish for a while before cancelling them.
+func (a *App) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer func() { stopBG(); wg.Wait() }()
+	wg.Add(2)
+	go func() { defer wg.Done(); a.Notify.Run(bg) }()
+	go func() { defer wg.Done(); a.Policies.Follow(bg, a.Notify) }()
+
+	errc := make(chan error, 2)
+	if a.opts.Worker {
+		if err := a.River.Start(bg); err != nil {
+			return fmt.Errorf("start river: %w", err)
+		}
+		a.logger.Info("worker started", "workers", a.Config.Workers)
+	}
+	var srv *http.Server
+	if a.opts.Web {
+		ln := a.opts.Listener
+		if ln == nil {
+			var err error
+			if ln, err = net.Listen("tcp", a.Config.Addr); err != nil {
+				return fmt.Errorf("listen on %s: %w", a.Config.Addr, err)
+			}
+		}
+		srv = &http.Server{Handler: a.Web.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		a.logger.Info("web started", "addr", "http://"+ln.Addr().String())
+		go func() {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	a.logger.Info("stopping")
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = srv.Shutdown(sctx)
+		cancel()
+	}
+	if a.opts.Worker {
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := a.River.Stop(sctx); err != nil {
+			a.logger.Warn("jobs still running after the soft stop; cancelling them", "err", err)
+			cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_ = a.River.StopAndCancel(cctx)
+			ccancel()
+		}
+		cancel()
+	}
+	return runErr
+}

@@ -1,0 +1,117 @@
+// Package config reads Countersign's settings from the environment; command
+// flags override them. Invalid settings are reported in one line.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is every setting a process needs.
+type Config struct {
+	DatabaseURL string // DATABASE_URL
+	Addr        string // COUNTERSIGN_ADDR, the web listener
+
+	Workers     int           // COUNTERSIGN_WORKERS, River workers per process
+	RescueAfter time.Duration // COUNTERSIGN_RESCUE_AFTER: a job running longer is presumed crashed
+
+	// Model provider: "offline" (the default) or "openai" for any
+	// OpenAI-compatible server.
+	ModelProvider string        // COUNTERSIGN_MODEL_PROVIDER
+	ModelBaseURL  string        // COUNTERSIGN_MODEL_BASE_URL (OPENAI_BASE_URL)
+	ModelAPIKey   string        // COUNTERSIGN_MODEL_API_KEY (OPENAI_API_KEY)
+	ModelName     string        // COUNTERSIGN_MODEL
+	ModelTimeout  time.Duration // COUNTERSIGN_MODEL_TIMEOUT
+}
+
+// Defaults.
+const (
+	DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/countersign?sslmode=disable"
+	DefaultAddr        = ":8080"
+)
+
+// FromEnv reads the environment through getenv (os.Getenv in production).
+func FromEnv(getenv func(string) string) (Config, error) {
+	get := func(key, def string) string {
+		if v := strings.TrimSpace(getenv(key)); v != "" {
+			return v
+		}
+		return def
+	}
+	c := Config{
+		DatabaseURL:   get("DATABASE_URL", DefaultDatabaseURL),
+		Addr:          get("COUNTERSIGN_ADDR", DefaultAddr),
+		ModelProvider: get("COUNTERSIGN_MODEL_PROVIDER", "offline"),
+		ModelBaseURL:  get("COUNTERSIGN_MODEL_BASE_URL", getenv("OPENAI_BASE_URL")),
+		ModelAPIKey:   get("COUNTERSIGN_MODEL_API_KEY", getenv("OPENAI_API_KEY")),
+		ModelName:     get("COUNTERSIGN_MODEL", ""),
+	}
+	var err error
+	if c.Workers, err = intVar(get, "COUNTERSIGN_WORKERS", 20); err != nil {
+		return c, err
+	}
+	if c.RescueAfter, err = durationVar(get, "COUNTERSIGN_RESCUE_AFTER", 15*time.Minute); err != nil {
+		return c, err
+	}
+	if c.ModelTimeout, err = durationVar(get, "COUNTERSIGN_MODEL_TIMEOUT", 60*time.Second); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// Validate reports the first invalid setting.
+func (c Config) Validate() error {
+	u, err := url.Parse(c.DatabaseURL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+		return fmt.Errorf("DATABASE_URL must be a postgres:// URL, got %q", c.DatabaseURL)
+	}
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("COUNTERSIGN_ADDR must be host:port or :port, got %q", c.Addr)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("COUNTERSIGN_ADDR has an invalid port %q", port)
+	}
+	if c.Workers < 1 || c.Workers > 1000 {
+		return fmt.Errorf("COUNTERSIGN_WORKERS must be between 1 and 1000, got %d", c.Workers)
+	}
+	if c.RescueAfter < 2*time.Second {
+		return fmt.Errorf("COUNTERSIGN_RESCUE_AFTER must be at least 2s, got %s", c.RescueAfter)
+	}
+	switch c.ModelProvider {
+	case "offline":
+	case "openai":
+		if c.ModelName == "" {
+			return errors.New("COUNTERSIGN_MODEL is required with COUNTERSIGN_MODEL_PROVIDER=openai")
+		}
+		if c.ModelBaseURL != "" {
+			if u, err := url.Parse(c.ModelBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+				return fmt.Errorf("COUNTERSIGN_MODEL_BASE_URL must be an http(s) URL, got %q", c.ModelBaseURL)
+			}
+		}
+	default:
+		return fmt.Errorf("COUNTERSIGN_MODEL_PROVIDER must be offline or openai, got %q", c.ModelProvider)
+	}
+	return nil
+}
+
+func intVar(get func(string, string) string, key string, def int) (int, error) {
+	v := get(key, strconv.Itoa(def))
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s must be a whole number, got %q", key, v)
+	}
+	return n, nil
+}
+
+func durationVar(get func(string, string) string, key string, def time.Duration) (time.Duration, error) {
+	v := get(key, def.String())
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s must be a positive duration such as 30s or 15m, got %q", key, v)
+	}
+	return d, nil
+}

@@ -1,0 +1,83 @@
+package demo
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/countersign/countersign/internal/workflow"
+)
+
+var (
+	customers = []string{"ada@example.com", "grace@example.org", "linus@example.net", "margaret@example.com", "alan@example.org"}
+	subjects  = []struct{ subject, body string }{
+		{"Refund for broken kettle", "The kettle arrived broken. I would like a refund."},
+		{"Charged twice", "I was charged twice for order 5521, please refund one charge."},
+		{"Cannot login", "I forgot my password and cannot login to my account."},
+		{"How do I export invoices?", "How do I export my invoices as PDF?"},
+		{"Delivery time", "When will my order ship? It has been a week."},
+		{"Feature request", "It would be nice to have a dark mode."},
+	}
+	companies = []struct {
+		name      string
+		employees int
+		industry  string
+	}{{"Initech", 120, ""}, {"Globex", 900, ""}, {"Umbrella", 4000, "Healthcare"}, {"Hooli", 45, ""}, {"Vandelay Industries", 12, "Logistics"}}
+	documents = []struct{ title, text string }{
+		{"Pricing page", "Our pricing is simple. Teh basic plan costs $10 a month."},
+		{"Onboarding email", "Welcome aboard! You will recieve your login details untill tomorrow."},
+		{"Release notes", "This release fixes an issue that occured when exporting reports."},
+		{"Privacy notice", "We keep your data seperate from other customers."},
+		{"About us", "We build tools for careful teams."},
+	}
+)
+
+// Input returns the nth demo run: which workflow, its business key and input.
+// The stream is varied enough that every tier of the demo policy gets work.
+func Input(n int, prefix string) (wf, key string, input json.RawMessage) {
+	var v any
+	switch n % 3 {
+	case 0:
+		s := subjects[n%len(subjects)]
+		total := float64(20 + (n*137)%900)
+		v = Ticket{ID: fmt.Sprintf("T-%d", 1000+n), Customer: customers[n%len(customers)], Subject: s.subject, Body: s.body, OrderTotal: total}
+		wf, key = "support_triage", fmt.Sprintf("%sticket-%d", prefix, 1000+n)
+	case 1:
+		c := companies[n%len(companies)]
+		v = Lead{ID: fmt.Sprintf("L-%d", 2000+n), Company: c.name, Email: fmt.Sprintf("contact%d@%s.example", n, c.name[:3]), Employees: c.employees, Industry: c.industry}
+		wf, key = "lead_enrichment", fmt.Sprintf("%slead-%d", prefix, 2000+n)
+	default:
+		d := documents[n%len(documents)]
+		v = Document{ID: fmt.Sprintf("D-%d", 3000+n), Title: d.title, Text: d.text}
+		wf, key = "content_review", fmt.Sprintf("%sdoc-%d", prefix, 3000+n)
+	}
+	input, _ = json.Marshal(v)
+	return wf, key, input
+}
+
+// Stream starts a demo run every interval until ctx ends. Keys carry the
+// start time so that a restarted demo starts new runs instead of finding old ones.
+func Stream(ctx context.Context, engine *workflow.Engine, interval time.Duration, logger *slog.Logger) {
+	prefix := fmt.Sprintf("demo-%s-", time.Now().UTC().Format("0102T150405"))
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for n := 0; ; n++ {
+		wf, key, input := Input(n, prefix)
+		run, _, err := engine.Start(ctx, workflow.StartParams{Workflow: wf, BusinessKey: key, Input: input, StartedBy: "demo"})
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			logger.Warn("demo run not started", "workflow", wf, "err", err)
+		} else {
+			logger.Info("demo run started", "workflow", wf, "key", key, "run", run.ID)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,176 @@
+// Package demo holds the demo workflows, their offline model, and the stream
+// of demo runs that `countersign demo` keeps flowing. Every workflow goes
+// collect_context → propose_change → run_checks → request_approval →
+// apply_change → summarize_result, and proposes again when a reviewer
+// requests changes.
+package demo
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/countersign/countersign/internal/ai"
+	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/workflow"
+)
+
+// Register adds the three demo workflows to r and their generators to model.
+func Register(r *workflow.Registry, model *ai.Offline) {
+	workflow.Register(r, "support_triage", SupportTriage, workflow.Options{
+		Description: "Classify a support ticket and propose a reply, a ticket update or a refund.",
+		MaxSteps:    30, Example: Ticket{ID: "T-1001", Customer: "ada@example.com", Subject: "Refund please", Body: "My order arrived broken, I want a refund.", OrderTotal: 120},
+	})
+	workflow.Register(r, "lead_enrichment", LeadEnrichment, workflow.Options{
+		Description: "Propose CRM field updates for a new lead.",
+		MaxSteps:    30, Example: Lead{ID: "L-2001", Company: "Initech", Email: "bill@initech.example", Employees: 120},
+	})
+	workflow.Register(r, "content_review", ContentReview, workflow.Options{
+		Description: "Propose edits to a document, shown as a diff.",
+		MaxSteps:    30, Example: Document{ID: "D-3001", Title: "Pricing page", Text: "Our pricing is simple. Teh basic plan costs $10."},
+	})
+	model.Handle("support_triage.propose", offlineTriage)
+	model.Handle("lead_enrichment.propose", offlineEnrich)
+	model.Handle("content_review.propose", offlineReview)
+	model.Handle("summarize", offlineSummary)
+}
+
+// Proposal is what a model proposes: the action and its rationale.
+type Proposal struct {
+	Kind       string         `json:"kind"`
+	Target     string         `json:"target"`
+	Summary    string         `json:"summary"`
+	Params     map[string]any `json:"params"`
+	Current    map[string]any `json:"current,omitempty"`
+	Risk       string         `json:"risk"`
+	Reversible bool           `json:"reversible"`
+	Cost       float64        `json:"estimated_cost"`
+	Rationale  string         `json:"rationale"`
+}
+
+// Result is a demo run's output.
+type Result struct {
+	Action    string         `json:"action"`
+	Verdict   string         `json:"verdict"`
+	Params    map[string]any `json:"params"`
+	OutboxID  int64          `json:"outbox_id"`
+	Summary   string         `json:"summary"`
+	Proposals int            `json:"proposals"`
+}
+
+// pipeline is the shape all three demo workflows share; each supplies its
+// context lookup and its checks.
+func pipeline[C any](ctx context.Context, task string, collect func() C, checks func(C, Proposal) []workflow.Check) (Result, error) {
+	c, err := workflow.Step(ctx, "collect_context", func(context.Context) (C, error) { return collect(), nil })
+	if err != nil {
+		return Result{}, err
+	}
+	feedback := ""
+	for round := 1; ; round++ {
+		input, _ := json.Marshal(map[string]any{"context": c, "feedback": feedback, "round": round})
+		p, err := workflow.Generate[Proposal](ctx, "propose_change", ai.Request{
+			Task: task, Input: input,
+			Messages: []ai.Message{
+				{Role: "system", Content: "Propose one change as JSON: kind, target, summary, params, current, risk, reversible, estimated_cost, rationale."},
+				{Role: "user", Content: string(input)},
+			},
+		})
+		if err != nil {
+			return Result{}, err
+		}
+		action, err := workflow.Step(ctx, "run_checks", func(context.Context) (workflow.Action, error) {
+			return workflow.Action{Kind: p.Kind, Target: p.Target, Summary: p.Summary, Params: p.Params,
+				Current: p.Current, Risk: p.Risk, Reversible: p.Reversible, EstimatedCost: p.Cost,
+				Rationale: p.Rationale, Checks: checks(c, p)}, nil
+		})
+		if err != nil {
+			return Result{}, err
+		}
+		d, err := workflow.RequestApproval(ctx, action)
+		if err != nil {
+			return Result{}, err
+		}
+		if d.ChangesRequested() {
+			feedback = d.Reason
+			continue
+		}
+		id, err := workflow.Effect(ctx, "apply_change", func(ctx context.Context, ec workflow.EffectContext) (int64, error) {
+			return store.OutboxInsert(ctx, ec.Tx, ec.Key, workflow.RunID(ctx), action.Kind, d.Params)
+		})
+		if err != nil {
+			return Result{}, err
+		}
+		in, _ := json.Marshal(map[string]any{"kind": action.Kind, "target": action.Target, "verdict": d.Verdict, "actor": d.Actor})
+		sum, err := workflow.Generate[struct {
+			Summary string `json:"summary"`
+		}](ctx, "summarize_result", ai.Request{Task: "summarize", Input: in,
+			Messages: []ai.Message{{Role: "user", Content: "Summarize in one sentence what was done: " + string(in)}}})
+		if err != nil {
+			return Result{}, err
+		}
+		return Result{Action: action.Kind, Verdict: d.Verdict, Params: d.Params, OutboxID: id,
+			Summary: sum.Summary, Proposals: round}, nil
+	}
+}
+
+// Ticket is support_triage's input.
+type Ticket struct {
+	ID         string  `json:"ticket_id"`
+	Customer   string  `json:"customer"`
+	Subject    string  `json:"subject"`
+	Body       string  `json:"body"`
+	OrderTotal float64 `json:"order_total"`
+}
+
+// SupportTriage classifies a ticket and proposes a reply, an update or a refund.
+func SupportTriage(ctx context.Context, t Ticket) (Result, error) {
+	return pipeline(ctx, "support_triage.propose", func() Ticket { return t },
+		func(t Ticket, p Proposal) []workflow.Check {
+			amount, _ := p.Params["amount"].(float64)
+			return []workflow.Check{
+				{Name: "customer on file", Passed: t.Customer != "", Detail: t.Customer},
+				{Name: "refund within order total", Passed: amount <= t.OrderTotal,
+					Detail: fmt.Sprintf("refund %.2f of order %.2f", amount, t.OrderTotal)},
+			}
+		})
+}
+
+// Lead is lead_enrichment's input.
+type Lead struct {
+	ID        string `json:"lead_id"`
+	Company   string `json:"company"`
+	Email     string `json:"email"`
+	Employees int    `json:"employees"`
+	Industry  string `json:"industry,omitempty"`
+}
+
+// LeadEnrichment proposes CRM field updates for a lead.
+func LeadEnrichment(ctx context.Context, l Lead) (Result, error) {
+	return pipeline(ctx, "lead_enrichment.propose", func() Lead { return l },
+		func(l Lead, p Proposal) []workflow.Check {
+			fields, _ := p.Params["fields"].(map[string]any)
+			return []workflow.Check{
+				{Name: "lead exists", Passed: l.ID != "", Detail: l.ID},
+				{Name: "no more than 3 fields", Passed: len(fields) <= 3, Detail: fmt.Sprintf("%d fields", len(fields))},
+			}
+		})
+}
+
+// Document is content_review's input.
+type Document struct {
+	ID    string `json:"doc_id"`
+	Title string `json:"title"`
+	Text  string `json:"text"`
+}
+
+// ContentReview proposes edits to a document.
+func ContentReview(ctx context.Context, d Document) (Result, error) {
+	return pipeline(ctx, "content_review.propose", func() Document { return d },
+		func(d Document, p Proposal) []workflow.Check {
+			text, _ := p.Params["text"].(string)
+			return []workflow.Check{
+				{Name: "document not empty after edit", Passed: len(text) > 0},
+				{Name: "length change under 50%", Passed: len(text)*2 >= len(d.Text), Detail: fmt.Sprintf("%d → %d characters", len(d.Text), len(text))},
+			}
+		})
+}

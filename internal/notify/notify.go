@@ -1,0 +1,98 @@
+// Package notify holds one LISTEN connection per process on the countersign
+// channel and fans its messages out to in-process subscribers (live pages,
+// the policy cache). Slow subscribers miss messages rather than block others.
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Message is one notification.
+type Message struct {
+	Type   string `json:"type"` // run, request, decision, policy, batch
+	ID     string `json:"id"`
+	RunID  string `json:"run_id,omitempty"`
+	Status string `json:"status,omitempty"`
+	Tier   string `json:"tier,omitempty"`
+}
+
+// Listener fans notifications out to subscribers.
+type Listener struct {
+	pool   *pgxpool.Pool
+	logger *slog.Logger
+
+	mu   sync.Mutex
+	subs map[chan Message]struct{}
+}
+
+// NewListener returns a listener; call Run to start it.
+func NewListener(pool *pgxpool.Pool, logger *slog.Logger) *Listener {
+	return &Listener{pool: pool, logger: logger, subs: map[chan Message]struct{}{}}
+}
+
+// Subscribe returns a channel of messages and a function to stop receiving.
+func (l *Listener) Subscribe(buffer int) (<-chan Message, func()) {
+	ch := make(chan Message, buffer)
+	l.mu.Lock()
+	l.subs[ch] = struct{}{}
+	l.mu.Unlock()
+	return ch, func() {
+		l.mu.Lock()
+		delete(l.subs, ch)
+		l.mu.Unlock()
+	}
+}
+
+// Run listens until ctx ends, reconnecting after a lost connection.
+func (l *Listener) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		if err := l.listen(ctx); err != nil && ctx.Err() == nil {
+			l.logger.Warn("notification listener lost its connection; reconnecting", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+func (l *Listener) listen(ctx context.Context) error {
+	conn, err := l.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// A LISTEN connection must not go back to the pool still listening.
+	pc := conn.Hijack()
+	defer pc.Close(context.WithoutCancel(ctx)) //nolint:errcheck
+	if _, err := pc.Exec(ctx, "LISTEN countersign"); err != nil {
+		return err
+	}
+	for {
+		n, err := pc.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		var m Message
+		if err := json.Unmarshal([]byte(n.Payload), &m); err != nil {
+			continue
+		}
+		l.publish(m)
+	}
+}
+
+func (l *Listener) publish(m Message) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for ch := range l.subs {
+		select {
+		case ch <- m:
+		default:
+		}
+	}
+}

@@ -1,0 +1,129 @@
+// Package policystore keeps policy versions in the database: activating one is
+// an audited act, and every process picks up a new active version without a
+// restart, through LISTEN/NOTIFY with a short poll as a backstop.
+package policystore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/countersign/countersign/internal/notify"
+	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/policy"
+)
+
+// Apply validates src and activates it as a new version, recording the act in
+// the audit log in the same transaction. A document that does not load is
+// refused with its *policy.LoadError and the active policy stays.
+func Apply(ctx context.Context, pool *pgxpool.Pool, src []byte, actor string) (*store.PolicyVersion, error) {
+	if _, err := policy.Load(src); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(src)
+	sha := hex.EncodeToString(sum[:])
+	return store.WithTxV(ctx, pool, func(tx pgx.Tx) (*store.PolicyVersion, error) {
+		prev, err := store.PolicyGetActive(ctx, tx)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		v, err := store.PolicyActivate(ctx, tx, string(src), sha, actor)
+		if err != nil {
+			return nil, err
+		}
+		details := map[string]any{"version": v.Version, "sha256": sha}
+		if prev != nil {
+			details["previous_version"] = prev.Version
+		}
+		if _, err := store.AuditAppend(ctx, tx, actor, "policy.activated", "policy", fmt.Sprint(v.Version), nil, details); err != nil {
+			return nil, err
+		}
+		b, _ := json.Marshal(notify.Message{Type: "policy", ID: fmt.Sprint(v.Version)})
+		return v, store.Notify(ctx, tx, string(b))
+	})
+}
+
+// Compile loads a stored version into an evaluable policy.
+func Compile(v *store.PolicyVersion) (*policy.Policy, error) {
+	p, err := policy.Load([]byte(v.Source))
+	if err != nil {
+		return nil, fmt.Errorf("stored policy version %d does not load: %w", v.Version, err)
+	}
+	p.Version = v.Version
+	return p, nil
+}
+
+// Cache serves the active policy from memory and refreshes it when a policy
+// notification arrives or the poll interval passes.
+type Cache struct {
+	pool *pgxpool.Pool
+	poll time.Duration
+
+	mu      sync.Mutex
+	current *policy.Policy
+	loaded  time.Time
+}
+
+// NewCache returns a cache that re-reads the active version at least every poll.
+func NewCache(pool *pgxpool.Pool, poll time.Duration) *Cache {
+	return &Cache{pool: pool, poll: poll}
+}
+
+// Active implements workflow.PolicySource. Before any version is activated it
+// returns policy.Default(): everything explicit.
+func (c *Cache) Active(ctx context.Context) (*policy.Policy, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.current != nil && time.Since(c.loaded) < c.poll {
+		return c.current, nil
+	}
+	v, err := store.PolicyGetActive(ctx, c.pool)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		c.current = policy.Default()
+	case err != nil:
+		if c.current != nil {
+			return c.current, nil // keep deciding with what we have
+		}
+		return nil, err
+	case c.current == nil || c.current.Version != v.Version:
+		p, err := Compile(v)
+		if err != nil {
+			return nil, err
+		}
+		c.current = p
+	}
+	c.loaded = time.Now()
+	return c.current, nil
+}
+
+// Invalidate makes the next Active read the database.
+func (c *Cache) Invalidate() {
+	c.mu.Lock()
+	c.current = nil
+	c.mu.Unlock()
+}
+
+// Follow invalidates the cache on every policy notification until ctx ends.
+func (c *Cache) Follow(ctx context.Context, l *notify.Listener) {
+	msgs, stop := l.Subscribe(16)
+	defer stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-msgs:
+			if m.Type == "policy" {
+				c.Invalidate()
+			}
+		}
+	}
+}

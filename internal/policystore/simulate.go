@@ -1,0 +1,121 @@
+package policystore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/policy"
+)
+
+// Move is one request that a candidate policy would put in another tier.
+type Move struct {
+	RequestID string `json:"request_id"`
+	Summary   string `json:"summary"`
+	Workflow  string `json:"workflow"`
+	From      string `json:"from"`
+	To        string `json:"to"`
+	FromRule  string `json:"from_rule"`
+	ToRule    string `json:"to_rule"`
+	Verdict   string `json:"verdict,omitempty"`
+}
+
+// TierCount is how many requests the recorded and candidate policies put in a tier.
+type TierCount struct {
+	Tier      string `json:"tier"`
+	Recorded  int    `json:"recorded"`
+	Candidate int    `json:"candidate"`
+	MovedIn   int    `json:"moved_in"`
+	MovedOut  int    `json:"moved_out"`
+	// LoosenedRejected counts requests moved into this tier from a stricter
+	// one that humans had rejected: what the change would have let through.
+	LoosenedRejected int `json:"loosened_rejected"`
+}
+
+// Simulation is what replaying history against a candidate policy found.
+type Simulation struct {
+	Since    time.Time   `json:"since"`
+	Requests int         `json:"requests"`
+	Moved    int         `json:"moved"`
+	Loosened int         `json:"loosened"` // moved to a less strict tier
+	// RiskyLoosened counts loosened requests that humans had rejected.
+	RiskyLoosened int         `json:"risky_loosened"`
+	Tiers         []TierCount `json:"tiers"`
+	Examples      []Move      `json:"examples"`
+}
+
+// maxExamples bounds the examples kept per kind of move.
+const maxExamples = 5
+
+// Simulate replays the approval requests recorded since `since` against the
+// candidate policy, at the time each was made, and counts what would move.
+func Simulate(ctx context.Context, db store.DBTX, candidate *policy.Policy, since time.Time) (*Simulation, error) {
+	sim := &Simulation{Since: since}
+	counts := map[string]*TierCount{}
+	for _, t := range []policy.Tier{policy.Explicit, policy.Batched, policy.Auto} {
+		tc := &TierCount{Tier: string(t)}
+		counts[string(t)] = tc
+		sim.Tiers = append(sim.Tiers, *tc)
+	}
+	perMove := map[string]int{}
+	var risky []Move
+	err := store.SimulationRows(ctx, db, since, func(row *store.SimulationRow) error {
+		r := row.Request
+		var a struct {
+			policy.Action
+		}
+		if err := json.Unmarshal(r.Action, &a); err != nil {
+			return fmt.Errorf("request %s: decode action: %w", r.ID, err)
+		}
+		var input map[string]any
+		_ = json.Unmarshal(row.RunInput, &input)
+		d, err := policy.Evaluate(candidate, policy.Input{
+			Action: a.Action,
+			Run:    policy.Run{Workflow: r.Workflow, BusinessKey: row.BusinessKey, Input: input},
+			Now:    r.CreatedAt,
+		})
+		if err != nil {
+			return err
+		}
+		sim.Requests++
+		from, to := counts[r.Tier], counts[string(d.Tier)]
+		from.Recorded++
+		to.Candidate++
+		if r.Tier == string(d.Tier) {
+			return nil
+		}
+		sim.Moved++
+		from.MovedOut++
+		to.MovedIn++
+		m := Move{RequestID: r.ID, Summary: r.Summary, Workflow: r.Workflow, From: r.Tier, To: string(d.Tier),
+			FromRule: r.Rule, ToRule: d.Rule, Verdict: row.Verdict}
+		if d.Tier.Rank() > policy.Tier(r.Tier).Rank() {
+			sim.Loosened++
+			if row.Verdict == "reject" {
+				sim.RiskyLoosened++
+				to.LoosenedRejected++
+				if len(risky) < maxExamples {
+					risky = append(risky, m)
+				}
+				return nil
+			}
+		}
+		key := m.From + ">" + m.To
+		if perMove[key] < maxExamples {
+			perMove[key]++
+			sim.Examples = append(sim.Examples, m)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Rejected requests the change would loosen are the ones to look at first.
+	sim.Examples = append(risky, sim.Examples...)
+	for i := range sim.Tiers {
+		sim.Tiers[i] = *counts[sim.Tiers[i].Tier]
+	}
+	return sim, nil
+}

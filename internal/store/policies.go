@@ -1,0 +1,134 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// PolicyVersion is one stored policy document.
+type PolicyVersion struct {
+	Version     int        `json:"version"`
+	Source      string     `json:"source"`
+	SHA256      string     `json:"sha256"`
+	CreatedBy   string     `json:"created_by"`
+	CreatedAt   time.Time  `json:"created_at"`
+	Active      bool       `json:"active"`
+	ActivatedBy *string    `json:"activated_by,omitempty"`
+	ActivatedAt *time.Time `json:"activated_at,omitempty"`
+}
+
+const policyColumns = `version, source, sha256, created_by, created_at, active, activated_by, activated_at`
+
+func scanPolicies(ctx context.Context, db DBTX, sql string, args ...any) ([]*PolicyVersion, error) {
+	rows, err := db.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("query policies: %w", err)
+	}
+	defer rows.Close()
+	var out []*PolicyVersion
+	for rows.Next() {
+		var p PolicyVersion
+		if err := rows.Scan(&p.Version, &p.Source, &p.SHA256, &p.CreatedBy, &p.CreatedAt, &p.Active,
+			&p.ActivatedBy, &p.ActivatedAt); err != nil {
+			return nil, fmt.Errorf("scan policy: %w", err)
+		}
+		out = append(out, &p)
+	}
+	return out, rows.Err()
+}
+
+// PolicyActivate stores a new version and makes it the only active one.
+func PolicyActivate(ctx context.Context, db DBTX, source, sha, actor string) (*PolicyVersion, error) {
+	if _, err := db.Exec(ctx, `LOCK TABLE policies IN SHARE ROW EXCLUSIVE MODE`); err != nil {
+		return nil, fmt.Errorf("lock policies: %w", err)
+	}
+	if _, err := db.Exec(ctx, `UPDATE policies SET active = false WHERE active`); err != nil {
+		return nil, fmt.Errorf("deactivate policy: %w", err)
+	}
+	ps, err := scanPolicies(ctx, db, `
+		INSERT INTO policies (source, sha256, created_by, active, activated_by, activated_at)
+		VALUES ($1, $2, $3, true, $3, now()) RETURNING `+policyColumns, source, sha, actor)
+	if err != nil {
+		return nil, fmt.Errorf("insert policy: %w", err)
+	}
+	return ps[0], nil
+}
+
+// PolicyGetActive returns the active policy. Returns ErrNotFound when none has
+// been activated.
+func PolicyGetActive(ctx context.Context, db DBTX) (*PolicyVersion, error) {
+	ps, err := scanPolicies(ctx, db, `SELECT `+policyColumns+` FROM policies WHERE active`)
+	if err != nil {
+		return nil, err
+	}
+	if len(ps) == 0 {
+		return nil, ErrNotFound
+	}
+	return ps[0], nil
+}
+
+// PolicyGet returns one version. Returns ErrNotFound if it does not exist.
+func PolicyGet(ctx context.Context, db DBTX, version int) (*PolicyVersion, error) {
+	ps, err := scanPolicies(ctx, db, `SELECT `+policyColumns+` FROM policies WHERE version = $1`, version)
+	if err != nil {
+		return nil, err
+	}
+	if len(ps) == 0 {
+		return nil, ErrNotFound
+	}
+	return ps[0], nil
+}
+
+// PolicyList returns every version, newest first.
+func PolicyList(ctx context.Context, db DBTX) ([]*PolicyVersion, error) {
+	return scanPolicies(ctx, db, `SELECT `+policyColumns+` FROM policies ORDER BY version DESC`)
+}
+
+// RequestListSince returns the human and automatic requests made since t, in
+// order, for simulating a policy against them.
+func RequestListSince(ctx context.Context, db DBTX, since time.Time, limit int) ([]*Request, error) {
+	return queryRequests(ctx, db, `SELECT `+requestColumns+` FROM approval_requests
+		WHERE created_at >= $1 ORDER BY created_at, id LIMIT $2`, since, limit)
+}
+
+// SimulationRow is a recorded request with what a policy may read about its
+// run, and the verdict it got.
+type SimulationRow struct {
+	Request     *Request
+	BusinessKey string
+	RunInput    []byte
+	Verdict     string // "" while undecided
+}
+
+// SimulationRows streams the requests made since t, oldest first, to fn.
+func SimulationRows(ctx context.Context, db DBTX, since time.Time, fn func(*SimulationRow) error) error {
+	cols := strings.ReplaceAll("r."+requestColumns, ", ", ", r.")
+	cols = strings.ReplaceAll(cols, ",\n\t", ",\n\tr.")
+	rows, err := db.Query(ctx, `SELECT `+cols+`, w.business_key, w.input, coalesce(d.verdict, '')
+		FROM approval_requests r
+		JOIN workflow_runs w ON w.id = r.run_id
+		LEFT JOIN decisions d ON d.request_id = r.id
+		WHERE r.created_at >= $1 ORDER BY r.created_at, r.id`, since)
+	if err != nil {
+		return fmt.Errorf("simulation rows: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r Request
+		var row SimulationRow
+		if err := rows.Scan(&r.ID, &r.RunID, &r.StepSeq, &r.Workflow, &r.Tier, &r.Status, &r.ActionKind,
+			&r.Summary, &r.Action, &r.PayloadHash, &r.PolicyVersion, &r.Rule, &r.Reason,
+			&r.ApprovalsRequired, &r.Roles, &r.Deadline, &r.OnTimeout, &r.EscalateTo, &r.EscalatedAt,
+			&r.BatchKey, &r.StartedBy, &r.CreatedAt, &r.DecidedAt, &r.DecidedBy,
+			&row.BusinessKey, &row.RunInput, &row.Verdict); err != nil {
+			return fmt.Errorf("scan simulation row: %w", err)
+		}
+		row.Request = &r
+		if err := fn(&row); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}

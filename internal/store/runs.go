@@ -1,0 +1,253 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Run statuses.
+const (
+	RunQueued       = "queued"
+	RunRunning      = "running"
+	RunWaitingHuman = "waiting_human"
+	RunRetrying     = "retrying"
+	RunFailed       = "failed"
+	RunCompleted    = "completed"
+	RunRejected     = "rejected"
+	RunCancelled    = "cancelled"
+)
+
+// Run is one execution of a workflow.
+type Run struct {
+	ID           string          `json:"id"`
+	Workflow     string          `json:"workflow"`
+	BusinessKey  string          `json:"business_key"`
+	Status       string          `json:"status"`
+	Input        json.RawMessage `json:"input"`
+	Output       json.RawMessage `json:"output,omitempty"`
+	ErrorCode    *string         `json:"error_code,omitempty"`
+	ErrorMessage *string         `json:"error_message,omitempty"`
+	Attempt      int             `json:"attempt"`
+	CurrentStep  string          `json:"current_step"`
+	ResumeSeq    int             `json:"resume_seq"`
+	StepsUsed    int             `json:"steps_used"`
+	ModelCalls   int             `json:"model_calls"`
+	TokensUsed   int             `json:"tokens_used"`
+	StartedBy    string          `json:"started_by"`
+	CreatedAt    time.Time       `json:"created_at"`
+	UpdatedAt    time.Time       `json:"updated_at"`
+	FinishedAt   *time.Time      `json:"finished_at,omitempty"`
+}
+
+const runColumns = `id, workflow, business_key, status, input, output, error_code, error_message,
+	attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by,
+	created_at, updated_at, finished_at`
+
+func scanRun(row pgx.Row) (*Run, error) {
+	var r Run
+	err := row.Scan(&r.ID, &r.Workflow, &r.BusinessKey, &r.Status, &r.Input, &r.Output,
+		&r.ErrorCode, &r.ErrorMessage, &r.Attempt, &r.CurrentStep, &r.ResumeSeq, &r.StepsUsed,
+		&r.ModelCalls, &r.TokensUsed, &r.StartedBy, &r.CreatedAt, &r.UpdatedAt, &r.FinishedAt)
+	if err != nil {
+		return nil, interpret(err)
+	}
+	return &r, nil
+}
+
+// RunInsertParams describes a run to create.
+type RunInsertParams struct {
+	Workflow    string
+	BusinessKey string
+	Input       json.RawMessage
+	StartedBy   string
+}
+
+// RunInsert creates a queued run. It returns the existing run and created=false
+// when the workflow already has a run with that business key.
+func RunInsert(ctx context.Context, db DBTX, p RunInsertParams) (run *Run, created bool, err error) {
+	run, err = scanRun(db.QueryRow(ctx, `
+		INSERT INTO workflow_runs (workflow, business_key, input, started_by)
+		VALUES ($1, $2, $3, $4)
+		ON CONFLICT (workflow, business_key) DO NOTHING
+		RETURNING `+runColumns, p.Workflow, p.BusinessKey, p.Input, p.StartedBy))
+	if err == nil {
+		return run, true, nil
+	}
+	if err != ErrNotFound {
+		return nil, false, fmt.Errorf("insert run: %w", err)
+	}
+	run, err = scanRun(db.QueryRow(ctx, `SELECT `+runColumns+` FROM workflow_runs
+		WHERE workflow = $1 AND business_key = $2`, p.Workflow, p.BusinessKey))
+	if err != nil {
+		return nil, false, fmt.Errorf("get existing run: %w", err)
+	}
+	return run, false, nil
+}
+
+// RunGet returns one run. Returns ErrNotFound if it does not exist.
+func RunGet(ctx context.Context, db DBTX, id string) (*Run, error) {
+	run, err := scanRun(db.QueryRow(ctx, `SELECT `+runColumns+` FROM workflow_runs WHERE id = $1`, id))
+	if err != nil {
+		return nil, fmt.Errorf("get run: %w", err)
+	}
+	return run, nil
+}
+
+// RunGetForUpdate returns one run and locks it until the transaction ends.
+func RunGetForUpdate(ctx context.Context, db DBTX, id string) (*Run, error) {
+	run, err := scanRun(db.QueryRow(ctx, `SELECT `+runColumns+` FROM workflow_runs WHERE id = $1 FOR UPDATE`, id))
+	if err != nil {
+		return nil, fmt.Errorf("lock run: %w", err)
+	}
+	return run, nil
+}
+
+// RunClaim marks a run running for the job of resume sequence seq. It returns
+// ErrNotFound when the run is not in a state that job may work: final, waiting
+// for a human, or already resumed by a later job.
+func RunClaim(ctx context.Context, db DBTX, id string, seq, attempt int) (*Run, error) {
+	run, err := scanRun(db.QueryRow(ctx, `
+		UPDATE workflow_runs SET status = 'running', attempt = $3, updated_at = now()
+		WHERE id = $1 AND resume_seq = $2 AND status IN ('queued', 'retrying', 'running')
+		RETURNING `+runColumns, id, seq, attempt))
+	if err != nil {
+		return nil, fmt.Errorf("claim run: %w", err)
+	}
+	return run, nil
+}
+
+// RunSetStatus moves a run from one of the statuses in from to status. It
+// returns ErrNotFound when the run is not in one of them.
+func RunSetStatus(ctx context.Context, db DBTX, id string, from []string, status string) error {
+	tag, err := db.Exec(ctx, `
+		UPDATE workflow_runs SET status = $3, updated_at = now(),
+			finished_at = CASE WHEN $3 IN ('failed', 'completed', 'rejected', 'cancelled') THEN now() END
+		WHERE id = $1 AND status = ANY($2)`, id, from, status)
+	if err != nil {
+		return fmt.Errorf("set run status: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// RunComplete records a run's output and marks it completed.
+func RunComplete(ctx context.Context, db DBTX, id string, output json.RawMessage) error {
+	tag, err := db.Exec(ctx, `
+		UPDATE workflow_runs SET status = 'completed', output = $2, error_code = NULL, error_message = NULL,
+			updated_at = now(), finished_at = now()
+		WHERE id = $1 AND status = 'running'`, id, output)
+	if err != nil {
+		return fmt.Errorf("complete run: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// RunFail records an error on a run. With status "failed" the run ends; with
+// "retrying" it waits for River's next attempt.
+func RunFail(ctx context.Context, db DBTX, id, status, code, message string) error {
+	tag, err := db.Exec(ctx, `
+		UPDATE workflow_runs SET status = $2, error_code = $3, error_message = $4, updated_at = now(),
+			finished_at = CASE WHEN $2 = 'failed' THEN now() END
+		WHERE id = $1 AND status = 'running'`, id, status, code, message)
+	if err != nil {
+		return fmt.Errorf("fail run: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// RunSuspend marks a running run as waiting for a human.
+func RunSuspend(ctx context.Context, db DBTX, id, currentStep string) error {
+	tag, err := db.Exec(ctx, `
+		UPDATE workflow_runs SET status = 'waiting_human', current_step = $2, updated_at = now()
+		WHERE id = $1 AND status = 'running'`, id, currentStep)
+	if err != nil {
+		return fmt.Errorf("suspend run: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// RunResume moves a waiting run back to queued under a new resume sequence and
+// returns that sequence. Returns ErrNotFound when the run is not waiting.
+func RunResume(ctx context.Context, db DBTX, id string) (int, error) {
+	var seq int
+	err := db.QueryRow(ctx, `
+		UPDATE workflow_runs SET status = 'queued', resume_seq = resume_seq + 1, updated_at = now()
+		WHERE id = $1 AND status = 'waiting_human'
+		RETURNING resume_seq`, id).Scan(&seq)
+	if err != nil {
+		return 0, fmt.Errorf("resume run: %w", interpret(err))
+	}
+	return seq, nil
+}
+
+// RunListParams filters and pages a run listing. Pages are keyset pages: pass
+// the last row's CreatedAt and ID to get the next one.
+type RunListParams struct {
+	Status      string
+	Workflow    string
+	BusinessKey string // prefix match
+	Limit       int
+	AfterTime   *time.Time
+	AfterID     string
+}
+
+// RunList returns runs newest first.
+func RunList(ctx context.Context, db DBTX, p RunListParams) ([]*Run, error) {
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	if p.Status != "" {
+		add("status = $%d", p.Status)
+	}
+	if p.Workflow != "" {
+		add("workflow = $%d", p.Workflow)
+	}
+	if p.BusinessKey != "" {
+		add("business_key LIKE $%d || '%%'", strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(p.BusinessKey))
+	}
+	if p.AfterTime != nil {
+		args = append(args, *p.AfterTime, p.AfterID)
+		where = append(where, fmt.Sprintf("(created_at, id) < ($%d, $%d)", len(args)-1, len(args)))
+	}
+	if p.Limit <= 0 || p.Limit > 500 {
+		p.Limit = 50
+	}
+	q := `SELECT ` + runColumns + ` FROM workflow_runs`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += fmt.Sprintf(" ORDER BY created_at DESC, id DESC LIMIT %d", p.Limit)
+	rows, err := db.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	defer rows.Close()
+	var runs []*Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan run: %w", err)
+		}
+		runs = append(runs, r)
+	}
+	return runs, rows.Err()
+}

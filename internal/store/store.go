@@ -1,0 +1,81 @@
+// Package store holds every SQL statement of Countersign. Functions take a DBTX
+// as their first argument so that one query runs on the pool or inside a
+// transaction; nothing outside this package sees pgx rows.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// DBTX is what a query needs: a pool, a connection or a transaction.
+type DBTX interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Beginner starts transactions (a pool or a connection).
+type Beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// ErrNotFound is returned when a row asked for by id does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict is returned when a row would violate a uniqueness rule.
+var ErrConflict = errors.New("conflict")
+
+// WithTx runs fn in a transaction and commits it when fn returns nil.
+func WithTx(ctx context.Context, db Beginner, fn func(tx pgx.Tx) error) error {
+	_, err := WithTxV(ctx, db, func(tx pgx.Tx) (struct{}, error) { return struct{}{}, fn(tx) })
+	return err
+}
+
+// WithTxV is WithTx for a function that returns a value.
+func WithTxV[T any](ctx context.Context, db Beginner, fn func(tx pgx.Tx) (T, error)) (T, error) {
+	var zero T
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return zero, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+	v, err := fn(tx)
+	if err != nil {
+		return zero, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return zero, fmt.Errorf("commit: %w", err)
+	}
+	return v, nil
+}
+
+// interpret maps driver errors to the store's sentinels.
+func interpret(err error) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrNotFound
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "23505":
+			return fmt.Errorf("%w: %s", ErrConflict, pgErr.ConstraintName)
+		case "22P02": // invalid_text_representation, e.g. a malformed uuid
+			return ErrNotFound
+		}
+	}
+	return err
+}
+
+// Notify queues a message on the countersign channel; PostgreSQL delivers it
+// when the surrounding transaction commits.
+func Notify(ctx context.Context, db DBTX, payload string) error {
+	if _, err := db.Exec(ctx, "SELECT pg_notify('countersign', $1)", payload); err != nil {
+		return fmt.Errorf("notify: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,219 @@
+package workflow
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/policy"
+)
+
+// Action is what a run proposes to do, with everything a reviewer needs to
+// judge it. All of it is model-generated data: the console escapes it.
+type Action struct {
+	Kind          string         `json:"kind"`
+	Target        string         `json:"target"`
+	Summary       string         `json:"summary"`
+	Params        map[string]any `json:"params"`
+	Current       map[string]any `json:"current,omitempty"` // present state, for a diff against Params
+	Risk          string         `json:"risk"`              // low, medium or high
+	Reversible    bool           `json:"reversible"`
+	EstimatedCost float64        `json:"estimated_cost"`
+	Rationale     string         `json:"rationale"`
+	Checks        []Check        `json:"checks,omitempty"`
+}
+
+// Check is one automated check of a proposed action and its result.
+type Check struct {
+	Name   string `json:"name"`
+	Passed bool   `json:"passed"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Verdicts a decision can carry.
+const (
+	Approve        = "approve"
+	Reject         = "reject"
+	Edit           = "edit"
+	RequestChanges = "request_changes"
+)
+
+// Decision is what RequestApproval returns: the verdict and the parameters to
+// apply (the edited ones after an edit).
+type Decision struct {
+	RequestID     string         `json:"request_id"`
+	Verdict       string         `json:"verdict"`
+	Actor         string         `json:"actor"`
+	Reason        string         `json:"reason,omitempty"`
+	Comment       string         `json:"comment,omitempty"`
+	Params        map[string]any `json:"params"`
+	Tier          string         `json:"tier"`
+	Rule          string         `json:"rule"`
+	PolicyVersion int            `json:"policy_version"`
+	DecidedAt     time.Time      `json:"decided_at"`
+}
+
+// Approved reports whether the action may go ahead (approved, or edited and approved).
+func (d Decision) Approved() bool { return d.Verdict == Approve || d.Verdict == Edit }
+
+// ChangesRequested reports whether the reviewer sent the proposal back; the
+// feedback is in Reason.
+func (d Decision) ChangesRequested() bool { return d.Verdict == RequestChanges }
+
+// PayloadHash is the hash that binds a decision to the action the reviewer saw.
+func PayloadHash(raw json.RawMessage) string {
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// RequestApproval is the human gate. It asks the policy: an auto action is
+// approved, recorded and returned at once; a batched or explicit one becomes
+// an approval request, the run waits for a human, and the function unwinds
+// with ErrSuspended (return it as it is). When a decision resumes the run, the
+// replay reaches this call again and it returns that decision. A rejection
+// ends the run; it never returns here.
+func RequestApproval(ctx context.Context, action Action) (Decision, error) {
+	x, err := executionFrom(ctx)
+	if err != nil {
+		return Decision{}, err
+	}
+	if action.Kind == "" || action.Summary == "" {
+		return Decision{}, Permanent(errors.New("RequestApproval: an action needs a kind and a summary"))
+	}
+	s, err := x.next("request_approval", store.StepKindApproval)
+	if err != nil {
+		return Decision{}, err
+	}
+	if s.replayed() {
+		return replay[Decision](s)
+	}
+	if s.prior != nil && s.prior.Status == store.StepWaiting {
+		// Resumed while the request is still open (a rescued job): wait again.
+		return Decision{}, x.suspend(ctx, s, nil, policy.Decision{})
+	}
+	if action.Params == nil {
+		action.Params = map[string]any{}
+	}
+	raw, err := json.Marshal(action)
+	if err != nil {
+		return Decision{}, Permanent(fmt.Errorf("encode action: %w", err))
+	}
+	pol, err := x.engine.policies.Active(ctx)
+	if err != nil {
+		return Decision{}, fmt.Errorf("load policy: %w", err)
+	}
+	var input map[string]any
+	_ = json.Unmarshal(x.run.Input, &input)
+	pd, err := policy.Evaluate(pol, policy.Input{
+		Action: policy.Action{Kind: action.Kind, Target: action.Target, Summary: action.Summary,
+			Params: action.Params, Risk: action.Risk, Reversible: action.Reversible, EstimatedCost: action.EstimatedCost},
+		Run: policy.Run{Workflow: x.run.Workflow, BusinessKey: x.run.BusinessKey, Input: input,
+			Attempt: x.run.Attempt, StepsUsed: s.seq, ModelCalls: x.modelCalls, TokensUsed: x.tokens},
+		Now: x.engine.now(),
+	})
+	if err != nil {
+		return Decision{}, fmt.Errorf("evaluate policy: %w", err)
+	}
+	req := &store.Request{
+		RunID: x.run.ID, StepSeq: s.seq, Workflow: x.run.Workflow, Tier: string(pd.Tier),
+		Status: store.RequestPending, ActionKind: action.Kind, Summary: action.Summary, Action: raw,
+		PayloadHash: PayloadHash(raw), PolicyVersion: pol.Version, Rule: pd.Rule, Reason: pd.Reason,
+		ApprovalsRequired: max(pd.Approvals, 1), Roles: pd.Roles, OnTimeout: pd.OnTimeout,
+		EscalateTo: pd.EscalateTo, BatchKey: pd.BatchKey, StartedBy: x.run.StartedBy,
+	}
+	if pd.Deadline > 0 {
+		d := x.engine.now().Add(pd.Deadline)
+		req.Deadline = &d
+	}
+	if pd.Tier != policy.Auto {
+		return Decision{}, x.suspend(ctx, s, req, pd)
+	}
+
+	actor := "policy:" + pd.Rule
+	req.Status, req.DecidedBy = store.RequestApproved, &actor
+	var dec Decision
+	err = store.WithTx(ctx, x.engine.pool, func(tx pgx.Tx) error {
+		saved, err := store.RequestInsert(ctx, tx, req)
+		if err != nil {
+			return err
+		}
+		if _, err := store.DecisionInsert(ctx, tx, &store.Decision{
+			RequestID: saved.ID, RunID: x.run.ID, Actor: actor, Verdict: Approve, Reason: pd.Reason,
+			PayloadHash: saved.PayloadHash, PolicyVersion: pol.Version, Rule: pd.Rule, Tier: saved.Tier,
+		}); err != nil {
+			return err
+		}
+		if _, err := store.AuditAppend(ctx, tx, actor, "decision.auto", "request", saved.ID, &x.run.ID, map[string]any{
+			"verdict": Approve, "action_kind": action.Kind, "summary": action.Summary, "payload_hash": saved.PayloadHash,
+			"policy_version": pol.Version, "rule": pd.Rule, "reason": pd.Reason, "tier": saved.Tier,
+		}); err != nil {
+			return err
+		}
+		dec = Decision{RequestID: saved.ID, Verdict: Approve, Actor: actor, Reason: pd.Reason, Params: action.Params,
+			Tier: saved.Tier, Rule: pd.Rule, PolicyVersion: pol.Version, DecidedAt: saved.CreatedAt}
+		return x.record(ctx, s, dec, 0, 0, tx)
+	})
+	if err != nil {
+		return Decision{}, err
+	}
+	return dec, nil
+}
+
+// suspend records the request (when req is not nil), parks the run as
+// waiting_human and completes the River job, all in one transaction.
+func (x *execution) suspend(ctx context.Context, s *slot, req *store.Request, pd policy.Decision) error {
+	err := store.WithTx(ctx, x.engine.pool, func(tx pgx.Tx) error {
+		var stepOut []byte
+		if req != nil {
+			saved, err := store.RequestInsert(ctx, tx, req)
+			if err != nil {
+				return err
+			}
+			stepOut, _ = json.Marshal(map[string]string{"request_id": saved.ID})
+			if _, err := store.AuditAppend(ctx, tx, "system", "approval.requested", "request", saved.ID, &x.run.ID, map[string]any{
+				"tier": saved.Tier, "action_kind": saved.ActionKind, "summary": saved.Summary,
+				"payload_hash": saved.PayloadHash, "shown": json.RawMessage(saved.Action),
+				"policy_version": saved.PolicyVersion, "rule": saved.Rule, "reason": saved.Reason,
+				"approvals_required": saved.ApprovalsRequired, "deadline": saved.Deadline,
+			}); err != nil {
+				return err
+			}
+			if x.engine.onRequest != nil {
+				if err := x.engine.onRequest(ctx, tx, saved, pd); err != nil {
+					return err
+				}
+			}
+			b, _ := json.Marshal(map[string]string{"type": "request", "id": saved.ID, "run_id": x.run.ID, "tier": saved.Tier})
+			if err := store.Notify(ctx, tx, string(b)); err != nil {
+				return err
+			}
+		} else {
+			stepOut = s.prior.Output
+		}
+		if err := store.StepWait(ctx, tx, store.StepRecord{RunID: x.run.ID, Seq: s.seq, Name: s.name,
+			Output: stepOut, Attempts: s.attempts, StartedAt: s.started}); err != nil {
+			return err
+		}
+		if err := store.RunSuspend(ctx, tx, x.run.ID, s.name); errors.Is(err, store.ErrNotFound) {
+			return ErrCancelled
+		} else if err != nil {
+			return err
+		}
+		if err := x.complete(ctx, tx); err != nil {
+			return err
+		}
+		return notifyRun(ctx, tx, x.run.ID, store.RunWaitingHuman)
+	})
+	if err != nil {
+		return err
+	}
+	x.suspended = true
+	return ErrSuspended
+}

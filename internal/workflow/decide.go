@@ -1,0 +1,343 @@
+package workflow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/countersign/countersign/internal/store"
+)
+
+// Actor is who decides: a signed-in user, an API token's user, or the policy.
+type Actor struct {
+	Name  string   // the user's email, or policy:<rule>, or system
+	Roles []string // the user's roles; ignored for system actors
+	// System actors (deadlines, the policy) skip the role and self-approval
+	// checks: the policy itself is their authority.
+	System bool
+}
+
+// DecideParams is one verdict on one request.
+type DecideParams struct {
+	RequestID    string
+	Actor        Actor
+	Verdict      string
+	Reason       string // required to reject; the feedback for request_changes
+	Comment      string
+	PayloadHash  string         // the hash of the action the reviewer saw
+	EditedParams map[string]any // the new parameters, for the edit verdict
+	// BatchDecisionID links the decision to a batch decision, when it is one.
+	BatchDecisionID *string
+}
+
+// DecideResult is what a decision did.
+type DecideResult struct {
+	Request  *store.Request
+	Decision *store.Decision // nil while more approvals are needed
+	Votes    int             // distinct approvals so far, for multi-approval rules
+	Required int
+	// Resume is the run's next job, when the verdict resumes the run; it is
+	// already enqueued unless DecideTx was told not to.
+	Resume *RunRef
+}
+
+// Change is one field of an edit: what was proposed and what was approved.
+type Change struct {
+	Field string `json:"field"`
+	From  any    `json:"from"`
+	To    any    `json:"to"`
+}
+
+// Decide records one verdict and resumes or ends the run, all in one
+// transaction: exactly one decision wins however many arrive at once. Returns
+// *AlreadyDecidedError (matching ErrAlreadyDecided) to every loser,
+// ErrPayloadChanged, ErrForbidden, ErrInvalidInput or ErrNotFound.
+func (e *Engine) Decide(ctx context.Context, p DecideParams) (*DecideResult, error) {
+	return store.WithTxV(ctx, e.pool, func(tx pgx.Tx) (*DecideResult, error) {
+		return e.DecideTx(ctx, tx, p, true)
+	})
+}
+
+// DecideTx is Decide inside the caller's transaction. With enqueue false the
+// caller inserts the resume jobs itself (a batch inserts them all at once).
+func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, enqueue bool) (*DecideResult, error) {
+	if err := checkVerdict(&p); err != nil {
+		return nil, err
+	}
+	req, err := store.RequestGetForUpdate(ctx, tx, p.RequestID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("request %s: %w", p.RequestID, ErrNotFound)
+	} else if err != nil {
+		return nil, err
+	}
+	if req.Status != store.RequestPending {
+		return nil, alreadyDecided(req)
+	}
+	if p.PayloadHash != req.PayloadHash {
+		return nil, ErrPayloadChanged
+	}
+	if err := authorize(req, p); err != nil {
+		return nil, err
+	}
+	var action Action
+	if err := json.Unmarshal(req.Action, &action); err != nil {
+		return nil, fmt.Errorf("decode action: %w", err)
+	}
+	params := action.Params
+	var diff []Change
+	if p.Verdict == Edit {
+		if diff, err = EditDiff(action.Params, p.EditedParams); err != nil {
+			return nil, err
+		}
+		params = p.EditedParams
+	}
+
+	res := &DecideResult{Request: req, Required: req.ApprovalsRequired}
+	if (p.Verdict == Approve || p.Verdict == Edit) && req.ApprovalsRequired > 1 {
+		// The row lock taken above serializes voters, so the count is exact.
+		n, err := store.VoteAdd(ctx, tx, req.ID, p.Actor.Name, p.Comment)
+		if err != nil {
+			return nil, err
+		}
+		res.Votes = n
+		if n < req.ApprovalsRequired {
+			_, err := store.AuditAppend(ctx, tx, p.Actor.Name, "approval.vote", "request", req.ID, &req.RunID,
+				map[string]any{"votes": n, "required": req.ApprovalsRequired, "payload_hash": req.PayloadHash})
+			if err != nil {
+				return nil, err
+			}
+			return res, notifyRequest(ctx, tx, req)
+		}
+	}
+
+	status := map[string]string{Approve: store.RequestApproved, Edit: store.RequestApproved,
+		Reject: store.RequestRejected, RequestChanges: store.RequestChangesRequested}[p.Verdict]
+	won, err := store.RequestDecide(ctx, tx, req.ID, p.PayloadHash, status, p.Actor.Name)
+	if errors.Is(err, store.ErrNotFound) {
+		again, gerr := store.RequestGet(ctx, tx, req.ID)
+		if gerr != nil {
+			return nil, gerr
+		}
+		return nil, alreadyDecided(again)
+	} else if err != nil {
+		return nil, err
+	}
+	res.Request = won
+
+	var edited, diffJSON json.RawMessage
+	if p.Verdict == Edit {
+		edited, _ = json.Marshal(p.EditedParams)
+		diffJSON, _ = json.Marshal(diff)
+	}
+	dec, err := store.DecisionInsert(ctx, tx, &store.Decision{
+		RequestID: req.ID, RunID: req.RunID, Actor: p.Actor.Name, Verdict: p.Verdict, Reason: p.Reason,
+		Comment: p.Comment, EditedParams: edited, Diff: diffJSON, PayloadHash: req.PayloadHash,
+		PolicyVersion: req.PolicyVersion, Rule: req.Rule, Tier: req.Tier, BatchDecisionID: p.BatchDecisionID,
+	})
+	if errors.Is(err, store.ErrConflict) {
+		return nil, alreadyDecided(won)
+	} else if err != nil {
+		return nil, err
+	}
+	res.Decision = dec
+
+	out, _ := json.Marshal(Decision{RequestID: req.ID, Verdict: p.Verdict, Actor: p.Actor.Name, Reason: p.Reason,
+		Comment: p.Comment, Params: params, Tier: req.Tier, Rule: req.Rule, PolicyVersion: req.PolicyVersion,
+		DecidedAt: dec.CreatedAt})
+	if err := store.StepResolve(ctx, tx, req.RunID, req.StepSeq, out); err != nil {
+		return nil, err
+	}
+
+	run, err := store.RunGetForUpdate(ctx, tx, req.RunID)
+	if err != nil {
+		return nil, err
+	}
+	if p.Verdict == Reject {
+		if err := transition(ctx, tx, run, store.RunRejected); err != nil {
+			return nil, err
+		}
+	} else {
+		if !CanTransition(run.Status, store.RunQueued) {
+			return nil, fmt.Errorf("run %s is %s, not waiting for this decision", run.ID, run.Status)
+		}
+		seq, err := store.RunResume(ctx, tx, run.ID)
+		if err != nil {
+			return nil, err
+		}
+		res.Resume = &RunRef{ID: run.ID, Seq: seq}
+		if enqueue {
+			if err := e.enqueuer.EnqueueRun(ctx, tx, run.ID, seq); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	details := map[string]any{
+		"verdict": p.Verdict, "reason": p.Reason, "comment": p.Comment, "payload_hash": req.PayloadHash,
+		"policy_version": req.PolicyVersion, "rule": req.Rule, "tier": req.Tier, "action_kind": req.ActionKind,
+		"workflow": req.Workflow, "seconds_to_decision": dec.CreatedAt.Sub(req.CreatedAt).Seconds(),
+		"batch_decision_id": p.BatchDecisionID,
+	}
+	if diff != nil {
+		details["diff"] = diff
+	}
+	if req.ApprovalsRequired > 1 {
+		voters, err := store.VoteList(ctx, tx, req.ID)
+		if err != nil {
+			return nil, err
+		}
+		details["approvers"] = voters
+	}
+	if _, err := store.AuditAppend(ctx, tx, p.Actor.Name, "decision.recorded", "request", req.ID, &req.RunID, details); err != nil {
+		return nil, err
+	}
+	if err := notifyRequest(ctx, tx, won); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func notifyRequest(ctx context.Context, tx pgx.Tx, req *store.Request) error {
+	b, _ := json.Marshal(map[string]string{"type": "decision", "id": req.ID, "run_id": req.RunID, "status": req.Status})
+	return store.Notify(ctx, tx, string(b))
+}
+
+func alreadyDecided(req *store.Request) error {
+	e := &AlreadyDecidedError{Status: req.Status}
+	if req.DecidedBy != nil {
+		e.By = *req.DecidedBy
+	}
+	if req.DecidedAt != nil {
+		e.At = *req.DecidedAt
+	}
+	return e
+}
+
+func checkVerdict(p *DecideParams) error {
+	p.Reason = strings.TrimSpace(p.Reason)
+	p.Comment = strings.TrimSpace(p.Comment)
+	switch p.Verdict {
+	case Approve:
+	case Reject:
+		if p.Reason == "" {
+			return fmt.Errorf("%w: a rejection needs a reason", ErrInvalidInput)
+		}
+	case RequestChanges:
+		if p.Reason == "" {
+			return fmt.Errorf("%w: requesting changes needs feedback for the run", ErrInvalidInput)
+		}
+	case Edit:
+		if p.EditedParams == nil {
+			return fmt.Errorf("%w: edit needs the edited parameters", ErrInvalidInput)
+		}
+	default:
+		return fmt.Errorf("%w: unknown verdict %q (want approve, reject, edit or request_changes)", ErrInvalidInput, p.Verdict)
+	}
+	if p.PayloadHash == "" {
+		return fmt.Errorf("%w: payload_hash is required: decide on what you were shown", ErrInvalidInput)
+	}
+	if p.Actor.Name == "" {
+		return fmt.Errorf("%w: no actor", ErrInvalidInput)
+	}
+	if len(p.Reason) > 4000 || len(p.Comment) > 4000 {
+		return fmt.Errorf("%w: reason and comment are limited to 4000 characters", ErrInvalidInput)
+	}
+	return nil
+}
+
+// AllowedRoles lists who may decide a request: the rule's roles (and, once
+// escalated, the roles it escalates to), or any reviewer when the rule names
+// none. Admins may always decide.
+func AllowedRoles(req *store.Request) []string {
+	roles := slices.Clone(req.Roles)
+	if len(roles) == 0 {
+		roles = []string{"reviewer", "approver"}
+	}
+	if req.EscalatedAt != nil {
+		roles = append(roles, req.EscalateTo...)
+	}
+	return append(roles, "admin")
+}
+
+// CanDecide reports whether the actor's roles allow deciding req at all.
+func CanDecide(req *store.Request, roles []string) bool {
+	allowed := AllowedRoles(req)
+	for _, r := range roles {
+		if slices.Contains(allowed, r) {
+			return true
+		}
+	}
+	return false
+}
+
+func authorize(req *store.Request, p DecideParams) error {
+	if p.Actor.System {
+		return nil
+	}
+	if !CanDecide(req, p.Actor.Roles) {
+		return fmt.Errorf("%w: this request needs one of the roles %s", ErrForbidden, strings.Join(AllowedRoles(req), ", "))
+	}
+	if (p.Verdict == Approve || p.Verdict == Edit) && req.StartedBy == p.Actor.Name {
+		return fmt.Errorf("%w: you started this run, so someone else must approve it", ErrForbidden)
+	}
+	return nil
+}
+
+// EditDiff validates edited parameters against the proposed ones and lists
+// what changed. An edit may change values but not add fields or change a
+// value's JSON type, and must change something.
+func EditDiff(proposed, edited map[string]any) ([]Change, error) {
+	var changes []Change
+	keys := make([]string, 0, len(edited))
+	for k := range edited {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		from, ok := proposed[k]
+		if !ok {
+			return nil, fmt.Errorf("%w: edited field %q was not in the proposal", ErrInvalidInput, k)
+		}
+		to := edited[k]
+		if jsonKind(from) != jsonKind(to) {
+			return nil, fmt.Errorf("%w: field %q must stay a %s, got a %s", ErrInvalidInput, k, jsonKind(from), jsonKind(to))
+		}
+		if !reflect.DeepEqual(from, to) {
+			changes = append(changes, Change{Field: k, From: from, To: to})
+		}
+	}
+	for k := range proposed {
+		if _, ok := edited[k]; !ok {
+			return nil, fmt.Errorf("%w: edited parameters lack field %q", ErrInvalidInput, k)
+		}
+	}
+	if len(changes) == 0 {
+		return nil, fmt.Errorf("%w: the edited parameters equal the proposal; approve it instead", ErrInvalidInput)
+	}
+	return changes, nil
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean"
+	case float64, int, int64, json.Number:
+		return "number"
+	case string:
+		return "string"
+	case []any:
+		return "list"
+	case map[string]any:
+		return "object"
+	}
+	return fmt.Sprintf("%T", v)
+}

@@ -1,0 +1,111 @@
+package workflow
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Options are a workflow's budgets and limits. Zero values take defaults.
+type Options struct {
+	Description   string
+	MaxSteps      int           // steps per run, default 50
+	MaxModelCalls int           // model calls per run, default 10
+	MaxTokens     int           // tokens per run, default 50,000
+	StepTimeout   time.Duration // per step attempt, default 2 minutes
+	// Example is a sample input, shown by `countersign run start --help` and the console.
+	Example any
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxSteps <= 0 {
+		o.MaxSteps = 50
+	}
+	if o.MaxModelCalls <= 0 {
+		o.MaxModelCalls = 10
+	}
+	if o.MaxTokens <= 0 {
+		o.MaxTokens = 50_000
+	}
+	if o.StepTimeout <= 0 {
+		o.StepTimeout = 2 * time.Minute
+	}
+	return o
+}
+
+// Definition is a registered workflow.
+type Definition struct {
+	Name    string
+	Options Options
+	run     func(ctx context.Context, input json.RawMessage) (any, error)
+	check   func(input json.RawMessage) error
+}
+
+// Registry maps workflow names to their code.
+type Registry struct {
+	defs map[string]*Definition
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{defs: map[string]*Definition{}} }
+
+// Register adds a workflow: a Go function from its input type to its output
+// type. Its input arrives decoded from the run's JSON input, unknown fields
+// refused; its output is stored as the run's JSON output. Registering a name
+// twice panics: it is a programming error.
+func Register[In, Out any](r *Registry, name string, fn func(ctx context.Context, in In) (Out, error), opts ...Options) {
+	if _, dup := r.defs[name]; dup {
+		panic(fmt.Sprintf("workflow %q registered twice", name))
+	}
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	r.defs[name] = &Definition{
+		Name:    name,
+		Options: o.withDefaults(),
+		run: func(ctx context.Context, raw json.RawMessage) (any, error) {
+			in, err := decodeInput[In](raw)
+			if err != nil {
+				return nil, Permanent(err)
+			}
+			return fn(ctx, in)
+		},
+		check: func(raw json.RawMessage) error {
+			_, err := decodeInput[In](raw)
+			return err
+		},
+	}
+}
+
+func decodeInput[In any](raw json.RawMessage) (In, error) {
+	var in In
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		return in, fmt.Errorf("%w: %v", ErrInvalidInput, err)
+	}
+	if dec.More() {
+		return in, fmt.Errorf("%w: trailing data after the JSON value", ErrInvalidInput)
+	}
+	return in, nil
+}
+
+// Get returns a workflow by name.
+func (r *Registry) Get(name string) (*Definition, bool) {
+	d, ok := r.defs[name]
+	return d, ok
+}
+
+// Names lists the registered workflows in order.
+func (r *Registry) Names() []string {
+	names := make([]string, 0, len(r.defs))
+	for n := range r.defs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

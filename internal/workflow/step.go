@@ -1,0 +1,266 @@
+package workflow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/countersign/countersign/internal/ai"
+	"github.com/countersign/countersign/internal/store"
+)
+
+// execution is one job's pass through a run's workflow function.
+type execution struct {
+	engine     *Engine
+	run        *store.Run
+	def        *Definition
+	history    []*store.Step
+	pos        int
+	seen       map[string]int
+	complete   CompleteFunc
+	suspended  bool
+	modelCalls int
+	tokens     int
+}
+
+type execKey struct{}
+
+func withExecution(ctx context.Context, x *execution) context.Context {
+	return context.WithValue(ctx, execKey{}, x)
+}
+
+func executionFrom(ctx context.Context) (*execution, error) {
+	x, ok := ctx.Value(execKey{}).(*execution)
+	if !ok {
+		return nil, errors.New("workflow step called outside a workflow run")
+	}
+	if x.suspended {
+		return nil, ErrSuspended
+	}
+	return x, nil
+}
+
+// RunID returns the id of the run executing in ctx, or "" outside a run.
+func RunID(ctx context.Context) string {
+	if x, ok := ctx.Value(execKey{}).(*execution); ok {
+		return x.run.ID
+	}
+	return ""
+}
+
+// slot is the position a step takes in the run's history.
+type slot struct {
+	seq      int
+	name     string
+	kind     string
+	key      string       // idempotency key: run:name, run:name#2 for the second use
+	prior    *store.Step  // what the history holds at this position, if anything
+	attempts int          // this attempt's number for the step
+	started  time.Time
+}
+
+// next claims the next position for a step and checks it against the history.
+func (x *execution) next(name, kind string) (*slot, error) {
+	s := &slot{seq: x.pos, name: name, kind: kind, attempts: 1, started: x.engine.now()}
+	x.pos++
+	x.seen[name]++
+	s.key = x.run.ID + ":" + name
+	if n := x.seen[name]; n > 1 {
+		s.key = fmt.Sprintf("%s#%d", s.key, n)
+	}
+	if s.seq < len(x.history) {
+		h := x.history[s.seq]
+		if h.Name != name || h.Kind != kind {
+			return nil, fmt.Errorf("%w: step %d is %s %q in the run's history, but the code now reaches %s %q",
+				ErrNonDeterministic, s.seq+1, h.Kind, h.Name, kind, name)
+		}
+		s.prior = h
+		s.attempts = h.Attempts + 1
+		if h.Status == store.StepCompleted {
+			return s, nil
+		}
+	}
+	if s.seq >= x.def.Options.MaxSteps {
+		return nil, fmt.Errorf("%w: the run reached its limit of %d steps at %q", ErrBudgetExceeded, x.def.Options.MaxSteps, name)
+	}
+	return s, nil
+}
+
+func (s *slot) replayed() bool { return s.prior != nil && s.prior.Status == store.StepCompleted }
+
+func replay[T any](s *slot) (T, error) {
+	var out T
+	if err := json.Unmarshal(s.prior.Output, &out); err != nil {
+		return out, Permanent(fmt.Errorf("step %q: recorded result does not decode into %T: %w", s.name, out, err))
+	}
+	return out, nil
+}
+
+func (x *execution) record(ctx context.Context, s *slot, out any, tokens, modelCalls int, db store.DBTX) error {
+	raw, err := json.Marshal(out)
+	if err != nil {
+		return Permanent(fmt.Errorf("step %q: encode result: %w", s.name, err))
+	}
+	err = store.StepComplete(ctx, db, store.StepRecord{
+		RunID: x.run.ID, Seq: s.seq, Name: s.name, Kind: s.kind, Output: raw, Attempts: s.attempts,
+		Tokens: tokens, ModelCalls: modelCalls, StartedAt: s.started,
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrCancelled
+	}
+	return err
+}
+
+func (x *execution) recordFailure(ctx context.Context, s *slot, stepErr error, tokens, modelCalls int) {
+	err := store.StepFail(context.WithoutCancel(ctx), x.engine.pool, store.StepRecord{
+		RunID: x.run.ID, Seq: s.seq, Name: s.name, Kind: s.kind, Error: stepErr.Error(),
+		Attempts: s.attempts, Tokens: tokens, ModelCalls: modelCalls, StartedAt: s.started,
+	})
+	if err != nil {
+		x.engine.logger.Error("record failed step", "run", x.run.ID, "step", s.name, "err", err)
+	}
+}
+
+// stepError explains a failed step attempt, naming a timeout as one.
+func (x *execution) stepError(s *slot, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("step %q timed out after %s: %w", s.name, x.def.Options.StepTimeout, err)
+	}
+	return fmt.Errorf("step %q: %w", s.name, err)
+}
+
+// Step runs fn once per run and records its result as JSON. When the run is
+// replayed (a retry, a crash, a resume after a decision) it returns the
+// recorded result without calling fn. fn must not have effects outside the
+// process; use Effect for those.
+func Step[T any](ctx context.Context, name string, fn func(ctx context.Context) (T, error)) (T, error) {
+	var zero T
+	x, err := executionFrom(ctx)
+	if err != nil {
+		return zero, err
+	}
+	s, err := x.next(name, store.StepKindStep)
+	if err != nil {
+		return zero, err
+	}
+	if s.replayed() {
+		return replay[T](s)
+	}
+	sctx, cancel := context.WithTimeout(ctx, x.def.Options.StepTimeout)
+	defer cancel()
+	out, err := fn(sctx)
+	if err != nil {
+		err = x.stepError(s, err)
+		x.recordFailure(ctx, s, err, 0, 0)
+		return zero, err
+	}
+	return out, x.record(ctx, s, out, 0, 0, x.engine.pool)
+}
+
+// EffectContext is what an effect step gets: the idempotency key to hand to
+// the outside system, and the transaction that records the step, for effects
+// on Countersign's own database.
+type EffectContext struct {
+	Key string
+	Tx  pgx.Tx
+}
+
+// Effect runs a side-effecting step exactly once per run. Its key is stable
+// across retries (run id and step name, no attempt number): an outside system
+// that deduplicates on it sees one effect. Writes through ec.Tx commit
+// together with the step's record, so effects on our own database happen
+// exactly once.
+func Effect[T any](ctx context.Context, name string, fn func(ctx context.Context, ec EffectContext) (T, error)) (T, error) {
+	var zero T
+	x, err := executionFrom(ctx)
+	if err != nil {
+		return zero, err
+	}
+	s, err := x.next(name, store.StepKindEffect)
+	if err != nil {
+		return zero, err
+	}
+	if s.replayed() {
+		return replay[T](s)
+	}
+	sctx, cancel := context.WithTimeout(ctx, x.def.Options.StepTimeout)
+	defer cancel()
+	out, err := store.WithTxV(sctx, x.engine.pool, func(tx pgx.Tx) (T, error) {
+		fresh, err := store.EffectClaim(sctx, tx, s.key, x.run.ID, name)
+		if err != nil {
+			return zero, err
+		}
+		if !fresh {
+			// The ledger and the step record commit together, so this means a
+			// concurrent execution of the same run got here first.
+			return zero, fmt.Errorf("effect %s is already recorded", s.key)
+		}
+		out, err := fn(sctx, EffectContext{Key: s.key, Tx: tx})
+		if err != nil {
+			return zero, err
+		}
+		return out, x.record(sctx, s, out, 0, 0, tx)
+	})
+	if errors.Is(err, ErrCancelled) {
+		return zero, err
+	}
+	if err != nil {
+		err = x.stepError(s, err)
+		x.recordFailure(ctx, s, err, 0, 0)
+		return zero, err
+	}
+	return out, nil
+}
+
+// Generate asks the configured model for a JSON object and decodes it into T.
+// It is a step: a replay returns the recorded answer and pays for no tokens.
+// The run's model-call and token budgets are checked around the call.
+func Generate[T any](ctx context.Context, name string, req ai.Request) (T, error) {
+	var zero T
+	x, err := executionFrom(ctx)
+	if err != nil {
+		return zero, err
+	}
+	s, err := x.next(name, store.StepKindModel)
+	if err != nil {
+		return zero, err
+	}
+	if s.replayed() {
+		return replay[T](s)
+	}
+	opts := x.def.Options
+	if x.modelCalls >= opts.MaxModelCalls {
+		return zero, fmt.Errorf("%w: the run used its %d model calls before %q", ErrBudgetExceeded, opts.MaxModelCalls, name)
+	}
+	sctx, cancel := context.WithTimeout(ctx, opts.StepTimeout)
+	defer cancel()
+	resp, err := x.engine.model.Complete(sctx, req)
+	tokens := 0
+	if resp != nil {
+		tokens = resp.Usage.TotalTokens
+	}
+	x.modelCalls++
+	x.tokens += tokens
+	if err == nil && x.tokens > opts.MaxTokens {
+		err = fmt.Errorf("%w: %d tokens used, the limit is %d", ErrBudgetExceeded, x.tokens, opts.MaxTokens)
+	}
+	var out T
+	if err == nil {
+		if uerr := json.Unmarshal(resp.Content, &out); uerr != nil {
+			err = fmt.Errorf("%w: does not decode into %T: %v", ai.ErrMalformed, out, uerr)
+		}
+	}
+	if err != nil {
+		err = x.stepError(s, err)
+		x.recordFailure(ctx, s, err, tokens, 1)
+		if errors.Is(err, ai.ErrPermanent) {
+			return zero, Permanent(err)
+		}
+		return zero, err
+	}
+	return out, x.record(ctx, s, out, tokens, 1, x.engine.pool)
+}

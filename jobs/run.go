@@ -1,0 +1,79 @@
+// Package jobs holds Countersign's River workers, one file per job kind.
+package jobs
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/countersign/countersign/internal/workflow"
+)
+
+// RunArgs executes (or resumes) one run. Seq is the run's resume sequence: a
+// decision bumps it, so each resume is a distinct job, and a duplicate insert
+// for the same resume is refused by River's uniqueness.
+type RunArgs struct {
+	RunID string `json:"run_id" river:"unique"`
+	Seq   int    `json:"seq" river:"unique"`
+}
+
+// Kind implements river.JobArgs.
+func (RunArgs) Kind() string { return "workflow_run" }
+
+// InsertOpts implements river.JobArgsWithInsertOpts.
+func (RunArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{MaxAttempts: RunMaxAttempts, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+}
+
+// RunMaxAttempts is how often a run's job is tried before the run fails.
+const RunMaxAttempts = 5
+
+// RunTimeout bounds one execution of a run: several model calls fit in it.
+const RunTimeout = 10 * time.Minute
+
+// RunWorker executes runs through the engine.
+type RunWorker struct {
+	river.WorkerDefaults[RunArgs]
+	Engine *workflow.Engine
+}
+
+// Timeout implements river.Worker.
+func (w *RunWorker) Timeout(*river.Job[RunArgs]) time.Duration { return RunTimeout }
+
+// Work implements river.Worker: the engine completes the job in the same
+// transaction that records the run's outcome.
+func (w *RunWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
+	return w.Engine.Execute(ctx, workflow.Job{
+		RunID: job.Args.RunID, Seq: job.Args.Seq, Attempt: job.Attempt, MaxAttempts: job.MaxAttempts,
+	}, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+		return err
+	})
+}
+
+// Enqueuer implements workflow.Enqueuer with a River client.
+type Enqueuer struct {
+	Client *river.Client[pgx.Tx]
+}
+
+// EnqueueRun implements workflow.Enqueuer.
+func (q Enqueuer) EnqueueRun(ctx context.Context, tx pgx.Tx, runID string, seq int) error {
+	_, err := q.Client.InsertTx(ctx, tx, RunArgs{RunID: runID, Seq: seq}, nil)
+	return err
+}
+
+// EnqueueRuns implements workflow.Enqueuer with one multi-row insert.
+func (q Enqueuer) EnqueueRuns(ctx context.Context, tx pgx.Tx, runs []workflow.RunRef) error {
+	if len(runs) == 0 {
+		return nil
+	}
+	params := make([]river.InsertManyParams, len(runs))
+	for i, r := range runs {
+		params[i] = river.InsertManyParams{Args: RunArgs{RunID: r.ID, Seq: r.Seq}}
+	}
+	_, err := q.Client.InsertManyTx(ctx, tx, params)
+	return err
+}

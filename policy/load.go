@@ -1,0 +1,383 @@
+package policy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+		"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/ext"
+	exprpb "google.golang.org/genproto/googleapis/api/expr/v1alpha1"
+	"gopkg.in/yaml.v3"
+)
+
+// Problem is one thing wrong with a policy document.
+type Problem struct {
+	Line    int    // 1-based line in the document, 0 when unknown
+	Rule    string // the rule's name, "" for the document as a whole
+	Message string
+}
+
+func (p Problem) String() string {
+	var b strings.Builder
+	if p.Line > 0 {
+		fmt.Fprintf(&b, "line %d: ", p.Line)
+	}
+	if p.Rule != "" {
+		fmt.Fprintf(&b, "rule %q: ", p.Rule)
+	}
+	b.WriteString(p.Message)
+	return b.String()
+}
+
+// LoadError lists every problem found in a document.
+type LoadError struct{ Problems []Problem }
+
+func (e *LoadError) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+type document struct {
+	Version int       `yaml:"version"`
+	Rules   []ruleDoc `yaml:"rules"`
+}
+
+type ruleDoc struct {
+	Name        string    `yaml:"name"`
+	Description string    `yaml:"description"`
+	When        string    `yaml:"when"`
+	Tier        string    `yaml:"tier"`
+	Approvals   *int      `yaml:"approvals"`
+	Roles       []string  `yaml:"roles"`
+	Deadline    string    `yaml:"deadline"`
+	OnTimeout   string    `yaml:"on_timeout"`
+	EscalateTo  []string  `yaml:"escalate_to"`
+	Batch       *batchDoc `yaml:"batch"`
+}
+
+type batchDoc struct {
+	GroupBy []string `yaml:"group_by"`
+	MaxSize int      `yaml:"max_size"`
+	MaxWait string   `yaml:"max_wait"`
+}
+
+var (
+	envOnce sync.Once
+	celEnv  *cel.Env
+	envErr  error
+)
+
+// env is the CEL environment every rule compiles in. `action` and `run` are
+// maps (params and input are free-form JSON); checkFields refuses a field
+// name they do not have, so a misspelt field fails at load time.
+func env() (*cel.Env, error) {
+	envOnce.Do(func() {
+		celEnv, envErr = cel.NewEnv(
+			cel.Variable("action", cel.MapType(cel.StringType, cel.DynType)),
+			cel.Variable("run", cel.MapType(cel.StringType, cel.DynType)),
+			cel.Variable("now", cel.TimestampType),
+			ext.Strings(),
+		)
+	})
+	return celEnv, envErr
+}
+
+// Load parses, compiles and type-checks a policy document. On any problem it
+// returns a *LoadError naming every rule and line at fault.
+func Load(src []byte) (*Policy, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(src, &root); err != nil {
+		return nil, &LoadError{Problems: []Problem{yamlProblem(err)}}
+	}
+	var doc document
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	dec.KnownFields(true)
+	if err := dec.Decode(&doc); err != nil {
+		return nil, &LoadError{Problems: []Problem{yamlProblem(err)}}
+	}
+	ruleLines, whenLines := lines(&root)
+
+	e, err := env()
+	if err != nil {
+		return nil, fmt.Errorf("cel environment: %w", err)
+	}
+	var problems []Problem
+	add := func(line int, rule, format string, args ...any) {
+		problems = append(problems, Problem{Line: line, Rule: rule, Message: fmt.Sprintf(format, args...)})
+	}
+	if doc.Version != 1 {
+		add(0, "", "version must be 1, got %d", doc.Version)
+	}
+	p := &Policy{Source: src}
+	seen := map[string]bool{}
+	for i, rd := range doc.Rules {
+		line, whenLine := at(ruleLines, i), at(whenLines, i)
+		name := rd.Name
+		if name == "" {
+			add(line, "", "rule %d has no name", i+1)
+			name = fmt.Sprintf("#%d", i+1)
+		} else if seen[name] {
+			add(line, name, "duplicate rule name")
+		}
+		seen[name] = true
+
+		r := &Rule{Name: name, When: strings.TrimSpace(rd.When), Description: rd.Description, Tier: Tier(rd.Tier), Line: line}
+		switch r.Tier {
+		case Auto, Batched, Explicit:
+		case "":
+			add(line, name, "tier is required (auto, batched or explicit)")
+		default:
+			add(line, name, "unknown tier %q (want auto, batched or explicit)", rd.Tier)
+		}
+
+		if r.When == "" {
+			add(line, name, "when is required (a CEL condition; use `true` to match everything)")
+		} else if prg, msg := compile(e, r.When); msg != "" {
+			add(whenLine, name, "when: %s", msg)
+		} else {
+			r.program = prg
+		}
+
+		if r.Tier == Auto {
+			if rd.Approvals != nil || len(rd.Roles) > 0 || rd.Deadline != "" || rd.OnTimeout != "" || len(rd.EscalateTo) > 0 {
+				add(line, name, "an auto rule cannot have approvals, roles, deadline, on_timeout or escalate_to")
+			}
+		}
+		r.Approvals = 1
+		if rd.Approvals != nil {
+			if *rd.Approvals < 1 || *rd.Approvals > 10 {
+				add(line, name, "approvals must be between 1 and 10, got %d", *rd.Approvals)
+			}
+			r.Approvals = *rd.Approvals
+		}
+		for _, role := range append(slices.Clone(rd.Roles), rd.EscalateTo...) {
+			if !slices.Contains(Roles, role) {
+				add(line, name, "unknown role %q (want one of %s)", role, strings.Join(Roles, ", "))
+			}
+		}
+		r.Roles, r.EscalateTo = rd.Roles, rd.EscalateTo
+
+		if rd.Deadline != "" {
+			d, err := parseDuration(rd.Deadline)
+			if err != nil {
+				add(line, name, "deadline: %v", err)
+			}
+			r.Deadline = d
+		}
+		switch rd.OnTimeout {
+		case "":
+			if r.Deadline > 0 {
+				r.OnTimeout = TimeoutEscalate
+			}
+		case TimeoutReject, TimeoutEscalate:
+			r.OnTimeout = rd.OnTimeout
+		case TimeoutApprove:
+			if r.Tier != Batched {
+				add(line, name, "on_timeout: approve is only allowed for batched rules")
+			}
+			r.OnTimeout = rd.OnTimeout
+		default:
+			add(line, name, "unknown on_timeout %q (want reject, escalate or approve)", rd.OnTimeout)
+		}
+		if rd.OnTimeout != "" && rd.Deadline == "" {
+			add(line, name, "on_timeout needs a deadline")
+		}
+		if len(rd.EscalateTo) > 0 && r.OnTimeout != TimeoutEscalate {
+			add(line, name, "escalate_to only applies with on_timeout: escalate")
+		}
+
+		if rd.Batch != nil && r.Tier != Batched {
+			add(line, name, "batch only applies to the batched tier")
+		}
+		if r.Tier == Batched {
+			r.Batch = &Batch{GroupBy: []string{"workflow", "action.kind"}, MaxSize: 50, MaxWait: 15 * time.Minute}
+			if rd.Batch != nil {
+				if len(rd.Batch.GroupBy) > 0 {
+					r.Batch.GroupBy = rd.Batch.GroupBy
+				}
+				for _, k := range r.Batch.GroupBy {
+					if !validGroupKey(k) {
+						add(line, name, "batch.group_by: unknown key %q (want workflow, action.kind, action.target, action.risk, run.business_key or action.params.NAME)", k)
+					}
+				}
+				if rd.Batch.MaxSize != 0 {
+					if rd.Batch.MaxSize < 1 || rd.Batch.MaxSize > 5000 {
+						add(line, name, "batch.max_size must be between 1 and 5000, got %d", rd.Batch.MaxSize)
+					}
+					r.Batch.MaxSize = rd.Batch.MaxSize
+				}
+				if rd.Batch.MaxWait != "" {
+					d, err := parseDuration(rd.Batch.MaxWait)
+					if err != nil {
+						add(line, name, "batch.max_wait: %v", err)
+					}
+					r.Batch.MaxWait = d
+				}
+			}
+		}
+		p.Rules = append(p.Rules, r)
+	}
+	if len(problems) > 0 {
+		return nil, &LoadError{Problems: problems}
+	}
+	return p, nil
+}
+
+// compile returns the rule's program, or a message saying why it is refused.
+func compile(e *cel.Env, expr string) (cel.Program, string) {
+	ast, iss := e.Compile(expr)
+	if iss.Err() != nil {
+		return nil, strings.ReplaceAll(iss.Err().Error(), "\n", " ")
+	}
+	if !ast.OutputType().IsExactType(types.BoolType) && !ast.OutputType().IsExactType(types.DynType) {
+		return nil, fmt.Sprintf("must be a boolean condition, but is %s", ast.OutputType())
+	}
+	if msg := checkFields(ast); msg != "" {
+		return nil, msg
+	}
+	prg, err := e.Program(ast, cel.EvalOptions(cel.OptOptimize))
+	if err != nil {
+		return nil, err.Error()
+	}
+	return prg, ""
+}
+
+// parseDuration accepts Go durations and whole days ("2d").
+func parseDuration(s string) (time.Duration, error) {
+	var d time.Duration
+	var err error
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, perr := strconv.Atoi(days)
+		if perr != nil {
+			err = perr
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		d, err = time.ParseDuration(s)
+	}
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q is not a positive duration such as 30m, 4h or 2d", s)
+	}
+	return d, nil
+}
+
+// lines finds, for each rule, the line it starts on and the line of its when.
+func lines(root *yaml.Node) (rules, whens []int) {
+	if root == nil || len(root.Content) == 0 {
+		return nil, nil
+	}
+	top := root.Content[0]
+	if top.Kind != yaml.MappingNode {
+		return nil, nil
+	}
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		if top.Content[i].Value != "rules" || top.Content[i+1].Kind != yaml.SequenceNode {
+			continue
+		}
+		for _, rn := range top.Content[i+1].Content {
+			rules = append(rules, rn.Line)
+			when := rn.Line
+			for j := 0; j+1 < len(rn.Content); j += 2 {
+				if rn.Content[j].Value == "when" {
+					when = rn.Content[j+1].Line
+				}
+			}
+			whens = append(whens, when)
+		}
+	}
+	return rules, whens
+}
+
+func at(s []int, i int) int {
+	if i < len(s) {
+		return s[i]
+	}
+	return 0
+}
+
+// yamlProblem turns a yaml error ("yaml: line 3: ...") into a Problem.
+func yamlProblem(err error) Problem {
+	msg := err.Error()
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		msg = strings.Join(te.Errors, "; ")
+	}
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	line := 0
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if n, tail, ok := strings.Cut(rest, ":"); ok {
+			if v, err := strconv.Atoi(n); err == nil {
+				line, msg = v, strings.TrimSpace(tail)
+			}
+		}
+	}
+	if msg == "EOF" {
+		msg = "the document is empty"
+	}
+	return Problem{Line: line, Message: msg}
+}
+
+// fields lists what `action` and `run` hold; see Action and Run.
+var fields = map[string][]string{
+	"action": {"kind", "target", "summary", "params", "risk", "reversible", "estimated_cost"},
+	"run":    {"workflow", "business_key", "input", "attempt", "steps_used", "model_calls", "tokens_used"},
+}
+
+// checkFields walks a compiled condition and refuses a field of action or run
+// that does not exist.
+func checkFields(a *cel.Ast) string {
+	parsed, err := cel.AstToParsedExpr(a)
+	if err != nil {
+		return err.Error()
+	}
+	var msg string
+	var walk func(e *exprpb.Expr)
+	walk = func(e *exprpb.Expr) {
+		if e == nil || msg != "" {
+			return
+		}
+		switch k := e.ExprKind.(type) {
+		case *exprpb.Expr_SelectExpr:
+			if id := k.SelectExpr.Operand.GetIdentExpr(); id != nil {
+				if known, ok := fields[id.Name]; ok && !slices.Contains(known, k.SelectExpr.Field) {
+					msg = fmt.Sprintf("%s has no field %q (it has %s)", id.Name, k.SelectExpr.Field, strings.Join(known, ", "))
+					return
+				}
+			}
+			walk(k.SelectExpr.Operand)
+		case *exprpb.Expr_CallExpr:
+			walk(k.CallExpr.Target)
+			for _, arg := range k.CallExpr.Args {
+				walk(arg)
+			}
+		case *exprpb.Expr_ListExpr:
+			for _, el := range k.ListExpr.Elements {
+				walk(el)
+			}
+		case *exprpb.Expr_StructExpr:
+			for _, en := range k.StructExpr.Entries {
+				walk(en.GetMapKey())
+				walk(en.Value)
+			}
+		case *exprpb.Expr_ComprehensionExpr:
+			c := k.ComprehensionExpr
+			walk(c.IterRange)
+			walk(c.AccuInit)
+			walk(c.LoopCondition)
+			walk(c.LoopStep)
+			walk(c.Result)
+		}
+	}
+	walk(parsed.GetExpr())
+	return msg
+}

@@ -1,0 +1,234 @@
+// Package policy decides, for every action a workflow run proposes, whether it
+// is approved automatically (auto), grouped with similar changes for one
+// reviewer action (batched), or stopped for individual review (explicit).
+//
+// A policy is a YAML document of ordered rules whose conditions are CEL
+// expressions; the first rule whose condition holds decides, and when none
+// does the action is explicit. The package is pure Go: no database, no HTTP.
+package policy
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/cel-go/cel"
+)
+
+// Tier is how much human attention an action gets.
+type Tier string
+
+// The three tiers.
+const (
+	Auto     Tier = "auto"
+	Batched  Tier = "batched"
+	Explicit Tier = "explicit"
+)
+
+// Rank orders tiers for display: explicit first.
+func (t Tier) Rank() int {
+	switch t {
+	case Explicit:
+		return 0
+	case Batched:
+		return 1
+	default:
+		return 2
+	}
+}
+
+// What a rule may do when its deadline passes.
+const (
+	TimeoutReject   = "reject"
+	TimeoutEscalate = "escalate"
+	TimeoutApprove  = "approve"
+)
+
+// Roles known to the console, from least to most rights.
+var Roles = []string{"viewer", "reviewer", "approver", "admin"}
+
+// Action is what a run proposes to do. Field names are those CEL sees.
+type Action struct {
+	Kind          string         `json:"kind"`
+	Target        string         `json:"target"`
+	Summary       string         `json:"summary"`
+	Params        map[string]any `json:"params"`
+	Risk          string         `json:"risk"`
+	Reversible    bool           `json:"reversible"`
+	EstimatedCost float64        `json:"estimated_cost"`
+}
+
+// Run is what a rule may know of the run that proposes the action.
+type Run struct {
+	Workflow    string         `json:"workflow"`
+	BusinessKey string         `json:"business_key"`
+	Input       map[string]any `json:"input"`
+	Attempt     int            `json:"attempt"`
+	StepsUsed   int            `json:"steps_used"`
+	ModelCalls  int            `json:"model_calls"`
+	TokensUsed  int            `json:"tokens_used"`
+}
+
+// Input is everything a rule's condition can read: `action`, `run` and `now`.
+type Input struct {
+	Action Action
+	Run    Run
+	Now    time.Time
+}
+
+// Batch says how batched requests are grouped.
+type Batch struct {
+	GroupBy []string
+	MaxSize int
+	MaxWait time.Duration
+}
+
+// Decision is the policy's answer for one action.
+type Decision struct {
+	Tier       Tier          `json:"tier"`
+	Rule       string        `json:"rule"`
+	Reason     string        `json:"reason"`
+	Approvals  int           `json:"approvals"`
+	Roles      []string      `json:"roles,omitempty"`
+	Deadline   time.Duration `json:"deadline,omitempty"`
+	OnTimeout  string        `json:"on_timeout,omitempty"`
+	EscalateTo []string      `json:"escalate_to,omitempty"`
+	BatchKey   string        `json:"batch_key,omitempty"`
+	Batch      *Batch        `json:"-"`
+}
+
+// Rule is one compiled rule of a policy.
+type Rule struct {
+	Name        string
+	When        string
+	Description string
+	Tier        Tier
+	Approvals   int
+	Roles       []string
+	Deadline    time.Duration
+	OnTimeout   string
+	EscalateTo  []string
+	Batch       *Batch
+	Line        int
+
+	program cel.Program
+}
+
+// Policy is a loaded, compiled, type-checked policy document.
+type Policy struct {
+	Version int // the database version, 0 when not stored
+	Rules   []*Rule
+	Source  []byte
+}
+
+// NoMatchRule names the implicit last rule: nothing matched, review it.
+const NoMatchRule = "default-explicit"
+
+// Default is the policy in force before any is activated: every action is
+// reviewed explicitly.
+func Default() *Policy { return &Policy{} }
+
+// Evaluate applies p to in: the first rule whose condition is true decides. A
+// condition that cannot be evaluated (a missing field, a wrong type) makes the
+// action explicit with that reason; it never lets an action through.
+func Evaluate(p *Policy, in Input) (Decision, error) {
+	if p == nil {
+		p = Default()
+	}
+	if in.Now.IsZero() {
+		in.Now = time.Now()
+	}
+	vars := map[string]any{"action": in.Action.vars(), "run": in.Run.vars(), "now": in.Now}
+	for _, r := range p.Rules {
+		out, _, err := r.program.Eval(vars)
+		if err != nil {
+			return Decision{
+				Tier: Explicit, Rule: r.Name, Approvals: 1,
+				Reason: fmt.Sprintf("rule %q could not be evaluated (%v); held for explicit review", r.Name, err),
+			}, nil
+		}
+		if matched, ok := out.Value().(bool); !ok || !matched {
+			continue
+		}
+		return r.decide(in), nil
+	}
+	return Decision{Tier: Explicit, Rule: NoMatchRule, Approvals: 1,
+		Reason: "no rule matched; actions are reviewed explicitly by default"}, nil
+}
+
+func (r *Rule) decide(in Input) Decision {
+	d := Decision{
+		Tier: r.Tier, Rule: r.Name, Approvals: r.Approvals, Roles: r.Roles,
+		Deadline: r.Deadline, OnTimeout: r.OnTimeout, EscalateTo: r.EscalateTo,
+	}
+	d.Reason = r.Description
+	if d.Reason == "" {
+		d.Reason = fmt.Sprintf("rule %q matched: %s", r.Name, r.When)
+	}
+	if r.Tier == Auto {
+		d.Approvals = 0
+	}
+	if r.Tier == Batched {
+		d.Batch = r.Batch
+		d.BatchKey = batchKey(r.Batch.GroupBy, in)
+	}
+	return d
+}
+
+// batchKey joins the values of the group_by keys into one stable string.
+func batchKey(keys []string, in Input) string {
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, k+"="+groupValue(k, in))
+	}
+	return strings.Join(parts, ";")
+}
+
+func groupValue(key string, in Input) string {
+	switch key {
+	case "workflow", "run.workflow":
+		return in.Run.Workflow
+	case "run.business_key":
+		return in.Run.BusinessKey
+	case "action.kind":
+		return in.Action.Kind
+	case "action.target":
+		return in.Action.Target
+	case "action.risk":
+		return in.Action.Risk
+	}
+	if name, ok := strings.CutPrefix(key, "action.params."); ok {
+		if v, ok := in.Action.Params[name]; ok {
+			return fmt.Sprint(v)
+		}
+	}
+	return ""
+}
+
+// validGroupKey reports whether key names something batchKey can read.
+func validGroupKey(key string) bool {
+	switch key {
+	case "workflow", "run.workflow", "run.business_key", "action.kind", "action.target", "action.risk":
+		return true
+	}
+	name, ok := strings.CutPrefix(key, "action.params.")
+	return ok && name != ""
+}
+
+func (a *Action) vars() map[string]any {
+	params := a.Params
+	if params == nil {
+		params = map[string]any{}
+	}
+	return map[string]any{"kind": a.Kind, "target": a.Target, "summary": a.Summary, "params": params,
+		"risk": a.Risk, "reversible": a.Reversible, "estimated_cost": a.EstimatedCost}
+}
+
+func (r *Run) vars() map[string]any {
+	input := r.Input
+	if input == nil {
+		input = map[string]any{}
+	}
+	return map[string]any{"workflow": r.Workflow, "business_key": r.BusinessKey, "input": input,
+		"attempt": r.Attempt, "steps_used": r.StepsUsed, "model_calls": r.ModelCalls, "tokens_used": r.TokensUsed}
+}
