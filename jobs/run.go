@@ -31,17 +31,25 @@ func (RunArgs) InsertOpts() river.InsertOpts {
 // RunMaxAttempts is how often a run's job is tried before the run fails.
 const RunMaxAttempts = 5
 
-// RunTimeout bounds one execution of a run: several model calls fit in it.
+// RunTimeout bounds one execution of a run by default: several model calls fit in it.
 const RunTimeout = 10 * time.Minute
 
 // RunWorker executes runs through the engine.
 type RunWorker struct {
 	river.WorkerDefaults[RunArgs]
 	Engine *workflow.Engine
+	// JobTimeout bounds one execution. River's rescuer also waits at least
+	// this long before it presumes a running job's worker dead.
+	JobTimeout time.Duration
 }
 
 // Timeout implements river.Worker.
-func (w *RunWorker) Timeout(*river.Job[RunArgs]) time.Duration { return RunTimeout }
+func (w *RunWorker) Timeout(*river.Job[RunArgs]) time.Duration {
+	if w.JobTimeout > 0 {
+		return w.JobTimeout
+	}
+	return RunTimeout
+}
 
 // Work implements river.Worker: the engine completes the job in the same
 // transaction that records the run's outcome.

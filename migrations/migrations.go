@@ -20,8 +20,10 @@ import (
 	"github.com/riverqueue/river/rivermigrate"
 )
 
+// FS holds the application's migrations.
+//
 //go:embed *.sql
-var files embed.FS
+var FS embed.FS
 
 // lockKey serializes migrations across processes that start at once.
 const lockKey = 7243000
@@ -81,7 +83,7 @@ func Pending(ctx context.Context, pool *pgxpool.Pool) (int, error) {
 
 func newProvider(pool *pgxpool.Pool) (*goose.Provider, *sql.DB, error) {
 	db := stdlib.OpenDBFromPool(pool)
-	provider, err := goose.NewProvider(goose.DialectPostgres, db, files)
+	provider, err := goose.NewProvider(goose.DialectPostgres, db, FS)
 	if err != nil {
 		db.Close()
 		return nil, nil, fmt.Errorf("goose provider: %w", err)

@@ -101,11 +101,17 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	policies := policystore.NewCache(pool, 30*time.Second)
 	engine := workflow.New(workflow.Config{Pool: pool, Registry: registry, Policies: policies, Model: model, Logger: logger})
 
+	// A job is presumed crashed after RescueAfter; it must be allowed to run
+	// a little less than that.
+	jobTimeout := jobs.RunTimeout
+	if cfg.RescueAfter <= jobTimeout {
+		jobTimeout = cfg.RescueAfter / 2
+	}
 	workers := river.NewWorkers()
-	river.AddWorker(workers, &jobs.RunWorker{Engine: engine})
+	river.AddWorker(workers, &jobs.RunWorker{Engine: engine, JobTimeout: jobTimeout})
 	rc := &river.Config{
 		Workers:              workers,
-		JobTimeout:           jobs.RunTimeout,
+		JobTimeout:           jobTimeout,
 		RescueStuckJobsAfter: max(cfg.RescueAfter, time.Second),
 		MaxAttempts:          jobs.RunMaxAttempts,
 		// A resumed run should start within milliseconds of the decision's
@@ -113,9 +119,6 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		FetchCooldown:     2 * time.Millisecond,
 		FetchPollInterval: 500 * time.Millisecond,
 		Logger:            slog.New(slog.NewTextHandler(discard{}, nil)),
-	}
-	if cfg.RescueAfter <= jobs.RunTimeout {
-		rc.JobTimeout = cfg.RescueAfter / 2
 	}
 	if opts.Worker {
 		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}}

@@ -48,7 +48,7 @@ func offlineTriage(raw json.RawMessage) (any, error) {
 	case strings.Contains(text, "refund") || strings.Contains(text, "broken") || strings.Contains(text, "charged twice"):
 		amount := t.OrderTotal
 		if in.Feedback != "" {
-			amount = float64(int(amount * 50)) / 100 // offer half after pushback
+			amount = float64(int(amount*50)) / 100 // offer half after pushback
 		}
 		p = Proposal{Kind: "payment.refund", Target: "order:" + t.ID, Risk: "high", Reversible: false, Cost: amount,
 			Summary:   fmt.Sprintf("Refund %.2f to %s for ticket %s", amount, t.Customer, t.ID),
@@ -63,9 +63,9 @@ func offlineTriage(raw json.RawMessage) (any, error) {
 	default:
 		priority := []string{"low", "normal", "high"}[pick(t.ID, 3)]
 		p = Proposal{Kind: "ticket.update", Target: "ticket:" + t.ID, Risk: "low", Reversible: true,
-			Summary: fmt.Sprintf("Tag ticket %s as %s priority, category general", t.ID, priority),
-			Params:  map[string]any{"fields": map[string]any{"priority": priority, "category": "general"}},
-			Current: map[string]any{"fields": map[string]any{"priority": "unset", "category": "unset"}},
+			Summary:   fmt.Sprintf("Tag ticket %s as %s priority, category general", t.ID, priority),
+			Params:    map[string]any{"fields": map[string]any{"priority": priority, "category": "general"}},
+			Current:   map[string]any{"fields": map[string]any{"priority": "unset", "category": "unset"}},
 			Rationale: "No refund or account issue detected; triage only."}
 	}
 	return revised(p, in.Feedback, in.Round), nil

@@ -36,10 +36,10 @@ type TierCount struct {
 
 // Simulation is what replaying history against a candidate policy found.
 type Simulation struct {
-	Since    time.Time   `json:"since"`
-	Requests int         `json:"requests"`
-	Moved    int         `json:"moved"`
-	Loosened int         `json:"loosened"` // moved to a less strict tier
+	Since    time.Time `json:"since"`
+	Requests int       `json:"requests"`
+	Moved    int       `json:"moved"`
+	Loosened int       `json:"loosened"` // moved to a less strict tier
 	// RiskyLoosened counts loosened requests that humans had rejected.
 	RiskyLoosened int         `json:"risky_loosened"`
 	Tiers         []TierCount `json:"tiers"`

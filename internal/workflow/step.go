@@ -57,9 +57,9 @@ type slot struct {
 	seq      int
 	name     string
 	kind     string
-	key      string       // idempotency key: run:name, run:name#2 for the second use
-	prior    *store.Step  // what the history holds at this position, if anything
-	attempts int          // this attempt's number for the step
+	key      string      // idempotency key: run:name, run:name#2 for the second use
+	prior    *store.Step // what the history holds at this position, if anything
+	attempts int         // this attempt's number for the step
 	started  time.Time
 }
 
