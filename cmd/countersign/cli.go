@@ -108,26 +108,49 @@ func printUsage(w io.Writer) {
 
 // flags returns a flag set whose errors and help go to the command's stderr,
 // with the shared --database-url flag.
-func (e *env) flags(name, usage string) (*flag.FlagSet, *string) {
+func (e *env) flags(name, usage string) (*flagSet, *string) {
 	fs := flag.NewFlagSet("countersign "+name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	// Errors are reported in one line by Main; --help prints the usage.
+	fs.SetOutput(io.Discard)
 	dbURL := fs.String("database-url", "", "PostgreSQL URL (default $DATABASE_URL or "+config.DefaultDatabaseURL+")")
-	fs.Usage = func() {
+	// The flag package calls Usage on every error; help is printed by parse
+	// for --help only, so that a mistake gets one line.
+	fs.Usage = func() {}
+	return &flagSet{FlagSet: fs, help: func() {
 		fmt.Fprintf(e.stderr, "Usage: countersign %s\n\n", usage)
+		fs.SetOutput(e.stderr)
 		fs.PrintDefaults()
-	}
-	return fs, dbURL
+		fs.SetOutput(io.Discard)
+	}}, dbURL
 }
 
-// parse parses flags, turning a flag mistake into a usage error.
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+// flagSet is a command's flags and its --help text.
+type flagSet struct {
+	*flag.FlagSet
+	help func()
+}
+
+// parse parses flags, allowing them before and after positional arguments
+// (`policy apply FILE --by alice`), and turns a flag mistake into a usage error.
+func parse(fs *flagSet, args []string) error {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fs.help()
+				return err
+			}
+			return usageError{err.Error() + " (see --help)"}
 		}
-		return usageError{err.Error()}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
 	}
-	return nil
+	// Parse the collected positionals into fs.Args() without flag parsing.
+	return fs.Parse(append([]string{"--"}, positional...))
 }
 
 // config reads the environment, applies flag overrides and validates.
@@ -236,7 +259,7 @@ func serve(e *env, cfg config.Config, opts app.Options, background func(ctx cont
 }
 
 // oneArg returns the single positional argument a command takes.
-func oneArg(fs *flag.FlagSet, what string) (string, error) {
+func oneArg(fs *flagSet, what string) (string, error) {
 	if fs.NArg() != 1 {
 		return "", usagef("expected one argument, %s", what)
 	}

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/countersign/countersign/internal/testdb"
+)
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func run(t *testing.T, env map[string]string, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Main(context.Background(), args, strings.NewReader(""), &out, &errb, func(k string) string { return env[k] })
+	return result{code, out.String(), errb.String()}
+}
+
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		"BadDatabaseURL": {map[string]string{"DATABASE_URL": "mysql://x"}, []string{"migrate"}, "DATABASE_URL must be a postgres:// URL"},
+		"BadAddr":        {map[string]string{"COUNTERSIGN_ADDR": "8080"}, []string{"serve"}, "COUNTERSIGN_ADDR must be host:port"},
+		"BadWorkers":     {map[string]string{"COUNTERSIGN_WORKERS": "lots"}, []string{"serve"}, "COUNTERSIGN_WORKERS must be a whole number"},
+		"BadProvider":    {map[string]string{"COUNTERSIGN_MODEL_PROVIDER": "magic"}, []string{"serve"}, "COUNTERSIGN_MODEL_PROVIDER must be offline or openai"},
+		"OpenAINoModel":  {map[string]string{"COUNTERSIGN_MODEL_PROVIDER": "openai"}, []string{"serve"}, "COUNTERSIGN_MODEL is required"},
+		"BadFlag":        {nil, []string{"run", "list", "--nope"}, "flag provided but not defined"},
+		"BadStatus":      {nil, []string{"run", "list", "--status", "sleeping"}, `unknown status "sleeping"`},
+		"UnknownCommand": {nil, []string{"frobnicate"}, `unknown command "frobnicate"`},
+		"BothSides":      {nil, []string{"serve", "--web-only", "--worker-only"}, "exclude each other"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := run(t, tc.env, tc.args...)
+			require.Equal(t, exitUsage, r.code, r.stderr)
+			require.Contains(t, r.stderr, tc.want)
+			require.LessOrEqual(t, strings.Count(strings.TrimSpace(r.stderr), "\n"), 12, "a short message, not a dump")
+		})
+	}
+	r := run(t, nil, "--help")
+	require.Equal(t, exitOK, r.code)
+	for _, c := range []string{"migrate", "serve", "run", "demo", "policy", "audit"} {
+		require.Contains(t, r.stdout, c)
+	}
+}
+
+func TestMigrateConcurrentlyCreatesTheDatabase(t *testing.T) {
+	t.Parallel()
+	name := fmt.Sprintf("cs_migrate_%d", os.Getpid())
+	url := testdb.URLFor(name)
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), testdb.ServerURL())
+		if err == nil {
+			_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			c.Close(context.Background())
+		}
+	})
+	env := map[string]string{"DATABASE_URL": url}
+	var wg sync.WaitGroup
+	results := make([]result, 3)
+	for i := range results {
+		wg.Add(1)
+		go func() { defer wg.Done(); results[i] = run(t, env, "migrate") }()
+	}
+	wg.Wait()
+	for _, r := range results {
+		require.Equal(t, exitOK, r.code, r.stderr)
+	}
+	r := run(t, env, "migrate")
+	require.Equal(t, exitOK, r.code, "migrate is idempotent: %s", r.stderr)
+}
+
+func TestRunCommands(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"DATABASE_URL": testdb.New(t)}
+
+	r := run(t, env, "run", "start", "--workflow", "lead_enrichment", "--key", "L-1",
+		"--input", `{"lead_id":"L-1","company":"Initech","email":"a@initech.example","employees":10}`)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	id := strings.TrimSpace(r.stdout)
+	require.Len(t, id, 36)
+
+	r = run(t, env, "run", "start", "--workflow", "lead_enrichment", "--key", "L-1", "--input", `{"lead_id":"L-1"}`)
+	require.Equal(t, exitOK, r.code)
+	require.Equal(t, id, strings.TrimSpace(r.stdout), "same business key, same run")
+	require.Contains(t, r.stderr, "already exists")
+
+	for _, bad := range [][]string{
+		{"run", "start", "--workflow", "nope", "--key", "k"},
+		{"run", "start", "--workflow", "lead_enrichment", "--key", "k", "--input", `{"lead_id":`},
+		{"run", "start", "--workflow", "lead_enrichment", "--key", "k", "--input", `{"colour":"red"}`},
+		{"run", "start", "--workflow", "lead_enrichment"},
+	} {
+		r := run(t, env, bad...)
+		require.Equal(t, exitUsage, r.code, "%v: %s", bad, r.stderr)
+	}
+
+	r = run(t, env, "run", "show", id)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, `"status": "queued"`)
+	require.Contains(t, r.stdout, `"business_key": "L-1"`)
+
+	r = run(t, env, "run", "list", "--status", "queued")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, id)
+	require.Equal(t, 2, strings.Count(r.stdout, "\n"), "one header and one run: bad starts wrote nothing")
+
+	r = run(t, env, "run", "cancel", id)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	r = run(t, env, "run", "cancel", id)
+	require.Equal(t, exitFail, r.code)
+	require.Contains(t, r.stderr, "already ended")
+	r = run(t, env, "run", "show", "00000000-0000-0000-0000-000000000000")
+	require.Equal(t, exitFail, r.code)
+	require.Contains(t, r.stderr, "no run")
+
+	r = run(t, env, "audit", "verify")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Regexp(t, `^ok: 2 events, head [0-9a-f]{64}\n$`, r.stdout)
+	r = run(t, env, "audit", "head")
+	require.Regexp(t, `^2 [0-9a-f]{64}\n$`, r.stdout)
+}
+
+func TestPolicyCommands(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"DATABASE_URL": testdb.New(t)}
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte("version: 1\nrules:\n  - name: a\n    when: action.knd == 'x'\n    tier: auto\n"), 0o600))
+
+	r := run(t, env, "policy", "check", "../../policy/example.yaml")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, "ok, 7 rules")
+	r = run(t, env, "policy", "check", bad)
+	require.Equal(t, exitFail, r.code)
+	require.Contains(t, r.stderr, `bad.yaml:line 4: rule "a": when: action has no field "knd"`)
+
+	r = run(t, env, "policy", "show")
+	require.Equal(t, exitFail, r.code)
+	require.Contains(t, r.stderr, "no policy has been activated")
+
+	r = run(t, env, "policy", "apply", "../../policy/example.yaml", "--by", "alice")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, "activated policy version 1")
+	r = run(t, env, "policy", "apply", bad)
+	require.Equal(t, exitFail, r.code)
+	require.Contains(t, r.stderr, "nothing was changed")
+
+	r = run(t, env, "policy", "show")
+	require.Equal(t, exitOK, r.code)
+	require.Contains(t, r.stdout, "# version 1 (active)")
+	require.Contains(t, r.stdout, "name: read-only")
+	r = run(t, env, "policy", "history")
+	require.Equal(t, exitOK, r.code)
+	require.Contains(t, r.stdout, "alice")
+
+	r = run(t, env, "audit", "verify")
+	require.Contains(t, r.stdout, "ok: 1 events", "the activation is audited")
+}
