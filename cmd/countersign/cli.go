@@ -56,6 +56,7 @@ func init() {
 		"demo":    {"migrate, seed demo policy, serve, and keep starting demo runs", cmdDemo},
 		"policy":  {"check, apply, show, list and simulate approval policies", cmdPolicy},
 		"audit":   {"verify the audit chain and print its head", cmdAudit},
+		"bench":   {"measure throughput and latency against baselines in one run", cmdBench},
 	}
 }
 

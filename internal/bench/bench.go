@@ -1,0 +1,344 @@
+// Package bench measures Countersign against the database it runs on, always
+// next to a baseline measured in the same run, because a shared machine's
+// absolute numbers drift: raw River throughput, a minimal per-step write, the
+// engine's throughput, and the latency from a decision's commit to the
+// resumed run's next step.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/countersign/countersign/internal/ai"
+	"github.com/countersign/countersign/internal/app"
+	"github.com/countersign/countersign/internal/config"
+	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/workflow"
+)
+
+// Options size the benchmark.
+type Options struct {
+	Workers   int // concurrency for every measurement
+	RiverJobs int // no-op jobs for R
+	Steps     int // step writes for P
+	Runs      int // six-step workflow runs for the engine
+	Decisions int // decisions for the resume latency
+}
+
+// Report holds the results.
+type Report struct {
+	Options       Options
+	RiverJobsPerS float64 // R
+	BaselineSteps float64 // P: minimal durable step writes per second
+	EngineSteps   float64 // steps per second through the engine
+	EngineRuns    float64 // runs per second through the engine
+	ResumeP50     time.Duration
+	ResumeP99     time.Duration
+	ResumeMax     time.Duration
+}
+
+// StepRatio is engine steps/s over P; the target is at least 0.5.
+func (r Report) StepRatio() float64 { return r.EngineSteps / r.BaselineSteps }
+
+// Run executes every measurement on pool, a freshly migrated database.
+func Run(ctx context.Context, pool *pgxpool.Pool, dbURL string, o Options, progress io.Writer) (*Report, error) {
+	rep := &Report{Options: o}
+	var err error
+	fmt.Fprintln(progress, "R: raw River throughput ...")
+	if rep.RiverJobsPerS, err = riverThroughput(ctx, pool, o); err != nil {
+		return nil, fmt.Errorf("river throughput: %w", err)
+	}
+	fmt.Fprintln(progress, "P: minimal durable step writes ...")
+	if rep.BaselineSteps, err = baselineSteps(ctx, pool, o); err != nil {
+		return nil, fmt.Errorf("baseline: %w", err)
+	}
+	fmt.Fprintln(progress, "engine: six-step workflows with an auto-approved gate ...")
+	if err := engineThroughput(ctx, pool, dbURL, o, rep); err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	fmt.Fprintln(progress, "decision → resume latency ...")
+	if err := resumeLatency(ctx, pool, dbURL, o, rep); err != nil {
+		return nil, fmt.Errorf("resume latency: %w", err)
+	}
+	return rep, nil
+}
+
+type noopArgs struct{}
+
+func (noopArgs) Kind() string { return "bench_noop" }
+
+type noopWorker struct {
+	river.WorkerDefaults[noopArgs]
+	done *atomic.Int64
+}
+
+func (w *noopWorker) Work(context.Context, *river.Job[noopArgs]) error {
+	w.done.Add(1)
+	return nil
+}
+
+func riverThroughput(ctx context.Context, pool *pgxpool.Pool, o Options) (float64, error) {
+	var done atomic.Int64
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &noopWorker{done: &done})
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		Queues:        map[string]river.QueueConfig{"bench": {MaxWorkers: o.Workers * 5}},
+		Workers:       workers,
+		FetchCooldown: 2 * time.Millisecond,
+		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		return 0, err
+	}
+	for inserted := 0; inserted < o.RiverJobs; {
+		n := min(5000, o.RiverJobs-inserted)
+		params := make([]river.InsertManyParams, n)
+		for i := range params {
+			params[i] = river.InsertManyParams{Args: noopArgs{}, InsertOpts: &river.InsertOpts{Queue: "bench"}}
+		}
+		if _, err := client.InsertManyFast(ctx, params); err != nil {
+			return 0, err
+		}
+		inserted += n
+	}
+	start := time.Now()
+	if err := client.Start(ctx); err != nil {
+		return 0, err
+	}
+	for done.Load() < int64(o.RiverJobs) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_ = client.Stop(stopCtx)
+	return float64(o.RiverJobs) / elapsed.Seconds(), nil
+}
+
+// baselineSteps is the least a durable step must do: one committed row with
+// the step's result, one transaction per step, at the same concurrency.
+func baselineSteps(ctx context.Context, pool *pgxpool.Pool, o Options) (float64, error) {
+	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS bench_steps (run_id uuid, seq int, output jsonb, PRIMARY KEY (run_id, seq))`); err != nil {
+		return 0, err
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, o.Workers)
+	start := time.Now()
+	for range o.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(o.Steps) {
+					return
+				}
+				if _, err := pool.Exec(ctx, `INSERT INTO bench_steps VALUES (gen_random_uuid(), $1, '{"ok":true}')`, i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	return float64(o.Steps) / elapsed.Seconds(), nil
+}
+
+// register adds the benchmark workflows: six steps, the fourth a gate.
+func register(resumed func(runID string)) func(*workflow.Registry, *ai.Offline) {
+	return func(r *workflow.Registry, m *ai.Offline) {
+		m.Handle("bench", func(json.RawMessage) (any, error) { return map[string]int{"n": 1}, nil })
+		six := func(kind string) func(ctx context.Context, _ struct{}) (int, error) {
+			return func(ctx context.Context, _ struct{}) (int, error) {
+				if _, err := workflow.Step(ctx, "collect_context", func(context.Context) (int, error) { return 1, nil }); err != nil {
+					return 0, err
+				}
+				if _, err := workflow.Generate[map[string]int](ctx, "propose_change", ai.Request{Task: "bench"}); err != nil {
+					return 0, err
+				}
+				if _, err := workflow.Step(ctx, "run_checks", func(context.Context) (int, error) { return 1, nil }); err != nil {
+					return 0, err
+				}
+				if _, err := workflow.RequestApproval(ctx, workflow.Action{Kind: kind, Summary: "bench"}); err != nil {
+					return 0, err
+				}
+				if resumed != nil {
+					resumed(workflow.RunID(ctx))
+				}
+				if _, err := workflow.Effect(ctx, "apply_change", func(context.Context, workflow.EffectContext) (int, error) { return 1, nil }); err != nil {
+					return 0, err
+				}
+				return workflow.Step(ctx, "summarize_result", func(context.Context) (int, error) { return 1, nil })
+			}
+		}
+		workflow.Register(r, "bench_auto", six("bench.read"))
+		workflow.Register(r, "bench_gate", six("bench.write"))
+	}
+}
+
+const benchPolicy = `version: 1
+rules:
+  - name: bench-read
+    when: action.kind == "bench.read"
+    tier: auto
+`
+
+func startApp(ctx context.Context, pool *pgxpool.Pool, dbURL string, o Options, worker bool, resumed func(string)) (*app.App, func(), error) {
+	cfg := config.Config{DatabaseURL: dbURL, Workers: o.Workers, RescueAfter: 15 * time.Minute, ModelProvider: "offline"}
+	a, err := app.New(cfg, pool, app.Options{Worker: worker, Register: register(resumed),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return nil, nil, err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = a.Run(runCtx) }()
+	return a, func() { cancel(); <-done }, nil
+}
+
+func engineThroughput(ctx context.Context, pool *pgxpool.Pool, dbURL string, o Options, rep *Report) error {
+	if _, err := applyPolicy(ctx, pool); err != nil {
+		return err
+	}
+	// Insert every run first, then start the workers, so that the measured
+	// time is execution only.
+	starter, stopStarter, err := startApp(ctx, pool, dbURL, o, false, nil)
+	if err != nil {
+		return err
+	}
+	for i := range o.Runs {
+		if _, _, err := starter.Engine.Start(ctx, workflow.StartParams{Workflow: "bench_auto", BusinessKey: fmt.Sprint("auto-", i)}); err != nil {
+			stopStarter()
+			return err
+		}
+	}
+	stopStarter()
+	start := time.Now()
+	_, stop, err := startApp(ctx, pool, dbURL, o, true, nil)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	for {
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM workflow_runs WHERE workflow = 'bench_auto' AND status IN ('completed', 'failed')`).Scan(&n); err != nil {
+			return err
+		}
+		if n == o.Runs {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	var failed int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM workflow_runs WHERE workflow = 'bench_auto' AND status = 'failed'`).Scan(&failed); err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d benchmark runs failed", failed)
+	}
+	rep.EngineRuns = float64(o.Runs) / elapsed.Seconds()
+	rep.EngineSteps = rep.EngineRuns * 6
+	return nil
+}
+
+func resumeLatency(ctx context.Context, pool *pgxpool.Pool, dbURL string, o Options, rep *Report) error {
+	var mu sync.Mutex
+	resumedAt := map[string]time.Time{}
+	seen := map[string]bool{}
+	resumed := func(runID string) {
+		now := time.Now()
+		mu.Lock()
+		defer mu.Unlock()
+		// The first pass through the gate suspends before this point; only a
+		// resumed replay gets here.
+		if !seen[runID] {
+			seen[runID] = true
+			resumedAt[runID] = now
+		}
+	}
+	a, stop, err := startApp(ctx, pool, dbURL, o, true, resumed)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	ids := make([]string, o.Decisions)
+	for i := range ids {
+		run, _, err := a.Engine.Start(ctx, workflow.StartParams{Workflow: "bench_gate", BusinessKey: fmt.Sprint("gate-", i), StartedBy: "bench"})
+		if err != nil {
+			return err
+		}
+		ids[i] = run.ID
+	}
+	for {
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM workflow_runs WHERE workflow = 'bench_gate' AND status = 'waiting_human'`).Scan(&n); err != nil {
+			return err
+		}
+		if n == o.Decisions {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	committed := make(map[string]time.Time, len(ids))
+	for _, id := range ids {
+		reqs, err := store.RequestListByRun(ctx, pool, id)
+		if err != nil || len(reqs) != 1 {
+			return fmt.Errorf("run %s: requests %v: %w", id, len(reqs), err)
+		}
+		if _, err := a.Engine.Decide(ctx, workflow.DecideParams{RequestID: reqs[0].ID, Verdict: workflow.Approve,
+			PayloadHash: reqs[0].PayloadHash, Actor: workflow.Actor{Name: "bench-reviewer", Roles: []string{"reviewer"}}}); err != nil {
+			return err
+		}
+		committed[id] = time.Now()
+		// Space decisions out a little, as reviewers do, so that each is
+		// measured on its own rather than queued behind a burst.
+		time.Sleep(2 * time.Millisecond)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		mu.Lock()
+		n := len(resumedAt)
+		mu.Unlock()
+		if n == len(ids) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d runs resumed within 60s", n, len(ids))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	lat := make([]time.Duration, 0, len(ids))
+	for _, id := range ids {
+		lat = append(lat, max(resumedAt[id].Sub(committed[id]), 0))
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	rep.ResumeP50 = lat[len(lat)/2]
+	rep.ResumeP99 = lat[len(lat)*99/100]
+	rep.ResumeMax = lat[len(lat)-1]
+	return nil
+}
+
+func applyPolicy(ctx context.Context, pool *pgxpool.Pool) (*store.PolicyVersion, error) {
+	return store.WithTxV(ctx, pool, func(tx pgx.Tx) (*store.PolicyVersion, error) {
+		return store.PolicyActivate(ctx, tx, benchPolicy, "bench", "bench")
+	})
+}
