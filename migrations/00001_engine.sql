@@ -28,6 +28,7 @@ CREATE TABLE workflow_runs (
 CREATE INDEX workflow_runs_created ON workflow_runs (created_at DESC, id DESC);
 CREATE INDEX workflow_runs_status ON workflow_runs (status, created_at DESC, id DESC);
 CREATE INDEX workflow_runs_workflow ON workflow_runs (workflow, status, created_at DESC, id DESC);
+CREATE INDEX workflow_runs_key ON workflow_runs (business_key text_pattern_ops);
 
 CREATE TABLE workflow_steps (
     run_id      uuid NOT NULL REFERENCES workflow_runs (id) ON DELETE CASCADE,
@@ -72,11 +73,13 @@ CREATE TABLE approval_requests (
     decided_by         text,
     CONSTRAINT approval_requests_step UNIQUE (run_id, step_seq)
 );
--- The inbox: explicit before batched, then by deadline, then by age.
+-- The inbox: explicit before batched, then by deadline (none last), then by
+-- age. The expressions are the keyset the console pages with.
 CREATE INDEX approval_requests_inbox ON approval_requests
-    ((CASE tier WHEN 'explicit' THEN 0 ELSE 1 END), deadline NULLS LAST, created_at, id)
+    ((CASE tier WHEN 'explicit' THEN 0 ELSE 1 END), (coalesce(deadline, 'infinity'::timestamptz)), created_at, id)
     WHERE status = 'pending';
 CREATE INDEX approval_requests_recent ON approval_requests (tier, created_at DESC, id DESC);
+CREATE INDEX approval_requests_status ON approval_requests (status, created_at DESC, id DESC);
 
 -- One row per distinct approver while a rule needs more than one approval.
 CREATE TABLE approval_votes (

@@ -57,6 +57,8 @@ func init() {
 		"policy":  {"check, apply, show, list and simulate approval policies", cmdPolicy},
 		"audit":   {"verify the audit chain and print its head", cmdAudit},
 		"bench":   {"measure throughput and latency against baselines in one run", cmdBench},
+		"user":    {"add, list, disable and enable console users", cmdUser},
+		"token":   {"create API tokens", cmdToken},
 	}
 }
 

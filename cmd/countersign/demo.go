@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/app"
 	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/internal/demo"
@@ -40,6 +41,9 @@ func cmdDemo(e *env, args []string) error {
 	if err := seedPolicy(e, cfg); err != nil {
 		return err
 	}
+	if err := seedUsers(e, cfg); err != nil {
+		return err
+	}
 	return serve(e, cfg, app.Options{Web: true, Worker: true}, func(ctx context.Context, a *app.App) {
 		demo.Stream(ctx, a.Engine, *every, e.logger())
 	})
@@ -64,5 +68,34 @@ func seedPolicy(e *env, cfg config.Config) error {
 		return fmt.Errorf("apply the example policy: %w", err)
 	}
 	fmt.Fprintf(e.stdout, "activated the example policy as version %d\n", v.Version)
+	return nil
+}
+
+// DemoPassword is the demo users' password, printed by `countersign demo` and
+// written in the README. Demo accounts only.
+const DemoPassword = "countersign-demo"
+
+// demoUsers are created by `countersign demo` when missing.
+var demoUsers = []struct{ email, name, role string }{
+	{"admin@example.com", "Ada Admin", "admin"},
+	{"approver@example.com", "Alan Approver", "approver"},
+	{"approver2@example.com", "Grace Approver", "approver"},
+	{"reviewer@example.com", "Rita Reviewer", "reviewer"},
+	{"viewer@example.com", "Victor Viewer", "viewer"},
+}
+
+func seedUsers(e *env, cfg config.Config) error {
+	pool, err := e.pool(cfg)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	for _, u := range demoUsers {
+		_, err := account.Create(e.ctx, pool, u.email, u.name, u.role, DemoPassword, "demo")
+		if err != nil && !errors.Is(err, account.ErrExists) {
+			return fmt.Errorf("demo user %s: %w", u.email, err)
+		}
+	}
+	fmt.Fprintf(e.stdout, "demo users: admin@, approver@, approver2@, reviewer@, viewer@example.com, password %q\n", DemoPassword)
 	return nil
 }

@@ -5,6 +5,8 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +25,7 @@ import (
 	"github.com/countersign/countersign/internal/demo"
 	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/policystore"
+	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/jobs"
 	"github.com/countersign/countersign/web"
@@ -132,9 +135,37 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	a := &App{Config: cfg, Pool: pool, River: client, Engine: engine, Policies: policies,
 		Notify: notify.NewListener(pool, logger), opts: opts, logger: logger}
 	if opts.Web {
-		a.Web = web.New(pool, engine, logger)
+		keys, err := sessionKeys(context.Background(), pool, cfg.SessionKey)
+		if err != nil {
+			return nil, err
+		}
+		a.Web = web.New(web.Deps{Pool: pool, Engine: engine, Policies: policies, Notify: a.Notify,
+			Logger: logger, SessionKeys: keys, Secure: cfg.Secure})
 	}
 	return a, nil
+}
+
+// sessionKeys returns the cookie keys: from the configuration, or generated
+// on first use and kept in the database so that every process shares them.
+func sessionKeys(ctx context.Context, pool *pgxpool.Pool, configured string) ([2][]byte, error) {
+	var raw []byte
+	var err error
+	if configured != "" {
+		raw, err = hex.DecodeString(configured)
+	} else {
+		raw, err = store.SettingGetOrCreate(ctx, pool, "session_keys", func() []byte {
+			b := make([]byte, 64)
+			_, _ = rand.Read(b)
+			return b
+		})
+	}
+	if err != nil {
+		return [2][]byte{}, fmt.Errorf("session keys: %w", err)
+	}
+	if len(raw) != 64 {
+		return [2][]byte{}, errors.New("session keys must be 64 bytes")
+	}
+	return [2][]byte{raw[:32], raw[32:]}, nil
 }
 
 type discard struct{}
@@ -170,7 +201,13 @@ func (a *App) Run(ctx context.Context) error {
 		srv = &http.Server{Handler: a.Web.Handler(), ReadHeaderTimeout: 10 * time.Second}
 		a.logger.Info("web started", "addr", "http://"+ln.Addr().String())
 		go func() {
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			var err error
+			if a.Config.TLSCert != "" {
+				err = srv.ServeTLS(ln, a.Config.TLSCert, a.Config.TLSKey)
+			} else {
+				err = srv.Serve(ln)
+			}
+			if !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
 			}
 		}()

@@ -3,6 +3,7 @@
 package config
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -27,6 +28,17 @@ type Config struct {
 	ModelAPIKey   string        // COUNTERSIGN_MODEL_API_KEY (OPENAI_API_KEY)
 	ModelName     string        // COUNTERSIGN_MODEL
 	ModelTimeout  time.Duration // COUNTERSIGN_MODEL_TIMEOUT
+
+	// SessionKey is 64 bytes in hex (COUNTERSIGN_SESSION_KEY): the session
+	// cookie's signing and encryption keys. Empty: generated once and stored
+	// in the database, shared by every process.
+	SessionKey string
+	// TLSCert and TLSKey (COUNTERSIGN_TLS_CERT, COUNTERSIGN_TLS_KEY) make the
+	// web side serve HTTPS itself.
+	TLSCert, TLSKey string
+	// Secure is true when the site is reached over HTTPS, directly or through
+	// a proxy (COUNTERSIGN_SECURE_COOKIES=true): Secure __Host- cookies, HSTS.
+	Secure bool
 }
 
 // Defaults.
@@ -50,6 +62,19 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		ModelBaseURL:  get("COUNTERSIGN_MODEL_BASE_URL", getenv("OPENAI_BASE_URL")),
 		ModelAPIKey:   get("COUNTERSIGN_MODEL_API_KEY", getenv("OPENAI_API_KEY")),
 		ModelName:     get("COUNTERSIGN_MODEL", ""),
+		SessionKey:    get("COUNTERSIGN_SESSION_KEY", ""),
+		TLSCert:       get("COUNTERSIGN_TLS_CERT", ""),
+		TLSKey:        get("COUNTERSIGN_TLS_KEY", ""),
+	}
+	switch v := get("COUNTERSIGN_SECURE_COOKIES", "false"); v {
+	case "true", "1":
+		c.Secure = true
+	case "false", "0":
+	default:
+		return c, fmt.Errorf("COUNTERSIGN_SECURE_COOKIES must be true or false, got %q", v)
+	}
+	if c.TLSCert != "" {
+		c.Secure = true
 	}
 	var err error
 	if c.Workers, err = intVar(get, "COUNTERSIGN_WORKERS", 20); err != nil {
@@ -80,6 +105,14 @@ func (c Config) Validate() error {
 	}
 	if c.RescueAfter < 2*time.Second {
 		return fmt.Errorf("COUNTERSIGN_RESCUE_AFTER must be at least 2s, got %s", c.RescueAfter)
+	}
+	if c.SessionKey != "" {
+		if b, err := hex.DecodeString(c.SessionKey); err != nil || len(b) != 64 {
+			return errors.New("COUNTERSIGN_SESSION_KEY must be 64 bytes in hex (128 characters; openssl rand -hex 64)")
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("COUNTERSIGN_TLS_CERT and COUNTERSIGN_TLS_KEY go together")
 	}
 	switch c.ModelProvider {
 	case "offline":

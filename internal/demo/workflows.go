@@ -126,12 +126,12 @@ type Ticket struct {
 func SupportTriage(ctx context.Context, t Ticket) (Result, error) {
 	return pipeline(ctx, "support_triage.propose", func() Ticket { return t },
 		func(t Ticket, p Proposal) []workflow.Check {
-			amount, _ := p.Params["amount"].(float64)
-			return []workflow.Check{
-				{Name: "customer on file", Passed: t.Customer != "", Detail: t.Customer},
-				{Name: "refund within order total", Passed: amount <= t.OrderTotal,
-					Detail: fmt.Sprintf("refund %.2f of order %.2f", amount, t.OrderTotal)},
+			checks := []workflow.Check{{Name: "customer on file", Passed: t.Customer != "", Detail: t.Customer}}
+			if amount, ok := p.Params["amount"].(float64); ok {
+				checks = append(checks, workflow.Check{Name: "refund within order total", Passed: amount <= t.OrderTotal,
+					Detail: fmt.Sprintf("refund %.2f of order %.2f", amount, t.OrderTotal)})
 			}
+			return checks
 		})
 }
 

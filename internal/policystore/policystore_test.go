@@ -134,4 +134,3 @@ func TestDemoWorkflowsAndSimulation(t *testing.T) {
 		require.NotEmpty(t, sim.Examples)
 	})
 }
-

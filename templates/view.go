@@ -1,0 +1,161 @@
+// Package templates holds the console's templ components and the small view
+// types they display. Everything a model generated is rendered as escaped
+// text inside containers where htmx is disabled (hx-disable).
+package templates
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/countersign/countersign/internal/store"
+)
+
+// Page is what every page's layout needs.
+type Page struct {
+	Title string
+	User  *store.User // nil when signed out
+	CSRF  string
+	Nav   string // the active section
+	Flash string
+	Error string
+}
+
+// CanDecide reports whether the signed-in user's role may decide anything.
+func (p Page) CanDecide() bool {
+	return p.User != nil && p.User.Role != "viewer"
+}
+
+// IsAdmin reports whether the signed-in user is an admin.
+func (p Page) IsAdmin() bool { return p.User != nil && p.User.Role == "admin" }
+
+func csrfHeaders(token string) string {
+	b, _ := json.Marshal(map[string]string{"X-CSRF-Token": token})
+	return string(b)
+}
+
+// ago renders a duration since t for people: "3m", "2h 5m", "4d".
+func ago(t time.Time) string {
+	return human(time.Since(t))
+}
+
+func human(d time.Duration) string {
+	if d < 0 {
+		d = -d
+	}
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%dh %dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd %dh", int(d.Hours())/24, int(d.Hours())%24)
+}
+
+// timeLeft renders a deadline: "in 3h 5m" or "overdue by 4m".
+func timeLeft(deadline *time.Time) string {
+	if deadline == nil {
+		return "none"
+	}
+	d := time.Until(*deadline)
+	if d < 0 {
+		return "overdue by " + human(d)
+	}
+	return "in " + human(d)
+}
+
+func overdue(deadline *time.Time) bool {
+	return deadline != nil && time.Until(*deadline) < 0
+}
+
+func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
+
+func stampPtr(t *time.Time) string {
+	if t == nil {
+		return ""
+	}
+	return stamp(*t)
+}
+
+func str(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// pretty indents JSON for display; invalid JSON is shown as it is.
+func pretty(raw []byte) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return string(raw)
+	}
+	b, _ := json.MarshalIndent(v, "", "  ")
+	return string(b)
+}
+
+// value renders one parameter value compactly.
+func value(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case nil:
+		return "—"
+	case float64:
+		if x == float64(int64(x)) {
+			return fmt.Sprintf("%d", int64(x))
+		}
+		return fmt.Sprintf("%g", x)
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func keys(m map[string]any) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func lines(s string) []string { return strings.Split(s, "\n") }
+
+func itoa(n int) string { return fmt.Sprintf("%d", n) }
+
+func duration(d time.Duration) string {
+	if d <= 0 {
+		return "—"
+	}
+	if d < time.Second {
+		return fmt.Sprintf("%d ms", d.Milliseconds())
+	}
+	return d.Round(10 * time.Millisecond).String()
+}
+
+func tierLabel(tier string) string {
+	switch tier {
+	case "explicit":
+		return "Explicit"
+	case "batched":
+		return "Batched"
+	case "auto":
+		return "Auto"
+	}
+	return tier
+}
+
+func statusLabel(status string) string { return strings.ReplaceAll(status, "_", " ") }
+
+func jsonIndent(v any) (string, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	return string(b), err
+}

@@ -1,0 +1,226 @@
+package web
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/workflow"
+)
+
+// decodeJSON reads a request body strictly: unknown fields and trailing data
+// are the client's mistake, reported with a 400.
+func decodeJSON(c echo.Context, v any) error {
+	body, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, "the request body could not be read")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, "the body is not valid JSON for this call: "+err.Error())
+	}
+	if dec.More() {
+		return echo.NewHTTPError(http.StatusBadRequest, "unexpected data after the JSON body")
+	}
+	return nil
+}
+
+type startRunBody struct {
+	Workflow    string          `json:"workflow"`
+	BusinessKey string          `json:"business_key"`
+	Input       json.RawMessage `json:"input"`
+}
+
+// handleAPIRunStart handles the "POST /api/v1/runs" route: 201 with a new run,
+// 200 with the existing run of that workflow and business key.
+func (s *Server) handleAPIRunStart(c echo.Context) error {
+	u := currentUser(c)
+	if u.Role == "viewer" {
+		return echo.NewHTTPError(http.StatusForbidden, "viewers cannot start runs")
+	}
+	var b startRunBody
+	if err := decodeJSON(c, &b); err != nil {
+		return err
+	}
+	if b.Workflow == "" || b.BusinessKey == "" {
+		return fmt.Errorf("%w: workflow and business_key are required", workflow.ErrInvalidInput)
+	}
+	run, created, err := s.Engine.Start(c.Request().Context(), workflow.StartParams{
+		Workflow: b.Workflow, BusinessKey: b.BusinessKey, Input: b.Input, StartedBy: u.Email})
+	if err != nil {
+		return err
+	}
+	if created {
+		return c.JSON(http.StatusCreated, run)
+	}
+	return c.JSON(http.StatusOK, run)
+}
+
+type runWithSteps struct {
+	*store.Run
+	Steps []*store.Step `json:"steps"`
+}
+
+// handleAPIRunGet handles the "GET /api/v1/runs/:id" route.
+func (s *Server) handleAPIRunGet(c echo.Context) error {
+	ctx := c.Request().Context()
+	run, err := store.RunGet(ctx, s.Pool, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	steps, err := store.StepList(ctx, s.Pool, run.ID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, runWithSteps{run, steps})
+}
+
+// handleAPIRunList handles the "GET /api/v1/runs" route: newest first, with
+// a "next" cursor while there are more.
+func (s *Server) handleAPIRunList(c echo.Context) error {
+	limit, err := apiLimit(c)
+	if err != nil {
+		return err
+	}
+	p, err := runListParams(c, limit)
+	if err != nil {
+		return err
+	}
+	runs, err := store.RunList(c.Request().Context(), s.Pool, p)
+	if err != nil {
+		return err
+	}
+	out := map[string]any{"runs": nonNilSlice(runs)}
+	if len(runs) == limit {
+		last := runs[len(runs)-1]
+		out["next"] = encodeCursor(runCursor{last.CreatedAt, last.ID})
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func apiLimit(c echo.Context) (int, error) {
+	limit := 50
+	if l := c.QueryParam("limit"); l != "" {
+		if _, err := fmt.Sscan(l, &limit); err != nil || limit < 1 || limit > 200 {
+			return 0, echo.NewHTTPError(http.StatusBadRequest, "limit must be between 1 and 200")
+		}
+	}
+	return limit, nil
+}
+
+func nonNilSlice[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+var requestStatuses = []string{store.RequestPending, store.RequestApproved, store.RequestRejected,
+	store.RequestChangesRequested, store.RequestCancelled}
+
+// handleAPIRequestList handles the "GET /api/v1/requests" route.
+func (s *Server) handleAPIRequestList(c echo.Context) error {
+	limit, err := apiLimit(c)
+	if err != nil {
+		return err
+	}
+	p := store.RequestListParams{Status: c.QueryParam("status"), Tier: c.QueryParam("tier"), Limit: limit}
+	if p.Status != "" && !contains(requestStatuses, p.Status) {
+		return echo.NewHTTPError(http.StatusBadRequest, "unknown status "+p.Status)
+	}
+	if p.Tier != "" && !contains([]string{"auto", "batched", "explicit"}, p.Tier) {
+		return echo.NewHTTPError(http.StatusBadRequest, "tier must be auto, batched or explicit")
+	}
+	if after := c.QueryParam("after"); after != "" {
+		var cur runCursor
+		if err := decodeCursor(after, &cur); err != nil {
+			return err
+		}
+		p.AfterTime, p.AfterID = &cur.T, cur.ID
+	}
+	reqs, err := store.RequestList(c.Request().Context(), s.Pool, p)
+	if err != nil {
+		return err
+	}
+	out := map[string]any{"requests": nonNilSlice(reqs)}
+	if len(reqs) == limit {
+		last := reqs[len(reqs)-1]
+		out["next"] = encodeCursor(runCursor{last.CreatedAt, last.ID})
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+type requestDetail struct {
+	*store.Request
+	Votes    []string        `json:"votes"`
+	Decision *store.Decision `json:"decision"`
+}
+
+// handleAPIRequestGet handles the "GET /api/v1/requests/:id" route.
+func (s *Server) handleAPIRequestGet(c echo.Context) error {
+	ctx := c.Request().Context()
+	req, err := store.RequestGet(ctx, s.Pool, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	out := requestDetail{Request: req}
+	if out.Votes, err = store.VoteList(ctx, s.Pool, req.ID); err != nil {
+		return err
+	}
+	out.Votes = nonNilSlice(out.Votes)
+	if d, err := store.DecisionGetByRequest(ctx, s.Pool, req.ID); err == nil {
+		out.Decision = d
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+type decisionBody struct {
+	Verdict      string         `json:"verdict"`
+	Reason       string         `json:"reason"`
+	Comment      string         `json:"comment"`
+	PayloadHash  string         `json:"payload_hash"`
+	EditedParams map[string]any `json:"edited_params"`
+}
+
+// handleAPIDecide handles the "POST /api/v1/requests/:id/decision" route:
+// 200, 409 when already decided or the payload changed, 403 when not allowed,
+// 422 when invalid.
+func (s *Server) handleAPIDecide(c echo.Context) error {
+	u := currentUser(c)
+	var b decisionBody
+	if err := decodeJSON(c, &b); err != nil {
+		return err
+	}
+	res, err := s.Engine.Decide(c.Request().Context(), workflow.DecideParams{
+		RequestID: c.Param("id"), Actor: workflow.Actor{Name: u.Email, Roles: []string{u.Role}},
+		Verdict: b.Verdict, Reason: b.Reason, Comment: b.Comment, PayloadHash: b.PayloadHash, EditedParams: b.EditedParams,
+	})
+	if err != nil {
+		return err
+	}
+	out := map[string]any{"request": res.Request, "decision": res.Decision, "approvals": res.Votes, "approvals_required": res.Required}
+	if res.Decision == nil {
+		out["status"] = "awaiting_more_approvals"
+	} else {
+		out["status"] = "decided"
+	}
+	return c.JSON(http.StatusOK, out)
+}

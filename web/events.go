@@ -1,0 +1,72 @@
+package web
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+// Live updates are coalesced: a burst of decisions refreshes an inbox once.
+const (
+	inboxDebounce = 300 * time.Millisecond
+	keepAlive     = 25 * time.Second
+)
+
+// handleEvents handles the "GET /events" route: a server-sent event stream
+// fed by the process's one LISTEN connection. It sends "inbox" when requests
+// are created or decided, and "run-<id>" when that run changes status.
+func (s *Server) handleEvents(c echo.Context) error {
+	w := c.Response()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprint(w, ": connected\n\n")
+	w.Flush()
+
+	msgs, stop := s.Notify.Subscribe(256)
+	defer stop()
+	ctx := c.Request().Context()
+	ping := time.NewTicker(keepAlive)
+	defer ping.Stop()
+	var inbox <-chan time.Time
+	send := func(event string) error {
+		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, event); err != nil {
+			return err
+		}
+		w.Flush()
+		return nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ping.C:
+			if _, err := fmt.Fprint(w, ": ping\n\n"); err != nil {
+				return nil
+			}
+			w.Flush()
+		case <-inbox:
+			inbox = nil
+			if send("inbox") != nil {
+				return nil
+			}
+		case m := <-msgs:
+			switch m.Type {
+			case "request", "decision", "batch":
+				if inbox == nil {
+					inbox = time.After(inboxDebounce)
+				}
+			}
+			id := m.RunID
+			if m.Type == "run" {
+				id = m.ID
+			}
+			if id != "" && send("run-"+id) != nil {
+				return nil
+			}
+		}
+	}
+}

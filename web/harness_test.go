@@ -1,0 +1,203 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/PuerkitoBio/goquery"
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/countersign/countersign/internal/account"
+	"github.com/countersign/countersign/internal/ai"
+	"github.com/countersign/countersign/internal/policystore"
+	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/testapp"
+	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/policy"
+)
+
+const password = "correct-horse-battery"
+
+var users = map[string]string{
+	"reviewer@example.com":  "reviewer",
+	"approver@example.com":  "approver",
+	"approver2@example.com": "approver",
+	"admin@example.com":     "admin",
+	"viewer@example.com":    "viewer",
+}
+
+type console struct {
+	*testapp.Bundle
+}
+
+// startConsole runs a full process (web and workers) with the example policy,
+// the test users, and any extra workflows.
+func startConsole(t *testing.T, register func(*workflow.Registry, *ai.Offline)) *console {
+	t.Helper()
+	b := testapp.Start(t, testapp.Options{Web: true, Register: register})
+	ctx := context.Background()
+	_, err := policystore.Apply(ctx, b.Pool, policy.Example, "setup")
+	require.NoError(t, err)
+	b.App.Policies.Invalidate()
+	for email, role := range users {
+		_, err := account.Create(ctx, b.Pool, email, strings.Split(email, "@")[0], role, password, "setup")
+		require.NoError(t, err)
+	}
+	return &console{b}
+}
+
+// startRun starts a run as started-by and waits for it to wait for a human.
+func (c *console) startRun(t *testing.T, wf, key string, input any, by string) (*store.Run, *store.Request) {
+	t.Helper()
+	raw, _ := json.Marshal(input)
+	run, _, err := c.Engine.Start(context.Background(), workflow.StartParams{Workflow: wf, BusinessKey: key, Input: raw, StartedBy: by})
+	require.NoError(t, err)
+	run = c.WaitRun(t, run.ID, store.RunWaitingHuman)
+	return run, c.PendingRequest(t, run.ID)
+}
+
+// client is an HTTP client with a cookie jar, signed in as email.
+func (c *console) client(t *testing.T, email string) *http.Client {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	token := c.csrf(t, hc, "/login")
+	resp, err := hc.PostForm(c.Addr+"/login", url.Values{"email": {email}, "password": {password}, "_csrf": {token}})
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.Equal(t, "/", resp.Header.Get("Location"))
+	return hc
+}
+
+// csrf fetches a page and returns the form's CSRF token.
+func (c *console) csrf(t *testing.T, hc *http.Client, path string) string {
+	t.Helper()
+	doc, _ := c.get(t, hc, path)
+	token, ok := doc.Find(`input[name=_csrf]`).First().Attr("value")
+	require.True(t, ok, "no csrf field on %s", path)
+	return token
+}
+
+// get fetches a page and parses it.
+func (c *console) get(t *testing.T, hc *http.Client, path string) (*goquery.Document, int) {
+	t.Helper()
+	resp, err := hc.Get(c.Addr + path)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	doc, err := goquery.NewDocumentFromReader(resp.Body)
+	require.NoError(t, err)
+	return doc, resp.StatusCode
+}
+
+// post submits a form with the CSRF token from page.
+func (c *console) post(t *testing.T, hc *http.Client, page, path string, form url.Values) (*http.Response, string) {
+	t.Helper()
+	form.Set("_csrf", c.csrf(t, hc, page))
+	resp, err := hc.PostForm(c.Addr+path, form)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(body)
+}
+
+// browser starts headless Debian chromium with the flags this machine needs.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path, err := findChromium()
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("chromium is required in CI: %v", err)
+		}
+		t.Skipf("no chromium: %v", err)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true),
+		chromedp.WindowSize(1280, 900),
+	}
+	// Not t.TempDir: chromium may still be writing its profile as it exits.
+	dir, err := os.MkdirTemp("", "cs-chromium-")
+	require.NoError(t, err)
+	opts = append(opts, chromedp.UserDataDir(dir))
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelB := chromedp.NewContext(actx)
+	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() {
+		cancelT()
+		cancelB()
+		cancelA()
+		time.AfterFunc(2*time.Second, func() { _ = os.RemoveAll(dir) })
+	})
+	require.NoError(t, chromedp.Run(ctx))
+	return ctx
+}
+
+func findChromium() (string, error) {
+	for _, p := range []string{"/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", os.ErrNotExist
+}
+
+// signIn signs a browser in.
+func (c *console) signIn(ctx context.Context, t *testing.T, email string) {
+	t.Helper()
+	require.NoError(t, chromedp.Run(ctx,
+		chromedp.Navigate(c.Addr+"/login"),
+		chromedp.SendKeys(`[data-testid=email]`, email, chromedp.ByQuery),
+		chromedp.SendKeys(`[data-testid=password]`, password, chromedp.ByQuery),
+		chromedp.Click(`[data-testid=login-submit]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`[data-testid=inbox]`, chromedp.ByQuery),
+	))
+}
+
+// screenshot saves a PNG when CS_SCREENSHOTS names a folder, for looking at
+// the pages; tests never depend on it.
+func screenshot(ctx context.Context, t *testing.T, name string) {
+	dir := os.Getenv("CS_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	var buf []byte
+	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&buf, 100)); err == nil {
+		_ = os.WriteFile(filepath.Join(dir, name+".png"), buf, 0o644)
+	}
+}
+
+// text returns an element's text.
+func text(ctx context.Context, t *testing.T, sel string) string {
+	t.Helper()
+	var s string
+	require.NoError(t, chromedp.Run(ctx, chromedp.Text(sel, &s, chromedp.ByQuery)))
+	return s
+}
+
+// waitText waits until an element's text contains want.
+func waitText(ctx context.Context, t *testing.T, sel, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	var s string
+	for time.Now().Before(deadline) {
+		_ = chromedp.Run(ctx, chromedp.Text(sel, &s, chromedp.ByQuery, chromedp.AtLeast(0)))
+		if strings.Contains(s, want) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s says %q, not %q", sel, s, want)
+}

@@ -1,0 +1,105 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/countersign/countersign/internal/policystore"
+	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/policy"
+	"github.com/countersign/countersign/templates"
+)
+
+// policyView loads the active policy and the versions.
+func (s *Server) policyView(c echo.Context) (templates.PolicyView, error) {
+	ctx := c.Request().Context()
+	v := templates.PolicyView{Since: "720h"}
+	active, err := store.PolicyGetActive(ctx, s.Pool)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return v, err
+	}
+	v.Active = active
+	if active != nil {
+		v.Candidate = active.Source
+	} else {
+		v.Candidate = string(policy.Example)
+	}
+	v.Versions, err = store.PolicyList(ctx, s.Pool)
+	return v, err
+}
+
+// handlePolicy handles the "GET /policy" route.
+func (s *Server) handlePolicy(c echo.Context) error {
+	v, err := s.policyView(c)
+	if err != nil {
+		return err
+	}
+	p := s.page(c, "Policy", "policy")
+	if c.QueryParam("done") == "apply" {
+		p.Flash = "The policy is active. Every process picks it up within moments."
+	}
+	return render(c, http.StatusOK, templates.Policy(p, v))
+}
+
+// candidate reads the submitted policy; problems are shown on the page.
+func (s *Server) candidate(c echo.Context, v *templates.PolicyView) *policy.Policy {
+	v.Candidate = c.FormValue("candidate")
+	pol, err := policy.Load([]byte(v.Candidate))
+	var le *policy.LoadError
+	if errors.As(err, &le) {
+		for _, pr := range le.Problems {
+			v.Problems = append(v.Problems, pr.String())
+		}
+		return nil
+	} else if err != nil {
+		v.Problems = []string{err.Error()}
+		return nil
+	}
+	return pol
+}
+
+// handlePolicySimulate handles the "POST /policy/simulate" route.
+func (s *Server) handlePolicySimulate(c echo.Context) error {
+	v, err := s.policyView(c)
+	if err != nil {
+		return err
+	}
+	v.Since = c.FormValue("since")
+	since, err := time.ParseDuration(v.Since)
+	if err != nil || since <= 0 || since > 90*24*time.Hour {
+		return echo.NewHTTPError(http.StatusBadRequest, "the window must be a duration up to 90 days")
+	}
+	pol := s.candidate(c, &v)
+	status := http.StatusUnprocessableEntity
+	if pol != nil {
+		if v.Sim, err = policystore.Simulate(c.Request().Context(), s.Pool, pol, time.Now().Add(-since)); err != nil {
+			return err
+		}
+		status = http.StatusOK
+	}
+	return render(c, status, templates.Policy(s.page(c, "Policy", "policy"), v))
+}
+
+// handlePolicyApply handles the "POST /policy/apply" route (admins).
+func (s *Server) handlePolicyApply(c echo.Context) error {
+	u := currentUser(c)
+	if u.Role != "admin" {
+		return echo.NewHTTPError(http.StatusForbidden, "only admins may activate a policy")
+	}
+	v, err := s.policyView(c)
+	if err != nil {
+		return err
+	}
+	if s.candidate(c, &v) == nil {
+		return render(c, http.StatusUnprocessableEntity, templates.Policy(s.page(c, "Policy", "policy"), v))
+	}
+	if _, err := policystore.Apply(c.Request().Context(), s.Pool, []byte(v.Candidate), u.Email); err != nil {
+		return fmt.Errorf("apply policy: %w", err)
+	}
+	s.Policies.Invalidate()
+	return c.Redirect(http.StatusSeeOther, "/policy?done=apply")
+}

@@ -1,0 +1,111 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/templates"
+)
+
+type runCursor struct {
+	T  time.Time `json:"t"`
+	ID string    `json:"id"`
+}
+
+const runsPage = 50
+
+// runListParams reads the run filters shared by the runs page and the API.
+func runListParams(c echo.Context, limit int) (store.RunListParams, error) {
+	p := store.RunListParams{Status: c.QueryParam("status"), Workflow: c.QueryParam("workflow"),
+		BusinessKey: c.QueryParam("key"), Limit: limit}
+	if p.Status != "" && !slices.Contains(workflow.Statuses, p.Status) {
+		return p, echo.NewHTTPError(http.StatusBadRequest, "unknown status "+p.Status)
+	}
+	if after := c.QueryParam("after"); after != "" {
+		var cur runCursor
+		if err := decodeCursor(after, &cur); err != nil {
+			return p, err
+		}
+		p.AfterTime, p.AfterID = &cur.T, cur.ID
+	}
+	return p, nil
+}
+
+// handleRuns handles the "GET /runs" route.
+func (s *Server) handleRuns(c echo.Context) error {
+	p, err := runListParams(c, runsPage)
+	if err != nil {
+		return err
+	}
+	runs, err := store.RunList(c.Request().Context(), s.Pool, p)
+	if err != nil {
+		return err
+	}
+	q := url.Values{}
+	for k, v := range map[string]string{"status": p.Status, "workflow": p.Workflow, "key": p.BusinessKey} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	v := templates.RunsView{Runs: runs, Status: p.Status, Workflow: p.Workflow, Key: p.BusinessKey,
+		Statuses: workflow.Statuses, Workflows: s.Engine.Registry().Names(), Query: q.Encode()}
+	if len(runs) == runsPage {
+		last := runs[len(runs)-1]
+		v.Next = encodeCursor(runCursor{last.CreatedAt, last.ID})
+	}
+	return render(c, http.StatusOK, templates.Runs(s.page(c, "Runs", "runs"), v))
+}
+
+// handleRun handles the "GET /runs/:id" route.
+func (s *Server) handleRun(c echo.Context) error {
+	ctx := c.Request().Context()
+	run, err := store.RunGet(ctx, s.Pool, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	v := templates.RunView{Run: run, CanCancel: currentUser(c).Role == "admin" && !workflow.IsFinal(run.Status)}
+	if v.Steps, err = store.StepList(ctx, s.Pool, run.ID); err != nil {
+		return err
+	}
+	if v.Requests, err = store.RequestListByRun(ctx, s.Pool, run.ID); err != nil {
+		return err
+	}
+	p := s.page(c, run.Workflow+" "+run.BusinessKey, "runs")
+	if c.QueryParam("done") == "cancel" {
+		p.Flash = "Run cancelled."
+	}
+	return render(c, http.StatusOK, templates.RunDetail(p, v))
+}
+
+// handleRunStatus handles the "GET /runs/:id/status" route: the status badge,
+// refreshed live on run pages.
+func (s *Server) handleRunStatus(c echo.Context) error {
+	run, err := store.RunGet(c.Request().Context(), s.Pool, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return render(c, http.StatusOK, templates.RunStatus(run))
+}
+
+// handleRunCancel handles the "POST /runs/:id/cancel" route (admins).
+func (s *Server) handleRunCancel(c echo.Context) error {
+	u := currentUser(c)
+	if u.Role != "admin" {
+		return echo.NewHTTPError(http.StatusForbidden, "only admins may cancel runs")
+	}
+	id := c.Param("id")
+	err := s.Engine.Cancel(c.Request().Context(), id, u.Email)
+	if errors.Is(err, workflow.ErrFinal) {
+		return echo.NewHTTPError(http.StatusConflict, "the run has already ended")
+	} else if err != nil {
+		return err
+	}
+	return c.Redirect(http.StatusSeeOther, "/runs/"+id+"?done=cancel")
+}
