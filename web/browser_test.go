@@ -1,13 +1,21 @@
 package web_test
 
 import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/demo"
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/workflow"
 )
 
 func TestBrowserApprove(t *testing.T) {
@@ -32,4 +40,158 @@ func TestBrowserApprove(t *testing.T) {
 	screenshot(ctx, t, "approved")
 	require.Equal(t, store.RunCompleted, c.WaitRun(t, run.ID, store.RunCompleted).Status)
 	require.Contains(t, text(ctx, t, `[data-testid=decided]`), "approve by reviewer@example.com")
+}
+
+func TestBrowserRejectAndEdit(t *testing.T) {
+	t.Parallel()
+	c := startConsole(t, nil)
+	ctx := browser(t)
+	c.signIn(ctx, t, "approver@example.com")
+
+	t.Run("RejectNeedsAReason", func(t *testing.T) {
+		run, req := c.startRun(t, "support_triage", "T-rej", demo.Ticket{ID: "T-rej", Customer: "bob@example.com",
+			Subject: "Refund please", Body: "It arrived broken", OrderTotal: 80}, "api@example.com")
+		require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(c.Addr+"/requests/"+req.ID),
+			chromedp.Click(`details summary`, chromedp.ByQuery),
+			chromedp.Click(`[data-testid=reject]`, chromedp.ByQuery),
+			chromedp.WaitVisible(`[data-testid=form-error]`, chromedp.ByQuery)))
+		require.Contains(t, text(ctx, t, `[data-testid=form-error]`), "needs a reason")
+		require.NoError(t, chromedp.Run(ctx,
+			chromedp.SendKeys(`[data-testid=reason]`, "Order is outside the refund window", chromedp.ByQuery),
+			chromedp.Click(`[data-testid=reject]`, chromedp.ByQuery),
+			chromedp.WaitVisible(`[data-testid=flash]`, chromedp.ByQuery)))
+		require.Contains(t, text(ctx, t, `[data-testid=flash]`), "Rejected")
+		require.Contains(t, text(ctx, t, `[data-testid=decision-panel]`), "Order is outside the refund window")
+		require.Equal(t, store.RunRejected, c.WaitRun(t, run.ID, store.RunRejected).Status)
+	})
+
+	t.Run("EditAndApprove", func(t *testing.T) {
+		run, req := c.startRun(t, "lead_enrichment", "L-edit", demo.Lead{ID: "L-edit", Company: "Globex",
+			Email: "hank@globex.example", Employees: 900}, "api@example.com")
+		require.Equal(t, "explicit", req.Tier, "four fields: no batching rule matches")
+		edited := `{"fields": {"industry": "Manufacturing", "owner": "west-team", "segment": "enterprise", "website": "https://globex.example"}}`
+		require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(c.Addr+"/requests/"+req.ID),
+			chromedp.WaitVisible(`[data-testid=decision-form]`, chromedp.ByQuery),
+			chromedp.KeyEvent("e"),
+			chromedp.SetValue(`[data-testid=edited-params]`, edited, chromedp.ByQuery),
+			chromedp.Click(`[data-testid=edit-approve]`, chromedp.ByQuery),
+			chromedp.WaitVisible(`[data-testid=flash]`, chromedp.ByQuery)))
+		require.Contains(t, text(ctx, t, `[data-testid=flash]`), "edits")
+		done := c.WaitRun(t, run.ID, store.RunCompleted)
+		require.Contains(t, string(done.Output), "west-team", "the edited parameters were applied")
+		d, err := store.DecisionGetByRequest(t.Context(), c.Pool, req.ID)
+		require.NoError(t, err)
+		require.Equal(t, "edit", d.Verdict)
+		require.Contains(t, string(d.Diff), "fields")
+	})
+}
+
+func TestBrowserKeyboard(t *testing.T) {
+	t.Parallel()
+	c := startConsole(t, nil)
+	ctx := browser(t)
+	first, _ := c.startRun(t, "support_triage", "T-k1", demo.Ticket{ID: "T-k1", Customer: "a@example.com", Subject: "How do I login?", Body: "password"}, "api@example.com")
+	c.startRun(t, "support_triage", "T-k2", demo.Ticket{ID: "T-k2", Customer: "b@example.com", Subject: "How do I login?", Body: "password"}, "api@example.com")
+	c.signIn(ctx, t, "reviewer@example.com")
+
+	var help bool
+	require.NoError(t, chromedp.Run(ctx,
+		chromedp.KeyEvent("?"),
+		chromedp.Evaluate(`document.getElementById("keys-help").open`, &help)))
+	require.True(t, help, "? shows the keys")
+	require.NoError(t, chromedp.Run(ctx, chromedp.KeyEvent("\x1b")))
+
+	var selected string
+	require.NoError(t, chromedp.Run(ctx,
+		chromedp.KeyEvent("j"), chromedp.KeyEvent("j"), chromedp.KeyEvent("k"),
+		chromedp.AttributeValue(`tr.selected`, "data-id", &selected, nil, chromedp.ByQuery)))
+	rows := []string{}
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`Array.from(document.querySelectorAll("tr[data-testid=inbox-row]")).map(r => r.dataset.id)`, &rows)))
+	require.Equal(t, rows[0], selected, "j, j, k lands on the first row")
+
+	require.NoError(t, chromedp.Run(ctx, chromedp.KeyEvent("\r"), chromedp.WaitVisible(`[data-testid=review]`, chromedp.ByQuery)))
+	require.NoError(t, chromedp.Run(ctx, chromedp.KeyEvent("a"), chromedp.WaitVisible(`[data-testid=flash]`, chromedp.ByQuery)))
+	require.Contains(t, text(ctx, t, `[data-testid=flash]`), "Approved")
+	reqs, err := store.RequestListByRun(t.Context(), c.Pool, first.ID)
+	require.NoError(t, err)
+	decided := reqs[0].Status == store.RequestApproved
+	if !decided { // the first row is whichever is older; check the other run
+		require.Equal(t, rows[0], selected)
+	}
+}
+
+// hostile is a workflow whose model output tries every trick.
+func hostile(r *workflow.Registry, m *ai.Offline) {
+	const payload = `<script>window.__pwned="script"</script><img src=x onerror="window.__pwned='img'">` +
+		`<a href="javascript:window.__pwned='link'">click me</a><div hx-get="/trap" hx-trigger="load">hx</div>`
+	workflow.Register(r, "hostile", func(ctx context.Context, _ struct{}) (string, error) {
+		d, err := workflow.RequestApproval(ctx, workflow.Action{
+			Kind: "email.send", Target: payload, Summary: "Hostile " + payload, Rationale: payload, Risk: payload,
+			Params:  map[string]any{"body": payload, payload: "key"},
+			Current: map[string]any{"body": "before"},
+			Checks:  []workflow.Check{{Name: payload, Passed: false, Detail: payload}},
+		})
+		if err != nil {
+			return "", err
+		}
+		return payload, workflow.Fail("hostile", payload+d.Verdict)
+	})
+}
+
+func TestBrowserHostileOutputIsInert(t *testing.T) {
+	t.Parallel()
+	c := startConsole(t, hostile)
+	ctx := browser(t)
+	run, req := c.startRun(t, "hostile", "h-1", struct{}{}, "api@example.com")
+	c.signIn(ctx, t, "reviewer@example.com")
+	for _, page := range []string{"/", "/requests/" + req.ID, "/runs/" + run.ID, "/runs"} {
+		var pwned bool
+		var bad int
+		require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(c.Addr+page), chromedp.Sleep(300*time.Millisecond),
+			chromedp.Evaluate(`window.__pwned !== undefined`, &pwned),
+			chromedp.Evaluate(`document.querySelectorAll('[onerror], a[href^="javascript"], [hx-get="/trap"], main script, main img').length`, &bad)))
+		require.False(t, pwned, "script ran on %s", page)
+		require.Zero(t, bad, "model output became markup on %s", page)
+	}
+	// The text itself is shown, escaped.
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(c.Addr+"/requests/"+req.ID), chromedp.WaitVisible(`[data-testid=summary]`, chromedp.ByQuery)))
+	require.Contains(t, text(ctx, t, `[data-testid=summary]`), `<script>window.__pwned="script"</script>`)
+	// Decide it, so the run's failure message (also model text) shows on the run page.
+	require.NoError(t, chromedp.Run(ctx, chromedp.Click(`[data-testid=approve]`, chromedp.ByQuery), chromedp.WaitVisible(`[data-testid=flash]`, chromedp.ByQuery)))
+	c.WaitRun(t, run.ID, store.RunFailed)
+	var pwned bool
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(c.Addr+"/runs/"+run.ID), chromedp.WaitVisible(`[data-testid=run-error]`, chromedp.ByQuery),
+		chromedp.Sleep(300*time.Millisecond), chromedp.Evaluate(`window.__pwned !== undefined`, &pwned)))
+	require.False(t, pwned)
+}
+
+func TestBrowserCrossSitePostAndLogout(t *testing.T) {
+	t.Parallel()
+	c := startConsole(t, nil)
+	ctx := browser(t)
+	_, req := c.startRun(t, "support_triage", "T-x", demo.Ticket{ID: "T-x", Customer: "a@example.com", Subject: "How do I login?", Body: "password"}, "api@example.com")
+	c.signIn(ctx, t, "reviewer@example.com")
+
+	// An attacker's page on another site (localhost is not the same site as
+	// 127.0.0.1) posts an approval to the console.
+	target := c.Addr + "/requests/" + req.ID + "/decision"
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!DOCTYPE html><form id="f" method="post" action="%s"><input name="verdict" value="approve">`+
+			`<input name="payload_hash" value="%s"><input name="_csrf" value="guess"><button id="go">go</button></form>`, target, req.PayloadHash)
+	}))
+	t.Cleanup(evil.Close)
+	evilURL := strings.Replace(evil.URL, "127.0.0.1", "localhost", 1)
+	var body string
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(evilURL), chromedp.Click(`#go`, chromedp.ByQuery),
+		chromedp.Sleep(500*time.Millisecond), chromedp.Text("body", &body, chromedp.ByQuery)))
+	require.Contains(t, body, "403")
+	got, err := store.RequestGet(t.Context(), c.Pool, req.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.RequestPending, got.Status, "the cross-site POST decided nothing")
+
+	// Logout ends the session: the console is behind the sign-in page again.
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(c.Addr+"/"), chromedp.Click(`[data-testid=logout]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`[data-testid=login-form]`, chromedp.ByQuery),
+		chromedp.Navigate(c.Addr+"/requests/"+req.ID), chromedp.WaitVisible(`[data-testid=login-form]`, chromedp.ByQuery)))
 }

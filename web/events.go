@@ -23,7 +23,9 @@ func (s *Server) handleEvents(c echo.Context) error {
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	fmt.Fprint(w, ": connected\n\n")
+	// Elements refresh on "connected" too: whatever changed between the
+	// page render and this stream opening is not lost.
+	fmt.Fprint(w, "event: connected\ndata: connected\n\n")
 	w.Flush()
 
 	msgs, stop := s.Notify.Subscribe(256)

@@ -133,7 +133,8 @@ func browser(t *testing.T) context.Context {
 	require.NoError(t, err)
 	opts = append(opts, chromedp.UserDataDir(dir))
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelB := chromedp.NewContext(actx)
+	// Newer chromium sends CDP events this chromedp does not know; they are harmless.
+	ctx, cancelB := chromedp.NewContext(actx, chromedp.WithErrorf(func(string, ...any) {}))
 	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
 	t.Cleanup(func() {
 		cancelT()
