@@ -202,3 +202,5 @@ func waitText(ctx context.Context, t *testing.T, sel, want string) {
 	}
 	t.Fatalf("%s says %q, not %q", sel, s, want)
 }
+
+func newJar() (http.CookieJar, error) { return cookiejar.New(nil) }

@@ -106,6 +106,10 @@ func (s *Server) routes() {
 		CookieHTTPOnly: true,
 		CookieSecure:   s.Secure,
 		CookieSameSite: http.SameSiteLaxMode,
+		// A missing, stale or cross-site token is the same refusal.
+		ErrorHandler: func(error, echo.Context) error {
+			return echo.NewHTTPError(http.StatusForbidden, "this form expired or came from another site; reload the page and try again")
+		},
 	}))
 	ui.GET("/login", s.handleLoginPage)
 	ui.POST("/login", s.handleLogin)
