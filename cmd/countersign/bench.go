@@ -8,10 +8,13 @@ import (
 	"os"
 	"runtime/pprof"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/countersign/countersign/internal/bench"
+	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/migrations"
 )
 
@@ -24,6 +27,11 @@ func cmdBench(e *env, args []string) error {
 	fs.IntVar(&o.Runs, "runs", 2000, "six-step runs for engine throughput")
 	fs.IntVar(&o.Decisions, "decisions", 1000, "decisions for the resume latency")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	only := fs.String("only", "", "run one suite: engine or console (default both)")
+	co := bench.ConsoleOptions{Reviewers: 20, Samples: 200}
+	fs.IntVar(&co.Runs, "console-runs", 1_000_000, "runs in the console benchmark's database")
+	fs.IntVar(&co.Waiting, "console-waiting", 100_000, "of which waiting, each with a pending request")
+	fs.IntVar(&co.Decisions, "console-decisions", 2000, "decision POSTs by 20 concurrent reviewers")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -31,6 +39,13 @@ func cmdBench(e *env, args []string) error {
 	if o.Workers < 1 || o.RiverJobs < 1 || o.Steps < 1 || o.Runs < 1 || o.Decisions < 100 {
 		return usagef("every size must be positive and --decisions at least 100")
 	}
+	if *only != "" && *only != "engine" && *only != "console" {
+		return usagef("--only must be engine or console")
+	}
+	if co.Waiting < 1000 || co.Runs < co.Waiting || co.Decisions < 100 || 2*co.Decisions > co.Waiting {
+		return usagef("console sizes: --console-waiting at least 1000, no more than --console-runs; --console-decisions 100 to half of --console-waiting")
+	}
+	co.DeepRow = co.Waiting / 2
 	cfg, err := e.config(*dbURL)
 	if err != nil {
 		return err
@@ -43,18 +58,7 @@ func cmdBench(e *env, args []string) error {
 	name := strings.TrimPrefix(u.Path, "/") + "_bench"
 	u.Path = "/" + name
 	cfg.DatabaseURL = u.String()
-	if err := recreate(e.ctx, cfg.DatabaseURL, name); err != nil {
-		return err
-	}
 	cfg.Workers = o.Workers
-	pool, err := e.pool(cfg)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if err := migrations.Up(e.ctx, pool); err != nil {
-		return err
-	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -66,24 +70,66 @@ func cmdBench(e *env, args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	rep, err := bench.Run(e.ctx, pool, cfg.DatabaseURL, o, e.stderr)
+	var rep *bench.Report
+	var crep *bench.ConsoleReport
+	if *only != "console" {
+		if err := benchOn(e, cfg, name, func(pool *pgxpool.Pool) error {
+			rep, err = bench.Run(e.ctx, pool, cfg.DatabaseURL, o, e.stderr)
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	if *only != "engine" {
+		if err := benchOn(e, cfg, name, func(pool *pgxpool.Pool) error {
+			crep, err = bench.Console(e.ctx, pool, cfg.DatabaseURL, co, e.stderr)
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	if *asJSON {
+		return json.NewEncoder(e.stdout).Encode(map[string]any{"engine": rep, "console": crep})
+	}
+	fmt.Fprintf(e.stdout, "| measure | result |\n|---|---|\n")
+	if rep != nil {
+		fmt.Fprintf(e.stdout, "| R: raw River no-op jobs/s | %.0f |\n", rep.RiverJobsPerS)
+		fmt.Fprintf(e.stdout, "| P: minimal durable step writes/s (%d writers) | %.0f |\n", o.Workers, rep.BaselineSteps)
+		fmt.Fprintf(e.stdout, "| engine: steps/s (six-step runs, auto gate) | %.0f |\n", rep.EngineSteps)
+		fmt.Fprintf(e.stdout, "| engine: runs/s | %.0f |\n", rep.EngineRuns)
+		fmt.Fprintf(e.stdout, "| engine steps/s ÷ P (target ≥ 0.50) | %.2f |\n", rep.StepRatio())
+		fmt.Fprintf(e.stdout, "| engine runs/s ÷ R | %.3f |\n", rep.EngineRuns/rep.RiverJobsPerS)
+		fmt.Fprintf(e.stdout, "| decision → resume p50 (target ≤ 10 ms) | %s |\n", ms(rep.ResumeP50))
+		fmt.Fprintf(e.stdout, "| decision → resume p99 (target ≤ 100 ms) | %s |\n", ms(rep.ResumeP99))
+		fmt.Fprintf(e.stdout, "| decision → resume max | %s |\n", ms(rep.ResumeMax))
+	}
+	if crep != nil {
+		fmt.Fprintf(e.stdout, "| console: database | %d runs, %d waiting requests (loaded in %s) |\n", co.Runs, co.Waiting, crep.LoadTime.Round(time.Second))
+		fmt.Fprintf(e.stdout, "| inbox first page p50 / p95 (target p95 ≤ 50 ms) | %s / %s |\n", ms(crep.InboxFirstP50), ms(crep.InboxFirstP95))
+		fmt.Fprintf(e.stdout, "| inbox page after row %d p50 / p95 (target p95 ≤ 50 ms) | %s / %s |\n", co.DeepRow, ms(crep.InboxDeepP50), ms(crep.InboxDeepP95))
+		fmt.Fprintf(e.stdout, "| inbox filtered (workflow, tier) p50 / p95 | %s / %s |\n", ms(crep.InboxFilterP50), ms(crep.InboxFilterP95))
+		fmt.Fprintf(e.stdout, "| decision POST p50 / p99, 20 reviewers each deciding every %s (target p99 ≤ 50 ms) | %s / %s (%.0f/s) |\n", bench.Paced, ms(crep.PacedP50), ms(crep.PacedP99), crep.PacedPerS)
+		fmt.Fprintf(e.stdout, "| decision POST p50 / p99, 20 reviewers without pause (capacity) | %s / %s (%.0f/s) |\n", ms(crep.DecisionP50), ms(crep.DecisionP99), crep.DecisionsPerS)
+	}
+	return nil
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+
+// benchOn recreates the benchmark database, migrates it, and runs fn on it.
+func benchOn(e *env, cfg config.Config, name string, fn func(*pgxpool.Pool) error) error {
+	if err := recreate(e.ctx, cfg.DatabaseURL, name); err != nil {
+		return err
+	}
+	pool, err := e.pool(cfg)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return json.NewEncoder(e.stdout).Encode(rep)
+	defer pool.Close()
+	if err := migrations.Up(e.ctx, pool); err != nil {
+		return err
 	}
-	fmt.Fprintf(e.stdout, "| measure | result |\n|---|---|\n")
-	fmt.Fprintf(e.stdout, "| R: raw River no-op jobs/s | %.0f |\n", rep.RiverJobsPerS)
-	fmt.Fprintf(e.stdout, "| P: minimal durable step writes/s (%d writers) | %.0f |\n", o.Workers, rep.BaselineSteps)
-	fmt.Fprintf(e.stdout, "| engine: steps/s (six-step runs, auto gate) | %.0f |\n", rep.EngineSteps)
-	fmt.Fprintf(e.stdout, "| engine: runs/s | %.0f |\n", rep.EngineRuns)
-	fmt.Fprintf(e.stdout, "| engine steps/s ÷ P (target ≥ 0.50) | %.2f |\n", rep.StepRatio())
-	fmt.Fprintf(e.stdout, "| engine runs/s ÷ R | %.3f |\n", rep.EngineRuns/rep.RiverJobsPerS)
-	fmt.Fprintf(e.stdout, "| decision → resume p50 (target ≤ 10 ms) | %s |\n", rep.ResumeP50.Round(10e3))
-	fmt.Fprintf(e.stdout, "| decision → resume p99 (target ≤ 100 ms) | %s |\n", rep.ResumeP99.Round(10e3))
-	fmt.Fprintf(e.stdout, "| decision → resume max | %s |\n", rep.ResumeMax.Round(10e3))
-	return nil
+	return fn(pool)
 }
 
 // recreate drops and creates a database.

@@ -21,6 +21,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/countersign/countersign/internal/ai"
+	"github.com/countersign/countersign/internal/audit"
 	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/internal/demo"
 	"github.com/countersign/countersign/internal/notify"
@@ -172,6 +173,10 @@ type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
+// ChainEvery is how often worker processes link new audit events into the
+// hash chain: the longest an event stays unchained.
+const ChainEvery = 200 * time.Millisecond
+
 // Run serves until ctx ends, then stops gracefully: the web side drains its
 // requests and River lets running jobs finish for a while before cancelling them.
 func (a *App) Run(ctx context.Context) error {
@@ -181,6 +186,10 @@ func (a *App) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); a.Notify.Run(bg) }()
 	go func() { defer wg.Done(); a.Policies.Follow(bg, a.Notify) }()
+	if a.opts.Worker {
+		wg.Add(1)
+		go func() { defer wg.Done(); audit.RunChainer(bg, a.Pool, ChainEvery, a.logger) }()
+	}
 
 	errc := make(chan error, 2)
 	if a.opts.Worker {

@@ -1,7 +1,9 @@
-// Package audit verifies the hash chain of the audit log: each event's hash is
-// sha256 of the previous event's hash followed by the event's canonical
-// encoding. The database computes hashes as events are appended (the
-// audit_append function); this package recomputes them independently.
+// Package audit keeps the audit log's hash chain. Events are appended (by
+// store.AuditAppend) inside the transactions they record, without a lock;
+// Chain then links committed events in commit order: each gets the next
+// sequence number, the previous event's hash, and
+// hash = sha256(prev_hash ‖ canonical encoding). Verify walks the chain and
+// names the first event that does not verify.
 package audit
 
 import (
@@ -11,14 +13,19 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/countersign/countersign/internal/store"
 )
 
-// Canonical is the encoding the hash covers; it mirrors the SQL function
-// audit_canonical. Every field is length-prefixed, so no two events share one.
+// Canonical is the encoding the hash covers: every field length-prefixed, so
+// that no two events encode alike.
 func Canonical(e *store.AuditEvent) []byte {
 	runID := ""
 	if e.RunID != nil {
@@ -40,10 +47,68 @@ func Hash(prev []byte, e *store.AuditEvent) []byte {
 // Genesis is the previous hash of the first event.
 var Genesis = make([]byte, sha256.Size)
 
+// ChainBatch bounds how many events one chaining transaction links.
+const ChainBatch = 5000
+
+// Chain links every committed, unchained event, in batches, and returns how
+// many it linked. Concurrent chainers take turns; none can fork the chain.
+func Chain(ctx context.Context, pool *pgxpool.Pool) (int, error) {
+	total := 0
+	for {
+		n, err := store.WithTxV(ctx, pool, func(tx pgx.Tx) (int, error) {
+			if err := store.AuditChainLock(ctx, tx); err != nil {
+				return 0, err
+			}
+			seq, prev, err := store.AuditHead(ctx, tx)
+			if err != nil {
+				return 0, err
+			}
+			if prev == nil {
+				prev = Genesis
+			}
+			events, err := store.AuditUnchained(ctx, tx, ChainBatch)
+			if err != nil || len(events) == 0 {
+				return 0, err
+			}
+			for _, e := range events {
+				seq++
+				e.Seq, e.PrevHash = seq, prev
+				e.Hash = Hash(prev, e)
+				prev = e.Hash
+			}
+			return len(events), store.AuditSetChain(ctx, tx, events)
+		})
+		total += n
+		if err != nil || n < ChainBatch {
+			return total, err
+		}
+	}
+}
+
+// RunChainer links new events every interval until ctx ends. Every worker
+// process runs one; they take turns.
+func RunChainer(ctx context.Context, pool *pgxpool.Pool, interval time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := Chain(ctx, pool); err != nil && ctx.Err() == nil {
+			logger.Error("audit chaining", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // Result is the outcome of a verification.
 type Result struct {
 	Events int64
 	Head   []byte
+	// Unchained counts events recorded but not yet linked (committed in the
+	// last moments); they are not covered by this verification.
+	Unchained int64
 	// BrokenAt is the sequence number of the first event that does not verify,
 	// 0 when the chain is intact; Problem says why.
 	BrokenAt int64
@@ -67,7 +132,7 @@ func Verify(ctx context.Context, db store.DBTX) (Result, error) {
 	err := store.AuditScan(ctx, db, 1, func(e *store.AuditEvent) error {
 		switch {
 		case e.Seq != want:
-			res.BrokenAt, res.Problem = want, fmt.Sprintf("event %d is missing (next present is %d)", want, e.Seq)
+			res.BrokenAt, res.Problem = want, fmt.Sprintf("event %d is missing (the next present is %d)", want, e.Seq)
 		case !bytes.Equal(e.PrevHash, prev):
 			res.BrokenAt, res.Problem = e.Seq, "prev_hash does not match the hash of the event before it"
 		case !bytes.Equal(e.Hash, Hash(prev, e)):
@@ -84,5 +149,6 @@ func Verify(ctx context.Context, db store.DBTX) (Result, error) {
 		return res, err
 	}
 	res.Head = prev
-	return res, nil
+	res.Unchained, err = store.AuditUnchainedCount(ctx, db)
+	return res, err
 }

@@ -3,8 +3,10 @@ package audit_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -18,6 +20,10 @@ import (
 func appendN(t *testing.T, pool *pgxpool.Pool, n int) {
 	t.Helper()
 	ctx := context.Background()
+	defer func() {
+		_, err := audit.Chain(ctx, pool)
+		require.NoError(t, err)
+	}()
 	for i := range n {
 		runID := "0b9e7b4e-4a59-4f5c-9d55-4d7a8f1c2b3a"
 		var run *string
@@ -52,6 +58,7 @@ func TestChain(t *testing.T) {
 	t.Run("ChangesAreRefused", func(t *testing.T) {
 		for _, stmt := range []string{
 			`UPDATE audit_events SET actor = 'mallory' WHERE seq = 3`,
+			`UPDATE audit_events SET seq = 99, prev_hash = hash WHERE seq = 3`,
 			`DELETE FROM audit_events WHERE seq = 3`,
 			`TRUNCATE audit_events`,
 		} {
@@ -63,13 +70,13 @@ func TestChain(t *testing.T) {
 	t.Run("VerifyNamesTheEditedRow", func(t *testing.T) {
 		// A superuser who disables the trigger can edit a row; verify finds it.
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update`); err != nil {
+			if _, err := tx.Exec(ctx, `ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_change`); err != nil {
 				return err
 			}
 			if _, err := tx.Exec(ctx, `UPDATE audit_events SET details = jsonb_set(details, '{verdict}', '"reject"') WHERE seq = 7`); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, `ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update`)
+			_, err := tx.Exec(ctx, `ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_change`)
 			return err
 		})
 		require.NoError(t, err)
@@ -87,9 +94,9 @@ func TestVerifyFindsDeletedRow(t *testing.T) {
 	pool, _ := testdb.Pool(t)
 	ctx := context.Background()
 	appendN(t, pool, 10)
-	_, err := pool.Exec(ctx, `ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update;
+	_, err := pool.Exec(ctx, `ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_change;
 		DELETE FROM audit_events WHERE seq = 4;
-		ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update`)
+		ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_change`)
 	require.NoError(t, err)
 	res, err := audit.Verify(ctx, pool)
 	require.NoError(t, err)
@@ -101,6 +108,13 @@ func TestConcurrentAppendsKeepOneChain(t *testing.T) {
 	t.Parallel()
 	pool, _ := testdb.Pool(t)
 	ctx := context.Background()
+	// Two chainers run throughout, as two worker processes would.
+	chainCtx, stopChainers := context.WithCancel(ctx)
+	var chainers sync.WaitGroup
+	for range 2 {
+		chainers.Add(1)
+		go func() { defer chainers.Done(); audit.RunChainer(chainCtx, pool, 5*time.Millisecond, slog.Default()) }()
+	}
 	var wg sync.WaitGroup
 	for w := range 8 {
 		wg.Add(1)
@@ -120,10 +134,29 @@ func TestConcurrentAppendsKeepOneChain(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	stopChainers()
+	chainers.Wait()
+	_, err := audit.Chain(ctx, pool)
+	require.NoError(t, err)
 	res, err := audit.Verify(ctx, pool)
 	require.NoError(t, err)
 	require.True(t, res.OK(), res.Problem)
 	require.EqualValues(t, 400, res.Events)
+	require.Zero(t, res.Unchained)
+}
+
+func TestUnchainedEventsAreCounted(t *testing.T) {
+	t.Parallel()
+	pool, _ := testdb.Pool(t)
+	ctx := context.Background()
+	appendN(t, pool, 3)
+	_, err := store.AuditAppend(ctx, pool, "x", "test", "x", "1", nil, nil)
+	require.NoError(t, err)
+	res, err := audit.Verify(ctx, pool)
+	require.NoError(t, err)
+	require.True(t, res.OK())
+	require.EqualValues(t, 3, res.Events)
+	require.EqualValues(t, 1, res.Unchained)
 }
 
 func TestRolledBackAppendLeavesNoGap(t *testing.T) {

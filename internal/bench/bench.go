@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -330,10 +329,7 @@ func resumeLatency(ctx context.Context, pool *pgxpool.Pool, dbURL string, o Opti
 	for _, id := range ids {
 		lat = append(lat, max(resumedAt[id].Sub(committed[id]), 0))
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	rep.ResumeP50 = lat[len(lat)/2]
-	rep.ResumeP99 = lat[len(lat)*99/100]
-	rep.ResumeMax = lat[len(lat)-1]
+	rep.ResumeP50, rep.ResumeP99, rep.ResumeMax = percentile(lat, 50), percentile(lat, 99), percentile(lat, 100)
 	return nil
 }
 

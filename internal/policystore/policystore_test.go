@@ -54,6 +54,8 @@ func TestApplyAndLiveReload(t *testing.T) {
 	require.True(t, versions[0].Active)
 	require.False(t, versions[1].Active, "exactly one is active")
 
+	_, err = audit.Chain(ctx, b.Pool)
+	require.NoError(t, err)
 	res, err := audit.Verify(ctx, b.Pool)
 	require.NoError(t, err)
 	require.EqualValues(t, 2, res.Events, "each activation is an audit event")

@@ -155,8 +155,6 @@ func RequestApproval(ctx context.Context, action Action) (Decision, error) {
 		if err := x.record(ctx, s, dec, 0, 0, tx); err != nil {
 			return err
 		}
-		// Last before commit: the audit chain's lock is held from here to the
-		// end of the transaction, so nothing else should run under it.
 		_, err = store.AuditAppend(ctx, tx, actor, "decision.auto", "request", saved.ID, &x.run.ID, map[string]any{
 			"verdict": Approve, "action_kind": action.Kind, "summary": action.Summary, "payload_hash": saved.PayloadHash,
 			"policy_version": pol.Version, "rule": pd.Rule, "reason": pd.Reason, "tier": saved.Tier,

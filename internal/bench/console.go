@@ -1,0 +1,301 @@
+package bench
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/countersign/countersign/internal/account"
+	"github.com/countersign/countersign/internal/app"
+	"github.com/countersign/countersign/internal/config"
+	"github.com/countersign/countersign/internal/store"
+)
+
+// ConsoleOptions size the console benchmark.
+type ConsoleOptions struct {
+	Runs      int // runs in the database
+	Waiting   int // of which waiting for a human, each with a pending request
+	Reviewers int // concurrent reviewers deciding
+	Decisions int // decisions they make in all
+	Samples   int // inbox page loads per measurement
+	DeepRow   int // the deep page starts after this many rows
+}
+
+// ConsoleReport holds the results.
+type ConsoleReport struct {
+	Options                        ConsoleOptions
+	LoadTime                       time.Duration
+	InboxFirstP50, InboxFirstP95   time.Duration
+	InboxDeepP50, InboxDeepP95     time.Duration
+	InboxFilterP50, InboxFilterP95 time.Duration
+	DecisionP50, DecisionP99       time.Duration
+	DecisionsPerS                  float64
+	PacedP50, PacedP99             time.Duration
+	PacedPerS                      float64
+}
+
+// Paced is how often each reviewer decides in the paced measurement: far
+// quicker than people read a request, slower than a loop without pause.
+const Paced = 200 * time.Millisecond
+
+const benchPassword = "bench-password-1"
+
+// Console loads a large database and measures the inbox and decision POSTs
+// through the real HTTP server.
+func Console(ctx context.Context, pool *pgxpool.Pool, dbURL string, o ConsoleOptions, progress io.Writer) (*ConsoleReport, error) {
+	rep := &ConsoleReport{Options: o}
+	fmt.Fprintf(progress, "console: loading %d runs and %d waiting requests ...\n", o.Runs, o.Waiting)
+	start := time.Now()
+	if err := load(ctx, pool, o); err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	rep.LoadTime = time.Since(start)
+	for i := range o.Reviewers {
+		if _, err := account.Create(ctx, pool, fmt.Sprintf("reviewer%d@bench.example", i), "Reviewer", "reviewer", benchPassword, "bench"); err != nil {
+			return nil, err
+		}
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	cfg := config.Config{DatabaseURL: dbURL, Workers: 1, RescueAfter: 15 * time.Minute, ModelProvider: "offline"}
+	a, err := app.New(cfg, pool, app.Options{Web: true, Listener: ln, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return nil, err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = a.Run(runCtx) }()
+	defer func() { stop(); <-done }()
+	base := "http://" + ln.Addr().String()
+
+	clients := make([]*http.Client, o.Reviewers)
+	tokens := make([]string, o.Reviewers)
+	for i := range clients {
+		if clients[i], tokens[i], err = signIn(base, fmt.Sprintf("reviewer%d@bench.example", i)); err != nil {
+			return nil, err
+		}
+	}
+
+	fmt.Fprintln(progress, "console: inbox pages ...")
+	deep, err := deepCursor(ctx, pool, o.DeepRow)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range []struct {
+		path     string
+		p50, p95 *time.Duration
+	}{
+		{"/", &rep.InboxFirstP50, &rep.InboxFirstP95},
+		{"/?after=" + deep, &rep.InboxDeepP50, &rep.InboxDeepP95},
+		{"/?workflow=lead_enrichment&tier=batched", &rep.InboxFilterP50, &rep.InboxFilterP95},
+	} {
+		lat := make([]time.Duration, 0, o.Samples)
+		for range o.Samples {
+			t0 := time.Now()
+			resp, err := clients[0].Get(base + m.path)
+			if err != nil {
+				return nil, err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return nil, fmt.Errorf("GET %s: %d", m.path, resp.StatusCode)
+			}
+			lat = append(lat, time.Since(t0))
+		}
+		*m.p50, *m.p95 = percentile(lat, 50), percentile(lat, 95)
+	}
+
+	fmt.Fprintf(progress, "console: %d decisions by %d reviewers without pause ...\n", o.Decisions, o.Reviewers)
+	jobs, err := pendingRequests(ctx, pool, 2*o.Decisions)
+	if err != nil {
+		return nil, err
+	}
+	if len(jobs) < 2*o.Decisions {
+		return nil, fmt.Errorf("only %d pending requests for %d decisions", len(jobs), 2*o.Decisions)
+	}
+	var lat []time.Duration
+	if lat, rep.DecisionsPerS, err = decideAll(base, clients, tokens, jobs[:o.Decisions], 0); err != nil {
+		return nil, err
+	}
+	rep.DecisionP50, rep.DecisionP99 = percentile(lat, 50), percentile(lat, 99)
+	fmt.Fprintf(progress, "console: %d decisions by %d reviewers, one every %s each ...\n", o.Decisions, o.Reviewers, Paced)
+	if lat, rep.PacedPerS, err = decideAll(base, clients, tokens, jobs[o.Decisions:], Paced); err != nil {
+		return nil, err
+	}
+	rep.PacedP50, rep.PacedP99 = percentile(lat, 50), percentile(lat, 99)
+	return rep, nil
+}
+
+type pending struct{ id, hash string }
+
+func pendingRequests(ctx context.Context, pool *pgxpool.Pool, n int) ([]pending, error) {
+	rows, err := pool.Query(ctx, `SELECT id, payload_hash FROM approval_requests WHERE status = 'pending' LIMIT $1`, n)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []pending
+	for rows.Next() {
+		var p pending
+		if err := rows.Scan(&p.id, &p.hash); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// decideAll has every reviewer approve requests from the list until it is
+// done, each waiting pace between decisions, and returns the latencies and
+// the rate achieved.
+func decideAll(base string, clients []*http.Client, tokens []string, jobs []pending, pace time.Duration) ([]time.Duration, float64, error) {
+	work := make(chan pending)
+	var mu sync.Mutex
+	var lat []time.Duration
+	var failures int
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			next := time.Now().Add(time.Duration(i) * pace / time.Duration(len(clients)))
+			for j := range work {
+				time.Sleep(time.Until(next))
+				next = time.Now().Add(pace)
+				form := url.Values{"verdict": {"approve"}, "payload_hash": {j.hash}, "_csrf": {tokens[i]}}
+				s := time.Now()
+				resp, err := clients[i].PostForm(base+"/requests/"+j.id+"/decision", form)
+				d := time.Since(s)
+				mu.Lock()
+				if err != nil || resp.StatusCode != http.StatusSeeOther {
+					failures++
+				} else {
+					lat = append(lat, d)
+				}
+				mu.Unlock()
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		}()
+	}
+	for _, j := range jobs {
+		work <- j
+	}
+	close(work)
+	wg.Wait()
+	if failures > 0 {
+		return nil, 0, fmt.Errorf("%d decisions failed", failures)
+	}
+	return lat, float64(len(lat)) / time.Since(t0).Seconds(), nil
+}
+
+// load fills the database with runs and pending requests in a few statements.
+func load(ctx context.Context, pool *pgxpool.Pool, o ConsoleOptions) error {
+	for _, q := range []string{
+		fmt.Sprintf(`INSERT INTO workflow_runs (workflow, business_key, status, input, current_step, started_by, created_at)
+			SELECT (ARRAY['support_triage','lead_enrichment','content_review'])[1 + g %% 3], 'bench-' || g,
+				CASE WHEN g <= %d THEN 'waiting_human' ELSE 'completed' END, '{"n": 1}', 'request_approval', 'starter@bench.example',
+				now() - make_interval(secs => g)
+			FROM generate_series(1, %d) g`, o.Waiting, o.Runs),
+		`INSERT INTO approval_requests (run_id, step_seq, workflow, tier, status, action_kind, summary, action, payload_hash,
+				policy_version, rule, reason, deadline, started_by, created_at)
+			SELECT id, 3, workflow, CASE WHEN hashtext(id::text) % 10 < 3 THEN 'batched' ELSE 'explicit' END, 'pending',
+				'crm.update', 'Update 2 CRM fields of ' || business_key,
+				jsonb_build_object('kind', 'crm.update', 'summary', 'Update 2 CRM fields of ' || business_key,
+					'params', jsonb_build_object('fields', jsonb_build_object('industry', 'Retail', 'website', 'https://example.com'))),
+				md5(id::text), 0, 'default-explicit', 'no rule matched',
+				CASE WHEN hashtext(id::text) % 2 = 0 THEN now() + make_interval(hours => abs(hashtext(business_key)) % 48) END,
+				started_by, created_at
+			FROM workflow_runs WHERE status = 'waiting_human'`,
+		`ANALYZE workflow_runs`,
+		`ANALYZE approval_requests`,
+	} {
+		if _, err := pool.Exec(ctx, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deepCursor returns the inbox cursor after row n, as the next-page link would.
+func deepCursor(ctx context.Context, pool *pgxpool.Pool, n int) (string, error) {
+	rows, err := store.RequestListInbox(ctx, pool, store.InboxParams{Limit: 1, Now: time.Now()})
+	if err != nil || len(rows) == 0 {
+		return "", fmt.Errorf("inbox is empty: %w", err)
+	}
+	var c store.InboxCursor
+	err = pool.QueryRow(ctx, `SELECT (CASE tier WHEN 'explicit' THEN 0 ELSE 1 END), coalesce(deadline, 'infinity'::timestamptz), created_at, id
+		FROM approval_requests WHERE status = 'pending'
+		ORDER BY (CASE tier WHEN 'explicit' THEN 0 ELSE 1 END), coalesce(deadline, 'infinity'::timestamptz), created_at, id
+		OFFSET $1 LIMIT 1`, n).Scan(&c.Rank, &c.Deadline, &c.CreatedAt, &c.ID)
+	if err != nil {
+		return "", err
+	}
+	b, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+var csrfField = regexp.MustCompile(`name="_csrf" value="([^"]+)"`)
+
+// signIn returns a client with a session and the page's CSRF token.
+func signIn(base, email string) (*http.Client, string, error) {
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	token := func(path string) (string, error) {
+		resp, err := hc.Get(base + path)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		m := csrfField.FindSubmatch(body)
+		if m == nil {
+			return "", fmt.Errorf("no csrf token on %s (%d)", path, resp.StatusCode)
+		}
+		return string(m[1]), nil
+	}
+	t, err := token("/login")
+	if err != nil {
+		return nil, "", err
+	}
+	resp, err := hc.PostForm(base+"/login", url.Values{"email": {email}, "password": {benchPassword}, "_csrf": {t}})
+	if err != nil {
+		return nil, "", err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		return nil, "", fmt.Errorf("sign in %s: %d", email, resp.StatusCode)
+	}
+	t, err = token("/")
+	return hc, t, err
+}
+
+func percentile(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(len(s)-1, len(s)*p/100)]
+}
