@@ -159,3 +159,5 @@ func jsonIndent(v any) (string, error) {
 	b, err := json.MarshalIndent(v, "", "  ")
 	return string(b), err
 }
+
+func secondsDuration(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

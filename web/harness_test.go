@@ -204,3 +204,16 @@ func waitText(ctx context.Context, t *testing.T, sel, want string) {
 }
 
 func newJar() (http.CookieJar, error) { return cookiejar.New(nil) }
+
+// waitLocation waits until the page's URL contains want.
+func waitLocation(ctx context.Context, t *testing.T, want string) {
+	t.Helper()
+	var loc string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if chromedp.Run(ctx, chromedp.Location(&loc)) == nil && strings.Contains(loc, want) {
+			_ = chromedp.Run(ctx, chromedp.WaitReady("body", chromedp.ByQuery))
+			return
+		}
+	}
+	t.Fatalf("the page is %s, not one with %q", loc, want)
+}

@@ -77,6 +77,10 @@ func (s *Server) handleRun(c echo.Context) error {
 	if v.Requests, err = store.RequestListByRun(ctx, s.Pool, run.ID); err != nil {
 		return err
 	}
+	if v.History, err = store.AuditList(ctx, s.Pool, store.AuditFilter{RunID: run.ID}, 0, 1000); err != nil {
+		return err
+	}
+	slices.Reverse(v.History) // in the order it happened
 	p := s.page(c, run.Workflow+" "+run.BusinessKey, "runs")
 	if c.QueryParam("done") == "cancel" {
 		p.Flash = "Run cancelled."

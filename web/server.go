@@ -98,6 +98,8 @@ func (s *Server) routes() {
 	api.GET("/requests", s.handleAPIRequestList)
 	api.GET("/requests/:id", s.handleAPIRequestGet)
 	api.POST("/requests/:id/decision", s.handleAPIDecide)
+	api.GET("/audit", s.handleAPIAudit)
+	api.GET("/audit/export", s.handleHistoryExport)
 
 	ui := e.Group("", middleware.CSRFWithConfig(middleware.CSRFConfig{
 		TokenLookup:    "header:X-CSRF-Token,form:_csrf",
@@ -124,6 +126,8 @@ func (s *Server) routes() {
 	app.GET("/runs/:id", s.handleRun)
 	app.GET("/runs/:id/status", s.handleRunStatus)
 	app.POST("/runs/:id/cancel", s.handleRunCancel)
+	app.GET("/history", s.handleHistory)
+	app.GET("/history/export", s.handleHistoryExport)
 	app.GET("/policy", s.handlePolicy)
 	app.POST("/policy/simulate", s.handlePolicySimulate)
 	app.POST("/policy/apply", s.handlePolicyApply)

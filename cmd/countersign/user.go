@@ -13,7 +13,7 @@ import (
 
 func cmdUser(e *env, args []string) error {
 	if len(args) == 0 {
-		return usagef("expected a subcommand: add, list, disable or enable")
+		return usagef("expected a subcommand: add, list, role, disable or enable")
 	}
 	switch args[0] {
 	case "add":
@@ -22,8 +22,10 @@ func cmdUser(e *env, args []string) error {
 		return cmdUserList(e, args[1:])
 	case "disable", "enable":
 		return cmdUserDisable(e, args[0], args[1:])
+	case "role":
+		return cmdUserRole(e, args[1:])
 	}
-	return usagef("unknown subcommand %q (want add, list, disable or enable)", args[0])
+	return usagef("unknown subcommand %q (want add, list, role, disable or enable)", args[0])
 }
 
 func cmdUserAdd(e *env, args []string) error {
@@ -155,5 +157,35 @@ func cmdToken(e *env, args []string) error {
 	}
 	fmt.Fprintln(e.stderr, "the token is shown once; it is stored only as a hash:")
 	fmt.Fprintln(e.stdout, secret)
+	return nil
+}
+
+func cmdUserRole(e *env, args []string) error {
+	fs, dbURL := e.flags("user role", "user role EMAIL ROLE")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return usagef("expected the user's email and the new role")
+	}
+	cfg, err := e.config(*dbURL)
+	if err != nil {
+		return err
+	}
+	pool, err := e.pool(cfg)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	err = account.SetRole(e.ctx, pool, fs.Arg(0), fs.Arg(1), "cli")
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("no user %s", fs.Arg(0))
+	case errors.Is(err, account.ErrInvalid):
+		return usageError{err.Error()}
+	case err != nil:
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s is now %s; their sessions have ended\n", fs.Arg(0), fs.Arg(1))
 	return nil
 }

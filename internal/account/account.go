@@ -206,3 +206,23 @@ func audit(ctx context.Context, pool *pgxpool.Pool, actor, kind, subjectType, su
 	_, err := store.AuditAppend(ctx, pool, actor, kind, subjectType, subjectID, nil, details)
 	return err
 }
+
+// SetRole changes a user's role and ends their sessions, so that the new
+// rights apply from their next sign-in.
+func SetRole(ctx context.Context, pool *pgxpool.Pool, email, role, by string) error {
+	if !slices.Contains(policy.Roles, role) {
+		return fmt.Errorf("%w: role must be one of %s", ErrInvalid, strings.Join(policy.Roles, ", "))
+	}
+	return store.WithTx(ctx, pool, func(tx pgx.Tx) error {
+		u, err := store.UserGetByEmail(ctx, tx, email)
+		if err != nil {
+			return err
+		}
+		if err := store.UserSetRole(ctx, tx, u.ID, role); err != nil {
+			return err
+		}
+		_, err = store.AuditAppend(ctx, tx, by, "user.role_changed", "user", strconv.FormatInt(u.ID, 10), nil,
+			map[string]any{"email": u.Email, "from": u.Role, "to": role})
+		return err
+	})
+}

@@ -175,3 +175,37 @@ func TestRolledBackAppendLeavesNoGap(t *testing.T) {
 	require.True(t, res.OK(), res.Problem)
 	require.EqualValues(t, 4, res.Events)
 }
+
+func TestApplicationRoleCannotChangeThePast(t *testing.T) {
+	t.Parallel()
+	pool, _ := testdb.Pool(t)
+	ctx := context.Background()
+	appendN(t, pool, 3)
+	asApp := func(stmt string) error {
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SET LOCAL ROLE countersign_app`); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, stmt)
+			return err
+		})
+	}
+	require.NoError(t, asApp(`INSERT INTO audit_events (actor, kind, subject_type, subject_id) VALUES ('app', 'test', 'x', '1')`),
+		"the application appends")
+	for _, stmt := range []string{
+		`UPDATE audit_events SET actor = 'mallory' WHERE seq = 1`,
+		`DELETE FROM audit_events WHERE seq = 1`,
+		`TRUNCATE audit_events`,
+		`ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_change`,
+	} {
+		err := asApp(stmt)
+		require.Error(t, err, stmt)
+		require.Regexp(t, "permission denied|must be owner|append-only", err.Error(), stmt)
+	}
+	_, err := audit.Chain(ctx, pool)
+	require.NoError(t, err)
+	res, err := audit.Verify(ctx, pool)
+	require.NoError(t, err)
+	require.True(t, res.OK())
+	require.EqualValues(t, 4, res.Events)
+}

@@ -90,6 +90,19 @@ func UserSetDisabled(ctx context.Context, db DBTX, id int64, disabled bool) erro
 	return nil
 }
 
+// UserSetRole changes a user's role and ends their sessions.
+func UserSetRole(ctx context.Context, db DBTX, id int64, role string) error {
+	tag, err := db.Exec(ctx, `UPDATE users SET role = $2, session_version = session_version + 1, updated_at = now()
+		WHERE id = $1`, id, role)
+	if err != nil {
+		return fmt.Errorf("set role: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
 // UserEndSessions invalidates every session the user has.
 func UserEndSessions(ctx context.Context, db DBTX, id int64) error {
 	_, err := db.Exec(ctx, `UPDATE users SET session_version = session_version + 1, updated_at = now() WHERE id = $1`, id)

@@ -156,7 +156,7 @@ func RequestApproval(ctx context.Context, action Action) (Decision, error) {
 			return err
 		}
 		_, err = store.AuditAppend(ctx, tx, actor, "decision.auto", "request", saved.ID, &x.run.ID, map[string]any{
-			"verdict": Approve, "action_kind": action.Kind, "summary": action.Summary, "payload_hash": saved.PayloadHash,
+			"verdict": Approve, "workflow": saved.Workflow, "action_kind": action.Kind, "summary": action.Summary, "payload_hash": saved.PayloadHash,
 			"policy_version": pol.Version, "rule": pd.Rule, "reason": pd.Reason, "tier": saved.Tier,
 		})
 		return err
@@ -179,7 +179,7 @@ func (x *execution) suspend(ctx context.Context, s *slot, req *store.Request, pd
 			}
 			stepOut, _ = json.Marshal(map[string]string{"request_id": saved.ID})
 			if _, err := store.AuditAppend(ctx, tx, "system", "approval.requested", "request", saved.ID, &x.run.ID, map[string]any{
-				"tier": saved.Tier, "action_kind": saved.ActionKind, "summary": saved.Summary,
+				"tier": saved.Tier, "workflow": saved.Workflow, "action_kind": saved.ActionKind, "summary": saved.Summary,
 				"payload_hash": saved.PayloadHash, "shown": json.RawMessage(saved.Action),
 				"policy_version": saved.PolicyVersion, "rule": saved.Rule, "reason": saved.Reason,
 				"approvals_required": saved.ApprovalsRequired, "deadline": saved.Deadline,

@@ -1,0 +1,147 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// AuditFilter selects audit events. Verdict, workflow, rule and tier are read
+// from the event's details, where decisions and requests record them.
+type AuditFilter struct {
+	Actor    string
+	Kind     string
+	Verdict  string
+	Workflow string
+	Rule     string
+	Tier     string
+	RunID    string
+	Since    *time.Time
+	Until    *time.Time
+}
+
+// where renders the filter as SQL conditions with their arguments.
+func (f AuditFilter) where(args []any) (string, []any) {
+	conds := []string{"true"}
+	add := func(cond string, v any) {
+		args = append(args, v)
+		conds = append(conds, fmt.Sprintf(cond, len(args)))
+	}
+	if f.Actor != "" {
+		add("actor = $%d", f.Actor)
+	}
+	if f.Kind != "" {
+		add("kind = $%d", f.Kind)
+	}
+	if f.Verdict != "" {
+		add("details->>'verdict' = $%d", f.Verdict)
+	}
+	if f.Workflow != "" {
+		add("details->>'workflow' = $%d", f.Workflow)
+	}
+	if f.Rule != "" {
+		add("details->>'rule' = $%d", f.Rule)
+	}
+	if f.Tier != "" {
+		add("details->>'tier' = $%d", f.Tier)
+	}
+	if f.RunID != "" {
+		add("run_id = $%d::uuid", f.RunID)
+	}
+	if f.Since != nil {
+		add("at >= $%d", *f.Since)
+	}
+	if f.Until != nil {
+		add("at < $%d", *f.Until)
+	}
+	return strings.Join(conds, " AND "), args
+}
+
+// AuditList returns one keyset page of events, newest first: pass the last
+// row's ID as beforeID for the next page (0 for the first).
+func AuditList(ctx context.Context, db DBTX, f AuditFilter, beforeID int64, limit int) ([]*AuditEvent, error) {
+	var out []*AuditEvent
+	err := AuditStream(ctx, db, f, beforeID, limit, func(e *AuditEvent) error {
+		c := *e
+		out = append(out, &c)
+		return nil
+	})
+	return out, err
+}
+
+// AuditStream streams the events the filter selects, newest first, holding
+// one row in memory: exports of any size run in constant memory. limit 0
+// means all.
+func AuditStream(ctx context.Context, db DBTX, f AuditFilter, beforeID int64, limit int, fn func(*AuditEvent) error) error {
+	where, args := f.where(nil)
+	if beforeID > 0 {
+		args = append(args, beforeID)
+		where += fmt.Sprintf(" AND id < $%d", len(args))
+	}
+	q := `SELECT ` + auditColumns + ` FROM audit_events WHERE ` + where + ` ORDER BY id DESC`
+	if limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", limit)
+	}
+	rows, err := db.Query(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("list audit: %w", err)
+	}
+	defer rows.Close()
+	var e AuditEvent
+	for rows.Next() {
+		if err := scanAudit(rows, &e); err != nil {
+			return fmt.Errorf("scan audit row: %w", err)
+		}
+		if err := fn(&e); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// AuditSummary describes the decisions among the filtered events.
+type AuditSummary struct {
+	Decisions             int            `json:"decisions"`
+	ByVerdict             map[string]int `json:"by_verdict"`
+	Automatic             int            `json:"automatic"`
+	MedianSecondsToDecide float64        `json:"median_seconds_to_decision"`
+}
+
+// AutomaticShare is the share of decisions the policy made.
+func (s AuditSummary) AutomaticShare() float64 {
+	if s.Decisions == 0 {
+		return 0
+	}
+	return float64(s.Automatic) / float64(s.Decisions)
+}
+
+// AuditSummarize counts the decisions in the filtered events: per verdict,
+// how many the policy made, and the median time a human took.
+func AuditSummarize(ctx context.Context, db DBTX, f AuditFilter) (*AuditSummary, error) {
+	where, args := f.where(nil)
+	rows, err := db.Query(ctx, `SELECT details->>'verdict', count(*), count(*) FILTER (WHERE kind = 'decision.auto'),
+			coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY (details->>'seconds_to_decision')::float8)
+				FILTER (WHERE kind = 'decision.recorded'), 0)
+		FROM audit_events WHERE kind IN ('decision.recorded', 'decision.auto') AND `+where+`
+		GROUP BY ROLLUP (details->>'verdict')`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("summarize audit: %w", err)
+	}
+	defer rows.Close()
+	s := &AuditSummary{ByVerdict: map[string]int{}}
+	for rows.Next() {
+		var verdict *string
+		var n, auto int
+		var median float64
+		if err := rows.Scan(&verdict, &n, &auto, &median); err != nil {
+			return nil, fmt.Errorf("scan summary: %w", err)
+		}
+		if verdict == nil { // the rollup's total row
+			s.Decisions, s.Automatic, s.MedianSecondsToDecide = n, auto, median
+			continue
+		}
+		s.ByVerdict[*verdict] = n
+	}
+	return s, rows.Err()
+}

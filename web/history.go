@@ -1,0 +1,173 @@
+package web
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/countersign/countersign/internal/audit"
+	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/templates"
+)
+
+const historyPage = 100
+
+// auditKinds lists the events the log records, for the filter menu.
+var auditKinds = []string{"approval.requested", "approval.vote", "auth.login", "auth.login_failed", "auth.login_throttled",
+	"auth.logout", "decision.auto", "decision.recorded", "policy.activated", "run.cancelled", "run.failed",
+	"run.started", "run.step_failed", "token.created", "user.created", "user.disabled", "user.enabled", "user.role_changed"}
+
+// auditFilter reads the history filters shared by the page, the exports and
+// the API, and the query string that repeats them.
+func auditFilter(c echo.Context) (store.AuditFilter, templates.HistoryFilter, string, error) {
+	h := templates.HistoryFilter{Actor: c.QueryParam("actor"), Kind: c.QueryParam("kind"), Verdict: c.QueryParam("verdict"),
+		Workflow: c.QueryParam("workflow"), Rule: c.QueryParam("rule"), Tier: c.QueryParam("tier"), Run: c.QueryParam("run"),
+		Since: c.QueryParam("since"), Until: c.QueryParam("until")}
+	f := store.AuditFilter{Actor: h.Actor, Kind: h.Kind, Verdict: h.Verdict, Workflow: h.Workflow, Rule: h.Rule, Tier: h.Tier, RunID: h.Run}
+	bad := func(msg string) (store.AuditFilter, templates.HistoryFilter, string, error) {
+		return f, h, "", echo.NewHTTPError(http.StatusBadRequest, msg)
+	}
+	if h.Verdict != "" && !slices.Contains([]string{"approve", "reject", "edit", "request_changes"}, h.Verdict) {
+		return bad("verdict must be approve, reject, edit or request_changes")
+	}
+	if h.Tier != "" && !slices.Contains([]string{"auto", "batched", "explicit"}, h.Tier) {
+		return bad("tier must be auto, batched or explicit")
+	}
+	if h.Run != "" {
+		if _, err := uuid.Parse(h.Run); err != nil {
+			return bad("run must be a run id")
+		}
+	}
+	var err error
+	if f.Since, err = parseDay(h.Since, false); err != nil {
+		return bad("since must be a date (2026-11-21) or a time (RFC 3339)")
+	}
+	if f.Until, err = parseDay(h.Until, true); err != nil {
+		return bad("until must be a date (2026-11-21) or a time (RFC 3339)")
+	}
+	q := url.Values{}
+	for k, v := range map[string]string{"actor": h.Actor, "kind": h.Kind, "verdict": h.Verdict, "workflow": h.Workflow,
+		"rule": h.Rule, "tier": h.Tier, "run": h.Run, "since": h.Since, "until": h.Until} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	return f, h, q.Encode(), nil
+}
+
+// parseDay reads a date or a time; an "until" date includes that whole day.
+func parseDay(s string, end bool) (*time.Time, error) {
+	if s == "" {
+		return nil, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return &t, nil
+	}
+	t, err := time.Parse("2006-01-02", s)
+	if err != nil {
+		return nil, err
+	}
+	if end {
+		t = t.AddDate(0, 0, 1)
+	}
+	return &t, nil
+}
+
+func beforeParam(c echo.Context) (int64, error) {
+	b := c.QueryParam("before")
+	if b == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(b, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, echo.NewHTTPError(http.StatusBadRequest, "before must be an event id")
+	}
+	return n, nil
+}
+
+// handleHistory handles the "GET /history" route: every audit event, newest
+// first, filtered, with a summary of the decisions among them.
+func (s *Server) handleHistory(c echo.Context) error {
+	ctx := c.Request().Context()
+	f, h, q, err := auditFilter(c)
+	if err != nil {
+		return err
+	}
+	before, err := beforeParam(c)
+	if err != nil {
+		return err
+	}
+	events, err := store.AuditList(ctx, s.Pool, f, before, historyPage)
+	if err != nil {
+		return err
+	}
+	sum, err := store.AuditSummarize(ctx, s.Pool, f)
+	if err != nil {
+		return err
+	}
+	v := templates.HistoryView{Events: events, Filter: h, Summary: sum, Kinds: auditKinds, Query: q}
+	if len(events) == historyPage {
+		v.Next = strconv.FormatInt(events[len(events)-1].ID, 10)
+	}
+	return render(c, http.StatusOK, templates.History(s.page(c, "History", "history"), v))
+}
+
+// handleHistoryExport handles the "GET /history/export" and
+// "GET /api/v1/audit/export" routes: the filtered view, streamed.
+func (s *Server) handleHistoryExport(c echo.Context) error {
+	f, _, _, err := auditFilter(c)
+	if err != nil {
+		return err
+	}
+	format := c.QueryParam("format")
+	contentType := map[string]string{audit.CSV: "text/csv; charset=utf-8", audit.JSONL: "application/x-ndjson"}[format]
+	if contentType == "" {
+		return echo.NewHTTPError(http.StatusBadRequest, "format must be csv or jsonl")
+	}
+	w := c.Response()
+	w.Header().Set(echo.HeaderContentType, contentType)
+	w.Header().Set(echo.HeaderContentDisposition, `attachment; filename="countersign-audit-`+time.Now().UTC().Format("20060102T150405")+`.`+format+`"`)
+	w.WriteHeader(http.StatusOK)
+	_, err = audit.Export(c.Request().Context(), s.Pool, f, format, w, w.Flush)
+	if err != nil {
+		// The status line is gone; end the body so that the reader sees a
+		// truncated file rather than a complete-looking one.
+		s.Logger.Error("audit export", "err", err)
+		panic(http.ErrAbortHandler)
+	}
+	return nil
+}
+
+// handleAPIAudit handles the "GET /api/v1/audit" route.
+func (s *Server) handleAPIAudit(c echo.Context) error {
+	f, _, _, err := auditFilter(c)
+	if err != nil {
+		return err
+	}
+	before, err := beforeParam(c)
+	if err != nil {
+		return err
+	}
+	limit, err := apiLimit(c)
+	if err != nil {
+		return err
+	}
+	events, err := store.AuditList(c.Request().Context(), s.Pool, f, before, limit)
+	if err != nil {
+		return err
+	}
+	lines := make([]audit.Line, len(events))
+	for i, e := range events {
+		lines[i] = audit.LineOf(e)
+	}
+	out := map[string]any{"events": lines}
+	if len(events) == limit {
+		out["next"] = strconv.FormatInt(events[len(events)-1].ID, 10)
+	}
+	return c.JSON(http.StatusOK, out)
+}
