@@ -27,7 +27,10 @@ func cmdBench(e *env, args []string) error {
 	fs.IntVar(&o.Runs, "runs", 2000, "six-step runs for engine throughput")
 	fs.IntVar(&o.Decisions, "decisions", 1000, "decisions for the resume latency")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	only := fs.String("only", "", "run one suite: engine or console (default both)")
+	only := fs.String("only", "", "run one suite: engine, console or audit (default all)")
+	ao := bench.AuditOptions{Writers: 8}
+	fs.IntVar(&ao.Appends, "audit-appends", 20000, "audit appends by 8 concurrent writers")
+	fs.IntVar(&ao.Verify, "audit-verify", 1_000_000, "events in the chain audit verify walks")
 	co := bench.ConsoleOptions{Reviewers: 20, Samples: 200}
 	fs.IntVar(&co.Runs, "console-runs", 1_000_000, "runs in the console benchmark's database")
 	fs.IntVar(&co.Waiting, "console-waiting", 100_000, "of which waiting, each with a pending request")
@@ -39,8 +42,11 @@ func cmdBench(e *env, args []string) error {
 	if o.Workers < 1 || o.RiverJobs < 1 || o.Steps < 1 || o.Runs < 1 || o.Decisions < 100 {
 		return usagef("every size must be positive and --decisions at least 100")
 	}
-	if *only != "" && *only != "engine" && *only != "console" {
-		return usagef("--only must be engine or console")
+	if *only != "" && *only != "engine" && *only != "console" && *only != "audit" {
+		return usagef("--only must be engine, console or audit")
+	}
+	if ao.Appends < 100 || ao.Verify < ao.Appends {
+		return usagef("--audit-appends must be at least 100 and --audit-verify at least as many")
 	}
 	if co.Waiting < 1000 || co.Runs < co.Waiting || co.Decisions < 100 || 2*co.Decisions > co.Waiting {
 		return usagef("console sizes: --console-waiting at least 1000, no more than --console-runs; --console-decisions 100 to half of --console-waiting")
@@ -72,7 +78,8 @@ func cmdBench(e *env, args []string) error {
 	}
 	var rep *bench.Report
 	var crep *bench.ConsoleReport
-	if *only != "console" {
+	var arep *bench.AuditReport
+	if *only == "" || *only == "engine" {
 		if err := benchOn(e, cfg, name, func(pool *pgxpool.Pool) error {
 			rep, err = bench.Run(e.ctx, pool, cfg.DatabaseURL, o, e.stderr)
 			return err
@@ -80,7 +87,7 @@ func cmdBench(e *env, args []string) error {
 			return err
 		}
 	}
-	if *only != "engine" {
+	if *only == "" || *only == "console" {
 		if err := benchOn(e, cfg, name, func(pool *pgxpool.Pool) error {
 			crep, err = bench.Console(e.ctx, pool, cfg.DatabaseURL, co, e.stderr)
 			return err
@@ -88,8 +95,16 @@ func cmdBench(e *env, args []string) error {
 			return err
 		}
 	}
+	if *only == "" || *only == "audit" {
+		if err := benchOn(e, cfg, name, func(pool *pgxpool.Pool) error {
+			arep, err = bench.Audit(e.ctx, pool, ao, e.stderr)
+			return err
+		}); err != nil {
+			return err
+		}
+	}
 	if *asJSON {
-		return json.NewEncoder(e.stdout).Encode(map[string]any{"engine": rep, "console": crep})
+		return json.NewEncoder(e.stdout).Encode(map[string]any{"engine": rep, "console": crep, "audit": arep})
 	}
 	fmt.Fprintf(e.stdout, "| measure | result |\n|---|---|\n")
 	if rep != nil {
@@ -110,6 +125,13 @@ func cmdBench(e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "| inbox filtered (workflow, tier) p50 / p95 | %s / %s |\n", ms(crep.InboxFilterP50), ms(crep.InboxFilterP95))
 		fmt.Fprintf(e.stdout, "| decision POST p50 / p99, 20 reviewers each deciding every %s (target p99 ≤ 50 ms) | %s / %s (%.0f/s) |\n", bench.Paced, ms(crep.PacedP50), ms(crep.PacedP99), crep.PacedPerS)
 		fmt.Fprintf(e.stdout, "| decision POST p50 / p99, 20 reviewers without pause (capacity) | %s / %s (%.0f/s) |\n", ms(crep.DecisionP50), ms(crep.DecisionP99), crep.DecisionsPerS)
+	}
+	if arep != nil {
+		fmt.Fprintf(e.stdout, "| audit: plain inserts of the same rows/s, 8 writers (baseline) | %.0f |\n", arep.BaselinePerS)
+		fmt.Fprintf(e.stdout, "| audit appends/s, 8 writers, chainer running (target ≥ 2,000) | %.0f (%.2f of baseline) |\n", arep.AppendsPerS, arep.AppendsPerS/arep.BaselinePerS)
+		fmt.Fprintf(e.stdout, "| audit: last append chained after | %s |\n", ms(arep.ChainLag))
+		fmt.Fprintf(e.stdout, "| audit: events chained/s by one chainer | %.0f |\n", arep.ChainPerS)
+		fmt.Fprintf(e.stdout, "| audit verify of %d events (target ≤ 10 s) | %s |\n", arep.VerifiedEvents, arep.VerifyTime.Round(10*time.Millisecond))
 	}
 	return nil
 }
