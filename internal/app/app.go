@@ -43,6 +43,8 @@ type Options struct {
 	Register func(r *workflow.Registry, model *ai.Offline)
 	// Model overrides the configured provider (tests use it).
 	Model ai.Provider
+	// Now overrides the clock of deadlines and batches (tests move it).
+	Now func() time.Time
 }
 
 // App is one Countersign process.
@@ -103,7 +105,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		opts.Register(registry, offline)
 	}
 	policies := policystore.NewCache(pool, 30*time.Second)
-	engine := workflow.New(workflow.Config{Pool: pool, Registry: registry, Policies: policies, Model: model, Logger: logger})
+	engine := workflow.New(workflow.Config{Pool: pool, Registry: registry, Policies: policies, Model: model, Logger: logger, Now: opts.Now})
 
 	// A job is presumed crashed after RescueAfter; it must be allowed to run
 	// a little less than that.
@@ -113,6 +115,8 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &jobs.RunWorker{Engine: engine, JobTimeout: jobTimeout})
+	river.AddWorker(workers, &jobs.BatchCloseWorker{Pool: pool, Now: engine.Now})
+	river.AddWorker(workers, &jobs.DeadlineWorker{Engine: engine})
 	rc := &river.Config{
 		Workers:              workers,
 		JobTimeout:           jobTimeout,
@@ -132,6 +136,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
 	engine.SetEnqueuer(jobs.Enqueuer{Client: client})
+	engine.SetRequestHook(jobs.RequestHook(client, engine.Now))
 
 	a := &App{Config: cfg, Pool: pool, River: client, Engine: engine, Policies: policies,
 		Notify: notify.NewListener(pool, logger), opts: opts, logger: logger}

@@ -244,9 +244,9 @@ func deepCursor(ctx context.Context, pool *pgxpool.Pool, n int) (string, error) 
 		return "", fmt.Errorf("inbox is empty: %w", err)
 	}
 	var c store.InboxCursor
-	err = pool.QueryRow(ctx, `SELECT (CASE tier WHEN 'explicit' THEN 0 ELSE 1 END), coalesce(deadline, 'infinity'::timestamptz), created_at, id
+	err = pool.QueryRow(ctx, `SELECT (CASE WHEN escalated_at IS NOT NULL THEN 0 WHEN tier = 'explicit' THEN 1 ELSE 2 END), coalesce(deadline, 'infinity'::timestamptz), created_at, id
 		FROM approval_requests WHERE status = 'pending'
-		ORDER BY (CASE tier WHEN 'explicit' THEN 0 ELSE 1 END), coalesce(deadline, 'infinity'::timestamptz), created_at, id
+		ORDER BY (CASE WHEN escalated_at IS NOT NULL THEN 0 WHEN tier = 'explicit' THEN 1 ELSE 2 END), coalesce(deadline, 'infinity'::timestamptz), created_at, id
 		OFFSET $1 LIMIT 1`, n).Scan(&c.Rank, &c.Deadline, &c.CreatedAt, &c.ID)
 	if err != nil {
 		return "", err

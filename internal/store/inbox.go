@@ -37,7 +37,7 @@ type InboxRow struct {
 // RequestListInbox returns pending requests, explicit first, then by deadline
 // (none last), then oldest first, one keyset page at a time.
 func RequestListInbox(ctx context.Context, db DBTX, p InboxParams) ([]InboxRow, error) {
-	rank := `(CASE tier WHEN 'explicit' THEN 0 ELSE 1 END)`
+	rank := `(CASE WHEN escalated_at IS NOT NULL THEN 0 WHEN tier = 'explicit' THEN 1 ELSE 2 END)`
 	dl := `(coalesce(deadline, 'infinity'::timestamptz))`
 	where := []string{"status = 'pending'"}
 	var args []any
@@ -75,7 +75,7 @@ func RequestListInbox(ctx context.Context, db DBTX, p InboxParams) ([]InboxRow, 
 		if err := rows.Scan(&r.ID, &r.RunID, &r.StepSeq, &r.Workflow, &r.Tier, &r.Status, &r.ActionKind,
 			&r.Summary, &r.Action, &r.PayloadHash, &r.PolicyVersion, &r.Rule, &r.Reason,
 			&r.ApprovalsRequired, &r.Roles, &r.Deadline, &r.OnTimeout, &r.EscalateTo, &r.EscalatedAt,
-			&r.BatchKey, &r.StartedBy, &r.CreatedAt, &r.DecidedAt, &r.DecidedBy,
+			&r.BatchKey, &r.StartedBy, &r.CreatedAt, &r.DecidedAt, &r.DecidedBy, &r.BatchID, &r.Note,
 			&row.Cursor.Rank, &row.Cursor.Deadline); err != nil {
 			return nil, fmt.Errorf("scan inbox row: %w", err)
 		}

@@ -121,7 +121,7 @@ func SimulationRows(ctx context.Context, db DBTX, since time.Time, fn func(*Simu
 		if err := rows.Scan(&r.ID, &r.RunID, &r.StepSeq, &r.Workflow, &r.Tier, &r.Status, &r.ActionKind,
 			&r.Summary, &r.Action, &r.PayloadHash, &r.PolicyVersion, &r.Rule, &r.Reason,
 			&r.ApprovalsRequired, &r.Roles, &r.Deadline, &r.OnTimeout, &r.EscalateTo, &r.EscalatedAt,
-			&r.BatchKey, &r.StartedBy, &r.CreatedAt, &r.DecidedAt, &r.DecidedBy,
+			&r.BatchKey, &r.StartedBy, &r.CreatedAt, &r.DecidedAt, &r.DecidedBy, &r.BatchID, &r.Note,
 			&row.BusinessKey, &row.RunInput, &row.Verdict); err != nil {
 			return fmt.Errorf("scan simulation row: %w", err)
 		}

@@ -41,6 +41,8 @@ type Request struct {
 	EscalateTo        []string        `json:"escalate_to,omitempty"`
 	EscalatedAt       *time.Time      `json:"escalated_at,omitempty"`
 	BatchKey          string          `json:"batch_key,omitempty"`
+	BatchID           *string         `json:"batch_id,omitempty"`
+	Note              string          `json:"note,omitempty"`
 	StartedBy         string          `json:"started_by"`
 	CreatedAt         time.Time       `json:"created_at"`
 	DecidedAt         *time.Time      `json:"decided_at,omitempty"`
@@ -49,14 +51,14 @@ type Request struct {
 
 const requestColumns = `id, run_id, step_seq, workflow, tier, status, action_kind, summary, action,
 	payload_hash, policy_version, rule, reason, approvals_required, roles, deadline, on_timeout,
-	escalate_to, escalated_at, batch_key, started_by, created_at, decided_at, decided_by`
+	escalate_to, escalated_at, batch_key, started_by, created_at, decided_at, decided_by, batch_id, note`
 
 func scanRequest(row pgx.Row) (*Request, error) {
 	var r Request
 	err := row.Scan(&r.ID, &r.RunID, &r.StepSeq, &r.Workflow, &r.Tier, &r.Status, &r.ActionKind,
 		&r.Summary, &r.Action, &r.PayloadHash, &r.PolicyVersion, &r.Rule, &r.Reason,
 		&r.ApprovalsRequired, &r.Roles, &r.Deadline, &r.OnTimeout, &r.EscalateTo, &r.EscalatedAt,
-		&r.BatchKey, &r.StartedBy, &r.CreatedAt, &r.DecidedAt, &r.DecidedBy)
+		&r.BatchKey, &r.StartedBy, &r.CreatedAt, &r.DecidedAt, &r.DecidedBy, &r.BatchID, &r.Note)
 	if err != nil {
 		return nil, interpret(err)
 	}

@@ -29,6 +29,7 @@ type Options struct {
 	Web         bool
 	NoWorker    bool
 	RescueAfter time.Duration
+	Now         func() time.Time
 }
 
 // Bundle is a running process and its database.
@@ -58,7 +59,7 @@ func StartOn(t testing.TB, pool *pgxpool.Pool, url string, opts Options) *Bundle
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	ao := app.Options{Worker: !opts.NoWorker, Web: opts.Web, Register: opts.Register, Model: opts.Model, Logger: logger}
+	ao := app.Options{Worker: !opts.NoWorker, Web: opts.Web, Register: opts.Register, Model: opts.Model, Logger: logger, Now: opts.Now}
 	b := &Bundle{Pool: pool, URL: url}
 	if opts.Web {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -1,0 +1,296 @@
+package workflow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/countersign/countersign/internal/store"
+)
+
+// What a reviewer can do with a batch.
+const (
+	ApproveSelected   = "approve_selected"    // approve the selected, leave the rest pending as explicit items
+	ApproveRejectRest = "approve_reject_rest" // approve the selected, reject the rest with one reason
+	RejectAll         = "reject_all"          // reject every item shown
+)
+
+// ItemRef is an item as the reviewer was shown it.
+type ItemRef struct {
+	ID          string `json:"id"`
+	PayloadHash string `json:"payload_hash"`
+}
+
+// BatchDecideParams is one reviewer action on a batch. Items are exactly the
+// items the reviewer saw, with the hashes of what they saw; only those are
+// decided. Selected lists the ids of the items to approve.
+type BatchDecideParams struct {
+	BatchID  string
+	Actor    Actor
+	Action   string
+	Items    []ItemRef
+	Selected []string
+	Reason   string
+}
+
+// ItemOutcome says what happened to one item.
+type ItemOutcome struct {
+	RequestID string `json:"request_id"`
+	Outcome   string `json:"outcome"` // approved, rejected, left_out, approval_recorded, refused
+	Note      string `json:"note,omitempty"`
+}
+
+// BatchResult is what a batch decision did.
+type BatchResult struct {
+	DecisionID string        `json:"batch_decision_id"`
+	Approved   int           `json:"approved"`
+	Rejected   int           `json:"rejected"`
+	LeftOut    int           `json:"left_out"`
+	Refused    []ItemOutcome `json:"refused"`
+	Items      []ItemOutcome `json:"items"`
+	Resumed    int           `json:"resumed"`
+}
+
+// DecideBatch decides the shown items of a batch in one transaction: one batch
+// decision, a decision per item pointing at it, the runs' statuses, every
+// resume job in one insert, and the audit events. An item that changed since
+// it was shown, that someone else decided, or that this reviewer may not
+// approve (the run is theirs, the rule needs another role) is refused and
+// reported, and the others go ahead. Returns ErrNotFound, ErrInvalidInput.
+func (e *Engine) DecideBatch(ctx context.Context, p BatchDecideParams) (*BatchResult, error) {
+	if err := checkBatch(&p); err != nil {
+		return nil, err
+	}
+	return store.WithTxV(ctx, e.pool, func(tx pgx.Tx) (*BatchResult, error) {
+		b, err := store.BatchLock(ctx, tx, p.BatchID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("batch %s: %w", p.BatchID, ErrNotFound)
+		} else if err != nil {
+			return nil, err
+		}
+		if b.Status == store.BatchOpen {
+			return nil, fmt.Errorf("%w: the batch is still collecting items; it is ready at %s or at %d items",
+				ErrInvalidInput, b.ClosesAt.UTC().Format("15:04 UTC"), b.MaxSize)
+		}
+		res := &BatchResult{Refused: []ItemOutcome{}}
+		if res.DecisionID, err = store.BatchDecisionInsert(ctx, tx, b.ID, p.Actor.Name, p.Action, p.Reason); err != nil {
+			return nil, err
+		}
+		var resume []RunRef
+		for _, item := range p.Items {
+			var out itemResult
+			selected := slices.Contains(p.Selected, item.ID)
+			switch {
+			case p.Action == ApproveSelected && !selected:
+				out, err = leaveOut(ctx, tx, b, item, p.Actor.Name)
+			default:
+				verdict, reason := Approve, ""
+				if !selected || p.Action == RejectAll {
+					verdict, reason = Reject, p.Reason
+				}
+				out, err = e.decideItem(ctx, tx, b, item, p, verdict, reason, res.DecisionID)
+			}
+			if err != nil {
+				return nil, err
+			}
+			switch out.Outcome {
+			case "approved":
+				res.Approved++
+			case "rejected":
+				res.Rejected++
+			case "left_out":
+				res.LeftOut++
+			case "refused":
+				res.Refused = append(res.Refused, out.ItemOutcome)
+			}
+			if out.resume != nil {
+				resume = append(resume, *out.resume)
+			}
+			res.Items = append(res.Items, out.ItemOutcome)
+		}
+		if err := e.enqueuer.EnqueueRuns(ctx, tx, resume); err != nil {
+			return nil, err
+		}
+		res.Resumed = len(resume)
+		refused, _ := json.Marshal(res.Refused)
+		if err := store.BatchDecisionFinish(ctx, tx, &store.BatchDecision{ID: res.DecisionID, Approved: res.Approved,
+			Rejected: res.Rejected, LeftOut: res.LeftOut, Refused: refused}); err != nil {
+			return nil, err
+		}
+		if err := store.BatchSetDecided(ctx, tx, b.ID); err != nil {
+			return nil, err
+		}
+		if _, err := store.AuditAppend(ctx, tx, p.Actor.Name, "batch.decided", "batch", b.ID, nil, map[string]any{
+			"batch_decision_id": res.DecisionID, "action": p.Action, "reason": p.Reason, "rule": b.Rule, "workflow": b.Workflow,
+			"tier": "batched", "shown": len(p.Items), "approved": res.Approved, "rejected": res.Rejected,
+			"left_out": res.LeftOut, "refused": res.Refused,
+		}); err != nil {
+			return nil, err
+		}
+		msg, _ := json.Marshal(map[string]string{"type": "batch", "id": b.ID, "status": "decided"})
+		return res, store.Notify(ctx, tx, string(msg))
+	})
+}
+
+type itemResult struct {
+	ItemOutcome
+	resume *RunRef
+}
+
+func (e *Engine) decideItem(ctx context.Context, tx pgx.Tx, b *store.Batch, item ItemRef, p BatchDecideParams, verdict, reason, decisionID string) (itemResult, error) {
+	out := itemResult{ItemOutcome: ItemOutcome{RequestID: item.ID}}
+	if msg, err := notInBatch(ctx, tx, b, item.ID); err != nil || msg != "" {
+		out.Outcome, out.Note = "refused", msg
+		return out, err
+	}
+	res, err := e.DecideTx(ctx, tx, DecideParams{RequestID: item.ID, Actor: p.Actor, Verdict: verdict, Reason: reason,
+		PayloadHash: item.PayloadHash, BatchDecisionID: &decisionID}, false)
+	var ad *AlreadyDecidedError
+	switch {
+	case errors.As(err, &ad):
+		out.Outcome, out.Note = "refused", ad.Error()
+	case errors.Is(err, ErrPayloadChanged):
+		out.Outcome, out.Note = "refused", "the proposed action changed after the batch was shown"
+	case errors.Is(err, ErrForbidden):
+		out.Outcome, out.Note = "refused", strings.TrimPrefix(err.Error(), ErrForbidden.Error()+": ")
+	case err != nil:
+		return out, err
+	case res.Decision == nil:
+		out.Outcome, out.Note = "approval_recorded", fmt.Sprintf("%d of %d approvals", res.Votes, res.Required)
+	default:
+		out.Outcome = map[string]string{Approve: "approved", Reject: "rejected"}[verdict]
+		out.resume = res.Resume
+	}
+	return out, nil
+}
+
+// notInBatch says why an item cannot be decided as part of this batch.
+func notInBatch(ctx context.Context, tx pgx.Tx, b *store.Batch, id string) (string, error) {
+	req, err := store.RequestGet(ctx, tx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return "no such request", nil
+	} else if err != nil {
+		return "", err
+	}
+	if req.BatchID == nil || *req.BatchID != b.ID {
+		return "not an item of this batch", nil
+	}
+	return "", nil
+}
+
+func leaveOut(ctx context.Context, tx pgx.Tx, b *store.Batch, item ItemRef, actor string) (itemResult, error) {
+	out := itemResult{ItemOutcome: ItemOutcome{RequestID: item.ID}}
+	if msg, err := notInBatch(ctx, tx, b, item.ID); err != nil || msg != "" {
+		out.Outcome, out.Note = "refused", msg
+		return out, err
+	}
+	req, err := store.RequestGetForUpdate(ctx, tx, item.ID)
+	if err != nil {
+		return out, err
+	}
+	if req.Status != store.RequestPending {
+		out.Outcome, out.Note = "refused", alreadyDecided(req).Error()
+		return out, nil
+	}
+	note := fmt.Sprintf("Left out of a batch by %s: review it on its own.", actor)
+	if err := store.RequestLeaveOut(ctx, tx, item.ID, note); err != nil {
+		return out, err
+	}
+	out.Outcome, out.Note = "left_out", note
+	return out, nil
+}
+
+func checkBatch(p *BatchDecideParams) error {
+	p.Reason = strings.TrimSpace(p.Reason)
+	switch p.Action {
+	case ApproveSelected:
+		if len(p.Selected) == 0 {
+			return fmt.Errorf("%w: select at least one item to approve", ErrInvalidInput)
+		}
+	case ApproveRejectRest, RejectAll:
+		if p.Reason == "" {
+			return fmt.Errorf("%w: rejecting needs a reason", ErrInvalidInput)
+		}
+	default:
+		return fmt.Errorf("%w: unknown batch action %q (want approve_selected, approve_reject_rest or reject_all)", ErrInvalidInput, p.Action)
+	}
+	if len(p.Items) == 0 {
+		return fmt.Errorf("%w: no items: send the items you were shown with their payload hashes", ErrInvalidInput)
+	}
+	if len(p.Items) > 5000 {
+		return fmt.Errorf("%w: at most 5000 items in one decision", ErrInvalidInput)
+	}
+	shown := map[string]bool{}
+	for _, it := range p.Items {
+		if it.ID == "" || it.PayloadHash == "" {
+			return fmt.Errorf("%w: every item needs an id and a payload_hash", ErrInvalidInput)
+		}
+		if shown[it.ID] {
+			return fmt.Errorf("%w: item %s is listed twice", ErrInvalidInput, it.ID)
+		}
+		shown[it.ID] = true
+	}
+	for _, id := range p.Selected {
+		if !shown[id] {
+			return fmt.Errorf("%w: selected item %s was not among the items shown", ErrInvalidInput, id)
+		}
+	}
+	return nil
+}
+
+// Expire applies a request's on_timeout once its deadline has passed: reject
+// or approve it as the policy (actor policy:<rule>), or escalate it. A request
+// decided meanwhile is left alone. It returns the time to try again when the
+// deadline has not passed yet (the clock may differ from the scheduler's).
+func (e *Engine) Expire(ctx context.Context, requestID string) (retryAt *time.Time, err error) {
+	req, err := store.RequestGet(ctx, e.pool, requestID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	if req.Status != store.RequestPending || req.Deadline == nil {
+		return nil, nil
+	}
+	if now := e.now(); now.Before(*req.Deadline) {
+		return req.Deadline, nil
+	}
+	actor := Actor{Name: "policy:" + req.Rule, System: true}
+	reason := fmt.Sprintf("the deadline (%s) passed; the rule says %s", req.Deadline.UTC().Format("2006-01-02 15:04 UTC"), req.OnTimeout)
+	switch req.OnTimeout {
+	case "reject", "approve":
+		verdict := Reject
+		if req.OnTimeout == "approve" {
+			verdict = Approve
+		}
+		_, err := e.Decide(ctx, DecideParams{RequestID: req.ID, Actor: actor, Verdict: verdict, Reason: reason, PayloadHash: req.PayloadHash})
+		if errors.Is(err, ErrAlreadyDecided) {
+			return nil, nil
+		}
+		return nil, err
+	case "escalate":
+		return nil, store.WithTx(ctx, e.pool, func(tx pgx.Tx) error {
+			note := "Escalated: " + reason
+			if len(req.EscalateTo) > 0 {
+				note += "; " + strings.Join(req.EscalateTo, ", ") + " may now decide it"
+			}
+			ok, err := store.RequestEscalate(ctx, tx, req.ID, note)
+			if err != nil || !ok {
+				return err
+			}
+			if _, err := store.AuditAppend(ctx, tx, actor.Name, "request.escalated", "request", req.ID, &req.RunID, map[string]any{
+				"rule": req.Rule, "tier": req.Tier, "workflow": req.Workflow, "escalate_to": req.EscalateTo, "reason": reason,
+			}); err != nil {
+				return err
+			}
+			return notifyRequest(ctx, tx, req)
+		})
+	}
+	return nil, nil
+}
