@@ -217,3 +217,5 @@ func waitLocation(ctx context.Context, t *testing.T, want string) {
 	}
 	t.Fatalf("the page is %s, not one with %q", loc, want)
 }
+
+func policyExample() []byte { return policy.Example }

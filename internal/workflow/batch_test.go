@@ -49,7 +49,7 @@ rules:
 
 type clock struct{ offset atomic.Int64 }
 
-func (c *clock) Now() time.Time         { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *clock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
 func (c *clock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 type tagIn struct {

@@ -1,0 +1,178 @@
+package web
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/templates"
+)
+
+// handleBatches handles the "GET /batches" route: batches ready for review.
+func (s *Server) handleBatches(c echo.Context) error {
+	batches, err := store.BatchList(c.Request().Context(), s.Pool, store.BatchReady, 100)
+	if err != nil {
+		return err
+	}
+	return render(c, http.StatusOK, templates.Batches(s.page(c, "Batches", "batches"), templates.BatchesView{Batches: batches}))
+}
+
+// batchView loads a batch and its pending items.
+func (s *Server) batchView(c echo.Context, id string) (templates.BatchView, error) {
+	ctx := c.Request().Context()
+	var v templates.BatchView
+	b, err := store.BatchGet(ctx, s.Pool, id)
+	if err != nil {
+		return v, err
+	}
+	items, err := store.BatchItems(ctx, s.Pool, id)
+	if err != nil {
+		return v, err
+	}
+	v.Batch = b
+	for _, r := range items {
+		it := templates.BatchItem{Request: r}
+		if err := json.Unmarshal(r.Action, &it.Action); err != nil {
+			return v, fmt.Errorf("decode action: %w", err)
+		}
+		it.Changes = templates.Changes(it.Action.Current, it.Action.Params)
+		v.Items = append(v.Items, it)
+	}
+	v.CanDecide = currentUser(c).Role != "viewer" && b.Status != store.BatchOpen
+	if b.Status == store.BatchOpen {
+		v.Error = "This batch is still collecting items; it is ready when it fills up or its wait is over."
+	}
+	return v, nil
+}
+
+// handleBatch handles the "GET /batches/:id" route.
+func (s *Server) handleBatch(c echo.Context) error {
+	v, err := s.batchView(c, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return render(c, http.StatusOK, templates.BatchPage(s.page(c, "Batch", "batches"), v))
+}
+
+// handleBatchDecide handles the "POST /batches/:id/decision" route. The form
+// carries every item shown, as id:payload_hash, and the selected ids.
+func (s *Server) handleBatchDecide(c echo.Context) error {
+	u := currentUser(c)
+	form, err := c.FormParams()
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, "the form could not be read")
+	}
+	p := workflow.BatchDecideParams{BatchID: c.Param("id"), Actor: workflow.Actor{Name: u.Email, Roles: []string{u.Role}},
+		Action: form.Get("action"), Selected: form["selected"], Reason: form.Get("reason")}
+	for _, it := range form["item"] {
+		id, hash, ok := strings.Cut(it, ":")
+		if !ok {
+			return echo.NewHTTPError(http.StatusBadRequest, "malformed item "+it)
+		}
+		p.Items = append(p.Items, workflow.ItemRef{ID: id, PayloadHash: hash})
+	}
+	res, err := s.Engine.DecideBatch(c.Request().Context(), p)
+	v, verr := s.batchView(c, p.BatchID)
+	if verr != nil {
+		return verr
+	}
+	if err != nil {
+		status, _, msg := httpError(err)
+		if status >= 500 {
+			return err
+		}
+		v.Error, v.Reason = msg, p.Reason
+		return render(c, status, templates.BatchPage(s.page(c, "Batch", "batches"), v))
+	}
+	v.Result = res
+	return render(c, http.StatusOK, templates.BatchPage(s.page(c, "Batch", "batches"), v))
+}
+
+// handleBatchProgress handles the "GET /batches/:id/progress" route: how far
+// the runs of a batch decision have got.
+func (s *Server) handleBatchProgress(c echo.Context) error {
+	counts, total, err := store.BatchDecisionRunStatuses(c.Request().Context(), s.Pool, c.QueryParam("decision"))
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if total > 0 && counts["completed"]+counts["failed"]+counts["rejected"]+counts["cancelled"]+counts["waiting_human"] == total {
+		// Every run has settled: status 286 tells htmx to stop polling.
+		status = 286
+	}
+	return render(c, status, templates.BatchProgress(templates.Progress{Total: total, Counts: counts}))
+}
+
+// handleAuto handles the "GET /auto" route: what the policy approved on its own.
+func (s *Server) handleAuto(c echo.Context) error {
+	reqs, err := store.RequestListAuto(c.Request().Context(), s.Pool, 200)
+	if err != nil {
+		return err
+	}
+	return render(c, http.StatusOK, templates.Auto(s.page(c, "Approved automatically", "auto"), templates.AutoView{Requests: reqs}))
+}
+
+// handleAPIBatchList handles the "GET /api/v1/batches" route.
+func (s *Server) handleAPIBatchList(c echo.Context) error {
+	status := c.QueryParam("status")
+	if status == "" {
+		status = store.BatchReady
+	}
+	if !contains([]string{store.BatchOpen, store.BatchReady, store.BatchDecided}, status) {
+		return echo.NewHTTPError(http.StatusBadRequest, "status must be open, ready or decided")
+	}
+	batches, err := store.BatchList(c.Request().Context(), s.Pool, status, 200)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"batches": nonNilSlice(batches)})
+}
+
+// handleAPIBatchGet handles the "GET /api/v1/batches/:id" route: the batch
+// and its pending items with their payload hashes.
+func (s *Server) handleAPIBatchGet(c echo.Context) error {
+	ctx := c.Request().Context()
+	b, err := store.BatchGet(ctx, s.Pool, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	items, err := store.BatchItems(ctx, s.Pool, b.ID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"batch": b, "items": nonNilSlice(items)})
+}
+
+type batchDecisionBody struct {
+	Verdict  string             `json:"verdict"`
+	Items    []workflow.ItemRef `json:"items"`
+	Selected []string           `json:"selected"`
+	Reason   string             `json:"reason"`
+}
+
+// handleAPIBatchDecide handles the "POST /api/v1/batches/:id/decision" route.
+// "items" are the items the caller saw; "selected" defaults to all of them.
+func (s *Server) handleAPIBatchDecide(c echo.Context) error {
+	u := currentUser(c)
+	var b batchDecisionBody
+	if err := decodeJSON(c, &b); err != nil {
+		return err
+	}
+	if b.Selected == nil && b.Verdict != workflow.RejectAll {
+		for _, it := range b.Items {
+			b.Selected = append(b.Selected, it.ID)
+		}
+	}
+	res, err := s.Engine.DecideBatch(c.Request().Context(), workflow.BatchDecideParams{BatchID: c.Param("id"),
+		Actor: workflow.Actor{Name: u.Email, Roles: []string{u.Role}}, Action: b.Verdict, Items: b.Items,
+		Selected: b.Selected, Reason: b.Reason})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, res)
+}
