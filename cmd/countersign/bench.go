@@ -27,7 +27,10 @@ func cmdBench(e *env, args []string) error {
 	fs.IntVar(&o.Runs, "runs", 2000, "six-step runs for engine throughput")
 	fs.IntVar(&o.Decisions, "decisions", 1000, "decisions for the resume latency")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	only := fs.String("only", "", "run one suite: engine, console or audit (default all)")
+	only := fs.String("only", "", "run one suite: engine, console, audit or batch (default all)")
+	bo := bench.BatchOptions{}
+	fs.IntVar(&bo.Batches, "batches", 5, "1,000-item batch decisions to time")
+	fs.IntVar(&bo.Size, "batch-size", 1000, "items per batch")
 	ao := bench.AuditOptions{Writers: 8}
 	fs.IntVar(&ao.Appends, "audit-appends", 20000, "audit appends by 8 concurrent writers")
 	fs.IntVar(&ao.Verify, "audit-verify", 1_000_000, "events in the chain audit verify walks")
@@ -42,8 +45,11 @@ func cmdBench(e *env, args []string) error {
 	if o.Workers < 1 || o.RiverJobs < 1 || o.Steps < 1 || o.Runs < 1 || o.Decisions < 100 {
 		return usagef("every size must be positive and --decisions at least 100")
 	}
-	if *only != "" && *only != "engine" && *only != "console" && *only != "audit" {
-		return usagef("--only must be engine, console or audit")
+	if *only != "" && *only != "engine" && *only != "console" && *only != "audit" && *only != "batch" {
+		return usagef("--only must be engine, console, audit or batch")
+	}
+	if bo.Batches < 1 || bo.Size < 1 || bo.Size > 5000 {
+		return usagef("--batches must be positive and --batch-size between 1 and 5000")
 	}
 	if ao.Appends < 100 || ao.Verify < ao.Appends {
 		return usagef("--audit-appends must be at least 100 and --audit-verify at least as many")
@@ -79,6 +85,7 @@ func cmdBench(e *env, args []string) error {
 	var rep *bench.Report
 	var crep *bench.ConsoleReport
 	var arep *bench.AuditReport
+	var brep *bench.BatchReport
 	if *only == "" || *only == "engine" {
 		if err := benchOn(e, cfg, name, func(pool *pgxpool.Pool) error {
 			rep, err = bench.Run(e.ctx, pool, cfg.DatabaseURL, o, e.stderr)
@@ -103,8 +110,16 @@ func cmdBench(e *env, args []string) error {
 			return err
 		}
 	}
+	if *only == "" || *only == "batch" {
+		if err := benchOn(e, cfg, name, func(pool *pgxpool.Pool) error {
+			brep, err = bench.Batch(e.ctx, pool, cfg.DatabaseURL, bo, e.stderr)
+			return err
+		}); err != nil {
+			return err
+		}
+	}
 	if *asJSON {
-		return json.NewEncoder(e.stdout).Encode(map[string]any{"engine": rep, "console": crep, "audit": arep})
+		return json.NewEncoder(e.stdout).Encode(map[string]any{"engine": rep, "console": crep, "audit": arep, "batch": brep})
 	}
 	fmt.Fprintf(e.stdout, "| measure | result |\n|---|---|\n")
 	if rep != nil {
@@ -132,6 +147,12 @@ func cmdBench(e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "| audit: last append chained after | %s |\n", ms(arep.ChainLag))
 		fmt.Fprintf(e.stdout, "| audit: events chained/s by one chainer | %.0f |\n", arep.ChainPerS)
 		fmt.Fprintf(e.stdout, "| audit verify of %d events (target ≤ 10 s) | %s |\n", arep.VerifiedEvents, arep.VerifyTime.Round(10*time.Millisecond))
+	}
+	if brep != nil {
+		fmt.Fprintf(e.stdout, "| batch decision of %d items, server time p50 / p95 over %d batches (target p95 ≤ 1 s) | %s / %s |\n",
+			bo.Size, bo.Batches, ms(brep.ServerP50), ms(brep.ServerP95))
+		fmt.Fprintf(e.stdout, "| batch: all %d resumed runs started after the commit, p50 / max (target ≤ 5 s) | %s / %s |\n",
+			bo.Size, ms(brep.AllStartedP50), ms(brep.AllStartedMax))
 	}
 	return nil
 }

@@ -133,6 +133,7 @@ func (e *Engine) DecideBatch(ctx context.Context, p BatchDecideParams) (*BatchRe
 		}); err != nil {
 			return nil, err
 		}
+		// One signal for the whole batch: the inbox refreshes once.
 		msg, _ := json.Marshal(map[string]string{"type": "batch", "id": b.ID, "status": "decided"})
 		return res, store.Notify(ctx, tx, string(msg))
 	})
@@ -145,14 +146,12 @@ type itemResult struct {
 
 func (e *Engine) decideItem(ctx context.Context, tx pgx.Tx, b *store.Batch, item ItemRef, p BatchDecideParams, verdict, reason, decisionID string) (itemResult, error) {
 	out := itemResult{ItemOutcome: ItemOutcome{RequestID: item.ID}}
-	if msg, err := notInBatch(ctx, tx, b, item.ID); err != nil || msg != "" {
-		out.Outcome, out.Note = "refused", msg
-		return out, err
-	}
 	res, err := e.DecideTx(ctx, tx, DecideParams{RequestID: item.ID, Actor: p.Actor, Verdict: verdict, Reason: reason,
-		PayloadHash: item.PayloadHash, BatchDecisionID: &decisionID}, false)
+		PayloadHash: item.PayloadHash, BatchDecisionID: &decisionID, InBatch: b.ID}, TxOptions{})
 	var ad *AlreadyDecidedError
 	switch {
+	case errors.Is(err, ErrNotInBatch), errors.Is(err, ErrNotFound):
+		out.Outcome, out.Note = "refused", "not an item of this batch"
 	case errors.As(err, &ad):
 		out.Outcome, out.Note = "refused", ad.Error()
 	case errors.Is(err, ErrPayloadChanged):

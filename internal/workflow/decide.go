@@ -35,7 +35,20 @@ type DecideParams struct {
 	EditedParams map[string]any // the new parameters, for the edit verdict
 	// BatchDecisionID links the decision to a batch decision, when it is one.
 	BatchDecisionID *string
+	// InBatch, when set, refuses a request that is not an item of that batch.
+	InBatch string
 }
+
+// TxOptions tune DecideTx for a caller that decides many requests at once.
+type TxOptions struct {
+	// Enqueue inserts the resume job; a batch inserts all of them at once.
+	Enqueue bool
+	// Notify signals live pages per request; a batch signals once.
+	Notify bool
+}
+
+// ErrNotInBatch is returned for an item that does not belong to the batch.
+var ErrNotInBatch = errors.New("not an item of this batch")
 
 // DecideResult is what a decision did.
 type DecideResult struct {
@@ -61,13 +74,12 @@ type Change struct {
 // ErrPayloadChanged, ErrForbidden, ErrInvalidInput or ErrNotFound.
 func (e *Engine) Decide(ctx context.Context, p DecideParams) (*DecideResult, error) {
 	return store.WithTxV(ctx, e.pool, func(tx pgx.Tx) (*DecideResult, error) {
-		return e.DecideTx(ctx, tx, p, true)
+		return e.DecideTx(ctx, tx, p, TxOptions{Enqueue: true, Notify: true})
 	})
 }
 
-// DecideTx is Decide inside the caller's transaction. With enqueue false the
-// caller inserts the resume jobs itself (a batch inserts them all at once).
-func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, enqueue bool) (*DecideResult, error) {
+// DecideTx is Decide inside the caller's transaction.
+func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOptions) (*DecideResult, error) {
 	if err := checkVerdict(&p); err != nil {
 		return nil, err
 	}
@@ -76,6 +88,9 @@ func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, enqueu
 		return nil, fmt.Errorf("request %s: %w", p.RequestID, ErrNotFound)
 	} else if err != nil {
 		return nil, err
+	}
+	if p.InBatch != "" && (req.BatchID == nil || *req.BatchID != p.InBatch) {
+		return nil, ErrNotInBatch
 	}
 	if req.Status != store.RequestPending {
 		return nil, alreadyDecided(req)
@@ -110,8 +125,8 @@ func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, enqueu
 		if n < req.ApprovalsRequired {
 			_, err := store.AuditAppend(ctx, tx, p.Actor.Name, "approval.vote", "request", req.ID, &req.RunID,
 				map[string]any{"votes": n, "required": req.ApprovalsRequired, "payload_hash": req.PayloadHash})
-			if err != nil {
-				return nil, err
+			if err != nil || !o.Notify {
+				return res, err
 			}
 			return res, notifyRequest(ctx, tx, req)
 		}
@@ -155,25 +170,20 @@ func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, enqueu
 		return nil, err
 	}
 
-	run, err := store.RunGetForUpdate(ctx, tx, req.RunID)
-	if err != nil {
-		return nil, err
-	}
+	// The conditional updates below are the transitions table's rules for
+	// these two moves (status.go); a run that is not waiting refuses both.
 	if p.Verdict == Reject {
-		if err := transition(ctx, tx, run, store.RunRejected); err != nil {
-			return nil, err
+		if err := store.RunSetStatus(ctx, tx, req.RunID, sourcesOf(store.RunRejected), store.RunRejected); err != nil {
+			return nil, fmt.Errorf("reject run %s: %w", req.RunID, err)
 		}
 	} else {
-		if !CanTransition(run.Status, store.RunQueued) {
-			return nil, fmt.Errorf("run %s is %s, not waiting for this decision", run.ID, run.Status)
-		}
-		seq, err := store.RunResume(ctx, tx, run.ID)
+		seq, err := store.RunResume(ctx, tx, req.RunID)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("run %s is not waiting for this decision: %w", req.RunID, err)
 		}
-		res.Resume = &RunRef{ID: run.ID, Seq: seq}
-		if enqueue {
-			if err := e.enqueuer.EnqueueRun(ctx, tx, run.ID, seq); err != nil {
+		res.Resume = &RunRef{ID: req.RunID, Seq: seq}
+		if o.Enqueue {
+			if err := e.enqueuer.EnqueueRun(ctx, tx, req.RunID, seq); err != nil {
 				return nil, err
 			}
 		}
@@ -198,8 +208,10 @@ func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, enqueu
 	if _, err := store.AuditAppend(ctx, tx, p.Actor.Name, "decision.recorded", "request", req.ID, &req.RunID, details); err != nil {
 		return nil, err
 	}
-	if err := notifyRequest(ctx, tx, won); err != nil {
-		return nil, err
+	if o.Notify {
+		if err := notifyRequest(ctx, tx, won); err != nil {
+			return nil, err
+		}
 	}
 	return res, nil
 }

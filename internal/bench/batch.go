@@ -1,0 +1,169 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/countersign/countersign/internal/account"
+	"github.com/countersign/countersign/internal/ai"
+	"github.com/countersign/countersign/internal/app"
+	"github.com/countersign/countersign/internal/config"
+	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/workflow"
+)
+
+// BatchOptions size the batch benchmark.
+type BatchOptions struct {
+	Batches int // batch decisions measured
+	Size    int // items per batch
+}
+
+// BatchReport holds the results.
+type BatchReport struct {
+	Options       BatchOptions
+	ServerP50     time.Duration // the decision POST, all items in one transaction
+	ServerP95     time.Duration
+	AllStartedP50 time.Duration // from the response to the last resumed run passing the gate
+	AllStartedMax time.Duration
+}
+
+const batchBenchPolicy = `version: 1
+rules:
+  - name: bench-batch
+    when: action.kind == "bench.tag"
+    tier: batched
+    batch: {group_by: [action.kind], max_size: %d, max_wait: 1h}
+`
+
+// Batch fills batches with real runs waiting at their gate, decides each in
+// one POST of the batch form, and times the response and the resumption.
+func Batch(ctx context.Context, pool *pgxpool.Pool, dbURL string, o BatchOptions, progress io.Writer) (*BatchReport, error) {
+	rep := &BatchReport{Options: o}
+	if _, err := store.WithTxV(ctx, pool, func(tx pgx.Tx) (*store.PolicyVersion, error) {
+		return store.PolicyActivate(ctx, tx, fmt.Sprintf(batchBenchPolicy, o.Size), "bench", "bench")
+	}); err != nil {
+		return nil, err
+	}
+	if _, err := account.Create(ctx, pool, "reviewer@bench.example", "Reviewer", "reviewer", benchPassword, "bench"); err != nil {
+		return nil, err
+	}
+	var mu sync.Mutex
+	resumed := map[string]time.Time{}
+	register := func(r *workflow.Registry, _ *ai.Offline) {
+		workflow.Register(r, "bench_tag", func(ctx context.Context, in struct{ N int }) (int, error) {
+			if _, err := workflow.RequestApproval(ctx, workflow.Action{Kind: "bench.tag", Summary: fmt.Sprint("Tag ticket ", in.N),
+				Params: map[string]any{"ticket": in.N, "tag": "billing"}, Current: map[string]any{"tag": ""}}); err != nil {
+				return 0, err
+			}
+			mu.Lock()
+			resumed[workflow.RunID(ctx)] = time.Now()
+			mu.Unlock()
+			return in.N, nil
+		})
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	cfg := config.Config{DatabaseURL: dbURL, Workers: 20, RescueAfter: 15 * time.Minute, ModelProvider: "offline"}
+	a, err := app.New(cfg, pool, app.Options{Web: true, Worker: true, Listener: ln, Register: register,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return nil, err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = a.Run(runCtx) }()
+	defer func() { stop(); <-done }()
+	base := "http://" + ln.Addr().String()
+	hc, token, err := signIn(base, "reviewer@bench.example")
+	if err != nil {
+		return nil, err
+	}
+
+	var server, started []time.Duration
+	for n := range o.Batches {
+		fmt.Fprintf(progress, "batch: filling batch %d of %d with %d waiting runs ...\n", n+1, o.Batches, o.Size)
+		for i := range o.Size {
+			in, _ := json.Marshal(map[string]int{"N": n*o.Size + i})
+			if _, _, err := a.Engine.Start(ctx, workflow.StartParams{Workflow: "bench_tag", BusinessKey: fmt.Sprint("t-", n, "-", i),
+				Input: in, StartedBy: "agent@bench.example"}); err != nil {
+				return nil, err
+			}
+		}
+		var batchID string
+		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+			err := pool.QueryRow(ctx, `SELECT id FROM batches WHERE status = 'ready' AND size = $1
+				AND (SELECT count(*) FROM approval_requests WHERE batch_id = batches.id AND status = 'pending') = $1`, o.Size).Scan(&batchID)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("batch %d never filled", n)
+			}
+		}
+		items, err := store.BatchItems(ctx, pool, batchID)
+		if err != nil {
+			return nil, err
+		}
+		form := url.Values{"_csrf": {token}, "action": {"approve_selected"}}
+		for _, it := range items {
+			form.Add("item", it.ID+":"+it.PayloadHash)
+			form.Add("selected", it.ID)
+		}
+		t0 := time.Now()
+		resp, err := hc.PostForm(base+"/batches/"+batchID+"/decision", form)
+		if err != nil {
+			return nil, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		committed := time.Now()
+		server = append(server, committed.Sub(t0))
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("batch decision: %d", resp.StatusCode)
+		}
+		var last time.Time
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+			mu.Lock()
+			all := true
+			for _, it := range items {
+				at, ok := resumed[it.RunID]
+				if !ok {
+					all = false
+					break
+				}
+				last = maxTime(last, at)
+			}
+			mu.Unlock()
+			if all {
+				break
+			}
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("batch %d: not every run resumed within a minute", n)
+			}
+		}
+		started = append(started, max(last.Sub(committed), 0))
+	}
+	rep.ServerP50, rep.ServerP95 = percentile(server, 50), percentile(server, 95)
+	rep.AllStartedP50, rep.AllStartedMax = percentile(started, 50), percentile(started, 100)
+	return rep, nil
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
