@@ -195,3 +195,35 @@ func TestBrowserCrossSitePostAndLogout(t *testing.T) {
 		chromedp.WaitVisible(`[data-testid=login-form]`, chromedp.ByQuery),
 		chromedp.Navigate(c.Addr+"/requests/"+req.ID), chromedp.WaitVisible(`[data-testid=login-form]`, chromedp.ByQuery)))
 }
+
+func TestBrowserInboxIsLive(t *testing.T) {
+	t.Parallel()
+	c := startConsole(t, nil)
+	ctx := browser(t)
+	c.startRun(t, "support_triage", "T-live-1", demo.Ticket{ID: "1", Customer: "a@example.com", Subject: "How do I login?", Body: "password"}, "api@example.com")
+	c.signIn(ctx, t, "reviewer@example.com")
+	// Select the row and put the focus in the filter form: a live refresh
+	// must keep both.
+	require.NoError(t, chromedp.Run(ctx, chromedp.KeyEvent("j"), chromedp.Focus(`select[name=tier]`, chromedp.ByQuery)))
+	var marker bool
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`window.__noReload = true`, &marker)))
+
+	c.startRun(t, "support_triage", "T-live-2", demo.Ticket{ID: "2", Customer: "b@example.com", Subject: "How do I login?", Body: "password"}, "api@example.com")
+	deadline := time.Now().Add(15 * time.Second)
+	var rows int
+	for time.Now().Before(deadline) && rows < 2 {
+		_ = chromedp.Run(ctx, chromedp.Evaluate(`document.querySelectorAll("[data-testid=inbox-row]").length`, &rows))
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.Equal(t, 2, rows, "the new request appeared")
+	var still bool
+	var focused string
+	var selected int
+	require.NoError(t, chromedp.Run(ctx,
+		chromedp.Evaluate(`window.__noReload === true`, &still),
+		chromedp.Evaluate(`document.activeElement.name`, &focused),
+		chromedp.Evaluate(`document.querySelectorAll("tr.selected").length`, &selected)))
+	require.True(t, still, "without a reload")
+	require.Equal(t, "tier", focused, "without stealing focus")
+	require.Equal(t, 1, selected, "the keyboard selection survives the refresh")
+}
