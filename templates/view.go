@@ -127,8 +127,6 @@ func keys(m map[string]any) []string {
 	return out
 }
 
-func lines(s string) []string { return strings.Split(s, "\n") }
-
 func itoa(n int) string { return fmt.Sprintf("%d", n) }
 
 func duration(d time.Duration) string {

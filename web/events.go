@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/countersign/countersign/internal/notify"
 )
 
 // Live updates are coalesced: a burst of decisions refreshes an inbox once.
@@ -57,7 +59,7 @@ func (s *Server) handleEvents(c echo.Context) error {
 			}
 		case m := <-msgs:
 			switch m.Type {
-			case "request", "decision", "batch":
+			case "request", "decision", "batch", notify.Connected:
 				if inbox == nil {
 					inbox = time.After(inboxDebounce)
 				}

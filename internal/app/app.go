@@ -188,9 +188,11 @@ func (a *App) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer func() { stopBG(); wg.Wait() }()
+	policyMsgs, unsubscribe := a.Notify.Subscribe(16)
+	defer unsubscribe()
 	wg.Add(2)
+	go func() { defer wg.Done(); a.Policies.Follow(bg, policyMsgs) }()
 	go func() { defer wg.Done(); a.Notify.Run(bg) }()
-	go func() { defer wg.Done(); a.Policies.Follow(bg, a.Notify) }()
 	if a.opts.Worker {
 		wg.Add(1)
 		go func() { defer wg.Done(); audit.RunChainer(bg, a.Pool, ChainEvery, a.logger) }()

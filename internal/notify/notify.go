@@ -13,6 +13,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
+// Connected is the Type of the message every subscriber gets when the
+// listener (re)connects: notifications sent while it was not listening are
+// lost, so whoever caches anything should refresh.
+const Connected = "connected"
+
 // Message is one notification.
 type Message struct {
 	Type   string `json:"type"` // run, request, decision, policy, batch
@@ -27,14 +32,19 @@ type Listener struct {
 	pool   *pgxpool.Pool
 	logger *slog.Logger
 
-	mu   sync.Mutex
-	subs map[chan Message]struct{}
+	mu    sync.Mutex
+	subs  map[chan Message]struct{}
+	ready chan struct{}
+	once  sync.Once
 }
 
 // NewListener returns a listener; call Run to start it.
 func NewListener(pool *pgxpool.Pool, logger *slog.Logger) *Listener {
-	return &Listener{pool: pool, logger: logger, subs: map[chan Message]struct{}{}}
+	return &Listener{pool: pool, logger: logger, subs: map[chan Message]struct{}{}, ready: make(chan struct{})}
 }
+
+// Ready is closed once the listener first listens.
+func (l *Listener) Ready() <-chan struct{} { return l.ready }
 
 // Subscribe returns a channel of messages and a function to stop receiving.
 func (l *Listener) Subscribe(buffer int) (<-chan Message, func()) {
@@ -73,6 +83,8 @@ func (l *Listener) listen(ctx context.Context) error {
 	if _, err := pc.Exec(ctx, "LISTEN countersign"); err != nil {
 		return err
 	}
+	l.publish(Message{Type: Connected})
+	l.once.Do(func() { close(l.ready) })
 	for {
 		n, err := pc.WaitForNotification(ctx)
 		if err != nil {

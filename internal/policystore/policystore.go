@@ -112,16 +112,16 @@ func (c *Cache) Invalidate() {
 	c.mu.Unlock()
 }
 
-// Follow invalidates the cache on every policy notification until ctx ends.
-func (c *Cache) Follow(ctx context.Context, l *notify.Listener) {
-	msgs, stop := l.Subscribe(16)
-	defer stop()
+// Follow invalidates the cache on every policy notification, and whenever
+// the listener (re)connects, until ctx ends. Subscribe before the listener
+// starts, so that nothing is missed.
+func (c *Cache) Follow(ctx context.Context, msgs <-chan notify.Message) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case m := <-msgs:
-			if m.Type == "policy" {
+			if m.Type == "policy" || m.Type == notify.Connected {
 				c.Invalidate()
 			}
 		}

@@ -74,6 +74,13 @@ func StartOn(t testing.TB, pool *pgxpool.Pool, url string, opts Options) *Bundle
 	done := make(chan struct{})
 	go func() { defer close(done); _ = a.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
+	// Start from a connected process: live updates and policy reloads ride
+	// on the listener.
+	select {
+	case <-a.Notify.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the notification listener did not connect")
+	}
 	return b
 }
 
