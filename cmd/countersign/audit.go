@@ -25,11 +25,7 @@ func cmdAudit(e *env, args []string) error {
 	if args[0] != "verify" && args[0] != "head" {
 		return usagef("unknown subcommand %q (want verify, head or export)", args[0])
 	}
-	cfg, err := e.config(*dbURL)
-	if err != nil {
-		return err
-	}
-	pool, err := e.pool(cfg)
+	pool, err := e.open(*dbURL)
 	if err != nil {
 		return err
 	}
@@ -100,11 +96,7 @@ func cmdAuditExport(e *env, args []string) error {
 		defer file.Close()
 		w = file
 	}
-	cfg, err := e.config(*dbURL)
-	if err != nil {
-		return err
-	}
-	pool, err := e.pool(cfg)
+	pool, err := e.open(*dbURL)
 	if err != nil {
 		return err
 	}

@@ -171,6 +171,16 @@ func (e *env) config(dbURL string) (config.Config, error) {
 	return cfg, nil
 }
 
+// open reads the configuration and opens the database, for commands that
+// need nothing else.
+func (e *env) open(dbURL string) (*pgxpool.Pool, error) {
+	cfg, err := e.config(dbURL)
+	if err != nil {
+		return nil, err
+	}
+	return e.pool(cfg)
+}
+
 // pool opens the database; it does not migrate.
 func (e *env) pool(cfg config.Config) (*pgxpool.Pool, error) {
 	return app.NewPool(e.ctx, cfg)

@@ -81,11 +81,7 @@ func cmdPolicyApply(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := e.config(*dbURL)
-	if err != nil {
-		return err
-	}
-	pool, err := e.pool(cfg)
+	pool, err := e.open(*dbURL)
 	if err != nil {
 		return err
 	}
@@ -104,11 +100,7 @@ func cmdPolicyShow(e *env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	cfg, err := e.config(*dbURL)
-	if err != nil {
-		return err
-	}
-	pool, err := e.pool(cfg)
+	pool, err := e.open(*dbURL)
 	if err != nil {
 		return err
 	}
@@ -141,11 +133,7 @@ func cmdPolicyHistory(e *env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	cfg, err := e.config(*dbURL)
-	if err != nil {
-		return err
-	}
-	pool, err := e.pool(cfg)
+	pool, err := e.open(*dbURL)
 	if err != nil {
 		return err
 	}
@@ -185,11 +173,7 @@ func cmdPolicySimulate(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := e.config(*dbURL)
-	if err != nil {
-		return err
-	}
-	pool, err := e.pool(cfg)
+	pool, err := e.open(*dbURL)
 	if err != nil {
 		return err
 	}

@@ -94,11 +94,7 @@ func cmdRunShow(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := e.config(*dbURL)
-	if err != nil {
-		return err
-	}
-	pool, err := e.pool(cfg)
+	pool, err := e.open(*dbURL)
 	if err != nil {
 		return err
 	}
@@ -142,11 +138,7 @@ func cmdRunList(e *env, args []string) error {
 	if *limit < 1 || *limit > 500 {
 		return usagef("--limit must be between 1 and 500")
 	}
-	cfg, err := e.config(*dbURL)
-	if err != nil {
-		return err
-	}
-	pool, err := e.pool(cfg)
+	pool, err := e.open(*dbURL)
 	if err != nil {
 		return err
 	}

@@ -47,11 +47,7 @@ func cmdUserAdd(e *env, args []string) error {
 		}
 		*password = strings.TrimRight(line, "\r\n")
 	}
-	cfg, err := e.config(*dbURL)
-	if err != nil {
-		return err
-	}
-	pool, err := e.pool(cfg)
+	pool, err := e.open(*dbURL)
 	if err != nil {
 		return err
 	}
@@ -71,11 +67,7 @@ func cmdUserList(e *env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	cfg, err := e.config(*dbURL)
-	if err != nil {
-		return err
-	}
-	pool, err := e.pool(cfg)
+	pool, err := e.open(*dbURL)
 	if err != nil {
 		return err
 	}
@@ -105,11 +97,7 @@ func cmdUserDisable(e *env, verb string, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := e.config(*dbURL)
-	if err != nil {
-		return err
-	}
-	pool, err := e.pool(cfg)
+	pool, err := e.open(*dbURL)
 	if err != nil {
 		return err
 	}
@@ -140,11 +128,7 @@ func cmdToken(e *env, args []string) error {
 	if *email == "" {
 		return usagef("--email is required")
 	}
-	cfg, err := e.config(*dbURL)
-	if err != nil {
-		return err
-	}
-	pool, err := e.pool(cfg)
+	pool, err := e.open(*dbURL)
 	if err != nil {
 		return err
 	}
@@ -168,11 +152,7 @@ func cmdUserRole(e *env, args []string) error {
 	if fs.NArg() != 2 {
 		return usagef("expected the user's email and the new role")
 	}
-	cfg, err := e.config(*dbURL)
-	if err != nil {
-		return err
-	}
-	pool, err := e.pool(cfg)
+	pool, err := e.open(*dbURL)
 	if err != nil {
 		return err
 	}

@@ -132,33 +132,11 @@ func baselineSteps(ctx context.Context, pool *pgxpool.Pool, o Options) (float64,
 	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS bench_steps (run_id uuid, seq int, output jsonb, PRIMARY KEY (run_id, seq))`); err != nil {
 		return 0, err
 	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, o.Workers)
-	start := time.Now()
-	for range o.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1)
-				if i > int64(o.Steps) {
-					return
-				}
-				if _, err := pool.Exec(ctx, `INSERT INTO bench_steps VALUES (gen_random_uuid(), $1, '{"ok":true}')`, i); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	close(errs)
-	if err := <-errs; err != nil {
-		return 0, err
-	}
-	return float64(o.Steps) / elapsed.Seconds(), nil
+	var i atomic.Int64
+	return concurrently(o.Workers, o.Steps, func() error {
+		_, err := pool.Exec(ctx, `INSERT INTO bench_steps VALUES (gen_random_uuid(), $1, '{"ok":true}')`, i.Add(1))
+		return err
+	})
 }
 
 // register adds the benchmark workflows: six steps, the fourth a gate.

@@ -92,6 +92,22 @@ func (x *execution) next(name, kind string) (*slot, error) {
 
 func (s *slot) replayed() bool { return s.prior != nil && s.prior.Status == store.StepCompleted }
 
+// begin claims a step's place in the run; done reports that the history
+// already holds its result, returned in out.
+func begin[T any](ctx context.Context, name, kind string) (x *execution, s *slot, out T, done bool, err error) {
+	if x, err = executionFrom(ctx); err != nil {
+		return nil, nil, out, false, err
+	}
+	if s, err = x.next(name, kind); err != nil {
+		return nil, nil, out, false, err
+	}
+	if s.replayed() {
+		out, err = replay[T](s)
+		return x, s, out, true, err
+	}
+	return x, s, out, false, nil
+}
+
 func replay[T any](s *slot) (T, error) {
 	var out T
 	if err := json.Unmarshal(s.prior.Output, &out); err != nil {
@@ -139,20 +155,13 @@ func (x *execution) stepError(s *slot, err error) error {
 // process; use Effect for those.
 func Step[T any](ctx context.Context, name string, fn func(ctx context.Context) (T, error)) (T, error) {
 	var zero T
-	x, err := executionFrom(ctx)
-	if err != nil {
-		return zero, err
-	}
-	s, err := x.next(name, store.StepKindStep)
-	if err != nil {
-		return zero, err
-	}
-	if s.replayed() {
-		return replay[T](s)
+	x, s, out, done, err := begin[T](ctx, name, store.StepKindStep)
+	if done || err != nil {
+		return out, err
 	}
 	sctx, cancel := context.WithTimeout(ctx, x.def.Options.StepTimeout)
 	defer cancel()
-	out, err := fn(sctx)
+	out, err = fn(sctx)
 	if err != nil {
 		err = x.stepError(s, err)
 		x.recordFailure(ctx, s, err, 0, 0)
@@ -176,20 +185,13 @@ type EffectContext struct {
 // exactly once.
 func Effect[T any](ctx context.Context, name string, fn func(ctx context.Context, ec EffectContext) (T, error)) (T, error) {
 	var zero T
-	x, err := executionFrom(ctx)
-	if err != nil {
-		return zero, err
-	}
-	s, err := x.next(name, store.StepKindEffect)
-	if err != nil {
-		return zero, err
-	}
-	if s.replayed() {
-		return replay[T](s)
+	x, s, out, done, err := begin[T](ctx, name, store.StepKindEffect)
+	if done || err != nil {
+		return out, err
 	}
 	sctx, cancel := context.WithTimeout(ctx, x.def.Options.StepTimeout)
 	defer cancel()
-	out, err := store.WithTxV(sctx, x.engine.pool, func(tx pgx.Tx) (T, error) {
+	out, err = store.WithTxV(sctx, x.engine.pool, func(tx pgx.Tx) (T, error) {
 		fresh, err := store.EffectClaim(sctx, tx, s.key, x.run.ID, name)
 		if err != nil {
 			return zero, err
@@ -221,16 +223,9 @@ func Effect[T any](ctx context.Context, name string, fn func(ctx context.Context
 // The run's model-call and token budgets are checked around the call.
 func Generate[T any](ctx context.Context, name string, req ai.Request) (T, error) {
 	var zero T
-	x, err := executionFrom(ctx)
-	if err != nil {
-		return zero, err
-	}
-	s, err := x.next(name, store.StepKindModel)
-	if err != nil {
-		return zero, err
-	}
-	if s.replayed() {
-		return replay[T](s)
+	x, s, out, done, err := begin[T](ctx, name, store.StepKindModel)
+	if done || err != nil {
+		return out, err
 	}
 	opts := x.def.Options
 	if x.modelCalls >= opts.MaxModelCalls {
@@ -248,7 +243,6 @@ func Generate[T any](ctx context.Context, name string, req ai.Request) (T, error
 	if err == nil && x.tokens > opts.MaxTokens {
 		err = fmt.Errorf("%w: %d tokens used, the limit is %d", ErrBudgetExceeded, x.tokens, opts.MaxTokens)
 	}
-	var out T
 	if err == nil {
 		if uerr := json.Unmarshal(resp.Content, &out); uerr != nil {
 			err = fmt.Errorf("%w: does not decode into %T: %v", ai.ErrMalformed, out, uerr)
