@@ -6,8 +6,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	cdplog "github.com/chromedp/cdproto/log"
+	cdpruntime "github.com/chromedp/cdproto/runtime"
 
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
@@ -226,4 +230,45 @@ func TestBrowserInboxIsLive(t *testing.T) {
 	require.True(t, still, "without a reload")
 	require.Equal(t, "tier", focused, "without stealing focus")
 	require.Equal(t, 1, selected, "the keyboard selection survives the refresh")
+}
+
+// TestBrowserEveryPage opens every page as an admin and fails on a missing
+// page element, a script error, or a Content-Security-Policy violation (which
+// would mean the pages rely on something the policy forbids).
+func TestBrowserEveryPage(t *testing.T) {
+	t.Parallel()
+	c := startConsole(t, nil)
+	batchID, runs := readyBatch(t, c)
+	_, req := c.startRun(t, "support_triage", "T-pages", demo.Ticket{ID: "p", Customer: "a@example.com", Subject: "Refund please", Body: "broken", OrderTotal: 40}, "api@example.com")
+	ctx := browser(t)
+	var mu sync.Mutex
+	var problems []string
+	chromedp.ListenTarget(ctx, func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch e := ev.(type) {
+		case *cdpruntime.EventExceptionThrown:
+			problems = append(problems, "exception: "+e.ExceptionDetails.Text)
+		case *cdplog.EventEntryAdded:
+			if e.Entry.Level == cdplog.LevelError {
+				problems = append(problems, "console: "+e.Entry.Text)
+			}
+		}
+	})
+	require.NoError(t, chromedp.Run(ctx, cdplog.Enable()))
+	c.signIn(ctx, t, "admin@example.com")
+	for path, testid := range map[string]string{
+		"/": "inbox", "/requests/" + req.ID: "review", "/runs": "runs", "/runs/" + runs[0].ID: "run",
+		"/batches": "batches", "/batches/" + batchID: "batch", "/auto": "auto", "/history": "history", "/policy": "versions",
+	} {
+		var htmx bool
+		require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(c.Addr+path),
+			chromedp.WaitVisible(`[data-testid=`+testid+`]`, chromedp.ByQuery),
+			chromedp.Sleep(200*time.Millisecond),
+			chromedp.Evaluate(`typeof window.htmx === "object"`, &htmx)), path)
+		require.True(t, htmx, "htmx loaded under the CSP on %s", path)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	require.Empty(t, problems)
 }

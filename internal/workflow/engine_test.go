@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -397,4 +398,26 @@ func TestTransitions(t *testing.T) {
 	}
 	require.False(t, workflow.CanTransition(store.RunCompleted, store.RunRunning))
 	require.False(t, workflow.CanTransition(store.RunWaitingHuman, store.RunRunning), "a waiting run resumes through queued")
+}
+
+func TestStepTimeout(t *testing.T) {
+	t.Parallel()
+	b := testapp.Start(t, testapp.Options{Register: func(r *workflow.Registry, _ *ai.Offline) {
+		workflow.Register(r, "slow", func(ctx context.Context, _ struct{}) (int, error) {
+			return workflow.Step(ctx, "call_slow_service", func(ctx context.Context) (int, error) {
+				select {
+				case <-time.After(5 * time.Second):
+					return 1, nil
+				case <-ctx.Done():
+					return 0, ctx.Err()
+				}
+			})
+		}, workflow.Options{StepTimeout: 50 * time.Millisecond})
+	}})
+	run := b.WaitRun(t, start(t, b, "slow", "s", struct{}{}).ID, store.RunRetrying)
+	require.Equal(t, "timeout", *run.ErrorCode)
+	require.Contains(t, *run.ErrorMessage, `step "call_slow_service" timed out after 50ms`)
+	steps, err := store.StepList(context.Background(), b.Pool, run.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.StepFailed, steps[0].Status, "the failed attempt is in the timeline")
 }
