@@ -227,17 +227,25 @@ func (e *Engine) complete(ctx context.Context, run *store.Run, out any, complete
 	if err != nil {
 		return e.finish(ctx, run, complete, &Failure{Code: "bad_output", Message: err.Error()}, Job{})
 	}
-	return store.WithTx(ctx, e.pool, func(tx pgx.Tx) error {
+	err = store.WithTx(ctx, e.pool, func(tx pgx.Tx) error {
 		if err := store.RunComplete(ctx, tx, run.ID, raw); errors.Is(err, store.ErrNotFound) {
 			return complete(ctx, tx) // cancelled meanwhile: keep it cancelled
 		} else if err != nil {
 			return err
 		}
-		if err := complete(ctx, tx); err != nil {
-			return err
-		}
-		return notifyRun(ctx, tx, run.ID, store.RunCompleted)
+		return complete(ctx, tx)
 	})
+	if err != nil {
+		return err
+	}
+	// Signalled after the commit, not in it: a notifying transaction holds the
+	// notification queue's lock through its WAL flush, which would serialize
+	// every run's last commit. A lost signal only delays a badge; pages also
+	// refresh whenever their stream reconnects.
+	if err := notifyRun(ctx, e.pool, run.ID, store.RunCompleted); err != nil {
+		e.logger.Warn("notify run completed", "run", run.ID, "err", err)
+	}
+	return nil
 }
 
 // finish records a failed attempt: the run fails for good on a permanent error
@@ -315,7 +323,7 @@ func (e *Engine) Cancel(ctx context.Context, runID, actor string) error {
 	})
 }
 
-func notifyRun(ctx context.Context, tx pgx.Tx, runID, status string) error {
+func notifyRun(ctx context.Context, tx store.DBTX, runID, status string) error {
 	b, _ := json.Marshal(map[string]string{"type": "run", "id": runID, "status": status})
 	return store.Notify(ctx, tx, string(b))
 }
