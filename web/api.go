@@ -21,6 +21,10 @@ func decodeJSON(c echo.Context, v any) error {
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, "the request body could not be read")
 	}
+	// PostgreSQL stores no NUL character, in text or in jsonb.
+	if bytes.Contains(body, []byte(`\u0000`)) {
+		return echo.NewHTTPError(http.StatusBadRequest, "the body contains a NUL character (\\u0000), which cannot be stored")
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -141,6 +145,9 @@ func (s *Server) handleAPIRequestList(c echo.Context) error {
 	if after := c.QueryParam("after"); after != "" {
 		var cur runCursor
 		if err := decodeCursor(after, &cur); err != nil {
+			return err
+		}
+		if err := checkID("the page cursor", cur.ID); err != nil {
 			return err
 		}
 		p.AfterTime, p.AfterID = &cur.T, cur.ID

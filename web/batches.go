@@ -96,6 +96,9 @@ func (s *Server) handleBatchDecide(c echo.Context) error {
 // handleBatchProgress handles the "GET /batches/:id/progress" route: how far
 // the runs of a batch decision have got.
 func (s *Server) handleBatchProgress(c echo.Context) error {
+	if err := checkID("decision", c.QueryParam("decision")); err != nil {
+		return err
+	}
 	counts, total, err := store.BatchDecisionRunStatuses(c.Request().Context(), s.Pool, c.QueryParam("decision"))
 	if err != nil {
 		return err

@@ -34,6 +34,9 @@ func (s *Server) inboxQuery(c echo.Context) (store.InboxParams, templates.InboxF
 		if err := decodeCursor(after, &cur); err != nil {
 			return p, f, "", err
 		}
+		if err := checkID("the page cursor", cur.ID); err != nil {
+			return p, f, "", err
+		}
 		p.After = &cur
 	}
 	q := url.Values{}

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -270,4 +271,37 @@ func TestSessions(t *testing.T) {
 		require.NoError(t, c.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE kind IN ('auth.login_failed', 'auth.login', 'auth.login_throttled', 'auth.logout')`).Scan(&events))
 		require.GreaterOrEqual(t, events, 8)
 	})
+}
+
+// TestBadInputIsA4xx sends the console and the API malformed input of every
+// kind that reached the database before: none may be a 500.
+func TestBadInputIsA4xx(t *testing.T) {
+	t.Parallel()
+	c := startConsole(t, nil)
+	hc := c.client(t, "admin@example.com")
+	api := c.api(t, "admin@example.com")
+	b64 := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	for _, path := range []string{
+		"/?after=" + b64(`{"Rank":1,"Deadline":"infinity","CreatedAt":"2026-01-01T00:00:00Z","ID":"nope"}`),
+		"/?after=" + b64(`{"Rank":"x"}`),
+		"/runs?after=" + b64(`{"t":"2026-01-01T00:00:00Z","id":"nope"}`),
+		"/batches/x/progress?decision=nope",
+		"/batches/nope", "/requests/nope", "/runs/nope", "/runs/nope/status",
+		"/history?kind=%00", "/?workflow=%ff%fe", "/runs?key=%00", "/history?before=abc",
+	} {
+		resp, err := hc.Get(c.Addr + path)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.True(t, resp.StatusCode >= 400 && resp.StatusCode < 500, "%s: %d", path, resp.StatusCode)
+	}
+	for _, path := range []string{"/runs?after=" + b64(`{"t":"2026-01-01T00:00:00Z","id":"nope"}`), "/requests?status=%00", "/audit?actor=%ff", "/batches/nope"} {
+		var e apiErr
+		code := api.do("GET", path, nil, &e)
+		require.True(t, code >= 400 && code < 500, "%s: %d", path, code)
+	}
+	var e apiErr
+	require.Equal(t, 400, api.do("POST", "/runs", `{"workflow":"support_triage","business_key":"k\u0000"}`, &e))
+	require.Contains(t, e.Error.Message, "NUL")
+	resp, body := c.post(t, hc, "/", "/requests/00000000-0000-0000-0000-000000000000/decision", url.Values{"verdict": {"approve"}, "comment": {"a\x00b"}})
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, body)
 }

@@ -33,6 +33,9 @@ func runListParams(c echo.Context, limit int) (store.RunListParams, error) {
 		if err := decodeCursor(after, &cur); err != nil {
 			return p, err
 		}
+		if err := checkID("the page cursor", cur.ID); err != nil {
+			return p, err
+		}
 		p.AfterTime, p.AfterID = &cur.T, cur.ID
 	}
 	return p, nil

@@ -68,7 +68,7 @@ func New(d Deps) *Server {
 	// Rate limits key on the peer address; X-Forwarded-For is not trusted.
 	e.IPExtractor = echo.ExtractIPDirect()
 	e.HTTPErrorHandler = s.handleError
-	e.Use(middleware.Recover(), middleware.BodyLimit("1M"))
+	e.Use(middleware.Recover(), middleware.BodyLimit("1M"), cleanInput)
 	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
 		XSSProtection:         "0",
 		ContentTypeNosniff:    "nosniff",

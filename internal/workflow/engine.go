@@ -5,6 +5,7 @@
 package workflow
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -135,6 +136,9 @@ func (e *Engine) Start(ctx context.Context, p StartParams) (run *store.Run, crea
 	}
 	if len(p.Input) == 0 {
 		p.Input = json.RawMessage("{}")
+	}
+	if strings.ContainsRune(p.BusinessKey, 0) || bytes.Contains(p.Input, []byte(`\u0000`)) {
+		return nil, false, fmt.Errorf("%w: NUL characters cannot be stored", ErrInvalidInput)
 	}
 	if err := def.check(p.Input); err != nil {
 		return nil, false, err

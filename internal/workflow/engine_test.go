@@ -355,6 +355,7 @@ func TestStart(t *testing.T) {
 		"UnknownField":    {Workflow: "gated", BusinessKey: "k", Input: json.RawMessage(`{"Nope":1}`)},
 		"WrongType":       {Workflow: "gated", BusinessKey: "k", Input: json.RawMessage(`{"Customer":5}`)},
 		"NoKey":           {Workflow: "gated", BusinessKey: "  "},
+		"NULInInput":      {Workflow: "gated", BusinessKey: "k", Input: json.RawMessage(`{"Customer":"a\u0000"}`)},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, _, err := b.Engine.Start(ctx, p)

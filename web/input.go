@@ -1,0 +1,51 @@
+package web
+
+import (
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+)
+
+// cleanInput refuses a request whose path parameters, query or form values
+// are not valid UTF-8 or contain NUL bytes: PostgreSQL cannot store them, and
+// such input is a client's mistake, not a server fault.
+func cleanInput(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		bad := func(s string) bool { return !utf8.ValidString(s) || strings.ContainsRune(s, 0) }
+		for _, v := range c.ParamValues() {
+			if bad(v) {
+				return echo.NewHTTPError(http.StatusBadRequest, "the address contains invalid characters")
+			}
+		}
+		values := c.QueryParams()
+		if ct := c.Request().Header.Get(echo.HeaderContentType); strings.HasPrefix(ct, echo.MIMEApplicationForm) {
+			form, err := c.FormParams()
+			if err != nil {
+				return echo.NewHTTPError(http.StatusBadRequest, "the form could not be read")
+			}
+			values = form
+		}
+		for k, vs := range values {
+			if bad(k) {
+				return echo.NewHTTPError(http.StatusBadRequest, "the request contains invalid characters")
+			}
+			for _, v := range vs {
+				if bad(v) {
+					return echo.NewHTTPError(http.StatusBadRequest, "the value of "+k+" contains invalid characters")
+				}
+			}
+		}
+		return next(c)
+	}
+}
+
+// checkID refuses an id that is not a UUID, naming the parameter.
+func checkID(name, id string) error {
+	if _, err := uuid.Parse(id); err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, name+" must be an id")
+	}
+	return nil
+}
