@@ -35,7 +35,7 @@ func (s *Server) sessionUser(c echo.Context) (*store.User, *sessions.Session) {
 	ver, _ := sess.Values["ver"].(int)
 	issued, _ := sess.Values["issued"].(int64)
 	seen, _ := sess.Values["seen"].(int64)
-	now := time.Now()
+	now := s.Now()
 	if uid == 0 || now.Sub(time.Unix(issued, 0)) > sessionAbsolute || now.Sub(time.Unix(seen, 0)) > sessionIdle {
 		return nil, sess
 	}
@@ -101,7 +101,7 @@ func (s *Server) handleLogin(c echo.Context) error {
 		return err
 	}
 	sess, _ := s.sessions.Get(c.Request(), s.cookie)
-	now := time.Now().Unix()
+	now := s.Now().Unix()
 	sess.Values = map[any]any{"uid": u.ID, "ver": u.SessionVersion, "issued": now, "seen": now}
 	sess.Options.MaxAge = int(sessionAbsolute.Seconds())
 	if err := sess.Save(c.Request(), c.Response()); err != nil {

@@ -8,13 +8,16 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/demo"
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/testapp"
 )
 
 func TestPages(t *testing.T) {
@@ -304,4 +307,33 @@ func TestBadInputIsA4xx(t *testing.T) {
 	require.Contains(t, e.Error.Message, "NUL")
 	resp, body := c.post(t, hc, "/", "/requests/00000000-0000-0000-0000-000000000000/decision", url.Values{"verdict": {"approve"}, "comment": {"a\x00b"}})
 	require.Equal(t, http.StatusBadRequest, resp.StatusCode, body)
+}
+
+func TestSessionExpiry(t *testing.T) {
+	t.Parallel()
+	var offset atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	b := testapp.Start(t, testapp.Options{Web: true, NoWorker: true, Now: now})
+	c := &console{b}
+	_, err := account.Create(context.Background(), b.Pool, "ann@example.com", "Ann", "reviewer", password, "setup")
+	require.NoError(t, err)
+	status := func(hc *http.Client) int {
+		resp, err := hc.Get(c.Addr + "/")
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	idle := c.client(t, "ann@example.com")
+	require.Equal(t, http.StatusOK, status(idle))
+	offset.Add(int64(31 * time.Minute))
+	require.Equal(t, http.StatusSeeOther, status(idle), "30 minutes without a request end the session")
+
+	busy := c.client(t, "ann@example.com")
+	for range 35 { // a request every 20 minutes keeps it alive, up to 12 hours
+		offset.Add(int64(20 * time.Minute))
+		require.Equal(t, http.StatusOK, status(busy))
+	}
+	offset.Add(int64(20 * time.Minute))
+	require.Equal(t, http.StatusSeeOther, status(busy), "12 hours after sign-in the session ends whatever the activity")
 }

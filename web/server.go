@@ -39,6 +39,8 @@ type Deps struct {
 	// Secure marks the site as served over TLS (directly or behind a proxy):
 	// cookies get Secure and the __Host- prefix, responses get HSTS.
 	Secure bool
+	// Now is the clock sessions expire by; tests move it.
+	Now func() time.Time
 }
 
 // Server holds what handlers need.
@@ -54,6 +56,9 @@ func New(d Deps) *Server {
 	s := &Server{Deps: d, echo: echo.New()}
 	if s.Logger == nil {
 		s.Logger = slog.Default()
+	}
+	if s.Now == nil {
+		s.Now = time.Now
 	}
 	s.sessions = sessions.NewCookieStore(d.SessionKeys[0], d.SessionKeys[1])
 	s.sessions.Options = &sessions.Options{Path: "/", MaxAge: int(sessionAbsolute.Seconds()), HttpOnly: true,

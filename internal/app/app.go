@@ -146,7 +146,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 			return nil, err
 		}
 		a.Web = web.New(web.Deps{Pool: pool, Engine: engine, Policies: policies, Notify: a.Notify,
-			Logger: logger, SessionKeys: keys, Secure: cfg.Secure})
+			Logger: logger, SessionKeys: keys, Secure: cfg.Secure, Now: engine.Now})
 	}
 	return a, nil
 }
