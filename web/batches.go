@@ -166,6 +166,13 @@ func (s *Server) handleAPIBatchDecide(c echo.Context) error {
 	if err := decodeJSON(c, &b); err != nil {
 		return err
 	}
+	// "approve" and "reject" act on exactly the items listed.
+	switch b.Verdict {
+	case workflow.Approve:
+		b.Verdict, b.Selected = workflow.ApproveSelected, nil
+	case workflow.Reject:
+		b.Verdict = workflow.RejectAll
+	}
 	if b.Selected == nil && b.Verdict != workflow.RejectAll {
 		for _, it := range b.Items {
 			b.Selected = append(b.Selected, it.ID)

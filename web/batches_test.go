@@ -114,8 +114,8 @@ func TestBatchAPIAndPages(t *testing.T) {
 	require.Equal(t, 422, api.do("POST", "/batches/"+batchID+"/decision", map[string]any{"verdict": "reject_all", "items": items}, &e))
 	require.Contains(t, e.Error.Message, "reason")
 	var res workflow.BatchResult
-	require.Equal(t, 200, api.do("POST", "/batches/"+batchID+"/decision", map[string]any{"verdict": "approve_selected", "items": items}, &res))
-	require.Equal(t, 4, res.Approved)
+	require.Equal(t, 200, api.do("POST", "/batches/"+batchID+"/decision", map[string]any{"verdict": "approve", "items": items}, &res))
+	require.Equal(t, 4, res.Approved, `"approve" approves exactly the items listed`)
 	require.Equal(t, 200, api.do("POST", "/batches/"+batchID+"/decision", map[string]any{"verdict": "approve_selected", "items": items}, &res))
 	require.Zero(t, res.Approved)
 	require.Len(t, res.Refused, 4, "already decided, reported per item")
