@@ -204,3 +204,16 @@ func RequestListAuto(ctx context.Context, db DBTX, limit int) ([]*Request, error
 	return queryRequests(ctx, db, `SELECT `+requestColumns+` FROM approval_requests
 		WHERE tier = 'auto' ORDER BY created_at DESC, id DESC LIMIT $1`, limit)
 }
+
+// BatchSettleForRun marks decided the batches of a run's requests that have
+// nothing pending left (the run was cancelled).
+func BatchSettleForRun(ctx context.Context, db DBTX, runID string) error {
+	_, err := db.Exec(ctx, `UPDATE batches b SET status = 'decided', decided_at = now(), closed_at = coalesce(closed_at, now())
+		WHERE b.status <> 'decided'
+		AND b.id IN (SELECT batch_id FROM approval_requests WHERE run_id = $1 AND batch_id IS NOT NULL)
+		AND NOT EXISTS (SELECT 1 FROM approval_requests r WHERE r.batch_id = b.id AND r.status = 'pending')`, runID)
+	if err != nil {
+		return fmt.Errorf("settle batches: %w", err)
+	}
+	return nil
+}

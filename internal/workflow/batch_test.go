@@ -235,6 +235,43 @@ func TestBatchDecisions(t *testing.T) {
 	})
 }
 
+func TestBatchSettlesWhenItsItemsAreDecidedOneByOne(t *testing.T) {
+	t.Parallel()
+	b := startBatches(t)
+	ctx := context.Background()
+	var rs []*store.Request
+	for i := range 3 {
+		_, r := b.startTag(t, fmt.Sprint("o", i), tagIn{Kind: "ticket.tag", Team: "o"})
+		rs = append(rs, r)
+	}
+	for i, r := range rs {
+		_, err := b.Engine.Decide(ctx, workflow.DecideParams{RequestID: r.ID, Actor: boss, Verdict: workflow.Approve, PayloadHash: r.PayloadHash})
+		require.NoError(t, err)
+		batch, err := store.BatchGet(ctx, b.Pool, *r.BatchID)
+		require.NoError(t, err)
+		if i < len(rs)-1 {
+			require.Equal(t, store.BatchReady, batch.Status)
+		} else {
+			require.Equal(t, store.BatchDecided, batch.Status, "the last item settles the batch")
+		}
+	}
+
+	// So does cancelling the run of the last pending item.
+	var more []*store.Request
+	for i := range 3 {
+		_, r := b.startTag(t, fmt.Sprint("x", i), tagIn{Kind: "ticket.tag", Team: "x"})
+		more = append(more, r)
+	}
+	for _, r := range more[:2] {
+		_, err := b.Engine.Decide(ctx, workflow.DecideParams{RequestID: r.ID, Actor: boss, Verdict: workflow.Reject, Reason: "no", PayloadHash: r.PayloadHash})
+		require.NoError(t, err)
+	}
+	require.NoError(t, b.Engine.Cancel(ctx, more[2].RunID, "admin"))
+	batch, err := store.BatchGet(ctx, b.Pool, *more[2].BatchID)
+	require.NoError(t, err)
+	require.Equal(t, store.BatchDecided, batch.Status)
+}
+
 func TestConcurrentBatchReviewers(t *testing.T) {
 	t.Parallel()
 	b := startBatches(t)

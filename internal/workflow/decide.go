@@ -162,6 +162,13 @@ func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOp
 		return nil, err
 	}
 	res.Decision = dec
+	// An item decided on its own (from the inbox, by a deadline) may have
+	// been its batch's last; a batch decision settles its batch itself.
+	if won.BatchID != nil && p.InBatch == "" {
+		if err := store.BatchSetDecided(ctx, tx, *won.BatchID); err != nil {
+			return nil, err
+		}
+	}
 
 	out, _ := json.Marshal(Decision{RequestID: req.ID, Verdict: p.Verdict, Actor: p.Actor.Name, Reason: p.Reason,
 		Comment: p.Comment, Params: params, Tier: req.Tier, Rule: req.Rule, PolicyVersion: req.PolicyVersion,

@@ -319,6 +319,9 @@ func (e *Engine) Cancel(ctx context.Context, runID, actor string) error {
 		if err := store.RequestCancelForRun(ctx, tx, runID, actor); err != nil {
 			return err
 		}
+		if err := store.BatchSettleForRun(ctx, tx, runID); err != nil {
+			return err
+		}
 		if _, err := store.AuditAppend(ctx, tx, actor, "run.cancelled", "run", runID, &runID,
 			map[string]any{"from": run.Status}); err != nil {
 			return err
