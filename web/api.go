@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 
 	"github.com/labstack/echo/v4"
 
@@ -136,10 +137,10 @@ func (s *Server) handleAPIRequestList(c echo.Context) error {
 		return err
 	}
 	p := store.RequestListParams{Status: c.QueryParam("status"), Tier: c.QueryParam("tier"), Limit: limit}
-	if p.Status != "" && !contains(requestStatuses, p.Status) {
+	if p.Status != "" && !slices.Contains(requestStatuses, p.Status) {
 		return echo.NewHTTPError(http.StatusBadRequest, "unknown status "+p.Status)
 	}
-	if p.Tier != "" && !contains([]string{"auto", "batched", "explicit"}, p.Tier) {
+	if p.Tier != "" && !slices.Contains([]string{"auto", "batched", "explicit"}, p.Tier) {
 		return echo.NewHTTPError(http.StatusBadRequest, "tier must be auto, batched or explicit")
 	}
 	if after := c.QueryParam("after"); after != "" {
@@ -162,15 +163,6 @@ func (s *Server) handleAPIRequestList(c echo.Context) error {
 		out["next"] = encodeCursor(runCursor{last.CreatedAt, last.ID})
 	}
 	return c.JSON(http.StatusOK, out)
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 type requestDetail struct {

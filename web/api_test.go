@@ -183,3 +183,21 @@ func TestAPI(t *testing.T) {
 		require.Contains(t, e.Error.Message, "you started this run")
 	})
 }
+
+func TestReviewShowsWhoApproved(t *testing.T) {
+	t.Parallel()
+	c := startConsole(t, nil)
+	_, req := c.startRun(t, "support_triage", "T-2a", demo.Ticket{ID: "2a", Customer: "a@example.com", Subject: "Refund", Body: "broken", OrderTotal: 900}, "api@example.com")
+	require.Equal(t, 2, req.ApprovalsRequired)
+	approver := c.api(t, "approver@example.com")
+	var e apiErr
+	require.Equal(t, 200, approver.do("POST", "/requests/"+req.ID+"/decision", map[string]any{"verdict": "approve", "payload_hash": req.PayloadHash}, nil))
+	hc := c.client(t, "viewer@example.com")
+	doc, _ := c.get(t, hc, "/requests/"+req.ID)
+	require.Equal(t, "1 of 2 approvals", doc.Find(`[data-testid=approvals]`).Text())
+	require.Equal(t, 200, c.api(t, "approver2@example.com").do("POST", "/requests/"+req.ID+"/decision",
+		map[string]any{"verdict": "reject", "reason": "too much", "payload_hash": req.PayloadHash}, &e))
+	doc, _ = c.get(t, hc, "/requests/"+req.ID)
+	require.Equal(t, "2 required; approved by approver@example.com", doc.Find(`[data-testid=approvals]`).Text(),
+		"the rejecter is not counted as an approver")
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -126,7 +127,7 @@ func (s *Server) handleAPIBatchList(c echo.Context) error {
 	if status == "" {
 		status = store.BatchReady
 	}
-	if !contains([]string{store.BatchOpen, store.BatchReady, store.BatchDecided}, status) {
+	if !slices.Contains([]string{store.BatchOpen, store.BatchReady, store.BatchDecided}, status) {
 		return echo.NewHTTPError(http.StatusBadRequest, "status must be open, ready or decided")
 	}
 	batches, err := store.BatchList(c.Request().Context(), s.Pool, status, 200)

@@ -38,9 +38,6 @@ func (s *Server) reviewView(c echo.Context, id string) (templates.ReviewView, er
 	}
 	if d, err := store.DecisionGetByRequest(ctx, s.Pool, req.ID); err == nil {
 		v.Decision = d
-		if req.ApprovalsRequired > 1 && len(v.Votes) == 0 {
-			v.Votes = []string{d.Actor}
-		}
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return v, err
 	}

@@ -86,13 +86,6 @@ func PolicyList(ctx context.Context, db DBTX) ([]*PolicyVersion, error) {
 	return scanPolicies(ctx, db, `SELECT `+policyColumns+` FROM policies ORDER BY version DESC`)
 }
 
-// RequestListSince returns the human and automatic requests made since t, in
-// order, for simulating a policy against them.
-func RequestListSince(ctx context.Context, db DBTX, since time.Time, limit int) ([]*Request, error) {
-	return queryRequests(ctx, db, `SELECT `+requestColumns+` FROM approval_requests
-		WHERE created_at >= $1 ORDER BY created_at, id LIMIT $2`, since, limit)
-}
-
 // SimulationRow is a recorded request with what a policy may read about its
 // run, and the verdict it got.
 type SimulationRow struct {
