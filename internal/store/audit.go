@@ -58,9 +58,14 @@ func scanAudit(row interface{ Scan(...any) error }, e *AuditEvent) error {
 // AuditScan streams the chained events in chain order from fromSeq to fn,
 // holding one row in memory. fn returning an error stops the scan with it.
 func AuditScan(ctx context.Context, db DBTX, fromSeq int64, fn func(*AuditEvent) error) error {
-	rows, err := db.Query(ctx, `SELECT `+auditColumns+` FROM audit_events WHERE seq >= $1 ORDER BY seq`, fromSeq)
+	return streamAudit(ctx, db, fn, `SELECT `+auditColumns+` FROM audit_events WHERE seq >= $1 ORDER BY seq`, fromSeq)
+}
+
+// streamAudit runs an audit query and hands fn each row, reusing one event.
+func streamAudit(ctx context.Context, db DBTX, fn func(*AuditEvent) error, sql string, args ...any) error {
+	rows, err := db.Query(ctx, sql, args...)
 	if err != nil {
-		return fmt.Errorf("scan audit: %w", err)
+		return fmt.Errorf("query audit: %w", err)
 	}
 	defer rows.Close()
 	var e AuditEvent

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -22,40 +21,24 @@ type AuditFilter struct {
 }
 
 // where renders the filter as SQL conditions with their arguments.
-func (f AuditFilter) where(args []any) (string, []any) {
-	conds := []string{"true"}
-	add := func(cond string, v any) {
-		args = append(args, v)
-		conds = append(conds, fmt.Sprintf(cond, len(args)))
-	}
-	if f.Actor != "" {
-		add("actor = $%d", f.Actor)
-	}
-	if f.Kind != "" {
-		add("kind = $%d", f.Kind)
-	}
-	if f.Verdict != "" {
-		add("details->>'verdict' = $%d", f.Verdict)
-	}
-	if f.Workflow != "" {
-		add("details->>'workflow' = $%d", f.Workflow)
-	}
-	if f.Rule != "" {
-		add("details->>'rule' = $%d", f.Rule)
-	}
-	if f.Tier != "" {
-		add("details->>'tier' = $%d", f.Tier)
-	}
+func (f AuditFilter) where() *where {
+	var w where
+	w.eq("actor", f.Actor)
+	w.eq("kind", f.Kind)
+	w.eq("details->>'verdict'", f.Verdict)
+	w.eq("details->>'workflow'", f.Workflow)
+	w.eq("details->>'rule'", f.Rule)
+	w.eq("details->>'tier'", f.Tier)
 	if f.RunID != "" {
-		add("run_id = $%d::uuid", f.RunID)
+		w.add("run_id = " + w.arg(f.RunID) + "::uuid")
 	}
 	if f.Since != nil {
-		add("at >= $%d", *f.Since)
+		w.add("at >= " + w.arg(*f.Since))
 	}
 	if f.Until != nil {
-		add("at < $%d", *f.Until)
+		w.add("at < " + w.arg(*f.Until))
 	}
-	return strings.Join(conds, " AND "), args
+	return &w
 }
 
 // AuditList returns one keyset page of events, newest first: pass the last
@@ -74,30 +57,15 @@ func AuditList(ctx context.Context, db DBTX, f AuditFilter, beforeID int64, limi
 // one row in memory: exports of any size run in constant memory. limit 0
 // means all.
 func AuditStream(ctx context.Context, db DBTX, f AuditFilter, beforeID int64, limit int, fn func(*AuditEvent) error) error {
-	where, args := f.where(nil)
+	w := f.where()
 	if beforeID > 0 {
-		args = append(args, beforeID)
-		where += fmt.Sprintf(" AND id < $%d", len(args))
+		w.add("id < " + w.arg(beforeID))
 	}
-	q := `SELECT ` + auditColumns + ` FROM audit_events WHERE ` + where + ` ORDER BY id DESC`
+	q := `SELECT ` + auditColumns + ` FROM audit_events WHERE ` + w.sql() + ` ORDER BY id DESC`
 	if limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", limit)
 	}
-	rows, err := db.Query(ctx, q, args...)
-	if err != nil {
-		return fmt.Errorf("list audit: %w", err)
-	}
-	defer rows.Close()
-	var e AuditEvent
-	for rows.Next() {
-		if err := scanAudit(rows, &e); err != nil {
-			return fmt.Errorf("scan audit row: %w", err)
-		}
-		if err := fn(&e); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
+	return streamAudit(ctx, db, fn, q, w.args...)
 }
 
 // AuditSummary describes the decisions among the filtered events.
@@ -119,12 +87,12 @@ func (s AuditSummary) AutomaticShare() float64 {
 // AuditSummarize counts the decisions in the filtered events: per verdict,
 // how many the policy made, and the median time a human took.
 func AuditSummarize(ctx context.Context, db DBTX, f AuditFilter) (*AuditSummary, error) {
-	where, args := f.where(nil)
+	w := f.where()
 	rows, err := db.Query(ctx, `SELECT details->>'verdict', count(*), count(*) FILTER (WHERE kind = 'decision.auto'),
 			coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY (details->>'seconds_to_decision')::float8)
 				FILTER (WHERE kind = 'decision.recorded'), 0)
-		FROM audit_events WHERE kind IN ('decision.recorded', 'decision.auto') AND `+where+`
-		GROUP BY ROLLUP (details->>'verdict')`, args...)
+		FROM audit_events WHERE kind IN ('decision.recorded', 'decision.auto') AND `+w.sql()+`
+		GROUP BY ROLLUP (details->>'verdict')`, w.args...)
 	if err != nil {
 		return nil, fmt.Errorf("summarize audit: %w", err)
 	}

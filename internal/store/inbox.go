@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
@@ -39,48 +38,33 @@ type InboxRow struct {
 func RequestListInbox(ctx context.Context, db DBTX, p InboxParams) ([]InboxRow, error) {
 	rank := `(CASE WHEN escalated_at IS NOT NULL THEN 0 WHEN tier = 'explicit' THEN 1 ELSE 2 END)`
 	dl := `(coalesce(deadline, 'infinity'::timestamptz))`
-	where := []string{"status = 'pending'"}
-	var args []any
-	arg := func(v any) string { args = append(args, v); return fmt.Sprintf("$%d", len(args)) }
-	if p.Workflow != "" {
-		where = append(where, "workflow = "+arg(p.Workflow))
-	}
-	if p.Rule != "" {
-		where = append(where, "rule = "+arg(p.Rule))
-	}
-	if p.Tier != "" {
-		where = append(where, "tier = "+arg(p.Tier))
-	}
+	w := where{conds: []string{"status = 'pending'"}}
+	w.eq("workflow", p.Workflow)
+	w.eq("rule", p.Rule)
+	w.eq("tier", p.Tier)
 	if p.OlderThan > 0 {
-		where = append(where, "created_at <= "+arg(p.Now.Add(-p.OlderThan)))
+		w.add("created_at <= " + w.arg(p.Now.Add(-p.OlderThan)))
 	}
 	if c := p.After; c != nil {
-		where = append(where, fmt.Sprintf("(%s, %s, created_at, id) > (%s, %s, %s, %s)", rank, dl,
-			arg(c.Rank), arg(c.Deadline), arg(c.CreatedAt), arg(c.ID)))
+		w.add(fmt.Sprintf("(%s, %s, created_at, id) > (%s, %s, %s, %s)", rank, dl,
+			w.arg(c.Rank), w.arg(c.Deadline), w.arg(c.CreatedAt), w.arg(c.ID)))
 	}
 	if p.Limit <= 0 || p.Limit > 200 {
 		p.Limit = 50
 	}
 	rows, err := db.Query(ctx, fmt.Sprintf(`SELECT %s, %s, %s FROM approval_requests WHERE %s
-		ORDER BY %s, %s, created_at, id LIMIT %d`, requestColumns, rank, dl, strings.Join(where, " AND "),
-		rank, dl, p.Limit), args...)
+		ORDER BY %s, %s, created_at, id LIMIT %d`, requestColumns, rank, dl, w.sql(), rank, dl, p.Limit), w.args...)
 	if err != nil {
 		return nil, fmt.Errorf("list inbox: %w", err)
 	}
 	defer rows.Close()
 	var out []InboxRow
 	for rows.Next() {
-		var r Request
 		var row InboxRow
-		if err := rows.Scan(&r.ID, &r.RunID, &r.StepSeq, &r.Workflow, &r.Tier, &r.Status, &r.ActionKind,
-			&r.Summary, &r.Action, &r.PayloadHash, &r.PolicyVersion, &r.Rule, &r.Reason,
-			&r.ApprovalsRequired, &r.Roles, &r.Deadline, &r.OnTimeout, &r.EscalateTo, &r.EscalatedAt,
-			&r.BatchKey, &r.StartedBy, &r.CreatedAt, &r.DecidedAt, &r.DecidedBy, &r.BatchID, &r.Note,
-			&row.Cursor.Rank, &row.Cursor.Deadline); err != nil {
+		if row.Request, err = scanRequest(rows, &row.Cursor.Rank, &row.Cursor.Deadline); err != nil {
 			return nil, fmt.Errorf("scan inbox row: %w", err)
 		}
-		row.Request = &r
-		row.Cursor.CreatedAt, row.Cursor.ID = r.CreatedAt, r.ID
+		row.Cursor.CreatedAt, row.Cursor.ID = row.Request.CreatedAt, row.Request.ID
 		out = append(out, row)
 	}
 	return out, rows.Err()
@@ -123,21 +107,15 @@ type RequestListParams struct {
 
 // RequestList lists requests newest first with keyset paging.
 func RequestList(ctx context.Context, db DBTX, p RequestListParams) ([]*Request, error) {
-	where := []string{"true"}
-	var args []any
-	arg := func(v any) string { args = append(args, v); return fmt.Sprintf("$%d", len(args)) }
-	if p.Status != "" {
-		where = append(where, "status = "+arg(p.Status))
-	}
-	if p.Tier != "" {
-		where = append(where, "tier = "+arg(p.Tier))
-	}
+	var w where
+	w.eq("status", p.Status)
+	w.eq("tier", p.Tier)
 	if p.AfterTime != nil {
-		where = append(where, fmt.Sprintf("(created_at, id) < (%s, %s)", arg(*p.AfterTime), arg(p.AfterID)))
+		w.add(fmt.Sprintf("(created_at, id) < (%s, %s)", w.arg(*p.AfterTime), w.arg(p.AfterID)))
 	}
 	if p.Limit <= 0 || p.Limit > 200 {
 		p.Limit = 50
 	}
 	return queryRequests(ctx, db, fmt.Sprintf(`SELECT %s FROM approval_requests WHERE %s
-		ORDER BY created_at DESC, id DESC LIMIT %d`, requestColumns, strings.Join(where, " AND "), p.Limit), args...)
+		ORDER BY created_at DESC, id DESC LIMIT %d`, requestColumns, w.sql(), p.Limit), w.args...)
 }

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -97,9 +96,7 @@ type SimulationRow struct {
 
 // SimulationRows streams the requests made since t, oldest first, to fn.
 func SimulationRows(ctx context.Context, db DBTX, since time.Time, fn func(*SimulationRow) error) error {
-	cols := strings.ReplaceAll("r."+requestColumns, ", ", ", r.")
-	cols = strings.ReplaceAll(cols, ",\n\t", ",\n\tr.")
-	rows, err := db.Query(ctx, `SELECT `+cols+`, w.business_key, w.input, coalesce(d.verdict, '')
+	rows, err := db.Query(ctx, `SELECT `+prefixed("r.", requestColumns)+`, w.business_key, w.input, coalesce(d.verdict, '')
 		FROM approval_requests r
 		JOIN workflow_runs w ON w.id = r.run_id
 		LEFT JOIN decisions d ON d.request_id = r.id
@@ -109,16 +106,10 @@ func SimulationRows(ctx context.Context, db DBTX, since time.Time, fn func(*Simu
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var r Request
 		var row SimulationRow
-		if err := rows.Scan(&r.ID, &r.RunID, &r.StepSeq, &r.Workflow, &r.Tier, &r.Status, &r.ActionKind,
-			&r.Summary, &r.Action, &r.PayloadHash, &r.PolicyVersion, &r.Rule, &r.Reason,
-			&r.ApprovalsRequired, &r.Roles, &r.Deadline, &r.OnTimeout, &r.EscalateTo, &r.EscalatedAt,
-			&r.BatchKey, &r.StartedBy, &r.CreatedAt, &r.DecidedAt, &r.DecidedBy, &r.BatchID, &r.Note,
-			&row.BusinessKey, &row.RunInput, &row.Verdict); err != nil {
+		if row.Request, err = scanRequest(rows, &row.BusinessKey, &row.RunInput, &row.Verdict); err != nil {
 			return fmt.Errorf("scan simulation row: %w", err)
 		}
-		row.Request = &r
 		if err := fn(&row); err != nil {
 			return err
 		}

@@ -53,12 +53,14 @@ const requestColumns = `id, run_id, step_seq, workflow, tier, status, action_kin
 	payload_hash, policy_version, rule, reason, approvals_required, roles, deadline, on_timeout,
 	escalate_to, escalated_at, batch_key, started_by, created_at, decided_at, decided_by, batch_id, note`
 
-func scanRequest(row pgx.Row) (*Request, error) {
+// scanRequest reads a row that starts with requestColumns; extra receives the
+// columns a query selects after them.
+func scanRequest(row pgx.Row, extra ...any) (*Request, error) {
 	var r Request
-	err := row.Scan(&r.ID, &r.RunID, &r.StepSeq, &r.Workflow, &r.Tier, &r.Status, &r.ActionKind,
+	err := row.Scan(append([]any{&r.ID, &r.RunID, &r.StepSeq, &r.Workflow, &r.Tier, &r.Status, &r.ActionKind,
 		&r.Summary, &r.Action, &r.PayloadHash, &r.PolicyVersion, &r.Rule, &r.Reason,
 		&r.ApprovalsRequired, &r.Roles, &r.Deadline, &r.OnTimeout, &r.EscalateTo, &r.EscalatedAt,
-		&r.BatchKey, &r.StartedBy, &r.CreatedAt, &r.DecidedAt, &r.DecidedBy, &r.BatchID, &r.Note)
+		&r.BatchKey, &r.StartedBy, &r.CreatedAt, &r.DecidedAt, &r.DecidedBy, &r.BatchID, &r.Note}, extra...)...)
 	if err != nil {
 		return nil, interpret(err)
 	}

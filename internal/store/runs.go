@@ -209,33 +209,20 @@ type RunListParams struct {
 
 // RunList returns runs newest first.
 func RunList(ctx context.Context, db DBTX, p RunListParams) ([]*Run, error) {
-	var where []string
-	var args []any
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
-	}
-	if p.Status != "" {
-		add("status = $%d", p.Status)
-	}
-	if p.Workflow != "" {
-		add("workflow = $%d", p.Workflow)
-	}
+	var w where
+	w.eq("status", p.Status)
+	w.eq("workflow", p.Workflow)
 	if p.BusinessKey != "" {
-		add("business_key LIKE $%d || '%%'", strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(p.BusinessKey))
+		w.add("business_key LIKE " + w.arg(strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(p.BusinessKey)) + " || '%'")
 	}
 	if p.AfterTime != nil {
-		args = append(args, *p.AfterTime, p.AfterID)
-		where = append(where, fmt.Sprintf("(created_at, id) < ($%d, $%d)", len(args)-1, len(args)))
+		w.add(fmt.Sprintf("(created_at, id) < (%s, %s)", w.arg(*p.AfterTime), w.arg(p.AfterID)))
 	}
 	if p.Limit <= 0 || p.Limit > 500 {
 		p.Limit = 50
 	}
-	q := `SELECT ` + runColumns + ` FROM workflow_runs`
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += fmt.Sprintf(" ORDER BY created_at DESC, id DESC LIMIT %d", p.Limit)
+	q := fmt.Sprintf(`SELECT %s FROM workflow_runs WHERE %s ORDER BY created_at DESC, id DESC LIMIT %d`, runColumns, w.sql(), p.Limit)
+	args := w.args
 	rows, err := db.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list runs: %w", err)

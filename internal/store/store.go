@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -78,4 +79,44 @@ func Notify(ctx context.Context, db DBTX, payload string) error {
 		return fmt.Errorf("notify: %w", err)
 	}
 	return nil
+}
+
+// where collects the conditions of a listing and their arguments, numbering
+// the placeholders as it goes.
+type where struct {
+	conds []string
+	args  []any
+}
+
+// arg adds an argument and returns its placeholder.
+func (w *where) arg(v any) string {
+	w.args = append(w.args, v)
+	return fmt.Sprintf("$%d", len(w.args))
+}
+
+// eq adds "column = value" when value is not empty.
+func (w *where) eq(column, value string) {
+	if value != "" {
+		w.add(column + " = " + w.arg(value))
+	}
+}
+
+// add adds a condition whose placeholders came from arg.
+func (w *where) add(cond string) { w.conds = append(w.conds, cond) }
+
+// sql renders the conditions joined by AND ("true" when there are none).
+func (w *where) sql() string {
+	if len(w.conds) == 0 {
+		return "true"
+	}
+	return strings.Join(w.conds, " AND ")
+}
+
+// prefixed qualifies every column of a column list with a table alias.
+func prefixed(alias, columns string) string {
+	fields := strings.Split(columns, ",")
+	for i, f := range fields {
+		fields[i] = alias + strings.TrimSpace(f)
+	}
+	return strings.Join(fields, ", ")
 }

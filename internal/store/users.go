@@ -174,17 +174,3 @@ func SettingGetOrCreate(ctx context.Context, db DBTX, key string, make func() []
 	}
 	return v, nil
 }
-
-func prefixed(prefix, columns string) string {
-	out := prefix
-	for i := 0; i < len(columns); i++ {
-		out += string(columns[i])
-		if columns[i] == ',' {
-			out += " " + prefix
-			for i+1 < len(columns) && columns[i+1] == ' ' {
-				i++
-			}
-		}
-	}
-	return out
-}
