@@ -107,14 +107,17 @@ func RunGetForUpdate(ctx context.Context, db DBTX, id string) (*Run, error) {
 	return run, nil
 }
 
+// The functions below move a run's status only from the statuses in from,
+// which the caller takes from its transitions table: the table is the one
+// place that says how a run's life goes.
+
 // RunClaim marks a run running for the job of resume sequence seq. It returns
-// ErrNotFound when the run is not in a state that job may work: final, waiting
-// for a human, or already resumed by a later job.
-func RunClaim(ctx context.Context, db DBTX, id string, seq, attempt int) (*Run, error) {
+// ErrNotFound when the run is not in one of from or was resumed by a later job.
+func RunClaim(ctx context.Context, db DBTX, id string, seq, attempt int, from []string) (*Run, error) {
 	run, err := scanRun(db.QueryRow(ctx, `
 		UPDATE workflow_runs SET status = 'running', attempt = $3, updated_at = now()
-		WHERE id = $1 AND resume_seq = $2 AND status IN ('queued', 'retrying', 'running')
-		RETURNING `+runColumns, id, seq, attempt))
+		WHERE id = $1 AND resume_seq = $2 AND status = ANY($4)
+		RETURNING `+runColumns, id, seq, attempt, from))
 	if err != nil {
 		return nil, fmt.Errorf("claim run: %w", err)
 	}
@@ -138,11 +141,11 @@ func RunSetStatus(ctx context.Context, db DBTX, id string, from []string, status
 }
 
 // RunComplete records a run's output and marks it completed.
-func RunComplete(ctx context.Context, db DBTX, id string, output json.RawMessage) error {
+func RunComplete(ctx context.Context, db DBTX, id string, output json.RawMessage, from []string) error {
 	tag, err := db.Exec(ctx, `
 		UPDATE workflow_runs SET status = 'completed', output = $2, error_code = NULL, error_message = NULL,
 			updated_at = now(), finished_at = now()
-		WHERE id = $1 AND status = 'running'`, id, output)
+		WHERE id = $1 AND status = ANY($3)`, id, output, from)
 	if err != nil {
 		return fmt.Errorf("complete run: %w", err)
 	}
@@ -154,11 +157,11 @@ func RunComplete(ctx context.Context, db DBTX, id string, output json.RawMessage
 
 // RunFail records an error on a run. With status "failed" the run ends; with
 // "retrying" it waits for River's next attempt.
-func RunFail(ctx context.Context, db DBTX, id, status, code, message string) error {
+func RunFail(ctx context.Context, db DBTX, id, status, code, message string, from []string) error {
 	tag, err := db.Exec(ctx, `
 		UPDATE workflow_runs SET status = $2, error_code = $3, error_message = $4, updated_at = now(),
 			finished_at = CASE WHEN $2 = 'failed' THEN now() END
-		WHERE id = $1 AND status = 'running'`, id, status, code, message)
+		WHERE id = $1 AND status = ANY($5)`, id, status, code, message, from)
 	if err != nil {
 		return fmt.Errorf("fail run: %w", err)
 	}
@@ -169,10 +172,10 @@ func RunFail(ctx context.Context, db DBTX, id, status, code, message string) err
 }
 
 // RunSuspend marks a running run as waiting for a human.
-func RunSuspend(ctx context.Context, db DBTX, id, currentStep string) error {
+func RunSuspend(ctx context.Context, db DBTX, id, currentStep string, from []string) error {
 	tag, err := db.Exec(ctx, `
 		UPDATE workflow_runs SET status = 'waiting_human', current_step = $2, updated_at = now()
-		WHERE id = $1 AND status = 'running'`, id, currentStep)
+		WHERE id = $1 AND status = ANY($3)`, id, currentStep, from)
 	if err != nil {
 		return fmt.Errorf("suspend run: %w", err)
 	}
@@ -182,14 +185,14 @@ func RunSuspend(ctx context.Context, db DBTX, id, currentStep string) error {
 	return nil
 }
 
-// RunResume moves a waiting run back to queued under a new resume sequence and
-// returns that sequence. Returns ErrNotFound when the run is not waiting.
-func RunResume(ctx context.Context, db DBTX, id string) (int, error) {
+// RunResume moves a run back to queued under a new resume sequence and
+// returns that sequence. Returns ErrNotFound when the run is not in from.
+func RunResume(ctx context.Context, db DBTX, id string, from []string) (int, error) {
 	var seq int
 	err := db.QueryRow(ctx, `
 		UPDATE workflow_runs SET status = 'queued', resume_seq = resume_seq + 1, updated_at = now()
-		WHERE id = $1 AND status = 'waiting_human'
-		RETURNING resume_seq`, id).Scan(&seq)
+		WHERE id = $1 AND status = ANY($2)
+		RETURNING resume_seq`, id, from).Scan(&seq)
 	if err != nil {
 		return 0, fmt.Errorf("resume run: %w", interpret(err))
 	}

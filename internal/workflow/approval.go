@@ -202,7 +202,7 @@ func (x *execution) suspend(ctx context.Context, s *slot, req *store.Request, pd
 			Output: stepOut, Attempts: s.attempts, StartedAt: s.started}); err != nil {
 			return err
 		}
-		if err := store.RunSuspend(ctx, tx, x.run.ID, s.name); errors.Is(err, store.ErrNotFound) {
+		if err := store.RunSuspend(ctx, tx, x.run.ID, s.name, sourcesOf(store.RunWaitingHuman)); errors.Is(err, store.ErrNotFound) {
 			return ErrCancelled
 		} else if err != nil {
 			return err

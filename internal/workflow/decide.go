@@ -177,14 +177,14 @@ func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOp
 		return nil, err
 	}
 
-	// The conditional updates below are the transitions table's rules for
-	// these two moves (status.go); a run that is not waiting refuses both.
+	// Both moves are conditional updates from the statuses the transitions
+	// table allows (status.go); a run that is not waiting refuses both.
 	if p.Verdict == Reject {
 		if err := store.RunSetStatus(ctx, tx, req.RunID, sourcesOf(store.RunRejected), store.RunRejected); err != nil {
 			return nil, fmt.Errorf("reject run %s: %w", req.RunID, err)
 		}
 	} else {
-		seq, err := store.RunResume(ctx, tx, req.RunID)
+		seq, err := store.RunResume(ctx, tx, req.RunID, sourcesOf(store.RunQueued))
 		if err != nil {
 			return nil, fmt.Errorf("run %s is not waiting for this decision: %w", req.RunID, err)
 		}

@@ -190,7 +190,7 @@ func (e *Engine) Execute(ctx context.Context, job Job, complete CompleteFunc) er
 	if complete == nil {
 		complete = func(context.Context, pgx.Tx) error { return nil }
 	}
-	run, err := store.RunClaim(ctx, e.pool, job.RunID, job.Seq, job.Attempt)
+	run, err := store.RunClaim(ctx, e.pool, job.RunID, job.Seq, job.Attempt, claimable)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // final, waiting, cancelled or resumed by a later job: nothing to do
 	}
@@ -232,7 +232,7 @@ func (e *Engine) complete(ctx context.Context, run *store.Run, out any, complete
 		return e.finish(ctx, run, complete, &Failure{Code: "bad_output", Message: err.Error()}, Job{})
 	}
 	err = store.WithTx(ctx, e.pool, func(tx pgx.Tx) error {
-		if err := store.RunComplete(ctx, tx, run.ID, raw); errors.Is(err, store.ErrNotFound) {
+		if err := store.RunComplete(ctx, tx, run.ID, raw, sourcesOf(store.RunCompleted)); errors.Is(err, store.ErrNotFound) {
 			return complete(ctx, tx) // cancelled meanwhile: keep it cancelled
 		} else if err != nil {
 			return err
@@ -272,7 +272,7 @@ func (e *Engine) finish(ctx context.Context, run *store.Run, complete CompleteFu
 		status, kind = store.RunFailed, "run.failed"
 	}
 	err := store.WithTx(context.WithoutCancel(ctx), e.pool, func(tx pgx.Tx) error {
-		if err := store.RunFail(ctx, tx, run.ID, status, f.Code, f.Message); errors.Is(err, store.ErrNotFound) {
+		if err := store.RunFail(ctx, tx, run.ID, status, f.Code, f.Message, sourcesOf(status)); errors.Is(err, store.ErrNotFound) {
 			return nil // cancelled meanwhile
 		} else if err != nil {
 			return err

@@ -32,16 +32,26 @@ func IsFinal(status string) bool {
 	return !hasNext
 }
 
-// sourcesOf lists the statuses from which a run may reach to.
-func sourcesOf(to string) []string {
-	var from []string
-	for f, tos := range transitions {
-		if slices.Contains(tos, to) {
-			from = append(from, f)
+// sources lists, for every status, the statuses a run may reach it from:
+// the transitions table read the other way, for the store's conditional
+// updates. It is computed once, off the hot path.
+var sources = func() map[string][]string {
+	m := map[string][]string{}
+	for from, tos := range transitions {
+		for _, to := range tos {
+			m[to] = append(m[to], from)
 		}
 	}
-	return from
-}
+	return m
+}()
+
+// sourcesOf lists the statuses from which a run may reach to.
+func sourcesOf(to string) []string { return sources[to] }
+
+// claimable are the statuses a run's job may start from: those that lead to
+// running, and running itself, which is what a crashed worker leaves behind
+// when River's rescuer hands its job to another.
+var claimable = append(slices.Clone(sourcesOf(store.RunRunning)), store.RunRunning)
 
 // transition moves a run to status, checked against the table above.
 func transition(ctx context.Context, db store.DBTX, run *store.Run, to string) error {
