@@ -3,11 +3,9 @@ package web
 import (
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
 	"github.com/countersign/countersign/internal/audit"
@@ -23,59 +21,22 @@ var auditKinds = []string{"approval.requested", "approval.vote", "auth.login", "
 	"run.started", "run.step_failed", "token.created", "user.created", "user.disabled", "user.enabled", "user.role_changed"}
 
 // auditFilter reads the history filters shared by the page, the exports and
-// the API, and the query string that repeats them.
+// the API, as typed (for the form) and the query string that repeats them.
 func auditFilter(c echo.Context) (store.AuditFilter, templates.HistoryFilter, string, error) {
 	h := templates.HistoryFilter{Actor: c.QueryParam("actor"), Kind: c.QueryParam("kind"), Verdict: c.QueryParam("verdict"),
 		Workflow: c.QueryParam("workflow"), Rule: c.QueryParam("rule"), Tier: c.QueryParam("tier"), Run: c.QueryParam("run"),
 		Since: c.QueryParam("since"), Until: c.QueryParam("until")}
-	f := store.AuditFilter{Actor: h.Actor, Kind: h.Kind, Verdict: h.Verdict, Workflow: h.Workflow, Rule: h.Rule, Tier: h.Tier, RunID: h.Run}
-	bad := func(msg string) (store.AuditFilter, templates.HistoryFilter, string, error) {
-		return f, h, "", echo.NewHTTPError(http.StatusBadRequest, msg)
-	}
-	if h.Verdict != "" && !slices.Contains([]string{"approve", "reject", "edit", "request_changes"}, h.Verdict) {
-		return bad("verdict must be approve, reject, edit or request_changes")
-	}
-	if h.Tier != "" && !slices.Contains([]string{"auto", "batched", "explicit"}, h.Tier) {
-		return bad("tier must be auto, batched or explicit")
-	}
-	if h.Run != "" {
-		if _, err := uuid.Parse(h.Run); err != nil {
-			return bad("run must be a run id")
-		}
-	}
-	var err error
-	if f.Since, err = parseDay(h.Since, false); err != nil {
-		return bad("since must be a date (2026-11-21) or a time (RFC 3339)")
-	}
-	if f.Until, err = parseDay(h.Until, true); err != nil {
-		return bad("until must be a date (2026-11-21) or a time (RFC 3339)")
+	f, err := audit.ParseFilter(c.QueryParam)
+	if err != nil {
+		return f, h, "", echo.NewHTTPError(http.StatusBadRequest, err.Error())
 	}
 	q := url.Values{}
-	for k, v := range map[string]string{"actor": h.Actor, "kind": h.Kind, "verdict": h.Verdict, "workflow": h.Workflow,
-		"rule": h.Rule, "tier": h.Tier, "run": h.Run, "since": h.Since, "until": h.Until} {
-		if v != "" {
+	for _, k := range audit.FilterNames {
+		if v := c.QueryParam(k); v != "" {
 			q.Set(k, v)
 		}
 	}
 	return f, h, q.Encode(), nil
-}
-
-// parseDay reads a date or a time; an "until" date includes that whole day.
-func parseDay(s string, end bool) (*time.Time, error) {
-	if s == "" {
-		return nil, nil
-	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return &t, nil
-	}
-	t, err := time.Parse("2006-01-02", s)
-	if err != nil {
-		return nil, err
-	}
-	if end {
-		t = t.AddDate(0, 0, 1)
-	}
-	return &t, nil
 }
 
 func beforeParam(c echo.Context) (int64, error) {

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/countersign/countersign/internal/audit"
 	"github.com/countersign/countersign/internal/store"
@@ -64,28 +63,19 @@ func cmdAuditExport(e *env, args []string) error {
 	fs, dbURL := e.flags("audit export", "audit export [--format csv|jsonl] [--out FILE] [filters]")
 	format := fs.String("format", audit.JSONL, "csv or jsonl")
 	out := fs.String("out", "", "write to this file instead of stdout")
-	var f store.AuditFilter
-	fs.StringVar(&f.Actor, "actor", "", "only events by this actor")
-	fs.StringVar(&f.Kind, "kind", "", "only events of this kind (decision.recorded, auth.login, ...)")
-	fs.StringVar(&f.Verdict, "verdict", "", "only decisions with this verdict")
-	fs.StringVar(&f.Workflow, "workflow", "", "only events of this workflow")
-	fs.StringVar(&f.Rule, "rule", "", "only events under this policy rule")
-	fs.StringVar(&f.Tier, "tier", "", "only events of this tier")
-	fs.StringVar(&f.RunID, "run", "", "only events of this run")
-	since := fs.String("since", "", "from this date (2026-11-01) or time (RFC 3339)")
-	until := fs.String("until", "", "until this date (inclusive) or time")
+	filters := map[string]*string{}
+	for _, name := range audit.FilterNames {
+		filters[name] = fs.String(name, "", filterUsage[name])
+	}
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *format != audit.CSV && *format != audit.JSONL {
 		return usagef("--format must be csv or jsonl")
 	}
-	var err error
-	if f.Since, err = parseDate(*since, false); err != nil {
-		return usagef("--since: %v", err)
-	}
-	if f.Until, err = parseDate(*until, true); err != nil {
-		return usagef("--until: %v", err)
+	f, err := audit.ParseFilter(func(name string) string { return *filters[name] })
+	if err != nil {
+		return usagef("--%v", err)
 	}
 	w := e.stdout
 	if *out != "" {
@@ -116,20 +106,14 @@ func cmdAuditExport(e *env, args []string) error {
 	return nil
 }
 
-// parseDate reads a date or an RFC 3339 time; an end date includes its day.
-func parseDate(s string, end bool) (*time.Time, error) {
-	if s == "" {
-		return nil, nil
-	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return &t, nil
-	}
-	t, err := time.Parse("2006-01-02", s)
-	if err != nil {
-		return nil, fmt.Errorf("%q is not a date (2026-11-21) or time (RFC 3339)", s)
-	}
-	if end {
-		t = t.AddDate(0, 0, 1)
-	}
-	return &t, nil
+var filterUsage = map[string]string{
+	"actor":    "only events by this actor",
+	"kind":     "only events of this kind (decision.recorded, auth.login, ...)",
+	"verdict":  "only decisions with this verdict",
+	"workflow": "only events of this workflow",
+	"rule":     "only events under this policy rule",
+	"tier":     "only events of this tier",
+	"run":      "only events of this run",
+	"since":    "from this date (2026-11-01) or time (RFC 3339)",
+	"until":    "until this date (inclusive) or time",
 }

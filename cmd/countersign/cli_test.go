@@ -134,6 +134,15 @@ func TestRunCommands(t *testing.T) {
 	require.Regexp(t, `^ok: 2 events, head [0-9a-f]{64}\n$`, r.stdout)
 	r = run(t, env, "audit", "head")
 	require.Regexp(t, `^2 [0-9a-f]{64}\n$`, r.stdout)
+
+	r = run(t, env, "audit", "export", "--format", "csv", "--kind", "run.started", "--since", "2000-01-01")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, 2, strings.Count(r.stdout, "\n"), "the header and one event")
+	require.Contains(t, r.stderr, "exported 1 events")
+	for _, bad := range [][]string{{"--run", "nope"}, {"--verdict", "maybe"}, {"--since", "yesterday"}, {"--format", "xml"}} {
+		r = run(t, env, append([]string{"audit", "export"}, bad...)...)
+		require.Equal(t, exitUsage, r.code, "%v: %s", bad, r.stderr)
+	}
 }
 
 func TestPolicyCommands(t *testing.T) {
