@@ -20,13 +20,13 @@ func RequestHook(client *river.Client[pgx.Tx], now func() time.Time) workflow.Re
 	return func(ctx context.Context, tx pgx.Tx, req *store.Request, d policy.Decision) error {
 		if req.Tier == string(policy.Batched) && d.Batch != nil {
 			closesAt := now().Add(d.Batch.MaxWait)
-			b, opened, err := store.BatchJoin(ctx, tx, req.ID, d.Rule+"|"+d.BatchKey, d.Rule, req.Workflow, req.ActionKind,
+			id, opened, open, err := store.BatchJoin(ctx, tx, req.ID, d.Rule+"|"+d.BatchKey, d.Rule, req.Workflow, req.ActionKind,
 				d.Batch.MaxSize, closesAt)
 			if err != nil {
 				return err
 			}
-			if opened && b.Status == store.BatchOpen {
-				if _, err := client.InsertTx(ctx, tx, BatchCloseArgs{BatchID: b.ID}, &river.InsertOpts{ScheduledAt: closesAt}); err != nil {
+			if opened && open {
+				if _, err := client.InsertTx(ctx, tx, BatchCloseArgs{BatchID: id}, &river.InsertOpts{ScheduledAt: closesAt}); err != nil {
 					return err
 				}
 			}

@@ -50,30 +50,28 @@ func scanBatch(row pgx.Row) (*Batch, error) {
 }
 
 // BatchJoin adds a request to the open batch of its group, opening one when
-// there is none, and reports whether it opened it. A batch that reaches its
-// size closes at once.
-func BatchJoin(ctx context.Context, db DBTX, requestID, groupKey, rule, workflow, actionKind string, maxSize int, closesAt time.Time) (*Batch, bool, error) {
-	var id string
+// there is none, and returns the batch's id, whether it opened it, and
+// whether it is still open: a batch that reaches its size closes at once.
+func BatchJoin(ctx context.Context, db DBTX, requestID, groupKey, rule, workflow, actionKind string, maxSize int, closesAt time.Time) (id string, opened, open bool, err error) {
 	var size int
-	var opened bool
-	err := db.QueryRow(ctx, `
+	err = db.QueryRow(ctx, `
 		INSERT INTO batches AS b (group_key, rule, workflow, action_kind, max_size, size, closes_at)
 		VALUES ($1, $2, $3, $4, $5, 1, $6)
 		ON CONFLICT (group_key) WHERE status = 'open' DO UPDATE SET size = b.size + 1
 		RETURNING id, size, xmax = 0`, groupKey, rule, workflow, actionKind, maxSize, closesAt).Scan(&id, &size, &opened)
 	if err != nil {
-		return nil, false, fmt.Errorf("join batch: %w", err)
+		return "", false, false, fmt.Errorf("join batch: %w", err)
 	}
 	if _, err := db.Exec(ctx, `UPDATE approval_requests SET batch_id = $2 WHERE id = $1`, requestID, id); err != nil {
-		return nil, false, fmt.Errorf("join batch: %w", err)
+		return "", false, false, fmt.Errorf("join batch: %w", err)
 	}
 	if size >= maxSize {
 		if _, err := BatchClose(ctx, db, id); err != nil {
-			return nil, false, err
+			return "", false, false, err
 		}
+		return id, opened, false, nil
 	}
-	b, err := BatchGet(ctx, db, id)
-	return b, opened, err
+	return id, opened, true, nil
 }
 
 // BatchClose makes an open batch ready for review. It returns false when the

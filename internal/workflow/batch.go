@@ -169,31 +169,19 @@ func (e *Engine) decideItem(ctx context.Context, tx pgx.Tx, b *store.Batch, item
 	return out, nil
 }
 
-// notInBatch says why an item cannot be decided as part of this batch.
-func notInBatch(ctx context.Context, tx pgx.Tx, b *store.Batch, id string) (string, error) {
-	req, err := store.RequestGet(ctx, tx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return "no such request", nil
-	} else if err != nil {
-		return "", err
-	}
-	if req.BatchID == nil || *req.BatchID != b.ID {
-		return "not an item of this batch", nil
-	}
-	return "", nil
-}
-
 func leaveOut(ctx context.Context, tx pgx.Tx, b *store.Batch, item ItemRef, actor string) (itemResult, error) {
 	out := itemResult{ItemOutcome: ItemOutcome{RequestID: item.ID}}
-	if msg, err := notInBatch(ctx, tx, b, item.ID); err != nil || msg != "" {
-		out.Outcome, out.Note = "refused", msg
-		return out, err
-	}
 	req, err := store.RequestGetForUpdate(ctx, tx, item.ID)
-	if err != nil {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		out.Outcome, out.Note = "refused", "not an item of this batch"
+		return out, nil
+	case err != nil:
 		return out, err
-	}
-	if req.Status != store.RequestPending {
+	case req.BatchID == nil || *req.BatchID != b.ID:
+		out.Outcome, out.Note = "refused", "not an item of this batch"
+		return out, nil
+	case req.Status != store.RequestPending:
 		out.Outcome, out.Note = "refused", alreadyDecided(req).Error()
 		return out, nil
 	}
