@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"sync"
@@ -18,7 +16,6 @@ import (
 	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/app"
-	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 )
@@ -72,21 +69,11 @@ func Batch(ctx context.Context, pool *pgxpool.Pool, dbURL string, o BatchOptions
 			return in.N, nil
 		})
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	a, base, stop, err := startApp(ctx, pool, dbURL, 20, app.Options{Web: true, Worker: true, Register: register})
 	if err != nil {
 		return nil, err
 	}
-	cfg := config.Config{DatabaseURL: dbURL, Workers: 20, RescueAfter: 15 * time.Minute, ModelProvider: "offline"}
-	a, err := app.New(cfg, pool, app.Options{Web: true, Worker: true, Listener: ln, Register: register,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		return nil, err
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = a.Run(runCtx) }()
-	defer func() { stop(); <-done }()
-	base := "http://" + ln.Addr().String()
+	defer stop()
 	hc, token, err := signIn(base, "reviewer@bench.example")
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -178,17 +179,26 @@ rules:
     tier: auto
 `
 
-func startApp(ctx context.Context, pool *pgxpool.Pool, dbURL string, o Options, worker bool, resumed func(string)) (*app.App, func(), error) {
-	cfg := config.Config{DatabaseURL: dbURL, Workers: o.Workers, RescueAfter: 15 * time.Minute, ModelProvider: "offline"}
-	a, err := app.New(cfg, pool, app.Options{Worker: worker, Register: register(resumed),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		return nil, nil, err
+// startApp runs a quiet Countersign process on the benchmark database until
+// the returned stop is called. With opts.Web it serves on a loopback port
+// and returns the base URL.
+func startApp(ctx context.Context, pool *pgxpool.Pool, dbURL string, workers int, opts app.Options) (a *app.App, base string, stop func(), err error) {
+	if opts.Web {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, "", nil, err
+		}
+		opts.Listener, base = ln, "http://"+ln.Addr().String()
+	}
+	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := config.Config{DatabaseURL: dbURL, Workers: workers, RescueAfter: 15 * time.Minute, ModelProvider: "offline"}
+	if a, err = app.New(cfg, pool, opts); err != nil {
+		return nil, "", nil, err
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = a.Run(runCtx) }()
-	return a, func() { cancel(); <-done }, nil
+	return a, base, func() { cancel(); <-done }, nil
 }
 
 func engineThroughput(ctx context.Context, pool *pgxpool.Pool, dbURL string, o Options, rep *Report) error {
@@ -197,7 +207,7 @@ func engineThroughput(ctx context.Context, pool *pgxpool.Pool, dbURL string, o O
 	}
 	// Insert every run first, then start the workers, so that the measured
 	// time is execution only.
-	starter, stopStarter, err := startApp(ctx, pool, dbURL, o, false, nil)
+	starter, _, stopStarter, err := startApp(ctx, pool, dbURL, o.Workers, app.Options{Register: register(nil)})
 	if err != nil {
 		return err
 	}
@@ -209,7 +219,7 @@ func engineThroughput(ctx context.Context, pool *pgxpool.Pool, dbURL string, o O
 	}
 	stopStarter()
 	start := time.Now()
-	_, stop, err := startApp(ctx, pool, dbURL, o, true, nil)
+	_, _, stop, err := startApp(ctx, pool, dbURL, o.Workers, app.Options{Worker: true, Register: register(nil)})
 	if err != nil {
 		return err
 	}
@@ -252,7 +262,7 @@ func resumeLatency(ctx context.Context, pool *pgxpool.Pool, dbURL string, o Opti
 			resumedAt[runID] = now
 		}
 	}
-	a, stop, err := startApp(ctx, pool, dbURL, o, true, resumed)
+	a, _, stop, err := startApp(ctx, pool, dbURL, o.Workers, app.Options{Worker: true, Register: register(resumed)})
 	if err != nil {
 		return err
 	}

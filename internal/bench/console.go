@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -20,7 +18,6 @@ import (
 
 	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/app"
-	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/internal/store"
 )
 
@@ -69,20 +66,11 @@ func Console(ctx context.Context, pool *pgxpool.Pool, dbURL string, o ConsoleOpt
 		}
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	_, base, stop, err := startApp(ctx, pool, dbURL, 1, app.Options{Web: true})
 	if err != nil {
 		return nil, err
 	}
-	cfg := config.Config{DatabaseURL: dbURL, Workers: 1, RescueAfter: 15 * time.Minute, ModelProvider: "offline"}
-	a, err := app.New(cfg, pool, app.Options{Web: true, Listener: ln, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		return nil, err
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = a.Run(runCtx) }()
-	defer func() { stop(); <-done }()
-	base := "http://" + ln.Addr().String()
+	defer stop()
 
 	clients := make([]*http.Client, o.Reviewers)
 	tokens := make([]string, o.Reviewers)
