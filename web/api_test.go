@@ -142,6 +142,9 @@ func TestAPI(t *testing.T) {
 		approver, approver2 := c.api(t, "approver@example.com"), c.api(t, "approver2@example.com")
 		require.Equal(t, 422, decide(approver, map[string]any{"verdict": "maybe", "payload_hash": req.PayloadHash}, &e))
 		require.Equal(t, 422, decide(approver, map[string]any{"verdict": "reject", "payload_hash": req.PayloadHash}, &e))
+		require.Equal(t, 422, decide(approver, map[string]any{"verdict": "edit", "payload_hash": req.PayloadHash,
+			"edited_params": map[string]any{"amount": 1.0, "currency": "EUR", "customer": "ada@example.com", "reason": "Refund"}}, &e))
+		require.Contains(t, e.Error.Message, "request changes instead", "an edit would change what the other approver approves")
 		require.Equal(t, 409, decide(approver, map[string]any{"verdict": "approve", "payload_hash": "stale"}, &e))
 		require.Equal(t, "payload_changed", e.Error.Code)
 

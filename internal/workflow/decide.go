@@ -107,6 +107,12 @@ func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOp
 	}
 	params := action.Params
 	var diff []Change
+	if p.Verdict == Edit && req.ApprovalsRequired > 1 {
+		// Each approver approves what they saw: an edit would change it under
+		// the others. Sending it back keeps every approval about one payload.
+		return nil, fmt.Errorf("%w: this rule needs %d approvers, so the action cannot be edited here; request changes instead",
+			ErrInvalidInput, req.ApprovalsRequired)
+	}
 	if p.Verdict == Edit {
 		if diff, err = EditDiff(action.Params, p.EditedParams); err != nil {
 			return nil, err
@@ -115,7 +121,7 @@ func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOp
 	}
 
 	res := &DecideResult{Request: req, Required: req.ApprovalsRequired}
-	if (p.Verdict == Approve || p.Verdict == Edit) && req.ApprovalsRequired > 1 {
+	if p.Verdict == Approve && req.ApprovalsRequired > 1 {
 		// The row lock taken above serializes voters, so the count is exact.
 		n, err := store.VoteAdd(ctx, tx, req.ID, p.Actor.Name, p.Comment)
 		if err != nil {
@@ -136,6 +142,9 @@ func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOp
 		Reject: store.RequestRejected, RequestChanges: store.RequestChangesRequested}[p.Verdict]
 	won, err := store.RequestDecide(ctx, tx, req.ID, p.PayloadHash, status, p.Actor.Name)
 	if errors.Is(err, store.ErrNotFound) {
+		// Not reached while the row lock above is held; the conditional
+		// update and the decisions' unique key stay as the exactly-once guard
+		// should the locking ever change.
 		again, gerr := store.RequestGet(ctx, tx, req.ID)
 		if gerr != nil {
 			return nil, gerr
