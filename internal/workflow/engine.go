@@ -52,16 +52,16 @@ func (s StaticPolicy) Active(context.Context) (*policy.Policy, error) { return s
 // the batch and deadline machinery hangs off it.
 type RequestHook func(ctx context.Context, tx pgx.Tx, req *store.Request, d policy.Decision) error
 
-// Config wires an Engine.
+// Config wires an Engine. The enqueuer and the request hook are set after
+// construction (SetEnqueuer, SetRequestHook): the River client behind them
+// needs the workers that need the engine.
 type Config struct {
-	Pool      *pgxpool.Pool
-	Registry  *Registry
-	Policies  PolicySource
-	Model     ai.Provider
-	Enqueuer  Enqueuer
-	OnRequest RequestHook
-	Logger    *slog.Logger
-	Now       func() time.Time
+	Pool     *pgxpool.Pool
+	Registry *Registry
+	Policies PolicySource
+	Model    ai.Provider
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // Engine starts, executes, decides and cancels workflow runs.
@@ -76,12 +76,11 @@ type Engine struct {
 	now       func() time.Time
 }
 
-// New returns an Engine. Pool, Registry and Enqueuer are required.
+// New returns an Engine. Pool and Registry are required; call SetEnqueuer
+// before starting runs.
 func New(cfg Config) *Engine {
-	e := &Engine{
-		pool: cfg.Pool, registry: cfg.Registry, policies: cfg.Policies, model: cfg.Model,
-		enqueuer: cfg.Enqueuer, onRequest: cfg.OnRequest, logger: cfg.Logger, now: cfg.Now,
-	}
+	e := &Engine{pool: cfg.Pool, registry: cfg.Registry, policies: cfg.Policies, model: cfg.Model,
+		logger: cfg.Logger, now: cfg.Now}
 	if e.policies == nil {
 		e.policies = StaticPolicy{Policy: policy.Default()}
 	}
@@ -97,8 +96,7 @@ func New(cfg Config) *Engine {
 	return e
 }
 
-// SetEnqueuer sets the enqueuer after construction: the River client that
-// implements it needs the workers that need the engine.
+// SetEnqueuer sets how run jobs are enqueued.
 func (e *Engine) SetEnqueuer(q Enqueuer) { e.enqueuer = q }
 
 // SetRequestHook sets the hook run when a human approval request is created.
@@ -106,9 +104,6 @@ func (e *Engine) SetRequestHook(h RequestHook) { e.onRequest = h }
 
 // Registry returns the engine's workflows.
 func (e *Engine) Registry() *Registry { return e.registry }
-
-// Pool returns the engine's database pool.
-func (e *Engine) Pool() *pgxpool.Pool { return e.pool }
 
 // Now returns the engine's clock reading.
 func (e *Engine) Now() time.Time { return e.now() }
