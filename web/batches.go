@@ -51,11 +51,28 @@ func (s *Server) batchView(c echo.Context, id string) (templates.BatchView, erro
 	return v, nil
 }
 
-// handleBatch handles the "GET /batches/:id" route.
+// handleBatch handles the "GET /batches/:id" route; after a decision,
+// ?decision= names it and the page shows its outcome.
 func (s *Server) handleBatch(c echo.Context) error {
 	v, err := s.batchView(c, c.Param("id"))
 	if err != nil {
 		return err
+	}
+	if id := c.QueryParam("decision"); id != "" {
+		if err := checkID("decision", id); err != nil {
+			return err
+		}
+		d, err := store.BatchDecisionGet(c.Request().Context(), s.Pool, id)
+		if err != nil {
+			return err
+		}
+		if d.BatchID != v.Batch.ID {
+			return echo.NewHTTPError(http.StatusNotFound, "no such decision for this batch")
+		}
+		v.Result = &workflow.BatchResult{DecisionID: d.ID, Approved: d.Approved, Rejected: d.Rejected, LeftOut: d.LeftOut}
+		if err := json.Unmarshal(d.Refused, &v.Result.Refused); err != nil {
+			return fmt.Errorf("decode refused items: %w", err)
+		}
 	}
 	return render(c, http.StatusOK, templates.BatchPage(s.page(c, "Batch", "batches"), v))
 }
@@ -78,20 +95,20 @@ func (s *Server) handleBatchDecide(c echo.Context) error {
 		p.Items = append(p.Items, workflow.ItemRef{ID: id, PayloadHash: hash})
 	}
 	res, err := s.Engine.DecideBatch(c.Request().Context(), p)
+	if err == nil {
+		// Post, redirect, get: reloading the outcome page decides nothing again.
+		return c.Redirect(http.StatusSeeOther, "/batches/"+p.BatchID+"?decision="+res.DecisionID)
+	}
+	status, _, msg := httpError(err)
+	if status >= 500 {
+		return err
+	}
 	v, verr := s.batchView(c, p.BatchID)
 	if verr != nil {
 		return verr
 	}
-	if err != nil {
-		status, _, msg := httpError(err)
-		if status >= 500 {
-			return err
-		}
-		v.Error, v.Reason = msg, p.Reason
-		return render(c, status, templates.BatchPage(s.page(c, "Batch", "batches"), v))
-	}
-	v.Result = res
-	return render(c, http.StatusOK, templates.BatchPage(s.page(c, "Batch", "batches"), v))
+	v.Error, v.Reason = msg, p.Reason
+	return render(c, status, templates.BatchPage(s.page(c, "Batch", "batches"), v))
 }
 
 // handleBatchProgress handles the "GET /batches/:id/progress" route: how far

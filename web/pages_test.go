@@ -288,7 +288,7 @@ func TestBadInputIsA4xx(t *testing.T) {
 		"/?after=" + b64(`{"Rank":1,"Deadline":"infinity","CreatedAt":"2026-01-01T00:00:00Z","ID":"nope"}`),
 		"/?after=" + b64(`{"Rank":"x"}`),
 		"/runs?after=" + b64(`{"t":"2026-01-01T00:00:00Z","id":"nope"}`),
-		"/batches/x/progress?decision=nope",
+		"/batches/x/progress?decision=nope", "/batches/00000000-0000-0000-0000-000000000000?decision=nope",
 		"/batches/nope", "/requests/nope", "/runs/nope", "/runs/nope/status",
 		"/history?kind=%00", "/?workflow=%ff%fe", "/runs?key=%00", "/history?before=abc",
 	} {

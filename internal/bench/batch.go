@@ -118,7 +118,7 @@ func Batch(ctx context.Context, pool *pgxpool.Pool, dbURL string, o BatchOptions
 		resp.Body.Close()
 		committed := time.Now()
 		server = append(server, committed.Sub(t0))
-		if resp.StatusCode != http.StatusOK {
+		if resp.StatusCode != http.StatusSeeOther {
 			return nil, fmt.Errorf("batch decision: %d", resp.StatusCode)
 		}
 		var last time.Time

@@ -215,3 +215,15 @@ func BatchSettleForRun(ctx context.Context, db DBTX, runID string) error {
 	}
 	return nil
 }
+
+// BatchDecisionGet returns one batch decision. Returns ErrNotFound.
+func BatchDecisionGet(ctx context.Context, db DBTX, id string) (*BatchDecision, error) {
+	var d BatchDecision
+	err := db.QueryRow(ctx, `SELECT id, batch_id, actor, action, reason, approved, rejected, left_out, refused, created_at
+		FROM batch_decisions WHERE id = $1`, id).Scan(&d.ID, &d.BatchID, &d.Actor, &d.Action, &d.Reason,
+		&d.Approved, &d.Rejected, &d.LeftOut, &d.Refused, &d.CreatedAt)
+	if err != nil {
+		return nil, fmt.Errorf("get batch decision: %w", interpret(err))
+	}
+	return &d, nil
+}
