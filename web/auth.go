@@ -25,8 +25,9 @@ const (
 
 // sessionUser returns the signed-in user, or nil. The cookie carries the
 // user's session version: a logout or a disable bumps it in the database and
-// every outstanding cookie stops working at once.
-func (s *Server) sessionUser(c echo.Context) (*store.User, *sessions.Session) {
+// every outstanding cookie stops working at once. With touch, the request
+// counts as activity for the idle limit.
+func (s *Server) sessionUser(c echo.Context, touch bool) (*store.User, *sessions.Session) {
 	sess, err := s.sessions.Get(c.Request(), s.cookie)
 	if err != nil || sess.IsNew {
 		return nil, sess
@@ -43,7 +44,7 @@ func (s *Server) sessionUser(c echo.Context) (*store.User, *sessions.Session) {
 	if err != nil || u.Disabled || u.SessionVersion != ver {
 		return nil, sess
 	}
-	if now.Sub(time.Unix(seen, 0)) > seenEvery {
+	if touch && now.Sub(time.Unix(seen, 0)) > seenEvery {
 		sess.Values["seen"] = now.Unix()
 		_ = sess.Save(c.Request(), c.Response())
 	}
@@ -53,7 +54,7 @@ func (s *Server) sessionUser(c echo.Context) (*store.User, *sessions.Session) {
 // requireUser lets signed-in users through and sends others to sign in.
 func (s *Server) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		u, _ := s.sessionUser(c)
+		u, _ := s.sessionUser(c, true)
 		if u == nil {
 			if c.Request().Header.Get("HX-Request") == "true" || c.Request().URL.Path == "/events" {
 				c.Response().Header().Set("HX-Redirect", "/login")
@@ -73,7 +74,7 @@ func currentUser(c echo.Context) *store.User {
 
 // handleLoginPage handles the "GET /login" route.
 func (s *Server) handleLoginPage(c echo.Context) error {
-	if u, _ := s.sessionUser(c); u != nil {
+	if u, _ := s.sessionUser(c, true); u != nil {
 		return c.Redirect(http.StatusSeeOther, "/")
 	}
 	return render(c, http.StatusOK, templates.Login(s.page(c, "Sign in", ""), ""))

@@ -11,10 +11,11 @@ import (
 )
 
 // Live updates are coalesced: a burst of decisions refreshes an inbox once.
-const (
-	inboxDebounce = 300 * time.Millisecond
-	keepAlive     = 25 * time.Second
-)
+const inboxDebounce = 300 * time.Millisecond
+
+// keepAlive is how often a stream pings, and re-checks its session; tests
+// shorten it.
+var keepAlive = 25 * time.Second
 
 // handleEvents handles the "GET /events" route: a server-sent event stream
 // fed by the process's one LISTEN connection. It sends "inbox" when requests
@@ -48,6 +49,11 @@ func (s *Server) handleEvents(c echo.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-ping.C:
+			// A stream outlives the request that checked the session: end it
+			// once the session ends (logout, disable, idle or age limit).
+			if u, _ := s.sessionUser(c, false); u == nil {
+				return nil
+			}
 			if _, err := fmt.Fprint(w, ": ping\n\n"); err != nil {
 				return nil
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/countersign/countersign/internal/demo"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testapp"
+	"github.com/countersign/countersign/web"
 )
 
 func TestPages(t *testing.T) {
@@ -336,4 +337,26 @@ func TestSessionExpiry(t *testing.T) {
 	}
 	offset.Add(int64(20 * time.Minute))
 	require.Equal(t, http.StatusSeeOther, status(busy), "12 hours after sign-in the session ends whatever the activity")
+}
+
+func TestEventStreamEndsWithTheSession(t *testing.T) {
+	// Not parallel: it shortens a package-wide interval.
+	defer web.SetKeepAlive(100 * time.Millisecond)()
+	c := startConsole(t, nil)
+	hc := c.client(t, "reviewer@example.com")
+	resp, err := hc.Get(c.Addr + "/events")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+	ended := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, resp.Body); close(ended) }()
+
+	other := c.client(t, "reviewer@example.com")
+	r, _ := c.post(t, other, "/", "/logout", url.Values{})
+	require.Equal(t, http.StatusSeeOther, r.StatusCode)
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stream outlived the session")
+	}
 }
