@@ -94,7 +94,7 @@ func TestBrowserKeyboard(t *testing.T) {
 	t.Parallel()
 	c := startConsole(t, nil)
 	ctx := browser(t)
-	first, _ := c.startRun(t, "support_triage", "T-k1", demo.Ticket{ID: "T-k1", Customer: "a@example.com", Subject: "How do I login?", Body: "password"}, "api@example.com")
+	c.startRun(t, "support_triage", "T-k1", demo.Ticket{ID: "T-k1", Customer: "a@example.com", Subject: "How do I login?", Body: "password"}, "api@example.com")
 	c.startRun(t, "support_triage", "T-k2", demo.Ticket{ID: "T-k2", Customer: "b@example.com", Subject: "How do I login?", Body: "password"}, "api@example.com")
 	c.signIn(ctx, t, "reviewer@example.com")
 
@@ -116,12 +116,14 @@ func TestBrowserKeyboard(t *testing.T) {
 	require.NoError(t, chromedp.Run(ctx, chromedp.KeyEvent("\r"), chromedp.WaitVisible(`[data-testid=review]`, chromedp.ByQuery)))
 	require.NoError(t, chromedp.Run(ctx, chromedp.KeyEvent("a"), chromedp.WaitVisible(`[data-testid=flash]`, chromedp.ByQuery)))
 	require.Contains(t, text(ctx, t, `[data-testid=flash]`), "Approved")
-	reqs, err := store.RequestListByRun(t.Context(), c.Pool, first.ID)
+	approved, err := store.RequestGet(t.Context(), c.Pool, selected)
 	require.NoError(t, err)
-	decided := reqs[0].Status == store.RequestApproved
-	if !decided { // the first row is whichever is older; check the other run
-		require.Equal(t, rows[0], selected)
-	}
+	require.Equal(t, store.RequestApproved, approved.Status, "a approved the request Enter opened")
+	require.Equal(t, "reviewer@example.com", *approved.DecidedBy)
+	other := rows[1]
+	pending, err := store.RequestGet(t.Context(), c.Pool, other)
+	require.NoError(t, err)
+	require.Equal(t, store.RequestPending, pending.Status, "and nothing else")
 }
 
 // hostile is a workflow whose model output tries every trick.

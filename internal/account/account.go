@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -46,8 +47,12 @@ const (
 )
 
 // dummyHash is compared against when the account does not exist, so that a
-// missing account takes as long as a wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("countersign-timing-equalizer"), bcrypt.DefaultCost)
+// missing account takes as long as a wrong password. It is made on first use:
+// a bcrypt hash costs tens of milliseconds that no other command should pay.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("countersign-timing-equalizer"), bcrypt.DefaultCost)
+	return h
+})
 
 // Create adds a user, recording who did it.
 func Create(ctx context.Context, pool *pgxpool.Pool, email, name, role, password, by string) (*store.User, error) {
@@ -98,9 +103,11 @@ func SignIn(ctx context.Context, pool *pgxpool.Pool, email, password, ip string)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
-	hash := dummyHash
+	var hash []byte
 	if u != nil {
 		hash = []byte(u.PasswordHash)
+	} else {
+		hash = dummyHash()
 	}
 	ok := bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil
 	if u == nil || !ok || u.Disabled {
