@@ -46,7 +46,7 @@ func (w *BatchCloseWorker) Work(ctx context.Context, job *river.Job[BatchCloseAr
 	if wait := b.ClosesAt.Sub(w.now()); wait > 0 {
 		return river.JobSnooze(wait)
 	}
-	return store.WithTx(ctx, w.Pool, func(tx pgx.Tx) error {
+	return store.WithTx(ctx, w.Pool, func(ctx context.Context, tx pgx.Tx) error {
 		closed, err := store.BatchClose(ctx, tx, b.ID)
 		if err != nil || !closed {
 			return err

@@ -74,7 +74,7 @@ func Create(ctx context.Context, pool *pgxpool.Pool, email, name, role, password
 	if err != nil {
 		return nil, fmt.Errorf("hash password: %w", err)
 	}
-	return store.WithTxV(ctx, pool, func(tx pgx.Tx) (*store.User, error) {
+	return store.WithTxV(ctx, pool, func(ctx context.Context, tx pgx.Tx) (*store.User, error) {
 		u, err := store.UserInsert(ctx, tx, email, name, role, string(hash))
 		if errors.Is(err, store.ErrConflict) {
 			return nil, ErrExists
@@ -134,7 +134,7 @@ func SignIn(ctx context.Context, pool *pgxpool.Pool, email, password, ip string)
 
 // SignOut ends every session of the user.
 func SignOut(ctx context.Context, pool *pgxpool.Pool, u *store.User, ip string) error {
-	return store.WithTx(ctx, pool, func(tx pgx.Tx) error {
+	return store.WithTx(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
 		if err := store.UserEndSessions(ctx, tx, u.ID); err != nil {
 			return err
 		}
@@ -145,7 +145,7 @@ func SignOut(ctx context.Context, pool *pgxpool.Pool, u *store.User, ip string) 
 
 // SetDisabled disables (ending every session) or re-enables a user.
 func SetDisabled(ctx context.Context, pool *pgxpool.Pool, email string, disabled bool, by string) error {
-	return store.WithTx(ctx, pool, func(tx pgx.Tx) error {
+	return store.WithTx(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
 		u, err := store.UserGetByEmail(ctx, tx, email)
 		if err != nil {
 			return err
@@ -173,7 +173,7 @@ func CreateToken(ctx context.Context, pool *pgxpool.Pool, email, name, by string
 		return "", err
 	}
 	secret := TokenPrefix + hex.EncodeToString(raw)
-	err := store.WithTx(ctx, pool, func(tx pgx.Tx) error {
+	err := store.WithTx(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
 		u, err := store.UserGetByEmail(ctx, tx, email)
 		if err != nil {
 			return err
@@ -220,7 +220,7 @@ func SetRole(ctx context.Context, pool *pgxpool.Pool, email, role, by string) er
 	if !slices.Contains(policy.Roles, role) {
 		return fmt.Errorf("%w: role must be one of %s", ErrInvalid, strings.Join(policy.Roles, ", "))
 	}
-	return store.WithTx(ctx, pool, func(tx pgx.Tx) error {
+	return store.WithTx(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
 		u, err := store.UserGetByEmail(ctx, tx, email)
 		if err != nil {
 			return err

@@ -55,7 +55,7 @@ const ChainBatch = 5000
 func Chain(ctx context.Context, pool *pgxpool.Pool) (int, error) {
 	total := 0
 	for {
-		n, err := store.WithTxV(ctx, pool, func(tx pgx.Tx) (int, error) {
+		n, err := store.WithTxV(ctx, pool, func(ctx context.Context, tx pgx.Tx) (int, error) {
 			if err := store.AuditChainLock(ctx, tx); err != nil {
 				return 0, err
 			}

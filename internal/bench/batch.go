@@ -47,7 +47,7 @@ rules:
 // one POST of the batch form, and times the response and the resumption.
 func Batch(ctx context.Context, pool *pgxpool.Pool, dbURL string, o BatchOptions, progress io.Writer) (*BatchReport, error) {
 	rep := &BatchReport{Options: o}
-	if _, err := store.WithTxV(ctx, pool, func(tx pgx.Tx) (*store.PolicyVersion, error) {
+	if _, err := store.WithTxV(ctx, pool, func(ctx context.Context, tx pgx.Tx) (*store.PolicyVersion, error) {
 		return store.PolicyActivate(ctx, tx, fmt.Sprintf(batchBenchPolicy, o.Size), "bench", "bench")
 	}); err != nil {
 		return nil, err

@@ -322,7 +322,7 @@ func resumeLatency(ctx context.Context, pool *pgxpool.Pool, dbURL string, o Opti
 }
 
 func applyPolicy(ctx context.Context, pool *pgxpool.Pool) (*store.PolicyVersion, error) {
-	return store.WithTxV(ctx, pool, func(tx pgx.Tx) (*store.PolicyVersion, error) {
+	return store.WithTxV(ctx, pool, func(ctx context.Context, tx pgx.Tx) (*store.PolicyVersion, error) {
 		return store.PolicyActivate(ctx, tx, benchPolicy, "bench", "bench")
 	})
 }

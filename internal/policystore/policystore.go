@@ -30,7 +30,7 @@ func Apply(ctx context.Context, pool *pgxpool.Pool, src []byte, actor string) (*
 	}
 	sum := sha256.Sum256(src)
 	sha := hex.EncodeToString(sum[:])
-	return store.WithTxV(ctx, pool, func(tx pgx.Tx) (*store.PolicyVersion, error) {
+	return store.WithTxV(ctx, pool, func(ctx context.Context, tx pgx.Tx) (*store.PolicyVersion, error) {
 		prev, err := store.PolicyGetActive(ctx, tx)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return nil, err

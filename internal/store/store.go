@@ -32,20 +32,20 @@ var ErrNotFound = errors.New("not found")
 var ErrConflict = errors.New("conflict")
 
 // WithTx runs fn in a transaction and commits it when fn returns nil.
-func WithTx(ctx context.Context, db Beginner, fn func(tx pgx.Tx) error) error {
-	_, err := WithTxV(ctx, db, func(tx pgx.Tx) (struct{}, error) { return struct{}{}, fn(tx) })
+func WithTx(ctx context.Context, db Beginner, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	_, err := WithTxV(ctx, db, func(ctx context.Context, tx pgx.Tx) (struct{}, error) { return struct{}{}, fn(ctx, tx) })
 	return err
 }
 
 // WithTxV is WithTx for a function that returns a value.
-func WithTxV[T any](ctx context.Context, db Beginner, fn func(tx pgx.Tx) (T, error)) (T, error) {
+func WithTxV[T any](ctx context.Context, db Beginner, fn func(ctx context.Context, tx pgx.Tx) (T, error)) (T, error) {
 	var zero T
 	tx, err := db.Begin(ctx)
 	if err != nil {
 		return zero, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
-	v, err := fn(tx)
+	v, err := fn(ctx, tx)
 	if err != nil {
 		return zero, err
 	}

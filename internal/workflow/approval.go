@@ -139,7 +139,7 @@ func RequestApproval(ctx context.Context, action Action) (Decision, error) {
 	actor := "policy:" + pd.Rule
 	req.Status, req.DecidedBy = store.RequestApproved, &actor
 	var dec Decision
-	err = store.WithTx(ctx, x.engine.pool, func(tx pgx.Tx) error {
+	err = store.WithTx(ctx, x.engine.pool, func(ctx context.Context, tx pgx.Tx) error {
 		saved, err := store.RequestInsert(ctx, tx, req)
 		if err != nil {
 			return err
@@ -170,7 +170,7 @@ func RequestApproval(ctx context.Context, action Action) (Decision, error) {
 // suspend records the request (when req is not nil), parks the run as
 // waiting_human and completes the River job, all in one transaction.
 func (x *execution) suspend(ctx context.Context, s *slot, req *store.Request, pd policy.Decision) error {
-	err := store.WithTx(ctx, x.engine.pool, func(tx pgx.Tx) error {
+	err := store.WithTx(ctx, x.engine.pool, func(ctx context.Context, tx pgx.Tx) error {
 		var stepOut []byte
 		if req != nil {
 			saved, err := store.RequestInsert(ctx, tx, req)

@@ -67,7 +67,7 @@ func (e *Engine) DecideBatch(ctx context.Context, p BatchDecideParams) (*BatchRe
 	if err := checkBatch(&p); err != nil {
 		return nil, err
 	}
-	return store.WithTxV(ctx, e.pool, func(tx pgx.Tx) (*BatchResult, error) {
+	return store.WithTxV(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) (*BatchResult, error) {
 		b, err := store.BatchLock(ctx, tx, p.BatchID)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, fmt.Errorf("batch %s: %w", p.BatchID, ErrNotFound)
@@ -262,7 +262,7 @@ func (e *Engine) Expire(ctx context.Context, requestID string) (retryAt *time.Ti
 		}
 		return nil, err
 	case "escalate":
-		return nil, store.WithTx(ctx, e.pool, func(tx pgx.Tx) error {
+		return nil, store.WithTx(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) error {
 			note := "Escalated: " + reason
 			if len(req.EscalateTo) > 0 {
 				note += "; " + strings.Join(req.EscalateTo, ", ") + " may now decide it"

@@ -73,7 +73,7 @@ type Change struct {
 // *AlreadyDecidedError (matching ErrAlreadyDecided) to every loser,
 // ErrPayloadChanged, ErrForbidden, ErrInvalidInput or ErrNotFound.
 func (e *Engine) Decide(ctx context.Context, p DecideParams) (*DecideResult, error) {
-	return store.WithTxV(ctx, e.pool, func(tx pgx.Tx) (*DecideResult, error) {
+	return store.WithTxV(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) (*DecideResult, error) {
 		return e.DecideTx(ctx, tx, p, TxOptions{Enqueue: true, Notify: true})
 	})
 }

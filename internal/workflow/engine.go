@@ -145,7 +145,7 @@ func (e *Engine) Start(ctx context.Context, p StartParams) (run *store.Run, crea
 		run     *store.Run
 		created bool
 	}
-	res, err := store.WithTxV(ctx, e.pool, func(tx pgx.Tx) (result, error) {
+	res, err := store.WithTxV(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) (result, error) {
 		run, created, err := store.RunInsert(ctx, tx, store.RunInsertParams{
 			Workflow: p.Workflow, BusinessKey: p.BusinessKey, Input: p.Input, StartedBy: p.StartedBy,
 		})
@@ -226,7 +226,7 @@ func (e *Engine) complete(ctx context.Context, run *store.Run, out any, complete
 	if err != nil {
 		return e.finish(ctx, run, complete, &Failure{Code: "bad_output", Message: err.Error()}, Job{})
 	}
-	err = store.WithTx(ctx, e.pool, func(tx pgx.Tx) error {
+	err = store.WithTx(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) error {
 		if err := store.RunComplete(ctx, tx, run.ID, raw, sourcesOf(store.RunCompleted)); errors.Is(err, store.ErrNotFound) {
 			return complete(ctx, tx) // cancelled meanwhile: keep it cancelled
 		} else if err != nil {
@@ -266,7 +266,7 @@ func (e *Engine) finish(ctx context.Context, run *store.Run, complete CompleteFu
 	if final {
 		status, kind = store.RunFailed, "run.failed"
 	}
-	err := store.WithTx(context.WithoutCancel(ctx), e.pool, func(tx pgx.Tx) error {
+	err := store.WithTx(context.WithoutCancel(ctx), e.pool, func(ctx context.Context, tx pgx.Tx) error {
 		if err := store.RunFail(ctx, tx, run.ID, status, f.Code, f.Message, sourcesOf(status)); errors.Is(err, store.ErrNotFound) {
 			return nil // cancelled meanwhile
 		} else if err != nil {
@@ -298,7 +298,7 @@ func (e *Engine) finish(ctx context.Context, run *store.Run, complete CompleteFu
 // flight finishes, but its result is discarded and no later step runs.
 // Returns ErrNotFound or ErrFinal.
 func (e *Engine) Cancel(ctx context.Context, runID, actor string) error {
-	return store.WithTx(ctx, e.pool, func(tx pgx.Tx) error {
+	return store.WithTx(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) error {
 		run, err := store.RunGetForUpdate(ctx, tx, runID)
 		if errors.Is(err, store.ErrNotFound) {
 			return ErrNotFound

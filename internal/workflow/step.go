@@ -191,7 +191,7 @@ func Effect[T any](ctx context.Context, name string, fn func(ctx context.Context
 	}
 	sctx, cancel := context.WithTimeout(ctx, x.def.Options.StepTimeout)
 	defer cancel()
-	out, err = store.WithTxV(sctx, x.engine.pool, func(tx pgx.Tx) (T, error) {
+	out, err = store.WithTxV(sctx, x.engine.pool, func(ctx context.Context, tx pgx.Tx) (T, error) {
 		fresh, err := store.EffectClaim(sctx, tx, s.key, x.run.ID, name)
 		if err != nil {
 			return zero, err
