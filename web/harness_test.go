@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -180,12 +181,25 @@ func screenshot(ctx context.Context, t *testing.T, name string) {
 	}
 }
 
-// text returns an element's text.
+// text returns an element's text, waiting up to 20 s for the element. It
+// reads in one script evaluation: a live refresh may swap the node between a
+// query and a separate read, which chromedp reports as "No node with given id".
 func text(ctx context.Context, t *testing.T, sel string) string {
 	t.Helper()
-	var s string
-	require.NoError(t, chromedp.Run(ctx, chromedp.Text(sel, &s, chromedp.ByQuery)))
-	return s
+	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return e ? e.innerText : null })()`, sel)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var s *string
+		err := chromedp.Run(ctx, chromedp.Evaluate(js, &s))
+		if err == nil && s != nil {
+			return *s
+		}
+		if time.Now().After(deadline) {
+			require.NoError(t, err)
+			t.Fatalf("no element matches %s", sel)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // waitText waits until an element's text contains want.
