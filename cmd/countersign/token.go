@@ -12,9 +12,9 @@ import (
 	"github.com/countersign/countersign/internal/store"
 )
 
-// defaultTokenLife is how long a token lives unless --expires says otherwise:
-// a forgotten agent's token should not work for ever.
-const defaultTokenLife = 90 * 24 * time.Hour
+// defaultTokenLife is how long a token lives unless --expires says otherwise
+// (90 days): a forgotten agent's token should not work for ever.
+const defaultTokenLife = "2160h"
 
 func cmdToken(e *env, args []string) error {
 	if len(args) == 0 {
@@ -43,7 +43,7 @@ func cmdTokenCreate(e *env, args []string) error {
 	name := fs.String("name", "api", "a name to recognise the token by")
 	var scopes stringsFlag
 	fs.Var(&scopes, "scope", "a scope the token gets; repeat or separate with commas (at least one)")
-	expires := fs.String("expires", defaultTokenLife.String(), "how long the token works, as a duration (720h), or never")
+	expires := fs.String("expires", defaultTokenLife, "how long the token works, as a duration (720h), or never")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -95,7 +95,7 @@ func scopeHelp() string {
 	for _, s := range account.Scopes {
 		fmt.Fprintf(&b, "  %-14s %s\n", s.Name, s.Description)
 	}
-	return b.String()
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 func cmdTokenList(e *env, args []string) error {
