@@ -65,6 +65,8 @@ func TestAPITokenScopes(t *testing.T) {
 	const none = "00000000-0000-0000-0000-000000000000"
 	const anyRefusal = -1 // a 4xx of the handler's own, not 401 or 403
 
+	// POST /runs answers 201 only for a new run, so its row also shows that
+	// the refused call before it started nothing.
 	routes := []struct {
 		method, path, scope string
 		body                any
