@@ -21,9 +21,18 @@ type apiClient struct {
 	token string
 }
 
+// api returns a client with a token of every scope, so that what it may do
+// is its user's role.
 func (c *console) api(t *testing.T, email string) *apiClient {
 	t.Helper()
-	secret, err := account.CreateToken(context.Background(), c.Pool, email, "test", "setup")
+	return c.apiScoped(t, email, account.ScopeNames()...)
+}
+
+// apiScoped returns a client with a token of the given scopes.
+func (c *console) apiScoped(t *testing.T, email string, scopes ...string) *apiClient {
+	t.Helper()
+	_, secret, err := account.CreateToken(context.Background(), c.Pool, account.TokenParams{
+		Email: email, Name: "test", Scopes: scopes, By: "setup"})
 	require.NoError(t, err)
 	return &apiClient{t: t, base: c.Addr + "/api/v1", token: secret}
 }

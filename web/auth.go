@@ -2,6 +2,7 @@ package web
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -127,7 +128,10 @@ func (s *Server) handleLogout(c echo.Context) error {
 	return c.Redirect(http.StatusSeeOther, "/login")
 }
 
-// requireToken authenticates API calls with a bearer token.
+// requireToken authenticates API calls with a bearer token. It does not let
+// the caller act yet: requireScope, on each API route, checks the token's
+// scope and only then sets the user, so that a route registered without a
+// scope fails closed.
 func (s *Server) requireToken(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		h := c.Request().Header.Get("Authorization")
@@ -135,13 +139,35 @@ func (s *Server) requireToken(next echo.HandlerFunc) echo.HandlerFunc {
 		if !ok || secret == "" {
 			return echo.NewHTTPError(http.StatusUnauthorized, "an Authorization: Bearer token is required (countersign token create)")
 		}
-		u, err := account.TokenUser(c.Request().Context(), s.Pool, strings.TrimSpace(secret))
-		if errors.Is(err, store.ErrNotFound) {
-			return echo.NewHTTPError(http.StatusUnauthorized, "the token is unknown, revoked, or its user is disabled")
+		u, tok, err := account.TokenUser(c.Request().Context(), s.Pool, strings.TrimSpace(secret), s.Now())
+		if errors.Is(err, account.ErrTokenRefused) {
+			return echo.NewHTTPError(http.StatusUnauthorized, err.Error())
 		} else if err != nil {
 			return err
 		}
-		c.Set("user", u)
+		c.Set("token", tok)
+		c.Set("tokenUser", u)
 		return next(c)
+	}
+}
+
+// requireScope lets an API call through when its token carries scope; others
+// get 403 naming the missing scope. The user's role is still checked by the
+// handler, as for a person.
+func requireScope(scope string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			tok, _ := c.Get("token").(*store.Token)
+			u, _ := c.Get("tokenUser").(*store.User)
+			if tok == nil || u == nil {
+				return echo.NewHTTPError(http.StatusUnauthorized, "an Authorization: Bearer token is required (countersign token create)")
+			}
+			if !tok.Allows(scope) {
+				return echo.NewHTTPError(http.StatusForbidden,
+					fmt.Sprintf("token %s lacks the %s scope this call needs", tok.PublicID, scope))
+			}
+			c.Set("user", u)
+			return next(c)
+		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/policystore"
 	"github.com/countersign/countersign/internal/store"
@@ -96,18 +97,20 @@ func (s *Server) routes() {
 	e.GET("/readyz", s.handleReady)
 	e.StaticFS("/static", static.FS)
 
+	// Every API route names the scope it needs; without requireScope a route
+	// has no user and fails closed.
 	api := e.Group("/api/v1", s.requireToken)
-	api.POST("/runs", s.handleAPIRunStart)
-	api.GET("/runs", s.handleAPIRunList)
-	api.GET("/runs/:id", s.handleAPIRunGet)
-	api.GET("/requests", s.handleAPIRequestList)
-	api.GET("/requests/:id", s.handleAPIRequestGet)
-	api.POST("/requests/:id/decision", s.handleAPIDecide)
-	api.GET("/batches", s.handleAPIBatchList)
-	api.GET("/batches/:id", s.handleAPIBatchGet)
-	api.POST("/batches/:id/decision", s.handleAPIBatchDecide)
-	api.GET("/audit", s.handleAPIAudit)
-	api.GET("/audit/export", s.handleHistoryExport)
+	api.POST("/runs", s.handleAPIRunStart, requireScope(account.ScopeRunsWrite))
+	api.GET("/runs", s.handleAPIRunList, requireScope(account.ScopeRunsRead))
+	api.GET("/runs/:id", s.handleAPIRunGet, requireScope(account.ScopeRunsRead))
+	api.GET("/requests", s.handleAPIRequestList, requireScope(account.ScopeRequestsRead))
+	api.GET("/requests/:id", s.handleAPIRequestGet, requireScope(account.ScopeRequestsRead))
+	api.POST("/requests/:id/decision", s.handleAPIDecide, requireScope(account.ScopeDecide))
+	api.GET("/batches", s.handleAPIBatchList, requireScope(account.ScopeRequestsRead))
+	api.GET("/batches/:id", s.handleAPIBatchGet, requireScope(account.ScopeRequestsRead))
+	api.POST("/batches/:id/decision", s.handleAPIBatchDecide, requireScope(account.ScopeDecide))
+	api.GET("/audit", s.handleAPIAudit, requireScope(account.ScopeAuditRead))
+	api.GET("/audit/export", s.handleHistoryExport, requireScope(account.ScopeAuditRead))
 
 	ui := e.Group("", middleware.CSRFWithConfig(middleware.CSRFConfig{
 		TokenLookup:    "header:X-CSRF-Token,form:_csrf",
@@ -145,6 +148,11 @@ func (s *Server) routes() {
 	app.POST("/policy/simulate", s.handlePolicySimulate)
 	app.POST("/policy/apply", s.handlePolicyApply)
 	app.GET("/events", s.handleEvents)
+
+	admin := app.Group("/admin", requireAdmin)
+	admin.GET("/tokens", s.handleTokens)
+	admin.POST("/tokens", s.handleTokenCreate)
+	admin.POST("/tokens/:id/revoke", s.handleTokenRevoke)
 }
 
 // render writes a templ component with a status.

@@ -58,7 +58,7 @@ func init() {
 		"audit":   {"verify the audit chain and print its head", cmdAudit},
 		"bench":   {"measure throughput and latency against baselines in one run", cmdBench},
 		"user":    {"add, list, disable and enable console users", cmdUser},
-		"token":   {"create API tokens", cmdToken},
+		"token":   {"create, list and revoke API tokens", cmdToken},
 	}
 }
 

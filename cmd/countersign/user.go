@@ -115,35 +115,6 @@ func cmdUserDisable(e *env, verb string, args []string) error {
 	return nil
 }
 
-func cmdToken(e *env, args []string) error {
-	if len(args) == 0 || args[0] != "create" {
-		return usagef("expected: token create --email E [--name N]")
-	}
-	fs, dbURL := e.flags("token create", "token create --email E [--name N]")
-	email := fs.String("email", "", "the user the token acts as (required)")
-	name := fs.String("name", "api", "a name to recognise the token by")
-	if err := parse(fs, args[1:]); err != nil {
-		return err
-	}
-	if *email == "" {
-		return usagef("--email is required")
-	}
-	pool, err := e.open(*dbURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	secret, err := account.CreateToken(e.ctx, pool, *email, *name, "cli")
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("no user %s", *email)
-	} else if err != nil {
-		return err
-	}
-	fmt.Fprintln(e.stderr, "the token is shown once; it is stored only as a hash:")
-	fmt.Fprintln(e.stdout, secret)
-	return nil
-}
-
 func cmdUserRole(e *env, args []string) error {
 	fs, dbURL := e.flags("user role", "user role EMAIL ROLE")
 	if err := parse(fs, args); err != nil {

@@ -5,9 +5,6 @@ package account
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/mail"
@@ -160,53 +157,6 @@ func SetDisabled(ctx context.Context, pool *pgxpool.Pool, email string, disabled
 		_, err = store.AuditAppend(ctx, tx, by, kind, "user", strconv.FormatInt(u.ID, 10), nil, map[string]any{"email": u.Email})
 		return err
 	})
-}
-
-// TokenPrefix starts every API token, so that leaked ones are easy to find.
-const TokenPrefix = "cs_"
-
-// CreateToken makes an API token for a user and returns the secret, which is
-// stored only as a hash and cannot be shown again.
-func CreateToken(ctx context.Context, pool *pgxpool.Pool, email, name, by string) (string, error) {
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return "", err
-	}
-	secret := TokenPrefix + hex.EncodeToString(raw)
-	err := store.WithTx(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
-		u, err := store.UserGetByEmail(ctx, tx, email)
-		if err != nil {
-			return err
-		}
-		if u.Disabled {
-			return fmt.Errorf("%w: %s is disabled", ErrInvalid, email)
-		}
-		id, err := store.TokenInsert(ctx, tx, u.ID, name, HashToken(secret))
-		if err != nil {
-			return err
-		}
-		_, err = store.AuditAppend(ctx, tx, by, "token.created", "user", strconv.FormatInt(u.ID, 10), nil,
-			map[string]any{"email": u.Email, "token_id": id, "name": name})
-		return err
-	})
-	if err != nil {
-		return "", err
-	}
-	return secret, nil
-}
-
-// HashToken is how a token is stored and looked up.
-func HashToken(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(sum[:])
-}
-
-// TokenUser returns the enabled user a token belongs to. Returns store.ErrNotFound.
-func TokenUser(ctx context.Context, pool *pgxpool.Pool, secret string) (*store.User, error) {
-	if !strings.HasPrefix(secret, TokenPrefix) {
-		return nil, store.ErrNotFound
-	}
-	return store.TokenUser(ctx, pool, HashToken(secret))
 }
 
 func audit(ctx context.Context, pool *pgxpool.Pool, actor, kind, subjectType, subjectID string, details any) error {

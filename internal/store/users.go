@@ -112,33 +112,6 @@ func UserEndSessions(ctx context.Context, db DBTX, id int64) error {
 	return nil
 }
 
-// TokenInsert stores an API token's hash.
-func TokenInsert(ctx context.Context, db DBTX, userID int64, name, hash string) (int64, error) {
-	var id int64
-	err := db.QueryRow(ctx, `INSERT INTO api_tokens (user_id, name, token_hash) VALUES ($1, $2, $3) RETURNING id`,
-		userID, name, hash).Scan(&id)
-	if err != nil {
-		return 0, fmt.Errorf("insert token: %w", err)
-	}
-	return id, nil
-}
-
-// TokenUser returns the enabled user owning an unrevoked token hash and marks
-// the token used. Returns ErrNotFound.
-func TokenUser(ctx context.Context, db DBTX, hash string) (*User, error) {
-	u, err := scanUser(db.QueryRow(ctx, `
-		WITH t AS (
-			UPDATE api_tokens SET last_used_at = now()
-			WHERE token_hash = $1 AND revoked_at IS NULL
-			RETURNING user_id
-		)
-		SELECT `+prefixed("u.", userColumns)+` FROM users u JOIN t ON t.user_id = u.id WHERE NOT u.disabled`, hash))
-	if err != nil {
-		return nil, fmt.Errorf("token user: %w", err)
-	}
-	return u, nil
-}
-
 // LoginFailureInsert records a failed sign-in.
 func LoginFailureInsert(ctx context.Context, db DBTX, email, ip string) error {
 	_, err := db.Exec(ctx, `INSERT INTO login_failures (email, ip) VALUES ($1, $2)`, email, ip)
