@@ -180,3 +180,16 @@ func escapeJSON(s string) string {
 	}
 	return b.String()
 }
+
+// plain is Visible as one string, for places that hold no markup (a page
+// title): each hidden character is written as its token, and a long text is
+// cut to its first characters.
+func plain(s string) string {
+	short, rest := clip(s)
+	var b strings.Builder
+	for _, p := range Visible(short, false) {
+		b.WriteString(p.Text)
+	}
+	b.WriteString(rest)
+	return b.String()
+}
