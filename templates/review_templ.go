@@ -406,7 +406,7 @@ func Review(p Page, v ReviewView) templ.Component {
 						}
 						return nil
 					})
-					templ_7745c5c3_Err = Collapse(len(joinLines(c.Lines))).Render(templ.WithChildren(ctx, templ_7745c5c3_Var16), templ_7745c5c3_Buffer)
+					templ_7745c5c3_Err = Collapse(diffSize(c.Lines)).Render(templ.WithChildren(ctx, templ_7745c5c3_Var16), templ_7745c5c3_Buffer)
 					if templ_7745c5c3_Err != nil {
 						return templ_7745c5c3_Err
 					}

@@ -150,14 +150,13 @@ func clip(s string) (string, string) {
 	return preview(s), "… (" + characters(s) + ")"
 }
 
-// joinLines puts a diff back together, to measure it.
-func joinLines(lines []DiffLine) string {
-	var b strings.Builder
+// diffSize counts the characters of a diff, to decide whether to collapse it.
+func diffSize(lines []DiffLine) int {
+	n := 0
 	for _, l := range lines {
-		b.WriteString(l.Text)
-		b.WriteByte('\n')
+		n += utf8.RuneCountInString(l.Text) + 1
 	}
-	return b.String()
+	return n
 }
 
 // escapeJSON writes every character Visible would mark as a JSON \u escape.
