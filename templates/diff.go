@@ -1,17 +1,25 @@
 package templates
 
 import (
+	"encoding/json"
 	"sort"
 	"strings"
 )
 
 // Change is one parameter of an action: what it is now and what is proposed.
+// Field is the parameter's JSON Pointer (RFC 6901: "/payee/iban" is a nested
+// key, "/payee.iban" a key with a dot), so that two different parameters never
+// show the same name. FromKind and ToKind are the JSON types ("string",
+// "number", "boolean", "null", "object", "array"; "" when absent), shown next
+// to values that are not strings so that 5 and "5" do not look alike.
 type Change struct {
-	Field   string
-	From    string
-	To      string
-	Changed bool
-	Lines   []DiffLine // a line diff, for multi-line text
+	Field    string
+	From     string
+	To       string
+	FromKind string
+	ToKind   string
+	Changed  bool
+	Lines    []DiffLine // a line diff, for multi-line text
 }
 
 // DiffLine is one line of a line diff: Op is " ", "-" or "+".
@@ -20,10 +28,18 @@ type DiffLine struct {
 	Text string
 }
 
+// leaf is one parameter value, as shown.
+type leaf struct {
+	text, kind string
+}
+
 // Changes compares the present state with the proposed parameters, field by
-// field (nested objects are flattened to dotted names).
+// field: nested objects are walked down to their leaves, each named by its
+// JSON Pointer; arrays and empty objects are shown whole, as JSON.
 func Changes(current, proposed map[string]any) []Change {
-	cur, prop := flatten("", current), flatten("", proposed)
+	cur, prop := map[string]leaf{}, map[string]leaf{}
+	flatten("", current, cur)
+	flatten("", proposed, prop)
 	seen := map[string]bool{}
 	var fields []string
 	for k := range prop {
@@ -39,37 +55,66 @@ func Changes(current, proposed map[string]any) []Change {
 	for _, f := range fields {
 		from, hadFrom := cur[f]
 		to, hasTo := prop[f]
-		c := Change{Field: f, From: from, To: to, Changed: from != to || hadFrom != hasTo}
+		c := Change{Field: f, From: from.text, To: to.text, FromKind: from.kind, ToKind: to.kind,
+			Changed: from != to || hadFrom != hasTo}
 		if !hadFrom {
 			c.From = "—"
 		}
 		if !hasTo {
 			c.To = "—"
 		}
-		if c.Changed && (strings.Contains(from, "\n") || strings.Contains(to, "\n") || len(from) > 60 || len(to) > 60) {
-			c.Lines = LineDiff(from, to)
+		if c.Changed && (strings.Contains(from.text, "\n") || strings.Contains(to.text, "\n") || len(from.text) > 60 || len(to.text) > 60) {
+			c.Lines = LineDiff(from.text, to.text)
 		}
 		out = append(out, c)
 	}
 	return out
 }
 
-func flatten(prefix string, m map[string]any) map[string]string {
-	out := map[string]string{}
+// flatten adds the leaves of m to out, named by their JSON Pointers under
+// prefix.
+func flatten(prefix string, m map[string]any, out map[string]leaf) {
 	for k, v := range m {
-		name := k
-		if prefix != "" {
-			name = prefix + "." + k
-		}
-		if sub, ok := v.(map[string]any); ok {
-			for sk, sv := range flatten(name, sub) {
-				out[sk] = sv
-			}
+		name := prefix + "/" + pointerToken(k)
+		if sub, ok := v.(map[string]any); ok && len(sub) > 0 {
+			flatten(name, sub, out)
 			continue
 		}
-		out[name] = value(v)
+		out[name] = leaf{text: paramValue(v), kind: kind(v)}
 	}
-	return out
+}
+
+// pointerToken escapes one key for a JSON Pointer: "~" is "~0", "/" is "~1".
+func pointerToken(k string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(k, "~", "~0"), "/", "~1")
+}
+
+// paramValue renders a parameter value: strings as they are, anything else as
+// JSON (null stays "null", unlike an absent value).
+func paramValue(v any) string {
+	if v == nil {
+		return "null"
+	}
+	return value(v)
+}
+
+// kind names the JSON type of a decoded value.
+func kind(v any) string {
+	switch v.(type) {
+	case string:
+		return "string"
+	case float64, json.Number, int, int64:
+		return "number"
+	case bool:
+		return "boolean"
+	case nil:
+		return "null"
+	case map[string]any:
+		return "object"
+	case []any:
+		return "array"
+	}
+	return "value"
 }
 
 // LineDiff returns a line diff of a and b (longest common subsequence); long
