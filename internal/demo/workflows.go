@@ -2,13 +2,16 @@
 // of demo runs that `countersign demo` keeps flowing. Every workflow goes
 // collect_context → propose_change → run_checks → request_approval →
 // apply_change → summarize_result, and proposes again when a reviewer
-// requests changes.
+// requests changes. An edited action has its checks run again
+// (run_checks_on_edit) before apply_change, and the run fails as
+// edit_failed_checks when one of them fails.
 package demo
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/store"
@@ -94,6 +97,21 @@ func pipeline[C any](ctx context.Context, task string, collect func() C, checks 
 			feedback = d.Reason
 			continue
 		}
+		if d.Verdict == workflow.Edit {
+			// The checks the reviewer saw were about the proposal: run them
+			// again on what the reviewer wrote, and apply nothing they fail.
+			edited := p
+			edited.Params = d.Params
+			again, err := workflow.Step(ctx, "run_checks_on_edit", func(context.Context) ([]workflow.Check, error) {
+				return checks(c, edited), nil
+			})
+			if err != nil {
+				return Result{}, err
+			}
+			if failed := failedChecks(again); len(failed) > 0 {
+				return Result{}, workflow.Fail(CodeEditFailedChecks, "the edited action fails its checks: "+strings.Join(failed, "; "))
+			}
+		}
 		id, err := workflow.Effect(ctx, "apply_change", func(ctx context.Context, ec workflow.EffectContext) (int64, error) {
 			return store.OutboxInsert(ctx, ec.Tx, ec.Key, workflow.RunID(ctx), action.Kind, d.Params)
 		})
@@ -111,6 +129,25 @@ func pipeline[C any](ctx context.Context, task string, collect func() C, checks 
 		return Result{Action: action.Kind, Verdict: d.Verdict, Params: d.Params, OutboxID: id,
 			Summary: sum.Summary, Proposals: round}, nil
 	}
+}
+
+// CodeEditFailedChecks is the failure code of a demo run whose reviewer
+// edited the action into one that fails the workflow's checks.
+const CodeEditFailedChecks = "edit_failed_checks"
+
+// failedChecks describes the checks that did not pass.
+func failedChecks(checks []workflow.Check) []string {
+	var failed []string
+	for _, c := range checks {
+		if !c.Passed {
+			if c.Detail != "" {
+				failed = append(failed, c.Name+" ("+c.Detail+")")
+			} else {
+				failed = append(failed, c.Name)
+			}
+		}
+	}
+	return failed
 }
 
 // Ticket is support_triage's input.
