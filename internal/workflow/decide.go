@@ -359,7 +359,7 @@ func (e *Engine) judgeEdit(ctx context.Context, tx pgx.Tx, req *store.Request, p
 		return nil, fmt.Errorf("encode edited action: %w", err)
 	}
 	if limit := e.outputLimit(req.Workflow); len(raw) > limit {
-		return nil, fmt.Errorf("%w: the edited action is %d bytes; the limit is %d", ErrInvalidInput, len(raw), limit)
+		return nil, fmt.Errorf("%w: the edited action is %d bytes of JSON, over the limit of %d bytes", ErrInvalidInput, len(raw), limit)
 	}
 	run, err := store.RunGet(ctx, tx, req.RunID)
 	if err != nil {

@@ -3,6 +3,7 @@ package workflow_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -191,6 +192,15 @@ func TestEditIsJudgedByThePolicy(t *testing.T) {
 		require.ErrorIs(t, err, workflow.ErrEditNeedsReview)
 		require.ErrorContains(t, err, `rule "refund"`)
 		require.ErrorContains(t, err, "is explicit where the proposal was batched")
+		refused(t, run, req, events)
+	})
+
+	t.Run("OverTheOutputLimitRefused", func(t *testing.T) {
+		run, req := startRefund(t, "huge", 100)
+		events := count(t, `SELECT count(*) FROM audit_events`)
+		_, err := edit(req, reviewer("rev@example.com"), map[string]any{"amount": 100.0, "customer": strings.Repeat("m", 300<<10)})
+		require.ErrorIs(t, err, workflow.ErrInvalidInput)
+		require.ErrorContains(t, err, "over the limit of 262144 bytes")
 		refused(t, run, req, events)
 	})
 
