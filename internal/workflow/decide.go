@@ -374,11 +374,30 @@ func (e *Engine) judgeEdit(ctx context.Context, tx pgx.Tx, req *store.Request, p
 	if err != nil {
 		return nil, fmt.Errorf("evaluate policy: %w", err)
 	}
+	if failSafe(pol, pd) {
+		return nil, fmt.Errorf("%w: rule %q (policy version %d) could not be evaluated on the edited action, so the rules after it were not tried; request changes instead",
+			ErrEditNeedsReview, pd.Rule, pol.Version)
+	}
 	if why := stricter(req, pd, p.Actor); why != "" {
 		return nil, fmt.Errorf("%w: the edited action falls under rule %q (policy version %d), which %s; request changes instead",
 			ErrEditNeedsReview, pd.Rule, pol.Version, why)
 	}
 	return &editJudgement{Rule: pd.Rule, Tier: string(pd.Tier), PolicyVersion: pol.Version, PayloadHash: PayloadHash(raw)}, nil
+}
+
+// failSafe reports whether pd is policy.Evaluate's fail-safe for a rule
+// whose condition could not be evaluated rather than that rule's own answer.
+// The fail-safe stops at that rule, so an edit that breaks one condition (a
+// nested field taken out) would otherwise slip past the stricter rules after
+// it. A fail-safe on a rule that would answer the same is not told apart, and
+// needs not be: it is that rule's own answer.
+func failSafe(pol *policy.Policy, pd policy.Decision) bool {
+	for _, r := range pol.Rules {
+		if r.Name == pd.Rule {
+			return r.Tier != pd.Tier || (r.Tier != policy.Auto && r.Approvals != pd.Approvals) || !slices.Equal(r.Roles, pd.Roles)
+		}
+	}
+	return false
 }
 
 // stricter says why the actor may not decide alone an action that the policy

@@ -19,6 +19,10 @@ import (
 // escape: tier (tiny is batched), approvals (big-refund), roles (large).
 const editPolicy = `version: 1
 rules:
+  - name: audited
+    when: action.kind == "payment.refund" && has(action.params.meta) && action.params.meta.level == "audit"
+    tier: explicit
+    approvals: 2
   - name: tiny
     when: action.kind == "payment.refund" && double(action.params.amount) <= 10.0
     tier: batched
@@ -40,15 +44,19 @@ rules:
 type refundIn struct {
 	Amount   float64
 	Customer string
+	Level    string // when set, params carry meta.level
 }
 
 // refunder proposes a refund and applies what was decided; its output is the
 // decision it got, so a test sees what the workflow received.
 func refunder(r *workflow.Registry, _ *ai.Offline) {
 	workflow.Register(r, "refunder", func(ctx context.Context, in refundIn) (workflow.Decision, error) {
+		params := map[string]any{"amount": in.Amount, "customer": in.Customer}
+		if in.Level != "" {
+			params["meta"] = map[string]any{"level": in.Level}
+		}
 		d, err := workflow.RequestApproval(ctx, workflow.Action{Kind: "payment.refund", Summary: "Refund " + in.Customer,
-			Params: map[string]any{"amount": in.Amount, "customer": in.Customer},
-			Checks: []workflow.Check{{Name: "customer on file", Passed: true}}})
+			Params: params, Checks: []workflow.Check{{Name: "customer on file", Passed: true}}})
 		if err != nil {
 			return d, err
 		}
@@ -192,6 +200,24 @@ func TestEditIsJudgedByThePolicy(t *testing.T) {
 		require.ErrorIs(t, err, workflow.ErrEditNeedsReview)
 		require.ErrorContains(t, err, `rule "refund"`)
 		require.ErrorContains(t, err, "is explicit where the proposal was batched")
+		refused(t, run, req, events)
+	})
+
+	t.Run("BrokenConditionRefused", func(t *testing.T) {
+		raw, _ := json.Marshal(refundIn{Amount: 100, Customer: "ada@example.com", Level: "low"})
+		run, _, err := b.Engine.Start(ctx, workflow.StartParams{Workflow: "refunder", BusinessKey: "broken", Input: raw, StartedBy: "agent"})
+		require.NoError(t, err)
+		run = b.WaitRun(t, run.ID, store.RunWaitingHuman)
+		req := b.PendingRequest(t, run.ID)
+		require.Equal(t, "refund", req.Rule)
+		events := count(t, `SELECT count(*) FROM audit_events`)
+		// Without meta.level the first rule's condition errors: the policy's
+		// fail-safe is explicit with one approval, which must not stand in
+		// for the rules it did not reach.
+		_, err = edit(req, reviewer("rev@example.com"), map[string]any{"amount": 250000.0, "customer": "ada@example.com", "meta": map[string]any{}})
+		require.ErrorIs(t, err, workflow.ErrEditNeedsReview)
+		require.ErrorContains(t, err, `rule "audited"`)
+		require.ErrorContains(t, err, "could not be evaluated")
 		refused(t, run, req, events)
 	})
 
