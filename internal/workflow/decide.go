@@ -346,8 +346,8 @@ type editJudgement struct {
 // same mapping as the proposal, and refuses it with ErrEditNeedsReview when it
 // lands on a rule the editor may not decide alone: otherwise an edit would be
 // a way around the rule that the edited action really falls under (a small
-// refund edited into a big one). The run's counters are those recorded when
-// the run stopped to wait.
+// refund edited into a big one). The run's model calls and tokens are those
+// recorded when the run stopped to wait.
 func (e *Engine) judgeEdit(ctx context.Context, tx pgx.Tx, req *store.Request, proposed Action, p DecideParams) (*editJudgement, error) {
 	edited := proposed
 	edited.Params = p.EditedParams
@@ -369,8 +369,11 @@ func (e *Engine) judgeEdit(ctx context.Context, tx pgx.Tx, req *store.Request, p
 	if err != nil {
 		return nil, fmt.Errorf("load policy: %w", err)
 	}
+	// The proposal saw the approval step's position as steps_used; the run
+	// row's count can trail it (a decision resolves its step without counting
+	// it), so the position is taken from the request.
 	pd, err := policy.Evaluate(pol, policyInput(edited, run,
-		usage{StepsUsed: run.StepsUsed, ModelCalls: run.ModelCalls, TokensUsed: run.TokensUsed}, e.now()))
+		usage{StepsUsed: req.StepSeq, ModelCalls: run.ModelCalls, TokensUsed: run.TokensUsed}, e.now()))
 	if err != nil {
 		return nil, fmt.Errorf("evaluate policy: %w", err)
 	}

@@ -23,6 +23,10 @@ rules:
     when: action.kind == "payment.refund" && has(action.params.meta) && action.params.meta.level == "audit"
     tier: explicit
     approvals: 2
+  - name: bobs-first-step
+    when: action.kind == "payment.refund" && run.input.Customer == "bob@example.com" && run.steps_used == 0 && double(action.params.amount) > 200.0
+    tier: explicit
+    roles: [approver]
   - name: tiny
     when: action.kind == "payment.refund" && double(action.params.amount) <= 10.0
     tier: batched
@@ -201,6 +205,19 @@ func TestEditIsJudgedByThePolicy(t *testing.T) {
 		require.ErrorContains(t, err, `rule "refund"`)
 		require.ErrorContains(t, err, "is explicit where the proposal was batched")
 		refused(t, run, req, events)
+	})
+
+	t.Run("RunFieldsAsTheProposalSawThem", func(t *testing.T) {
+		raw, _ := json.Marshal(refundIn{Amount: 100, Customer: "bob@example.com"})
+		run, _, err := b.Engine.Start(ctx, workflow.StartParams{Workflow: "refunder", BusinessKey: "bob", Input: raw, StartedBy: "agent"})
+		require.NoError(t, err)
+		run = b.WaitRun(t, run.ID, store.RunWaitingHuman)
+		req := b.PendingRequest(t, run.ID)
+		require.Equal(t, "refund", req.Rule)
+		_, err = edit(req, reviewer("rev@example.com"), map[string]any{"amount": 300.0, "customer": "bob@example.com"})
+		require.ErrorIs(t, err, workflow.ErrEditNeedsReview)
+		require.ErrorContains(t, err, `rule "bobs-first-step"`)
+		require.ErrorContains(t, err, "needs one of the roles approver, admin", "evaluated, not a fail-safe")
 	})
 
 	t.Run("BrokenConditionRefused", func(t *testing.T) {
