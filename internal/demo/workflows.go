@@ -3,8 +3,8 @@
 // collect_context → propose_change → run_checks → request_approval →
 // apply_change → summarize_result, and proposes again when a reviewer
 // requests changes. An edited action has its checks run again
-// (run_checks_on_edit) before apply_change, and the run fails as
-// edit_failed_checks when one of them fails.
+// (run_checks_on_edit) before apply_change, and is reviewed again when one of
+// them fails.
 package demo
 
 import (
@@ -89,28 +89,17 @@ func pipeline[C any](ctx context.Context, task string, collect func() C, checks 
 		if err != nil {
 			return Result{}, err
 		}
-		d, err := workflow.RequestApproval(ctx, action)
+		d, err := review(ctx, action, func(params map[string]any) []workflow.Check {
+			edited := p
+			edited.Params = params
+			return checks(c, edited)
+		})
 		if err != nil {
 			return Result{}, err
 		}
 		if d.ChangesRequested() {
 			feedback = d.Reason
 			continue
-		}
-		if d.Verdict == workflow.Edit {
-			// The checks the reviewer saw were about the proposal: run them
-			// again on what the reviewer wrote, and apply nothing they fail.
-			edited := p
-			edited.Params = d.Params
-			again, err := workflow.Step(ctx, "run_checks_on_edit", func(context.Context) ([]workflow.Check, error) {
-				return checks(c, edited), nil
-			})
-			if err != nil {
-				return Result{}, err
-			}
-			if failed := failedChecks(again); len(failed) > 0 {
-				return Result{}, workflow.Fail(CodeEditFailedChecks, "the edited action fails its checks: "+strings.Join(failed, "; "))
-			}
 		}
 		id, err := workflow.Effect(ctx, "apply_change", func(ctx context.Context, ec workflow.EffectContext) (int64, error) {
 			return store.OutboxInsert(ctx, ec.Tx, ec.Key, workflow.RunID(ctx), action.Kind, d.Params)
@@ -131,9 +120,33 @@ func pipeline[C any](ctx context.Context, task string, collect func() C, checks 
 	}
 }
 
-// CodeEditFailedChecks is the failure code of a demo run whose reviewer
-// edited the action into one that fails the workflow's checks.
-const CodeEditFailedChecks = "edit_failed_checks"
+// review asks for approval of action. The checks a reviewer saw were about
+// the proposal's parameters, so after an edit they run again on the edited
+// ones (run_checks_on_edit); an edit that fails one is not applied but asked
+// about again, as the edited action with its own checks, so that whoever
+// approves it sees what fails. An edit whose checks pass is applied.
+func review(ctx context.Context, action workflow.Action, check func(params map[string]any) []workflow.Check) (workflow.Decision, error) {
+	for {
+		d, err := workflow.RequestApproval(ctx, action)
+		if err != nil || d.Verdict != workflow.Edit {
+			return d, err
+		}
+		again, err := workflow.Step(ctx, "run_checks_on_edit", func(context.Context) ([]workflow.Check, error) {
+			return check(d.Params), nil
+		})
+		if err != nil {
+			return d, err
+		}
+		failed := failedChecks(again)
+		if len(failed) == 0 {
+			return d, nil
+		}
+		action.Params, action.Checks = d.Params, again
+		action.Summary = fmt.Sprintf("Edited by %s, to review again (was: %s)", d.Actor, action.Summary)
+		action.Rationale = fmt.Sprintf("Edited by %s; the edited action fails %s, so it is reviewed again. %s",
+			d.Actor, strings.Join(failed, "; "), action.Rationale)
+	}
+}
 
 // failedChecks describes the checks that did not pass.
 func failedChecks(checks []workflow.Check) []string {

@@ -42,7 +42,8 @@ func TestEditedActionIsCheckedAgain(t *testing.T) {
 		_, err = b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: reviewer, Verdict: workflow.Edit,
 			PayloadHash: req.PayloadHash, EditedParams: edited})
 		require.NoError(t, err)
-		return b.WaitRun(t, run.ID, store.RunCompleted, store.RunFailed)
+		// Decide left the run queued: the next wait is the one after the edit.
+		return b.WaitRun(t, run.ID, store.RunCompleted, store.RunFailed, store.RunWaitingHuman)
 	}
 	outbox := func(t *testing.T, runID string) []json.RawMessage {
 		t.Helper()
@@ -59,17 +60,39 @@ func TestEditedActionIsCheckedAgain(t *testing.T) {
 		return out
 	}
 
-	t.Run("FailingEditIsNotApplied", func(t *testing.T) {
+	t.Run("FailingEditIsReviewedAgain", func(t *testing.T) {
 		run := refund(t, "T-over", 400)
-		require.Equal(t, store.RunFailed, run.Status)
-		require.Equal(t, demo.CodeEditFailedChecks, *run.ErrorCode)
-		require.Contains(t, *run.ErrorMessage, "refund within order total (refund 400.00 of order 120.00)")
+		require.Equal(t, store.RunWaitingHuman, run.Status, "error: %v", run.ErrorMessage)
 		require.Empty(t, outbox(t, run.ID), "nothing was applied")
 		steps, err := store.StepList(ctx, b.Pool, run.ID)
 		require.NoError(t, err)
-		last := steps[len(steps)-1]
-		require.Equal(t, "run_checks_on_edit", last.Name, "the timeline shows the checks of the edit")
-		require.Contains(t, string(last.Output), `"passed": false`)
+		names := make([]string, len(steps))
+		for i, s := range steps {
+			names[i] = s.Name
+		}
+		require.Equal(t, []string{"collect_context", "propose_change", "run_checks", "request_approval",
+			"run_checks_on_edit", "request_approval"}, names)
+
+		again := b.PendingRequest(t, run.ID)
+		var action workflow.Action
+		require.NoError(t, json.Unmarshal(again.Action, &action))
+		require.EqualValues(t, 400, action.Params["amount"], "the edited action is what is asked about")
+		require.Contains(t, action.Summary, "Edited by rev@example.com")
+		var failed []string
+		for _, c := range action.Checks {
+			if !c.Passed {
+				failed = append(failed, c.Name+": "+c.Detail)
+			}
+		}
+		require.Equal(t, []string{"refund within order total: refund 400.00 of order 120.00"}, failed,
+			"the reviewer sees the checks of the edited action")
+
+		// Whoever approves it now has seen what fails.
+		_, err = b.Engine.Decide(ctx, workflow.DecideParams{RequestID: again.ID, Actor: reviewer, Verdict: workflow.Reject,
+			Reason: "over the order total", PayloadHash: again.PayloadHash})
+		require.NoError(t, err)
+		done := b.WaitRun(t, run.ID, store.RunRejected)
+		require.Empty(t, outbox(t, done.ID))
 	})
 	t.Run("PassingEditIsApplied", func(t *testing.T) {
 		run := refund(t, "T-under", 60)
