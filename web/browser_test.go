@@ -73,7 +73,9 @@ func TestBrowserRejectAndEdit(t *testing.T) {
 		run, req := c.startRun(t, "lead_enrichment", "L-edit", demo.Lead{ID: "L-edit", Company: "Globex",
 			Email: "hank@globex.example", Employees: 900}, "api@example.com")
 		require.Equal(t, "explicit", req.Tier, "four fields: no batching rule matches")
-		edited := `{"fields": {"industry": "Manufacturing", "owner": "west-team", "segment": "enterprise", "website": "https://globex.example"}}`
+		// Three fields: an edit that still failed the workflow's "no more than
+		// 3 fields" check would be asked about again, not applied.
+		edited := `{"fields": {"industry": "Manufacturing", "owner": "west-team", "segment": "enterprise"}}`
 		require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(c.Addr+"/requests/"+req.ID),
 			chromedp.WaitVisible(`[data-testid=decision-form]`, chromedp.ByQuery),
 			chromedp.KeyEvent("e"),

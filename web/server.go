@@ -194,6 +194,8 @@ func httpError(err error) (int, string, string) {
 		return http.StatusConflict, "already_decided", ad.Error()
 	case errors.Is(err, workflow.ErrPayloadChanged):
 		return http.StatusConflict, "payload_changed", workflow.ErrPayloadChanged.Error()
+	case errors.Is(err, workflow.ErrEditNeedsReview):
+		return http.StatusUnprocessableEntity, "edit_needs_review", err.Error()
 	case errors.Is(err, workflow.ErrForbidden):
 		return http.StatusForbidden, "forbidden", err.Error()
 	case errors.Is(err, workflow.ErrNotFound), errors.Is(err, store.ErrNotFound):

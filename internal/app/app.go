@@ -105,7 +105,8 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		opts.Register(registry, offline)
 	}
 	policies := policystore.NewCache(pool, 30*time.Second)
-	engine := workflow.New(workflow.Config{Pool: pool, Registry: registry, Policies: policies, Model: model, Logger: logger, Now: opts.Now})
+	engine := workflow.New(workflow.Config{Pool: pool, Registry: registry, Policies: policies, Model: model, Logger: logger, Now: opts.Now,
+		MaxStepOutput: cfg.MaxStepOutput})
 
 	// A job is presumed crashed after RescueAfter; it must be allowed to run
 	// a little less than that.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"strconv"
@@ -29,6 +30,11 @@ type Config struct {
 	ModelName     string        // COUNTERSIGN_MODEL
 	ModelTimeout  time.Duration // COUNTERSIGN_MODEL_TIMEOUT
 
+	// MaxStepOutput is the largest result a step, model call or effect may
+	// record, and the largest action a run may propose, in bytes of JSON
+	// (COUNTERSIGN_MAX_STEP_OUTPUT: bytes, or with a KiB or MiB suffix).
+	MaxStepOutput int
+
 	// SessionKey is 64 bytes in hex (COUNTERSIGN_SESSION_KEY): the session
 	// cookie's signing and encryption keys. Empty: generated once and stored
 	// in the database, shared by every process.
@@ -45,6 +51,16 @@ type Config struct {
 const (
 	DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/countersign?sslmode=disable"
 	DefaultAddr        = ":8080"
+	// DefaultMaxStepOutput is 256 KiB: far above any real proposal, far below
+	// what would stall a review page.
+	DefaultMaxStepOutput = 256 << 10
+)
+
+// Bounds of COUNTERSIGN_MAX_STEP_OUTPUT: below 1 KiB no real proposal fits;
+// above 64 MiB one step's row would stall every page that shows it.
+const (
+	minStepOutput = 1 << 10
+	maxStepOutput = 64 << 20
 )
 
 // FromEnv reads the environment through getenv (os.Getenv in production).
@@ -86,6 +102,9 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	if c.ModelTimeout, err = durationVar(get, "COUNTERSIGN_MODEL_TIMEOUT", 60*time.Second); err != nil {
 		return c, err
 	}
+	if c.MaxStepOutput, err = sizeVar(get, "COUNTERSIGN_MAX_STEP_OUTPUT", DefaultMaxStepOutput); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
@@ -105,6 +124,10 @@ func (c Config) Validate() error {
 	}
 	if c.RescueAfter < 2*time.Second {
 		return fmt.Errorf("COUNTERSIGN_RESCUE_AFTER must be at least 2s, got %s", c.RescueAfter)
+	}
+	// 0 is a Config built in code without the setting: the engine's default.
+	if c.MaxStepOutput != 0 && (c.MaxStepOutput < minStepOutput || c.MaxStepOutput > maxStepOutput) {
+		return fmt.Errorf("COUNTERSIGN_MAX_STEP_OUTPUT must be between 1KiB and 64MiB, got %d bytes", c.MaxStepOutput)
 	}
 	if c.SessionKey != "" {
 		if b, err := hex.DecodeString(c.SessionKey); err != nil || len(b) != 64 {
@@ -147,4 +170,21 @@ func durationVar(get func(string, string) string, key string, def time.Duration)
 		return 0, fmt.Errorf("%s must be a positive duration such as 30s or 15m, got %q", key, v)
 	}
 	return d, nil
+}
+
+// sizeVar reads a size in bytes: a whole number, or one with a KiB or MiB
+// suffix ("256KiB", "1 MiB").
+func sizeVar(get func(string, string) string, key string, def int) (int, error) {
+	v := get(key, strconv.Itoa(def))
+	num, unit := v, 1
+	for suffix, n := range map[string]int{"KiB": 1 << 10, "MiB": 1 << 20} {
+		if s, ok := strings.CutSuffix(v, suffix); ok {
+			num, unit = strings.TrimSpace(s), n
+		}
+	}
+	n, err := strconv.Atoi(num)
+	if err != nil || n <= 0 || n > math.MaxInt32/unit {
+		return 0, fmt.Errorf("%s must be a size in bytes such as 262144, 256KiB or 1MiB, got %q", key, v)
+	}
+	return n * unit, nil
 }

@@ -25,3 +25,21 @@ func TestFromEnv(t *testing.T) {
 	c.ModelBaseURL = "ftp://x"
 	require.ErrorContains(t, c.Validate(), "COUNTERSIGN_MODEL_BASE_URL must be an http(s) URL")
 }
+
+func TestMaxStepOutput(t *testing.T) {
+	for v, want := range map[string]int{"": DefaultMaxStepOutput, "4096": 4096, "64KiB": 64 << 10, "2 MiB": 2 << 20} {
+		c, err := FromEnv(func(k string) string { return map[string]string{"COUNTERSIGN_MAX_STEP_OUTPUT": v}[k] })
+		require.NoError(t, err, v)
+		require.NoError(t, c.Validate(), v)
+		require.Equal(t, want, c.MaxStepOutput, v)
+	}
+	for _, v := range []string{"lots", "-5", "1.5MiB", "256KB", "0", "99999999999MiB"} {
+		_, err := FromEnv(func(k string) string { return map[string]string{"COUNTERSIGN_MAX_STEP_OUTPUT": v}[k] })
+		require.ErrorContains(t, err, "COUNTERSIGN_MAX_STEP_OUTPUT must be a size in bytes", v)
+	}
+	for _, v := range []string{"100", "65MiB"} {
+		c, err := FromEnv(func(k string) string { return map[string]string{"COUNTERSIGN_MAX_STEP_OUTPUT": v}[k] })
+		require.NoError(t, err, v)
+		require.ErrorContains(t, c.Validate(), "COUNTERSIGN_MAX_STEP_OUTPUT must be between 1KiB and 64MiB", v)
+	}
+}

@@ -2,13 +2,16 @@
 // of demo runs that `countersign demo` keeps flowing. Every workflow goes
 // collect_context → propose_change → run_checks → request_approval →
 // apply_change → summarize_result, and proposes again when a reviewer
-// requests changes.
+// requests changes. An edited action has its checks run again
+// (run_checks_on_edit) before apply_change, and is reviewed again when one of
+// them fails.
 package demo
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/store"
@@ -86,7 +89,11 @@ func pipeline[C any](ctx context.Context, task string, collect func() C, checks 
 		if err != nil {
 			return Result{}, err
 		}
-		d, err := workflow.RequestApproval(ctx, action)
+		d, err := review(ctx, action, func(params map[string]any) []workflow.Check {
+			edited := p
+			edited.Params = params
+			return checks(c, edited)
+		})
 		if err != nil {
 			return Result{}, err
 		}
@@ -111,6 +118,49 @@ func pipeline[C any](ctx context.Context, task string, collect func() C, checks 
 		return Result{Action: action.Kind, Verdict: d.Verdict, Params: d.Params, OutboxID: id,
 			Summary: sum.Summary, Proposals: round}, nil
 	}
+}
+
+// review asks for approval of action. The checks a reviewer saw were about
+// the proposal's parameters, so after an edit they run again on the edited
+// ones (run_checks_on_edit); an edit that fails one is not applied but asked
+// about again, as the edited action with its own checks, so that whoever
+// approves it sees what fails. An edit whose checks pass is applied.
+func review(ctx context.Context, action workflow.Action, check func(params map[string]any) []workflow.Check) (workflow.Decision, error) {
+	for {
+		d, err := workflow.RequestApproval(ctx, action)
+		if err != nil || d.Verdict != workflow.Edit {
+			return d, err
+		}
+		again, err := workflow.Step(ctx, "run_checks_on_edit", func(context.Context) ([]workflow.Check, error) {
+			return check(d.Params), nil
+		})
+		if err != nil {
+			return d, err
+		}
+		failed := failedChecks(again)
+		if len(failed) == 0 {
+			return d, nil
+		}
+		action.Params, action.Checks = d.Params, again
+		action.Summary = fmt.Sprintf("Edited by %s, to review again (was: %s)", d.Actor, action.Summary)
+		action.Rationale = fmt.Sprintf("Edited by %s; the edited action fails %s, so it is reviewed again. %s",
+			d.Actor, strings.Join(failed, "; "), action.Rationale)
+	}
+}
+
+// failedChecks describes the checks that did not pass.
+func failedChecks(checks []workflow.Check) []string {
+	var failed []string
+	for _, c := range checks {
+		if !c.Passed {
+			if c.Detail != "" {
+				failed = append(failed, c.Name+" ("+c.Detail+")")
+			} else {
+				failed = append(failed, c.Name)
+			}
+		}
+	}
+	return failed
 }
 
 // Ticket is support_triage's input.

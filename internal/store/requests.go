@@ -199,17 +199,24 @@ type Decision struct {
 	Rule            string          `json:"rule"`
 	Tier            string          `json:"tier"`
 	BatchDecisionID *string         `json:"batch_decision_id,omitempty"`
-	CreatedAt       time.Time       `json:"created_at"`
+	// For an edit: the rule the edited action fell under when the policy in
+	// force judged it again, that policy's version, and the edited action's
+	// hash. Rule, PolicyVersion and PayloadHash stay those of the proposal.
+	EditedRule          *string   `json:"edited_rule,omitempty"`
+	EditedPolicyVersion *int      `json:"edited_policy_version,omitempty"`
+	EditedPayloadHash   *string   `json:"edited_payload_hash,omitempty"`
+	CreatedAt           time.Time `json:"created_at"`
 }
 
 const decisionColumns = `id, request_id, run_id, actor, verdict, reason, comment, edited_params, diff,
-	payload_hash, policy_version, rule, tier, batch_decision_id, created_at`
+	payload_hash, policy_version, rule, tier, batch_decision_id, edited_rule, edited_policy_version,
+	edited_payload_hash, created_at`
 
 func scanDecision(row pgx.Row) (*Decision, error) {
 	var d Decision
 	err := row.Scan(&d.ID, &d.RequestID, &d.RunID, &d.Actor, &d.Verdict, &d.Reason, &d.Comment,
 		&d.EditedParams, &d.Diff, &d.PayloadHash, &d.PolicyVersion, &d.Rule, &d.Tier,
-		&d.BatchDecisionID, &d.CreatedAt)
+		&d.BatchDecisionID, &d.EditedRule, &d.EditedPolicyVersion, &d.EditedPayloadHash, &d.CreatedAt)
 	if err != nil {
 		return nil, interpret(err)
 	}
@@ -221,11 +228,13 @@ func scanDecision(row pgx.Row) (*Decision, error) {
 func DecisionInsert(ctx context.Context, db DBTX, d *Decision) (*Decision, error) {
 	out, err := scanDecision(db.QueryRow(ctx, `
 		INSERT INTO decisions (request_id, run_id, actor, verdict, reason, comment, edited_params, diff,
-			payload_hash, policy_version, rule, tier, batch_decision_id)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+			payload_hash, policy_version, rule, tier, batch_decision_id, edited_rule, edited_policy_version,
+			edited_payload_hash)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 		RETURNING `+decisionColumns,
 		d.RequestID, d.RunID, d.Actor, d.Verdict, d.Reason, d.Comment, d.EditedParams, d.Diff,
-		d.PayloadHash, d.PolicyVersion, d.Rule, d.Tier, d.BatchDecisionID))
+		d.PayloadHash, d.PolicyVersion, d.Rule, d.Tier, d.BatchDecisionID, d.EditedRule, d.EditedPolicyVersion,
+		d.EditedPayloadHash))
 	if err != nil {
 		return nil, fmt.Errorf("insert decision: %w", err)
 	}

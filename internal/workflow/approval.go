@@ -57,7 +57,11 @@ type Decision struct {
 	Tier          string         `json:"tier"`
 	Rule          string         `json:"rule"`
 	PolicyVersion int            `json:"policy_version"`
-	DecidedAt     time.Time      `json:"decided_at"`
+	// For an edit: the rule the edited action fell under and the hash of the
+	// edited action (what Params now describe).
+	EditedRule        string    `json:"edited_rule,omitempty"`
+	EditedPayloadHash string    `json:"edited_payload_hash,omitempty"`
+	DecidedAt         time.Time `json:"decided_at"`
 }
 
 // Approved reports whether the action may go ahead (approved, or edited and approved).
@@ -105,19 +109,15 @@ func RequestApproval(ctx context.Context, action Action) (Decision, error) {
 	if err != nil {
 		return Decision{}, Permanent(fmt.Errorf("encode action: %w", err))
 	}
+	if err := x.checkOutput(s, "the proposed action", len(raw)); err != nil {
+		x.recordFailure(ctx, s, err, 0, 0)
+		return Decision{}, err
+	}
 	pol, err := x.engine.policies.Active(ctx)
 	if err != nil {
 		return Decision{}, fmt.Errorf("load policy: %w", err)
 	}
-	var input map[string]any
-	_ = json.Unmarshal(x.run.Input, &input)
-	pd, err := policy.Evaluate(pol, policy.Input{
-		Action: policy.Action{Kind: action.Kind, Target: action.Target, Summary: action.Summary,
-			Params: action.Params, Risk: action.Risk, Reversible: action.Reversible, EstimatedCost: action.EstimatedCost},
-		Run: policy.Run{Workflow: x.run.Workflow, BusinessKey: x.run.BusinessKey, Input: input,
-			Attempt: x.run.Attempt, StepsUsed: s.seq, ModelCalls: x.modelCalls, TokensUsed: x.tokens},
-		Now: x.engine.now(),
-	})
+	pd, err := policy.Evaluate(pol, policyInput(action, x.run, usage{StepsUsed: s.seq, ModelCalls: x.modelCalls, TokensUsed: x.tokens}, x.engine.now()))
 	if err != nil {
 		return Decision{}, fmt.Errorf("evaluate policy: %w", err)
 	}
@@ -165,6 +165,26 @@ func RequestApproval(ctx context.Context, action Action) (Decision, error) {
 		return Decision{}, err
 	}
 	return dec, nil
+}
+
+// usage is how much of its budgets a run had used when it proposed an action.
+type usage struct {
+	StepsUsed, ModelCalls, TokensUsed int
+}
+
+// policyInput is what the policy sees of an action a run proposes. A
+// proposal and an edit of it are both judged through this one mapping, so
+// that an edit can never be evaluated on other terms than the original.
+func policyInput(a Action, run *store.Run, u usage, now time.Time) policy.Input {
+	var input map[string]any
+	_ = json.Unmarshal(run.Input, &input) // the input was checked as JSON when the run started
+	return policy.Input{
+		Action: policy.Action{Kind: a.Kind, Target: a.Target, Summary: a.Summary,
+			Params: a.Params, Risk: a.Risk, Reversible: a.Reversible, EstimatedCost: a.EstimatedCost},
+		Run: policy.Run{Workflow: run.Workflow, BusinessKey: run.BusinessKey, Input: input,
+			Attempt: run.Attempt, StepsUsed: u.StepsUsed, ModelCalls: u.ModelCalls, TokensUsed: u.TokensUsed},
+		Now: now,
+	}
 }
 
 // suspend records the request (when req is not nil), parks the run as

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/policy"
 )
 
 // Actor is who decides: a signed-in user, an API token's user, or the policy.
@@ -113,8 +114,12 @@ func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOp
 		return nil, fmt.Errorf("%w: this rule needs %d approvers, so the action cannot be edited here; request changes instead",
 			ErrInvalidInput, req.ApprovalsRequired)
 	}
+	var judged *editJudgement
 	if p.Verdict == Edit {
 		if diff, err = EditDiff(action.Params, p.EditedParams); err != nil {
+			return nil, err
+		}
+		if judged, err = e.judgeEdit(ctx, tx, req, action, p); err != nil {
 			return nil, err
 		}
 		params = p.EditedParams
@@ -155,16 +160,17 @@ func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOp
 	}
 	res.Request = won
 
-	var edited, diffJSON json.RawMessage
-	if p.Verdict == Edit {
-		edited, _ = json.Marshal(p.EditedParams)
-		diffJSON, _ = json.Marshal(diff)
-	}
-	dec, err := store.DecisionInsert(ctx, tx, &store.Decision{
+	row := &store.Decision{
 		RequestID: req.ID, RunID: req.RunID, Actor: p.Actor.Name, Verdict: p.Verdict, Reason: p.Reason,
-		Comment: p.Comment, EditedParams: edited, Diff: diffJSON, PayloadHash: req.PayloadHash,
+		Comment: p.Comment, PayloadHash: req.PayloadHash,
 		PolicyVersion: req.PolicyVersion, Rule: req.Rule, Tier: req.Tier, BatchDecisionID: p.BatchDecisionID,
-	})
+	}
+	if judged != nil {
+		row.EditedParams, _ = json.Marshal(p.EditedParams)
+		row.Diff, _ = json.Marshal(diff)
+		row.EditedRule, row.EditedPolicyVersion, row.EditedPayloadHash = &judged.Rule, &judged.PolicyVersion, &judged.PayloadHash
+	}
+	dec, err := store.DecisionInsert(ctx, tx, row)
 	if errors.Is(err, store.ErrConflict) {
 		return nil, alreadyDecided(won)
 	} else if err != nil {
@@ -179,9 +185,13 @@ func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOp
 		}
 	}
 
-	out, _ := json.Marshal(Decision{RequestID: req.ID, Verdict: p.Verdict, Actor: p.Actor.Name, Reason: p.Reason,
+	result := Decision{RequestID: req.ID, Verdict: p.Verdict, Actor: p.Actor.Name, Reason: p.Reason,
 		Comment: p.Comment, Params: params, Tier: req.Tier, Rule: req.Rule, PolicyVersion: req.PolicyVersion,
-		DecidedAt: dec.CreatedAt})
+		DecidedAt: dec.CreatedAt}
+	if judged != nil {
+		result.EditedRule, result.EditedPayloadHash = judged.Rule, judged.PayloadHash
+	}
+	out, _ := json.Marshal(result)
 	if err := store.StepResolve(ctx, tx, req.RunID, req.StepSeq, out); err != nil {
 		return nil, err
 	}
@@ -213,6 +223,12 @@ func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOp
 	}
 	if diff != nil {
 		details["diff"] = diff
+	}
+	if judged != nil {
+		details["edited_rule"] = judged.Rule
+		details["edited_tier"] = judged.Tier
+		details["edited_policy_version"] = judged.PolicyVersion
+		details["edited_payload_hash"] = judged.PayloadHash
 	}
 	if req.ApprovalsRequired > 1 {
 		voters, err := store.VoteList(ctx, tx, req.ID)
@@ -316,6 +332,91 @@ func authorize(req *store.Request, p DecideParams) error {
 		return fmt.Errorf("%w: you started this run, so someone else must approve it", ErrForbidden)
 	}
 	return nil
+}
+
+// editJudgement is the policy's answer on an edited action.
+type editJudgement struct {
+	Rule          string
+	Tier          string
+	PolicyVersion int
+	PayloadHash   string
+}
+
+// judgeEdit evaluates the edited action with the policy in force, through the
+// same mapping as the proposal, and refuses it with ErrEditNeedsReview when it
+// lands on a rule the editor may not decide alone: otherwise an edit would be
+// a way around the rule that the edited action really falls under (a small
+// refund edited into a big one). The run's model calls and tokens are those
+// recorded when the run stopped to wait.
+func (e *Engine) judgeEdit(ctx context.Context, tx pgx.Tx, req *store.Request, proposed Action, p DecideParams) (*editJudgement, error) {
+	edited := proposed
+	edited.Params = p.EditedParams
+	// The proposal's checks were computed for its own parameters: they say
+	// nothing about the edited ones, which the workflow checks again.
+	edited.Checks = nil
+	raw, err := json.Marshal(edited)
+	if err != nil {
+		return nil, fmt.Errorf("encode edited action: %w", err)
+	}
+	if limit := e.outputLimit(req.Workflow); len(raw) > limit {
+		return nil, fmt.Errorf("%w: the edited action is %d bytes of JSON, over the limit of %d bytes", ErrInvalidInput, len(raw), limit)
+	}
+	run, err := store.RunGet(ctx, tx, req.RunID)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := e.policies.Active(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load policy: %w", err)
+	}
+	// The proposal saw the approval step's position as steps_used; the run
+	// row's count can trail it (a decision resolves its step without counting
+	// it), so the position is taken from the request.
+	pd, err := policy.Evaluate(pol, policyInput(edited, run,
+		usage{StepsUsed: req.StepSeq, ModelCalls: run.ModelCalls, TokensUsed: run.TokensUsed}, e.now()))
+	if err != nil {
+		return nil, fmt.Errorf("evaluate policy: %w", err)
+	}
+	if failSafe(pol, pd) {
+		return nil, fmt.Errorf("%w: rule %q (policy version %d) could not be evaluated on the edited action, so the rules after it were not tried; request changes instead",
+			ErrEditNeedsReview, pd.Rule, pol.Version)
+	}
+	if why := stricter(req, pd, p.Actor); why != "" {
+		return nil, fmt.Errorf("%w: the edited action falls under rule %q (policy version %d), which %s; request changes instead",
+			ErrEditNeedsReview, pd.Rule, pol.Version, why)
+	}
+	return &editJudgement{Rule: pd.Rule, Tier: string(pd.Tier), PolicyVersion: pol.Version, PayloadHash: PayloadHash(raw)}, nil
+}
+
+// failSafe reports whether pd is policy.Evaluate's fail-safe for a rule
+// whose condition could not be evaluated rather than that rule's own answer.
+// The fail-safe stops at that rule, so an edit that breaks one condition (a
+// nested field taken out) would otherwise slip past the stricter rules after
+// it. A fail-safe on a rule that would answer the same is not told apart, and
+// needs not be: it is that rule's own answer.
+func failSafe(pol *policy.Policy, pd policy.Decision) bool {
+	for _, r := range pol.Rules {
+		if r.Name == pd.Rule {
+			return r.Tier != pd.Tier || (r.Tier != policy.Auto && r.Approvals != pd.Approvals) || !slices.Equal(r.Roles, pd.Roles)
+		}
+	}
+	return false
+}
+
+// stricter says why the actor may not decide alone an action that the policy
+// put under pd, when the proposal was under req's rule; "" when they may.
+func stricter(req *store.Request, pd policy.Decision, actor Actor) string {
+	needs := max(pd.Approvals, 1)
+	under := &store.Request{Roles: pd.Roles}
+	switch {
+	case pd.Tier.Rank() < policy.Tier(req.Tier).Rank():
+		return fmt.Sprintf("is %s where the proposal was %s", pd.Tier, req.Tier)
+	case needs > 1 || needs > req.ApprovalsRequired:
+		return fmt.Sprintf("needs %d approvers", needs)
+	case !actor.System && !CanDecide(under, actor.Roles):
+		return "needs one of the roles " + strings.Join(AllowedRoles(under), ", ")
+	}
+	return ""
 }
 
 // EditDiff validates edited parameters against the proposed ones and lists

@@ -62,7 +62,16 @@ type Config struct {
 	Model    ai.Provider
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// MaxStepOutput is the largest result, in bytes of JSON, that a step,
+	// model call or effect may record and the largest action a run may
+	// propose (COUNTERSIGN_MAX_STEP_OUTPUT); 0 means DefaultMaxStepOutput. A
+	// workflow's Options.MaxStepOutput overrides it.
+	MaxStepOutput int
 }
+
+// DefaultMaxStepOutput is the output limit when none is configured: far above
+// any real proposal, far below what would stall a review page.
+const DefaultMaxStepOutput = 256 << 10
 
 // Engine starts, executes, decides and cancels workflow runs.
 type Engine struct {
@@ -74,13 +83,17 @@ type Engine struct {
 	onRequest RequestHook
 	logger    *slog.Logger
 	now       func() time.Time
+	maxOutput int
 }
 
 // New returns an Engine. Pool and Registry are required; call SetEnqueuer
 // before starting runs.
 func New(cfg Config) *Engine {
 	e := &Engine{pool: cfg.Pool, registry: cfg.Registry, policies: cfg.Policies, model: cfg.Model,
-		logger: cfg.Logger, now: cfg.Now}
+		logger: cfg.Logger, now: cfg.Now, maxOutput: cfg.MaxStepOutput}
+	if e.maxOutput <= 0 {
+		e.maxOutput = DefaultMaxStepOutput
+	}
 	if e.policies == nil {
 		e.policies = StaticPolicy{Policy: policy.Default()}
 	}

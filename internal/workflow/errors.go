@@ -29,6 +29,9 @@ var (
 	ErrPayloadChanged = errors.New("the proposed action changed since it was shown; reload and review it again")
 	// ErrForbidden means the actor may not make this decision.
 	ErrForbidden = errors.New("not allowed")
+	// ErrEditNeedsReview means an edited action falls under a rule that the
+	// editor may not decide alone; the message names the rule.
+	ErrEditNeedsReview = errors.New("the edited action needs review under another rule")
 	// ErrFinal means the run has already ended.
 	ErrFinal = errors.New("run has already ended")
 )

@@ -16,6 +16,9 @@ type Options struct {
 	MaxModelCalls int           // model calls per run, default 10
 	MaxTokens     int           // tokens per run, default 50,000
 	StepTimeout   time.Duration // per step attempt, default 2 minutes
+	// MaxStepOutput overrides the engine's limit on a step's recorded
+	// result, in bytes of JSON; 0 keeps the engine's.
+	MaxStepOutput int
 	// Example is a sample input, shown by `countersign run start --help` and the console.
 	Example any
 }

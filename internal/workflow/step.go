@@ -116,10 +116,51 @@ func replay[T any](s *slot) (T, error) {
 	return out, nil
 }
 
+// CodeOutputTooLarge is the failure code of a run whose step returned more
+// than the output limit allows.
+const CodeOutputTooLarge = "output_too_large"
+
+// outputLimit is the largest result, in bytes of JSON, a step of workflow may
+// record.
+func (e *Engine) outputLimit(workflow string) int {
+	if def, ok := e.registry.Get(workflow); ok && def.Options.MaxStepOutput > 0 {
+		return def.Options.MaxStepOutput
+	}
+	return e.maxOutput
+}
+
+// checkOutput fails a step whose output (what: its result, the model's
+// answer, the proposed action) is over the limit, before anything stores it:
+// whatever is recorded is replayed, shown to reviewers and exported, and one
+// huge field stalls all of them. The failure is permanent; retrying the same
+// call would only pay for the same answer again.
+func (x *execution) checkOutput(s *slot, what string, size int) error {
+	limit := x.engine.outputLimit(x.run.Workflow)
+	if size <= limit {
+		return nil
+	}
+	return &Failure{Code: CodeOutputTooLarge, Message: fmt.Sprintf("%s of step %q is %d bytes of JSON, over the limit of %d bytes",
+		what, s.name, size, limit)}
+}
+
+// keep records a step's result; one over the output limit is recorded as
+// the step's failure instead.
+func (x *execution) keep(ctx context.Context, s *slot, out any, tokens, modelCalls int) error {
+	err := x.record(ctx, s, out, tokens, modelCalls, x.engine.pool)
+	var f *Failure
+	if errors.As(err, &f) && f.Code == CodeOutputTooLarge {
+		x.recordFailure(ctx, s, err, tokens, modelCalls)
+	}
+	return err
+}
+
 func (x *execution) record(ctx context.Context, s *slot, out any, tokens, modelCalls int, db store.DBTX) error {
 	raw, err := json.Marshal(out)
 	if err != nil {
 		return Permanent(fmt.Errorf("step %q: encode result: %w", s.name, err))
+	}
+	if err := x.checkOutput(s, "the result", len(raw)); err != nil {
+		return err
 	}
 	err = store.StepComplete(ctx, db, store.StepRecord{
 		RunID: x.run.ID, Seq: s.seq, Name: s.name, Kind: s.kind, Output: raw, Attempts: s.attempts,
@@ -167,7 +208,10 @@ func Step[T any](ctx context.Context, name string, fn func(ctx context.Context) 
 		x.recordFailure(ctx, s, err, 0, 0)
 		return zero, err
 	}
-	return out, x.record(ctx, s, out, 0, 0, x.engine.pool)
+	if err := x.keep(ctx, s, out, 0, 0); err != nil {
+		return zero, err
+	}
+	return out, nil
 }
 
 // EffectContext is what an effect step gets: the idempotency key to hand to
@@ -244,6 +288,10 @@ func Generate[T any](ctx context.Context, name string, req ai.Request) (T, error
 		err = fmt.Errorf("%w: %d tokens used, the limit is %d", ErrBudgetExceeded, x.tokens, opts.MaxTokens)
 	}
 	if err == nil {
+		// Checked before decoding: a huge answer is refused, not parsed.
+		err = x.checkOutput(s, "the model's answer", len(resp.Content))
+	}
+	if err == nil {
 		if uerr := json.Unmarshal(resp.Content, &out); uerr != nil {
 			err = fmt.Errorf("%w: does not decode into %T: %v", ai.ErrMalformed, out, uerr)
 		}
@@ -256,5 +304,8 @@ func Generate[T any](ctx context.Context, name string, req ai.Request) (T, error
 		}
 		return zero, err
 	}
-	return out, x.record(ctx, s, out, tokens, 1, x.engine.pool)
+	if err := x.keep(ctx, s, out, tokens, 1); err != nil {
+		return zero, err
+	}
+	return out, nil
 }
