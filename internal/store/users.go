@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // User is a console account.
@@ -139,27 +140,107 @@ func TokenUser(ctx context.Context, db DBTX, hash string) (*User, error) {
 	return u, nil
 }
 
-// LoginFailureInsert records a failed sign-in.
-func LoginFailureInsert(ctx context.Context, db DBTX, email, ip string) error {
-	_, err := db.Exec(ctx, `INSERT INTO login_failures (email, ip) VALUES ($1, $2)`, email, ip)
+// LoginAttempt is one key's count in the current window.
+type LoginAttempt struct {
+	Key         string
+	WindowStart time.Time
+	Attempts    int
+}
+
+// LoginAttemptCount records an attempt for each key in the window that holds
+// now and returns the new counts, in the order of keys. Each increment is a
+// single upsert, so parallel callers see distinct counts: the check and the
+// record cannot be separated. Pass keys in a fixed order (address first) so
+// that concurrent callers lock rows in the same order.
+func LoginAttemptCount(ctx context.Context, db DBTX, keys []string, window time.Duration) ([]LoginAttempt, error) {
+	rows, err := db.Query(ctx, `INSERT INTO login_throttle (key, window_start, attempts)
+		SELECT k, date_bin($2::interval, now(), 'epoch'::timestamptz), 1 FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n
+		ON CONFLICT (key, window_start) DO UPDATE SET attempts = login_throttle.attempts + 1
+		RETURNING key, window_start, attempts`, keys, window)
 	if err != nil {
-		return fmt.Errorf("record login failure: %w", err)
+		return nil, fmt.Errorf("count login attempt: %w", err)
+	}
+	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (LoginAttempt, error) {
+		var a LoginAttempt
+		return a, r.Scan(&a.Key, &a.WindowStart, &a.Attempts)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count login attempt: %w", err)
+	}
+	out := make([]LoginAttempt, len(keys))
+	for i, k := range keys {
+		for _, a := range got {
+			if a.Key == k {
+				out[i] = a
+			}
+		}
+	}
+	return out, nil
+}
+
+// LoginAttemptForgive takes back one attempt of each key in the window: a
+// successful sign-in does not count against its address.
+func LoginAttemptForgive(ctx context.Context, db DBTX, keys []string, windowStart time.Time) error {
+	_, err := db.Exec(ctx, `UPDATE login_throttle SET attempts = greatest(attempts - 1, 0)
+		WHERE key = ANY($1) AND window_start = $2`, keys, windowStart)
+	if err != nil {
+		return fmt.Errorf("forgive login attempt: %w", err)
 	}
 	return nil
 }
 
-// LoginFailureCounts returns the failures since t from ip, and for email from ip.
-func LoginFailureCounts(ctx context.Context, db DBTX, email, ip string, since time.Time) (byIP, byAccount int, err error) {
-	err = db.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE lower(email) = lower($2))
-		FROM login_failures WHERE ip = $1 AND at >= $3`, ip, email, since).Scan(&byIP, &byAccount)
+// LoginThrottledCount records a refused attempt against key in the window and
+// returns how many there were, this one included.
+func LoginThrottledCount(ctx context.Context, db DBTX, key string, windowStart time.Time) (int, error) {
+	var n int
+	err := db.QueryRow(ctx, `UPDATE login_throttle SET throttled = throttled + 1
+		WHERE key = $1 AND window_start = $2 RETURNING throttled`, key, windowStart).Scan(&n)
 	if err != nil {
-		return 0, 0, fmt.Errorf("count login failures: %w", err)
+		return 0, fmt.Errorf("count throttled login: %w", interpret(err))
 	}
-	return byIP, byAccount, nil
+	return n, nil
 }
+
+// LoginThrottleClosed is a finished window in which attempts were refused.
+type LoginThrottleClosed struct {
+	Key         string
+	WindowStart time.Time
+	Throttled   int
+}
+
+// LoginThrottleDeleteClosed deletes the rows of windows that ended before the
+// current one and returns those with refused attempts. A row is returned to
+// one caller only: the delete locks it.
+func LoginThrottleDeleteClosed(ctx context.Context, db DBTX, window time.Duration) ([]LoginThrottleClosed, error) {
+	rows, err := db.Query(ctx, `DELETE FROM login_throttle
+		WHERE window_start < date_bin($1::interval, now(), 'epoch'::timestamptz)
+		RETURNING key, window_start, throttled`, window)
+	if err != nil {
+		return nil, fmt.Errorf("delete closed login windows: %w", err)
+	}
+	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (LoginThrottleClosed, error) {
+		var c LoginThrottleClosed
+		return c, r.Scan(&c.Key, &c.WindowStart, &c.Throttled)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delete closed login windows: %w", err)
+	}
+	var out []LoginThrottleClosed
+	for _, c := range all {
+		if c.Throttled > 0 {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// ErrPermission is returned when the database role may not read what was
+// asked for (the settings table, for countersign_app).
+var ErrPermission = errors.New("permission denied")
 
 // SettingGetOrCreate returns the value stored under key, storing make()'s
 // result first when there is none. Concurrent callers all get the first value.
+// Returns ErrPermission when the role may not read settings.
 func SettingGetOrCreate(ctx context.Context, db DBTX, key string, make func() []byte) ([]byte, error) {
 	var v []byte
 	err := db.QueryRow(ctx, `WITH ins AS (
@@ -168,6 +249,9 @@ func SettingGetOrCreate(ctx context.Context, db DBTX, key string, make func() []
 	if errors.Is(err, pgx.ErrNoRows) {
 		// Lost a race with a concurrent insert that committed after our snapshot.
 		err = db.QueryRow(ctx, `SELECT value FROM settings WHERE key = $1`, key).Scan(&v)
+	}
+	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "42501" {
+		err = ErrPermission
 	}
 	if err != nil {
 		return nil, fmt.Errorf("setting %s: %w", key, err)
