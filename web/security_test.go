@@ -348,3 +348,45 @@ func TestEventStreamOutlivesTheWriteTimeout(t *testing.T) {
 		}
 	}
 }
+
+func TestFailedSignInsAreForAdmins(t *testing.T) {
+	t.Parallel()
+	c := startConsole(t, nil)
+	ctx := context.Background()
+	// People type passwords into the email field.
+	const typed = "Tr0ub4dor-typed-as-email"
+	_, err := account.SignIn(ctx, c.Pool, typed, "x", "192.0.2.44")
+	require.ErrorIs(t, err, account.ErrBadCredentials)
+	admin, viewer := c.client(t, "admin@example.com"), c.client(t, "viewer@example.com")
+	body := func(hc *http.Client, path string) string {
+		resp, err := hc.Get(c.Addr + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode, path)
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	for _, path := range []string{"/history", "/history?kind=auth.login_failed", "/history/export?format=csv", "/history/export?format=jsonl"} {
+		require.Contains(t, body(admin, path), typed, path)
+		b := body(viewer, path)
+		require.NotContains(t, b, typed, path)
+		require.NotContains(t, b, "192.0.2.44", path)
+		require.NotContains(t, b, "no such user", path)
+	}
+	require.NotContains(t, body(viewer, "/history/export?format=jsonl&actor="+typed), "auth.login_failed",
+		"a search by actor does not tell which emails were typed")
+
+	type events struct {
+		Events []struct {
+			Actor     string `json:"actor"`
+			SubjectID string `json:"subject_id"`
+		} `json:"events"`
+	}
+	for email, want := range map[string]string{"admin@example.com": typed, "reviewer@example.com": "(redacted)"} {
+		var out events
+		require.Equal(t, http.StatusOK, c.api(t, email).do("GET", "/audit?kind=auth.login_failed", nil, &out))
+		require.Len(t, out.Events, 1)
+		require.Equal(t, want, out.Events[0].Actor, email)
+		require.Equal(t, want, out.Events[0].SubjectID, email)
+	}
+}
