@@ -199,9 +199,16 @@ func TestSignInThroughProxy(t *testing.T) {
 			return e, c
 		}
 		events, counters = count()
-		hc, code := signInAs(t, direct, strings.Repeat("a", 3000)+"@example.com", "wrong-password", nil)
-		require.Equal(t, http.StatusUnprocessableEntity, code)
-		_ = hc
+		jar, _ := cookiejar.New(nil)
+		hc := &http.Client{Jar: jar}
+		token := (&console{&testapp.Bundle{Addr: direct}}).csrf(t, hc, "/login")
+		resp, err := hc.PostForm(direct+"/login", url.Values{"email": {strings.Repeat("a", 3000) + "@example.com"},
+			"password": {"wrong-password"}, "_csrf": {token}})
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
+		require.Contains(t, string(body), "That is too long: an email has at most 254 characters")
 		e, c := count()
 		require.Equal(t, events, e, "no audit event")
 		require.Equal(t, counters, c, "no counter")
