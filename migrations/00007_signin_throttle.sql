@@ -4,12 +4,15 @@
 -- attempts cannot all read "under the limit" before any of them is recorded.
 -- Keys are "ip:<address>" and "acct:<lower(email)>|<address>". throttled
 -- counts refused attempts, so that they are audited once per address and
--- window with a count instead of once each.
+-- window with a count instead of once each; reported marks a window whose
+-- total has been audited. The limits add the previous window's attempts, so
+-- that a window boundary does not hand out a fresh allowance.
 CREATE TABLE login_throttle (
     key          text NOT NULL,
     window_start timestamptz NOT NULL,
     attempts     int NOT NULL DEFAULT 0,
     throttled    int NOT NULL DEFAULT 0,
+    reported     boolean NOT NULL DEFAULT false,
     PRIMARY KEY (key, window_start)
 );
 CREATE INDEX login_throttle_window ON login_throttle (window_start);

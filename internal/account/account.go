@@ -36,7 +36,8 @@ var (
 	ErrExists = errors.New("a user with that email exists")
 )
 
-// Limits on sign-in attempts within Window (successful ones are taken back).
+// Limits on sign-in attempts within Window and the one before it (successful
+// ones are taken back): a window boundary does not reset them.
 // They apply per address and per (account, address), never per account
 // alone, so that an attacker elsewhere cannot lock a real user out; behind a
 // proxy the address is the client's (COUNTERSIGN_TRUSTED_PROXIES).
@@ -166,11 +167,12 @@ func recordThrottled(ctx context.Context, pool *pgxpool.Pool, ip string, windowS
 	})
 }
 
-// auditClosedWindows deletes the counters of ended windows and appends one
-// event per address that was refused in them, with the number of refusals.
+// auditClosedWindows appends one event per address that was refused in a
+// window that has ended, with the number of refusals, and deletes counters
+// too old to matter.
 func auditClosedWindows(ctx context.Context, pool *pgxpool.Pool) error {
 	return store.WithTx(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
-		closed, err := store.LoginThrottleDeleteClosed(ctx, tx, Window)
+		closed, err := store.LoginThrottleClose(ctx, tx, Window)
 		if err != nil {
 			return err
 		}

@@ -140,7 +140,8 @@ func TokenUser(ctx context.Context, db DBTX, hash string) (*User, error) {
 	return u, nil
 }
 
-// LoginAttempt is one key's count in the current window.
+// LoginAttempt is one key's count: the attempts of the current window and of
+// the one before, so that a window boundary does not reset a limit.
 type LoginAttempt struct {
 	Key         string
 	WindowStart time.Time
@@ -148,15 +149,20 @@ type LoginAttempt struct {
 }
 
 // LoginAttemptCount records an attempt for each key in the window that holds
-// now and returns the new counts, in the order of keys. Each increment is a
-// single upsert, so parallel callers see distinct counts: the check and the
-// record cannot be separated. Pass keys in a fixed order (address first) so
-// that concurrent callers lock rows in the same order.
+// now and returns the new counts (this window and the previous), in the order
+// of keys. Each increment is a single upsert, so parallel callers see
+// distinct counts: the check and the record cannot be separated. Pass keys in
+// a fixed order (address first) so that concurrent callers lock rows in the
+// same order.
 func LoginAttemptCount(ctx context.Context, db DBTX, keys []string, window time.Duration) ([]LoginAttempt, error) {
-	rows, err := db.Query(ctx, `INSERT INTO login_throttle (key, window_start, attempts)
-		SELECT k, date_bin($2::interval, now(), 'epoch'::timestamptz), 1 FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n
-		ON CONFLICT (key, window_start) DO UPDATE SET attempts = login_throttle.attempts + 1
-		RETURNING key, window_start, attempts`, keys, window)
+	rows, err := db.Query(ctx, `WITH up AS (
+			INSERT INTO login_throttle (key, window_start, attempts)
+			SELECT k, date_bin($2::interval, now(), 'epoch'::timestamptz), 1 FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n
+			ON CONFLICT (key, window_start) DO UPDATE SET attempts = login_throttle.attempts + 1
+			RETURNING key, window_start, attempts
+		)
+		SELECT up.key, up.window_start, up.attempts + coalesce(prev.attempts, 0)
+		FROM up LEFT JOIN login_throttle prev ON prev.key = up.key AND prev.window_start = up.window_start - $2::interval`, keys, window)
 	if err != nil {
 		return nil, fmt.Errorf("count login attempt: %w", err)
 	}
@@ -208,28 +214,32 @@ type LoginThrottleClosed struct {
 	Throttled   int
 }
 
-// LoginThrottleDeleteClosed deletes the rows of windows that ended before the
-// current one and returns those with refused attempts. A row is returned to
-// one caller only: the delete locks it.
-func LoginThrottleDeleteClosed(ctx context.Context, db DBTX, window time.Duration) ([]LoginThrottleClosed, error) {
-	rows, err := db.Query(ctx, `DELETE FROM login_throttle
-		WHERE window_start < date_bin($1::interval, now(), 'epoch'::timestamptz)
-		RETURNING key, window_start, throttled`, window)
+// LoginThrottleClose returns, once each, the windows that ended with refused
+// attempts, marking them reported, and deletes the rows of windows too old to
+// count (before the previous one). Row locks make each window go to one
+// caller only.
+func LoginThrottleClose(ctx context.Context, db DBTX, window time.Duration) ([]LoginThrottleClosed, error) {
+	rows, err := db.Query(ctx, `WITH cur AS (SELECT date_bin($1::interval, now(), 'epoch'::timestamptz) AS start),
+		gone AS (
+			DELETE FROM login_throttle USING cur WHERE window_start < cur.start - $1::interval
+			RETURNING key, window_start, throttled, reported
+		),
+		done AS (
+			UPDATE login_throttle SET reported = true FROM cur
+			WHERE window_start >= cur.start - $1::interval AND window_start < cur.start AND throttled > 0 AND NOT reported
+			RETURNING key, window_start, throttled
+		)
+		SELECT key, window_start, throttled FROM gone WHERE throttled > 0 AND NOT reported
+		UNION ALL SELECT key, window_start, throttled FROM done`, window)
 	if err != nil {
-		return nil, fmt.Errorf("delete closed login windows: %w", err)
+		return nil, fmt.Errorf("close login windows: %w", err)
 	}
-	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (LoginThrottleClosed, error) {
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (LoginThrottleClosed, error) {
 		var c LoginThrottleClosed
 		return c, r.Scan(&c.Key, &c.WindowStart, &c.Throttled)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("delete closed login windows: %w", err)
-	}
-	var out []LoginThrottleClosed
-	for _, c := range all {
-		if c.Throttled > 0 {
-			out = append(out, c)
-		}
+		return nil, fmt.Errorf("close login windows: %w", err)
 	}
 	return out, nil
 }
