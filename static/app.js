@@ -67,6 +67,16 @@
     }
   });
 
+  // Requests caused by a live event (sse:*), a poll (every) or a page load
+  // are marked, so that the server does not count them as the user's
+  // activity: an unattended console still goes idle and signs out.
+  document.addEventListener("htmx:configRequest", function (e) {
+    var ev = e.detail.triggeringEvent;
+    if (!ev || ev.type === "load" || /^sse:/.test(ev.type)) {
+      e.detail.headers["X-Live-Refresh"] = "1";
+    }
+  });
+
   // After htmx refreshes the inbox rows, restore the selection by id.
   document.addEventListener("htmx:afterSwap", function (e) {
     if (e.target && e.target.id === "inbox-rows" && selectedId) {

@@ -1,9 +1,14 @@
 package web
 
 import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,7 +27,94 @@ const (
 	sessionIdle     = 30 * time.Minute
 	// seenEvery bounds how often the idle clock is written back to the cookie.
 	seenEvery = time.Minute
+	// preSessionAge is how long a cookie that only carries the sign-in
+	// form's CSRF token lives.
+	preSessionAge = time.Hour
+	// liveRefreshHeader marks requests that static/app.js sends on a live
+	// event or a poll rather than a user's action: they do not keep a
+	// session from going idle.
+	liveRefreshHeader = "X-Live-Refresh"
 )
+
+// csrfRefused is the one answer to a forged, stale or cross-site form.
+var csrfRefused = echo.NewHTTPError(http.StatusForbidden, "this form expired or came from another site; reload the page and try again")
+
+// csrf guards the console against forged requests. Unsafe requests must come
+// from the console's own origin (Sec-Fetch-Site, then Origin, or Referer when
+// Origin is absent) and carry the token kept in the session cookie, in the
+// X-CSRF-Token header (htmx) or the _csrf field. The session cookie is
+// signed and encrypted, so unlike a double-submit cookie a sibling subdomain
+// cannot plant a token it knows. Before sign-in the session holds only the
+// token (a pre-session, one hour), which guards the sign-in form against
+// login CSRF too; signing in replaces it with a new token.
+func (s *Server) csrf(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		sess, _ := s.sessions.Get(r, s.cookie)
+		token, _ := sess.Values["csrf"].(string)
+		switch r.Method {
+		case http.MethodGet, http.MethodHead, http.MethodOptions:
+			if token == "" {
+				token = newCSRFToken()
+				sess.Values["csrf"] = token
+				if sess.IsNew {
+					sess.Options.MaxAge = int(preSessionAge.Seconds())
+				}
+				if err := sess.Save(r, c.Response()); err != nil {
+					return err
+				}
+			}
+		default:
+			if !s.sameOrigin(r) {
+				return csrfRefused
+			}
+			sent := r.Header.Get("X-CSRF-Token")
+			if sent == "" {
+				sent = c.FormValue("_csrf")
+			}
+			if token == "" || subtle.ConstantTimeCompare([]byte(sent), []byte(token)) != 1 {
+				return csrfRefused
+			}
+		}
+		c.Set("csrf", token)
+		return next(c)
+	}
+}
+
+// sameOrigin reports whether an unsafe request comes from the console's own
+// origin. Requests without any of the headers (not from a browser) pass on
+// the token alone.
+func (s *Server) sameOrigin(r *http.Request) bool {
+	// "same-site" is exactly the sibling subdomain this check is for.
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return false
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		ref := r.Header.Get("Referer")
+		if ref == "" {
+			return true
+		}
+		u, err := url.Parse(ref)
+		if err != nil || u.Host == "" {
+			return false
+		}
+		origin = u.Scheme + "://" + u.Host
+	}
+	origin = strings.ToLower(origin)
+	if len(s.Origins) == 0 {
+		// No configured origin (a bare web.New in tests): the request's own host.
+		u, err := url.Parse(origin)
+		return err == nil && u.Host == strings.ToLower(r.Host)
+	}
+	return slices.Contains(s.Origins, origin)
+}
+
+func newCSRFToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
 
 // sessionUser returns the signed-in user, or nil. The cookie carries the
 // user's session version: a logout or a disable bumps it in the database and
@@ -55,7 +147,10 @@ func (s *Server) sessionUser(c echo.Context, touch bool) (*store.User, *sessions
 // requireUser lets signed-in users through and sends others to sign in.
 func (s *Server) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		u, _ := s.sessionUser(c, true)
+		// Live refreshes and the event stream are the page's doing, not the
+		// user's: they must not hold an unattended session open.
+		live := c.Request().Header.Get(liveRefreshHeader) != "" || c.Request().URL.Path == "/events"
+		u, _ := s.sessionUser(c, !live)
 		if u == nil {
 			if c.Request().Header.Get("HX-Request") == "true" || c.Request().URL.Path == "/events" {
 				c.Response().Header().Set("HX-Redirect", "/login")
@@ -91,8 +186,17 @@ func (s *Server) handleLogin(c echo.Context) error {
 		p.Error = "Enter your email and password."
 		return render(c, http.StatusUnprocessableEntity, templates.Login(p, email))
 	}
+	// Refused before anything is looked up or recorded: an anonymous client
+	// must not write kilobytes into the audit log with each try.
+	if len(email) > account.MaxEmail || len(password) > account.MaxPassword {
+		p.Error = fmt.Sprintf("That is too long: an email has at most %d characters, a password %d.", account.MaxEmail, account.MaxPassword)
+		return render(c, http.StatusUnprocessableEntity, templates.Login(p, ""))
+	}
 	u, err := account.SignIn(c.Request().Context(), s.Pool, email, password, c.RealIP())
 	switch {
+	case errors.Is(err, account.ErrInvalid):
+		p.Error = "That email or password is too long."
+		return render(c, http.StatusUnprocessableEntity, templates.Login(p, ""))
 	case errors.Is(err, account.ErrThrottled):
 		p.Error = account.ErrThrottled.Error()
 		return render(c, http.StatusTooManyRequests, templates.Login(p, email))
@@ -104,7 +208,8 @@ func (s *Server) handleLogin(c echo.Context) error {
 	}
 	sess, _ := s.sessions.Get(c.Request(), s.cookie)
 	now := s.Now().Unix()
-	sess.Values = map[any]any{"uid": u.ID, "ver": u.SessionVersion, "issued": now, "seen": now}
+	// A new CSRF token too: one seen before sign-in is worth nothing after.
+	sess.Values = map[any]any{"uid": u.ID, "ver": u.SessionVersion, "issued": now, "seen": now, "csrf": newCSRFToken()}
 	sess.Options.MaxAge = int(sessionAbsolute.Seconds())
 	if err := sess.Save(c.Request(), c.Response()); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -22,6 +23,11 @@ var keepAlive = 25 * time.Second
 // are created or decided, and "run-<id>" when that run changes status.
 func (s *Server) handleEvents(c echo.Context) error {
 	w := c.Response()
+	// The server's write timeout bounds ordinary responses; a stream is
+	// meant to stay open, and ends with its session instead.
+	if err := http.NewResponseController(w).SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return fmt.Errorf("lift the stream's write deadline: %w", err)
+	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")

@@ -30,6 +30,9 @@ func auditFilter(c echo.Context) (store.AuditFilter, templates.HistoryFilter, st
 	if err != nil {
 		return f, h, "", echo.NewHTTPError(http.StatusBadRequest, err.Error())
 	}
+	// Failed sign-ins name what someone typed: admins only, on every view.
+	u := currentUser(c)
+	f.Redact = u == nil || u.Role != "admin"
 	q := url.Values{}
 	for _, k := range audit.FilterNames {
 		if v := c.QueryParam(k); v != "" {

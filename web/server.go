@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -35,11 +36,18 @@ type Deps struct {
 	Policies *policystore.Cache
 	Notify   *notify.Listener
 	Logger   *slog.Logger
-	// SessionKeys are the cookie's hash key (32 bytes) and block key (32 bytes).
-	SessionKeys [2][]byte
+	// SessionKeys are the cookie keys, newest first, each 64 bytes: a hash
+	// key (32) then a block key (32). New cookies use the first; the others
+	// are still accepted, so that keys rotate without signing anyone out.
+	SessionKeys [][]byte
 	// Secure marks the site as served over TLS (directly or behind a proxy):
 	// cookies get Secure and the __Host- prefix, responses get HSTS.
 	Secure bool
+	// Origins are the origins the console is reached at
+	// (scheme://host[:port]); a console form posted from any other is refused.
+	Origins []string
+	// TrustedProxies are the peers whose X-Forwarded-For names the client.
+	TrustedProxies []*net.IPNet
 	// Now is the clock sessions expire by; tests move it.
 	Now func() time.Time
 }
@@ -61,7 +69,11 @@ func New(d Deps) *Server {
 	if s.Now == nil {
 		s.Now = time.Now
 	}
-	s.sessions = sessions.NewCookieStore(d.SessionKeys[0], d.SessionKeys[1])
+	var pairs [][]byte
+	for _, k := range d.SessionKeys {
+		pairs = append(pairs, k[:32], k[32:64])
+	}
+	s.sessions = sessions.NewCookieStore(pairs...)
 	s.sessions.Options = &sessions.Options{Path: "/", MaxAge: int(sessionAbsolute.Seconds()), HttpOnly: true,
 		Secure: d.Secure, SameSite: http.SameSiteLaxMode}
 	s.sessions.MaxAge(int(sessionAbsolute.Seconds()))
@@ -71,20 +83,47 @@ func New(d Deps) *Server {
 	}
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true
-	// Rate limits key on the peer address; X-Forwarded-For is not trusted.
+	// Rate limits key on the client address: the peer's, or the one
+	// X-Forwarded-For names when the peer is a configured proxy. Echo's own
+	// defaults would also trust every private and loopback peer.
 	e.IPExtractor = echo.ExtractIPDirect()
+	if len(d.TrustedProxies) > 0 {
+		opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+		for _, n := range d.TrustedProxies {
+			opts = append(opts, echo.TrustIPRange(n))
+		}
+		e.IPExtractor = echo.ExtractIPFromXFFHeader(opts...)
+	}
 	e.HTTPErrorHandler = s.handleError
-	e.Use(middleware.Recover(), middleware.BodyLimit("1M"), cleanInput)
+	e.Use(middleware.Recover(), middleware.BodyLimit("1M"), cleanInput, s.headers)
 	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
-		XSSProtection:         "0",
-		ContentTypeNosniff:    "nosniff",
-		XFrameOptions:         "DENY",
-		HSTSMaxAge:            31536000,
+		XSSProtection:      "0",
+		ContentTypeNosniff: "nosniff",
+		XFrameOptions:      "DENY",
+		// HSTS is sent by s.headers: Echo would send it only on
+		// connections it sees as TLS, never behind a TLS-terminating proxy.
 		ReferrerPolicy:        "same-origin",
 		ContentSecurityPolicy: "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
 	}))
 	s.routes()
 	return s
+}
+
+// headers sets what every response carries: HSTS when the site is served
+// over HTTPS (COUNTERSIGN_SECURE_COOKIES, even behind a proxy), and
+// no-store on everything but static files, so that no page, API answer or
+// export of a signed-in user stays in a browser or proxy cache.
+func (s *Server) headers(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		if s.Secure {
+			h.Set(echo.HeaderStrictTransportSecurity, "max-age=31536000; includeSubDomains")
+		}
+		if !strings.HasPrefix(c.Request().URL.Path, "/static/") {
+			h.Set("Cache-Control", "no-store")
+		}
+		return next(c)
+	}
 }
 
 // Handler returns the server's http.Handler.
@@ -112,18 +151,7 @@ func (s *Server) routes() {
 	api.GET("/audit", s.handleAPIAudit, requireScope(account.ScopeAuditRead))
 	api.GET("/audit/export", s.handleHistoryExport, requireScope(account.ScopeAuditRead))
 
-	ui := e.Group("", middleware.CSRFWithConfig(middleware.CSRFConfig{
-		TokenLookup:    "header:X-CSRF-Token,form:_csrf",
-		CookieName:     "_csrf",
-		CookiePath:     "/",
-		CookieHTTPOnly: true,
-		CookieSecure:   s.Secure,
-		CookieSameSite: http.SameSiteLaxMode,
-		// A missing, stale or cross-site token is the same refusal.
-		ErrorHandler: func(error, echo.Context) error {
-			return echo.NewHTTPError(http.StatusForbidden, "this form expired or came from another site; reload the page and try again")
-		},
-	}))
+	ui := e.Group("", s.csrf)
 	ui.GET("/login", s.handleLoginPage)
 	ui.POST("/login", s.handleLogin)
 	ui.POST("/logout", s.handleLogout, s.requireUser)

@@ -33,14 +33,20 @@ var (
 	ErrExists = errors.New("a user with that email exists")
 )
 
-// Limits on failed sign-ins within Window. They apply per address and per
-// (account, address), never per account alone, so that an attacker elsewhere
-// cannot lock a real user out.
+// Limits on sign-in attempts within Window and the one before it (successful
+// ones are taken back): a window boundary does not reset them.
+// They apply per address and per (account, address), never per account
+// alone, so that an attacker elsewhere cannot lock a real user out; behind a
+// proxy the address is the client's (COUNTERSIGN_TRUSTED_PROXIES).
 const (
 	Window          = 15 * time.Minute
 	MaxPerAddress   = 20
 	MaxPerAccountIP = 5
 	MinPassword     = 10
+	// MaxEmail is the longest address SMTP allows; MaxPassword bounds what
+	// is hashed (bcrypt reads 72 bytes). Longer input is refused unrecorded.
+	MaxEmail    = 254
+	MaxPassword = 1024
 )
 
 // dummyHash is compared against when the account does not exist, so that a
@@ -84,16 +90,28 @@ func Create(ctx context.Context, pool *pgxpool.Pool, email, name, role, password
 	})
 }
 
-// SignIn checks a password. Failures are recorded and rate limited; the
-// caller gets ErrThrottled or ErrBadCredentials and nothing more.
+// SignIn checks a password. Every attempt is counted before the password is
+// checked, in one statement per key, so that parallel attempts cannot slip
+// past the limits; a successful one is taken back. The caller gets
+// ErrInvalid (input too long: nothing is recorded), ErrThrottled or
+// ErrBadCredentials and nothing more.
 func SignIn(ctx context.Context, pool *pgxpool.Pool, email, password, ip string) (*store.User, error) {
 	email = strings.TrimSpace(email)
-	byIP, byAccount, err := store.LoginFailureCounts(ctx, pool, email, ip, time.Now().Add(-Window))
+	if len(email) > MaxEmail || len(password) > MaxPassword {
+		return nil, fmt.Errorf("%w: the email or password is too long", ErrInvalid)
+	}
+	if err := auditClosedWindows(ctx, pool); err != nil {
+		return nil, err
+	}
+	keys := []string{"ip:" + ip, "acct:" + strings.ToLower(email) + "|" + ip}
+	counts, err := store.LoginAttemptCount(ctx, pool, keys, Window)
 	if err != nil {
 		return nil, err
 	}
-	if byIP >= MaxPerAddress || byAccount >= MaxPerAccountIP {
-		_ = audit(ctx, pool, email, "auth.login_throttled", "user", email, map[string]any{"ip": ip})
+	if counts[0].Attempts > MaxPerAddress || counts[1].Attempts > MaxPerAccountIP {
+		if err := recordThrottled(ctx, pool, ip, counts[0].WindowStart); err != nil {
+			return nil, err
+		}
 		return nil, ErrThrottled
 	}
 	u, err := store.UserGetByEmail(ctx, pool, email)
@@ -115,18 +133,63 @@ func SignIn(ctx context.Context, pool *pgxpool.Pool, email, password, ip string)
 		case u.Disabled && ok:
 			reason = "user disabled"
 		}
-		if err := store.LoginFailureInsert(ctx, pool, email, ip); err != nil {
-			return nil, err
-		}
+		// The attempt is already counted; at most MaxPerAddress of these
+		// per address and window reach the log.
 		if err := audit(ctx, pool, email, "auth.login_failed", "user", email, map[string]any{"ip": ip, "reason": reason}); err != nil {
 			return nil, err
 		}
 		return nil, ErrBadCredentials
 	}
+	if err := store.LoginAttemptForgive(ctx, pool, keys, counts[0].WindowStart); err != nil {
+		return nil, err
+	}
 	if err := audit(ctx, pool, u.Email, "auth.login", "user", strconv.FormatInt(u.ID, 10), map[string]any{"ip": ip}); err != nil {
 		return nil, err
 	}
 	return u, nil
+}
+
+// recordThrottled counts a refused attempt. Only the first refusal of an
+// address in a window is audited at once; the total follows when the window
+// closes (auditClosedWindows), so an anonymous client adds at most two
+// events per address and window however often it tries.
+func recordThrottled(ctx context.Context, pool *pgxpool.Pool, ip string, windowStart time.Time) error {
+	return store.WithTx(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
+		n, err := store.LoginThrottledCount(ctx, tx, "ip:"+ip, windowStart)
+		if err != nil || n != 1 {
+			return err
+		}
+		_, err = store.AuditAppend(ctx, tx, "anonymous", "auth.login_throttled", "address", ip, nil, throttleDetails(ip, windowStart, 1, false))
+		return err
+	})
+}
+
+// auditClosedWindows appends one event per address that was refused in a
+// window that has ended, with the number of refusals, and deletes counters
+// too old to matter.
+func auditClosedWindows(ctx context.Context, pool *pgxpool.Pool) error {
+	return store.WithTx(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
+		closed, err := store.LoginThrottleClose(ctx, tx, Window)
+		if err != nil {
+			return err
+		}
+		for _, c := range closed {
+			ip, ok := strings.CutPrefix(c.Key, "ip:")
+			if !ok {
+				continue
+			}
+			if _, err := store.AuditAppend(ctx, tx, "anonymous", "auth.login_throttled", "address", ip, nil,
+				throttleDetails(ip, c.WindowStart, c.Throttled, true)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func throttleDetails(ip string, windowStart time.Time, count int, complete bool) map[string]any {
+	return map[string]any{"ip": ip, "window_start": windowStart.UTC(), "window_end": windowStart.Add(Window).UTC(),
+		"count": count, "complete": complete}
 }
 
 // SignOut ends every session of the user.

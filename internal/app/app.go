@@ -6,12 +6,13 @@ package app
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -142,37 +143,89 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	a := &App{Config: cfg, Pool: pool, River: client, Engine: engine, Policies: policies,
 		Notify: notify.NewListener(pool, logger), opts: opts, logger: logger}
 	if opts.Web {
-		keys, err := sessionKeys(context.Background(), pool, cfg.SessionKey)
+		keys, err := sessionKeys(context.Background(), pool, cfg)
 		if err != nil {
 			return nil, err
 		}
 		a.Web = web.New(web.Deps{Pool: pool, Engine: engine, Policies: policies, Notify: a.Notify,
-			Logger: logger, SessionKeys: keys, Secure: cfg.Secure, Now: engine.Now})
+			Logger: logger, SessionKeys: keys, Secure: cfg.Secure, Now: engine.Now,
+			Origins: publicOrigins(cfg, opts.Listener), TrustedProxies: cfg.TrustedProxies})
 	}
 	return a, nil
 }
 
-// sessionKeys returns the cookie keys: from the configuration, or generated
-// on first use and kept in the database so that every process shares them.
-func sessionKeys(ctx context.Context, pool *pgxpool.Pool, configured string) ([2][]byte, error) {
-	var raw []byte
-	var err error
-	if configured != "" {
-		raw, err = hex.DecodeString(configured)
-	} else {
-		raw, err = store.SettingGetOrCreate(ctx, pool, "session_keys", func() []byte {
-			b := make([]byte, 64)
-			_, _ = rand.Read(b)
-			return b
-		})
+// sessionKeys returns the cookie keys, newest first: from the configuration
+// or its file, or else generated on first use and kept in the settings table
+// so that every process shares them. The countersign_app role cannot read
+// that table (migration 00007): a process running as it must be given keys.
+func sessionKeys(ctx context.Context, pool *pgxpool.Pool, cfg config.Config) ([][]byte, error) {
+	switch {
+	case cfg.SessionKey != "":
+		keys, err := config.ParseSessionKeys(cfg.SessionKey)
+		if err != nil {
+			return nil, fmt.Errorf("COUNTERSIGN_SESSION_KEY: %w", err)
+		}
+		return keys, nil
+	case cfg.SessionKeyFile != "":
+		raw, err := os.ReadFile(cfg.SessionKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("COUNTERSIGN_SESSION_KEY_FILE: %w", err)
+		}
+		keys, err := config.ParseSessionKeys(string(raw))
+		if err != nil {
+			return nil, fmt.Errorf("COUNTERSIGN_SESSION_KEY_FILE %s: %w", cfg.SessionKeyFile, err)
+		}
+		return keys, nil
 	}
-	if err != nil {
-		return [2][]byte{}, fmt.Errorf("session keys: %w", err)
+	raw, err := store.SettingGetOrCreate(ctx, pool, "session_keys", func() []byte {
+		b := make([]byte, 64)
+		_, _ = rand.Read(b)
+		return b
+	})
+	if errors.Is(err, store.ErrPermission) {
+		return nil, errors.New("this database user may not read the stored session keys: set COUNTERSIGN_SESSION_KEY or COUNTERSIGN_SESSION_KEY_FILE (openssl rand -hex 64)")
+	} else if err != nil {
+		return nil, fmt.Errorf("session keys: %w", err)
 	}
 	if len(raw) != 64 {
-		return [2][]byte{}, errors.New("session keys must be 64 bytes")
+		return nil, errors.New("session keys must be 64 bytes")
 	}
-	return [2][]byte{raw[:32], raw[32:]}, nil
+	return [][]byte{raw}, nil
+}
+
+// publicOrigins are the origins console forms may come from: the configured
+// public URL, or the loopback names of the port the web side listens on.
+func publicOrigins(cfg config.Config, ln net.Listener) []string {
+	if cfg.PublicURL != "" {
+		return []string{strings.ToLower(strings.TrimSuffix(cfg.PublicURL, "/"))}
+	}
+	_, port, _ := net.SplitHostPort(cfg.Addr)
+	if ln != nil {
+		_, port, _ = net.SplitHostPort(ln.Addr().String())
+	}
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	var out []string
+	for _, h := range []string{"localhost", "127.0.0.1", "[::1]"} {
+		out = append(out, scheme+"://"+h+":"+port)
+	}
+	return out
+}
+
+// Web server timeouts. A slow or stalled client cannot hold a connection
+// longer than these; the event stream lifts its own write deadline.
+const (
+	ReadHeaderTimeout = 10 * time.Second
+	ReadTimeout       = 30 * time.Second
+	WriteTimeout      = 60 * time.Second
+	IdleTimeout       = 2 * time.Minute
+)
+
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: ReadHeaderTimeout, ReadTimeout: ReadTimeout,
+		WriteTimeout: WriteTimeout, IdleTimeout: IdleTimeout}
 }
 
 type discard struct{}
@@ -215,7 +268,7 @@ func (a *App) Run(ctx context.Context) error {
 				return fmt.Errorf("listen on %s: %w", a.Config.Addr, err)
 			}
 		}
-		srv = &http.Server{Handler: a.Web.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		srv = newHTTPServer(a.Web.Handler())
 		a.logger.Info("web started", "addr", "http://"+ln.Addr().String())
 		go func() {
 			var err error

@@ -36,9 +36,23 @@ type Config struct {
 	MaxStepOutput int
 
 	// SessionKey is 64 bytes in hex (COUNTERSIGN_SESSION_KEY): the session
-	// cookie's signing and encryption keys. Empty: generated once and stored
-	// in the database, shared by every process.
+	// cookie's signing and encryption keys. Several keys separated by commas
+	// rotate them: the first signs new cookies, the others are still accepted
+	// (keep an old key listed for sessionAbsolute, 12 hours, then drop it).
+	// Empty: read from SessionKeyFile, or else generated once and stored in the
+	// database (only for a database user other than countersign_app, which
+	// cannot read it).
 	SessionKey string
+	// SessionKeyFile (COUNTERSIGN_SESSION_KEY_FILE) holds the keys instead,
+	// one per line, newest first: a file the database role cannot read.
+	SessionKeyFile string
+	// PublicURL (COUNTERSIGN_PUBLIC_URL) is the origin users reach, such as
+	// https://cs.example.com: console forms whose Origin differs are refused.
+	// Empty: http://localhost:<port of Addr> (127.0.0.1 and [::1] too).
+	PublicURL string
+	// TrustedProxies (COUNTERSIGN_TRUSTED_PROXIES, comma-separated CIDRs or
+	// addresses) are the peers whose X-Forwarded-For names the client.
+	TrustedProxies []*net.IPNet
 	// TLSCert and TLSKey (COUNTERSIGN_TLS_CERT, COUNTERSIGN_TLS_KEY) make the
 	// web side serve HTTPS itself.
 	TLSCert, TLSKey string
@@ -72,15 +86,17 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		return def
 	}
 	c := Config{
-		DatabaseURL:   get("DATABASE_URL", DefaultDatabaseURL),
-		Addr:          get("COUNTERSIGN_ADDR", DefaultAddr),
-		ModelProvider: get("COUNTERSIGN_MODEL_PROVIDER", "offline"),
-		ModelBaseURL:  get("COUNTERSIGN_MODEL_BASE_URL", getenv("OPENAI_BASE_URL")),
-		ModelAPIKey:   get("COUNTERSIGN_MODEL_API_KEY", getenv("OPENAI_API_KEY")),
-		ModelName:     get("COUNTERSIGN_MODEL", ""),
-		SessionKey:    get("COUNTERSIGN_SESSION_KEY", ""),
-		TLSCert:       get("COUNTERSIGN_TLS_CERT", ""),
-		TLSKey:        get("COUNTERSIGN_TLS_KEY", ""),
+		DatabaseURL:    get("DATABASE_URL", DefaultDatabaseURL),
+		Addr:           get("COUNTERSIGN_ADDR", DefaultAddr),
+		ModelProvider:  get("COUNTERSIGN_MODEL_PROVIDER", "offline"),
+		ModelBaseURL:   get("COUNTERSIGN_MODEL_BASE_URL", getenv("OPENAI_BASE_URL")),
+		ModelAPIKey:    get("COUNTERSIGN_MODEL_API_KEY", getenv("OPENAI_API_KEY")),
+		ModelName:      get("COUNTERSIGN_MODEL", ""),
+		SessionKey:     get("COUNTERSIGN_SESSION_KEY", ""),
+		SessionKeyFile: get("COUNTERSIGN_SESSION_KEY_FILE", ""),
+		PublicURL:      strings.TrimSuffix(get("COUNTERSIGN_PUBLIC_URL", ""), "/"),
+		TLSCert:        get("COUNTERSIGN_TLS_CERT", ""),
+		TLSKey:         get("COUNTERSIGN_TLS_KEY", ""),
 	}
 	switch v := get("COUNTERSIGN_SECURE_COOKIES", "false"); v {
 	case "true", "1":
@@ -93,6 +109,9 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		c.Secure = true
 	}
 	var err error
+	if c.TrustedProxies, err = ParseCIDRs(get("COUNTERSIGN_TRUSTED_PROXIES", "")); err != nil {
+		return c, fmt.Errorf("COUNTERSIGN_TRUSTED_PROXIES: %w", err)
+	}
 	if c.Workers, err = intVar(get, "COUNTERSIGN_WORKERS", 20); err != nil {
 		return c, err
 	}
@@ -130,8 +149,17 @@ func (c Config) Validate() error {
 		return fmt.Errorf("COUNTERSIGN_MAX_STEP_OUTPUT must be between 1KiB and 64MiB, got %d bytes", c.MaxStepOutput)
 	}
 	if c.SessionKey != "" {
-		if b, err := hex.DecodeString(c.SessionKey); err != nil || len(b) != 64 {
-			return errors.New("COUNTERSIGN_SESSION_KEY must be 64 bytes in hex (128 characters; openssl rand -hex 64)")
+		if _, err := ParseSessionKeys(c.SessionKey); err != nil {
+			return fmt.Errorf("COUNTERSIGN_SESSION_KEY: %w", err)
+		}
+		if c.SessionKeyFile != "" {
+			return errors.New("set COUNTERSIGN_SESSION_KEY or COUNTERSIGN_SESSION_KEY_FILE, not both")
+		}
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
+			return fmt.Errorf("COUNTERSIGN_PUBLIC_URL must be an origin such as https://cs.example.com, got %q", c.PublicURL)
 		}
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
@@ -152,6 +180,56 @@ func (c Config) Validate() error {
 		return fmt.Errorf("COUNTERSIGN_MODEL_PROVIDER must be offline or openai, got %q", c.ModelProvider)
 	}
 	return nil
+}
+
+// ParseSessionKeys reads session keys separated by commas or newlines, newest
+// first, each 64 bytes in hex. Returns an error naming the bad key's position.
+func ParseSessionKeys(s string) ([][]byte, error) {
+	var keys [][]byte
+	for i, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' }) {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		b, err := hex.DecodeString(f)
+		if err != nil || len(b) != 64 {
+			return nil, fmt.Errorf("key %d is not 64 bytes in hex (128 characters; openssl rand -hex 64)", i+1)
+		}
+		keys = append(keys, b)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("no key given")
+	}
+	return keys, nil
+}
+
+// ParseCIDRs reads comma-separated CIDRs; a bare address is its own /32 or /128.
+func ParseCIDRs(s string) ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			ip := net.ParseIP(f)
+			if ip == nil {
+				return nil, fmt.Errorf("%q is not an address or CIDR", f)
+			}
+			bits := 128
+			if ip.To4() != nil {
+				ip, bits = ip.To4(), 32
+			}
+			out = append(out, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+			continue
+		}
+		_, n, err := net.ParseCIDR(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an address or CIDR", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func intVar(get func(string, string) string, key string, def int) (int, error) {

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,5 +43,39 @@ func TestMaxStepOutput(t *testing.T) {
 		c, err := FromEnv(func(k string) string { return map[string]string{"COUNTERSIGN_MAX_STEP_OUTPUT": v}[k] })
 		require.NoError(t, err, v)
 		require.ErrorContains(t, c.Validate(), "COUNTERSIGN_MAX_STEP_OUTPUT must be between 1KiB and 64MiB", v)
+	}
+}
+
+func TestSecuritySettings(t *testing.T) {
+	from := func(env map[string]string) (Config, error) {
+		c, err := FromEnv(func(k string) string { return env[k] })
+		if err != nil {
+			return c, err
+		}
+		return c, c.Validate()
+	}
+	k1, k2 := strings.Repeat("ab", 64), strings.Repeat("cd", 64)
+
+	c, err := from(map[string]string{"COUNTERSIGN_PUBLIC_URL": "https://cs.example.com/", "COUNTERSIGN_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.7",
+		"COUNTERSIGN_SESSION_KEY": k1 + "," + k2})
+	require.NoError(t, err)
+	require.Equal(t, "https://cs.example.com", c.PublicURL)
+	require.Len(t, c.TrustedProxies, 2)
+	require.True(t, c.TrustedProxies[1].Contains(net.ParseIP("192.0.2.7")))
+	require.False(t, c.TrustedProxies[1].Contains(net.ParseIP("192.0.2.8")))
+	keys, err := ParseSessionKeys(c.SessionKey)
+	require.NoError(t, err)
+	require.Len(t, keys, 2)
+
+	for env, want := range map[string]string{
+		"COUNTERSIGN_PUBLIC_URL=cs.example.com":           "COUNTERSIGN_PUBLIC_URL must be an origin",
+		"COUNTERSIGN_PUBLIC_URL=https://cs.example.com/x": "COUNTERSIGN_PUBLIC_URL must be an origin",
+		"COUNTERSIGN_TRUSTED_PROXIES=10.0.0.0/33":         "COUNTERSIGN_TRUSTED_PROXIES",
+		"COUNTERSIGN_TRUSTED_PROXIES=proxy":               "COUNTERSIGN_TRUSTED_PROXIES",
+		"COUNTERSIGN_SESSION_KEY=" + k1 + ",beef":         "key 2 is not 64 bytes",
+	} {
+		k, v, _ := strings.Cut(env, "=")
+		_, err := from(map[string]string{k: v})
+		require.ErrorContains(t, err, want, env)
 	}
 }

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -18,12 +20,34 @@ type AuditFilter struct {
 	RunID    string
 	Since    *time.Time
 	Until    *time.Time
+	// Redact hides who tried to sign in, from where and why it failed
+	// (RedactedKinds) from whoever is not an admin: the email typed may
+	// be a password typed in the wrong field.
+	Redact bool
+}
+
+// RedactedKinds are the events whose actor, subject and details Redact hides.
+var RedactedKinds = []string{"auth.login_failed", "auth.login_throttled"}
+
+// redactedDetails replaces the details of a redacted event.
+const redactedDetails = `{"redacted": "visible to admins only"}`
+
+func redact(e *AuditEvent) {
+	if !slices.Contains(RedactedKinds, e.Kind) {
+		return
+	}
+	e.Actor, e.SubjectID = "(redacted)", "(redacted)"
+	e.Details, e.DetailsText = json.RawMessage(redactedDetails), redactedDetails
 }
 
 // where renders the filter as SQL conditions with their arguments.
 func (f AuditFilter) where() *where {
 	var w where
 	w.eq("actor", f.Actor)
+	if f.Redact && f.Actor != "" {
+		// Otherwise a search by actor would tell which emails were typed.
+		w.add("kind <> ALL(" + w.arg(RedactedKinds) + ")")
+	}
 	w.eq("kind", f.Kind)
 	w.eq("details->>'verdict'", f.Verdict)
 	w.eq("details->>'workflow'", f.Workflow)
@@ -64,6 +88,13 @@ func AuditStream(ctx context.Context, db DBTX, f AuditFilter, beforeID int64, li
 	q := `SELECT ` + auditColumns + ` FROM audit_events WHERE ` + w.sql() + ` ORDER BY id DESC`
 	if limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", limit)
+	}
+	if f.Redact {
+		inner := fn
+		fn = func(e *AuditEvent) error {
+			redact(e)
+			return inner(e)
+		}
 	}
 	return streamAudit(ctx, db, fn, q, w.args...)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // User is a console account.
@@ -112,27 +113,117 @@ func UserEndSessions(ctx context.Context, db DBTX, id int64) error {
 	return nil
 }
 
-// LoginFailureInsert records a failed sign-in.
-func LoginFailureInsert(ctx context.Context, db DBTX, email, ip string) error {
-	_, err := db.Exec(ctx, `INSERT INTO login_failures (email, ip) VALUES ($1, $2)`, email, ip)
+// LoginAttempt is one key's count: the attempts of the current window and of
+// the one before, so that a window boundary does not reset a limit.
+type LoginAttempt struct {
+	Key         string
+	WindowStart time.Time
+	Attempts    int
+}
+
+// LoginAttemptCount records an attempt for each key in the window that holds
+// now and returns the new counts (this window and the previous), in the order
+// of keys. Each increment is a single upsert, so parallel callers see
+// distinct counts: the check and the record cannot be separated. Pass keys in
+// a fixed order (address first) so that concurrent callers lock rows in the
+// same order.
+func LoginAttemptCount(ctx context.Context, db DBTX, keys []string, window time.Duration) ([]LoginAttempt, error) {
+	rows, err := db.Query(ctx, `WITH up AS (
+			INSERT INTO login_throttle (key, window_start, attempts)
+			SELECT k, date_bin($2::interval, now(), 'epoch'::timestamptz), 1 FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n
+			ON CONFLICT (key, window_start) DO UPDATE SET attempts = login_throttle.attempts + 1
+			RETURNING key, window_start, attempts
+		)
+		SELECT up.key, up.window_start, up.attempts + coalesce(prev.attempts, 0)
+		FROM up LEFT JOIN login_throttle prev ON prev.key = up.key AND prev.window_start = up.window_start - $2::interval`, keys, window)
 	if err != nil {
-		return fmt.Errorf("record login failure: %w", err)
+		return nil, fmt.Errorf("count login attempt: %w", err)
+	}
+	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (LoginAttempt, error) {
+		var a LoginAttempt
+		return a, r.Scan(&a.Key, &a.WindowStart, &a.Attempts)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count login attempt: %w", err)
+	}
+	out := make([]LoginAttempt, len(keys))
+	for i, k := range keys {
+		for _, a := range got {
+			if a.Key == k {
+				out[i] = a
+			}
+		}
+	}
+	return out, nil
+}
+
+// LoginAttemptForgive takes back one attempt of each key in the window: a
+// successful sign-in does not count against its address.
+func LoginAttemptForgive(ctx context.Context, db DBTX, keys []string, windowStart time.Time) error {
+	_, err := db.Exec(ctx, `UPDATE login_throttle SET attempts = greatest(attempts - 1, 0)
+		WHERE key = ANY($1) AND window_start = $2`, keys, windowStart)
+	if err != nil {
+		return fmt.Errorf("forgive login attempt: %w", err)
 	}
 	return nil
 }
 
-// LoginFailureCounts returns the failures since t from ip, and for email from ip.
-func LoginFailureCounts(ctx context.Context, db DBTX, email, ip string, since time.Time) (byIP, byAccount int, err error) {
-	err = db.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE lower(email) = lower($2))
-		FROM login_failures WHERE ip = $1 AND at >= $3`, ip, email, since).Scan(&byIP, &byAccount)
+// LoginThrottledCount records a refused attempt against key in the window and
+// returns how many there were, this one included.
+func LoginThrottledCount(ctx context.Context, db DBTX, key string, windowStart time.Time) (int, error) {
+	var n int
+	err := db.QueryRow(ctx, `UPDATE login_throttle SET throttled = throttled + 1
+		WHERE key = $1 AND window_start = $2 RETURNING throttled`, key, windowStart).Scan(&n)
 	if err != nil {
-		return 0, 0, fmt.Errorf("count login failures: %w", err)
+		return 0, fmt.Errorf("count throttled login: %w", interpret(err))
 	}
-	return byIP, byAccount, nil
+	return n, nil
 }
+
+// LoginThrottleClosed is a finished window in which attempts were refused.
+type LoginThrottleClosed struct {
+	Key         string
+	WindowStart time.Time
+	Throttled   int
+}
+
+// LoginThrottleClose returns, once each, the windows that ended with refused
+// attempts, marking them reported, and deletes the rows of windows too old to
+// count (before the previous one). Row locks make each window go to one
+// caller only.
+func LoginThrottleClose(ctx context.Context, db DBTX, window time.Duration) ([]LoginThrottleClosed, error) {
+	rows, err := db.Query(ctx, `WITH cur AS (SELECT date_bin($1::interval, now(), 'epoch'::timestamptz) AS start),
+		gone AS (
+			DELETE FROM login_throttle USING cur WHERE window_start < cur.start - $1::interval
+			RETURNING key, window_start, throttled, reported
+		),
+		done AS (
+			UPDATE login_throttle SET reported = true FROM cur
+			WHERE window_start >= cur.start - $1::interval AND window_start < cur.start AND throttled > 0 AND NOT reported
+			RETURNING key, window_start, throttled
+		)
+		SELECT key, window_start, throttled FROM gone WHERE throttled > 0 AND NOT reported
+		UNION ALL SELECT key, window_start, throttled FROM done`, window)
+	if err != nil {
+		return nil, fmt.Errorf("close login windows: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (LoginThrottleClosed, error) {
+		var c LoginThrottleClosed
+		return c, r.Scan(&c.Key, &c.WindowStart, &c.Throttled)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("close login windows: %w", err)
+	}
+	return out, nil
+}
+
+// ErrPermission is returned when the database role may not read what was
+// asked for (the settings table, for countersign_app).
+var ErrPermission = errors.New("permission denied")
 
 // SettingGetOrCreate returns the value stored under key, storing make()'s
 // result first when there is none. Concurrent callers all get the first value.
+// Returns ErrPermission when the role may not read settings.
 func SettingGetOrCreate(ctx context.Context, db DBTX, key string, make func() []byte) ([]byte, error) {
 	var v []byte
 	err := db.QueryRow(ctx, `WITH ins AS (
@@ -141,6 +232,9 @@ func SettingGetOrCreate(ctx context.Context, db DBTX, key string, make func() []
 	if errors.Is(err, pgx.ErrNoRows) {
 		// Lost a race with a concurrent insert that committed after our snapshot.
 		err = db.QueryRow(ctx, `SELECT value FROM settings WHERE key = $1`, key).Scan(&v)
+	}
+	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "42501" {
+		err = ErrPermission
 	}
 	if err != nil {
 		return nil, fmt.Errorf("setting %s: %w", key, err)
