@@ -36,7 +36,7 @@ func UserInsert(ctx context.Context, db DBTX, email, name, role, passwordHash st
 	u, err := scanUser(db.QueryRow(ctx, `INSERT INTO users (email, name, role, password_hash) VALUES ($1, $2, $3, $4)
 		RETURNING `+userColumns, email, name, role, passwordHash))
 	if err != nil {
-		return nil, fmt.Errorf("insert user: %w", err)
+		return nil, fmt.Errorf("insert user: %w", interpret(err))
 	}
 	return u, nil
 }
@@ -45,7 +45,7 @@ func UserInsert(ctx context.Context, db DBTX, email, name, role, passwordHash st
 func UserGetByEmail(ctx context.Context, db DBTX, email string) (*User, error) {
 	u, err := scanUser(db.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE lower(email) = lower($1)`, email))
 	if err != nil {
-		return nil, fmt.Errorf("get user: %w", err)
+		return nil, fmt.Errorf("get user: %w", interpret(err))
 	}
 	return u, nil
 }
@@ -54,7 +54,7 @@ func UserGetByEmail(ctx context.Context, db DBTX, email string) (*User, error) {
 func UserGet(ctx context.Context, db DBTX, id int64) (*User, error) {
 	u, err := scanUser(db.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
 	if err != nil {
-		return nil, fmt.Errorf("get user: %w", err)
+		return nil, fmt.Errorf("get user: %w", interpret(err))
 	}
 	return u, nil
 }
@@ -63,7 +63,7 @@ func UserGet(ctx context.Context, db DBTX, id int64) (*User, error) {
 func UserList(ctx context.Context, db DBTX) ([]*User, error) {
 	rows, err := db.Query(ctx, `SELECT `+userColumns+` FROM users ORDER BY lower(email)`)
 	if err != nil {
-		return nil, fmt.Errorf("list users: %w", err)
+		return nil, fmt.Errorf("list users: %w", interpret(err))
 	}
 	defer rows.Close()
 	var out []*User
@@ -74,7 +74,7 @@ func UserList(ctx context.Context, db DBTX) ([]*User, error) {
 		}
 		out = append(out, u)
 	}
-	return out, rows.Err()
+	return out, interpret(rows.Err())
 }
 
 // UserSetDisabled disables or enables a user; disabling ends their sessions.
@@ -82,7 +82,7 @@ func UserSetDisabled(ctx context.Context, db DBTX, id int64, disabled bool) erro
 	tag, err := db.Exec(ctx, `UPDATE users SET disabled = $2, session_version = session_version + 1, updated_at = now()
 		WHERE id = $1`, id, disabled)
 	if err != nil {
-		return fmt.Errorf("disable user: %w", err)
+		return fmt.Errorf("disable user: %w", interpret(err))
 	}
 	if tag.RowsAffected() == 0 {
 		return ErrNotFound
@@ -95,7 +95,7 @@ func UserSetRole(ctx context.Context, db DBTX, id int64, role string) error {
 	tag, err := db.Exec(ctx, `UPDATE users SET role = $2, session_version = session_version + 1, updated_at = now()
 		WHERE id = $1`, id, role)
 	if err != nil {
-		return fmt.Errorf("set role: %w", err)
+		return fmt.Errorf("set role: %w", interpret(err))
 	}
 	if tag.RowsAffected() == 0 {
 		return ErrNotFound
@@ -107,7 +107,7 @@ func UserSetRole(ctx context.Context, db DBTX, id int64, role string) error {
 func UserEndSessions(ctx context.Context, db DBTX, id int64) error {
 	_, err := db.Exec(ctx, `UPDATE users SET session_version = session_version + 1, updated_at = now() WHERE id = $1`, id)
 	if err != nil {
-		return fmt.Errorf("end sessions: %w", err)
+		return fmt.Errorf("end sessions: %w", interpret(err))
 	}
 	return nil
 }
@@ -118,7 +118,7 @@ func TokenInsert(ctx context.Context, db DBTX, userID int64, name, hash string) 
 	err := db.QueryRow(ctx, `INSERT INTO api_tokens (user_id, name, token_hash) VALUES ($1, $2, $3) RETURNING id`,
 		userID, name, hash).Scan(&id)
 	if err != nil {
-		return 0, fmt.Errorf("insert token: %w", err)
+		return 0, fmt.Errorf("insert token: %w", interpret(err))
 	}
 	return id, nil
 }
@@ -134,7 +134,7 @@ func TokenUser(ctx context.Context, db DBTX, hash string) (*User, error) {
 		)
 		SELECT `+prefixed("u.", userColumns)+` FROM users u JOIN t ON t.user_id = u.id WHERE NOT u.disabled`, hash))
 	if err != nil {
-		return nil, fmt.Errorf("token user: %w", err)
+		return nil, fmt.Errorf("token user: %w", interpret(err))
 	}
 	return u, nil
 }
@@ -143,7 +143,7 @@ func TokenUser(ctx context.Context, db DBTX, hash string) (*User, error) {
 func LoginFailureInsert(ctx context.Context, db DBTX, email, ip string) error {
 	_, err := db.Exec(ctx, `INSERT INTO login_failures (email, ip) VALUES ($1, $2)`, email, ip)
 	if err != nil {
-		return fmt.Errorf("record login failure: %w", err)
+		return fmt.Errorf("record login failure: %w", interpret(err))
 	}
 	return nil
 }
@@ -153,7 +153,7 @@ func LoginFailureCounts(ctx context.Context, db DBTX, email, ip string, since ti
 	err = db.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE lower(email) = lower($2))
 		FROM login_failures WHERE ip = $1 AND at >= $3`, ip, email, since).Scan(&byIP, &byAccount)
 	if err != nil {
-		return 0, 0, fmt.Errorf("count login failures: %w", err)
+		return 0, 0, fmt.Errorf("count login failures: %w", interpret(err))
 	}
 	return byIP, byAccount, nil
 }
@@ -170,7 +170,7 @@ func SettingGetOrCreate(ctx context.Context, db DBTX, key string, make func() []
 		err = db.QueryRow(ctx, `SELECT value FROM settings WHERE key = $1`, key).Scan(&v)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("setting %s: %w", key, err)
+		return nil, fmt.Errorf("setting %s: %w", key, interpret(err))
 	}
 	return v, nil
 }
