@@ -129,6 +129,15 @@ func BatchItems(ctx context.Context, db DBTX, batchID string) ([]*Request, error
 		WHERE batch_id = $1 AND status = 'pending' ORDER BY created_at, id`, batchID)
 }
 
+// BatchDeciders returns one item of the batch, of any status, for each
+// distinct way its items name who may decide them (the rule's roles, and
+// escalate_to once escalated): enough to tell whether an actor may decide
+// anything in the batch, without reading every item.
+func BatchDeciders(ctx context.Context, db DBTX, batchID string) ([]*Request, error) {
+	return queryRequests(ctx, db, `SELECT DISTINCT ON (roles, escalate_to, escalated_at IS NULL) `+requestColumns+`
+		FROM approval_requests WHERE batch_id = $1 ORDER BY roles, escalate_to, escalated_at IS NULL, created_at, id`, batchID)
+}
+
 // BatchSetDecided marks a batch decided when nothing in it is pending.
 func BatchSetDecided(ctx context.Context, db DBTX, id string) error {
 	_, err := db.Exec(ctx, `UPDATE batches SET status = 'decided', decided_at = now(), closed_at = coalesce(closed_at, now())
