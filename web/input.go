@@ -19,10 +19,10 @@ func cleanInput(next echo.HandlerFunc) echo.HandlerFunc {
 			if bad(v) {
 				return echo.NewHTTPError(http.StatusBadRequest, "the address contains invalid characters")
 			}
-			// Every :id in a route names a run, request or batch by uuid: an
-			// address with anything else names nothing, and must not reach
-			// the database, where it would abort the transaction.
-			if c.ParamNames()[i] == "id" && !isID(v) {
+			// A run, request or batch is named by uuid: an address with
+			// anything else names nothing, and must not reach the database,
+			// where it would abort the transaction.
+			if c.ParamNames()[i] == "id" && uuidRoute(c.Path()) && !isID(v) {
 				return echo.NewHTTPError(http.StatusNotFound, "not found")
 			}
 		}
@@ -46,6 +46,17 @@ func cleanInput(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		return next(c)
 	}
+}
+
+// uuidRoute reports whether a route's :id names a run, request or batch
+// (other resources, such as users and tokens, have numeric ids).
+func uuidRoute(path string) bool {
+	for _, r := range []string{"/runs/:id", "/requests/:id", "/batches/:id"} {
+		if strings.Contains(path, r) {
+			return true
+		}
+	}
+	return false
 }
 
 // checkID refuses an id that is not a UUID, naming the parameter.
