@@ -89,7 +89,7 @@ func AuditHead(ctx context.Context, db DBTX) (int64, []byte, error) {
 	if err := interpret(err); err == ErrNotFound {
 		return 0, nil, nil
 	} else if err != nil {
-		return 0, nil, fmt.Errorf("audit head: %w", interpret(err))
+		return 0, nil, fmt.Errorf("audit head: %w", err)
 	}
 	return seq, hash, nil
 }
