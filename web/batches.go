@@ -44,10 +44,15 @@ func (s *Server) batchView(c echo.Context, id string) (templates.BatchView, erro
 		it.Changes = templates.Changes(it.Action.Current, it.Action.Params)
 		v.Items = append(v.Items, it)
 	}
-	// The form is offered to whoever the engine would let decide an item.
-	roles := []string{currentUser(c).Role}
-	for _, it := range v.Items {
-		v.CanDecide = v.CanDecide || (b.Status != store.BatchOpen && workflow.CanDecide(it.Request, roles))
+	// The buttons are offered to whoever the engine would let decide an item.
+	if b.Status != store.BatchOpen {
+		roles := []string{currentUser(c).Role}
+		for _, it := range v.Items {
+			if workflow.CanDecide(it.Request, roles) {
+				v.CanDecide = true
+				break
+			}
+		}
 	}
 	if b.Status == store.BatchOpen {
 		v.Error = "This batch is still collecting items; it is ready when it fills up or its wait is over."
