@@ -134,8 +134,10 @@ func BatchItems(ctx context.Context, db DBTX, batchID string) ([]*Request, error
 // escalate_to once escalated): enough to tell whether an actor may decide
 // anything in the batch, without reading every item.
 func BatchDeciders(ctx context.Context, db DBTX, batchID string) ([]*Request, error) {
-	return queryRequests(ctx, db, `SELECT DISTINCT ON (roles, escalate_to, escalated_at IS NULL) `+requestColumns+`
-		FROM approval_requests WHERE batch_id = $1 ORDER BY roles, escalate_to, escalated_at IS NULL, created_at, id`, batchID)
+	// The distinct step sorts only the columns it compares, not the actions.
+	return queryRequests(ctx, db, `SELECT `+requestColumns+` FROM approval_requests WHERE id IN (
+		SELECT DISTINCT ON (roles, escalate_to, escalated_at IS NULL) id FROM approval_requests
+		WHERE batch_id = $1 ORDER BY roles, escalate_to, escalated_at IS NULL, id)`, batchID)
 }
 
 // BatchSetDecided marks a batch decided when nothing in it is pending.
