@@ -44,7 +44,16 @@ func (s *Server) batchView(c echo.Context, id string) (templates.BatchView, erro
 		it.Changes = templates.Changes(it.Action.Current, it.Action.Params)
 		v.Items = append(v.Items, it)
 	}
-	v.CanDecide = currentUser(c).Role != "viewer" && b.Status != store.BatchOpen
+	// The buttons are offered to whoever the engine would let decide an item.
+	if b.Status != store.BatchOpen {
+		roles := []string{currentUser(c).Role}
+		for _, it := range v.Items {
+			if workflow.CanDecide(it.Request, roles) {
+				v.CanDecide = true
+				break
+			}
+		}
+	}
 	if b.Status == store.BatchOpen {
 		v.Error = "This batch is still collecting items; it is ready when it fills up or its wait is over."
 	}
@@ -94,7 +103,13 @@ func (s *Server) handleBatchDecide(c echo.Context) error {
 		}
 		p.Items = append(p.Items, workflow.ItemRef{ID: id, PayloadHash: hash})
 	}
-	res, err := s.Engine.DecideBatch(c.Request().Context(), p)
+	// A bad id is refused like any other mistake: on the batch page, with
+	// nothing decided.
+	var res *workflow.BatchResult
+	err = checkItemIDs(p.Items, p.Selected)
+	if err == nil {
+		res, err = s.Engine.DecideBatch(c.Request().Context(), p)
+	}
 	if err == nil {
 		// Post, redirect, get: reloading the outcome page decides nothing again.
 		return c.Redirect(http.StatusSeeOther, "/batches/"+p.BatchID+"?decision="+res.DecisionID)
@@ -109,6 +124,22 @@ func (s *Server) handleBatchDecide(c echo.Context) error {
 	}
 	v.Error, v.Reason = msg, p.Reason
 	return render(c, status, templates.BatchPage(s.page(c, "Batch", "batches"), v))
+}
+
+// checkItemIDs refuses a batch decision naming an item that is not a uuid,
+// before anything reaches the database.
+func checkItemIDs(items []workflow.ItemRef, selected []string) error {
+	for _, it := range items {
+		if err := checkID("each item's id", it.ID); err != nil {
+			return err
+		}
+	}
+	for _, id := range selected {
+		if err := checkID("each selected id", id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // handleBatchProgress handles the "GET /batches/:id/progress" route: how far
@@ -190,6 +221,9 @@ func (s *Server) handleAPIBatchDecide(c echo.Context) error {
 		b.Verdict, b.Selected = workflow.ApproveSelected, nil
 	case workflow.Reject:
 		b.Verdict = workflow.RejectAll
+	}
+	if err := checkItemIDs(b.Items, b.Selected); err != nil {
+		return err
 	}
 	if b.Selected == nil && b.Verdict != workflow.RejectAll {
 		for _, it := range b.Items {

@@ -15,9 +15,15 @@ import (
 func cleanInput(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		bad := func(s string) bool { return !utf8.ValidString(s) || strings.ContainsRune(s, 0) }
-		for _, v := range c.ParamValues() {
+		for i, v := range c.ParamValues() {
 			if bad(v) {
 				return echo.NewHTTPError(http.StatusBadRequest, "the address contains invalid characters")
+			}
+			// A run, request or batch is named by uuid: an address with
+			// anything else names nothing, and must not reach the database,
+			// where it would abort the transaction.
+			if c.ParamNames()[i] == "id" && uuidRoute(c.Path()) && !isID(v) {
+				return echo.NewHTTPError(http.StatusNotFound, "not found")
 			}
 		}
 		values := c.QueryParams()
@@ -42,10 +48,31 @@ func cleanInput(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// uuidRoute reports whether a route's :id names a run, request or batch
+// (other resources, such as users and tokens, have numeric ids).
+func uuidRoute(path string) bool {
+	for _, r := range []string{"/runs/:id", "/requests/:id", "/batches/:id"} {
+		if strings.Contains(path, r) {
+			return true
+		}
+	}
+	return false
+}
+
 // checkID refuses an id that is not a UUID, naming the parameter.
 func checkID(name, id string) error {
-	if _, err := uuid.Parse(id); err != nil {
+	if !isID(id) {
 		return echo.NewHTTPError(http.StatusBadRequest, name+" must be an id")
 	}
 	return nil
+}
+
+// isID reports whether s is a uuid in its 36-character form. uuid.Parse
+// alone also takes "urn:uuid:…", which PostgreSQL refuses.
+func isID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	_, err := uuid.Parse(s)
+	return err == nil
 }

@@ -230,6 +230,10 @@ func httpError(err error) (int, string, string) {
 		return http.StatusNotFound, "not_found", "not found"
 	case errors.Is(err, workflow.ErrInvalidInput), errors.Is(err, workflow.ErrUnknownWorkflow):
 		return http.StatusUnprocessableEntity, "invalid", err.Error()
+	case errors.Is(err, store.ErrInvalidInput):
+		// A value the database refused (JSON that jsonb cannot hold): the
+		// caller's mistake, and the transaction wrote nothing.
+		return http.StatusUnprocessableEntity, "invalid", err.Error()
 	case errors.Is(err, workflow.ErrFinal):
 		return http.StatusConflict, "run_ended", err.Error()
 	case errors.As(err, &le):

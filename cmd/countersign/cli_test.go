@@ -181,3 +181,26 @@ func TestPolicyCommands(t *testing.T) {
 	r = run(t, env, "audit", "verify")
 	require.Contains(t, r.stdout, "ok: 1 events", "the activation is audited")
 }
+
+// TestRunStartRefusesInputTheDatabaseCannotStore starts a run whose input is
+// valid JSON that jsonb refuses (a lone surrogate), and names runs by
+// something that is not an id: each is a usage error in one line, and no run.
+func TestRunStartRefusesInputTheDatabaseCannotStore(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"DATABASE_URL": testdb.New(t)}
+	r := run(t, env, "run", "start", "--workflow", "lead_enrichment", "--key", "L-9",
+		"--input", `{"lead_id":"L-9","company":"\ud800","email":"a@initech.example","employees":10}`)
+	require.Equal(t, exitUsage, r.code, r.stderr)
+	require.Contains(t, r.stderr, "--input cannot be stored")
+	require.Equal(t, 1, strings.Count(strings.TrimSpace(r.stderr), "\n")+1, "one line: %q", r.stderr)
+	require.Empty(t, r.stdout)
+
+	for _, args := range [][]string{{"run", "show", "nope"}, {"run", "cancel", "nope"}} {
+		r = run(t, env, args...)
+		require.Equal(t, exitUsage, r.code, "%v: %s", args, r.stderr)
+		require.Contains(t, r.stderr, "must be a uuid")
+	}
+	r = run(t, env, "run", "list")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, 1, strings.Count(r.stdout, "\n"), "only the header: nothing was started")
+}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"text/tabwriter"
 
+	"github.com/google/uuid"
+
 	"github.com/countersign/countersign/internal/app"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
@@ -75,6 +77,11 @@ func cmdRunStart(e *env, args []string) error {
 	if errors.Is(err, workflow.ErrUnknownWorkflow) || errors.Is(err, workflow.ErrInvalidInput) {
 		return usageError{err.Error()}
 	}
+	// Input the database refuses (a lone "\ud800" is valid JSON that jsonb
+	// cannot hold) is as much the caller's mistake as a missing field.
+	if errors.Is(err, store.ErrInvalidInput) {
+		return usageError{"--input cannot be stored: " + err.Error()}
+	}
 	if err != nil {
 		return err
 	}
@@ -90,7 +97,7 @@ func cmdRunShow(e *env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	id, err := oneArg(fs, "the run id")
+	id, err := runID(fs)
 	if err != nil {
 		return err
 	}
@@ -180,7 +187,7 @@ func cmdRunCancel(e *env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	id, err := oneArg(fs, "the run id")
+	id, err := runID(fs)
 	if err != nil {
 		return err
 	}
@@ -196,4 +203,17 @@ func cmdRunCancel(e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "cancelled %s\n", id)
 	return nil
+}
+
+// runID reads the one argument, a run id, and refuses one that is not a uuid
+// before it reaches the database.
+func runID(fs *flagSet) (string, error) {
+	id, err := oneArg(fs, "the run id")
+	if err != nil {
+		return "", err
+	}
+	if _, err := uuid.Parse(id); err != nil {
+		return "", usagef("the run id must be a uuid, got %q", id)
+	}
+	return id, nil
 }

@@ -49,6 +49,24 @@ func LineOf(e *store.AuditEvent) Line {
 	return l
 }
 
+// NeutralizeCell makes a CSV cell inert in a spreadsheet. Actors, subjects
+// and rule names can come from people outside (an email typed at sign-in, a
+// model's output), and a spreadsheet runs a cell that starts with = + - @ (or
+// a tab or carriage return before one) as a formula. Such a cell gets a
+// leading single quote. A cell that already starts with a quote gets one more,
+// so the original is always the cell with one leading quote removed, and a
+// reader can still verify the chain from the export.
+func NeutralizeCell(s string) string {
+	if s == "" {
+		return s
+	}
+	switch s[0] {
+	case '=', '+', '-', '@', '\t', '\r', '\'':
+		return "'" + s
+	}
+	return s
+}
+
 // Export streams the filtered events, newest first (the history page's
 // order), as CSV or JSON Lines. flush, when not nil, is called every few
 // hundred rows so that a download starts at once. Memory stays constant.
@@ -74,8 +92,12 @@ func Export(ctx context.Context, db store.DBTX, f store.AuditFilter, format stri
 			if e.Seq > 0 {
 				seq = strconv.FormatInt(e.Seq, 10)
 			}
-			if err := cw.Write([]string{strconv.FormatInt(e.ID, 10), seq, l.At.Format(time.RFC3339Nano), e.Actor, e.Kind,
-				e.SubjectType, e.SubjectID, l.RunID, d.Verdict, d.Workflow, d.Rule, d.Tier, e.DetailsText, l.PrevHash, l.Hash}); err != nil {
+			row := []string{strconv.FormatInt(e.ID, 10), seq, l.At.Format(time.RFC3339Nano), e.Actor, e.Kind,
+				e.SubjectType, e.SubjectID, l.RunID, d.Verdict, d.Workflow, d.Rule, d.Tier, e.DetailsText, l.PrevHash, l.Hash}
+			for i := range row {
+				row[i] = NeutralizeCell(row[i])
+			}
+			if err := cw.Write(row); err != nil {
 				return err
 			}
 			tick()

@@ -38,7 +38,7 @@ func AuditAppend(ctx context.Context, db DBTX, actor, kind, subjectType, subject
 	var id int64
 	if err := db.QueryRow(ctx, `INSERT INTO audit_events (actor, kind, subject_type, subject_id, run_id, details)
 		VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`, actor, kind, subjectType, subjectID, runID, raw).Scan(&id); err != nil {
-		return 0, fmt.Errorf("append audit event %s: %w", kind, err)
+		return 0, fmt.Errorf("append audit event %s: %w", kind, interpret(err))
 	}
 	return id, nil
 }
@@ -65,19 +65,19 @@ func AuditScan(ctx context.Context, db DBTX, fromSeq int64, fn func(*AuditEvent)
 func streamAudit(ctx context.Context, db DBTX, fn func(*AuditEvent) error, sql string, args ...any) error {
 	rows, err := db.Query(ctx, sql, args...)
 	if err != nil {
-		return fmt.Errorf("query audit: %w", err)
+		return fmt.Errorf("query audit: %w", interpret(err))
 	}
 	defer rows.Close()
 	var e AuditEvent
 	for rows.Next() {
 		if err := scanAudit(rows, &e); err != nil {
-			return fmt.Errorf("scan audit row: %w", err)
+			return fmt.Errorf("scan audit row: %w", interpret(err))
 		}
 		if err := fn(&e); err != nil {
 			return err
 		}
 	}
-	return rows.Err()
+	return interpret(rows.Err())
 }
 
 // AuditHead returns the last chained event's sequence number and hash, or 0
@@ -97,7 +97,7 @@ func AuditHead(ctx context.Context, db DBTX) (int64, []byte, error) {
 // AuditChainLock serializes chainers for the rest of the transaction.
 func AuditChainLock(ctx context.Context, db DBTX) error {
 	if _, err := db.Exec(ctx, `SELECT pg_advisory_xact_lock(7243100)`); err != nil {
-		return fmt.Errorf("audit chain lock: %w", err)
+		return fmt.Errorf("audit chain lock: %w", interpret(err))
 	}
 	return nil
 }
@@ -107,18 +107,18 @@ func AuditChainLock(ctx context.Context, db DBTX) error {
 func AuditUnchained(ctx context.Context, db DBTX, limit int) ([]*AuditEvent, error) {
 	rows, err := db.Query(ctx, `SELECT `+auditColumns+` FROM audit_events WHERE seq IS NULL ORDER BY id LIMIT $1 FOR UPDATE`, limit)
 	if err != nil {
-		return nil, fmt.Errorf("unchained audit events: %w", err)
+		return nil, fmt.Errorf("unchained audit events: %w", interpret(err))
 	}
 	defer rows.Close()
 	var out []*AuditEvent
 	for rows.Next() {
 		var e AuditEvent
 		if err := scanAudit(rows, &e); err != nil {
-			return nil, fmt.Errorf("scan audit row: %w", err)
+			return nil, fmt.Errorf("scan audit row: %w", interpret(err))
 		}
 		out = append(out, &e)
 	}
-	return out, rows.Err()
+	return out, interpret(rows.Err())
 }
 
 // AuditSetChain stores the chain position and hashes of events, one statement
@@ -135,7 +135,7 @@ func AuditSetChain(ctx context.Context, db DBTX, events []*AuditEvent) error {
 		FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[]) AS c(id, seq, prev, hash)
 		WHERE a.id = c.id`, ids, seqs, prevs, hashes)
 	if err != nil {
-		return fmt.Errorf("chain audit events: %w", err)
+		return fmt.Errorf("chain audit events: %w", interpret(err))
 	}
 	return nil
 }
@@ -144,7 +144,7 @@ func AuditSetChain(ctx context.Context, db DBTX, events []*AuditEvent) error {
 func AuditUnchainedCount(ctx context.Context, db DBTX) (int64, error) {
 	var n int64
 	if err := db.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE seq IS NULL`).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count unchained: %w", err)
+		return 0, fmt.Errorf("count unchained: %w", interpret(err))
 	}
 	return n, nil
 }

@@ -125,7 +125,7 @@ func AuditSummarize(ctx context.Context, db DBTX, f AuditFilter) (*AuditSummary,
 		FROM audit_events WHERE kind IN ('decision.recorded', 'decision.auto') AND `+w.sql()+`
 		GROUP BY ROLLUP (details->>'verdict')`, w.args...)
 	if err != nil {
-		return nil, fmt.Errorf("summarize audit: %w", err)
+		return nil, fmt.Errorf("summarize audit: %w", interpret(err))
 	}
 	defer rows.Close()
 	s := &AuditSummary{ByVerdict: map[string]int{}}
@@ -134,7 +134,7 @@ func AuditSummarize(ctx context.Context, db DBTX, f AuditFilter) (*AuditSummary,
 		var n, auto int
 		var median float64
 		if err := rows.Scan(&verdict, &n, &auto, &median); err != nil {
-			return nil, fmt.Errorf("scan summary: %w", err)
+			return nil, fmt.Errorf("scan summary: %w", interpret(err))
 		}
 		if verdict == nil { // the rollup's total row
 			s.Decisions, s.Automatic, s.MedianSecondsToDecide = n, auto, median
@@ -142,5 +142,5 @@ func AuditSummarize(ctx context.Context, db DBTX, f AuditFilter) (*AuditSummary,
 		}
 		s.ByVerdict[*verdict] = n
 	}
-	return s, rows.Err()
+	return s, interpret(rows.Err())
 }

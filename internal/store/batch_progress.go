@@ -11,7 +11,7 @@ func BatchDecisionRunStatuses(ctx context.Context, db DBTX, decisionID string) (
 	rows, err := db.Query(ctx, `SELECT w.status, count(*) FROM decisions d JOIN workflow_runs w ON w.id = d.run_id
 		WHERE d.batch_decision_id = $1 AND d.verdict <> 'reject' GROUP BY w.status`, decisionID)
 	if err != nil {
-		return nil, 0, fmt.Errorf("batch progress: %w", err)
+		return nil, 0, fmt.Errorf("batch progress: %w", interpret(err))
 	}
 	defer rows.Close()
 	counts, total := map[string]int{}, 0
@@ -19,9 +19,9 @@ func BatchDecisionRunStatuses(ctx context.Context, db DBTX, decisionID string) (
 		var s string
 		var n int
 		if err := rows.Scan(&s, &n); err != nil {
-			return nil, 0, err
+			return nil, 0, interpret(err)
 		}
 		counts[s], total = n, total+n
 	}
-	return counts, total, rows.Err()
+	return counts, total, interpret(rows.Err())
 }

@@ -60,10 +60,10 @@ func BatchJoin(ctx context.Context, db DBTX, requestID, groupKey, rule, workflow
 		ON CONFLICT (group_key) WHERE status = 'open' DO UPDATE SET size = b.size + 1
 		RETURNING id, size, xmax = 0`, groupKey, rule, workflow, actionKind, maxSize, closesAt).Scan(&id, &size, &opened)
 	if err != nil {
-		return "", false, false, fmt.Errorf("join batch: %w", err)
+		return "", false, false, fmt.Errorf("join batch: %w", interpret(err))
 	}
 	if _, err := db.Exec(ctx, `UPDATE approval_requests SET batch_id = $2 WHERE id = $1`, requestID, id); err != nil {
-		return "", false, false, fmt.Errorf("join batch: %w", err)
+		return "", false, false, fmt.Errorf("join batch: %w", interpret(err))
 	}
 	if size >= maxSize {
 		if _, err := BatchClose(ctx, db, id); err != nil {
@@ -79,7 +79,7 @@ func BatchJoin(ctx context.Context, db DBTX, requestID, groupKey, rule, workflow
 func BatchClose(ctx context.Context, db DBTX, id string) (bool, error) {
 	tag, err := db.Exec(ctx, `UPDATE batches SET status = 'ready', closed_at = now() WHERE id = $1 AND status = 'open'`, id)
 	if err != nil {
-		return false, fmt.Errorf("close batch: %w", err)
+		return false, fmt.Errorf("close batch: %w", interpret(err))
 	}
 	return tag.RowsAffected() == 1, nil
 }
@@ -88,7 +88,7 @@ func BatchClose(ctx context.Context, db DBTX, id string) (bool, error) {
 func BatchGet(ctx context.Context, db DBTX, id string) (*Batch, error) {
 	b, err := scanBatch(db.QueryRow(ctx, `SELECT `+batchColumns+` FROM batches b WHERE b.id = $1`, id))
 	if err != nil {
-		return nil, fmt.Errorf("get batch: %w", err)
+		return nil, fmt.Errorf("get batch: %w", interpret(err))
 	}
 	return b, nil
 }
@@ -109,7 +109,7 @@ func BatchList(ctx context.Context, db DBTX, status string, limit int) ([]*Batch
 	rows, err := db.Query(ctx, `SELECT `+batchColumns+` FROM batches b WHERE b.status = $1
 		ORDER BY b.closed_at NULLS LAST, b.opened_at, b.id LIMIT $2`, status, limit)
 	if err != nil {
-		return nil, fmt.Errorf("list batches: %w", err)
+		return nil, fmt.Errorf("list batches: %w", interpret(err))
 	}
 	defer rows.Close()
 	var out []*Batch
@@ -120,7 +120,7 @@ func BatchList(ctx context.Context, db DBTX, status string, limit int) ([]*Batch
 		}
 		out = append(out, b)
 	}
-	return out, rows.Err()
+	return out, interpret(rows.Err())
 }
 
 // BatchItems returns a batch's pending requests in the order they joined.
@@ -129,13 +129,24 @@ func BatchItems(ctx context.Context, db DBTX, batchID string) ([]*Request, error
 		WHERE batch_id = $1 AND status = 'pending' ORDER BY created_at, id`, batchID)
 }
 
+// BatchDeciders returns one item of the batch, of any status, for each
+// distinct way its items name who may decide them (the rule's roles, and
+// escalate_to once escalated): enough to tell whether an actor may decide
+// anything in the batch, without reading every item.
+func BatchDeciders(ctx context.Context, db DBTX, batchID string) ([]*Request, error) {
+	// The distinct step sorts only the columns it compares, not the actions.
+	return queryRequests(ctx, db, `SELECT `+requestColumns+` FROM approval_requests WHERE id IN (
+		SELECT DISTINCT ON (roles, escalate_to, escalated_at IS NULL) id FROM approval_requests
+		WHERE batch_id = $1 ORDER BY roles, escalate_to, escalated_at IS NULL, id)`, batchID)
+}
+
 // BatchSetDecided marks a batch decided when nothing in it is pending.
 func BatchSetDecided(ctx context.Context, db DBTX, id string) error {
 	_, err := db.Exec(ctx, `UPDATE batches SET status = 'decided', decided_at = now(), closed_at = coalesce(closed_at, now())
 		WHERE id = $1 AND status <> 'decided'
 		AND NOT EXISTS (SELECT 1 FROM approval_requests WHERE batch_id = $1 AND status = 'pending')`, id)
 	if err != nil {
-		return fmt.Errorf("finish batch: %w", err)
+		return fmt.Errorf("finish batch: %w", interpret(err))
 	}
 	return nil
 }
@@ -146,7 +157,7 @@ func RequestLeaveOut(ctx context.Context, db DBTX, id, note string) error {
 	_, err := db.Exec(ctx, `UPDATE approval_requests SET tier = 'explicit', batch_id = NULL, note = $2
 		WHERE id = $1 AND status = 'pending'`, id, note)
 	if err != nil {
-		return fmt.Errorf("leave out of batch: %w", err)
+		return fmt.Errorf("leave out of batch: %w", interpret(err))
 	}
 	return nil
 }
@@ -157,7 +168,7 @@ func RequestEscalate(ctx context.Context, db DBTX, id, note string) (bool, error
 	tag, err := db.Exec(ctx, `UPDATE approval_requests SET escalated_at = now(), note = $2
 		WHERE id = $1 AND status = 'pending' AND escalated_at IS NULL`, id, note)
 	if err != nil {
-		return false, fmt.Errorf("escalate request: %w", err)
+		return false, fmt.Errorf("escalate request: %w", interpret(err))
 	}
 	return tag.RowsAffected() == 1, nil
 }
@@ -182,7 +193,7 @@ func BatchDecisionInsert(ctx context.Context, db DBTX, batchID, actor, action, r
 	err := db.QueryRow(ctx, `INSERT INTO batch_decisions (batch_id, actor, action, reason) VALUES ($1, $2, $3, $4) RETURNING id`,
 		batchID, actor, action, reason).Scan(&id)
 	if err != nil {
-		return "", fmt.Errorf("insert batch decision: %w", err)
+		return "", fmt.Errorf("insert batch decision: %w", interpret(err))
 	}
 	return id, nil
 }
@@ -192,7 +203,7 @@ func BatchDecisionFinish(ctx context.Context, db DBTX, d *BatchDecision) error {
 	_, err := db.Exec(ctx, `UPDATE batch_decisions SET approved = $2, rejected = $3, left_out = $4, refused = $5 WHERE id = $1`,
 		d.ID, d.Approved, d.Rejected, d.LeftOut, d.Refused)
 	if err != nil {
-		return fmt.Errorf("finish batch decision: %w", err)
+		return fmt.Errorf("finish batch decision: %w", interpret(err))
 	}
 	return nil
 }
@@ -211,7 +222,7 @@ func BatchSettleForRun(ctx context.Context, db DBTX, runID string) error {
 		AND b.id IN (SELECT batch_id FROM approval_requests WHERE run_id = $1 AND batch_id IS NOT NULL)
 		AND NOT EXISTS (SELECT 1 FROM approval_requests r WHERE r.batch_id = b.id AND r.status = 'pending')`, runID)
 	if err != nil {
-		return fmt.Errorf("settle batches: %w", err)
+		return fmt.Errorf("settle batches: %w", interpret(err))
 	}
 	return nil
 }

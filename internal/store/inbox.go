@@ -55,19 +55,19 @@ func RequestListInbox(ctx context.Context, db DBTX, p InboxParams) ([]InboxRow, 
 	rows, err := db.Query(ctx, fmt.Sprintf(`SELECT %s, %s, %s FROM approval_requests WHERE %s
 		ORDER BY %s, %s, created_at, id LIMIT %d`, requestColumns, rank, dl, w.sql(), rank, dl, p.Limit), w.args...)
 	if err != nil {
-		return nil, fmt.Errorf("list inbox: %w", err)
+		return nil, fmt.Errorf("list inbox: %w", interpret(err))
 	}
 	defer rows.Close()
 	var out []InboxRow
 	for rows.Next() {
 		var row InboxRow
 		if row.Request, err = scanRequest(rows, &row.Cursor.Rank, &row.Cursor.Deadline); err != nil {
-			return nil, fmt.Errorf("scan inbox row: %w", err)
+			return nil, fmt.Errorf("scan inbox row: %w", interpret(err))
 		}
 		row.Cursor.CreatedAt, row.Cursor.ID = row.Request.CreatedAt, row.Request.ID
 		out = append(out, row)
 	}
-	return out, rows.Err()
+	return out, interpret(rows.Err())
 }
 
 // TierCount is how many requests of a tier are pending, counted up to a cap.
@@ -89,7 +89,7 @@ func RequestCountPending(ctx context.Context, db DBTX) ([]TierCount, error) {
 		err := db.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM approval_requests
 			WHERE status = 'pending' AND tier = $1 LIMIT $2) c`, tier, InboxCountCap).Scan(&n)
 		if err != nil {
-			return nil, fmt.Errorf("count pending: %w", err)
+			return nil, fmt.Errorf("count pending: %w", interpret(err))
 		}
 		out = append(out, TierCount{Tier: tier, Count: n, Capped: n >= InboxCountCap})
 	}

@@ -23,7 +23,7 @@ const policyColumns = `version, source, sha256, created_by, created_at, active, 
 func scanPolicies(ctx context.Context, db DBTX, sql string, args ...any) ([]*PolicyVersion, error) {
 	rows, err := db.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, fmt.Errorf("query policies: %w", err)
+		return nil, fmt.Errorf("query policies: %w", interpret(err))
 	}
 	defer rows.Close()
 	var out []*PolicyVersion
@@ -31,26 +31,26 @@ func scanPolicies(ctx context.Context, db DBTX, sql string, args ...any) ([]*Pol
 		var p PolicyVersion
 		if err := rows.Scan(&p.Version, &p.Source, &p.SHA256, &p.CreatedBy, &p.CreatedAt, &p.Active,
 			&p.ActivatedBy, &p.ActivatedAt); err != nil {
-			return nil, fmt.Errorf("scan policy: %w", err)
+			return nil, fmt.Errorf("scan policy: %w", interpret(err))
 		}
 		out = append(out, &p)
 	}
-	return out, rows.Err()
+	return out, interpret(rows.Err())
 }
 
 // PolicyActivate stores a new version and makes it the only active one.
 func PolicyActivate(ctx context.Context, db DBTX, source, sha, actor string) (*PolicyVersion, error) {
 	if _, err := db.Exec(ctx, `LOCK TABLE policies IN SHARE ROW EXCLUSIVE MODE`); err != nil {
-		return nil, fmt.Errorf("lock policies: %w", err)
+		return nil, fmt.Errorf("lock policies: %w", interpret(err))
 	}
 	if _, err := db.Exec(ctx, `UPDATE policies SET active = false WHERE active`); err != nil {
-		return nil, fmt.Errorf("deactivate policy: %w", err)
+		return nil, fmt.Errorf("deactivate policy: %w", interpret(err))
 	}
 	ps, err := scanPolicies(ctx, db, `
 		INSERT INTO policies (source, sha256, created_by, active, activated_by, activated_at)
 		VALUES ($1, $2, $3, true, $3, now()) RETURNING `+policyColumns, source, sha, actor)
 	if err != nil {
-		return nil, fmt.Errorf("insert policy: %w", err)
+		return nil, fmt.Errorf("insert policy: %w", interpret(err))
 	}
 	return ps[0], nil
 }
@@ -102,17 +102,17 @@ func SimulationRows(ctx context.Context, db DBTX, since time.Time, fn func(*Simu
 		LEFT JOIN decisions d ON d.request_id = r.id
 		WHERE r.created_at >= $1 ORDER BY r.created_at, r.id`, since)
 	if err != nil {
-		return fmt.Errorf("simulation rows: %w", err)
+		return fmt.Errorf("simulation rows: %w", interpret(err))
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var row SimulationRow
 		if row.Request, err = scanRequest(rows, &row.BusinessKey, &row.RunInput, &row.Verdict); err != nil {
-			return fmt.Errorf("scan simulation row: %w", err)
+			return fmt.Errorf("scan simulation row: %w", interpret(err))
 		}
 		if err := fn(&row); err != nil {
 			return err
 		}
 	}
-	return rows.Err()
+	return interpret(rows.Err())
 }

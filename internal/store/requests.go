@@ -81,7 +81,7 @@ func RequestInsert(ctx context.Context, db DBTX, r *Request) (*Request, error) {
 		r.PayloadHash, r.PolicyVersion, r.Rule, r.Reason, r.ApprovalsRequired, nonNil(r.Roles), r.Deadline,
 		r.OnTimeout, nonNil(r.EscalateTo), r.BatchKey, r.StartedBy, r.DecidedBy))
 	if err != nil {
-		return nil, fmt.Errorf("insert request: %w", err)
+		return nil, fmt.Errorf("insert request: %w", interpret(err))
 	}
 	return out, nil
 }
@@ -97,7 +97,7 @@ func nonNil(s []string) []string {
 func RequestGet(ctx context.Context, db DBTX, id string) (*Request, error) {
 	r, err := scanRequest(db.QueryRow(ctx, `SELECT `+requestColumns+` FROM approval_requests WHERE id = $1`, id))
 	if err != nil {
-		return nil, fmt.Errorf("get request: %w", err)
+		return nil, fmt.Errorf("get request: %w", interpret(err))
 	}
 	return r, nil
 }
@@ -106,7 +106,7 @@ func RequestGet(ctx context.Context, db DBTX, id string) (*Request, error) {
 func RequestGetForUpdate(ctx context.Context, db DBTX, id string) (*Request, error) {
 	r, err := scanRequest(db.QueryRow(ctx, `SELECT `+requestColumns+` FROM approval_requests WHERE id = $1 FOR UPDATE`, id))
 	if err != nil {
-		return nil, fmt.Errorf("lock request: %w", err)
+		return nil, fmt.Errorf("lock request: %w", interpret(err))
 	}
 	return r, nil
 }
@@ -120,7 +120,7 @@ func RequestDecide(ctx context.Context, db DBTX, id, payloadHash, status, actor 
 		WHERE id = $1 AND status = 'pending' AND payload_hash = $2
 		RETURNING `+requestColumns, id, payloadHash, status, actor))
 	if err != nil {
-		return nil, fmt.Errorf("decide request: %w", err)
+		return nil, fmt.Errorf("decide request: %w", interpret(err))
 	}
 	return r, nil
 }
@@ -131,7 +131,7 @@ func RequestCancelForRun(ctx context.Context, db DBTX, runID, actor string) erro
 		UPDATE approval_requests SET status = 'cancelled', decided_by = $2, decided_at = now()
 		WHERE run_id = $1 AND status = 'pending'`, runID, actor)
 	if err != nil {
-		return fmt.Errorf("cancel requests: %w", err)
+		return fmt.Errorf("cancel requests: %w", interpret(err))
 	}
 	return nil
 }
@@ -145,18 +145,18 @@ func RequestListByRun(ctx context.Context, db DBTX, runID string) ([]*Request, e
 func queryRequests(ctx context.Context, db DBTX, sql string, args ...any) ([]*Request, error) {
 	rows, err := db.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list requests: %w", err)
+		return nil, fmt.Errorf("list requests: %w", interpret(err))
 	}
 	defer rows.Close()
 	var out []*Request
 	for rows.Next() {
 		r, err := scanRequest(rows)
 		if err != nil {
-			return nil, fmt.Errorf("scan request: %w", err)
+			return nil, fmt.Errorf("scan request: %w", interpret(err))
 		}
 		out = append(out, r)
 	}
-	return out, rows.Err()
+	return out, interpret(rows.Err())
 }
 
 // VoteAdd records one approver's vote and returns how many distinct approvers
@@ -165,11 +165,11 @@ func VoteAdd(ctx context.Context, db DBTX, requestID, actor, comment string) (in
 	if _, err := db.Exec(ctx, `
 		INSERT INTO approval_votes (request_id, actor, comment) VALUES ($1, $2, $3)
 		ON CONFLICT (request_id, actor) DO NOTHING`, requestID, actor, comment); err != nil {
-		return 0, fmt.Errorf("add vote: %w", err)
+		return 0, fmt.Errorf("add vote: %w", interpret(err))
 	}
 	var n int
 	if err := db.QueryRow(ctx, `SELECT count(*) FROM approval_votes WHERE request_id = $1`, requestID).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count votes: %w", err)
+		return 0, fmt.Errorf("count votes: %w", interpret(err))
 	}
 	return n, nil
 }
@@ -178,7 +178,7 @@ func VoteAdd(ctx context.Context, db DBTX, requestID, actor, comment string) (in
 func VoteList(ctx context.Context, db DBTX, requestID string) ([]string, error) {
 	rows, err := db.Query(ctx, `SELECT actor FROM approval_votes WHERE request_id = $1 ORDER BY created_at`, requestID)
 	if err != nil {
-		return nil, fmt.Errorf("list votes: %w", err)
+		return nil, fmt.Errorf("list votes: %w", interpret(err))
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
@@ -236,7 +236,7 @@ func DecisionInsert(ctx context.Context, db DBTX, d *Decision) (*Decision, error
 		d.PayloadHash, d.PolicyVersion, d.Rule, d.Tier, d.BatchDecisionID, d.EditedRule, d.EditedPolicyVersion,
 		d.EditedPayloadHash))
 	if err != nil {
-		return nil, fmt.Errorf("insert decision: %w", err)
+		return nil, fmt.Errorf("insert decision: %w", interpret(err))
 	}
 	return out, nil
 }
@@ -246,7 +246,7 @@ func DecisionInsert(ctx context.Context, db DBTX, d *Decision) (*Decision, error
 func DecisionGetByRequest(ctx context.Context, db DBTX, requestID string) (*Decision, error) {
 	d, err := scanDecision(db.QueryRow(ctx, `SELECT `+decisionColumns+` FROM decisions WHERE request_id = $1`, requestID))
 	if err != nil {
-		return nil, fmt.Errorf("get decision: %w", err)
+		return nil, fmt.Errorf("get decision: %w", interpret(err))
 	}
 	return d, nil
 }

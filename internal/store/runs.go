@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -78,13 +79,15 @@ func RunInsert(ctx context.Context, db DBTX, p RunInsertParams) (run *Run, creat
 	if err == nil {
 		return run, true, nil
 	}
-	if err != ErrNotFound {
-		return nil, false, fmt.Errorf("insert run: %w", err)
+	// Only "no row returned" means the conflict clause skipped the insert; a
+	// refused value (ErrInvalidInput) or any other failure is not "exists".
+	if !errors.Is(err, ErrNotFound) {
+		return nil, false, fmt.Errorf("insert run: %w", interpret(err))
 	}
 	run, err = scanRun(db.QueryRow(ctx, `SELECT `+runColumns+` FROM workflow_runs
 		WHERE workflow = $1 AND business_key = $2`, p.Workflow, p.BusinessKey))
 	if err != nil {
-		return nil, false, fmt.Errorf("get existing run: %w", err)
+		return nil, false, fmt.Errorf("get existing run: %w", interpret(err))
 	}
 	return run, false, nil
 }
@@ -93,7 +96,7 @@ func RunInsert(ctx context.Context, db DBTX, p RunInsertParams) (run *Run, creat
 func RunGet(ctx context.Context, db DBTX, id string) (*Run, error) {
 	run, err := scanRun(db.QueryRow(ctx, `SELECT `+runColumns+` FROM workflow_runs WHERE id = $1`, id))
 	if err != nil {
-		return nil, fmt.Errorf("get run: %w", err)
+		return nil, fmt.Errorf("get run: %w", interpret(err))
 	}
 	return run, nil
 }
@@ -102,7 +105,7 @@ func RunGet(ctx context.Context, db DBTX, id string) (*Run, error) {
 func RunGetForUpdate(ctx context.Context, db DBTX, id string) (*Run, error) {
 	run, err := scanRun(db.QueryRow(ctx, `SELECT `+runColumns+` FROM workflow_runs WHERE id = $1 FOR UPDATE`, id))
 	if err != nil {
-		return nil, fmt.Errorf("lock run: %w", err)
+		return nil, fmt.Errorf("lock run: %w", interpret(err))
 	}
 	return run, nil
 }
@@ -119,7 +122,7 @@ func RunClaim(ctx context.Context, db DBTX, id string, seq, attempt int, from []
 		WHERE id = $1 AND resume_seq = $2 AND status = ANY($4)
 		RETURNING `+runColumns, id, seq, attempt, from))
 	if err != nil {
-		return nil, fmt.Errorf("claim run: %w", err)
+		return nil, fmt.Errorf("claim run: %w", interpret(err))
 	}
 	return run, nil
 }
@@ -132,7 +135,7 @@ func RunSetStatus(ctx context.Context, db DBTX, id string, from []string, status
 			finished_at = CASE WHEN $3 IN ('failed', 'completed', 'rejected', 'cancelled') THEN now() END
 		WHERE id = $1 AND status = ANY($2)`, id, from, status)
 	if err != nil {
-		return fmt.Errorf("set run status: %w", err)
+		return fmt.Errorf("set run status: %w", interpret(err))
 	}
 	if tag.RowsAffected() == 0 {
 		return ErrNotFound
@@ -147,7 +150,7 @@ func RunComplete(ctx context.Context, db DBTX, id string, output json.RawMessage
 			updated_at = now(), finished_at = now()
 		WHERE id = $1 AND status = ANY($3)`, id, output, from)
 	if err != nil {
-		return fmt.Errorf("complete run: %w", err)
+		return fmt.Errorf("complete run: %w", interpret(err))
 	}
 	if tag.RowsAffected() == 0 {
 		return ErrNotFound
@@ -163,7 +166,7 @@ func RunFail(ctx context.Context, db DBTX, id, status, code, message string, fro
 			finished_at = CASE WHEN $2 = 'failed' THEN now() END
 		WHERE id = $1 AND status = ANY($5)`, id, status, code, message, from)
 	if err != nil {
-		return fmt.Errorf("fail run: %w", err)
+		return fmt.Errorf("fail run: %w", interpret(err))
 	}
 	if tag.RowsAffected() == 0 {
 		return ErrNotFound
@@ -177,7 +180,7 @@ func RunSuspend(ctx context.Context, db DBTX, id, currentStep string, from []str
 		UPDATE workflow_runs SET status = 'waiting_human', current_step = $2, updated_at = now()
 		WHERE id = $1 AND status = ANY($3)`, id, currentStep, from)
 	if err != nil {
-		return fmt.Errorf("suspend run: %w", err)
+		return fmt.Errorf("suspend run: %w", interpret(err))
 	}
 	if tag.RowsAffected() == 0 {
 		return ErrNotFound
@@ -228,16 +231,16 @@ func RunList(ctx context.Context, db DBTX, p RunListParams) ([]*Run, error) {
 	args := w.args
 	rows, err := db.Query(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", err)
+		return nil, fmt.Errorf("list runs: %w", interpret(err))
 	}
 	defer rows.Close()
 	var runs []*Run
 	for rows.Next() {
 		r, err := scanRun(rows)
 		if err != nil {
-			return nil, fmt.Errorf("scan run: %w", err)
+			return nil, fmt.Errorf("scan run: %w", interpret(err))
 		}
 		runs = append(runs, r)
 	}
-	return runs, rows.Err()
+	return runs, interpret(rows.Err())
 }

@@ -48,7 +48,7 @@ func StepList(ctx context.Context, db DBTX, runID string) ([]*Step, error) {
 		SELECT run_id, seq, name, kind, status, output, error, attempts, tokens, started_at, finished_at
 		FROM workflow_steps WHERE run_id = $1 ORDER BY seq`, runID)
 	if err != nil {
-		return nil, fmt.Errorf("list steps: %w", err)
+		return nil, fmt.Errorf("list steps: %w", interpret(err))
 	}
 	defer rows.Close()
 	var steps []*Step
@@ -56,11 +56,11 @@ func StepList(ctx context.Context, db DBTX, runID string) ([]*Step, error) {
 		var s Step
 		if err := rows.Scan(&s.RunID, &s.Seq, &s.Name, &s.Kind, &s.Status, &s.Output, &s.Error,
 			&s.Attempts, &s.Tokens, &s.StartedAt, &s.FinishedAt); err != nil {
-			return nil, fmt.Errorf("scan step: %w", err)
+			return nil, fmt.Errorf("scan step: %w", interpret(err))
 		}
 		steps = append(steps, &s)
 	}
-	return steps, rows.Err()
+	return steps, interpret(rows.Err())
 }
 
 // StepRecord is a step result to store.
@@ -120,7 +120,7 @@ func StepFail(ctx context.Context, db DBTX, s StepRecord) error {
 			attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now()`,
 		s.RunID, s.Seq, s.Name, s.Kind, s.Error, s.Attempts, s.Tokens, s.ModelCalls, s.StartedAt)
 	if err != nil {
-		return fmt.Errorf("record failed step %s: %w", s.Name, err)
+		return fmt.Errorf("record failed step %s: %w", s.Name, interpret(err))
 	}
 	return nil
 }
@@ -136,7 +136,7 @@ func StepWait(ctx context.Context, db DBTX, s StepRecord) error {
 			started_at = EXCLUDED.started_at, finished_at = NULL`,
 		s.RunID, s.Seq, s.Name, s.Output, s.Attempts, s.StartedAt)
 	if err != nil {
-		return fmt.Errorf("record waiting step %s: %w", s.Name, err)
+		return fmt.Errorf("record waiting step %s: %w", s.Name, interpret(err))
 	}
 	return nil
 }
@@ -147,7 +147,7 @@ func StepResolve(ctx context.Context, db DBTX, runID string, seq int, output jso
 		UPDATE workflow_steps SET status = 'completed', output = $3, finished_at = now()
 		WHERE run_id = $1 AND seq = $2`, runID, seq, output)
 	if err != nil {
-		return fmt.Errorf("resolve approval step: %w", err)
+		return fmt.Errorf("resolve approval step: %w", interpret(err))
 	}
 	return nil
 }
@@ -159,7 +159,7 @@ func EffectClaim(ctx context.Context, db DBTX, key, runID, stepName string) (boo
 		INSERT INTO side_effects (idempotency_key, run_id, step_name) VALUES ($1, $2, $3)
 		ON CONFLICT (idempotency_key) DO NOTHING`, key, runID, stepName)
 	if err != nil {
-		return false, fmt.Errorf("claim effect %s: %w", key, err)
+		return false, fmt.Errorf("claim effect %s: %w", key, interpret(err))
 	}
 	return tag.RowsAffected() == 1, nil
 }
@@ -174,7 +174,7 @@ func OutboxInsert(ctx context.Context, db DBTX, key, runID, kind string, payload
 	err = db.QueryRow(ctx, `INSERT INTO demo_outbox (idempotency_key, run_id, kind, payload)
 		VALUES ($1, $2, $3, $4) RETURNING id`, key, runID, kind, raw).Scan(&id)
 	if err != nil {
-		return 0, fmt.Errorf("insert outbox: %w", err)
+		return 0, fmt.Errorf("insert outbox: %w", interpret(err))
 	}
 	return id, nil
 }
@@ -186,7 +186,7 @@ func OutboxDuplicates(ctx context.Context, db DBTX) (int, error) {
 	err := db.QueryRow(ctx, `SELECT count(*) FROM (SELECT idempotency_key FROM demo_outbox
 		GROUP BY idempotency_key HAVING count(*) > 1) d`).Scan(&n)
 	if err != nil {
-		return 0, fmt.Errorf("count outbox duplicates: %w", err)
+		return 0, fmt.Errorf("count outbox duplicates: %w", interpret(err))
 	}
 	return n, nil
 }

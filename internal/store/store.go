@@ -28,8 +28,17 @@ type Beginner interface {
 // ErrNotFound is returned when a row asked for by id does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrPermission is returned when the database role may not read what was
+// asked for (the settings table, for countersign_app).
+var ErrPermission = errors.New("permission denied")
+
 // ErrConflict is returned when a row would violate a uniqueness rule.
 var ErrConflict = errors.New("conflict")
+
+// ErrInvalidInput is returned when PostgreSQL refuses a value as data: an id
+// that is not a uuid, JSON that jsonb cannot hold, a number out of range. The
+// caller's input was wrong, and nothing was written.
+var ErrInvalidInput = errors.New("invalid input")
 
 // WithTx runs fn in a transaction and commits it when fn returns nil.
 func WithTx(ctx context.Context, db Beginner, fn func(ctx context.Context, tx pgx.Tx) error) error {
@@ -42,7 +51,7 @@ func WithTxV[T any](ctx context.Context, db Beginner, fn func(ctx context.Contex
 	var zero T
 	tx, err := db.Begin(ctx)
 	if err != nil {
-		return zero, fmt.Errorf("begin: %w", err)
+		return zero, fmt.Errorf("begin: %w", interpret(err))
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
 	v, err := fn(ctx, tx)
@@ -50,23 +59,49 @@ func WithTxV[T any](ctx context.Context, db Beginner, fn func(ctx context.Contex
 		return zero, err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return zero, fmt.Errorf("commit: %w", err)
+		return zero, fmt.Errorf("commit: %w", interpret(err))
 	}
 	return v, nil
 }
 
-// interpret maps driver errors to the store's sentinels.
+// interpret translates a PostgreSQL error, once, into the store's sentinels,
+// by class, so that callers and the web layer never read SQLSTATEs:
+//
+//   - no row: ErrNotFound;
+//   - 23505 unique violation: ErrConflict, naming the constraint;
+//   - 23503 foreign key violation: ErrNotFound, since the row referred to does
+//     not exist (nothing here deletes a row that others still reference:
+//     every reference cascades);
+//   - class 22 data exceptions (22P02 a malformed uuid or JSON such as a lone
+//     "\ud800", 22P05 an untranslatable character, 22021, 22003 a number out
+//     of range, ...) and 54000 (a value too large to index): ErrInvalidInput,
+//     with PostgreSQL's message, since the caller sent a value the database
+//     cannot store or compare.
+//
+// Anything else (a lost connection, a check constraint, a serialization
+// failure) is returned as it is: it is not the caller's mistake.
 func interpret(err error) error {
+	if err == nil {
+		return nil
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ErrNotFound
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		switch pgErr.Code {
-		case "23505":
+		switch {
+		case pgErr.Code == "23505":
 			return fmt.Errorf("%w: %s", ErrConflict, pgErr.ConstraintName)
-		case "22P02": // invalid_text_representation, e.g. a malformed uuid
-			return ErrNotFound
+		case pgErr.Code == "23503":
+			return fmt.Errorf("%w: %s refers to a row that does not exist", ErrNotFound, pgErr.ConstraintName)
+		case pgErr.Code == "42501": // insufficient_privilege
+			return ErrPermission
+		case strings.HasPrefix(pgErr.Code, "22"), pgErr.Code == "54000":
+			msg := pgErr.Message
+			if pgErr.Detail != "" {
+				msg += " (" + strings.TrimSuffix(pgErr.Detail, ".") + ")"
+			}
+			return fmt.Errorf("%w: %s", ErrInvalidInput, msg)
 		}
 	}
 	return err
@@ -76,7 +111,7 @@ func interpret(err error) error {
 // when the surrounding transaction commits.
 func Notify(ctx context.Context, db DBTX, payload string) error {
 	if _, err := db.Exec(ctx, "SELECT pg_notify('countersign', $1)", payload); err != nil {
-		return fmt.Errorf("notify: %w", err)
+		return fmt.Errorf("notify: %w", interpret(err))
 	}
 	return nil
 }

@@ -61,7 +61,7 @@ func TokenInsert(ctx context.Context, db DBTX, p TokenInsertParams) (*Token, err
 		) SELECT `+tokenColumns+` FROM t JOIN users u ON u.id = t.user_id`,
 		p.UserID, p.PublicID, p.Name, p.Hash, p.Scopes, p.ExpiresAt))
 	if err != nil {
-		return nil, fmt.Errorf("insert token: %w", err)
+		return nil, fmt.Errorf("insert token: %w", interpret(err))
 	}
 	return t, nil
 }
@@ -88,7 +88,7 @@ func TokenGet(ctx context.Context, db DBTX, publicID string) (*Token, error) {
 	t, err := scanToken(db.QueryRow(ctx, `SELECT `+tokenColumns+`
 		FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.public_id = $1 FOR UPDATE OF t`, publicID))
 	if err != nil {
-		return nil, fmt.Errorf("get token: %w", err)
+		return nil, fmt.Errorf("get token: %w", interpret(err))
 	}
 	return t, nil
 }
@@ -101,19 +101,19 @@ func TokenList(ctx context.Context, db DBTX, email string) ([]*Token, error) {
 		WHERE $1 = '' OR lower(u.email) = lower($1)
 		ORDER BY t.created_at DESC, t.id DESC`, email)
 	if err != nil {
-		return nil, fmt.Errorf("list tokens: %w", err)
+		return nil, fmt.Errorf("list tokens: %w", interpret(err))
 	}
 	defer rows.Close()
 	out := []*Token{}
 	for rows.Next() {
 		t, err := scanToken(rows)
 		if err != nil {
-			return nil, fmt.Errorf("list tokens: %w", err)
+			return nil, fmt.Errorf("list tokens: %w", interpret(err))
 		}
 		out = append(out, t)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list tokens: %w", err)
+		return nil, fmt.Errorf("list tokens: %w", interpret(err))
 	}
 	return out, nil
 }
@@ -124,7 +124,7 @@ func TokenRevoke(ctx context.Context, db DBTX, id int64, by string, now time.Tim
 	tag, err := db.Exec(ctx, `UPDATE api_tokens SET revoked_at = $3, revoked_by = $2 WHERE id = $1 AND revoked_at IS NULL`,
 		id, by, now)
 	if err != nil {
-		return fmt.Errorf("revoke token: %w", err)
+		return fmt.Errorf("revoke token: %w", interpret(err))
 	}
 	if tag.RowsAffected() == 0 {
 		return ErrNotFound
@@ -138,7 +138,7 @@ func TokenTouch(ctx context.Context, db DBTX, id int64, now time.Time, every tim
 	_, err := db.Exec(ctx, `UPDATE api_tokens SET last_used_at = $2
 		WHERE id = $1 AND (last_used_at IS NULL OR last_used_at <= $3)`, id, now, now.Add(-every))
 	if err != nil {
-		return fmt.Errorf("touch token: %w", err)
+		return fmt.Errorf("touch token: %w", interpret(err))
 	}
 	return nil
 }

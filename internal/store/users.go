@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // User is a console account.
@@ -37,7 +36,7 @@ func UserInsert(ctx context.Context, db DBTX, email, name, role, passwordHash st
 	u, err := scanUser(db.QueryRow(ctx, `INSERT INTO users (email, name, role, password_hash) VALUES ($1, $2, $3, $4)
 		RETURNING `+userColumns, email, name, role, passwordHash))
 	if err != nil {
-		return nil, fmt.Errorf("insert user: %w", err)
+		return nil, fmt.Errorf("insert user: %w", interpret(err))
 	}
 	return u, nil
 }
@@ -46,7 +45,7 @@ func UserInsert(ctx context.Context, db DBTX, email, name, role, passwordHash st
 func UserGetByEmail(ctx context.Context, db DBTX, email string) (*User, error) {
 	u, err := scanUser(db.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE lower(email) = lower($1)`, email))
 	if err != nil {
-		return nil, fmt.Errorf("get user: %w", err)
+		return nil, fmt.Errorf("get user: %w", interpret(err))
 	}
 	return u, nil
 }
@@ -55,7 +54,7 @@ func UserGetByEmail(ctx context.Context, db DBTX, email string) (*User, error) {
 func UserGet(ctx context.Context, db DBTX, id int64) (*User, error) {
 	u, err := scanUser(db.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
 	if err != nil {
-		return nil, fmt.Errorf("get user: %w", err)
+		return nil, fmt.Errorf("get user: %w", interpret(err))
 	}
 	return u, nil
 }
@@ -64,7 +63,7 @@ func UserGet(ctx context.Context, db DBTX, id int64) (*User, error) {
 func UserList(ctx context.Context, db DBTX) ([]*User, error) {
 	rows, err := db.Query(ctx, `SELECT `+userColumns+` FROM users ORDER BY lower(email)`)
 	if err != nil {
-		return nil, fmt.Errorf("list users: %w", err)
+		return nil, fmt.Errorf("list users: %w", interpret(err))
 	}
 	defer rows.Close()
 	var out []*User
@@ -75,7 +74,7 @@ func UserList(ctx context.Context, db DBTX) ([]*User, error) {
 		}
 		out = append(out, u)
 	}
-	return out, rows.Err()
+	return out, interpret(rows.Err())
 }
 
 // UserSetDisabled disables or enables a user; disabling ends their sessions.
@@ -83,7 +82,7 @@ func UserSetDisabled(ctx context.Context, db DBTX, id int64, disabled bool) erro
 	tag, err := db.Exec(ctx, `UPDATE users SET disabled = $2, session_version = session_version + 1, updated_at = now()
 		WHERE id = $1`, id, disabled)
 	if err != nil {
-		return fmt.Errorf("disable user: %w", err)
+		return fmt.Errorf("disable user: %w", interpret(err))
 	}
 	if tag.RowsAffected() == 0 {
 		return ErrNotFound
@@ -96,7 +95,7 @@ func UserSetRole(ctx context.Context, db DBTX, id int64, role string) error {
 	tag, err := db.Exec(ctx, `UPDATE users SET role = $2, session_version = session_version + 1, updated_at = now()
 		WHERE id = $1`, id, role)
 	if err != nil {
-		return fmt.Errorf("set role: %w", err)
+		return fmt.Errorf("set role: %w", interpret(err))
 	}
 	if tag.RowsAffected() == 0 {
 		return ErrNotFound
@@ -108,7 +107,7 @@ func UserSetRole(ctx context.Context, db DBTX, id int64, role string) error {
 func UserEndSessions(ctx context.Context, db DBTX, id int64) error {
 	_, err := db.Exec(ctx, `UPDATE users SET session_version = session_version + 1, updated_at = now() WHERE id = $1`, id)
 	if err != nil {
-		return fmt.Errorf("end sessions: %w", err)
+		return fmt.Errorf("end sessions: %w", interpret(err))
 	}
 	return nil
 }
@@ -137,14 +136,14 @@ func LoginAttemptCount(ctx context.Context, db DBTX, keys []string, window time.
 		SELECT up.key, up.window_start, up.attempts + coalesce(prev.attempts, 0)
 		FROM up LEFT JOIN login_throttle prev ON prev.key = up.key AND prev.window_start = up.window_start - $2::interval`, keys, window)
 	if err != nil {
-		return nil, fmt.Errorf("count login attempt: %w", err)
+		return nil, fmt.Errorf("count login attempt: %w", interpret(err))
 	}
 	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (LoginAttempt, error) {
 		var a LoginAttempt
 		return a, r.Scan(&a.Key, &a.WindowStart, &a.Attempts)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("count login attempt: %w", err)
+		return nil, fmt.Errorf("count login attempt: %w", interpret(err))
 	}
 	out := make([]LoginAttempt, len(keys))
 	for i, k := range keys {
@@ -163,7 +162,7 @@ func LoginAttemptForgive(ctx context.Context, db DBTX, keys []string, windowStar
 	_, err := db.Exec(ctx, `UPDATE login_throttle SET attempts = greatest(attempts - 1, 0)
 		WHERE key = ANY($1) AND window_start = $2`, keys, windowStart)
 	if err != nil {
-		return fmt.Errorf("forgive login attempt: %w", err)
+		return fmt.Errorf("forgive login attempt: %w", interpret(err))
 	}
 	return nil
 }
@@ -205,21 +204,17 @@ func LoginThrottleClose(ctx context.Context, db DBTX, window time.Duration) ([]L
 		SELECT key, window_start, throttled FROM gone WHERE throttled > 0 AND NOT reported
 		UNION ALL SELECT key, window_start, throttled FROM done`, window)
 	if err != nil {
-		return nil, fmt.Errorf("close login windows: %w", err)
+		return nil, fmt.Errorf("close login windows: %w", interpret(err))
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (LoginThrottleClosed, error) {
 		var c LoginThrottleClosed
 		return c, r.Scan(&c.Key, &c.WindowStart, &c.Throttled)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("close login windows: %w", err)
+		return nil, fmt.Errorf("close login windows: %w", interpret(err))
 	}
 	return out, nil
 }
-
-// ErrPermission is returned when the database role may not read what was
-// asked for (the settings table, for countersign_app).
-var ErrPermission = errors.New("permission denied")
 
 // SettingGetOrCreate returns the value stored under key, storing make()'s
 // result first when there is none. Concurrent callers all get the first value.
@@ -233,11 +228,8 @@ func SettingGetOrCreate(ctx context.Context, db DBTX, key string, make func() []
 		// Lost a race with a concurrent insert that committed after our snapshot.
 		err = db.QueryRow(ctx, `SELECT value FROM settings WHERE key = $1`, key).Scan(&v)
 	}
-	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "42501" {
-		err = ErrPermission
-	}
 	if err != nil {
-		return nil, fmt.Errorf("setting %s: %w", key, err)
+		return nil, fmt.Errorf("setting %s: %w", key, interpret(err))
 	}
 	return v, nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/countersign/countersign/internal/store"
@@ -78,6 +79,11 @@ func (e *Engine) DecideBatch(ctx context.Context, p BatchDecideParams) (*BatchRe
 			return nil, fmt.Errorf("%w: the batch is still collecting items; it is ready at %s or at %d items",
 				ErrInvalidInput, b.ClosesAt.UTC().Format("15:04 UTC"), b.MaxSize)
 		}
+		// Before the first write: a refused actor leaves no batch decision,
+		// no event, and every item where it was.
+		if err := authorizeBatch(ctx, tx, b, p.Actor); err != nil {
+			return nil, err
+		}
 		res := &BatchResult{Refused: []ItemOutcome{}}
 		if res.DecisionID, err = store.BatchDecisionInsert(ctx, tx, b.ID, p.Actor.Name, p.Action, p.Reason); err != nil {
 			return nil, err
@@ -88,7 +94,7 @@ func (e *Engine) DecideBatch(ctx context.Context, p BatchDecideParams) (*BatchRe
 			selected := slices.Contains(p.Selected, item.ID)
 			switch {
 			case p.Action == ApproveSelected && !selected:
-				out, err = leaveOut(ctx, tx, b, item, p.Actor.Name)
+				out, err = leaveOut(ctx, tx, b, item, p.Actor)
 			default:
 				verdict, reason := Approve, ""
 				if !selected || p.Action == RejectAll {
@@ -169,7 +175,34 @@ func (e *Engine) decideItem(ctx context.Context, tx pgx.Tx, b *store.Batch, item
 	return out, nil
 }
 
-func leaveOut(ctx context.Context, tx pgx.Tx, b *store.Batch, item ItemRef, actor string) (itemResult, error) {
+// authorizeBatch refuses an actor whose roles may decide nothing in the
+// batch (the same rights as a single decision: CanDecide). Each item is then
+// checked again on its own, by DecideTx or leaveOut.
+func authorizeBatch(ctx context.Context, tx pgx.Tx, b *store.Batch, actor Actor) error {
+	if actor.System {
+		return nil
+	}
+	reqs, err := store.BatchDeciders(ctx, tx, b.ID)
+	if err != nil {
+		return err
+	}
+	if len(reqs) == 0 {
+		return fmt.Errorf("%w: this batch has no items left", ErrInvalidInput)
+	}
+	var roles []string
+	for _, r := range reqs {
+		if CanDecide(r, actor.Roles) {
+			return nil
+		}
+		roles = append(roles, AllowedRoles(r)...)
+	}
+	slices.Sort(roles)
+	return fmt.Errorf("%w: deciding this batch needs one of the roles %s", ErrForbidden, strings.Join(slices.Compact(roles), ", "))
+}
+
+// leaveOut sends an item back to the inbox. Leaving an item out is a
+// reviewer's act, so it needs the roles that could decide the item.
+func leaveOut(ctx context.Context, tx pgx.Tx, b *store.Batch, item ItemRef, actor Actor) (itemResult, error) {
 	out := itemResult{ItemOutcome: ItemOutcome{RequestID: item.ID}}
 	req, err := store.RequestGetForUpdate(ctx, tx, item.ID)
 	switch {
@@ -184,8 +217,11 @@ func leaveOut(ctx context.Context, tx pgx.Tx, b *store.Batch, item ItemRef, acto
 	case req.Status != store.RequestPending:
 		out.Outcome, out.Note = "refused", alreadyDecided(req).Error()
 		return out, nil
+	case !actor.System && !CanDecide(req, actor.Roles):
+		out.Outcome, out.Note = "refused", "leaving it out needs one of the roles "+strings.Join(AllowedRoles(req), ", ")
+		return out, nil
 	}
-	note := fmt.Sprintf("Left out of a batch by %s: review it on its own.", actor)
+	note := fmt.Sprintf("Left out of a batch by %s: review it on its own.", actor.Name)
 	if err := store.RequestLeaveOut(ctx, tx, item.ID, note); err != nil {
 		return out, err
 	}
@@ -213,10 +249,18 @@ func checkBatch(p *BatchDecideParams) error {
 	if len(p.Items) > 5000 {
 		return fmt.Errorf("%w: at most 5000 items in one decision", ErrInvalidInput)
 	}
+	// A malformed id would abort the transaction at its first use: refuse it
+	// before one is opened.
+	if !isID(p.BatchID) {
+		return fmt.Errorf("%w: the batch id %q is not an id", ErrInvalidInput, p.BatchID)
+	}
 	shown := map[string]bool{}
 	for _, it := range p.Items {
 		if it.ID == "" || it.PayloadHash == "" {
 			return fmt.Errorf("%w: every item needs an id and a payload_hash", ErrInvalidInput)
+		}
+		if !isID(it.ID) {
+			return fmt.Errorf("%w: item %q is not an id", ErrInvalidInput, it.ID)
 		}
 		if shown[it.ID] {
 			return fmt.Errorf("%w: item %s is listed twice", ErrInvalidInput, it.ID)
@@ -229,6 +273,16 @@ func checkBatch(p *BatchDecideParams) error {
 		}
 	}
 	return nil
+}
+
+// isID reports whether s is a uuid as PostgreSQL reads one (uuid.Parse alone
+// also takes "urn:uuid:…").
+func isID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	_, err := uuid.Parse(s)
+	return err == nil
 }
 
 // Expire applies a request's on_timeout once its deadline has passed: reject

@@ -1,0 +1,98 @@
+package store_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/testdb"
+)
+
+// TestErrorClasses checks that each class of PostgreSQL error becomes one
+// sentinel at the store's edge, on queries and on Exec alike, and that a
+// refused value is never read as "not found" or "already exists".
+func TestErrorClasses(t *testing.T) {
+	t.Parallel()
+	pool, _ := testdb.Pool(t)
+	ctx := context.Background()
+	const none = "00000000-0000-0000-0000-000000000000"
+
+	t.Run("NoRowIsNotFound", func(t *testing.T) {
+		_, err := store.RunGet(ctx, pool, none)
+		require.ErrorIs(t, err, store.ErrNotFound)
+	})
+
+	t.Run("MalformedUUIDIsInvalidInput", func(t *testing.T) {
+		_, err := store.RunGet(ctx, pool, "nope")
+		require.ErrorIs(t, err, store.ErrInvalidInput, "22P02 on a query")
+		require.NotErrorIs(t, err, store.ErrNotFound)
+		require.ErrorContains(t, err, "uuid")
+		err = store.RequestLeaveOut(ctx, pool, "nope", "note")
+		require.ErrorIs(t, err, store.ErrInvalidInput, "22P02 on Exec")
+		_, err = store.RequestListByRun(ctx, pool, "nope")
+		require.ErrorIs(t, err, store.ErrInvalidInput, "22P02 on a listing")
+	})
+
+	t.Run("UnstorableJSONIsInvalidInputNotExisting", func(t *testing.T) {
+		// Valid JSON that jsonb refuses: a lone surrogate.
+		for _, input := range []string{`{"subject":"\ud800"}`, `{"n":1e999999}`} {
+			run, created, err := store.RunInsert(ctx, pool, store.RunInsertParams{Workflow: "w", BusinessKey: "k",
+				Input: json.RawMessage(input), StartedBy: "t"})
+			require.ErrorIs(t, err, store.ErrInvalidInput, input)
+			require.False(t, created)
+			require.Nil(t, run)
+			require.ErrorContains(t, err, "insert run")
+		}
+		var n int
+		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM workflow_runs`).Scan(&n))
+		require.Zero(t, n)
+	})
+
+	t.Run("UntranslatableCharacterIsInvalidInput", func(t *testing.T) {
+		// 22P05: jsonb cannot hold U+0000.
+		_, err := store.AuditAppend(ctx, pool, "t", "test.event", "run", none, nil, map[string]any{"note": "a\x00b"})
+		require.ErrorIs(t, err, store.ErrInvalidInput)
+	})
+
+	t.Run("UniqueViolationIsConflict", func(t *testing.T) {
+		p := store.RunInsertParams{Workflow: "w", BusinessKey: "dup", Input: json.RawMessage(`{}`), StartedBy: "t"}
+		_, created, err := store.RunInsert(ctx, pool, p)
+		require.NoError(t, err)
+		require.True(t, created)
+		_, created, err = store.RunInsert(ctx, pool, p)
+		require.NoError(t, err, "the same key is the same run")
+		require.False(t, created)
+		_, err = store.UserInsert(ctx, pool, "ann@example.com", "Ann", "reviewer", "x")
+		require.NoError(t, err)
+		_, err = store.UserInsert(ctx, pool, "ann@example.com", "Ann", "reviewer", "x")
+		require.ErrorIs(t, err, store.ErrConflict)
+	})
+
+	t.Run("ForeignKeyViolationIsNotFound", func(t *testing.T) {
+		_, err := store.BatchDecisionInsert(ctx, pool, none, "t", "reject_all", "r")
+		require.ErrorIs(t, err, store.ErrNotFound, "the batch referred to does not exist")
+	})
+
+	t.Run("InATransaction", func(t *testing.T) {
+		// The refusal is reported as input, and the transaction is not
+		// committed half done.
+		err := store.WithTx(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
+			if _, _, err := store.RunInsert(ctx, tx, store.RunInsertParams{Workflow: "w", BusinessKey: "tx",
+				Input: json.RawMessage(`{}`), StartedBy: "t"}); err != nil {
+				return err
+			}
+			_, err := store.RunGet(ctx, tx, "nope")
+			return err
+		})
+		require.ErrorIs(t, err, store.ErrInvalidInput)
+		_, err = store.RunList(ctx, pool, store.RunListParams{Limit: 10})
+		require.NoError(t, err)
+		var n int
+		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM workflow_runs WHERE business_key = 'tx'`).Scan(&n))
+		require.Zero(t, n)
+	})
+}
