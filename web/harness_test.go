@@ -113,6 +113,10 @@ func (c *console) post(t *testing.T, hc *http.Client, page, path string, form ur
 }
 
 // browser starts headless Debian chromium with the flags this machine needs.
+// browsers bounds how many chromium instances run at once: on two cores, more
+// of them starve the servers under test and turn timing into failures.
+var browsers = make(chan struct{}, 2)
+
 func browser(t *testing.T) context.Context {
 	t.Helper()
 	path, err := findChromium()
@@ -133,6 +137,7 @@ func browser(t *testing.T) context.Context {
 	dir, err := os.MkdirTemp("", "cs-chromium-")
 	require.NoError(t, err)
 	opts = append(opts, chromedp.UserDataDir(dir))
+	browsers <- struct{}{}
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	// Newer chromium sends CDP events this chromedp does not know; they are harmless.
 	ctx, cancelB := chromedp.NewContext(actx, chromedp.WithErrorf(func(string, ...any) {}))
@@ -141,6 +146,7 @@ func browser(t *testing.T) context.Context {
 		cancelT()
 		cancelB()
 		cancelA()
+		<-browsers
 		time.AfterFunc(2*time.Second, func() { _ = os.RemoveAll(dir) })
 	})
 	require.NoError(t, chromedp.Run(ctx))
@@ -193,6 +199,27 @@ func text(ctx context.Context, t *testing.T, sel string) string {
 		err := chromedp.Run(ctx, chromedp.Evaluate(js, &s))
 		if err == nil && s != nil {
 			return *s
+		}
+		if time.Now().After(deadline) {
+			require.NoError(t, err)
+			t.Fatalf("no element matches %s", sel)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// click clicks the element sel matches, waiting up to 20 s for it. The query
+// and the click are one script evaluation, so a live refresh that swaps the
+// node in between cannot make it fail.
+func click(ctx context.Context, t *testing.T, sel string) {
+	t.Helper()
+	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return false; e.click(); return true })()`, sel)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var ok bool
+		err := chromedp.Run(ctx, chromedp.Evaluate(js, &ok))
+		if err == nil && ok {
+			return
 		}
 		if time.Now().After(deadline) {
 			require.NoError(t, err)

@@ -180,7 +180,7 @@ func TestBrowserHistoryExport(t *testing.T) {
 	require.Equal(t, 2, rows)
 	screenshot(ctx, t, "history")
 	for _, link := range []string{"export-csv", "export-jsonl"} {
-		require.NoError(t, chromedp.Run(ctx, chromedp.Click(`[data-testid=`+link+`]`, chromedp.ByQuery)))
+		click(ctx, t, `[data-testid=`+link+`]`)
 	}
 	want := map[string]int{".csv": 3, ".jsonl": 2} // the CSV has a header line
 	deadline := time.Now().Add(15 * time.Second)
