@@ -17,6 +17,7 @@ import (
 type execution struct {
 	engine     *Engine
 	run        *store.Run
+	owner      string // the execution's lease token: its records are refused once it is lost
 	def        *Definition
 	history    []*store.Step
 	pos        int
@@ -123,10 +124,10 @@ func (x *execution) record(ctx context.Context, s *slot, out any, tokens, modelC
 	}
 	err = store.StepComplete(ctx, db, store.StepRecord{
 		RunID: x.run.ID, Seq: s.seq, Name: s.name, Kind: s.kind, Output: raw, Attempts: s.attempts,
-		Tokens: tokens, ModelCalls: modelCalls, StartedAt: s.started,
+		Tokens: tokens, ModelCalls: modelCalls, StartedAt: s.started, Owner: x.owner,
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		return ErrCancelled
+		return ErrCancelled // cancelled, or this execution lost the run
 	}
 	return err
 }
@@ -134,7 +135,7 @@ func (x *execution) record(ctx context.Context, s *slot, out any, tokens, modelC
 func (x *execution) recordFailure(ctx context.Context, s *slot, stepErr error, tokens, modelCalls int) {
 	err := store.StepFail(context.WithoutCancel(ctx), x.engine.pool, store.StepRecord{
 		RunID: x.run.ID, Seq: s.seq, Name: s.name, Kind: s.kind, Error: stepErr.Error(),
-		Attempts: s.attempts, Tokens: tokens, ModelCalls: modelCalls, StartedAt: s.started,
+		Attempts: s.attempts, Tokens: tokens, ModelCalls: modelCalls, StartedAt: s.started, Owner: x.owner,
 	})
 	if err != nil {
 		x.engine.logger.Error("record failed step", "run", x.run.ID, "step", s.name, "err", err)
