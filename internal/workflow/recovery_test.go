@@ -33,6 +33,7 @@ func TestLapsedLease(t *testing.T) {
 	var firstCalls, secondCalls atomic.Int32
 	release := make(chan struct{})
 	zombieErr := make(chan error, 1)
+	zombieDone := make(chan struct{})
 	b := testapp.Start(t, testapp.Options{
 		Recovery: app.Recovery{Lease: 800 * time.Millisecond, RenewEvery: time.Hour, SweepEvery: 100 * time.Millisecond},
 		Register: func(r *workflow.Registry, _ *ai.Offline) {
@@ -46,23 +47,34 @@ func TestLapsedLease(t *testing.T) {
 				})
 				if mine == 1 {
 					zombieErr <- err
+					close(zombieDone)
 				}
 				if err != nil {
 					return 0, err
 				}
-				return workflow.Step(ctx, "second", func(context.Context) (int, error) { return v + int(secondCalls.Add(1))*10, nil })
+				return workflow.Step(ctx, "second", func(context.Context) (int, error) {
+					n := secondCalls.Add(1)
+					if n == 1 {
+						// The execution that took over wakes the stale one
+						// while it still runs the run, and waits for it.
+						close(release)
+						select {
+						case <-zombieDone:
+						case <-time.After(10 * time.Second):
+						}
+					}
+					return v + int(n)*10, nil
+				})
 			})
 		}})
 	run := start(t, b, "stalls", "z", struct{}{})
 	done := b.WaitRun(t, run.ID, store.RunCompleted)
 	require.JSONEq(t, `12`, string(done.Output), "the execution that took over ran both steps")
 	require.Equal(t, 1, auditCount(t, b, run.ID, "run.recovered", "lease_expired"))
-
-	close(release)
 	select {
 	case err := <-zombieErr:
 		require.ErrorIs(t, err, workflow.ErrCancelled, "the stale execution's record was refused")
-	case <-time.After(10 * time.Second):
+	default:
 		t.Fatal("the stalled execution never returned")
 	}
 	time.Sleep(200 * time.Millisecond)
