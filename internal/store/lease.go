@@ -18,6 +18,13 @@ type Orphan struct {
 	LiveJob    bool   // a job for its resume sequence is queued, or was fetched within the lease
 }
 
+// liveJob is true when a job for run r's resume sequence can still execute:
+// queued, waiting for its time or retry, or fetched within the lease ($1).
+const liveJob = `EXISTS (SELECT 1 FROM river_job j
+	WHERE j.kind = 'workflow_run' AND j.args @> jsonb_build_object('run_id', r.id::text, 'seq', r.resume_seq)
+		AND (j.state IN ('available', 'scheduled', 'retryable', 'pending')
+			OR (j.state = 'running' AND j.attempted_at >= now() - $1::bigint * interval '1 microsecond')))`
+
 // RunOrphansLock finds up to limit runs under way whose lease lapsed (or whose
 // job a worker fetched more than lease ago without claiming the run) and locks
 // them until tx ends, skipping rows another sweeper holds. It reads River's
@@ -41,12 +48,10 @@ func RunOrphansLock(ctx context.Context, db DBTX, lease time.Duration, limit int
 			coalesce((SELECT j.state::text FROM river_job j
 				WHERE j.kind = 'workflow_run' AND j.args @> jsonb_build_object('run_id', r.id::text, 'seq', r.resume_seq)
 				ORDER BY j.id DESC LIMIT 1), ''),
-			EXISTS (SELECT 1 FROM river_job j
-				WHERE j.kind = 'workflow_run' AND j.args @> jsonb_build_object('run_id', r.id::text, 'seq', r.resume_seq)
-					AND (j.state IN ('available', 'scheduled', 'retryable', 'pending')
-						OR (j.state = 'running' AND j.attempted_at >= now() - $1::bigint * interval '1 microsecond')))
+			`+liveJob+`
 		FROM workflow_runs r JOIN candidates c ON c.id = r.id
 		WHERE r.status IN ('queued', 'running', 'retrying') AND (r.lease_owner IS NULL OR r.lease_until < now())
+		LIMIT $2
 		FOR UPDATE OF r SKIP LOCKED`, lease.Microseconds(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("find orphaned runs: %w", err)
@@ -78,15 +83,18 @@ func RunRecheck(ctx context.Context, db DBTX, id string, seq int, after time.Dur
 // RunRecover hands a run whose execution was lost to a new resume sequence,
 // fencing off the lost one (its job can no longer claim the run, nor its
 // steps be recorded), and counts a recovery, not a failure. It returns the new
-// sequence, or ErrNotFound when the run moved on since it was found.
-func RunRecover(ctx context.Context, db DBTX, id string, seq int, after time.Duration) (int, error) {
+// sequence, or ErrNotFound when the run moved on since it was found. The job
+// check is repeated here, on this statement's snapshot: a row locked just
+// after another sweeper committed its hand-on was read without that sweeper's
+// new job.
+func RunRecover(ctx context.Context, db DBTX, id string, seq int, lease time.Duration) (int, error) {
 	var next int
 	err := db.QueryRow(ctx, `
-		UPDATE workflow_runs SET resume_seq = resume_seq + 1, recoveries = recoveries + 1,
-			lease_owner = NULL, lease_until = now() + $3::bigint * interval '1 microsecond', updated_at = now()
-		WHERE id = $1 AND resume_seq = $2 AND status IN ('queued', 'running', 'retrying')
-			AND (lease_owner IS NULL OR lease_until < now())
-		RETURNING resume_seq`, id, seq, after.Microseconds()).Scan(&next)
+		UPDATE workflow_runs r SET resume_seq = resume_seq + 1, recoveries = recoveries + 1,
+			lease_owner = NULL, lease_until = now() + $1::bigint * interval '1 microsecond', updated_at = now()
+		WHERE id = $2 AND resume_seq = $3 AND status IN ('queued', 'running', 'retrying')
+			AND (lease_owner IS NULL OR lease_until < now()) AND NOT `+liveJob+`
+		RETURNING resume_seq`, lease.Microseconds(), id, seq).Scan(&next)
 	if err != nil {
 		return 0, fmt.Errorf("recover run: %w", interpret(err))
 	}
@@ -94,13 +102,14 @@ func RunRecover(ctx context.Context, db DBTX, id string, seq int, after time.Dur
 }
 
 // RunFailOrphan ends an orphaned run as failed. It returns ErrNotFound when
-// the run moved on since it was found.
-func RunFailOrphan(ctx context.Context, db DBTX, id string, seq int, code, message string, from []string) error {
+// the run moved on since it was found (see RunRecover).
+func RunFailOrphan(ctx context.Context, db DBTX, id string, seq int, code, message string, from []string, lease time.Duration) error {
 	tag, err := db.Exec(ctx, `
-		UPDATE workflow_runs SET status = 'failed', error_code = $3, error_message = $4, updated_at = now(),
+		UPDATE workflow_runs r SET status = 'failed', error_code = $4, error_message = $5, updated_at = now(),
 			finished_at = now(), lease_owner = NULL, lease_until = NULL
-		WHERE id = $1 AND resume_seq = $2 AND status = ANY($5) AND (lease_owner IS NULL OR lease_until < now())`,
-		id, seq, code, message, from)
+		WHERE id = $2 AND resume_seq = $3 AND status = ANY($6) AND (lease_owner IS NULL OR lease_until < now())
+			AND NOT `+liveJob,
+		lease.Microseconds(), id, seq, code, message, from)
 	if err != nil {
 		return fmt.Errorf("fail orphaned run: %w", err)
 	}

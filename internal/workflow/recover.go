@@ -39,7 +39,9 @@ func (e *Engine) Recover(ctx context.Context) (Recovered, error) {
 		total.HandedOn += r.HandedOn
 		total.Failed += r.Failed
 		total.Waiting += r.Waiting
-		if err != nil || n < sweepBatch {
+		// Another sweeper may hold rows this one skipped, so a short batch
+		// does not mean nothing is left; a batch that changed nothing does.
+		if err != nil || n == 0 || r.HandedOn+r.Failed == 0 {
 			return total, err
 		}
 	}
@@ -88,7 +90,7 @@ func (e *Engine) recoverBatch(ctx context.Context) (Recovered, int, error) {
 				f = &Failure{Code: "worker_lost", Message: fmt.Sprintf("the run lost its worker %d times", o.Recoveries+1)}
 			}
 			if f != nil {
-				err := store.RunFailOrphan(ctx, tx, o.ID, o.ResumeSeq, f.Code, f.Message, sourcesOf(store.RunFailed))
+				err := store.RunFailOrphan(ctx, tx, o.ID, o.ResumeSeq, f.Code, f.Message, sourcesOf(store.RunFailed), e.lease)
 				if errors.Is(err, store.ErrNotFound) {
 					continue
 				} else if err != nil {

@@ -3,10 +3,13 @@ package workflow_test
 import (
 	"context"
 	"errors"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/countersign/countersign/internal/ai"
@@ -205,4 +208,73 @@ func TestRecoverSkips(t *testing.T) {
 	require.Zero(t, auditCount(t, b, waiting.ID, "run.recovered", ""))
 	require.Zero(t, auditCount(t, b, flaky.ID, "run.recovered", ""), "its retry was scheduled, not lost")
 	require.Equal(t, int32(2), calls.Load())
+}
+
+// TestLostBeforeClaim: a worker fetched the run's job and died before it
+// claimed the run, so the run is still queued, holds no lease, and its job
+// stays running in River; it is handed on once the fetch is a lease old.
+func TestLostBeforeClaim(t *testing.T) {
+	t.Parallel()
+	reg := func(r *workflow.Registry, _ *ai.Offline) {
+		workflow.Register(r, "idle", func(ctx context.Context, _ struct{}) (int, error) {
+			return workflow.Step(ctx, "one", func(context.Context) (int, error) { return 1, nil })
+		})
+	}
+	starter := testapp.Start(t, testapp.Options{NoWorker: true, Register: reg})
+	run := start(t, starter, "idle", "q", struct{}{})
+	_, err := starter.Pool.Exec(context.Background(), `UPDATE river_job SET state = 'running', attempt = 1,
+		attempted_at = now() - interval '1 minute', attempted_by = '{dead-worker}' WHERE args->>'run_id' = $1`, run.ID)
+	require.NoError(t, err)
+
+	b := testapp.StartOn(t, starter.Pool, starter.URL, testapp.Options{Register: reg,
+		Recovery: app.Recovery{Lease: 500 * time.Millisecond, SweepEvery: 100 * time.Millisecond}})
+	done := b.WaitRun(t, run.ID, store.RunCompleted)
+	require.Equal(t, 1, done.Recoveries)
+	require.Equal(t, 1, done.ResumeSeq)
+	require.Equal(t, 1, auditCount(t, b, run.ID, "run.recovered", "worker_lost_before_claim"))
+}
+
+// TestConcurrentSweeps: sweepers in several processes at once (two River
+// leaders during a leader change, or simply every worker) hand each orphaned
+// run on exactly once.
+func TestConcurrentSweeps(t *testing.T) {
+	t.Parallel()
+	reg := func(r *workflow.Registry, _ *ai.Offline) {
+		workflow.Register(r, "idle", func(ctx context.Context, _ struct{}) (int, error) { return 1, nil })
+	}
+	a := testapp.Start(t, testapp.Options{NoWorker: true, Register: reg})
+	b := testapp.StartOn(t, a.Pool, a.URL, testapp.Options{NoWorker: true, Register: reg})
+	ctx := context.Background()
+	const runs = 300
+	for i := range runs {
+		start(t, a, "idle", "s"+strconv.Itoa(i), struct{}{})
+	}
+	// Every run was claimed by a worker that has since died with its jobs.
+	_, err := a.Pool.Exec(ctx, `UPDATE river_job SET state = 'running', attempt = 1, attempted_at = now() - interval '1 minute'`)
+	require.NoError(t, err)
+	_, err = a.Pool.Exec(ctx, `UPDATE workflow_runs SET status = 'running', lease_owner = gen_random_uuid(),
+		lease_until = now() - interval '1 second'`)
+	require.NoError(t, err)
+
+	var wg sync.WaitGroup
+	var handedOn atomic.Int64
+	for _, e := range []*workflow.Engine{a.Engine, b.Engine, a.Engine, b.Engine} {
+		wg.Go(func() {
+			r, err := e.Recover(ctx)
+			assert.NoError(t, err)
+			handedOn.Add(int64(r.HandedOn))
+		})
+	}
+	wg.Wait()
+	require.Equal(t, int64(runs), handedOn.Load())
+	var seqs, recovered, jobs int
+	require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM workflow_runs WHERE resume_seq = 1 AND recoveries = 1`).Scan(&seqs))
+	require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE kind = 'run.recovered'`).Scan(&recovered))
+	require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE state = 'available' AND (args->>'seq')::int = 1`).Scan(&jobs))
+	require.Equal(t, runs, seqs)
+	require.Equal(t, runs, recovered)
+	require.Equal(t, runs, jobs)
+	again, err := a.Engine.Recover(ctx)
+	require.NoError(t, err)
+	require.Zero(t, again.HandedOn, "a handed-on run with a queued job is left alone")
 }
