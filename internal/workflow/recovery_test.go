@@ -125,7 +125,7 @@ func TestDiscardedJob(t *testing.T) {
 // own, so the run is retried or completed, never left running.
 func TestJobTimeout(t *testing.T) {
 	t.Parallel()
-	var slowCalls, lateCalls atomic.Int32
+	var slowCalls, lateCalls, deafCalls atomic.Int32
 	b := testapp.Start(t, testapp.Options{
 		Recovery: app.Recovery{JobTimeout: 700 * time.Millisecond},
 		Register: func(r *workflow.Registry, _ *ai.Offline) {
@@ -136,6 +136,13 @@ func TestJobTimeout(t *testing.T) {
 						return 0, ctx.Err()
 					}
 					return 7, nil
+				})
+			})
+			workflow.Register(r, "deaf_step", func(ctx context.Context, _ struct{}) (int, error) {
+				return workflow.Step(ctx, "deaf", func(context.Context) (int, error) {
+					deafCalls.Add(1)
+					time.Sleep(1200 * time.Millisecond) // finishes after the job timed out
+					return 9, nil
 				})
 			})
 			workflow.Register(r, "late_result", func(ctx context.Context, _ struct{}) (int, error) {
@@ -162,6 +169,15 @@ func TestJobTimeout(t *testing.T) {
 		steps, err := store.StepList(context.Background(), b.Pool, run.ID)
 		require.NoError(t, err)
 		require.Equal(t, 2, steps[0].Attempts, "the failed attempt's step record was written after the timeout")
+	})
+
+	t.Run("StepResultAfterTimeout", func(t *testing.T) {
+		t.Parallel()
+		run := start(t, b, "deaf_step", "deaf", struct{}{})
+		done := b.WaitRun(t, run.ID, store.RunCompleted)
+		require.JSONEq(t, `9`, string(done.Output))
+		require.Equal(t, int32(1), deafCalls.Load(), "the step's result was recorded, not computed again")
+		require.Zero(t, done.Failures)
 	})
 
 	t.Run("ResultAfterTimeout", func(t *testing.T) {

@@ -117,7 +117,14 @@ func replay[T any](s *slot) (T, error) {
 	return out, nil
 }
 
+// record stores a step's result. Outside a transaction it runs on a context
+// that River's job timeout does not cancel: a result that arrived is kept
+// rather than paid for again (a model call, a slow step); the lease still
+// refuses it if the run was handed on meanwhile.
 func (x *execution) record(ctx context.Context, s *slot, out any, tokens, modelCalls int, db store.DBTX) error {
+	if _, inTx := db.(pgx.Tx); !inTx {
+		ctx = context.WithoutCancel(ctx)
+	}
 	raw, err := json.Marshal(out)
 	if err != nil {
 		return Permanent(fmt.Errorf("step %q: encode result: %w", s.name, err))
