@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,7 +29,12 @@ func cmdBench(e *env, args []string) error {
 	fs.IntVar(&o.Runs, "runs", 2000, "six-step runs for engine throughput")
 	fs.IntVar(&o.Decisions, "decisions", 1000, "decisions for the resume latency")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	only := fs.String("only", "", "run one suite: engine, console, audit or batch (default all)")
+	only := fs.String("only", "", "run one suite: engine, console, audit, batch or recovery (default all)")
+	ro := bench.RecoveryOptions{}
+	fs.IntVar(&ro.Runs, "recovery-runs", 200, "runs started on the worker process that is killed")
+	// The recovery suite runs its doomed worker as this command in a process
+	// of its own; the flag is for that, not for people.
+	recoveryWorker := fs.Bool("recovery-worker", false, "internal: be the recovery benchmark's worker process")
 	bo := bench.BatchOptions{}
 	fs.IntVar(&bo.Batches, "batches", 5, "1,000-item batch decisions to time")
 	fs.IntVar(&bo.Size, "batch-size", 1000, "items per batch")
@@ -45,8 +52,24 @@ func cmdBench(e *env, args []string) error {
 	if o.Workers < 1 || o.RiverJobs < 1 || o.Steps < 1 || o.Runs < 1 || o.Decisions < 100 {
 		return usagef("every size must be positive and --decisions at least 100")
 	}
-	if *only != "" && *only != "engine" && *only != "console" && *only != "audit" && *only != "batch" {
-		return usagef("--only must be engine, console, audit or batch")
+	if *only != "" && *only != "engine" && *only != "console" && *only != "audit" && *only != "batch" && *only != "recovery" {
+		return usagef("--only must be engine, console, audit, batch or recovery")
+	}
+	if ro.Runs < 1 {
+		return usagef("--recovery-runs must be positive")
+	}
+	if *recoveryWorker {
+		cfg, err := e.config(*dbURL)
+		if err != nil {
+			return err
+		}
+		cfg.Workers = o.Workers
+		pool, err := e.pool(cfg)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		return bench.RecoveryWorker(e.ctx, pool, cfg, e.stdout)
 	}
 	if bo.Batches < 1 || bo.Size < 1 || bo.Size > 5000 {
 		return usagef("--batches must be positive and --batch-size between 1 and 5000")
@@ -86,6 +109,7 @@ func cmdBench(e *env, args []string) error {
 	var crep *bench.ConsoleReport
 	var arep *bench.AuditReport
 	var brep *bench.BatchReport
+	var rrep *bench.RecoveryReport
 	if *only == "" || *only == "engine" {
 		if err := benchOn(e, cfg, name, func(pool *pgxpool.Pool) error {
 			rep, err = bench.Run(e.ctx, pool, cfg.DatabaseURL, o, e.stderr)
@@ -118,8 +142,26 @@ func cmdBench(e *env, args []string) error {
 			return err
 		}
 	}
+	if *only == "" || *only == "recovery" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		ro.Workers = o.Workers
+		ro.Worker = func(dbURL string) *exec.Cmd {
+			cmd := exec.CommandContext(e.ctx, exe, "bench", "--recovery-worker", "--database-url", dbURL, "--workers", strconv.Itoa(o.Workers))
+			cmd.Stderr = e.stderr
+			return cmd
+		}
+		if err := benchOn(e, cfg, name, func(pool *pgxpool.Pool) error {
+			rrep, err = bench.Recovery(e.ctx, pool, cfg.DatabaseURL, ro, e.stderr)
+			return err
+		}); err != nil {
+			return err
+		}
+	}
 	if *asJSON {
-		return json.NewEncoder(e.stdout).Encode(map[string]any{"engine": rep, "console": crep, "audit": arep, "batch": brep})
+		return json.NewEncoder(e.stdout).Encode(map[string]any{"engine": rep, "console": crep, "audit": arep, "batch": brep, "recovery": rrep})
 	}
 	fmt.Fprintf(e.stdout, "| measure | result |\n|---|---|\n")
 	if rep != nil {
@@ -153,6 +195,12 @@ func cmdBench(e *env, args []string) error {
 			bo.Size, bo.Batches, ms(brep.ServerP50), ms(brep.ServerP95))
 		fmt.Fprintf(e.stdout, "| batch: all %d resumed runs started after the commit, p50 / max (target ≤ 5 s) | %s / %s |\n",
 			bo.Size, ms(brep.AllStartedP50), ms(brep.AllStartedMax))
+	}
+	if rrep != nil {
+		fmt.Fprintf(e.stdout, "| recovery: SIGKILL → last of %d orphaned runs finished, default settings (target ≤ 30 s) | %s (first %s) |\n",
+			rrep.Orphaned, rrep.LastOrphan.Round(10*time.Millisecond), rrep.FirstOrphan.Round(10*time.Millisecond))
+		fmt.Fprintf(e.stdout, "| recovery: the same number of fresh runs on the second worker (baseline) | %s |\n", rrep.Baseline.Round(10*time.Millisecond))
+		fmt.Fprintf(e.stdout, "| recovery: effects duplicated (must be 0) | %d |\n", rrep.DuplicateKeys)
 	}
 	return nil
 }

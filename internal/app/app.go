@@ -46,6 +46,19 @@ type Options struct {
 	Model ai.Provider
 	// Now overrides the clock of deadlines and batches (tests move it).
 	Now func() time.Time
+	// Recovery overrides how runs of lost workers are found and handed on
+	// (zero fields keep the defaults: 15 s lease, sweep every 5 s).
+	Recovery Recovery
+}
+
+// Recovery tunes run leases and the sweeper (workflow.Config has the details).
+type Recovery struct {
+	Lease         time.Duration
+	RenewEvery    time.Duration
+	SweepEvery    time.Duration
+	MaxRecoveries int
+	// JobTimeout overrides River's limit on one execution of a run.
+	JobTimeout time.Duration
 }
 
 // App is one Countersign process.
@@ -106,14 +119,18 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		opts.Register(registry, offline)
 	}
 	policies := policystore.NewCache(pool, 30*time.Second)
+	rec := opts.Recovery
 	engine := workflow.New(workflow.Config{Pool: pool, Registry: registry, Policies: policies, Model: model, Logger: logger, Now: opts.Now,
-		MaxStepOutput: cfg.MaxStepOutput})
+		MaxStepOutput: cfg.MaxStepOutput, Lease: rec.Lease, RenewEvery: rec.RenewEvery, MaxRecoveries: rec.MaxRecoveries})
 
 	// A job is presumed crashed after RescueAfter; it must be allowed to run
 	// a little less than that.
 	jobTimeout := jobs.RunTimeout
 	if cfg.RescueAfter <= jobTimeout {
 		jobTimeout = cfg.RescueAfter / 2
+	}
+	if rec.JobTimeout > 0 {
+		jobTimeout = min(rec.JobTimeout, jobTimeout)
 	}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &jobs.RunWorker{Engine: engine, JobTimeout: jobTimeout})
@@ -248,8 +265,15 @@ func (a *App) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); a.Policies.Follow(bg, policyMsgs) }()
 	go func() { defer wg.Done(); a.Notify.Run(bg) }()
 	if a.opts.Worker {
-		wg.Add(1)
+		// River's rescuer stays the backstop for jobs of other kinds; runs of
+		// a lost worker are handed on by the sweeper once their lease lapses.
+		sweepEvery := a.opts.Recovery.SweepEvery
+		if sweepEvery <= 0 {
+			sweepEvery = workflow.DefaultSweepEvery
+		}
+		wg.Add(2)
 		go func() { defer wg.Done(); audit.RunChainer(bg, a.Pool, ChainEvery, a.logger) }()
+		go func() { defer wg.Done(); a.Engine.RunRecovery(bg, sweepEvery) }()
 	}
 
 	errc := make(chan error, 2)

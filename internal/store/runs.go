@@ -40,6 +40,9 @@ type Run struct {
 	ModelCalls   int             `json:"model_calls"`
 	TokensUsed   int             `json:"tokens_used"`
 	StartedBy    string          `json:"started_by"`
+	Failures     int             `json:"failures"`   // error attempts spent
+	Recoveries   int             `json:"recoveries"` // times a lost worker's run was handed on
+	LeaseOwner   *string         `json:"-"`          // the execution holding the run
 	CreatedAt    time.Time       `json:"created_at"`
 	UpdatedAt    time.Time       `json:"updated_at"`
 	FinishedAt   *time.Time      `json:"finished_at,omitempty"`
@@ -47,13 +50,13 @@ type Run struct {
 
 const runColumns = `id, workflow, business_key, status, input, output, error_code, error_message,
 	attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by,
-	created_at, updated_at, finished_at`
+	failures, recoveries, lease_owner, created_at, updated_at, finished_at`
 
 func scanRun(row pgx.Row) (*Run, error) {
 	var r Run
 	err := row.Scan(&r.ID, &r.Workflow, &r.BusinessKey, &r.Status, &r.Input, &r.Output,
 		&r.ErrorCode, &r.ErrorMessage, &r.Attempt, &r.CurrentStep, &r.ResumeSeq, &r.StepsUsed,
-		&r.ModelCalls, &r.TokensUsed, &r.StartedBy, &r.CreatedAt, &r.UpdatedAt, &r.FinishedAt)
+		&r.ModelCalls, &r.TokensUsed, &r.StartedBy, &r.Failures, &r.Recoveries, &r.LeaseOwner, &r.CreatedAt, &r.UpdatedAt, &r.FinishedAt)
 	if err != nil {
 		return nil, interpret(err)
 	}
@@ -114,17 +117,54 @@ func RunGetForUpdate(ctx context.Context, db DBTX, id string) (*Run, error) {
 // which the caller takes from its transitions table: the table is the one
 // place that says how a run's life goes.
 
-// RunClaim marks a run running for the job of resume sequence seq. It returns
-// ErrNotFound when the run is not in one of from or was resumed by a later job.
-func RunClaim(ctx context.Context, db DBTX, id string, seq, attempt int, from []string) (*Run, error) {
+// RunClaim marks a run running for the job of resume sequence seq and gives
+// the execution owner a lease of the given length. The run's attempt becomes
+// its error attempt (failures + 1): a crash spends none. It returns
+// ErrNotFound when the run is not in one of from, was resumed by a later job,
+// or is running under another execution's live lease.
+func RunClaim(ctx context.Context, db DBTX, id string, seq int, from []string, owner string, lease time.Duration) (*Run, error) {
 	run, err := scanRun(db.QueryRow(ctx, `
-		UPDATE workflow_runs SET status = 'running', attempt = $3, updated_at = now()
-		WHERE id = $1 AND resume_seq = $2 AND status = ANY($4)
-		RETURNING `+runColumns, id, seq, attempt, from))
+		UPDATE workflow_runs SET status = 'running', attempt = failures + 1, updated_at = now(),
+			lease_owner = $4, lease_until = now() + $5::bigint * interval '1 microsecond'
+		WHERE id = $1 AND resume_seq = $2 AND status = ANY($3)
+			AND (status <> 'running' OR lease_owner IS NULL OR lease_until < now())
+		RETURNING `+runColumns, id, seq, from, owner, lease.Microseconds()))
 	if err != nil {
 		return nil, fmt.Errorf("claim run: %w", interpret(err))
 	}
 	return run, nil
+}
+
+// RunLeaseRenew extends owner's lease on a running run. It returns
+// ErrNotFound when owner no longer holds the run: it was swept and handed on,
+// cancelled, or ended.
+func RunLeaseRenew(ctx context.Context, db DBTX, id, owner string, lease time.Duration) error {
+	tag, err := db.Exec(ctx, `
+		UPDATE workflow_runs SET lease_until = now() + $3::bigint * interval '1 microsecond'
+		WHERE id = $1 AND lease_owner = $2 AND status = 'running'`, id, owner, lease.Microseconds())
+	if err != nil {
+		return fmt.Errorf("renew lease: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// RunLeaseRelease gives up owner's lease, so that the next job may claim the
+// run at once (a worker shutting down, a run parked for a human). It returns
+// ErrNotFound when owner did not hold the run.
+func RunLeaseRelease(ctx context.Context, db DBTX, id, owner string) error {
+	tag, err := db.Exec(ctx, `
+		UPDATE workflow_runs SET lease_owner = NULL, lease_until = NULL
+		WHERE id = $1 AND lease_owner = $2`, id, owner)
+	if err != nil {
+		return fmt.Errorf("release lease: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
 }
 
 // RunSetStatus moves a run from one of the statuses in from to status. It
@@ -143,12 +183,13 @@ func RunSetStatus(ctx context.Context, db DBTX, id string, from []string, status
 	return nil
 }
 
-// RunComplete records a run's output and marks it completed.
-func RunComplete(ctx context.Context, db DBTX, id string, output json.RawMessage, from []string) error {
+// RunComplete records a run's output and marks it completed, if owner
+// still holds it. Returns ErrNotFound otherwise (cancelled, or handed on).
+func RunComplete(ctx context.Context, db DBTX, id, owner string, output json.RawMessage, from []string) error {
 	tag, err := db.Exec(ctx, `
 		UPDATE workflow_runs SET status = 'completed', output = $2, error_code = NULL, error_message = NULL,
-			updated_at = now(), finished_at = now()
-		WHERE id = $1 AND status = ANY($3)`, id, output, from)
+			updated_at = now(), finished_at = now(), lease_owner = NULL, lease_until = NULL
+		WHERE id = $1 AND status = ANY($3) AND lease_owner = $4`, id, output, from, owner)
 	if err != nil {
 		return fmt.Errorf("complete run: %w", interpret(err))
 	}
@@ -158,13 +199,19 @@ func RunComplete(ctx context.Context, db DBTX, id string, output json.RawMessage
 	return nil
 }
 
-// RunFail records an error on a run. With status "failed" the run ends; with
-// "retrying" it waits for River's next attempt.
-func RunFail(ctx context.Context, db DBTX, id, status, code, message string, from []string) error {
+// RunFail records an error on a run that owner holds. With status "failed"
+// the run ends; with "retrying" it counts a failure, gives up the lease and
+// waits for River's next attempt, and the sweeper looks at it again after
+// recheck, in case that attempt never comes. Returns ErrNotFound when owner
+// does not hold the run.
+func RunFail(ctx context.Context, db DBTX, id, owner, status, code, message string, from []string, recheck time.Duration) error {
 	tag, err := db.Exec(ctx, `
 		UPDATE workflow_runs SET status = $2, error_code = $3, error_message = $4, updated_at = now(),
-			finished_at = CASE WHEN $2 = 'failed' THEN now() END
-		WHERE id = $1 AND status = ANY($5)`, id, status, code, message, from)
+			finished_at = CASE WHEN $2 = 'failed' THEN now() END,
+			failures = failures + CASE WHEN $2 = 'retrying' THEN 1 ELSE 0 END,
+			lease_owner = NULL,
+			lease_until = CASE WHEN $2 = 'retrying' THEN now() + $7::bigint * interval '1 microsecond' END
+		WHERE id = $1 AND status = ANY($5) AND lease_owner = $6`, id, status, code, message, from, owner, recheck.Microseconds())
 	if err != nil {
 		return fmt.Errorf("fail run: %w", interpret(err))
 	}

@@ -76,18 +76,22 @@ type StepRecord struct {
 	Tokens     int
 	ModelCalls int
 	StartedAt  time.Time
+	// Owner is the fencing token of the execution recording the step: a
+	// record from an execution that lost the run is refused.
+	Owner string
 }
 
 // StepComplete stores a completed step and advances the run's counters in one
 // statement, so that a plain step costs one round trip. It returns ErrNotFound
-// when the run is no longer running (cancelled while the step ran).
+// when the run is no longer running (cancelled while the step ran) or no
+// longer held by s.Owner (its lease lapsed and the run was handed on).
 func StepComplete(ctx context.Context, db DBTX, s StepRecord) error {
 	tag, err := db.Exec(ctx, `
 		WITH run AS (
 			UPDATE workflow_runs
 			SET current_step = $3, steps_used = GREATEST(steps_used, $2 + 1),
 				tokens_used = tokens_used + $7, model_calls = model_calls + $8, updated_at = now()
-			WHERE id = $1 AND status = 'running'
+			WHERE id = $1 AND status = 'running' AND lease_owner = $10
 			RETURNING id
 		)
 		INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, tokens, attempts, started_at, finished_at)
@@ -95,7 +99,7 @@ func StepComplete(ctx context.Context, db DBTX, s StepRecord) error {
 		ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
 			status = 'completed', output = EXCLUDED.output, error = NULL, tokens = EXCLUDED.tokens,
 			attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now()`,
-		s.RunID, s.Seq, s.Name, s.Kind, s.Output, s.Attempts, s.Tokens, s.ModelCalls, s.StartedAt)
+		s.RunID, s.Seq, s.Name, s.Kind, s.Output, s.Attempts, s.Tokens, s.ModelCalls, s.StartedAt, s.Owner)
 	if err != nil {
 		return fmt.Errorf("record step %s: %w", s.Name, interpret(err))
 	}
@@ -106,19 +110,20 @@ func StepComplete(ctx context.Context, db DBTX, s StepRecord) error {
 }
 
 // StepFail records a failed attempt of a step, for the run's timeline. Tokens
-// spent by a failed model call still count against the run.
+// spent by a failed model call still count against the run. Nothing is
+// recorded when s.Owner no longer holds the run.
 func StepFail(ctx context.Context, db DBTX, s StepRecord) error {
 	_, err := db.Exec(ctx, `
 		WITH run AS (
 			UPDATE workflow_runs SET tokens_used = tokens_used + $7, model_calls = model_calls + $8, updated_at = now()
-			WHERE id = $1 RETURNING id
+			WHERE id = $1 AND lease_owner = $10 RETURNING id
 		)
 		INSERT INTO workflow_steps (run_id, seq, name, kind, status, error, tokens, attempts, started_at, finished_at)
 		SELECT run.id, $2, $3, $4, 'failed', $5, $7, $6, $9, now() FROM run
 		ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
 			status = 'failed', error = EXCLUDED.error, tokens = workflow_steps.tokens + EXCLUDED.tokens,
 			attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now()`,
-		s.RunID, s.Seq, s.Name, s.Kind, s.Error, s.Attempts, s.Tokens, s.ModelCalls, s.StartedAt)
+		s.RunID, s.Seq, s.Name, s.Kind, s.Error, s.Attempts, s.Tokens, s.ModelCalls, s.StartedAt, s.Owner)
 	if err != nil {
 		return fmt.Errorf("record failed step %s: %w", s.Name, interpret(err))
 	}

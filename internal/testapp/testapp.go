@@ -30,6 +30,7 @@ type Options struct {
 	NoWorker    bool
 	RescueAfter time.Duration
 	Now         func() time.Time
+	Recovery    app.Recovery // run leases and the sweeper; zero keeps the defaults
 }
 
 // Bundle is a running process and its database.
@@ -59,7 +60,7 @@ func StartOn(t testing.TB, pool *pgxpool.Pool, url string, opts Options) *Bundle
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	ao := app.Options{Worker: !opts.NoWorker, Web: opts.Web, Register: opts.Register, Model: opts.Model, Logger: logger, Now: opts.Now}
+	ao := app.Options{Worker: !opts.NoWorker, Web: opts.Web, Register: opts.Register, Model: opts.Model, Logger: logger, Now: opts.Now, Recovery: opts.Recovery}
 	b := &Bundle{Pool: pool, URL: url}
 	if opts.Web {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

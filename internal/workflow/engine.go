@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -67,11 +68,28 @@ type Config struct {
 	// propose (COUNTERSIGN_MAX_STEP_OUTPUT); 0 means DefaultMaxStepOutput. A
 	// workflow's Options.MaxStepOutput overrides it.
 	MaxStepOutput int
+	// Lease is how long a claimed run stays with its execution without a
+	// renewal (default 15 s); RenewEvery is how often a running execution
+	// renews it (default a third of Lease). A worker that dies leaves its
+	// runs to the sweeper (Recover) once the lease lapses.
+	Lease      time.Duration
+	RenewEvery time.Duration
+	// MaxRecoveries is how often a run is handed on after losing its
+	// worker before it fails as worker_lost (default 5): a run that kills
+	// every worker that executes it must end.
+	MaxRecoveries int
 }
 
 // DefaultMaxStepOutput is the output limit when none is configured: far above
 // any real proposal, far below what would stall a review page.
 const DefaultMaxStepOutput = 256 << 10
+
+// Recovery defaults.
+const (
+	DefaultLease         = 15 * time.Second
+	DefaultSweepEvery    = 5 * time.Second
+	DefaultMaxRecoveries = 5
+)
 
 // Engine starts, executes, decides and cancels workflow runs.
 type Engine struct {
@@ -84,6 +102,10 @@ type Engine struct {
 	logger    *slog.Logger
 	now       func() time.Time
 	maxOutput int
+
+	lease         time.Duration
+	renewEvery    time.Duration
+	maxRecoveries int
 }
 
 // New returns an Engine. Pool and Registry are required; call SetEnqueuer
@@ -105,6 +127,16 @@ func New(cfg Config) *Engine {
 	}
 	if e.now == nil {
 		e.now = time.Now
+	}
+	e.lease, e.renewEvery, e.maxRecoveries = cfg.Lease, cfg.RenewEvery, cfg.MaxRecoveries
+	if e.lease <= 0 {
+		e.lease = DefaultLease
+	}
+	if e.renewEvery <= 0 {
+		e.renewEvery = e.lease / 3
+	}
+	if e.maxRecoveries <= 0 {
+		e.maxRecoveries = DefaultMaxRecoveries
 	}
 	return e
 }
@@ -192,56 +224,127 @@ type Job struct {
 // the run's outcome, so that outcome and job completion commit together.
 type CompleteFunc func(ctx context.Context, tx pgx.Tx) error
 
+// errLeaseLost cancels an execution whose run was handed on: its lease
+// lapsed (a stalled process, a lost database connection) and the sweeper gave
+// the run to a new job.
+var errLeaseLost = errors.New("run lease lost")
+
 // Execute runs (or replays) a run's workflow function for one job. It returns
 // an error only when River should retry the job.
+//
+// The execution holds a lease on the run (a fencing token and an expiry) from
+// its claim, renewed while it works. Every record it makes is refused once it
+// has lost the lease, so that a worker presumed dead and handed over cannot
+// record a step twice even if it was only slow.
 func (e *Engine) Execute(ctx context.Context, job Job, complete CompleteFunc) error {
 	if complete == nil {
 		complete = func(context.Context, pgx.Tx) error { return nil }
 	}
-	run, err := store.RunClaim(ctx, e.pool, job.RunID, job.Seq, job.Attempt, claimable)
+	owner := uuid.NewString()
+	run, err := store.RunClaim(ctx, e.pool, job.RunID, job.Seq, claimable, owner, e.lease)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil // final, waiting, cancelled or resumed by a later job: nothing to do
+		return nil // final, waiting, cancelled, resumed by a later job or held by a live execution
 	}
 	if err != nil {
 		return err
+	}
+	ctx, stop := context.WithCancelCause(ctx)
+	renewed := make(chan struct{})
+	go func() { defer close(renewed); e.renew(ctx, stop, run.ID, owner) }()
+	defer func() { stop(nil); <-renewed }()
+
+	x := &execution{engine: e, run: run, owner: owner, seen: map[string]int{}, modelCalls: run.ModelCalls, tokens: run.TokensUsed}
+	// Parking a run for a human ends the execution's hold on it, in the
+	// parking transaction, and only if it still holds it.
+	x.complete = func(ctx context.Context, tx pgx.Tx) error {
+		if err := store.RunLeaseRelease(ctx, tx, run.ID, owner); errors.Is(err, store.ErrNotFound) {
+			return ErrCancelled
+		} else if err != nil {
+			return err
+		}
+		return complete(ctx, tx)
 	}
 	def, ok := e.registry.Get(run.Workflow)
 	if !ok {
-		return e.finish(ctx, run, complete, &Failure{Code: "unknown_workflow",
+		return e.finish(ctx, x, complete, &Failure{Code: "unknown_workflow",
 			Message: fmt.Sprintf("workflow %q is not registered in this worker", run.Workflow)}, job)
 	}
-	history, err := store.StepList(ctx, e.pool, run.ID)
-	if err != nil {
-		return err
+	x.def = def
+	if x.history, err = store.StepList(ctx, e.pool, run.ID); err != nil {
+		return e.release(ctx, x, err)
 	}
-	x := &execution{engine: e, run: run, def: def, history: history, complete: complete,
-		seen: map[string]int{}, modelCalls: run.ModelCalls, tokens: run.TokensUsed}
 	out, runErr := def.run(withExecution(ctx, x), run.Input)
 	if x.suspended {
 		return nil
 	}
-	if errors.Is(runErr, ErrCancelled) {
-		return nil
+	if errors.Is(runErr, ErrCancelled) || errors.Is(context.Cause(ctx), errLeaseLost) {
+		return nil // cancelled, or handed to another job: this one has nothing left to do
 	}
 	if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
 		// Shutting down: River puts the job back without spending an attempt
-		// and the run, still "running", is claimed again by the next worker.
-		return ctx.Err()
+		// and the run, still "running", is claimed again by the next worker,
+		// at once since this execution gives up its lease.
+		return e.release(ctx, x, ctx.Err())
 	}
 	if runErr == nil {
-		return e.complete(ctx, run, out, complete)
+		return e.complete(ctx, x, out, complete)
 	}
-	return e.finish(ctx, run, complete, runErr, job)
+	return e.finish(ctx, x, complete, runErr, job)
 }
 
-func (e *Engine) complete(ctx context.Context, run *store.Run, out any, complete CompleteFunc) error {
+// renew extends the execution's lease every renewEvery until ctx ends. When
+// the run is no longer the execution's, or the lease ran out without a
+// successful renewal, it stops the execution.
+func (e *Engine) renew(ctx context.Context, stop context.CancelCauseFunc, runID, owner string) {
+	t := time.NewTicker(e.renewEvery)
+	defer t.Stop()
+	held := time.Now().Add(e.lease)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, e.renewEvery)
+		err := store.RunLeaseRenew(rctx, e.pool, runID, owner, e.lease)
+		cancel()
+		switch {
+		case err == nil:
+			held = time.Now().Add(e.lease)
+		case errors.Is(err, store.ErrNotFound):
+			stop(errLeaseLost)
+			return
+		case time.Now().After(held):
+			e.logger.Warn("run lease expired without renewal", "run", runID, "err", err)
+			stop(errLeaseLost)
+			return
+		}
+	}
+}
+
+// release gives up the execution's lease before returning err, so that the
+// job's next attempt, or another worker, can claim the run without waiting
+// for the sweeper.
+func (e *Engine) release(ctx context.Context, x *execution, err error) error {
+	if rerr := store.RunLeaseRelease(context.WithoutCancel(ctx), e.pool, x.run.ID, x.owner); rerr != nil && !errors.Is(rerr, store.ErrNotFound) {
+		e.logger.Warn("release run lease", "run", x.run.ID, "err", rerr)
+	}
+	return err
+}
+
+// complete records a run's output. It runs on a context that is not
+// cancelled with the job's: a result that arrives as River's job timeout
+// fires is still recorded rather than computed again.
+func (e *Engine) complete(ctx context.Context, x *execution, out any, complete CompleteFunc) error {
+	run := x.run
 	raw, err := json.Marshal(out)
 	if err != nil {
-		return e.finish(ctx, run, complete, &Failure{Code: "bad_output", Message: err.Error()}, Job{})
+		return e.finish(ctx, x, complete, &Failure{Code: "bad_output", Message: err.Error()}, Job{})
 	}
+	ctx = context.WithoutCancel(ctx)
 	err = store.WithTx(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) error {
-		if err := store.RunComplete(ctx, tx, run.ID, raw, sourcesOf(store.RunCompleted)); errors.Is(err, store.ErrNotFound) {
-			return complete(ctx, tx) // cancelled meanwhile: keep it cancelled
+		if err := store.RunComplete(ctx, tx, run.ID, x.owner, raw, sourcesOf(store.RunCompleted)); errors.Is(err, store.ErrNotFound) {
+			return complete(ctx, tx) // cancelled or handed on meanwhile: leave it to its new state
 		} else if err != nil {
 			return err
 		}
@@ -261,10 +364,13 @@ func (e *Engine) complete(ctx context.Context, run *store.Run, out any, complete
 }
 
 // finish records a failed attempt: the run fails for good on a permanent error
-// or the last attempt, and otherwise waits for River's retry.
-func (e *Engine) finish(ctx context.Context, run *store.Run, complete CompleteFunc, runErr error, job Job) error {
+// or its last error attempt, and otherwise waits for River's retry. Crashes
+// are not attempts: the run's own failure count decides, and River's attempt
+// only when River will not try the job again.
+func (e *Engine) finish(ctx context.Context, x *execution, complete CompleteFunc, runErr error, job Job) error {
+	run := x.run
 	f := failureOf(runErr)
-	final := f != nil || job.Attempt >= job.MaxAttempts
+	final := f != nil || run.Failures+1 >= job.MaxAttempts || job.Attempt >= job.MaxAttempts
 	if f == nil {
 		code := "step_error"
 		if errors.Is(runErr, context.DeadlineExceeded) {
@@ -279,14 +385,19 @@ func (e *Engine) finish(ctx context.Context, run *store.Run, complete CompleteFu
 	if final {
 		status, kind = store.RunFailed, "run.failed"
 	}
+	// Recorded even when the job's context has ended (River's job timeout):
+	// otherwise the failure would be lost and the run left running.
 	err := store.WithTx(context.WithoutCancel(ctx), e.pool, func(ctx context.Context, tx pgx.Tx) error {
-		if err := store.RunFail(ctx, tx, run.ID, status, f.Code, f.Message, sourcesOf(status)); errors.Is(err, store.ErrNotFound) {
-			return nil // cancelled meanwhile
+		if err := store.RunFail(ctx, tx, run.ID, x.owner, status, f.Code, f.Message, sourcesOf(status), e.lease); errors.Is(err, store.ErrNotFound) {
+			if final {
+				return complete(ctx, tx) // cancelled or handed on meanwhile
+			}
+			return nil
 		} else if err != nil {
 			return err
 		}
 		if _, err := store.AuditAppend(ctx, tx, "system", kind, "run", run.ID, &run.ID, map[string]any{
-			"code": f.Code, "message": f.Message, "attempt": job.Attempt, "step": run.CurrentStep,
+			"code": f.Code, "message": f.Message, "attempt": run.Attempt, "step": run.CurrentStep,
 		}); err != nil {
 			return err
 		}

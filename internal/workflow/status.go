@@ -10,10 +10,13 @@ import (
 
 // transitions lists, for every status, the statuses a run may move to. It is
 // the one place that says how a run's life goes.
+//
+// A queued or retrying run may fail without running: the sweeper ends one whose
+// job River discarded or that lost its worker too often (recover.go).
 var transitions = map[string][]string{
-	store.RunQueued:       {store.RunRunning, store.RunCancelled},
+	store.RunQueued:       {store.RunRunning, store.RunFailed, store.RunCancelled},
 	store.RunRunning:      {store.RunCompleted, store.RunFailed, store.RunRetrying, store.RunWaitingHuman, store.RunCancelled},
-	store.RunRetrying:     {store.RunRunning, store.RunCancelled},
+	store.RunRetrying:     {store.RunRunning, store.RunFailed, store.RunCancelled},
 	store.RunWaitingHuman: {store.RunQueued, store.RunRejected, store.RunCancelled},
 }
 

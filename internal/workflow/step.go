@@ -17,6 +17,7 @@ import (
 type execution struct {
 	engine     *Engine
 	run        *store.Run
+	owner      string // the execution's lease token: its records are refused once it is lost
 	def        *Definition
 	history    []*store.Step
 	pos        int
@@ -154,7 +155,14 @@ func (x *execution) keep(ctx context.Context, s *slot, out any, tokens, modelCal
 	return err
 }
 
+// record stores a step's result. Outside a transaction it runs on a context
+// that River's job timeout does not cancel: a result that arrived is kept
+// rather than paid for again (a model call, a slow step); the lease still
+// refuses it if the run was handed on meanwhile.
 func (x *execution) record(ctx context.Context, s *slot, out any, tokens, modelCalls int, db store.DBTX) error {
+	if _, inTx := db.(pgx.Tx); !inTx {
+		ctx = context.WithoutCancel(ctx)
+	}
 	raw, err := json.Marshal(out)
 	if err != nil {
 		return Permanent(fmt.Errorf("step %q: encode result: %w", s.name, err))
@@ -164,10 +172,15 @@ func (x *execution) record(ctx context.Context, s *slot, out any, tokens, modelC
 	}
 	err = store.StepComplete(ctx, db, store.StepRecord{
 		RunID: x.run.ID, Seq: s.seq, Name: s.name, Kind: s.kind, Output: raw, Attempts: s.attempts,
-		Tokens: tokens, ModelCalls: modelCalls, StartedAt: s.started,
+		Tokens: tokens, ModelCalls: modelCalls, StartedAt: s.started, Owner: x.owner,
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		return ErrCancelled
+		return ErrCancelled // cancelled, or this execution lost the run
+	}
+	if errors.Is(err, store.ErrInvalidInput) {
+		// PostgreSQL refuses the value itself (a lone surrogate in a string):
+		// the same result would be refused on every retry.
+		return Permanent(fmt.Errorf("step %q: the result cannot be stored: %w", s.name, err))
 	}
 	return err
 }
@@ -175,7 +188,7 @@ func (x *execution) record(ctx context.Context, s *slot, out any, tokens, modelC
 func (x *execution) recordFailure(ctx context.Context, s *slot, stepErr error, tokens, modelCalls int) {
 	err := store.StepFail(context.WithoutCancel(ctx), x.engine.pool, store.StepRecord{
 		RunID: x.run.ID, Seq: s.seq, Name: s.name, Kind: s.kind, Error: stepErr.Error(),
-		Attempts: s.attempts, Tokens: tokens, ModelCalls: modelCalls, StartedAt: s.started,
+		Attempts: s.attempts, Tokens: tokens, ModelCalls: modelCalls, StartedAt: s.started, Owner: x.owner,
 	})
 	if err != nil {
 		x.engine.logger.Error("record failed step", "run", x.run.ID, "step", s.name, "err", err)
