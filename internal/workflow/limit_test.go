@@ -105,3 +105,20 @@ func TestOutputLimit(t *testing.T) {
 		require.Empty(t, reqs, "no reviewer is asked about it")
 	})
 }
+
+// A result PostgreSQL refuses to store (a lone surrogate is valid JSON that
+// jsonb rejects) would be refused on every retry: the run fails at once.
+func TestUnstorableResult(t *testing.T) {
+	t.Parallel()
+	b := testapp.Start(t, testapp.Options{Register: func(r *workflow.Registry, _ *ai.Offline) {
+		workflow.Register(r, "surrogate", func(ctx context.Context, _ struct{}) (json.RawMessage, error) {
+			return workflow.Step(ctx, "fetch", func(context.Context) (json.RawMessage, error) {
+				return json.RawMessage(`"\ud800"`), nil
+			})
+		})
+	}})
+	run := b.WaitRun(t, start(t, b, "surrogate", "s", struct{}{}).ID, store.RunFailed, store.RunCompleted)
+	require.Equal(t, store.RunFailed, run.Status)
+	require.Equal(t, 1, run.Attempt, "a permanent failure, not retried")
+	require.Contains(t, *run.ErrorMessage, `step "fetch": the result cannot be stored`)
+}
