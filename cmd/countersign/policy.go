@@ -178,8 +178,11 @@ func cmdPolicySimulate(e *env, args []string) error {
 		return err
 	}
 	defer pool.Close()
+	// e.ctx ends on Ctrl-C, which stops the simulation between two steps.
 	sim, err := policystore.Simulate(e.ctx, pool, candidate, time.Now().Add(-*since))
-	if err != nil {
+	if errors.Is(err, policy.ErrCostLimit) {
+		return usagef("%s: the simulation stopped: %v; nothing was changed", path, err)
+	} else if err != nil {
 		return err
 	}
 	if *asJSON {
