@@ -180,10 +180,9 @@ func cmdPolicySimulate(e *env, args []string) error {
 	defer pool.Close()
 	// e.ctx ends on Ctrl-C, which stops the simulation between two steps.
 	sim, err := policystore.Simulate(e.ctx, pool, candidate, time.Now().Add(-*since))
-	if errors.Is(err, policy.ErrCostLimit) {
-		return usagef("%s: the simulation stopped: %v; nothing was changed", path, err)
-	} else if err != nil {
-		return err
+	if err != nil {
+		// A cost limit fails the candidate as a load problem does (exit 1).
+		return fmt.Errorf("%s: the simulation stopped: %w", path, err)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
