@@ -257,3 +257,23 @@ func TestAuditVerifyAgainstASavedHead(t *testing.T) {
 	require.Equal(t, exitFail, r.code)
 	require.Regexp(t, `^countersign audit: the chain was rewritten: event 2 has hash [0-9a-f]{64}, the saved head says `+hash+` \(2 events verify on their own\)\n$`, r.stderr)
 }
+
+func TestPolicyCheckRefusesTruncatedNumbersAndLimits(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, src, want string }{
+		{"fraction.yaml", "version: 1\nrules:\n  - name: tags\n    when: 'true'\n    tier: batched\n    approvals: 2.9\n",
+			`fraction.yaml:line 6: rule "tags": approvals must be a whole number from 1 to 10, got 2.9`},
+		{"approve.yaml", "version: 1\nrules:\n  - name: tags\n    when: 'true'\n    tier: batched\n    approvals: 2\n    deadline: 1h\n    on_timeout: approve\n",
+			`approve.yaml:line 8: rule "tags": on_timeout: approve cannot be combined with approvals: 2`},
+		{"nested.yaml", "version: 1\nrules:\n  - name: n\n    tier: auto\n    when: action.params.l.all(x, action.params.l.all(y, x == y))\n",
+			`nested.yaml:line 5: rule "n": when: the condition could cost up to`},
+	} {
+		path := filepath.Join(dir, tc.name)
+		require.NoError(t, os.WriteFile(path, []byte(tc.src), 0o600))
+		r := run(t, nil, "policy", "check", path)
+		require.Equal(t, exitFail, r.code, tc.name)
+		require.Contains(t, r.stderr, tc.want)
+		require.Contains(t, r.stderr, "nothing was changed")
+	}
+}
