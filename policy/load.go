@@ -95,9 +95,18 @@ func env() (*cel.Env, error) {
 // Load parses, compiles and type-checks a policy document. On any problem it
 // returns a *LoadError naming every rule and line at fault.
 func Load(src []byte) (*Policy, error) {
+	if len(src) > MaxDocumentBytes {
+		return nil, &LoadError{Problems: []Problem{{Message: fmt.Sprintf("the document is %d bytes; the limit is %d (%d KiB)",
+			len(src), MaxDocumentBytes, MaxDocumentBytes>>10)}}}
+	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(src, &root); err != nil {
 		return nil, &LoadError{Problems: []Problem{yamlProblem(err)}}
+	}
+	// The decoder would truncate 2.9 to 2 and read 0.5 as 0 (the default):
+	// numbers are checked on the nodes first.
+	if problems := integers(&root); len(problems) > 0 {
+		return nil, &LoadError{Problems: problems}
 	}
 	var doc document
 	dec := yaml.NewDecoder(bytes.NewReader(src))
@@ -105,7 +114,7 @@ func Load(src []byte) (*Policy, error) {
 	if err := dec.Decode(&doc); err != nil {
 		return nil, &LoadError{Problems: []Problem{yamlProblem(err)}}
 	}
-	ruleLines, whenLines := lines(&root)
+	ruleLines, keyLines := lines(&root)
 
 	e, err := env()
 	if err != nil {
@@ -118,10 +127,20 @@ func Load(src []byte) (*Policy, error) {
 	if doc.Version != 1 {
 		add(0, "", "version must be 1, got %d", doc.Version)
 	}
+	if len(doc.Rules) > MaxRules {
+		return nil, &LoadError{Problems: []Problem{{Message: fmt.Sprintf("the policy has %d rules; the limit is %d", len(doc.Rules), MaxRules)}}}
+	}
 	p := &Policy{Source: src}
 	seen := map[string]bool{}
 	for i, rd := range doc.Rules {
-		line, whenLine := at(ruleLines, i), at(whenLines, i)
+		line := at(ruleLines, i)
+		keyLine := func(key string) int {
+			if i < len(keyLines) && keyLines[i][key] > 0 {
+				return keyLines[i][key]
+			}
+			return line
+		}
+		whenLine := keyLine("when")
 		name := rd.Name
 		if name == "" {
 			add(line, "", "rule %d has no name", i+1)
@@ -142,10 +161,12 @@ func Load(src []byte) (*Policy, error) {
 
 		if r.When == "" {
 			add(line, name, "when is required (a CEL condition; use `true` to match everything)")
-		} else if prg, msg := compile(e, r.When); msg != "" {
+		} else if len(r.When) > MaxExpressionBytes {
+			add(whenLine, name, "when is %d bytes; the limit is %d: split the condition into several rules", len(r.When), MaxExpressionBytes)
+		} else if c, msg := compile(e, r.When); msg != "" {
 			add(whenLine, name, "when: %s", msg)
 		} else {
-			r.program = prg
+			r.cond = c
 		}
 
 		if r.Tier == Auto {
@@ -155,10 +176,7 @@ func Load(src []byte) (*Policy, error) {
 		}
 		r.Approvals = 1
 		if rd.Approvals != nil {
-			if *rd.Approvals < 1 || *rd.Approvals > 10 {
-				add(line, name, "approvals must be between 1 and 10, got %d", *rd.Approvals)
-			}
-			r.Approvals = *rd.Approvals
+			r.Approvals = *rd.Approvals // range checked by integers
 		}
 		for _, role := range append(slices.Clone(rd.Roles), rd.EscalateTo...) {
 			if !slices.Contains(Roles, role) {
@@ -185,6 +203,12 @@ func Load(src []byte) (*Policy, error) {
 			if r.Tier != Batched {
 				add(line, name, "on_timeout: approve is only allowed for batched rules")
 			}
+			if r.Approvals > 1 {
+				// The deadline decides for the policy as a whole; a rule that
+				// asks for several people and then lets time approve alone
+				// says two contradicting things.
+				add(keyLine("on_timeout"), name, "on_timeout: approve cannot be combined with approvals: %d: the deadline would approve alone what the rule says needs %d people (use reject or escalate)", r.Approvals, r.Approvals)
+			}
 			r.OnTimeout = rd.OnTimeout
 		default:
 			add(line, name, "unknown on_timeout %q (want reject, escalate or approve)", rd.OnTimeout)
@@ -210,10 +234,7 @@ func Load(src []byte) (*Policy, error) {
 						add(line, name, "batch.group_by: unknown key %q (want workflow, action.kind, action.target, action.risk, run.business_key or action.params.NAME)", k)
 					}
 				}
-				if rd.Batch.MaxSize != 0 {
-					if rd.Batch.MaxSize < 1 || rd.Batch.MaxSize > 5000 {
-						add(line, name, "batch.max_size must be between 1 and 5000, got %d", rd.Batch.MaxSize)
-					}
+				if rd.Batch.MaxSize != 0 { // range checked by integers; 0 is absent
 					r.Batch.MaxSize = rd.Batch.MaxSize
 				}
 				if rd.Batch.MaxWait != "" {
@@ -233,23 +254,51 @@ func Load(src []byte) (*Policy, error) {
 	return p, nil
 }
 
-// compile returns the rule's program, or a message saying why it is refused.
-func compile(e *cel.Env, expr string) (cel.Program, string) {
+// condition is a compiled `when`.
+type condition struct {
+	program cel.Program
+	// tracked conditions have a cost that grows with the data they read and
+	// carry CEL's runtime cost limit; the others cost at most maxCost, which
+	// saves the tracking's overhead on every evaluation of the common rule.
+	tracked bool
+	maxCost uint64
+}
+
+// compile returns the rule's condition, or a message saying why it is refused.
+func compile(e *cel.Env, expr string) (condition, string) {
 	ast, iss := e.Compile(expr)
 	if iss.Err() != nil {
-		return nil, strings.ReplaceAll(iss.Err().Error(), "\n", " ")
+		return condition{}, strings.ReplaceAll(iss.Err().Error(), "\n", " ")
 	}
 	if !ast.OutputType().IsExactType(types.BoolType) && !ast.OutputType().IsExactType(types.DynType) {
-		return nil, fmt.Sprintf("must be a boolean condition, but is %s", ast.OutputType())
+		return condition{}, fmt.Sprintf("must be a boolean condition, but is %s", ast.OutputType())
 	}
 	if msg := checkFields(ast); msg != "" {
-		return nil, msg
+		return condition{}, msg
 	}
-	prg, err := e.Program(ast, cel.EvalOptions(cel.OptOptimize))
+	est, err := e.EstimateCost(ast, sizeEstimator{assumedSize})
 	if err != nil {
-		return nil, err.Error()
+		return condition{}, fmt.Sprintf("cost estimate: %v", err)
 	}
-	return prg, ""
+	if est.Max > MaxEstimatedCost {
+		return condition{}, fmt.Sprintf("the condition could cost up to %s to evaluate (the limit is %d, assuming lists, maps and strings of up to %d items): avoid nesting comprehensions such as .all() and .exists()",
+			costString(est.Max), MaxEstimatedCost, assumedSize)
+	}
+	// An estimate that does not move when the data grows a thousandfold does
+	// not depend on the data: it is a bound the condition cannot exceed.
+	huge, err := e.EstimateCost(ast, sizeEstimator{assumedSize * 1000})
+	if err != nil {
+		return condition{}, fmt.Sprintf("cost estimate: %v", err)
+	}
+	c := condition{tracked: huge.Max != est.Max, maxCost: est.Max}
+	opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
+	if c.tracked {
+		opts = append(opts, cel.CostLimit(CostLimit), cel.InterruptCheckFrequency(interruptEvery))
+	}
+	if c.program, err = e.Program(ast, opts...); err != nil {
+		return condition{}, err.Error()
+	}
+	return c, ""
 }
 
 // parseDuration accepts Go durations and whole days ("2d").
@@ -271,8 +320,104 @@ func parseDuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// lines finds, for each rule, the line it starts on and the line of its when.
-func lines(root *yaml.Node) (rules, whens []int) {
+// costString prints an estimate that may be near the top of uint64.
+func costString(c uint64) string {
+	if c > 1e12 {
+		return "more than 10^12"
+	}
+	return strconv.FormatUint(c, 10)
+}
+
+// intRange is the range of an integer field.
+type intRange struct{ min, max int64 }
+
+// ruleInts are the integer fields of a rule, by key; "batch" holds max_size.
+var ruleInts = map[string]intRange{"approvals": {1, 10}}
+var batchInts = map[string]intRange{"max_size": {1, 5000}}
+
+// integers checks every integer field on the parsed nodes: a float, a quoted
+// number, a boolean or a value out of range is refused with its line, where
+// decoding would silently truncate or default it.
+func integers(root *yaml.Node) []Problem {
+	var problems []Problem
+	check := func(rule, key string, n *yaml.Node, r intRange) {
+		if n.Kind == yaml.AliasNode && n.Alias != nil {
+			n = n.Alias
+		}
+		var v int64
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&v) != nil {
+			problems = append(problems, Problem{Line: n.Line, Rule: rule,
+				Message: fmt.Sprintf("%s must be a whole number from %d to %d, got %s", key, r.min, r.max, describe(n))})
+			return
+		}
+		if v < r.min || v > r.max {
+			problems = append(problems, Problem{Line: n.Line, Rule: rule,
+				Message: fmt.Sprintf("%s must be a whole number from %d to %d, got %d", key, r.min, r.max, v)})
+		}
+	}
+	top := mapping(root)
+	if top == nil {
+		return nil
+	}
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		if v := top.Content[i+1]; top.Content[i].Value == "version" && (v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int") {
+			problems = append(problems, Problem{Line: v.Line, Message: "version must be 1, got " + describe(v)})
+		}
+		if top.Content[i].Value != "rules" || top.Content[i+1].Kind != yaml.SequenceNode {
+			continue
+		}
+		for _, rn := range top.Content[i+1].Content {
+			if rn.Kind != yaml.MappingNode {
+				continue
+			}
+			name := ""
+			for j := 0; j+1 < len(rn.Content); j += 2 {
+				if rn.Content[j].Value == "name" {
+					name = rn.Content[j+1].Value
+				}
+			}
+			for j := 0; j+1 < len(rn.Content); j += 2 {
+				key, val := rn.Content[j].Value, rn.Content[j+1]
+				if r, ok := ruleInts[key]; ok {
+					check(name, key, val, r)
+				}
+				if key == "batch" && val.Kind == yaml.MappingNode {
+					for k := 0; k+1 < len(val.Content); k += 2 {
+						if r, ok := batchInts[val.Content[k].Value]; ok {
+							check(name, "batch."+val.Content[k].Value, val.Content[k+1], r)
+						}
+					}
+				}
+			}
+		}
+	}
+	return problems
+}
+
+// describe shows a refused scalar as it was written, quoted when it was a string.
+func describe(n *yaml.Node) string {
+	switch {
+	case n.Kind != yaml.ScalarNode:
+		return "a " + strings.TrimPrefix(n.ShortTag(), "!!")
+	case n.ShortTag() == "!!str":
+		return strconv.Quote(n.Value)
+	case len(n.Value) > 40:
+		return n.Value[:40] + "…"
+	}
+	return n.Value
+}
+
+// mapping returns the document's top-level mapping, or nil.
+func mapping(root *yaml.Node) *yaml.Node {
+	if root == nil || len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+		return nil
+	}
+	return root.Content[0]
+}
+
+// lines finds, for each rule, the line it starts on and the line of each of
+// its keys' values.
+func lines(root *yaml.Node) (rules []int, keys []map[string]int) {
 	if root == nil || len(root.Content) == 0 {
 		return nil, nil
 	}
@@ -286,16 +431,14 @@ func lines(root *yaml.Node) (rules, whens []int) {
 		}
 		for _, rn := range top.Content[i+1].Content {
 			rules = append(rules, rn.Line)
-			when := rn.Line
+			at := map[string]int{}
 			for j := 0; j+1 < len(rn.Content); j += 2 {
-				if rn.Content[j].Value == "when" {
-					when = rn.Content[j+1].Line
-				}
+				at[rn.Content[j].Value] = rn.Content[j+1].Line
 			}
-			whens = append(whens, when)
+			keys = append(keys, at)
 		}
 	}
-	return rules, whens
+	return rules, keys
 }
 
 func at(s []int, i int) int {

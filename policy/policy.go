@@ -8,11 +8,15 @@
 package policy
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/interpreter"
 )
 
 // Tier is how much human attention an action gets.
@@ -111,7 +115,7 @@ type Rule struct {
 	Batch       *Batch
 	Line        int
 
-	program cel.Program
+	cond condition
 }
 
 // Policy is a loaded, compiled, type-checked policy document.
@@ -129,9 +133,20 @@ const NoMatchRule = "default-explicit"
 func Default() *Policy { return &Policy{} }
 
 // Evaluate applies p to in: the first rule whose condition is true decides. A
-// condition that cannot be evaluated (a missing field, a wrong type) makes the
-// action explicit with that reason; it never lets an action through.
+// condition that cannot be evaluated (a missing field, a wrong type, a cost
+// over CostLimit) makes the action explicit with that reason; it never lets
+// an action through.
 func Evaluate(p *Policy, in Input) (Decision, error) {
+	d, _ := EvaluateContext(context.Background(), p, in)
+	return d, nil
+}
+
+// EvaluateContext is Evaluate that stops when ctx is done. When a rule or the
+// whole evaluation exceeds its cost limit it returns the explicit decision
+// Evaluate would and an error wrapping ErrCostLimit; when ctx is done, that
+// decision and ctx's error. Callers that must stop on either (a simulation)
+// check the error; live evaluation takes the fail-safe decision.
+func EvaluateContext(ctx context.Context, p *Policy, in Input) (Decision, error) {
 	if p == nil {
 		p = Default()
 	}
@@ -139,13 +154,35 @@ func Evaluate(p *Policy, in Input) (Decision, error) {
 		in.Now = time.Now()
 	}
 	vars := map[string]any{"action": in.Action.vars(), "run": in.Run.vars(), "now": in.Now}
+	var spent uint64
 	for _, r := range p.Rules {
-		out, _, err := r.program.Eval(vars)
-		if err != nil {
+		var out ref.Val
+		var err error
+		if r.cond.tracked {
+			var det *cel.EvalDetails
+			out, det, err = r.cond.program.ContextEval(ctx, vars)
+			if det != nil && det.ActualCost() != nil {
+				spent += *det.ActualCost()
+			}
+		} else {
+			out, _, err = r.cond.program.Eval(vars)
+			spent += r.cond.maxCost
+		}
+		var stop error
+		switch {
+		case ctx.Err() != nil:
+			stop = fmt.Errorf("rule %q: %w", r.Name, context.Cause(ctx))
+		case err != nil && isCostLimit(err):
+			stop = fmt.Errorf("rule %q: %w", r.Name, ErrCostLimit)
+		case err == nil && spent > EvaluationCostLimit:
+			err = fmt.Errorf("the policy's conditions together cost more than %d", EvaluationCostLimit)
+			stop = fmt.Errorf("rule %q: the conditions so far: %w", r.Name, ErrCostLimit)
+		}
+		if err != nil || stop != nil {
 			return Decision{
 				Tier: Explicit, Rule: r.Name, Approvals: 1,
 				Reason: fmt.Sprintf("rule %q could not be evaluated (%v); held for explicit review", r.Name, err),
-			}, nil
+			}, stop
 		}
 		if matched, ok := out.Value().(bool); !ok || !matched {
 			continue
@@ -154,6 +191,12 @@ func Evaluate(p *Policy, in Input) (Decision, error) {
 	}
 	return Decision{Tier: Explicit, Rule: NoMatchRule, Approvals: 1,
 		Reason: "no rule matched; actions are reviewed explicitly by default"}, nil
+}
+
+// isCostLimit reports whether err is CEL's cancellation for a spent cost limit.
+func isCostLimit(err error) bool {
+	var ce interpreter.EvalCancelledError
+	return errors.As(err, &ce) && ce.Cause == interpreter.CostLimitExceeded
 }
 
 func (r *Rule) decide(in Input) Decision {

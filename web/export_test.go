@@ -8,3 +8,16 @@ func SetKeepAlive(d time.Duration) func() {
 	keepAlive = d
 	return func() { keepAlive = old }
 }
+
+// HoldSimulations takes every simulation slot, as that many running
+// simulations would, and returns their release.
+func HoldSimulations() (release func()) {
+	for range maxSimulations {
+		simulations <- struct{}{}
+	}
+	return func() {
+		for range maxSimulations {
+			<-simulations
+		}
+	}
+}

@@ -200,11 +200,12 @@ func TestPages(t *testing.T) {
 		require.Contains(t, doc.Find(`[data-testid=active-version]`).Text(), "Version 1 is active")
 		require.Zero(t, doc.Find(`[data-testid=apply]`).Length(), "only admins activate")
 		strict := "version: 1\nrules:\n  - name: everything-explicit\n    when: 'true'\n    tier: explicit\n"
-		resp, body := c.post(t, reviewer, "/policy", "/policy/simulate", url.Values{"candidate": {strict}, "since": {"24h"}})
+		approver := c.client(t, "approver@example.com") // simulation is for approvers and admins
+		resp, body := c.post(t, approver, "/policy", "/policy/simulate", url.Values{"candidate": {strict}, "since": {"24h"}})
 		require.Equal(t, 200, resp.StatusCode)
 		require.Contains(t, body, `data-testid="simulation"`)
 		require.Contains(t, body, "<strong>1</strong> would move", "the batched ticket would become explicit")
-		resp, body = c.post(t, reviewer, "/policy", "/policy/simulate", url.Values{"candidate": {"version: 1\nrules:\n  - name: a\n    when: action.knd == 1\n    tier: auto\n"}, "since": {"24h"}})
+		resp, body = c.post(t, approver, "/policy", "/policy/simulate", url.Values{"candidate": {"version: 1\nrules:\n  - name: a\n    when: action.knd == 1\n    tier: auto\n"}, "since": {"24h"}})
 		require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
 		require.Contains(t, body, `no field &#34;knd&#34;`)
 		resp, _ = c.post(t, reviewer, "/policy", "/policy/apply", url.Values{"candidate": {strict}})

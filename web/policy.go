@@ -14,10 +14,24 @@ import (
 	"github.com/countersign/countersign/templates"
 )
 
+// maxSimulations bounds the simulations this process runs at once: each
+// replays up to 90 days of requests, and a few at a time must not starve
+// live evaluation of CPU.
+const maxSimulations = 2
+
+// simulations holds one token per running simulation. It is per process, as
+// the CPU it protects is.
+var simulations = make(chan struct{}, maxSimulations)
+
+// canSimulate reports whether role may simulate a candidate policy: a
+// simulation costs CPU and shows what a policy would let through, so it is
+// for those who decide the stricter requests and for admins.
+func canSimulate(role string) bool { return role == "approver" || role == "admin" }
+
 // policyView loads the active policy and the versions.
 func (s *Server) policyView(c echo.Context) (templates.PolicyView, error) {
 	ctx := c.Request().Context()
-	v := templates.PolicyView{Since: "720h"}
+	v := templates.PolicyView{Since: "720h", CanSimulate: canSimulate(currentUser(c).Role)}
 	active, err := store.PolicyGetActive(ctx, s.Pool)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return v, err
@@ -62,8 +76,13 @@ func (s *Server) candidate(c echo.Context, v *templates.PolicyView) *policy.Poli
 	return pol
 }
 
-// handlePolicySimulate handles the "POST /policy/simulate" route.
+// handlePolicySimulate handles the "POST /policy/simulate" route (approvers
+// and admins). The simulation runs on the request's context, so a client that
+// leaves stops it.
 func (s *Server) handlePolicySimulate(c echo.Context) error {
+	if !canSimulate(currentUser(c).Role) {
+		return echo.NewHTTPError(http.StatusForbidden, "only approvers and admins may simulate a policy")
+	}
 	v, err := s.policyView(c)
 	if err != nil {
 		return err
@@ -74,14 +93,29 @@ func (s *Server) handlePolicySimulate(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusBadRequest, "the window must be a duration up to 90 days")
 	}
 	pol := s.candidate(c, &v)
-	status := http.StatusUnprocessableEntity
-	if pol != nil {
-		if v.Sim, err = policystore.Simulate(c.Request().Context(), s.Pool, pol, time.Now().Add(-since)); err != nil {
-			return err
-		}
-		status = http.StatusOK
+	if pol == nil {
+		return render(c, http.StatusUnprocessableEntity, templates.Policy(s.page(c, "Policy", "policy"), v))
 	}
-	return render(c, status, templates.Policy(s.page(c, "Policy", "policy"), v))
+	select {
+	case simulations <- struct{}{}:
+		defer func() { <-simulations }()
+	default:
+		return echo.NewHTTPError(http.StatusTooManyRequests,
+			fmt.Sprintf("%d simulations are already running; try again in a moment", maxSimulations))
+	}
+	ctx := c.Request().Context()
+	v.Sim, err = policystore.Simulate(ctx, s.Pool, pol, time.Now().Add(-since))
+	switch {
+	case errors.Is(err, policy.ErrCostLimit):
+		v.Sim, v.Problems = nil, []string{"The simulation stopped: " + err.Error() + "."}
+		return render(c, http.StatusUnprocessableEntity, templates.Policy(s.page(c, "Policy", "policy"), v))
+	case ctx.Err() != nil:
+		// The client left: nobody reads this answer, and it is no server fault.
+		return echo.NewHTTPError(http.StatusRequestTimeout, "the simulation stopped: the request was cancelled")
+	case err != nil:
+		return err
+	}
+	return render(c, http.StatusOK, templates.Policy(s.page(c, "Policy", "policy"), v))
 }
 
 // handlePolicyApply handles the "POST /policy/apply" route (admins).

@@ -3,8 +3,10 @@ package main
 import (
 	"bufio"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/countersign/countersign/internal/audit"
 	"github.com/countersign/countersign/internal/store"
@@ -14,15 +16,27 @@ func cmdAudit(e *env, args []string) error {
 	if len(args) == 0 {
 		return usagef("expected a subcommand: verify, head or export")
 	}
-	if args[0] == "export" {
+	switch args[0] {
+	case "export":
 		return cmdAuditExport(e, args[1:])
+	case "head":
+		return cmdAuditHead(e, args[1:])
+	case "verify":
+		return cmdAuditVerify(e, args[1:])
 	}
-	fs, dbURL := e.flags("audit "+args[0], "audit verify|head")
-	if err := parse(fs, args[1:]); err != nil {
+	return usagef("unknown subcommand %q (want verify, head or export)", args[0])
+}
+
+// cmdAuditHead prints the chain head, or saves it for `audit verify --against`.
+func cmdAuditHead(e *env, args []string) error {
+	fs, dbURL := e.flags("audit head", "audit head [--json] [--out FILE]")
+	asJSON := fs.Bool("json", false, "print the head as JSON (what --out writes)")
+	out := fs.String("out", "", "write the head as JSON to this file, for audit verify --against")
+	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if args[0] != "verify" && args[0] != "head" {
-		return usagef("unknown subcommand %q (want verify, head or export)", args[0])
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
 	}
 	pool, err := e.open(*dbURL)
 	if err != nil {
@@ -34,25 +48,90 @@ func cmdAudit(e *env, args []string) error {
 	if _, err := audit.Chain(e.ctx, pool); err != nil {
 		return err
 	}
-	if args[0] == "head" {
-		seq, hash, err := store.AuditHead(e.ctx, pool)
-		if err != nil {
-			return err
-		}
-		if hash == nil {
-			hash = audit.Genesis
-		}
-		fmt.Fprintf(e.stdout, "%d %s\n", seq, hex.EncodeToString(hash))
-		return nil
-	}
-	res, err := audit.Verify(e.ctx, pool)
+	seq, hash, err := store.AuditHead(e.ctx, pool)
 	if err != nil {
 		return err
 	}
-	if !res.OK() {
+	if hash == nil {
+		hash = audit.Genesis
+	}
+	h := audit.Head{Seq: seq, Hash: hex.EncodeToString(hash), At: time.Now().UTC().Truncate(time.Second)}
+	if *out == "" && !*asJSON {
+		fmt.Fprintln(e.stdout, h)
+		return nil
+	}
+	b, _ := json.Marshal(h)
+	b = append(b, '\n')
+	if *out == "" {
+		_, err = e.stdout.Write(b)
+		return err
+	}
+	if err := os.WriteFile(*out, b, 0o644); err != nil {
+		return usagef("--out: %v", err)
+	}
+	fmt.Fprintf(e.stdout, "%s (saved to %s)\n", h, *out)
+	return nil
+}
+
+// cmdAuditVerify verifies the chain and, with --head or --against, that it
+// still holds a head saved earlier.
+func cmdAuditVerify(e *env, args []string) error {
+	fs, dbURL := e.flags("audit verify", "audit verify [--head HASH|SEQ:HASH | --against FILE]")
+	headFlag := fs.String("head", "", "a head printed earlier by audit head (HASH, SEQ:HASH or \"SEQ HASH\")")
+	against := fs.String("against", "", "a file written by audit head --out")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	var saved *audit.Head
+	switch {
+	case *headFlag != "" && *against != "":
+		return usagef("give --head or --against, not both")
+	case *headFlag != "":
+		h, err := audit.ParseHead(*headFlag)
+		if err != nil {
+			return usagef("--head: %v", err)
+		}
+		saved = &h
+	case *against != "":
+		b, err := os.ReadFile(*against)
+		if err != nil {
+			return usagef("--against: %v", err)
+		}
+		h, err := audit.ParseHead(string(b))
+		if err != nil {
+			return usagef("--against %s: %v", *against, err)
+		}
+		saved = &h
+	}
+	pool, err := e.open(*dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if _, err := audit.Chain(e.ctx, pool); err != nil {
+		return err
+	}
+	res, err := audit.VerifyHead(e.ctx, pool, saved)
+	if err != nil {
+		return err
+	}
+	if res.BrokenAt != 0 {
 		return fmt.Errorf("broken at event %d: %s (%d events before it verify)", res.BrokenAt, res.Problem, res.Events)
 	}
-	fmt.Fprintf(e.stdout, "ok: %d events, head %s\n", res.Events, res.HeadHex())
+	if res.HeadProblem != "" {
+		return fmt.Errorf("%s (%d events verify on their own)", res.HeadProblem, res.Events)
+	}
+	fmt.Fprintf(e.stdout, "ok: %d events, head %s", res.Events, res.HeadHex())
+	switch {
+	case saved != nil && saved.Seq > 0:
+		fmt.Fprintf(e.stdout, ", holds the saved head (event %d)", saved.Seq)
+	case saved != nil:
+		fmt.Fprint(e.stdout, ", holds the saved head")
+	}
+	fmt.Fprintln(e.stdout)
 	if res.Unchained > 0 {
 		fmt.Fprintf(e.stderr, "%d events committed during the check are not yet chained\n", res.Unchained)
 	}

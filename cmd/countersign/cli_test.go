@@ -204,3 +204,99 @@ func TestRunStartRefusesInputTheDatabaseCannotStore(t *testing.T) {
 	require.Equal(t, exitOK, r.code, r.stderr)
 	require.Equal(t, 1, strings.Count(r.stdout, "\n"), "only the header: nothing was started")
 }
+
+func TestAuditVerifyAgainstASavedHead(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"DATABASE_URL": testdb.New(t)}
+	dir := t.TempDir()
+	saved := filepath.Join(dir, "head.json")
+	apply := func() {
+		t.Helper()
+		r := run(t, env, "policy", "apply", "../../policy/example.yaml")
+		require.Equal(t, exitOK, r.code, r.stderr)
+	}
+	apply()
+	apply()
+
+	r := run(t, env, "audit", "head", "--out", saved)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Regexp(t, `^2 [0-9a-f]{64} \(saved to .*head.json\)\n$`, r.stdout)
+	b, err := os.ReadFile(saved)
+	require.NoError(t, err)
+	require.Regexp(t, `^\{"seq":2,"hash":"[0-9a-f]{64}","at":"[^"]+"\}\n$`, string(b))
+	line := strings.Fields(r.stdout)
+	hash := line[1]
+	r = run(t, env, "audit", "head", "--json")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, `"hash":"`+hash+`"`)
+
+	apply() // the chain grows past the saved head
+	for _, args := range [][]string{{"--against", saved}, {"--head", hash}, {"--head", "2:" + hash}, {"--head", "2 " + hash}} {
+		r = run(t, env, append([]string{"audit", "verify"}, args...)...)
+		require.Equal(t, exitOK, r.code, "%v: %s", args, r.stderr)
+		require.Contains(t, r.stdout, "ok: 3 events")
+		require.Contains(t, r.stdout, "holds the saved head")
+	}
+
+	garbage := filepath.Join(dir, "garbage.json")
+	require.NoError(t, os.WriteFile(garbage, []byte(`{"seq": "two"}`), 0o600))
+	for _, args := range [][]string{
+		{"--head", "nothex"},
+		{"--head", hash[:10]},
+		{"--head", "x:" + hash},
+		{"--against", filepath.Join(dir, "missing.json")},
+		{"--against", garbage},
+		{"--against", saved, "--head", hash},
+	} {
+		r = run(t, env, append([]string{"audit", "verify"}, args...)...)
+		require.Equal(t, exitUsage, r.code, "%v: %s", args, r.stdout)
+		require.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line: %s", r.stderr)
+	}
+
+	// Cut the tail back to event 1, as someone with the database password
+	// and the trigger disabled could: the rest still verifies by itself.
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, env["DATABASE_URL"])
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close(ctx) })
+	_, err = conn.Exec(ctx, `ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_change;
+		DELETE FROM audit_events WHERE seq > 1;
+		ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_change`)
+	require.NoError(t, err)
+	r = run(t, env, "audit", "verify")
+	require.Equal(t, exitOK, r.code, "without the saved head the cut is invisible: %s", r.stderr)
+	r = run(t, env, "audit", "verify", "--against", saved)
+	require.Equal(t, exitFail, r.code)
+	require.Equal(t, "countersign audit: the chain was truncated: the saved head is event 2, but the chain ends at event 1 (1 events verify on their own)\n", r.stderr)
+	r = run(t, env, "audit", "verify", "--head", hash)
+	require.Equal(t, exitFail, r.code)
+	require.Contains(t, r.stderr, "is not on the chain: it was truncated or rewritten")
+
+	// A new event takes sequence 2 with another hash: a rewritten chain.
+	apply()
+	r = run(t, env, "audit", "verify")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	r = run(t, env, "audit", "verify", "--against", saved)
+	require.Equal(t, exitFail, r.code)
+	require.Regexp(t, `^countersign audit: the chain was rewritten: event 2 has hash [0-9a-f]{64}, the saved head says `+hash+` \(2 events verify on their own\)\n$`, r.stderr)
+}
+
+func TestPolicyCheckRefusesTruncatedNumbersAndLimits(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, src, want string }{
+		{"fraction.yaml", "version: 1\nrules:\n  - name: tags\n    when: 'true'\n    tier: batched\n    approvals: 2.9\n",
+			`fraction.yaml:line 6: rule "tags": approvals must be a whole number from 1 to 10, got 2.9`},
+		{"approve.yaml", "version: 1\nrules:\n  - name: tags\n    when: 'true'\n    tier: batched\n    approvals: 2\n    deadline: 1h\n    on_timeout: approve\n",
+			`approve.yaml:line 8: rule "tags": on_timeout: approve cannot be combined with approvals: 2`},
+		{"nested.yaml", "version: 1\nrules:\n  - name: n\n    tier: auto\n    when: action.params.l.all(x, action.params.l.all(y, x == y))\n",
+			`nested.yaml:line 5: rule "n": when: the condition could cost up to`},
+	} {
+		path := filepath.Join(dir, tc.name)
+		require.NoError(t, os.WriteFile(path, []byte(tc.src), 0o600))
+		r := run(t, nil, "policy", "check", path)
+		require.Equal(t, exitFail, r.code, tc.name)
+		require.Contains(t, r.stderr, tc.want)
+		require.Contains(t, r.stderr, "nothing was changed")
+	}
+}

@@ -178,9 +178,11 @@ func cmdPolicySimulate(e *env, args []string) error {
 		return err
 	}
 	defer pool.Close()
+	// e.ctx ends on Ctrl-C, which stops the simulation between two steps.
 	sim, err := policystore.Simulate(e.ctx, pool, candidate, time.Now().Add(-*since))
 	if err != nil {
-		return err
+		// A cost limit fails the candidate as a load problem does (exit 1).
+		return fmt.Errorf("%s: the simulation stopped: %w", path, err)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)

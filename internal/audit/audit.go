@@ -113,10 +113,13 @@ type Result struct {
 	// 0 when the chain is intact; Problem says why.
 	BrokenAt int64
 	Problem  string
+	// HeadProblem says why the chain no longer holds the saved head given
+	// to VerifyHead; "" when it does or when none was given.
+	HeadProblem string
 }
 
-// OK reports whether the whole chain verified.
-func (r Result) OK() bool { return r.BrokenAt == 0 }
+// OK reports whether the whole chain verified and holds the saved head.
+func (r Result) OK() bool { return r.BrokenAt == 0 && r.HeadProblem == "" }
 
 // HeadHex is the head hash in hex.
 func (r Result) HeadHex() string { return hex.EncodeToString(r.Head) }
@@ -126,9 +129,19 @@ var errStop = errors.New("stop")
 // Verify walks the whole chain in order, streaming it, and reports the first
 // event whose sequence, link or hash is wrong.
 func Verify(ctx context.Context, db store.DBTX) (Result, error) {
+	return VerifyHead(ctx, db, nil)
+}
+
+// VerifyHead is Verify that also checks that the chain still holds a head
+// saved earlier: a chain whose tail was cut, or that was rewritten and
+// re-hashed from some event on, verifies by itself but no longer holds the
+// saved head; HeadProblem then names which.
+func VerifyHead(ctx context.Context, db store.DBTX, saved *Head) (Result, error) {
 	var res Result
 	prev := Genesis
 	want := int64(1)
+	var atSeq string
+	var found bool
 	err := store.AuditScan(ctx, db, 1, func(e *store.AuditEvent) error {
 		switch {
 		case e.Seq != want:
@@ -141,6 +154,13 @@ func Verify(ctx context.Context, db store.DBTX) (Result, error) {
 		if res.BrokenAt != 0 {
 			return errStop
 		}
+		if saved != nil && (e.Seq == saved.Seq || saved.Seq == 0) {
+			h := hex.EncodeToString(e.Hash)
+			if e.Seq == saved.Seq {
+				atSeq = h
+			}
+			found = found || h == saved.Hash
+		}
 		prev, want = e.Hash, want+1
 		res.Events++
 		return nil
@@ -149,6 +169,9 @@ func Verify(ctx context.Context, db store.DBTX) (Result, error) {
 		return res, err
 	}
 	res.Head = prev
+	if saved != nil && res.BrokenAt == 0 {
+		res.HeadProblem = saved.check(res.Events, atSeq, found)
+	}
 	res.Unchained, err = store.AuditUnchainedCount(ctx, db)
 	return res, err
 }

@@ -51,6 +51,11 @@ const maxExamples = 5
 
 // Simulate replays the approval requests recorded since `since` against the
 // candidate policy, at the time each was made, and counts what would move.
+// It stops when ctx is done (the client left) with ctx's error, and when an
+// evaluation exceeds the policy's cost limits with an error wrapping
+// policy.ErrCostLimit that names the request and rule: unlike live
+// evaluation, which holds such an action for review, a simulation that
+// guessed would report numbers that are not what the candidate does.
 func Simulate(ctx context.Context, db store.DBTX, candidate *policy.Policy, since time.Time) (*Simulation, error) {
 	sim := &Simulation{Since: since}
 	counts := map[string]*TierCount{}
@@ -62,6 +67,9 @@ func Simulate(ctx context.Context, db store.DBTX, candidate *policy.Policy, sinc
 	perMove := map[string]int{}
 	var risky []Move
 	err := store.SimulationRows(ctx, db, since, func(row *store.SimulationRow) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		r := row.Request
 		var a struct {
 			policy.Action
@@ -71,13 +79,13 @@ func Simulate(ctx context.Context, db store.DBTX, candidate *policy.Policy, sinc
 		}
 		var input map[string]any
 		_ = json.Unmarshal(row.RunInput, &input)
-		d, err := policy.Evaluate(candidate, policy.Input{
+		d, err := policy.EvaluateContext(ctx, candidate, policy.Input{
 			Action: a.Action,
 			Run:    policy.Run{Workflow: r.Workflow, BusinessKey: row.BusinessKey, Input: input},
 			Now:    r.CreatedAt,
 		})
 		if err != nil {
-			return err
+			return fmt.Errorf("request %s: %w", r.ID, err)
 		}
 		sim.Requests++
 		from, to := counts[r.Tier], counts[string(d.Tier)]

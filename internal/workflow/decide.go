@@ -126,7 +126,10 @@ func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOp
 	}
 
 	res := &DecideResult{Request: req, Required: req.ApprovalsRequired}
-	if p.Verdict == Approve && req.ApprovalsRequired > 1 {
+	// A system actor (a deadline's on_timeout) speaks for the policy as a
+	// whole: counted as one vote it would leave the request pending forever,
+	// since no second system vote ever comes.
+	if p.Verdict == Approve && req.ApprovalsRequired > 1 && !p.Actor.System {
 		// The row lock taken above serializes voters, so the count is exact.
 		n, err := store.VoteAdd(ctx, tx, req.ID, p.Actor.Name, p.Comment)
 		if err != nil {
