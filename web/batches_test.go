@@ -50,9 +50,9 @@ func TestBrowserBatch(t *testing.T) {
 	ctx := browser(t)
 	c.signIn(ctx, t, "reviewer@example.com")
 
-	require.NoError(t, chromedp.Run(ctx, chromedp.Click(`[data-testid=nav-batches]`, chromedp.ByQuery),
+	require.NoError(t, chromedp.Run(ctx, clickOn(`[data-testid=nav-batches]`),
 		chromedp.WaitVisible(`[data-testid=batch-link]`, chromedp.ByQuery),
-		chromedp.Click(`[data-testid=batch-link]`, chromedp.ByQuery),
+		clickOn(`[data-testid=batch-link]`),
 		chromedp.WaitVisible(`[data-testid=batch-form]`, chromedp.ByQuery)))
 	var n int
 	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`document.querySelectorAll("[data-testid=batch-item] input:checked").length`, &n)))
@@ -61,7 +61,7 @@ func TestBrowserBatch(t *testing.T) {
 	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`(() => { const boxes = document.querySelectorAll("[data-testid=select]");
 		boxes[1].click(); boxes[3].click(); return [boxes[1].value, boxes[3].value]; })()`, &deselected)))
 	screenshot(ctx, t, "batch")
-	require.NoError(t, chromedp.Run(ctx, chromedp.Click(`[data-testid=approve-selected]`, chromedp.ByQuery),
+	require.NoError(t, chromedp.Run(ctx, clickOn(`[data-testid=approve-selected]`),
 		chromedp.WaitVisible(`[data-testid=batch-outcome]`, chromedp.ByQuery)))
 	require.Equal(t, "3", text(ctx, t, `[data-testid=outcome-approved]`))
 	require.Equal(t, "2", text(ctx, t, `[data-testid=outcome-left]`))

@@ -32,12 +32,12 @@ func TestBrowserApprove(t *testing.T) {
 	c.signIn(ctx, t, "reviewer@example.com")
 	screenshot(ctx, t, "inbox")
 	require.Contains(t, text(ctx, t, `[data-testid=inbox]`), "Reply to ada@example.com")
-	require.NoError(t, chromedp.Run(ctx, chromedp.Click(`[data-testid=row-link]`, chromedp.ByQuery),
+	require.NoError(t, chromedp.Run(ctx, clickOn(`[data-testid=row-link]`),
 		chromedp.WaitVisible(`[data-testid=review]`, chromedp.ByQuery)))
 	screenshot(ctx, t, "review")
 	require.Contains(t, text(ctx, t, `[data-testid=summary]`), req.Summary)
 	require.Contains(t, text(ctx, t, `[data-testid=policy]`), "outbound-email")
-	require.NoError(t, chromedp.Run(ctx, chromedp.Click(`[data-testid=approve]`, chromedp.ByQuery),
+	require.NoError(t, chromedp.Run(ctx, clickOn(`[data-testid=approve]`),
 		chromedp.WaitVisible(`[data-testid=flash]`, chromedp.ByQuery)))
 	// The run finishes after the page loaded; its badge updates live.
 	waitText(ctx, t, `#run-status`, "completed")
@@ -56,13 +56,13 @@ func TestBrowserRejectAndEdit(t *testing.T) {
 		run, req := c.startRun(t, "support_triage", "T-rej", demo.Ticket{ID: "T-rej", Customer: "bob@example.com",
 			Subject: "Refund please", Body: "It arrived broken", OrderTotal: 80}, "api@example.com")
 		require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(c.Addr+"/requests/"+req.ID),
-			chromedp.Click(`details summary`, chromedp.ByQuery),
-			chromedp.Click(`[data-testid=reject]`, chromedp.ByQuery),
+			clickOn(`details summary`),
+			clickOn(`[data-testid=reject]`),
 			chromedp.WaitVisible(`[data-testid=form-error]`, chromedp.ByQuery)))
 		require.Contains(t, text(ctx, t, `[data-testid=form-error]`), "needs a reason")
 		require.NoError(t, chromedp.Run(ctx,
 			chromedp.SendKeys(`[data-testid=reason]`, "Order is outside the refund window", chromedp.ByQuery),
-			chromedp.Click(`[data-testid=reject]`, chromedp.ByQuery),
+			clickOn(`[data-testid=reject]`),
 			chromedp.WaitVisible(`[data-testid=flash]`, chromedp.ByQuery)))
 		require.Contains(t, text(ctx, t, `[data-testid=flash]`), "Rejected")
 		require.Contains(t, text(ctx, t, `[data-testid=decision-panel]`), "Order is outside the refund window")
@@ -80,7 +80,7 @@ func TestBrowserRejectAndEdit(t *testing.T) {
 			chromedp.WaitVisible(`[data-testid=decision-form]`, chromedp.ByQuery),
 			chromedp.KeyEvent("e"),
 			chromedp.SetValue(`[data-testid=edited-params]`, edited, chromedp.ByQuery),
-			chromedp.Click(`[data-testid=edit-approve]`, chromedp.ByQuery),
+			clickOn(`[data-testid=edit-approve]`),
 			chromedp.WaitVisible(`[data-testid=flash]`, chromedp.ByQuery)))
 		require.Contains(t, text(ctx, t, `[data-testid=flash]`), "edits")
 		done := c.WaitRun(t, run.ID, store.RunCompleted)
@@ -165,7 +165,7 @@ func TestBrowserHostileOutputIsInert(t *testing.T) {
 	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(c.Addr+"/requests/"+req.ID), chromedp.WaitVisible(`[data-testid=summary]`, chromedp.ByQuery)))
 	require.Contains(t, text(ctx, t, `[data-testid=summary]`), `<script>window.__pwned="script"</script>`)
 	// Decide it, so the run's failure message (also model text) shows on the run page.
-	require.NoError(t, chromedp.Run(ctx, chromedp.Click(`[data-testid=approve]`, chromedp.ByQuery), chromedp.WaitVisible(`[data-testid=flash]`, chromedp.ByQuery)))
+	require.NoError(t, chromedp.Run(ctx, clickOn(`[data-testid=approve]`), chromedp.WaitVisible(`[data-testid=flash]`, chromedp.ByQuery)))
 	c.WaitRun(t, run.ID, store.RunFailed)
 	var pwned bool
 	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(c.Addr+"/runs/"+run.ID), chromedp.WaitVisible(`[data-testid=run-error]`, chromedp.ByQuery),
@@ -190,14 +190,14 @@ func TestBrowserCrossSitePostAndLogout(t *testing.T) {
 	}))
 	t.Cleanup(evil.Close)
 	evilURL := strings.Replace(evil.URL, "127.0.0.1", "localhost", 1)
-	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(evilURL), chromedp.Click(`#go`, chromedp.ByQuery)))
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(evilURL), clickOn(`#go`)))
 	waitText(ctx, t, "body", "403")
 	got, err := store.RequestGet(t.Context(), c.Pool, req.ID)
 	require.NoError(t, err)
 	require.Equal(t, store.RequestPending, got.Status, "the cross-site POST decided nothing")
 
 	// Logout ends the session: the console is behind the sign-in page again.
-	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(c.Addr+"/"), chromedp.Click(`[data-testid=logout]`, chromedp.ByQuery),
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(c.Addr+"/"), clickOn(`[data-testid=logout]`),
 		chromedp.WaitVisible(`[data-testid=login-form]`, chromedp.ByQuery),
 		chromedp.Navigate(c.Addr+"/requests/"+req.ID), chromedp.WaitVisible(`[data-testid=login-form]`, chromedp.ByQuery)))
 }

@@ -169,7 +169,7 @@ func (c *console) signIn(ctx context.Context, t *testing.T, email string) {
 		chromedp.Navigate(c.Addr+"/login"),
 		chromedp.SendKeys(`[data-testid=email]`, email, chromedp.ByQuery),
 		chromedp.SendKeys(`[data-testid=password]`, password, chromedp.ByQuery),
-		chromedp.Click(`[data-testid=login-submit]`, chromedp.ByQuery),
+		clickOn(`[data-testid=login-submit]`),
 		chromedp.WaitVisible(`[data-testid=inbox]`, chromedp.ByQuery),
 	))
 }
@@ -208,25 +208,29 @@ func text(ctx context.Context, t *testing.T, sel string) string {
 	}
 }
 
-// click clicks the element sel matches, waiting up to 20 s for it. The query
-// and the click are one script evaluation, so a live refresh that swaps the
-// node in between cannot make it fail.
-func click(ctx context.Context, t *testing.T, sel string) {
-	t.Helper()
+// clickOn clicks the element sel matches, waiting up to 20 s for it. The
+// query and the click are one script evaluation, so a live refresh that swaps
+// the node in between cannot fail it, as it can chromedp.Click, which finds
+// the node and clicks it in separate round trips.
+func clickOn(sel string) chromedp.Action {
 	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return false; e.click(); return true })()`, sel)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var ok bool
-		err := chromedp.Run(ctx, chromedp.Evaluate(js, &ok))
-		if err == nil && ok {
-			return
+	return chromedp.ActionFunc(func(ctx context.Context) error {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			var ok bool
+			err := chromedp.Evaluate(js, &ok).Do(ctx)
+			if err == nil && ok {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				if err == nil {
+					err = fmt.Errorf("no element matches %s", sel)
+				}
+				return err
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			require.NoError(t, err)
-			t.Fatalf("no element matches %s", sel)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	})
 }
 
 // waitText waits until an element's text contains want.

@@ -169,10 +169,10 @@ func TestBrowserHistoryExport(t *testing.T) {
 	c.signIn(ctx, t, "viewer@example.com")
 	require.NoError(t, chromedp.Run(ctx,
 		cdpbrowser.SetDownloadBehavior(cdpbrowser.SetDownloadBehaviorBehaviorAllow).WithDownloadPath(dir).WithEventsEnabled(true),
-		chromedp.Click(`[data-testid=nav-history]`, chromedp.ByQuery),
+		clickOn(`[data-testid=nav-history]`),
 		chromedp.WaitVisible(`[data-testid=history]`, chromedp.ByQuery),
 		chromedp.SetValue(`[data-testid=filter-verdict]`, "reject", chromedp.ByQuery),
-		chromedp.Click(`[data-testid=history-filter]`, chromedp.ByQuery),
+		clickOn(`[data-testid=history-filter]`),
 	))
 	waitLocation(ctx, t, "verdict=reject")
 	var rows int
@@ -180,7 +180,7 @@ func TestBrowserHistoryExport(t *testing.T) {
 	require.Equal(t, 2, rows)
 	screenshot(ctx, t, "history")
 	for _, link := range []string{"export-csv", "export-jsonl"} {
-		click(ctx, t, `[data-testid=`+link+`]`)
+		require.NoError(t, chromedp.Run(ctx, clickOn(`[data-testid=`+link+`]`)))
 	}
 	want := map[string]int{".csv": 3, ".jsonl": 2} // the CSV has a header line
 	deadline := time.Now().Add(15 * time.Second)
