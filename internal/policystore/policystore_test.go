@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/countersign/countersign/internal/audit"
@@ -135,4 +136,25 @@ func TestDemoWorkflowsAndSimulation(t *testing.T) {
 		require.Zero(t, sim.RiskyLoosened, "nothing was rejected")
 		require.NotEmpty(t, sim.Examples)
 	})
+}
+
+// A version stored under older checks that no longer loads (a fraction in
+// approvals) makes every action explicit instead of failing every proposal.
+func TestActiveThatNoLongerLoadsIsFailSafe(t *testing.T) {
+	t.Parallel()
+	b := testapp.Start(t, testapp.Options{NoWorker: true})
+	ctx := context.Background()
+	src := "version: 1\nrules:\n  - name: loose\n    when: 'true'\n    tier: auto\n    approvals: 2.9\n"
+	err := store.WithTx(ctx, b.Pool, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := store.PolicyActivate(ctx, tx, src, "sha-of-an-old-version", "alice@example.com")
+		return err
+	})
+	require.NoError(t, err)
+	b.App.Policies.Invalidate()
+	p, err := b.App.Policies.Active(ctx)
+	require.NoError(t, err)
+	require.Empty(t, p.Rules, "no rule of the broken version applies")
+	d, err := policy.Evaluate(p, policy.Input{Action: policy.Action{Kind: "anything"}})
+	require.NoError(t, err)
+	require.Equal(t, policy.Explicit, d.Tier)
 }
