@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -99,6 +100,11 @@ type Decision struct {
 	EscalateTo []string      `json:"escalate_to,omitempty"`
 	BatchKey   string        `json:"batch_key,omitempty"`
 	Batch      *Batch        `json:"-"`
+	// Uncertain is set when a rule's condition could not be evaluated: the
+	// decision then holds the strictest requirements of that rule and of the
+	// rule that matched after it (or the default), so it is never looser than
+	// what a complete evaluation could have given.
+	Uncertain bool `json:"uncertain,omitempty"`
 }
 
 // Rule is one compiled rule of a policy.
@@ -155,42 +161,111 @@ func EvaluateContext(ctx context.Context, p *Policy, in Input) (Decision, error)
 	}
 	vars := map[string]any{"action": in.Action.vars(), "run": in.Run.vars(), "now": in.Now}
 	var spent uint64
-	for _, r := range p.Rules {
-		var out ref.Val
-		var err error
-		if r.cond.tracked {
-			var det *cel.EvalDetails
-			out, det, err = r.cond.program.ContextEval(ctx, vars)
-			if det != nil && det.ActualCost() != nil {
-				spent += *det.ActualCost()
+	var failed []*Rule
+	var why []string
+	var stop error
+	for i, r := range p.Rules {
+		matched, err, halt := r.eval(ctx, vars, &spent)
+		if halt != nil {
+			// Out of budget or cancelled: none of the rules left can be
+			// tried, and any of them might have matched.
+			failed = append(failed, p.Rules[i:]...)
+			why = append(why, fmt.Sprintf("rule %q could not be evaluated (%v)", r.Name, err))
+			stop = halt
+			break
+		}
+		if err != nil {
+			// A condition that fails (a missing field, its own cost limit)
+			// might have held: note it and go on, so that a stricter rule
+			// further down still applies. Stopping here would let whoever
+			// shapes the input (a model, an editor) choose this rule's
+			// requirements over a later rule's by breaking this condition.
+			failed = append(failed, r)
+			why = append(why, fmt.Sprintf("rule %q could not be evaluated (%v)", r.Name, err))
+			if isCostLimit(err) && stop == nil {
+				stop = fmt.Errorf("rule %q: %w", r.Name, ErrCostLimit)
 			}
-		} else {
-			out, _, err = r.cond.program.Eval(vars)
-			spent += r.cond.maxCost
-		}
-		var stop error
-		switch {
-		case ctx.Err() != nil:
-			stop = fmt.Errorf("rule %q: %w", r.Name, context.Cause(ctx))
-		case err != nil && isCostLimit(err):
-			stop = fmt.Errorf("rule %q: %w", r.Name, ErrCostLimit)
-		case err == nil && spent > EvaluationCostLimit:
-			err = fmt.Errorf("the policy's conditions together cost more than %d", EvaluationCostLimit)
-			stop = fmt.Errorf("rule %q: the conditions so far: %w", r.Name, ErrCostLimit)
-		}
-		if err != nil || stop != nil {
-			return Decision{
-				Tier: Explicit, Rule: r.Name, Approvals: 1,
-				Reason: fmt.Sprintf("rule %q could not be evaluated (%v); held for explicit review", r.Name, err),
-			}, stop
-		}
-		if matched, ok := out.Value().(bool); !ok || !matched {
 			continue
 		}
-		return r.decide(in), nil
+		if matched {
+			return strictest(r.decide(in), failed, why), stop
+		}
 	}
-	return Decision{Tier: Explicit, Rule: NoMatchRule, Approvals: 1,
-		Reason: "no rule matched; actions are reviewed explicitly by default"}, nil
+	none := Decision{Tier: Explicit, Rule: NoMatchRule, Approvals: 1,
+		Reason: "no rule matched; actions are reviewed explicitly by default"}
+	return strictest(none, failed, why), stop
+}
+
+// eval evaluates r's condition, adding its cost to spent. err says why the
+// condition has no value; halt is set when the evaluation as a whole must stop
+// (its context is done, or the conditions together cost too much).
+func (r *Rule) eval(ctx context.Context, vars map[string]any, spent *uint64) (matched bool, err, halt error) {
+	var out ref.Val
+	if r.cond.tracked {
+		var det *cel.EvalDetails
+		out, det, err = r.cond.program.ContextEval(ctx, vars)
+		if det != nil && det.ActualCost() != nil {
+			*spent += *det.ActualCost()
+		}
+	} else {
+		out, _, err = r.cond.program.Eval(vars)
+		*spent += r.cond.maxCost
+	}
+	switch {
+	case ctx.Err() != nil:
+		if err == nil {
+			err = context.Cause(ctx)
+		}
+		return false, err, fmt.Errorf("rule %q: %w", r.Name, context.Cause(ctx))
+	case err == nil && *spent > EvaluationCostLimit:
+		err = fmt.Errorf("the policy's conditions together cost more than %d", EvaluationCostLimit)
+		return false, err, fmt.Errorf("rule %q: the conditions so far: %w", r.Name, ErrCostLimit)
+	case err != nil:
+		return false, err, nil
+	}
+	b, ok := out.Value().(bool)
+	return ok && b, nil, nil
+}
+
+// strictest returns d when no rule failed; otherwise d made explicit with the
+// most approvals and the narrowest roles of d and every failed rule, so that
+// the answer is at least as strict as any of them would have been.
+func strictest(d Decision, failed []*Rule, why []string) Decision {
+	if len(failed) == 0 {
+		return d
+	}
+	d.Tier, d.Batch, d.BatchKey, d.Uncertain = Explicit, nil, "", true
+	if d.OnTimeout == TimeoutApprove {
+		d.OnTimeout = TimeoutEscalate // an explicit request is never approved by its deadline
+	}
+	roles := deciders(d.Roles)
+	d.Approvals = max(d.Approvals, 1)
+	for _, r := range failed {
+		d.Approvals = max(d.Approvals, r.Approvals)
+		roles = slices.DeleteFunc(roles, func(role string) bool { return !slices.Contains(deciders(r.Roles), role) })
+	}
+	switch {
+	case len(roles) == 0:
+		d.Roles = []string{"admin"} // no role every rule allows: only admins, who may decide anything
+	case slices.Equal(roles, deciders(nil)):
+		d.Roles = nil
+	default:
+		d.Roles = roles
+	}
+	d.Reason = strings.Join(why, "; ") + fmt.Sprintf("; held for explicit review with the strictest requirements of those rules and %q", d.Rule)
+	// The request names the first rule that could not be judged: it is the
+	// one a reader must look at.
+	d.Rule = failed[0].Name
+	return d
+}
+
+// deciders lists the roles a rule's roles let decide: a rule that names none
+// leaves it to reviewers and approvers (admins may always decide).
+func deciders(roles []string) []string {
+	if len(roles) == 0 {
+		return []string{"reviewer", "approver"}
+	}
+	return slices.Clone(roles)
 }
 
 // isCostLimit reports whether err is CEL's cancellation for a spent cost limit.

@@ -223,3 +223,80 @@ func BenchmarkEvaluate20Rules(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "evals/s")
 }
+
+// A condition that cannot be evaluated must not let whoever shapes the input
+// (a model padding a field, an editor removing one) pick its rule's looser
+// requirements over a stricter rule further down: the rules after it are
+// still tried, and the answer keeps the strictest of them.
+func TestFailedConditionKeepsLaterRulesStrictness(t *testing.T) {
+	p := mustLoad(t, `version: 1
+rules:
+  - name: flagged-text
+    when: action.summary.contains("URGENT") || action.params.note.contains("URGENT")
+    tier: explicit
+    deadline: 1h
+    on_timeout: reject
+  - name: big-refund
+    when: action.kind == "payment.refund" && double(action.params.amount) > 500.0
+    tier: explicit
+    approvals: 2
+    roles: [approver]
+  - name: refund
+    when: action.kind == "payment.refund"
+    tier: explicit
+    roles: [reviewer]
+  - name: tags
+    when: action.kind == "crm.tag"
+    tier: batched
+    deadline: 1h
+    on_timeout: approve
+    batch: {max_size: 10}
+`)
+	refund := func(summary string, params map[string]any) Decision {
+		t.Helper()
+		d, err := Evaluate(p, Input{Action: Action{Kind: "payment.refund", Summary: summary, Params: params}})
+		require.NoError(t, err)
+		return d
+	}
+
+	t.Run("ControlMatchesTheStricterRule", func(t *testing.T) {
+		d := refund("refund", map[string]any{"amount": 250000.0, "note": "x"})
+		require.Equal(t, "big-refund", d.Rule)
+		require.False(t, d.Uncertain)
+	})
+	t.Run("CostLimitOnAnEarlierRule", func(t *testing.T) {
+		// The reviewer's exploit: a summary long enough that the first
+		// condition runs over its cost limit.
+		d := refund(strings.Repeat("a", 250_000), map[string]any{"amount": 250000.0, "note": "x"})
+		require.True(t, d.Uncertain)
+		require.Equal(t, Explicit, d.Tier)
+		require.Equal(t, "flagged-text", d.Rule, "the request names the rule that could not be judged")
+		require.Equal(t, 2, d.Approvals, "big-refund's two approvers still apply")
+		require.Equal(t, []string{"approver"}, d.Roles)
+		require.Contains(t, d.Reason, `rule "flagged-text" could not be evaluated`)
+		require.Contains(t, d.Reason, `"big-refund"`)
+	})
+	t.Run("MissingFieldOnAnEarlierRule", func(t *testing.T) {
+		d := refund("refund", map[string]any{"amount": 250000.0}) // no note
+		require.True(t, d.Uncertain)
+		require.Equal(t, 2, d.Approvals)
+		require.Equal(t, []string{"approver"}, d.Roles)
+	})
+	t.Run("RolesNarrowToWhatEveryRuleAllows", func(t *testing.T) {
+		// big-refund fails (amount is a string), refund matches: approver
+		// and reviewer have no role in common, so only admins decide.
+		d := refund("refund", map[string]any{"amount": "lots", "note": "x"})
+		require.True(t, d.Uncertain)
+		require.Equal(t, "big-refund", d.Rule)
+		require.Equal(t, 2, d.Approvals)
+		require.Equal(t, []string{"admin"}, d.Roles)
+	})
+	t.Run("NeverApprovedByItsDeadline", func(t *testing.T) {
+		d, err := Evaluate(p, Input{Action: Action{Kind: "crm.tag", Summary: "tag", Params: map[string]any{}}})
+		require.NoError(t, err)
+		require.True(t, d.Uncertain, "flagged-text reads a note the action lacks")
+		require.Equal(t, Explicit, d.Tier, "not batched")
+		require.Nil(t, d.Batch)
+		require.Equal(t, TimeoutEscalate, d.OnTimeout, "an explicit request is not approved by its deadline")
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
 	"sort"
@@ -375,35 +376,36 @@ func (e *Engine) judgeEdit(ctx context.Context, tx pgx.Tx, req *store.Request, p
 	// The proposal saw the approval step's position as steps_used; the run
 	// row's count can trail it (a decision resolves its step without counting
 	// it), so the position is taken from the request.
-	pd, err := policy.Evaluate(pol, policyInput(edited, run,
-		usage{StepsUsed: req.StepSeq, ModelCalls: run.ModelCalls, TokensUsed: run.TokensUsed}, e.now()))
-	if err != nil {
-		return nil, fmt.Errorf("evaluate policy: %w", err)
-	}
-	if failSafe(pol, pd) {
-		return nil, fmt.Errorf("%w: rule %q (policy version %d) could not be evaluated on the edited action, so the rules after it were not tried; request changes instead",
-			ErrEditNeedsReview, pd.Rule, pol.Version)
-	}
-	if why := stricter(req, pd, p.Actor); why != "" {
-		return nil, fmt.Errorf("%w: the edited action falls under rule %q (policy version %d), which %s; request changes instead",
-			ErrEditNeedsReview, pd.Rule, pol.Version, why)
-	}
-	return &editJudgement{Rule: pd.Rule, Tier: string(pd.Tier), PolicyVersion: pol.Version, PayloadHash: PayloadHash(raw)}, nil
-}
-
-// failSafe reports whether pd is policy.Evaluate's fail-safe for a rule
-// whose condition could not be evaluated rather than that rule's own answer.
-// The fail-safe stops at that rule, so an edit that breaks one condition (a
-// nested field taken out) would otherwise slip past the stricter rules after
-// it. A fail-safe on a rule that would answer the same is not told apart, and
-// needs not be: it is that rule's own answer.
-func failSafe(pol *policy.Policy, pd policy.Decision) bool {
-	for _, r := range pol.Rules {
-		if r.Name == pd.Rule {
-			return r.Tier != pd.Tier || (r.Tier != policy.Auto && r.Approvals != pd.Approvals) || !slices.Equal(r.Roles, pd.Roles)
+	use := usage{StepsUsed: req.StepSeq, ModelCalls: run.ModelCalls, TokensUsed: run.TokensUsed}
+	// The model's claims about the action (risk, reversible, cost) described
+	// the proposal, not the edit: the edit is judged with them and with the
+	// worst claims, and must pass both, so that a rule keyed on a claim ("low
+	// risk", "reversible", "cheap") cannot wave an edited action through.
+	worst := edited
+	worst.Risk, worst.Reversible, worst.EstimatedCost = "high", false, math.Inf(1)
+	var pd policy.Decision
+	for i, a := range []Action{edited, worst} {
+		d, err := policy.Evaluate(pol, policyInput(a, run, use, e.now()))
+		if err != nil {
+			return nil, fmt.Errorf("evaluate policy: %w", err)
+		}
+		if i == 0 {
+			pd = d
+		}
+		if d.Uncertain {
+			return nil, fmt.Errorf("%w: rule %q (policy version %d) could not be evaluated on the edited action; request changes instead",
+				ErrEditNeedsReview, d.Rule, pol.Version)
+		}
+		claims := ""
+		if i == 1 {
+			claims = " when its risk, reversibility and cost are not taken on the model's word"
+		}
+		if why := stricter(req, d, p.Actor); why != "" {
+			return nil, fmt.Errorf("%w: the edited action falls under rule %q (policy version %d)%s, which %s; request changes instead",
+				ErrEditNeedsReview, d.Rule, pol.Version, claims, why)
 		}
 	}
-	return false
+	return &editJudgement{Rule: pd.Rule, Tier: string(pd.Tier), PolicyVersion: pol.Version, PayloadHash: PayloadHash(raw)}, nil
 }
 
 // stricter says why the actor may not decide alone an action that the policy

@@ -276,3 +276,37 @@ rules:
 		b.WaitRun(t, run.ID, store.RunCompleted)
 	})
 }
+
+// The model's claims (risk, reversible, estimated cost) described the
+// proposal, not the edit: a rule keyed on one must not wave an edited action
+// through on a claim made about other parameters.
+func TestEditIsNotJudgedOnTheModelsClaims(t *testing.T) {
+	t.Parallel()
+	b := testapp.Start(t, testapp.Options{Register: refunder})
+	ctx := context.Background()
+	_, err := policystore.Apply(ctx, b.Pool, []byte(`version: 1
+rules:
+  - name: cheap
+    when: action.kind == "payment.refund" && action.estimated_cost < 100.0
+    tier: explicit
+  - name: costly
+    when: action.kind == "payment.refund"
+    tier: explicit
+    approvals: 2
+    roles: [approver]
+`), "setup")
+	require.NoError(t, err)
+	b.App.Policies.Invalidate()
+	run := b.WaitRun(t, start(t, b, "refunder", "claims", refundIn{Amount: 100, Customer: "ada@example.com"}).ID, store.RunWaitingHuman)
+	req := b.PendingRequest(t, run.ID)
+	require.Equal(t, "cheap", req.Rule, "the model claimed nothing about cost")
+
+	_, err = b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: reviewer("rev@example.com"), Verdict: workflow.Edit,
+		PayloadHash: req.PayloadHash, EditedParams: map[string]any{"amount": 250000.0, "customer": "mallory@example.com"}})
+	require.ErrorIs(t, err, workflow.ErrEditNeedsReview)
+	require.Contains(t, err.Error(), `rule "costly"`)
+	require.Contains(t, err.Error(), "not taken on the model's word")
+	got, err := store.RequestGet(ctx, b.Pool, req.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.RequestPending, got.Status, "nothing was decided")
+}
