@@ -15,6 +15,8 @@ import (
 	"github.com/google/cel-go/ext"
 	exprpb "google.golang.org/genproto/googleapis/api/expr/v1alpha1"
 	"gopkg.in/yaml.v3"
+
+	"github.com/countersign/countersign/vocab"
 )
 
 // Problem is one thing wrong with a policy document.
@@ -53,16 +55,16 @@ type document struct {
 }
 
 type ruleDoc struct {
-	Name        string    `yaml:"name"`
-	Description string    `yaml:"description"`
-	When        string    `yaml:"when"`
-	Tier        string    `yaml:"tier"`
-	Approvals   *int      `yaml:"approvals"`
-	Roles       []string  `yaml:"roles"`
-	Deadline    string    `yaml:"deadline"`
-	OnTimeout   string    `yaml:"on_timeout"`
-	EscalateTo  []string  `yaml:"escalate_to"`
-	Batch       *batchDoc `yaml:"batch"`
+	Name        string       `yaml:"name"`
+	Description string       `yaml:"description"`
+	When        string       `yaml:"when"`
+	Tier        vocab.Tier   `yaml:"tier"`
+	Approvals   *int         `yaml:"approvals"`
+	Roles       []vocab.Role `yaml:"roles"`
+	Deadline    string       `yaml:"deadline"`
+	OnTimeout   string       `yaml:"on_timeout"`
+	EscalateTo  []vocab.Role `yaml:"escalate_to"`
+	Batch       *batchDoc    `yaml:"batch"`
 }
 
 type batchDoc struct {
@@ -150,10 +152,10 @@ func Load(src []byte) (*Policy, error) {
 		}
 		seen[name] = true
 
-		r := &Rule{Name: name, When: strings.TrimSpace(rd.When), Description: rd.Description, Tier: Tier(rd.Tier), Line: line}
-		switch r.Tier {
-		case Auto, Batched, Explicit:
-		case "":
+		r := &Rule{Name: name, When: strings.TrimSpace(rd.When), Description: rd.Description, Tier: rd.Tier, Line: line}
+		switch {
+		case r.Tier.Valid():
+		case r.Tier == "":
 			add(line, name, "tier is required (auto, batched or explicit)")
 		default:
 			add(line, name, "unknown tier %q (want auto, batched or explicit)", rd.Tier)
@@ -169,7 +171,7 @@ func Load(src []byte) (*Policy, error) {
 			r.cond = c
 		}
 
-		if r.Tier == Auto {
+		if r.Tier == vocab.TierAuto {
 			if rd.Approvals != nil || len(rd.Roles) > 0 || rd.Deadline != "" || rd.OnTimeout != "" || len(rd.EscalateTo) > 0 {
 				add(line, name, "an auto rule cannot have approvals, roles, deadline, on_timeout or escalate_to")
 			}
@@ -179,8 +181,13 @@ func Load(src []byte) (*Policy, error) {
 			r.Approvals = *rd.Approvals // range checked by integers
 		}
 		for _, role := range append(slices.Clone(rd.Roles), rd.EscalateTo...) {
-			if !slices.Contains(Roles, role) {
-				add(line, name, "unknown role %q (want one of %s)", role, strings.Join(Roles, ", "))
+			switch {
+			case !role.Valid():
+				add(line, name, "unknown role %q (want one of %s)", role, vocab.Join(vocab.Roles(), ", "))
+			case !role.CanDecide():
+				// The console lets no viewer decide; a rule that named them
+				// would wait for someone who can never answer.
+				add(line, name, "role %q cannot decide (want one of %s)", role, vocab.Join(deciders(), ", "))
 			}
 		}
 		r.Roles, r.EscalateTo = rd.Roles, rd.EscalateTo
@@ -200,7 +207,7 @@ func Load(src []byte) (*Policy, error) {
 		case TimeoutReject, TimeoutEscalate:
 			r.OnTimeout = rd.OnTimeout
 		case TimeoutApprove:
-			if r.Tier != Batched {
+			if r.Tier != vocab.TierBatched {
 				add(line, name, "on_timeout: approve is only allowed for batched rules")
 			}
 			if r.Approvals > 1 {
@@ -220,10 +227,10 @@ func Load(src []byte) (*Policy, error) {
 			add(line, name, "escalate_to only applies with on_timeout: escalate")
 		}
 
-		if rd.Batch != nil && r.Tier != Batched {
+		if rd.Batch != nil && r.Tier != vocab.TierBatched {
 			add(line, name, "batch only applies to the batched tier")
 		}
-		if r.Tier == Batched {
+		if r.Tier == vocab.TierBatched {
 			r.Batch = &Batch{GroupBy: []string{"workflow", "action.kind"}, MaxSize: 50, MaxWait: 15 * time.Minute}
 			if rd.Batch != nil {
 				if len(rd.Batch.GroupBy) > 0 {
@@ -523,4 +530,15 @@ func checkFields(a *cel.Ast) string {
 	}
 	walk(parsed.GetExpr())
 	return msg
+}
+
+// deciders lists the roles a rule may name: those that can decide.
+func deciders() []vocab.Role {
+	var roles []vocab.Role
+	for _, r := range vocab.Roles() {
+		if r.CanDecide() {
+			roles = append(roles, r)
+		}
+	}
+	return roles
 }

@@ -17,29 +17,9 @@ import (
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/interpreter"
+
+	"github.com/countersign/countersign/vocab"
 )
-
-// Tier is how much human attention an action gets.
-type Tier string
-
-// The three tiers.
-const (
-	Auto     Tier = "auto"
-	Batched  Tier = "batched"
-	Explicit Tier = "explicit"
-)
-
-// Rank orders tiers for display: explicit first.
-func (t Tier) Rank() int {
-	switch t {
-	case Explicit:
-		return 0
-	case Batched:
-		return 1
-	default:
-		return 2
-	}
-}
 
 // What a rule may do when its deadline passes.
 const (
@@ -47,9 +27,6 @@ const (
 	TimeoutEscalate = "escalate"
 	TimeoutApprove  = "approve"
 )
-
-// Roles known to the console, from least to most rights.
-var Roles = []string{"viewer", "reviewer", "approver", "admin"}
 
 // Action is what a run proposes to do. Field names are those CEL sees.
 type Action struct {
@@ -89,14 +66,14 @@ type Batch struct {
 
 // Decision is the policy's answer for one action.
 type Decision struct {
-	Tier       Tier          `json:"tier"`
+	Tier       vocab.Tier    `json:"tier"`
 	Rule       string        `json:"rule"`
 	Reason     string        `json:"reason"`
 	Approvals  int           `json:"approvals"`
-	Roles      []string      `json:"roles,omitempty"`
+	Roles      []vocab.Role  `json:"roles,omitempty"`
 	Deadline   time.Duration `json:"deadline,omitempty"`
 	OnTimeout  string        `json:"on_timeout,omitempty"`
-	EscalateTo []string      `json:"escalate_to,omitempty"`
+	EscalateTo []vocab.Role  `json:"escalate_to,omitempty"`
 	BatchKey   string        `json:"batch_key,omitempty"`
 	Batch      *Batch        `json:"-"`
 }
@@ -106,12 +83,12 @@ type Rule struct {
 	Name        string
 	When        string
 	Description string
-	Tier        Tier
+	Tier        vocab.Tier
 	Approvals   int
-	Roles       []string
+	Roles       []vocab.Role
 	Deadline    time.Duration
 	OnTimeout   string
-	EscalateTo  []string
+	EscalateTo  []vocab.Role
 	Batch       *Batch
 	Line        int
 
@@ -180,7 +157,7 @@ func EvaluateContext(ctx context.Context, p *Policy, in Input) (Decision, error)
 		}
 		if err != nil || stop != nil {
 			return Decision{
-				Tier: Explicit, Rule: r.Name, Approvals: 1,
+				Tier: vocab.TierExplicit, Rule: r.Name, Approvals: 1,
 				Reason: fmt.Sprintf("rule %q could not be evaluated (%v); held for explicit review", r.Name, err),
 			}, stop
 		}
@@ -189,7 +166,7 @@ func EvaluateContext(ctx context.Context, p *Policy, in Input) (Decision, error)
 		}
 		return r.decide(in), nil
 	}
-	return Decision{Tier: Explicit, Rule: NoMatchRule, Approvals: 1,
+	return Decision{Tier: vocab.TierExplicit, Rule: NoMatchRule, Approvals: 1,
 		Reason: "no rule matched; actions are reviewed explicitly by default"}, nil
 }
 
@@ -208,10 +185,10 @@ func (r *Rule) decide(in Input) Decision {
 	if d.Reason == "" {
 		d.Reason = fmt.Sprintf("rule %q matched: %s", r.Name, r.When)
 	}
-	if r.Tier == Auto {
+	if r.Tier == vocab.TierAuto {
 		d.Approvals = 0
 	}
-	if r.Tier == Batched {
+	if r.Tier == vocab.TierBatched {
 		d.Batch = r.Batch
 		d.BatchKey = batchKey(r.Batch.GroupBy, in)
 	}
