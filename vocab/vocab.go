@@ -6,7 +6,10 @@
 //
 // The package imports nothing of ours, so that every package, policy
 // included, may import it. The values are the ones the database stores; the
-// migrations' CHECK constraints list the same values (a test compares them).
+// migrations' CHECK constraints list the same values (a test in
+// internal/store compares them). Some SQL statements and partial indexes
+// spell a value as a literal ('pending', 'explicit'): renaming a value means
+// a migration and a search of internal/store and migrations/ for it.
 package vocab
 
 import (
