@@ -10,6 +10,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/vocab"
 )
 
 // BatchCloseArgs closes a batch when its max_wait has passed. It is
@@ -40,7 +41,7 @@ func (w *BatchCloseWorker) Work(ctx context.Context, job *river.Job[BatchCloseAr
 	if err != nil {
 		return err
 	}
-	if b.Status != store.BatchOpen {
+	if b.Status != vocab.BatchOpen {
 		return nil
 	}
 	if wait := b.ClosesAt.Sub(w.now()); wait > 0 {
@@ -51,7 +52,7 @@ func (w *BatchCloseWorker) Work(ctx context.Context, job *river.Job[BatchCloseAr
 		if err != nil || !closed {
 			return err
 		}
-		msg, _ := json.Marshal(map[string]string{"type": "batch", "id": b.ID, "status": store.BatchReady})
+		msg, _ := json.Marshal(map[string]string{"type": "batch", "id": b.ID, "status": string(vocab.BatchReady)})
 		return store.Notify(ctx, tx, string(msg))
 	})
 }

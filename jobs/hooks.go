@@ -10,6 +10,7 @@ import (
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/policy"
+	"github.com/countersign/countersign/vocab"
 )
 
 // RequestHook returns the engine's hook for new human requests: a batched one
@@ -18,7 +19,7 @@ import (
 // happens in the transaction that creates the request.
 func RequestHook(client *river.Client[pgx.Tx], now func() time.Time) workflow.RequestHook {
 	return func(ctx context.Context, tx pgx.Tx, req *store.Request, d policy.Decision) error {
-		if req.Tier == string(policy.Batched) && d.Batch != nil {
+		if req.Tier == vocab.TierBatched && d.Batch != nil {
 			closesAt := now().Add(d.Batch.MaxWait)
 			id, opened, open, err := store.BatchJoin(ctx, tx, req.ID, d.Rule+"|"+d.BatchKey, d.Rule, req.Workflow, req.ActionKind,
 				d.Batch.MaxSize, closesAt)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/countersign/countersign/vocab"
 )
 
 // loadErr loads src and returns its problems, one a line.
@@ -129,7 +131,7 @@ rules:
 		d, err := Evaluate(p, in)
 		require.Less(t, time.Since(start), raceSlowdown*2*time.Second)
 		require.NoError(t, err)
-		require.Equal(t, Explicit, d.Tier, "never auto")
+		require.Equal(t, vocab.TierExplicit, d.Tier, "never auto")
 		require.Equal(t, "scan", d.Rule)
 		require.Contains(t, d.Reason, "cost limit exceeded")
 	})
@@ -138,13 +140,13 @@ rules:
 		d, err := EvaluateContext(context.Background(), p, in)
 		require.ErrorIs(t, err, ErrCostLimit)
 		require.Contains(t, err.Error(), `rule "scan"`)
-		require.Equal(t, Explicit, d.Tier)
+		require.Equal(t, vocab.TierExplicit, d.Tier)
 	})
 
 	t.Run("SmallDataPasses", func(t *testing.T) {
 		d, err := EvaluateContext(context.Background(), p, Input{Action: Action{Params: map[string]any{"items": []any{"hay", "needle"}}}})
 		require.NoError(t, err)
-		require.Equal(t, Auto, d.Tier)
+		require.Equal(t, vocab.TierAuto, d.Tier)
 	})
 
 	t.Run("RulesAddUp", func(t *testing.T) {
@@ -160,7 +162,7 @@ rules:
 		d, err := EvaluateContext(context.Background(), p, in)
 		require.Less(t, time.Since(start), raceSlowdown*2*time.Second)
 		require.ErrorIs(t, err, ErrCostLimit)
-		require.Equal(t, Explicit, d.Tier)
+		require.Equal(t, vocab.TierExplicit, d.Tier)
 		require.Contains(t, d.Reason, "together cost more than")
 	})
 }
@@ -172,5 +174,5 @@ func TestEvaluateContextStopsWhenCancelled(t *testing.T) {
 	d, err := EvaluateContext(ctx, p, Input{Action: Action{Params: map[string]any{"items": make([]any, 1000)}}})
 	require.ErrorIs(t, err, context.Canceled)
 	require.False(t, errors.Is(err, ErrCostLimit))
-	require.Equal(t, Explicit, d.Tier)
+	require.Equal(t, vocab.TierExplicit, d.Tier)
 }

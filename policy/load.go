@@ -15,6 +15,8 @@ import (
 	"github.com/google/cel-go/ext"
 	exprpb "google.golang.org/genproto/googleapis/api/expr/v1alpha1"
 	"gopkg.in/yaml.v3"
+
+	"github.com/countersign/countersign/vocab"
 )
 
 // Problem is one thing wrong with a policy document.
@@ -53,16 +55,16 @@ type document struct {
 }
 
 type ruleDoc struct {
-	Name        string    `yaml:"name"`
-	Description string    `yaml:"description"`
-	When        string    `yaml:"when"`
-	Tier        string    `yaml:"tier"`
-	Approvals   *int      `yaml:"approvals"`
-	Roles       []string  `yaml:"roles"`
-	Deadline    string    `yaml:"deadline"`
-	OnTimeout   string    `yaml:"on_timeout"`
-	EscalateTo  []string  `yaml:"escalate_to"`
-	Batch       *batchDoc `yaml:"batch"`
+	Name        string       `yaml:"name"`
+	Description string       `yaml:"description"`
+	When        string       `yaml:"when"`
+	Tier        vocab.Tier   `yaml:"tier"`
+	Approvals   *int         `yaml:"approvals"`
+	Roles       []vocab.Role `yaml:"roles"`
+	Deadline    string       `yaml:"deadline"`
+	OnTimeout   string       `yaml:"on_timeout"`
+	EscalateTo  []vocab.Role `yaml:"escalate_to"`
+	Batch       *batchDoc    `yaml:"batch"`
 }
 
 type batchDoc struct {
@@ -95,37 +97,19 @@ func env() (*cel.Env, error) {
 // Load parses, compiles and type-checks a policy document. On any problem it
 // returns a *LoadError naming every rule and line at fault.
 func Load(src []byte) (*Policy, error) {
-	if len(src) > MaxDocumentBytes {
-		return nil, &LoadError{Problems: []Problem{{Message: fmt.Sprintf("the document is %d bytes; the limit is %d (%d KiB)",
-			len(src), MaxDocumentBytes, MaxDocumentBytes>>10)}}}
+	doc, root, err := decode(src)
+	if err != nil {
+		return nil, err
 	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(src, &root); err != nil {
-		return nil, &LoadError{Problems: []Problem{yamlProblem(err)}}
-	}
-	// The decoder would truncate 2.9 to 2 and read 0.5 as 0 (the default):
-	// numbers are checked on the nodes first.
-	if problems := integers(&root); len(problems) > 0 {
-		return nil, &LoadError{Problems: problems}
-	}
-	var doc document
-	dec := yaml.NewDecoder(bytes.NewReader(src))
-	dec.KnownFields(true)
-	if err := dec.Decode(&doc); err != nil {
-		return nil, &LoadError{Problems: []Problem{yamlProblem(err)}}
-	}
-	ruleLines, keyLines := lines(&root)
+	ruleLines, keyLines := lines(root)
 
 	e, err := env()
 	if err != nil {
 		return nil, fmt.Errorf("cel environment: %w", err)
 	}
-	var problems []Problem
-	add := func(line int, rule, format string, args ...any) {
-		problems = append(problems, Problem{Line: line, Rule: rule, Message: fmt.Sprintf(format, args...)})
-	}
+	l := &loader{env: e}
 	if doc.Version != 1 {
-		add(0, "", "version must be 1, got %d", doc.Version)
+		l.add(0, "", "version must be 1, got %d", doc.Version)
 	}
 	if len(doc.Rules) > MaxRules {
 		return nil, &LoadError{Problems: []Problem{{Message: fmt.Sprintf("the policy has %d rules; the limit is %d", len(doc.Rules), MaxRules)}}}
@@ -140,118 +124,185 @@ func Load(src []byte) (*Policy, error) {
 			}
 			return line
 		}
-		whenLine := keyLine("when")
 		name := rd.Name
 		if name == "" {
-			add(line, "", "rule %d has no name", i+1)
+			l.add(line, "", "rule %d has no name", i+1)
 			name = fmt.Sprintf("#%d", i+1)
 		} else if seen[name] {
-			add(line, name, "duplicate rule name")
+			l.add(line, name, "duplicate rule name")
 		}
 		seen[name] = true
-
-		r := &Rule{Name: name, When: strings.TrimSpace(rd.When), Description: rd.Description, Tier: Tier(rd.Tier), Line: line}
-		switch r.Tier {
-		case Auto, Batched, Explicit:
-		case "":
-			add(line, name, "tier is required (auto, batched or explicit)")
-		default:
-			add(line, name, "unknown tier %q (want auto, batched or explicit)", rd.Tier)
-		}
-
-		if r.When == "" {
-			add(line, name, "when is required (a CEL condition; use `true` to match everything)")
-		} else if len(r.When) > MaxExpressionBytes {
-			add(whenLine, name, "when is %d bytes; the limit is %d: split the condition into several rules", len(r.When), MaxExpressionBytes)
-		} else if c, msg := compile(e, r.When); msg != "" {
-			add(whenLine, name, "when: %s", msg)
-		} else {
-			r.cond = c
-		}
-
-		if r.Tier == Auto {
-			if rd.Approvals != nil || len(rd.Roles) > 0 || rd.Deadline != "" || rd.OnTimeout != "" || len(rd.EscalateTo) > 0 {
-				add(line, name, "an auto rule cannot have approvals, roles, deadline, on_timeout or escalate_to")
-			}
-		}
-		r.Approvals = 1
-		if rd.Approvals != nil {
-			r.Approvals = *rd.Approvals // range checked by integers
-		}
-		for _, role := range append(slices.Clone(rd.Roles), rd.EscalateTo...) {
-			if !slices.Contains(Roles, role) {
-				add(line, name, "unknown role %q (want one of %s)", role, strings.Join(Roles, ", "))
-			}
-		}
-		r.Roles, r.EscalateTo = rd.Roles, rd.EscalateTo
-
-		if rd.Deadline != "" {
-			d, err := parseDuration(rd.Deadline)
-			if err != nil {
-				add(line, name, "deadline: %v", err)
-			}
-			r.Deadline = d
-		}
-		switch rd.OnTimeout {
-		case "":
-			if r.Deadline > 0 {
-				r.OnTimeout = TimeoutEscalate
-			}
-		case TimeoutReject, TimeoutEscalate:
-			r.OnTimeout = rd.OnTimeout
-		case TimeoutApprove:
-			if r.Tier != Batched {
-				add(line, name, "on_timeout: approve is only allowed for batched rules")
-			}
-			if r.Approvals > 1 {
-				// The deadline decides for the policy as a whole; a rule that
-				// asks for several people and then lets time approve alone
-				// says two contradicting things.
-				add(keyLine("on_timeout"), name, "on_timeout: approve cannot be combined with approvals: %d: the deadline would approve alone what the rule says needs %d people (use reject or escalate)", r.Approvals, r.Approvals)
-			}
-			r.OnTimeout = rd.OnTimeout
-		default:
-			add(line, name, "unknown on_timeout %q (want reject, escalate or approve)", rd.OnTimeout)
-		}
-		if rd.OnTimeout != "" && rd.Deadline == "" {
-			add(line, name, "on_timeout needs a deadline")
-		}
-		if len(rd.EscalateTo) > 0 && r.OnTimeout != TimeoutEscalate {
-			add(line, name, "escalate_to only applies with on_timeout: escalate")
-		}
-
-		if rd.Batch != nil && r.Tier != Batched {
-			add(line, name, "batch only applies to the batched tier")
-		}
-		if r.Tier == Batched {
-			r.Batch = &Batch{GroupBy: []string{"workflow", "action.kind"}, MaxSize: 50, MaxWait: 15 * time.Minute}
-			if rd.Batch != nil {
-				if len(rd.Batch.GroupBy) > 0 {
-					r.Batch.GroupBy = rd.Batch.GroupBy
-				}
-				for _, k := range r.Batch.GroupBy {
-					if !validGroupKey(k) {
-						add(line, name, "batch.group_by: unknown key %q (want workflow, action.kind, action.target, action.risk, run.business_key or action.params.NAME)", k)
-					}
-				}
-				if rd.Batch.MaxSize != 0 { // range checked by integers; 0 is absent
-					r.Batch.MaxSize = rd.Batch.MaxSize
-				}
-				if rd.Batch.MaxWait != "" {
-					d, err := parseDuration(rd.Batch.MaxWait)
-					if err != nil {
-						add(line, name, "batch.max_wait: %v", err)
-					}
-					r.Batch.MaxWait = d
-				}
-			}
-		}
-		p.Rules = append(p.Rules, r)
+		p.Rules = append(p.Rules, l.rule(rd, name, line, keyLine))
 	}
-	if len(problems) > 0 {
-		return nil, &LoadError{Problems: problems}
+	if len(l.problems) > 0 {
+		return nil, &LoadError{Problems: l.problems}
 	}
 	return p, nil
+}
+
+// decode reads the YAML document, refusing one that is too large, malformed,
+// has unknown fields or numbers that are not whole, with a *LoadError.
+func decode(src []byte) (*document, *yaml.Node, error) {
+	if len(src) > MaxDocumentBytes {
+		return nil, nil, &LoadError{Problems: []Problem{{Message: fmt.Sprintf("the document is %d bytes; the limit is %d (%d KiB)",
+			len(src), MaxDocumentBytes, MaxDocumentBytes>>10)}}}
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(src, &root); err != nil {
+		return nil, nil, &LoadError{Problems: []Problem{yamlProblem(err)}}
+	}
+	// The decoder would truncate 2.9 to 2 and read 0.5 as 0 (the default):
+	// numbers are checked on the nodes first.
+	if problems := integers(&root); len(problems) > 0 {
+		return nil, nil, &LoadError{Problems: problems}
+	}
+	var doc document
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	dec.KnownFields(true)
+	if err := dec.Decode(&doc); err != nil {
+		return nil, nil, &LoadError{Problems: []Problem{yamlProblem(err)}}
+	}
+	return &doc, &root, nil
+}
+
+// loader gathers every problem of one document while its rules are read, so
+// that the author sees them all at once.
+type loader struct {
+	env      *cel.Env
+	problems []Problem
+}
+
+func (l *loader) add(line int, rule, format string, args ...any) {
+	l.problems = append(l.problems, Problem{Line: line, Rule: rule, Message: fmt.Sprintf(format, args...)})
+}
+
+// rule reads one rule; keyLine finds the line of one of its keys.
+func (l *loader) rule(rd ruleDoc, name string, line int, keyLine func(key string) int) *Rule {
+	r := &Rule{Name: name, When: strings.TrimSpace(rd.When), Description: rd.Description, Tier: rd.Tier, Line: line}
+	switch {
+	case r.Tier.Valid():
+	case r.Tier == "":
+		l.add(line, name, "tier is required (auto, batched or explicit)")
+	default:
+		l.add(line, name, "unknown tier %q (want auto, batched or explicit)", rd.Tier)
+	}
+	l.when(r, keyLine("when"))
+	l.people(r, rd)
+	l.timeout(r, rd, keyLine("on_timeout"))
+	l.batch(r, rd)
+	return r
+}
+
+// when compiles the rule's condition.
+func (l *loader) when(r *Rule, line int) {
+	if r.When == "" {
+		l.add(r.Line, r.Name, "when is required (a CEL condition; use `true` to match everything)")
+	} else if len(r.When) > MaxExpressionBytes {
+		l.add(line, r.Name, "when is %d bytes; the limit is %d: split the condition into several rules", len(r.When), MaxExpressionBytes)
+	} else if c, msg := compile(l.env, r.When); msg != "" {
+		l.add(line, r.Name, "when: %s", msg)
+	} else {
+		r.cond = c
+	}
+}
+
+// people reads who decides: the approvals and the roles, which only the
+// human tiers have.
+func (l *loader) people(r *Rule, rd ruleDoc) {
+	line, name := r.Line, r.Name
+	if r.Tier == vocab.TierAuto {
+		if rd.Approvals != nil || len(rd.Roles) > 0 || rd.Deadline != "" || rd.OnTimeout != "" || len(rd.EscalateTo) > 0 {
+			l.add(line, name, "an auto rule cannot have approvals, roles, deadline, on_timeout or escalate_to")
+		}
+	}
+	r.Approvals = 1
+	if rd.Approvals != nil {
+		r.Approvals = *rd.Approvals // range checked by integers
+	}
+	for _, role := range append(slices.Clone(rd.Roles), rd.EscalateTo...) {
+		switch {
+		case !role.Valid():
+			l.add(line, name, "unknown role %q (want one of %s)", role, vocab.Join(vocab.Roles(), ", "))
+		case !role.CanDecide():
+			// The console lets no viewer decide; a rule that named them
+			// would wait for someone who can never answer.
+			l.add(line, name, "role %q cannot decide (want one of %s)", role, vocab.Join(deciders(), ", "))
+		}
+	}
+	r.Roles, r.EscalateTo = rd.Roles, rd.EscalateTo
+}
+
+// timeout reads the deadline and what happens when it passes; onTimeoutLine
+// is the line of the on_timeout key.
+func (l *loader) timeout(r *Rule, rd ruleDoc, onTimeoutLine int) {
+	line, name := r.Line, r.Name
+	if rd.Deadline != "" {
+		d, err := parseDuration(rd.Deadline)
+		if err != nil {
+			l.add(line, name, "deadline: %v", err)
+		}
+		r.Deadline = d
+	}
+	switch rd.OnTimeout {
+	case "":
+		if r.Deadline > 0 {
+			r.OnTimeout = TimeoutEscalate
+		}
+	case TimeoutReject, TimeoutEscalate:
+		r.OnTimeout = rd.OnTimeout
+	case TimeoutApprove:
+		if r.Tier != vocab.TierBatched {
+			l.add(line, name, "on_timeout: approve is only allowed for batched rules")
+		}
+		if r.Approvals > 1 {
+			// The deadline decides for the policy as a whole; a rule that
+			// asks for several people and then lets time approve alone
+			// says two contradicting things.
+			l.add(onTimeoutLine, name, "on_timeout: approve cannot be combined with approvals: %d: the deadline would approve alone what the rule says needs %d people (use reject or escalate)", r.Approvals, r.Approvals)
+		}
+		r.OnTimeout = rd.OnTimeout
+	default:
+		l.add(line, name, "unknown on_timeout %q (want reject, escalate or approve)", rd.OnTimeout)
+	}
+	if rd.OnTimeout != "" && rd.Deadline == "" {
+		l.add(line, name, "on_timeout needs a deadline")
+	}
+	if len(rd.EscalateTo) > 0 && r.OnTimeout != TimeoutEscalate {
+		l.add(line, name, "escalate_to only applies with on_timeout: escalate")
+	}
+}
+
+// batch reads how a batched rule groups its requests.
+func (l *loader) batch(r *Rule, rd ruleDoc) {
+	line, name := r.Line, r.Name
+	if rd.Batch != nil && r.Tier != vocab.TierBatched {
+		l.add(line, name, "batch only applies to the batched tier")
+	}
+	if r.Tier != vocab.TierBatched {
+		return
+	}
+	r.Batch = &Batch{GroupBy: []string{"workflow", "action.kind"}, MaxSize: 50, MaxWait: 15 * time.Minute}
+	if rd.Batch == nil {
+		return
+	}
+	if len(rd.Batch.GroupBy) > 0 {
+		r.Batch.GroupBy = rd.Batch.GroupBy
+	}
+	for _, k := range r.Batch.GroupBy {
+		if !validGroupKey(k) {
+			l.add(line, name, "batch.group_by: unknown key %q (want workflow, action.kind, action.target, action.risk, run.business_key or action.params.NAME)", k)
+		}
+	}
+	if rd.Batch.MaxSize != 0 { // range checked by integers; 0 is absent
+		r.Batch.MaxSize = rd.Batch.MaxSize
+	}
+	if rd.Batch.MaxWait != "" {
+		d, err := parseDuration(rd.Batch.MaxWait)
+		if err != nil {
+			l.add(line, name, "batch.max_wait: %v", err)
+		}
+		r.Batch.MaxWait = d
+	}
 }
 
 // condition is a compiled `when`.
@@ -523,4 +574,15 @@ func checkFields(a *cel.Ast) string {
 	}
 	walk(parsed.GetExpr())
 	return msg
+}
+
+// deciders lists the roles a rule may name: those that can decide.
+func deciders() []vocab.Role {
+	var roles []vocab.Role
+	for _, r := range vocab.Roles() {
+		if r.CanDecide() {
+			roles = append(roles, r)
+		}
+	}
+	return roles
 }

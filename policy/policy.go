@@ -18,29 +18,9 @@ import (
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/interpreter"
+
+	"github.com/countersign/countersign/vocab"
 )
-
-// Tier is how much human attention an action gets.
-type Tier string
-
-// The three tiers.
-const (
-	Auto     Tier = "auto"
-	Batched  Tier = "batched"
-	Explicit Tier = "explicit"
-)
-
-// Rank orders tiers for display: explicit first.
-func (t Tier) Rank() int {
-	switch t {
-	case Explicit:
-		return 0
-	case Batched:
-		return 1
-	default:
-		return 2
-	}
-}
 
 // What a rule may do when its deadline passes.
 const (
@@ -48,9 +28,6 @@ const (
 	TimeoutEscalate = "escalate"
 	TimeoutApprove  = "approve"
 )
-
-// Roles known to the console, from least to most rights.
-var Roles = []string{"viewer", "reviewer", "approver", "admin"}
 
 // Action is what a run proposes to do. Field names are those CEL sees.
 type Action struct {
@@ -90,14 +67,14 @@ type Batch struct {
 
 // Decision is the policy's answer for one action.
 type Decision struct {
-	Tier       Tier          `json:"tier"`
+	Tier       vocab.Tier    `json:"tier"`
 	Rule       string        `json:"rule"`
 	Reason     string        `json:"reason"`
 	Approvals  int           `json:"approvals"`
-	Roles      []string      `json:"roles,omitempty"`
+	Roles      []vocab.Role  `json:"roles,omitempty"`
 	Deadline   time.Duration `json:"deadline,omitempty"`
 	OnTimeout  string        `json:"on_timeout,omitempty"`
-	EscalateTo []string      `json:"escalate_to,omitempty"`
+	EscalateTo []vocab.Role  `json:"escalate_to,omitempty"`
 	BatchKey   string        `json:"batch_key,omitempty"`
 	Batch      *Batch        `json:"-"`
 	// Uncertain is set when a rule's condition could not be evaluated: the
@@ -112,12 +89,12 @@ type Rule struct {
 	Name        string
 	When        string
 	Description string
-	Tier        Tier
+	Tier        vocab.Tier
 	Approvals   int
-	Roles       []string
+	Roles       []vocab.Role
 	Deadline    time.Duration
 	OnTimeout   string
-	EscalateTo  []string
+	EscalateTo  []vocab.Role
 	Batch       *Batch
 	Line        int
 
@@ -191,7 +168,7 @@ func EvaluateContext(ctx context.Context, p *Policy, in Input) (Decision, error)
 			return strictest(r.decide(in), failed, why), stop
 		}
 	}
-	none := Decision{Tier: Explicit, Rule: NoMatchRule, Approvals: 1,
+	none := Decision{Tier: vocab.TierExplicit, Rule: NoMatchRule, Approvals: 1,
 		Reason: "no rule matched; actions are reviewed explicitly by default"}
 	return strictest(none, failed, why), stop
 }
@@ -234,20 +211,20 @@ func strictest(d Decision, failed []*Rule, why []string) Decision {
 	if len(failed) == 0 {
 		return d
 	}
-	d.Tier, d.Batch, d.BatchKey, d.Uncertain = Explicit, nil, "", true
+	d.Tier, d.Batch, d.BatchKey, d.Uncertain = vocab.TierExplicit, nil, "", true
 	if d.OnTimeout == TimeoutApprove {
 		d.OnTimeout = TimeoutEscalate // an explicit request is never approved by its deadline
 	}
-	roles := deciders(d.Roles)
+	roles := mayDecide(d.Roles)
 	d.Approvals = max(d.Approvals, 1)
 	for _, r := range failed {
 		d.Approvals = max(d.Approvals, r.Approvals)
-		roles = slices.DeleteFunc(roles, func(role string) bool { return !slices.Contains(deciders(r.Roles), role) })
+		roles = slices.DeleteFunc(roles, func(role vocab.Role) bool { return !slices.Contains(mayDecide(r.Roles), role) })
 	}
 	switch {
 	case len(roles) == 0:
-		d.Roles = []string{"admin"} // no role every rule allows: only admins, who may decide anything
-	case slices.Equal(roles, deciders(nil)):
+		d.Roles = []vocab.Role{vocab.RoleAdmin} // no role every rule allows: only admins, who may decide anything
+	case slices.Equal(roles, mayDecide(nil)):
 		d.Roles = nil
 	default:
 		d.Roles = roles
@@ -259,11 +236,11 @@ func strictest(d Decision, failed []*Rule, why []string) Decision {
 	return d
 }
 
-// deciders lists the roles a rule's roles let decide: a rule that names none
+// mayDecide lists the roles a rule's roles let decide: a rule that names none
 // leaves it to reviewers and approvers (admins may always decide).
-func deciders(roles []string) []string {
+func mayDecide(roles []vocab.Role) []vocab.Role {
 	if len(roles) == 0 {
-		return []string{"reviewer", "approver"}
+		return []vocab.Role{vocab.RoleReviewer, vocab.RoleApprover}
 	}
 	return slices.Clone(roles)
 }
@@ -283,10 +260,10 @@ func (r *Rule) decide(in Input) Decision {
 	if d.Reason == "" {
 		d.Reason = fmt.Sprintf("rule %q matched: %s", r.Name, r.When)
 	}
-	if r.Tier == Auto {
+	if r.Tier == vocab.TierAuto {
 		d.Approvals = 0
 	}
-	if r.Tier == Batched {
+	if r.Tier == vocab.TierBatched {
 		d.Batch = r.Batch
 		d.BatchKey = batchKey(r.Batch.GroupBy, in)
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/countersign/countersign/vocab"
 )
 
 func mustLoad(t testing.TB, src string) *Policy {
@@ -18,11 +20,11 @@ func mustLoad(t testing.TB, src string) *Policy {
 
 func TestExampleCoversEveryTier(t *testing.T) {
 	p := mustLoad(t, string(Example))
-	seen := map[Tier]bool{}
+	seen := map[vocab.Tier]bool{}
 	for _, r := range p.Rules {
 		seen[r.Tier] = true
 	}
-	require.True(t, seen[Auto] && seen[Batched] && seen[Explicit])
+	require.True(t, seen[vocab.TierAuto] && seen[vocab.TierBatched] && seen[vocab.TierExplicit])
 }
 
 func TestEvaluate(t *testing.T) {
@@ -32,27 +34,27 @@ func TestEvaluate(t *testing.T) {
 		name      string
 		action    Action
 		run       Run
-		tier      Tier
+		tier      vocab.Tier
 		rule      string
 		approvals int
 		batchKey  string
 		reason    string
 	}{
-		{name: "ReadOnlyIsAuto", action: Action{Kind: "crm.lookup"}, tier: Auto, rule: "read-only"},
+		{name: "ReadOnlyIsAuto", action: Action{Kind: "crm.lookup"}, tier: vocab.TierAuto, rule: "read-only"},
 		{name: "BigRefundNeedsTwo", action: Action{Kind: "payment.refund", Params: map[string]any{"amount": 900.0}},
-			tier: Explicit, rule: "big-refund", approvals: 2},
+			tier: vocab.TierExplicit, rule: "big-refund", approvals: 2},
 		{name: "IntegerAmountWorks", action: Action{Kind: "payment.refund", Params: map[string]any{"amount": 900}},
-			tier: Explicit, rule: "big-refund", approvals: 2},
+			tier: vocab.TierExplicit, rule: "big-refund", approvals: 2},
 		{name: "SmallRefund", action: Action{Kind: "payment.refund", Params: map[string]any{"amount": 20.0}},
-			tier: Explicit, rule: "refund", approvals: 1},
+			tier: vocab.TierExplicit, rule: "refund", approvals: 1},
 		{name: "MissingFieldIsExplicitNeverAuto", action: Action{Kind: "payment.refund", Params: map[string]any{}},
-			tier: Explicit, rule: "big-refund", reason: "could not be evaluated"},
+			tier: vocab.TierExplicit, rule: "big-refund", reason: "could not be evaluated"},
 		{name: "SmallCRMUpdateBatched", action: Action{Kind: "crm.update", Params: map[string]any{"fields": map[string]any{"a": 1, "b": 2}}},
-			run: Run{Workflow: "lead_enrichment"}, tier: Batched, rule: "small-crm-update",
+			run: Run{Workflow: "lead_enrichment"}, tier: vocab.TierBatched, rule: "small-crm-update",
 			batchKey: "workflow=lead_enrichment;action.kind=crm.update"},
 		{name: "LargeCRMUpdateFallsThrough", action: Action{Kind: "crm.update", Params: map[string]any{"fields": map[string]any{"a": 1, "b": 2, "c": 3, "d": 4}}},
-			tier: Explicit, rule: NoMatchRule, reason: "no rule matched"},
-		{name: "NoMatchIsExplicit", action: Action{Kind: "rm -rf"}, tier: Explicit, rule: NoMatchRule},
+			tier: vocab.TierExplicit, rule: NoMatchRule, reason: "no rule matched"},
+		{name: "NoMatchIsExplicit", action: Action{Kind: "rm -rf"}, tier: vocab.TierExplicit, rule: NoMatchRule},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, err := Evaluate(p, Input{Action: tc.action, Run: tc.run, Now: now})
@@ -106,10 +108,10 @@ rules:
 	d, _ := Evaluate(p, Input{Action: Action{Kind: "deploy"}, Now: at(3)})
 	require.Equal(t, "night", d.Rule)
 	require.Equal(t, 2, d.Approvals)
-	require.Equal(t, []string{"approver", "admin"}, d.Roles)
+	require.Equal(t, []vocab.Role{vocab.RoleApprover, vocab.RoleAdmin}, d.Roles)
 	require.Equal(t, 48*time.Hour, d.Deadline)
 	require.Equal(t, TimeoutEscalate, d.OnTimeout)
-	require.Equal(t, []string{"admin"}, d.EscalateTo)
+	require.Equal(t, []vocab.Role{vocab.RoleAdmin}, d.EscalateTo)
 
 	d, _ = Evaluate(p, Input{Action: Action{Kind: "deploy", Target: "api", Params: map[string]any{"env": "prod"}}, Now: at(12)})
 	require.Equal(t, "by-target", d.Rule)
@@ -126,9 +128,9 @@ rules:
 	require.Equal(t, "vip", d.Rule)
 	d, _ = Evaluate(p, Input{Action: Action{Kind: "x"}, Run: Run{Input: map[string]any{"customer": 7}}, Now: at(12)})
 	require.Equal(t, "vip", d.Rule, "a type error at run time stops at that rule, explicit")
-	require.Equal(t, Explicit, d.Tier)
+	require.Equal(t, vocab.TierExplicit, d.Tier)
 	d, _ = Evaluate(p, Input{Action: Action{Kind: "x"}, Run: Run{Input: map[string]any{"customer": "ann"}}, Now: at(12)})
-	require.Equal(t, Auto, d.Tier)
+	require.Equal(t, vocab.TierAuto, d.Tier)
 	require.Zero(t, d.Approvals)
 }
 
@@ -153,6 +155,8 @@ func TestLoadRefusesBadDocuments(t *testing.T) {
 		{"OnTimeoutWithoutDeadline", "version: 1\nrules:\n  - name: a\n    when: 'true'\n    tier: explicit\n    on_timeout: reject\n", []string{"needs a deadline"}},
 		{"BadDeadline", "version: 1\nrules:\n  - name: a\n    when: 'true'\n    tier: explicit\n    deadline: soon\n", []string{`"soon" is not a positive duration`}},
 		{"UnknownRole", "version: 1\nrules:\n  - name: a\n    when: 'true'\n    tier: explicit\n    roles: [boss]\n", []string{`unknown role "boss"`}},
+		{"ViewerCannotDecide", "version: 1\nrules:\n  - name: a\n    when: 'true'\n    tier: explicit\n    roles: [viewer]\n", []string{`line 3: rule "a": role "viewer" cannot decide`}},
+		{"ViewerCannotBeEscalatedTo", "version: 1\nrules:\n  - name: a\n    when: 'true'\n    tier: explicit\n    deadline: 1h\n    on_timeout: escalate\n    escalate_to: [viewer]\n", []string{`role "viewer" cannot decide`}},
 		{"BatchOnExplicit", "version: 1\nrules:\n  - name: a\n    when: 'true'\n    tier: explicit\n    batch: {max_size: 3}\n", []string{"batch only applies"}},
 		{"BadGroupKey", "version: 1\nrules:\n  - name: a\n    when: 'true'\n    tier: batched\n    batch: {group_by: [colour]}\n", []string{`unknown key "colour"`}},
 		{"NoName", "version: 1\nrules:\n  - when: 'true'\n    tier: auto\n", []string{"has no name"}},
@@ -182,7 +186,7 @@ func FuzzLoadEvaluate(f *testing.F) {
 		if err != nil {
 			t.Fatalf("evaluate: %v", err)
 		}
-		if d.Tier != Auto && d.Tier != Batched && d.Tier != Explicit {
+		if d.Tier != vocab.TierAuto && d.Tier != vocab.TierBatched && d.Tier != vocab.TierExplicit {
 			t.Fatalf("tier %q", d.Tier)
 		}
 	})
@@ -269,10 +273,10 @@ rules:
 		// condition runs over its cost limit.
 		d := refund(strings.Repeat("a", 250_000), map[string]any{"amount": 250000.0, "note": "x"})
 		require.True(t, d.Uncertain)
-		require.Equal(t, Explicit, d.Tier)
+		require.Equal(t, vocab.TierExplicit, d.Tier)
 		require.Equal(t, "flagged-text", d.Rule, "the request names the rule that could not be judged")
 		require.Equal(t, 2, d.Approvals, "big-refund's two approvers still apply")
-		require.Equal(t, []string{"approver"}, d.Roles)
+		require.Equal(t, []vocab.Role{vocab.RoleApprover}, d.Roles)
 		require.Contains(t, d.Reason, `rule "flagged-text" could not be evaluated`)
 		require.Contains(t, d.Reason, `"big-refund"`)
 	})
@@ -280,7 +284,7 @@ rules:
 		d := refund("refund", map[string]any{"amount": 250000.0}) // no note
 		require.True(t, d.Uncertain)
 		require.Equal(t, 2, d.Approvals)
-		require.Equal(t, []string{"approver"}, d.Roles)
+		require.Equal(t, []vocab.Role{vocab.RoleApprover}, d.Roles)
 	})
 	t.Run("RolesNarrowToWhatEveryRuleAllows", func(t *testing.T) {
 		// big-refund fails (amount is a string), refund matches: approver
@@ -289,13 +293,13 @@ rules:
 		require.True(t, d.Uncertain)
 		require.Equal(t, "big-refund", d.Rule)
 		require.Equal(t, 2, d.Approvals)
-		require.Equal(t, []string{"admin"}, d.Roles)
+		require.Equal(t, []vocab.Role{vocab.RoleAdmin}, d.Roles)
 	})
 	t.Run("NeverApprovedByItsDeadline", func(t *testing.T) {
 		d, err := Evaluate(p, Input{Action: Action{Kind: "crm.tag", Summary: "tag", Params: map[string]any{}}})
 		require.NoError(t, err)
 		require.True(t, d.Uncertain, "flagged-text reads a note the action lacks")
-		require.Equal(t, Explicit, d.Tier, "not batched")
+		require.Equal(t, vocab.TierExplicit, d.Tier, "not batched")
 		require.Nil(t, d.Batch)
 		require.Equal(t, TimeoutEscalate, d.OnTimeout, "an explicit request is not approved by its deadline")
 	})

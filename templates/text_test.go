@@ -127,7 +127,7 @@ func TestTextComponents(t *testing.T) {
 
 func TestClassesComeFromClosedSets(t *testing.T) {
 	t.Parallel()
-	hostile := "high x-injected"
+	const hostile = "high x-injected"
 	for name, c := range map[string]templ.Component{
 		"TierBadge":   TierBadge(hostile),
 		"StatusBadge": StatusBadge(hostile),

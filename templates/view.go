@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/vocab"
 )
 
 // Page is what every page's layout needs.
@@ -25,11 +26,11 @@ type Page struct {
 
 // CanDecide reports whether the signed-in user's role may decide anything.
 func (p Page) CanDecide() bool {
-	return p.User != nil && p.User.Role != "viewer"
+	return p.User != nil && p.User.Role.CanDecide()
 }
 
 // IsAdmin reports whether the signed-in user is an admin.
-func (p Page) IsAdmin() bool { return p.User != nil && p.User.Role == "admin" }
+func (p Page) IsAdmin() bool { return p.User != nil && p.User.Role == vocab.RoleAdmin }
 
 func csrfHeaders(token string) string {
 	b, _ := json.Marshal(map[string]string{"X-CSRF-Token": token})
@@ -139,19 +140,20 @@ func duration(d time.Duration) string {
 	return d.Round(10 * time.Millisecond).String()
 }
 
-func tierLabel(tier string) string {
+func tierLabel(tier vocab.Tier) string {
 	switch tier {
-	case "explicit":
+	case vocab.TierExplicit:
 		return "Explicit"
-	case "batched":
+	case vocab.TierBatched:
 		return "Batched"
-	case "auto":
+	case vocab.TierAuto:
 		return "Auto"
 	}
-	return tier
+	return string(tier)
 }
 
-func statusLabel(status string) string { return strings.ReplaceAll(status, "_", " ") }
+// statusLabel shows any status in words: "waiting human", "changes requested".
+func statusLabel[T ~string](status T) string { return strings.ReplaceAll(string(status), "_", " ") }
 
 func jsonIndent(v any) (string, error) {
 	b, err := json.MarshalIndent(v, "", "  ")

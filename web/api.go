@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/vocab"
 )
 
 // decodeJSON reads a request body strictly: unknown fields and trailing data
@@ -47,7 +47,7 @@ type startRunBody struct {
 // 200 with the existing run of that workflow and business key.
 func (s *Server) handleAPIRunStart(c echo.Context) error {
 	u := currentUser(c)
-	if u.Role == "viewer" {
+	if u.Role == vocab.RoleViewer {
 		return echo.NewHTTPError(http.StatusForbidden, "viewers cannot start runs")
 	}
 	var b startRunBody
@@ -127,9 +127,6 @@ func nonNilSlice[T any](s []T) []T {
 	return s
 }
 
-var requestStatuses = []string{store.RequestPending, store.RequestApproved, store.RequestRejected,
-	store.RequestChangesRequested, store.RequestCancelled}
-
 // handleAPIRequestList handles the "GET /api/v1/requests" route.
 func (s *Server) handleAPIRequestList(c echo.Context) error {
 	limit, err := apiLimit(c)
@@ -137,10 +134,10 @@ func (s *Server) handleAPIRequestList(c echo.Context) error {
 		return err
 	}
 	p := store.RequestListParams{Status: c.QueryParam("status"), Tier: c.QueryParam("tier"), Limit: limit}
-	if p.Status != "" && !slices.Contains(requestStatuses, p.Status) {
+	if p.Status != "" && !vocab.RequestStatus(p.Status).Valid() {
 		return echo.NewHTTPError(http.StatusBadRequest, "unknown status "+p.Status)
 	}
-	if p.Tier != "" && !slices.Contains([]string{"auto", "batched", "explicit"}, p.Tier) {
+	if p.Tier != "" && !vocab.Tier(p.Tier).Valid() {
 		return echo.NewHTTPError(http.StatusBadRequest, "tier must be auto, batched or explicit")
 	}
 	if after := c.QueryParam("after"); after != "" {
@@ -209,8 +206,8 @@ func (s *Server) handleAPIDecide(c echo.Context) error {
 		return err
 	}
 	res, err := s.Engine.Decide(c.Request().Context(), workflow.DecideParams{
-		RequestID: c.Param("id"), Actor: workflow.Actor{Name: u.Email, Roles: []string{u.Role}},
-		Verdict: b.Verdict, Reason: b.Reason, Comment: b.Comment, PayloadHash: b.PayloadHash, EditedParams: b.EditedParams,
+		RequestID: c.Param("id"), Actor: workflow.Actor{Name: u.Email, Roles: []vocab.Role{u.Role}},
+		Verdict: vocab.Verdict(b.Verdict), Reason: b.Reason, Comment: b.Comment, PayloadHash: b.PayloadHash, EditedParams: b.EditedParams,
 	})
 	if err != nil {
 		return err

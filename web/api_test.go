@@ -13,6 +13,7 @@ import (
 	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/demo"
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/vocab"
 )
 
 type apiClient struct {
@@ -85,7 +86,7 @@ func TestAPI(t *testing.T) {
 
 	var run store.Run
 	require.Equal(t, 201, agent.do("POST", "/runs", map[string]any{"workflow": "support_triage", "business_key": "T-9", "input": ticket}, &run))
-	require.Equal(t, "queued", run.Status)
+	require.Equal(t, vocab.RunQueued, run.Status)
 	require.Equal(t, "reviewer@example.com", run.StartedBy)
 	var again store.Run
 	require.Equal(t, 200, agent.do("POST", "/runs", map[string]any{"workflow": "support_triage", "business_key": "T-9", "input": ticket}, &again))
@@ -117,13 +118,13 @@ func TestAPI(t *testing.T) {
 		require.Equal(t, 404, agent.do("GET", "/requests/00000000-0000-0000-0000-000000000000", nil, &e))
 	})
 
-	c.WaitRun(t, run.ID, store.RunWaitingHuman)
+	c.WaitRun(t, run.ID, vocab.RunWaitingHuman)
 	var got struct {
 		store.Run
 		Steps []store.Step `json:"steps"`
 	}
 	require.Equal(t, 200, agent.do("GET", "/runs/"+run.ID, nil, &got))
-	require.Equal(t, "waiting_human", got.Status)
+	require.Equal(t, vocab.RunWaitingHuman, got.Status)
 	require.Len(t, got.Steps, 4)
 	var list struct {
 		Runs []store.Run `json:"runs"`
@@ -180,15 +181,15 @@ func TestAPI(t *testing.T) {
 		}
 		require.Equal(t, 200, agent.do("GET", "/requests/"+req.ID, nil, &detail))
 		require.ElementsMatch(t, []string{"approver@example.com", "approver2@example.com"}, detail.Votes)
-		require.Equal(t, "approve", detail.Decision.Verdict)
-		c.WaitRun(t, run.ID, store.RunCompleted)
+		require.Equal(t, vocab.VerdictApprove, detail.Decision.Verdict)
+		c.WaitRun(t, run.ID, vocab.RunCompleted)
 	})
 
 	t.Run("SelfApprovalRefused", func(t *testing.T) {
 		var r store.Run
 		require.Equal(t, 201, agent.do("POST", "/runs", map[string]any{"workflow": "support_triage", "business_key": "T-self",
 			"input": demo.Ticket{ID: "T-self", Customer: "x@example.com", Subject: "How do I login?", Body: "password"}}, &r))
-		c.WaitRun(t, r.ID, store.RunWaitingHuman)
+		c.WaitRun(t, r.ID, vocab.RunWaitingHuman)
 		pending := c.PendingRequest(t, r.ID)
 		var e apiErr
 		require.Equal(t, 403, agent.do("POST", "/requests/"+pending.ID+"/decision", map[string]any{"verdict": "approve", "payload_hash": pending.PayloadHash}, &e))

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/vocab"
 )
 
 // writes counts what a batch decision may write (sign-ins and tokens made
@@ -103,7 +104,7 @@ func TestBatchDecisionRefusals(t *testing.T) {
 		require.Equal(t, 1, after.BatchDecisions)
 		require.Equal(t, 1, after.Decisions)
 		require.Zero(t, after.InBatch, "one approved, four left out")
-		c.WaitRun(t, runs[0].ID, store.RunCompleted)
+		c.WaitRun(t, runs[0].ID, vocab.RunCompleted)
 	})
 }
 

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -12,11 +11,12 @@ import (
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/templates"
+	"github.com/countersign/countersign/vocab"
 )
 
 // handleBatches handles the "GET /batches" route: batches ready for review.
 func (s *Server) handleBatches(c echo.Context) error {
-	batches, err := store.BatchList(c.Request().Context(), s.Pool, store.BatchReady, 100)
+	batches, err := store.BatchList(c.Request().Context(), s.Pool, string(vocab.BatchReady), 100)
 	if err != nil {
 		return err
 	}
@@ -45,8 +45,8 @@ func (s *Server) batchView(c echo.Context, id string) (templates.BatchView, erro
 		v.Items = append(v.Items, it)
 	}
 	// The buttons are offered to whoever the engine would let decide an item.
-	if b.Status != store.BatchOpen {
-		roles := []string{currentUser(c).Role}
+	if b.Status != vocab.BatchOpen {
+		roles := []vocab.Role{currentUser(c).Role}
 		for _, it := range v.Items {
 			if workflow.CanDecide(it.Request, roles) {
 				v.CanDecide = true
@@ -54,7 +54,7 @@ func (s *Server) batchView(c echo.Context, id string) (templates.BatchView, erro
 			}
 		}
 	}
-	if b.Status == store.BatchOpen {
+	if b.Status == vocab.BatchOpen {
 		v.Error = "This batch is still collecting items; it is ready when it fills up or its wait is over."
 	}
 	return v, nil
@@ -94,7 +94,7 @@ func (s *Server) handleBatchDecide(c echo.Context) error {
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, "the form could not be read")
 	}
-	p := workflow.BatchDecideParams{BatchID: c.Param("id"), Actor: workflow.Actor{Name: u.Email, Roles: []string{u.Role}},
+	p := workflow.BatchDecideParams{BatchID: c.Param("id"), Actor: workflow.Actor{Name: u.Email, Roles: []vocab.Role{u.Role}},
 		Action: form.Get("action"), Selected: form["selected"], Reason: form.Get("reason")}
 	for _, it := range form["item"] {
 		id, hash, ok := strings.Cut(it, ":")
@@ -152,8 +152,13 @@ func (s *Server) handleBatchProgress(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	status := http.StatusOK
-	if total > 0 && counts["completed"]+counts["failed"]+counts["rejected"]+counts["cancelled"]+counts["waiting_human"] == total {
+	status, settled := http.StatusOK, 0
+	for s, n := range counts {
+		if st := vocab.RunStatus(s); st.Final() || st == vocab.RunWaitingHuman {
+			settled += n
+		}
+	}
+	if total > 0 && settled == total {
 		// Every run has settled: status 286 tells htmx to stop polling.
 		status = 286
 	}
@@ -173,9 +178,9 @@ func (s *Server) handleAuto(c echo.Context) error {
 func (s *Server) handleAPIBatchList(c echo.Context) error {
 	status := c.QueryParam("status")
 	if status == "" {
-		status = store.BatchReady
+		status = string(vocab.BatchReady)
 	}
-	if !slices.Contains([]string{store.BatchOpen, store.BatchReady, store.BatchDecided}, status) {
+	if !vocab.BatchStatus(status).Valid() {
 		return echo.NewHTTPError(http.StatusBadRequest, "status must be open, ready or decided")
 	}
 	batches, err := store.BatchList(c.Request().Context(), s.Pool, status, 200)
@@ -216,10 +221,10 @@ func (s *Server) handleAPIBatchDecide(c echo.Context) error {
 		return err
 	}
 	// "approve" and "reject" act on exactly the items listed.
-	switch b.Verdict {
-	case workflow.Approve:
+	switch vocab.Verdict(b.Verdict) {
+	case vocab.VerdictApprove:
 		b.Verdict, b.Selected = workflow.ApproveSelected, nil
-	case workflow.Reject:
+	case vocab.VerdictReject:
 		b.Verdict = workflow.RejectAll
 	}
 	if err := checkItemIDs(b.Items, b.Selected); err != nil {
@@ -231,7 +236,7 @@ func (s *Server) handleAPIBatchDecide(c echo.Context) error {
 		}
 	}
 	res, err := s.Engine.DecideBatch(c.Request().Context(), workflow.BatchDecideParams{BatchID: c.Param("id"),
-		Actor: workflow.Actor{Name: u.Email, Roles: []string{u.Role}}, Action: b.Verdict, Items: b.Items,
+		Actor: workflow.Actor{Name: u.Email, Roles: []vocab.Role{u.Role}}, Action: b.Verdict, Items: b.Items,
 		Selected: b.Selected, Reason: b.Reason})
 	if err != nil {
 		return err

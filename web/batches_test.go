@@ -12,6 +12,7 @@ import (
 	"github.com/countersign/countersign/internal/policystore"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/vocab"
 )
 
 const smallBatches = `version: 1
@@ -33,13 +34,13 @@ func readyBatch(t *testing.T, c *console) (string, []*store.Run) {
 	for i := range 5 {
 		run, req := c.startRun(t, "support_triage", fmt.Sprint("B-", i), demo.Ticket{ID: fmt.Sprint(i), Customer: "a@example.com",
 			Subject: "Delivery time", Body: "when?"}, "api@example.com")
-		require.Equal(t, "batched", req.Tier)
+		require.Equal(t, vocab.TierBatched, req.Tier)
 		batchID = *req.BatchID
 		runs = append(runs, run)
 	}
 	b, err := store.BatchGet(context.Background(), c.Pool, batchID)
 	require.NoError(t, err)
-	require.Equal(t, store.BatchReady, b.Status)
+	require.Equal(t, vocab.BatchReady, b.Status)
 	return batchID, runs
 }
 
@@ -70,8 +71,8 @@ func TestBrowserBatch(t *testing.T) {
 
 	completed := 0
 	for _, r := range runs {
-		got := c.WaitRun(t, r.ID, store.RunCompleted, store.RunWaitingHuman)
-		if got.Status == store.RunCompleted {
+		got := c.WaitRun(t, r.ID, vocab.RunCompleted, vocab.RunWaitingHuman)
+		if got.Status == vocab.RunCompleted {
 			completed++
 		}
 	}
@@ -85,7 +86,7 @@ func TestBrowserBatch(t *testing.T) {
 	require.Contains(t, text(ctx, t, `[data-testid=note]`), "Left out of a batch by reviewer@example.com")
 	b, err := store.BatchGet(context.Background(), c.Pool, batchID)
 	require.NoError(t, err)
-	require.Equal(t, store.BatchDecided, b.Status)
+	require.Equal(t, vocab.BatchDecided, b.Status)
 }
 
 func TestBatchAPIAndPages(t *testing.T) {

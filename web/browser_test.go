@@ -20,6 +20,7 @@ import (
 	"github.com/countersign/countersign/internal/demo"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/vocab"
 )
 
 func TestBrowserApprove(t *testing.T) {
@@ -42,7 +43,7 @@ func TestBrowserApprove(t *testing.T) {
 	// The run finishes after the page loaded; its badge updates live.
 	waitText(ctx, t, `#run-status`, "completed")
 	screenshot(ctx, t, "approved")
-	require.Equal(t, store.RunCompleted, c.WaitRun(t, run.ID, store.RunCompleted).Status)
+	require.Equal(t, vocab.RunCompleted, c.WaitRun(t, run.ID, vocab.RunCompleted).Status)
 	require.Contains(t, text(ctx, t, `[data-testid=decided]`), "approve by reviewer@example.com")
 }
 
@@ -66,13 +67,13 @@ func TestBrowserRejectAndEdit(t *testing.T) {
 			chromedp.WaitVisible(`[data-testid=flash]`, chromedp.ByQuery)))
 		require.Contains(t, text(ctx, t, `[data-testid=flash]`), "Rejected")
 		require.Contains(t, text(ctx, t, `[data-testid=decision-panel]`), "Order is outside the refund window")
-		require.Equal(t, store.RunRejected, c.WaitRun(t, run.ID, store.RunRejected).Status)
+		require.Equal(t, vocab.RunRejected, c.WaitRun(t, run.ID, vocab.RunRejected).Status)
 	})
 
 	t.Run("EditAndApprove", func(t *testing.T) {
 		run, req := c.startRun(t, "lead_enrichment", "L-edit", demo.Lead{ID: "L-edit", Company: "Globex",
 			Email: "hank@globex.example", Employees: 900}, "api@example.com")
-		require.Equal(t, "explicit", req.Tier, "four fields: no batching rule matches")
+		require.Equal(t, vocab.TierExplicit, req.Tier, "four fields: no batching rule matches")
 		// Three fields: an edit that still failed the workflow's "no more than
 		// 3 fields" check would be asked about again, not applied.
 		edited := `{"fields": {"industry": "Manufacturing", "owner": "west-team", "segment": "enterprise"}}`
@@ -83,11 +84,11 @@ func TestBrowserRejectAndEdit(t *testing.T) {
 			clickOn(`[data-testid=edit-approve]`),
 			chromedp.WaitVisible(`[data-testid=flash]`, chromedp.ByQuery)))
 		require.Contains(t, text(ctx, t, `[data-testid=flash]`), "edits")
-		done := c.WaitRun(t, run.ID, store.RunCompleted)
+		done := c.WaitRun(t, run.ID, vocab.RunCompleted)
 		require.Contains(t, string(done.Output), "west-team", "the edited parameters were applied")
 		d, err := store.DecisionGetByRequest(t.Context(), c.Pool, req.ID)
 		require.NoError(t, err)
-		require.Equal(t, "edit", d.Verdict)
+		require.Equal(t, vocab.VerdictEdit, d.Verdict)
 		require.Contains(t, string(d.Diff), "fields")
 	})
 }
@@ -120,12 +121,12 @@ func TestBrowserKeyboard(t *testing.T) {
 	require.Contains(t, text(ctx, t, `[data-testid=flash]`), "Approved")
 	approved, err := store.RequestGet(t.Context(), c.Pool, selected)
 	require.NoError(t, err)
-	require.Equal(t, store.RequestApproved, approved.Status, "a approved the request Enter opened")
+	require.Equal(t, vocab.RequestApproved, approved.Status, "a approved the request Enter opened")
 	require.Equal(t, "reviewer@example.com", *approved.DecidedBy)
 	other := rows[1]
 	pending, err := store.RequestGet(t.Context(), c.Pool, other)
 	require.NoError(t, err)
-	require.Equal(t, store.RequestPending, pending.Status, "and nothing else")
+	require.Equal(t, vocab.RequestPending, pending.Status, "and nothing else")
 }
 
 // hostile is a workflow whose model output tries every trick.
@@ -142,7 +143,7 @@ func hostile(r *workflow.Registry, m *ai.Offline) {
 		if err != nil {
 			return "", err
 		}
-		return payload, workflow.Fail("hostile", payload+d.Verdict)
+		return payload, workflow.Fail("hostile", payload+string(d.Verdict))
 	})
 }
 
@@ -166,7 +167,7 @@ func TestBrowserHostileOutputIsInert(t *testing.T) {
 	require.Contains(t, text(ctx, t, `[data-testid=summary]`), `<script>window.__pwned="script"</script>`)
 	// Decide it, so the run's failure message (also model text) shows on the run page.
 	require.NoError(t, chromedp.Run(ctx, clickOn(`[data-testid=approve]`), chromedp.WaitVisible(`[data-testid=flash]`, chromedp.ByQuery)))
-	c.WaitRun(t, run.ID, store.RunFailed)
+	c.WaitRun(t, run.ID, vocab.RunFailed)
 	var pwned bool
 	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(c.Addr+"/runs/"+run.ID), chromedp.WaitVisible(`[data-testid=run-error]`, chromedp.ByQuery),
 		chromedp.Sleep(300*time.Millisecond), chromedp.Evaluate(`window.__pwned !== undefined`, &pwned)))
@@ -194,7 +195,7 @@ func TestBrowserCrossSitePostAndLogout(t *testing.T) {
 	waitText(ctx, t, "body", "403")
 	got, err := store.RequestGet(t.Context(), c.Pool, req.ID)
 	require.NoError(t, err)
-	require.Equal(t, store.RequestPending, got.Status, "the cross-site POST decided nothing")
+	require.Equal(t, vocab.RequestPending, got.Status, "the cross-site POST decided nothing")
 
 	// Logout ends the session: the console is behind the sign-in page again.
 	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(c.Addr+"/"), clickOn(`[data-testid=logout]`),

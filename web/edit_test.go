@@ -13,6 +13,7 @@ import (
 
 	"github.com/countersign/countersign/internal/demo"
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/vocab"
 )
 
 // TestEditOntoAStricterRule is the bypass the security review found: a
@@ -37,10 +38,10 @@ func TestEditOntoAStricterRule(t *testing.T) {
 		require.Zero(t, events, "no decision or vote event")
 		got, err := store.RequestGet(ctx, c.Pool, req.ID)
 		require.NoError(t, err)
-		require.Equal(t, store.RequestPending, got.Status)
+		require.Equal(t, vocab.RequestPending, got.Status)
 		r, err := store.RunGet(ctx, c.Pool, run.ID)
 		require.NoError(t, err)
-		require.Equal(t, store.RunWaitingHuman, r.Status)
+		require.Equal(t, vocab.RunWaitingHuman, r.Status)
 	}
 
 	t.Run("API", func(t *testing.T) {
@@ -78,6 +79,6 @@ func TestEditOntoAStricterRule(t *testing.T) {
 		require.Equal(t, "refund", d.Rule)
 		require.Equal(t, "refund", *d.EditedRule)
 		require.NotEqual(t, req.PayloadHash, *d.EditedPayloadHash)
-		c.WaitRun(t, run.ID, store.RunCompleted)
+		c.WaitRun(t, run.ID, vocab.RunCompleted)
 	})
 }

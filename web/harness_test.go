@@ -25,6 +25,7 @@ import (
 	"github.com/countersign/countersign/internal/testapp"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/policy"
+	"github.com/countersign/countersign/vocab"
 )
 
 const password = "correct-horse-battery"
@@ -63,7 +64,7 @@ func (c *console) startRun(t *testing.T, wf, key string, input any, by string) (
 	raw, _ := json.Marshal(input)
 	run, _, err := c.Engine.Start(context.Background(), workflow.StartParams{Workflow: wf, BusinessKey: key, Input: raw, StartedBy: by})
 	require.NoError(t, err)
-	run = c.WaitRun(t, run.ID, store.RunWaitingHuman)
+	run = c.WaitRun(t, run.ID, vocab.RunWaitingHuman)
 	return run, c.PendingRequest(t, run.ID)
 }
 

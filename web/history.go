@@ -11,6 +11,7 @@ import (
 	"github.com/countersign/countersign/internal/audit"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/templates"
+	"github.com/countersign/countersign/vocab"
 )
 
 const historyPage = 100
@@ -32,7 +33,7 @@ func auditFilter(c echo.Context) (store.AuditFilter, templates.HistoryFilter, st
 	}
 	// Failed sign-ins name what someone typed: admins only, on every view.
 	u := currentUser(c)
-	f.Redact = u == nil || u.Role != "admin"
+	f.Redact = u == nil || u.Role != vocab.RoleAdmin
 	q := url.Values{}
 	for _, k := range audit.FilterNames {
 		if v := c.QueryParam(k); v != "" {

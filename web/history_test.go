@@ -23,6 +23,7 @@ import (
 	"github.com/countersign/countersign/internal/audit"
 	"github.com/countersign/countersign/internal/demo"
 	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/vocab"
 )
 
 // decidedHistory starts runs and decides them several ways, so that the
@@ -35,10 +36,10 @@ func decidedHistory(t *testing.T, c *console) []string {
 		run, req := c.startRun(t, "support_triage", fmt.Sprintf("H-%d", i), demo.Ticket{ID: fmt.Sprint(i), Customer: "a@example.com",
 			Subject: "How do I login?", Body: "password"}, "api@example.com")
 		runIDs = append(runIDs, run.ID)
-		p := workflow.DecideParams{RequestID: req.ID, PayloadHash: req.PayloadHash, Verdict: workflow.Approve,
-			Actor: workflow.Actor{Name: "reviewer@example.com", Roles: []string{"reviewer"}}}
+		p := workflow.DecideParams{RequestID: req.ID, PayloadHash: req.PayloadHash, Verdict: vocab.VerdictApprove,
+			Actor: workflow.Actor{Name: "reviewer@example.com", Roles: []vocab.Role{"reviewer"}}}
 		if i%3 == 0 {
-			p.Verdict, p.Reason = workflow.Reject, "not now"
+			p.Verdict, p.Reason = vocab.VerdictReject, "not now"
 		}
 		_, err := c.Engine.Decide(ctx, p)
 		require.NoError(t, err)

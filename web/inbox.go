@@ -10,6 +10,7 @@ import (
 
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/templates"
+	"github.com/countersign/countersign/vocab"
 )
 
 const inboxPage = 50
@@ -19,7 +20,7 @@ func (s *Server) inboxQuery(c echo.Context) (store.InboxParams, templates.InboxF
 	f := templates.InboxFilter{Workflow: c.QueryParam("workflow"), Rule: c.QueryParam("rule"),
 		Tier: c.QueryParam("tier"), Age: c.QueryParam("age")}
 	p := store.InboxParams{Workflow: f.Workflow, Rule: f.Rule, Tier: f.Tier, Limit: inboxPage, Now: time.Now()}
-	if f.Tier != "" && f.Tier != "explicit" && f.Tier != "batched" {
+	if f.Tier != "" && !slices.Contains(templates.InboxTiers, vocab.Tier(f.Tier)) {
 		return p, f, "", echo.NewHTTPError(http.StatusBadRequest, "tier must be explicit or batched")
 	}
 	if f.Age != "" {

@@ -18,6 +18,7 @@ import (
 	"github.com/countersign/countersign/internal/demo"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testapp"
+	"github.com/countersign/countersign/vocab"
 	"github.com/countersign/countersign/web"
 )
 
@@ -34,7 +35,7 @@ func TestPages(t *testing.T) {
 		ids = append(ids, run.ID)
 	}
 	_, batched := c.startRun(t, "support_triage", "T-b", demo.Ticket{ID: "b", Customer: "a@example.com", Subject: "Delivery time", Body: "when?"}, "api@example.com")
-	require.Equal(t, "batched", batched.Tier)
+	require.Equal(t, vocab.TierBatched, batched.Tier)
 
 	t.Run("InboxPagesWithoutDuplicates", func(t *testing.T) {
 		doc, status := c.get(t, reviewer, "/")
@@ -149,7 +150,7 @@ func TestPages(t *testing.T) {
 		require.Equal(t, http.StatusForbidden, resp.StatusCode, "a browser's cross-site POST, even with a token")
 		got, err := store.RequestGet(context.Background(), c.Pool, req.ID)
 		require.NoError(t, err)
-		require.Equal(t, store.RequestPending, got.Status)
+		require.Equal(t, vocab.RequestPending, got.Status)
 	})
 
 	t.Run("SecurityHeaders", func(t *testing.T) {

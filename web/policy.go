@@ -12,6 +12,7 @@ import (
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/policy"
 	"github.com/countersign/countersign/templates"
+	"github.com/countersign/countersign/vocab"
 )
 
 // maxSimulations bounds the simulations this process runs at once: each
@@ -26,7 +27,7 @@ var simulations = make(chan struct{}, maxSimulations)
 // canSimulate reports whether role may simulate a candidate policy: a
 // simulation costs CPU and shows what a policy would let through, so it is
 // for those who decide the stricter requests and for admins.
-func canSimulate(role string) bool { return role == "approver" || role == "admin" }
+func canSimulate(role vocab.Role) bool { return role == vocab.RoleApprover || role == vocab.RoleAdmin }
 
 // policyView loads the active policy and the versions.
 func (s *Server) policyView(c echo.Context) (templates.PolicyView, error) {
@@ -121,7 +122,7 @@ func (s *Server) handlePolicySimulate(c echo.Context) error {
 // handlePolicyApply handles the "POST /policy/apply" route (admins).
 func (s *Server) handlePolicyApply(c echo.Context) error {
 	u := currentUser(c)
-	if u.Role != "admin" {
+	if u.Role != vocab.RoleAdmin {
 		return echo.NewHTTPError(http.StatusForbidden, "only admins may activate a policy")
 	}
 	v, err := s.policyView(c)

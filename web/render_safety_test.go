@@ -13,8 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/countersign/countersign/internal/ai"
-	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/vocab"
 )
 
 // spoofInput is what the spoof workflow proposes, and the message it fails
@@ -32,7 +32,7 @@ func spoofing(r *workflow.Registry, _ *ai.Offline) {
 		if err != nil {
 			return "", err
 		}
-		return "", workflow.Fail("spoof", in.Fail+" "+d.Verdict)
+		return "", workflow.Fail("spoof", in.Fail+" "+string(d.Verdict))
 	})
 }
 
@@ -126,9 +126,9 @@ func TestRenderSafety(t *testing.T) {
 		}
 	}
 	run, req := c.startRun(t, "spoof", "s-1", spoofInput{Action: proposal("email.send"), Fail: "refused \u202Etxt"}, "api@example.com")
-	require.Equal(t, "explicit", req.Tier)
+	require.Equal(t, vocab.TierExplicit, req.Tier)
 	_, item := c.startRun(t, "spoof", "s-2", spoofInput{Action: proposal("ticket.update"), Fail: "x"}, "api@example.com")
-	require.Equal(t, "batched", item.Tier)
+	require.Equal(t, vocab.TierBatched, item.Tier)
 	require.NotNil(t, item.BatchID)
 
 	t.Run("Review", func(t *testing.T) {
@@ -207,7 +207,7 @@ func TestRenderSafety(t *testing.T) {
 	// the history show that and the request.
 	resp, _ := c.post(t, reviewer, "/requests/"+req.ID, "/requests/"+req.ID+"/decision", url.Values{"verdict": {"approve"}, "payload_hash": {req.PayloadHash}})
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
-	c.WaitRun(t, run.ID, store.RunFailed)
+	c.WaitRun(t, run.ID, vocab.RunFailed)
 
 	t.Run("Run", func(t *testing.T) {
 		page := "/runs/" + run.ID
@@ -236,7 +236,7 @@ func TestRenderSafety(t *testing.T) {
 		started, _, err := c.Engine.Start(t.Context(), workflow.StartParams{Workflow: "spoof", BusinessKey: "s-3",
 			Input: mustJSON(t, spoofInput{Action: a, Fail: "x"}), StartedBy: "api@example.com"})
 		require.NoError(t, err)
-		c.WaitRun(t, started.ID, store.RunFailed)
+		c.WaitRun(t, started.ID, vocab.RunFailed)
 		doc, status := c.get(t, reviewer, "/auto")
 		require.Equal(t, http.StatusOK, status)
 		requireSafe(t, "/auto", doc)

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/templates"
+	"github.com/countersign/countersign/vocab"
 )
 
 // reviewView loads everything the review page shows.
@@ -43,10 +43,10 @@ func (s *Server) reviewView(c echo.Context, id string) (templates.ReviewView, er
 	}
 	u := currentUser(c)
 	switch {
-	case u.Role == "viewer":
+	case !u.Role.CanDecide():
 		v.WhyNot = "Viewers can read requests but not decide them."
-	case !workflow.CanDecide(req, []string{u.Role}):
-		v.WhyNot = "This request needs one of the roles " + strings.Join(workflow.AllowedRoles(req), ", ") + "."
+	case !workflow.CanDecide(req, []vocab.Role{u.Role}):
+		v.WhyNot = "This request needs one of the roles " + vocab.Join(workflow.AllowedRoles(req), ", ") + "."
 	default:
 		v.CanDecide = true
 	}
@@ -65,11 +65,11 @@ func (s *Server) handleReview(c echo.Context) error {
 }
 
 var flashes = map[string]string{
-	"approve":         "Approved. The run has resumed.",
-	"edit":            "Approved with your edits. The run has resumed.",
-	"reject":          "Rejected. The run has ended.",
-	"request_changes": "Changes requested. The run will propose again.",
-	"vote":            "Your approval is recorded; the rule needs more approvers.",
+	string(vocab.VerdictApprove):        "Approved. The run has resumed.",
+	string(vocab.VerdictEdit):           "Approved with your edits. The run has resumed.",
+	string(vocab.VerdictReject):         "Rejected. The run has ended.",
+	string(vocab.VerdictRequestChanges): "Changes requested. The run will propose again.",
+	"vote":                              "Your approval is recorded; the rule needs more approvers.",
 }
 
 // handleDecide handles the "POST /requests/:id/decision" route. A refused
@@ -77,12 +77,12 @@ var flashes = map[string]string{
 func (s *Server) handleDecide(c echo.Context) error {
 	id := c.Param("id")
 	u := currentUser(c)
-	form := templates.DecisionForm{Verdict: c.FormValue("verdict"), Reason: c.FormValue("reason"),
+	form := templates.DecisionForm{Verdict: vocab.Verdict(c.FormValue("verdict")), Reason: c.FormValue("reason"),
 		Comment: c.FormValue("comment"), EditedParams: c.FormValue("edited_params")}
-	p := workflow.DecideParams{RequestID: id, Actor: workflow.Actor{Name: u.Email, Roles: []string{u.Role}},
+	p := workflow.DecideParams{RequestID: id, Actor: workflow.Actor{Name: u.Email, Roles: []vocab.Role{u.Role}},
 		Verdict: form.Verdict, Reason: form.Reason, Comment: form.Comment, PayloadHash: c.FormValue("payload_hash")}
 	var err error
-	if form.Verdict == workflow.Edit {
+	if form.Verdict == vocab.VerdictEdit {
 		if err = json.Unmarshal([]byte(form.EditedParams), &p.EditedParams); err != nil || p.EditedParams == nil {
 			err = fmt.Errorf("%w: the edited parameters are not a JSON object", workflow.ErrInvalidInput)
 		}
@@ -107,7 +107,7 @@ func (s *Server) handleDecide(c echo.Context) error {
 		v.Form = form
 		return render(c, status, templates.Review(s.page(c, v.Request.Summary, "inbox"), v))
 	}
-	done := form.Verdict
+	done := string(form.Verdict)
 	if res.Decision == nil {
 		done = "vote"
 	}

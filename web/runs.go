@@ -12,6 +12,7 @@ import (
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/templates"
+	"github.com/countersign/countersign/vocab"
 )
 
 type runCursor struct {
@@ -25,7 +26,7 @@ const runsPage = 50
 func runListParams(c echo.Context, limit int) (store.RunListParams, error) {
 	p := store.RunListParams{Status: c.QueryParam("status"), Workflow: c.QueryParam("workflow"),
 		BusinessKey: c.QueryParam("key"), Limit: limit}
-	if p.Status != "" && !slices.Contains(workflow.Statuses, p.Status) {
+	if p.Status != "" && !vocab.RunStatus(p.Status).Valid() {
 		return p, echo.NewHTTPError(http.StatusBadRequest, "unknown status "+p.Status)
 	}
 	if after := c.QueryParam("after"); after != "" {
@@ -58,7 +59,7 @@ func (s *Server) handleRuns(c echo.Context) error {
 		}
 	}
 	v := templates.RunsView{Runs: runs, Status: p.Status, Workflow: p.Workflow, Key: p.BusinessKey,
-		Statuses: workflow.Statuses, Workflows: s.Engine.Registry().Names(), Query: q.Encode()}
+		Statuses: vocab.RunStatuses(), Workflows: s.Engine.Registry().Names(), Query: q.Encode()}
 	if len(runs) == runsPage {
 		last := runs[len(runs)-1]
 		v.Next = encodeCursor(runCursor{last.CreatedAt, last.ID})
@@ -73,7 +74,7 @@ func (s *Server) handleRun(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v := templates.RunView{Run: run, CanCancel: currentUser(c).Role == "admin" && !workflow.IsFinal(run.Status)}
+	v := templates.RunView{Run: run, CanCancel: currentUser(c).Role == vocab.RoleAdmin && !run.Status.Final()}
 	if v.Steps, err = store.StepList(ctx, s.Pool, run.ID); err != nil {
 		return err
 	}
@@ -104,7 +105,7 @@ func (s *Server) handleRunStatus(c echo.Context) error {
 // handleRunCancel handles the "POST /runs/:id/cancel" route (admins).
 func (s *Server) handleRunCancel(c echo.Context) error {
 	u := currentUser(c)
-	if u.Role != "admin" {
+	if u.Role != vocab.RoleAdmin {
 		return echo.NewHTTPError(http.StatusForbidden, "only admins may cancel runs")
 	}
 	id := c.Param("id")

@@ -12,12 +12,13 @@ import (
 	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/templates"
+	"github.com/countersign/countersign/vocab"
 )
 
 // requireAdmin lets admins through; other signed-in users get 403.
 func requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if u := currentUser(c); u == nil || u.Role != "admin" {
+		if u := currentUser(c); u == nil || u.Role != vocab.RoleAdmin {
 			return echo.NewHTTPError(http.StatusForbidden, "only admins may manage API tokens")
 		}
 		return next(c)

@@ -19,6 +19,7 @@ import (
 	"github.com/countersign/countersign/internal/demo"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testapp"
+	"github.com/countersign/countersign/vocab"
 	"github.com/countersign/countersign/web"
 )
 
@@ -128,7 +129,7 @@ func TestAPITokenScopes(t *testing.T) {
 		require.Contains(t, e.Error.Message, "decide")
 		got, err := store.RequestGet(context.Background(), c.Pool, req.ID)
 		require.NoError(t, err)
-		require.Equal(t, store.RequestPending, got.Status, "nothing was decided")
+		require.Equal(t, vocab.RequestPending, got.Status, "nothing was decided")
 	})
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/countersign/countersign/internal/policystore"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/policy"
+	"github.com/countersign/countersign/vocab"
 )
 
 func cmdDemo(e *env, args []string) error {
@@ -76,12 +77,15 @@ func seedPolicy(e *env, cfg config.Config) error {
 const DemoPassword = "countersign-demo"
 
 // demoUsers are created by `countersign demo` when missing.
-var demoUsers = []struct{ email, name, role string }{
-	{"admin@example.com", "Ada Admin", "admin"},
-	{"approver@example.com", "Alan Approver", "approver"},
-	{"approver2@example.com", "Grace Approver", "approver"},
-	{"reviewer@example.com", "Rita Reviewer", "reviewer"},
-	{"viewer@example.com", "Victor Viewer", "viewer"},
+var demoUsers = []struct {
+	email, name string
+	role        vocab.Role
+}{
+	{"admin@example.com", "Ada Admin", vocab.RoleAdmin},
+	{"approver@example.com", "Alan Approver", vocab.RoleApprover},
+	{"approver2@example.com", "Grace Approver", vocab.RoleApprover},
+	{"reviewer@example.com", "Rita Reviewer", vocab.RoleReviewer},
+	{"viewer@example.com", "Victor Viewer", vocab.RoleViewer},
 }
 
 func seedUsers(e *env, cfg config.Config) error {
@@ -91,7 +95,7 @@ func seedUsers(e *env, cfg config.Config) error {
 	}
 	defer pool.Close()
 	for _, u := range demoUsers {
-		_, err := account.Create(e.ctx, pool, u.email, u.name, u.role, DemoPassword, "demo")
+		_, err := account.Create(e.ctx, pool, u.email, u.name, string(u.role), DemoPassword, "demo")
 		if err != nil && !errors.Is(err, account.ErrExists) {
 			return fmt.Errorf("demo user %s: %w", u.email, err)
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/countersign/countersign/internal/app"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/vocab"
 )
 
 func cmdRun(e *env, args []string) error {
@@ -139,8 +140,8 @@ func cmdRunList(e *env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *status != "" && !validStatus(*status) {
-		return usagef("unknown status %q (want one of %v)", *status, workflow.Statuses)
+	if *status != "" && !vocab.RunStatus(*status).Valid() {
+		return usagef("unknown status %q (want one of %v)", *status, vocab.RunStatuses())
 	}
 	if *limit < 1 || *limit > 500 {
 		return usagef("--limit must be between 1 and 500")
@@ -170,15 +171,6 @@ func cmdRunList(e *env, args []string) error {
 			r.CurrentStep, r.Attempt, r.CreatedAt.Format("2006-01-02 15:04:05"))
 	}
 	return tw.Flush()
-}
-
-func validStatus(s string) bool {
-	for _, v := range workflow.Statuses {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 func cmdRunCancel(e *env, args []string) error {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,7 +18,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/countersign/countersign/internal/store"
-	"github.com/countersign/countersign/policy"
+	"github.com/countersign/countersign/vocab"
 )
 
 var (
@@ -67,8 +66,8 @@ func Create(ctx context.Context, pool *pgxpool.Pool, email, name, role, password
 	if name == "" {
 		return nil, fmt.Errorf("%w: a name is required", ErrInvalid)
 	}
-	if !slices.Contains(policy.Roles, role) {
-		return nil, fmt.Errorf("%w: role must be one of %s", ErrInvalid, strings.Join(policy.Roles, ", "))
+	if err := checkRole(role); err != nil {
+		return nil, err
 	}
 	if len(password) < MinPassword {
 		return nil, fmt.Errorf("%w: the password must have at least %d characters", ErrInvalid, MinPassword)
@@ -230,8 +229,8 @@ func audit(ctx context.Context, pool *pgxpool.Pool, actor, kind, subjectType, su
 // SetRole changes a user's role and ends their sessions, so that the new
 // rights apply from their next sign-in.
 func SetRole(ctx context.Context, pool *pgxpool.Pool, email, role, by string) error {
-	if !slices.Contains(policy.Roles, role) {
-		return fmt.Errorf("%w: role must be one of %s", ErrInvalid, strings.Join(policy.Roles, ", "))
+	if err := checkRole(role); err != nil {
+		return err
 	}
 	return store.WithTx(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
 		u, err := store.UserGetByEmail(ctx, tx, email)
@@ -245,4 +244,12 @@ func SetRole(ctx context.Context, pool *pgxpool.Pool, email, role, by string) er
 			map[string]any{"email": u.Email, "from": u.Role, "to": role})
 		return err
 	})
+}
+
+// checkRole returns ErrInvalid, listing the roles, unless role is one of them.
+func checkRole(role string) error {
+	if !vocab.Role(role).Valid() {
+		return fmt.Errorf("%w: role must be one of %s", ErrInvalid, vocab.Join(vocab.Roles(), ", "))
+	}
+	return nil
 }

@@ -2,12 +2,12 @@ package audit
 
 import (
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/vocab"
 )
 
 // FilterNames are the names of the history filters, as query parameters and
@@ -20,10 +20,10 @@ var FilterNames = []string{"actor", "kind", "verdict", "workflow", "rule", "tier
 func ParseFilter(get func(name string) string) (store.AuditFilter, error) {
 	f := store.AuditFilter{Actor: get("actor"), Kind: get("kind"), Verdict: get("verdict"), Workflow: get("workflow"),
 		Rule: get("rule"), Tier: get("tier"), RunID: get("run")}
-	if f.Verdict != "" && !slices.Contains([]string{"approve", "reject", "edit", "request_changes"}, f.Verdict) {
+	if f.Verdict != "" && !vocab.Verdict(f.Verdict).Valid() {
 		return f, fmt.Errorf("verdict must be approve, reject, edit or request_changes")
 	}
-	if f.Tier != "" && !slices.Contains([]string{"auto", "batched", "explicit"}, f.Tier) {
+	if f.Tier != "" && !vocab.Tier(f.Tier).Valid() {
 		return f, fmt.Errorf("tier must be auto, batched or explicit")
 	}
 	if f.RunID != "" {

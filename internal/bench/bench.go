@@ -26,6 +26,7 @@ import (
 	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/vocab"
 )
 
 // Options size the benchmark.
@@ -291,8 +292,8 @@ func resumeLatency(ctx context.Context, pool *pgxpool.Pool, dbURL string, o Opti
 		if err != nil || len(reqs) != 1 {
 			return fmt.Errorf("run %s: requests %v: %w", id, len(reqs), err)
 		}
-		if _, err := a.Engine.Decide(ctx, workflow.DecideParams{RequestID: reqs[0].ID, Verdict: workflow.Approve,
-			PayloadHash: reqs[0].PayloadHash, Actor: workflow.Actor{Name: "bench-reviewer", Roles: []string{"reviewer"}}}); err != nil {
+		if _, err := a.Engine.Decide(ctx, workflow.DecideParams{RequestID: reqs[0].ID, Verdict: vocab.VerdictApprove,
+			PayloadHash: reqs[0].PayloadHash, Actor: workflow.Actor{Name: "bench-reviewer", Roles: []vocab.Role{vocab.RoleReviewer}}}); err != nil {
 			return err
 		}
 		committed[id] = time.Now()

@@ -19,6 +19,7 @@ import (
 	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/vocab"
 )
 
 // RecoveryOptions size the crash-recovery benchmark.
@@ -187,12 +188,12 @@ func Recovery(ctx context.Context, pool *pgxpool.Pool, dbURL string, o RecoveryO
 				if err != nil {
 					return 0, err
 				}
-				if run.Status == store.RunCompleted {
+				if run.Status == vocab.RunCompleted {
 					delete(left, id)
 					if first != nil && *first == 0 {
 						*first = time.Since(from)
 					}
-				} else if workflow.IsFinal(run.Status) {
+				} else if run.Status.Final() {
 					return 0, fmt.Errorf("run %s ended %s", id, run.Status)
 				}
 			}

@@ -16,6 +16,7 @@ import (
 	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/vocab"
 )
 
 // Register adds the three demo workflows to r and their generators to model.
@@ -54,7 +55,7 @@ type Proposal struct {
 // Result is a demo run's output.
 type Result struct {
 	Action    string         `json:"action"`
-	Verdict   string         `json:"verdict"`
+	Verdict   vocab.Verdict  `json:"verdict"`
 	Params    map[string]any `json:"params"`
 	OutboxID  int64          `json:"outbox_id"`
 	Summary   string         `json:"summary"`
@@ -128,7 +129,7 @@ func pipeline[C any](ctx context.Context, task string, collect func() C, checks 
 func review(ctx context.Context, action workflow.Action, check func(params map[string]any) []workflow.Check) (workflow.Decision, error) {
 	for {
 		d, err := workflow.RequestApproval(ctx, action)
-		if err != nil || d.Verdict != workflow.Edit {
+		if err != nil || d.Verdict != vocab.VerdictEdit {
 			return d, err
 		}
 		again, err := workflow.Step(ctx, "run_checks_on_edit", func(context.Context) ([]workflow.Check, error) {

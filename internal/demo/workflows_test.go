@@ -11,13 +11,14 @@ import (
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testapp"
 	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/vocab"
 )
 
 func TestEditedActionIsCheckedAgain(t *testing.T) {
 	t.Parallel()
 	b := testapp.Start(t, testapp.Options{})
 	ctx := context.Background()
-	reviewer := workflow.Actor{Name: "rev@example.com", Roles: []string{"reviewer"}}
+	reviewer := workflow.Actor{Name: "rev@example.com", Roles: []vocab.Role{"reviewer"}}
 
 	// refund starts a refund ticket for an order of 120 and edits the
 	// proposed refund (120, which passes its checks) to amount.
@@ -26,7 +27,7 @@ func TestEditedActionIsCheckedAgain(t *testing.T) {
 		raw, _ := json.Marshal(demo.Ticket{ID: key, Customer: "ada@example.com", Subject: "Refund please", Body: "broken", OrderTotal: 120})
 		run, _, err := b.Engine.Start(ctx, workflow.StartParams{Workflow: "support_triage", BusinessKey: key, Input: raw, StartedBy: "agent"})
 		require.NoError(t, err)
-		b.WaitRun(t, run.ID, store.RunWaitingHuman)
+		b.WaitRun(t, run.ID, vocab.RunWaitingHuman)
 		req := b.PendingRequest(t, run.ID)
 		var action workflow.Action
 		require.NoError(t, json.Unmarshal(req.Action, &action))
@@ -39,11 +40,11 @@ func TestEditedActionIsCheckedAgain(t *testing.T) {
 			edited[k] = v
 		}
 		edited["amount"] = amount
-		_, err = b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: reviewer, Verdict: workflow.Edit,
+		_, err = b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: reviewer, Verdict: vocab.VerdictEdit,
 			PayloadHash: req.PayloadHash, EditedParams: edited})
 		require.NoError(t, err)
 		// Decide left the run queued: the next wait is the one after the edit.
-		return b.WaitRun(t, run.ID, store.RunCompleted, store.RunFailed, store.RunWaitingHuman)
+		return b.WaitRun(t, run.ID, vocab.RunCompleted, vocab.RunFailed, vocab.RunWaitingHuman)
 	}
 	outbox := func(t *testing.T, runID string) []json.RawMessage {
 		t.Helper()
@@ -62,7 +63,7 @@ func TestEditedActionIsCheckedAgain(t *testing.T) {
 
 	t.Run("FailingEditIsReviewedAgain", func(t *testing.T) {
 		run := refund(t, "T-over", 400)
-		require.Equal(t, store.RunWaitingHuman, run.Status, "error: %v", run.ErrorMessage)
+		require.Equal(t, vocab.RunWaitingHuman, run.Status, "error: %v", run.ErrorMessage)
 		require.Empty(t, outbox(t, run.ID), "nothing was applied")
 		steps, err := store.StepList(ctx, b.Pool, run.ID)
 		require.NoError(t, err)
@@ -88,15 +89,15 @@ func TestEditedActionIsCheckedAgain(t *testing.T) {
 			"the reviewer sees the checks of the edited action")
 
 		// Whoever approves it now has seen what fails.
-		_, err = b.Engine.Decide(ctx, workflow.DecideParams{RequestID: again.ID, Actor: reviewer, Verdict: workflow.Reject,
+		_, err = b.Engine.Decide(ctx, workflow.DecideParams{RequestID: again.ID, Actor: reviewer, Verdict: vocab.VerdictReject,
 			Reason: "over the order total", PayloadHash: again.PayloadHash})
 		require.NoError(t, err)
-		done := b.WaitRun(t, run.ID, store.RunRejected)
+		done := b.WaitRun(t, run.ID, vocab.RunRejected)
 		require.Empty(t, outbox(t, done.ID))
 	})
 	t.Run("PassingEditIsApplied", func(t *testing.T) {
 		run := refund(t, "T-under", 60)
-		require.Equal(t, store.RunCompleted, run.Status, "error: %v", run.ErrorMessage)
+		require.Equal(t, vocab.RunCompleted, run.Status, "error: %v", run.ErrorMessage)
 		payloads := outbox(t, run.ID)
 		require.Len(t, payloads, 1)
 		var applied map[string]any

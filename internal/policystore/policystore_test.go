@@ -17,6 +17,7 @@ import (
 	"github.com/countersign/countersign/internal/testapp"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/policy"
+	"github.com/countersign/countersign/vocab"
 )
 
 const strict = "version: 1\nrules:\n  - name: all-explicit\n    when: 'true'\n    tier: explicit\n"
@@ -74,7 +75,7 @@ func TestDemoWorkflowsAndSimulation(t *testing.T) {
 	}, 5*time.Second, 10*time.Millisecond)
 
 	// Nine demo runs cover every workflow and every tier of the example policy.
-	tiers := map[string]int{}
+	tiers := map[vocab.Tier]int{}
 	var ids []string
 	for n := range 9 {
 		wf, key, input := demo.Input(n, "t-")
@@ -83,7 +84,7 @@ func TestDemoWorkflowsAndSimulation(t *testing.T) {
 		ids = append(ids, run.ID)
 	}
 	for _, id := range ids {
-		run := b.WaitRun(t, id, store.RunWaitingHuman, store.RunCompleted)
+		run := b.WaitRun(t, id, vocab.RunWaitingHuman, vocab.RunCompleted)
 		reqs, err := store.RequestListByRun(ctx, b.Pool, id)
 		require.NoError(t, err)
 		require.Len(t, reqs, 1)
@@ -92,17 +93,17 @@ func TestDemoWorkflowsAndSimulation(t *testing.T) {
 		require.Equal(t, 1, req.PolicyVersion, "the request records the policy version")
 		require.NotEmpty(t, req.Rule)
 		require.NotEmpty(t, req.Reason)
-		if run.Status == store.RunWaitingHuman {
-			actor := workflow.Actor{Name: "boss@example.com", Roles: []string{"admin"}}
-			res, err := b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: actor, Verdict: workflow.Approve, PayloadHash: req.PayloadHash})
+		if run.Status == vocab.RunWaitingHuman {
+			actor := workflow.Actor{Name: "boss@example.com", Roles: []vocab.Role{"admin"}}
+			res, err := b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: actor, Verdict: vocab.VerdictApprove, PayloadHash: req.PayloadHash})
 			require.NoError(t, err)
 			if res.Decision == nil { // a two-approver rule
-				_, err = b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: workflow.Actor{Name: "boss2@example.com", Roles: []string{"admin"}},
-					Verdict: workflow.Approve, PayloadHash: req.PayloadHash})
+				_, err = b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: workflow.Actor{Name: "boss2@example.com", Roles: []vocab.Role{"admin"}},
+					Verdict: vocab.VerdictApprove, PayloadHash: req.PayloadHash})
 				require.NoError(t, err)
 			}
 		}
-		done := b.WaitRun(t, id, store.RunCompleted)
+		done := b.WaitRun(t, id, vocab.RunCompleted)
 		var out demo.Result
 		require.NoError(t, json.Unmarshal(done.Output, &out))
 		require.NotEmpty(t, out.Summary)
@@ -156,5 +157,5 @@ func TestActiveThatNoLongerLoadsIsFailSafe(t *testing.T) {
 	require.Empty(t, p.Rules, "no rule of the broken version applies")
 	d, err := policy.Evaluate(p, policy.Input{Action: policy.Action{Kind: "anything"}})
 	require.NoError(t, err)
-	require.Equal(t, policy.Explicit, d.Tier)
+	require.Equal(t, vocab.TierExplicit, d.Tier)
 }

@@ -8,27 +8,28 @@ import (
 
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/policy"
+	"github.com/countersign/countersign/vocab"
 )
 
 // Move is one request that a candidate policy would put in another tier.
 type Move struct {
-	RequestID string `json:"request_id"`
-	Summary   string `json:"summary"`
-	Workflow  string `json:"workflow"`
-	From      string `json:"from"`
-	To        string `json:"to"`
-	FromRule  string `json:"from_rule"`
-	ToRule    string `json:"to_rule"`
-	Verdict   string `json:"verdict,omitempty"`
+	RequestID string        `json:"request_id"`
+	Summary   string        `json:"summary"`
+	Workflow  string        `json:"workflow"`
+	From      vocab.Tier    `json:"from"`
+	To        vocab.Tier    `json:"to"`
+	FromRule  string        `json:"from_rule"`
+	ToRule    string        `json:"to_rule"`
+	Verdict   vocab.Verdict `json:"verdict,omitempty"`
 }
 
 // TierCount is how many requests the recorded and candidate policies put in a tier.
 type TierCount struct {
-	Tier      string `json:"tier"`
-	Recorded  int    `json:"recorded"`
-	Candidate int    `json:"candidate"`
-	MovedIn   int    `json:"moved_in"`
-	MovedOut  int    `json:"moved_out"`
+	Tier      vocab.Tier `json:"tier"`
+	Recorded  int        `json:"recorded"`
+	Candidate int        `json:"candidate"`
+	MovedIn   int        `json:"moved_in"`
+	MovedOut  int        `json:"moved_out"`
 	// LoosenedRejected counts requests moved into this tier from a stricter
 	// one that humans had rejected: what the change would have let through.
 	LoosenedRejected int `json:"loosened_rejected"`
@@ -58,10 +59,10 @@ const maxExamples = 5
 // guessed would report numbers that are not what the candidate does.
 func Simulate(ctx context.Context, db store.DBTX, candidate *policy.Policy, since time.Time) (*Simulation, error) {
 	sim := &Simulation{Since: since}
-	counts := map[string]*TierCount{}
-	for _, t := range []policy.Tier{policy.Explicit, policy.Batched, policy.Auto} {
-		tc := &TierCount{Tier: string(t)}
-		counts[string(t)] = tc
+	counts := map[vocab.Tier]*TierCount{}
+	for _, t := range []vocab.Tier{vocab.TierExplicit, vocab.TierBatched, vocab.TierAuto} {
+		tc := &TierCount{Tier: t}
+		counts[t] = tc
 		sim.Tiers = append(sim.Tiers, *tc)
 	}
 	perMove := map[string]int{}
@@ -88,20 +89,20 @@ func Simulate(ctx context.Context, db store.DBTX, candidate *policy.Policy, sinc
 			return fmt.Errorf("request %s: %w", r.ID, err)
 		}
 		sim.Requests++
-		from, to := counts[r.Tier], counts[string(d.Tier)]
+		from, to := counts[r.Tier], counts[d.Tier]
 		from.Recorded++
 		to.Candidate++
-		if r.Tier == string(d.Tier) {
+		if r.Tier == d.Tier {
 			return nil
 		}
 		sim.Moved++
 		from.MovedOut++
 		to.MovedIn++
-		m := Move{RequestID: r.ID, Summary: r.Summary, Workflow: r.Workflow, From: r.Tier, To: string(d.Tier),
+		m := Move{RequestID: r.ID, Summary: r.Summary, Workflow: r.Workflow, From: r.Tier, To: d.Tier,
 			FromRule: r.Rule, ToRule: d.Rule, Verdict: row.Verdict}
-		if d.Tier.Rank() > policy.Tier(r.Tier).Rank() {
+		if r.Tier.StricterThan(d.Tier) {
 			sim.Loosened++
-			if row.Verdict == "reject" {
+			if row.Verdict == vocab.VerdictReject {
 				sim.RiskyLoosened++
 				to.LoosenedRejected++
 				if len(risky) < maxExamples {
@@ -110,7 +111,7 @@ func Simulate(ctx context.Context, db store.DBTX, candidate *policy.Policy, sinc
 				return nil
 			}
 		}
-		key := m.From + ">" + m.To
+		key := string(m.From + ">" + m.To)
 		if perMove[key] < maxExamples {
 			perMove[key]++
 			sim.Examples = append(sim.Examples, m)

@@ -11,10 +11,10 @@ import (
 
 	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/policystore"
-	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testapp"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/policy"
+	"github.com/countersign/countersign/vocab"
 )
 
 // padded registers a workflow whose one action carries a list of n items, so
@@ -26,7 +26,7 @@ func padded(r *workflow.Registry, _ *ai.Offline) {
 			items[i] = "hay"
 		}
 		d, err := workflow.RequestApproval(ctx, workflow.Action{Kind: "scan", Summary: "padded", Params: map[string]any{"items": items}})
-		return d.Verdict, err
+		return string(d.Verdict), err
 	})
 }
 
@@ -37,7 +37,7 @@ func startPadded(t *testing.T, b *testapp.Bundle, sizes ...int) {
 		run, _, err := b.Engine.Start(context.Background(), workflow.StartParams{Workflow: "padded",
 			BusinessKey: fmt.Sprint("p", i), Input: []byte(fmt.Sprint(n)), StartedBy: "test"})
 		require.NoError(t, err)
-		b.WaitRun(t, run.ID, store.RunWaitingHuman)
+		b.WaitRun(t, run.ID, vocab.RunWaitingHuman)
 	}
 }
 

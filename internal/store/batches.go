@@ -7,29 +7,24 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-)
 
-// Batch statuses.
-const (
-	BatchOpen    = "open"
-	BatchReady   = "ready"
-	BatchDecided = "decided"
+	"github.com/countersign/countersign/vocab"
 )
 
 // Batch groups batched requests for one reviewer action.
 type Batch struct {
-	ID         string     `json:"id"`
-	GroupKey   string     `json:"group_key"`
-	Rule       string     `json:"rule"`
-	Workflow   string     `json:"workflow"`
-	ActionKind string     `json:"action_kind"`
-	Status     string     `json:"status"`
-	MaxSize    int        `json:"max_size"`
-	Size       int        `json:"size"`
-	OpenedAt   time.Time  `json:"opened_at"`
-	ClosesAt   time.Time  `json:"closes_at"`
-	ClosedAt   *time.Time `json:"closed_at,omitempty"`
-	DecidedAt  *time.Time `json:"decided_at,omitempty"`
+	ID         string            `json:"id"`
+	GroupKey   string            `json:"group_key"`
+	Rule       string            `json:"rule"`
+	Workflow   string            `json:"workflow"`
+	ActionKind string            `json:"action_kind"`
+	Status     vocab.BatchStatus `json:"status"`
+	MaxSize    int               `json:"max_size"`
+	Size       int               `json:"size"`
+	OpenedAt   time.Time         `json:"opened_at"`
+	ClosesAt   time.Time         `json:"closes_at"`
+	ClosedAt   *time.Time        `json:"closed_at,omitempty"`
+	DecidedAt  *time.Time        `json:"decided_at,omitempty"`
 	// Pending and Deadline describe the items still waiting (read by listings).
 	Pending  int        `json:"pending"`
 	Deadline *time.Time `json:"deadline,omitempty"`

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/countersign/countersign/vocab"
 )
 
 // InboxCursor is the keyset position after the last row of a page.
@@ -72,7 +74,7 @@ func RequestListInbox(ctx context.Context, db DBTX, p InboxParams) ([]InboxRow, 
 
 // TierCount is how many requests of a tier are pending, counted up to a cap.
 type TierCount struct {
-	Tier   string
+	Tier   vocab.Tier
 	Count  int
 	Capped bool // Count is the cap: there are at least that many
 }
@@ -84,7 +86,7 @@ const InboxCountCap = 1000
 // RequestCountPending counts pending requests per tier, each up to InboxCountCap.
 func RequestCountPending(ctx context.Context, db DBTX) ([]TierCount, error) {
 	var out []TierCount
-	for _, tier := range []string{"explicit", "batched"} {
+	for _, tier := range []vocab.Tier{vocab.TierExplicit, vocab.TierBatched} {
 		var n int
 		err := db.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM approval_requests
 			WHERE status = 'pending' AND tier = $1 LIMIT $2) c`, tier, InboxCountCap).Scan(&n)

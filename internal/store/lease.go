@@ -4,13 +4,15 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/countersign/countersign/vocab"
 )
 
 // Orphan is a run under way that no execution holds: its lease lapsed, or its
 // job was fetched by a worker that died before claiming it.
 type Orphan struct {
 	ID         string
-	Status     string
+	Status     vocab.RunStatus
 	ResumeSeq  int
 	Recoveries int
 	HadOwner   bool   // an execution had claimed it: its worker was lost

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/countersign/countersign/vocab"
 )
 
 // PolicyVersion is one stored policy document.
@@ -91,7 +93,7 @@ type SimulationRow struct {
 	Request     *Request
 	BusinessKey string
 	RunInput    []byte
-	Verdict     string // "" while undecided
+	Verdict     vocab.Verdict // "" while undecided
 }
 
 // SimulationRows streams the requests made since t, oldest first, to fn.

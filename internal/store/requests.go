@@ -7,46 +7,39 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-)
 
-// Request statuses.
-const (
-	RequestPending          = "pending"
-	RequestApproved         = "approved"
-	RequestRejected         = "rejected"
-	RequestChangesRequested = "changes_requested"
-	RequestCancelled        = "cancelled"
+	"github.com/countersign/countersign/vocab"
 )
 
 // Request is an approval request: an action a run proposed, with the policy's
 // verdict on it.
 type Request struct {
-	ID                string          `json:"id"`
-	RunID             string          `json:"run_id"`
-	StepSeq           int             `json:"step_seq"`
-	Workflow          string          `json:"workflow"`
-	Tier              string          `json:"tier"`
-	Status            string          `json:"status"`
-	ActionKind        string          `json:"action_kind"`
-	Summary           string          `json:"summary"`
-	Action            json.RawMessage `json:"action"`
-	PayloadHash       string          `json:"payload_hash"`
-	PolicyVersion     int             `json:"policy_version"`
-	Rule              string          `json:"rule"`
-	Reason            string          `json:"reason"`
-	ApprovalsRequired int             `json:"approvals_required"`
-	Roles             []string        `json:"roles"`
-	Deadline          *time.Time      `json:"deadline,omitempty"`
-	OnTimeout         string          `json:"on_timeout,omitempty"`
-	EscalateTo        []string        `json:"escalate_to,omitempty"`
-	EscalatedAt       *time.Time      `json:"escalated_at,omitempty"`
-	BatchKey          string          `json:"batch_key,omitempty"`
-	BatchID           *string         `json:"batch_id,omitempty"`
-	Note              string          `json:"note,omitempty"`
-	StartedBy         string          `json:"started_by"`
-	CreatedAt         time.Time       `json:"created_at"`
-	DecidedAt         *time.Time      `json:"decided_at,omitempty"`
-	DecidedBy         *string         `json:"decided_by,omitempty"`
+	ID                string              `json:"id"`
+	RunID             string              `json:"run_id"`
+	StepSeq           int                 `json:"step_seq"`
+	Workflow          string              `json:"workflow"`
+	Tier              vocab.Tier          `json:"tier"`
+	Status            vocab.RequestStatus `json:"status"`
+	ActionKind        string              `json:"action_kind"`
+	Summary           string              `json:"summary"`
+	Action            json.RawMessage     `json:"action"`
+	PayloadHash       string              `json:"payload_hash"`
+	PolicyVersion     int                 `json:"policy_version"`
+	Rule              string              `json:"rule"`
+	Reason            string              `json:"reason"`
+	ApprovalsRequired int                 `json:"approvals_required"`
+	Roles             []vocab.Role        `json:"roles"`
+	Deadline          *time.Time          `json:"deadline,omitempty"`
+	OnTimeout         string              `json:"on_timeout,omitempty"`
+	EscalateTo        []vocab.Role        `json:"escalate_to,omitempty"`
+	EscalatedAt       *time.Time          `json:"escalated_at,omitempty"`
+	BatchKey          string              `json:"batch_key,omitempty"`
+	BatchID           *string             `json:"batch_id,omitempty"`
+	Note              string              `json:"note,omitempty"`
+	StartedBy         string              `json:"started_by"`
+	CreatedAt         time.Time           `json:"created_at"`
+	DecidedAt         *time.Time          `json:"decided_at,omitempty"`
+	DecidedBy         *string             `json:"decided_by,omitempty"`
 }
 
 const requestColumns = `id, run_id, step_seq, workflow, tier, status, action_kind, summary, action,
@@ -86,9 +79,9 @@ func RequestInsert(ctx context.Context, db DBTX, r *Request) (*Request, error) {
 	return out, nil
 }
 
-func nonNil(s []string) []string {
+func nonNil[T any](s []T) []T {
 	if s == nil {
-		return []string{}
+		return []T{}
 	}
 	return s
 }
@@ -189,7 +182,7 @@ type Decision struct {
 	RequestID       string          `json:"request_id"`
 	RunID           string          `json:"run_id"`
 	Actor           string          `json:"actor"`
-	Verdict         string          `json:"verdict"`
+	Verdict         vocab.Verdict   `json:"verdict"`
 	Reason          string          `json:"reason,omitempty"`
 	Comment         string          `json:"comment,omitempty"`
 	EditedParams    json.RawMessage `json:"edited_params,omitempty"`
@@ -197,7 +190,7 @@ type Decision struct {
 	PayloadHash     string          `json:"payload_hash"`
 	PolicyVersion   int             `json:"policy_version"`
 	Rule            string          `json:"rule"`
-	Tier            string          `json:"tier"`
+	Tier            vocab.Tier      `json:"tier"`
 	BatchDecisionID *string         `json:"batch_decision_id,omitempty"`
 	// For an edit: the rule the edited action fell under when the policy in
 	// force judged it again, that policy's version, and the edited action's

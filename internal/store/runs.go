@@ -9,18 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-)
 
-// Run statuses.
-const (
-	RunQueued       = "queued"
-	RunRunning      = "running"
-	RunWaitingHuman = "waiting_human"
-	RunRetrying     = "retrying"
-	RunFailed       = "failed"
-	RunCompleted    = "completed"
-	RunRejected     = "rejected"
-	RunCancelled    = "cancelled"
+	"github.com/countersign/countersign/vocab"
 )
 
 // Run is one execution of a workflow.
@@ -28,7 +18,7 @@ type Run struct {
 	ID           string          `json:"id"`
 	Workflow     string          `json:"workflow"`
 	BusinessKey  string          `json:"business_key"`
-	Status       string          `json:"status"`
+	Status       vocab.RunStatus `json:"status"`
 	Input        json.RawMessage `json:"input"`
 	Output       json.RawMessage `json:"output,omitempty"`
 	ErrorCode    *string         `json:"error_code,omitempty"`

@@ -5,33 +5,23 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
-)
 
-// Step kinds and statuses.
-const (
-	StepKindStep     = "step"
-	StepKindModel    = "model"
-	StepKindEffect   = "effect"
-	StepKindApproval = "approval"
-
-	StepCompleted = "completed"
-	StepFailed    = "failed"
-	StepWaiting   = "waiting"
+	"github.com/countersign/countersign/vocab"
 )
 
 // Step is the recorded result of one durable step of a run.
 type Step struct {
-	RunID      string          `json:"run_id"`
-	Seq        int             `json:"seq"`
-	Name       string          `json:"name"`
-	Kind       string          `json:"kind"`
-	Status     string          `json:"status"`
-	Output     json.RawMessage `json:"output,omitempty"`
-	Error      *string         `json:"error,omitempty"`
-	Attempts   int             `json:"attempts"`
-	Tokens     int             `json:"tokens"`
-	StartedAt  time.Time       `json:"started_at"`
-	FinishedAt *time.Time      `json:"finished_at,omitempty"`
+	RunID      string           `json:"run_id"`
+	Seq        int              `json:"seq"`
+	Name       string           `json:"name"`
+	Kind       vocab.StepKind   `json:"kind"`
+	Status     vocab.StepStatus `json:"status"`
+	Output     json.RawMessage  `json:"output,omitempty"`
+	Error      *string          `json:"error,omitempty"`
+	Attempts   int              `json:"attempts"`
+	Tokens     int              `json:"tokens"`
+	StartedAt  time.Time        `json:"started_at"`
+	FinishedAt *time.Time       `json:"finished_at,omitempty"`
 }
 
 // Duration is how long the step's last attempt took.
@@ -68,8 +58,8 @@ type StepRecord struct {
 	RunID      string
 	Seq        int
 	Name       string
-	Kind       string
-	Status     string
+	Kind       vocab.StepKind
+	Status     vocab.StepStatus
 	Output     json.RawMessage
 	Error      string
 	Attempts   int

@@ -7,18 +7,20 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/countersign/countersign/vocab"
 )
 
 // User is a console account.
 type User struct {
-	ID             int64     `json:"id"`
-	Email          string    `json:"email"`
-	Name           string    `json:"name"`
-	Role           string    `json:"role"`
-	PasswordHash   string    `json:"-"`
-	Disabled       bool      `json:"disabled"`
-	SessionVersion int       `json:"-"`
-	CreatedAt      time.Time `json:"created_at"`
+	ID             int64      `json:"id"`
+	Email          string     `json:"email"`
+	Name           string     `json:"name"`
+	Role           vocab.Role `json:"role"`
+	PasswordHash   string     `json:"-"`
+	Disabled       bool       `json:"disabled"`
+	SessionVersion int        `json:"-"`
+	CreatedAt      time.Time  `json:"created_at"`
 }
 
 const userColumns = `id, email, name, role, password_hash, disabled, session_version, created_at`

@@ -20,6 +20,7 @@ import (
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testdb"
 	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/vocab"
 )
 
 // Options adjust the process.
@@ -90,13 +91,13 @@ type testWriter struct{ t testing.TB }
 func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
 
 // WaitRun polls until the run reaches one of the statuses and returns it.
-func (b *Bundle) WaitRun(t testing.TB, id string, statuses ...string) *store.Run {
+func (b *Bundle) WaitRun(t testing.TB, id string, statuses ...vocab.RunStatus) *store.Run {
 	t.Helper()
 	return b.WaitRunWithin(t, id, 30*time.Second, statuses...)
 }
 
 // WaitRunWithin is WaitRun with a chosen patience.
-func (b *Bundle) WaitRunWithin(t testing.TB, id string, within time.Duration, statuses ...string) *store.Run {
+func (b *Bundle) WaitRunWithin(t testing.TB, id string, within time.Duration, statuses ...vocab.RunStatus) *store.Run {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	var run *store.Run
@@ -126,7 +127,7 @@ func (b *Bundle) PendingRequest(t testing.TB, runID string) *store.Request {
 	reqs, err := store.RequestListByRun(context.Background(), b.Pool, runID)
 	require.NoError(t, err)
 	for _, r := range reqs {
-		if r.Status == store.RequestPending {
+		if r.Status == vocab.RequestPending {
 			return r
 		}
 	}

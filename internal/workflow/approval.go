@@ -13,6 +13,7 @@ import (
 
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/policy"
+	"github.com/countersign/countersign/vocab"
 )
 
 // Action is what a run proposes to do, with everything a reviewer needs to
@@ -37,24 +38,16 @@ type Check struct {
 	Detail string `json:"detail,omitempty"`
 }
 
-// Verdicts a decision can carry.
-const (
-	Approve        = "approve"
-	Reject         = "reject"
-	Edit           = "edit"
-	RequestChanges = "request_changes"
-)
-
 // Decision is what RequestApproval returns: the verdict and the parameters to
 // apply (the edited ones after an edit).
 type Decision struct {
 	RequestID     string         `json:"request_id"`
-	Verdict       string         `json:"verdict"`
+	Verdict       vocab.Verdict  `json:"verdict"`
 	Actor         string         `json:"actor"`
 	Reason        string         `json:"reason,omitempty"`
 	Comment       string         `json:"comment,omitempty"`
 	Params        map[string]any `json:"params"`
-	Tier          string         `json:"tier"`
+	Tier          vocab.Tier     `json:"tier"`
 	Rule          string         `json:"rule"`
 	PolicyVersion int            `json:"policy_version"`
 	// For an edit: the rule the edited action fell under and the hash of the
@@ -65,11 +58,11 @@ type Decision struct {
 }
 
 // Approved reports whether the action may go ahead (approved, or edited and approved).
-func (d Decision) Approved() bool { return d.Verdict == Approve || d.Verdict == Edit }
+func (d Decision) Approved() bool { return d.Verdict.Approves() }
 
 // ChangesRequested reports whether the reviewer sent the proposal back; the
 // feedback is in Reason.
-func (d Decision) ChangesRequested() bool { return d.Verdict == RequestChanges }
+func (d Decision) ChangesRequested() bool { return d.Verdict == vocab.VerdictRequestChanges }
 
 // PayloadHash is the hash that binds a decision to the action the reviewer saw.
 func PayloadHash(raw json.RawMessage) string {
@@ -91,14 +84,14 @@ func RequestApproval(ctx context.Context, action Action) (Decision, error) {
 	if action.Kind == "" || action.Summary == "" {
 		return Decision{}, Permanent(errors.New("RequestApproval: an action needs a kind and a summary"))
 	}
-	s, err := x.next("request_approval", store.StepKindApproval)
+	s, err := x.next("request_approval", vocab.StepKindApproval)
 	if err != nil {
 		return Decision{}, err
 	}
 	if s.replayed() {
 		return replay[Decision](s)
 	}
-	if s.prior != nil && s.prior.Status == store.StepWaiting {
+	if s.prior != nil && s.prior.Status == vocab.StepWaiting {
 		// Resumed while the request is still open (a rescued job): wait again.
 		return Decision{}, x.suspend(ctx, s, nil, policy.Decision{})
 	}
@@ -122,8 +115,8 @@ func RequestApproval(ctx context.Context, action Action) (Decision, error) {
 		return Decision{}, fmt.Errorf("evaluate policy: %w", err)
 	}
 	req := &store.Request{
-		RunID: x.run.ID, StepSeq: s.seq, Workflow: x.run.Workflow, Tier: string(pd.Tier),
-		Status: store.RequestPending, ActionKind: action.Kind, Summary: action.Summary, Action: raw,
+		RunID: x.run.ID, StepSeq: s.seq, Workflow: x.run.Workflow, Tier: pd.Tier,
+		Status: vocab.RequestPending, ActionKind: action.Kind, Summary: action.Summary, Action: raw,
 		PayloadHash: PayloadHash(raw), PolicyVersion: pol.Version, Rule: pd.Rule, Reason: pd.Reason,
 		ApprovalsRequired: max(pd.Approvals, 1), Roles: pd.Roles, OnTimeout: pd.OnTimeout,
 		EscalateTo: pd.EscalateTo, BatchKey: pd.BatchKey, StartedBy: x.run.StartedBy,
@@ -132,12 +125,12 @@ func RequestApproval(ctx context.Context, action Action) (Decision, error) {
 		d := x.engine.now().Add(pd.Deadline)
 		req.Deadline = &d
 	}
-	if pd.Tier != policy.Auto {
+	if pd.Tier != vocab.TierAuto {
 		return Decision{}, x.suspend(ctx, s, req, pd)
 	}
 
 	actor := "policy:" + pd.Rule
-	req.Status, req.DecidedBy = store.RequestApproved, &actor
+	req.Status, req.DecidedBy = vocab.RequestApproved, &actor
 	var dec Decision
 	err = store.WithTx(ctx, x.engine.pool, func(ctx context.Context, tx pgx.Tx) error {
 		saved, err := store.RequestInsert(ctx, tx, req)
@@ -145,18 +138,18 @@ func RequestApproval(ctx context.Context, action Action) (Decision, error) {
 			return err
 		}
 		if _, err := store.DecisionInsert(ctx, tx, &store.Decision{
-			RequestID: saved.ID, RunID: x.run.ID, Actor: actor, Verdict: Approve, Reason: pd.Reason,
+			RequestID: saved.ID, RunID: x.run.ID, Actor: actor, Verdict: vocab.VerdictApprove, Reason: pd.Reason,
 			PayloadHash: saved.PayloadHash, PolicyVersion: pol.Version, Rule: pd.Rule, Tier: saved.Tier,
 		}); err != nil {
 			return err
 		}
-		dec = Decision{RequestID: saved.ID, Verdict: Approve, Actor: actor, Reason: pd.Reason, Params: action.Params,
+		dec = Decision{RequestID: saved.ID, Verdict: vocab.VerdictApprove, Actor: actor, Reason: pd.Reason, Params: action.Params,
 			Tier: saved.Tier, Rule: pd.Rule, PolicyVersion: pol.Version, DecidedAt: saved.CreatedAt}
 		if err := x.record(ctx, s, dec, 0, 0, tx); err != nil {
 			return err
 		}
 		_, err = store.AuditAppend(ctx, tx, actor, "decision.auto", "request", saved.ID, &x.run.ID, map[string]any{
-			"verdict": Approve, "workflow": saved.Workflow, "action_kind": action.Kind, "summary": action.Summary, "payload_hash": saved.PayloadHash,
+			"verdict": vocab.VerdictApprove, "workflow": saved.Workflow, "action_kind": action.Kind, "summary": action.Summary, "payload_hash": saved.PayloadHash,
 			"policy_version": pol.Version, "rule": pd.Rule, "reason": pd.Reason, "tier": saved.Tier,
 		})
 		return err
@@ -211,7 +204,7 @@ func (x *execution) suspend(ctx context.Context, s *slot, req *store.Request, pd
 					return err
 				}
 			}
-			b, _ := json.Marshal(map[string]string{"type": "request", "id": saved.ID, "run_id": x.run.ID, "tier": saved.Tier})
+			b, _ := json.Marshal(map[string]string{"type": "request", "id": saved.ID, "run_id": x.run.ID, "tier": string(saved.Tier)})
 			if err := store.Notify(ctx, tx, string(b)); err != nil {
 				return err
 			}
@@ -222,7 +215,7 @@ func (x *execution) suspend(ctx context.Context, s *slot, req *store.Request, pd
 			Output: stepOut, Attempts: s.attempts, StartedAt: s.started}); err != nil {
 			return err
 		}
-		if err := store.RunSuspend(ctx, tx, x.run.ID, s.name, sourcesOf(store.RunWaitingHuman)); errors.Is(err, store.ErrNotFound) {
+		if err := store.RunSuspend(ctx, tx, x.run.ID, s.name, sourcesOf(vocab.RunWaitingHuman)); errors.Is(err, store.ErrNotFound) {
 			return ErrCancelled
 		} else if err != nil {
 			return err
@@ -230,7 +223,7 @@ func (x *execution) suspend(ctx context.Context, s *slot, req *store.Request, pd
 		if err := x.complete(ctx, tx); err != nil {
 			return err
 		}
-		return notifyRun(ctx, tx, x.run.ID, store.RunWaitingHuman)
+		return notifyRun(ctx, tx, x.run.ID, vocab.RunWaitingHuman)
 	})
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/vocab"
 )
 
 // What a reviewer can do with a batch.
@@ -75,7 +76,7 @@ func (e *Engine) DecideBatch(ctx context.Context, p BatchDecideParams) (*BatchRe
 		} else if err != nil {
 			return nil, err
 		}
-		if b.Status == store.BatchOpen {
+		if b.Status == vocab.BatchOpen {
 			return nil, fmt.Errorf("%w: the batch is still collecting items; it is ready at %s or at %d items",
 				ErrInvalidInput, b.ClosesAt.UTC().Format("15:04 UTC"), b.MaxSize)
 		}
@@ -96,9 +97,9 @@ func (e *Engine) DecideBatch(ctx context.Context, p BatchDecideParams) (*BatchRe
 			case p.Action == ApproveSelected && !selected:
 				out, err = leaveOut(ctx, tx, b, item, p.Actor)
 			default:
-				verdict, reason := Approve, ""
+				verdict, reason := vocab.VerdictApprove, ""
 				if !selected || p.Action == RejectAll {
-					verdict, reason = Reject, p.Reason
+					verdict, reason = vocab.VerdictReject, p.Reason
 				}
 				out, err = e.decideItem(ctx, tx, b, item, p, verdict, reason, res.DecisionID)
 			}
@@ -150,7 +151,7 @@ type itemResult struct {
 	resume *RunRef
 }
 
-func (e *Engine) decideItem(ctx context.Context, tx pgx.Tx, b *store.Batch, item ItemRef, p BatchDecideParams, verdict, reason, decisionID string) (itemResult, error) {
+func (e *Engine) decideItem(ctx context.Context, tx pgx.Tx, b *store.Batch, item ItemRef, p BatchDecideParams, verdict vocab.Verdict, reason, decisionID string) (itemResult, error) {
 	out := itemResult{ItemOutcome: ItemOutcome{RequestID: item.ID}}
 	res, err := e.DecideTx(ctx, tx, DecideParams{RequestID: item.ID, Actor: p.Actor, Verdict: verdict, Reason: reason,
 		PayloadHash: item.PayloadHash, BatchDecisionID: &decisionID, InBatch: b.ID}, TxOptions{})
@@ -169,7 +170,7 @@ func (e *Engine) decideItem(ctx context.Context, tx pgx.Tx, b *store.Batch, item
 	case res.Decision == nil:
 		out.Outcome, out.Note = "approval_recorded", fmt.Sprintf("%d of %d approvals", res.Votes, res.Required)
 	default:
-		out.Outcome = map[string]string{Approve: "approved", Reject: "rejected"}[verdict]
+		out.Outcome = string(verdict.RequestStatus()) // approved or rejected
 		out.resume = res.Resume
 	}
 	return out, nil
@@ -189,7 +190,7 @@ func authorizeBatch(ctx context.Context, tx pgx.Tx, b *store.Batch, actor Actor)
 	if len(reqs) == 0 {
 		return fmt.Errorf("%w: this batch has no items left", ErrInvalidInput)
 	}
-	var roles []string
+	var roles []vocab.Role
 	for _, r := range reqs {
 		if CanDecide(r, actor.Roles) {
 			return nil
@@ -197,7 +198,7 @@ func authorizeBatch(ctx context.Context, tx pgx.Tx, b *store.Batch, actor Actor)
 		roles = append(roles, AllowedRoles(r)...)
 	}
 	slices.Sort(roles)
-	return fmt.Errorf("%w: deciding this batch needs one of the roles %s", ErrForbidden, strings.Join(slices.Compact(roles), ", "))
+	return fmt.Errorf("%w: deciding this batch needs one of the roles %s", ErrForbidden, vocab.Join(slices.Compact(roles), ", "))
 }
 
 // leaveOut sends an item back to the inbox. Leaving an item out is a
@@ -214,11 +215,11 @@ func leaveOut(ctx context.Context, tx pgx.Tx, b *store.Batch, item ItemRef, acto
 	case req.BatchID == nil || *req.BatchID != b.ID:
 		out.Outcome, out.Note = "refused", "not an item of this batch"
 		return out, nil
-	case req.Status != store.RequestPending:
+	case req.Status != vocab.RequestPending:
 		out.Outcome, out.Note = "refused", alreadyDecided(req).Error()
 		return out, nil
 	case !actor.System && !CanDecide(req, actor.Roles):
-		out.Outcome, out.Note = "refused", "leaving it out needs one of the roles "+strings.Join(AllowedRoles(req), ", ")
+		out.Outcome, out.Note = "refused", "leaving it out needs one of the roles "+vocab.Join(AllowedRoles(req), ", ")
 		return out, nil
 	}
 	note := fmt.Sprintf("Left out of a batch by %s: review it on its own.", actor.Name)
@@ -296,7 +297,7 @@ func (e *Engine) Expire(ctx context.Context, requestID string) (retryAt *time.Ti
 	} else if err != nil {
 		return nil, err
 	}
-	if req.Status != store.RequestPending || req.Deadline == nil {
+	if req.Status != vocab.RequestPending || req.Deadline == nil {
 		return nil, nil
 	}
 	if now := e.now(); now.Before(*req.Deadline) {
@@ -306,9 +307,9 @@ func (e *Engine) Expire(ctx context.Context, requestID string) (retryAt *time.Ti
 	reason := fmt.Sprintf("the deadline (%s) passed; the rule says %s", req.Deadline.UTC().Format("2006-01-02 15:04 UTC"), req.OnTimeout)
 	switch req.OnTimeout {
 	case "reject", "approve":
-		verdict := Reject
+		verdict := vocab.VerdictReject
 		if req.OnTimeout == "approve" {
-			verdict = Approve
+			verdict = vocab.VerdictApprove
 		}
 		_, err := e.Decide(ctx, DecideParams{RequestID: req.ID, Actor: actor, Verdict: verdict, Reason: reason, PayloadHash: req.PayloadHash})
 		if errors.Is(err, ErrAlreadyDecided) {
@@ -319,7 +320,7 @@ func (e *Engine) Expire(ctx context.Context, requestID string) (retryAt *time.Ti
 		return nil, store.WithTx(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) error {
 			note := "Escalated: " + reason
 			if len(req.EscalateTo) > 0 {
-				note += "; " + strings.Join(req.EscalateTo, ", ") + " may now decide it"
+				note += "; " + vocab.Join(req.EscalateTo, ", ") + " may now decide it"
 			}
 			ok, err := store.RequestEscalate(ctx, tx, req.ID, note)
 			if err != nil || !ok {

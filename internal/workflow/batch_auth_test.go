@@ -9,6 +9,7 @@ import (
 
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/vocab"
 )
 
 // batchState is what a batch decision may write: it must not move when the
@@ -44,7 +45,7 @@ func TestBatchAuthorization(t *testing.T) {
 	require.Equal(t, batchState{0, 0, before.Events, 3, 3}, before)
 
 	t.Run("ViewerIsRefusedBeforeAnyWrite", func(t *testing.T) {
-		viewer := workflow.Actor{Name: "viewer@example.com", Roles: []string{"viewer"}}
+		viewer := workflow.Actor{Name: "viewer@example.com", Roles: []vocab.Role{"viewer"}}
 		for _, p := range []workflow.BatchDecideParams{
 			// "Approve selected, leave the rest" would move two items out.
 			{Action: workflow.ApproveSelected, Selected: []string{rs[0].ID}},
@@ -89,11 +90,11 @@ func TestBatchAuthorization(t *testing.T) {
 		kept, err := store.RequestGet(ctx, b.Pool, rs[2].ID)
 		require.NoError(t, err)
 		require.Equal(t, batchID, *kept.BatchID, "still in the batch")
-		require.Equal(t, "batched", kept.Tier)
+		require.Equal(t, vocab.TierBatched, kept.Tier)
 		left, err := store.RequestGet(ctx, b.Pool, rs[1].ID)
 		require.NoError(t, err)
 		require.Nil(t, left.BatchID)
 		require.Contains(t, left.Note, "Left out of a batch by boss@example.com")
-		b.WaitRun(t, rs[0].RunID, store.RunCompleted)
+		b.WaitRun(t, rs[0].RunID, vocab.RunCompleted)
 	})
 }

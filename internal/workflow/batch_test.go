@@ -20,6 +20,7 @@ import (
 	"github.com/countersign/countersign/internal/testapp"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/jobs"
+	"github.com/countersign/countersign/vocab"
 )
 
 const batchPolicy = `version: 1
@@ -69,7 +70,7 @@ func tagger(applied *atomic.Int32) func(*workflow.Registry, *ai.Offline) {
 			return workflow.Effect(ctx, "apply", func(ctx context.Context, ec workflow.EffectContext) (string, error) {
 				applied.Add(1)
 				_, err := store.OutboxInsert(ctx, ec.Tx, ec.Key, workflow.RunID(ctx), in.Kind, d.Params)
-				return d.Verdict, err
+				return string(d.Verdict), err
 			})
 		})
 	}
@@ -97,7 +98,7 @@ func (b *batchBundle) startTag(t *testing.T, key string, in tagIn) (*store.Run, 
 	raw, _ := json.Marshal(in)
 	run, _, err := b.Engine.Start(context.Background(), workflow.StartParams{Workflow: "tagger", BusinessKey: key, Input: raw, StartedBy: "agent"})
 	require.NoError(t, err)
-	run = b.WaitRun(t, run.ID, store.RunWaitingHuman)
+	run = b.WaitRun(t, run.ID, vocab.RunWaitingHuman)
 	return run, b.PendingRequest(t, run.ID)
 }
 
@@ -109,7 +110,7 @@ func shown(items []*store.Request) []workflow.ItemRef {
 	return out
 }
 
-var boss = workflow.Actor{Name: "boss@example.com", Roles: []string{"reviewer"}}
+var boss = workflow.Actor{Name: "boss@example.com", Roles: []vocab.Role{"reviewer"}}
 
 func TestBatchGroupingAndClosing(t *testing.T) {
 	t.Parallel()
@@ -124,14 +125,14 @@ func TestBatchGroupingAndClosing(t *testing.T) {
 
 	first, err := store.BatchGet(ctx, b.Pool, *reqs[0].BatchID)
 	require.NoError(t, err)
-	require.Equal(t, store.BatchReady, first.Status, "closed at max_size 3")
+	require.Equal(t, vocab.BatchReady, first.Status, "closed at max_size 3")
 	require.Equal(t, 3, first.Size)
 	require.Equal(t, *reqs[0].BatchID, *reqs[2].BatchID)
 	require.NotEqual(t, *reqs[0].BatchID, *reqs[3].BatchID, "the fourth opened a new batch")
 	require.NotEqual(t, *reqs[3].BatchID, *other.BatchID, "another team is another group")
 	second, err := store.BatchGet(ctx, b.Pool, *reqs[3].BatchID)
 	require.NoError(t, err)
-	require.Equal(t, store.BatchOpen, second.Status)
+	require.Equal(t, vocab.BatchOpen, second.Status)
 
 	// The closing job, scheduled at max_wait, closes it then and not before.
 	w := &jobs.BatchCloseWorker{Pool: b.Pool, Now: b.clock.Now}
@@ -142,7 +143,7 @@ func TestBatchGroupingAndClosing(t *testing.T) {
 	require.NoError(t, w.Work(ctx, job))
 	second, err = store.BatchGet(ctx, b.Pool, second.ID)
 	require.NoError(t, err)
-	require.Equal(t, store.BatchReady, second.Status)
+	require.Equal(t, vocab.BatchReady, second.Status)
 	var scheduled int
 	require.NoError(t, b.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'batch_close' AND scheduled_at > now() + interval '9 minutes'`).Scan(&scheduled))
 	require.Equal(t, 3, scheduled, "a River job at max_wait for each of the three batches opened, not a polling loop")
@@ -189,15 +190,15 @@ func TestBatchDecisions(t *testing.T) {
 	require.Equal(t, items[1].ID, res.Refused[0].RequestID)
 	require.Contains(t, res.Refused[0].Note, "changed")
 
-	b.WaitRun(t, items[0].RunID, store.RunCompleted)
+	b.WaitRun(t, items[0].RunID, vocab.RunCompleted)
 	left, err := store.RequestGet(ctx, b.Pool, items[2].ID)
 	require.NoError(t, err)
-	require.Equal(t, store.RequestPending, left.Status)
-	require.Equal(t, "explicit", left.Tier)
+	require.Equal(t, vocab.RequestPending, left.Status)
+	require.Equal(t, vocab.TierExplicit, left.Tier)
 	require.Contains(t, left.Note, "Left out of a batch by boss@example.com")
 	stillLate, err := store.RequestGet(ctx, b.Pool, late.ID)
 	require.NoError(t, err)
-	require.Equal(t, store.RequestPending, stillLate.Status, "an item added after rendering is not decided")
+	require.Equal(t, vocab.RequestPending, stillLate.Status, "an item added after rendering is not decided")
 	d, err := store.DecisionGetByRequest(ctx, b.Pool, items[0].ID)
 	require.NoError(t, err)
 	require.Equal(t, res.DecisionID, *d.BatchDecisionID, "the item decision points at the batch decision")
@@ -213,10 +214,10 @@ func TestBatchDecisions(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, 1, res.Approved)
 		require.Equal(t, 2, res.Rejected)
-		b.WaitRun(t, rs[1].RunID, store.RunRejected)
+		b.WaitRun(t, rs[1].RunID, vocab.RunRejected)
 		batch, err := store.BatchGet(ctx, b.Pool, *rs[0].BatchID)
 		require.NoError(t, err)
-		require.Equal(t, store.BatchDecided, batch.Status)
+		require.Equal(t, vocab.BatchDecided, batch.Status)
 	})
 
 	t.Run("SelfStartedItemsAreSkipped", func(t *testing.T) {
@@ -226,7 +227,7 @@ func TestBatchDecisions(t *testing.T) {
 			rs = append(rs, r)
 		}
 		res, err := b.Engine.DecideBatch(ctx, workflow.BatchDecideParams{BatchID: *rs[0].BatchID,
-			Actor: workflow.Actor{Name: "agent", Roles: []string{"reviewer"}}, Action: workflow.ApproveSelected,
+			Actor: workflow.Actor{Name: "agent", Roles: []vocab.Role{"reviewer"}}, Action: workflow.ApproveSelected,
 			Items: shown(rs), Selected: []string{rs[0].ID, rs[1].ID, rs[2].ID}})
 		require.NoError(t, err)
 		require.Zero(t, res.Approved)
@@ -245,14 +246,14 @@ func TestBatchSettlesWhenItsItemsAreDecidedOneByOne(t *testing.T) {
 		rs = append(rs, r)
 	}
 	for i, r := range rs {
-		_, err := b.Engine.Decide(ctx, workflow.DecideParams{RequestID: r.ID, Actor: boss, Verdict: workflow.Approve, PayloadHash: r.PayloadHash})
+		_, err := b.Engine.Decide(ctx, workflow.DecideParams{RequestID: r.ID, Actor: boss, Verdict: vocab.VerdictApprove, PayloadHash: r.PayloadHash})
 		require.NoError(t, err)
 		batch, err := store.BatchGet(ctx, b.Pool, *r.BatchID)
 		require.NoError(t, err)
 		if i < len(rs)-1 {
-			require.Equal(t, store.BatchReady, batch.Status)
+			require.Equal(t, vocab.BatchReady, batch.Status)
 		} else {
-			require.Equal(t, store.BatchDecided, batch.Status, "the last item settles the batch")
+			require.Equal(t, vocab.BatchDecided, batch.Status, "the last item settles the batch")
 		}
 	}
 
@@ -263,13 +264,13 @@ func TestBatchSettlesWhenItsItemsAreDecidedOneByOne(t *testing.T) {
 		more = append(more, r)
 	}
 	for _, r := range more[:2] {
-		_, err := b.Engine.Decide(ctx, workflow.DecideParams{RequestID: r.ID, Actor: boss, Verdict: workflow.Reject, Reason: "no", PayloadHash: r.PayloadHash})
+		_, err := b.Engine.Decide(ctx, workflow.DecideParams{RequestID: r.ID, Actor: boss, Verdict: vocab.VerdictReject, Reason: "no", PayloadHash: r.PayloadHash})
 		require.NoError(t, err)
 	}
 	require.NoError(t, b.Engine.Cancel(ctx, more[2].RunID, "admin"))
 	batch, err := store.BatchGet(ctx, b.Pool, *more[2].BatchID)
 	require.NoError(t, err)
-	require.Equal(t, store.BatchDecided, batch.Status)
+	require.Equal(t, vocab.BatchDecided, batch.Status)
 }
 
 func TestConcurrentBatchReviewers(t *testing.T) {
@@ -288,7 +289,7 @@ func TestConcurrentBatchReviewers(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			res, err := b.Engine.DecideBatch(ctx, workflow.BatchDecideParams{BatchID: *rs[0].BatchID,
-				Actor: workflow.Actor{Name: fmt.Sprintf("r%d", i), Roles: []string{"reviewer"}}, Action: workflow.ApproveSelected,
+				Actor: workflow.Actor{Name: fmt.Sprintf("r%d", i), Roles: []vocab.Role{"reviewer"}}, Action: workflow.ApproveSelected,
 				Items: shown(rs), Selected: []string{rs[0].ID, rs[1].ID, rs[2].ID}})
 			require.NoError(t, err)
 			results[i] = res
@@ -303,7 +304,7 @@ func TestConcurrentBatchReviewers(t *testing.T) {
 	require.Equal(t, 3, approved, "each item decided once")
 	require.Equal(t, 9, refused, "the others were told it was decided")
 	for _, r := range rs {
-		b.WaitRun(t, r.RunID, store.RunCompleted)
+		b.WaitRun(t, r.RunID, vocab.RunCompleted)
 	}
 	require.EqualValues(t, 3, b.applied.Load())
 }
@@ -339,7 +340,7 @@ func TestThousandItemBatch(t *testing.T) {
 	require.Equal(t, 1000, res.Approved)
 	require.Equal(t, 1000, res.Resumed)
 	for _, id := range ids {
-		b.WaitRunWithin(t, id, 60*time.Second, store.RunCompleted)
+		b.WaitRunWithin(t, id, 60*time.Second, vocab.RunCompleted)
 	}
 	require.EqualValues(t, 1000, b.applied.Load())
 }
@@ -363,7 +364,7 @@ func TestDeadlines(t *testing.T) {
 		defer b.clock.Advance(-31 * time.Minute)
 		_, err = b.Engine.Expire(ctx, req.ID)
 		require.NoError(t, err)
-		b.WaitRun(t, run.ID, store.RunRejected)
+		b.WaitRun(t, run.ID, vocab.RunRejected)
 		d, err := store.DecisionGetByRequest(ctx, b.Pool, req.ID)
 		require.NoError(t, err)
 		require.Equal(t, "policy:refunds-reject", d.Actor)
@@ -374,7 +375,7 @@ func TestDeadlines(t *testing.T) {
 
 	t.Run("Escalate", func(t *testing.T) {
 		_, req := b.startTag(t, "e", tagIn{Kind: "refund", Team: "x", Escalate: true})
-		require.False(t, workflow.CanDecide(req, []string{"admin-only-role"}))
+		require.False(t, workflow.CanDecide(req, []vocab.Role{"admin-only-role"}))
 		b.clock.Advance(31 * time.Minute)
 		defer b.clock.Advance(-31 * time.Minute)
 		_, err := b.Engine.Expire(ctx, req.ID)
@@ -382,7 +383,7 @@ func TestDeadlines(t *testing.T) {
 		got, err := store.RequestGet(ctx, b.Pool, req.ID)
 		require.NoError(t, err)
 		require.NotNil(t, got.EscalatedAt)
-		require.Equal(t, store.RequestPending, got.Status)
+		require.Equal(t, vocab.RequestPending, got.Status)
 		require.Contains(t, got.Note, "admin may now decide it")
 		rows, err := store.RequestListInbox(ctx, b.Pool, store.InboxParams{Limit: 1, Now: time.Now()})
 		require.NoError(t, err)
@@ -400,11 +401,11 @@ func TestDeadlines(t *testing.T) {
 		for _, r := range rs {
 			_, err := b.Engine.Expire(ctx, r.ID)
 			require.NoError(t, err)
-			b.WaitRun(t, r.RunID, store.RunCompleted)
+			b.WaitRun(t, r.RunID, vocab.RunCompleted)
 			d, err := store.DecisionGetByRequest(ctx, b.Pool, r.ID)
 			require.NoError(t, err)
 			require.Equal(t, "policy:tags", d.Actor)
-			require.Equal(t, "approve", d.Verdict)
+			require.Equal(t, vocab.VerdictApprove, d.Verdict)
 		}
 	})
 }

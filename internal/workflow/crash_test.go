@@ -26,6 +26,7 @@ import (
 	"github.com/countersign/countersign/internal/testapp"
 	"github.com/countersign/countersign/internal/testdb"
 	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/vocab"
 )
 
 // slowEffects is a workflow whose effect step takes a while, so that a worker
@@ -194,8 +195,8 @@ func TestCrashRecovery(t *testing.T) {
 	// Worker B, with default settings, picks up every orphaned run.
 	b := testapp.StartOn(t, pool, url, testapp.Options{Register: slowEffects})
 	for _, id := range ids {
-		run := b.WaitRunWithin(t, id, 30*time.Second-time.Since(killed), store.RunCompleted)
-		require.Equal(t, store.RunCompleted, run.Status)
+		run := b.WaitRunWithin(t, id, 30*time.Second-time.Since(killed), vocab.RunCompleted)
+		require.Equal(t, vocab.RunCompleted, run.Status)
 		require.Zero(t, run.Failures, "a crash spends no error attempt")
 	}
 	t.Logf("SIGKILL -> last orphaned run completed: %s", time.Since(killed).Round(time.Millisecond))
@@ -244,8 +245,8 @@ func TestCrashEveryAttempt(t *testing.T) {
 			case <-time.After(50 * time.Millisecond):
 				run, err := store.RunGet(ctx, pool, id)
 				require.NoError(t, err)
-				if workflow.IsFinal(run.Status) {
-					final = run.Status
+				if run.Status.Final() {
+					final = string(run.Status)
 				}
 			}
 		}
@@ -257,7 +258,7 @@ func TestCrashEveryAttempt(t *testing.T) {
 	}
 	run, err := store.RunGet(ctx, pool, id)
 	require.NoError(t, err)
-	require.Equal(t, store.RunFailed, run.Status)
+	require.Equal(t, vocab.RunFailed, run.Status)
 	require.Equal(t, "worker_lost", *run.ErrorCode)
 	require.Equal(t, 3, kills, "handed on twice, then failed at the third loss")
 	require.Equal(t, 2, run.Recoveries)

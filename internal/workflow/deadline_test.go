@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/vocab"
 )
 
 // TestDeadlineApproveIsFinalWithManyApprovals covers a batched request stored
@@ -32,10 +33,10 @@ func TestDeadlineApproveIsFinalWithManyApprovals(t *testing.T) {
 
 	got, err := store.RequestGet(ctx, b.Pool, req.ID)
 	require.NoError(t, err)
-	require.Equal(t, store.RequestApproved, got.Status, "the deadline's approval is final, not one vote of two")
-	b.WaitRun(t, run.ID, store.RunCompleted)
+	require.Equal(t, vocab.RequestApproved, got.Status, "the deadline's approval is final, not one vote of two")
+	b.WaitRun(t, run.ID, vocab.RunCompleted)
 	d, err := store.DecisionGetByRequest(ctx, b.Pool, req.ID)
 	require.NoError(t, err)
 	require.Equal(t, "policy:tags", d.Actor)
-	require.Equal(t, "approve", d.Verdict)
+	require.Equal(t, vocab.VerdictApprove, d.Verdict)
 }

@@ -15,12 +15,13 @@ import (
 
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/policy"
+	"github.com/countersign/countersign/vocab"
 )
 
 // Actor is who decides: a signed-in user, an API token's user, or the policy.
 type Actor struct {
-	Name  string   // the user's email, or policy:<rule>, or system
-	Roles []string // the user's roles; ignored for system actors
+	Name  string       // the user's email, or policy:<rule>, or system
+	Roles []vocab.Role // the user's roles; ignored for system actors
 	// System actors (deadlines, the policy) skip the role and self-approval
 	// checks: the policy itself is their authority.
 	System bool
@@ -30,7 +31,7 @@ type Actor struct {
 type DecideParams struct {
 	RequestID    string
 	Actor        Actor
-	Verdict      string
+	Verdict      vocab.Verdict
 	Reason       string // required to reject; the feedback for request_changes
 	Comment      string
 	PayloadHash  string         // the hash of the action the reviewer saw
@@ -94,7 +95,7 @@ func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOp
 	if p.InBatch != "" && (req.BatchID == nil || *req.BatchID != p.InBatch) {
 		return nil, ErrNotInBatch
 	}
-	if req.Status != store.RequestPending {
+	if req.Status != vocab.RequestPending {
 		return nil, alreadyDecided(req)
 	}
 	if p.PayloadHash != req.PayloadHash {
@@ -109,14 +110,14 @@ func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOp
 	}
 	params := action.Params
 	var diff []Change
-	if p.Verdict == Edit && req.ApprovalsRequired > 1 {
+	if p.Verdict == vocab.VerdictEdit && req.ApprovalsRequired > 1 {
 		// Each approver approves what they saw: an edit would change it under
 		// the others. Sending it back keeps every approval about one payload.
 		return nil, fmt.Errorf("%w: this rule needs %d approvers, so the action cannot be edited here; request changes instead",
 			ErrInvalidInput, req.ApprovalsRequired)
 	}
 	var judged *editJudgement
-	if p.Verdict == Edit {
+	if p.Verdict == vocab.VerdictEdit {
 		if diff, err = EditDiff(action.Params, p.EditedParams); err != nil {
 			return nil, err
 		}
@@ -130,7 +131,7 @@ func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOp
 	// A system actor (a deadline's on_timeout) speaks for the policy as a
 	// whole: counted as one vote it would leave the request pending forever,
 	// since no second system vote ever comes.
-	if p.Verdict == Approve && req.ApprovalsRequired > 1 && !p.Actor.System {
+	if p.Verdict == vocab.VerdictApprove && req.ApprovalsRequired > 1 && !p.Actor.System {
 		// The row lock taken above serializes voters, so the count is exact.
 		n, err := store.VoteAdd(ctx, tx, req.ID, p.Actor.Name, p.Comment)
 		if err != nil {
@@ -147,9 +148,8 @@ func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOp
 		}
 	}
 
-	status := map[string]string{Approve: store.RequestApproved, Edit: store.RequestApproved,
-		Reject: store.RequestRejected, RequestChanges: store.RequestChangesRequested}[p.Verdict]
-	won, err := store.RequestDecide(ctx, tx, req.ID, p.PayloadHash, status, p.Actor.Name)
+	status := p.Verdict.RequestStatus()
+	won, err := store.RequestDecide(ctx, tx, req.ID, p.PayloadHash, string(status), p.Actor.Name)
 	if errors.Is(err, store.ErrNotFound) {
 		// Not reached while the row lock above is held; the conditional
 		// update and the decisions' unique key stay as the exactly-once guard
@@ -202,12 +202,12 @@ func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOp
 
 	// Both moves are conditional updates from the statuses the transitions
 	// table allows (status.go); a run that is not waiting refuses both.
-	if p.Verdict == Reject {
-		if err := store.RunSetStatus(ctx, tx, req.RunID, sourcesOf(store.RunRejected), store.RunRejected); err != nil {
+	if p.Verdict == vocab.VerdictReject {
+		if err := store.RunSetStatus(ctx, tx, req.RunID, sourcesOf(vocab.RunRejected), string(vocab.RunRejected)); err != nil {
 			return nil, fmt.Errorf("reject run %s: %w", req.RunID, err)
 		}
 	} else {
-		seq, err := store.RunResume(ctx, tx, req.RunID, sourcesOf(store.RunQueued))
+		seq, err := store.RunResume(ctx, tx, req.RunID, sourcesOf(vocab.RunQueued))
 		if err != nil {
 			return nil, fmt.Errorf("run %s is not waiting for this decision: %w", req.RunID, err)
 		}
@@ -253,7 +253,7 @@ func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOp
 }
 
 func notifyRequest(ctx context.Context, tx pgx.Tx, req *store.Request) error {
-	b, _ := json.Marshal(map[string]string{"type": "decision", "id": req.ID, "run_id": req.RunID, "status": req.Status})
+	b, _ := json.Marshal(map[string]string{"type": "decision", "id": req.ID, "run_id": req.RunID, "status": string(req.Status)})
 	return store.Notify(ctx, tx, string(b))
 }
 
@@ -272,16 +272,16 @@ func checkVerdict(p *DecideParams) error {
 	p.Reason = strings.TrimSpace(p.Reason)
 	p.Comment = strings.TrimSpace(p.Comment)
 	switch p.Verdict {
-	case Approve:
-	case Reject:
+	case vocab.VerdictApprove:
+	case vocab.VerdictReject:
 		if p.Reason == "" {
 			return fmt.Errorf("%w: a rejection needs a reason", ErrInvalidInput)
 		}
-	case RequestChanges:
+	case vocab.VerdictRequestChanges:
 		if p.Reason == "" {
 			return fmt.Errorf("%w: requesting changes needs feedback for the run", ErrInvalidInput)
 		}
-	case Edit:
+	case vocab.VerdictEdit:
 		if p.EditedParams == nil {
 			return fmt.Errorf("%w: edit needs the edited parameters", ErrInvalidInput)
 		}
@@ -303,19 +303,19 @@ func checkVerdict(p *DecideParams) error {
 // AllowedRoles lists who may decide a request: the rule's roles (and, once
 // escalated, the roles it escalates to), or any reviewer when the rule names
 // none. Admins may always decide.
-func AllowedRoles(req *store.Request) []string {
+func AllowedRoles(req *store.Request) []vocab.Role {
 	roles := slices.Clone(req.Roles)
 	if len(roles) == 0 {
-		roles = []string{"reviewer", "approver"}
+		roles = []vocab.Role{vocab.RoleReviewer, vocab.RoleApprover}
 	}
 	if req.EscalatedAt != nil {
 		roles = append(roles, req.EscalateTo...)
 	}
-	return append(roles, "admin")
+	return append(roles, vocab.RoleAdmin)
 }
 
 // CanDecide reports whether the actor's roles allow deciding req at all.
-func CanDecide(req *store.Request, roles []string) bool {
+func CanDecide(req *store.Request, roles []vocab.Role) bool {
 	allowed := AllowedRoles(req)
 	for _, r := range roles {
 		if slices.Contains(allowed, r) {
@@ -330,9 +330,9 @@ func authorize(req *store.Request, p DecideParams) error {
 		return nil
 	}
 	if !CanDecide(req, p.Actor.Roles) {
-		return fmt.Errorf("%w: this request needs one of the roles %s", ErrForbidden, strings.Join(AllowedRoles(req), ", "))
+		return fmt.Errorf("%w: this request needs one of the roles %s", ErrForbidden, vocab.Join(AllowedRoles(req), ", "))
 	}
-	if (p.Verdict == Approve || p.Verdict == Edit) && req.StartedBy == p.Actor.Name {
+	if p.Verdict.Approves() && req.StartedBy == p.Actor.Name {
 		return fmt.Errorf("%w: you started this run, so someone else must approve it", ErrForbidden)
 	}
 	return nil
@@ -414,12 +414,12 @@ func stricter(req *store.Request, pd policy.Decision, actor Actor) string {
 	needs := max(pd.Approvals, 1)
 	under := &store.Request{Roles: pd.Roles}
 	switch {
-	case pd.Tier.Rank() < policy.Tier(req.Tier).Rank():
+	case pd.Tier.StricterThan(req.Tier):
 		return fmt.Sprintf("is %s where the proposal was %s", pd.Tier, req.Tier)
 	case needs > 1 || needs > req.ApprovalsRequired:
 		return fmt.Sprintf("needs %d approvers", needs)
 	case !actor.System && !CanDecide(under, actor.Roles):
-		return "needs one of the roles " + strings.Join(AllowedRoles(under), ", ")
+		return "needs one of the roles " + vocab.Join(AllowedRoles(under), ", ")
 	}
 	return ""
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testapp"
 	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/vocab"
 )
 
 // editPolicy puts refunds on rules that differ in each way an edit could
@@ -81,15 +82,15 @@ func TestEditIsJudgedByThePolicy(t *testing.T) {
 
 	startRefund := func(t *testing.T, key string, amount float64) (*store.Run, *store.Request) {
 		t.Helper()
-		run := b.WaitRun(t, start(t, b, "refunder", key, refundIn{Amount: amount, Customer: "ada@example.com"}).ID, store.RunWaitingHuman)
+		run := b.WaitRun(t, start(t, b, "refunder", key, refundIn{Amount: amount, Customer: "ada@example.com"}).ID, vocab.RunWaitingHuman)
 		return run, b.PendingRequest(t, run.ID)
 	}
 	edit := func(req *store.Request, actor workflow.Actor, params map[string]any) (*workflow.DecideResult, error) {
-		return b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: actor, Verdict: workflow.Edit,
+		return b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: actor, Verdict: vocab.VerdictEdit,
 			PayloadHash: req.PayloadHash, EditedParams: params})
 	}
-	approver := workflow.Actor{Name: "appr@example.com", Roles: []string{"approver"}}
-	admin := workflow.Actor{Name: "root@example.com", Roles: []string{"admin"}}
+	approver := workflow.Actor{Name: "appr@example.com", Roles: []vocab.Role{"approver"}}
+	admin := workflow.Actor{Name: "root@example.com", Roles: []vocab.Role{"admin"}}
 	count := func(t *testing.T, sql string, args ...any) int {
 		t.Helper()
 		var n int
@@ -105,10 +106,10 @@ func TestEditIsJudgedByThePolicy(t *testing.T) {
 		require.Equal(t, events, count(t, `SELECT count(*) FROM audit_events`), "no audit event")
 		got, err := store.RequestGet(ctx, b.Pool, req.ID)
 		require.NoError(t, err)
-		require.Equal(t, store.RequestPending, got.Status)
+		require.Equal(t, vocab.RequestPending, got.Status)
 		waiting, err := store.RunGet(ctx, b.Pool, run.ID)
 		require.NoError(t, err)
-		require.Equal(t, store.RunWaitingHuman, waiting.Status)
+		require.Equal(t, vocab.RunWaitingHuman, waiting.Status)
 		require.Zero(t, b.LiveJobs(t, run.ID))
 	}
 
@@ -149,10 +150,10 @@ func TestEditIsJudgedByThePolicy(t *testing.T) {
 		require.Equal(t, wantHash, details["edited_payload_hash"])
 		require.Equal(t, req.PayloadHash, details["payload_hash"])
 
-		done := b.WaitRun(t, run.ID, store.RunCompleted)
+		done := b.WaitRun(t, run.ID, vocab.RunCompleted)
 		var got workflow.Decision
 		require.NoError(t, json.Unmarshal(done.Output, &got))
-		require.Equal(t, workflow.Edit, got.Verdict)
+		require.Equal(t, vocab.VerdictEdit, got.Verdict)
 		require.Equal(t, edited, got.Params, "the workflow applied the edited parameters")
 		require.Equal(t, "refund", got.EditedRule)
 		require.Equal(t, wantHash, got.EditedPayloadHash)
@@ -171,9 +172,9 @@ func TestEditIsJudgedByThePolicy(t *testing.T) {
 
 		// The request itself is still decidable as it was proposed.
 		_, err := b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: reviewer("rev@example.com"),
-			Verdict: workflow.Approve, PayloadHash: req.PayloadHash})
+			Verdict: vocab.VerdictApprove, PayloadHash: req.PayloadHash})
 		require.NoError(t, err)
-		done := b.WaitRun(t, run.ID, store.RunCompleted)
+		done := b.WaitRun(t, run.ID, vocab.RunCompleted)
 		var got workflow.Decision
 		require.NoError(t, json.Unmarshal(done.Output, &got))
 		require.EqualValues(t, 100, got.Params["amount"])
@@ -193,12 +194,12 @@ func TestEditIsJudgedByThePolicy(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "refund", res.Decision.Rule)
 		require.Equal(t, "large", *res.Decision.EditedRule)
-		b.WaitRun(t, run.ID, store.RunCompleted)
+		b.WaitRun(t, run.ID, vocab.RunCompleted)
 	})
 
 	t.Run("OntoStricterTierRefused", func(t *testing.T) {
 		run, req := startRefund(t, "tier", 5)
-		require.Equal(t, "batched", req.Tier)
+		require.Equal(t, vocab.TierBatched, req.Tier)
 		events := count(t, `SELECT count(*) FROM audit_events`)
 		_, err := edit(req, reviewer("rev@example.com"), map[string]any{"amount": 100.0, "customer": "ada@example.com"})
 		require.ErrorIs(t, err, workflow.ErrEditNeedsReview)
@@ -211,7 +212,7 @@ func TestEditIsJudgedByThePolicy(t *testing.T) {
 		raw, _ := json.Marshal(refundIn{Amount: 100, Customer: "bob@example.com"})
 		run, _, err := b.Engine.Start(ctx, workflow.StartParams{Workflow: "refunder", BusinessKey: "bob", Input: raw, StartedBy: "agent"})
 		require.NoError(t, err)
-		run = b.WaitRun(t, run.ID, store.RunWaitingHuman)
+		run = b.WaitRun(t, run.ID, vocab.RunWaitingHuman)
 		req := b.PendingRequest(t, run.ID)
 		require.Equal(t, "refund", req.Rule)
 		_, err = edit(req, reviewer("rev@example.com"), map[string]any{"amount": 300.0, "customer": "bob@example.com"})
@@ -224,7 +225,7 @@ func TestEditIsJudgedByThePolicy(t *testing.T) {
 		raw, _ := json.Marshal(refundIn{Amount: 100, Customer: "ada@example.com", Level: "low"})
 		run, _, err := b.Engine.Start(ctx, workflow.StartParams{Workflow: "refunder", BusinessKey: "broken", Input: raw, StartedBy: "agent"})
 		require.NoError(t, err)
-		run = b.WaitRun(t, run.ID, store.RunWaitingHuman)
+		run = b.WaitRun(t, run.ID, vocab.RunWaitingHuman)
 		req := b.PendingRequest(t, run.ID)
 		require.Equal(t, "refund", req.Rule)
 		events := count(t, `SELECT count(*) FROM audit_events`)
@@ -273,7 +274,7 @@ rules:
 		require.NoError(t, err)
 		require.Equal(t, pv.Version, res.Decision.PolicyVersion, "the proposal's version")
 		require.Equal(t, newer.Version, *res.Decision.EditedPolicyVersion, "the version that judged the edit")
-		b.WaitRun(t, run.ID, store.RunCompleted)
+		b.WaitRun(t, run.ID, vocab.RunCompleted)
 	})
 }
 
@@ -297,16 +298,16 @@ rules:
 `), "setup")
 	require.NoError(t, err)
 	b.App.Policies.Invalidate()
-	run := b.WaitRun(t, start(t, b, "refunder", "claims", refundIn{Amount: 100, Customer: "ada@example.com"}).ID, store.RunWaitingHuman)
+	run := b.WaitRun(t, start(t, b, "refunder", "claims", refundIn{Amount: 100, Customer: "ada@example.com"}).ID, vocab.RunWaitingHuman)
 	req := b.PendingRequest(t, run.ID)
 	require.Equal(t, "cheap", req.Rule, "the model claimed nothing about cost")
 
-	_, err = b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: reviewer("rev@example.com"), Verdict: workflow.Edit,
+	_, err = b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: reviewer("rev@example.com"), Verdict: vocab.VerdictEdit,
 		PayloadHash: req.PayloadHash, EditedParams: map[string]any{"amount": 250000.0, "customer": "mallory@example.com"}})
 	require.ErrorIs(t, err, workflow.ErrEditNeedsReview)
 	require.Contains(t, err.Error(), `rule "costly"`)
 	require.Contains(t, err.Error(), "not taken on the model's word")
 	got, err := store.RequestGet(ctx, b.Pool, req.ID)
 	require.NoError(t, err)
-	require.Equal(t, store.RequestPending, got.Status, "nothing was decided")
+	require.Equal(t, vocab.RequestPending, got.Status, "nothing was decided")
 }

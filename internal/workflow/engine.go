@@ -21,6 +21,7 @@ import (
 	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/policy"
+	"github.com/countersign/countersign/vocab"
 )
 
 // Enqueuer puts run jobs on the queue inside the caller's transaction, so that
@@ -343,7 +344,7 @@ func (e *Engine) complete(ctx context.Context, x *execution, out any, complete C
 	}
 	ctx = context.WithoutCancel(ctx)
 	err = store.WithTx(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) error {
-		if err := store.RunComplete(ctx, tx, run.ID, x.owner, raw, sourcesOf(store.RunCompleted)); errors.Is(err, store.ErrNotFound) {
+		if err := store.RunComplete(ctx, tx, run.ID, x.owner, raw, sourcesOf(vocab.RunCompleted)); errors.Is(err, store.ErrNotFound) {
 			return complete(ctx, tx) // cancelled or handed on meanwhile: leave it to its new state
 		} else if err != nil {
 			return err
@@ -357,7 +358,7 @@ func (e *Engine) complete(ctx context.Context, x *execution, out any, complete C
 	// notification queue's lock through its WAL flush, which would serialize
 	// every run's last commit. A lost signal only delays a badge; pages also
 	// refresh whenever their stream reconnects.
-	if err := notifyRun(ctx, e.pool, run.ID, store.RunCompleted); err != nil {
+	if err := notifyRun(ctx, e.pool, run.ID, vocab.RunCompleted); err != nil {
 		e.logger.Warn("notify run completed", "run", run.ID, "err", err)
 	}
 	return nil
@@ -381,14 +382,14 @@ func (e *Engine) finish(ctx context.Context, x *execution, complete CompleteFunc
 		}
 		f = &Failure{Code: code, Message: runErr.Error()}
 	}
-	status, kind := store.RunRetrying, "run.step_failed"
+	status, kind := vocab.RunRetrying, "run.step_failed"
 	if final {
-		status, kind = store.RunFailed, "run.failed"
+		status, kind = vocab.RunFailed, "run.failed"
 	}
 	// Recorded even when the job's context has ended (River's job timeout):
 	// otherwise the failure would be lost and the run left running.
 	err := store.WithTx(context.WithoutCancel(ctx), e.pool, func(ctx context.Context, tx pgx.Tx) error {
-		if err := store.RunFail(ctx, tx, run.ID, x.owner, status, f.Code, f.Message, sourcesOf(status), e.lease); errors.Is(err, store.ErrNotFound) {
+		if err := store.RunFail(ctx, tx, run.ID, x.owner, string(status), f.Code, f.Message, sourcesOf(status), e.lease); errors.Is(err, store.ErrNotFound) {
 			if final {
 				return complete(ctx, tx) // cancelled or handed on meanwhile
 			}
@@ -429,10 +430,10 @@ func (e *Engine) Cancel(ctx context.Context, runID, actor string) error {
 		} else if err != nil {
 			return err
 		}
-		if IsFinal(run.Status) {
+		if run.Status.Final() {
 			return fmt.Errorf("%w (%s)", ErrFinal, run.Status)
 		}
-		if err := transition(ctx, tx, run, store.RunCancelled); err != nil {
+		if err := transition(ctx, tx, run, vocab.RunCancelled); err != nil {
 			return err
 		}
 		if err := store.RequestCancelForRun(ctx, tx, runID, actor); err != nil {
@@ -445,11 +446,11 @@ func (e *Engine) Cancel(ctx context.Context, runID, actor string) error {
 			map[string]any{"from": run.Status}); err != nil {
 			return err
 		}
-		return notifyRun(ctx, tx, runID, store.RunCancelled)
+		return notifyRun(ctx, tx, runID, vocab.RunCancelled)
 	})
 }
 
-func notifyRun(ctx context.Context, tx store.DBTX, runID, status string) error {
-	b, _ := json.Marshal(map[string]string{"type": "run", "id": runID, "status": status})
+func notifyRun(ctx context.Context, tx store.DBTX, runID string, status vocab.RunStatus) error {
+	b, _ := json.Marshal(map[string]string{"type": "run", "id": runID, "status": string(status)})
 	return store.Notify(ctx, tx, string(b))
 }

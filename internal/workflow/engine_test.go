@@ -16,6 +16,7 @@ import (
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testapp"
 	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/vocab"
 )
 
 type counterIn struct {
@@ -38,7 +39,7 @@ func start(t *testing.T, b *testapp.Bundle, wf, key string, input any) *store.Ru
 }
 
 func reviewer(name string) workflow.Actor {
-	return workflow.Actor{Name: name, Roles: []string{"reviewer"}}
+	return workflow.Actor{Name: name, Roles: []vocab.Role{"reviewer"}}
 }
 
 func TestReplay(t *testing.T) {
@@ -67,8 +68,8 @@ func TestReplay(t *testing.T) {
 
 	t.Run("RetryThenSuccessReplaysRecordedSteps", func(t *testing.T) {
 		run := start(t, b, "counter", "k1", counterIn{FailTimes: 1})
-		done := b.WaitRun(t, run.ID, store.RunCompleted, store.RunFailed)
-		require.Equal(t, store.RunCompleted, done.Status, "error: %v", done.ErrorMessage)
+		done := b.WaitRun(t, run.ID, vocab.RunCompleted, vocab.RunFailed)
+		require.Equal(t, vocab.RunCompleted, done.Status, "error: %v", done.ErrorMessage)
 		require.Equal(t, 2, done.Attempt, "one failed attempt, then success")
 		var out counterOut
 		require.NoError(t, json.Unmarshal(done.Output, &out))
@@ -81,7 +82,7 @@ func TestReplay(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, steps, 3)
 		require.Equal(t, 2, steps[2].Attempts)
-		require.Equal(t, store.StepCompleted, steps[2].Status)
+		require.Equal(t, vocab.StepCompleted, steps[2].Status)
 	})
 }
 
@@ -122,26 +123,26 @@ func TestFailures(t *testing.T) {
 	}})
 
 	t.Run("PermanentErrorFailsAtOnce", func(t *testing.T) {
-		run := b.WaitRun(t, start(t, b, "permanent", "p", struct{}{}).ID, store.RunFailed)
+		run := b.WaitRun(t, start(t, b, "permanent", "p", struct{}{}).ID, vocab.RunFailed)
 		require.Equal(t, "permanent_error", *run.ErrorCode)
 		require.Contains(t, *run.ErrorMessage, "card declined")
 		require.Equal(t, 1, run.Attempt)
 		require.EqualValues(t, 1, permanentCalls.Load())
 	})
 	t.Run("StepBudget", func(t *testing.T) {
-		run := b.WaitRun(t, start(t, b, "loop", "l", struct{}{}).ID, store.RunFailed)
+		run := b.WaitRun(t, start(t, b, "loop", "l", struct{}{}).ID, vocab.RunFailed)
 		require.Equal(t, "budget_exceeded", *run.ErrorCode)
 		require.Contains(t, *run.ErrorMessage, "limit of 5 steps")
 		require.Equal(t, 5, run.StepsUsed)
 	})
 	t.Run("TokenBudget", func(t *testing.T) {
-		run := b.WaitRun(t, start(t, b, "chatty", "c", struct{}{}).ID, store.RunFailed)
+		run := b.WaitRun(t, start(t, b, "chatty", "c", struct{}{}).ID, vocab.RunFailed)
 		require.Equal(t, "budget_exceeded", *run.ErrorCode)
 		require.Greater(t, run.TokensUsed, 2500, "the tokens of the call that crossed the limit are counted")
 		require.Equal(t, 1, run.Attempt)
 	})
 	t.Run("ModelCallBudget", func(t *testing.T) {
-		run := b.WaitRun(t, start(t, b, "calls", "m", struct{}{}).ID, store.RunFailed)
+		run := b.WaitRun(t, start(t, b, "calls", "m", struct{}{}).ID, vocab.RunFailed)
 		require.Equal(t, "budget_exceeded", *run.ErrorCode)
 		require.Equal(t, 3, run.ModelCalls)
 	})
@@ -195,44 +196,44 @@ func TestHumanGate(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("WaitingRunHoldsNoJobAndResumesOnApproval", func(t *testing.T) {
-		run := b.WaitRun(t, start(t, b, "gated", "approve", map[string]string{"Customer": "ada"}).ID, store.RunWaitingHuman)
+		run := b.WaitRun(t, start(t, b, "gated", "approve", map[string]string{"Customer": "ada"}).ID, vocab.RunWaitingHuman)
 		require.Equal(t, 0, b.LiveJobs(t, run.ID), "a waiting run holds no River job")
 		req := b.PendingRequest(t, run.ID)
-		require.Equal(t, "explicit", req.Tier)
+		require.Equal(t, vocab.TierExplicit, req.Tier)
 		require.Equal(t, "default-explicit", req.Rule)
 
 		res, err := b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: reviewer("rev@example.com"),
-			Verdict: workflow.Approve, PayloadHash: req.PayloadHash})
+			Verdict: vocab.VerdictApprove, PayloadHash: req.PayloadHash})
 		require.NoError(t, err)
 		require.NotNil(t, res.Decision)
-		done := b.WaitRun(t, run.ID, store.RunCompleted)
+		done := b.WaitRun(t, run.ID, vocab.RunCompleted)
 		require.JSONEq(t, `{"amount":100,"customer":"ada"}`, string(done.Output))
 		require.Equal(t, 1, done.ModelCalls, "the replay after the decision did not call the model again")
 	})
 
 	t.Run("Reject", func(t *testing.T) {
-		run := b.WaitRun(t, start(t, b, "gated", "reject", map[string]string{"Customer": "bob"}).ID, store.RunWaitingHuman)
+		run := b.WaitRun(t, start(t, b, "gated", "reject", map[string]string{"Customer": "bob"}).ID, vocab.RunWaitingHuman)
 		req := b.PendingRequest(t, run.ID)
 		_, err := b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: reviewer("rev@example.com"),
-			Verdict: workflow.Reject, PayloadHash: req.PayloadHash})
+			Verdict: vocab.VerdictReject, PayloadHash: req.PayloadHash})
 		require.ErrorIs(t, err, workflow.ErrInvalidInput, "a rejection needs a reason")
 		_, err = b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: reviewer("rev@example.com"),
-			Verdict: workflow.Reject, Reason: "not eligible", PayloadHash: req.PayloadHash})
+			Verdict: vocab.VerdictReject, Reason: "not eligible", PayloadHash: req.PayloadHash})
 		require.NoError(t, err)
-		done := b.WaitRun(t, run.ID, store.RunRejected)
+		done := b.WaitRun(t, run.ID, vocab.RunRejected)
 		require.NotNil(t, done.FinishedAt)
 		require.Equal(t, 0, b.LiveJobs(t, run.ID))
 	})
 
 	t.Run("RequestChangesProposesAgain", func(t *testing.T) {
-		run := b.WaitRun(t, start(t, b, "gated", "changes", map[string]string{"Customer": "cy"}).ID, store.RunWaitingHuman)
+		run := b.WaitRun(t, start(t, b, "gated", "changes", map[string]string{"Customer": "cy"}).ID, vocab.RunWaitingHuman)
 		first := b.PendingRequest(t, run.ID)
 		_, err := b.Engine.Decide(ctx, workflow.DecideParams{RequestID: first.ID, Actor: reviewer("rev@example.com"),
-			Verdict: workflow.RequestChanges, Reason: "lower it", PayloadHash: first.PayloadHash})
+			Verdict: vocab.VerdictRequestChanges, Reason: "lower it", PayloadHash: first.PayloadHash})
 		require.NoError(t, err)
 		require.Eventually(t, func() bool {
 			reqs, err := store.RequestListByRun(ctx, b.Pool, run.ID)
-			return err == nil && len(reqs) == 2 && reqs[1].Status == store.RequestPending
+			return err == nil && len(reqs) == 2 && reqs[1].Status == vocab.RequestPending
 		}, 10e9, 10e6)
 		second := b.PendingRequest(t, run.ID)
 		require.NotEqual(t, first.PayloadHash, second.PayloadHash)
@@ -241,9 +242,9 @@ func TestHumanGate(t *testing.T) {
 		require.EqualValues(t, 92, action.Params["amount"], "the feedback reached the model")
 
 		_, err = b.Engine.Decide(ctx, workflow.DecideParams{RequestID: second.ID, Actor: reviewer("rev@example.com"),
-			Verdict: workflow.Edit, EditedParams: map[string]any{"amount": 80.0, "customer": "cy"}, PayloadHash: second.PayloadHash})
+			Verdict: vocab.VerdictEdit, EditedParams: map[string]any{"amount": 80.0, "customer": "cy"}, PayloadHash: second.PayloadHash})
 		require.NoError(t, err)
-		done := b.WaitRun(t, run.ID, store.RunCompleted)
+		done := b.WaitRun(t, run.ID, vocab.RunCompleted)
 		require.JSONEq(t, `{"amount":80,"customer":"cy"}`, string(done.Output), "the edited parameters were applied")
 		d, err := store.DecisionGetByRequest(ctx, b.Pool, second.ID)
 		require.NoError(t, err)
@@ -251,35 +252,35 @@ func TestHumanGate(t *testing.T) {
 	})
 
 	t.Run("NonDeterminismIsDetected", func(t *testing.T) {
-		run := b.WaitRun(t, start(t, b, "gated", "nondet", map[string]string{"Customer": "dee"}).ID, store.RunWaitingHuman)
+		run := b.WaitRun(t, start(t, b, "gated", "nondet", map[string]string{"Customer": "dee"}).ID, vocab.RunWaitingHuman)
 		req := b.PendingRequest(t, run.ID)
 		changed.Store(true) // a deploy changed the code while the run waited
 		defer changed.Store(false)
 		_, err := b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: reviewer("rev@example.com"),
-			Verdict: workflow.Approve, PayloadHash: req.PayloadHash})
+			Verdict: vocab.VerdictApprove, PayloadHash: req.PayloadHash})
 		require.NoError(t, err)
-		done := b.WaitRun(t, run.ID, store.RunFailed)
+		done := b.WaitRun(t, run.ID, vocab.RunFailed)
 		require.Equal(t, "non_deterministic", *done.ErrorCode)
 		require.Contains(t, *done.ErrorMessage, `step 1 is model "propose" in the run's history, but the code now reaches step "new_step"`)
 	})
 
 	t.Run("DecisionRules", func(t *testing.T) {
-		run := b.WaitRun(t, start(t, b, "gated", "rules", map[string]string{"Customer": "eve"}).ID, store.RunWaitingHuman)
+		run := b.WaitRun(t, start(t, b, "gated", "rules", map[string]string{"Customer": "eve"}).ID, vocab.RunWaitingHuman)
 		req := b.PendingRequest(t, run.ID)
-		decide := func(actor workflow.Actor, verdict, hash string, edited map[string]any) error {
+		decide := func(actor workflow.Actor, verdict vocab.Verdict, hash string, edited map[string]any) error {
 			_, err := b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: actor, Verdict: verdict,
 				PayloadHash: hash, EditedParams: edited, Reason: "r"})
 			return err
 		}
-		require.ErrorIs(t, decide(reviewer("x"), workflow.Approve, "stale", nil), workflow.ErrPayloadChanged)
-		require.ErrorIs(t, decide(workflow.Actor{Name: "v", Roles: []string{"viewer"}}, workflow.Approve, req.PayloadHash, nil), workflow.ErrForbidden)
-		require.ErrorIs(t, decide(reviewer("tester@example.com"), workflow.Approve, req.PayloadHash, nil), workflow.ErrForbidden,
+		require.ErrorIs(t, decide(reviewer("x"), vocab.VerdictApprove, "stale", nil), workflow.ErrPayloadChanged)
+		require.ErrorIs(t, decide(workflow.Actor{Name: "v", Roles: []vocab.Role{"viewer"}}, vocab.VerdictApprove, req.PayloadHash, nil), workflow.ErrForbidden)
+		require.ErrorIs(t, decide(reviewer("tester@example.com"), vocab.VerdictApprove, req.PayloadHash, nil), workflow.ErrForbidden,
 			"the user who started the run cannot approve it")
-		require.ErrorIs(t, decide(reviewer("x"), workflow.Edit, req.PayloadHash, map[string]any{"amount": "lots", "customer": "eve"}), workflow.ErrInvalidInput)
-		require.ErrorIs(t, decide(reviewer("x"), workflow.Edit, req.PayloadHash, map[string]any{"amount": 1.0, "customer": "eve", "extra": 1.0}), workflow.ErrInvalidInput)
+		require.ErrorIs(t, decide(reviewer("x"), vocab.VerdictEdit, req.PayloadHash, map[string]any{"amount": "lots", "customer": "eve"}), workflow.ErrInvalidInput)
+		require.ErrorIs(t, decide(reviewer("x"), vocab.VerdictEdit, req.PayloadHash, map[string]any{"amount": 1.0, "customer": "eve", "extra": 1.0}), workflow.ErrInvalidInput)
 		require.ErrorIs(t, decide(reviewer("x"), "maybe", req.PayloadHash, nil), workflow.ErrInvalidInput)
 		_, err := b.Engine.Decide(ctx, workflow.DecideParams{RequestID: "00000000-0000-0000-0000-000000000000",
-			Actor: reviewer("x"), Verdict: workflow.Approve, PayloadHash: "h"})
+			Actor: reviewer("x"), Verdict: vocab.VerdictApprove, PayloadHash: "h"})
 		require.ErrorIs(t, err, workflow.ErrNotFound)
 		var n int
 		require.NoError(t, b.Pool.QueryRow(ctx, `SELECT count(*) FROM decisions WHERE request_id = $1`, req.ID).Scan(&n))
@@ -292,7 +293,7 @@ func TestConcurrentDecisions(t *testing.T) {
 	var effects atomic.Int32
 	b := testapp.Start(t, testapp.Options{Register: func(r *workflow.Registry, m *ai.Offline) { gated(r, m, &effects, nil) }})
 	ctx := context.Background()
-	run := b.WaitRun(t, start(t, b, "gated", "race", map[string]string{"Customer": "ann"}).ID, store.RunWaitingHuman)
+	run := b.WaitRun(t, start(t, b, "gated", "race", map[string]string{"Customer": "ann"}).ID, vocab.RunWaitingHuman)
 	req := b.PendingRequest(t, run.ID)
 
 	const n = 10
@@ -302,9 +303,9 @@ func TestConcurrentDecisions(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			verdict, reason := workflow.Approve, ""
+			verdict, reason := vocab.VerdictApprove, ""
 			if i%2 == 1 {
-				verdict, reason = workflow.Reject, "no"
+				verdict, reason = vocab.VerdictReject, "no"
 			}
 			_, errs[i] = b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: reviewer(fmt.Sprintf("r%d@example.com", i)),
 				Verdict: verdict, Reason: reason, PayloadHash: req.PayloadHash})
@@ -328,8 +329,8 @@ func TestConcurrentDecisions(t *testing.T) {
 	require.NoError(t, b.Pool.QueryRow(ctx, `SELECT count(*) FROM decisions WHERE request_id = $1`, req.ID).Scan(&decisions))
 	require.NoError(t, b.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE args->>'run_id' = $1 AND (args->>'seq')::int = 1`, run.ID).Scan(&jobs))
 	require.Equal(t, 1, decisions)
-	done := b.WaitRun(t, run.ID, store.RunCompleted, store.RunRejected)
-	if done.Status == store.RunCompleted {
+	done := b.WaitRun(t, run.ID, vocab.RunCompleted, vocab.RunRejected)
+	if done.Status == vocab.RunCompleted {
 		require.Equal(t, 1, jobs, "exactly one resume job")
 		require.EqualValues(t, 1, effects.Load())
 	} else {
@@ -377,28 +378,28 @@ func TestCancel(t *testing.T) {
 	var effects atomic.Int32
 	b := testapp.Start(t, testapp.Options{Register: func(r *workflow.Registry, m *ai.Offline) { gated(r, m, &effects, nil) }})
 	ctx := context.Background()
-	run := b.WaitRun(t, start(t, b, "gated", "cancel", map[string]string{"Customer": "a"}).ID, store.RunWaitingHuman)
+	run := b.WaitRun(t, start(t, b, "gated", "cancel", map[string]string{"Customer": "a"}).ID, vocab.RunWaitingHuman)
 	req := b.PendingRequest(t, run.ID)
 	require.NoError(t, b.Engine.Cancel(ctx, run.ID, "admin@example.com"))
 	require.ErrorIs(t, b.Engine.Cancel(ctx, run.ID, "admin@example.com"), workflow.ErrFinal)
-	_, err := b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: reviewer("r"), Verdict: workflow.Approve, PayloadHash: req.PayloadHash})
+	_, err := b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: reviewer("r"), Verdict: vocab.VerdictApprove, PayloadHash: req.PayloadHash})
 	require.ErrorIs(t, err, workflow.ErrAlreadyDecided, "a cancelled run's request cannot be decided")
 	got, err := store.RunGet(ctx, b.Pool, run.ID)
 	require.NoError(t, err)
-	require.Equal(t, store.RunCancelled, got.Status)
+	require.Equal(t, vocab.RunCancelled, got.Status)
 }
 
 func TestTransitions(t *testing.T) {
 	t.Parallel()
-	for _, s := range workflow.Statuses {
-		require.Equal(t, s == store.RunCompleted || s == store.RunFailed || s == store.RunRejected || s == store.RunCancelled,
-			workflow.IsFinal(s), s)
-		if !workflow.IsFinal(s) {
-			require.True(t, workflow.CanTransition(s, store.RunCancelled), "cancel works from %s", s)
+	for _, s := range vocab.RunStatuses() {
+		require.Equal(t, s == vocab.RunCompleted || s == vocab.RunFailed || s == vocab.RunRejected || s == vocab.RunCancelled,
+			s.Final(), s)
+		if !s.Final() {
+			require.True(t, workflow.CanTransition(s, vocab.RunCancelled), "cancel works from %s", s)
 		}
 	}
-	require.False(t, workflow.CanTransition(store.RunCompleted, store.RunRunning))
-	require.False(t, workflow.CanTransition(store.RunWaitingHuman, store.RunRunning), "a waiting run resumes through queued")
+	require.False(t, workflow.CanTransition(vocab.RunCompleted, vocab.RunRunning))
+	require.False(t, workflow.CanTransition(vocab.RunWaitingHuman, vocab.RunRunning), "a waiting run resumes through queued")
 }
 
 func TestStepTimeout(t *testing.T) {
@@ -415,10 +416,10 @@ func TestStepTimeout(t *testing.T) {
 			})
 		}, workflow.Options{StepTimeout: 50 * time.Millisecond})
 	}})
-	run := b.WaitRun(t, start(t, b, "slow", "s", struct{}{}).ID, store.RunRetrying)
+	run := b.WaitRun(t, start(t, b, "slow", "s", struct{}{}).ID, vocab.RunRetrying)
 	require.Equal(t, "timeout", *run.ErrorCode)
 	require.Contains(t, *run.ErrorMessage, `step "call_slow_service" timed out after 50ms`)
 	steps, err := store.StepList(context.Background(), b.Pool, run.ID)
 	require.NoError(t, err)
-	require.Equal(t, store.StepFailed, steps[0].Status, "the failed attempt is in the timeline")
+	require.Equal(t, vocab.StepFailed, steps[0].Status, "the failed attempt is in the timeline")
 }

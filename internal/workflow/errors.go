@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/countersign/countersign/vocab"
 )
 
 var (
@@ -38,7 +40,7 @@ var (
 
 // AlreadyDecidedError says who won the race to decide a request.
 type AlreadyDecidedError struct {
-	Status string
+	Status vocab.RequestStatus
 	By     string
 	At     time.Time
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testapp"
 	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/vocab"
 )
 
 func TestOutputLimit(t *testing.T) {
@@ -51,22 +52,22 @@ func TestOutputLimit(t *testing.T) {
 		workflow.Register(r, "big_action", func(ctx context.Context, _ struct{}) (string, error) {
 			d, err := workflow.RequestApproval(ctx, workflow.Action{Kind: "payment.refund", Summary: "Refund",
 				Rationale: strings.Repeat("because ", 1000), Params: map[string]any{"amount": 1.0}})
-			return d.Verdict, err
+			return string(d.Verdict), err
 		}, small)
 	}})
 	ctx := context.Background()
 
 	failed := func(t *testing.T, wf string) (*store.Run, []*store.Step) {
 		t.Helper()
-		run := b.WaitRun(t, start(t, b, wf, wf, struct{}{}).ID, store.RunFailed, store.RunCompleted, store.RunWaitingHuman)
-		require.Equal(t, store.RunFailed, run.Status)
+		run := b.WaitRun(t, start(t, b, wf, wf, struct{}{}).ID, vocab.RunFailed, vocab.RunCompleted, vocab.RunWaitingHuman)
+		require.Equal(t, vocab.RunFailed, run.Status)
 		require.Equal(t, workflow.CodeOutputTooLarge, *run.ErrorCode)
 		require.Equal(t, 1, run.Attempt, "a permanent failure, not retried")
 		steps, err := store.StepList(ctx, b.Pool, run.ID)
 		require.NoError(t, err)
 		require.NotEmpty(t, steps)
 		last := steps[len(steps)-1]
-		require.Equal(t, store.StepFailed, last.Status, "the timeline shows the step that failed")
+		require.Equal(t, vocab.StepFailed, last.Status, "the timeline shows the step that failed")
 		require.Empty(t, last.Output, "nothing of the oversized output was stored")
 		require.Contains(t, *last.Error, workflow.CodeOutputTooLarge)
 		return run, steps
@@ -78,8 +79,8 @@ func TestOutputLimit(t *testing.T) {
 		require.Zero(t, afterBig.Load(), "the workflow did not go on")
 	})
 	t.Run("StepWithinTheLimit", func(t *testing.T) {
-		run := b.WaitRun(t, start(t, b, "fits", "fits", struct{}{}).ID, store.RunCompleted, store.RunFailed)
-		require.Equal(t, store.RunCompleted, run.Status)
+		run := b.WaitRun(t, start(t, b, "fits", "fits", struct{}{}).ID, vocab.RunCompleted, vocab.RunFailed)
+		require.Equal(t, vocab.RunCompleted, run.Status)
 	})
 	t.Run("ModelAnswer", func(t *testing.T) {
 		run, steps := failed(t, "big_model")
@@ -117,8 +118,8 @@ func TestUnstorableResult(t *testing.T) {
 			})
 		})
 	}})
-	run := b.WaitRun(t, start(t, b, "surrogate", "s", struct{}{}).ID, store.RunFailed, store.RunCompleted)
-	require.Equal(t, store.RunFailed, run.Status)
+	run := b.WaitRun(t, start(t, b, "surrogate", "s", struct{}{}).ID, vocab.RunFailed, vocab.RunCompleted)
+	require.Equal(t, vocab.RunFailed, run.Status)
 	require.Equal(t, 1, run.Attempt, "a permanent failure, not retried")
 	require.Contains(t, *run.ErrorMessage, `step "fetch": the result cannot be stored`)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/vocab"
 )
 
 // sweepBatch bounds the runs one sweep transaction handles.
@@ -90,7 +91,7 @@ func (e *Engine) recoverBatch(ctx context.Context) (Recovered, int, error) {
 				f = &Failure{Code: "worker_lost", Message: fmt.Sprintf("the run lost its worker %d times", o.Recoveries+1)}
 			}
 			if f != nil {
-				err := store.RunFailOrphan(ctx, tx, o.ID, o.ResumeSeq, f.Code, f.Message, sourcesOf(store.RunFailed), e.lease)
+				err := store.RunFailOrphan(ctx, tx, o.ID, o.ResumeSeq, f.Code, f.Message, sourcesOf(vocab.RunFailed), e.lease)
 				if errors.Is(err, store.ErrNotFound) {
 					continue
 				} else if err != nil {
@@ -101,7 +102,7 @@ func (e *Engine) recoverBatch(ctx context.Context) (Recovered, int, error) {
 				}); err != nil {
 					return err
 				}
-				if err := notifyRun(ctx, tx, o.ID, store.RunFailed); err != nil {
+				if err := notifyRun(ctx, tx, o.ID, vocab.RunFailed); err != nil {
 					return err
 				}
 				ended = append(ended, failed{o.ID, f.Code})

@@ -17,6 +17,7 @@ import (
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testapp"
 	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/vocab"
 )
 
 func auditCount(t *testing.T, b *testapp.Bundle, runID, kind, cause string) int {
@@ -71,7 +72,7 @@ func TestLapsedLease(t *testing.T) {
 			})
 		}})
 	run := start(t, b, "stalls", "z", struct{}{})
-	done := b.WaitRun(t, run.ID, store.RunCompleted)
+	done := b.WaitRun(t, run.ID, vocab.RunCompleted)
 	require.JSONEq(t, `12`, string(done.Output), "the execution that took over ran both steps")
 	require.Equal(t, 1, auditCount(t, b, run.ID, "run.recovered", "lease_expired"))
 	select {
@@ -88,7 +89,7 @@ func TestLapsedLease(t *testing.T) {
 	require.JSONEq(t, `2`, string(steps[0].Output))
 	final, err := store.RunGet(context.Background(), b.Pool, run.ID)
 	require.NoError(t, err)
-	require.Equal(t, store.RunCompleted, final.Status)
+	require.Equal(t, vocab.RunCompleted, final.Status)
 	require.Zero(t, final.Failures)
 }
 
@@ -113,7 +114,7 @@ func TestDiscardedJob(t *testing.T) {
 
 	b := testapp.StartOn(t, starter.Pool, starter.URL, testapp.Options{Register: reg,
 		Recovery: app.Recovery{SweepEvery: 100 * time.Millisecond}})
-	failed := b.WaitRun(t, run.ID, store.RunFailed)
+	failed := b.WaitRun(t, run.ID, vocab.RunFailed)
 	require.Equal(t, "attempts_exhausted", *failed.ErrorCode)
 	require.NotNil(t, failed.FinishedAt)
 	require.Equal(t, 1, auditCount(t, b, run.ID, "run.failed", "job_discarded"))
@@ -159,7 +160,7 @@ func TestJobTimeout(t *testing.T) {
 	t.Run("StepOutlivesJob", func(t *testing.T) {
 		t.Parallel()
 		run := start(t, b, "slow_step", "slow", struct{}{})
-		done := b.WaitRun(t, run.ID, store.RunCompleted)
+		done := b.WaitRun(t, run.ID, vocab.RunCompleted)
 		require.Equal(t, 1, done.Failures, "the timed-out attempt was recorded as a failure")
 		require.Equal(t, 1, auditCount(t, b, run.ID, "run.step_failed", ""))
 		var code string
@@ -174,7 +175,7 @@ func TestJobTimeout(t *testing.T) {
 	t.Run("StepResultAfterTimeout", func(t *testing.T) {
 		t.Parallel()
 		run := start(t, b, "deaf_step", "deaf", struct{}{})
-		done := b.WaitRun(t, run.ID, store.RunCompleted)
+		done := b.WaitRun(t, run.ID, vocab.RunCompleted)
 		require.JSONEq(t, `9`, string(done.Output))
 		require.Equal(t, int32(1), deafCalls.Load(), "the step's result was recorded, not computed again")
 		require.Zero(t, done.Failures)
@@ -183,7 +184,7 @@ func TestJobTimeout(t *testing.T) {
 	t.Run("ResultAfterTimeout", func(t *testing.T) {
 		t.Parallel()
 		run := start(t, b, "late_result", "late", struct{}{})
-		done := b.WaitRun(t, run.ID, store.RunCompleted)
+		done := b.WaitRun(t, run.ID, vocab.RunCompleted)
 		require.JSONEq(t, `5`, string(done.Output))
 		require.Equal(t, int32(1), lateCalls.Load(), "completed on the first execution, not computed again")
 		require.Zero(t, done.Failures)
@@ -213,13 +214,13 @@ func TestRecoverSkips(t *testing.T) {
 		}})
 	waiting := start(t, b, "gate", "w", struct{}{})
 	flaky := start(t, b, "flaky", "f", struct{}{})
-	b.WaitRun(t, waiting.ID, store.RunWaitingHuman)
-	done := b.WaitRun(t, flaky.ID, store.RunCompleted)
+	b.WaitRun(t, waiting.ID, vocab.RunWaitingHuman)
+	done := b.WaitRun(t, flaky.ID, vocab.RunCompleted)
 	require.Equal(t, 1, done.Failures)
 	time.Sleep(time.Second) // several leases and sweeps
 	still, err := store.RunGet(context.Background(), b.Pool, waiting.ID)
 	require.NoError(t, err)
-	require.Equal(t, store.RunWaitingHuman, still.Status)
+	require.Equal(t, vocab.RunWaitingHuman, still.Status)
 	require.Zero(t, still.Recoveries)
 	require.Zero(t, auditCount(t, b, waiting.ID, "run.recovered", ""))
 	require.Zero(t, auditCount(t, b, flaky.ID, "run.recovered", ""), "its retry was scheduled, not lost")
@@ -244,7 +245,7 @@ func TestLostBeforeClaim(t *testing.T) {
 
 	b := testapp.StartOn(t, starter.Pool, starter.URL, testapp.Options{Register: reg,
 		Recovery: app.Recovery{Lease: 500 * time.Millisecond, SweepEvery: 100 * time.Millisecond}})
-	done := b.WaitRun(t, run.ID, store.RunCompleted)
+	done := b.WaitRun(t, run.ID, vocab.RunCompleted)
 	require.Equal(t, 1, done.Recoveries)
 	require.Equal(t, 1, done.ResumeSeq)
 	require.Equal(t, 1, auditCount(t, b, run.ID, "run.recovered", "worker_lost_before_claim"))

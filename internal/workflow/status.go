@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/vocab"
 )
 
 // transitions lists, for every status, the statuses a run may move to. It is
@@ -13,55 +14,46 @@ import (
 //
 // A queued or retrying run may fail without running: the sweeper ends one whose
 // job River discarded or that lost its worker too often (recover.go).
-var transitions = map[string][]string{
-	store.RunQueued:       {store.RunRunning, store.RunFailed, store.RunCancelled},
-	store.RunRunning:      {store.RunCompleted, store.RunFailed, store.RunRetrying, store.RunWaitingHuman, store.RunCancelled},
-	store.RunRetrying:     {store.RunRunning, store.RunFailed, store.RunCancelled},
-	store.RunWaitingHuman: {store.RunQueued, store.RunRejected, store.RunCancelled},
+var transitions = map[vocab.RunStatus][]vocab.RunStatus{
+	vocab.RunQueued:       {vocab.RunRunning, vocab.RunFailed, vocab.RunCancelled},
+	vocab.RunRunning:      {vocab.RunCompleted, vocab.RunFailed, vocab.RunRetrying, vocab.RunWaitingHuman, vocab.RunCancelled},
+	vocab.RunRetrying:     {vocab.RunRunning, vocab.RunFailed, vocab.RunCancelled},
+	vocab.RunWaitingHuman: {vocab.RunQueued, vocab.RunRejected, vocab.RunCancelled},
 }
-
-// Statuses lists every run status, in the order a run usually meets them.
-var Statuses = []string{store.RunQueued, store.RunRunning, store.RunWaitingHuman, store.RunRetrying,
-	store.RunCompleted, store.RunFailed, store.RunRejected, store.RunCancelled}
 
 // CanTransition reports whether a run may move from one status to another.
-func CanTransition(from, to string) bool {
+func CanTransition(from, to vocab.RunStatus) bool {
 	return slices.Contains(transitions[from], to)
-}
-
-// IsFinal reports whether a status ends a run.
-func IsFinal(status string) bool {
-	_, hasNext := transitions[status]
-	return !hasNext
 }
 
 // sources lists, for every status, the statuses a run may reach it from:
 // the transitions table read the other way, for the store's conditional
 // updates. It is computed once, off the hot path.
-var sources = func() map[string][]string {
-	m := map[string][]string{}
+var sources = func() map[vocab.RunStatus][]string {
+	m := map[vocab.RunStatus][]string{}
 	for from, tos := range transitions {
 		for _, to := range tos {
-			m[to] = append(m[to], from)
+			m[to] = append(m[to], string(from))
 		}
 	}
 	return m
 }()
 
-// sourcesOf lists the statuses from which a run may reach to.
-func sourcesOf(to string) []string { return sources[to] }
+// sourcesOf lists the statuses from which a run may reach to, as the store's
+// conditional updates take them.
+func sourcesOf(to vocab.RunStatus) []string { return sources[to] }
 
 // claimable are the statuses a run's job may start from: those that lead to
 // running, and running itself, which is what a crashed worker leaves behind
 // when River's rescuer hands its job to another.
-var claimable = append(slices.Clone(sourcesOf(store.RunRunning)), store.RunRunning)
+var claimable = append(slices.Clone(sourcesOf(vocab.RunRunning)), string(vocab.RunRunning))
 
 // transition moves a run to status, checked against the table above.
-func transition(ctx context.Context, db store.DBTX, run *store.Run, to string) error {
+func transition(ctx context.Context, db store.DBTX, run *store.Run, to vocab.RunStatus) error {
 	if !CanTransition(run.Status, to) {
 		return fmt.Errorf("run %s cannot go from %s to %s", run.ID, run.Status, to)
 	}
-	if err := store.RunSetStatus(ctx, db, run.ID, sourcesOf(to), to); err != nil {
+	if err := store.RunSetStatus(ctx, db, run.ID, sourcesOf(to), string(to)); err != nil {
 		return fmt.Errorf("run %s to %s: %w", run.ID, to, err)
 	}
 	return nil

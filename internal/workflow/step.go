@@ -11,6 +11,7 @@ import (
 
 	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/vocab"
 )
 
 // execution is one job's pass through a run's workflow function.
@@ -57,7 +58,7 @@ func RunID(ctx context.Context) string {
 type slot struct {
 	seq      int
 	name     string
-	kind     string
+	kind     vocab.StepKind
 	key      string      // idempotency key: run:name, run:name#2 for the second use
 	prior    *store.Step // what the history holds at this position, if anything
 	attempts int         // this attempt's number for the step
@@ -65,7 +66,7 @@ type slot struct {
 }
 
 // next claims the next position for a step and checks it against the history.
-func (x *execution) next(name, kind string) (*slot, error) {
+func (x *execution) next(name string, kind vocab.StepKind) (*slot, error) {
 	s := &slot{seq: x.pos, name: name, kind: kind, attempts: 1, started: x.engine.now()}
 	x.pos++
 	x.seen[name]++
@@ -81,7 +82,7 @@ func (x *execution) next(name, kind string) (*slot, error) {
 		}
 		s.prior = h
 		s.attempts = h.Attempts + 1
-		if h.Status == store.StepCompleted {
+		if h.Status == vocab.StepCompleted {
 			return s, nil
 		}
 	}
@@ -91,11 +92,11 @@ func (x *execution) next(name, kind string) (*slot, error) {
 	return s, nil
 }
 
-func (s *slot) replayed() bool { return s.prior != nil && s.prior.Status == store.StepCompleted }
+func (s *slot) replayed() bool { return s.prior != nil && s.prior.Status == vocab.StepCompleted }
 
 // begin claims a step's place in the run; done reports that the history
 // already holds its result, returned in out.
-func begin[T any](ctx context.Context, name, kind string) (x *execution, s *slot, out T, done bool, err error) {
+func begin[T any](ctx context.Context, name string, kind vocab.StepKind) (x *execution, s *slot, out T, done bool, err error) {
 	if x, err = executionFrom(ctx); err != nil {
 		return nil, nil, out, false, err
 	}
@@ -209,7 +210,7 @@ func (x *execution) stepError(s *slot, err error) error {
 // process; use Effect for those.
 func Step[T any](ctx context.Context, name string, fn func(ctx context.Context) (T, error)) (T, error) {
 	var zero T
-	x, s, out, done, err := begin[T](ctx, name, store.StepKindStep)
+	x, s, out, done, err := begin[T](ctx, name, vocab.StepKindStep)
 	if done || err != nil {
 		return out, err
 	}
@@ -242,7 +243,7 @@ type EffectContext struct {
 // exactly once.
 func Effect[T any](ctx context.Context, name string, fn func(ctx context.Context, ec EffectContext) (T, error)) (T, error) {
 	var zero T
-	x, s, out, done, err := begin[T](ctx, name, store.StepKindEffect)
+	x, s, out, done, err := begin[T](ctx, name, vocab.StepKindEffect)
 	if done || err != nil {
 		return out, err
 	}
@@ -280,7 +281,7 @@ func Effect[T any](ctx context.Context, name string, fn func(ctx context.Context
 // The run's model-call and token budgets are checked around the call.
 func Generate[T any](ctx context.Context, name string, req ai.Request) (T, error) {
 	var zero T
-	x, s, out, done, err := begin[T](ctx, name, store.StepKindModel)
+	x, s, out, done, err := begin[T](ctx, name, vocab.StepKindModel)
 	if done || err != nil {
 		return out, err
 	}
