@@ -182,7 +182,7 @@ func (s *Server) handleAPIBatchList(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"batches": nonNilSlice(batches)})
+	return c.JSON(http.StatusOK, batchPageJSON{Batches: mapSlice(batches, batchOf)})
 }
 
 // handleAPIBatchGet handles the "GET /api/v1/batches/:id" route: the batch
@@ -197,7 +197,7 @@ func (s *Server) handleAPIBatchGet(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"batch": b, "items": nonNilSlice(items)})
+	return c.JSON(http.StatusOK, batchDetailJSON{Batch: batchOf(b), Items: mapSlice(items, requestOf)})
 }
 
 type batchDecisionBody struct {
@@ -236,5 +236,5 @@ func (s *Server) handleAPIBatchDecide(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, res)
+	return c.JSON(http.StatusOK, batchDecisionOf(res))
 }

@@ -129,9 +129,9 @@ func (s *Server) handleAPIAudit(c echo.Context) error {
 	for i, e := range events {
 		lines[i] = audit.LineOf(e)
 	}
-	out := map[string]any{"events": lines}
+	out := auditPageJSON{Events: lines}
 	if len(events) == limit {
-		out["next"] = strconv.FormatInt(events[len(events)-1].ID, 10)
+		out.Next = strconv.FormatInt(events[len(events)-1].ID, 10)
 	}
 	return c.JSON(http.StatusOK, out)
 }

@@ -274,7 +274,7 @@ type apiErrorBody struct {
 
 // handleHealth handles the "GET /healthz" route: the process is alive.
 func (s *Server) handleHealth(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	return c.JSON(http.StatusOK, statusJSON{Status: "ok"})
 }
 
 // handleReady handles the "GET /readyz" route: the database answers and its
@@ -283,11 +283,11 @@ func (s *Server) handleReady(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
 	if err := s.Pool.Ping(ctx); err != nil {
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "database unreachable"})
+		return c.JSON(http.StatusServiceUnavailable, statusJSON{Status: "database unreachable"})
 	}
 	n, err := migrations.Pending(ctx, s.Pool)
 	if err != nil || n > 0 {
-		return c.JSON(http.StatusServiceUnavailable, map[string]any{"status": "migrations pending", "pending": n})
+		return c.JSON(http.StatusServiceUnavailable, pendingJSON{Pending: n, Status: "migrations pending"})
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	return c.JSON(http.StatusOK, statusJSON{Status: "ready"})
 }
