@@ -100,7 +100,7 @@ func (s *Server) handleAPIRunList(c echo.Context) error {
 	out := runPageJSON{Runs: mapSlice(runs, runOf)}
 	if len(runs) == limit {
 		last := runs[len(runs)-1]
-		out.Next = encodeCursor(runCursor{last.CreatedAt, last.ID})
+		out.Next = nextTimeCursor(last.CreatedAt, last.ID)
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -138,14 +138,10 @@ func (s *Server) handleAPIRequestList(c echo.Context) error {
 	if p.Tier != "" && !slices.Contains([]string{"auto", "batched", "explicit"}, p.Tier) {
 		return echo.NewHTTPError(http.StatusBadRequest, "tier must be auto, batched or explicit")
 	}
-	if after := c.QueryParam("after"); after != "" {
-		var cur runCursor
-		if err := decodeCursor(after, &cur); err != nil {
-			return err
-		}
-		if err := checkID("the page cursor", cur.ID); err != nil {
-			return err
-		}
+	var cur timeCursor
+	if ok, err := readAfter(c, &cur, &cur.ID); err != nil {
+		return err
+	} else if ok {
 		p.AfterTime, p.AfterID = &cur.T, cur.ID
 	}
 	reqs, err := store.RequestList(c.Request().Context(), s.Pool, p)
@@ -155,7 +151,7 @@ func (s *Server) handleAPIRequestList(c echo.Context) error {
 	out := requestPageJSON{Requests: mapSlice(reqs, requestOf)}
 	if len(reqs) == limit {
 		last := reqs[len(reqs)-1]
-		out.Next = encodeCursor(runCursor{last.CreatedAt, last.ID})
+		out.Next = nextTimeCursor(last.CreatedAt, last.ID)
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -199,7 +195,7 @@ func (s *Server) handleAPIDecide(c echo.Context) error {
 		return err
 	}
 	res, err := s.Engine.Decide(c.Request().Context(), workflow.DecideParams{
-		RequestID: c.Param("id"), Actor: workflow.Actor{Name: u.Email, Roles: []string{u.Role}},
+		RequestID: c.Param("id"), Actor: actorOf(u),
 		Verdict: b.Verdict, Reason: b.Reason, Comment: b.Comment, PayloadHash: b.PayloadHash, EditedParams: b.EditedParams,
 	})
 	if err != nil {

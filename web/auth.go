@@ -17,6 +17,7 @@ import (
 
 	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/templates"
 )
 
@@ -166,6 +167,12 @@ func (s *Server) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 func currentUser(c echo.Context) *store.User {
 	u, _ := c.Get("user").(*store.User)
 	return u
+}
+
+// actorOf is the signed-in user as the engine knows a decider: by email,
+// with the user's one role.
+func actorOf(u *store.User) workflow.Actor {
+	return workflow.Actor{Name: u.Email, Roles: []string{string(u.Role)}}
 }
 
 // handleLoginPage handles the "GET /login" route.

@@ -29,14 +29,10 @@ func (s *Server) inboxQuery(c echo.Context) (store.InboxParams, templates.InboxF
 		}
 		p.OlderThan = d
 	}
-	if after := c.QueryParam("after"); after != "" {
-		var cur store.InboxCursor
-		if err := decodeCursor(after, &cur); err != nil {
-			return p, f, "", err
-		}
-		if err := checkID("the page cursor", cur.ID); err != nil {
-			return p, f, "", err
-		}
+	var cur store.InboxCursor
+	if ok, err := readAfter(c, &cur, &cur.ID); err != nil {
+		return p, f, "", err
+	} else if ok {
 		p.After = &cur
 	}
 	q := url.Values{}

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -13,11 +12,6 @@ import (
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/templates"
 )
-
-type runCursor struct {
-	T  time.Time `json:"t"`
-	ID string    `json:"id"`
-}
 
 const runsPage = 50
 
@@ -28,14 +22,10 @@ func runListParams(c echo.Context, limit int) (store.RunListParams, error) {
 	if p.Status != "" && !slices.Contains(workflow.Statuses, p.Status) {
 		return p, echo.NewHTTPError(http.StatusBadRequest, "unknown status "+p.Status)
 	}
-	if after := c.QueryParam("after"); after != "" {
-		var cur runCursor
-		if err := decodeCursor(after, &cur); err != nil {
-			return p, err
-		}
-		if err := checkID("the page cursor", cur.ID); err != nil {
-			return p, err
-		}
+	var cur timeCursor
+	if ok, err := readAfter(c, &cur, &cur.ID); err != nil {
+		return p, err
+	} else if ok {
 		p.AfterTime, p.AfterID = &cur.T, cur.ID
 	}
 	return p, nil
@@ -61,7 +51,7 @@ func (s *Server) handleRuns(c echo.Context) error {
 		Statuses: workflow.Statuses, Workflows: s.Engine.Registry().Names(), Query: q.Encode()}
 	if len(runs) == runsPage {
 		last := runs[len(runs)-1]
-		v.Next = encodeCursor(runCursor{last.CreatedAt, last.ID})
+		v.Next = nextTimeCursor(last.CreatedAt, last.ID)
 	}
 	return render(c, http.StatusOK, templates.Runs(s.page(c, "Runs", "runs"), v))
 }
