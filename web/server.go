@@ -5,7 +5,6 @@ package web
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -24,7 +23,6 @@ import (
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/migrations"
-	"github.com/countersign/countersign/policy"
 	"github.com/countersign/countersign/static"
 	"github.com/countersign/countersign/templates"
 )
@@ -203,73 +201,6 @@ func (s *Server) page(c echo.Context, title, nav string) templates.Page {
 		p.CSRF = t
 	}
 	return p
-}
-
-// httpError classifies an error for a response: status, a stable code for the
-// API, and a message that is safe to show.
-func httpError(err error) (int, string, string) {
-	var he *echo.HTTPError
-	var ad *workflow.AlreadyDecidedError
-	var le *policy.LoadError
-	switch {
-	case errors.As(err, &he):
-		msg := http.StatusText(he.Code)
-		if m, ok := he.Message.(string); ok {
-			msg = m
-		}
-		return he.Code, strings.ToLower(strings.ReplaceAll(http.StatusText(he.Code), " ", "_")), msg
-	case errors.As(err, &ad):
-		return http.StatusConflict, "already_decided", ad.Error()
-	case errors.Is(err, workflow.ErrPayloadChanged):
-		return http.StatusConflict, "payload_changed", workflow.ErrPayloadChanged.Error()
-	case errors.Is(err, workflow.ErrEditNeedsReview):
-		return http.StatusUnprocessableEntity, "edit_needs_review", err.Error()
-	case errors.Is(err, workflow.ErrForbidden):
-		return http.StatusForbidden, "forbidden", err.Error()
-	case errors.Is(err, workflow.ErrNotFound), errors.Is(err, store.ErrNotFound):
-		return http.StatusNotFound, "not_found", "not found"
-	case errors.Is(err, workflow.ErrInvalidInput), errors.Is(err, workflow.ErrUnknownWorkflow):
-		return http.StatusUnprocessableEntity, "invalid", err.Error()
-	case errors.Is(err, store.ErrInvalidInput):
-		// A value the database refused (JSON that jsonb cannot hold): the
-		// caller's mistake, and the transaction wrote nothing.
-		return http.StatusUnprocessableEntity, "invalid", err.Error()
-	case errors.Is(err, workflow.ErrFinal):
-		return http.StatusConflict, "run_ended", err.Error()
-	case errors.As(err, &le):
-		return http.StatusUnprocessableEntity, "invalid_policy", le.Error()
-	}
-	return http.StatusInternalServerError, "internal", "something went wrong on our side; it has been logged"
-}
-
-// handleError is Echo's error handler: API errors as JSON, page errors as a
-// page; only server faults are logged.
-func (s *Server) handleError(err error, c echo.Context) {
-	if c.Response().Committed {
-		return
-	}
-	status, code, msg := httpError(err)
-	if status >= 500 {
-		s.Logger.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
-	}
-	if strings.HasPrefix(c.Request().URL.Path, "/api/") || strings.HasPrefix(c.Request().URL.Path, "/healthz") {
-		_ = c.JSON(status, apiError{Error: apiErrorBody{Code: code, Message: msg}})
-		return
-	}
-	if status == http.StatusUnauthorized {
-		_ = c.Redirect(http.StatusSeeOther, "/login")
-		return
-	}
-	_ = render(c, status, templates.ErrorPage(s.page(c, http.StatusText(status), ""), status, msg))
-}
-
-type apiError struct {
-	Error apiErrorBody `json:"error"`
-}
-
-type apiErrorBody struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
 }
 
 // handleHealth handles the "GET /healthz" route: the process is alive.
