@@ -375,8 +375,8 @@ func (e *Engine) judgeEdit(ctx context.Context, tx pgx.Tx, req *store.Request, p
 	// The proposal saw the approval step's position as steps_used; the run
 	// row's count can trail it (a decision resolves its step without counting
 	// it), so the position is taken from the request.
-	pd, err := policy.Evaluate(pol, policyInput(edited, run,
-		usage{StepsUsed: req.StepSeq, ModelCalls: run.ModelCalls, TokensUsed: run.TokensUsed}, e.now()))
+	pd, err := policy.Evaluate(pol, PolicyInput(edited, run,
+		Usage{StepsUsed: req.StepSeq, ModelCalls: run.ModelCalls, TokensUsed: run.TokensUsed}, e.now()))
 	if err != nil {
 		return nil, fmt.Errorf("evaluate policy: %w", err)
 	}
