@@ -45,7 +45,14 @@ type console struct {
 // the test users, and any extra workflows.
 func startConsole(t *testing.T, register func(*workflow.Registry, *ai.Offline)) *console {
 	t.Helper()
-	b := testapp.Start(t, testapp.Options{Web: true, Register: register})
+	return startConsoleWith(t, testapp.Options{Register: register})
+}
+
+// startConsoleWith is startConsole with more of the process's options.
+func startConsoleWith(t *testing.T, opts testapp.Options) *console {
+	t.Helper()
+	opts.Web = true
+	b := testapp.Start(t, opts)
 	ctx := context.Background()
 	_, err := policystore.Apply(ctx, b.Pool, policy.Example, "setup")
 	require.NoError(t, err)

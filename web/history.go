@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -95,7 +94,7 @@ func (s *Server) handleHistoryExport(c echo.Context) error {
 	}
 	w := c.Response()
 	w.Header().Set(echo.HeaderContentType, contentType)
-	w.Header().Set(echo.HeaderContentDisposition, `attachment; filename="countersign-audit-`+time.Now().UTC().Format("20060102T150405")+`.`+format+`"`)
+	w.Header().Set(echo.HeaderContentDisposition, `attachment; filename="countersign-audit-`+s.Now().UTC().Format("20060102T150405")+`.`+format+`"`)
 	w.WriteHeader(http.StatusOK)
 	_, err = audit.Export(c.Request().Context(), s.Pool, f, format, w, w.Flush)
 	if err != nil {

@@ -18,7 +18,7 @@ const inboxPage = 50
 func (s *Server) inboxQuery(c echo.Context) (store.InboxParams, templates.InboxFilter, string, error) {
 	f := templates.InboxFilter{Workflow: c.QueryParam("workflow"), Rule: c.QueryParam("rule"),
 		Tier: c.QueryParam("tier"), Age: c.QueryParam("age")}
-	p := store.InboxParams{Workflow: f.Workflow, Rule: f.Rule, Tier: f.Tier, Limit: inboxPage, Now: time.Now()}
+	p := store.InboxParams{Workflow: f.Workflow, Rule: f.Rule, Tier: f.Tier, Limit: inboxPage, Now: s.Now()}
 	if f.Tier != "" && f.Tier != "explicit" && f.Tier != "batched" {
 		return p, f, "", echo.NewHTTPError(http.StatusBadRequest, "tier must be explicit or batched")
 	}

@@ -46,8 +46,13 @@ type Deps struct {
 	Origins []string
 	// TrustedProxies are the peers whose X-Forwarded-For names the client.
 	TrustedProxies []*net.IPNet
-	// Now is the clock sessions expire by; tests move it.
+	// Now is the web side's one clock: sessions expire, the inbox ranks
+	// deadlines, tokens expire and simulations look back by it; tests move
+	// it. Nil means time.Now.
 	Now func() time.Time
+	// KeepAlive is how often a live-update stream pings and re-checks its
+	// session; zero means 25 s. Tests shorten it.
+	KeepAlive time.Duration
 }
 
 // Server holds what handlers need.
@@ -66,6 +71,9 @@ func New(d Deps) *Server {
 	}
 	if s.Now == nil {
 		s.Now = time.Now
+	}
+	if s.KeepAlive <= 0 {
+		s.KeepAlive = 25 * time.Second
 	}
 	var pairs [][]byte
 	for _, k := range d.SessionKeys {

@@ -66,7 +66,7 @@ func Console(ctx context.Context, pool *pgxpool.Pool, dbURL string, o ConsoleOpt
 		}
 	}
 
-	_, base, stop, err := startApp(ctx, pool, dbURL, 1, app.Options{Web: true})
+	_, base, stop, err := startApp(ctx, pool, dbURL, 1, app.Options{Web: true, Demo: true})
 	if err != nil {
 		return nil, err
 	}
