@@ -273,7 +273,9 @@ func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
 }
 
 // WithGroup keeps the level floor on the derived handler.
-func (h minLevel) WithGroup(name string) slog.Handler { return minLevel{h.Handler.WithGroup(name), h.min} }
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.min}
+}
 
 // ChainEvery is how often worker processes link new audit events into the
 // hash chain: the longest an event stays unchained.
