@@ -16,6 +16,7 @@ import (
 	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/app"
+	"github.com/countersign/countersign/internal/client"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 )
@@ -74,7 +75,7 @@ func Batch(ctx context.Context, pool *pgxpool.Pool, dbURL string, o BatchOptions
 		return nil, err
 	}
 	defer stop()
-	hc, token, err := signIn(base, "reviewer@bench.example")
+	cl, err := client.SignIn(base, "reviewer@bench.example", benchPassword)
 	if err != nil {
 		return nil, err
 	}
@@ -104,18 +105,16 @@ func Batch(ctx context.Context, pool *pgxpool.Pool, dbURL string, o BatchOptions
 		if err != nil {
 			return nil, err
 		}
-		form := url.Values{"_csrf": {token}, "action": {"approve_selected"}}
+		form := url.Values{"action": {"approve_selected"}}
 		for _, it := range items {
 			form.Add("item", it.ID+":"+it.PayloadHash)
 			form.Add("selected", it.ID)
 		}
 		t0 := time.Now()
-		resp, err := hc.PostForm(base+"/batches/"+batchID+"/decision", form)
+		resp, _, err := cl.Post("/batches/"+batchID+"/decision", form)
 		if err != nil {
 			return nil, err
 		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
 		committed := time.Now()
 		server = append(server, committed.Sub(t0))
 		if resp.StatusCode != http.StatusSeeOther {
