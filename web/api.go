@@ -63,14 +63,9 @@ func (s *Server) handleAPIRunStart(c echo.Context) error {
 		return err
 	}
 	if created {
-		return c.JSON(http.StatusCreated, run)
+		return c.JSON(http.StatusCreated, runOf(run))
 	}
-	return c.JSON(http.StatusOK, run)
-}
-
-type runWithSteps struct {
-	*store.Run
-	Steps []*store.Step `json:"steps"`
+	return c.JSON(http.StatusOK, runOf(run))
 }
 
 // handleAPIRunGet handles the "GET /api/v1/runs/:id" route.
@@ -84,7 +79,7 @@ func (s *Server) handleAPIRunGet(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, runWithSteps{run, steps})
+	return c.JSON(http.StatusOK, runWithStepsJSON{runOf(run), mapSlice(steps, stepOf)})
 }
 
 // handleAPIRunList handles the "GET /api/v1/runs" route: newest first, with
@@ -102,10 +97,10 @@ func (s *Server) handleAPIRunList(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := map[string]any{"runs": nonNilSlice(runs)}
+	out := runPageJSON{Runs: mapSlice(runs, runOf)}
 	if len(runs) == limit {
 		last := runs[len(runs)-1]
-		out["next"] = encodeCursor(runCursor{last.CreatedAt, last.ID})
+		out.Next = nextTimeCursor(last.CreatedAt, last.ID)
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -140,32 +135,22 @@ func (s *Server) handleAPIRequestList(c echo.Context) error {
 	if p.Tier != "" && !vocab.Tier(p.Tier).Valid() {
 		return echo.NewHTTPError(http.StatusBadRequest, "tier must be auto, batched or explicit")
 	}
-	if after := c.QueryParam("after"); after != "" {
-		var cur runCursor
-		if err := decodeCursor(after, &cur); err != nil {
-			return err
-		}
-		if err := checkID("the page cursor", cur.ID); err != nil {
-			return err
-		}
+	var cur timeCursor
+	if ok, err := readAfter(c, &cur, &cur.ID); err != nil {
+		return err
+	} else if ok {
 		p.AfterTime, p.AfterID = &cur.T, cur.ID
 	}
 	reqs, err := store.RequestList(c.Request().Context(), s.Pool, p)
 	if err != nil {
 		return err
 	}
-	out := map[string]any{"requests": nonNilSlice(reqs)}
+	out := requestPageJSON{Requests: mapSlice(reqs, requestOf)}
 	if len(reqs) == limit {
 		last := reqs[len(reqs)-1]
-		out["next"] = encodeCursor(runCursor{last.CreatedAt, last.ID})
+		out.Next = nextTimeCursor(last.CreatedAt, last.ID)
 	}
 	return c.JSON(http.StatusOK, out)
-}
-
-type requestDetail struct {
-	*store.Request
-	Votes    []string        `json:"votes"`
-	Decision *store.Decision `json:"decision"`
 }
 
 // handleAPIRequestGet handles the "GET /api/v1/requests/:id" route.
@@ -175,13 +160,14 @@ func (s *Server) handleAPIRequestGet(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := requestDetail{Request: req}
-	if out.Votes, err = store.VoteList(ctx, s.Pool, req.ID); err != nil {
+	out := requestDetailJSON{requestJSON: requestOf(req)}
+	votes, err := store.VoteList(ctx, s.Pool, req.ID)
+	if err != nil {
 		return err
 	}
-	out.Votes = nonNilSlice(out.Votes)
+	out.Votes = nonNilSlice(votes)
 	if d, err := store.DecisionGetByRequest(ctx, s.Pool, req.ID); err == nil {
-		out.Decision = d
+		out.Decision = decisionOf(d)
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
@@ -206,17 +192,16 @@ func (s *Server) handleAPIDecide(c echo.Context) error {
 		return err
 	}
 	res, err := s.Engine.Decide(c.Request().Context(), workflow.DecideParams{
-		RequestID: c.Param("id"), Actor: workflow.Actor{Name: u.Email, Roles: []vocab.Role{u.Role}},
+		RequestID: c.Param("id"), Actor: actorOf(u),
 		Verdict: vocab.Verdict(b.Verdict), Reason: b.Reason, Comment: b.Comment, PayloadHash: b.PayloadHash, EditedParams: b.EditedParams,
 	})
 	if err != nil {
 		return err
 	}
-	out := map[string]any{"request": res.Request, "decision": res.Decision, "approvals": res.Votes, "approvals_required": res.Required}
+	out := decideJSON{Request: requestOf(res.Request), Decision: decisionOf(res.Decision),
+		Approvals: res.Votes, ApprovalsRequired: res.Required, Status: decideDecided}
 	if res.Decision == nil {
-		out["status"] = "awaiting_more_approvals"
-	} else {
-		out["status"] = "decided"
+		out.Status = decideAwaitingMoreApproval
 	}
 	return c.JSON(http.StatusOK, out)
 }

@@ -17,7 +17,9 @@ import (
 
 	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/templates"
+	"github.com/countersign/countersign/vocab"
 )
 
 // Session lifetimes: a session ends 12 hours after sign-in, or after 30
@@ -166,6 +168,12 @@ func (s *Server) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 func currentUser(c echo.Context) *store.User {
 	u, _ := c.Get("user").(*store.User)
 	return u
+}
+
+// actorOf is the signed-in user as the engine knows a decider: by email,
+// with the user's one role.
+func actorOf(u *store.User) workflow.Actor {
+	return workflow.Actor{Name: u.Email, Roles: []vocab.Role{u.Role}}
 }
 
 // handleLoginPage handles the "GET /login" route.

@@ -46,7 +46,7 @@ func (s *Server) batchView(c echo.Context, id string) (templates.BatchView, erro
 	}
 	// The buttons are offered to whoever the engine would let decide an item.
 	if b.Status != vocab.BatchOpen {
-		roles := []vocab.Role{currentUser(c).Role}
+		roles := actorOf(currentUser(c)).Roles
 		for _, it := range v.Items {
 			if workflow.CanDecide(it.Request, roles) {
 				v.CanDecide = true
@@ -94,7 +94,7 @@ func (s *Server) handleBatchDecide(c echo.Context) error {
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, "the form could not be read")
 	}
-	p := workflow.BatchDecideParams{BatchID: c.Param("id"), Actor: workflow.Actor{Name: u.Email, Roles: []vocab.Role{u.Role}},
+	p := workflow.BatchDecideParams{BatchID: c.Param("id"), Actor: actorOf(u),
 		Action: form.Get("action"), Selected: form["selected"], Reason: form.Get("reason")}
 	for _, it := range form["item"] {
 		id, hash, ok := strings.Cut(it, ":")
@@ -187,7 +187,7 @@ func (s *Server) handleAPIBatchList(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"batches": nonNilSlice(batches)})
+	return c.JSON(http.StatusOK, batchPageJSON{Batches: mapSlice(batches, batchOf)})
 }
 
 // handleAPIBatchGet handles the "GET /api/v1/batches/:id" route: the batch
@@ -202,7 +202,7 @@ func (s *Server) handleAPIBatchGet(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"batch": b, "items": nonNilSlice(items)})
+	return c.JSON(http.StatusOK, batchDetailJSON{Batch: batchOf(b), Items: mapSlice(items, requestOf)})
 }
 
 type batchDecisionBody struct {
@@ -236,10 +236,10 @@ func (s *Server) handleAPIBatchDecide(c echo.Context) error {
 		}
 	}
 	res, err := s.Engine.DecideBatch(c.Request().Context(), workflow.BatchDecideParams{BatchID: c.Param("id"),
-		Actor: workflow.Actor{Name: u.Email, Roles: []vocab.Role{u.Role}}, Action: b.Verdict, Items: b.Items,
+		Actor: actorOf(u), Action: b.Verdict, Items: b.Items,
 		Selected: b.Selected, Reason: b.Reason})
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, res)
+	return c.JSON(http.StatusOK, batchDecisionOf(res))
 }

@@ -14,10 +14,6 @@ import (
 // Live updates are coalesced: a burst of decisions refreshes an inbox once.
 const inboxDebounce = 300 * time.Millisecond
 
-// keepAlive is how often a stream pings, and re-checks its session; tests
-// shorten it.
-var keepAlive = 25 * time.Second
-
 // handleEvents handles the "GET /events" route: a server-sent event stream
 // fed by the process's one LISTEN connection. It sends "inbox" when requests
 // are created or decided, and "run-<id>" when that run changes status.
@@ -40,7 +36,7 @@ func (s *Server) handleEvents(c echo.Context) error {
 	msgs, stop := s.Notify.Subscribe(256)
 	defer stop()
 	ctx := c.Request().Context()
-	ping := time.NewTicker(keepAlive)
+	ping := time.NewTicker(s.KeepAlive)
 	defer ping.Stop()
 	var inbox <-chan time.Time
 	send := func(event string) error {

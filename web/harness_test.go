@@ -20,6 +20,7 @@ import (
 
 	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/ai"
+	"github.com/countersign/countersign/internal/client"
 	"github.com/countersign/countersign/internal/policystore"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testapp"
@@ -46,7 +47,14 @@ type console struct {
 // the test users, and any extra workflows.
 func startConsole(t *testing.T, register func(*workflow.Registry, *ai.Offline)) *console {
 	t.Helper()
-	b := testapp.Start(t, testapp.Options{Web: true, Register: register})
+	return startConsoleWith(t, testapp.Options{Register: register})
+}
+
+// startConsoleWith is startConsole with more of the process's options.
+func startConsoleWith(t *testing.T, opts testapp.Options) *console {
+	t.Helper()
+	opts.Web = true
+	b := testapp.Start(t, opts)
 	ctx := context.Background()
 	_, err := policystore.Apply(ctx, b.Pool, policy.Example, "setup")
 	require.NoError(t, err)
@@ -71,23 +79,16 @@ func (c *console) startRun(t *testing.T, wf, key string, input any, by string) (
 // client is an HTTP client with a cookie jar, signed in as email.
 func (c *console) client(t *testing.T, email string) *http.Client {
 	t.Helper()
-	jar, _ := cookiejar.New(nil)
-	hc := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	token := c.csrf(t, hc, "/login")
-	resp, err := hc.PostForm(c.Addr+"/login", url.Values{"email": {email}, "password": {password}, "_csrf": {token}})
+	cl, err := client.SignIn(c.Addr, email, password) // fails unless 303 to /
 	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
-	require.Equal(t, "/", resp.Header.Get("Location"))
-	return hc
+	return cl.HTTP
 }
 
 // csrf fetches a page and returns the form's CSRF token.
 func (c *console) csrf(t *testing.T, hc *http.Client, path string) string {
 	t.Helper()
-	doc, _ := c.get(t, hc, path)
-	token, ok := doc.Find(`input[name=_csrf]`).First().Attr("value")
-	require.True(t, ok, "no csrf field on %s", path)
+	token, err := (&client.Client{Base: c.Addr, HTTP: hc}).Token(path)
+	require.NoError(t, err)
 	return token
 }
 

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -96,7 +95,7 @@ func (s *Server) handleHistoryExport(c echo.Context) error {
 	}
 	w := c.Response()
 	w.Header().Set(echo.HeaderContentType, contentType)
-	w.Header().Set(echo.HeaderContentDisposition, `attachment; filename="countersign-audit-`+time.Now().UTC().Format("20060102T150405")+`.`+format+`"`)
+	w.Header().Set(echo.HeaderContentDisposition, `attachment; filename="countersign-audit-`+s.Now().UTC().Format("20060102T150405")+`.`+format+`"`)
 	w.WriteHeader(http.StatusOK)
 	_, err = audit.Export(c.Request().Context(), s.Pool, f, format, w, w.Flush)
 	if err != nil {
@@ -130,9 +129,9 @@ func (s *Server) handleAPIAudit(c echo.Context) error {
 	for i, e := range events {
 		lines[i] = audit.LineOf(e)
 	}
-	out := map[string]any{"events": lines}
+	out := auditPageJSON{Events: lines}
 	if len(events) == limit {
-		out["next"] = strconv.FormatInt(events[len(events)-1].ID, 10)
+		out.Next = strconv.FormatInt(events[len(events)-1].ID, 10)
 	}
 	return c.JSON(http.StatusOK, out)
 }

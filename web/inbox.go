@@ -19,7 +19,7 @@ const inboxPage = 50
 func (s *Server) inboxQuery(c echo.Context) (store.InboxParams, templates.InboxFilter, string, error) {
 	f := templates.InboxFilter{Workflow: c.QueryParam("workflow"), Rule: c.QueryParam("rule"),
 		Tier: c.QueryParam("tier"), Age: c.QueryParam("age")}
-	p := store.InboxParams{Workflow: f.Workflow, Rule: f.Rule, Tier: f.Tier, Limit: inboxPage, Now: time.Now()}
+	p := store.InboxParams{Workflow: f.Workflow, Rule: f.Rule, Tier: f.Tier, Limit: inboxPage, Now: s.Now()}
 	if f.Tier != "" && !slices.Contains(templates.InboxTiers, vocab.Tier(f.Tier)) {
 		return p, f, "", echo.NewHTTPError(http.StatusBadRequest, "tier must be explicit or batched")
 	}
@@ -30,14 +30,10 @@ func (s *Server) inboxQuery(c echo.Context) (store.InboxParams, templates.InboxF
 		}
 		p.OlderThan = d
 	}
-	if after := c.QueryParam("after"); after != "" {
-		var cur store.InboxCursor
-		if err := decodeCursor(after, &cur); err != nil {
-			return p, f, "", err
-		}
-		if err := checkID("the page cursor", cur.ID); err != nil {
-			return p, f, "", err
-		}
+	var cur store.InboxCursor
+	if ok, err := readAfter(c, &cur, &cur.ID); err != nil {
+		return p, f, "", err
+	} else if ok {
 		p.After = &cur
 	}
 	q := url.Values{}

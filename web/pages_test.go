@@ -19,7 +19,6 @@ import (
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testapp"
 	"github.com/countersign/countersign/vocab"
-	"github.com/countersign/countersign/web"
 )
 
 func TestPages(t *testing.T) {
@@ -342,9 +341,8 @@ func TestSessionExpiry(t *testing.T) {
 }
 
 func TestEventStreamEndsWithTheSession(t *testing.T) {
-	// Not parallel: it shortens a package-wide interval.
-	defer web.SetKeepAlive(100 * time.Millisecond)()
-	c := startConsole(t, nil)
+	t.Parallel()
+	c := startConsoleWith(t, testapp.Options{KeepAlive: 100 * time.Millisecond})
 	hc := c.client(t, "reviewer@example.com")
 	resp, err := hc.Get(c.Addr + "/events")
 	require.NoError(t, err)

@@ -105,7 +105,7 @@ func (s *Server) handlePolicySimulate(c echo.Context) error {
 			fmt.Sprintf("%d simulations are already running; try again in a moment", maxSimulations))
 	}
 	ctx := c.Request().Context()
-	v.Sim, err = policystore.Simulate(ctx, s.Pool, pol, time.Now().Add(-since))
+	v.Sim, err = policystore.Simulate(ctx, s.Pool, pol, s.Now().Add(-since))
 	switch {
 	case errors.Is(err, policy.ErrCostLimit):
 		v.Sim, v.Problems = nil, []string{"The simulation stopped: " + err.Error() + "."}

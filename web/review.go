@@ -45,7 +45,7 @@ func (s *Server) reviewView(c echo.Context, id string) (templates.ReviewView, er
 	switch {
 	case !u.Role.CanDecide():
 		v.WhyNot = "Viewers can read requests but not decide them."
-	case !workflow.CanDecide(req, []vocab.Role{u.Role}):
+	case !workflow.CanDecide(req, actorOf(u).Roles):
 		v.WhyNot = "This request needs one of the roles " + vocab.Join(workflow.AllowedRoles(req), ", ") + "."
 	default:
 		v.CanDecide = true
@@ -79,7 +79,7 @@ func (s *Server) handleDecide(c echo.Context) error {
 	u := currentUser(c)
 	form := templates.DecisionForm{Verdict: vocab.Verdict(c.FormValue("verdict")), Reason: c.FormValue("reason"),
 		Comment: c.FormValue("comment"), EditedParams: c.FormValue("edited_params")}
-	p := workflow.DecideParams{RequestID: id, Actor: workflow.Actor{Name: u.Email, Roles: []vocab.Role{u.Role}},
+	p := workflow.DecideParams{RequestID: id, Actor: actorOf(u),
 		Verdict: form.Verdict, Reason: form.Reason, Comment: form.Comment, PayloadHash: c.FormValue("payload_hash")}
 	var err error
 	if form.Verdict == vocab.VerdictEdit {

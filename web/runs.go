@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -14,11 +13,6 @@ import (
 	"github.com/countersign/countersign/templates"
 	"github.com/countersign/countersign/vocab"
 )
-
-type runCursor struct {
-	T  time.Time `json:"t"`
-	ID string    `json:"id"`
-}
 
 const runsPage = 50
 
@@ -29,14 +23,10 @@ func runListParams(c echo.Context, limit int) (store.RunListParams, error) {
 	if p.Status != "" && !vocab.RunStatus(p.Status).Valid() {
 		return p, echo.NewHTTPError(http.StatusBadRequest, "unknown status "+p.Status)
 	}
-	if after := c.QueryParam("after"); after != "" {
-		var cur runCursor
-		if err := decodeCursor(after, &cur); err != nil {
-			return p, err
-		}
-		if err := checkID("the page cursor", cur.ID); err != nil {
-			return p, err
-		}
+	var cur timeCursor
+	if ok, err := readAfter(c, &cur, &cur.ID); err != nil {
+		return p, err
+	} else if ok {
 		p.AfterTime, p.AfterID = &cur.T, cur.ID
 	}
 	return p, nil
@@ -62,7 +52,7 @@ func (s *Server) handleRuns(c echo.Context) error {
 		Statuses: vocab.RunStatuses(), Workflows: s.Engine.Registry().Names(), Query: q.Encode()}
 	if len(runs) == runsPage {
 		last := runs[len(runs)-1]
-		v.Next = encodeCursor(runCursor{last.CreatedAt, last.ID})
+		v.Next = nextTimeCursor(last.CreatedAt, last.ID)
 	}
 	return render(c, http.StatusOK, templates.Runs(s.page(c, "Runs", "runs"), v))
 }

@@ -319,9 +319,8 @@ func TestIdleTimeoutIgnoresLiveRefreshes(t *testing.T) {
 }
 
 func TestEventStreamOutlivesTheWriteTimeout(t *testing.T) {
-	// Not parallel: it shortens a package-wide interval.
-	defer web.SetKeepAlive(100 * time.Millisecond)()
-	c := startConsole(t, nil)
+	t.Parallel()
+	c := startConsoleWith(t, testapp.Options{KeepAlive: 100 * time.Millisecond})
 	hc := c.client(t, "reviewer@example.com")
 	// The same handler behind a server with a short write timeout.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

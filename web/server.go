@@ -5,7 +5,6 @@ package web
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -24,7 +23,6 @@ import (
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/migrations"
-	"github.com/countersign/countersign/policy"
 	"github.com/countersign/countersign/static"
 	"github.com/countersign/countersign/templates"
 )
@@ -48,8 +46,13 @@ type Deps struct {
 	Origins []string
 	// TrustedProxies are the peers whose X-Forwarded-For names the client.
 	TrustedProxies []*net.IPNet
-	// Now is the clock sessions expire by; tests move it.
+	// Now is the web side's one clock: sessions expire, the inbox ranks
+	// deadlines, tokens expire and simulations look back by it; tests move
+	// it. Nil means time.Now.
 	Now func() time.Time
+	// KeepAlive is how often a live-update stream pings and re-checks its
+	// session; zero means 25 s. Tests shorten it.
+	KeepAlive time.Duration
 }
 
 // Server holds what handlers need.
@@ -68,6 +71,9 @@ func New(d Deps) *Server {
 	}
 	if s.Now == nil {
 		s.Now = time.Now
+	}
+	if s.KeepAlive <= 0 {
+		s.KeepAlive = 25 * time.Second
 	}
 	var pairs [][]byte
 	for _, k := range d.SessionKeys {
@@ -205,76 +211,9 @@ func (s *Server) page(c echo.Context, title, nav string) templates.Page {
 	return p
 }
 
-// httpError classifies an error for a response: status, a stable code for the
-// API, and a message that is safe to show.
-func httpError(err error) (int, string, string) {
-	var he *echo.HTTPError
-	var ad *workflow.AlreadyDecidedError
-	var le *policy.LoadError
-	switch {
-	case errors.As(err, &he):
-		msg := http.StatusText(he.Code)
-		if m, ok := he.Message.(string); ok {
-			msg = m
-		}
-		return he.Code, strings.ToLower(strings.ReplaceAll(http.StatusText(he.Code), " ", "_")), msg
-	case errors.As(err, &ad):
-		return http.StatusConflict, "already_decided", ad.Error()
-	case errors.Is(err, workflow.ErrPayloadChanged):
-		return http.StatusConflict, "payload_changed", workflow.ErrPayloadChanged.Error()
-	case errors.Is(err, workflow.ErrEditNeedsReview):
-		return http.StatusUnprocessableEntity, "edit_needs_review", err.Error()
-	case errors.Is(err, workflow.ErrForbidden):
-		return http.StatusForbidden, "forbidden", err.Error()
-	case errors.Is(err, workflow.ErrNotFound), errors.Is(err, store.ErrNotFound):
-		return http.StatusNotFound, "not_found", "not found"
-	case errors.Is(err, workflow.ErrInvalidInput), errors.Is(err, workflow.ErrUnknownWorkflow):
-		return http.StatusUnprocessableEntity, "invalid", err.Error()
-	case errors.Is(err, store.ErrInvalidInput):
-		// A value the database refused (JSON that jsonb cannot hold): the
-		// caller's mistake, and the transaction wrote nothing.
-		return http.StatusUnprocessableEntity, "invalid", err.Error()
-	case errors.Is(err, workflow.ErrFinal):
-		return http.StatusConflict, "run_ended", err.Error()
-	case errors.As(err, &le):
-		return http.StatusUnprocessableEntity, "invalid_policy", le.Error()
-	}
-	return http.StatusInternalServerError, "internal", "something went wrong on our side; it has been logged"
-}
-
-// handleError is Echo's error handler: API errors as JSON, page errors as a
-// page; only server faults are logged.
-func (s *Server) handleError(err error, c echo.Context) {
-	if c.Response().Committed {
-		return
-	}
-	status, code, msg := httpError(err)
-	if status >= 500 {
-		s.Logger.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
-	}
-	if strings.HasPrefix(c.Request().URL.Path, "/api/") || strings.HasPrefix(c.Request().URL.Path, "/healthz") {
-		_ = c.JSON(status, apiError{Error: apiErrorBody{Code: code, Message: msg}})
-		return
-	}
-	if status == http.StatusUnauthorized {
-		_ = c.Redirect(http.StatusSeeOther, "/login")
-		return
-	}
-	_ = render(c, status, templates.ErrorPage(s.page(c, http.StatusText(status), ""), status, msg))
-}
-
-type apiError struct {
-	Error apiErrorBody `json:"error"`
-}
-
-type apiErrorBody struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
 // handleHealth handles the "GET /healthz" route: the process is alive.
 func (s *Server) handleHealth(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	return c.JSON(http.StatusOK, statusJSON{Status: "ok"})
 }
 
 // handleReady handles the "GET /readyz" route: the database answers and its
@@ -283,11 +222,11 @@ func (s *Server) handleReady(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
 	if err := s.Pool.Ping(ctx); err != nil {
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "database unreachable"})
+		return c.JSON(http.StatusServiceUnavailable, statusJSON{Status: "database unreachable"})
 	}
 	n, err := migrations.Pending(ctx, s.Pool)
 	if err != nil || n > 0 {
-		return c.JSON(http.StatusServiceUnavailable, map[string]any{"status": "migrations pending", "pending": n})
+		return c.JSON(http.StatusServiceUnavailable, pendingJSON{Pending: n, Status: "migrations pending"})
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	return c.JSON(http.StatusOK, statusJSON{Status: "ready"})
 }

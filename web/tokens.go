@@ -92,7 +92,7 @@ func (s *Server) handleTokenCreate(c echo.Context) error {
 	var secret string
 	if problem == nil {
 		tok, secret, problem = account.CreateToken(c.Request().Context(), s.Pool, account.TokenParams{
-			Email: f.Email, Name: f.Name, Scopes: f.Scopes, ExpiresIn: life, By: currentUser(c).Email})
+			Email: f.Email, Name: f.Name, Scopes: f.Scopes, ExpiresIn: life, By: currentUser(c).Email, Now: s.Now()})
 		if errors.Is(problem, store.ErrNotFound) {
 			problem = fmt.Errorf("%w: there is no user %q", account.ErrInvalid, f.Email)
 		}

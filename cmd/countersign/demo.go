@@ -45,7 +45,7 @@ func cmdDemo(e *env, args []string) error {
 	if err := seedUsers(e, cfg); err != nil {
 		return err
 	}
-	return serve(e, cfg, app.Options{Web: true, Worker: true}, func(ctx context.Context, a *app.App) {
+	return serve(e, cfg, app.Options{Web: true, Worker: true, Demo: true}, func(ctx context.Context, a *app.App) {
 		demo.Stream(ctx, a.Engine, *every, e.logger())
 	})
 }

@@ -44,7 +44,8 @@ func (e *env) engine(dbURL string) (*app.App, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	a, err := app.New(cfg, pool, app.Options{Logger: e.logger()})
+	// Runs are started of the workflows this binary knows: the demo's.
+	a, err := app.New(cfg, pool, app.Options{Logger: e.logger(), Demo: true})
 	if err != nil {
 		pool.Close()
 		return nil, nil, err

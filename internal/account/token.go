@@ -117,6 +117,9 @@ type TokenParams struct {
 	// ExpiresIn is the token's life from now; zero means it never expires.
 	ExpiresIn time.Duration
 	By        string // who creates it, for the audit event
+	// Now is when the token is made, which its expiry counts from; zero
+	// means time.Now (the web side passes its clock).
+	Now time.Time
 }
 
 // CreateToken makes an API token for a user and returns it with the secret,
@@ -136,7 +139,11 @@ func CreateToken(ctx context.Context, pool *pgxpool.Pool, p TokenParams) (*store
 	}
 	var expires *time.Time
 	if p.ExpiresIn > 0 {
-		at := time.Now().Add(p.ExpiresIn).UTC().Truncate(time.Second)
+		now := p.Now
+		if now.IsZero() {
+			now = time.Now()
+		}
+		at := now.Add(p.ExpiresIn).UTC().Truncate(time.Second)
 		expires = &at
 	}
 	// The handle is a random prefix; a clash with an existing one is retried

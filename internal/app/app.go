@@ -40,7 +40,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Listener, when set, is where the web side serves (tests pass :0).
 	Listener net.Listener
-	// Register adds workflows beyond the demo ones (tests use it).
+	// Demo registers the demo workflows (internal/demo): the demo command,
+	// the CLI that starts their runs, and tests ask for them; a production
+	// process runs only what Register adds.
+	Demo bool
+	// Register adds workflows (tests and benchmarks use it).
 	Register func(r *workflow.Registry, model *ai.Offline)
 	// Model overrides the configured provider (tests use it).
 	Model ai.Provider
@@ -49,6 +53,9 @@ type Options struct {
 	// Recovery overrides how runs of lost workers are found and handed on
 	// (zero fields keep the defaults: 15 s lease, sweep every 5 s).
 	Recovery Recovery
+	// KeepAlive overrides how often a live-update stream pings and
+	// re-checks its session (zero: web's default, 25 s; tests shorten it).
+	KeepAlive time.Duration
 }
 
 // Recovery tunes run leases and the sweeper (workflow.Config has the details).
@@ -114,7 +121,9 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		}
 	}
 	registry := workflow.NewRegistry()
-	demo.Register(registry, offline)
+	if opts.Demo {
+		demo.Register(registry, offline)
+	}
 	if opts.Register != nil {
 		opts.Register(registry, offline)
 	}
@@ -145,7 +154,9 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		// commit: fetch as soon as River's insert notification arrives.
 		FetchCooldown:     2 * time.Millisecond,
 		FetchPollInterval: 500 * time.Millisecond,
-		Logger:            slog.New(slog.NewTextHandler(discard{}, nil)),
+		// River's own warnings and errors (a failing job, a lost leader)
+		// belong in the app's log; its info lines are routine.
+		Logger: slog.New(minLevel{logger.Handler().WithAttrs([]slog.Attr{slog.String("component", "river")}), slog.LevelWarn}),
 	}
 	if opts.Worker {
 		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}}
@@ -165,7 +176,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 			return nil, err
 		}
 		a.Web = web.New(web.Deps{Pool: pool, Engine: engine, Policies: policies, Notify: a.Notify,
-			Logger: logger, SessionKeys: keys, Secure: cfg.Secure, Now: engine.Now,
+			Logger: logger, SessionKeys: keys, Secure: cfg.Secure, Now: engine.Now, KeepAlive: opts.KeepAlive,
 			Origins: publicOrigins(cfg, opts.Listener), TrustedProxies: cfg.TrustedProxies})
 	}
 	return a, nil
@@ -245,9 +256,26 @@ func newHTTPServer(h http.Handler) *http.Server {
 		WriteTimeout: WriteTimeout, IdleTimeout: IdleTimeout}
 }
 
-type discard struct{}
+// minLevel passes on a handler's records at min and above.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
 
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
+// Enabled reports whether a record at l is passed on.
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+// WithAttrs keeps the level floor on the derived handler.
+func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(attrs), h.min}
+}
+
+// WithGroup keeps the level floor on the derived handler.
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.min}
+}
 
 // ChainEvery is how often worker processes link new audit events into the
 // hash chain: the longest an event stays unchained.

@@ -16,6 +16,7 @@ import (
 	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/app"
+	"github.com/countersign/countersign/internal/client"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 )
@@ -55,17 +56,14 @@ func Batch(ctx context.Context, pool *pgxpool.Pool, dbURL string, o BatchOptions
 	if _, err := account.Create(ctx, pool, "reviewer@bench.example", "Reviewer", "reviewer", benchPassword, "bench"); err != nil {
 		return nil, err
 	}
-	var mu sync.Mutex
-	resumed := map[string]time.Time{}
+	resumed := &resumeLog{at: map[string]time.Time{}}
 	register := func(r *workflow.Registry, _ *ai.Offline) {
 		workflow.Register(r, "bench_tag", func(ctx context.Context, in struct{ N int }) (int, error) {
 			if _, err := workflow.RequestApproval(ctx, workflow.Action{Kind: "bench.tag", Summary: fmt.Sprint("Tag ticket ", in.N),
 				Params: map[string]any{"ticket": in.N, "tag": "billing"}, Current: map[string]any{"tag": ""}}); err != nil {
 				return 0, err
 			}
-			mu.Lock()
-			resumed[workflow.RunID(ctx)] = time.Now()
-			mu.Unlock()
+			resumed.mark(workflow.RunID(ctx))
 			return in.N, nil
 		})
 	}
@@ -74,7 +72,7 @@ func Batch(ctx context.Context, pool *pgxpool.Pool, dbURL string, o BatchOptions
 		return nil, err
 	}
 	defer stop()
-	hc, token, err := signIn(base, "reviewer@bench.example")
+	cl, err := client.SignIn(base, "reviewer@bench.example", benchPassword)
 	if err != nil {
 		return nil, err
 	}
@@ -82,70 +80,96 @@ func Batch(ctx context.Context, pool *pgxpool.Pool, dbURL string, o BatchOptions
 	var server, started []time.Duration
 	for n := range o.Batches {
 		fmt.Fprintf(progress, "batch: filling batch %d of %d with %d waiting runs ...\n", n+1, o.Batches, o.Size)
-		for i := range o.Size {
-			in, _ := json.Marshal(map[string]int{"N": n*o.Size + i})
-			if _, _, err := a.Engine.Start(ctx, workflow.StartParams{Workflow: "bench_tag", BusinessKey: fmt.Sprint("t-", n, "-", i),
-				Input: in, StartedBy: "agent@bench.example"}); err != nil {
-				return nil, err
-			}
-		}
-		var batchID string
-		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
-			err := pool.QueryRow(ctx, `SELECT id FROM batches WHERE status = 'ready' AND size = $1
-				AND (SELECT count(*) FROM approval_requests WHERE batch_id = batches.id AND status = 'pending') = $1`, o.Size).Scan(&batchID)
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				return nil, fmt.Errorf("batch %d never filled", n)
-			}
-		}
-		items, err := store.BatchItems(ctx, pool, batchID)
+		batchID, items, err := fillBatch(ctx, a.Engine, pool, n, o.Size)
 		if err != nil {
 			return nil, err
 		}
-		form := url.Values{"_csrf": {token}, "action": {"approve_selected"}}
+		form := url.Values{"action": {"approve_selected"}}
 		for _, it := range items {
 			form.Add("item", it.ID+":"+it.PayloadHash)
 			form.Add("selected", it.ID)
 		}
 		t0 := time.Now()
-		resp, err := hc.PostForm(base+"/batches/"+batchID+"/decision", form)
+		resp, _, err := cl.Post("/batches/"+batchID+"/decision", form)
 		if err != nil {
 			return nil, err
 		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
 		committed := time.Now()
 		server = append(server, committed.Sub(t0))
 		if resp.StatusCode != http.StatusSeeOther {
 			return nil, fmt.Errorf("batch decision: %d", resp.StatusCode)
 		}
-		var last time.Time
-		for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
-			mu.Lock()
-			all := true
-			for _, it := range items {
-				at, ok := resumed[it.RunID]
-				if !ok {
-					all = false
-					break
-				}
-				last = maxTime(last, at)
-			}
-			mu.Unlock()
-			if all {
-				break
-			}
-			if time.Now().After(deadline) {
-				return nil, fmt.Errorf("batch %d: not every run resumed within a minute", n)
-			}
+		last, err := resumed.last(items, time.Minute)
+		if err != nil {
+			return nil, fmt.Errorf("batch %d: %w", n, err)
 		}
 		started = append(started, max(last.Sub(committed), 0))
 	}
 	rep.ServerP50, rep.ServerP95 = percentile(server, 50), percentile(server, 95)
 	rep.AllStartedP50, rep.AllStartedMax = percentile(started, 50), percentile(started, 100)
 	return rep, nil
+}
+
+// fillBatch starts size runs that each propose an item of batch n, and
+// returns the batch once it is ready with all of them pending.
+func fillBatch(ctx context.Context, engine *workflow.Engine, pool *pgxpool.Pool, n, size int) (string, []*store.Request, error) {
+	for i := range size {
+		in, _ := json.Marshal(map[string]int{"N": n*size + i})
+		if _, _, err := engine.Start(ctx, workflow.StartParams{Workflow: "bench_tag", BusinessKey: fmt.Sprint("t-", n, "-", i),
+			Input: in, StartedBy: "agent@bench.example"}); err != nil {
+			return "", nil, err
+		}
+	}
+	var batchID string
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		err := pool.QueryRow(ctx, `SELECT id FROM batches WHERE status = 'ready' AND size = $1
+			AND (SELECT count(*) FROM approval_requests WHERE batch_id = batches.id AND status = 'pending') = $1`, size).Scan(&batchID)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return "", nil, fmt.Errorf("batch %d never filled", n)
+		}
+	}
+	items, err := store.BatchItems(ctx, pool, batchID)
+	return batchID, items, err
+}
+
+// resumeLog records when each run passed its gate after a decision.
+type resumeLog struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+func (l *resumeLog) mark(runID string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.at[runID] = time.Now()
+}
+
+// last waits until the run of every item has passed its gate and returns
+// when the last one did; it gives up after within.
+func (l *resumeLog) last(items []*store.Request, within time.Duration) (time.Time, error) {
+	for deadline := time.Now().Add(within); ; time.Sleep(5 * time.Millisecond) {
+		var last time.Time
+		l.mu.Lock()
+		all := true
+		for _, it := range items {
+			at, ok := l.at[it.RunID]
+			if !ok {
+				all = false
+				break
+			}
+			last = maxTime(last, at)
+		}
+		l.mu.Unlock()
+		if all {
+			return last, nil
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("not every run resumed within %s", within)
+		}
+	}
 }
 
 func maxTime(a, b time.Time) time.Time {

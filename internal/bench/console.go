@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
-	"net/url"
-	"regexp"
 	"sort"
 	"sync"
 	"time"
@@ -18,6 +15,7 @@ import (
 
 	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/app"
+	"github.com/countersign/countersign/internal/client"
 	"github.com/countersign/countersign/internal/store"
 )
 
@@ -66,16 +64,15 @@ func Console(ctx context.Context, pool *pgxpool.Pool, dbURL string, o ConsoleOpt
 		}
 	}
 
-	_, base, stop, err := startApp(ctx, pool, dbURL, 1, app.Options{Web: true})
+	_, base, stop, err := startApp(ctx, pool, dbURL, 1, app.Options{Web: true, Demo: true})
 	if err != nil {
 		return nil, err
 	}
 	defer stop()
 
-	clients := make([]*http.Client, o.Reviewers)
-	tokens := make([]string, o.Reviewers)
+	clients := make([]*client.Client, o.Reviewers)
 	for i := range clients {
-		if clients[i], tokens[i], err = signIn(base, fmt.Sprintf("reviewer%d@bench.example", i)); err != nil {
+		if clients[i], err = client.SignIn(base, fmt.Sprintf("reviewer%d@bench.example", i), benchPassword); err != nil {
 			return nil, err
 		}
 	}
@@ -96,7 +93,7 @@ func Console(ctx context.Context, pool *pgxpool.Pool, dbURL string, o ConsoleOpt
 		lat := make([]time.Duration, 0, o.Samples)
 		for range o.Samples {
 			t0 := time.Now()
-			resp, err := clients[0].Get(base + m.path)
+			resp, err := clients[0].HTTP.Get(base + m.path)
 			if err != nil {
 				return nil, err
 			}
@@ -119,12 +116,12 @@ func Console(ctx context.Context, pool *pgxpool.Pool, dbURL string, o ConsoleOpt
 		return nil, fmt.Errorf("only %d pending requests for %d decisions", len(jobs), 2*o.Decisions)
 	}
 	var lat []time.Duration
-	if lat, rep.DecisionsPerS, err = decideAll(base, clients, tokens, jobs[:o.Decisions], 0); err != nil {
+	if lat, rep.DecisionsPerS, err = decideAll(clients, jobs[:o.Decisions], 0); err != nil {
 		return nil, err
 	}
 	rep.DecisionP50, rep.DecisionP99 = percentile(lat, 50), percentile(lat, 99)
 	fmt.Fprintf(progress, "console: %d decisions by %d reviewers, one every %s each ...\n", o.Decisions, o.Reviewers, Paced)
-	if lat, rep.PacedPerS, err = decideAll(base, clients, tokens, jobs[o.Decisions:], Paced); err != nil {
+	if lat, rep.PacedPerS, err = decideAll(clients, jobs[o.Decisions:], Paced); err != nil {
 		return nil, err
 	}
 	rep.PacedP50, rep.PacedP99 = percentile(lat, 50), percentile(lat, 99)
@@ -153,7 +150,7 @@ func pendingRequests(ctx context.Context, pool *pgxpool.Pool, n int) ([]pending,
 // decideAll has every reviewer approve requests from the list until it is
 // done, each waiting pace between decisions, and returns the latencies and
 // the rate achieved.
-func decideAll(base string, clients []*http.Client, tokens []string, jobs []pending, pace time.Duration) ([]time.Duration, float64, error) {
+func decideAll(clients []*client.Client, jobs []pending, pace time.Duration) ([]time.Duration, float64, error) {
 	work := make(chan pending)
 	var mu sync.Mutex
 	var lat []time.Duration
@@ -168,21 +165,16 @@ func decideAll(base string, clients []*http.Client, tokens []string, jobs []pend
 			for j := range work {
 				time.Sleep(time.Until(next))
 				next = time.Now().Add(pace)
-				form := url.Values{"verdict": {"approve"}, "payload_hash": {j.hash}, "_csrf": {tokens[i]}}
 				s := time.Now()
-				resp, err := clients[i].PostForm(base+"/requests/"+j.id+"/decision", form)
+				status, err := clients[i].Decide(j.id, "approve", j.hash, nil)
 				d := time.Since(s)
 				mu.Lock()
-				if err != nil || resp.StatusCode != http.StatusSeeOther {
+				if err != nil || status != http.StatusSeeOther {
 					failures++
 				} else {
 					lat = append(lat, d)
 				}
 				mu.Unlock()
-				if err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
 			}
 		}()
 	}
@@ -241,42 +233,6 @@ func deepCursor(ctx context.Context, pool *pgxpool.Pool, n int) (string, error) 
 	}
 	b, _ := json.Marshal(c)
 	return base64.RawURLEncoding.EncodeToString(b), nil
-}
-
-var csrfField = regexp.MustCompile(`name="_csrf" value="([^"]+)"`)
-
-// signIn returns a client with a session and the page's CSRF token.
-func signIn(base, email string) (*http.Client, string, error) {
-	jar, _ := cookiejar.New(nil)
-	hc := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
-	token := func(path string) (string, error) {
-		resp, err := hc.Get(base + path)
-		if err != nil {
-			return "", err
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		m := csrfField.FindSubmatch(body)
-		if m == nil {
-			return "", fmt.Errorf("no csrf token on %s (%d)", path, resp.StatusCode)
-		}
-		return string(m[1]), nil
-	}
-	t, err := token("/login")
-	if err != nil {
-		return nil, "", err
-	}
-	resp, err := hc.PostForm(base+"/login", url.Values{"email": {email}, "password": {benchPassword}, "_csrf": {t}})
-	if err != nil {
-		return nil, "", err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusSeeOther {
-		return nil, "", fmt.Errorf("sign in %s: %d", email, resp.StatusCode)
-	}
-	t, err = token("/")
-	return hc, t, err
 }
 
 func percentile(d []time.Duration, p int) time.Duration {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/policy"
 	"github.com/countersign/countersign/vocab"
 )
@@ -72,19 +73,15 @@ func Simulate(ctx context.Context, db store.DBTX, candidate *policy.Policy, sinc
 			return err
 		}
 		r := row.Request
-		var a struct {
-			policy.Action
-		}
+		var a workflow.Action
 		if err := json.Unmarshal(r.Action, &a); err != nil {
 			return fmt.Errorf("request %s: decode action: %w", r.ID, err)
 		}
-		var input map[string]any
-		_ = json.Unmarshal(row.RunInput, &input)
-		d, err := policy.EvaluateContext(ctx, candidate, policy.Input{
-			Action: a.Action,
-			Run:    policy.Run{Workflow: r.Workflow, BusinessKey: row.BusinessKey, Input: input},
-			Now:    r.CreatedAt,
-		})
+		// The request's step position is the steps_used the proposal saw,
+		// as edit re-evaluation takes it.
+		run := &store.Run{Workflow: r.Workflow, BusinessKey: row.BusinessKey, Input: row.RunInput, Attempt: row.RunAttempt}
+		usage := workflow.Usage{StepsUsed: r.StepSeq, ModelCalls: row.ModelCalls, TokensUsed: row.TokensUsed}
+		d, err := policy.EvaluateContext(ctx, candidate, workflow.PolicyInput(a, run, usage, r.CreatedAt))
 		if err != nil {
 			return fmt.Errorf("request %s: %w", r.ID, err)
 		}

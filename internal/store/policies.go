@@ -93,14 +93,25 @@ type SimulationRow struct {
 	Request     *Request
 	BusinessKey string
 	RunInput    []byte
-	Verdict     vocab.Verdict // "" while undecided
+	RunAttempt  int
+	// ModelCalls and TokensUsed are what the steps before the request
+	// recorded: every attempt of a model step is a call, and its tokens
+	// are those the step row kept.
+	ModelCalls int
+	TokensUsed int
+	Verdict    vocab.Verdict // "" while undecided
 }
 
 // SimulationRows streams the requests made since t, oldest first, to fn.
 func SimulationRows(ctx context.Context, db DBTX, since time.Time, fn func(*SimulationRow) error) error {
-	rows, err := db.Query(ctx, `SELECT `+prefixed("r.", requestColumns)+`, w.business_key, w.input, coalesce(d.verdict, '')
+	rows, err := db.Query(ctx, `SELECT `+prefixed("r.", requestColumns)+`, w.business_key, w.input, w.attempt,
+			u.model_calls, u.tokens_used, coalesce(d.verdict, '')
 		FROM approval_requests r
 		JOIN workflow_runs w ON w.id = r.run_id
+		CROSS JOIN LATERAL (
+			SELECT coalesce(sum(s.attempts) FILTER (WHERE s.kind = 'model'), 0)::int AS model_calls,
+				coalesce(sum(s.tokens), 0)::int AS tokens_used
+			FROM workflow_steps s WHERE s.run_id = r.run_id AND s.seq < r.step_seq) u
 		LEFT JOIN decisions d ON d.request_id = r.id
 		WHERE r.created_at >= $1 ORDER BY r.created_at, r.id`, since)
 	if err != nil {
@@ -109,7 +120,8 @@ func SimulationRows(ctx context.Context, db DBTX, since time.Time, fn func(*Simu
 	defer rows.Close()
 	for rows.Next() {
 		var row SimulationRow
-		if row.Request, err = scanRequest(rows, &row.BusinessKey, &row.RunInput, &row.Verdict); err != nil {
+		if row.Request, err = scanRequest(rows, &row.BusinessKey, &row.RunInput, &row.RunAttempt,
+			&row.ModelCalls, &row.TokensUsed, &row.Verdict); err != nil {
 			return fmt.Errorf("scan simulation row: %w", interpret(err))
 		}
 		if err := fn(&row); err != nil {

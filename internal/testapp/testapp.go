@@ -32,6 +32,8 @@ type Options struct {
 	RescueAfter time.Duration
 	Now         func() time.Time
 	Recovery    app.Recovery // run leases and the sweeper; zero keeps the defaults
+	// KeepAlive shortens the web side's live-update keep-alive.
+	KeepAlive time.Duration
 }
 
 // Bundle is a running process and its database.
@@ -61,7 +63,9 @@ func StartOn(t testing.TB, pool *pgxpool.Pool, url string, opts Options) *Bundle
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	ao := app.Options{Worker: !opts.NoWorker, Web: opts.Web, Register: opts.Register, Model: opts.Model, Logger: logger, Now: opts.Now, Recovery: opts.Recovery}
+	// A test process is a demo process: tests drive the demo workflows.
+	ao := app.Options{Worker: !opts.NoWorker, Web: opts.Web, Demo: true, Register: opts.Register, Model: opts.Model,
+		Logger: logger, Now: opts.Now, Recovery: opts.Recovery, KeepAlive: opts.KeepAlive}
 	b := &Bundle{Pool: pool, URL: url}
 	if opts.Web {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

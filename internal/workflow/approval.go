@@ -110,7 +110,7 @@ func RequestApproval(ctx context.Context, action Action) (Decision, error) {
 	if err != nil {
 		return Decision{}, fmt.Errorf("load policy: %w", err)
 	}
-	pd, err := policy.Evaluate(pol, policyInput(action, x.run, usage{StepsUsed: s.seq, ModelCalls: x.modelCalls, TokensUsed: x.tokens}, x.engine.now()))
+	pd, err := policy.Evaluate(pol, PolicyInput(action, x.run, Usage{StepsUsed: s.seq, ModelCalls: x.modelCalls, TokensUsed: x.tokens}, x.engine.now()))
 	if err != nil {
 		return Decision{}, fmt.Errorf("evaluate policy: %w", err)
 	}
@@ -160,15 +160,17 @@ func RequestApproval(ctx context.Context, action Action) (Decision, error) {
 	return dec, nil
 }
 
-// usage is how much of its budgets a run had used when it proposed an action.
-type usage struct {
+// Usage is how much of its budgets a run had used when it proposed an action.
+type Usage struct {
 	StepsUsed, ModelCalls, TokensUsed int
 }
 
-// policyInput is what the policy sees of an action a run proposes. A
-// proposal and an edit of it are both judged through this one mapping, so
-// that an edit can never be evaluated on other terms than the original.
-func policyInput(a Action, run *store.Run, u usage, now time.Time) policy.Input {
+// PolicyInput is what the policy sees of an action a run proposes. A
+// proposal, an edit of it and a simulation of a candidate policy
+// (internal/policystore) are all judged through this one mapping, so that
+// none is evaluated on other terms than the others. Of run it reads the
+// workflow, business key, input and attempt.
+func PolicyInput(a Action, run *store.Run, u Usage, now time.Time) policy.Input {
 	var input map[string]any
 	_ = json.Unmarshal(run.Input, &input) // the input was checked as JSON when the run started
 	return policy.Input{

@@ -376,7 +376,7 @@ func (e *Engine) judgeEdit(ctx context.Context, tx pgx.Tx, req *store.Request, p
 	// The proposal saw the approval step's position as steps_used; the run
 	// row's count can trail it (a decision resolves its step without counting
 	// it), so the position is taken from the request.
-	use := usage{StepsUsed: req.StepSeq, ModelCalls: run.ModelCalls, TokensUsed: run.TokensUsed}
+	use := Usage{StepsUsed: req.StepSeq, ModelCalls: run.ModelCalls, TokensUsed: run.TokensUsed}
 	// The model's claims about the action (risk, reversible, cost) described
 	// the proposal, not the edit: the edit is judged with them and with the
 	// worst claims, and must pass both, so that a rule keyed on a claim ("low
@@ -385,7 +385,7 @@ func (e *Engine) judgeEdit(ctx context.Context, tx pgx.Tx, req *store.Request, p
 	worst.Risk, worst.Reversible, worst.EstimatedCost = "high", false, math.Inf(1)
 	var pd policy.Decision
 	for i, a := range []Action{edited, worst} {
-		d, err := policy.Evaluate(pol, policyInput(a, run, use, e.now()))
+		d, err := policy.Evaluate(pol, PolicyInput(a, run, use, e.now()))
 		if err != nil {
 			return nil, fmt.Errorf("evaluate policy: %w", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/vocab"
 )
 
@@ -23,8 +24,9 @@ var (
 	ErrUnknownWorkflow = errors.New("unknown workflow")
 	// ErrInvalidInput is returned for malformed run input or decision input.
 	ErrInvalidInput = errors.New("invalid input")
-	// ErrNotFound is returned for a run or request that does not exist.
-	ErrNotFound = errors.New("not found")
+	// ErrNotFound is returned for a run or request that does not exist. It
+	// is store.ErrNotFound, so that "not found" is one error in every layer.
+	ErrNotFound = store.ErrNotFound
 	// ErrAlreadyDecided is matched by every *AlreadyDecidedError.
 	ErrAlreadyDecided = errors.New("already decided")
 	// ErrPayloadChanged means the action changed since the reviewer saw it.
