@@ -197,7 +197,11 @@ func TestRecoverSkips(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int32
 	b := testapp.Start(t, testapp.Options{
-		Recovery: app.Recovery{Lease: 300 * time.Millisecond, SweepEvery: 50 * time.Millisecond},
+		// A lease of a second, not less: between a failed attempt's record and
+		// River marking its job retryable, the job still reads as running, and
+		// on a loaded machine River's completer can take longer than a very
+		// short lease, which would hand the run on without need.
+		Recovery: app.Recovery{Lease: time.Second, SweepEvery: 50 * time.Millisecond},
 		Register: func(r *workflow.Registry, _ *ai.Offline) {
 			workflow.Register(r, "gate", func(ctx context.Context, _ struct{}) (int, error) {
 				_, err := workflow.RequestApproval(ctx, workflow.Action{Kind: "payment.send", Summary: "pay", Risk: "high"})
@@ -217,7 +221,7 @@ func TestRecoverSkips(t *testing.T) {
 	b.WaitRun(t, waiting.ID, vocab.RunWaitingHuman)
 	done := b.WaitRun(t, flaky.ID, vocab.RunCompleted)
 	require.Equal(t, 1, done.Failures)
-	time.Sleep(time.Second) // several leases and sweeps
+	time.Sleep(2500 * time.Millisecond) // several leases and sweeps
 	still, err := store.RunGet(context.Background(), b.Pool, waiting.ID)
 	require.NoError(t, err)
 	require.Equal(t, vocab.RunWaitingHuman, still.Status)
