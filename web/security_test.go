@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"encoding/csv"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -19,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/countersign/countersign/internal/account"
+	"github.com/countersign/countersign/internal/audit"
 	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testapp"
@@ -382,6 +385,43 @@ func TestFailedSignInsAreForAdmins(t *testing.T) {
 	}
 	require.NotContains(t, body(viewer, "/history/export?format=jsonl&actor="+typed), "auth.login_failed",
 		"a search by actor does not tell which emails were typed")
+
+	// A hash covers what was typed, and the chain carries it into every later
+	// hash: a viewer who had them could test guesses offline. Admins keep them.
+	hashes := func(hc *http.Client) (chained, withHash int) {
+		for l := range strings.Lines(body(hc, "/history/export?format=jsonl")) {
+			var e audit.Line
+			require.NoError(t, json.Unmarshal([]byte(l), &e))
+			if e.Seq > 0 {
+				chained++
+			}
+			if e.Hash != "" || e.PrevHash != "" {
+				withHash++
+			}
+		}
+		return chained, withHash
+	}
+	require.Eventually(t, func() bool {
+		chained, withHash := hashes(admin)
+		return chained > 1 && withHash == chained
+	}, 10*time.Second, 100*time.Millisecond, "the admin's export carries the chain")
+	chained, withHash := hashes(viewer)
+	require.Greater(t, chained, 1)
+	require.Zero(t, withHash, "no hash in a viewer's JSON Lines")
+	records, err := csv.NewReader(strings.NewReader(body(viewer, "/history/export?format=csv"))).ReadAll()
+	require.NoError(t, err)
+	for _, r := range records[1:] {
+		require.Empty(t, r[len(r)-2]+r[len(r)-1], "no hash in a viewer's CSV: %v", r)
+	}
+	var page struct {
+		Events []map[string]any `json:"events"`
+	}
+	require.Equal(t, http.StatusOK, c.api(t, "reviewer@example.com").do("GET", "/audit", nil, &page))
+	require.NotEmpty(t, page.Events)
+	for _, e := range page.Events {
+		require.NotContains(t, e, "hash")
+		require.NotContains(t, e, "prev_hash")
+	}
 
 	type events struct {
 		Events []struct {
