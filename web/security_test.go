@@ -437,3 +437,29 @@ func TestFailedSignInsAreForAdmins(t *testing.T) {
 		require.Equal(t, want, out.Events[0].SubjectID, email)
 	}
 }
+
+// TestOriginDefaultPorts: an origin names its scheme's default port or not
+// (a proxy's, a setting's and a browser's spelling differ); both are the same
+// origin. Another port is another origin.
+func TestOriginDefaultPorts(t *testing.T) {
+	t.Parallel()
+	pool, _ := testdb.Pool(t)
+	_, err := account.Create(context.Background(), pool, "ann@example.com", "Ann", "reviewer", password, "setup")
+	require.NoError(t, err)
+	keys := [][]byte{newKey()}
+	for _, tc := range []struct {
+		configured, sent string
+		want             int
+	}{
+		{"https://cs.example.com:443", "https://cs.example.com", http.StatusSeeOther},
+		{"https://cs.example.com", "https://CS.example.com:443", http.StatusSeeOther},
+		{"http://cs.example.com", "http://cs.example.com:80", http.StatusSeeOther},
+		{"https://cs.example.com", "https://cs.example.com:8443", http.StatusForbidden},
+		{"https://cs.example.com", "http://cs.example.com:443", http.StatusForbidden},
+		{"http://cs.example.com", "https://cs.example.com:80", http.StatusForbidden},
+	} {
+		base := bareServer(t, web.Deps{Pool: pool, SessionKeys: keys, Origins: []string{tc.configured}})
+		_, code := signInAs(t, base, "ann@example.com", password, map[string]string{"Origin": tc.sent, "Sec-Fetch-Site": "same-origin"})
+		require.Equal(t, tc.want, code, "configured %s, sent %s", tc.configured, tc.sent)
+	}
+}
