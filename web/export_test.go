@@ -21,3 +21,11 @@ func HoldSimulations() (release func()) {
 		}
 	}
 }
+
+// SetSimulationTimeout shortens a simulation's time limit for a test and
+// returns a restore.
+func SetSimulationTimeout(d time.Duration) func() {
+	old := simulationTimeout
+	simulationTimeout = d
+	return func() { simulationTimeout = old }
+}

@@ -463,3 +463,64 @@ func TestOriginDefaultPorts(t *testing.T) {
 		require.Equal(t, tc.want, code, "configured %s, sent %s", tc.configured, tc.sent)
 	}
 }
+
+// TestExportOutlivesTheWriteTimeout: a large export to a slow reader takes
+// longer than the server's write timeout and still arrives whole: each
+// stretch of rows gets its own write window.
+func TestExportOutlivesTheWriteTimeout(t *testing.T) {
+	t.Parallel()
+	c := startConsole(t, nil)
+	const extra = 10000
+	_, err := c.Pool.Exec(context.Background(), `INSERT INTO audit_events (actor, kind, subject_type, subject_id, details)
+		SELECT 'bulk@example.com', 'run.started', 'run', 'r' || i, jsonb_build_object('workflow', 'bulk', 'pad', repeat('x', 200))
+		FROM generate_series(1, $1) i`, extra)
+	require.NoError(t, err)
+
+	// The same handler behind a server with a short write timeout, and
+	// small socket buffers on both sides, so that the server's writes wait
+	// for the slow reader instead of filling the kernel's buffers at once.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: c.App.Web.Handler(), WriteTimeout: 300 * time.Millisecond,
+		ConnContext: func(ctx context.Context, conn net.Conn) context.Context {
+			_ = conn.(*net.TCPConn).SetWriteBuffer(64 << 10)
+			return ctx
+		}}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	base := "http://" + ln.Addr().String()
+	hc := c.client(t, "admin@example.com")
+	hc.Transport = &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			_ = conn.(*net.TCPConn).SetReadBuffer(64 << 10)
+		}
+		return conn, err
+	}}
+
+	for _, path := range []string{"/history/export?format=jsonl", "/api/v1/audit/export?format=jsonl"} {
+		req, err := http.NewRequest(http.MethodGet, base+path, nil)
+		require.NoError(t, err)
+		if strings.HasPrefix(path, "/api/") {
+			req.Header.Set("Authorization", "Bearer "+c.api(t, "admin@example.com").token)
+		}
+		var total int
+		require.NoError(t, c.Pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_events`).Scan(&total))
+		require.Greater(t, total, extra)
+		start := time.Now()
+		resp, err := hc.Do(req)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode, path)
+		lines := 0
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if lines++; lines%500 == 0 {
+				time.Sleep(50 * time.Millisecond) // a slow reader
+			}
+		}
+		resp.Body.Close()
+		require.NoError(t, sc.Err(), path)
+		require.Greater(t, time.Since(start), 3*srv.WriteTimeout, "%s: the export took longer than the write timeout", path)
+		require.Equal(t, total, lines, "%s: every event arrived", path)
+	}
+}
