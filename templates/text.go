@@ -18,8 +18,9 @@ type Piece struct {
 }
 
 // Visible splits s into pieces so that every bidi control, invisible character
-// and other format or control character (Unicode categories Cf, Cc, Zl, Zp, and
-// the Hangul fillers that render as blanks) becomes a visible marked token:
+// and other format or control character (Unicode categories Cf, Cc, Zl, Zp, the
+// Hangul fillers that render as blanks, variation selectors, the combining
+// grapheme joiner and tag characters) becomes a visible marked token:
 // model text must not be able to reorder or hide what a reviewer reads. A
 // multi-line field keeps its newlines and tabs; a single-line field marks them
 // too. Pieces of plain text are as long as possible.
@@ -50,7 +51,18 @@ func hidden(r rune, multiline bool) bool {
 	if _, ok := runeNames[r]; ok {
 		return true
 	}
-	return unicode.In(r, unicode.Cf, unicode.Cc, unicode.Zl, unicode.Zp)
+	return unicode.In(r, unicode.Cf, unicode.Cc, unicode.Zl, unicode.Zp) || invisibleMark(r)
+}
+
+// invisibleMark reports the characters that are not format characters but
+// draw nothing: variation selectors and the combining grapheme joiner
+// (nonspacing marks), and the whole tag block, unassigned code points
+// included, which fonts draw as nothing. They can hide data in a text that
+// looks like another (an emoji carrying a message, a name that differs from
+// the one shown).
+func invisibleMark(r rune) bool {
+	return r == 0x034F || (r >= 0xFE00 && r <= 0xFE0F) || (r >= 0xE0100 && r <= 0xE01EF) ||
+		(r >= 0xE0000 && r <= 0xE007F)
 }
 
 // runeNames names the characters a reviewer is most likely to meet; the rest
@@ -60,6 +72,7 @@ var runeNames = map[rune]string{
 	'\n':   "LINE FEED",
 	'\r':   "CARRIAGE RETURN",
 	0x00AD: "SOFT HYPHEN",
+	0x034F: "COMBINING GRAPHEME JOINER",
 	0x061C: "ARABIC LETTER MARK",
 	0x115F: "HANGUL CHOSEONG FILLER",
 	0x1160: "HANGUL JUNGSEONG FILLER",
@@ -103,6 +116,8 @@ func runeName(r rune) string {
 		return "CONTROL CHARACTER"
 	case r >= 0xE0000 && r <= 0xE007F:
 		return "TAG CHARACTER"
+	case r >= 0xFE00 && r <= 0xFE0F, r >= 0xE0100 && r <= 0xE01EF:
+		return "VARIATION SELECTOR"
 	case unicode.Is(unicode.Zl, r), unicode.Is(unicode.Zp, r):
 		return "LINE BREAK"
 	}

@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/PuerkitoBio/goquery"
 	"github.com/a-h/templ"
 	"github.com/stretchr/testify/require"
+
+	"github.com/countersign/countersign/internal/store"
 )
 
 // listed are the characters issue 9 names: bidi embeddings and overrides,
@@ -59,6 +62,24 @@ func TestVisible(t *testing.T) {
 			require.True(t, p[0].Mark, "U+%04X", r)
 		}
 		require.Equal(t, "U+E0041 TAG CHARACTER", Visible("\U000E0041", false)[0].Title)
+	})
+
+	t.Run("InvisibleMarksAndTags", func(t *testing.T) {
+		spans := [][2]rune{{0xFE00, 0xFE0F}, {0xE0100, 0xE01EF}, {0x034F, 0x034F}, {0xE0000, 0xE007F},
+			{0x115F, 0x1160}, {0x3164, 0x3164}, {0xFFA0, 0xFFA0}}
+		for _, span := range spans {
+			for r := span[0]; r <= span[1]; r++ {
+				p := Visible("a"+string(r)+"b", true)
+				require.Len(t, p, 3, "U+%04X", r)
+				require.True(t, p[1].Mark, "U+%04X", r)
+				require.NotEqual(t, "FORMAT CHARACTER", runeName(r), "U+%04X has its own name", r)
+			}
+		}
+		require.Equal(t, "U+FE0F VARIATION SELECTOR", Visible("\uFE0F", false)[0].Title)
+		require.Equal(t, "U+E0100 VARIATION SELECTOR", Visible("\U000E0100", false)[0].Title)
+		require.Equal(t, "U+034F COMBINING GRAPHEME JOINER", Visible("\u034F", false)[0].Title)
+		require.Equal(t, "U+E0000 TAG CHARACTER", Visible("\U000E0000", false)[0].Title)
+		require.Equal(t, []Piece{{Text: "e\u0301"}}, Visible("e\u0301", false), "a visible combining mark stays")
 	})
 
 	t.Run("NewlinesAndTabsOnlyInMultiLineFields", func(t *testing.T) {
@@ -156,4 +177,17 @@ func attr(t *testing.T, doc *goquery.Document, sel, name string) string {
 	v, ok := doc.Find(sel).Attr(name)
 	require.True(t, ok, "%s has no %s", sel, name)
 	return v
+}
+
+// TestAuditTableMarksSubjects: an event's subject can come from outside (a
+// user's email, a token name) and is shown through Text like the actor.
+func TestAuditTableMarksSubjects(t *testing.T) {
+	t.Parallel()
+	e := &store.AuditEvent{ID: 1, Seq: 1, At: time.Now(), Actor: "a@example.com", Kind: "user.created",
+		SubjectType: "user\u202E", SubjectID: "ann\U000E0041@example.com\uFE0F", Details: json.RawMessage(`{}`)}
+	doc := render(t, AuditTable([]*store.AuditEvent{e}))
+	subject := doc.Find("[data-testid=subject]")
+	require.Equal(t, 1, subject.Length())
+	require.Equal(t, 3, subject.Find("span.invisible").Length())
+	require.Equal(t, "user⟨U+202E⟩ ann⟨U+E0041⟩@example.com⟨U+FE0F⟩", strings.TrimSpace(subject.Text()))
 }

@@ -42,8 +42,9 @@ const (
 var csrfRefused = echo.NewHTTPError(http.StatusForbidden, "this form expired or came from another site; reload the page and try again")
 
 // csrf guards the console against forged requests. Unsafe requests must come
-// from the console's own origin (Sec-Fetch-Site, then Origin, or Referer when
-// Origin is absent) and carry the token kept in the session cookie, in the
+// from the console's own origin (Sec-Fetch-Site same-origin, none or absent,
+// then Origin, or Referer when Origin is absent, compared without the
+// scheme's default port) and carry the token kept in the session cookie, in the
 // X-CSRF-Token header (htmx) or the _csrf field. The session cookie is
 // signed and encrypted, so unlike a double-submit cookie a sibling subdomain
 // cannot plant a token it knows. Before sign-in the session holds only the
@@ -103,13 +104,27 @@ func (s *Server) sameOrigin(r *http.Request) bool {
 		}
 		origin = u.Scheme + "://" + u.Host
 	}
-	origin = strings.ToLower(origin)
+	origin = normalOrigin(origin)
 	if len(s.Origins) == 0 {
 		// No configured origin (a bare web.New in tests): the request's own host.
 		u, err := url.Parse(origin)
 		return err == nil && u.Host == strings.ToLower(r.Host)
 	}
-	return slices.Contains(s.Origins, origin)
+	return slices.ContainsFunc(s.Origins, func(o string) bool { return normalOrigin(o) == origin })
+}
+
+// normalOrigin lowercases an origin and drops its scheme's default port, so
+// that https://cs.example.com:443 (a proxy's or a setting's spelling) and
+// https://cs.example.com (what a browser sends) are the same origin.
+func normalOrigin(o string) string {
+	o = strings.ToLower(strings.TrimSuffix(o, "/"))
+	switch {
+	case strings.HasPrefix(o, "https://"):
+		return strings.TrimSuffix(o, ":443")
+	case strings.HasPrefix(o, "http://"):
+		return strings.TrimSuffix(o, ":80")
+	}
+	return o
 }
 
 func newCSRFToken() string {

@@ -1,5 +1,7 @@
 package web
 
+import "time"
+
 // HoldSimulations takes every simulation slot, as that many running
 // simulations would, and returns their release.
 func HoldSimulations() (release func()) {
@@ -11,4 +13,12 @@ func HoldSimulations() (release func()) {
 			<-simulations
 		}
 	}
+}
+
+// SetSimulationTimeout shortens a simulation's time limit for a test and
+// returns a restore.
+func SetSimulationTimeout(d time.Duration) func() {
+	old := simulationTimeout
+	simulationTimeout = d
+	return func() { simulationTimeout = old }
 }

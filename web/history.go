@@ -1,9 +1,11 @@
 package web
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -81,6 +83,10 @@ func (s *Server) handleHistory(c echo.Context) error {
 	return render(c, http.StatusOK, templates.History(s.page(c, "History", "history"), v))
 }
 
+// exportWriteWindow is how long an export may take to write the rows between
+// two flushes (500): the server's write timeout, per stretch.
+const exportWriteWindow = 60 * time.Second
+
 // handleHistoryExport handles the "GET /history/export" and
 // "GET /api/v1/audit/export" routes: the filtered view, streamed.
 func (s *Server) handleHistoryExport(c echo.Context) error {
@@ -94,10 +100,23 @@ func (s *Server) handleHistoryExport(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusBadRequest, "format must be csv or jsonl")
 	}
 	w := c.Response()
+	// The server's write timeout bounds a whole response, and a large export
+	// takes longer: each stretch of rows gets its own window instead, so an
+	// export is cut off only when one stretch stalls.
+	rc := http.NewResponseController(w)
+	extend := func() {
+		if err := rc.SetWriteDeadline(time.Now().Add(exportWriteWindow)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			s.Logger.Warn("extend the export's write deadline", "err", err)
+		}
+	}
+	extend()
 	w.Header().Set(echo.HeaderContentType, contentType)
 	w.Header().Set(echo.HeaderContentDisposition, `attachment; filename="countersign-audit-`+s.Now().UTC().Format("20060102T150405")+`.`+format+`"`)
 	w.WriteHeader(http.StatusOK)
-	_, err = audit.Export(c.Request().Context(), s.Pool, f, format, w, w.Flush)
+	_, err = audit.Export(c.Request().Context(), s.Pool, f, format, w, func() {
+		w.Flush()
+		extend()
+	})
 	if err != nil {
 		// The status line is gone; end the body so that the reader sees a
 		// truncated file rather than a complete-looking one.

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -77,9 +78,14 @@ func (s *Server) candidate(c echo.Context, v *templates.PolicyView) *policy.Poli
 	return pol
 }
 
+// simulationTimeout bounds one simulation, below the server's write timeout
+// (60 s): past that its answer could no longer be sent, and it would hold one
+// of the maxSimulations slots for nothing.
+var simulationTimeout = 30 * time.Second
+
 // handlePolicySimulate handles the "POST /policy/simulate" route (approvers
 // and admins). The simulation runs on the request's context, so a client that
-// leaves stops it.
+// leaves stops it, and stops at simulationTimeout.
 func (s *Server) handlePolicySimulate(c echo.Context) error {
 	if !canSimulate(currentUser(c).Role) {
 		return echo.NewHTTPError(http.StatusForbidden, "only approvers and admins may simulate a policy")
@@ -104,11 +110,15 @@ func (s *Server) handlePolicySimulate(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusTooManyRequests,
 			fmt.Sprintf("%d simulations are already running; try again in a moment", maxSimulations))
 	}
-	ctx := c.Request().Context()
+	ctx, cancel := context.WithTimeout(c.Request().Context(), simulationTimeout)
+	defer cancel()
 	v.Sim, err = policystore.Simulate(ctx, s.Pool, pol, s.Now().Add(-since))
 	switch {
 	case errors.Is(err, policy.ErrCostLimit):
 		v.Sim, v.Problems = nil, []string{"The simulation stopped: " + err.Error() + "."}
+		return render(c, http.StatusUnprocessableEntity, templates.Policy(s.page(c, "Policy", "policy"), v))
+	case c.Request().Context().Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+		v.Sim, v.Problems = nil, []string{fmt.Sprintf("The simulation stopped: it took longer than %s; try a shorter window.", simulationTimeout)}
 		return render(c, http.StatusUnprocessableEntity, templates.Policy(s.page(c, "Policy", "policy"), v))
 	case ctx.Err() != nil:
 		// The client left: nobody reads this answer, and it is no server fault.

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -62,4 +63,26 @@ func TestPolicySimulationsAreBounded(t *testing.T) {
 	require.Contains(t, body, `data-testid="simulation"`)
 	resp, _ = c.post(t, approver, "/policy", "/policy/simulate", form)
 	require.Equal(t, http.StatusOK, resp.StatusCode, "and every simulation gives its slot back")
+}
+
+// TestPolicySimulationHasItsOwnTimeout: a simulation stops at its own limit,
+// below the server's write timeout, with a line saying so, and gives its slot
+// back, instead of running on after its answer could no longer be sent.
+func TestPolicySimulationHasItsOwnTimeout(t *testing.T) {
+	// Not parallel: it shortens a package-wide limit.
+	c := startConsole(t, nil)
+	approver := c.client(t, "approver@example.com")
+	form := url.Values{"candidate": {everythingExplicit}, "since": {"24h"}}
+
+	restore := web.SetSimulationTimeout(time.Nanosecond)
+	for range 3 { // more than the slots: each gave its slot back
+		resp, body := c.post(t, approver, "/policy", "/policy/simulate", form)
+		require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
+		require.Contains(t, body, "The simulation stopped: it took longer than 1ns; try a shorter window.")
+		require.NotContains(t, body, `data-testid="simulation"`)
+	}
+	restore()
+	resp, body := c.post(t, approver, "/policy", "/policy/simulate", form)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, `data-testid="simulation"`)
 }

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"encoding/csv"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -19,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/countersign/countersign/internal/account"
+	"github.com/countersign/countersign/internal/audit"
 	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testapp"
@@ -382,6 +385,43 @@ func TestFailedSignInsAreForAdmins(t *testing.T) {
 	require.NotContains(t, body(viewer, "/history/export?format=jsonl&actor="+typed), "auth.login_failed",
 		"a search by actor does not tell which emails were typed")
 
+	// A hash covers what was typed, and the chain carries it into every later
+	// hash: a viewer who had them could test guesses offline. Admins keep them.
+	hashes := func(hc *http.Client) (chained, withHash int) {
+		for l := range strings.Lines(body(hc, "/history/export?format=jsonl")) {
+			var e audit.Line
+			require.NoError(t, json.Unmarshal([]byte(l), &e))
+			if e.Seq > 0 {
+				chained++
+			}
+			if e.Hash != "" || e.PrevHash != "" {
+				withHash++
+			}
+		}
+		return chained, withHash
+	}
+	require.Eventually(t, func() bool {
+		chained, withHash := hashes(admin)
+		return chained > 1 && withHash == chained
+	}, 10*time.Second, 100*time.Millisecond, "the admin's export carries the chain")
+	chained, withHash := hashes(viewer)
+	require.Greater(t, chained, 1)
+	require.Zero(t, withHash, "no hash in a viewer's JSON Lines")
+	records, err := csv.NewReader(strings.NewReader(body(viewer, "/history/export?format=csv"))).ReadAll()
+	require.NoError(t, err)
+	for _, r := range records[1:] {
+		require.Empty(t, r[len(r)-2]+r[len(r)-1], "no hash in a viewer's CSV: %v", r)
+	}
+	var page struct {
+		Events []map[string]any `json:"events"`
+	}
+	require.Equal(t, http.StatusOK, c.api(t, "reviewer@example.com").do("GET", "/audit", nil, &page))
+	require.NotEmpty(t, page.Events)
+	for _, e := range page.Events {
+		require.NotContains(t, e, "hash")
+		require.NotContains(t, e, "prev_hash")
+	}
+
 	type events struct {
 		Events []struct {
 			Actor     string `json:"actor"`
@@ -394,5 +434,92 @@ func TestFailedSignInsAreForAdmins(t *testing.T) {
 		require.Len(t, out.Events, 1)
 		require.Equal(t, want, out.Events[0].Actor, email)
 		require.Equal(t, want, out.Events[0].SubjectID, email)
+	}
+}
+
+// TestOriginDefaultPorts: an origin names its scheme's default port or not
+// (a proxy's, a setting's and a browser's spelling differ); both are the same
+// origin. Another port is another origin.
+func TestOriginDefaultPorts(t *testing.T) {
+	t.Parallel()
+	pool, _ := testdb.Pool(t)
+	_, err := account.Create(context.Background(), pool, "ann@example.com", "Ann", "reviewer", password, "setup")
+	require.NoError(t, err)
+	keys := [][]byte{newKey()}
+	for _, tc := range []struct {
+		configured, sent string
+		want             int
+	}{
+		{"https://cs.example.com:443", "https://cs.example.com", http.StatusSeeOther},
+		{"https://cs.example.com", "https://CS.example.com:443", http.StatusSeeOther},
+		{"http://cs.example.com", "http://cs.example.com:80", http.StatusSeeOther},
+		{"https://cs.example.com", "https://cs.example.com:8443", http.StatusForbidden},
+		{"https://cs.example.com", "http://cs.example.com:443", http.StatusForbidden},
+		{"http://cs.example.com", "https://cs.example.com:80", http.StatusForbidden},
+	} {
+		base := bareServer(t, web.Deps{Pool: pool, SessionKeys: keys, Origins: []string{tc.configured}})
+		_, code := signInAs(t, base, "ann@example.com", password, map[string]string{"Origin": tc.sent, "Sec-Fetch-Site": "same-origin"})
+		require.Equal(t, tc.want, code, "configured %s, sent %s", tc.configured, tc.sent)
+	}
+}
+
+// TestExportOutlivesTheWriteTimeout: a large export to a slow reader takes
+// longer than the server's write timeout and still arrives whole: each
+// stretch of rows gets its own write window.
+func TestExportOutlivesTheWriteTimeout(t *testing.T) {
+	t.Parallel()
+	c := startConsole(t, nil)
+	const extra = 10000
+	_, err := c.Pool.Exec(context.Background(), `INSERT INTO audit_events (actor, kind, subject_type, subject_id, details)
+		SELECT 'bulk@example.com', 'run.started', 'run', 'r' || i, jsonb_build_object('workflow', 'bulk', 'pad', repeat('x', 200))
+		FROM generate_series(1, $1) i`, extra)
+	require.NoError(t, err)
+
+	// The same handler behind a server with a short write timeout, and
+	// small socket buffers on both sides, so that the server's writes wait
+	// for the slow reader instead of filling the kernel's buffers at once.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: c.App.Web.Handler(), WriteTimeout: 300 * time.Millisecond,
+		ConnContext: func(ctx context.Context, conn net.Conn) context.Context {
+			_ = conn.(*net.TCPConn).SetWriteBuffer(64 << 10)
+			return ctx
+		}}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	base := "http://" + ln.Addr().String()
+	hc := c.client(t, "admin@example.com")
+	hc.Transport = &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			_ = conn.(*net.TCPConn).SetReadBuffer(64 << 10)
+		}
+		return conn, err
+	}}
+
+	for _, path := range []string{"/history/export?format=jsonl", "/api/v1/audit/export?format=jsonl"} {
+		req, err := http.NewRequest(http.MethodGet, base+path, nil)
+		require.NoError(t, err)
+		if strings.HasPrefix(path, "/api/") {
+			req.Header.Set("Authorization", "Bearer "+c.api(t, "admin@example.com").token)
+		}
+		var total int
+		require.NoError(t, c.Pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_events`).Scan(&total))
+		require.Greater(t, total, extra)
+		start := time.Now()
+		resp, err := hc.Do(req)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode, path)
+		lines := 0
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if lines++; lines%500 == 0 {
+				time.Sleep(50 * time.Millisecond) // a slow reader
+			}
+		}
+		resp.Body.Close()
+		require.NoError(t, sc.Err(), path)
+		require.Greater(t, time.Since(start), 3*srv.WriteTimeout, "%s: the export took longer than the write timeout", path)
+		require.Equal(t, total, lines, "%s: every event arrived", path)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,7 +37,8 @@ var (
 // ones are taken back): a window boundary does not reset them.
 // They apply per address and per (account, address), never per account
 // alone, so that an attacker elsewhere cannot lock a real user out; behind a
-// proxy the address is the client's (COUNTERSIGN_TRUSTED_PROXIES).
+// proxy the address is the client's (COUNTERSIGN_TRUSTED_PROXIES), and an
+// IPv6 address counts as its /64 (addressKey).
 const (
 	Window          = 15 * time.Minute
 	MaxPerAddress   = 20
@@ -46,7 +48,37 @@ const (
 	// is hashed (bcrypt reads 72 bytes). Longer input is refused unrecorded.
 	MaxEmail    = 254
 	MaxPassword = 1024
+	// MaxFailedEvents bounds the auth.login_failed events one Window writes,
+	// whatever the addresses: an attacker with many addresses cannot grow
+	// the append-only log without bound. Failures beyond it are counted and
+	// summarised (recordFailure); they lock nobody out.
+	MaxFailedEvents = 1000
 )
+
+// maxFailedEvents is MaxFailedEvents; tests lower it.
+var maxFailedEvents = MaxFailedEvents
+
+// failedKey counts every failed sign-in of a window in login_throttle.
+const failedKey = "failed:all"
+
+// addressKey is what the per-address limits count: an IPv4 address as it
+// is, an IPv6 address as its /64, since one IPv6 client is usually given a
+// whole /64 and could otherwise try from a fresh address each time. An
+// IPv4-mapped IPv6 address is its IPv4 address.
+func addressKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	if a = a.Unmap(); a.Is4() {
+		return a.String()
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
+}
 
 // dummyHash is compared against when the account does not exist, so that a
 // missing account takes as long as a wrong password. It is made on first use:
@@ -102,13 +134,14 @@ func SignIn(ctx context.Context, pool *pgxpool.Pool, email, password, ip string)
 	if err := auditClosedWindows(ctx, pool); err != nil {
 		return nil, err
 	}
-	keys := []string{"ip:" + ip, "acct:" + strings.ToLower(email) + "|" + ip}
+	addr := addressKey(ip)
+	keys := []string{"ip:" + addr, "acct:" + strings.ToLower(email) + "|" + addr}
 	counts, err := store.LoginAttemptCount(ctx, pool, keys, Window)
 	if err != nil {
 		return nil, err
 	}
 	if counts[0].Attempts > MaxPerAddress || counts[1].Attempts > MaxPerAccountIP {
-		if err := recordThrottled(ctx, pool, ip, counts[0].WindowStart); err != nil {
+		if err := recordThrottled(ctx, pool, addr, counts[0].WindowStart); err != nil {
 			return nil, err
 		}
 		return nil, ErrThrottled
@@ -133,8 +166,8 @@ func SignIn(ctx context.Context, pool *pgxpool.Pool, email, password, ip string)
 			reason = "user disabled"
 		}
 		// The attempt is already counted; at most MaxPerAddress of these
-		// per address and window reach the log.
-		if err := audit(ctx, pool, email, "auth.login_failed", "user", email, map[string]any{"ip": ip, "reason": reason}); err != nil {
+		// per address and window reach the log, and MaxFailedEvents in all.
+		if err := recordFailure(ctx, pool, email, ip, reason); err != nil {
 			return nil, err
 		}
 		return nil, ErrBadCredentials
@@ -146,6 +179,34 @@ func SignIn(ctx context.Context, pool *pgxpool.Pool, email, password, ip string)
 		return nil, err
 	}
 	return u, nil
+}
+
+// recordFailure audits a failed sign-in, unless this window already wrote
+// maxFailedEvents of them: then the failure is only counted, and the window
+// gets two summaries in their place, one at the first failure left out
+// (complete: false), one with the total when the window closes
+// (auditClosedWindows). The count is its own statement, outside any
+// transaction, so that concurrent failures wait on its row only that long.
+func recordFailure(ctx context.Context, pool *pgxpool.Pool, email, ip, reason string) error {
+	n, start, err := store.LoginWindowCount(ctx, pool, failedKey, Window)
+	if err != nil {
+		return err
+	}
+	if n <= maxFailedEvents {
+		return audit(ctx, pool, email, "auth.login_failed", "user", email, map[string]any{"ip": ip, "reason": reason})
+	}
+	left, err := store.LoginThrottledCount(ctx, pool, failedKey, start)
+	if err != nil || left != 1 {
+		return err
+	}
+	return audit(ctx, pool, "anonymous", "auth.login_failed", "window", start.UTC().Format(time.RFC3339), failedSummary(start, left, false))
+}
+
+// failedSummary describes the failed sign-ins of a window that were counted
+// but not written one by one.
+func failedSummary(windowStart time.Time, count int, complete bool) map[string]any {
+	return map[string]any{"summary": true, "written": maxFailedEvents, "count": count, "complete": complete,
+		"window_start": windowStart.UTC(), "window_end": windowStart.Add(Window).UTC()}
 }
 
 // recordThrottled counts a refused attempt. Only the first refusal of an
@@ -173,6 +234,13 @@ func auditClosedWindows(ctx context.Context, pool *pgxpool.Pool) error {
 			return err
 		}
 		for _, c := range closed {
+			if c.Key == failedKey {
+				if _, err := store.AuditAppend(ctx, tx, "anonymous", "auth.login_failed", "window", c.WindowStart.UTC().Format(time.RFC3339), nil,
+					failedSummary(c.WindowStart, c.Throttled, true)); err != nil {
+					return err
+				}
+				continue
+			}
 			ip, ok := strings.CutPrefix(c.Key, "ip:")
 			if !ok {
 				continue

@@ -3,10 +3,12 @@ package account_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/countersign/countersign/internal/account"
@@ -128,4 +130,81 @@ func TestSignInThrottle(t *testing.T) {
 		_, err = account.SignIn(ctx, pool, "ann@example.com", password, ip)
 		require.NoError(t, err)
 	})
+}
+
+// TestSignInLimitsAnIPv6Slash64: one IPv6 client is given a whole /64, so
+// its addresses share one per-address limit; another /64 has its own.
+func TestSignInLimitsAnIPv6Slash64(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, _ := testdb.Pool(t)
+	_, err := account.Create(ctx, pool, "ann@example.com", "Ann", "admin", password, "setup")
+	require.NoError(t, err)
+	for i := range account.MaxPerAddress {
+		// A fresh address and email each time, as a client rotating through its /64.
+		_, err := account.SignIn(ctx, pool, fmt.Sprintf("x%d@example.com", i), "wrong-password", fmt.Sprintf("2001:db8:1:2::%x", i+1))
+		require.ErrorIs(t, err, account.ErrBadCredentials, "attempt %d", i+1)
+	}
+	_, err = account.SignIn(ctx, pool, "ann@example.com", password, "2001:db8:1:2:ffff:ffff:ffff:ffff")
+	require.ErrorIs(t, err, account.ErrThrottled, "the same /64")
+	var subject string
+	require.NoError(t, pool.QueryRow(ctx, `SELECT subject_id FROM audit_events WHERE kind = 'auth.login_throttled'`).Scan(&subject))
+	require.Equal(t, "2001:db8:1:2::/64", subject)
+
+	u, err := account.SignIn(ctx, pool, "ann@example.com", password, "2001:db8:1:3::1")
+	require.NoError(t, err, "another /64")
+	require.Equal(t, "ann@example.com", u.Email)
+	_, err = account.SignIn(ctx, pool, "ann@example.com", password, "::ffff:198.51.100.7")
+	require.NoError(t, err, "an IPv4-mapped address is its IPv4 address")
+}
+
+// TestFailedSignInEventsAreBounded: past MaxFailedEvents in a window,
+// failures from any number of addresses are counted and summarised instead
+// of written one by one, and a correct sign-in still works.
+func TestFailedSignInEventsAreBounded(t *testing.T) {
+	// Not parallel: it lowers a package-wide bound.
+	t.Cleanup(account.SetMaxFailedEvents(3))
+	ctx := context.Background()
+	pool, _ := testdb.Pool(t)
+	_, err := account.Create(ctx, pool, "ann@example.com", "Ann", "admin", password, "setup")
+	require.NoError(t, err)
+	type event struct {
+		Actor, SubjectType string
+		Count              int
+		Complete, Summary  bool
+	}
+	failed := func() []event {
+		rows, err := pool.Query(ctx, `SELECT actor, subject_type, coalesce((details->>'count')::int, 0),
+			coalesce((details->>'complete')::bool, false), coalesce((details->>'summary')::bool, false)
+			FROM audit_events WHERE kind = 'auth.login_failed' ORDER BY id`)
+		require.NoError(t, err)
+		out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[event])
+		require.NoError(t, err)
+		return out
+	}
+	for i := range 8 { // eight addresses, each far below its own limit
+		_, err := account.SignIn(ctx, pool, fmt.Sprintf("x%d@example.com", i), "wrong-password", fmt.Sprintf("198.51.100.%d", i+1))
+		require.ErrorIs(t, err, account.ErrBadCredentials)
+	}
+	got := failed()
+	require.Len(t, got, 4, "three failures, then one summary")
+	for i, e := range got[:3] {
+		require.Equal(t, fmt.Sprintf("x%d@example.com", i), e.Actor)
+	}
+	require.Equal(t, event{Actor: "anonymous", SubjectType: "window", Count: 1, Summary: true}, got[3])
+
+	u, err := account.SignIn(ctx, pool, "ann@example.com", password, "198.51.100.200")
+	require.NoError(t, err, "the bound locks nobody out")
+	require.Equal(t, "ann@example.com", u.Email)
+
+	// The window ends: its total is written once.
+	_, err = pool.Exec(ctx, `UPDATE login_throttle SET window_start = window_start - interval '15 minutes' WHERE key = 'failed:all'`)
+	require.NoError(t, err)
+	for range 2 {
+		_, err = account.SignIn(ctx, pool, "ann@example.com", password, "198.51.100.201")
+		require.NoError(t, err)
+	}
+	got = failed()
+	require.Len(t, got, 5)
+	require.Equal(t, event{Actor: "anonymous", SubjectType: "window", Count: 5, Complete: true, Summary: true}, got[4])
 }

@@ -48,7 +48,8 @@ type Config struct {
 	SessionKeyFile string
 	// PublicURL (COUNTERSIGN_PUBLIC_URL) is the origin users reach, such as
 	// https://cs.example.com: console forms whose Origin differs are refused.
-	// Empty: http://localhost:<port of Addr> (127.0.0.1 and [::1] too).
+	// Empty: http://localhost:<port of Addr> (127.0.0.1 and [::1] too);
+	// required when Secure.
 	PublicURL string
 	// TrustedProxies (COUNTERSIGN_TRUSTED_PROXIES, comma-separated CIDRs or
 	// addresses) are the peers whose X-Forwarded-For names the client.
@@ -164,6 +165,12 @@ func (c Config) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("COUNTERSIGN_TLS_CERT and COUNTERSIGN_TLS_KEY go together")
+	}
+	// Behind HTTPS the browser's Origin is the public https origin, never the
+	// loopback http default: without the setting every console form would be
+	// refused, so refuse to start instead.
+	if c.Secure && c.PublicURL == "" {
+		return errors.New("COUNTERSIGN_PUBLIC_URL is required with HTTPS (COUNTERSIGN_SECURE_COOKIES=true or TLS): set it to the origin people reach, such as https://cs.example.com")
 	}
 	switch c.ModelProvider {
 	case "offline":

@@ -73,9 +73,31 @@ func TestSecuritySettings(t *testing.T) {
 		"COUNTERSIGN_TRUSTED_PROXIES=10.0.0.0/33":         "COUNTERSIGN_TRUSTED_PROXIES",
 		"COUNTERSIGN_TRUSTED_PROXIES=proxy":               "COUNTERSIGN_TRUSTED_PROXIES",
 		"COUNTERSIGN_SESSION_KEY=" + k1 + ",beef":         "key 2 is not 64 bytes",
+		"COUNTERSIGN_SECURE_COOKIES=true":                 "COUNTERSIGN_PUBLIC_URL is required with HTTPS",
 	} {
 		k, v, _ := strings.Cut(env, "=")
 		_, err := from(map[string]string{k: v})
 		require.ErrorContains(t, err, want, env)
 	}
+}
+
+// TestHTTPSNeedsPublicURL: behind HTTPS the browser sends the public https
+// origin, so without COUNTERSIGN_PUBLIC_URL every console form would be
+// refused; the process refuses to start with one line instead.
+func TestHTTPSNeedsPublicURL(t *testing.T) {
+	from := func(env map[string]string) error {
+		c, err := FromEnv(func(k string) string { return env[k] })
+		require.NoError(t, err)
+		return c.Validate()
+	}
+	tls := map[string]string{"COUNTERSIGN_TLS_CERT": "cert.pem", "COUNTERSIGN_TLS_KEY": "key.pem"}
+	proxy := map[string]string{"COUNTERSIGN_SECURE_COOKIES": "true"}
+	for name, env := range map[string]map[string]string{"TLS": tls, "Proxy": proxy} {
+		err := from(env)
+		require.ErrorContains(t, err, "COUNTERSIGN_PUBLIC_URL is required with HTTPS", name)
+		require.NotContains(t, err.Error(), "\n", name)
+		env["COUNTERSIGN_PUBLIC_URL"] = "https://cs.example.com"
+		require.NoError(t, from(env), name)
+	}
+	require.NoError(t, from(map[string]string{}), "plain http on loopback needs no setting")
 }

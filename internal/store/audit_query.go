@@ -22,7 +22,8 @@ type AuditFilter struct {
 	Until    *time.Time
 	// Redact hides who tried to sign in, from where and why it failed
 	// (RedactedKinds) from whoever is not an admin: the email typed may
-	// be a password typed in the wrong field.
+	// be a password typed in the wrong field. It also leaves out every
+	// event's hash and prev_hash (see redact).
 	Redact bool
 }
 
@@ -32,7 +33,14 @@ var RedactedKinds = []string{"auth.login_failed", "auth.login_throttled"}
 // redactedDetails replaces the details of a redacted event.
 const redactedDetails = `{"redacted": "visible to admins only"}`
 
+// redact hides what a redacted event names, and every event's hashes: a
+// hash covers the event's actor, subject and details, and the chain carries
+// it into every later hash, so the redacted event's own hash, the next
+// event's prev_hash or any later hash with the contents in between would let
+// a reader test guesses of what was typed offline. Only an admin's export
+// verifies, and it shows every field.
 func redact(e *AuditEvent) {
+	e.PrevHash, e.Hash = nil, nil
 	if !slices.Contains(RedactedKinds, e.Kind) {
 		return
 	}

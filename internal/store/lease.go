@@ -8,8 +8,9 @@ import (
 	"github.com/countersign/countersign/vocab"
 )
 
-// Orphan is a run under way that no execution holds: its lease lapsed, or its
-// job was fetched by a worker that died before claiming it.
+// Orphan is a run under way that no execution holds: its lease lapsed, it
+// holds no lease time and was not touched for a lease, or its job was fetched
+// by a worker that died before claiming it.
 type Orphan struct {
 	ID         string
 	Status     vocab.RunStatus
@@ -27,8 +28,10 @@ const liveJob = `EXISTS (SELECT 1 FROM river_job j
 		AND (j.state IN ('available', 'scheduled', 'retryable', 'pending')
 			OR (j.state = 'running' AND j.attempted_at >= now() - $1::bigint * interval '1 microsecond')))`
 
-// RunOrphansLock finds up to limit runs under way whose lease lapsed (or whose
-// job a worker fetched more than lease ago without claiming the run) and locks
+// RunOrphansLock finds up to limit runs under way whose lease lapsed, that
+// hold no lease time and were not updated for lease (a new or resumed run
+// whose job may have been cancelled before any execution claimed it), or
+// whose job a worker fetched more than lease ago without claiming it, and locks
 // them until tx ends, skipping rows another sweeper holds. It reads River's
 // job table: whether a job for the run's resume sequence can still execute
 // decides between waiting for it and handing the run on.
@@ -38,6 +41,11 @@ func RunOrphansLock(ctx context.Context, db DBTX, lease time.Duration, limit int
 			(SELECT id FROM workflow_runs
 			 WHERE status IN ('queued', 'running', 'retrying') AND lease_until < now()
 			 ORDER BY lease_until LIMIT $2)
+			UNION
+			(SELECT id FROM workflow_runs
+			 WHERE status IN ('queued', 'running', 'retrying') AND lease_until IS NULL
+				AND updated_at < now() - $1::bigint * interval '1 microsecond'
+			 ORDER BY updated_at LIMIT $2)
 			UNION
 			(SELECT r.id FROM river_job j
 			 JOIN workflow_runs r ON r.id = (j.args->>'run_id')::uuid AND r.resume_seq = (j.args->>'seq')::int

@@ -142,11 +142,13 @@ func RunLeaseRenew(ctx context.Context, db DBTX, id, owner string, lease time.Du
 }
 
 // RunLeaseRelease gives up owner's lease, so that the next job may claim the
-// run at once (a worker shutting down, a run parked for a human). It returns
-// ErrNotFound when owner did not hold the run.
+// run at once (a worker shutting down, a run parked for a human). The lease
+// time stays: should that next job never come (River cancelled or discarded
+// it), the sweeper finds the run when it lapses. It returns ErrNotFound when
+// owner did not hold the run.
 func RunLeaseRelease(ctx context.Context, db DBTX, id, owner string) error {
 	tag, err := db.Exec(ctx, `
-		UPDATE workflow_runs SET lease_owner = NULL, lease_until = NULL
+		UPDATE workflow_runs SET lease_owner = NULL
 		WHERE id = $1 AND lease_owner = $2`, id, owner)
 	if err != nil {
 		return fmt.Errorf("release lease: %w", err)
@@ -211,10 +213,12 @@ func RunFail(ctx context.Context, db DBTX, id, owner, status, code, message stri
 	return nil
 }
 
-// RunSuspend marks a running run as waiting for a human.
+// RunSuspend marks a running run as waiting for a human. It drops the lease
+// time, so that the run, once resumed, is looked at a lease after its resume
+// (updated_at), not at once for a lease that lapsed while it waited.
 func RunSuspend(ctx context.Context, db DBTX, id, currentStep string, from []string) error {
 	tag, err := db.Exec(ctx, `
-		UPDATE workflow_runs SET status = 'waiting_human', current_step = $2, updated_at = now()
+		UPDATE workflow_runs SET status = 'waiting_human', current_step = $2, updated_at = now(), lease_until = NULL
 		WHERE id = $1 AND status = ANY($3)`, id, currentStep, from)
 	if err != nil {
 		return fmt.Errorf("suspend run: %w", interpret(err))

@@ -169,6 +169,23 @@ func LoginAttemptForgive(ctx context.Context, db DBTX, keys []string, windowStar
 	return nil
 }
 
+// LoginWindowCount adds one to key's attempts in the current window and
+// returns the window's count, this one included, and when the window started.
+// Unlike LoginAttemptCount it leaves the previous window out: it bounds what
+// one window writes, not what one client tries.
+func LoginWindowCount(ctx context.Context, db DBTX, key string, window time.Duration) (int, time.Time, error) {
+	var n int
+	var start time.Time
+	err := db.QueryRow(ctx, `INSERT INTO login_throttle (key, window_start, attempts)
+		VALUES ($1, date_bin($2::interval, now(), 'epoch'::timestamptz), 1)
+		ON CONFLICT (key, window_start) DO UPDATE SET attempts = login_throttle.attempts + 1
+		RETURNING attempts, window_start`, key, window).Scan(&n, &start)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("count login window: %w", interpret(err))
+	}
+	return n, start, nil
+}
+
 // LoginThrottledCount records a refused attempt against key in the window and
 // returns how many there were, this one included.
 func LoginThrottledCount(ctx context.Context, db DBTX, key string, windowStart time.Time) (int, error) {

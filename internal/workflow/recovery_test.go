@@ -299,3 +299,60 @@ func TestConcurrentSweeps(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, again.HandedOn, "a handed-on run with a queued job is left alone")
 }
+
+// TestQueuedJobGone: a run queued for a job that never executes (River
+// cancelled or discarded it before any worker claimed the run, or the job row
+// is gone) holds no lease time; once it has not been touched for a lease the
+// sweeper fails it or hands it on, instead of leaving it queued forever. A run
+// waiting for a human, with no job and no lease either, is never touched.
+func TestQueuedJobGone(t *testing.T) {
+	t.Parallel()
+	reg := func(r *workflow.Registry, _ *ai.Offline) {
+		workflow.Register(r, "idle", func(ctx context.Context, _ struct{}) (int, error) { return 1, nil })
+	}
+	starter := testapp.Start(t, testapp.Options{NoWorker: true, Register: reg})
+	ctx := context.Background()
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		_, err := starter.Pool.Exec(ctx, sql, args...)
+		require.NoError(t, err)
+	}
+	cancelled := start(t, starter, "idle", "c", struct{}{})
+	exec(`UPDATE river_job SET state = 'cancelled', finalized_at = now() WHERE args->>'run_id' = $1`, cancelled.ID)
+	discarded := start(t, starter, "idle", "d", struct{}{})
+	exec(`UPDATE river_job SET state = 'discarded', attempt = max_attempts, finalized_at = now() WHERE args->>'run_id' = $1`, discarded.ID)
+	deleted := start(t, starter, "idle", "x", struct{}{})
+	exec(`DELETE FROM river_job WHERE args->>'run_id' = $1`, deleted.ID)
+	waiting := start(t, starter, "idle", "w", struct{}{})
+	exec(`DELETE FROM river_job WHERE args->>'run_id' = $1`, waiting.ID)
+	exec(`UPDATE workflow_runs SET status = 'waiting_human' WHERE id = $1`, waiting.ID)
+	exec(`UPDATE workflow_runs SET updated_at = now() - interval '1 minute'`)
+	var unset int
+	require.NoError(t, starter.Pool.QueryRow(ctx, `SELECT count(*) FROM workflow_runs WHERE lease_until IS NULL`).Scan(&unset))
+	require.Equal(t, 4, unset, "queued runs hold no lease time")
+
+	b := testapp.StartOn(t, starter.Pool, starter.URL, testapp.Options{Register: reg,
+		Recovery: app.Recovery{Lease: 500 * time.Millisecond, SweepEvery: 100 * time.Millisecond}})
+	t.Run("Cancelled", func(t *testing.T) {
+		failed := b.WaitRun(t, cancelled.ID, vocab.RunFailed)
+		require.Equal(t, "job_cancelled", *failed.ErrorCode)
+		require.Equal(t, 1, auditCount(t, b, cancelled.ID, "run.failed", "job_cancelled"))
+	})
+	t.Run("Discarded", func(t *testing.T) {
+		failed := b.WaitRun(t, discarded.ID, vocab.RunFailed)
+		require.Equal(t, "attempts_exhausted", *failed.ErrorCode)
+	})
+	t.Run("Deleted", func(t *testing.T) {
+		done := b.WaitRun(t, deleted.ID, vocab.RunCompleted)
+		require.Equal(t, 1, done.Recoveries)
+		require.Equal(t, 1, auditCount(t, b, deleted.ID, "run.recovered", "job_missing"))
+	})
+	t.Run("WaitingHuman", func(t *testing.T) {
+		time.Sleep(time.Second) // several leases and sweeps
+		still, err := store.RunGet(ctx, b.Pool, waiting.ID)
+		require.NoError(t, err)
+		require.Equal(t, vocab.RunWaitingHuman, still.Status)
+		require.Zero(t, still.Recoveries)
+		require.Zero(t, auditCount(t, b, waiting.ID, "run.recovered", ""))
+	})
+}
