@@ -13,6 +13,7 @@ import (
 	"github.com/countersign/countersign/internal/factory"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testdb"
+	"github.com/countersign/countersign/vocab"
 )
 
 // kinds returns the kinds of the audit events about subject, oldest first.
@@ -42,7 +43,7 @@ func TestCreate(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "bea@example.com", u.Email)
 		require.Equal(t, "Bea", u.Name)
-		require.Equal(t, "approver", u.Role)
+		require.Equal(t, vocab.RoleApprover, u.Role)
 		require.NotContains(t, u.PasswordHash, password)
 		require.Equal(t, []string{"user.created"}, kinds(t, pool, idOf(u.ID)))
 	})
@@ -134,7 +135,7 @@ func TestSetRole(t *testing.T) {
 		require.NoError(t, account.SetRole(ctx, pool, u.Email, "admin", "root@example.com"))
 		after, err := store.UserGet(ctx, pool, u.ID)
 		require.NoError(t, err)
-		require.Equal(t, "admin", after.Role)
+		require.Equal(t, vocab.RoleAdmin, after.Role)
 		require.Greater(t, after.SessionVersion, u.SessionVersion, "new rights apply from the next sign-in")
 		require.Equal(t, []string{"user.created", "user.role_changed"}, kinds(t, pool, idOf(u.ID)))
 	})

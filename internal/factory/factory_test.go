@@ -60,7 +60,7 @@ func TestFactory(t *testing.T) {
 	t.Run("User", func(t *testing.T) {
 		t.Parallel()
 		u := factory.User(ctx, t, pool, &factory.UserOpts{Role: factory.Ptr("approver")})
-		require.Equal(t, "approver", u.Role)
+		require.Equal(t, vocab.RoleApprover, u.Role)
 		signedIn, err := account.SignIn(ctx, pool, u.Email, factory.Password, "192.0.2.1")
 		require.NoError(t, err)
 		require.Equal(t, u.ID, signedIn.ID)
