@@ -42,11 +42,25 @@ type benchFlags struct {
 // benchReports holds what each suite measured, nil for a suite not run. The
 // fields are in the order of their JSON names, as a map would print them.
 type benchReports struct {
-	Audit    *bench.AuditReport    `json:"audit"`
-	Batch    *bench.BatchReport    `json:"batch"`
-	Console  *bench.ConsoleReport  `json:"console"`
-	Engine   *bench.Report         `json:"engine"`
-	Recovery *bench.RecoveryReport `json:"recovery"`
+	Audit    *bench.AuditReport   `json:"audit"`
+	Batch    *bench.BatchReport   `json:"batch"`
+	Console  *bench.ConsoleReport `json:"console"`
+	Engine   *bench.Report        `json:"engine"`
+	Recovery *recoveryReport      `json:"recovery"`
+}
+
+// recoveryReport is the recovery suite's report as JSON: its Options field
+// hides the report's, whose worker command is a function that encoding/json
+// refuses.
+type recoveryReport struct {
+	*bench.RecoveryReport
+	Options struct{ Runs, Workers int }
+}
+
+func newRecoveryReport(rep *bench.RecoveryReport) *recoveryReport {
+	r := &recoveryReport{RecoveryReport: rep}
+	r.Options.Runs, r.Options.Workers = rep.Options.Runs, rep.Options.Workers
+	return r
 }
 
 func cmdBench(e *env, args []string) error {
@@ -200,9 +214,13 @@ func (b *benchFlags) run(e *env, cfg config.Config, name string) (*benchReports,
 			r.Batch, err = bench.Batch(e.ctx, pool, dbURL, b.bo, e.stderr)
 			return err
 		},
-		"recovery": func(pool *pgxpool.Pool) (err error) {
-			r.Recovery, err = bench.Recovery(e.ctx, pool, dbURL, b.ro, e.stderr)
-			return err
+		"recovery": func(pool *pgxpool.Pool) error {
+			rep, err := bench.Recovery(e.ctx, pool, dbURL, b.ro, e.stderr)
+			if err != nil {
+				return err
+			}
+			r.Recovery = newRecoveryReport(rep)
+			return nil
 		},
 	}
 	for _, s := range benchSuites {
@@ -254,7 +272,7 @@ func (b *benchFlags) print(w io.Writer, r *benchReports) {
 		printBatch(w, r.Batch, b.bo)
 	}
 	if r.Recovery != nil {
-		printRecovery(w, r.Recovery)
+		printRecovery(w, r.Recovery.RecoveryReport)
 	}
 }
 
