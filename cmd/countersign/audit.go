@@ -8,23 +8,21 @@ import (
 	"os"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/countersign/countersign/internal/audit"
 	"github.com/countersign/countersign/internal/store"
 )
 
-func cmdAudit(e *env, args []string) error {
-	if len(args) == 0 {
-		return usagef("expected a subcommand: verify, head or export")
-	}
-	switch args[0] {
-	case "export":
-		return cmdAuditExport(e, args[1:])
-	case "head":
-		return cmdAuditHead(e, args[1:])
-	case "verify":
-		return cmdAuditVerify(e, args[1:])
-	}
-	return usagef("unknown subcommand %q (want verify, head or export)", args[0])
+// chained opens the database and links whatever committed since the last
+// chaining, so that what fn reads covers every committed event.
+func chained(e *env, dbURL string, fn func(pool *pgxpool.Pool) error) error {
+	return e.withDB(dbURL, func(pool *pgxpool.Pool) error {
+		if _, err := audit.Chain(e.ctx, pool); err != nil {
+			return err
+		}
+		return fn(pool)
+	})
 }
 
 // cmdAuditHead prints the chain head, or saves it for `audit verify --against`.
@@ -32,23 +30,15 @@ func cmdAuditHead(e *env, args []string) error {
 	fs, dbURL := e.flags("audit head", "audit head [--json] [--out FILE]")
 	asJSON := fs.Bool("json", false, "print the head as JSON (what --out writes)")
 	out := fs.String("out", "", "write the head as JSON to this file, for audit verify --against")
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
-	pool, err := e.open(*dbURL)
-	if err != nil {
+	var seq int64
+	var hash []byte
+	err := chained(e, *dbURL, func(pool *pgxpool.Pool) (err error) {
+		seq, hash, err = store.AuditHead(e.ctx, pool)
 		return err
-	}
-	defer pool.Close()
-	// Link whatever committed since the last chaining, so that the answer
-	// covers every committed event.
-	if _, err := audit.Chain(e.ctx, pool); err != nil {
-		return err
-	}
-	seq, hash, err := store.AuditHead(e.ctx, pool)
+	})
 	if err != nil {
 		return err
 	}
@@ -79,11 +69,8 @@ func cmdAuditVerify(e *env, args []string) error {
 	fs, dbURL := e.flags("audit verify", "audit verify [--head HASH|SEQ:HASH | --against FILE]")
 	headFlag := fs.String("head", "", "a head printed earlier by audit head (HASH, SEQ:HASH or \"SEQ HASH\")")
 	against := fs.String("against", "", "a file written by audit head --out")
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
 	}
 	var saved *audit.Head
 	switch {
@@ -106,15 +93,11 @@ func cmdAuditVerify(e *env, args []string) error {
 		}
 		saved = &h
 	}
-	pool, err := e.open(*dbURL)
-	if err != nil {
+	var res audit.Result
+	err := chained(e, *dbURL, func(pool *pgxpool.Pool) (err error) {
+		res, err = audit.VerifyHead(e.ctx, pool, saved)
 		return err
-	}
-	defer pool.Close()
-	if _, err := audit.Chain(e.ctx, pool); err != nil {
-		return err
-	}
-	res, err := audit.VerifyHead(e.ctx, pool, saved)
+	})
 	if err != nil {
 		return err
 	}
@@ -165,20 +148,15 @@ func cmdAuditExport(e *env, args []string) error {
 		defer file.Close()
 		w = file
 	}
-	pool, err := e.open(*dbURL)
+	var n int
+	err = chained(e, *dbURL, func(pool *pgxpool.Pool) (err error) {
+		bw := bufio.NewWriterSize(w, 64<<10)
+		if n, err = audit.Export(e.ctx, pool, f, *format, bw, nil); err != nil {
+			return err
+		}
+		return bw.Flush()
+	})
 	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if _, err := audit.Chain(e.ctx, pool); err != nil {
-		return err
-	}
-	bw := bufio.NewWriterSize(w, 64<<10)
-	n, err := audit.Export(e.ctx, pool, f, *format, bw, nil)
-	if err != nil {
-		return err
-	}
-	if err := bw.Flush(); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stderr, "exported %d events\n", n)

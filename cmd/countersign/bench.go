@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,82 +22,69 @@ import (
 	"github.com/countersign/countersign/migrations"
 )
 
+// benchSuites are the suites of countersign bench, in the order they run
+// and report.
+var benchSuites = []string{"engine", "console", "audit", "batch", "recovery"}
+
+// benchFlags are the flags of countersign bench: the sizes of every suite.
+type benchFlags struct {
+	o              bench.Options
+	ro             bench.RecoveryOptions
+	bo             bench.BatchOptions
+	ao             bench.AuditOptions
+	co             bench.ConsoleOptions
+	asJSON         bool
+	only           string
+	recoveryWorker bool
+	cpuProfile     string
+}
+
+// benchReports holds what each suite measured, nil for a suite not run. The
+// fields are in the order of their JSON names, as a map would print them.
+type benchReports struct {
+	Audit    *bench.AuditReport   `json:"audit"`
+	Batch    *bench.BatchReport   `json:"batch"`
+	Console  *bench.ConsoleReport `json:"console"`
+	Engine   *bench.Report        `json:"engine"`
+	Recovery *recoveryReport      `json:"recovery"`
+}
+
+// recoveryReport is the recovery suite's report as JSON: its Options field
+// hides the report's, whose worker command is a function that encoding/json
+// refuses.
+type recoveryReport struct {
+	*bench.RecoveryReport
+	Options struct{ Runs, Workers int }
+}
+
+func newRecoveryReport(rep *bench.RecoveryReport) *recoveryReport {
+	r := &recoveryReport{RecoveryReport: rep}
+	r.Options.Runs, r.Options.Workers = rep.Options.Runs, rep.Options.Workers
+	return r
+}
+
 func cmdBench(e *env, args []string) error {
 	fs, dbURL := e.flags("bench", "bench [--workers N] [--runs N] [--decisions N] [--json]")
-	o := bench.Options{}
-	fs.IntVar(&o.Workers, "workers", 20, "concurrency for every measurement")
-	fs.IntVar(&o.RiverJobs, "river-jobs", 50000, "no-op jobs for the raw River baseline")
-	fs.IntVar(&o.Steps, "steps", 20000, "step writes for the per-step baseline")
-	fs.IntVar(&o.Runs, "runs", 2000, "six-step runs for engine throughput")
-	fs.IntVar(&o.Decisions, "decisions", 1000, "decisions for the resume latency")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
-	only := fs.String("only", "", "run one suite: engine, console, audit, batch or recovery (default all)")
-	ro := bench.RecoveryOptions{}
-	fs.IntVar(&ro.Runs, "recovery-runs", 200, "runs started on the worker process that is killed")
-	// The recovery suite runs its doomed worker as this command in a process
-	// of its own; the flag is for that, not for people.
-	recoveryWorker := fs.Bool("recovery-worker", false, "internal: be the recovery benchmark's worker process")
-	bo := bench.BatchOptions{}
-	fs.IntVar(&bo.Batches, "batches", 5, "1,000-item batch decisions to time")
-	fs.IntVar(&bo.Size, "batch-size", 1000, "items per batch")
-	ao := bench.AuditOptions{Writers: 8}
-	fs.IntVar(&ao.Appends, "audit-appends", 20000, "audit appends by 8 concurrent writers")
-	fs.IntVar(&ao.Verify, "audit-verify", 1_000_000, "events in the chain audit verify walks")
-	co := bench.ConsoleOptions{Reviewers: 20, Samples: 200}
-	fs.IntVar(&co.Runs, "console-runs", 1_000_000, "runs in the console benchmark's database")
-	fs.IntVar(&co.Waiting, "console-waiting", 100_000, "of which waiting, each with a pending request")
-	fs.IntVar(&co.Decisions, "console-decisions", 2000, "decision POSTs by 20 concurrent reviewers")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	b := &benchFlags{}
+	b.declare(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if o.Workers < 1 || o.RiverJobs < 1 || o.Steps < 1 || o.Runs < 1 || o.Decisions < 100 {
-		return usagef("every size must be positive and --decisions at least 100")
+	if err := b.checkCommon(); err != nil {
+		return err
 	}
-	if *only != "" && *only != "engine" && *only != "console" && *only != "audit" && *only != "batch" && *only != "recovery" {
-		return usagef("--only must be engine, console, audit, batch or recovery")
+	if b.recoveryWorker {
+		return benchRecoveryWorker(e, *dbURL, b.o.Workers)
 	}
-	if ro.Runs < 1 {
-		return usagef("--recovery-runs must be positive")
+	if err := b.checkSuites(); err != nil {
+		return err
 	}
-	if *recoveryWorker {
-		cfg, err := e.config(*dbURL)
-		if err != nil {
-			return err
-		}
-		cfg.Workers = o.Workers
-		pool, err := e.pool(cfg)
-		if err != nil {
-			return err
-		}
-		defer pool.Close()
-		return bench.RecoveryWorker(e.ctx, pool, cfg, e.stdout)
-	}
-	if bo.Batches < 1 || bo.Size < 1 || bo.Size > 5000 {
-		return usagef("--batches must be positive and --batch-size between 1 and 5000")
-	}
-	if ao.Appends < 100 || ao.Verify < ao.Appends {
-		return usagef("--audit-appends must be at least 100 and --audit-verify at least as many")
-	}
-	if co.Waiting < 1000 || co.Runs < co.Waiting || co.Decisions < 100 || 2*co.Decisions > co.Waiting {
-		return usagef("console sizes: --console-waiting at least 1000, no more than --console-runs; --console-decisions 100 to half of --console-waiting")
-	}
-	co.DeepRow = co.Waiting / 2
-	cfg, err := e.config(*dbURL)
+	cfg, name, err := benchConfig(e, *dbURL, b.o.Workers)
 	if err != nil {
 		return err
 	}
-	// Measure on a database of its own, made fresh for this run.
-	u, err := url.Parse(cfg.DatabaseURL)
-	if err != nil {
-		return usagef("DATABASE_URL: %v", err)
-	}
-	name := strings.TrimPrefix(u.Path, "/") + "_bench"
-	u.Path = "/" + name
-	cfg.DatabaseURL = u.String()
-	cfg.Workers = o.Workers
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	if b.cpuProfile != "" {
+		f, err := os.Create(b.cpuProfile)
 		if err != nil {
 			return usagef("--cpuprofile: %v", err)
 		}
@@ -105,104 +94,229 @@ func cmdBench(e *env, args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	var rep *bench.Report
-	var crep *bench.ConsoleReport
-	var arep *bench.AuditReport
-	var brep *bench.BatchReport
-	var rrep *bench.RecoveryReport
-	if *only == "" || *only == "engine" {
-		if err := benchOn(e, cfg, name, func(pool *pgxpool.Pool) error {
-			rep, err = bench.Run(e.ctx, pool, cfg.DatabaseURL, o, e.stderr)
-			return err
-		}); err != nil {
-			return err
-		}
+	r, err := b.run(e, cfg, name)
+	if err != nil {
+		return err
 	}
-	if *only == "" || *only == "console" {
-		if err := benchOn(e, cfg, name, func(pool *pgxpool.Pool) error {
-			crep, err = bench.Console(e.ctx, pool, cfg.DatabaseURL, co, e.stderr)
-			return err
-		}); err != nil {
-			return err
-		}
+	if b.asJSON {
+		return json.NewEncoder(e.stdout).Encode(r)
 	}
-	if *only == "" || *only == "audit" {
-		if err := benchOn(e, cfg, name, func(pool *pgxpool.Pool) error {
-			arep, err = bench.Audit(e.ctx, pool, ao, e.stderr)
-			return err
-		}); err != nil {
-			return err
-		}
+	b.print(e.stdout, r)
+	return nil
+}
+
+func (b *benchFlags) declare(fs *flagSet) {
+	fs.IntVar(&b.o.Workers, "workers", 20, "concurrency for every measurement")
+	fs.IntVar(&b.o.RiverJobs, "river-jobs", 50000, "no-op jobs for the raw River baseline")
+	fs.IntVar(&b.o.Steps, "steps", 20000, "step writes for the per-step baseline")
+	fs.IntVar(&b.o.Runs, "runs", 2000, "six-step runs for engine throughput")
+	fs.IntVar(&b.o.Decisions, "decisions", 1000, "decisions for the resume latency")
+	fs.BoolVar(&b.asJSON, "json", false, "print the report as JSON")
+	fs.StringVar(&b.only, "only", "", "run one suite: engine, console, audit, batch or recovery (default all)")
+	fs.IntVar(&b.ro.Runs, "recovery-runs", 200, "runs started on the worker process that is killed")
+	// The recovery suite runs its doomed worker as this command in a process
+	// of its own; the flag is for that, not for people.
+	fs.BoolVar(&b.recoveryWorker, "recovery-worker", false, "internal: be the recovery benchmark's worker process")
+	fs.IntVar(&b.bo.Batches, "batches", 5, "1,000-item batch decisions to time")
+	fs.IntVar(&b.bo.Size, "batch-size", 1000, "items per batch")
+	b.ao.Writers = 8
+	fs.IntVar(&b.ao.Appends, "audit-appends", 20000, "audit appends by 8 concurrent writers")
+	fs.IntVar(&b.ao.Verify, "audit-verify", 1_000_000, "events in the chain audit verify walks")
+	b.co.Reviewers, b.co.Samples = 20, 200
+	fs.IntVar(&b.co.Runs, "console-runs", 1_000_000, "runs in the console benchmark's database")
+	fs.IntVar(&b.co.Waiting, "console-waiting", 100_000, "of which waiting, each with a pending request")
+	fs.IntVar(&b.co.Decisions, "console-decisions", 2000, "decision POSTs by 20 concurrent reviewers")
+	fs.StringVar(&b.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
+}
+
+// checkCommon checks the flags that the recovery worker process reads too.
+func (b *benchFlags) checkCommon() error {
+	o := b.o
+	if o.Workers < 1 || o.RiverJobs < 1 || o.Steps < 1 || o.Runs < 1 || o.Decisions < 100 {
+		return usagef("every size must be positive and --decisions at least 100")
 	}
-	if *only == "" || *only == "batch" {
-		if err := benchOn(e, cfg, name, func(pool *pgxpool.Pool) error {
-			brep, err = bench.Batch(e.ctx, pool, cfg.DatabaseURL, bo, e.stderr)
-			return err
-		}); err != nil {
-			return err
-		}
+	if b.only != "" && !slices.Contains(benchSuites, b.only) {
+		return usagef("--only must be engine, console, audit, batch or recovery")
 	}
-	if *only == "" || *only == "recovery" {
-		exe, err := os.Executable()
-		if err != nil {
-			return err
-		}
-		ro.Workers = o.Workers
-		ro.Worker = func(dbURL string) *exec.Cmd {
-			cmd := exec.CommandContext(e.ctx, exe, "bench", "--recovery-worker", "--database-url", dbURL, "--workers", strconv.Itoa(o.Workers))
-			cmd.Stderr = e.stderr
-			return cmd
-		}
-		if err := benchOn(e, cfg, name, func(pool *pgxpool.Pool) error {
-			rrep, err = bench.Recovery(e.ctx, pool, cfg.DatabaseURL, ro, e.stderr)
-			return err
-		}); err != nil {
-			return err
-		}
-	}
-	if *asJSON {
-		return json.NewEncoder(e.stdout).Encode(map[string]any{"engine": rep, "console": crep, "audit": arep, "batch": brep, "recovery": rrep})
-	}
-	fmt.Fprintf(e.stdout, "| measure | result |\n|---|---|\n")
-	if rep != nil {
-		fmt.Fprintf(e.stdout, "| R: raw River no-op jobs/s | %.0f |\n", rep.RiverJobsPerS)
-		fmt.Fprintf(e.stdout, "| P: minimal durable step writes/s (%d writers) | %.0f |\n", o.Workers, rep.BaselineSteps)
-		fmt.Fprintf(e.stdout, "| engine: steps/s (six-step runs, auto gate) | %.0f |\n", rep.EngineSteps)
-		fmt.Fprintf(e.stdout, "| engine: runs/s | %.0f |\n", rep.EngineRuns)
-		fmt.Fprintf(e.stdout, "| engine steps/s ÷ P (target ≥ 0.50) | %.2f |\n", rep.StepRatio())
-		fmt.Fprintf(e.stdout, "| engine runs/s ÷ R | %.3f |\n", rep.EngineRuns/rep.RiverJobsPerS)
-		fmt.Fprintf(e.stdout, "| decision → resume p50 (target ≤ 10 ms) | %s |\n", ms(rep.ResumeP50))
-		fmt.Fprintf(e.stdout, "| decision → resume p99 (target ≤ 100 ms) | %s |\n", ms(rep.ResumeP99))
-		fmt.Fprintf(e.stdout, "| decision → resume max | %s |\n", ms(rep.ResumeMax))
-	}
-	if crep != nil {
-		fmt.Fprintf(e.stdout, "| console: database | %d runs, %d waiting requests (loaded in %s) |\n", co.Runs, co.Waiting, crep.LoadTime.Round(time.Second))
-		fmt.Fprintf(e.stdout, "| inbox first page p50 / p95 (target p95 ≤ 50 ms) | %s / %s |\n", ms(crep.InboxFirstP50), ms(crep.InboxFirstP95))
-		fmt.Fprintf(e.stdout, "| inbox page after row %d p50 / p95 (target p95 ≤ 50 ms) | %s / %s |\n", co.DeepRow, ms(crep.InboxDeepP50), ms(crep.InboxDeepP95))
-		fmt.Fprintf(e.stdout, "| inbox filtered (workflow, tier) p50 / p95 | %s / %s |\n", ms(crep.InboxFilterP50), ms(crep.InboxFilterP95))
-		fmt.Fprintf(e.stdout, "| decision POST p50 / p99, 20 reviewers each deciding every %s (target p99 ≤ 50 ms) | %s / %s (%.0f/s) |\n", bench.Paced, ms(crep.PacedP50), ms(crep.PacedP99), crep.PacedPerS)
-		fmt.Fprintf(e.stdout, "| decision POST p50 / p99, 20 reviewers without pause (capacity) | %s / %s (%.0f/s) |\n", ms(crep.DecisionP50), ms(crep.DecisionP99), crep.DecisionsPerS)
-	}
-	if arep != nil {
-		fmt.Fprintf(e.stdout, "| audit: plain inserts of the same rows/s, 8 writers (baseline) | %.0f |\n", arep.BaselinePerS)
-		fmt.Fprintf(e.stdout, "| audit appends/s, 8 writers, chainer running (target ≥ 2,000) | %.0f (%.2f of baseline) |\n", arep.AppendsPerS, arep.AppendsPerS/arep.BaselinePerS)
-		fmt.Fprintf(e.stdout, "| audit: last append chained after | %s |\n", ms(arep.ChainLag))
-		fmt.Fprintf(e.stdout, "| audit: events chained/s by one chainer | %.0f |\n", arep.ChainPerS)
-		fmt.Fprintf(e.stdout, "| audit verify of %d events (target ≤ 10 s) | %s |\n", arep.VerifiedEvents, arep.VerifyTime.Round(10*time.Millisecond))
-	}
-	if brep != nil {
-		fmt.Fprintf(e.stdout, "| batch decision of %d items, server time p50 / p95 over %d batches (target p95 ≤ 1 s) | %s / %s |\n",
-			bo.Size, bo.Batches, ms(brep.ServerP50), ms(brep.ServerP95))
-		fmt.Fprintf(e.stdout, "| batch: all %d resumed runs started after the commit, p50 / max (target ≤ 5 s) | %s / %s |\n",
-			bo.Size, ms(brep.AllStartedP50), ms(brep.AllStartedMax))
-	}
-	if rrep != nil {
-		fmt.Fprintf(e.stdout, "| recovery: SIGKILL → last of %d orphaned runs finished, default settings (target ≤ 30 s) | %s (first %s) |\n",
-			rrep.Orphaned, rrep.LastOrphan.Round(10*time.Millisecond), rrep.FirstOrphan.Round(10*time.Millisecond))
-		fmt.Fprintf(e.stdout, "| recovery: the same number of fresh runs on the second worker (baseline) | %s |\n", rrep.Baseline.Round(10*time.Millisecond))
-		fmt.Fprintf(e.stdout, "| recovery: effects duplicated (must be 0) | %d |\n", rrep.DuplicateKeys)
+	if b.ro.Runs < 1 {
+		return usagef("--recovery-runs must be positive")
 	}
 	return nil
+}
+
+// checkSuites checks the sizes of the suites and derives the console's deep row.
+func (b *benchFlags) checkSuites() error {
+	bo, ao, co := b.bo, b.ao, b.co
+	if bo.Batches < 1 || bo.Size < 1 || bo.Size > 5000 {
+		return usagef("--batches must be positive and --batch-size between 1 and 5000")
+	}
+	if ao.Appends < 100 || ao.Verify < ao.Appends {
+		return usagef("--audit-appends must be at least 100 and --audit-verify at least as many")
+	}
+	if co.Waiting < 1000 || co.Runs < co.Waiting || co.Decisions < 100 || 2*co.Decisions > co.Waiting {
+		return usagef("console sizes: --console-waiting at least 1000, no more than --console-runs; --console-decisions 100 to half of --console-waiting")
+	}
+	b.co.DeepRow = co.Waiting / 2
+	return nil
+}
+
+// benchRecoveryWorker is the process the recovery suite starts and kills.
+func benchRecoveryWorker(e *env, dbURL string, workers int) error {
+	cfg, err := e.config(dbURL)
+	if err != nil {
+		return err
+	}
+	cfg.Workers = workers
+	pool, err := e.pool(cfg)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return bench.RecoveryWorker(e.ctx, pool, cfg, e.stdout)
+}
+
+// benchConfig returns the configuration of the benchmark's own database,
+// made fresh for each suite, and that database's name.
+func benchConfig(e *env, dbURL string, workers int) (config.Config, string, error) {
+	cfg, err := e.config(dbURL)
+	if err != nil {
+		return cfg, "", err
+	}
+	u, err := url.Parse(cfg.DatabaseURL)
+	if err != nil {
+		return cfg, "", usagef("DATABASE_URL: %v", err)
+	}
+	name := strings.TrimPrefix(u.Path, "/") + "_bench"
+	u.Path = "/" + name
+	cfg.DatabaseURL = u.String()
+	cfg.Workers = workers
+	return cfg, name, nil
+}
+
+// run runs the chosen suites, each on a database of its own.
+func (b *benchFlags) run(e *env, cfg config.Config, name string) (*benchReports, error) {
+	r := &benchReports{}
+	dbURL := cfg.DatabaseURL
+	suites := map[string]func(pool *pgxpool.Pool) error{
+		"engine": func(pool *pgxpool.Pool) (err error) {
+			r.Engine, err = bench.Run(e.ctx, pool, dbURL, b.o, e.stderr)
+			return err
+		},
+		"console": func(pool *pgxpool.Pool) (err error) {
+			r.Console, err = bench.Console(e.ctx, pool, dbURL, b.co, e.stderr)
+			return err
+		},
+		"audit": func(pool *pgxpool.Pool) (err error) {
+			r.Audit, err = bench.Audit(e.ctx, pool, b.ao, e.stderr)
+			return err
+		},
+		"batch": func(pool *pgxpool.Pool) (err error) {
+			r.Batch, err = bench.Batch(e.ctx, pool, dbURL, b.bo, e.stderr)
+			return err
+		},
+		"recovery": func(pool *pgxpool.Pool) error {
+			rep, err := bench.Recovery(e.ctx, pool, dbURL, b.ro, e.stderr)
+			if err != nil {
+				return err
+			}
+			r.Recovery = newRecoveryReport(rep)
+			return nil
+		},
+	}
+	for _, s := range benchSuites {
+		if b.only != "" && b.only != s {
+			continue
+		}
+		if s == "recovery" {
+			if err := b.recoveryWorkerCmd(e); err != nil {
+				return nil, err
+			}
+		}
+		if err := benchOn(e, cfg, name, suites[s]); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// recoveryWorkerCmd sets how the recovery suite starts its worker process:
+// this executable, as bench --recovery-worker.
+func (b *benchFlags) recoveryWorkerCmd(e *env) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	workers := b.o.Workers
+	b.ro.Workers = workers
+	b.ro.Worker = func(dbURL string) *exec.Cmd {
+		cmd := exec.CommandContext(e.ctx, exe, "bench", "--recovery-worker", "--database-url", dbURL, "--workers", strconv.Itoa(workers))
+		cmd.Stderr = e.stderr
+		return cmd
+	}
+	return nil
+}
+
+// print writes the reports as a Markdown table, a section per suite run.
+func (b *benchFlags) print(w io.Writer, r *benchReports) {
+	fmt.Fprintf(w, "| measure | result |\n|---|---|\n")
+	if r.Engine != nil {
+		printEngine(w, r.Engine, b.o)
+	}
+	if r.Console != nil {
+		printConsole(w, r.Console, b.co)
+	}
+	if r.Audit != nil {
+		printAudit(w, r.Audit)
+	}
+	if r.Batch != nil {
+		printBatch(w, r.Batch, b.bo)
+	}
+	if r.Recovery != nil {
+		printRecovery(w, r.Recovery.RecoveryReport)
+	}
+}
+
+func printEngine(w io.Writer, rep *bench.Report, o bench.Options) {
+	fmt.Fprintf(w, "| R: raw River no-op jobs/s | %.0f |\n", rep.RiverJobsPerS)
+	fmt.Fprintf(w, "| P: minimal durable step writes/s (%d writers) | %.0f |\n", o.Workers, rep.BaselineSteps)
+	fmt.Fprintf(w, "| engine: steps/s (six-step runs, auto gate) | %.0f |\n", rep.EngineSteps)
+	fmt.Fprintf(w, "| engine: runs/s | %.0f |\n", rep.EngineRuns)
+	fmt.Fprintf(w, "| engine steps/s ÷ P (target ≥ 0.50) | %.2f |\n", rep.StepRatio())
+	fmt.Fprintf(w, "| engine runs/s ÷ R | %.3f |\n", rep.EngineRuns/rep.RiverJobsPerS)
+	fmt.Fprintf(w, "| decision → resume p50 (target ≤ 10 ms) | %s |\n", ms(rep.ResumeP50))
+	fmt.Fprintf(w, "| decision → resume p99 (target ≤ 100 ms) | %s |\n", ms(rep.ResumeP99))
+	fmt.Fprintf(w, "| decision → resume max | %s |\n", ms(rep.ResumeMax))
+}
+
+func printConsole(w io.Writer, crep *bench.ConsoleReport, co bench.ConsoleOptions) {
+	fmt.Fprintf(w, "| console: database | %d runs, %d waiting requests (loaded in %s) |\n", co.Runs, co.Waiting, crep.LoadTime.Round(time.Second))
+	fmt.Fprintf(w, "| inbox first page p50 / p95 (target p95 ≤ 50 ms) | %s / %s |\n", ms(crep.InboxFirstP50), ms(crep.InboxFirstP95))
+	fmt.Fprintf(w, "| inbox page after row %d p50 / p95 (target p95 ≤ 50 ms) | %s / %s |\n", co.DeepRow, ms(crep.InboxDeepP50), ms(crep.InboxDeepP95))
+	fmt.Fprintf(w, "| inbox filtered (workflow, tier) p50 / p95 | %s / %s |\n", ms(crep.InboxFilterP50), ms(crep.InboxFilterP95))
+	fmt.Fprintf(w, "| decision POST p50 / p99, 20 reviewers each deciding every %s (target p99 ≤ 50 ms) | %s / %s (%.0f/s) |\n", bench.Paced, ms(crep.PacedP50), ms(crep.PacedP99), crep.PacedPerS)
+	fmt.Fprintf(w, "| decision POST p50 / p99, 20 reviewers without pause (capacity) | %s / %s (%.0f/s) |\n", ms(crep.DecisionP50), ms(crep.DecisionP99), crep.DecisionsPerS)
+}
+
+func printAudit(w io.Writer, arep *bench.AuditReport) {
+	fmt.Fprintf(w, "| audit: plain inserts of the same rows/s, 8 writers (baseline) | %.0f |\n", arep.BaselinePerS)
+	fmt.Fprintf(w, "| audit appends/s, 8 writers, chainer running (target ≥ 2,000) | %.0f (%.2f of baseline) |\n", arep.AppendsPerS, arep.AppendsPerS/arep.BaselinePerS)
+	fmt.Fprintf(w, "| audit: last append chained after | %s |\n", ms(arep.ChainLag))
+	fmt.Fprintf(w, "| audit: events chained/s by one chainer | %.0f |\n", arep.ChainPerS)
+	fmt.Fprintf(w, "| audit verify of %d events (target ≤ 10 s) | %s |\n", arep.VerifiedEvents, arep.VerifyTime.Round(10*time.Millisecond))
+}
+
+func printBatch(w io.Writer, brep *bench.BatchReport, bo bench.BatchOptions) {
+	fmt.Fprintf(w, "| batch decision of %d items, server time p50 / p95 over %d batches (target p95 ≤ 1 s) | %s / %s |\n",
+		bo.Size, bo.Batches, ms(brep.ServerP50), ms(brep.ServerP95))
+	fmt.Fprintf(w, "| batch: all %d resumed runs started after the commit, p50 / max (target ≤ 5 s) | %s / %s |\n",
+		bo.Size, ms(brep.AllStartedP50), ms(brep.AllStartedMax))
+}
+
+func printRecovery(w io.Writer, rrep *bench.RecoveryReport) {
+	fmt.Fprintf(w, "| recovery: SIGKILL → last of %d orphaned runs finished, default settings (target ≤ 30 s) | %s (first %s) |\n",
+		rrep.Orphaned, rrep.LastOrphan.Round(10*time.Millisecond), rrep.FirstOrphan.Round(10*time.Millisecond))
+	fmt.Fprintf(w, "| recovery: the same number of fresh runs on the second worker (baseline) | %s |\n", rrep.Baseline.Round(10*time.Millisecond))
+	fmt.Fprintf(w, "| recovery: effects duplicated (must be 0) | %d |\n", rrep.DuplicateKeys)
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }

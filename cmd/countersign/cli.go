@@ -14,6 +14,7 @@ import (
 
 	"github.com/countersign/countersign/internal/app"
 	"github.com/countersign/countersign/internal/config"
+	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/migrations"
 )
 
@@ -46,19 +47,46 @@ type command struct {
 	run     func(e *env, args []string) error
 }
 
+// commands is the whole command line, in one place; groups list their
+// subcommands in the order their usage errors name them.
 var commands map[string]command
 
 func init() {
 	commands = map[string]command{
 		"migrate": {"create the database if missing and apply River's and Countersign's migrations", cmdMigrate},
 		"serve":   {"run the web console and API and the workers (--web-only, --worker-only)", cmdServe},
-		"run":     {"start, show, list and cancel workflow runs", cmdRun},
-		"demo":    {"migrate, seed demo policy, serve, and keep starting demo runs", cmdDemo},
-		"policy":  {"check, apply, show, list and simulate approval policies", cmdPolicy},
-		"audit":   {"verify the audit chain and print its head", cmdAudit},
-		"bench":   {"measure throughput and latency against baselines in one run", cmdBench},
-		"user":    {"add, list, disable and enable console users", cmdUser},
-		"token":   {"create, list and revoke API tokens", cmdToken},
+		"run": {"start, show, list and cancel workflow runs", group{"run", []subcommand{
+			{"start", "start a run, or find the one with its business key", cmdRunStart},
+			{"show", "print a run with its steps and requests as JSON", cmdRunShow},
+			{"list", "list runs, newest first", cmdRunList},
+			{"cancel", "cancel a run that has not ended", cmdRunCancel},
+		}}.run},
+		"demo": {"migrate, seed demo policy, serve, and keep starting demo runs", cmdDemo},
+		"policy": {"check, apply, show, list and simulate approval policies", group{"policy", []subcommand{
+			{"check", "check a policy file without a database", cmdPolicyCheck},
+			{"apply", "check a policy file and activate it", cmdPolicyApply},
+			{"show", "print the active policy, or one version", cmdPolicyShow},
+			{"history", "list the policy versions", cmdPolicyHistory},
+			{"simulate", "replay recent requests under a candidate policy", cmdPolicySimulate},
+		}}.run},
+		"audit": {"verify the audit chain and print its head", group{"audit", []subcommand{
+			{"verify", "verify the chain, and that it still holds a saved head", cmdAuditVerify},
+			{"head", "print the chain head, or save it for verify --against", cmdAuditHead},
+			{"export", "write events as CSV or JSON lines, filtered", cmdAuditExport},
+		}}.run},
+		"bench": {"measure throughput and latency against baselines in one run", cmdBench},
+		"user": {"add, list, disable and enable console users", group{"user", []subcommand{
+			{"add", "add a console user", cmdUserAdd},
+			{"list", "list the console users", cmdUserList},
+			{"role", "change a user's role; their sessions end", cmdUserRole},
+			{"disable", "disable a user; their sessions end", cmdUserDisable},
+			{"enable", "enable a disabled user", cmdUserEnable},
+		}}.run},
+		"token": {"create, list and revoke API tokens", group{"token", []subcommand{
+			{"create", "create a token for a user; its secret is printed once", cmdTokenCreate},
+			{"list", "list tokens, with their scopes, expiry and last use", cmdTokenList},
+			{"revoke", "revoke a token at once", cmdTokenRevoke},
+		}}.run},
 	}
 }
 
@@ -119,7 +147,7 @@ func (e *env) flags(name, usage string) (*flagSet, *string) {
 	// The flag package calls Usage on every error; help is printed by parse
 	// for --help only, so that a mistake gets one line.
 	fs.Usage = func() {}
-	return &flagSet{FlagSet: fs, help: func() {
+	return &flagSet{FlagSet: fs, dbURL: dbURL, help: func() {
 		fmt.Fprintf(e.stderr, "Usage: countersign %s\n\n", usage)
 		fs.SetOutput(e.stderr)
 		fs.PrintDefaults()
@@ -130,7 +158,8 @@ func (e *env) flags(name, usage string) (*flagSet, *string) {
 // flagSet is a command's flags and its --help text.
 type flagSet struct {
 	*flag.FlagSet
-	help func()
+	dbURL *string // --database-url
+	help  func()
 }
 
 // parse parses flags, allowing them before and after positional arguments
@@ -192,11 +221,8 @@ func (e *env) logger() *slog.Logger {
 
 func cmdMigrate(e *env, args []string) error {
 	fs, dbURL := e.flags("migrate", "migrate [--database-url URL]")
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
 	}
 	cfg, err := e.config(*dbURL)
 	if err != nil {
@@ -233,20 +259,30 @@ func cmdServe(e *env, args []string) error {
 	if *webOnly && *workerOnly {
 		return usagef("--web-only and --worker-only exclude each other")
 	}
-	cfg, err := e.config(*dbURL)
+	cfg, err := e.serveConfig(*dbURL, *addr, *workers)
 	if err != nil {
 		return err
 	}
-	if *addr != "" {
-		cfg.Addr = *addr
+	return serve(e, cfg, app.Options{Web: !*workerOnly, Worker: !*webOnly}, nil)
+}
+
+// serveConfig reads the configuration with the overrides of serve and demo
+// (zero values override nothing).
+func (e *env) serveConfig(dbURL, addr string, workers int) (config.Config, error) {
+	cfg, err := e.config(dbURL)
+	if err != nil {
+		return cfg, err
 	}
-	if *workers != 0 {
-		cfg.Workers = *workers
+	if addr != "" {
+		cfg.Addr = addr
+	}
+	if workers != 0 {
+		cfg.Workers = workers
 	}
 	if err := cfg.Validate(); err != nil {
-		return usageError{err.Error()}
+		return cfg, usageError{err.Error()}
 	}
-	return serve(e, cfg, app.Options{Web: !*workerOnly, Worker: !*webOnly}, nil)
+	return cfg, nil
 }
 
 // serve runs a process until the context ends; background, when set, runs
@@ -271,10 +307,59 @@ func serve(e *env, cfg config.Config, opts app.Options, background func(ctx cont
 	return a.Run(e.ctx)
 }
 
-// oneArg returns the single positional argument a command takes.
-func oneArg(fs *flagSet, what string) (string, error) {
+// parseNoArgs parses the flags of a command that takes no positional argument.
+func parseNoArgs(fs *flagSet, args []string) error {
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+// parseOne parses the flags of a command that takes one positional argument,
+// described by what in the error, and returns that argument.
+func parseOne(fs *flagSet, args []string, what string) (string, error) {
+	if err := parse(fs, args); err != nil {
+		return "", err
+	}
 	if fs.NArg() != 1 {
 		return "", usagef("expected one argument, %s", what)
 	}
 	return strings.TrimSpace(fs.Arg(0)), nil
+}
+
+// withDB opens the database (dbURL, else the environment's), runs fn on it,
+// and closes it.
+func (e *env) withDB(dbURL string, fn func(pool *pgxpool.Pool) error) error {
+	pool, err := e.open(dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return fn(pool)
+}
+
+// parseQuery parses the flags of a command that prints what one query reads,
+// opens the database and returns what query reads.
+func parseQuery[T any](e *env, fs *flagSet, args []string, query func(context.Context, store.DBTX) (T, error)) (T, error) {
+	if err := parse(fs, args); err != nil {
+		var zero T
+		return zero, err
+	}
+	return withDBV(e, *fs.dbURL, func(pool *pgxpool.Pool) (T, error) {
+		return query(e.ctx, pool)
+	})
+}
+
+// withDBV is withDB for a function that returns a value, as River's WithTxV
+// is for WithTx.
+func withDBV[T any](e *env, dbURL string, fn func(pool *pgxpool.Pool) (T, error)) (T, error) {
+	var v T
+	err := e.withDB(dbURL, func(pool *pgxpool.Pool) (err error) {
+		v, err = fn(pool)
+		return err
+	})
+	return v, err
 }

@@ -26,15 +26,9 @@ func cmdDemo(e *env, args []string) error {
 	if *every < 10*time.Millisecond {
 		return usagef("--every must be at least 10ms")
 	}
-	cfg, err := e.config(*dbURL)
+	cfg, err := e.serveConfig(*dbURL, *addr, 0)
 	if err != nil {
 		return err
-	}
-	if *addr != "" {
-		cfg.Addr = *addr
-		if err := cfg.Validate(); err != nil {
-			return usageError{err.Error()}
-		}
 	}
 	if err := migrate(e, cfg); err != nil {
 		return err

@@ -1,37 +1,18 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"strconv"
-	"text/tabwriter"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/countersign/countersign/internal/policystore"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/policy"
 )
-
-func cmdPolicy(e *env, args []string) error {
-	if len(args) == 0 {
-		return usagef("expected a subcommand: check, apply, show, history or simulate")
-	}
-	switch args[0] {
-	case "check":
-		return cmdPolicyCheck(e, args[1:])
-	case "apply":
-		return cmdPolicyApply(e, args[1:])
-	case "show":
-		return cmdPolicyShow(e, args[1:])
-	case "history":
-		return cmdPolicyHistory(e, args[1:])
-	case "simulate":
-		return cmdPolicySimulate(e, args[1:])
-	}
-	return usagef("unknown subcommand %q (want check, apply, show, history or simulate)", args[0])
-}
 
 // loadPolicyFile reads and compiles a policy file; problems print one a line.
 func loadPolicyFile(e *env, path string) (*policy.Policy, []byte, error) {
@@ -50,16 +31,20 @@ func loadPolicyFile(e *env, path string) (*policy.Policy, []byte, error) {
 	return p, src, err
 }
 
+// policyArg parses the flags and the one argument, a policy file, and reads
+// and compiles that file.
+func policyArg(e *env, fs *flagSet, args []string) (string, *policy.Policy, []byte, error) {
+	path, err := parseOne(fs, args, "the policy file")
+	if err != nil {
+		return "", nil, nil, err
+	}
+	p, src, err := loadPolicyFile(e, path)
+	return path, p, src, err
+}
+
 func cmdPolicyCheck(e *env, args []string) error {
 	fs, _ := e.flags("policy check", "policy check FILE")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	path, err := oneArg(fs, "the policy file")
-	if err != nil {
-		return err
-	}
-	p, _, err := loadPolicyFile(e, path)
+	path, p, _, err := policyArg(e, fs, args)
 	if err != nil {
 		return err
 	}
@@ -70,23 +55,13 @@ func cmdPolicyCheck(e *env, args []string) error {
 func cmdPolicyApply(e *env, args []string) error {
 	fs, dbURL := e.flags("policy apply", "policy apply FILE [--by NAME]")
 	by := fs.String("by", "cli", "who activates the policy (recorded in the audit log)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	path, err := oneArg(fs, "the policy file")
+	_, _, src, err := policyArg(e, fs, args)
 	if err != nil {
 		return err
 	}
-	_, src, err := loadPolicyFile(e, path)
-	if err != nil {
-		return err
-	}
-	pool, err := e.open(*dbURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	v, err := policystore.Apply(e.ctx, pool, src, *by)
+	v, err := withDBV(e, *dbURL, func(pool *pgxpool.Pool) (*store.PolicyVersion, error) {
+		return policystore.Apply(e.ctx, pool, src, *by)
+	})
 	if err != nil {
 		return err
 	}
@@ -100,17 +75,12 @@ func cmdPolicyShow(e *env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	pool, err := e.open(*dbURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	var v *store.PolicyVersion
-	if *version > 0 {
-		v, err = store.PolicyGet(e.ctx, pool, *version)
-	} else {
-		v, err = store.PolicyGetActive(e.ctx, pool)
-	}
+	v, err := withDBV(e, *dbURL, func(pool *pgxpool.Pool) (*store.PolicyVersion, error) {
+		if *version > 0 {
+			return store.PolicyGet(e.ctx, pool, *version)
+		}
+		return store.PolicyGetActive(e.ctx, pool)
+	})
 	if errors.Is(err, store.ErrNotFound) {
 		if *version > 0 {
 			return fmt.Errorf("no policy version %d", *version)
@@ -129,21 +99,12 @@ func cmdPolicyShow(e *env, args []string) error {
 }
 
 func cmdPolicyHistory(e *env, args []string) error {
-	fs, dbURL := e.flags("policy history", "policy history")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	pool, err := e.open(*dbURL)
+	fs, _ := e.flags("policy history", "policy history")
+	vs, err := parseQuery(e, fs, args, store.PolicyList)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	vs, err := store.PolicyList(e.ctx, pool)
-	if err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VERSION\tACTIVE\tSHA256\tACTIVATED BY\tACTIVATED AT")
+	tw := table(e.stdout, "VERSION\tACTIVE\tSHA256\tACTIVATED BY\tACTIVATED AT")
 	for _, v := range vs {
 		by := ""
 		if v.ActivatedBy != nil {
@@ -159,10 +120,7 @@ func cmdPolicySimulate(e *env, args []string) error {
 	fs, dbURL := e.flags("policy simulate", "policy simulate FILE [--since 720h] [--json]")
 	since := fs.Duration("since", 720*time.Hour, "replay the requests of this window")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	path, err := oneArg(fs, "the candidate policy file")
+	path, err := parseOne(fs, args, "the candidate policy file")
 	if err != nil {
 		return err
 	}
@@ -173,26 +131,20 @@ func cmdPolicySimulate(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	pool, err := e.open(*dbURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
 	// e.ctx ends on Ctrl-C, which stops the simulation between two steps.
-	sim, err := policystore.Simulate(e.ctx, pool, candidate, time.Now().Add(-*since))
+	sim, err := withDBV(e, *dbURL, func(pool *pgxpool.Pool) (*policystore.Simulation, error) {
+		return policystore.Simulate(e.ctx, pool, candidate, time.Now().Add(-*since))
+	})
 	if err != nil {
 		// A cost limit fails the candidate as a load problem does (exit 1).
 		return fmt.Errorf("%s: the simulation stopped: %w", path, err)
 	}
 	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(sim)
+		return printJSON(e.stdout, sim)
 	}
 	fmt.Fprintf(e.stdout, "%d requests since %s; %d would move (%d to a looser tier, %d of those rejected by a human)\n\n",
 		sim.Requests, sim.Since.Format(time.RFC3339), sim.Moved, sim.Loosened, sim.RiskyLoosened)
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIER\tRECORDED\tCANDIDATE\tMOVED IN\tMOVED OUT\tLOOSENED BUT REJECTED")
+	tw := table(e.stdout, "TIER\tRECORDED\tCANDIDATE\tMOVED IN\tMOVED OUT\tLOOSENED BUT REJECTED")
 	for _, t := range sim.Tiers {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\n", t.Tier, t.Recorded, t.Candidate, t.MovedIn, t.MovedOut, t.LoosenedRejected)
 	}

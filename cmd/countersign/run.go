@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"text/tabwriter"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/countersign/countersign/internal/app"
 	"github.com/countersign/countersign/internal/store"
@@ -14,43 +14,24 @@ import (
 	"github.com/countersign/countersign/vocab"
 )
 
-func cmdRun(e *env, args []string) error {
-	if len(args) == 0 {
-		return usagef("expected a subcommand: start, show, list or cancel")
-	}
-	switch args[0] {
-	case "start":
-		return cmdRunStart(e, args[1:])
-	case "show":
-		return cmdRunShow(e, args[1:])
-	case "list":
-		return cmdRunList(e, args[1:])
-	case "cancel":
-		return cmdRunCancel(e, args[1:])
-	case "-h", "--help":
-		fmt.Fprintln(e.stderr, "Usage: countersign run start|show|list|cancel [flags] (each takes --help)")
-		return nil
-	}
-	return usagef("unknown subcommand %q (want start, show, list or cancel)", args[0])
-}
-
-// engine opens an insert-only process: enough to start and cancel runs.
-func (e *env) engine(dbURL string) (*app.App, func(), error) {
+// withEngine opens an insert-only process, enough to start and cancel runs,
+// runs fn on it and closes it.
+func (e *env) withEngine(dbURL string, fn func(a *app.App) error) error {
 	cfg, err := e.config(dbURL)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
 	pool, err := e.pool(cfg)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
+	defer pool.Close()
 	// Runs are started of the workflows this binary knows: the demo's.
 	a, err := app.New(cfg, pool, app.Options{Logger: e.logger(), Demo: true})
 	if err != nil {
-		pool.Close()
-		return nil, nil, err
+		return err
 	}
-	return a, pool.Close, nil
+	return fn(a)
 }
 
 func cmdRunStart(e *env, args []string) error {
@@ -68,13 +49,13 @@ func cmdRunStart(e *env, args []string) error {
 	if !json.Valid([]byte(*input)) {
 		return usagef("--input is not valid JSON")
 	}
-	a, done, err := e.engine(*dbURL)
-	if err != nil {
+	var run *store.Run
+	var created bool
+	err := e.withEngine(*dbURL, func(a *app.App) (err error) {
+		run, created, err = a.Engine.Start(e.ctx, workflow.StartParams{
+			Workflow: *wf, BusinessKey: *key, Input: json.RawMessage(*input), StartedBy: *by,
+		})
 		return err
-	}
-	defer done()
-	run, created, err := a.Engine.Start(e.ctx, workflow.StartParams{
-		Workflow: *wf, BusinessKey: *key, Input: json.RawMessage(*input), StartedBy: *by,
 	})
 	if errors.Is(err, workflow.ErrUnknownWorkflow) || errors.Is(err, workflow.ErrInvalidInput) {
 		return usageError{err.Error()}
@@ -96,40 +77,31 @@ func cmdRunStart(e *env, args []string) error {
 
 func cmdRunShow(e *env, args []string) error {
 	fs, dbURL := e.flags("run show", "run show ID")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	id, err := runID(fs)
+	id, err := runID(fs, args)
 	if err != nil {
 		return err
 	}
-	pool, err := e.open(*dbURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	run, err := store.RunGet(e.ctx, pool, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("no run %s", id)
-	} else if err != nil {
-		return err
-	}
-	steps, err := store.StepList(e.ctx, pool, id)
-	if err != nil {
-		return err
-	}
-	requests, err := store.RequestListByRun(e.ctx, pool, id)
-	if err != nil {
-		return err
-	}
-	out := struct {
-		*store.Run
-		Steps    []*store.Step    `json:"steps"`
-		Requests []*store.Request `json:"requests"`
-	}{run, steps, requests}
-	enc := json.NewEncoder(e.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return e.withDB(*dbURL, func(pool *pgxpool.Pool) error {
+		run, err := store.RunGet(e.ctx, pool, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("no run %s", id)
+		} else if err != nil {
+			return err
+		}
+		steps, err := store.StepList(e.ctx, pool, id)
+		if err != nil {
+			return err
+		}
+		requests, err := store.RequestListByRun(e.ctx, pool, id)
+		if err != nil {
+			return err
+		}
+		return printJSON(e.stdout, struct {
+			*store.Run
+			Steps    []*store.Step    `json:"steps"`
+			Requests []*store.Request `json:"requests"`
+		}{run, steps, requests})
+	})
 }
 
 func cmdRunList(e *env, args []string) error {
@@ -147,12 +119,9 @@ func cmdRunList(e *env, args []string) error {
 	if *limit < 1 || *limit > 500 {
 		return usagef("--limit must be between 1 and 500")
 	}
-	pool, err := e.open(*dbURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	runs, err := store.RunList(e.ctx, pool, store.RunListParams{Status: *status, Workflow: *wf, Limit: *limit})
+	runs, err := withDBV(e, *dbURL, func(pool *pgxpool.Pool) ([]*store.Run, error) {
+		return store.RunList(e.ctx, pool, store.RunListParams{Status: *status, Workflow: *wf, Limit: *limit})
+	})
 	if err != nil {
 		return err
 	}
@@ -165,8 +134,7 @@ func cmdRunList(e *env, args []string) error {
 		}
 		return nil
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tWORKFLOW\tKEY\tSTATUS\tSTEP\tATTEMPT\tCREATED")
+	tw := table(e.stdout, "ID\tWORKFLOW\tKEY\tSTATUS\tSTEP\tATTEMPT\tCREATED")
 	for _, r := range runs {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.ID, r.Workflow, r.BusinessKey, r.Status,
 			r.CurrentStep, r.Attempt, r.CreatedAt.Format("2006-01-02 15:04:05"))
@@ -177,19 +145,14 @@ func cmdRunList(e *env, args []string) error {
 func cmdRunCancel(e *env, args []string) error {
 	fs, dbURL := e.flags("run cancel", "run cancel ID [--by NAME]")
 	by := fs.String("by", "cli", "who cancels (recorded in the audit log)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	id, err := runID(fs)
+	id, err := runID(fs, args)
 	if err != nil {
 		return err
 	}
-	a, done, err := e.engine(*dbURL)
-	if err != nil {
-		return err
-	}
-	defer done()
-	if err := a.Engine.Cancel(e.ctx, id, *by); errors.Is(err, workflow.ErrNotFound) {
+	err = e.withEngine(*dbURL, func(a *app.App) error {
+		return a.Engine.Cancel(e.ctx, id, *by)
+	})
+	if errors.Is(err, workflow.ErrNotFound) {
 		return fmt.Errorf("no run %s", id)
 	} else if err != nil {
 		return err
@@ -198,10 +161,10 @@ func cmdRunCancel(e *env, args []string) error {
 	return nil
 }
 
-// runID reads the one argument, a run id, and refuses one that is not a uuid
-// before it reaches the database.
-func runID(fs *flagSet) (string, error) {
-	id, err := oneArg(fs, "the run id")
+// runID parses the flags and the one argument, a run id, and refuses one
+// that is not a uuid before it reaches the database.
+func runID(fs *flagSet, args []string) (string, error) {
+	id, err := parseOne(fs, args, "the run id")
 	if err != nil {
 		return "", err
 	}

@@ -1,12 +1,12 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/store"
@@ -15,21 +15,6 @@ import (
 // defaultTokenLife is how long a token lives unless --expires says otherwise
 // (90 days): a forgotten agent's token should not work for ever.
 const defaultTokenLife = "2160h"
-
-func cmdToken(e *env, args []string) error {
-	if len(args) == 0 {
-		return usagef("expected a subcommand: create, list or revoke")
-	}
-	switch args[0] {
-	case "create":
-		return cmdTokenCreate(e, args[1:])
-	case "list":
-		return cmdTokenList(e, args[1:])
-	case "revoke":
-		return cmdTokenRevoke(e, args[1:])
-	}
-	return usagef("unknown subcommand %q (want create, list or revoke)", args[0])
-}
 
 // stringsFlag is a flag that may be given several times.
 type stringsFlag []string
@@ -44,11 +29,8 @@ func cmdTokenCreate(e *env, args []string) error {
 	var scopes stringsFlag
 	fs.Var(&scopes, "scope", "a scope the token gets; repeat or separate with commas (at least one)")
 	expires := fs.String("expires", defaultTokenLife, "how long the token works, as a duration (720h), or never")
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
 	}
 	if *email == "" {
 		return usagef("--email is required")
@@ -65,19 +47,14 @@ func cmdTokenCreate(e *env, args []string) error {
 	if _, err := account.ParseScopes(scopes); err != nil {
 		return usageError{err.Error()}
 	}
-	pool, err := e.open(*dbURL)
-	if err != nil {
+	var tok *store.Token
+	var secret string
+	err := e.withDB(*dbURL, func(pool *pgxpool.Pool) (err error) {
+		tok, secret, err = account.CreateToken(e.ctx, pool, account.TokenParams{Email: *email, Name: *name, Scopes: scopes,
+			ExpiresIn: life, By: "cli"})
 		return err
-	}
-	defer pool.Close()
-	tok, secret, err := account.CreateToken(e.ctx, pool, account.TokenParams{Email: *email, Name: *name, Scopes: scopes,
-		ExpiresIn: life, By: "cli"})
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return fmt.Errorf("no user %s", *email)
-	case errors.Is(err, account.ErrInvalid):
-		return usageError{err.Error()}
-	case err != nil:
+	})
+	if err := accountErr(err, "no user "+*email); err != nil {
 		return err
 	}
 	expiry := "never expires"
@@ -102,27 +79,19 @@ func cmdTokenList(e *env, args []string) error {
 	fs, dbURL := e.flags("token list", "token list [--email E] [--json]")
 	email := fs.String("email", "", "only this user's tokens")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
-	pool, err := e.open(*dbURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	tokens, err := account.ListTokens(e.ctx, pool, *email)
+	tokens, err := withDBV(e, *dbURL, func(pool *pgxpool.Pool) ([]*store.Token, error) {
+		return account.ListTokens(e.ctx, pool, *email)
+	})
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("no user %s", *email)
 	} else if err != nil {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(tokens)
+		return printJSON(e.stdout, tokens)
 	}
 	when := func(t *time.Time, none string) string {
 		if t == nil {
@@ -130,8 +99,7 @@ func cmdTokenList(e *env, args []string) error {
 		}
 		return t.UTC().Format(time.RFC3339)
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tUSER\tNAME\tSCOPES\tCREATED\tEXPIRES\tLAST USED\tREVOKED")
+	tw := table(e.stdout, "ID\tUSER\tNAME\tSCOPES\tCREATED\tEXPIRES\tLAST USED\tREVOKED")
 	for _, t := range tokens {
 		revoked := when(t.RevokedAt, "-")
 		if t.RevokedBy != nil {
@@ -145,25 +113,14 @@ func cmdTokenList(e *env, args []string) error {
 
 func cmdTokenRevoke(e *env, args []string) error {
 	fs, dbURL := e.flags("token revoke", "token revoke ID  (the id token list shows, e.g. cs_1a2b3c4d)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	id, err := oneArg(fs, "the token's id")
+	id, err := parseOne(fs, args, "the token's id")
 	if err != nil {
 		return err
 	}
-	pool, err := e.open(*dbURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	tok, err := account.RevokeToken(e.ctx, pool, id, "cli")
-	switch {
-	case errors.Is(err, account.ErrInvalid):
-		return usageError{err.Error()}
-	case errors.Is(err, store.ErrNotFound):
-		return fmt.Errorf("no token %s", id)
-	case err != nil:
+	tok, err := withDBV(e, *dbURL, func(pool *pgxpool.Pool) (*store.Token, error) {
+		return account.RevokeToken(e.ctx, pool, id, "cli")
+	})
+	if err := accountErr(err, "no token "+id); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "revoked %s (%s, %s); calls with it are refused from now on\n", tok.PublicID, tok.UserEmail, tok.Name)

@@ -5,28 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"text/tabwriter"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/store"
 )
-
-func cmdUser(e *env, args []string) error {
-	if len(args) == 0 {
-		return usagef("expected a subcommand: add, list, role, disable or enable")
-	}
-	switch args[0] {
-	case "add":
-		return cmdUserAdd(e, args[1:])
-	case "list":
-		return cmdUserList(e, args[1:])
-	case "disable", "enable":
-		return cmdUserDisable(e, args[0], args[1:])
-	case "role":
-		return cmdUserRole(e, args[1:])
-	}
-	return usagef("unknown subcommand %q (want add, list, role, disable or enable)", args[0])
-}
 
 func cmdUserAdd(e *env, args []string) error {
 	fs, dbURL := e.flags("user add", "user add --email E --name N --role R [--password P] (or the password on stdin)")
@@ -47,12 +31,9 @@ func cmdUserAdd(e *env, args []string) error {
 		}
 		*password = strings.TrimRight(line, "\r\n")
 	}
-	pool, err := e.open(*dbURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	u, err := account.Create(e.ctx, pool, *email, *name, *role, *password, "cli")
+	u, err := withDBV(e, *dbURL, func(pool *pgxpool.Pool) (*store.User, error) {
+		return account.Create(e.ctx, pool, *email, *name, *role, *password, "cli")
+	})
 	if errors.Is(err, account.ErrInvalid) || errors.Is(err, account.ErrExists) {
 		return usageError{err.Error()}
 	} else if err != nil {
@@ -63,21 +44,12 @@ func cmdUserAdd(e *env, args []string) error {
 }
 
 func cmdUserList(e *env, args []string) error {
-	fs, dbURL := e.flags("user list", "user list")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	pool, err := e.open(*dbURL)
+	fs, _ := e.flags("user list", "user list")
+	users, err := parseQuery(e, fs, args, store.UserList)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	users, err := store.UserList(e.ctx, pool)
-	if err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "EMAIL\tNAME\tROLE\tSTATE")
+	tw := table(e.stdout, "EMAIL\tNAME\tROLE\tSTATE")
 	for _, u := range users {
 		state := "active"
 		if u.Disabled {
@@ -88,21 +60,21 @@ func cmdUserList(e *env, args []string) error {
 	return tw.Flush()
 }
 
-func cmdUserDisable(e *env, verb string, args []string) error {
+func cmdUserDisable(e *env, args []string) error { return setDisabled(e, "disable", args) }
+
+func cmdUserEnable(e *env, args []string) error { return setDisabled(e, "enable", args) }
+
+// setDisabled is user disable and user enable, which verb names.
+func setDisabled(e *env, verb string, args []string) error {
 	fs, dbURL := e.flags("user "+verb, "user "+verb+" EMAIL")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	email, err := oneArg(fs, "the user's email")
+	email, err := parseOne(fs, args, "the user's email")
 	if err != nil {
 		return err
 	}
-	pool, err := e.open(*dbURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if err := account.SetDisabled(e.ctx, pool, email, verb == "disable", "cli"); errors.Is(err, store.ErrNotFound) {
+	err = e.withDB(*dbURL, func(pool *pgxpool.Pool) error {
+		return account.SetDisabled(e.ctx, pool, email, verb == "disable", "cli")
+	})
+	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("no user %s", email)
 	} else if err != nil {
 		return err
@@ -123,18 +95,10 @@ func cmdUserRole(e *env, args []string) error {
 	if fs.NArg() != 2 {
 		return usagef("expected the user's email and the new role")
 	}
-	pool, err := e.open(*dbURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	err = account.SetRole(e.ctx, pool, fs.Arg(0), fs.Arg(1), "cli")
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return fmt.Errorf("no user %s", fs.Arg(0))
-	case errors.Is(err, account.ErrInvalid):
-		return usageError{err.Error()}
-	case err != nil:
+	err := e.withDB(*dbURL, func(pool *pgxpool.Pool) error {
+		return account.SetRole(e.ctx, pool, fs.Arg(0), fs.Arg(1), "cli")
+	})
+	if err := accountErr(err, "no user "+fs.Arg(0)); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "%s is now %s; their sessions have ended\n", fs.Arg(0), fs.Arg(1))

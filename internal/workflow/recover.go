@@ -49,89 +49,130 @@ func (e *Engine) Recover(ctx context.Context) (Recovered, error) {
 	return total, nil
 }
 
+// sweep is what one sweep transaction did, and what is left to do after it
+// commits.
+type sweep struct {
+	res   Recovered
+	n     int        // runs locked
+	jobs  []RunRef   // runs handed on, enqueued in the transaction
+	ended []endedRun // runs failed, logged after the commit
+}
+
+type endedRun struct{ id, code string }
+
+// recoverBatch sweeps up to sweepBatch runs in one transaction; it returns
+// what it did and how many runs it locked.
 func (e *Engine) recoverBatch(ctx context.Context) (Recovered, int, error) {
-	type failed struct{ id, code string }
-	var res Recovered
-	var ended []failed
-	var n int
+	var s sweep
 	err := store.WithTx(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) error {
-		res, ended = Recovered{}, nil
+		s = sweep{}
 		orphans, err := store.RunOrphansLock(ctx, tx, e.lease, sweepBatch)
 		if err != nil {
 			return err
 		}
-		n = len(orphans)
-		var jobs []RunRef
+		s.n = len(orphans)
 		for _, o := range orphans {
-			if o.LiveJob {
-				if err := store.RunRecheck(ctx, tx, o.ID, o.ResumeSeq, e.lease); err != nil {
-					return err
-				}
-				res.Waiting++
-				continue
-			}
-			cause := "worker_lost_before_claim"
-			switch {
-			case o.JobState == "discarded":
-				cause = "job_discarded"
-			case o.JobState == "cancelled":
-				cause = "job_cancelled"
-			case o.HadOwner:
-				cause = "lease_expired"
-			case o.JobState == "" || o.JobState == "completed":
-				cause = "job_missing"
-			}
-			var f *Failure
-			switch {
-			case cause == "job_discarded":
-				f = &Failure{Code: "attempts_exhausted", Message: "River discarded the run's job after its last attempt"}
-			case cause == "job_cancelled":
-				f = &Failure{Code: "job_cancelled", Message: "the run's job was cancelled in the queue"}
-			case o.Recoveries >= e.maxRecoveries:
-				f = &Failure{Code: "worker_lost", Message: fmt.Sprintf("the run lost its worker %d times", o.Recoveries+1)}
-			}
-			if f != nil {
-				err := store.RunFailOrphan(ctx, tx, o.ID, o.ResumeSeq, f.Code, f.Message, sourcesOf(vocab.RunFailed), e.lease)
-				if errors.Is(err, store.ErrNotFound) {
-					continue
-				} else if err != nil {
-					return err
-				}
-				if _, err := store.AuditAppend(ctx, tx, "system", "run.failed", "run", o.ID, &o.ID, map[string]any{
-					"code": f.Code, "message": f.Message, "cause": cause, "recoveries": o.Recoveries,
-				}); err != nil {
-					return err
-				}
-				if err := notifyRun(ctx, tx, o.ID, vocab.RunFailed); err != nil {
-					return err
-				}
-				ended = append(ended, failed{o.ID, f.Code})
-				res.Failed++
-				continue
-			}
-			seq, err := store.RunRecover(ctx, tx, o.ID, o.ResumeSeq, e.lease)
-			if errors.Is(err, store.ErrNotFound) {
-				continue
-			} else if err != nil {
+			if err := e.recoverOrphan(ctx, tx, o, &s); err != nil {
 				return err
 			}
-			if _, err := store.AuditAppend(ctx, tx, "system", "run.recovered", "run", o.ID, &o.ID, map[string]any{
-				"cause": cause, "status": o.Status, "from_seq": o.ResumeSeq, "seq": seq, "recoveries": o.Recoveries + 1,
-			}); err != nil {
-				return err
-			}
-			jobs = append(jobs, RunRef{ID: o.ID, Seq: seq})
-			res.HandedOn++
 		}
-		return e.enqueuer.EnqueueRuns(ctx, tx, jobs)
+		return e.enqueuer.EnqueueRuns(ctx, tx, s.jobs)
 	})
 	if err != nil {
 		return Recovered{}, 0, fmt.Errorf("sweep runs: %w", err)
 	}
-	for _, f := range ended {
+	for _, f := range s.ended {
 		e.logger.Info("run failed", "run", f.id, "code", f.code)
 	}
-	return res, n, nil
+	return s.res, s.n, nil
+}
+
+// recoverOrphan leaves a run whose job can still execute for a later look,
+// fails one that cannot be recovered, and hands the others on.
+func (e *Engine) recoverOrphan(ctx context.Context, tx pgx.Tx, o store.Orphan, s *sweep) error {
+	if o.LiveJob {
+		if err := store.RunRecheck(ctx, tx, o.ID, o.ResumeSeq, e.lease); err != nil {
+			return err
+		}
+		s.res.Waiting++
+		return nil
+	}
+	cause := lostCause(o)
+	if f := e.orphanFailure(o, cause); f != nil {
+		return e.failOrphan(ctx, tx, o, cause, f, s)
+	}
+	return e.handOn(ctx, tx, o, cause, s)
+}
+
+// lostCause says why no execution holds the run, as its audit event records.
+func lostCause(o store.Orphan) string {
+	switch {
+	case o.JobState == "discarded":
+		return "job_discarded"
+	case o.JobState == "cancelled":
+		return "job_cancelled"
+	case o.HadOwner:
+		return "lease_expired"
+	case o.JobState == "" || o.JobState == "completed":
+		return "job_missing"
+	}
+	return "worker_lost_before_claim"
+}
+
+// orphanFailure returns why the run must fail rather than be handed on, or
+// nil when it may be handed on.
+func (e *Engine) orphanFailure(o store.Orphan, cause string) *Failure {
+	switch {
+	case cause == "job_discarded":
+		return &Failure{Code: "attempts_exhausted", Message: "River discarded the run's job after its last attempt"}
+	case cause == "job_cancelled":
+		return &Failure{Code: "job_cancelled", Message: "the run's job was cancelled in the queue"}
+	case o.Recoveries >= e.maxRecoveries:
+		return &Failure{Code: "worker_lost", Message: fmt.Sprintf("the run lost its worker %d times", o.Recoveries+1)}
+	}
+	return nil
+}
+
+// failOrphan ends the run as failed with f, unless it moved since it was
+// locked.
+func (e *Engine) failOrphan(ctx context.Context, tx pgx.Tx, o store.Orphan, cause string, f *Failure, s *sweep) error {
+	err := store.RunFailOrphan(ctx, tx, o.ID, o.ResumeSeq, f.Code, f.Message, sourcesOf(vocab.RunFailed), e.lease)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if _, err := store.AuditAppend(ctx, tx, "system", "run.failed", "run", o.ID, &o.ID, map[string]any{
+		"code": f.Code, "message": f.Message, "cause": cause, "recoveries": o.Recoveries,
+	}); err != nil {
+		return err
+	}
+	if err := notifyRun(ctx, tx, o.ID, vocab.RunFailed); err != nil {
+		return err
+	}
+	s.ended = append(s.ended, endedRun{o.ID, f.Code})
+	s.res.Failed++
+	return nil
+}
+
+// handOn gives the run a new resume sequence, which fences off the lost
+// execution, and adds it to the runs the sweep enqueues, unless it moved
+// since it was locked.
+func (e *Engine) handOn(ctx context.Context, tx pgx.Tx, o store.Orphan, cause string, s *sweep) error {
+	seq, err := store.RunRecover(ctx, tx, o.ID, o.ResumeSeq, e.lease)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if _, err := store.AuditAppend(ctx, tx, "system", "run.recovered", "run", o.ID, &o.ID, map[string]any{
+		"cause": cause, "status": o.Status, "from_seq": o.ResumeSeq, "seq": seq, "recoveries": o.Recoveries + 1,
+	}); err != nil {
+		return err
+	}
+	s.jobs = append(s.jobs, RunRef{ID: o.ID, Seq: seq})
+	s.res.HandedOn++
+	return nil
 }
 
 // RunRecovery sweeps every interval until ctx ends (Recover). Every worker
