@@ -61,27 +61,3 @@ func (w *RunWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
 		return err
 	})
 }
-
-// Enqueuer implements workflow.Enqueuer with a River client.
-type Enqueuer struct {
-	Client *river.Client[pgx.Tx]
-}
-
-// EnqueueRun implements workflow.Enqueuer.
-func (q Enqueuer) EnqueueRun(ctx context.Context, tx pgx.Tx, runID string, seq int) error {
-	_, err := q.Client.InsertTx(ctx, tx, RunArgs{RunID: runID, Seq: seq}, nil)
-	return err
-}
-
-// EnqueueRuns implements workflow.Enqueuer with one multi-row insert.
-func (q Enqueuer) EnqueueRuns(ctx context.Context, tx pgx.Tx, runs []workflow.RunRef) error {
-	if len(runs) == 0 {
-		return nil
-	}
-	params := make([]river.InsertManyParams, len(runs))
-	for i, r := range runs {
-		params[i] = river.InsertManyParams{Args: RunArgs{RunID: r.ID, Seq: r.Seq}}
-	}
-	_, err := q.Client.InsertManyTx(ctx, tx, params)
-	return err
-}

@@ -206,10 +206,8 @@ func (x *execution) suspend(ctx context.Context, s *slot, req *store.Request, pd
 			}); err != nil {
 				return err
 			}
-			if x.engine.onRequest != nil {
-				if err := x.engine.onRequest(ctx, tx, saved, pd); err != nil {
-					return err
-				}
+			if err := x.engine.schedule(ctx, tx, saved, pd); err != nil {
+				return err
 			}
 			b, _ := json.Marshal(map[string]string{"type": "request", "id": saved.ID, "run_id": x.run.ID, "tier": saved.Tier})
 			if err := store.Notify(ctx, tx, string(b)); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/policy"
 )
 
 // What a reviewer can do with a batch.
@@ -120,7 +121,7 @@ func (e *Engine) DecideBatch(ctx context.Context, p BatchDecideParams) (*BatchRe
 			}
 			res.Items = append(res.Items, out.ItemOutcome)
 		}
-		if err := e.enqueuer.EnqueueRuns(ctx, tx, resume); err != nil {
+		if err := e.scheduler.EnqueueRuns(ctx, tx, resume); err != nil {
 			return nil, err
 		}
 		res.Resumed = len(resume)
@@ -334,4 +335,54 @@ func (e *Engine) Expire(ctx context.Context, requestID string) (retryAt *time.Ti
 		})
 	}
 	return nil, nil
+}
+
+// schedule hangs a new human request on the batch and deadline machinery, in
+// the transaction that creates it: a batched request joins the open batch of
+// its group (opening one, with its closing job at max_wait, when there is
+// none; reaching max_size closes it at once), and a request with a deadline
+// gets its deadline job.
+func (e *Engine) schedule(ctx context.Context, tx pgx.Tx, req *store.Request, d policy.Decision) error {
+	if req.Tier == string(policy.Batched) && d.Batch != nil {
+		closesAt := e.now().Add(d.Batch.MaxWait)
+		id, opened, open, err := store.BatchJoin(ctx, tx, req.ID, d.Rule+"|"+d.BatchKey, d.Rule, req.Workflow, req.ActionKind,
+			d.Batch.MaxSize, closesAt)
+		if err != nil {
+			return err
+		}
+		if opened && open {
+			if err := e.scheduler.ScheduleBatchClose(ctx, tx, id, closesAt); err != nil {
+				return err
+			}
+		}
+	}
+	if req.Deadline != nil {
+		return e.scheduler.ScheduleDeadline(ctx, tx, req.ID, *req.Deadline)
+	}
+	return nil
+}
+
+// CloseBatch makes an open batch ready for review once its max_wait has
+// passed. It returns how long to wait when that time has not come yet (the
+// engine's clock may differ from the scheduler's); a batch that is no longer
+// open (it filled up first) is left alone.
+func (e *Engine) CloseBatch(ctx context.Context, batchID string) (wait time.Duration, err error) {
+	b, err := store.BatchGet(ctx, e.pool, batchID)
+	if err != nil {
+		return 0, err
+	}
+	if b.Status != store.BatchOpen {
+		return 0, nil
+	}
+	if wait := b.ClosesAt.Sub(e.now()); wait > 0 {
+		return wait, nil
+	}
+	return 0, store.WithTx(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) error {
+		closed, err := store.BatchClose(ctx, tx, b.ID)
+		if err != nil || !closed {
+			return err
+		}
+		msg, _ := json.Marshal(map[string]string{"type": "batch", "id": b.ID, "status": store.BatchReady})
+		return store.Notify(ctx, tx, string(msg))
+	})
 }

@@ -212,7 +212,7 @@ func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOp
 		}
 		res.Resume = &RunRef{ID: req.RunID, Seq: seq}
 		if o.Enqueue {
-			if err := e.enqueuer.EnqueueRun(ctx, tx, req.RunID, seq); err != nil {
+			if err := e.scheduler.EnqueueRun(ctx, tx, req.RunID, seq); err != nil {
 				return nil, err
 			}
 		}

@@ -23,13 +23,19 @@ import (
 	"github.com/countersign/countersign/policy"
 )
 
-// Enqueuer puts run jobs on the queue inside the caller's transaction, so that
-// a job exists exactly when the state change that needs it commits.
-type Enqueuer interface {
+// Scheduler puts the engine's future work on the job queue inside the
+// caller's transaction, so that a job exists exactly when the state change
+// that needs it commits, and vanishes with it on rollback. jobs.Scheduler
+// implements it with River; the engine itself never imports River.
+type Scheduler interface {
 	// EnqueueRun inserts the job that executes run id for resume sequence seq.
 	EnqueueRun(ctx context.Context, tx pgx.Tx, runID string, seq int) error
 	// EnqueueRuns does the same for many runs with one insert.
 	EnqueueRuns(ctx context.Context, tx pgx.Tx, runs []RunRef) error
+	// ScheduleDeadline inserts the job that calls Expire for a request at its deadline.
+	ScheduleDeadline(ctx context.Context, tx pgx.Tx, requestID string, at time.Time) error
+	// ScheduleBatchClose inserts the job that calls CloseBatch at the batch's max_wait.
+	ScheduleBatchClose(ctx context.Context, tx pgx.Tx, batchID string, at time.Time) error
 }
 
 // RunRef names a run and the resume sequence its next job carries.
@@ -49,20 +55,17 @@ type StaticPolicy struct{ Policy *policy.Policy }
 // Active implements PolicySource.
 func (s StaticPolicy) Active(context.Context) (*policy.Policy, error) { return s.Policy, nil }
 
-// RequestHook runs in the transaction that creates a human approval request:
-// the batch and deadline machinery hangs off it.
-type RequestHook func(ctx context.Context, tx pgx.Tx, req *store.Request, d policy.Decision) error
-
-// Config wires an Engine. The enqueuer and the request hook are set after
-// construction (SetEnqueuer, SetRequestHook): the River client behind them
-// needs the workers that need the engine.
+// Config wires an Engine. Everything is given here: the engine is complete
+// once New returns.
 type Config struct {
-	Pool     *pgxpool.Pool
-	Registry *Registry
-	Policies PolicySource
-	Model    ai.Provider
-	Logger   *slog.Logger
-	Now      func() time.Time
+	Pool *pgxpool.Pool
+	// Scheduler enqueues runs and schedules deadlines and batch closes.
+	Scheduler Scheduler
+	Registry  *Registry
+	Policies  PolicySource
+	Model     ai.Provider
+	Logger    *slog.Logger
+	Now       func() time.Time
 	// MaxStepOutput is the largest result, in bytes of JSON, that a step,
 	// model call or effect may record and the largest action a run may
 	// propose (COUNTERSIGN_MAX_STEP_OUTPUT); 0 means DefaultMaxStepOutput. A
@@ -97,8 +100,7 @@ type Engine struct {
 	registry  *Registry
 	policies  PolicySource
 	model     ai.Provider
-	enqueuer  Enqueuer
-	onRequest RequestHook
+	scheduler Scheduler
 	logger    *slog.Logger
 	now       func() time.Time
 	maxOutput int
@@ -108,10 +110,9 @@ type Engine struct {
 	maxRecoveries int
 }
 
-// New returns an Engine. Pool and Registry are required; call SetEnqueuer
-// before starting runs.
+// New returns an Engine. Pool, Registry and Scheduler are required.
 func New(cfg Config) *Engine {
-	e := &Engine{pool: cfg.Pool, registry: cfg.Registry, policies: cfg.Policies, model: cfg.Model,
+	e := &Engine{pool: cfg.Pool, registry: cfg.Registry, scheduler: cfg.Scheduler, policies: cfg.Policies, model: cfg.Model,
 		logger: cfg.Logger, now: cfg.Now, maxOutput: cfg.MaxStepOutput}
 	if e.maxOutput <= 0 {
 		e.maxOutput = DefaultMaxStepOutput
@@ -140,12 +141,6 @@ func New(cfg Config) *Engine {
 	}
 	return e
 }
-
-// SetEnqueuer sets how run jobs are enqueued.
-func (e *Engine) SetEnqueuer(q Enqueuer) { e.enqueuer = q }
-
-// SetRequestHook sets the hook run when a human approval request is created.
-func (e *Engine) SetRequestHook(h RequestHook) { e.onRequest = h }
 
 // Registry returns the engine's workflows.
 func (e *Engine) Registry() *Registry { return e.registry }
@@ -197,7 +192,7 @@ func (e *Engine) Start(ctx context.Context, p StartParams) (run *store.Run, crea
 		if err != nil || !created {
 			return result{run, created}, err
 		}
-		if err := e.enqueuer.EnqueueRun(ctx, tx, run.ID, 0); err != nil {
+		if err := e.scheduler.EnqueueRun(ctx, tx, run.ID, 0); err != nil {
 			return result{}, err
 		}
 		if _, err := store.AuditAppend(ctx, tx, p.StartedBy, "run.started", "run", run.ID, &run.ID,

@@ -122,7 +122,7 @@ func (e *Engine) recoverBatch(ctx context.Context) (Recovered, int, error) {
 			jobs = append(jobs, RunRef{ID: o.ID, Seq: seq})
 			res.HandedOn++
 		}
-		return e.enqueuer.EnqueueRuns(ctx, tx, jobs)
+		return e.scheduler.EnqueueRuns(ctx, tx, jobs)
 	})
 	if err != nil {
 		return Recovered{}, 0, fmt.Errorf("sweep runs: %w", err)
