@@ -105,21 +105,34 @@ func RequestApproval(ctx context.Context, action Action) (Decision, error) {
 	if action.Params == nil {
 		action.Params = map[string]any{}
 	}
+	req, pd, err := x.propose(ctx, s, action)
+	if err != nil {
+		return Decision{}, err
+	}
+	if pd.Tier != policy.Auto {
+		return Decision{}, x.suspend(ctx, s, req, pd)
+	}
+	return x.approveAuto(ctx, s, req, action)
+}
+
+// propose checks the proposed action against the output limit, asks the
+// policy about it and returns the request it becomes, with the policy's answer.
+func (x *execution) propose(ctx context.Context, s *slot, action Action) (*store.Request, policy.Decision, error) {
 	raw, err := json.Marshal(action)
 	if err != nil {
-		return Decision{}, Permanent(fmt.Errorf("encode action: %w", err))
+		return nil, policy.Decision{}, Permanent(fmt.Errorf("encode action: %w", err))
 	}
 	if err := x.checkOutput(s, "the proposed action", len(raw)); err != nil {
 		x.recordFailure(ctx, s, err, 0, 0)
-		return Decision{}, err
+		return nil, policy.Decision{}, err
 	}
 	pol, err := x.engine.policies.Active(ctx)
 	if err != nil {
-		return Decision{}, fmt.Errorf("load policy: %w", err)
+		return nil, policy.Decision{}, fmt.Errorf("load policy: %w", err)
 	}
 	pd, err := policy.Evaluate(pol, policyInput(action, x.run, usage{StepsUsed: s.seq, ModelCalls: x.modelCalls, TokensUsed: x.tokens}, x.engine.now()))
 	if err != nil {
-		return Decision{}, fmt.Errorf("evaluate policy: %w", err)
+		return nil, policy.Decision{}, fmt.Errorf("evaluate policy: %w", err)
 	}
 	req := &store.Request{
 		RunID: x.run.ID, StepSeq: s.seq, Workflow: x.run.Workflow, Tier: string(pd.Tier),
@@ -132,39 +145,37 @@ func RequestApproval(ctx context.Context, action Action) (Decision, error) {
 		d := x.engine.now().Add(pd.Deadline)
 		req.Deadline = &d
 	}
-	if pd.Tier != policy.Auto {
-		return Decision{}, x.suspend(ctx, s, req, pd)
-	}
+	return req, pd, nil
+}
 
-	actor := "policy:" + pd.Rule
+// approveAuto records an action the policy approves by itself (actor
+// policy:<rule>): the request, its decision, the step's result and the
+// decision.auto event, in one transaction.
+func (x *execution) approveAuto(ctx context.Context, s *slot, req *store.Request, action Action) (Decision, error) {
+	actor := "policy:" + req.Rule
 	req.Status, req.DecidedBy = store.RequestApproved, &actor
-	var dec Decision
-	err = store.WithTx(ctx, x.engine.pool, func(ctx context.Context, tx pgx.Tx) error {
+	return store.WithTxV(ctx, x.engine.pool, func(ctx context.Context, tx pgx.Tx) (Decision, error) {
 		saved, err := store.RequestInsert(ctx, tx, req)
 		if err != nil {
-			return err
+			return Decision{}, err
 		}
 		if _, err := store.DecisionInsert(ctx, tx, &store.Decision{
-			RequestID: saved.ID, RunID: x.run.ID, Actor: actor, Verdict: Approve, Reason: pd.Reason,
-			PayloadHash: saved.PayloadHash, PolicyVersion: pol.Version, Rule: pd.Rule, Tier: saved.Tier,
+			RequestID: saved.ID, RunID: x.run.ID, Actor: actor, Verdict: Approve, Reason: req.Reason,
+			PayloadHash: saved.PayloadHash, PolicyVersion: req.PolicyVersion, Rule: req.Rule, Tier: saved.Tier,
 		}); err != nil {
-			return err
+			return Decision{}, err
 		}
-		dec = Decision{RequestID: saved.ID, Verdict: Approve, Actor: actor, Reason: pd.Reason, Params: action.Params,
-			Tier: saved.Tier, Rule: pd.Rule, PolicyVersion: pol.Version, DecidedAt: saved.CreatedAt}
+		dec := Decision{RequestID: saved.ID, Verdict: Approve, Actor: actor, Reason: req.Reason, Params: action.Params,
+			Tier: saved.Tier, Rule: req.Rule, PolicyVersion: req.PolicyVersion, DecidedAt: saved.CreatedAt}
 		if err := x.record(ctx, s, dec, 0, 0, tx); err != nil {
-			return err
+			return Decision{}, err
 		}
 		_, err = store.AuditAppend(ctx, tx, actor, "decision.auto", "request", saved.ID, &x.run.ID, map[string]any{
 			"verdict": Approve, "workflow": saved.Workflow, "action_kind": action.Kind, "summary": action.Summary, "payload_hash": saved.PayloadHash,
-			"policy_version": pol.Version, "rule": pd.Rule, "reason": pd.Reason, "tier": saved.Tier,
+			"policy_version": req.PolicyVersion, "rule": req.Rule, "reason": req.Reason, "tier": saved.Tier,
 		})
-		return err
+		return dec, err
 	})
-	if err != nil {
-		return Decision{}, err
-	}
-	return dec, nil
 }
 
 // usage is how much of its budgets a run had used when it proposed an action.
@@ -191,48 +202,63 @@ func policyInput(a Action, run *store.Run, u usage, now time.Time) policy.Input 
 // waiting_human and completes the River job, all in one transaction.
 func (x *execution) suspend(ctx context.Context, s *slot, req *store.Request, pd policy.Decision) error {
 	err := store.WithTx(ctx, x.engine.pool, func(ctx context.Context, tx pgx.Tx) error {
-		var stepOut []byte
-		if req != nil {
-			saved, err := store.RequestInsert(ctx, tx, req)
-			if err != nil {
-				return err
-			}
-			stepOut, _ = json.Marshal(map[string]string{"request_id": saved.ID})
-			if _, err := store.AuditAppend(ctx, tx, "system", "approval.requested", "request", saved.ID, &x.run.ID, map[string]any{
-				"tier": saved.Tier, "workflow": saved.Workflow, "action_kind": saved.ActionKind, "summary": saved.Summary,
-				"payload_hash": saved.PayloadHash, "shown": json.RawMessage(saved.Action),
-				"policy_version": saved.PolicyVersion, "rule": saved.Rule, "reason": saved.Reason,
-				"approvals_required": saved.ApprovalsRequired, "deadline": saved.Deadline,
-			}); err != nil {
-				return err
-			}
-			if err := x.engine.schedule(ctx, tx, saved, pd); err != nil {
-				return err
-			}
-			b, _ := json.Marshal(map[string]string{"type": "request", "id": saved.ID, "run_id": x.run.ID, "tier": saved.Tier})
-			if err := store.Notify(ctx, tx, string(b)); err != nil {
-				return err
-			}
-		} else {
-			stepOut = s.prior.Output
+		if req == nil { // resumed while still waiting: the step keeps its request
+			return x.park(ctx, tx, s, s.prior.Output)
 		}
-		if err := store.StepWait(ctx, tx, store.StepRecord{RunID: x.run.ID, Seq: s.seq, Name: s.name,
-			Output: stepOut, Attempts: s.attempts, StartedAt: s.started}); err != nil {
+		stepOut, err := x.openRequest(ctx, tx, req, pd)
+		if err != nil {
 			return err
 		}
-		if err := store.RunSuspend(ctx, tx, x.run.ID, s.name, sourcesOf(store.RunWaitingHuman)); errors.Is(err, store.ErrNotFound) {
-			return ErrCancelled
-		} else if err != nil {
-			return err
-		}
-		if err := x.complete(ctx, tx); err != nil {
-			return err
-		}
-		return notifyRun(ctx, tx, x.run.ID, store.RunWaitingHuman)
+		return x.park(ctx, tx, s, stepOut)
 	})
 	if err != nil {
 		return err
 	}
 	x.suspended = true
 	return ErrSuspended
+}
+
+// openRequest inserts a human request with its approval.requested event,
+// joins its batch and schedules its deadline, and signals the inbox. It
+// returns the approval step's output, which names the request.
+func (x *execution) openRequest(ctx context.Context, tx pgx.Tx, req *store.Request, pd policy.Decision) ([]byte, error) {
+	saved, err := store.RequestInsert(ctx, tx, req)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := store.AuditAppend(ctx, tx, "system", "approval.requested", "request", saved.ID, &x.run.ID, map[string]any{
+		"tier": saved.Tier, "workflow": saved.Workflow, "action_kind": saved.ActionKind, "summary": saved.Summary,
+		"payload_hash": saved.PayloadHash, "shown": json.RawMessage(saved.Action),
+		"policy_version": saved.PolicyVersion, "rule": saved.Rule, "reason": saved.Reason,
+		"approvals_required": saved.ApprovalsRequired, "deadline": saved.Deadline,
+	}); err != nil {
+		return nil, err
+	}
+	if err := x.engine.schedule(ctx, tx, saved, pd); err != nil {
+		return nil, err
+	}
+	b, _ := json.Marshal(map[string]string{"type": "request", "id": saved.ID, "run_id": x.run.ID, "tier": saved.Tier})
+	if err := store.Notify(ctx, tx, string(b)); err != nil {
+		return nil, err
+	}
+	return json.Marshal(map[string]string{"request_id": saved.ID})
+}
+
+// park marks the approval step waiting and the run waiting_human, and gives
+// up the execution's lease and River job, only if the execution still holds
+// the run (ErrCancelled otherwise).
+func (x *execution) park(ctx context.Context, tx pgx.Tx, s *slot, stepOut []byte) error {
+	if err := store.StepWait(ctx, tx, store.StepRecord{RunID: x.run.ID, Seq: s.seq, Name: s.name,
+		Output: stepOut, Attempts: s.attempts, StartedAt: s.started}); err != nil {
+		return err
+	}
+	if err := store.RunSuspend(ctx, tx, x.run.ID, s.name, sourcesOf(store.RunWaitingHuman)); errors.Is(err, store.ErrNotFound) {
+		return ErrCancelled
+	} else if err != nil {
+		return err
+	}
+	if err := x.complete(ctx, tx); err != nil {
+		return err
+	}
+	return notifyRun(ctx, tx, x.run.ID, store.RunWaitingHuman)
 }

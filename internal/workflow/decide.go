@@ -79,8 +79,50 @@ func (e *Engine) Decide(ctx context.Context, p DecideParams) (*DecideResult, err
 	})
 }
 
-// DecideTx is Decide inside the caller's transaction.
+// DecideTx is Decide inside the caller's transaction. It reads as the
+// decision goes: load and check, count a vote, record the decision, move the
+// run on, audit, signal.
 func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOptions) (*DecideResult, error) {
+	b, err := e.loadAndCheck(ctx, tx, p)
+	if err != nil {
+		return nil, err
+	}
+	res := &DecideResult{Request: b.req, Required: b.req.ApprovalsRequired}
+	if more, err := vote(ctx, tx, b, res, o); more || err != nil {
+		return res, err
+	}
+	if err := recordDecision(ctx, tx, b, res); err != nil {
+		return nil, err
+	}
+	if err := e.advanceRun(ctx, tx, b, res, o); err != nil {
+		return nil, err
+	}
+	if err := auditDecision(ctx, tx, b, res); err != nil {
+		return nil, err
+	}
+	if o.Notify {
+		if err := notifyRequest(ctx, tx, res.Request); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// ballot is a verdict that passed its checks, with what it needs from the
+// locked request on its way to the record.
+type ballot struct {
+	p      DecideParams
+	req    *store.Request
+	params map[string]any // what the run will apply: the proposal's or the edited parameters
+	diff   []Change       // for an edit
+	judged *editJudgement // for an edit: the rule the edited action falls under
+}
+
+// loadAndCheck validates the verdict, locks the request and checks,
+// before anything is written, that it is still pending, in the batch being
+// decided, unchanged since it was shown, and that the actor may decide it;
+// an edit is judged again by the policy (ErrEditNeedsReview).
+func (e *Engine) loadAndCheck(ctx context.Context, tx pgx.Tx, p DecideParams) (*ballot, error) {
 	if err := checkVerdict(&p); err != nil {
 		return nil, err
 	}
@@ -106,149 +148,179 @@ func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOp
 	if err := json.Unmarshal(req.Action, &action); err != nil {
 		return nil, fmt.Errorf("decode action: %w", err)
 	}
-	params := action.Params
-	var diff []Change
-	if p.Verdict == Edit && req.ApprovalsRequired > 1 {
+	b := &ballot{p: p, req: req, params: action.Params}
+	if p.Verdict == Edit {
+		return b, e.checkEdit(ctx, tx, b, action)
+	}
+	return b, nil
+}
+
+// checkEdit refuses an edit of a multi-approval request, lists what the edit
+// changes and has the policy judge the edited action.
+func (e *Engine) checkEdit(ctx context.Context, tx pgx.Tx, b *ballot, action Action) error {
+	if b.req.ApprovalsRequired > 1 {
 		// Each approver approves what they saw: an edit would change it under
 		// the others. Sending it back keeps every approval about one payload.
-		return nil, fmt.Errorf("%w: this rule needs %d approvers, so the action cannot be edited here; request changes instead",
-			ErrInvalidInput, req.ApprovalsRequired)
+		return fmt.Errorf("%w: this rule needs %d approvers, so the action cannot be edited here; request changes instead",
+			ErrInvalidInput, b.req.ApprovalsRequired)
 	}
-	var judged *editJudgement
-	if p.Verdict == Edit {
-		if diff, err = EditDiff(action.Params, p.EditedParams); err != nil {
-			return nil, err
-		}
-		if judged, err = e.judgeEdit(ctx, tx, req, action, p); err != nil {
-			return nil, err
-		}
-		params = p.EditedParams
+	var err error
+	if b.diff, err = EditDiff(action.Params, b.p.EditedParams); err != nil {
+		return err
 	}
+	if b.judged, err = e.judgeEdit(ctx, tx, b.req, action, b.p); err != nil {
+		return err
+	}
+	b.params = b.p.EditedParams
+	return nil
+}
 
-	res := &DecideResult{Request: req, Required: req.ApprovalsRequired}
-	// A system actor (a deadline's on_timeout) speaks for the policy as a
-	// whole: counted as one vote it would leave the request pending forever,
-	// since no second system vote ever comes.
-	if p.Verdict == Approve && req.ApprovalsRequired > 1 && !p.Actor.System {
-		// The row lock taken above serializes voters, so the count is exact.
-		n, err := store.VoteAdd(ctx, tx, req.ID, p.Actor.Name, p.Comment)
-		if err != nil {
-			return nil, err
-		}
-		res.Votes = n
-		if n < req.ApprovalsRequired {
-			_, err := store.AuditAppend(ctx, tx, p.Actor.Name, "approval.vote", "request", req.ID, &req.RunID,
-				map[string]any{"votes": n, "required": req.ApprovalsRequired, "payload_hash": req.PayloadHash})
-			if err != nil || !o.Notify {
-				return res, err
-			}
-			return res, notifyRequest(ctx, tx, req)
-		}
+// vote counts a human approval of a multi-approval request. It reports more
+// when the request still needs approvers, having recorded the vote and its
+// event. A system actor (a deadline's on_timeout) speaks for the policy as a
+// whole: counted as one vote it would leave the request pending forever,
+// since no second system vote ever comes.
+func vote(ctx context.Context, tx pgx.Tx, b *ballot, res *DecideResult, o TxOptions) (more bool, err error) {
+	req, p := b.req, b.p
+	if p.Verdict != Approve || req.ApprovalsRequired <= 1 || p.Actor.System {
+		return false, nil
 	}
+	// The request's row lock serializes voters, so the count is exact.
+	n, err := store.VoteAdd(ctx, tx, req.ID, p.Actor.Name, p.Comment)
+	if err != nil {
+		return true, err
+	}
+	res.Votes = n
+	if n >= req.ApprovalsRequired {
+		return false, nil
+	}
+	_, err = store.AuditAppend(ctx, tx, p.Actor.Name, "approval.vote", "request", req.ID, &req.RunID,
+		map[string]any{"votes": n, "required": req.ApprovalsRequired, "payload_hash": req.PayloadHash})
+	if err != nil || !o.Notify {
+		return true, err
+	}
+	return true, notifyRequest(ctx, tx, req)
+}
 
-	status := map[string]string{Approve: store.RequestApproved, Edit: store.RequestApproved,
-		Reject: store.RequestRejected, RequestChanges: store.RequestChangesRequested}[p.Verdict]
-	won, err := store.RequestDecide(ctx, tx, req.ID, p.PayloadHash, status, p.Actor.Name)
+// recordDecision decides the request (one winner), inserts the decision,
+// settles the request's batch when it was its last pending item, and makes
+// the decision the approval step's result.
+func recordDecision(ctx context.Context, tx pgx.Tx, b *ballot, res *DecideResult) error {
+	req, p := b.req, b.p
+	won, err := store.RequestDecide(ctx, tx, req.ID, p.PayloadHash, requestStatus[p.Verdict], p.Actor.Name)
 	if errors.Is(err, store.ErrNotFound) {
-		// Not reached while the row lock above is held; the conditional
-		// update and the decisions' unique key stay as the exactly-once guard
-		// should the locking ever change.
+		// Not reached while the row lock is held; the conditional update and
+		// the decisions' unique key stay as the exactly-once guard should the
+		// locking ever change.
 		again, gerr := store.RequestGet(ctx, tx, req.ID)
 		if gerr != nil {
-			return nil, gerr
+			return gerr
 		}
-		return nil, alreadyDecided(again)
+		return alreadyDecided(again)
 	} else if err != nil {
-		return nil, err
+		return err
 	}
 	res.Request = won
-
-	row := &store.Decision{
-		RequestID: req.ID, RunID: req.RunID, Actor: p.Actor.Name, Verdict: p.Verdict, Reason: p.Reason,
-		Comment: p.Comment, PayloadHash: req.PayloadHash,
-		PolicyVersion: req.PolicyVersion, Rule: req.Rule, Tier: req.Tier, BatchDecisionID: p.BatchDecisionID,
-	}
-	if judged != nil {
-		row.EditedParams, _ = json.Marshal(p.EditedParams)
-		row.Diff, _ = json.Marshal(diff)
-		row.EditedRule, row.EditedPolicyVersion, row.EditedPayloadHash = &judged.Rule, &judged.PolicyVersion, &judged.PayloadHash
-	}
-	dec, err := store.DecisionInsert(ctx, tx, row)
+	dec, err := store.DecisionInsert(ctx, tx, b.row())
 	if errors.Is(err, store.ErrConflict) {
-		return nil, alreadyDecided(won)
+		return alreadyDecided(won)
 	} else if err != nil {
-		return nil, err
+		return err
 	}
 	res.Decision = dec
 	// An item decided on its own (from the inbox, by a deadline) may have
 	// been its batch's last; a batch decision settles its batch itself.
 	if won.BatchID != nil && p.InBatch == "" {
 		if err := store.BatchSetDecided(ctx, tx, *won.BatchID); err != nil {
-			return nil, err
+			return err
 		}
 	}
+	out, _ := json.Marshal(b.result(dec))
+	return store.StepResolve(ctx, tx, req.RunID, req.StepSeq, out)
+}
 
-	result := Decision{RequestID: req.ID, Verdict: p.Verdict, Actor: p.Actor.Name, Reason: p.Reason,
-		Comment: p.Comment, Params: params, Tier: req.Tier, Rule: req.Rule, PolicyVersion: req.PolicyVersion,
+// requestStatus is the request's status after each verdict.
+var requestStatus = map[string]string{Approve: store.RequestApproved, Edit: store.RequestApproved,
+	Reject: store.RequestRejected, RequestChanges: store.RequestChangesRequested}
+
+// row is the decision as stored.
+func (b *ballot) row() *store.Decision {
+	req, p := b.req, b.p
+	row := &store.Decision{
+		RequestID: req.ID, RunID: req.RunID, Actor: p.Actor.Name, Verdict: p.Verdict, Reason: p.Reason,
+		Comment: p.Comment, PayloadHash: req.PayloadHash,
+		PolicyVersion: req.PolicyVersion, Rule: req.Rule, Tier: req.Tier, BatchDecisionID: p.BatchDecisionID,
+	}
+	if b.judged != nil {
+		row.EditedParams, _ = json.Marshal(p.EditedParams)
+		row.Diff, _ = json.Marshal(b.diff)
+		row.EditedRule, row.EditedPolicyVersion, row.EditedPayloadHash = &b.judged.Rule, &b.judged.PolicyVersion, &b.judged.PayloadHash
+	}
+	return row
+}
+
+// result is the decision as RequestApproval returns it to the resumed run.
+func (b *ballot) result(dec *store.Decision) Decision {
+	req, p := b.req, b.p
+	d := Decision{RequestID: req.ID, Verdict: p.Verdict, Actor: p.Actor.Name, Reason: p.Reason,
+		Comment: p.Comment, Params: b.params, Tier: req.Tier, Rule: req.Rule, PolicyVersion: req.PolicyVersion,
 		DecidedAt: dec.CreatedAt}
-	if judged != nil {
-		result.EditedRule, result.EditedPayloadHash = judged.Rule, judged.PayloadHash
+	if b.judged != nil {
+		d.EditedRule, d.EditedPayloadHash = b.judged.Rule, b.judged.PayloadHash
 	}
-	out, _ := json.Marshal(result)
-	if err := store.StepResolve(ctx, tx, req.RunID, req.StepSeq, out); err != nil {
-		return nil, err
-	}
+	return d
+}
 
-	// Both moves are conditional updates from the statuses the transitions
-	// table allows (status.go); a run that is not waiting refuses both.
-	if p.Verdict == Reject {
-		if err := store.RunSetStatus(ctx, tx, req.RunID, sourcesOf(store.RunRejected), store.RunRejected); err != nil {
-			return nil, fmt.Errorf("reject run %s: %w", req.RunID, err)
+// advanceRun ends a rejected run or queues the run to resume, with its job
+// unless the caller inserts the jobs itself. Both moves are conditional
+// updates from the statuses the transitions table allows (status.go); a run
+// that is not waiting refuses both.
+func (e *Engine) advanceRun(ctx context.Context, tx pgx.Tx, b *ballot, res *DecideResult, o TxOptions) error {
+	runID := b.req.RunID
+	if b.p.Verdict == Reject {
+		if err := store.RunSetStatus(ctx, tx, runID, sourcesOf(store.RunRejected), store.RunRejected); err != nil {
+			return fmt.Errorf("reject run %s: %w", runID, err)
 		}
-	} else {
-		seq, err := store.RunResume(ctx, tx, req.RunID, sourcesOf(store.RunQueued))
-		if err != nil {
-			return nil, fmt.Errorf("run %s is not waiting for this decision: %w", req.RunID, err)
-		}
-		res.Resume = &RunRef{ID: req.RunID, Seq: seq}
-		if o.Enqueue {
-			if err := e.scheduler.EnqueueRun(ctx, tx, req.RunID, seq); err != nil {
-				return nil, err
-			}
-		}
+		return nil
 	}
+	seq, err := store.RunResume(ctx, tx, runID, sourcesOf(store.RunQueued))
+	if err != nil {
+		return fmt.Errorf("run %s is not waiting for this decision: %w", runID, err)
+	}
+	res.Resume = &RunRef{ID: runID, Seq: seq}
+	if !o.Enqueue {
+		return nil
+	}
+	return e.scheduler.EnqueueRun(ctx, tx, runID, seq)
+}
 
+// auditDecision appends the decision.recorded event.
+func auditDecision(ctx context.Context, tx pgx.Tx, b *ballot, res *DecideResult) error {
+	req, p, dec := b.req, b.p, res.Decision
 	details := map[string]any{
 		"verdict": p.Verdict, "reason": p.Reason, "comment": p.Comment, "payload_hash": req.PayloadHash,
 		"policy_version": req.PolicyVersion, "rule": req.Rule, "tier": req.Tier, "action_kind": req.ActionKind,
 		"workflow": req.Workflow, "seconds_to_decision": dec.CreatedAt.Sub(req.CreatedAt).Seconds(),
 		"batch_decision_id": p.BatchDecisionID,
 	}
-	if diff != nil {
-		details["diff"] = diff
+	if b.diff != nil {
+		details["diff"] = b.diff
 	}
-	if judged != nil {
-		details["edited_rule"] = judged.Rule
-		details["edited_tier"] = judged.Tier
-		details["edited_policy_version"] = judged.PolicyVersion
-		details["edited_payload_hash"] = judged.PayloadHash
+	if b.judged != nil {
+		details["edited_rule"] = b.judged.Rule
+		details["edited_tier"] = b.judged.Tier
+		details["edited_policy_version"] = b.judged.PolicyVersion
+		details["edited_payload_hash"] = b.judged.PayloadHash
 	}
 	if req.ApprovalsRequired > 1 {
 		voters, err := store.VoteList(ctx, tx, req.ID)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		details["approvers"] = voters
 	}
-	if _, err := store.AuditAppend(ctx, tx, p.Actor.Name, "decision.recorded", "request", req.ID, &req.RunID, details); err != nil {
-		return nil, err
-	}
-	if o.Notify {
-		if err := notifyRequest(ctx, tx, won); err != nil {
-			return nil, err
-		}
-	}
-	return res, nil
+	_, err := store.AuditAppend(ctx, tx, p.Actor.Name, "decision.recorded", "request", req.ID, &req.RunID, details)
+	return err
 }
 
 func notifyRequest(ctx context.Context, tx pgx.Tx, req *store.Request) error {
