@@ -70,80 +70,102 @@ func (e *Engine) DecideBatch(ctx context.Context, p BatchDecideParams) (*BatchRe
 		return nil, err
 	}
 	return store.WithTxV(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) (*BatchResult, error) {
-		b, err := store.BatchLock(ctx, tx, p.BatchID)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("batch %s: %w", p.BatchID, ErrNotFound)
-		} else if err != nil {
-			return nil, err
-		}
-		if b.Status == store.BatchOpen {
-			return nil, fmt.Errorf("%w: the batch is still collecting items; it is ready at %s or at %d items",
-				ErrInvalidInput, b.ClosesAt.UTC().Format("15:04 UTC"), b.MaxSize)
-		}
-		// Before the first write: a refused actor leaves no batch decision,
-		// no event, and every item where it was.
-		if err := authorizeBatch(ctx, tx, b, p.Actor); err != nil {
+		b, err := lockBatch(ctx, tx, p)
+		if err != nil {
 			return nil, err
 		}
 		res := &BatchResult{Refused: []ItemOutcome{}}
 		if res.DecisionID, err = store.BatchDecisionInsert(ctx, tx, b.ID, p.Actor.Name, p.Action, p.Reason); err != nil {
 			return nil, err
 		}
-		var resume []RunRef
-		for _, item := range p.Items {
-			var out itemResult
-			selected := slices.Contains(p.Selected, item.ID)
-			switch {
-			case p.Action == ApproveSelected && !selected:
-				out, err = leaveOut(ctx, tx, b, item, p.Actor)
-			default:
-				verdict, reason := Approve, ""
-				if !selected || p.Action == RejectAll {
-					verdict, reason = Reject, p.Reason
-				}
-				out, err = e.decideItem(ctx, tx, b, item, p, verdict, reason, res.DecisionID)
-			}
-			if err != nil {
-				return nil, err
-			}
-			switch out.Outcome {
-			case "approved":
-				res.Approved++
-			case "rejected":
-				res.Rejected++
-			case "left_out":
-				res.LeftOut++
-			case "refused":
-				res.Refused = append(res.Refused, out.ItemOutcome)
-			}
-			if out.resume != nil {
-				resume = append(resume, *out.resume)
-			}
-			res.Items = append(res.Items, out.ItemOutcome)
+		resume, err := e.decideItems(ctx, tx, b, p, res)
+		if err != nil {
+			return nil, err
 		}
 		if err := e.scheduler.EnqueueRuns(ctx, tx, resume); err != nil {
 			return nil, err
 		}
 		res.Resumed = len(resume)
-		refused, _ := json.Marshal(res.Refused)
-		if err := store.BatchDecisionFinish(ctx, tx, &store.BatchDecision{ID: res.DecisionID, Approved: res.Approved,
-			Rejected: res.Rejected, LeftOut: res.LeftOut, Refused: refused}); err != nil {
-			return nil, err
-		}
-		if err := store.BatchSetDecided(ctx, tx, b.ID); err != nil {
-			return nil, err
-		}
-		if _, err := store.AuditAppend(ctx, tx, p.Actor.Name, "batch.decided", "batch", b.ID, nil, map[string]any{
-			"batch_decision_id": res.DecisionID, "action": p.Action, "reason": p.Reason, "rule": b.Rule, "workflow": b.Workflow,
-			"tier": "batched", "shown": len(p.Items), "approved": res.Approved, "rejected": res.Rejected,
-			"left_out": res.LeftOut, "refused": res.Refused,
-		}); err != nil {
-			return nil, err
-		}
-		// One signal for the whole batch: the inbox refreshes once.
-		msg, _ := json.Marshal(map[string]string{"type": "batch", "id": b.ID, "status": "decided"})
-		return res, store.Notify(ctx, tx, string(msg))
+		return res, settleBatch(ctx, tx, b, p, res)
 	})
+}
+
+// lockBatch locks a batch that is ready for review and refuses, before the
+// first write, an actor whose roles may decide none of its items: such an
+// actor leaves no batch decision, no event, and every item where it was.
+func lockBatch(ctx context.Context, tx pgx.Tx, p BatchDecideParams) (*store.Batch, error) {
+	b, err := store.BatchLock(ctx, tx, p.BatchID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("batch %s: %w", p.BatchID, ErrNotFound)
+	} else if err != nil {
+		return nil, err
+	}
+	if b.Status == store.BatchOpen {
+		return nil, fmt.Errorf("%w: the batch is still collecting items; it is ready at %s or at %d items",
+			ErrInvalidInput, b.ClosesAt.UTC().Format("15:04 UTC"), b.MaxSize)
+	}
+	return b, authorizeBatch(ctx, tx, b, p.Actor)
+}
+
+// decideItems decides, leaves out or refuses each shown item, counting the
+// outcomes in res, and returns the runs to resume.
+func (e *Engine) decideItems(ctx context.Context, tx pgx.Tx, b *store.Batch, p BatchDecideParams, res *BatchResult) ([]RunRef, error) {
+	var resume []RunRef
+	for _, item := range p.Items {
+		var out itemResult
+		var err error
+		selected := slices.Contains(p.Selected, item.ID)
+		if p.Action == ApproveSelected && !selected {
+			out, err = leaveOut(ctx, tx, b, item, p.Actor)
+		} else {
+			verdict, reason := Approve, ""
+			if !selected || p.Action == RejectAll {
+				verdict, reason = Reject, p.Reason
+			}
+			out, err = e.decideItem(ctx, tx, b, item, p, verdict, reason, res.DecisionID)
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch out.Outcome {
+		case "approved":
+			res.Approved++
+		case "rejected":
+			res.Rejected++
+		case "left_out":
+			res.LeftOut++
+		case "refused":
+			res.Refused = append(res.Refused, out.ItemOutcome)
+		}
+		if out.resume != nil {
+			resume = append(resume, *out.resume)
+		}
+		res.Items = append(res.Items, out.ItemOutcome)
+	}
+	return resume, nil
+}
+
+// settleBatch records the batch decision's counts, marks the batch decided
+// when nothing in it is pending, appends batch.decided and signals once for
+// the whole batch, so that the inbox refreshes once.
+func settleBatch(ctx context.Context, tx pgx.Tx, b *store.Batch, p BatchDecideParams, res *BatchResult) error {
+	refused, _ := json.Marshal(res.Refused)
+	if err := store.BatchDecisionFinish(ctx, tx, &store.BatchDecision{ID: res.DecisionID, Approved: res.Approved,
+		Rejected: res.Rejected, LeftOut: res.LeftOut, Refused: refused}); err != nil {
+		return err
+	}
+	if err := store.BatchSetDecided(ctx, tx, b.ID); err != nil {
+		return err
+	}
+	if _, err := store.AuditAppend(ctx, tx, p.Actor.Name, "batch.decided", "batch", b.ID, nil, map[string]any{
+		"batch_decision_id": res.DecisionID, "action": p.Action, "reason": p.Reason, "rule": b.Rule, "workflow": b.Workflow,
+		"tier": "batched", "shown": len(p.Items), "approved": res.Approved, "rejected": res.Rejected,
+		"left_out": res.LeftOut, "refused": res.Refused,
+	}); err != nil {
+		return err
+	}
+	msg, _ := json.Marshal(map[string]string{"type": "batch", "id": b.ID, "status": "decided"})
+	return store.Notify(ctx, tx, string(msg))
 }
 
 type itemResult struct {
@@ -317,24 +339,30 @@ func (e *Engine) Expire(ctx context.Context, requestID string) (retryAt *time.Ti
 		}
 		return nil, err
 	case "escalate":
-		return nil, store.WithTx(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) error {
-			note := "Escalated: " + reason
-			if len(req.EscalateTo) > 0 {
-				note += "; " + strings.Join(req.EscalateTo, ", ") + " may now decide it"
-			}
-			ok, err := store.RequestEscalate(ctx, tx, req.ID, note)
-			if err != nil || !ok {
-				return err
-			}
-			if _, err := store.AuditAppend(ctx, tx, actor.Name, "request.escalated", "request", req.ID, &req.RunID, map[string]any{
-				"rule": req.Rule, "tier": req.Tier, "workflow": req.Workflow, "escalate_to": req.EscalateTo, "reason": reason,
-			}); err != nil {
-				return err
-			}
-			return notifyRequest(ctx, tx, req)
-		})
+		return nil, e.escalate(ctx, req, actor, reason)
 	}
 	return nil, nil
+}
+
+// escalate marks a request escalated: the rule's escalate_to roles may now
+// decide it too. A request decided or escalated meanwhile is left alone.
+func (e *Engine) escalate(ctx context.Context, req *store.Request, actor Actor, reason string) error {
+	return store.WithTx(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) error {
+		note := "Escalated: " + reason
+		if len(req.EscalateTo) > 0 {
+			note += "; " + strings.Join(req.EscalateTo, ", ") + " may now decide it"
+		}
+		ok, err := store.RequestEscalate(ctx, tx, req.ID, note)
+		if err != nil || !ok {
+			return err
+		}
+		if _, err := store.AuditAppend(ctx, tx, actor.Name, "request.escalated", "request", req.ID, &req.RunID, map[string]any{
+			"rule": req.Rule, "tier": req.Tier, "workflow": req.Workflow, "escalate_to": req.EscalateTo, "reason": reason,
+		}); err != nil {
+			return err
+		}
+		return notifyRequest(ctx, tx, req)
+	})
 }
 
 // schedule hangs a new human request on the batch and deadline machinery, in
