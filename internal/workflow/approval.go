@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/countersign/countersign/internal/audit"
+	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/policy"
 )
@@ -170,10 +172,9 @@ func (x *execution) approveAuto(ctx context.Context, s *slot, req *store.Request
 		if err := x.record(ctx, s, dec, 0, 0, tx); err != nil {
 			return Decision{}, err
 		}
-		_, err = store.AuditAppend(ctx, tx, actor, "decision.auto", "request", saved.ID, &x.run.ID, map[string]any{
-			"verdict": Approve, "workflow": saved.Workflow, "action_kind": action.Kind, "summary": action.Summary, "payload_hash": saved.PayloadHash,
-			"policy_version": req.PolicyVersion, "rule": req.Rule, "reason": req.Reason, "tier": saved.Tier,
-		})
+		_, err = audit.Append(ctx, tx, audit.Event{Actor: actor, Subject: audit.RequestSubject(saved.ID), RunID: x.run.ID,
+			Details: audit.DecisionAuto{Verdict: Approve, Workflow: saved.Workflow, ActionKind: action.Kind, Summary: action.Summary,
+				PayloadHash: saved.PayloadHash, PolicyVersion: req.PolicyVersion, Rule: req.Rule, Reason: req.Reason, Tier: saved.Tier}})
 		return dec, err
 	})
 }
@@ -226,19 +227,17 @@ func (x *execution) openRequest(ctx context.Context, tx pgx.Tx, req *store.Reque
 	if err != nil {
 		return nil, err
 	}
-	if _, err := store.AuditAppend(ctx, tx, "system", "approval.requested", "request", saved.ID, &x.run.ID, map[string]any{
-		"tier": saved.Tier, "workflow": saved.Workflow, "action_kind": saved.ActionKind, "summary": saved.Summary,
-		"payload_hash": saved.PayloadHash, "shown": json.RawMessage(saved.Action),
-		"policy_version": saved.PolicyVersion, "rule": saved.Rule, "reason": saved.Reason,
-		"approvals_required": saved.ApprovalsRequired, "deadline": saved.Deadline,
-	}); err != nil {
+	if _, err := audit.Append(ctx, tx, audit.Event{Actor: "system", Subject: audit.RequestSubject(saved.ID), RunID: x.run.ID,
+		Details: audit.ApprovalRequested{Tier: saved.Tier, Workflow: saved.Workflow, ActionKind: saved.ActionKind, Summary: saved.Summary,
+			PayloadHash: saved.PayloadHash, Shown: json.RawMessage(saved.Action),
+			PolicyVersion: saved.PolicyVersion, Rule: saved.Rule, Reason: saved.Reason,
+			ApprovalsRequired: saved.ApprovalsRequired, Deadline: saved.Deadline}}); err != nil {
 		return nil, err
 	}
 	if err := x.engine.schedule(ctx, tx, saved, pd); err != nil {
 		return nil, err
 	}
-	b, _ := json.Marshal(map[string]string{"type": "request", "id": saved.ID, "run_id": x.run.ID, "tier": saved.Tier})
-	if err := store.Notify(ctx, tx, string(b)); err != nil {
+	if err := notify.Send(ctx, tx, notify.Message{Type: notify.KindRequest, ID: saved.ID, RunID: x.run.ID, Tier: saved.Tier}); err != nil {
 		return nil, err
 	}
 	return json.Marshal(map[string]string{"request_id": saved.ID})

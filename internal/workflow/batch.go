@@ -12,6 +12,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/countersign/countersign/internal/audit"
+	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/policy"
 )
@@ -157,15 +159,13 @@ func settleBatch(ctx context.Context, tx pgx.Tx, b *store.Batch, p BatchDecidePa
 	if err := store.BatchSetDecided(ctx, tx, b.ID); err != nil {
 		return err
 	}
-	if _, err := store.AuditAppend(ctx, tx, p.Actor.Name, "batch.decided", "batch", b.ID, nil, map[string]any{
-		"batch_decision_id": res.DecisionID, "action": p.Action, "reason": p.Reason, "rule": b.Rule, "workflow": b.Workflow,
-		"tier": "batched", "shown": len(p.Items), "approved": res.Approved, "rejected": res.Rejected,
-		"left_out": res.LeftOut, "refused": res.Refused,
-	}); err != nil {
+	if _, err := audit.Append(ctx, tx, audit.Event{Actor: p.Actor.Name, Subject: audit.BatchSubject(b.ID),
+		Details: audit.BatchDecided{BatchDecisionID: res.DecisionID, Action: p.Action, Reason: p.Reason, Rule: b.Rule, Workflow: b.Workflow,
+			Tier: "batched", Shown: len(p.Items), Approved: res.Approved, Rejected: res.Rejected,
+			LeftOut: res.LeftOut, Refused: res.Refused}}); err != nil {
 		return err
 	}
-	msg, _ := json.Marshal(map[string]string{"type": "batch", "id": b.ID, "status": "decided"})
-	return store.Notify(ctx, tx, string(msg))
+	return notify.Send(ctx, tx, notify.Message{Type: notify.KindBatch, ID: b.ID, Status: store.BatchDecided})
 }
 
 type itemResult struct {
@@ -356,9 +356,8 @@ func (e *Engine) escalate(ctx context.Context, req *store.Request, actor Actor, 
 		if err != nil || !ok {
 			return err
 		}
-		if _, err := store.AuditAppend(ctx, tx, actor.Name, "request.escalated", "request", req.ID, &req.RunID, map[string]any{
-			"rule": req.Rule, "tier": req.Tier, "workflow": req.Workflow, "escalate_to": req.EscalateTo, "reason": reason,
-		}); err != nil {
+		if _, err := audit.Append(ctx, tx, audit.Event{Actor: actor.Name, Subject: audit.RequestSubject(req.ID), RunID: req.RunID,
+			Details: audit.RequestEscalated{Rule: req.Rule, Tier: req.Tier, Workflow: req.Workflow, EscalateTo: req.EscalateTo, Reason: reason}}); err != nil {
 			return err
 		}
 		return notifyRequest(ctx, tx, req)
@@ -410,7 +409,6 @@ func (e *Engine) CloseBatch(ctx context.Context, batchID string) (wait time.Dura
 		if err != nil || !closed {
 			return err
 		}
-		msg, _ := json.Marshal(map[string]string{"type": "batch", "id": b.ID, "status": store.BatchReady})
-		return store.Notify(ctx, tx, string(msg))
+		return notify.Send(ctx, tx, notify.Message{Type: notify.KindBatch, ID: b.ID, Status: store.BatchReady})
 	})
 }

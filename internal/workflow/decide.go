@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/countersign/countersign/internal/audit"
+	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/policy"
 )
@@ -194,8 +196,8 @@ func vote(ctx context.Context, tx pgx.Tx, b *ballot, res *DecideResult, o TxOpti
 	if n >= req.ApprovalsRequired {
 		return false, nil
 	}
-	_, err = store.AuditAppend(ctx, tx, p.Actor.Name, "approval.vote", "request", req.ID, &req.RunID,
-		map[string]any{"votes": n, "required": req.ApprovalsRequired, "payload_hash": req.PayloadHash})
+	_, err = audit.Append(ctx, tx, audit.Event{Actor: p.Actor.Name, Subject: audit.RequestSubject(req.ID), RunID: req.RunID,
+		Details: audit.ApprovalVote{Votes: n, Required: req.ApprovalsRequired, PayloadHash: req.PayloadHash}})
 	if err != nil || !o.Notify {
 		return true, err
 	}
@@ -297,35 +299,31 @@ func (e *Engine) advanceRun(ctx context.Context, tx pgx.Tx, b *ballot, res *Deci
 // auditDecision appends the decision.recorded event.
 func auditDecision(ctx context.Context, tx pgx.Tx, b *ballot, res *DecideResult) error {
 	req, p, dec := b.req, b.p, res.Decision
-	details := map[string]any{
-		"verdict": p.Verdict, "reason": p.Reason, "comment": p.Comment, "payload_hash": req.PayloadHash,
-		"policy_version": req.PolicyVersion, "rule": req.Rule, "tier": req.Tier, "action_kind": req.ActionKind,
-		"workflow": req.Workflow, "seconds_to_decision": dec.CreatedAt.Sub(req.CreatedAt).Seconds(),
-		"batch_decision_id": p.BatchDecisionID,
+	d := audit.DecisionRecorded{
+		Verdict: p.Verdict, Reason: p.Reason, Comment: p.Comment, PayloadHash: req.PayloadHash,
+		PolicyVersion: req.PolicyVersion, Rule: req.Rule, Tier: req.Tier, ActionKind: req.ActionKind,
+		Workflow: req.Workflow, SecondsToDecision: dec.CreatedAt.Sub(req.CreatedAt).Seconds(),
+		BatchDecisionID: p.BatchDecisionID,
 	}
 	if b.diff != nil {
-		details["diff"] = b.diff
+		d.Diff = b.diff
 	}
-	if b.judged != nil {
-		details["edited_rule"] = b.judged.Rule
-		details["edited_tier"] = b.judged.Tier
-		details["edited_policy_version"] = b.judged.PolicyVersion
-		details["edited_payload_hash"] = b.judged.PayloadHash
+	if j := b.judged; j != nil {
+		d.Edited = &audit.Edited{EditedRule: j.Rule, EditedTier: j.Tier, EditedPolicyVersion: j.PolicyVersion, EditedPayloadHash: j.PayloadHash}
 	}
 	if req.ApprovalsRequired > 1 {
 		voters, err := store.VoteList(ctx, tx, req.ID)
 		if err != nil {
 			return err
 		}
-		details["approvers"] = voters
+		d.Approvers = append([]string{}, voters...) // present, even empty, whenever several approvals were needed
 	}
-	_, err := store.AuditAppend(ctx, tx, p.Actor.Name, "decision.recorded", "request", req.ID, &req.RunID, details)
+	_, err := audit.Append(ctx, tx, audit.Event{Actor: p.Actor.Name, Subject: audit.RequestSubject(req.ID), RunID: req.RunID, Details: d})
 	return err
 }
 
 func notifyRequest(ctx context.Context, tx pgx.Tx, req *store.Request) error {
-	b, _ := json.Marshal(map[string]string{"type": "decision", "id": req.ID, "run_id": req.RunID, "status": req.Status})
-	return store.Notify(ctx, tx, string(b))
+	return notify.Send(ctx, tx, notify.Message{Type: notify.KindDecision, ID: req.ID, RunID: req.RunID, Status: req.Status})
 }
 
 func alreadyDecided(req *store.Request) error {

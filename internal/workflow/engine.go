@@ -19,6 +19,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/countersign/countersign/internal/ai"
+	"github.com/countersign/countersign/internal/audit"
+	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/policy"
 )
@@ -195,8 +197,8 @@ func (e *Engine) Start(ctx context.Context, p StartParams) (run *store.Run, crea
 		if err := e.scheduler.EnqueueRun(ctx, tx, run.ID, 0); err != nil {
 			return result{}, err
 		}
-		if _, err := store.AuditAppend(ctx, tx, p.StartedBy, "run.started", "run", run.ID, &run.ID,
-			map[string]any{"workflow": run.Workflow, "business_key": run.BusinessKey}); err != nil {
+		if _, err := audit.Append(ctx, tx, audit.Event{Actor: p.StartedBy, Subject: audit.RunSubject(run.ID), RunID: run.ID,
+			Details: audit.RunStarted{Workflow: run.Workflow, BusinessKey: run.BusinessKey}}); err != nil {
 			return result{}, err
 		}
 		return result{run, true}, notifyRun(ctx, tx, run.ID, run.Status)
@@ -376,9 +378,9 @@ func (e *Engine) finish(ctx context.Context, x *execution, complete CompleteFunc
 		}
 		f = &Failure{Code: code, Message: runErr.Error()}
 	}
-	status, kind := store.RunRetrying, "run.step_failed"
+	status := store.RunRetrying
 	if final {
-		status, kind = store.RunFailed, "run.failed"
+		status = store.RunFailed
 	}
 	// Recorded even when the job's context has ended (River's job timeout):
 	// otherwise the failure would be lost and the run left running.
@@ -391,9 +393,9 @@ func (e *Engine) finish(ctx context.Context, x *execution, complete CompleteFunc
 		} else if err != nil {
 			return err
 		}
-		if _, err := store.AuditAppend(ctx, tx, "system", kind, "run", run.ID, &run.ID, map[string]any{
-			"code": f.Code, "message": f.Message, "attempt": run.Attempt, "step": run.CurrentStep,
-		}); err != nil {
+		if _, err := audit.Append(ctx, tx, audit.Event{Actor: "system", Subject: audit.RunSubject(run.ID), RunID: run.ID,
+			Details: audit.RunFailed{Code: f.Code, Message: f.Message, Final: final,
+				Attempt: &audit.Attempt{Attempt: run.Attempt, Step: run.CurrentStep}}}); err != nil {
 			return err
 		}
 		if final {
@@ -436,8 +438,8 @@ func (e *Engine) Cancel(ctx context.Context, runID, actor string) error {
 		if err := store.BatchSettleForRun(ctx, tx, runID); err != nil {
 			return err
 		}
-		if _, err := store.AuditAppend(ctx, tx, actor, "run.cancelled", "run", runID, &runID,
-			map[string]any{"from": run.Status}); err != nil {
+		if _, err := audit.Append(ctx, tx, audit.Event{Actor: actor, Subject: audit.RunSubject(runID), RunID: runID,
+			Details: audit.RunCancelled{From: run.Status}}); err != nil {
 			return err
 		}
 		return notifyRun(ctx, tx, runID, store.RunCancelled)
@@ -445,6 +447,5 @@ func (e *Engine) Cancel(ctx context.Context, runID, actor string) error {
 }
 
 func notifyRun(ctx context.Context, tx store.DBTX, runID, status string) error {
-	b, _ := json.Marshal(map[string]string{"type": "run", "id": runID, "status": status})
-	return store.Notify(ctx, tx, string(b))
+	return notify.Send(ctx, tx, notify.Message{Type: notify.KindRun, ID: runID, Status: status})
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/countersign/countersign/internal/audit"
 	"github.com/countersign/countersign/internal/store"
 )
 
@@ -96,9 +97,9 @@ func (e *Engine) recoverBatch(ctx context.Context) (Recovered, int, error) {
 				} else if err != nil {
 					return err
 				}
-				if _, err := store.AuditAppend(ctx, tx, "system", "run.failed", "run", o.ID, &o.ID, map[string]any{
-					"code": f.Code, "message": f.Message, "cause": cause, "recoveries": o.Recoveries,
-				}); err != nil {
+				if _, err := audit.Append(ctx, tx, audit.Event{Actor: "system", Subject: audit.RunSubject(o.ID), RunID: o.ID,
+					Details: audit.RunFailed{Code: f.Code, Message: f.Message, Final: true,
+						Recovery: &audit.Recovery{Cause: cause, Recoveries: o.Recoveries}}}); err != nil {
 					return err
 				}
 				if err := notifyRun(ctx, tx, o.ID, store.RunFailed); err != nil {
@@ -114,9 +115,8 @@ func (e *Engine) recoverBatch(ctx context.Context) (Recovered, int, error) {
 			} else if err != nil {
 				return err
 			}
-			if _, err := store.AuditAppend(ctx, tx, "system", "run.recovered", "run", o.ID, &o.ID, map[string]any{
-				"cause": cause, "status": o.Status, "from_seq": o.ResumeSeq, "seq": seq, "recoveries": o.Recoveries + 1,
-			}); err != nil {
+			if _, err := audit.Append(ctx, tx, audit.Event{Actor: "system", Subject: audit.RunSubject(o.ID), RunID: o.ID,
+				Details: audit.RunRecovered{Cause: cause, Status: o.Status, FromSeq: o.ResumeSeq, Seq: seq, Recoveries: o.Recoveries + 1}}); err != nil {
 				return err
 			}
 			jobs = append(jobs, RunRef{ID: o.ID, Seq: seq})
