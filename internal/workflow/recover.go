@@ -70,26 +70,7 @@ func (e *Engine) recoverBatch(ctx context.Context) (Recovered, int, error) {
 				res.Waiting++
 				continue
 			}
-			cause := "worker_lost_before_claim"
-			switch {
-			case o.JobState == "discarded":
-				cause = "job_discarded"
-			case o.JobState == "cancelled":
-				cause = "job_cancelled"
-			case o.HadOwner:
-				cause = "lease_expired"
-			case o.JobState == "" || o.JobState == "completed":
-				cause = "job_missing"
-			}
-			var f *Failure
-			switch {
-			case cause == "job_discarded":
-				f = &Failure{Code: "attempts_exhausted", Message: "River discarded the run's job after its last attempt"}
-			case cause == "job_cancelled":
-				f = &Failure{Code: "job_cancelled", Message: "the run's job was cancelled in the queue"}
-			case o.Recoveries >= e.maxRecoveries:
-				f = &Failure{Code: "worker_lost", Message: fmt.Sprintf("the run lost its worker %d times", o.Recoveries+1)}
-			}
+			cause, f := e.orphanCause(o)
 			if f != nil {
 				err := store.RunFailOrphan(ctx, tx, o.ID, o.ResumeSeq, f.Code, f.Message, sourcesOf(store.RunFailed), e.lease)
 				if errors.Is(err, store.ErrNotFound) {
@@ -153,4 +134,29 @@ func (e *Engine) RunRecovery(ctx context.Context, every time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+// orphanCause says why a run lost its execution and, when it must not be
+// handed on, the failure that ends it.
+func (e *Engine) orphanCause(o store.Orphan) (cause string, f *Failure) {
+	cause = "worker_lost_before_claim"
+	switch {
+	case o.JobState == "discarded":
+		cause = "job_discarded"
+	case o.JobState == "cancelled":
+		cause = "job_cancelled"
+	case o.HadOwner:
+		cause = "lease_expired"
+	case o.JobState == "" || o.JobState == "completed":
+		cause = "job_missing"
+	}
+	switch {
+	case cause == "job_discarded":
+		f = &Failure{Code: "attempts_exhausted", Message: "River discarded the run's job after its last attempt"}
+	case cause == "job_cancelled":
+		f = &Failure{Code: "job_cancelled", Message: "the run's job was cancelled in the queue"}
+	case o.Recoveries >= e.maxRecoveries:
+		f = &Failure{Code: "worker_lost", Message: fmt.Sprintf("the run lost its worker %d times", o.Recoveries+1)}
+	}
+	return cause, f
 }
