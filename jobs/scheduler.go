@@ -11,7 +11,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
-	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/internal/approval"
 )
 
 // FetchCooldown is how soon after a job insert River may notify its workers
@@ -20,7 +20,7 @@ import (
 // limits its insert notifications per client by this value.
 const FetchCooldown = 2 * time.Millisecond
 
-// Scheduler implements workflow.Scheduler with an insert-only River client of
+// Scheduler implements approval.Scheduler with an insert-only River client of
 // its own. Such a client needs no workers, so the engine can be built
 // complete before the working client, whose workers need the engine: that
 // breaks the cycle without setting anything on the engine afterwards.
@@ -38,14 +38,14 @@ func NewScheduler(pool *pgxpool.Pool, logger *slog.Logger) (*Scheduler, error) {
 	return &Scheduler{client: client}, nil
 }
 
-// EnqueueRun implements workflow.Scheduler.
+// EnqueueRun implements approval.Scheduler.
 func (s *Scheduler) EnqueueRun(ctx context.Context, tx pgx.Tx, runID string, seq int) error {
 	_, err := s.client.InsertTx(ctx, tx, RunArgs{RunID: runID, Seq: seq}, nil)
 	return err
 }
 
-// EnqueueRuns implements workflow.Scheduler with one multi-row insert.
-func (s *Scheduler) EnqueueRuns(ctx context.Context, tx pgx.Tx, runs []workflow.RunRef) error {
+// EnqueueRuns implements approval.Scheduler with one multi-row insert.
+func (s *Scheduler) EnqueueRuns(ctx context.Context, tx pgx.Tx, runs []approval.RunRef) error {
 	if len(runs) == 0 {
 		return nil
 	}
@@ -57,13 +57,13 @@ func (s *Scheduler) EnqueueRuns(ctx context.Context, tx pgx.Tx, runs []workflow.
 	return err
 }
 
-// ScheduleDeadline implements workflow.Scheduler.
+// ScheduleDeadline implements approval.Scheduler.
 func (s *Scheduler) ScheduleDeadline(ctx context.Context, tx pgx.Tx, requestID string, at time.Time) error {
 	_, err := s.client.InsertTx(ctx, tx, DeadlineArgs{RequestID: requestID}, &river.InsertOpts{ScheduledAt: at})
 	return err
 }
 
-// ScheduleBatchClose implements workflow.Scheduler.
+// ScheduleBatchClose implements approval.Scheduler.
 func (s *Scheduler) ScheduleBatchClose(ctx context.Context, tx pgx.Tx, batchID string, at time.Time) error {
 	_, err := s.client.InsertTx(ctx, tx, BatchCloseArgs{BatchID: batchID}, &river.InsertOpts{ScheduledAt: at})
 	return err

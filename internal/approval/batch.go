@@ -1,4 +1,4 @@
-package workflow
+package approval
 
 import (
 	"context"
@@ -67,11 +67,11 @@ type BatchResult struct {
 // it was shown, that someone else decided, or that this reviewer may not
 // approve (the run is theirs, the rule needs another role) is refused and
 // reported, and the others go ahead. Returns ErrNotFound, ErrInvalidInput.
-func (e *Engine) DecideBatch(ctx context.Context, p BatchDecideParams) (*BatchResult, error) {
+func (s *Service) DecideBatch(ctx context.Context, p BatchDecideParams) (*BatchResult, error) {
 	if err := checkBatch(&p); err != nil {
 		return nil, err
 	}
-	return store.WithTxV(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) (*BatchResult, error) {
+	return store.WithTxV(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) (*BatchResult, error) {
 		b, err := lockBatch(ctx, tx, p)
 		if err != nil {
 			return nil, err
@@ -80,11 +80,11 @@ func (e *Engine) DecideBatch(ctx context.Context, p BatchDecideParams) (*BatchRe
 		if res.DecisionID, err = store.BatchDecisionInsert(ctx, tx, b.ID, p.Actor.Name, p.Action, p.Reason); err != nil {
 			return nil, err
 		}
-		resume, err := e.decideItems(ctx, tx, b, p, res)
+		resume, err := s.decideItems(ctx, tx, b, p, res)
 		if err != nil {
 			return nil, err
 		}
-		if err := e.scheduler.EnqueueRuns(ctx, tx, resume); err != nil {
+		if err := s.scheduler.EnqueueRuns(ctx, tx, resume); err != nil {
 			return nil, err
 		}
 		res.Resumed = len(resume)
@@ -111,7 +111,7 @@ func lockBatch(ctx context.Context, tx pgx.Tx, p BatchDecideParams) (*store.Batc
 
 // decideItems decides, leaves out or refuses each shown item, counting the
 // outcomes in res, and returns the runs to resume.
-func (e *Engine) decideItems(ctx context.Context, tx pgx.Tx, b *store.Batch, p BatchDecideParams, res *BatchResult) ([]RunRef, error) {
+func (s *Service) decideItems(ctx context.Context, tx pgx.Tx, b *store.Batch, p BatchDecideParams, res *BatchResult) ([]RunRef, error) {
 	var resume []RunRef
 	for _, item := range p.Items {
 		var out itemResult
@@ -124,7 +124,7 @@ func (e *Engine) decideItems(ctx context.Context, tx pgx.Tx, b *store.Batch, p B
 			if !selected || p.Action == RejectAll {
 				verdict, reason = Reject, p.Reason
 			}
-			out, err = e.decideItem(ctx, tx, b, item, p, verdict, reason, res.DecisionID)
+			out, err = s.decideItem(ctx, tx, b, item, p, verdict, reason, res.DecisionID)
 		}
 		if err != nil {
 			return nil, err
@@ -173,9 +173,9 @@ type itemResult struct {
 	resume *RunRef
 }
 
-func (e *Engine) decideItem(ctx context.Context, tx pgx.Tx, b *store.Batch, item ItemRef, p BatchDecideParams, verdict, reason, decisionID string) (itemResult, error) {
+func (s *Service) decideItem(ctx context.Context, tx pgx.Tx, b *store.Batch, item ItemRef, p BatchDecideParams, verdict, reason, decisionID string) (itemResult, error) {
 	out := itemResult{ItemOutcome: ItemOutcome{RequestID: item.ID}}
-	res, err := e.DecideTx(ctx, tx, DecideParams{RequestID: item.ID, Actor: p.Actor, Verdict: verdict, Reason: reason,
+	res, err := s.DecideTx(ctx, tx, DecideParams{RequestID: item.ID, Actor: p.Actor, Verdict: verdict, Reason: reason,
 		PayloadHash: item.PayloadHash, BatchDecisionID: &decisionID, InBatch: b.ID}, TxOptions{})
 	var ad *AlreadyDecidedError
 	switch {
@@ -312,8 +312,8 @@ func isID(s string) bool {
 // or approve it as the policy (actor policy:<rule>), or escalate it. A request
 // decided meanwhile is left alone. It returns the time to try again when the
 // deadline has not passed yet (the clock may differ from the scheduler's).
-func (e *Engine) Expire(ctx context.Context, requestID string) (retryAt *time.Time, err error) {
-	req, err := store.RequestGet(ctx, e.pool, requestID)
+func (s *Service) Expire(ctx context.Context, requestID string) (retryAt *time.Time, err error) {
+	req, err := store.RequestGet(ctx, s.pool, requestID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	} else if err != nil {
@@ -322,7 +322,7 @@ func (e *Engine) Expire(ctx context.Context, requestID string) (retryAt *time.Ti
 	if req.Status != store.RequestPending || req.Deadline == nil {
 		return nil, nil
 	}
-	if now := e.now(); now.Before(*req.Deadline) {
+	if now := s.now(); now.Before(*req.Deadline) {
 		return req.Deadline, nil
 	}
 	actor := Actor{Name: "policy:" + req.Rule, System: true}
@@ -333,21 +333,21 @@ func (e *Engine) Expire(ctx context.Context, requestID string) (retryAt *time.Ti
 		if req.OnTimeout == "approve" {
 			verdict = Approve
 		}
-		_, err := e.Decide(ctx, DecideParams{RequestID: req.ID, Actor: actor, Verdict: verdict, Reason: reason, PayloadHash: req.PayloadHash})
+		_, err := s.Decide(ctx, DecideParams{RequestID: req.ID, Actor: actor, Verdict: verdict, Reason: reason, PayloadHash: req.PayloadHash})
 		if errors.Is(err, ErrAlreadyDecided) {
 			return nil, nil
 		}
 		return nil, err
 	case "escalate":
-		return nil, e.escalate(ctx, req, actor, reason)
+		return nil, s.escalate(ctx, req, actor, reason)
 	}
 	return nil, nil
 }
 
 // escalate marks a request escalated: the rule's escalate_to roles may now
 // decide it too. A request decided or escalated meanwhile is left alone.
-func (e *Engine) escalate(ctx context.Context, req *store.Request, actor Actor, reason string) error {
-	return store.WithTx(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) error {
+func (s *Service) escalate(ctx context.Context, req *store.Request, actor Actor, reason string) error {
+	return store.WithTx(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) error {
 		note := "Escalated: " + reason
 		if len(req.EscalateTo) > 0 {
 			note += "; " + strings.Join(req.EscalateTo, ", ") + " may now decide it"
@@ -369,22 +369,22 @@ func (e *Engine) escalate(ctx context.Context, req *store.Request, actor Actor, 
 // its group (opening one, with its closing job at max_wait, when there is
 // none; reaching max_size closes it at once), and a request with a deadline
 // gets its deadline job.
-func (e *Engine) schedule(ctx context.Context, tx pgx.Tx, req *store.Request, d policy.Decision) error {
+func (s *Service) schedule(ctx context.Context, tx pgx.Tx, req *store.Request, d policy.Decision) error {
 	if req.Tier == string(policy.Batched) && d.Batch != nil {
-		closesAt := e.now().Add(d.Batch.MaxWait)
+		closesAt := s.now().Add(d.Batch.MaxWait)
 		id, opened, open, err := store.BatchJoin(ctx, tx, req.ID, d.Rule+"|"+d.BatchKey, d.Rule, req.Workflow, req.ActionKind,
 			d.Batch.MaxSize, closesAt)
 		if err != nil {
 			return err
 		}
 		if opened && open {
-			if err := e.scheduler.ScheduleBatchClose(ctx, tx, id, closesAt); err != nil {
+			if err := s.scheduler.ScheduleBatchClose(ctx, tx, id, closesAt); err != nil {
 				return err
 			}
 		}
 	}
 	if req.Deadline != nil {
-		return e.scheduler.ScheduleDeadline(ctx, tx, req.ID, *req.Deadline)
+		return s.scheduler.ScheduleDeadline(ctx, tx, req.ID, *req.Deadline)
 	}
 	return nil
 }
@@ -393,18 +393,18 @@ func (e *Engine) schedule(ctx context.Context, tx pgx.Tx, req *store.Request, d 
 // passed. It returns how long to wait when that time has not come yet (the
 // engine's clock may differ from the scheduler's); a batch that is no longer
 // open (it filled up first) is left alone.
-func (e *Engine) CloseBatch(ctx context.Context, batchID string) (wait time.Duration, err error) {
-	b, err := store.BatchGet(ctx, e.pool, batchID)
+func (s *Service) CloseBatch(ctx context.Context, batchID string) (wait time.Duration, err error) {
+	b, err := store.BatchGet(ctx, s.pool, batchID)
 	if err != nil {
 		return 0, err
 	}
 	if b.Status != store.BatchOpen {
 		return 0, nil
 	}
-	if wait := b.ClosesAt.Sub(e.now()); wait > 0 {
+	if wait := b.ClosesAt.Sub(s.now()); wait > 0 {
 		return wait, nil
 	}
-	return 0, store.WithTx(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) error {
+	return 0, store.WithTx(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) error {
 		closed, err := store.BatchClose(ctx, tx, b.ID)
 		if err != nil || !closed {
 			return err

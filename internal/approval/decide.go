@@ -1,4 +1,4 @@
-package workflow
+package approval
 
 import (
 	"context"
@@ -75,17 +75,17 @@ type Change struct {
 // transaction: exactly one decision wins however many arrive at once. Returns
 // *AlreadyDecidedError (matching ErrAlreadyDecided) to every loser,
 // ErrPayloadChanged, ErrForbidden, ErrInvalidInput or ErrNotFound.
-func (e *Engine) Decide(ctx context.Context, p DecideParams) (*DecideResult, error) {
-	return store.WithTxV(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) (*DecideResult, error) {
-		return e.DecideTx(ctx, tx, p, TxOptions{Enqueue: true, Notify: true})
+func (s *Service) Decide(ctx context.Context, p DecideParams) (*DecideResult, error) {
+	return store.WithTxV(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) (*DecideResult, error) {
+		return s.DecideTx(ctx, tx, p, TxOptions{Enqueue: true, Notify: true})
 	})
 }
 
 // DecideTx is Decide inside the caller's transaction. It reads as the
 // decision goes: load and check, count a vote, record the decision, move the
 // run on, audit, signal.
-func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOptions) (*DecideResult, error) {
-	b, err := e.loadAndCheck(ctx, tx, p)
+func (s *Service) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOptions) (*DecideResult, error) {
+	b, err := s.loadAndCheck(ctx, tx, p)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +96,7 @@ func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOp
 	if err := recordDecision(ctx, tx, b, res); err != nil {
 		return nil, err
 	}
-	if err := e.advanceRun(ctx, tx, b, res, o); err != nil {
+	if err := s.advanceRun(ctx, tx, b, res, o); err != nil {
 		return nil, err
 	}
 	if err := auditDecision(ctx, tx, b, res); err != nil {
@@ -124,7 +124,7 @@ type ballot struct {
 // before anything is written, that it is still pending, in the batch being
 // decided, unchanged since it was shown, and that the actor may decide it;
 // an edit is judged again by the policy (ErrEditNeedsReview).
-func (e *Engine) loadAndCheck(ctx context.Context, tx pgx.Tx, p DecideParams) (*ballot, error) {
+func (s *Service) loadAndCheck(ctx context.Context, tx pgx.Tx, p DecideParams) (*ballot, error) {
 	if err := checkVerdict(&p); err != nil {
 		return nil, err
 	}
@@ -152,14 +152,14 @@ func (e *Engine) loadAndCheck(ctx context.Context, tx pgx.Tx, p DecideParams) (*
 	}
 	b := &ballot{p: p, req: req, params: action.Params}
 	if p.Verdict == Edit {
-		return b, e.checkEdit(ctx, tx, b, action)
+		return b, s.checkEdit(ctx, tx, b, action)
 	}
 	return b, nil
 }
 
 // checkEdit refuses an edit of a multi-approval request, lists what the edit
 // changes and has the policy judge the edited action.
-func (e *Engine) checkEdit(ctx context.Context, tx pgx.Tx, b *ballot, action Action) error {
+func (s *Service) checkEdit(ctx context.Context, tx pgx.Tx, b *ballot, action Action) error {
 	if b.req.ApprovalsRequired > 1 {
 		// Each approver approves what they saw: an edit would change it under
 		// the others. Sending it back keeps every approval about one payload.
@@ -170,7 +170,7 @@ func (e *Engine) checkEdit(ctx context.Context, tx pgx.Tx, b *ballot, action Act
 	if b.diff, err = EditDiff(action.Params, b.p.EditedParams); err != nil {
 		return err
 	}
-	if b.judged, err = e.judgeEdit(ctx, tx, b.req, action, b.p); err != nil {
+	if b.judged, err = s.judgeEdit(ctx, tx, b.req, action, b.p); err != nil {
 		return err
 	}
 	b.params = b.p.EditedParams
@@ -274,18 +274,17 @@ func (b *ballot) result(dec *store.Decision) Decision {
 }
 
 // advanceRun ends a rejected run or queues the run to resume, with its job
-// unless the caller inserts the jobs itself. Both moves are conditional
-// updates from the statuses the transitions table allows (status.go); a run
-// that is not waiting refuses both.
-func (e *Engine) advanceRun(ctx context.Context, tx pgx.Tx, b *ballot, res *DecideResult, o TxOptions) error {
+// unless the caller inserts the jobs itself. The engine's Runs make both
+// moves as its status rules allow; a run that is not waiting refuses both.
+func (s *Service) advanceRun(ctx context.Context, tx pgx.Tx, b *ballot, res *DecideResult, o TxOptions) error {
 	runID := b.req.RunID
 	if b.p.Verdict == Reject {
-		if err := store.RunSetStatus(ctx, tx, runID, sourcesOf(store.RunRejected), store.RunRejected); err != nil {
+		if err := s.runs.Reject(ctx, tx, runID); err != nil {
 			return fmt.Errorf("reject run %s: %w", runID, err)
 		}
 		return nil
 	}
-	seq, err := store.RunResume(ctx, tx, runID, sourcesOf(store.RunQueued))
+	seq, err := s.runs.Resume(ctx, tx, runID)
 	if err != nil {
 		return fmt.Errorf("run %s is not waiting for this decision: %w", runID, err)
 	}
@@ -293,7 +292,7 @@ func (e *Engine) advanceRun(ctx context.Context, tx pgx.Tx, b *ballot, res *Deci
 	if !o.Enqueue {
 		return nil
 	}
-	return e.scheduler.EnqueueRun(ctx, tx, runID, seq)
+	return s.scheduler.EnqueueRun(ctx, tx, runID, seq)
 }
 
 // auditDecision appends the decision.recorded event.
@@ -421,7 +420,7 @@ type editJudgement struct {
 // a way around the rule that the edited action really falls under (a small
 // refund edited into a big one). The run's model calls and tokens are those
 // recorded when the run stopped to wait.
-func (e *Engine) judgeEdit(ctx context.Context, tx pgx.Tx, req *store.Request, proposed Action, p DecideParams) (*editJudgement, error) {
+func (s *Service) judgeEdit(ctx context.Context, tx pgx.Tx, req *store.Request, proposed Action, p DecideParams) (*editJudgement, error) {
 	edited := proposed
 	edited.Params = p.EditedParams
 	// The proposal's checks were computed for its own parameters: they say
@@ -431,22 +430,22 @@ func (e *Engine) judgeEdit(ctx context.Context, tx pgx.Tx, req *store.Request, p
 	if err != nil {
 		return nil, fmt.Errorf("encode edited action: %w", err)
 	}
-	if limit := e.outputLimit(req.Workflow); len(raw) > limit {
+	if limit := s.outputLimit(req.Workflow); len(raw) > limit {
 		return nil, fmt.Errorf("%w: the edited action is %d bytes of JSON, over the limit of %d bytes", ErrInvalidInput, len(raw), limit)
 	}
 	run, err := store.RunGet(ctx, tx, req.RunID)
 	if err != nil {
 		return nil, err
 	}
-	pol, err := e.policies.Active(ctx)
+	pol, err := s.policies.Active(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load policy: %w", err)
 	}
 	// The proposal saw the approval step's position as steps_used; the run
 	// row's count can trail it (a decision resolves its step without counting
 	// it), so the position is taken from the request.
-	pd, err := policy.Evaluate(pol, policyInput(edited, run,
-		usage{StepsUsed: req.StepSeq, ModelCalls: run.ModelCalls, TokensUsed: run.TokensUsed}, e.now()))
+	pd, err := policy.Evaluate(pol, PolicyInput(edited, run,
+		Usage{StepsUsed: req.StepSeq, ModelCalls: run.ModelCalls, TokensUsed: run.TokensUsed}, s.now()))
 	if err != nil {
 		return nil, fmt.Errorf("evaluate policy: %w", err)
 	}

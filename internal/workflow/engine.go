@@ -19,32 +19,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/countersign/countersign/internal/ai"
+	"github.com/countersign/countersign/internal/approval"
 	"github.com/countersign/countersign/internal/audit"
 	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/policy"
 )
-
-// Scheduler puts the engine's future work on the job queue inside the
-// caller's transaction, so that a job exists exactly when the state change
-// that needs it commits, and vanishes with it on rollback. jobs.Scheduler
-// implements it with River; the engine itself never imports River.
-type Scheduler interface {
-	// EnqueueRun inserts the job that executes run id for resume sequence seq.
-	EnqueueRun(ctx context.Context, tx pgx.Tx, runID string, seq int) error
-	// EnqueueRuns does the same for many runs with one insert.
-	EnqueueRuns(ctx context.Context, tx pgx.Tx, runs []RunRef) error
-	// ScheduleDeadline inserts the job that calls Expire for a request at its deadline.
-	ScheduleDeadline(ctx context.Context, tx pgx.Tx, requestID string, at time.Time) error
-	// ScheduleBatchClose inserts the job that calls CloseBatch at the batch's max_wait.
-	ScheduleBatchClose(ctx context.Context, tx pgx.Tx, batchID string, at time.Time) error
-}
-
-// RunRef names a run and the resume sequence its next job carries.
-type RunRef struct {
-	ID  string
-	Seq int
-}
 
 // PolicySource returns the policy in force.
 type PolicySource interface {
@@ -103,6 +83,7 @@ type Engine struct {
 	policies  PolicySource
 	model     ai.Provider
 	scheduler Scheduler
+	approvals *approval.Service
 	logger    *slog.Logger
 	now       func() time.Time
 	maxOutput int
@@ -141,6 +122,8 @@ func New(cfg Config) *Engine {
 	if e.maxRecoveries <= 0 {
 		e.maxRecoveries = DefaultMaxRecoveries
 	}
+	e.approvals = approval.New(approval.Config{Pool: e.pool, Scheduler: e.scheduler, Runs: runMoves{}, Policies: e.policies,
+		Now: e.now, OutputLimitFunc: e.outputLimit})
 	return e
 }
 
@@ -432,10 +415,7 @@ func (e *Engine) Cancel(ctx context.Context, runID, actor string) error {
 		if err := transition(ctx, tx, run, store.RunCancelled); err != nil {
 			return err
 		}
-		if err := store.RequestCancelForRun(ctx, tx, runID, actor); err != nil {
-			return err
-		}
-		if err := store.BatchSettleForRun(ctx, tx, runID); err != nil {
+		if err := approval.CancelForRun(ctx, tx, runID, actor); err != nil {
 			return err
 		}
 		if _, err := audit.Append(ctx, tx, audit.Event{Actor: actor, Subject: audit.RunSubject(runID), RunID: runID,

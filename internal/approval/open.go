@@ -1,0 +1,71 @@
+package approval
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/countersign/countersign/internal/audit"
+	"github.com/countersign/countersign/internal/notify"
+	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/policy"
+)
+
+// Open records a human request in the caller's transaction (the run's
+// parking one), with its approval.requested event; a batched request joins
+// its group's open batch and a request with a deadline gets its deadline job;
+// the inbox is signalled on commit. It returns the stored request.
+func (s *Service) Open(ctx context.Context, tx pgx.Tx, req *store.Request, pd policy.Decision) (*store.Request, error) {
+	saved, err := store.RequestInsert(ctx, tx, req)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := audit.Append(ctx, tx, audit.Event{Actor: "system", Subject: audit.RequestSubject(saved.ID), RunID: saved.RunID,
+		Details: audit.ApprovalRequested{Tier: saved.Tier, Workflow: saved.Workflow, ActionKind: saved.ActionKind, Summary: saved.Summary,
+			PayloadHash: saved.PayloadHash, Shown: json.RawMessage(saved.Action),
+			PolicyVersion: saved.PolicyVersion, Rule: saved.Rule, Reason: saved.Reason,
+			ApprovalsRequired: saved.ApprovalsRequired, Deadline: saved.Deadline}}); err != nil {
+		return nil, err
+	}
+	if err := s.schedule(ctx, tx, saved, pd); err != nil {
+		return nil, err
+	}
+	if err := notify.Send(ctx, tx, notify.Message{Type: notify.KindRequest, ID: saved.ID, RunID: saved.RunID, Tier: saved.Tier}); err != nil {
+		return nil, err
+	}
+	return saved, nil
+}
+
+// RecordAuto records, in the caller's transaction, an action the policy
+// approves by itself (actor policy:<rule>): the request, already approved,
+// its decision and the decision.auto event. It returns the decision the run
+// goes on with.
+func RecordAuto(ctx context.Context, tx pgx.Tx, req *store.Request, action Action) (Decision, error) {
+	actor := "policy:" + req.Rule
+	req.Status, req.DecidedBy = store.RequestApproved, &actor
+	saved, err := store.RequestInsert(ctx, tx, req)
+	if err != nil {
+		return Decision{}, err
+	}
+	if _, err := store.DecisionInsert(ctx, tx, &store.Decision{
+		RequestID: saved.ID, RunID: req.RunID, Actor: actor, Verdict: Approve, Reason: req.Reason,
+		PayloadHash: saved.PayloadHash, PolicyVersion: req.PolicyVersion, Rule: req.Rule, Tier: saved.Tier,
+	}); err != nil {
+		return Decision{}, err
+	}
+	_, err = audit.Append(ctx, tx, audit.Event{Actor: actor, Subject: audit.RequestSubject(saved.ID), RunID: req.RunID,
+		Details: audit.DecisionAuto{Verdict: Approve, Workflow: saved.Workflow, ActionKind: action.Kind, Summary: action.Summary,
+			PayloadHash: saved.PayloadHash, PolicyVersion: req.PolicyVersion, Rule: req.Rule, Reason: req.Reason, Tier: saved.Tier}})
+	return Decision{RequestID: saved.ID, Verdict: Approve, Actor: actor, Reason: req.Reason, Params: action.Params,
+		Tier: saved.Tier, Rule: req.Rule, PolicyVersion: req.PolicyVersion, DecidedAt: saved.CreatedAt}, err
+}
+
+// CancelForRun cancels the pending requests of a cancelled run and settles
+// the batches that leaves with nothing pending, in the caller's transaction.
+func CancelForRun(ctx context.Context, tx pgx.Tx, runID, actor string) error {
+	if err := store.RequestCancelForRun(ctx, tx, runID, actor); err != nil {
+		return err
+	}
+	return store.BatchSettleForRun(ctx, tx, runID)
+}
