@@ -63,9 +63,25 @@ func RecordAuto(ctx context.Context, tx pgx.Tx, req *store.Request, action Actio
 
 // CancelForRun cancels the pending requests of a cancelled run and settles
 // the batches that leaves with nothing pending, in the caller's transaction.
+// A batch is settled by one statement (store.BatchSetDecided) wherever it
+// happens: here, after an item decided on its own, after a batch decision.
 func CancelForRun(ctx context.Context, tx pgx.Tx, runID, actor string) error {
+	reqs, err := store.RequestListByRun(ctx, tx, runID)
+	if err != nil {
+		return err
+	}
 	if err := store.RequestCancelForRun(ctx, tx, runID, actor); err != nil {
 		return err
 	}
-	return store.BatchSettleForRun(ctx, tx, runID)
+	settled := map[string]bool{}
+	for _, r := range reqs {
+		if r.BatchID == nil || settled[*r.BatchID] {
+			continue
+		}
+		settled[*r.BatchID] = true
+		if err := store.BatchSetDecided(ctx, tx, *r.BatchID); err != nil {
+			return err
+		}
+	}
+	return nil
 }
