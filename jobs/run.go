@@ -1,4 +1,5 @@
-// Package jobs holds Countersign's River workers, one file per job kind.
+// Package jobs adapts River: Countersign's workers, one file per job kind,
+// which call the engine, and the Scheduler that inserts their jobs.
 package jobs
 
 import (
