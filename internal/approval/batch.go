@@ -160,8 +160,8 @@ func settleBatch(ctx context.Context, tx pgx.Tx, b *store.Batch, p BatchDecidePa
 		return err
 	}
 	if _, err := audit.Append(ctx, tx, audit.Event{Actor: p.Actor.Name, Subject: audit.BatchSubject(b.ID),
-		Details: audit.BatchDecided{BatchDecisionID: res.DecisionID, Action: p.Action, Reason: p.Reason, Rule: b.Rule, Workflow: b.Workflow,
-			Tier: "batched", Shown: len(p.Items), Approved: res.Approved, Rejected: res.Rejected,
+		Details: audit.BatchDecided{Facets: audit.Facets{Workflow: b.Workflow, Rule: b.Rule, Tier: "batched"},
+			BatchDecisionID: res.DecisionID, Action: p.Action, Reason: p.Reason, Shown: len(p.Items), Approved: res.Approved, Rejected: res.Rejected,
 			LeftOut: res.LeftOut, Refused: res.Refused}}); err != nil {
 		return err
 	}
@@ -357,7 +357,8 @@ func (s *Service) escalate(ctx context.Context, req *store.Request, actor Actor,
 			return err
 		}
 		if _, err := audit.Append(ctx, tx, audit.Event{Actor: actor.Name, Subject: audit.RequestSubject(req.ID), RunID: req.RunID,
-			Details: audit.RequestEscalated{Rule: req.Rule, Tier: req.Tier, Workflow: req.Workflow, EscalateTo: req.EscalateTo, Reason: reason}}); err != nil {
+			Details: audit.RequestEscalated{Facets: audit.Facets{Workflow: req.Workflow, Rule: req.Rule, Tier: req.Tier},
+				EscalateTo: req.EscalateTo, Reason: reason}}); err != nil {
 			return err
 		}
 		return notifyRequest(ctx, tx, req)

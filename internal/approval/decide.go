@@ -299,9 +299,9 @@ func (s *Service) advanceRun(ctx context.Context, tx pgx.Tx, b *ballot, res *Dec
 func auditDecision(ctx context.Context, tx pgx.Tx, b *ballot, res *DecideResult) error {
 	req, p, dec := b.req, b.p, res.Decision
 	d := audit.DecisionRecorded{
-		Verdict: p.Verdict, Reason: p.Reason, Comment: p.Comment, PayloadHash: req.PayloadHash,
-		PolicyVersion: req.PolicyVersion, Rule: req.Rule, Tier: req.Tier, ActionKind: req.ActionKind,
-		Workflow: req.Workflow, SecondsToDecision: dec.CreatedAt.Sub(req.CreatedAt).Seconds(),
+		Facets: audit.Facets{Verdict: p.Verdict, Workflow: req.Workflow, Rule: req.Rule, Tier: req.Tier},
+		Reason: p.Reason, Comment: p.Comment, PayloadHash: req.PayloadHash, PolicyVersion: req.PolicyVersion,
+		ActionKind: req.ActionKind, SecondsToDecision: dec.CreatedAt.Sub(req.CreatedAt).Seconds(),
 		BatchDecisionID: p.BatchDecisionID,
 	}
 	if b.diff != nil {

@@ -22,9 +22,9 @@ func (s *Service) Open(ctx context.Context, tx pgx.Tx, req *store.Request, pd po
 		return nil, err
 	}
 	if _, err := audit.Append(ctx, tx, audit.Event{Actor: "system", Subject: audit.RequestSubject(saved.ID), RunID: saved.RunID,
-		Details: audit.ApprovalRequested{Tier: saved.Tier, Workflow: saved.Workflow, ActionKind: saved.ActionKind, Summary: saved.Summary,
-			PayloadHash: saved.PayloadHash, Shown: json.RawMessage(saved.Action),
-			PolicyVersion: saved.PolicyVersion, Rule: saved.Rule, Reason: saved.Reason,
+		Details: audit.ApprovalRequested{Facets: audit.Facets{Workflow: saved.Workflow, Rule: saved.Rule, Tier: saved.Tier},
+			ActionKind: saved.ActionKind, Summary: saved.Summary, PayloadHash: saved.PayloadHash, Shown: json.RawMessage(saved.Action),
+			PolicyVersion: saved.PolicyVersion, Reason: saved.Reason,
 			ApprovalsRequired: saved.ApprovalsRequired, Deadline: saved.Deadline}}); err != nil {
 		return nil, err
 	}
@@ -55,8 +55,8 @@ func RecordAuto(ctx context.Context, tx pgx.Tx, req *store.Request, action Actio
 		return Decision{}, err
 	}
 	_, err = audit.Append(ctx, tx, audit.Event{Actor: actor, Subject: audit.RequestSubject(saved.ID), RunID: req.RunID,
-		Details: audit.DecisionAuto{Verdict: Approve, Workflow: saved.Workflow, ActionKind: action.Kind, Summary: action.Summary,
-			PayloadHash: saved.PayloadHash, PolicyVersion: req.PolicyVersion, Rule: req.Rule, Reason: req.Reason, Tier: saved.Tier}})
+		Details: audit.DecisionAuto{Facets: audit.Facets{Verdict: Approve, Workflow: saved.Workflow, Rule: req.Rule, Tier: saved.Tier},
+			ActionKind: action.Kind, Summary: action.Summary, PayloadHash: saved.PayloadHash, PolicyVersion: req.PolicyVersion, Reason: req.Reason}})
 	return Decision{RequestID: saved.ID, Verdict: Approve, Actor: actor, Reason: req.Reason, Params: action.Params,
 		Tier: saved.Tier, Rule: req.Rule, PolicyVersion: req.PolicyVersion, DecidedAt: saved.CreatedAt}, err
 }

@@ -148,16 +148,26 @@ type RunCancelled struct {
 	From string `json:"from"`
 }
 
+// Facets are the details fields that the history filters on (verdict,
+// workflow, rule, tier: store.AuditFilter reads them as details->>'…'), that
+// its summary counts (verdict) and that the CSV export gives columns of.
+// Every event about a request or a batch embeds them, so that writers and
+// readers share one spelling. Only decisions have a verdict.
+type Facets struct {
+	Verdict  string `json:"verdict,omitempty"`
+	Workflow string `json:"workflow"`
+	Rule     string `json:"rule"`
+	Tier     string `json:"tier"`
+}
+
 // ApprovalRequested: a run asked a human to decide an action.
 type ApprovalRequested struct {
-	Tier              string          `json:"tier"`
-	Workflow          string          `json:"workflow"`
+	Facets
 	ActionKind        string          `json:"action_kind"`
 	Summary           string          `json:"summary"`
 	PayloadHash       string          `json:"payload_hash"`
 	Shown             json.RawMessage `json:"shown"`
 	PolicyVersion     int             `json:"policy_version"`
-	Rule              string          `json:"rule"`
 	Reason            string          `json:"reason"`
 	ApprovalsRequired int             `json:"approvals_required"`
 	Deadline          *time.Time      `json:"deadline"`
@@ -172,30 +182,24 @@ type ApprovalVote struct {
 
 // DecisionAuto: the policy approved an action by itself.
 type DecisionAuto struct {
-	Verdict       string `json:"verdict"`
-	Workflow      string `json:"workflow"`
+	Facets
 	ActionKind    string `json:"action_kind"`
 	Summary       string `json:"summary"`
 	PayloadHash   string `json:"payload_hash"`
 	PolicyVersion int    `json:"policy_version"`
-	Rule          string `json:"rule"`
 	Reason        string `json:"reason"`
-	Tier          string `json:"tier"`
 }
 
 // DecisionRecorded: a request was decided (by a person, or by a deadline as
 // the policy). The history summary reads Verdict and SecondsToDecision; its
 // filters read Verdict, Workflow, Rule and Tier.
 type DecisionRecorded struct {
-	Verdict           string  `json:"verdict"`
+	Facets
 	Reason            string  `json:"reason"`
 	Comment           string  `json:"comment"`
 	PayloadHash       string  `json:"payload_hash"`
 	PolicyVersion     int     `json:"policy_version"`
-	Rule              string  `json:"rule"`
-	Tier              string  `json:"tier"`
 	ActionKind        string  `json:"action_kind"`
-	Workflow          string  `json:"workflow"`
 	SecondsToDecision float64 `json:"seconds_to_decision"`
 	BatchDecisionID   *string `json:"batch_decision_id"`
 	// Diff lists the edited fields ([]workflow.Change), for an edit.
@@ -217,12 +221,10 @@ type Edited struct {
 
 // BatchDecided: a reviewer decided the shown items of a batch at once.
 type BatchDecided struct {
+	Facets
 	BatchDecisionID string `json:"batch_decision_id"`
 	Action          string `json:"action"`
 	Reason          string `json:"reason"`
-	Rule            string `json:"rule"`
-	Workflow        string `json:"workflow"`
-	Tier            string `json:"tier"`
 	Shown           int    `json:"shown"`
 	Approved        int    `json:"approved"`
 	Rejected        int    `json:"rejected"`
@@ -233,9 +235,7 @@ type BatchDecided struct {
 
 // RequestEscalated: a request's deadline passed and its rule escalates it.
 type RequestEscalated struct {
-	Rule       string   `json:"rule"`
-	Tier       string   `json:"tier"`
-	Workflow   string   `json:"workflow"`
+	Facets
 	EscalateTo []string `json:"escalate_to"`
 	Reason     string   `json:"reason"`
 }

@@ -116,11 +116,15 @@ func TestDetailsJSON(t *testing.T) {
 	t.Parallel()
 	t.Run("Decision", func(t *testing.T) {
 		require.Equal(t, []string{"action_kind", "batch_decision_id", "comment", "payload_hash", "policy_version", "reason",
-			"rule", "seconds_to_decision", "tier", "verdict", "workflow"}, keys(t, audit.DecisionRecorded{}))
+			"rule", "seconds_to_decision", "tier", "verdict", "workflow"}, keys(t, audit.DecisionRecorded{Facets: audit.Facets{Verdict: "reject"}}))
 		edit := audit.DecisionRecorded{Diff: []string{}, Edited: &audit.Edited{}, Approvers: []string{}}
 		require.Subset(t, keys(t, edit), []string{"diff", "edited_rule", "edited_tier", "edited_policy_version",
 			"edited_payload_hash", "approvers"})
-		require.Subset(t, keys(t, audit.DecisionAuto{}), []string{"verdict", "workflow", "rule", "tier", "summary"})
+		require.Subset(t, keys(t, audit.DecisionAuto{Facets: audit.Facets{Verdict: "approve"}}), []string{"verdict", "workflow", "rule", "tier", "summary"})
+		for _, d := range []audit.Details{audit.ApprovalRequested{}, audit.BatchDecided{}, audit.RequestEscalated{}} {
+			require.Subset(t, keys(t, d), []string{"workflow", "rule", "tier"}, "%T", d)
+			require.NotContains(t, keys(t, d), "verdict", "%T: only decisions have a verdict", d)
+		}
 	})
 	t.Run("RunFailed", func(t *testing.T) {
 		require.Equal(t, []string{"attempt", "code", "message", "step"}, keys(t, audit.RunFailed{Attempt: &audit.Attempt{}}))

@@ -85,7 +85,7 @@ func Export(ctx context.Context, db store.DBTX, f store.AuditFilter, format stri
 			return 0, err
 		}
 		err := store.AuditStream(ctx, db, f, 0, 0, func(e *store.AuditEvent) error {
-			var d struct{ Verdict, Workflow, Rule, Tier string }
+			var d Facets
 			_ = json.Unmarshal(e.Details, &d)
 			l := LineOf(e)
 			seq := ""
