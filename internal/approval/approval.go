@@ -113,8 +113,8 @@ const (
 	RequestChanges = "request_changes"
 )
 
-// Decision is what workflow.RequestApproval returns: the verdict and the parameters to
-// apply (the edited ones after an edit).
+// Decision is what workflow.RequestApproval returns: the verdict and the
+// parameters to apply (the edited ones after an edit).
 type Decision struct {
 	RequestID     string         `json:"request_id"`
 	Verdict       string         `json:"verdict"`

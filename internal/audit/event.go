@@ -202,7 +202,7 @@ type DecisionRecorded struct {
 	ActionKind        string  `json:"action_kind"`
 	SecondsToDecision float64 `json:"seconds_to_decision"`
 	BatchDecisionID   *string `json:"batch_decision_id"`
-	// Diff lists the edited fields ([]workflow.Change), for an edit.
+	// Diff lists the edited fields ([]approval.Change), for an edit.
 	Diff any `json:"diff,omitzero"`
 	*Edited
 	// Approvers are the distinct approvers of a request that needs
@@ -229,7 +229,7 @@ type BatchDecided struct {
 	Approved        int    `json:"approved"`
 	Rejected        int    `json:"rejected"`
 	LeftOut         int    `json:"left_out"`
-	// Refused lists the items refused and why ([]workflow.ItemOutcome).
+	// Refused lists the items refused and why ([]approval.ItemOutcome).
 	Refused any `json:"refused"`
 }
 

@@ -26,10 +26,9 @@ import (
 	"github.com/countersign/countersign/policy"
 )
 
-// PolicySource returns the policy in force.
-type PolicySource interface {
-	Active(ctx context.Context) (*policy.Policy, error)
-}
+// PolicySource returns the policy in force (approval.PolicySource: the
+// engine and the approval service read the same one).
+type PolicySource = approval.PolicySource
 
 // StaticPolicy is a PolicySource that always returns the same policy.
 type StaticPolicy struct{ Policy *policy.Policy }
