@@ -16,6 +16,7 @@ import (
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testapp"
 	"github.com/countersign/countersign/internal/testdb"
+	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/jobs"
 	"github.com/countersign/countersign/vocab"
 )
@@ -44,7 +45,9 @@ func TestBatchCloseWorker(t *testing.T) {
 		id, opened, _, err := store.BatchJoin(ctx, pool, req.ID, "group-"+req.ID, "rule", req.Workflow, req.ActionKind, 10, closesAt)
 		require.NoError(t, err)
 		require.True(t, opened)
-		w := &jobs.BatchCloseWorker{Pool: pool, Now: func() time.Time { return now }}
+		// Closing schedules nothing, so the engine needs no scheduler here.
+		engine := workflow.New(workflow.Config{Pool: pool, Registry: workflow.NewRegistry(), Now: func() time.Time { return now }})
+		w := &jobs.BatchCloseWorker{Engine: engine}
 		return id, rivertest.NewWorker(t, riverpgxv5.New(pool), &river.Config{}, w)
 	}
 

@@ -1,4 +1,5 @@
-// Package jobs holds Countersign's River workers, one file per job kind.
+// Package jobs adapts River: Countersign's workers, one file per job kind,
+// which call the engine, and the Scheduler that inserts their jobs.
 package jobs
 
 import (
@@ -60,28 +61,4 @@ func (w *RunWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
 		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
 		return err
 	})
-}
-
-// Enqueuer implements workflow.Enqueuer with a River client.
-type Enqueuer struct {
-	Client *river.Client[pgx.Tx]
-}
-
-// EnqueueRun implements workflow.Enqueuer.
-func (q Enqueuer) EnqueueRun(ctx context.Context, tx pgx.Tx, runID string, seq int) error {
-	_, err := q.Client.InsertTx(ctx, tx, RunArgs{RunID: runID, Seq: seq}, nil)
-	return err
-}
-
-// EnqueueRuns implements workflow.Enqueuer with one multi-row insert.
-func (q Enqueuer) EnqueueRuns(ctx context.Context, tx pgx.Tx, runs []workflow.RunRef) error {
-	if len(runs) == 0 {
-		return nil
-	}
-	params := make([]river.InsertManyParams, len(runs))
-	for i, r := range runs {
-		params[i] = river.InsertManyParams{Args: RunArgs{RunID: r.ID, Seq: r.Seq}}
-	}
-	_, err := q.Client.InsertManyTx(ctx, tx, params)
-	return err
 }

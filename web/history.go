@@ -17,11 +17,6 @@ import (
 
 const historyPage = 100
 
-// auditKinds lists the events the log records, for the filter menu.
-var auditKinds = []string{"approval.requested", "approval.vote", "auth.login", "auth.login_failed", "auth.login_throttled",
-	"auth.logout", "decision.auto", "decision.recorded", "policy.activated", "run.cancelled", "run.failed",
-	"run.started", "run.step_failed", "token.created", "user.created", "user.disabled", "user.enabled", "user.role_changed"}
-
 // auditFilter reads the history filters shared by the page, the exports and
 // the API, as typed (for the form) and the query string that repeats them.
 func auditFilter(c echo.Context) (store.AuditFilter, templates.HistoryFilter, string, error) {
@@ -76,7 +71,7 @@ func (s *Server) handleHistory(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v := templates.HistoryView{Events: events, Filter: h, Summary: sum, Kinds: auditKinds, Query: q}
+	v := templates.HistoryView{Events: events, Filter: h, Summary: sum, Kinds: audit.Kinds, Query: q}
 	if len(events) == historyPage {
 		v.Next = strconv.FormatInt(events[len(events)-1].ID, 10)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/PuerkitoBio/goquery"
 	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/countersign/countersign/internal/audit"
@@ -88,6 +89,30 @@ func TestHistory(t *testing.T) {
 		_, status := c.get(t, hc, bad)
 		require.Equal(t, http.StatusBadRequest, status, bad)
 	}
+
+	t.Run("FilterMenuListsEveryKind", func(t *testing.T) {
+		doc, _ := c.get(t, hc, "/history")
+		var menu []string
+		doc.Find(`select[name=kind] option`).Each(func(_ int, s *goquery.Selection) {
+			if v, _ := s.Attr("value"); v != "" {
+				menu = append(menu, v)
+			}
+		})
+		var kinds []string
+		for _, k := range audit.Kinds {
+			kinds = append(kinds, string(k))
+		}
+		require.Equal(t, kinds, menu)
+		for _, k := range []string{"batch.decided", "request.escalated"} {
+			require.Contains(t, menu, k, "missing from the menu before the kinds were typed")
+		}
+		rows, err := c.Pool.Query(context.Background(), `SELECT DISTINCT kind FROM audit_events`)
+		require.NoError(t, err)
+		emitted, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		require.NotEmpty(t, emitted)
+		require.Subset(t, menu, emitted, "every kind in the log can be filtered on")
+	})
 
 	t.Run("RunPageShowsItsHistoryInOrder", func(t *testing.T) {
 		doc, _ := c.get(t, hc, "/runs/"+runIDs[1])

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/mail"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/countersign/countersign/internal/audit"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/vocab"
 )
@@ -115,8 +115,8 @@ func Create(ctx context.Context, pool *pgxpool.Pool, email, name, role, password
 		} else if err != nil {
 			return nil, err
 		}
-		_, err = store.AuditAppend(ctx, tx, by, "user.created", "user", strconv.FormatInt(u.ID, 10), nil,
-			map[string]any{"email": u.Email, "role": u.Role})
+		_, err = audit.Append(ctx, tx, audit.Event{Actor: by, Subject: audit.UserSubject(u.ID),
+			Details: audit.UserCreated{Email: u.Email, Role: u.Role}})
 		return u, err
 	})
 }
@@ -175,7 +175,7 @@ func SignIn(ctx context.Context, pool *pgxpool.Pool, email, password, ip string)
 	if err := store.LoginAttemptForgive(ctx, pool, keys, counts[0].WindowStart); err != nil {
 		return nil, err
 	}
-	if err := audit(ctx, pool, u.Email, "auth.login", "user", strconv.FormatInt(u.ID, 10), map[string]any{"ip": ip}); err != nil {
+	if _, err := audit.Append(ctx, pool, audit.Event{Actor: u.Email, Subject: audit.UserSubject(u.ID), Details: audit.AuthLogin{IP: ip}}); err != nil {
 		return nil, err
 	}
 	return u, nil
@@ -193,20 +193,24 @@ func recordFailure(ctx context.Context, pool *pgxpool.Pool, email, ip, reason st
 		return err
 	}
 	if n <= maxFailedEvents {
-		return audit(ctx, pool, email, "auth.login_failed", "user", email, map[string]any{"ip": ip, "reason": reason})
+		_, err := audit.Append(ctx, pool, audit.Event{Actor: email, Subject: audit.Subject{Type: "user", ID: email},
+			Details: audit.AuthLoginFailed{IP: ip, Reason: reason}})
+		return err
 	}
 	left, err := store.LoginThrottledCount(ctx, pool, failedKey, start)
 	if err != nil || left != 1 {
 		return err
 	}
-	return audit(ctx, pool, "anonymous", "auth.login_failed", "window", start.UTC().Format(time.RFC3339), failedSummary(start, left, false))
+	_, err = audit.Append(ctx, pool, failedSummary(start, left, false))
+	return err
 }
 
-// failedSummary describes the failed sign-ins of a window that were counted
-// but not written one by one.
-func failedSummary(windowStart time.Time, count int, complete bool) map[string]any {
-	return map[string]any{"summary": true, "written": maxFailedEvents, "count": count, "complete": complete,
-		"window_start": windowStart.UTC(), "window_end": windowStart.Add(Window).UTC()}
+// failedSummary is the event for the failed sign-ins of a window that were
+// counted but not written one by one.
+func failedSummary(windowStart time.Time, count int, complete bool) audit.Event {
+	return audit.Event{Actor: "anonymous", Subject: audit.Subject{Type: "window", ID: windowStart.UTC().Format(time.RFC3339)},
+		Details: audit.AuthLoginFailed{FailureSummary: &audit.FailureSummary{Summary: true, Written: maxFailedEvents, Count: count,
+			Complete: complete, WindowStart: windowStart.UTC(), WindowEnd: windowStart.Add(Window).UTC()}}}
 }
 
 // recordThrottled counts a refused attempt. Only the first refusal of an
@@ -219,7 +223,7 @@ func recordThrottled(ctx context.Context, pool *pgxpool.Pool, ip string, windowS
 		if err != nil || n != 1 {
 			return err
 		}
-		_, err = store.AuditAppend(ctx, tx, "anonymous", "auth.login_throttled", "address", ip, nil, throttleDetails(ip, windowStart, 1, false))
+		_, err = audit.Append(ctx, tx, throttled(ip, windowStart, 1, false))
 		return err
 	})
 }
@@ -235,8 +239,7 @@ func auditClosedWindows(ctx context.Context, pool *pgxpool.Pool) error {
 		}
 		for _, c := range closed {
 			if c.Key == failedKey {
-				if _, err := store.AuditAppend(ctx, tx, "anonymous", "auth.login_failed", "window", c.WindowStart.UTC().Format(time.RFC3339), nil,
-					failedSummary(c.WindowStart, c.Throttled, true)); err != nil {
+				if _, err := audit.Append(ctx, tx, failedSummary(c.WindowStart, c.Throttled, true)); err != nil {
 					return err
 				}
 				continue
@@ -245,8 +248,7 @@ func auditClosedWindows(ctx context.Context, pool *pgxpool.Pool) error {
 			if !ok {
 				continue
 			}
-			if _, err := store.AuditAppend(ctx, tx, "anonymous", "auth.login_throttled", "address", ip, nil,
-				throttleDetails(ip, c.WindowStart, c.Throttled, true)); err != nil {
+			if _, err := audit.Append(ctx, tx, throttled(ip, c.WindowStart, c.Throttled, true)); err != nil {
 				return err
 			}
 		}
@@ -254,9 +256,9 @@ func auditClosedWindows(ctx context.Context, pool *pgxpool.Pool) error {
 	})
 }
 
-func throttleDetails(ip string, windowStart time.Time, count int, complete bool) map[string]any {
-	return map[string]any{"ip": ip, "window_start": windowStart.UTC(), "window_end": windowStart.Add(Window).UTC(),
-		"count": count, "complete": complete}
+func throttled(ip string, windowStart time.Time, count int, complete bool) audit.Event {
+	return audit.Event{Actor: "anonymous", Subject: audit.AddressSubject(ip), Details: audit.AuthLoginThrottled{IP: ip,
+		WindowStart: windowStart.UTC(), WindowEnd: windowStart.Add(Window).UTC(), Count: count, Complete: complete}}
 }
 
 // SignOut ends every session of the user.
@@ -265,7 +267,7 @@ func SignOut(ctx context.Context, pool *pgxpool.Pool, u *store.User, ip string) 
 		if err := store.UserEndSessions(ctx, tx, u.ID); err != nil {
 			return err
 		}
-		_, err := store.AuditAppend(ctx, tx, u.Email, "auth.logout", "user", strconv.FormatInt(u.ID, 10), nil, map[string]any{"ip": ip})
+		_, err := audit.Append(ctx, tx, audit.Event{Actor: u.Email, Subject: audit.UserSubject(u.ID), Details: audit.AuthLogout{IP: ip}})
 		return err
 	})
 }
@@ -280,18 +282,10 @@ func SetDisabled(ctx context.Context, pool *pgxpool.Pool, email string, disabled
 		if err := store.UserSetDisabled(ctx, tx, u.ID, disabled); err != nil {
 			return err
 		}
-		kind := "user.enabled"
-		if disabled {
-			kind = "user.disabled"
-		}
-		_, err = store.AuditAppend(ctx, tx, by, kind, "user", strconv.FormatInt(u.ID, 10), nil, map[string]any{"email": u.Email})
+		_, err = audit.Append(ctx, tx, audit.Event{Actor: by, Subject: audit.UserSubject(u.ID),
+			Details: audit.UserAccess{Email: u.Email, Disabled: disabled}})
 		return err
 	})
-}
-
-func audit(ctx context.Context, pool *pgxpool.Pool, actor, kind, subjectType, subjectID string, details any) error {
-	_, err := store.AuditAppend(ctx, pool, actor, kind, subjectType, subjectID, nil, details)
-	return err
 }
 
 // SetRole changes a user's role and ends their sessions, so that the new
@@ -308,8 +302,8 @@ func SetRole(ctx context.Context, pool *pgxpool.Pool, email, role, by string) er
 		if err := store.UserSetRole(ctx, tx, u.ID, role); err != nil {
 			return err
 		}
-		_, err = store.AuditAppend(ctx, tx, by, "user.role_changed", "user", strconv.FormatInt(u.ID, 10), nil,
-			map[string]any{"email": u.Email, "from": u.Role, "to": role})
+		_, err = audit.Append(ctx, tx, audit.Event{Actor: by, Subject: audit.UserSubject(u.ID),
+			Details: audit.UserRoleChanged{Email: u.Email, From: u.Role, To: vocab.Role(role)}})
 		return err
 	})
 }

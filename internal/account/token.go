@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -17,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/countersign/countersign/internal/audit"
 	"github.com/countersign/countersign/internal/store"
 )
 
@@ -166,8 +166,8 @@ func CreateToken(ctx context.Context, pool *pgxpool.Pool, p TokenParams) (*store
 			if err != nil {
 				return nil, err
 			}
-			_, err = store.AuditAppend(ctx, tx, p.By, "token.created", "user", strconv.FormatInt(u.ID, 10), nil,
-				map[string]any{"email": u.Email, "token_id": tok.PublicID, "name": name, "scopes": scopes, "expires_at": expires})
+			_, err = audit.Append(ctx, tx, audit.Event{Actor: p.By, Subject: audit.UserSubject(u.ID),
+				Details: audit.TokenCreated{Email: u.Email, TokenID: tok.PublicID, Name: name, Scopes: scopes, ExpiresAt: expires}})
 			return tok, err
 		})
 		if errors.Is(err, store.ErrConflict) {
@@ -259,8 +259,8 @@ func RevokeToken(ctx context.Context, pool *pgxpool.Pool, publicID, by string) (
 			return nil, err
 		}
 		tok.RevokedAt, tok.RevokedBy = &now, &by
-		_, err = store.AuditAppend(ctx, tx, by, "token.revoked", "user", strconv.FormatInt(tok.UserID, 10), nil,
-			map[string]any{"email": tok.UserEmail, "token_id": tok.PublicID, "name": tok.Name})
+		_, err = audit.Append(ctx, tx, audit.Event{Actor: by, Subject: audit.UserSubject(tok.UserID),
+			Details: audit.TokenRevoked{Email: tok.UserEmail, TokenID: tok.PublicID, Name: tok.Name}})
 		return tok, err
 	})
 }

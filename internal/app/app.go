@@ -129,7 +129,14 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	}
 	policies := policystore.NewCache(pool, 30*time.Second)
 	rec := opts.Recovery
-	engine := workflow.New(workflow.Config{Pool: pool, Registry: registry, Policies: policies, Model: model, Logger: logger, Now: opts.Now,
+	// River's own warnings and errors (a failing job, a lost leader) belong in the
+	// app's log; its info lines are routine.
+	riverLogger := slog.New(minLevel{logger.Handler().WithAttrs([]slog.Attr{slog.String("component", "river")}), slog.LevelWarn})
+	scheduler, err := jobs.NewScheduler(pool, riverLogger)
+	if err != nil {
+		return nil, err
+	}
+	engine := workflow.New(workflow.Config{Pool: pool, Registry: registry, Scheduler: scheduler, Policies: policies, Model: model, Logger: logger, Now: opts.Now,
 		MaxStepOutput: cfg.MaxStepOutput, Lease: rec.Lease, RenewEvery: rec.RenewEvery, MaxRecoveries: rec.MaxRecoveries})
 
 	// A job is presumed crashed after RescueAfter; it must be allowed to run
@@ -143,7 +150,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &jobs.RunWorker{Engine: engine, JobTimeout: jobTimeout})
-	river.AddWorker(workers, &jobs.BatchCloseWorker{Pool: pool, Now: engine.Now})
+	river.AddWorker(workers, &jobs.BatchCloseWorker{Engine: engine})
 	river.AddWorker(workers, &jobs.DeadlineWorker{Engine: engine})
 	rc := &river.Config{
 		Workers:              workers,
@@ -152,11 +159,9 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		MaxAttempts:          jobs.RunMaxAttempts,
 		// A resumed run should start within milliseconds of the decision's
 		// commit: fetch as soon as River's insert notification arrives.
-		FetchCooldown:     2 * time.Millisecond,
+		FetchCooldown:     jobs.FetchCooldown,
 		FetchPollInterval: 500 * time.Millisecond,
-		// River's own warnings and errors (a failing job, a lost leader)
-		// belong in the app's log; its info lines are routine.
-		Logger: slog.New(minLevel{logger.Handler().WithAttrs([]slog.Attr{slog.String("component", "river")}), slog.LevelWarn}),
+		Logger:            riverLogger,
 	}
 	if opts.Worker {
 		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}}
@@ -165,8 +170,6 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
-	engine.SetEnqueuer(jobs.Enqueuer{Client: client})
-	engine.SetRequestHook(jobs.RequestHook(client, engine.Now))
 
 	a := &App{Config: cfg, Pool: pool, River: client, Engine: engine, Policies: policies,
 		Notify: notify.NewListener(pool, logger), opts: opts, logger: logger}

@@ -1,5 +1,5 @@
 // Package audit keeps the audit log's hash chain. Events are appended (by
-// store.AuditAppend) inside the transactions they record, without a lock;
+// Append, with a details type per Kind) inside the transactions they record, without a lock;
 // Chain then links committed events in commit order: each gets the next
 // sequence number, the previous event's hash, and
 // hash = sha256(prev_hash ‖ canonical encoding). Verify walks the chain and

@@ -85,7 +85,7 @@ func Export(ctx context.Context, db store.DBTX, f store.AuditFilter, format stri
 			return 0, err
 		}
 		err := store.AuditStream(ctx, db, f, 0, 0, func(e *store.AuditEvent) error {
-			var d struct{ Verdict, Workflow, Rule, Tier string }
+			var d Facets
 			_ = json.Unmarshal(e.Details, &d)
 			l := LineOf(e)
 			seq := ""
@@ -93,7 +93,7 @@ func Export(ctx context.Context, db store.DBTX, f store.AuditFilter, format stri
 				seq = strconv.FormatInt(e.Seq, 10)
 			}
 			row := []string{strconv.FormatInt(e.ID, 10), seq, l.At.Format(time.RFC3339Nano), e.Actor, e.Kind,
-				e.SubjectType, e.SubjectID, l.RunID, d.Verdict, d.Workflow, d.Rule, d.Tier, e.DetailsText, l.PrevHash, l.Hash}
+				e.SubjectType, e.SubjectID, l.RunID, string(d.Verdict), d.Workflow, d.Rule, string(d.Tier), e.DetailsText, l.PrevHash, l.Hash}
 			for i := range row {
 				row[i] = NeutralizeCell(row[i])
 			}

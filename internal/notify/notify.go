@@ -6,21 +6,50 @@ package notify
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/countersign/countersign/internal/store"
 )
 
-// Connected is the Type of the message every subscriber gets when the
-// listener (re)connects: notifications sent while it was not listening are
-// lost, so whoever caches anything should refresh.
-const Connected = "connected"
+// Send signals m to every process's listener. Sent in a transaction, it is
+// delivered when that commits, and not at all if it rolls back.
+func Send(ctx context.Context, db store.DBTX, m Message) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode notification: %w", err)
+	}
+	return store.Notify(ctx, db, string(b))
+}
+
+// Kind is what a message is about.
+type Kind string
+
+// The kinds of messages.
+const (
+	// KindRun: a run changed status.
+	KindRun Kind = "run"
+	// KindRequest: a run asked for a human decision.
+	KindRequest Kind = "request"
+	// KindDecision: a request was decided, or got a vote or an escalation.
+	KindDecision Kind = "decision"
+	// KindBatch: a batch became ready or was decided.
+	KindBatch Kind = "batch"
+	// KindPolicy: a policy version was activated.
+	KindPolicy Kind = "policy"
+	// Connected is the message every subscriber gets when the listener
+	// (re)connects: notifications sent while it was not listening are
+	// lost, so whoever caches anything should refresh.
+	Connected Kind = "connected"
+)
 
 // Message is one notification.
 type Message struct {
-	Type   string `json:"type"` // run, request, decision, policy, batch
+	Type   Kind   `json:"type"`
 	ID     string `json:"id"`
 	RunID  string `json:"run_id,omitempty"`
 	Status string `json:"status,omitempty"`

@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/countersign/countersign/internal/audit"
 	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/policy"
@@ -40,15 +40,14 @@ func Apply(ctx context.Context, pool *pgxpool.Pool, src []byte, actor string) (*
 		if err != nil {
 			return nil, err
 		}
-		details := map[string]any{"version": v.Version, "sha256": sha}
+		details := audit.PolicyActivated{Version: v.Version, SHA256: sha}
 		if prev != nil {
-			details["previous_version"] = prev.Version
+			details.PreviousVersion = &prev.Version
 		}
-		if _, err := store.AuditAppend(ctx, tx, actor, "policy.activated", "policy", fmt.Sprint(v.Version), nil, details); err != nil {
+		if _, err := audit.Append(ctx, tx, audit.Event{Actor: actor, Subject: audit.PolicySubject(v.Version), Details: details}); err != nil {
 			return nil, err
 		}
-		b, _ := json.Marshal(notify.Message{Type: "policy", ID: fmt.Sprint(v.Version)})
-		return v, store.Notify(ctx, tx, string(b))
+		return v, notify.Send(ctx, tx, notify.Message{Type: notify.KindPolicy, ID: fmt.Sprint(v.Version)})
 	})
 }
 
@@ -129,7 +128,7 @@ func (c *Cache) Follow(ctx context.Context, msgs <-chan notify.Message) {
 		case <-ctx.Done():
 			return
 		case m := <-msgs:
-			if m.Type == "policy" || m.Type == notify.Connected {
+			if m.Type == notify.KindPolicy || m.Type == notify.Connected {
 				c.Invalidate()
 			}
 		}

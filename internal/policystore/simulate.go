@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/countersign/countersign/internal/approval"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/policy"
@@ -80,8 +81,8 @@ func Simulate(ctx context.Context, db store.DBTX, candidate *policy.Policy, sinc
 		// The request's step position is the steps_used the proposal saw,
 		// as edit re-evaluation takes it.
 		run := &store.Run{Workflow: r.Workflow, BusinessKey: row.BusinessKey, Input: row.RunInput, Attempt: row.RunAttempt}
-		usage := workflow.Usage{StepsUsed: r.StepSeq, ModelCalls: row.ModelCalls, TokensUsed: row.TokensUsed}
-		d, err := policy.EvaluateContext(ctx, candidate, workflow.PolicyInput(a, run, usage, r.CreatedAt))
+		usage := approval.Usage{StepsUsed: r.StepSeq, ModelCalls: row.ModelCalls, TokensUsed: row.TokensUsed}
+		d, err := policy.EvaluateContext(ctx, candidate, approval.PolicyInput(a, run, usage, r.CreatedAt))
 		if err != nil {
 			return fmt.Errorf("request %s: %w", r.ID, err)
 		}

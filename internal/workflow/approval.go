@@ -2,73 +2,17 @@ package workflow
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/countersign/countersign/internal/approval"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/policy"
 	"github.com/countersign/countersign/vocab"
 )
-
-// Action is what a run proposes to do, with everything a reviewer needs to
-// judge it. All of it is model-generated data: the console escapes it.
-type Action struct {
-	Kind          string         `json:"kind"`
-	Target        string         `json:"target"`
-	Summary       string         `json:"summary"`
-	Params        map[string]any `json:"params"`
-	Current       map[string]any `json:"current,omitempty"` // present state, for a diff against Params
-	Risk          string         `json:"risk"`              // low, medium or high
-	Reversible    bool           `json:"reversible"`
-	EstimatedCost float64        `json:"estimated_cost"`
-	Rationale     string         `json:"rationale"`
-	Checks        []Check        `json:"checks,omitempty"`
-}
-
-// Check is one automated check of a proposed action and its result.
-type Check struct {
-	Name   string `json:"name"`
-	Passed bool   `json:"passed"`
-	Detail string `json:"detail,omitempty"`
-}
-
-// Decision is what RequestApproval returns: the verdict and the parameters to
-// apply (the edited ones after an edit).
-type Decision struct {
-	RequestID     string         `json:"request_id"`
-	Verdict       vocab.Verdict  `json:"verdict"`
-	Actor         string         `json:"actor"`
-	Reason        string         `json:"reason,omitempty"`
-	Comment       string         `json:"comment,omitempty"`
-	Params        map[string]any `json:"params"`
-	Tier          vocab.Tier     `json:"tier"`
-	Rule          string         `json:"rule"`
-	PolicyVersion int            `json:"policy_version"`
-	// For an edit: the rule the edited action fell under and the hash of the
-	// edited action (what Params now describe).
-	EditedRule        string    `json:"edited_rule,omitempty"`
-	EditedPayloadHash string    `json:"edited_payload_hash,omitempty"`
-	DecidedAt         time.Time `json:"decided_at"`
-}
-
-// Approved reports whether the action may go ahead (approved, or edited and approved).
-func (d Decision) Approved() bool { return d.Verdict.Approves() }
-
-// ChangesRequested reports whether the reviewer sent the proposal back; the
-// feedback is in Reason.
-func (d Decision) ChangesRequested() bool { return d.Verdict == vocab.VerdictRequestChanges }
-
-// PayloadHash is the hash that binds a decision to the action the reviewer saw.
-func PayloadHash(raw json.RawMessage) string {
-	sum := sha256.Sum256(raw)
-	return hex.EncodeToString(sum[:])
-}
 
 // RequestApproval is the human gate. It asks the policy: an auto action is
 // approved, recorded and returned at once; a batched or explicit one becomes
@@ -98,21 +42,34 @@ func RequestApproval(ctx context.Context, action Action) (Decision, error) {
 	if action.Params == nil {
 		action.Params = map[string]any{}
 	}
+	req, pd, err := x.propose(ctx, s, action)
+	if err != nil {
+		return Decision{}, err
+	}
+	if pd.Tier != vocab.TierAuto {
+		return Decision{}, x.suspend(ctx, s, req, pd)
+	}
+	return x.approveAuto(ctx, s, req, action)
+}
+
+// propose checks the proposed action against the output limit, asks the
+// policy about it and returns the request it becomes, with the policy's answer.
+func (x *execution) propose(ctx context.Context, s *slot, action Action) (*store.Request, policy.Decision, error) {
 	raw, err := json.Marshal(action)
 	if err != nil {
-		return Decision{}, Permanent(fmt.Errorf("encode action: %w", err))
+		return nil, policy.Decision{}, Permanent(fmt.Errorf("encode action: %w", err))
 	}
 	if err := x.checkOutput(s, "the proposed action", len(raw)); err != nil {
 		x.recordFailure(ctx, s, err, 0, 0)
-		return Decision{}, err
+		return nil, policy.Decision{}, err
 	}
 	pol, err := x.engine.policies.Active(ctx)
 	if err != nil {
-		return Decision{}, fmt.Errorf("load policy: %w", err)
+		return nil, policy.Decision{}, fmt.Errorf("load policy: %w", err)
 	}
-	pd, err := policy.Evaluate(pol, PolicyInput(action, x.run, Usage{StepsUsed: s.seq, ModelCalls: x.modelCalls, TokensUsed: x.tokens}, x.engine.now()))
+	pd, err := policy.Evaluate(pol, approval.PolicyInput(action, x.run, approval.Usage{StepsUsed: s.seq, ModelCalls: x.modelCalls, TokensUsed: x.tokens}, x.engine.now()))
 	if err != nil {
-		return Decision{}, fmt.Errorf("evaluate policy: %w", err)
+		return nil, policy.Decision{}, fmt.Errorf("evaluate policy: %w", err)
 	}
 	req := &store.Request{
 		RunID: x.run.ID, StepSeq: s.seq, Workflow: x.run.Workflow, Tier: pd.Tier,
@@ -125,111 +82,57 @@ func RequestApproval(ctx context.Context, action Action) (Decision, error) {
 		d := x.engine.now().Add(pd.Deadline)
 		req.Deadline = &d
 	}
-	if pd.Tier != vocab.TierAuto {
-		return Decision{}, x.suspend(ctx, s, req, pd)
-	}
+	return req, pd, nil
+}
 
-	actor := "policy:" + pd.Rule
-	req.Status, req.DecidedBy = vocab.RequestApproved, &actor
-	var dec Decision
-	err = store.WithTx(ctx, x.engine.pool, func(ctx context.Context, tx pgx.Tx) error {
-		saved, err := store.RequestInsert(ctx, tx, req)
+// approveAuto records an action the policy approves by itself and the
+// approval step's result, in one transaction.
+func (x *execution) approveAuto(ctx context.Context, s *slot, req *store.Request, action Action) (Decision, error) {
+	return store.WithTxV(ctx, x.engine.pool, func(ctx context.Context, tx pgx.Tx) (Decision, error) {
+		dec, err := approval.RecordAuto(ctx, tx, req, action)
 		if err != nil {
-			return err
+			return Decision{}, err
 		}
-		if _, err := store.DecisionInsert(ctx, tx, &store.Decision{
-			RequestID: saved.ID, RunID: x.run.ID, Actor: actor, Verdict: vocab.VerdictApprove, Reason: pd.Reason,
-			PayloadHash: saved.PayloadHash, PolicyVersion: pol.Version, Rule: pd.Rule, Tier: saved.Tier,
-		}); err != nil {
-			return err
-		}
-		dec = Decision{RequestID: saved.ID, Verdict: vocab.VerdictApprove, Actor: actor, Reason: pd.Reason, Params: action.Params,
-			Tier: saved.Tier, Rule: pd.Rule, PolicyVersion: pol.Version, DecidedAt: saved.CreatedAt}
-		if err := x.record(ctx, s, dec, 0, 0, tx); err != nil {
-			return err
-		}
-		_, err = store.AuditAppend(ctx, tx, actor, "decision.auto", "request", saved.ID, &x.run.ID, map[string]any{
-			"verdict": vocab.VerdictApprove, "workflow": saved.Workflow, "action_kind": action.Kind, "summary": action.Summary, "payload_hash": saved.PayloadHash,
-			"policy_version": pol.Version, "rule": pd.Rule, "reason": pd.Reason, "tier": saved.Tier,
-		})
-		return err
+		return dec, x.record(ctx, s, dec, 0, 0, tx)
 	})
-	if err != nil {
-		return Decision{}, err
-	}
-	return dec, nil
-}
-
-// Usage is how much of its budgets a run had used when it proposed an action.
-type Usage struct {
-	StepsUsed, ModelCalls, TokensUsed int
-}
-
-// PolicyInput is what the policy sees of an action a run proposes. A
-// proposal, an edit of it and a simulation of a candidate policy
-// (internal/policystore) are all judged through this one mapping, so that
-// none is evaluated on other terms than the others. Of run it reads the
-// workflow, business key, input and attempt.
-func PolicyInput(a Action, run *store.Run, u Usage, now time.Time) policy.Input {
-	var input map[string]any
-	_ = json.Unmarshal(run.Input, &input) // the input was checked as JSON when the run started
-	return policy.Input{
-		Action: policy.Action{Kind: a.Kind, Target: a.Target, Summary: a.Summary,
-			Params: a.Params, Risk: a.Risk, Reversible: a.Reversible, EstimatedCost: a.EstimatedCost},
-		Run: policy.Run{Workflow: run.Workflow, BusinessKey: run.BusinessKey, Input: input,
-			Attempt: run.Attempt, StepsUsed: u.StepsUsed, ModelCalls: u.ModelCalls, TokensUsed: u.TokensUsed},
-		Now: now,
-	}
 }
 
 // suspend records the request (when req is not nil), parks the run as
 // waiting_human and completes the River job, all in one transaction.
 func (x *execution) suspend(ctx context.Context, s *slot, req *store.Request, pd policy.Decision) error {
 	err := store.WithTx(ctx, x.engine.pool, func(ctx context.Context, tx pgx.Tx) error {
-		var stepOut []byte
-		if req != nil {
-			saved, err := store.RequestInsert(ctx, tx, req)
-			if err != nil {
-				return err
-			}
-			stepOut, _ = json.Marshal(map[string]string{"request_id": saved.ID})
-			if _, err := store.AuditAppend(ctx, tx, "system", "approval.requested", "request", saved.ID, &x.run.ID, map[string]any{
-				"tier": saved.Tier, "workflow": saved.Workflow, "action_kind": saved.ActionKind, "summary": saved.Summary,
-				"payload_hash": saved.PayloadHash, "shown": json.RawMessage(saved.Action),
-				"policy_version": saved.PolicyVersion, "rule": saved.Rule, "reason": saved.Reason,
-				"approvals_required": saved.ApprovalsRequired, "deadline": saved.Deadline,
-			}); err != nil {
-				return err
-			}
-			if x.engine.onRequest != nil {
-				if err := x.engine.onRequest(ctx, tx, saved, pd); err != nil {
-					return err
-				}
-			}
-			b, _ := json.Marshal(map[string]string{"type": "request", "id": saved.ID, "run_id": x.run.ID, "tier": string(saved.Tier)})
-			if err := store.Notify(ctx, tx, string(b)); err != nil {
-				return err
-			}
-		} else {
-			stepOut = s.prior.Output
+		if req == nil { // resumed while still waiting: the step keeps its request
+			return x.park(ctx, tx, s, s.prior.Output)
 		}
-		if err := store.StepWait(ctx, tx, store.StepRecord{RunID: x.run.ID, Seq: s.seq, Name: s.name,
-			Output: stepOut, Attempts: s.attempts, StartedAt: s.started}); err != nil {
+		saved, err := x.engine.approvals.Open(ctx, tx, req, pd)
+		if err != nil {
 			return err
 		}
-		if err := store.RunSuspend(ctx, tx, x.run.ID, s.name, sourcesOf(vocab.RunWaitingHuman)); errors.Is(err, store.ErrNotFound) {
-			return ErrCancelled
-		} else if err != nil {
-			return err
-		}
-		if err := x.complete(ctx, tx); err != nil {
-			return err
-		}
-		return notifyRun(ctx, tx, x.run.ID, vocab.RunWaitingHuman)
+		stepOut, _ := json.Marshal(map[string]string{"request_id": saved.ID})
+		return x.park(ctx, tx, s, stepOut)
 	})
 	if err != nil {
 		return err
 	}
 	x.suspended = true
 	return ErrSuspended
+}
+
+// park marks the approval step waiting and the run waiting_human, and gives
+// up the execution's lease and River job, only if the execution still holds
+// the run (ErrCancelled otherwise).
+func (x *execution) park(ctx context.Context, tx pgx.Tx, s *slot, stepOut []byte) error {
+	if err := store.StepWait(ctx, tx, store.StepRecord{RunID: x.run.ID, Seq: s.seq, Name: s.name,
+		Output: stepOut, Attempts: s.attempts, StartedAt: s.started}); err != nil {
+		return err
+	}
+	if err := store.RunSuspend(ctx, tx, x.run.ID, s.name, sourcesOf(vocab.RunWaitingHuman)); errors.Is(err, store.ErrNotFound) {
+		return ErrCancelled
+	} else if err != nil {
+		return err
+	}
+	if err := x.complete(ctx, tx); err != nil {
+		return err
+	}
+	return notifyRun(ctx, tx, x.run.ID, vocab.RunWaitingHuman)
 }

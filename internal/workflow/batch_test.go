@@ -135,7 +135,7 @@ func TestBatchGroupingAndClosing(t *testing.T) {
 	require.Equal(t, vocab.BatchOpen, second.Status)
 
 	// The closing job, scheduled at max_wait, closes it then and not before.
-	w := &jobs.BatchCloseWorker{Pool: b.Pool, Now: b.clock.Now}
+	w := &jobs.BatchCloseWorker{Engine: b.Engine}
 	job := &river.Job[jobs.BatchCloseArgs]{JobRow: &rivertype.JobRow{}, Args: jobs.BatchCloseArgs{BatchID: second.ID}}
 	var snooze *river.JobSnoozeError
 	require.True(t, errors.As(w.Work(ctx, job), &snooze), "not due yet")

@@ -19,30 +19,17 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/countersign/countersign/internal/ai"
+	"github.com/countersign/countersign/internal/approval"
+	"github.com/countersign/countersign/internal/audit"
+	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/policy"
 	"github.com/countersign/countersign/vocab"
 )
 
-// Enqueuer puts run jobs on the queue inside the caller's transaction, so that
-// a job exists exactly when the state change that needs it commits.
-type Enqueuer interface {
-	// EnqueueRun inserts the job that executes run id for resume sequence seq.
-	EnqueueRun(ctx context.Context, tx pgx.Tx, runID string, seq int) error
-	// EnqueueRuns does the same for many runs with one insert.
-	EnqueueRuns(ctx context.Context, tx pgx.Tx, runs []RunRef) error
-}
-
-// RunRef names a run and the resume sequence its next job carries.
-type RunRef struct {
-	ID  string
-	Seq int
-}
-
-// PolicySource returns the policy in force.
-type PolicySource interface {
-	Active(ctx context.Context) (*policy.Policy, error)
-}
+// PolicySource returns the policy in force (approval.PolicySource: the
+// engine and the approval service read the same one).
+type PolicySource = approval.PolicySource
 
 // StaticPolicy is a PolicySource that always returns the same policy.
 type StaticPolicy struct{ Policy *policy.Policy }
@@ -50,20 +37,17 @@ type StaticPolicy struct{ Policy *policy.Policy }
 // Active implements PolicySource.
 func (s StaticPolicy) Active(context.Context) (*policy.Policy, error) { return s.Policy, nil }
 
-// RequestHook runs in the transaction that creates a human approval request:
-// the batch and deadline machinery hangs off it.
-type RequestHook func(ctx context.Context, tx pgx.Tx, req *store.Request, d policy.Decision) error
-
-// Config wires an Engine. The enqueuer and the request hook are set after
-// construction (SetEnqueuer, SetRequestHook): the River client behind them
-// needs the workers that need the engine.
+// Config wires an Engine. Everything is given here: the engine is complete
+// once New returns.
 type Config struct {
-	Pool     *pgxpool.Pool
-	Registry *Registry
-	Policies PolicySource
-	Model    ai.Provider
-	Logger   *slog.Logger
-	Now      func() time.Time
+	Pool *pgxpool.Pool
+	// Scheduler enqueues runs and schedules deadlines and batch closes.
+	Scheduler Scheduler
+	Registry  *Registry
+	Policies  PolicySource
+	Model     ai.Provider
+	Logger    *slog.Logger
+	Now       func() time.Time
 	// MaxStepOutput is the largest result, in bytes of JSON, that a step,
 	// model call or effect may record and the largest action a run may
 	// propose (COUNTERSIGN_MAX_STEP_OUTPUT); 0 means DefaultMaxStepOutput. A
@@ -98,8 +82,8 @@ type Engine struct {
 	registry  *Registry
 	policies  PolicySource
 	model     ai.Provider
-	enqueuer  Enqueuer
-	onRequest RequestHook
+	scheduler Scheduler
+	approvals *approval.Service
 	logger    *slog.Logger
 	now       func() time.Time
 	maxOutput int
@@ -109,10 +93,9 @@ type Engine struct {
 	maxRecoveries int
 }
 
-// New returns an Engine. Pool and Registry are required; call SetEnqueuer
-// before starting runs.
+// New returns an Engine. Pool, Registry and Scheduler are required.
 func New(cfg Config) *Engine {
-	e := &Engine{pool: cfg.Pool, registry: cfg.Registry, policies: cfg.Policies, model: cfg.Model,
+	e := &Engine{pool: cfg.Pool, registry: cfg.Registry, scheduler: cfg.Scheduler, policies: cfg.Policies, model: cfg.Model,
 		logger: cfg.Logger, now: cfg.Now, maxOutput: cfg.MaxStepOutput}
 	if e.maxOutput <= 0 {
 		e.maxOutput = DefaultMaxStepOutput
@@ -139,14 +122,10 @@ func New(cfg Config) *Engine {
 	if e.maxRecoveries <= 0 {
 		e.maxRecoveries = DefaultMaxRecoveries
 	}
+	e.approvals = approval.New(approval.Config{Pool: e.pool, Scheduler: e.scheduler, Runs: runMoves{}, Policies: e.policies,
+		Now: e.now, OutputLimitFunc: e.outputLimit})
 	return e
 }
-
-// SetEnqueuer sets how run jobs are enqueued.
-func (e *Engine) SetEnqueuer(q Enqueuer) { e.enqueuer = q }
-
-// SetRequestHook sets the hook run when a human approval request is created.
-func (e *Engine) SetRequestHook(h RequestHook) { e.onRequest = h }
 
 // Registry returns the engine's workflows.
 func (e *Engine) Registry() *Registry { return e.registry }
@@ -198,11 +177,11 @@ func (e *Engine) Start(ctx context.Context, p StartParams) (run *store.Run, crea
 		if err != nil || !created {
 			return result{run, created}, err
 		}
-		if err := e.enqueuer.EnqueueRun(ctx, tx, run.ID, 0); err != nil {
+		if err := e.scheduler.EnqueueRun(ctx, tx, run.ID, 0); err != nil {
 			return result{}, err
 		}
-		if _, err := store.AuditAppend(ctx, tx, p.StartedBy, "run.started", "run", run.ID, &run.ID,
-			map[string]any{"workflow": run.Workflow, "business_key": run.BusinessKey}); err != nil {
+		if _, err := audit.Append(ctx, tx, audit.Event{Actor: p.StartedBy, Subject: audit.RunSubject(run.ID), RunID: run.ID,
+			Details: audit.RunStarted{Workflow: run.Workflow, BusinessKey: run.BusinessKey}}); err != nil {
 			return result{}, err
 		}
 		return result{run, true}, notifyRun(ctx, tx, run.ID, run.Status)
@@ -382,9 +361,9 @@ func (e *Engine) finish(ctx context.Context, x *execution, complete CompleteFunc
 		}
 		f = &Failure{Code: code, Message: runErr.Error()}
 	}
-	status, kind := vocab.RunRetrying, "run.step_failed"
+	status := vocab.RunRetrying
 	if final {
-		status, kind = vocab.RunFailed, "run.failed"
+		status = vocab.RunFailed
 	}
 	// Recorded even when the job's context has ended (River's job timeout):
 	// otherwise the failure would be lost and the run left running.
@@ -397,9 +376,9 @@ func (e *Engine) finish(ctx context.Context, x *execution, complete CompleteFunc
 		} else if err != nil {
 			return err
 		}
-		if _, err := store.AuditAppend(ctx, tx, "system", kind, "run", run.ID, &run.ID, map[string]any{
-			"code": f.Code, "message": f.Message, "attempt": run.Attempt, "step": run.CurrentStep,
-		}); err != nil {
+		if _, err := audit.Append(ctx, tx, audit.Event{Actor: "system", Subject: audit.RunSubject(run.ID), RunID: run.ID,
+			Details: audit.RunFailed{Code: f.Code, Message: f.Message, Final: final,
+				Attempt: &audit.Attempt{Attempt: run.Attempt, Step: run.CurrentStep}}}); err != nil {
 			return err
 		}
 		if final {
@@ -436,14 +415,11 @@ func (e *Engine) Cancel(ctx context.Context, runID, actor string) error {
 		if err := transition(ctx, tx, run, vocab.RunCancelled); err != nil {
 			return err
 		}
-		if err := store.RequestCancelForRun(ctx, tx, runID, actor); err != nil {
+		if err := approval.CancelForRun(ctx, tx, runID, actor); err != nil {
 			return err
 		}
-		if err := store.BatchSettleForRun(ctx, tx, runID); err != nil {
-			return err
-		}
-		if _, err := store.AuditAppend(ctx, tx, actor, "run.cancelled", "run", runID, &runID,
-			map[string]any{"from": run.Status}); err != nil {
+		if _, err := audit.Append(ctx, tx, audit.Event{Actor: actor, Subject: audit.RunSubject(runID), RunID: runID,
+			Details: audit.RunCancelled{From: string(run.Status)}}); err != nil {
 			return err
 		}
 		return notifyRun(ctx, tx, runID, vocab.RunCancelled)
@@ -451,6 +427,5 @@ func (e *Engine) Cancel(ctx context.Context, runID, actor string) error {
 }
 
 func notifyRun(ctx context.Context, tx store.DBTX, runID string, status vocab.RunStatus) error {
-	b, _ := json.Marshal(map[string]string{"type": "run", "id": runID, "status": string(status)})
-	return store.Notify(ctx, tx, string(b))
+	return notify.Send(ctx, tx, notify.Message{Type: notify.KindRun, ID: runID, Status: string(status)})
 }

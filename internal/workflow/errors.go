@@ -2,11 +2,8 @@ package workflow
 
 import (
 	"errors"
-	"fmt"
-	"time"
 
-	"github.com/countersign/countersign/internal/store"
-	"github.com/countersign/countersign/vocab"
+	"github.com/countersign/countersign/internal/approval"
 )
 
 var (
@@ -22,37 +19,28 @@ var (
 	ErrCancelled = errors.New("run cancelled")
 	// ErrUnknownWorkflow is returned when starting a workflow nobody registered.
 	ErrUnknownWorkflow = errors.New("unknown workflow")
-	// ErrInvalidInput is returned for malformed run input or decision input.
-	ErrInvalidInput = errors.New("invalid input")
-	// ErrNotFound is returned for a run or request that does not exist. It
-	// is store.ErrNotFound, so that "not found" is one error in every layer.
-	ErrNotFound = store.ErrNotFound
-	// ErrAlreadyDecided is matched by every *AlreadyDecidedError.
-	ErrAlreadyDecided = errors.New("already decided")
-	// ErrPayloadChanged means the action changed since the reviewer saw it.
-	ErrPayloadChanged = errors.New("the proposed action changed since it was shown; reload and review it again")
-	// ErrForbidden means the actor may not make this decision.
-	ErrForbidden = errors.New("not allowed")
-	// ErrEditNeedsReview means an edited action falls under a rule that the
-	// editor may not decide alone; the message names the rule.
-	ErrEditNeedsReview = errors.New("the edited action needs review under another rule")
+	// ErrInvalidInput is returned for malformed run input or decision
+	// input: the same error as approval's, so either name matches.
+	ErrInvalidInput = approval.ErrInvalidInput
+	// ErrNotFound is returned for a run or request that does not exist
+	// (approval.ErrNotFound).
+	ErrNotFound = approval.ErrNotFound
+	// ErrAlreadyDecided is approval.ErrAlreadyDecided.
+	ErrAlreadyDecided = approval.ErrAlreadyDecided
+	// ErrPayloadChanged is approval.ErrPayloadChanged.
+	ErrPayloadChanged = approval.ErrPayloadChanged
+	// ErrForbidden is approval.ErrForbidden.
+	ErrForbidden = approval.ErrForbidden
+	// ErrEditNeedsReview is approval.ErrEditNeedsReview.
+	ErrEditNeedsReview = approval.ErrEditNeedsReview
+	// ErrNotInBatch is approval.ErrNotInBatch.
+	ErrNotInBatch = approval.ErrNotInBatch
 	// ErrFinal means the run has already ended.
 	ErrFinal = errors.New("run has already ended")
 )
 
 // AlreadyDecidedError says who won the race to decide a request.
-type AlreadyDecidedError struct {
-	Status vocab.RequestStatus
-	By     string
-	At     time.Time
-}
-
-func (e *AlreadyDecidedError) Error() string {
-	return fmt.Sprintf("already decided (%s) by %s at %s", e.Status, e.By, e.At.UTC().Format(time.RFC3339))
-}
-
-// Is makes errors.Is(err, ErrAlreadyDecided) hold.
-func (e *AlreadyDecidedError) Is(target error) bool { return target == ErrAlreadyDecided }
+type AlreadyDecidedError = approval.AlreadyDecidedError
 
 // Failure ends a run at once with a code and message; River does not retry it.
 type Failure struct {

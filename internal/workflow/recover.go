@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/countersign/countersign/internal/audit"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/vocab"
 )
@@ -76,7 +77,7 @@ func (e *Engine) recoverBatch(ctx context.Context) (Recovered, int, error) {
 				return err
 			}
 		}
-		return e.enqueuer.EnqueueRuns(ctx, tx, s.jobs)
+		return e.scheduler.EnqueueRuns(ctx, tx, s.jobs)
 	})
 	if err != nil {
 		return Recovered{}, 0, fmt.Errorf("sweep runs: %w", err)
@@ -142,9 +143,9 @@ func (e *Engine) failOrphan(ctx context.Context, tx pgx.Tx, o store.Orphan, caus
 	} else if err != nil {
 		return err
 	}
-	if _, err := store.AuditAppend(ctx, tx, "system", "run.failed", "run", o.ID, &o.ID, map[string]any{
-		"code": f.Code, "message": f.Message, "cause": cause, "recoveries": o.Recoveries,
-	}); err != nil {
+	if _, err := audit.Append(ctx, tx, audit.Event{Actor: "system", Subject: audit.RunSubject(o.ID), RunID: o.ID,
+		Details: audit.RunFailed{Code: f.Code, Message: f.Message, Final: true,
+			Recovery: &audit.Recovery{Cause: cause, Recoveries: o.Recoveries}}}); err != nil {
 		return err
 	}
 	if err := notifyRun(ctx, tx, o.ID, vocab.RunFailed); err != nil {
@@ -165,9 +166,8 @@ func (e *Engine) handOn(ctx context.Context, tx pgx.Tx, o store.Orphan, cause st
 	} else if err != nil {
 		return err
 	}
-	if _, err := store.AuditAppend(ctx, tx, "system", "run.recovered", "run", o.ID, &o.ID, map[string]any{
-		"cause": cause, "status": o.Status, "from_seq": o.ResumeSeq, "seq": seq, "recoveries": o.Recoveries + 1,
-	}); err != nil {
+	if _, err := audit.Append(ctx, tx, audit.Event{Actor: "system", Subject: audit.RunSubject(o.ID), RunID: o.ID,
+		Details: audit.RunRecovered{Cause: cause, Status: string(o.Status), FromSeq: o.ResumeSeq, Seq: seq, Recoveries: o.Recoveries + 1}}); err != nil {
 		return err
 	}
 	s.jobs = append(s.jobs, RunRef{ID: o.ID, Seq: seq})

@@ -1,4 +1,4 @@
-package workflow
+package approval
 
 import (
 	"context"
@@ -12,7 +12,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/countersign/countersign/internal/audit"
+	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/policy"
 	"github.com/countersign/countersign/vocab"
 )
 
@@ -65,85 +68,105 @@ type BatchResult struct {
 // it was shown, that someone else decided, or that this reviewer may not
 // approve (the run is theirs, the rule needs another role) is refused and
 // reported, and the others go ahead. Returns ErrNotFound, ErrInvalidInput.
-func (e *Engine) DecideBatch(ctx context.Context, p BatchDecideParams) (*BatchResult, error) {
+func (s *Service) DecideBatch(ctx context.Context, p BatchDecideParams) (*BatchResult, error) {
 	if err := checkBatch(&p); err != nil {
 		return nil, err
 	}
-	return store.WithTxV(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) (*BatchResult, error) {
-		b, err := store.BatchLock(ctx, tx, p.BatchID)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("batch %s: %w", p.BatchID, ErrNotFound)
-		} else if err != nil {
-			return nil, err
-		}
-		if b.Status == vocab.BatchOpen {
-			return nil, fmt.Errorf("%w: the batch is still collecting items; it is ready at %s or at %d items",
-				ErrInvalidInput, b.ClosesAt.UTC().Format("15:04 UTC"), b.MaxSize)
-		}
-		// Before the first write: a refused actor leaves no batch decision,
-		// no event, and every item where it was.
-		if err := authorizeBatch(ctx, tx, b, p.Actor); err != nil {
+	return store.WithTxV(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) (*BatchResult, error) {
+		b, err := lockBatch(ctx, tx, p)
+		if err != nil {
 			return nil, err
 		}
 		res := &BatchResult{Refused: []ItemOutcome{}}
 		if res.DecisionID, err = store.BatchDecisionInsert(ctx, tx, b.ID, p.Actor.Name, p.Action, p.Reason); err != nil {
 			return nil, err
 		}
-		var resume []RunRef
-		for _, item := range p.Items {
-			var out itemResult
-			selected := slices.Contains(p.Selected, item.ID)
-			switch {
-			case p.Action == ApproveSelected && !selected:
-				out, err = leaveOut(ctx, tx, b, item, p.Actor)
-			default:
-				verdict, reason := vocab.VerdictApprove, ""
-				if !selected || p.Action == RejectAll {
-					verdict, reason = vocab.VerdictReject, p.Reason
-				}
-				out, err = e.decideItem(ctx, tx, b, item, p, verdict, reason, res.DecisionID)
-			}
-			if err != nil {
-				return nil, err
-			}
-			switch out.Outcome {
-			case "approved":
-				res.Approved++
-			case "rejected":
-				res.Rejected++
-			case "left_out":
-				res.LeftOut++
-			case "refused":
-				res.Refused = append(res.Refused, out.ItemOutcome)
-			}
-			if out.resume != nil {
-				resume = append(resume, *out.resume)
-			}
-			res.Items = append(res.Items, out.ItemOutcome)
+		resume, err := s.decideItems(ctx, tx, b, p, res)
+		if err != nil {
+			return nil, err
 		}
-		if err := e.enqueuer.EnqueueRuns(ctx, tx, resume); err != nil {
+		if err := s.scheduler.EnqueueRuns(ctx, tx, resume); err != nil {
 			return nil, err
 		}
 		res.Resumed = len(resume)
-		refused, _ := json.Marshal(res.Refused)
-		if err := store.BatchDecisionFinish(ctx, tx, &store.BatchDecision{ID: res.DecisionID, Approved: res.Approved,
-			Rejected: res.Rejected, LeftOut: res.LeftOut, Refused: refused}); err != nil {
-			return nil, err
-		}
-		if err := store.BatchSetDecided(ctx, tx, b.ID); err != nil {
-			return nil, err
-		}
-		if _, err := store.AuditAppend(ctx, tx, p.Actor.Name, "batch.decided", "batch", b.ID, nil, map[string]any{
-			"batch_decision_id": res.DecisionID, "action": p.Action, "reason": p.Reason, "rule": b.Rule, "workflow": b.Workflow,
-			"tier": "batched", "shown": len(p.Items), "approved": res.Approved, "rejected": res.Rejected,
-			"left_out": res.LeftOut, "refused": res.Refused,
-		}); err != nil {
-			return nil, err
-		}
-		// One signal for the whole batch: the inbox refreshes once.
-		msg, _ := json.Marshal(map[string]string{"type": "batch", "id": b.ID, "status": "decided"})
-		return res, store.Notify(ctx, tx, string(msg))
+		return res, settleBatch(ctx, tx, b, p, res)
 	})
+}
+
+// lockBatch locks a batch that is ready for review and refuses, before the
+// first write, an actor whose roles may decide none of its items: such an
+// actor leaves no batch decision, no event, and every item where it was.
+func lockBatch(ctx context.Context, tx pgx.Tx, p BatchDecideParams) (*store.Batch, error) {
+	b, err := store.BatchLock(ctx, tx, p.BatchID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("batch %s: %w", p.BatchID, ErrNotFound)
+	} else if err != nil {
+		return nil, err
+	}
+	if b.Status == vocab.BatchOpen {
+		return nil, fmt.Errorf("%w: the batch is still collecting items; it is ready at %s or at %d items",
+			ErrInvalidInput, b.ClosesAt.UTC().Format("15:04 UTC"), b.MaxSize)
+	}
+	return b, authorizeBatch(ctx, tx, b, p.Actor)
+}
+
+// decideItems decides, leaves out or refuses each shown item, counting the
+// outcomes in res, and returns the runs to resume.
+func (s *Service) decideItems(ctx context.Context, tx pgx.Tx, b *store.Batch, p BatchDecideParams, res *BatchResult) ([]RunRef, error) {
+	var resume []RunRef
+	for _, item := range p.Items {
+		var out itemResult
+		var err error
+		selected := slices.Contains(p.Selected, item.ID)
+		if p.Action == ApproveSelected && !selected {
+			out, err = leaveOut(ctx, tx, b, item, p.Actor)
+		} else {
+			verdict, reason := vocab.VerdictApprove, ""
+			if !selected || p.Action == RejectAll {
+				verdict, reason = vocab.VerdictReject, p.Reason
+			}
+			out, err = s.decideItem(ctx, tx, b, item, p, verdict, reason, res.DecisionID)
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch out.Outcome {
+		case "approved":
+			res.Approved++
+		case "rejected":
+			res.Rejected++
+		case "left_out":
+			res.LeftOut++
+		case "refused":
+			res.Refused = append(res.Refused, out.ItemOutcome)
+		}
+		if out.resume != nil {
+			resume = append(resume, *out.resume)
+		}
+		res.Items = append(res.Items, out.ItemOutcome)
+	}
+	return resume, nil
+}
+
+// settleBatch records the batch decision's counts, marks the batch decided
+// when nothing in it is pending, appends batch.decided and signals once for
+// the whole batch, so that the inbox refreshes once.
+func settleBatch(ctx context.Context, tx pgx.Tx, b *store.Batch, p BatchDecideParams, res *BatchResult) error {
+	refused, _ := json.Marshal(res.Refused)
+	if err := store.BatchDecisionFinish(ctx, tx, &store.BatchDecision{ID: res.DecisionID, Approved: res.Approved,
+		Rejected: res.Rejected, LeftOut: res.LeftOut, Refused: refused}); err != nil {
+		return err
+	}
+	if err := store.BatchSetDecided(ctx, tx, b.ID); err != nil {
+		return err
+	}
+	if _, err := audit.Append(ctx, tx, audit.Event{Actor: p.Actor.Name, Subject: audit.BatchSubject(b.ID),
+		Details: audit.BatchDecided{Facets: audit.Facets{Workflow: b.Workflow, Rule: b.Rule, Tier: "batched"},
+			BatchDecisionID: res.DecisionID, Action: p.Action, Reason: p.Reason, Shown: len(p.Items), Approved: res.Approved, Rejected: res.Rejected,
+			LeftOut: res.LeftOut, Refused: res.Refused}}); err != nil {
+		return err
+	}
+	return notify.Send(ctx, tx, notify.Message{Type: notify.KindBatch, ID: b.ID, Status: string(vocab.BatchDecided)})
 }
 
 type itemResult struct {
@@ -151,9 +174,9 @@ type itemResult struct {
 	resume *RunRef
 }
 
-func (e *Engine) decideItem(ctx context.Context, tx pgx.Tx, b *store.Batch, item ItemRef, p BatchDecideParams, verdict vocab.Verdict, reason, decisionID string) (itemResult, error) {
+func (s *Service) decideItem(ctx context.Context, tx pgx.Tx, b *store.Batch, item ItemRef, p BatchDecideParams, verdict vocab.Verdict, reason, decisionID string) (itemResult, error) {
 	out := itemResult{ItemOutcome: ItemOutcome{RequestID: item.ID}}
-	res, err := e.DecideTx(ctx, tx, DecideParams{RequestID: item.ID, Actor: p.Actor, Verdict: verdict, Reason: reason,
+	res, err := s.DecideTx(ctx, tx, DecideParams{RequestID: item.ID, Actor: p.Actor, Verdict: verdict, Reason: reason,
 		PayloadHash: item.PayloadHash, BatchDecisionID: &decisionID, InBatch: b.ID}, TxOptions{})
 	var ad *AlreadyDecidedError
 	switch {
@@ -170,7 +193,7 @@ func (e *Engine) decideItem(ctx context.Context, tx pgx.Tx, b *store.Batch, item
 	case res.Decision == nil:
 		out.Outcome, out.Note = "approval_recorded", fmt.Sprintf("%d of %d approvals", res.Votes, res.Required)
 	default:
-		out.Outcome = string(verdict.RequestStatus()) // approved or rejected
+		out.Outcome = map[vocab.Verdict]string{vocab.VerdictApprove: "approved", vocab.VerdictReject: "rejected"}[verdict]
 		out.resume = res.Resume
 	}
 	return out, nil
@@ -290,8 +313,8 @@ func isID(s string) bool {
 // or approve it as the policy (actor policy:<rule>), or escalate it. A request
 // decided meanwhile is left alone. It returns the time to try again when the
 // deadline has not passed yet (the clock may differ from the scheduler's).
-func (e *Engine) Expire(ctx context.Context, requestID string) (retryAt *time.Time, err error) {
-	req, err := store.RequestGet(ctx, e.pool, requestID)
+func (s *Service) Expire(ctx context.Context, requestID string) (retryAt *time.Time, err error) {
+	req, err := store.RequestGet(ctx, s.pool, requestID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	} else if err != nil {
@@ -300,7 +323,7 @@ func (e *Engine) Expire(ctx context.Context, requestID string) (retryAt *time.Ti
 	if req.Status != vocab.RequestPending || req.Deadline == nil {
 		return nil, nil
 	}
-	if now := e.now(); now.Before(*req.Deadline) {
+	if now := s.now(); now.Before(*req.Deadline) {
 		return req.Deadline, nil
 	}
 	actor := Actor{Name: "policy:" + req.Rule, System: true}
@@ -311,28 +334,83 @@ func (e *Engine) Expire(ctx context.Context, requestID string) (retryAt *time.Ti
 		if req.OnTimeout == "approve" {
 			verdict = vocab.VerdictApprove
 		}
-		_, err := e.Decide(ctx, DecideParams{RequestID: req.ID, Actor: actor, Verdict: verdict, Reason: reason, PayloadHash: req.PayloadHash})
+		_, err := s.Decide(ctx, DecideParams{RequestID: req.ID, Actor: actor, Verdict: verdict, Reason: reason, PayloadHash: req.PayloadHash})
 		if errors.Is(err, ErrAlreadyDecided) {
 			return nil, nil
 		}
 		return nil, err
 	case "escalate":
-		return nil, store.WithTx(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) error {
-			note := "Escalated: " + reason
-			if len(req.EscalateTo) > 0 {
-				note += "; " + vocab.Join(req.EscalateTo, ", ") + " may now decide it"
-			}
-			ok, err := store.RequestEscalate(ctx, tx, req.ID, note)
-			if err != nil || !ok {
-				return err
-			}
-			if _, err := store.AuditAppend(ctx, tx, actor.Name, "request.escalated", "request", req.ID, &req.RunID, map[string]any{
-				"rule": req.Rule, "tier": req.Tier, "workflow": req.Workflow, "escalate_to": req.EscalateTo, "reason": reason,
-			}); err != nil {
-				return err
-			}
-			return notifyRequest(ctx, tx, req)
-		})
+		return nil, s.escalate(ctx, req, actor, reason)
 	}
 	return nil, nil
+}
+
+// escalate marks a request escalated: the rule's escalate_to roles may now
+// decide it too. A request decided or escalated meanwhile is left alone.
+func (s *Service) escalate(ctx context.Context, req *store.Request, actor Actor, reason string) error {
+	return store.WithTx(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) error {
+		note := "Escalated: " + reason
+		if len(req.EscalateTo) > 0 {
+			note += "; " + vocab.Join(req.EscalateTo, ", ") + " may now decide it"
+		}
+		ok, err := store.RequestEscalate(ctx, tx, req.ID, note)
+		if err != nil || !ok {
+			return err
+		}
+		if _, err := audit.Append(ctx, tx, audit.Event{Actor: actor.Name, Subject: audit.RequestSubject(req.ID), RunID: req.RunID,
+			Details: audit.RequestEscalated{Facets: audit.Facets{Workflow: req.Workflow, Rule: req.Rule, Tier: req.Tier},
+				EscalateTo: req.EscalateTo, Reason: reason}}); err != nil {
+			return err
+		}
+		return notifyRequest(ctx, tx, req)
+	})
+}
+
+// schedule hangs a new human request on the batch and deadline machinery, in
+// the transaction that creates it: a batched request joins the open batch of
+// its group (opening one, with its closing job at max_wait, when there is
+// none; reaching max_size closes it at once), and a request with a deadline
+// gets its deadline job.
+func (s *Service) schedule(ctx context.Context, tx pgx.Tx, req *store.Request, d policy.Decision) error {
+	if req.Tier == vocab.TierBatched && d.Batch != nil {
+		closesAt := s.now().Add(d.Batch.MaxWait)
+		id, opened, open, err := store.BatchJoin(ctx, tx, req.ID, d.Rule+"|"+d.BatchKey, d.Rule, req.Workflow, req.ActionKind,
+			d.Batch.MaxSize, closesAt)
+		if err != nil {
+			return err
+		}
+		if opened && open {
+			if err := s.scheduler.ScheduleBatchClose(ctx, tx, id, closesAt); err != nil {
+				return err
+			}
+		}
+	}
+	if req.Deadline != nil {
+		return s.scheduler.ScheduleDeadline(ctx, tx, req.ID, *req.Deadline)
+	}
+	return nil
+}
+
+// CloseBatch makes an open batch ready for review once its max_wait has
+// passed. It returns how long to wait when that time has not come yet (the
+// engine's clock may differ from the scheduler's); a batch that is no longer
+// open (it filled up first) is left alone.
+func (s *Service) CloseBatch(ctx context.Context, batchID string) (wait time.Duration, err error) {
+	b, err := store.BatchGet(ctx, s.pool, batchID)
+	if err != nil {
+		return 0, err
+	}
+	if b.Status != vocab.BatchOpen {
+		return 0, nil
+	}
+	if wait := b.ClosesAt.Sub(s.now()); wait > 0 {
+		return wait, nil
+	}
+	return 0, store.WithTx(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) error {
+		closed, err := store.BatchClose(ctx, tx, b.ID)
+		if err != nil || !closed {
+			return err
+		}
+		return notify.Send(ctx, tx, notify.Message{Type: notify.KindBatch, ID: b.ID, Status: string(vocab.BatchReady)})
+	})
 }

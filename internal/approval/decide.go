@@ -1,4 +1,4 @@
-package workflow
+package approval
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/countersign/countersign/internal/audit"
+	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/policy"
 	"github.com/countersign/countersign/vocab"
@@ -75,14 +77,56 @@ type Change struct {
 // transaction: exactly one decision wins however many arrive at once. Returns
 // *AlreadyDecidedError (matching ErrAlreadyDecided) to every loser,
 // ErrPayloadChanged, ErrForbidden, ErrInvalidInput or ErrNotFound.
-func (e *Engine) Decide(ctx context.Context, p DecideParams) (*DecideResult, error) {
-	return store.WithTxV(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) (*DecideResult, error) {
-		return e.DecideTx(ctx, tx, p, TxOptions{Enqueue: true, Notify: true})
+func (s *Service) Decide(ctx context.Context, p DecideParams) (*DecideResult, error) {
+	return store.WithTxV(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) (*DecideResult, error) {
+		return s.DecideTx(ctx, tx, p, TxOptions{Enqueue: true, Notify: true})
 	})
 }
 
-// DecideTx is Decide inside the caller's transaction.
-func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOptions) (*DecideResult, error) {
+// DecideTx is Decide inside the caller's transaction. It reads as the
+// decision goes: load and check, count a vote, record the decision, move the
+// run on, audit, signal.
+func (s *Service) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOptions) (*DecideResult, error) {
+	b, err := s.loadAndCheck(ctx, tx, p)
+	if err != nil {
+		return nil, err
+	}
+	res := &DecideResult{Request: b.req, Required: b.req.ApprovalsRequired}
+	if more, err := vote(ctx, tx, b, res, o); more || err != nil {
+		return res, err
+	}
+	if err := recordDecision(ctx, tx, b, res); err != nil {
+		return nil, err
+	}
+	if err := s.advanceRun(ctx, tx, b, res, o); err != nil {
+		return nil, err
+	}
+	if err := auditDecision(ctx, tx, b, res); err != nil {
+		return nil, err
+	}
+	if o.Notify {
+		if err := notifyRequest(ctx, tx, res.Request); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// ballot is a verdict that passed its checks, with what it needs from the
+// locked request on its way to the record.
+type ballot struct {
+	p      DecideParams
+	req    *store.Request
+	params map[string]any // what the run will apply: the proposal's or the edited parameters
+	diff   []Change       // for an edit
+	judged *editJudgement // for an edit: the rule the edited action falls under
+}
+
+// loadAndCheck validates the verdict, locks the request and checks,
+// before anything is written, that it is still pending, in the batch being
+// decided, unchanged since it was shown, and that the actor may decide it;
+// an edit is judged again by the policy (ErrEditNeedsReview).
+func (s *Service) loadAndCheck(ctx context.Context, tx pgx.Tx, p DecideParams) (*ballot, error) {
 	if err := checkVerdict(&p); err != nil {
 		return nil, err
 	}
@@ -108,153 +152,175 @@ func (e *Engine) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxOp
 	if err := json.Unmarshal(req.Action, &action); err != nil {
 		return nil, fmt.Errorf("decode action: %w", err)
 	}
-	params := action.Params
-	var diff []Change
-	if p.Verdict == vocab.VerdictEdit && req.ApprovalsRequired > 1 {
+	b := &ballot{p: p, req: req, params: action.Params}
+	if p.Verdict == vocab.VerdictEdit {
+		return b, s.checkEdit(ctx, tx, b, action)
+	}
+	return b, nil
+}
+
+// checkEdit refuses an edit of a multi-approval request, lists what the edit
+// changes and has the policy judge the edited action.
+func (s *Service) checkEdit(ctx context.Context, tx pgx.Tx, b *ballot, action Action) error {
+	if b.req.ApprovalsRequired > 1 {
 		// Each approver approves what they saw: an edit would change it under
 		// the others. Sending it back keeps every approval about one payload.
-		return nil, fmt.Errorf("%w: this rule needs %d approvers, so the action cannot be edited here; request changes instead",
-			ErrInvalidInput, req.ApprovalsRequired)
+		return fmt.Errorf("%w: this rule needs %d approvers, so the action cannot be edited here; request changes instead",
+			ErrInvalidInput, b.req.ApprovalsRequired)
 	}
-	var judged *editJudgement
-	if p.Verdict == vocab.VerdictEdit {
-		if diff, err = EditDiff(action.Params, p.EditedParams); err != nil {
-			return nil, err
-		}
-		if judged, err = e.judgeEdit(ctx, tx, req, action, p); err != nil {
-			return nil, err
-		}
-		params = p.EditedParams
+	var err error
+	if b.diff, err = EditDiff(action.Params, b.p.EditedParams); err != nil {
+		return err
 	}
+	if b.judged, err = s.judgeEdit(ctx, tx, b.req, action, b.p); err != nil {
+		return err
+	}
+	b.params = b.p.EditedParams
+	return nil
+}
 
-	res := &DecideResult{Request: req, Required: req.ApprovalsRequired}
-	// A system actor (a deadline's on_timeout) speaks for the policy as a
-	// whole: counted as one vote it would leave the request pending forever,
-	// since no second system vote ever comes.
-	if p.Verdict == vocab.VerdictApprove && req.ApprovalsRequired > 1 && !p.Actor.System {
-		// The row lock taken above serializes voters, so the count is exact.
-		n, err := store.VoteAdd(ctx, tx, req.ID, p.Actor.Name, p.Comment)
-		if err != nil {
-			return nil, err
-		}
-		res.Votes = n
-		if n < req.ApprovalsRequired {
-			_, err := store.AuditAppend(ctx, tx, p.Actor.Name, "approval.vote", "request", req.ID, &req.RunID,
-				map[string]any{"votes": n, "required": req.ApprovalsRequired, "payload_hash": req.PayloadHash})
-			if err != nil || !o.Notify {
-				return res, err
-			}
-			return res, notifyRequest(ctx, tx, req)
-		}
+// vote counts a human approval of a multi-approval request. It reports more
+// when the request still needs approvers, having recorded the vote and its
+// event. A system actor (a deadline's on_timeout) speaks for the policy as a
+// whole: counted as one vote it would leave the request pending forever,
+// since no second system vote ever comes.
+func vote(ctx context.Context, tx pgx.Tx, b *ballot, res *DecideResult, o TxOptions) (more bool, err error) {
+	req, p := b.req, b.p
+	if p.Verdict != vocab.VerdictApprove || req.ApprovalsRequired <= 1 || p.Actor.System {
+		return false, nil
 	}
+	// The request's row lock serializes voters, so the count is exact.
+	n, err := store.VoteAdd(ctx, tx, req.ID, p.Actor.Name, p.Comment)
+	if err != nil {
+		return true, err
+	}
+	res.Votes = n
+	if n >= req.ApprovalsRequired {
+		return false, nil
+	}
+	_, err = audit.Append(ctx, tx, audit.Event{Actor: p.Actor.Name, Subject: audit.RequestSubject(req.ID), RunID: req.RunID,
+		Details: audit.ApprovalVote{Votes: n, Required: req.ApprovalsRequired, PayloadHash: req.PayloadHash}})
+	if err != nil || !o.Notify {
+		return true, err
+	}
+	return true, notifyRequest(ctx, tx, req)
+}
 
-	status := p.Verdict.RequestStatus()
-	won, err := store.RequestDecide(ctx, tx, req.ID, p.PayloadHash, string(status), p.Actor.Name)
+// recordDecision decides the request (one winner), inserts the decision,
+// settles the request's batch when it was its last pending item, and makes
+// the decision the approval step's result.
+func recordDecision(ctx context.Context, tx pgx.Tx, b *ballot, res *DecideResult) error {
+	req, p := b.req, b.p
+	won, err := store.RequestDecide(ctx, tx, req.ID, p.PayloadHash, string(p.Verdict.RequestStatus()), p.Actor.Name)
 	if errors.Is(err, store.ErrNotFound) {
-		// Not reached while the row lock above is held; the conditional
-		// update and the decisions' unique key stay as the exactly-once guard
-		// should the locking ever change.
+		// Not reached while the row lock is held; the conditional update and
+		// the decisions' unique key stay as the exactly-once guard should the
+		// locking ever change.
 		again, gerr := store.RequestGet(ctx, tx, req.ID)
 		if gerr != nil {
-			return nil, gerr
+			return gerr
 		}
-		return nil, alreadyDecided(again)
+		return alreadyDecided(again)
 	} else if err != nil {
-		return nil, err
+		return err
 	}
 	res.Request = won
-
-	row := &store.Decision{
-		RequestID: req.ID, RunID: req.RunID, Actor: p.Actor.Name, Verdict: p.Verdict, Reason: p.Reason,
-		Comment: p.Comment, PayloadHash: req.PayloadHash,
-		PolicyVersion: req.PolicyVersion, Rule: req.Rule, Tier: req.Tier, BatchDecisionID: p.BatchDecisionID,
-	}
-	if judged != nil {
-		row.EditedParams, _ = json.Marshal(p.EditedParams)
-		row.Diff, _ = json.Marshal(diff)
-		row.EditedRule, row.EditedPolicyVersion, row.EditedPayloadHash = &judged.Rule, &judged.PolicyVersion, &judged.PayloadHash
-	}
-	dec, err := store.DecisionInsert(ctx, tx, row)
+	dec, err := store.DecisionInsert(ctx, tx, b.row())
 	if errors.Is(err, store.ErrConflict) {
-		return nil, alreadyDecided(won)
+		return alreadyDecided(won)
 	} else if err != nil {
-		return nil, err
+		return err
 	}
 	res.Decision = dec
 	// An item decided on its own (from the inbox, by a deadline) may have
 	// been its batch's last; a batch decision settles its batch itself.
 	if won.BatchID != nil && p.InBatch == "" {
 		if err := store.BatchSetDecided(ctx, tx, *won.BatchID); err != nil {
-			return nil, err
+			return err
 		}
 	}
+	out, _ := json.Marshal(b.result(dec))
+	return store.StepResolve(ctx, tx, req.RunID, req.StepSeq, out)
+}
 
-	result := Decision{RequestID: req.ID, Verdict: p.Verdict, Actor: p.Actor.Name, Reason: p.Reason,
-		Comment: p.Comment, Params: params, Tier: req.Tier, Rule: req.Rule, PolicyVersion: req.PolicyVersion,
+// row is the decision as stored.
+func (b *ballot) row() *store.Decision {
+	req, p := b.req, b.p
+	row := &store.Decision{
+		RequestID: req.ID, RunID: req.RunID, Actor: p.Actor.Name, Verdict: p.Verdict, Reason: p.Reason,
+		Comment: p.Comment, PayloadHash: req.PayloadHash,
+		PolicyVersion: req.PolicyVersion, Rule: req.Rule, Tier: req.Tier, BatchDecisionID: p.BatchDecisionID,
+	}
+	if b.judged != nil {
+		row.EditedParams, _ = json.Marshal(p.EditedParams)
+		row.Diff, _ = json.Marshal(b.diff)
+		row.EditedRule, row.EditedPolicyVersion, row.EditedPayloadHash = &b.judged.Rule, &b.judged.PolicyVersion, &b.judged.PayloadHash
+	}
+	return row
+}
+
+// result is the decision as RequestApproval returns it to the resumed run.
+func (b *ballot) result(dec *store.Decision) Decision {
+	req, p := b.req, b.p
+	d := Decision{RequestID: req.ID, Verdict: p.Verdict, Actor: p.Actor.Name, Reason: p.Reason,
+		Comment: p.Comment, Params: b.params, Tier: req.Tier, Rule: req.Rule, PolicyVersion: req.PolicyVersion,
 		DecidedAt: dec.CreatedAt}
-	if judged != nil {
-		result.EditedRule, result.EditedPayloadHash = judged.Rule, judged.PayloadHash
+	if b.judged != nil {
+		d.EditedRule, d.EditedPayloadHash = b.judged.Rule, b.judged.PayloadHash
 	}
-	out, _ := json.Marshal(result)
-	if err := store.StepResolve(ctx, tx, req.RunID, req.StepSeq, out); err != nil {
-		return nil, err
-	}
+	return d
+}
 
-	// Both moves are conditional updates from the statuses the transitions
-	// table allows (status.go); a run that is not waiting refuses both.
-	if p.Verdict == vocab.VerdictReject {
-		if err := store.RunSetStatus(ctx, tx, req.RunID, sourcesOf(vocab.RunRejected), string(vocab.RunRejected)); err != nil {
-			return nil, fmt.Errorf("reject run %s: %w", req.RunID, err)
+// advanceRun ends a rejected run or queues the run to resume, with its job
+// unless the caller inserts the jobs itself. The engine's Runs make both
+// moves as its status rules allow; a run that is not waiting refuses both.
+func (s *Service) advanceRun(ctx context.Context, tx pgx.Tx, b *ballot, res *DecideResult, o TxOptions) error {
+	runID := b.req.RunID
+	if b.p.Verdict == vocab.VerdictReject {
+		if err := s.runs.Reject(ctx, tx, runID); err != nil {
+			return fmt.Errorf("reject run %s: %w", runID, err)
 		}
-	} else {
-		seq, err := store.RunResume(ctx, tx, req.RunID, sourcesOf(vocab.RunQueued))
-		if err != nil {
-			return nil, fmt.Errorf("run %s is not waiting for this decision: %w", req.RunID, err)
-		}
-		res.Resume = &RunRef{ID: req.RunID, Seq: seq}
-		if o.Enqueue {
-			if err := e.enqueuer.EnqueueRun(ctx, tx, req.RunID, seq); err != nil {
-				return nil, err
-			}
-		}
+		return nil
 	}
+	seq, err := s.runs.Resume(ctx, tx, runID)
+	if err != nil {
+		return fmt.Errorf("run %s is not waiting for this decision: %w", runID, err)
+	}
+	res.Resume = &RunRef{ID: runID, Seq: seq}
+	if !o.Enqueue {
+		return nil
+	}
+	return s.scheduler.EnqueueRun(ctx, tx, runID, seq)
+}
 
-	details := map[string]any{
-		"verdict": p.Verdict, "reason": p.Reason, "comment": p.Comment, "payload_hash": req.PayloadHash,
-		"policy_version": req.PolicyVersion, "rule": req.Rule, "tier": req.Tier, "action_kind": req.ActionKind,
-		"workflow": req.Workflow, "seconds_to_decision": dec.CreatedAt.Sub(req.CreatedAt).Seconds(),
-		"batch_decision_id": p.BatchDecisionID,
+// auditDecision appends the decision.recorded event.
+func auditDecision(ctx context.Context, tx pgx.Tx, b *ballot, res *DecideResult) error {
+	req, p, dec := b.req, b.p, res.Decision
+	d := audit.DecisionRecorded{
+		Facets: audit.Facets{Verdict: p.Verdict, Workflow: req.Workflow, Rule: req.Rule, Tier: req.Tier},
+		Reason: p.Reason, Comment: p.Comment, PayloadHash: req.PayloadHash, PolicyVersion: req.PolicyVersion,
+		ActionKind: req.ActionKind, SecondsToDecision: dec.CreatedAt.Sub(req.CreatedAt).Seconds(),
+		BatchDecisionID: p.BatchDecisionID,
 	}
-	if diff != nil {
-		details["diff"] = diff
+	if b.diff != nil {
+		d.Diff = b.diff
 	}
-	if judged != nil {
-		details["edited_rule"] = judged.Rule
-		details["edited_tier"] = judged.Tier
-		details["edited_policy_version"] = judged.PolicyVersion
-		details["edited_payload_hash"] = judged.PayloadHash
+	if j := b.judged; j != nil {
+		d.Edited = &audit.Edited{EditedRule: j.Rule, EditedTier: j.Tier, EditedPolicyVersion: j.PolicyVersion, EditedPayloadHash: j.PayloadHash}
 	}
 	if req.ApprovalsRequired > 1 {
 		voters, err := store.VoteList(ctx, tx, req.ID)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		details["approvers"] = voters
+		d.Approvers = append([]string{}, voters...) // present, even empty, whenever several approvals were needed
 	}
-	if _, err := store.AuditAppend(ctx, tx, p.Actor.Name, "decision.recorded", "request", req.ID, &req.RunID, details); err != nil {
-		return nil, err
-	}
-	if o.Notify {
-		if err := notifyRequest(ctx, tx, won); err != nil {
-			return nil, err
-		}
-	}
-	return res, nil
+	_, err := audit.Append(ctx, tx, audit.Event{Actor: p.Actor.Name, Subject: audit.RequestSubject(req.ID), RunID: req.RunID, Details: d})
+	return err
 }
 
 func notifyRequest(ctx context.Context, tx pgx.Tx, req *store.Request) error {
-	b, _ := json.Marshal(map[string]string{"type": "decision", "id": req.ID, "run_id": req.RunID, "status": string(req.Status)})
-	return store.Notify(ctx, tx, string(b))
+	return notify.Send(ctx, tx, notify.Message{Type: notify.KindDecision, ID: req.ID, RunID: req.RunID, Status: string(req.Status)})
 }
 
 func alreadyDecided(req *store.Request) error {
@@ -332,7 +398,7 @@ func authorize(req *store.Request, p DecideParams) error {
 	if !CanDecide(req, p.Actor.Roles) {
 		return fmt.Errorf("%w: this request needs one of the roles %s", ErrForbidden, vocab.Join(AllowedRoles(req), ", "))
 	}
-	if p.Verdict.Approves() && req.StartedBy == p.Actor.Name {
+	if (p.Verdict == vocab.VerdictApprove || p.Verdict == vocab.VerdictEdit) && req.StartedBy == p.Actor.Name {
 		return fmt.Errorf("%w: you started this run, so someone else must approve it", ErrForbidden)
 	}
 	return nil
@@ -341,7 +407,7 @@ func authorize(req *store.Request, p DecideParams) error {
 // editJudgement is the policy's answer on an edited action.
 type editJudgement struct {
 	Rule          string
-	Tier          string
+	Tier          vocab.Tier
 	PolicyVersion int
 	PayloadHash   string
 }
@@ -352,7 +418,7 @@ type editJudgement struct {
 // a way around the rule that the edited action really falls under (a small
 // refund edited into a big one). The run's model calls and tokens are those
 // recorded when the run stopped to wait.
-func (e *Engine) judgeEdit(ctx context.Context, tx pgx.Tx, req *store.Request, proposed Action, p DecideParams) (*editJudgement, error) {
+func (s *Service) judgeEdit(ctx context.Context, tx pgx.Tx, req *store.Request, proposed Action, p DecideParams) (*editJudgement, error) {
 	edited := proposed
 	edited.Params = p.EditedParams
 	// The proposal's checks were computed for its own parameters: they say
@@ -362,14 +428,14 @@ func (e *Engine) judgeEdit(ctx context.Context, tx pgx.Tx, req *store.Request, p
 	if err != nil {
 		return nil, fmt.Errorf("encode edited action: %w", err)
 	}
-	if limit := e.outputLimit(req.Workflow); len(raw) > limit {
+	if limit := s.outputLimit(req.Workflow); len(raw) > limit {
 		return nil, fmt.Errorf("%w: the edited action is %d bytes of JSON, over the limit of %d bytes", ErrInvalidInput, len(raw), limit)
 	}
 	run, err := store.RunGet(ctx, tx, req.RunID)
 	if err != nil {
 		return nil, err
 	}
-	pol, err := e.policies.Active(ctx)
+	pol, err := s.policies.Active(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load policy: %w", err)
 	}
@@ -377,35 +443,39 @@ func (e *Engine) judgeEdit(ctx context.Context, tx pgx.Tx, req *store.Request, p
 	// row's count can trail it (a decision resolves its step without counting
 	// it), so the position is taken from the request.
 	use := Usage{StepsUsed: req.StepSeq, ModelCalls: run.ModelCalls, TokensUsed: run.TokensUsed}
+	pd, err := s.judgeClaims(pol, req, edited, PolicyInput(edited, run, use, s.now()), p.Actor)
+	if err != nil {
+		return nil, err
+	}
 	// The model's claims about the action (risk, reversible, cost) described
 	// the proposal, not the edit: the edit is judged with them and with the
 	// worst claims, and must pass both, so that a rule keyed on a claim ("low
 	// risk", "reversible", "cheap") cannot wave an edited action through.
 	worst := edited
 	worst.Risk, worst.Reversible, worst.EstimatedCost = "high", false, math.Inf(1)
-	var pd policy.Decision
-	for i, a := range []Action{edited, worst} {
-		d, err := policy.Evaluate(pol, PolicyInput(a, run, use, e.now()))
-		if err != nil {
-			return nil, fmt.Errorf("evaluate policy: %w", err)
-		}
-		if i == 0 {
-			pd = d
-		}
-		if d.Uncertain {
-			return nil, fmt.Errorf("%w: rule %q (policy version %d) could not be evaluated on the edited action; request changes instead",
-				ErrEditNeedsReview, d.Rule, pol.Version)
-		}
-		claims := ""
-		if i == 1 {
-			claims = " when its risk, reversibility and cost are not taken on the model's word"
-		}
-		if why := stricter(req, d, p.Actor); why != "" {
-			return nil, fmt.Errorf("%w: the edited action falls under rule %q (policy version %d)%s, which %s; request changes instead",
-				ErrEditNeedsReview, d.Rule, pol.Version, claims, why)
-		}
+	if _, err := s.judgeClaims(pol, req, worst, PolicyInput(worst, run, use, s.now()), p.Actor); err != nil {
+		return nil, fmt.Errorf("%w when its risk, reversibility and cost are not taken on the model's word", err)
 	}
-	return &editJudgement{Rule: pd.Rule, Tier: string(pd.Tier), PolicyVersion: pol.Version, PayloadHash: PayloadHash(raw)}, nil
+	return &editJudgement{Rule: pd.Rule, Tier: pd.Tier, PolicyVersion: pol.Version, PayloadHash: PayloadHash(raw)}, nil
+}
+
+// judgeClaims evaluates one version of the edited action and refuses it when
+// a rule could not be evaluated (the rules after it might be stricter) or it
+// lands on a rule the actor may not decide alone.
+func (s *Service) judgeClaims(pol *policy.Policy, req *store.Request, a Action, in policy.Input, actor Actor) (policy.Decision, error) {
+	d, err := policy.Evaluate(pol, in)
+	if err != nil {
+		return d, fmt.Errorf("evaluate policy: %w", err)
+	}
+	if d.Uncertain {
+		return d, fmt.Errorf("%w: rule %q (policy version %d) could not be evaluated on the edited action; request changes instead",
+			ErrEditNeedsReview, d.Rule, pol.Version)
+	}
+	if why := stricter(req, d, actor); why != "" {
+		return d, fmt.Errorf("%w: the edited action falls under rule %q (policy version %d), which %s; request changes instead",
+			ErrEditNeedsReview, d.Rule, pol.Version, why)
+	}
+	return d, nil
 }
 
 // stricter says why the actor may not decide alone an action that the policy

@@ -1,0 +1,95 @@
+package workflow
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/countersign/countersign/internal/approval"
+	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/vocab"
+)
+
+// The human side of the engine lives in internal/approval. Workflow authors
+// propose actions and read decisions through the names below, and the
+// console calls the engine's methods, so that neither needs a second import.
+
+// Action is what a run proposes to do (approval.Action).
+type Action = approval.Action
+
+// Check is one automated check of a proposed action (approval.Check).
+type Check = approval.Check
+
+// Decision is what RequestApproval returns (approval.Decision).
+type Decision = approval.Decision
+
+// What a reviewer can do with a batch.
+const (
+	ApproveSelected   = approval.ApproveSelected
+	ApproveRejectRest = approval.ApproveRejectRest
+	RejectAll         = approval.RejectAll
+)
+
+// Decision and batch parameters and results (see internal/approval).
+type (
+	Actor             = approval.Actor
+	DecideParams      = approval.DecideParams
+	DecideResult      = approval.DecideResult
+	Change            = approval.Change
+	ItemRef           = approval.ItemRef
+	BatchDecideParams = approval.BatchDecideParams
+	ItemOutcome       = approval.ItemOutcome
+	BatchResult       = approval.BatchResult
+	RunRef            = approval.RunRef
+	Scheduler         = approval.Scheduler
+)
+
+// PayloadHash is the hash that binds a decision to the action the reviewer saw.
+func PayloadHash(raw []byte) string { return approval.PayloadHash(raw) }
+
+// AllowedRoles lists who may decide a request (approval.AllowedRoles).
+func AllowedRoles(req *store.Request) []vocab.Role { return approval.AllowedRoles(req) }
+
+// CanDecide reports whether roles allow deciding req at all (approval.CanDecide).
+func CanDecide(req *store.Request, roles []vocab.Role) bool { return approval.CanDecide(req, roles) }
+
+// EditDiff validates edited parameters and lists what changed (approval.EditDiff).
+func EditDiff(proposed, edited map[string]any) ([]Change, error) {
+	return approval.EditDiff(proposed, edited)
+}
+
+// Decide records one verdict and resumes or ends the run (approval.Service.Decide).
+func (e *Engine) Decide(ctx context.Context, p DecideParams) (*DecideResult, error) {
+	return e.approvals.Decide(ctx, p)
+}
+
+// DecideBatch decides the shown items of a batch (approval.Service.DecideBatch).
+func (e *Engine) DecideBatch(ctx context.Context, p BatchDecideParams) (*BatchResult, error) {
+	return e.approvals.DecideBatch(ctx, p)
+}
+
+// Expire applies a request's on_timeout (approval.Service.Expire).
+func (e *Engine) Expire(ctx context.Context, requestID string) (retryAt *time.Time, err error) {
+	return e.approvals.Expire(ctx, requestID)
+}
+
+// CloseBatch closes a batch at its max_wait (approval.Service.CloseBatch).
+func (e *Engine) CloseBatch(ctx context.Context, batchID string) (wait time.Duration, err error) {
+	return e.approvals.CloseBatch(ctx, batchID)
+}
+
+// runMoves moves waiting runs on for the approval service, as the
+// transitions table allows: conditional updates from the statuses that may
+// reach the target, so a run that is not waiting refuses both.
+type runMoves struct{}
+
+// Reject implements approval.Runs.
+func (runMoves) Reject(ctx context.Context, tx pgx.Tx, runID string) error {
+	return store.RunSetStatus(ctx, tx, runID, sourcesOf(vocab.RunRejected), string(vocab.RunRejected))
+}
+
+// Resume implements approval.Runs.
+func (runMoves) Resume(ctx context.Context, tx pgx.Tx, runID string) (int, error) {
+	return store.RunResume(ctx, tx, runID, sourcesOf(vocab.RunQueued))
+}

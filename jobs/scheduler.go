@@ -1,0 +1,70 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/countersign/countersign/internal/approval"
+)
+
+// FetchCooldown is how soon after a job insert River may notify its workers
+// again. A resumed run should start within milliseconds of the decision's
+// commit, so both the working client and the scheduler's use it: River rate
+// limits its insert notifications per client by this value.
+const FetchCooldown = 2 * time.Millisecond
+
+// Scheduler implements approval.Scheduler with an insert-only River client of
+// its own. Such a client needs no workers, so the engine can be built
+// complete before the working client, whose workers need the engine: that
+// breaks the cycle without setting anything on the engine afterwards.
+type Scheduler struct {
+	client *river.Client[pgx.Tx]
+}
+
+// NewScheduler returns a Scheduler inserting through pool. River's own log
+// goes to logger.
+func NewScheduler(pool *pgxpool.Pool, logger *slog.Logger) (*Scheduler, error) {
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{FetchCooldown: FetchCooldown, Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("river insert client: %w", err)
+	}
+	return &Scheduler{client: client}, nil
+}
+
+// EnqueueRun implements approval.Scheduler.
+func (s *Scheduler) EnqueueRun(ctx context.Context, tx pgx.Tx, runID string, seq int) error {
+	_, err := s.client.InsertTx(ctx, tx, RunArgs{RunID: runID, Seq: seq}, nil)
+	return err
+}
+
+// EnqueueRuns implements approval.Scheduler with one multi-row insert.
+func (s *Scheduler) EnqueueRuns(ctx context.Context, tx pgx.Tx, runs []approval.RunRef) error {
+	if len(runs) == 0 {
+		return nil
+	}
+	params := make([]river.InsertManyParams, len(runs))
+	for i, r := range runs {
+		params[i] = river.InsertManyParams{Args: RunArgs{RunID: r.ID, Seq: r.Seq}}
+	}
+	_, err := s.client.InsertManyTx(ctx, tx, params)
+	return err
+}
+
+// ScheduleDeadline implements approval.Scheduler.
+func (s *Scheduler) ScheduleDeadline(ctx context.Context, tx pgx.Tx, requestID string, at time.Time) error {
+	_, err := s.client.InsertTx(ctx, tx, DeadlineArgs{RequestID: requestID}, &river.InsertOpts{ScheduledAt: at})
+	return err
+}
+
+// ScheduleBatchClose implements approval.Scheduler.
+func (s *Scheduler) ScheduleBatchClose(ctx context.Context, tx pgx.Tx, batchID string, at time.Time) error {
+	_, err := s.client.InsertTx(ctx, tx, BatchCloseArgs{BatchID: batchID}, &river.InsertOpts{ScheduledAt: at})
+	return err
+}
