@@ -8,10 +8,18 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/countersign/countersign/internal/store/dbsqlc"
 )
+
+// queries are the statements sqlc generates from dbsqlc/*.sql. Their rows
+// are converted to the exported types here (runFromInternal, ...): nothing
+// outside the store sees a generated type.
+var queries = dbsqlc.New()
 
 // DBTX is what a query needs: a pool, a connection or a transaction.
 type DBTX interface {
@@ -105,6 +113,43 @@ func interpret(err error) error {
 		}
 	}
 	return err
+}
+
+// oneRow checks the outcome of an update or delete that must affect exactly
+// one row: the error interpreted, and ErrNotFound when no row matched.
+func oneRow(n int64, err error) error {
+	if err != nil {
+		return interpret(err)
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// convertAll converts generated rows to exported ones; nil for none, as the
+// listings have always returned.
+func convertAll[R, T any](rows []R, convert func(R) T) []T {
+	var out []T
+	for _, r := range rows {
+		out = append(out, convert(r))
+	}
+	return out
+}
+
+// likeEscape makes s a literal LIKE pattern (the caller appends its
+// wildcard).
+func likeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(s)
+}
+
+// afterID is a keyset cursor's id, nil when there is no cursor: an empty
+// string is not a uuid.
+func afterID(after *time.Time, id string) *string {
+	if after == nil {
+		return nil
+	}
+	return &id
 }
 
 // Notify queues a message on the countersign channel; PostgreSQL delivers it
