@@ -12,16 +12,18 @@ UPDATE batches SET status = 'ready', closed_at = now() WHERE id = @id AND status
 -- pending and deadline describe the items still waiting.
 SELECT sqlc.embed(b),
     (SELECT count(*) FROM approval_requests r WHERE r.batch_id = b.id AND r.status = 'pending')::int AS pending,
-    (SELECT min(r.deadline) FROM approval_requests r WHERE r.batch_id = b.id AND r.status = 'pending')::timestamptz AS deadline
+    (SELECT r.deadline FROM approval_requests r WHERE r.batch_id = b.id AND r.status = 'pending'
+        ORDER BY r.deadline NULLS LAST LIMIT 1) AS deadline
 FROM batches b WHERE b.id = @id;
 
--- name: BatchLock :execrows
+-- name: BatchLock :exec
 SELECT 1 FROM batches WHERE id = @id FOR UPDATE;
 
 -- name: BatchList :many
 SELECT sqlc.embed(b),
     (SELECT count(*) FROM approval_requests r WHERE r.batch_id = b.id AND r.status = 'pending')::int AS pending,
-    (SELECT min(r.deadline) FROM approval_requests r WHERE r.batch_id = b.id AND r.status = 'pending')::timestamptz AS deadline
+    (SELECT r.deadline FROM approval_requests r WHERE r.batch_id = b.id AND r.status = 'pending'
+        ORDER BY r.deadline NULLS LAST LIMIT 1) AS deadline
 FROM batches b WHERE b.status = @status
 ORDER BY b.closed_at NULLS LAST, b.opened_at, b.id LIMIT @row_limit;
 

@@ -182,14 +182,15 @@ func (q *Queries) BatchDecisionRunStatuses(ctx context.Context, db DBTX, batchDe
 const batchGet = `-- name: BatchGet :one
 SELECT b.id, b.group_key, b.rule, b.workflow, b.action_kind, b.status, b.max_size, b.size, b.opened_at, b.closes_at, b.closed_at, b.decided_at,
     (SELECT count(*) FROM approval_requests r WHERE r.batch_id = b.id AND r.status = 'pending')::int AS pending,
-    (SELECT min(r.deadline) FROM approval_requests r WHERE r.batch_id = b.id AND r.status = 'pending')::timestamptz AS deadline
+    (SELECT r.deadline FROM approval_requests r WHERE r.batch_id = b.id AND r.status = 'pending'
+        ORDER BY r.deadline NULLS LAST LIMIT 1) AS deadline
 FROM batches b WHERE b.id = $1
 `
 
 type BatchGetRow struct {
-	Batch    Batch     `db:"batch"`
-	Pending  int       `db:"pending"`
-	Deadline time.Time `db:"deadline"`
+	Batch    Batch      `db:"batch"`
+	Pending  int        `db:"pending"`
+	Deadline *time.Time `db:"deadline"`
 }
 
 // pending and deadline describe the items still waiting.
@@ -307,7 +308,8 @@ func (q *Queries) BatchJoin(ctx context.Context, db DBTX, arg BatchJoinParams) (
 const batchList = `-- name: BatchList :many
 SELECT b.id, b.group_key, b.rule, b.workflow, b.action_kind, b.status, b.max_size, b.size, b.opened_at, b.closes_at, b.closed_at, b.decided_at,
     (SELECT count(*) FROM approval_requests r WHERE r.batch_id = b.id AND r.status = 'pending')::int AS pending,
-    (SELECT min(r.deadline) FROM approval_requests r WHERE r.batch_id = b.id AND r.status = 'pending')::timestamptz AS deadline
+    (SELECT r.deadline FROM approval_requests r WHERE r.batch_id = b.id AND r.status = 'pending'
+        ORDER BY r.deadline NULLS LAST LIMIT 1) AS deadline
 FROM batches b WHERE b.status = $1
 ORDER BY b.closed_at NULLS LAST, b.opened_at, b.id LIMIT $2
 `
@@ -318,9 +320,9 @@ type BatchListParams struct {
 }
 
 type BatchListRow struct {
-	Batch    Batch     `db:"batch"`
-	Pending  int       `db:"pending"`
-	Deadline time.Time `db:"deadline"`
+	Batch    Batch      `db:"batch"`
+	Pending  int        `db:"pending"`
+	Deadline *time.Time `db:"deadline"`
 }
 
 func (q *Queries) BatchList(ctx context.Context, db DBTX, arg BatchListParams) ([]*BatchListRow, error) {
@@ -358,16 +360,13 @@ func (q *Queries) BatchList(ctx context.Context, db DBTX, arg BatchListParams) (
 	return items, nil
 }
 
-const batchLock = `-- name: BatchLock :execrows
+const batchLock = `-- name: BatchLock :exec
 SELECT 1 FROM batches WHERE id = $1 FOR UPDATE
 `
 
-func (q *Queries) BatchLock(ctx context.Context, db DBTX, id string) (int64, error) {
-	result, err := db.Exec(ctx, batchLock, id)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
+func (q *Queries) BatchLock(ctx context.Context, db DBTX, id string) error {
+	_, err := db.Exec(ctx, batchLock, id)
+	return err
 }
 
 const batchSetDecided = `-- name: BatchSetDecided :exec

@@ -66,7 +66,7 @@ LIMIT @row_limit;
 SELECT count(*) FROM (SELECT 1 FROM approval_requests
     WHERE status = 'pending' AND tier = @tier LIMIT @cap) c;
 
--- name: RequestLeaveOut :execrows
+-- name: RequestLeaveOut :exec
 UPDATE approval_requests SET tier = 'explicit', batch_id = NULL, note = @note
 WHERE id = @id AND status = 'pending';
 
@@ -77,10 +77,3 @@ WHERE id = @id AND status = 'pending' AND escalated_at IS NULL;
 -- name: RequestSetBatch :execrows
 UPDATE approval_requests SET batch_id = @batch_id WHERE id = @id;
 
--- name: SimulationRows :many
-SELECT sqlc.embed(r), w.business_key, w.input AS run_input, coalesce(d.verdict, '')::text AS verdict
-FROM approval_requests r
-JOIN workflow_runs w ON w.id = r.run_id
-LEFT JOIN decisions d ON d.request_id = r.id
-WHERE r.created_at >= @since
-ORDER BY r.created_at, r.id;

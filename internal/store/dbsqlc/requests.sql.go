@@ -381,7 +381,7 @@ func (q *Queries) RequestInsert(ctx context.Context, db DBTX, arg RequestInsertP
 	return &i, err
 }
 
-const requestLeaveOut = `-- name: RequestLeaveOut :execrows
+const requestLeaveOut = `-- name: RequestLeaveOut :exec
 UPDATE approval_requests SET tier = 'explicit', batch_id = NULL, note = $1
 WHERE id = $2 AND status = 'pending'
 `
@@ -391,12 +391,9 @@ type RequestLeaveOutParams struct {
 	ID   string `db:"id"`
 }
 
-func (q *Queries) RequestLeaveOut(ctx context.Context, db DBTX, arg RequestLeaveOutParams) (int64, error) {
-	result, err := db.Exec(ctx, requestLeaveOut, arg.Note, arg.ID)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
+func (q *Queries) RequestLeaveOut(ctx context.Context, db DBTX, arg RequestLeaveOutParams) error {
+	_, err := db.Exec(ctx, requestLeaveOut, arg.Note, arg.ID)
+	return err
 }
 
 const requestList = `-- name: RequestList :many
@@ -588,72 +585,6 @@ func (q *Queries) RequestSetBatch(ctx context.Context, db DBTX, arg RequestSetBa
 		return 0, err
 	}
 	return result.RowsAffected(), nil
-}
-
-const simulationRows = `-- name: SimulationRows :many
-SELECT r.id, r.run_id, r.step_seq, r.workflow, r.tier, r.status, r.action_kind, r.summary, r.action, r.payload_hash, r.policy_version, r.rule, r.reason, r.approvals_required, r.roles, r.deadline, r.on_timeout, r.escalate_to, r.escalated_at, r.batch_key, r.started_by, r.created_at, r.decided_at, r.decided_by, r.batch_id, r.note, w.business_key, w.input AS run_input, coalesce(d.verdict, '')::text AS verdict
-FROM approval_requests r
-JOIN workflow_runs w ON w.id = r.run_id
-LEFT JOIN decisions d ON d.request_id = r.id
-WHERE r.created_at >= $1
-ORDER BY r.created_at, r.id
-`
-
-type SimulationRowsRow struct {
-	ApprovalRequest ApprovalRequest `db:"approval_request"`
-	BusinessKey     string          `db:"business_key"`
-	RunInput        json.RawMessage `db:"run_input"`
-	Verdict         string          `db:"verdict"`
-}
-
-func (q *Queries) SimulationRows(ctx context.Context, db DBTX, since time.Time) ([]*SimulationRowsRow, error) {
-	rows, err := db.Query(ctx, simulationRows, since)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []*SimulationRowsRow
-	for rows.Next() {
-		var i SimulationRowsRow
-		if err := rows.Scan(
-			&i.ApprovalRequest.ID,
-			&i.ApprovalRequest.RunID,
-			&i.ApprovalRequest.StepSeq,
-			&i.ApprovalRequest.Workflow,
-			&i.ApprovalRequest.Tier,
-			&i.ApprovalRequest.Status,
-			&i.ApprovalRequest.ActionKind,
-			&i.ApprovalRequest.Summary,
-			&i.ApprovalRequest.Action,
-			&i.ApprovalRequest.PayloadHash,
-			&i.ApprovalRequest.PolicyVersion,
-			&i.ApprovalRequest.Rule,
-			&i.ApprovalRequest.Reason,
-			&i.ApprovalRequest.ApprovalsRequired,
-			&i.ApprovalRequest.Roles,
-			&i.ApprovalRequest.Deadline,
-			&i.ApprovalRequest.OnTimeout,
-			&i.ApprovalRequest.EscalateTo,
-			&i.ApprovalRequest.EscalatedAt,
-			&i.ApprovalRequest.BatchKey,
-			&i.ApprovalRequest.StartedBy,
-			&i.ApprovalRequest.CreatedAt,
-			&i.ApprovalRequest.DecidedAt,
-			&i.ApprovalRequest.DecidedBy,
-			&i.ApprovalRequest.BatchID,
-			&i.ApprovalRequest.Note,
-			&i.BusinessKey,
-			&i.RunInput,
-			&i.Verdict,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, &i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
 }
 
 const voteCount = `-- name: VoteCount :one
