@@ -163,6 +163,9 @@ func VoteList(ctx context.Context, db DBTX, requestID string) ([]string, error) 
 	if err != nil {
 		return nil, fmt.Errorf("list votes: %w", interpret(err))
 	}
+	if actors == nil {
+		actors = []string{} // as it has always been: an empty list, not null
+	}
 	return actors, nil
 }
 

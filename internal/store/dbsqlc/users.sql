@@ -17,7 +17,7 @@ UPDATE users SET disabled = @disabled, session_version = session_version + 1, up
 -- name: UserSetRole :execrows
 UPDATE users SET role = @role, session_version = session_version + 1, updated_at = now() WHERE id = @id;
 
--- name: UserEndSessions :exec
+-- name: UserEndSessions :execrows
 UPDATE users SET session_version = session_version + 1, updated_at = now() WHERE id = @id;
 
 -- name: LoginAttemptCount :many

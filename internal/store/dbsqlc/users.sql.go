@@ -163,13 +163,16 @@ func (q *Queries) SettingGetOrCreate(ctx context.Context, db DBTX, arg SettingGe
 	return value, err
 }
 
-const userEndSessions = `-- name: UserEndSessions :exec
+const userEndSessions = `-- name: UserEndSessions :execrows
 UPDATE users SET session_version = session_version + 1, updated_at = now() WHERE id = $1
 `
 
-func (q *Queries) UserEndSessions(ctx context.Context, db DBTX, id int64) error {
-	_, err := db.Exec(ctx, userEndSessions, id)
-	return err
+func (q *Queries) UserEndSessions(ctx context.Context, db DBTX, id int64) (int64, error) {
+	result, err := db.Exec(ctx, userEndSessions, id)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const userGet = `-- name: UserGet :one
