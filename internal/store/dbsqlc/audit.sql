@@ -17,3 +17,10 @@ WHERE a.id = c.id;
 
 -- name: AuditUnchainedCount :one
 SELECT count(*) FROM audit_events WHERE seq IS NULL;
+
+-- name: AuditUnchained :many
+-- Committed, unchained events in insertion order, locked for the chainer.
+-- at_micros and details_text are the exact values the hash covers.
+SELECT id, at, actor, kind, subject_type, subject_id, run_id,
+    details::text AS details_text, (extract(epoch FROM at) * 1000000)::bigint AS at_micros
+FROM audit_events WHERE seq IS NULL ORDER BY id LIMIT @row_limit FOR UPDATE;

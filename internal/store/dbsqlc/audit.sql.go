@@ -8,6 +8,7 @@ package dbsqlc
 import (
 	"context"
 	"encoding/json"
+	"time"
 )
 
 const auditAppend = `-- name: AuditAppend :one
@@ -86,6 +87,56 @@ func (q *Queries) AuditSetChain(ctx context.Context, db DBTX, arg AuditSetChainP
 		arg.Hashes,
 	)
 	return err
+}
+
+const auditUnchained = `-- name: AuditUnchained :many
+SELECT id, at, actor, kind, subject_type, subject_id, run_id,
+    details::text AS details_text, (extract(epoch FROM at) * 1000000)::bigint AS at_micros
+FROM audit_events WHERE seq IS NULL ORDER BY id LIMIT $1 FOR UPDATE
+`
+
+type AuditUnchainedRow struct {
+	ID          int64     `db:"id"`
+	At          time.Time `db:"at"`
+	Actor       string    `db:"actor"`
+	Kind        string    `db:"kind"`
+	SubjectType string    `db:"subject_type"`
+	SubjectID   string    `db:"subject_id"`
+	RunID       *string   `db:"run_id"`
+	DetailsText string    `db:"details_text"`
+	AtMicros    int64     `db:"at_micros"`
+}
+
+// Committed, unchained events in insertion order, locked for the chainer.
+// at_micros and details_text are the exact values the hash covers.
+func (q *Queries) AuditUnchained(ctx context.Context, db DBTX, rowLimit int32) ([]*AuditUnchainedRow, error) {
+	rows, err := db.Query(ctx, auditUnchained, rowLimit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*AuditUnchainedRow
+	for rows.Next() {
+		var i AuditUnchainedRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.At,
+			&i.Actor,
+			&i.Kind,
+			&i.SubjectType,
+			&i.SubjectID,
+			&i.RunID,
+			&i.DetailsText,
+			&i.AtMicros,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const auditUnchainedCount = `-- name: AuditUnchainedCount :one
