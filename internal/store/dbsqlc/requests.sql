@@ -56,8 +56,10 @@ SELECT * FROM approval_requests WHERE tier = 'auto' ORDER BY created_at DESC, id
 SELECT * FROM approval_requests
 WHERE (@status::text = '' OR status = @status::text)
     AND (@tier::text = '' OR tier = @tier::text)
-    AND (sqlc.narg('after_time')::timestamptz IS NULL
-        OR (created_at, id) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::uuid))
+    -- Without a cursor the keyset starts past every row; written without OR
+    -- so that a generic plan still seeks the index to the cursor.
+    AND (created_at, id) < (coalesce(sqlc.narg('after_time')::timestamptz, 'infinity'::timestamptz),
+        coalesce(sqlc.narg('after_id')::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
 ORDER BY created_at DESC, id DESC
 LIMIT @row_limit;
 

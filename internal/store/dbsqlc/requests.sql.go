@@ -400,8 +400,10 @@ const requestList = `-- name: RequestList :many
 SELECT id, run_id, step_seq, workflow, tier, status, action_kind, summary, action, payload_hash, policy_version, rule, reason, approvals_required, roles, deadline, on_timeout, escalate_to, escalated_at, batch_key, started_by, created_at, decided_at, decided_by, batch_id, note FROM approval_requests
 WHERE ($1::text = '' OR status = $1::text)
     AND ($2::text = '' OR tier = $2::text)
-    AND ($3::timestamptz IS NULL
-        OR (created_at, id) < ($3::timestamptz, $4::uuid))
+    -- Without a cursor the keyset starts past every row; written without OR
+    -- so that a generic plan still seeks the index to the cursor.
+    AND (created_at, id) < (coalesce($3::timestamptz, 'infinity'::timestamptz),
+        coalesce($4::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
 ORDER BY created_at DESC, id DESC
 LIMIT $5
 `

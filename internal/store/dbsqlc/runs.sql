@@ -64,7 +64,15 @@ SELECT * FROM workflow_runs
 WHERE (@status::text = '' OR status = @status::text)
     AND (@workflow::text = '' OR workflow = @workflow::text)
     AND (@key_prefix_pattern::text = '' OR business_key LIKE @key_prefix_pattern::text || '%')
-    AND (sqlc.narg('after_time')::timestamptz IS NULL
-        OR (created_at, id) < (sqlc.narg('after_time')::timestamptz, sqlc.narg('after_id')::uuid))
+    -- Without a cursor the keyset starts past every row; written without OR
+    -- so that a generic plan still seeks the index to the cursor.
+    AND (created_at, id) < (coalesce(sqlc.narg('after_time')::timestamptz, 'infinity'::timestamptz),
+        coalesce(sqlc.narg('after_id')::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
 ORDER BY created_at DESC, id DESC
 LIMIT @row_limit;
+
+-- name: RunRecheck :exec
+-- A lapsed owner is dropped (the job that can still execute will claim the
+-- run) and the sweeper looks again after the given time.
+UPDATE workflow_runs SET lease_owner = NULL, lease_until = now() + interval '1 microsecond' * @after_micros::bigint
+WHERE id = @id AND resume_seq = @resume_seq AND (lease_owner IS NULL OR lease_until < now());

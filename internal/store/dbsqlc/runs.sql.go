@@ -325,8 +325,10 @@ SELECT id, workflow, business_key, status, input, output, error_code, error_mess
 WHERE ($1::text = '' OR status = $1::text)
     AND ($2::text = '' OR workflow = $2::text)
     AND ($3::text = '' OR business_key LIKE $3::text || '%')
-    AND ($4::timestamptz IS NULL
-        OR (created_at, id) < ($4::timestamptz, $5::uuid))
+    -- Without a cursor the keyset starts past every row; written without OR
+    -- so that a generic plan still seeks the index to the cursor.
+    AND (created_at, id) < (coalesce($4::timestamptz, 'infinity'::timestamptz),
+        coalesce($5::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
 ORDER BY created_at DESC, id DESC
 LIMIT $6
 `
@@ -389,6 +391,24 @@ func (q *Queries) RunList(ctx context.Context, db DBTX, arg RunListParams) ([]*W
 		return nil, err
 	}
 	return items, nil
+}
+
+const runRecheck = `-- name: RunRecheck :exec
+UPDATE workflow_runs SET lease_owner = NULL, lease_until = now() + interval '1 microsecond' * $1::bigint
+WHERE id = $2 AND resume_seq = $3 AND (lease_owner IS NULL OR lease_until < now())
+`
+
+type RunRecheckParams struct {
+	AfterMicros int64  `db:"after_micros"`
+	ID          string `db:"id"`
+	ResumeSeq   int    `db:"resume_seq"`
+}
+
+// A lapsed owner is dropped (the job that can still execute will claim the
+// run) and the sweeper looks again after the given time.
+func (q *Queries) RunRecheck(ctx context.Context, db DBTX, arg RunRecheckParams) error {
+	_, err := db.Exec(ctx, runRecheck, arg.AfterMicros, arg.ID, arg.ResumeSeq)
+	return err
 }
 
 const runResume = `-- name: RunResume :one

@@ -16,8 +16,12 @@ WHERE status = 'pending'
     AND (@rule::text = '' OR rule = @rule::text)
     AND (@tier::text = '' OR tier = @tier::text)
     AND (@created_before::timestamptz IS NULL OR created_at <= @created_before::timestamptz)
-    AND (@after_rank::int IS NULL
-        OR (k.rank, k.deadline_key, created_at, id) >
-            (@after_rank::int, @after_deadline::timestamptz, @after_created_at::timestamptz, @after_id::uuid))
+    -- Without a cursor (NULLs) the keyset starts before every row (no rank
+    -- is below 0); written without OR so that a generic plan still seeks
+    -- the index to the cursor.
+    AND (k.rank, k.deadline_key, created_at, id) >
+        (coalesce(@after_rank::int, -1), coalesce(@after_deadline::timestamptz, '-infinity'::timestamptz),
+         coalesce(@after_created_at::timestamptz, '-infinity'::timestamptz),
+         coalesce(@after_id::uuid, '00000000-0000-0000-0000-000000000000'::uuid))
 ORDER BY k.rank, k.deadline_key, created_at, id
 LIMIT @row_limit
