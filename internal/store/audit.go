@@ -49,20 +49,21 @@ func AuditAppend(ctx context.Context, db DBTX, actor, kind, subjectType, subject
 	return id, nil
 }
 
-// auditRow is a row of the hand-written audit queries (sql/Audit*.sql).
+// auditRow is a row of the hand-written audit queries (sql/Audit*.sql): the
+// generated unchained row and the chain's fields.
 type auditRow struct {
-	ID          int64     `db:"id"`
-	Seq         int64     `db:"seq"`
-	At          time.Time `db:"at"`
-	Actor       string    `db:"actor"`
-	Kind        string    `db:"kind"`
-	SubjectType string    `db:"subject_type"`
-	SubjectID   string    `db:"subject_id"`
-	RunID       *string   `db:"run_id"`
-	DetailsText string    `db:"details_text"`
-	AtMicros    int64     `db:"at_micros"`
-	PrevHash    []byte    `db:"prev_hash"`
-	Hash        []byte    `db:"hash"`
+	dbsqlc.AuditUnchainedRow
+	Seq      int64  `db:"seq"`
+	PrevHash []byte `db:"prev_hash"`
+	Hash     []byte `db:"hash"`
+}
+
+// auditFromInternal converts a generated row to the exported AuditEvent,
+// whose Details are the exact text the hash covers.
+func auditFromInternal(r *dbsqlc.AuditUnchainedRow) AuditEvent {
+	return AuditEvent{ID: r.ID, At: r.At, Actor: r.Actor, Kind: r.Kind, SubjectType: r.SubjectType,
+		SubjectID: r.SubjectID, RunID: r.RunID, Details: json.RawMessage(r.DetailsText),
+		AtMicros: r.AtMicros, DetailsText: r.DetailsText}
 }
 
 //go:embed sql/AuditChained.sql
@@ -87,9 +88,8 @@ func streamAudit(ctx context.Context, db DBTX, fn func(*AuditEvent) error, sql s
 		if err != nil {
 			return fmt.Errorf("scan audit row: %w", interpret(err))
 		}
-		e = AuditEvent{ID: r.ID, Seq: r.Seq, At: r.At, Actor: r.Actor, Kind: r.Kind, SubjectType: r.SubjectType,
-			SubjectID: r.SubjectID, RunID: r.RunID, Details: json.RawMessage(r.DetailsText), PrevHash: r.PrevHash,
-			Hash: r.Hash, AtMicros: r.AtMicros, DetailsText: r.DetailsText}
+		e = auditFromInternal(&r.AuditUnchainedRow)
+		e.Seq, e.PrevHash, e.Hash = r.Seq, r.PrevHash, r.Hash
 		if err := fn(&e); err != nil {
 			return err
 		}
@@ -125,9 +125,8 @@ func AuditUnchained(ctx context.Context, db DBTX, limit int) ([]*AuditEvent, err
 		return nil, fmt.Errorf("unchained audit events: %w", interpret(err))
 	}
 	return convertAll(rows, func(r *dbsqlc.AuditUnchainedRow) *AuditEvent {
-		return &AuditEvent{ID: r.ID, At: r.At, Actor: r.Actor, Kind: r.Kind, SubjectType: r.SubjectType,
-			SubjectID: r.SubjectID, RunID: r.RunID, Details: json.RawMessage(r.DetailsText),
-			AtMicros: r.AtMicros, DetailsText: r.DetailsText}
+		e := auditFromInternal(r)
+		return &e
 	}), nil
 }
 
