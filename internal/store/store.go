@@ -155,7 +155,7 @@ func afterID(after *time.Time, id string) *string {
 // Notify queues a message on the countersign channel; PostgreSQL delivers it
 // when the surrounding transaction commits.
 func Notify(ctx context.Context, db DBTX, payload string) error {
-	if _, err := db.Exec(ctx, "SELECT pg_notify('countersign', $1)", payload); err != nil {
+	if err := queries.Notify(ctx, db, payload); err != nil {
 		return fmt.Errorf("notify: %w", interpret(err))
 	}
 	return nil
