@@ -199,6 +199,9 @@ func TestRun(t *testing.T) {
 		byWorkflow, err := store.RunList(b.ctx, b.pool, store.RunListParams{Workflow: "w", Status: store.RunQueued})
 		require.NoError(t, err)
 		require.Len(t, byWorkflow, 5)
+		for _, r := range byWorkflow {
+			require.Contains(t, ids, r.ID)
+		}
 
 		byKey, err := store.RunList(b.ctx, b.pool, store.RunListParams{BusinessKey: "order_3"})
 		require.NoError(t, err)
