@@ -9,8 +9,9 @@ BIN := bin/countersign
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
 
-generate: ## regenerate templ components
+generate: ## regenerate templ components and the sqlc queries
 	go tool templ generate
+	go tool sqlc generate
 
 build: ## build bin/countersign
 	go build -o $(BIN) ./cmd/countersign

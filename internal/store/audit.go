@@ -2,9 +2,15 @@ package store
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/countersign/countersign/internal/store/dbsqlc"
 )
 
 // AuditEvent is one row of the audit log.
@@ -35,44 +41,55 @@ func AuditAppend(ctx context.Context, db DBTX, actor, kind, subjectType, subject
 	if string(raw) == "null" {
 		raw = []byte("{}")
 	}
-	var id int64
-	if err := db.QueryRow(ctx, `INSERT INTO audit_events (actor, kind, subject_type, subject_id, run_id, details)
-		VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`, actor, kind, subjectType, subjectID, runID, raw).Scan(&id); err != nil {
+	id, err := queries.AuditAppend(ctx, db, dbsqlc.AuditAppendParams{Actor: actor, Kind: kind, SubjectType: subjectType,
+		SubjectID: subjectID, RunID: runID, Details: raw})
+	if err != nil {
 		return 0, fmt.Errorf("append audit event %s: %w", kind, interpret(err))
 	}
 	return id, nil
 }
 
-const auditColumns = `id, coalesce(seq, 0), at, actor, kind, subject_type, subject_id, run_id::text, details::text,
-	(extract(epoch FROM at) * 1000000)::bigint, prev_hash, hash`
-
-func scanAudit(row interface{ Scan(...any) error }, e *AuditEvent) error {
-	if err := row.Scan(&e.ID, &e.Seq, &e.At, &e.Actor, &e.Kind, &e.SubjectType, &e.SubjectID, &e.RunID,
-		&e.DetailsText, &e.AtMicros, &e.PrevHash, &e.Hash); err != nil {
-		return err
-	}
-	e.Details = json.RawMessage(e.DetailsText)
-	return nil
+// auditRow is a row of the hand-written audit queries (sql/Audit*.sql): the
+// generated unchained row and the chain's fields.
+type auditRow struct {
+	dbsqlc.AuditUnchainedRow
+	Seq      int64  `db:"seq"`
+	PrevHash []byte `db:"prev_hash"`
+	Hash     []byte `db:"hash"`
 }
+
+// auditFromInternal converts a generated row to the exported AuditEvent,
+// whose Details are the exact text the hash covers.
+func auditFromInternal(r *dbsqlc.AuditUnchainedRow) AuditEvent {
+	return AuditEvent{ID: r.ID, At: r.At, Actor: r.Actor, Kind: r.Kind, SubjectType: r.SubjectType,
+		SubjectID: r.SubjectID, RunID: r.RunID, Details: json.RawMessage(r.DetailsText),
+		AtMicros: r.AtMicros, DetailsText: r.DetailsText}
+}
+
+//go:embed sql/AuditChained.sql
+var auditChainedSQL string
 
 // AuditScan streams the chained events in chain order from fromSeq to fn,
 // holding one row in memory. fn returning an error stops the scan with it.
 func AuditScan(ctx context.Context, db DBTX, fromSeq int64, fn func(*AuditEvent) error) error {
-	return streamAudit(ctx, db, fn, `SELECT `+auditColumns+` FROM audit_events WHERE seq >= $1 ORDER BY seq`, fromSeq)
+	return streamAudit(ctx, db, fn, auditChainedSQL, pgx.NamedArgs{"from_seq": fromSeq})
 }
 
 // streamAudit runs an audit query and hands fn each row, reusing one event.
-func streamAudit(ctx context.Context, db DBTX, fn func(*AuditEvent) error, sql string, args ...any) error {
-	rows, err := db.Query(ctx, sql, args...)
+func streamAudit(ctx context.Context, db DBTX, fn func(*AuditEvent) error, sql string, args pgx.NamedArgs) error {
+	rows, err := db.Query(ctx, sql, args)
 	if err != nil {
 		return fmt.Errorf("query audit: %w", interpret(err))
 	}
 	defer rows.Close()
 	var e AuditEvent
 	for rows.Next() {
-		if err := scanAudit(rows, &e); err != nil {
+		r, err := pgx.RowToStructByName[auditRow](rows)
+		if err != nil {
 			return fmt.Errorf("scan audit row: %w", interpret(err))
 		}
+		e = auditFromInternal(&r.AuditUnchainedRow)
+		e.Seq, e.PrevHash, e.Hash = r.Seq, r.PrevHash, r.Hash
 		if err := fn(&e); err != nil {
 			return err
 		}
@@ -83,20 +100,18 @@ func streamAudit(ctx context.Context, db DBTX, fn func(*AuditEvent) error, sql s
 // AuditHead returns the last chained event's sequence number and hash, or 0
 // and nil when nothing is chained.
 func AuditHead(ctx context.Context, db DBTX) (int64, []byte, error) {
-	var seq int64
-	var hash []byte
-	err := db.QueryRow(ctx, `SELECT seq, hash FROM audit_events WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1`).Scan(&seq, &hash)
-	if err := interpret(err); err == ErrNotFound {
+	head, err := queries.AuditHead(ctx, db)
+	if err := interpret(err); errors.Is(err, ErrNotFound) {
 		return 0, nil, nil
 	} else if err != nil {
 		return 0, nil, fmt.Errorf("audit head: %w", err)
 	}
-	return seq, hash, nil
+	return head.Seq, head.Hash, nil
 }
 
 // AuditChainLock serializes chainers for the rest of the transaction.
 func AuditChainLock(ctx context.Context, db DBTX) error {
-	if _, err := db.Exec(ctx, `SELECT pg_advisory_xact_lock(7243100)`); err != nil {
+	if err := queries.AuditChainLock(ctx, db); err != nil {
 		return fmt.Errorf("audit chain lock: %w", interpret(err))
 	}
 	return nil
@@ -105,36 +120,25 @@ func AuditChainLock(ctx context.Context, db DBTX) error {
 // AuditUnchained returns up to limit committed, unchained events in insertion
 // order, locked for the caller's transaction.
 func AuditUnchained(ctx context.Context, db DBTX, limit int) ([]*AuditEvent, error) {
-	rows, err := db.Query(ctx, `SELECT `+auditColumns+` FROM audit_events WHERE seq IS NULL ORDER BY id LIMIT $1 FOR UPDATE`, limit)
+	rows, err := queries.AuditUnchained(ctx, db, int32(limit))
 	if err != nil {
 		return nil, fmt.Errorf("unchained audit events: %w", interpret(err))
 	}
-	defer rows.Close()
-	var out []*AuditEvent
-	for rows.Next() {
-		var e AuditEvent
-		if err := scanAudit(rows, &e); err != nil {
-			return nil, fmt.Errorf("scan audit row: %w", interpret(err))
-		}
-		out = append(out, &e)
-	}
-	return out, interpret(rows.Err())
+	return convertAll(rows, func(r *dbsqlc.AuditUnchainedRow) *AuditEvent {
+		e := auditFromInternal(r)
+		return &e
+	}), nil
 }
 
 // AuditSetChain stores the chain position and hashes of events, one statement
 // for the whole batch.
 func AuditSetChain(ctx context.Context, db DBTX, events []*AuditEvent) error {
-	ids := make([]int64, len(events))
-	seqs := make([]int64, len(events))
-	prevs := make([][]byte, len(events))
-	hashes := make([][]byte, len(events))
+	p := dbsqlc.AuditSetChainParams{Ids: make([]int64, len(events)), Seqs: make([]int64, len(events)),
+		PrevHashes: make([][]byte, len(events)), Hashes: make([][]byte, len(events))}
 	for i, e := range events {
-		ids[i], seqs[i], prevs[i], hashes[i] = e.ID, e.Seq, e.PrevHash, e.Hash
+		p.Ids[i], p.Seqs[i], p.PrevHashes[i], p.Hashes[i] = e.ID, e.Seq, e.PrevHash, e.Hash
 	}
-	_, err := db.Exec(ctx, `UPDATE audit_events a SET seq = c.seq, prev_hash = c.prev, hash = c.hash
-		FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[]) AS c(id, seq, prev, hash)
-		WHERE a.id = c.id`, ids, seqs, prevs, hashes)
-	if err != nil {
+	if err := queries.AuditSetChain(ctx, db, p); err != nil {
 		return fmt.Errorf("chain audit events: %w", interpret(err))
 	}
 	return nil
@@ -142,8 +146,8 @@ func AuditSetChain(ctx context.Context, db DBTX, events []*AuditEvent) error {
 
 // AuditUnchainedCount counts events not yet chained.
 func AuditUnchainedCount(ctx context.Context, db DBTX) (int64, error) {
-	var n int64
-	if err := db.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE seq IS NULL`).Scan(&n); err != nil {
+	n, err := queries.AuditUnchainedCount(ctx, db)
+	if err != nil {
 		return 0, fmt.Errorf("count unchained: %w", interpret(err))
 	}
 	return n, nil

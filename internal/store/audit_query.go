@@ -2,10 +2,14 @@ package store
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // AuditFilter selects audit events. Verdict, workflow, rule and tier are read
@@ -48,29 +52,30 @@ func redact(e *AuditEvent) {
 	e.Details, e.DetailsText = json.RawMessage(redactedDetails), redactedDetails
 }
 
-// where renders the filter as SQL conditions with their arguments.
-func (f AuditFilter) where() *where {
-	var w where
-	w.eq("actor", f.Actor)
-	if f.Redact && f.Actor != "" {
-		// Otherwise a search by actor would tell which emails were typed.
-		w.add("kind <> ALL(" + w.arg(RedactedKinds) + ")")
-	}
-	w.eq("kind", f.Kind)
-	w.eq("details->>'verdict'", f.Verdict)
-	w.eq("details->>'workflow'", f.Workflow)
-	w.eq("details->>'rule'", f.Rule)
-	w.eq("details->>'tier'", f.Tier)
+var (
+	//go:embed sql/audit_filter.sql
+	auditFilterSQL string
+	//go:embed sql/AuditList.sql
+	auditListSQL string
+	//go:embed sql/AuditSummarize.sql
+	auditSummarizeSQL string
+)
+
+// withFilter puts the filter's conditions (sql/audit_filter.sql) where a
+// query says /* filter */: one definition serves the listing and the summary.
+func withFilter(query string) string {
+	return strings.Replace(query, "/* filter */", "("+auditFilterSQL+")", 1)
+}
+
+// args are the filter's named arguments.
+func (f AuditFilter) args() pgx.NamedArgs {
+	a := pgx.NamedArgs{"actor": f.Actor, "redact_actor": f.Redact && f.Actor != "", "redacted_kinds": RedactedKinds,
+		"kind": f.Kind, "verdict": f.Verdict, "workflow": f.Workflow, "rule": f.Rule, "tier": f.Tier,
+		"run_id": nil, "since": f.Since, "until": f.Until}
 	if f.RunID != "" {
-		w.add("run_id = " + w.arg(f.RunID) + "::uuid")
+		a["run_id"] = f.RunID
 	}
-	if f.Since != nil {
-		w.add("at >= " + w.arg(*f.Since))
-	}
-	if f.Until != nil {
-		w.add("at < " + w.arg(*f.Until))
-	}
-	return &w
+	return a
 }
 
 // AuditList returns one keyset page of events, newest first: pass the last
@@ -89,13 +94,10 @@ func AuditList(ctx context.Context, db DBTX, f AuditFilter, beforeID int64, limi
 // one row in memory: exports of any size run in constant memory. limit 0
 // means all.
 func AuditStream(ctx context.Context, db DBTX, f AuditFilter, beforeID int64, limit int, fn func(*AuditEvent) error) error {
-	w := f.where()
-	if beforeID > 0 {
-		w.add("id < " + w.arg(beforeID))
-	}
-	q := `SELECT ` + auditColumns + ` FROM audit_events WHERE ` + w.sql() + ` ORDER BY id DESC`
+	args := f.args()
+	args["before_id"], args["row_limit"] = beforeID, nil
 	if limit > 0 {
-		q += fmt.Sprintf(" LIMIT %d", limit)
+		args["row_limit"] = limit
 	}
 	if f.Redact {
 		inner := fn
@@ -104,7 +106,7 @@ func AuditStream(ctx context.Context, db DBTX, f AuditFilter, beforeID int64, li
 			return inner(e)
 		}
 	}
-	return streamAudit(ctx, db, fn, q, w.args...)
+	return streamAudit(ctx, db, fn, withFilter(auditListSQL), args)
 }
 
 // AuditSummary describes the decisions among the filtered events.
@@ -126,29 +128,27 @@ func (s AuditSummary) AutomaticShare() float64 {
 // AuditSummarize counts the decisions in the filtered events: per verdict,
 // how many the policy made, and the median time a human took.
 func AuditSummarize(ctx context.Context, db DBTX, f AuditFilter) (*AuditSummary, error) {
-	w := f.where()
-	rows, err := db.Query(ctx, `SELECT details->>'verdict', count(*), count(*) FILTER (WHERE kind = 'decision.auto'),
-			coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY (details->>'seconds_to_decision')::float8)
-				FILTER (WHERE kind = 'decision.recorded'), 0)
-		FROM audit_events WHERE kind IN ('decision.recorded', 'decision.auto') AND `+w.sql()+`
-		GROUP BY ROLLUP (details->>'verdict')`, w.args...)
+	rows, err := db.Query(ctx, withFilter(auditSummarizeSQL), f.args())
 	if err != nil {
 		return nil, fmt.Errorf("summarize audit: %w", interpret(err))
 	}
-	defer rows.Close()
+	type summaryRow struct {
+		Verdict   *string `db:"verdict"`
+		Decisions int     `db:"decisions"`
+		Automatic int     `db:"automatic"`
+		Median    float64 `db:"median"`
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByName[summaryRow])
+	if err != nil {
+		return nil, fmt.Errorf("summarize audit: %w", interpret(err))
+	}
 	s := &AuditSummary{ByVerdict: map[string]int{}}
-	for rows.Next() {
-		var verdict *string
-		var n, auto int
-		var median float64
-		if err := rows.Scan(&verdict, &n, &auto, &median); err != nil {
-			return nil, fmt.Errorf("scan summary: %w", interpret(err))
-		}
-		if verdict == nil { // the rollup's total row
-			s.Decisions, s.Automatic, s.MedianSecondsToDecide = n, auto, median
+	for _, r := range got {
+		if r.Verdict == nil { // the rollup's total row
+			s.Decisions, s.Automatic, s.MedianSecondsToDecide = r.Decisions, r.Automatic, r.Median
 			continue
 		}
-		s.ByVerdict[*verdict] = n
+		s.ByVerdict[*r.Verdict] = r.Decisions
 	}
-	return s, interpret(rows.Err())
+	return s, nil
 }

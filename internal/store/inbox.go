@@ -2,10 +2,14 @@ package store
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/countersign/countersign/internal/store/dbsqlc"
 
 	"github.com/countersign/countersign/vocab"
 )
@@ -35,41 +39,42 @@ type InboxRow struct {
 	Cursor  InboxCursor
 }
 
-// RequestListInbox returns pending requests, explicit first, then by deadline
-// (none last), then oldest first, one keyset page at a time.
+//go:embed sql/RequestListInbox.sql
+var requestListInboxSQL string
+
+// inboxRow is a row of requestListInboxSQL.
+type inboxRow struct {
+	dbsqlc.ApprovalRequest
+	Rank        int                `db:"rank"`
+	DeadlineKey pgtype.Timestamptz `db:"deadline_key"`
+}
+
+// RequestListInbox returns pending requests, escalated first, then explicit,
+// then by deadline (none last), then oldest first, one keyset page at a time.
 func RequestListInbox(ctx context.Context, db DBTX, p InboxParams) ([]InboxRow, error) {
-	rank := `(CASE WHEN escalated_at IS NOT NULL THEN 0 WHEN tier = 'explicit' THEN 1 ELSE 2 END)`
-	dl := `(coalesce(deadline, 'infinity'::timestamptz))`
-	w := where{conds: []string{"status = 'pending'"}}
-	w.eq("workflow", p.Workflow)
-	w.eq("rule", p.Rule)
-	w.eq("tier", p.Tier)
-	if p.OlderThan > 0 {
-		w.add("created_at <= " + w.arg(p.Now.Add(-p.OlderThan)))
-	}
-	if c := p.After; c != nil {
-		w.add(fmt.Sprintf("(%s, %s, created_at, id) > (%s, %s, %s, %s)", rank, dl,
-			w.arg(c.Rank), w.arg(c.Deadline), w.arg(c.CreatedAt), w.arg(c.ID)))
-	}
 	if p.Limit <= 0 || p.Limit > 200 {
 		p.Limit = 50
 	}
-	rows, err := db.Query(ctx, fmt.Sprintf(`SELECT %s, %s, %s FROM approval_requests WHERE %s
-		ORDER BY %s, %s, created_at, id LIMIT %d`, requestColumns, rank, dl, w.sql(), rank, dl, p.Limit), w.args...)
+	args := pgx.NamedArgs{"workflow": p.Workflow, "rule": p.Rule, "tier": p.Tier, "row_limit": p.Limit,
+		"created_before": nil, "after_rank": nil, "after_deadline": nil, "after_created_at": nil, "after_id": nil}
+	if p.OlderThan > 0 {
+		args["created_before"] = p.Now.Add(-p.OlderThan)
+	}
+	if c := p.After; c != nil {
+		args["after_rank"], args["after_deadline"], args["after_created_at"], args["after_id"] = c.Rank, c.Deadline, c.CreatedAt, c.ID
+	}
+	rows, err := db.Query(ctx, requestListInboxSQL, args)
 	if err != nil {
 		return nil, fmt.Errorf("list inbox: %w", interpret(err))
 	}
-	defer rows.Close()
-	var out []InboxRow
-	for rows.Next() {
-		var row InboxRow
-		if row.Request, err = scanRequest(rows, &row.Cursor.Rank, &row.Cursor.Deadline); err != nil {
-			return nil, fmt.Errorf("scan inbox row: %w", interpret(err))
-		}
-		row.Cursor.CreatedAt, row.Cursor.ID = row.Request.CreatedAt, row.Request.ID
-		out = append(out, row)
+	got, err := pgx.CollectRows(rows, pgx.RowToAddrOfStructByName[inboxRow])
+	if err != nil {
+		return nil, fmt.Errorf("list inbox: %w", interpret(err))
 	}
-	return out, interpret(rows.Err())
+	return convertAll(got, func(r *inboxRow) InboxRow {
+		req := requestFromInternal(&r.ApprovalRequest)
+		return InboxRow{Request: req, Cursor: InboxCursor{Rank: r.Rank, Deadline: r.DeadlineKey, CreatedAt: req.CreatedAt, ID: req.ID}}
+	}), nil
 }
 
 // TierCount is how many requests of a tier are pending, counted up to a cap.
@@ -86,14 +91,12 @@ const InboxCountCap = 1000
 // RequestCountPending counts pending requests per tier, each up to InboxCountCap.
 func RequestCountPending(ctx context.Context, db DBTX) ([]TierCount, error) {
 	var out []TierCount
-	for _, tier := range []vocab.Tier{vocab.TierExplicit, vocab.TierBatched} {
-		var n int
-		err := db.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM approval_requests
-			WHERE status = 'pending' AND tier = $1 LIMIT $2) c`, tier, InboxCountCap).Scan(&n)
+	for _, tier := range []string{"explicit", "batched"} {
+		n, err := queries.RequestCountPendingTier(ctx, db, dbsqlc.RequestCountPendingTierParams{Tier: tier, Cap: InboxCountCap})
 		if err != nil {
 			return nil, fmt.Errorf("count pending: %w", interpret(err))
 		}
-		out = append(out, TierCount{Tier: tier, Count: n, Capped: n >= InboxCountCap})
+		out = append(out, TierCount{Tier: vocab.Tier(tier), Count: int(n), Capped: n >= InboxCountCap})
 	}
 	return out, nil
 }
@@ -109,15 +112,9 @@ type RequestListParams struct {
 
 // RequestList lists requests newest first with keyset paging.
 func RequestList(ctx context.Context, db DBTX, p RequestListParams) ([]*Request, error) {
-	var w where
-	w.eq("status", p.Status)
-	w.eq("tier", p.Tier)
-	if p.AfterTime != nil {
-		w.add(fmt.Sprintf("(created_at, id) < (%s, %s)", w.arg(*p.AfterTime), w.arg(p.AfterID)))
-	}
 	if p.Limit <= 0 || p.Limit > 200 {
 		p.Limit = 50
 	}
-	return queryRequests(ctx, db, fmt.Sprintf(`SELECT %s FROM approval_requests WHERE %s
-		ORDER BY created_at DESC, id DESC LIMIT %d`, requestColumns, w.sql(), p.Limit), w.args...)
+	return requestsResult(queries.RequestList(ctx, db, dbsqlc.RequestListParams{Status: p.Status, Tier: p.Tier,
+		AfterTime: p.AfterTime, AfterID: afterID(p.AfterTime, p.AfterID), RowLimit: int32(p.Limit)}))
 }

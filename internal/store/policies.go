@@ -2,8 +2,13 @@ package store
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/countersign/countersign/internal/store/dbsqlc"
 
 	"github.com/countersign/countersign/vocab"
 )
@@ -20,71 +25,60 @@ type PolicyVersion struct {
 	ActivatedAt *time.Time `json:"activated_at,omitempty"`
 }
 
-const policyColumns = `version, source, sha256, created_by, created_at, active, activated_by, activated_at`
-
-func scanPolicies(ctx context.Context, db DBTX, sql string, args ...any) ([]*PolicyVersion, error) {
-	rows, err := db.Query(ctx, sql, args...)
+// policyResult converts the outcome of a query returning one policy version.
+func policyResult(p *dbsqlc.Policy, err error) (*PolicyVersion, error) {
 	if err != nil {
-		return nil, fmt.Errorf("query policies: %w", interpret(err))
+		return nil, interpret(err)
 	}
-	defer rows.Close()
-	var out []*PolicyVersion
-	for rows.Next() {
-		var p PolicyVersion
-		if err := rows.Scan(&p.Version, &p.Source, &p.SHA256, &p.CreatedBy, &p.CreatedAt, &p.Active,
-			&p.ActivatedBy, &p.ActivatedAt); err != nil {
-			return nil, fmt.Errorf("scan policy: %w", interpret(err))
-		}
-		out = append(out, &p)
-	}
-	return out, interpret(rows.Err())
+	return policyFromInternal(p), nil
+}
+
+func policyFromInternal(p *dbsqlc.Policy) *PolicyVersion {
+	return &PolicyVersion{Version: p.Version, Source: p.Source, SHA256: p.Sha256, CreatedBy: p.CreatedBy,
+		CreatedAt: p.CreatedAt, Active: p.Active, ActivatedBy: p.ActivatedBy, ActivatedAt: p.ActivatedAt}
 }
 
 // PolicyActivate stores a new version and makes it the only active one.
 func PolicyActivate(ctx context.Context, db DBTX, source, sha, actor string) (*PolicyVersion, error) {
-	if _, err := db.Exec(ctx, `LOCK TABLE policies IN SHARE ROW EXCLUSIVE MODE`); err != nil {
+	if err := queries.PolicyLockTable(ctx, db); err != nil {
 		return nil, fmt.Errorf("lock policies: %w", interpret(err))
 	}
-	if _, err := db.Exec(ctx, `UPDATE policies SET active = false WHERE active`); err != nil {
+	if err := queries.PolicyDeactivateAll(ctx, db); err != nil {
 		return nil, fmt.Errorf("deactivate policy: %w", interpret(err))
 	}
-	ps, err := scanPolicies(ctx, db, `
-		INSERT INTO policies (source, sha256, created_by, active, activated_by, activated_at)
-		VALUES ($1, $2, $3, true, $3, now()) RETURNING `+policyColumns, source, sha, actor)
+	p, err := policyResult(queries.PolicyInsertActive(ctx, db, dbsqlc.PolicyInsertActiveParams{Source: source, Sha256: sha, Actor: actor}))
 	if err != nil {
-		return nil, fmt.Errorf("insert policy: %w", interpret(err))
+		return nil, fmt.Errorf("insert policy: %w", err)
 	}
-	return ps[0], nil
+	return p, nil
 }
 
 // PolicyGetActive returns the active policy. Returns ErrNotFound when none has
 // been activated.
 func PolicyGetActive(ctx context.Context, db DBTX) (*PolicyVersion, error) {
-	ps, err := scanPolicies(ctx, db, `SELECT `+policyColumns+` FROM policies WHERE active`)
+	p, err := policyResult(queries.PolicyGetActive(ctx, db))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("get active policy: %w", err)
 	}
-	if len(ps) == 0 {
-		return nil, ErrNotFound
-	}
-	return ps[0], nil
+	return p, nil
 }
 
 // PolicyGet returns one version. Returns ErrNotFound if it does not exist.
 func PolicyGet(ctx context.Context, db DBTX, version int) (*PolicyVersion, error) {
-	ps, err := scanPolicies(ctx, db, `SELECT `+policyColumns+` FROM policies WHERE version = $1`, version)
+	p, err := policyResult(queries.PolicyGet(ctx, db, version))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("get policy: %w", err)
 	}
-	if len(ps) == 0 {
-		return nil, ErrNotFound
-	}
-	return ps[0], nil
+	return p, nil
 }
 
 // PolicyList returns every version, newest first.
 func PolicyList(ctx context.Context, db DBTX) ([]*PolicyVersion, error) {
-	return scanPolicies(ctx, db, `SELECT `+policyColumns+` FROM policies ORDER BY version DESC`)
+	ps, err := queries.PolicyList(ctx, db)
+	if err != nil {
+		return nil, fmt.Errorf("list policies: %w", interpret(err))
+	}
+	return convertAll(ps, policyFromInternal), nil
 }
 
 // SimulationRow is a recorded request with what a policy may read about its
@@ -102,29 +96,36 @@ type SimulationRow struct {
 	Verdict    vocab.Verdict // "" while undecided
 }
 
+//go:embed sql/SimulationRows.sql
+var simulationRowsSQL string
+
+// simulationRow is a row of simulationRowsSQL.
+type simulationRow struct {
+	dbsqlc.ApprovalRequest
+	RunBusinessKey string `db:"run_business_key"`
+	RunInput       []byte `db:"run_input"`
+	RunAttempt     int    `db:"run_attempt"`
+	ModelCalls     int    `db:"model_calls"`
+	TokensUsed     int    `db:"tokens_used"`
+	Verdict        string `db:"verdict"`
+}
+
 // SimulationRows streams the requests made since t, oldest first, to fn.
 func SimulationRows(ctx context.Context, db DBTX, since time.Time, fn func(*SimulationRow) error) error {
-	rows, err := db.Query(ctx, `SELECT `+prefixed("r.", requestColumns)+`, w.business_key, w.input, w.attempt,
-			u.model_calls, u.tokens_used, coalesce(d.verdict, '')
-		FROM approval_requests r
-		JOIN workflow_runs w ON w.id = r.run_id
-		CROSS JOIN LATERAL (
-			SELECT coalesce(sum(s.attempts) FILTER (WHERE s.kind = 'model'), 0)::int AS model_calls,
-				coalesce(sum(s.tokens), 0)::int AS tokens_used
-			FROM workflow_steps s WHERE s.run_id = r.run_id AND s.seq < r.step_seq) u
-		LEFT JOIN decisions d ON d.request_id = r.id
-		WHERE r.created_at >= $1 ORDER BY r.created_at, r.id`, since)
+	rows, err := db.Query(ctx, simulationRowsSQL, pgx.NamedArgs{"since": since})
 	if err != nil {
 		return fmt.Errorf("simulation rows: %w", interpret(err))
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var row SimulationRow
-		if row.Request, err = scanRequest(rows, &row.BusinessKey, &row.RunInput, &row.RunAttempt,
-			&row.ModelCalls, &row.TokensUsed, &row.Verdict); err != nil {
+		r, err := pgx.RowToStructByName[simulationRow](rows)
+		if err != nil {
 			return fmt.Errorf("scan simulation row: %w", interpret(err))
 		}
-		if err := fn(&row); err != nil {
+		err = fn(&SimulationRow{Request: requestFromInternal(&r.ApprovalRequest), BusinessKey: r.RunBusinessKey,
+			RunInput: r.RunInput, RunAttempt: r.RunAttempt, ModelCalls: r.ModelCalls, TokensUsed: r.TokensUsed,
+			Verdict: vocab.Verdict(r.Verdict)})
+		if err != nil {
 			return err
 		}
 	}

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/countersign/countersign/internal/store/dbsqlc"
 
 	"github.com/countersign/countersign/vocab"
 )
@@ -42,64 +42,64 @@ type Request struct {
 	DecidedBy         *string             `json:"decided_by,omitempty"`
 }
 
-const requestColumns = `id, run_id, step_seq, workflow, tier, status, action_kind, summary, action,
-	payload_hash, policy_version, rule, reason, approvals_required, roles, deadline, on_timeout,
-	escalate_to, escalated_at, batch_key, started_by, created_at, decided_at, decided_by, batch_id, note`
+// requestFromInternal converts a generated row to the exported Request.
+func requestFromInternal(r *dbsqlc.ApprovalRequest) *Request {
+	return &Request{
+		ID: r.ID, RunID: r.RunID, StepSeq: r.StepSeq, Workflow: r.Workflow, Tier: vocab.Tier(r.Tier), Status: vocab.RequestStatus(r.Status),
+		ActionKind: r.ActionKind, Summary: r.Summary, Action: r.Action, PayloadHash: r.PayloadHash,
+		PolicyVersion: r.PolicyVersion, Rule: r.Rule, Reason: r.Reason, ApprovalsRequired: r.ApprovalsRequired,
+		Roles: roles(r.Roles), Deadline: r.Deadline, OnTimeout: r.OnTimeout, EscalateTo: roles(r.EscalateTo),
+		EscalatedAt: r.EscalatedAt, BatchKey: r.BatchKey, BatchID: r.BatchID, Note: r.Note,
+		StartedBy: r.StartedBy, CreatedAt: r.CreatedAt, DecidedAt: r.DecidedAt, DecidedBy: r.DecidedBy,
+	}
+}
 
-// scanRequest reads a row that starts with requestColumns; extra receives the
-// columns a query selects after them.
-func scanRequest(row pgx.Row, extra ...any) (*Request, error) {
-	var r Request
-	err := row.Scan(append([]any{&r.ID, &r.RunID, &r.StepSeq, &r.Workflow, &r.Tier, &r.Status, &r.ActionKind,
-		&r.Summary, &r.Action, &r.PayloadHash, &r.PolicyVersion, &r.Rule, &r.Reason,
-		&r.ApprovalsRequired, &r.Roles, &r.Deadline, &r.OnTimeout, &r.EscalateTo, &r.EscalatedAt,
-		&r.BatchKey, &r.StartedBy, &r.CreatedAt, &r.DecidedAt, &r.DecidedBy, &r.BatchID, &r.Note}, extra...)...)
+// requestResult converts the outcome of a query returning one request.
+func requestResult(r *dbsqlc.ApprovalRequest, err error) (*Request, error) {
 	if err != nil {
 		return nil, interpret(err)
 	}
-	return &r, nil
+	return requestFromInternal(r), nil
+}
+
+// requestsResult converts the outcome of a query listing requests.
+func requestsResult(rows []*dbsqlc.ApprovalRequest, err error) ([]*Request, error) {
+	if err != nil {
+		return nil, fmt.Errorf("list requests: %w", interpret(err))
+	}
+	return convertAll(rows, requestFromInternal), nil
 }
 
 // RequestInsert stores a new approval request. For the auto tier pass
 // Status "approved" with DecidedBy set: the request is decided as it is made.
 func RequestInsert(ctx context.Context, db DBTX, r *Request) (*Request, error) {
-	out, err := scanRequest(db.QueryRow(ctx, `
-		INSERT INTO approval_requests (run_id, step_seq, workflow, tier, status, action_kind, summary, action,
-			payload_hash, policy_version, rule, reason, approvals_required, roles, deadline, on_timeout,
-			escalate_to, batch_key, started_by, decided_at, decided_by)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-			CASE WHEN $5 = 'pending' THEN NULL ELSE now() END, $20)
-		RETURNING `+requestColumns,
-		r.RunID, r.StepSeq, r.Workflow, r.Tier, r.Status, r.ActionKind, r.Summary, r.Action,
-		r.PayloadHash, r.PolicyVersion, r.Rule, r.Reason, r.ApprovalsRequired, nonNil(r.Roles), r.Deadline,
-		r.OnTimeout, nonNil(r.EscalateTo), r.BatchKey, r.StartedBy, r.DecidedBy))
+	out, err := requestResult(queries.RequestInsert(ctx, db, dbsqlc.RequestInsertParams{
+		RunID: r.RunID, StepSeq: r.StepSeq, Workflow: r.Workflow, Tier: string(r.Tier), Status: string(r.Status),
+		ActionKind: r.ActionKind, Summary: r.Summary, Action: r.Action, PayloadHash: r.PayloadHash,
+		PolicyVersion: r.PolicyVersion, Rule: r.Rule, Reason: r.Reason, ApprovalsRequired: r.ApprovalsRequired,
+		Roles: roleNames(r.Roles), Deadline: r.Deadline, OnTimeout: r.OnTimeout, EscalateTo: roleNames(r.EscalateTo),
+		BatchKey: r.BatchKey, StartedBy: r.StartedBy, DecidedBy: r.DecidedBy,
+	}))
 	if err != nil {
-		return nil, fmt.Errorf("insert request: %w", interpret(err))
+		return nil, fmt.Errorf("insert request: %w", err)
 	}
 	return out, nil
 }
 
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
-}
-
 // RequestGet returns one request. Returns ErrNotFound if it does not exist.
 func RequestGet(ctx context.Context, db DBTX, id string) (*Request, error) {
-	r, err := scanRequest(db.QueryRow(ctx, `SELECT `+requestColumns+` FROM approval_requests WHERE id = $1`, id))
+	r, err := requestResult(queries.RequestGet(ctx, db, id))
 	if err != nil {
-		return nil, fmt.Errorf("get request: %w", interpret(err))
+		return nil, fmt.Errorf("get request: %w", err)
 	}
 	return r, nil
 }
 
 // RequestGetForUpdate returns one request locked until the transaction ends.
 func RequestGetForUpdate(ctx context.Context, db DBTX, id string) (*Request, error) {
-	r, err := scanRequest(db.QueryRow(ctx, `SELECT `+requestColumns+` FROM approval_requests WHERE id = $1 FOR UPDATE`, id))
+	r, err := requestResult(queries.RequestGetForUpdate(ctx, db, id))
 	if err != nil {
-		return nil, fmt.Errorf("lock request: %w", interpret(err))
+		return nil, fmt.Errorf("lock request: %w", err)
 	}
 	return r, nil
 }
@@ -108,22 +108,17 @@ func RequestGetForUpdate(ctx context.Context, db DBTX, id string) (*Request, err
 // Only one caller can win: it returns ErrNotFound for every other, and the
 // caller reads the row again to say why.
 func RequestDecide(ctx context.Context, db DBTX, id, payloadHash, status, actor string) (*Request, error) {
-	r, err := scanRequest(db.QueryRow(ctx, `
-		UPDATE approval_requests SET status = $3, decided_by = $4, decided_at = now()
-		WHERE id = $1 AND status = 'pending' AND payload_hash = $2
-		RETURNING `+requestColumns, id, payloadHash, status, actor))
+	r, err := requestResult(queries.RequestDecide(ctx, db, dbsqlc.RequestDecideParams{
+		ID: id, PayloadHash: payloadHash, Status: status, Actor: &actor}))
 	if err != nil {
-		return nil, fmt.Errorf("decide request: %w", interpret(err))
+		return nil, fmt.Errorf("decide request: %w", err)
 	}
 	return r, nil
 }
 
 // RequestCancelForRun cancels a run's pending requests (the run was cancelled).
 func RequestCancelForRun(ctx context.Context, db DBTX, runID, actor string) error {
-	_, err := db.Exec(ctx, `
-		UPDATE approval_requests SET status = 'cancelled', decided_by = $2, decided_at = now()
-		WHERE run_id = $1 AND status = 'pending'`, runID, actor)
-	if err != nil {
+	if err := queries.RequestCancelForRun(ctx, db, dbsqlc.RequestCancelForRunParams{RunID: runID, Actor: &actor}); err != nil {
 		return fmt.Errorf("cancel requests: %w", interpret(err))
 	}
 	return nil
@@ -131,49 +126,33 @@ func RequestCancelForRun(ctx context.Context, db DBTX, runID, actor string) erro
 
 // RequestListByRun returns a run's requests in the order they were made.
 func RequestListByRun(ctx context.Context, db DBTX, runID string) ([]*Request, error) {
-	return queryRequests(ctx, db, `SELECT `+requestColumns+` FROM approval_requests
-		WHERE run_id = $1 ORDER BY created_at, id`, runID)
-}
-
-func queryRequests(ctx context.Context, db DBTX, sql string, args ...any) ([]*Request, error) {
-	rows, err := db.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list requests: %w", interpret(err))
-	}
-	defer rows.Close()
-	var out []*Request
-	for rows.Next() {
-		r, err := scanRequest(rows)
-		if err != nil {
-			return nil, fmt.Errorf("scan request: %w", interpret(err))
-		}
-		out = append(out, r)
-	}
-	return out, interpret(rows.Err())
+	return requestsResult(queries.RequestListByRun(ctx, db, runID))
 }
 
 // VoteAdd records one approver's vote and returns how many distinct approvers
 // have voted. A repeated vote by the same actor is counted once.
 func VoteAdd(ctx context.Context, db DBTX, requestID, actor, comment string) (int, error) {
-	if _, err := db.Exec(ctx, `
-		INSERT INTO approval_votes (request_id, actor, comment) VALUES ($1, $2, $3)
-		ON CONFLICT (request_id, actor) DO NOTHING`, requestID, actor, comment); err != nil {
+	err := queries.VoteInsert(ctx, db, dbsqlc.VoteInsertParams{RequestID: requestID, Actor: actor, Comment: comment})
+	if err != nil {
 		return 0, fmt.Errorf("add vote: %w", interpret(err))
 	}
-	var n int
-	if err := db.QueryRow(ctx, `SELECT count(*) FROM approval_votes WHERE request_id = $1`, requestID).Scan(&n); err != nil {
+	n, err := queries.VoteCount(ctx, db, requestID)
+	if err != nil {
 		return 0, fmt.Errorf("count votes: %w", interpret(err))
 	}
-	return n, nil
+	return int(n), nil
 }
 
 // VoteList returns who has voted to approve a request.
 func VoteList(ctx context.Context, db DBTX, requestID string) ([]string, error) {
-	rows, err := db.Query(ctx, `SELECT actor FROM approval_votes WHERE request_id = $1 ORDER BY created_at`, requestID)
+	actors, err := queries.VoteList(ctx, db, requestID)
 	if err != nil {
 		return nil, fmt.Errorf("list votes: %w", interpret(err))
 	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
+	if actors == nil {
+		actors = []string{} // as it has always been: an empty list, not null
+	}
+	return actors, nil
 }
 
 // Decision is the final verdict on a request.
@@ -201,35 +180,31 @@ type Decision struct {
 	CreatedAt           time.Time `json:"created_at"`
 }
 
-const decisionColumns = `id, request_id, run_id, actor, verdict, reason, comment, edited_params, diff,
-	payload_hash, policy_version, rule, tier, batch_decision_id, edited_rule, edited_policy_version,
-	edited_payload_hash, created_at`
-
-func scanDecision(row pgx.Row) (*Decision, error) {
-	var d Decision
-	err := row.Scan(&d.ID, &d.RequestID, &d.RunID, &d.Actor, &d.Verdict, &d.Reason, &d.Comment,
-		&d.EditedParams, &d.Diff, &d.PayloadHash, &d.PolicyVersion, &d.Rule, &d.Tier,
-		&d.BatchDecisionID, &d.EditedRule, &d.EditedPolicyVersion, &d.EditedPayloadHash, &d.CreatedAt)
+// decisionResult converts the outcome of a query returning one decision.
+func decisionResult(d *dbsqlc.Decision, err error) (*Decision, error) {
 	if err != nil {
 		return nil, interpret(err)
 	}
-	return &d, nil
+	return &Decision{
+		ID: d.ID, RequestID: d.RequestID, RunID: d.RunID, Actor: d.Actor, Verdict: vocab.Verdict(d.Verdict),
+		Reason: d.Reason, Comment: d.Comment, EditedParams: d.EditedParams, Diff: d.Diff,
+		PayloadHash: d.PayloadHash, PolicyVersion: d.PolicyVersion, Rule: d.Rule, Tier: vocab.Tier(d.Tier),
+		BatchDecisionID: d.BatchDecisionID, EditedRule: d.EditedRule, EditedPolicyVersion: d.EditedPolicyVersion,
+		EditedPayloadHash: d.EditedPayloadHash, CreatedAt: d.CreatedAt,
+	}, nil
 }
 
 // DecisionInsert stores a decision. Returns ErrConflict when the request
 // already has one.
 func DecisionInsert(ctx context.Context, db DBTX, d *Decision) (*Decision, error) {
-	out, err := scanDecision(db.QueryRow(ctx, `
-		INSERT INTO decisions (request_id, run_id, actor, verdict, reason, comment, edited_params, diff,
-			payload_hash, policy_version, rule, tier, batch_decision_id, edited_rule, edited_policy_version,
-			edited_payload_hash)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-		RETURNING `+decisionColumns,
-		d.RequestID, d.RunID, d.Actor, d.Verdict, d.Reason, d.Comment, d.EditedParams, d.Diff,
-		d.PayloadHash, d.PolicyVersion, d.Rule, d.Tier, d.BatchDecisionID, d.EditedRule, d.EditedPolicyVersion,
-		d.EditedPayloadHash))
+	out, err := decisionResult(queries.DecisionInsert(ctx, db, dbsqlc.DecisionInsertParams{
+		RequestID: d.RequestID, RunID: d.RunID, Actor: d.Actor, Verdict: string(d.Verdict), Reason: d.Reason,
+		Comment: d.Comment, EditedParams: d.EditedParams, Diff: d.Diff, PayloadHash: d.PayloadHash,
+		PolicyVersion: d.PolicyVersion, Rule: d.Rule, Tier: string(d.Tier), BatchDecisionID: d.BatchDecisionID,
+		EditedRule: d.EditedRule, EditedPolicyVersion: d.EditedPolicyVersion, EditedPayloadHash: d.EditedPayloadHash,
+	}))
 	if err != nil {
-		return nil, fmt.Errorf("insert decision: %w", interpret(err))
+		return nil, fmt.Errorf("insert decision: %w", err)
 	}
 	return out, nil
 }
@@ -237,9 +212,27 @@ func DecisionInsert(ctx context.Context, db DBTX, d *Decision) (*Decision, error
 // DecisionGetByRequest returns a request's decision. Returns ErrNotFound when
 // it has none.
 func DecisionGetByRequest(ctx context.Context, db DBTX, requestID string) (*Decision, error) {
-	d, err := scanDecision(db.QueryRow(ctx, `SELECT `+decisionColumns+` FROM decisions WHERE request_id = $1`, requestID))
+	d, err := decisionResult(queries.DecisionGetByRequest(ctx, db, requestID))
 	if err != nil {
-		return nil, fmt.Errorf("get decision: %w", interpret(err))
+		return nil, fmt.Errorf("get decision: %w", err)
 	}
 	return d, nil
+}
+
+// roles types the role names of a row.
+func roles(names []string) []vocab.Role {
+	out := make([]vocab.Role, len(names))
+	for i, n := range names {
+		out[i] = vocab.Role(n)
+	}
+	return out
+}
+
+// roleNames is the text[] of roles, never NULL: the columns are NOT NULL.
+func roleNames(rs []vocab.Role) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = string(r)
+	}
+	return out
 }

@@ -5,10 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/countersign/countersign/internal/store/dbsqlc"
 
 	"github.com/countersign/countersign/vocab"
 )
@@ -38,19 +37,24 @@ type Run struct {
 	FinishedAt   *time.Time      `json:"finished_at,omitempty"`
 }
 
-const runColumns = `id, workflow, business_key, status, input, output, error_code, error_message,
-	attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by,
-	failures, recoveries, lease_owner, created_at, updated_at, finished_at`
+// runFromInternal converts a generated row to the exported Run.
+func runFromInternal(r *dbsqlc.WorkflowRun) *Run {
+	return &Run{
+		ID: r.ID, Workflow: r.Workflow, BusinessKey: r.BusinessKey, Status: vocab.RunStatus(r.Status),
+		Input: r.Input, Output: r.Output, ErrorCode: r.ErrorCode, ErrorMessage: r.ErrorMessage,
+		Attempt: r.Attempt, CurrentStep: r.CurrentStep, ResumeSeq: r.ResumeSeq, StepsUsed: r.StepsUsed,
+		ModelCalls: r.ModelCalls, TokensUsed: r.TokensUsed, StartedBy: r.StartedBy,
+		Failures: r.Failures, Recoveries: r.Recoveries, LeaseOwner: r.LeaseOwner,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, FinishedAt: r.FinishedAt,
+	}
+}
 
-func scanRun(row pgx.Row) (*Run, error) {
-	var r Run
-	err := row.Scan(&r.ID, &r.Workflow, &r.BusinessKey, &r.Status, &r.Input, &r.Output,
-		&r.ErrorCode, &r.ErrorMessage, &r.Attempt, &r.CurrentStep, &r.ResumeSeq, &r.StepsUsed,
-		&r.ModelCalls, &r.TokensUsed, &r.StartedBy, &r.Failures, &r.Recoveries, &r.LeaseOwner, &r.CreatedAt, &r.UpdatedAt, &r.FinishedAt)
+// runResult converts the outcome of a query returning one run.
+func runResult(r *dbsqlc.WorkflowRun, err error) (*Run, error) {
 	if err != nil {
 		return nil, interpret(err)
 	}
-	return &r, nil
+	return runFromInternal(r), nil
 }
 
 // RunInsertParams describes a run to create.
@@ -64,41 +68,37 @@ type RunInsertParams struct {
 // RunInsert creates a queued run. It returns the existing run and created=false
 // when the workflow already has a run with that business key.
 func RunInsert(ctx context.Context, db DBTX, p RunInsertParams) (run *Run, created bool, err error) {
-	run, err = scanRun(db.QueryRow(ctx, `
-		INSERT INTO workflow_runs (workflow, business_key, input, started_by)
-		VALUES ($1, $2, $3, $4)
-		ON CONFLICT (workflow, business_key) DO NOTHING
-		RETURNING `+runColumns, p.Workflow, p.BusinessKey, p.Input, p.StartedBy))
+	run, err = runResult(queries.RunInsert(ctx, db, dbsqlc.RunInsertParams{
+		Workflow: p.Workflow, BusinessKey: p.BusinessKey, Input: p.Input, StartedBy: p.StartedBy}))
 	if err == nil {
 		return run, true, nil
 	}
 	// Only "no row returned" means the conflict clause skipped the insert; a
 	// refused value (ErrInvalidInput) or any other failure is not "exists".
 	if !errors.Is(err, ErrNotFound) {
-		return nil, false, fmt.Errorf("insert run: %w", interpret(err))
+		return nil, false, fmt.Errorf("insert run: %w", err)
 	}
-	run, err = scanRun(db.QueryRow(ctx, `SELECT `+runColumns+` FROM workflow_runs
-		WHERE workflow = $1 AND business_key = $2`, p.Workflow, p.BusinessKey))
+	run, err = runResult(queries.RunGetByKey(ctx, db, dbsqlc.RunGetByKeyParams{Workflow: p.Workflow, BusinessKey: p.BusinessKey}))
 	if err != nil {
-		return nil, false, fmt.Errorf("get existing run: %w", interpret(err))
+		return nil, false, fmt.Errorf("get existing run: %w", err)
 	}
 	return run, false, nil
 }
 
 // RunGet returns one run. Returns ErrNotFound if it does not exist.
 func RunGet(ctx context.Context, db DBTX, id string) (*Run, error) {
-	run, err := scanRun(db.QueryRow(ctx, `SELECT `+runColumns+` FROM workflow_runs WHERE id = $1`, id))
+	run, err := runResult(queries.RunGet(ctx, db, id))
 	if err != nil {
-		return nil, fmt.Errorf("get run: %w", interpret(err))
+		return nil, fmt.Errorf("get run: %w", err)
 	}
 	return run, nil
 }
 
 // RunGetForUpdate returns one run and locks it until the transaction ends.
 func RunGetForUpdate(ctx context.Context, db DBTX, id string) (*Run, error) {
-	run, err := scanRun(db.QueryRow(ctx, `SELECT `+runColumns+` FROM workflow_runs WHERE id = $1 FOR UPDATE`, id))
+	run, err := runResult(queries.RunGetForUpdate(ctx, db, id))
 	if err != nil {
-		return nil, fmt.Errorf("lock run: %w", interpret(err))
+		return nil, fmt.Errorf("lock run: %w", err)
 	}
 	return run, nil
 }
@@ -113,14 +113,10 @@ func RunGetForUpdate(ctx context.Context, db DBTX, id string) (*Run, error) {
 // ErrNotFound when the run is not in one of from, was resumed by a later job,
 // or is running under another execution's live lease.
 func RunClaim(ctx context.Context, db DBTX, id string, seq int, from []string, owner string, lease time.Duration) (*Run, error) {
-	run, err := scanRun(db.QueryRow(ctx, `
-		UPDATE workflow_runs SET status = 'running', attempt = failures + 1, updated_at = now(),
-			lease_owner = $4, lease_until = now() + $5::bigint * interval '1 microsecond'
-		WHERE id = $1 AND resume_seq = $2 AND status = ANY($3)
-			AND (status <> 'running' OR lease_owner IS NULL OR lease_until < now())
-		RETURNING `+runColumns, id, seq, from, owner, lease.Microseconds()))
+	run, err := runResult(queries.RunClaim(ctx, db, dbsqlc.RunClaimParams{ID: id, ResumeSeq: seq,
+		FromStatuses: from, Owner: &owner, LeaseMicros: lease.Microseconds()}))
 	if err != nil {
-		return nil, fmt.Errorf("claim run: %w", interpret(err))
+		return nil, fmt.Errorf("claim run: %w", err)
 	}
 	return run, nil
 }
@@ -129,32 +125,19 @@ func RunClaim(ctx context.Context, db DBTX, id string, seq int, from []string, o
 // ErrNotFound when owner no longer holds the run: it was swept and handed on,
 // cancelled, or ended.
 func RunLeaseRenew(ctx context.Context, db DBTX, id, owner string, lease time.Duration) error {
-	tag, err := db.Exec(ctx, `
-		UPDATE workflow_runs SET lease_until = now() + $3::bigint * interval '1 microsecond'
-		WHERE id = $1 AND lease_owner = $2 AND status = 'running'`, id, owner, lease.Microseconds())
+	err := oneRow(queries.RunLeaseRenew(ctx, db, dbsqlc.RunLeaseRenewParams{ID: id, Owner: &owner, LeaseMicros: lease.Microseconds()}))
 	if err != nil {
 		return fmt.Errorf("renew lease: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return ErrNotFound
 	}
 	return nil
 }
 
 // RunLeaseRelease gives up owner's lease, so that the next job may claim the
-// run at once (a worker shutting down, a run parked for a human). The lease
-// time stays: should that next job never come (River cancelled or discarded
-// it), the sweeper finds the run when it lapses. It returns ErrNotFound when
-// owner did not hold the run.
+// run at once (a worker shutting down, a run parked for a human). It returns
+// ErrNotFound when owner did not hold the run.
 func RunLeaseRelease(ctx context.Context, db DBTX, id, owner string) error {
-	tag, err := db.Exec(ctx, `
-		UPDATE workflow_runs SET lease_owner = NULL
-		WHERE id = $1 AND lease_owner = $2`, id, owner)
-	if err != nil {
+	if err := oneRow(queries.RunLeaseRelease(ctx, db, dbsqlc.RunLeaseReleaseParams{ID: id, Owner: &owner})); err != nil {
 		return fmt.Errorf("release lease: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return ErrNotFound
 	}
 	return nil
 }
@@ -162,15 +145,8 @@ func RunLeaseRelease(ctx context.Context, db DBTX, id, owner string) error {
 // RunSetStatus moves a run from one of the statuses in from to status. It
 // returns ErrNotFound when the run is not in one of them.
 func RunSetStatus(ctx context.Context, db DBTX, id string, from []string, status string) error {
-	tag, err := db.Exec(ctx, `
-		UPDATE workflow_runs SET status = $3, updated_at = now(),
-			finished_at = CASE WHEN $3 IN ('failed', 'completed', 'rejected', 'cancelled') THEN now() END
-		WHERE id = $1 AND status = ANY($2)`, id, from, status)
-	if err != nil {
-		return fmt.Errorf("set run status: %w", interpret(err))
-	}
-	if tag.RowsAffected() == 0 {
-		return ErrNotFound
+	if err := oneRow(queries.RunSetStatus(ctx, db, dbsqlc.RunSetStatusParams{ID: id, FromStatuses: from, Status: status})); err != nil {
+		return fmt.Errorf("set run status: %w", err)
 	}
 	return nil
 }
@@ -178,15 +154,9 @@ func RunSetStatus(ctx context.Context, db DBTX, id string, from []string, status
 // RunComplete records a run's output and marks it completed, if owner
 // still holds it. Returns ErrNotFound otherwise (cancelled, or handed on).
 func RunComplete(ctx context.Context, db DBTX, id, owner string, output json.RawMessage, from []string) error {
-	tag, err := db.Exec(ctx, `
-		UPDATE workflow_runs SET status = 'completed', output = $2, error_code = NULL, error_message = NULL,
-			updated_at = now(), finished_at = now(), lease_owner = NULL, lease_until = NULL
-		WHERE id = $1 AND status = ANY($3) AND lease_owner = $4`, id, output, from, owner)
+	err := oneRow(queries.RunComplete(ctx, db, dbsqlc.RunCompleteParams{ID: id, Output: output, FromStatuses: from, Owner: &owner}))
 	if err != nil {
-		return fmt.Errorf("complete run: %w", interpret(err))
-	}
-	if tag.RowsAffected() == 0 {
-		return ErrNotFound
+		return fmt.Errorf("complete run: %w", err)
 	}
 	return nil
 }
@@ -197,34 +167,20 @@ func RunComplete(ctx context.Context, db DBTX, id, owner string, output json.Raw
 // recheck, in case that attempt never comes. Returns ErrNotFound when owner
 // does not hold the run.
 func RunFail(ctx context.Context, db DBTX, id, owner, status, code, message string, from []string, recheck time.Duration) error {
-	tag, err := db.Exec(ctx, `
-		UPDATE workflow_runs SET status = $2, error_code = $3, error_message = $4, updated_at = now(),
-			finished_at = CASE WHEN $2 = 'failed' THEN now() END,
-			failures = failures + CASE WHEN $2 = 'retrying' THEN 1 ELSE 0 END,
-			lease_owner = NULL,
-			lease_until = CASE WHEN $2 = 'retrying' THEN now() + $7::bigint * interval '1 microsecond' END
-		WHERE id = $1 AND status = ANY($5) AND lease_owner = $6`, id, status, code, message, from, owner, recheck.Microseconds())
+	err := oneRow(queries.RunFail(ctx, db, dbsqlc.RunFailParams{ID: id, Owner: &owner, Status: status,
+		ErrorCode: code, ErrorMessage: message, FromStatuses: from, RecheckMicros: recheck.Microseconds()}))
 	if err != nil {
-		return fmt.Errorf("fail run: %w", interpret(err))
-	}
-	if tag.RowsAffected() == 0 {
-		return ErrNotFound
+		return fmt.Errorf("fail run: %w", err)
 	}
 	return nil
 }
 
-// RunSuspend marks a running run as waiting for a human. It drops the lease
-// time, so that the run, once resumed, is looked at a lease after its resume
-// (updated_at), not at once for a lease that lapsed while it waited.
+// RunSuspend marks a running run as waiting for a human. Returns ErrNotFound
+// when the run is not in one of from.
 func RunSuspend(ctx context.Context, db DBTX, id, currentStep string, from []string) error {
-	tag, err := db.Exec(ctx, `
-		UPDATE workflow_runs SET status = 'waiting_human', current_step = $2, updated_at = now(), lease_until = NULL
-		WHERE id = $1 AND status = ANY($3)`, id, currentStep, from)
+	err := oneRow(queries.RunSuspend(ctx, db, dbsqlc.RunSuspendParams{ID: id, CurrentStep: currentStep, FromStatuses: from}))
 	if err != nil {
-		return fmt.Errorf("suspend run: %w", interpret(err))
-	}
-	if tag.RowsAffected() == 0 {
-		return ErrNotFound
+		return fmt.Errorf("suspend run: %w", err)
 	}
 	return nil
 }
@@ -232,11 +188,7 @@ func RunSuspend(ctx context.Context, db DBTX, id, currentStep string, from []str
 // RunResume moves a run back to queued under a new resume sequence and
 // returns that sequence. Returns ErrNotFound when the run is not in from.
 func RunResume(ctx context.Context, db DBTX, id string, from []string) (int, error) {
-	var seq int
-	err := db.QueryRow(ctx, `
-		UPDATE workflow_runs SET status = 'queued', resume_seq = resume_seq + 1, updated_at = now()
-		WHERE id = $1 AND status = ANY($2)
-		RETURNING resume_seq`, id, from).Scan(&seq)
+	seq, err := queries.RunResume(ctx, db, dbsqlc.RunResumeParams{ID: id, FromStatuses: from})
 	if err != nil {
 		return 0, fmt.Errorf("resume run: %w", interpret(err))
 	}
@@ -256,32 +208,15 @@ type RunListParams struct {
 
 // RunList returns runs newest first.
 func RunList(ctx context.Context, db DBTX, p RunListParams) ([]*Run, error) {
-	var w where
-	w.eq("status", p.Status)
-	w.eq("workflow", p.Workflow)
-	if p.BusinessKey != "" {
-		w.add("business_key LIKE " + w.arg(strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(p.BusinessKey)) + " || '%'")
-	}
-	if p.AfterTime != nil {
-		w.add(fmt.Sprintf("(created_at, id) < (%s, %s)", w.arg(*p.AfterTime), w.arg(p.AfterID)))
-	}
 	if p.Limit <= 0 || p.Limit > 500 {
 		p.Limit = 50
 	}
-	q := fmt.Sprintf(`SELECT %s FROM workflow_runs WHERE %s ORDER BY created_at DESC, id DESC LIMIT %d`, runColumns, w.sql(), p.Limit)
-	args := w.args
-	rows, err := db.Query(ctx, q, args...)
+	rows, err := queries.RunList(ctx, db, dbsqlc.RunListParams{
+		Status: p.Status, Workflow: p.Workflow, KeyPrefixPattern: likeEscape(p.BusinessKey),
+		AfterTime: p.AfterTime, AfterID: afterID(p.AfterTime, p.AfterID), RowLimit: int32(p.Limit),
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list runs: %w", interpret(err))
 	}
-	defer rows.Close()
-	var runs []*Run
-	for rows.Next() {
-		r, err := scanRun(rows)
-		if err != nil {
-			return nil, fmt.Errorf("scan run: %w", interpret(err))
-		}
-		runs = append(runs, r)
-	}
-	return runs, interpret(rows.Err())
+	return convertAll(rows, runFromInternal), nil
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/countersign/countersign/internal/store/dbsqlc"
+
 	"github.com/countersign/countersign/vocab"
 )
 
@@ -34,23 +36,14 @@ func (s *Step) Duration() time.Duration {
 
 // StepList returns a run's steps in order.
 func StepList(ctx context.Context, db DBTX, runID string) ([]*Step, error) {
-	rows, err := db.Query(ctx, `
-		SELECT run_id, seq, name, kind, status, output, error, attempts, tokens, started_at, finished_at
-		FROM workflow_steps WHERE run_id = $1 ORDER BY seq`, runID)
+	rows, err := queries.StepList(ctx, db, runID)
 	if err != nil {
 		return nil, fmt.Errorf("list steps: %w", interpret(err))
 	}
-	defer rows.Close()
-	var steps []*Step
-	for rows.Next() {
-		var s Step
-		if err := rows.Scan(&s.RunID, &s.Seq, &s.Name, &s.Kind, &s.Status, &s.Output, &s.Error,
-			&s.Attempts, &s.Tokens, &s.StartedAt, &s.FinishedAt); err != nil {
-			return nil, fmt.Errorf("scan step: %w", interpret(err))
-		}
-		steps = append(steps, &s)
-	}
-	return steps, interpret(rows.Err())
+	return convertAll(rows, func(s *dbsqlc.WorkflowStep) *Step {
+		return &Step{RunID: s.RunID, Seq: s.Seq, Name: s.Name, Kind: vocab.StepKind(s.Kind), Status: vocab.StepStatus(s.Status), Output: s.Output,
+			Error: s.Error, Attempts: s.Attempts, Tokens: s.Tokens, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt}
+	}), nil
 }
 
 // StepRecord is a step result to store.
@@ -76,25 +69,11 @@ type StepRecord struct {
 // when the run is no longer running (cancelled while the step ran) or no
 // longer held by s.Owner (its lease lapsed and the run was handed on).
 func StepComplete(ctx context.Context, db DBTX, s StepRecord) error {
-	tag, err := db.Exec(ctx, `
-		WITH run AS (
-			UPDATE workflow_runs
-			SET current_step = $3, steps_used = GREATEST(steps_used, $2 + 1),
-				tokens_used = tokens_used + $7, model_calls = model_calls + $8, updated_at = now()
-			WHERE id = $1 AND status = 'running' AND lease_owner = $10
-			RETURNING id
-		)
-		INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, tokens, attempts, started_at, finished_at)
-		SELECT run.id, $2, $3, $4, 'completed', $5, $7, $6, $9, now() FROM run
-		ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
-			status = 'completed', output = EXCLUDED.output, error = NULL, tokens = EXCLUDED.tokens,
-			attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now()`,
-		s.RunID, s.Seq, s.Name, s.Kind, s.Output, s.Attempts, s.Tokens, s.ModelCalls, s.StartedAt, s.Owner)
+	err := oneRow(queries.StepComplete(ctx, db, dbsqlc.StepCompleteParams{RunID: s.RunID, Seq: s.Seq, Name: s.Name,
+		Kind: string(s.Kind), Output: s.Output, Attempts: s.Attempts, Tokens: s.Tokens, ModelCalls: s.ModelCalls,
+		StartedAt: s.StartedAt, Owner: &s.Owner}))
 	if err != nil {
-		return fmt.Errorf("record step %s: %w", s.Name, interpret(err))
-	}
-	if tag.RowsAffected() == 0 {
-		return ErrNotFound
+		return fmt.Errorf("record step %s: %w", s.Name, err)
 	}
 	return nil
 }
@@ -103,17 +82,9 @@ func StepComplete(ctx context.Context, db DBTX, s StepRecord) error {
 // spent by a failed model call still count against the run. Nothing is
 // recorded when s.Owner no longer holds the run.
 func StepFail(ctx context.Context, db DBTX, s StepRecord) error {
-	_, err := db.Exec(ctx, `
-		WITH run AS (
-			UPDATE workflow_runs SET tokens_used = tokens_used + $7, model_calls = model_calls + $8, updated_at = now()
-			WHERE id = $1 AND lease_owner = $10 RETURNING id
-		)
-		INSERT INTO workflow_steps (run_id, seq, name, kind, status, error, tokens, attempts, started_at, finished_at)
-		SELECT run.id, $2, $3, $4, 'failed', $5, $7, $6, $9, now() FROM run
-		ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
-			status = 'failed', error = EXCLUDED.error, tokens = workflow_steps.tokens + EXCLUDED.tokens,
-			attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now()`,
-		s.RunID, s.Seq, s.Name, s.Kind, s.Error, s.Attempts, s.Tokens, s.ModelCalls, s.StartedAt, s.Owner)
+	err := queries.StepFail(ctx, db, dbsqlc.StepFailParams{RunID: s.RunID, Seq: s.Seq, Name: s.Name, Kind: string(s.Kind),
+		Error: s.Error, Attempts: s.Attempts, Tokens: s.Tokens, ModelCalls: s.ModelCalls, StartedAt: s.StartedAt,
+		Owner: &s.Owner})
 	if err != nil {
 		return fmt.Errorf("record failed step %s: %w", s.Name, interpret(err))
 	}
@@ -123,13 +94,8 @@ func StepFail(ctx context.Context, db DBTX, s StepRecord) error {
 // StepWait stores an approval step that waits for a decision; its output is
 // the request id until the decision replaces it.
 func StepWait(ctx context.Context, db DBTX, s StepRecord) error {
-	_, err := db.Exec(ctx, `
-		INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, attempts, started_at)
-		VALUES ($1, $2, $3, 'approval', 'waiting', $4, $5, $6)
-		ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
-			status = 'waiting', output = EXCLUDED.output, error = NULL, attempts = EXCLUDED.attempts,
-			started_at = EXCLUDED.started_at, finished_at = NULL`,
-		s.RunID, s.Seq, s.Name, s.Output, s.Attempts, s.StartedAt)
+	err := queries.StepWait(ctx, db, dbsqlc.StepWaitParams{RunID: s.RunID, Seq: s.Seq, Name: s.Name, Output: s.Output,
+		Attempts: s.Attempts, StartedAt: s.StartedAt})
 	if err != nil {
 		return fmt.Errorf("record waiting step %s: %w", s.Name, interpret(err))
 	}
@@ -137,11 +103,10 @@ func StepWait(ctx context.Context, db DBTX, s StepRecord) error {
 }
 
 // StepResolve completes a waiting approval step with the decision's result.
+// A request with no step row (made outside a run's execution) resolves
+// nothing, as it always has.
 func StepResolve(ctx context.Context, db DBTX, runID string, seq int, output json.RawMessage) error {
-	_, err := db.Exec(ctx, `
-		UPDATE workflow_steps SET status = 'completed', output = $3, finished_at = now()
-		WHERE run_id = $1 AND seq = $2`, runID, seq, output)
-	if err != nil {
+	if err := queries.StepResolve(ctx, db, dbsqlc.StepResolveParams{RunID: runID, Seq: seq, Output: output}); err != nil {
 		return fmt.Errorf("resolve approval step: %w", interpret(err))
 	}
 	return nil
@@ -150,13 +115,11 @@ func StepResolve(ctx context.Context, db DBTX, runID string, seq int, output jso
 // EffectClaim records an idempotency key in the side-effect ledger. It returns
 // false when the key was already there: the effect happened before.
 func EffectClaim(ctx context.Context, db DBTX, key, runID, stepName string) (bool, error) {
-	tag, err := db.Exec(ctx, `
-		INSERT INTO side_effects (idempotency_key, run_id, step_name) VALUES ($1, $2, $3)
-		ON CONFLICT (idempotency_key) DO NOTHING`, key, runID, stepName)
+	n, err := queries.EffectClaim(ctx, db, dbsqlc.EffectClaimParams{IdempotencyKey: key, RunID: runID, StepName: stepName})
 	if err != nil {
 		return false, fmt.Errorf("claim effect %s: %w", key, interpret(err))
 	}
-	return tag.RowsAffected() == 1, nil
+	return n == 1, nil
 }
 
 // OutboxInsert writes a demo effect to the demo sink.
@@ -165,9 +128,7 @@ func OutboxInsert(ctx context.Context, db DBTX, key, runID, kind string, payload
 	if err != nil {
 		return 0, fmt.Errorf("encode outbox payload: %w", err)
 	}
-	var id int64
-	err = db.QueryRow(ctx, `INSERT INTO demo_outbox (idempotency_key, run_id, kind, payload)
-		VALUES ($1, $2, $3, $4) RETURNING id`, key, runID, kind, raw).Scan(&id)
+	id, err := queries.OutboxInsert(ctx, db, dbsqlc.OutboxInsertParams{IdempotencyKey: key, RunID: runID, Kind: kind, Payload: raw})
 	if err != nil {
 		return 0, fmt.Errorf("insert outbox: %w", interpret(err))
 	}
@@ -177,11 +138,9 @@ func OutboxInsert(ctx context.Context, db DBTX, key, runID, kind string, payload
 // OutboxDuplicates counts idempotency keys that appear more than once in the
 // demo sink: a duplicated effect. It should always be 0.
 func OutboxDuplicates(ctx context.Context, db DBTX) (int, error) {
-	var n int
-	err := db.QueryRow(ctx, `SELECT count(*) FROM (SELECT idempotency_key FROM demo_outbox
-		GROUP BY idempotency_key HAVING count(*) > 1) d`).Scan(&n)
+	n, err := queries.OutboxDuplicates(ctx, db)
 	if err != nil {
 		return 0, fmt.Errorf("count outbox duplicates: %w", interpret(err))
 	}
-	return n, nil
+	return int(n), nil
 }

@@ -8,10 +8,18 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/countersign/countersign/internal/store/dbsqlc"
 )
+
+// queries are the statements sqlc generates from dbsqlc/*.sql. Their rows
+// are converted to the exported types here (runFromInternal, ...): nothing
+// outside the store sees a generated type.
+var queries = dbsqlc.New()
 
 // DBTX is what a query needs: a pool, a connection or a transaction.
 type DBTX interface {
@@ -107,51 +115,48 @@ func interpret(err error) error {
 	return err
 }
 
-// Notify queues a message on the countersign channel; PostgreSQL delivers it
-// when the surrounding transaction commits.
-func Notify(ctx context.Context, db DBTX, payload string) error {
-	if _, err := db.Exec(ctx, "SELECT pg_notify('countersign', $1)", payload); err != nil {
-		return fmt.Errorf("notify: %w", interpret(err))
+// oneRow checks the outcome of an update or delete that must affect exactly
+// one row: the error interpreted, and ErrNotFound when no row matched.
+func oneRow(n int64, err error) error {
+	if err != nil {
+		return interpret(err)
+	}
+	if n == 0 {
+		return ErrNotFound
 	}
 	return nil
 }
 
-// where collects the conditions of a listing and their arguments, numbering
-// the placeholders as it goes.
-type where struct {
-	conds []string
-	args  []any
-}
-
-// arg adds an argument and returns its placeholder.
-func (w *where) arg(v any) string {
-	w.args = append(w.args, v)
-	return fmt.Sprintf("$%d", len(w.args))
-}
-
-// eq adds "column = value" when value is not empty.
-func (w *where) eq(column, value string) {
-	if value != "" {
-		w.add(column + " = " + w.arg(value))
+// convertAll converts generated rows to exported ones; nil for none, as the
+// listings have always returned.
+func convertAll[R, T any](rows []R, convert func(R) T) []T {
+	var out []T
+	for _, r := range rows {
+		out = append(out, convert(r))
 	}
+	return out
 }
 
-// add adds a condition whose placeholders came from arg.
-func (w *where) add(cond string) { w.conds = append(w.conds, cond) }
-
-// sql renders the conditions joined by AND ("true" when there are none).
-func (w *where) sql() string {
-	if len(w.conds) == 0 {
-		return "true"
-	}
-	return strings.Join(w.conds, " AND ")
+// likeEscape makes s a literal LIKE pattern (the caller appends its
+// wildcard).
+func likeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(s)
 }
 
-// prefixed qualifies every column of a column list with a table alias.
-func prefixed(alias, columns string) string {
-	fields := strings.Split(columns, ",")
-	for i, f := range fields {
-		fields[i] = alias + strings.TrimSpace(f)
+// afterID is a keyset cursor's id, nil when there is no cursor: an empty
+// string is not a uuid.
+func afterID(after *time.Time, id string) *string {
+	if after == nil {
+		return nil
 	}
-	return strings.Join(fields, ", ")
+	return &id
+}
+
+// Notify queues a message on the countersign channel; PostgreSQL delivers it
+// when the surrounding transaction commits.
+func Notify(ctx context.Context, db DBTX, payload string) error {
+	if err := queries.Notify(ctx, db, payload); err != nil {
+		return fmt.Errorf("notify: %w", interpret(err))
+	}
+	return nil
 }

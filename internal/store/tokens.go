@@ -6,7 +6,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/countersign/countersign/internal/store/dbsqlc"
 )
 
 // Token is an API token as admins see it: never its secret.
@@ -30,16 +30,11 @@ func (t *Token) Allows(scope string) bool { return slices.Contains(t.Scopes, sco
 // Expired reports whether the token's expiry has passed at now.
 func (t *Token) Expired(now time.Time) bool { return t.ExpiresAt != nil && !now.Before(*t.ExpiresAt) }
 
-const tokenColumns = `t.id, t.public_id, t.user_id, u.email, t.name, t.scopes, t.created_at, t.expires_at,
-	t.last_used_at, t.revoked_at, t.revoked_by`
-
-func scanToken(row pgx.Row) (*Token, error) {
-	var t Token
-	if err := row.Scan(&t.ID, &t.PublicID, &t.UserID, &t.UserEmail, &t.Name, &t.Scopes, &t.CreatedAt, &t.ExpiresAt,
-		&t.LastUsedAt, &t.RevokedAt, &t.RevokedBy); err != nil {
-		return nil, interpret(err)
-	}
-	return &t, nil
+// tokenFromInternal converts a generated row, with its user's email, to
+// the exported Token.
+func tokenFromInternal(t *dbsqlc.ApiToken, email string) *Token {
+	return &Token{ID: t.ID, PublicID: t.PublicID, UserID: t.UserID, UserEmail: email, Name: t.Name, Scopes: t.Scopes,
+		CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, LastUsedAt: t.LastUsedAt, RevokedAt: t.RevokedAt, RevokedBy: t.RevokedBy}
 }
 
 // TokenInsertParams are a new token's fields.
@@ -53,67 +48,50 @@ type TokenInsertParams struct {
 }
 
 // TokenInsert stores an API token's hash. Returns ErrConflict when the public
-// id or the hash is taken.
+// id or the hash is taken, ErrNotFound when the user does not exist.
 func TokenInsert(ctx context.Context, db DBTX, p TokenInsertParams) (*Token, error) {
-	t, err := scanToken(db.QueryRow(ctx, `WITH t AS (
-			INSERT INTO api_tokens (user_id, public_id, name, token_hash, scopes, expires_at)
-			VALUES ($1, $2, $3, $4, $5, $6) RETURNING *
-		) SELECT `+tokenColumns+` FROM t JOIN users u ON u.id = t.user_id`,
-		p.UserID, p.PublicID, p.Name, p.Hash, p.Scopes, p.ExpiresAt))
+	t, err := queries.TokenInsert(ctx, db, dbsqlc.TokenInsertParams{UserID: p.UserID, PublicID: p.PublicID,
+		Name: p.Name, TokenHash: p.Hash, Scopes: p.Scopes, ExpiresAt: p.ExpiresAt})
 	if err != nil {
 		return nil, fmt.Errorf("insert token: %w", interpret(err))
 	}
-	return t, nil
+	u, err := queries.UserGet(ctx, db, t.UserID)
+	if err != nil {
+		return nil, fmt.Errorf("insert token: %w", interpret(err))
+	}
+	return tokenFromInternal(t, u.Email), nil
 }
 
 // TokenGetByHash returns the token with a secret's hash, whatever its state,
 // and its user. Returns ErrNotFound.
 func TokenGetByHash(ctx context.Context, db DBTX, hash string) (*Token, *User, error) {
-	row := db.QueryRow(ctx, `SELECT `+tokenColumns+`, `+prefixed("u.", userColumns)+`
-		FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1`, hash)
-	var t Token
-	var u User
-	err := row.Scan(&t.ID, &t.PublicID, &t.UserID, &t.UserEmail, &t.Name, &t.Scopes, &t.CreatedAt, &t.ExpiresAt,
-		&t.LastUsedAt, &t.RevokedAt, &t.RevokedBy,
-		&u.ID, &u.Email, &u.Name, &u.Role, &u.PasswordHash, &u.Disabled, &u.SessionVersion, &u.CreatedAt)
+	r, err := queries.TokenGetByHash(ctx, db, hash)
 	if err != nil {
 		return nil, nil, fmt.Errorf("get token: %w", interpret(err))
 	}
-	return &t, &u, nil
+	return tokenFromInternal(&r.ApiToken, r.User.Email), userFromInternal(&r.User), nil
 }
 
 // TokenGet returns a token by its public id, locking it for the rest of the
 // transaction. Returns ErrNotFound.
 func TokenGet(ctx context.Context, db DBTX, publicID string) (*Token, error) {
-	t, err := scanToken(db.QueryRow(ctx, `SELECT `+tokenColumns+`
-		FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.public_id = $1 FOR UPDATE OF t`, publicID))
+	r, err := queries.TokenGetForUpdate(ctx, db, publicID)
 	if err != nil {
 		return nil, fmt.Errorf("get token: %w", interpret(err))
 	}
-	return t, nil
+	return tokenFromInternal(&r.ApiToken, r.UserEmail), nil
 }
 
 // TokenList returns tokens newest first: all of them, or those of the user
 // with email when it is not empty.
 func TokenList(ctx context.Context, db DBTX, email string) ([]*Token, error) {
-	rows, err := db.Query(ctx, `SELECT `+tokenColumns+`
-		FROM api_tokens t JOIN users u ON u.id = t.user_id
-		WHERE $1 = '' OR lower(u.email) = lower($1)
-		ORDER BY t.created_at DESC, t.id DESC`, email)
+	rows, err := queries.TokenList(ctx, db, email)
 	if err != nil {
 		return nil, fmt.Errorf("list tokens: %w", interpret(err))
 	}
-	defer rows.Close()
 	out := []*Token{}
-	for rows.Next() {
-		t, err := scanToken(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list tokens: %w", interpret(err))
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list tokens: %w", interpret(err))
+	for _, r := range rows {
+		out = append(out, tokenFromInternal(&r.ApiToken, r.UserEmail))
 	}
 	return out, nil
 }
@@ -121,13 +99,8 @@ func TokenList(ctx context.Context, db DBTX, email string) ([]*Token, error) {
 // TokenRevoke marks a token revoked by by at now, unless it already is.
 // Returns ErrNotFound when there is no such unrevoked token.
 func TokenRevoke(ctx context.Context, db DBTX, id int64, by string, now time.Time) error {
-	tag, err := db.Exec(ctx, `UPDATE api_tokens SET revoked_at = $3, revoked_by = $2 WHERE id = $1 AND revoked_at IS NULL`,
-		id, by, now)
-	if err != nil {
-		return fmt.Errorf("revoke token: %w", interpret(err))
-	}
-	if tag.RowsAffected() == 0 {
-		return ErrNotFound
+	if err := oneRow(queries.TokenRevoke(ctx, db, dbsqlc.TokenRevokeParams{ID: id, RevokedBy: &by, RevokedAt: &now})); err != nil {
+		return fmt.Errorf("revoke token: %w", err)
 	}
 	return nil
 }
@@ -135,9 +108,7 @@ func TokenRevoke(ctx context.Context, db DBTX, id int64, by string, now time.Tim
 // TokenTouch records that a token was used at now, unless it was recorded
 // less than every ago: a busy agent costs one write a minute, not one per call.
 func TokenTouch(ctx context.Context, db DBTX, id int64, now time.Time, every time.Duration) error {
-	_, err := db.Exec(ctx, `UPDATE api_tokens SET last_used_at = $2
-		WHERE id = $1 AND (last_used_at IS NULL OR last_used_at <= $3)`, id, now, now.Add(-every))
-	if err != nil {
+	if err := queries.TokenTouch(ctx, db, dbsqlc.TokenTouchParams{ID: id, Now: now, TouchedBefore: now.Add(-every)}); err != nil {
 		return fmt.Errorf("touch token: %w", interpret(err))
 	}
 	return nil

@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/countersign/countersign/internal/store/dbsqlc"
 
 	"github.com/countersign/countersign/vocab"
 )
@@ -23,93 +26,79 @@ type User struct {
 	CreatedAt      time.Time  `json:"created_at"`
 }
 
-const userColumns = `id, email, name, role, password_hash, disabled, session_version, created_at`
+// userFromInternal converts a generated row to the exported User.
+func userFromInternal(u *dbsqlc.User) *User {
+	return &User{ID: u.ID, Email: u.Email, Name: u.Name, Role: vocab.Role(u.Role), PasswordHash: u.PasswordHash,
+		Disabled: u.Disabled, SessionVersion: u.SessionVersion, CreatedAt: u.CreatedAt}
+}
 
-func scanUser(row pgx.Row) (*User, error) {
-	var u User
-	if err := row.Scan(&u.ID, &u.Email, &u.Name, &u.Role, &u.PasswordHash, &u.Disabled, &u.SessionVersion, &u.CreatedAt); err != nil {
+// userResult converts the outcome of a query returning one user.
+func userResult(u *dbsqlc.User, err error) (*User, error) {
+	if err != nil {
 		return nil, interpret(err)
 	}
-	return &u, nil
+	return userFromInternal(u), nil
 }
 
 // UserInsert creates a user. Returns ErrConflict when the email is taken.
 func UserInsert(ctx context.Context, db DBTX, email, name, role, passwordHash string) (*User, error) {
-	u, err := scanUser(db.QueryRow(ctx, `INSERT INTO users (email, name, role, password_hash) VALUES ($1, $2, $3, $4)
-		RETURNING `+userColumns, email, name, role, passwordHash))
+	u, err := userResult(queries.UserInsert(ctx, db, dbsqlc.UserInsertParams{Email: email, Name: name, Role: role, PasswordHash: passwordHash}))
 	if err != nil {
-		return nil, fmt.Errorf("insert user: %w", interpret(err))
+		return nil, fmt.Errorf("insert user: %w", err)
 	}
 	return u, nil
 }
 
 // UserGetByEmail returns a user by email, case-insensitively. Returns ErrNotFound.
 func UserGetByEmail(ctx context.Context, db DBTX, email string) (*User, error) {
-	u, err := scanUser(db.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE lower(email) = lower($1)`, email))
+	u, err := userResult(queries.UserGetByEmail(ctx, db, email))
 	if err != nil {
-		return nil, fmt.Errorf("get user: %w", interpret(err))
+		return nil, fmt.Errorf("get user: %w", err)
 	}
 	return u, nil
 }
 
 // UserGet returns a user by id. Returns ErrNotFound.
 func UserGet(ctx context.Context, db DBTX, id int64) (*User, error) {
-	u, err := scanUser(db.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+	u, err := userResult(queries.UserGet(ctx, db, id))
 	if err != nil {
-		return nil, fmt.Errorf("get user: %w", interpret(err))
+		return nil, fmt.Errorf("get user: %w", err)
 	}
 	return u, nil
 }
 
 // UserList returns every user by email.
 func UserList(ctx context.Context, db DBTX) ([]*User, error) {
-	rows, err := db.Query(ctx, `SELECT `+userColumns+` FROM users ORDER BY lower(email)`)
+	us, err := queries.UserList(ctx, db)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", interpret(err))
 	}
-	defer rows.Close()
-	var out []*User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, u)
-	}
-	return out, interpret(rows.Err())
+	return convertAll(us, userFromInternal), nil
 }
 
 // UserSetDisabled disables or enables a user; disabling ends their sessions.
+// Returns ErrNotFound when there is no such user.
 func UserSetDisabled(ctx context.Context, db DBTX, id int64, disabled bool) error {
-	tag, err := db.Exec(ctx, `UPDATE users SET disabled = $2, session_version = session_version + 1, updated_at = now()
-		WHERE id = $1`, id, disabled)
-	if err != nil {
-		return fmt.Errorf("disable user: %w", interpret(err))
-	}
-	if tag.RowsAffected() == 0 {
-		return ErrNotFound
+	if err := oneRow(queries.UserSetDisabled(ctx, db, dbsqlc.UserSetDisabledParams{ID: id, Disabled: disabled})); err != nil {
+		return fmt.Errorf("disable user: %w", err)
 	}
 	return nil
 }
 
-// UserSetRole changes a user's role and ends their sessions.
+// UserSetRole changes a user's role and ends their sessions. Returns
+// ErrNotFound when there is no such user.
 func UserSetRole(ctx context.Context, db DBTX, id int64, role string) error {
-	tag, err := db.Exec(ctx, `UPDATE users SET role = $2, session_version = session_version + 1, updated_at = now()
-		WHERE id = $1`, id, role)
-	if err != nil {
-		return fmt.Errorf("set role: %w", interpret(err))
-	}
-	if tag.RowsAffected() == 0 {
-		return ErrNotFound
+	if err := oneRow(queries.UserSetRole(ctx, db, dbsqlc.UserSetRoleParams{ID: id, Role: role})); err != nil {
+		return fmt.Errorf("set role: %w", err)
 	}
 	return nil
 }
 
-// UserEndSessions invalidates every session the user has.
+// UserEndSessions invalidates every session the user has. Returns
+// ErrNotFound when there is no such user.
 func UserEndSessions(ctx context.Context, db DBTX, id int64) error {
-	_, err := db.Exec(ctx, `UPDATE users SET session_version = session_version + 1, updated_at = now() WHERE id = $1`, id)
-	if err != nil {
-		return fmt.Errorf("end sessions: %w", interpret(err))
+	if err := oneRow(queries.UserEndSessions(ctx, db, id)); err != nil {
+		return fmt.Errorf("end sessions: %w", err)
 	}
 	return nil
 }
@@ -129,21 +118,7 @@ type LoginAttempt struct {
 // a fixed order (address first) so that concurrent callers lock rows in the
 // same order.
 func LoginAttemptCount(ctx context.Context, db DBTX, keys []string, window time.Duration) ([]LoginAttempt, error) {
-	rows, err := db.Query(ctx, `WITH up AS (
-			INSERT INTO login_throttle (key, window_start, attempts)
-			SELECT k, date_bin($2::interval, now(), 'epoch'::timestamptz), 1 FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n
-			ON CONFLICT (key, window_start) DO UPDATE SET attempts = login_throttle.attempts + 1
-			RETURNING key, window_start, attempts
-		)
-		SELECT up.key, up.window_start, up.attempts + coalesce(prev.attempts, 0)
-		FROM up LEFT JOIN login_throttle prev ON prev.key = up.key AND prev.window_start = up.window_start - $2::interval`, keys, window)
-	if err != nil {
-		return nil, fmt.Errorf("count login attempt: %w", interpret(err))
-	}
-	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (LoginAttempt, error) {
-		var a LoginAttempt
-		return a, r.Scan(&a.Key, &a.WindowStart, &a.Attempts)
-	})
+	got, err := queries.LoginAttemptCount(ctx, db, dbsqlc.LoginAttemptCountParams{Keys: keys, WindowLength: interval(window)})
 	if err != nil {
 		return nil, fmt.Errorf("count login attempt: %w", interpret(err))
 	}
@@ -151,19 +126,22 @@ func LoginAttemptCount(ctx context.Context, db DBTX, keys []string, window time.
 	for i, k := range keys {
 		for _, a := range got {
 			if a.Key == k {
-				out[i] = a
+				out[i] = LoginAttempt{Key: a.Key, WindowStart: a.WindowStart, Attempts: a.Attempts}
 			}
 		}
 	}
 	return out, nil
 }
 
+// interval is d as a PostgreSQL interval.
+func interval(d time.Duration) pgtype.Interval {
+	return pgtype.Interval{Microseconds: d.Microseconds(), Valid: true}
+}
+
 // LoginAttemptForgive takes back one attempt of each key in the window: a
 // successful sign-in does not count against its address.
 func LoginAttemptForgive(ctx context.Context, db DBTX, keys []string, windowStart time.Time) error {
-	_, err := db.Exec(ctx, `UPDATE login_throttle SET attempts = greatest(attempts - 1, 0)
-		WHERE key = ANY($1) AND window_start = $2`, keys, windowStart)
-	if err != nil {
+	if err := queries.LoginAttemptForgive(ctx, db, dbsqlc.LoginAttemptForgiveParams{Keys: keys, WindowStart: windowStart}); err != nil {
 		return fmt.Errorf("forgive login attempt: %w", interpret(err))
 	}
 	return nil
@@ -174,24 +152,17 @@ func LoginAttemptForgive(ctx context.Context, db DBTX, keys []string, windowStar
 // Unlike LoginAttemptCount it leaves the previous window out: it bounds what
 // one window writes, not what one client tries.
 func LoginWindowCount(ctx context.Context, db DBTX, key string, window time.Duration) (int, time.Time, error) {
-	var n int
-	var start time.Time
-	err := db.QueryRow(ctx, `INSERT INTO login_throttle (key, window_start, attempts)
-		VALUES ($1, date_bin($2::interval, now(), 'epoch'::timestamptz), 1)
-		ON CONFLICT (key, window_start) DO UPDATE SET attempts = login_throttle.attempts + 1
-		RETURNING attempts, window_start`, key, window).Scan(&n, &start)
+	r, err := queries.LoginWindowCount(ctx, db, dbsqlc.LoginWindowCountParams{Key: key, WindowLength: interval(window)})
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("count login window: %w", interpret(err))
 	}
-	return n, start, nil
+	return r.Attempts, r.WindowStart, nil
 }
 
 // LoginThrottledCount records a refused attempt against key in the window and
 // returns how many there were, this one included.
 func LoginThrottledCount(ctx context.Context, db DBTX, key string, windowStart time.Time) (int, error) {
-	var n int
-	err := db.QueryRow(ctx, `UPDATE login_throttle SET throttled = throttled + 1
-		WHERE key = $1 AND window_start = $2 RETURNING throttled`, key, windowStart).Scan(&n)
+	n, err := queries.LoginThrottledCount(ctx, db, dbsqlc.LoginThrottledCountParams{Key: key, WindowStart: windowStart})
 	if err != nil {
 		return 0, fmt.Errorf("count throttled login: %w", interpret(err))
 	}
@@ -210,27 +181,13 @@ type LoginThrottleClosed struct {
 // count (before the previous one). Row locks make each window go to one
 // caller only.
 func LoginThrottleClose(ctx context.Context, db DBTX, window time.Duration) ([]LoginThrottleClosed, error) {
-	rows, err := db.Query(ctx, `WITH cur AS (SELECT date_bin($1::interval, now(), 'epoch'::timestamptz) AS start),
-		gone AS (
-			DELETE FROM login_throttle USING cur WHERE window_start < cur.start - $1::interval
-			RETURNING key, window_start, throttled, reported
-		),
-		done AS (
-			UPDATE login_throttle SET reported = true FROM cur
-			WHERE window_start >= cur.start - $1::interval AND window_start < cur.start AND throttled > 0 AND NOT reported
-			RETURNING key, window_start, throttled
-		)
-		SELECT key, window_start, throttled FROM gone WHERE throttled > 0 AND NOT reported
-		UNION ALL SELECT key, window_start, throttled FROM done`, window)
+	rows, err := queries.LoginThrottleClose(ctx, db, interval(window))
 	if err != nil {
 		return nil, fmt.Errorf("close login windows: %w", interpret(err))
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (LoginThrottleClosed, error) {
-		var c LoginThrottleClosed
-		return c, r.Scan(&c.Key, &c.WindowStart, &c.Throttled)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("close login windows: %w", interpret(err))
+	out := []LoginThrottleClosed{}
+	for _, r := range rows {
+		out = append(out, LoginThrottleClosed{Key: r.Key, WindowStart: r.WindowStart, Throttled: r.Throttled})
 	}
 	return out, nil
 }
@@ -239,13 +196,10 @@ func LoginThrottleClose(ctx context.Context, db DBTX, window time.Duration) ([]L
 // result first when there is none. Concurrent callers all get the first value.
 // Returns ErrPermission when the role may not read settings.
 func SettingGetOrCreate(ctx context.Context, db DBTX, key string, make func() []byte) ([]byte, error) {
-	var v []byte
-	err := db.QueryRow(ctx, `WITH ins AS (
-			INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING RETURNING value
-		) SELECT value FROM ins UNION ALL SELECT value FROM settings WHERE key = $1 LIMIT 1`, key, make()).Scan(&v)
+	v, err := queries.SettingGetOrCreate(ctx, db, dbsqlc.SettingGetOrCreateParams{Key: key, Value: make()})
 	if errors.Is(err, pgx.ErrNoRows) {
 		// Lost a race with a concurrent insert that committed after our snapshot.
-		err = db.QueryRow(ctx, `SELECT value FROM settings WHERE key = $1`, key).Scan(&v)
+		v, err = queries.SettingGet(ctx, db, key)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("setting %s: %w", key, interpret(err))

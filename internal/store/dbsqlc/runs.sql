@@ -1,0 +1,82 @@
+-- name: RunInsert :one
+INSERT INTO workflow_runs (workflow, business_key, input, started_by)
+VALUES (@workflow, @business_key, @input, @started_by)
+ON CONFLICT (workflow, business_key) DO NOTHING
+RETURNING *;
+
+-- name: RunGetByKey :one
+SELECT * FROM workflow_runs WHERE workflow = @workflow AND business_key = @business_key;
+
+-- name: RunGet :one
+SELECT * FROM workflow_runs WHERE id = @id;
+
+-- name: RunGetForUpdate :one
+SELECT * FROM workflow_runs WHERE id = @id FOR UPDATE;
+
+-- name: RunClaim :one
+UPDATE workflow_runs SET status = 'running', attempt = failures + 1, updated_at = now(),
+    lease_owner = @owner, lease_until = now() + interval '1 microsecond' * @lease_micros::bigint
+WHERE id = @id AND resume_seq = @resume_seq AND status = ANY(@from_statuses::text[])
+    AND (status <> 'running' OR lease_owner IS NULL OR lease_until < now())
+RETURNING *;
+
+-- name: RunLeaseRenew :execrows
+UPDATE workflow_runs SET lease_until = now() + interval '1 microsecond' * @lease_micros::bigint
+WHERE id = @id AND lease_owner = @owner AND status = 'running';
+
+-- name: RunLeaseRelease :execrows
+-- The lease time stays: should the next job never come (River cancelled or
+-- discarded it), the sweeper finds the run when it lapses.
+UPDATE workflow_runs SET lease_owner = NULL
+WHERE id = @id AND lease_owner = @owner;
+
+-- name: RunSetStatus :execrows
+UPDATE workflow_runs SET status = @status::text, updated_at = now(),
+    finished_at = CASE WHEN @status::text IN ('failed', 'completed', 'rejected', 'cancelled') THEN now() END
+WHERE id = @id AND status = ANY(@from_statuses::text[]);
+
+-- name: RunComplete :execrows
+UPDATE workflow_runs SET status = 'completed', output = @output, error_code = NULL, error_message = NULL,
+    updated_at = now(), finished_at = now(), lease_owner = NULL, lease_until = NULL
+WHERE id = @id AND status = ANY(@from_statuses::text[]) AND lease_owner = @owner;
+
+-- name: RunFail :execrows
+-- With status 'failed' the run ends; with 'retrying' it counts a failure and
+-- the sweeper looks again after the recheck interval.
+UPDATE workflow_runs SET status = @status::text, error_code = @error_code::text,
+    error_message = @error_message::text, updated_at = now(),
+    finished_at = CASE WHEN @status::text = 'failed' THEN now() END,
+    failures = failures + CASE WHEN @status::text = 'retrying' THEN 1 ELSE 0 END,
+    lease_owner = NULL,
+    lease_until = CASE WHEN @status::text = 'retrying' THEN now() + interval '1 microsecond' * @recheck_micros::bigint END
+WHERE id = @id AND status = ANY(@from_statuses::text[]) AND lease_owner = @owner;
+
+-- name: RunSuspend :execrows
+-- The lease time goes: once resumed, the run is looked at a lease after its
+-- resume (updated_at), not at once for a lease that lapsed while it waited.
+UPDATE workflow_runs SET status = 'waiting_human', current_step = @current_step, updated_at = now(), lease_until = NULL
+WHERE id = @id AND status = ANY(@from_statuses::text[]);
+
+-- name: RunResume :one
+UPDATE workflow_runs SET status = 'queued', resume_seq = resume_seq + 1, updated_at = now()
+WHERE id = @id AND status = ANY(@from_statuses::text[])
+RETURNING resume_seq;
+
+-- name: RunList :many
+-- Each filter applies only when given: an empty text or a NULL matches all.
+SELECT * FROM workflow_runs
+WHERE (@status::text = '' OR status = @status::text)
+    AND (@workflow::text = '' OR workflow = @workflow::text)
+    AND (@key_prefix_pattern::text = '' OR business_key LIKE @key_prefix_pattern::text || '%')
+    -- Without a cursor the keyset starts past every row; written without OR
+    -- so that a generic plan still seeks the index to the cursor.
+    AND (created_at, id) < (coalesce(sqlc.narg('after_time')::timestamptz, 'infinity'::timestamptz),
+        coalesce(sqlc.narg('after_id')::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT @row_limit;
+
+-- name: RunRecheck :exec
+-- A lapsed owner is dropped (the job that can still execute will claim the
+-- run) and the sweeper looks again after the given time.
+UPDATE workflow_runs SET lease_owner = NULL, lease_until = now() + interval '1 microsecond' * @after_micros::bigint
+WHERE id = @id AND resume_seq = @resume_seq AND (lease_owner IS NULL OR lease_until < now());

@@ -1,0 +1,54 @@
+-- name: StepList :many
+SELECT * FROM workflow_steps WHERE run_id = @run_id ORDER BY seq;
+
+-- name: StepComplete :execrows
+-- One statement stores the step and advances the run's counters, so that a
+-- plain step costs one round trip; nothing is stored unless the owner still
+-- holds the running run.
+WITH run AS (
+    UPDATE workflow_runs
+    SET current_step = @name::text, steps_used = GREATEST(workflow_runs.steps_used, 1 + @seq::int),
+        tokens_used = tokens_used + @tokens::int, model_calls = model_calls + @model_calls::int, updated_at = now()
+    WHERE id = @run_id AND status = 'running' AND lease_owner = @owner
+    RETURNING id
+)
+INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, tokens, attempts, started_at, finished_at)
+SELECT run.id, @seq::int, @name::text, @kind::text, 'completed', @output, @tokens::int, @attempts::int, @started_at::timestamptz, now() FROM run
+ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+    status = 'completed', output = EXCLUDED.output, error = NULL, tokens = EXCLUDED.tokens,
+    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now();
+
+-- name: StepFail :exec
+WITH run AS (
+    UPDATE workflow_runs SET tokens_used = tokens_used + @tokens::int, model_calls = model_calls + @model_calls::int,
+        updated_at = now()
+    WHERE id = @run_id AND lease_owner = @owner RETURNING id
+)
+INSERT INTO workflow_steps (run_id, seq, name, kind, status, error, tokens, attempts, started_at, finished_at)
+SELECT run.id, @seq::int, @name::text, @kind::text, 'failed', @error::text, @tokens::int, @attempts::int, @started_at::timestamptz, now() FROM run
+ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+    status = 'failed', error = EXCLUDED.error, tokens = workflow_steps.tokens + EXCLUDED.tokens,
+    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now();
+
+-- name: StepWait :exec
+INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, attempts, started_at)
+VALUES (@run_id, @seq, @name, 'approval', 'waiting', @output, @attempts, @started_at)
+ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+    status = 'waiting', output = EXCLUDED.output, error = NULL, attempts = EXCLUDED.attempts,
+    started_at = EXCLUDED.started_at, finished_at = NULL;
+
+-- name: StepResolve :exec
+UPDATE workflow_steps SET status = 'completed', output = @output, finished_at = now()
+WHERE run_id = @run_id AND seq = @seq;
+
+-- name: EffectClaim :execrows
+INSERT INTO side_effects (idempotency_key, run_id, step_name) VALUES (@idempotency_key, @run_id, @step_name)
+ON CONFLICT (idempotency_key) DO NOTHING;
+
+-- name: OutboxInsert :one
+INSERT INTO demo_outbox (idempotency_key, run_id, kind, payload)
+VALUES (@idempotency_key, @run_id, @kind, @payload) RETURNING id;
+
+-- name: OutboxDuplicates :one
+SELECT count(*) FROM (SELECT idempotency_key FROM demo_outbox
+    GROUP BY idempotency_key HAVING count(*) > 1) d;

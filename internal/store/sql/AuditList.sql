@@ -1,0 +1,10 @@
+-- AuditList: audit events newest first, before an id (0 for the first page),
+-- up to a limit (NULL for all). Run by hand (store/audit_query.go) so that
+-- exports of any size stream in constant memory; the filter is
+-- audit_filter.sql.
+SELECT id, coalesce(seq, 0) AS seq, at, actor, kind, subject_type, subject_id, run_id::text AS run_id,
+    details::text AS details_text, (extract(epoch FROM at) * 1000000)::bigint AS at_micros, prev_hash, hash
+FROM audit_events
+WHERE (@before_id::bigint = 0 OR id < @before_id::bigint) AND /* filter */
+ORDER BY id DESC
+LIMIT @row_limit
