@@ -5,8 +5,9 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
+
+	"github.com/countersign/countersign/internal/store"
 )
 
 // cleanInput refuses a request whose path parameters, query or form values
@@ -22,7 +23,7 @@ func cleanInput(next echo.HandlerFunc) echo.HandlerFunc {
 			// A run, request or batch is named by uuid: an address with
 			// anything else names nothing, and must not reach the database,
 			// where it would abort the transaction.
-			if c.ParamNames()[i] == "id" && uuidRoute(c.Path()) && !isID(v) {
+			if c.ParamNames()[i] == "id" && uuidRoute(c.Path()) && !store.IsID(v) {
 				return echo.NewHTTPError(http.StatusNotFound, "not found")
 			}
 		}
@@ -61,18 +62,8 @@ func uuidRoute(path string) bool {
 
 // checkID refuses an id that is not a UUID, naming the parameter.
 func checkID(name, id string) error {
-	if !isID(id) {
+	if !store.IsID(id) {
 		return echo.NewHTTPError(http.StatusBadRequest, name+" must be an id")
 	}
 	return nil
-}
-
-// isID reports whether s is a uuid in its 36-character form. uuid.Parse
-// alone also takes "urn:uuid:…", which PostgreSQL refuses.
-func isID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	_, err := uuid.Parse(s)
-	return err == nil
 }

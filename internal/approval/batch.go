@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/countersign/countersign/internal/audit"
@@ -275,7 +274,7 @@ func checkBatch(p *BatchDecideParams) error {
 	}
 	// A malformed id would abort the transaction at its first use: refuse it
 	// before one is opened.
-	if !isID(p.BatchID) {
+	if !store.IsID(p.BatchID) {
 		return fmt.Errorf("%w: the batch id %q is not an id", ErrInvalidInput, p.BatchID)
 	}
 	shown := map[string]bool{}
@@ -283,7 +282,7 @@ func checkBatch(p *BatchDecideParams) error {
 		if it.ID == "" || it.PayloadHash == "" {
 			return fmt.Errorf("%w: every item needs an id and a payload_hash", ErrInvalidInput)
 		}
-		if !isID(it.ID) {
+		if !store.IsID(it.ID) {
 			return fmt.Errorf("%w: item %q is not an id", ErrInvalidInput, it.ID)
 		}
 		if shown[it.ID] {
@@ -297,16 +296,6 @@ func checkBatch(p *BatchDecideParams) error {
 		}
 	}
 	return nil
-}
-
-// isID reports whether s is a uuid as PostgreSQL reads one (uuid.Parse alone
-// also takes "urn:uuid:…").
-func isID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	_, err := uuid.Parse(s)
-	return err == nil
 }
 
 // Expire applies a request's on_timeout once its deadline has passed: reject

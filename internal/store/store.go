@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -150,6 +152,18 @@ func afterID(after *time.Time, id string) *string {
 		return nil
 	}
 	return &id
+}
+
+// IsID reports whether s is a uuid as PostgreSQL reads one, in its
+// 36-character form: uuid.Parse alone also takes "urn:uuid:…", which
+// PostgreSQL refuses. Ids are checked with it at the edges, so that a bad one
+// is refused as such rather than reaching a query.
+func IsID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	_, err := uuid.Parse(s)
+	return err == nil
 }
 
 // Notify queues a message on the countersign channel; PostgreSQL delivers it
