@@ -108,17 +108,9 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		logger = slog.Default()
 	}
 	offline := ai.NewOffline()
-	model := opts.Model
-	if model == nil {
-		model = ai.Provider(offline)
-		if cfg.ModelProvider == "openai" {
-			p, err := ai.NewOpenAI(ai.OpenAIConfig{BaseURL: cfg.ModelBaseURL, APIKey: cfg.ModelAPIKey,
-				Model: cfg.ModelName, Timeout: cfg.ModelTimeout, MaxRetries: 2})
-			if err != nil {
-				return nil, err
-			}
-			model = p
-		}
+	model, err := newModel(cfg, opts, offline)
+	if err != nil {
+		return nil, err
 	}
 	registry := workflow.NewRegistry()
 	if opts.Demo {
@@ -138,35 +130,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	}
 	engine := workflow.New(workflow.Config{Pool: pool, Registry: registry, Scheduler: scheduler, Policies: policies, Model: model, Logger: logger, Now: opts.Now,
 		MaxStepOutput: cfg.MaxStepOutput, Lease: rec.Lease, RenewEvery: rec.RenewEvery, MaxRecoveries: rec.MaxRecoveries})
-
-	// A job is presumed crashed after RescueAfter; it must be allowed to run
-	// a little less than that.
-	jobTimeout := jobs.RunTimeout
-	if cfg.RescueAfter <= jobTimeout {
-		jobTimeout = cfg.RescueAfter / 2
-	}
-	if rec.JobTimeout > 0 {
-		jobTimeout = min(rec.JobTimeout, jobTimeout)
-	}
-	workers := river.NewWorkers()
-	river.AddWorker(workers, &jobs.RunWorker{Engine: engine, JobTimeout: jobTimeout})
-	river.AddWorker(workers, &jobs.BatchCloseWorker{Engine: engine})
-	river.AddWorker(workers, &jobs.DeadlineWorker{Engine: engine})
-	rc := &river.Config{
-		Workers:              workers,
-		JobTimeout:           jobTimeout,
-		RescueStuckJobsAfter: max(cfg.RescueAfter, time.Second),
-		MaxAttempts:          jobs.RunMaxAttempts,
-		// A resumed run should start within milliseconds of the decision's
-		// commit: fetch as soon as River's insert notification arrives.
-		FetchCooldown:     jobs.FetchCooldown,
-		FetchPollInterval: 500 * time.Millisecond,
-		Logger:            riverLogger,
-	}
-	if opts.Worker {
-		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}}
-	}
-	client, err := river.NewClient(riverpgxv5.New(pool), rc)
+	client, err := river.NewClient(riverpgxv5.New(pool), riverConfig(cfg, opts, engine, riverLogger))
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
@@ -183,6 +147,57 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 			Origins: publicOrigins(cfg, opts.Listener), TrustedProxies: cfg.TrustedProxies})
 	}
 	return a, nil
+}
+
+// newModel returns opts.Model when a test sets one, else the configured
+// provider; the offline model is the default so that a process with no
+// model configured still runs.
+func newModel(cfg config.Config, opts Options, offline *ai.Offline) (ai.Provider, error) {
+	if opts.Model != nil {
+		return opts.Model, nil
+	}
+	if cfg.ModelProvider != "openai" {
+		return offline, nil
+	}
+	p, err := ai.NewOpenAI(ai.OpenAIConfig{BaseURL: cfg.ModelBaseURL, APIKey: cfg.ModelAPIKey,
+		Model: cfg.ModelName, Timeout: cfg.ModelTimeout, MaxRetries: 2})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// riverConfig registers the job kinds on engine. Only a worker process gets a
+// queue: a web process inserts jobs but never fetches them.
+func riverConfig(cfg config.Config, opts Options, engine *workflow.Engine, logger *slog.Logger) *river.Config {
+	// A job is presumed crashed after RescueAfter; it must be allowed to run
+	// a little less than that.
+	jobTimeout := jobs.RunTimeout
+	if cfg.RescueAfter <= jobTimeout {
+		jobTimeout = cfg.RescueAfter / 2
+	}
+	if opts.Recovery.JobTimeout > 0 {
+		jobTimeout = min(opts.Recovery.JobTimeout, jobTimeout)
+	}
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &jobs.RunWorker{Engine: engine, JobTimeout: jobTimeout})
+	river.AddWorker(workers, &jobs.BatchCloseWorker{Engine: engine})
+	river.AddWorker(workers, &jobs.DeadlineWorker{Engine: engine})
+	rc := &river.Config{
+		Workers:              workers,
+		JobTimeout:           jobTimeout,
+		RescueStuckJobsAfter: max(cfg.RescueAfter, time.Second),
+		MaxAttempts:          jobs.RunMaxAttempts,
+		// A resumed run should start within milliseconds of the decision's
+		// commit: fetch as soon as River's insert notification arrives.
+		FetchCooldown:     jobs.FetchCooldown,
+		FetchPollInterval: 500 * time.Millisecond,
+		Logger:            logger,
+	}
+	if opts.Worker {
+		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}}
+	}
+	return rc
 }
 
 // sessionKeys returns the cookie keys, newest first: from the configuration

@@ -93,17 +93,72 @@ func RecoveryWorker(ctx context.Context, pool *pgxpool.Pool, cfg config.Config, 
 // process, with default settings, takes to finish the runs the first held.
 // The baseline is that second process finishing as many fresh runs.
 func Recovery(ctx context.Context, pool *pgxpool.Pool, dbURL string, o RecoveryOptions, progress io.Writer) (*RecoveryReport, error) {
-	rep := &RecoveryReport{Options: o}
-	cfg := config.Config{DatabaseURL: dbURL, Workers: o.Workers, RescueAfter: 15 * time.Minute, ModelProvider: "offline"}
-	cmd := o.Worker(dbURL)
-	stdout, err := cmd.StdoutPipe()
+	b := &recoveryBench{ctx: ctx, pool: pool,
+		cfg: config.Config{DatabaseURL: dbURL, Workers: o.Workers, RescueAfter: 15 * time.Minute, ModelProvider: "offline"}}
+	victim, effects, err := startVictim(o, dbURL)
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start worker: %w", err)
+	defer func() { _ = victim.Process.Kill(); _ = victim.Wait() }()
+	if b.starter, err = app.New(b.cfg, pool, app.Options{Register: registerCrash(nil), Logger: quietLogger()}); err != nil {
+		return nil, err
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	fmt.Fprintf(progress, "recovery: %d runs on a worker process of %d workers, SIGKILL mid-effect ...\n", o.Runs, o.Workers)
+	if _, err := b.start("crash", o.Runs); err != nil {
+		return nil, err
+	}
+	killed, err := killMidEffect(victim, effects, min(o.Workers, o.Runs))
+	if err != nil {
+		return nil, err
+	}
+	orphans, err := b.running()
+	if err != nil {
+		return nil, err
+	}
+	rep := &RecoveryReport{Options: o, Orphaned: len(orphans)}
+	stop, err := b.startRescuer()
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	if rep.LastOrphan, err = b.waitAll(orphans, killed, &rep.FirstOrphan); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(progress, "recovery: baseline, %d fresh runs on the second worker ...\n", len(orphans))
+	if rep.Baseline, err = b.baseline(max(len(orphans), 1)); err != nil {
+		return nil, err
+	}
+	if rep.DuplicateKeys, err = store.OutboxDuplicates(ctx, pool); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// recoveryBench is what the phases of Recovery share.
+type recoveryBench struct {
+	ctx     context.Context
+	pool    *pgxpool.Pool
+	cfg     config.Config
+	starter *app.App // starts runs without working them, so the victim gets them all
+}
+
+// quietLogger keeps the benchmark's own processes out of its output.
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// startVictim starts the worker process that will be killed. Its effects
+// announce themselves on its stdout: the kill must wait until every worker
+// holds one, or the benchmark would not measure recovery from mid-effect.
+func startVictim(o RecoveryOptions, dbURL string) (*exec.Cmd, <-chan struct{}, error) {
+	cmd := o.Worker(dbURL)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, fmt.Errorf("start worker: %w", err)
+	}
 	effects := make(chan struct{}, o.Runs)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -113,42 +168,48 @@ func Recovery(ctx context.Context, pool *pgxpool.Pool, dbURL string, o RecoveryO
 			}
 		}
 	}()
+	return cmd, effects, nil
+}
 
-	starter, err := app.New(cfg, pool, app.Options{Register: registerCrash(nil), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		return nil, err
-	}
-	start := func(prefix string, n int) ([]string, error) {
-		ids := make([]string, n)
-		for i := range n {
-			run, _, err := starter.Engine.Start(ctx, workflow.StartParams{Workflow: "bench_crash",
-				BusinessKey: fmt.Sprintf("%s-%d", prefix, i), Input: json.RawMessage(fmt.Sprintf(`{"N":%d}`, i))})
-			if err != nil {
-				return nil, err
-			}
-			ids[i] = run.ID
+// start starts n runs of the benchmark workflow; prefix keeps business keys
+// of the crash and the baseline runs apart.
+func (b *recoveryBench) start(prefix string, n int) ([]string, error) {
+	ids := make([]string, n)
+	for i := range n {
+		run, _, err := b.starter.Engine.Start(b.ctx, workflow.StartParams{Workflow: "bench_crash",
+			BusinessKey: fmt.Sprintf("%s-%d", prefix, i), Input: json.RawMessage(fmt.Sprintf(`{"N":%d}`, i))})
+		if err != nil {
+			return nil, err
 		}
-		return ids, nil
+		ids[i] = run.ID
 	}
-	fmt.Fprintf(progress, "recovery: %d runs on a worker process of %d workers, SIGKILL mid-effect ...\n", o.Runs, o.Workers)
-	if _, err := start("crash", o.Runs); err != nil {
-		return nil, err
-	}
-	// Kill when every worker is inside an effect.
-	for range min(o.Workers, o.Runs) {
+	return ids, nil
+}
+
+// killMidEffect waits for busy effects to start, then SIGKILLs the victim so
+// that none of them can finish or clean up. It returns when the kill was sent,
+// the clock the orphans' recovery is timed from.
+func killMidEffect(cmd *exec.Cmd, effects <-chan struct{}, busy int) (time.Time, error) {
+	for range busy {
 		select {
 		case <-effects:
 		case <-time.After(60 * time.Second):
-			return nil, fmt.Errorf("the worker process never started its effects")
+			return time.Time{}, fmt.Errorf("the worker process never started its effects")
 		}
 	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		return nil, err
+		return time.Time{}, err
 	}
 	killed := time.Now()
 	_, _ = cmd.Process.Wait()
+	return killed, nil
+}
+
+// running lists the runs the dead victim still held: they are the orphans the
+// rescuer must finish.
+func (b *recoveryBench) running() ([]string, error) {
 	var orphans []string
-	rows, err := pool.Query(ctx, `SELECT id::text FROM workflow_runs WHERE status = 'running'`)
+	rows, err := b.pool.Query(b.ctx, `SELECT id::text FROM workflow_runs WHERE status = 'running'`)
 	if err != nil {
 		return nil, err
 	}
@@ -162,69 +223,70 @@ func Recovery(ctx context.Context, pool *pgxpool.Pool, dbURL string, o RecoveryO
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	rep.Orphaned = len(orphans)
+	return orphans, nil
+}
 
-	// The second worker: default settings, in this process.
-	second, err := app.New(cfg, pool, app.Options{Worker: true, Register: registerCrash(nil), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+// startRescuer runs the second worker in this process with default settings,
+// since default recovery is what the benchmark measures. stop ends it.
+func (b *recoveryBench) startRescuer() (stop func(), err error) {
+	second, err := app.New(b.cfg, b.pool, app.Options{Worker: true, Register: registerCrash(nil), Logger: quietLogger()})
 	if err != nil {
 		return nil, err
 	}
-	runCtx, stop := context.WithCancel(ctx)
+	runCtx, cancel := context.WithCancel(b.ctx)
 	done := make(chan error, 1)
 	go func() { done <- second.Run(runCtx) }()
-	defer func() { stop(); <-done }()
-	waitAll := func(ids []string, from time.Time, first *time.Duration) (time.Duration, error) {
-		left := map[string]bool{}
-		for _, id := range ids {
-			left[id] = true
-		}
-		deadline := from.Add(5 * time.Minute)
-		for len(left) > 0 {
-			if time.Now().After(deadline) {
-				return 0, fmt.Errorf("%d runs still unfinished after 5 minutes", len(left))
-			}
-			for id := range left {
-				run, err := store.RunGet(ctx, pool, id)
-				if err != nil {
-					return 0, err
-				}
-				if run.Status == vocab.RunCompleted {
-					delete(left, id)
-					if first != nil && *first == 0 {
-						*first = time.Since(from)
-					}
-				} else if run.Status.Final() {
-					return 0, fmt.Errorf("run %s ended %s", id, run.Status)
-				}
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		return time.Since(from), nil
+	return func() { cancel(); <-done }, nil
+}
+
+// waitAll polls until every run in ids has completed and returns the time
+// since from; first, when given and still zero, gets the time to the first.
+func (b *recoveryBench) waitAll(ids []string, from time.Time, first *time.Duration) (time.Duration, error) {
+	left := map[string]bool{}
+	for _, id := range ids {
+		left[id] = true
 	}
-	if rep.LastOrphan, err = waitAll(orphans, killed, &rep.FirstOrphan); err != nil {
-		return nil, err
+	deadline := from.Add(5 * time.Minute)
+	for len(left) > 0 {
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("%d runs still unfinished after 5 minutes", len(left))
+		}
+		for id := range left {
+			run, err := store.RunGet(b.ctx, b.pool, id)
+			if err != nil {
+				return 0, err
+			}
+			if run.Status == vocab.RunCompleted {
+				delete(left, id)
+				if first != nil && *first == 0 {
+					*first = time.Since(from)
+				}
+			} else if run.Status.Final() {
+				return 0, fmt.Errorf("run %s ended %s", id, run.Status)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	fmt.Fprintf(progress, "recovery: baseline, %d fresh runs on the second worker ...\n", len(orphans))
+	return time.Since(from), nil
+}
+
+// baseline times n fresh runs on the rescuer. The crash runs that were still
+// queued at the kill drain first, or they would share its workers and slow it.
+func (b *recoveryBench) baseline(n int) (time.Duration, error) {
 	var remaining int
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM workflow_runs WHERE status NOT IN ('completed', 'failed')`).Scan(&remaining); err != nil {
-		return nil, err
+	if err := b.pool.QueryRow(b.ctx, `SELECT count(*) FROM workflow_runs WHERE status NOT IN ('completed', 'failed')`).Scan(&remaining); err != nil {
+		return 0, err
 	}
-	for remaining > 0 { // let the rest of the crash runs drain first
+	for remaining > 0 {
 		time.Sleep(50 * time.Millisecond)
-		if err := pool.QueryRow(ctx, `SELECT count(*) FROM workflow_runs WHERE status NOT IN ('completed', 'failed')`).Scan(&remaining); err != nil {
-			return nil, err
+		if err := b.pool.QueryRow(b.ctx, `SELECT count(*) FROM workflow_runs WHERE status NOT IN ('completed', 'failed')`).Scan(&remaining); err != nil {
+			return 0, err
 		}
 	}
 	began := time.Now()
-	fresh, err := start("fresh", max(len(orphans), 1))
+	fresh, err := b.start("fresh", n)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	if rep.Baseline, err = waitAll(fresh, began, nil); err != nil {
-		return nil, err
-	}
-	if rep.DuplicateKeys, err = store.OutboxDuplicates(ctx, pool); err != nil {
-		return nil, err
-	}
-	return rep, nil
+	return b.waitAll(fresh, began, nil)
 }
