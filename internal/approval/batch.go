@@ -179,7 +179,7 @@ func (s *Service) decideItem(ctx context.Context, tx pgx.Tx, b *store.Batch, ite
 		PayloadHash: item.PayloadHash, BatchDecisionID: &decisionID, InBatch: b.ID}, TxOptions{})
 	var ad *AlreadyDecidedError
 	switch {
-	case errors.Is(err, ErrNotInBatch), errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrNotInBatch):
 		out.Outcome, out.Note = "refused", "not an item of this batch"
 	case errors.As(err, &ad):
 		out.Outcome, out.Note = "refused", ad.Error()

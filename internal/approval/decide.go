@@ -131,7 +131,11 @@ func (s *Service) loadAndCheck(ctx context.Context, tx pgx.Tx, p DecideParams) (
 		return nil, err
 	}
 	req, err := store.RequestGetForUpdate(ctx, tx, p.RequestID)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) && p.InBatch != "" {
+		// A batch refuses this item and decides the others; any not-found
+		// from further on is a fault that must abort the whole batch.
+		return nil, ErrNotInBatch
+	} else if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("request %s: %w", p.RequestID, ErrNotFound)
 	} else if err != nil {
 		return nil, err

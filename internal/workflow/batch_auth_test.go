@@ -98,3 +98,26 @@ func TestBatchAuthorization(t *testing.T) {
 		b.WaitRun(t, rs[0].RunID, vocab.RunCompleted)
 	})
 }
+
+// A fault inside one item's decision (here its run is no longer waiting, so
+// the run cannot be moved on after the request was decided) aborts the whole
+// batch decision: no item may be committed half decided and counted as
+// refused.
+func TestBatchItemFaultAbortsTheBatch(t *testing.T) {
+	t.Parallel()
+	b := startBatches(t)
+	ctx := context.Background()
+	var rs []*store.Request
+	for i := range 3 { // the third closes the batch
+		_, r := b.startTag(t, fmt.Sprint("f", i), tagIn{Kind: "ticket.tag", Team: "f"})
+		rs = append(rs, r)
+	}
+	batchID := *rs[0].BatchID
+	_, err := b.Pool.Exec(ctx, `UPDATE workflow_runs SET status = 'running' WHERE id = $1`, rs[1].RunID)
+	require.NoError(t, err)
+	before := stateOf(t, b, batchID)
+	_, err = b.Engine.DecideBatch(ctx, workflow.BatchDecideParams{BatchID: batchID, Actor: boss,
+		Action: workflow.RejectAll, Items: shown(rs), Reason: "no"})
+	require.ErrorIs(t, err, store.ErrNotFound, "the run could not be moved on")
+	require.Equal(t, before, stateOf(t, b, batchID), "nothing of the batch decision was committed")
+}
