@@ -2,9 +2,11 @@ package jobs_test
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
@@ -144,4 +146,30 @@ func TestDeadlineWorker(t *testing.T) {
 		require.Equal(t, vocab.RequestApproved, get(t, decided.ID).Status)
 		require.Equal(t, river.EventKindJobCompleted, work(t, "00000000-0000-0000-0000-000000000000").EventKind)
 	})
+}
+
+// Jobs the scheduler inserts get the same attempts as the working client's
+// (RunMaxAttempts), not River's default of 25: a deadline that keeps failing
+// is given up after days of backoff otherwise.
+func TestSchedulerJobsHaveTheRunsAttempts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, _ := testdb.Pool(t)
+	s, err := jobs.NewScheduler(pool, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	tx := testTx(t, pool)
+	at := time.Now().Add(time.Hour)
+	require.NoError(t, s.ScheduleDeadline(ctx, tx, uuid.NewString(), at))
+	require.NoError(t, s.ScheduleBatchClose(ctx, tx, uuid.NewString(), at))
+	rows, err := tx.Query(ctx, `SELECT kind, max_attempts FROM river_job ORDER BY kind`)
+	require.NoError(t, err)
+	got := map[string]int{}
+	for rows.Next() {
+		var kind string
+		var n int
+		require.NoError(t, rows.Scan(&kind, &n))
+		got[kind] = n
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, map[string]int{"batch_close": jobs.RunMaxAttempts, "request_deadline": jobs.RunMaxAttempts}, got)
 }

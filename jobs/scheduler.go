@@ -31,7 +31,10 @@ type Scheduler struct {
 // NewScheduler returns a Scheduler inserting through pool. River's own log
 // goes to logger.
 func NewScheduler(pool *pgxpool.Pool, logger *slog.Logger) (*Scheduler, error) {
-	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{FetchCooldown: FetchCooldown, Logger: logger})
+	// MaxAttempts as the working client's: deadline and batch-close jobs
+	// inserted here would otherwise get River's default of 25.
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{FetchCooldown: FetchCooldown,
+		MaxAttempts: RunMaxAttempts, Logger: logger})
 	if err != nil {
 		return nil, fmt.Errorf("river insert client: %w", err)
 	}
