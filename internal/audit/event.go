@@ -292,11 +292,13 @@ type AuthLogin struct {
 // AuthLoginFailed: a sign-in was refused; the actor is the email typed, so
 // only admins see it.
 type AuthLoginFailed struct {
-	IP     string `json:"ip,omitempty"`
-	Reason string `json:"reason,omitempty"`
-	// Summary is set instead of IP and Reason on the event that stands for
-	// the failures of a window past the global cap (account.maxFailedEvents):
-	// they were counted, not written one by one.
+	IP     string `json:"ip"`
+	Reason string `json:"reason"`
+	// Summary is set (IP and Reason empty) on the event that stands for the
+	// failures of a window past the global cap (account.maxFailedEvents):
+	// they were counted, not written one by one. IP and Reason keep no
+	// omitempty: a single failure's details are hashed into the chain as
+	// they always were, both keys present.
 	*FailureSummary
 }
 
