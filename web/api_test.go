@@ -56,7 +56,7 @@ func (a *apiClient) do(method, path string, body any, out any) int {
 		req.Header.Set("Authorization", "Bearer "+a.token)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := contractClient(a.t).Do(req)
 	require.NoError(a.t, err)
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)

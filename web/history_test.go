@@ -175,7 +175,7 @@ func TestHistory(t *testing.T) {
 		require.Greater(t, first[3].ID, page.Events[0].ID, "keyset pages, newest first")
 		req, _ := http.NewRequest("GET", c.Addr+"/api/v1/audit/export?format=jsonl&verdict=reject", nil)
 		req.Header.Set("Authorization", "Bearer "+api.token)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := contractClient(t).Do(req)
 		require.NoError(t, err)
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()

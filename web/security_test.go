@@ -274,7 +274,7 @@ func TestResponseHeaders(t *testing.T) {
 			require.Equal(t, http.StatusOK, resp.StatusCode, path)
 			require.Equal(t, "no-store", resp.Header.Get("Cache-Control"), path)
 		}
-		resp, err := http.Get(plain + "/api/v1/audit")
+		resp, err := contractClient(t).Get(plain + "/api/v1/audit")
 		require.NoError(t, err)
 		resp.Body.Close()
 		require.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
@@ -489,13 +489,13 @@ func TestExportOutlivesTheWriteTimeout(t *testing.T) {
 	t.Cleanup(func() { _ = srv.Close() })
 	base := "http://" + ln.Addr().String()
 	hc := c.client(t, "admin@example.com")
-	hc.Transport = &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+	hc.Transport = checked(t, &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 		if err == nil {
 			_ = conn.(*net.TCPConn).SetReadBuffer(64 << 10)
 		}
 		return conn, err
-	}}
+	}})
 
 	for _, path := range []string{"/history/export?format=jsonl", "/api/v1/audit/export?format=jsonl"} {
 		req, err := http.NewRequest(http.MethodGet, base+path, nil)
