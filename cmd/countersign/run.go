@@ -21,7 +21,7 @@ func (e *env) withEngine(dbURL string, fn func(a *app.App) error) error {
 	if err != nil {
 		return err
 	}
-	pool, err := e.pool(cfg)
+	pool, err := e.schemaPool(cfg)
 	if err != nil {
 		return err
 	}
