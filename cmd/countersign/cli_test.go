@@ -355,3 +355,25 @@ func TestConnectionErrorsSayWhatToCheck(t *testing.T) {
 		})
 	}
 }
+
+func TestRunStartWithoutInput(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"DATABASE_URL": testdb.New(t)}
+
+	t.Run("RefusedWhenTheInputHasFields", func(t *testing.T) {
+		r := run(t, env, "run", "start", "--workflow", "lead_enrichment", "--key", "L-1")
+		require.Equal(t, exitUsage, r.code, r.stderr)
+		require.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line: %s", r.stderr)
+		require.Contains(t, r.stderr, "--input is required")
+		require.Contains(t, r.stderr, "lead_id, company, email, employees", "the fields, the optional industry left out")
+		require.NotContains(t, r.stderr, "industry")
+	})
+	t.Run("StartsWithInput", func(t *testing.T) {
+		r := run(t, env, "run", "start", "--workflow", "lead_enrichment", "--key", "L-2", "--input", `{"lead_id":"L-2"}`)
+		require.Equal(t, exitOK, r.code, r.stderr)
+		require.Len(t, strings.TrimSpace(r.stdout), 36)
+	})
+	r := run(t, env, "run", "list")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, 2, strings.Count(r.stdout, "\n"), "one header and one run: the refused start wrote nothing")
+}
