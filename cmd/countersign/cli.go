@@ -36,12 +36,14 @@ type env struct {
 	getenv func(string) string
 }
 
-// usageError is a mistake in how the command was called: exit code 2.
-type usageError struct{ msg string }
+// usageError is a mistake in how the command was called: exit code 2. It
+// keeps the error it was made from, so callers can still match its cause.
+type usageError struct{ err error }
 
-func (e usageError) Error() string { return e.msg }
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
 
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
 // command is one subcommand.
 type command struct {
@@ -174,7 +176,7 @@ func parse(fs *flagSet, args []string) error {
 				fs.help()
 				return err
 			}
-			return usageError{err.Error() + " (see --help)"}
+			return usageError{errors.New(err.Error() + " (see --help)")}
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -191,13 +193,13 @@ func parse(fs *flagSet, args []string) error {
 func (e *env) config(dbURL string) (config.Config, error) {
 	cfg, err := config.FromEnv(e.getenv)
 	if err != nil {
-		return cfg, usageError{err.Error()}
+		return cfg, usageError{err}
 	}
 	if dbURL != "" {
 		cfg.DatabaseURL = dbURL
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, usageError{err.Error()}
+		return cfg, usageError{err}
 	}
 	return cfg, nil
 }
@@ -238,8 +240,21 @@ func connectError(dbURL string, err error) error {
 	} else if i := strings.LastIndex(reason, ": "); i >= 0 {
 		reason = reason[i+2:]
 	}
-	return usagef("cannot connect to %s: check DATABASE_URL (or --database-url) and that PostgreSQL is running (%s)", where, reason)
+	return usageError{unreachable{
+		msg: fmt.Sprintf("cannot connect to %s: check DATABASE_URL (or --database-url) and that PostgreSQL is running (%s)", where, reason),
+		err: err,
+	}}
 }
+
+// unreachable is connectError's message over the driver's error, which it
+// shortens for the one line but keeps for errors.Is and errors.As.
+type unreachable struct {
+	msg string
+	err error
+}
+
+func (u unreachable) Error() string { return u.msg }
+func (u unreachable) Unwrap() error { return u.err }
 
 // schemaPool opens the database for a command that needs Countersign's
 // tables. Checking the migrations first turns "relation does not exist" from
@@ -331,7 +346,7 @@ func (e *env) serveConfig(dbURL, addr string, workers int) (config.Config, error
 		cfg.Workers = workers
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, usageError{err.Error()}
+		return cfg, usageError{err}
 	}
 	return cfg, nil
 }

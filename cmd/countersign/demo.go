@@ -44,7 +44,7 @@ func cmdDemo(e *env, args []string) error {
 	// (and its port when --addr asks for :0) before the log lines start.
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return usagef("listen on %s: %v", cfg.Addr, err)
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	defer ln.Close()
 	fmt.Fprintf(e.stdout, "open %s and sign in as admin@example.com (or approver@, approver2@, reviewer@, viewer@example.com), password %q\n",

@@ -68,12 +68,12 @@ func cmdRunStart(e *env, args []string) error {
 		return err
 	})
 	if errors.Is(err, workflow.ErrUnknownWorkflow) || errors.Is(err, workflow.ErrInvalidInput) {
-		return usageError{err.Error()}
+		return usageError{err}
 	}
 	// Input the database refuses (a lone "\ud800" is valid JSON that jsonb
 	// cannot hold) is as much the caller's mistake as a missing field.
 	if errors.Is(err, store.ErrInvalidInput) {
-		return usageError{"--input cannot be stored: " + err.Error()}
+		return usagef("--input cannot be stored: %w", err)
 	}
 	if err != nil {
 		return err
