@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/countersign/countersign/internal/app"
@@ -34,12 +36,14 @@ type env struct {
 	getenv func(string) string
 }
 
-// usageError is a mistake in how the command was called: exit code 2.
-type usageError struct{ msg string }
+// usageError is a mistake in how the command was called: exit code 2. It
+// keeps the error it was made from, so callers can still match its cause.
+type usageError struct{ err error }
 
-func (e usageError) Error() string { return e.msg }
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
 
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
 // command is one subcommand.
 type command struct {
@@ -172,7 +176,7 @@ func parse(fs *flagSet, args []string) error {
 				fs.help()
 				return err
 			}
-			return usageError{err.Error() + " (see --help)"}
+			return usageError{errors.New(err.Error() + " (see --help)")}
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -189,13 +193,13 @@ func parse(fs *flagSet, args []string) error {
 func (e *env) config(dbURL string) (config.Config, error) {
 	cfg, err := config.FromEnv(e.getenv)
 	if err != nil {
-		return cfg, usageError{err.Error()}
+		return cfg, usageError{err}
 	}
 	if dbURL != "" {
 		cfg.DatabaseURL = dbURL
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, usageError{err.Error()}
+		return cfg, usageError{err}
 	}
 	return cfg, nil
 }
@@ -207,12 +211,69 @@ func (e *env) open(dbURL string) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	return e.pool(cfg)
+	return e.schemaPool(cfg)
 }
 
-// pool opens the database; it does not migrate.
+// pool opens the database; it does not migrate. A database that cannot be
+// reached is a configuration mistake more often than an outage, so it is a
+// usage error that says what to check rather than pgx's dial chain.
 func (e *env) pool(cfg config.Config) (*pgxpool.Pool, error) {
-	return app.NewPool(e.ctx, cfg)
+	pool, err := app.NewPool(e.ctx, cfg)
+	if err != nil && e.ctx.Err() == nil {
+		return nil, connectError(cfg.DatabaseURL, err)
+	}
+	return pool, err
+}
+
+// connectError says, in one line, where the database was looked for and what
+// to check; the driver's own reason is kept at the end for the rare case it
+// says more (a wrong password, a missing database).
+func connectError(dbURL string, err error) error {
+	where := "the database"
+	if pc, perr := pgx.ParseConfig(dbURL); perr == nil {
+		where = fmt.Sprintf("PostgreSQL at %s:%d (database %q)", pc.Host, pc.Port, pc.Database)
+	}
+	reason := err.Error()
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		reason = pgErr.Message
+	} else if i := strings.LastIndex(reason, ": "); i >= 0 {
+		reason = reason[i+2:]
+	}
+	return usageError{unreachable{
+		msg: fmt.Sprintf("cannot connect to %s: check DATABASE_URL (or --database-url) and that PostgreSQL is running (%s)", where, reason),
+		err: err,
+	}}
+}
+
+// unreachable is connectError's message over the driver's error, which it
+// shortens for the one line but keeps for errors.Is and errors.As.
+type unreachable struct {
+	msg string
+	err error
+}
+
+func (u unreachable) Error() string { return u.msg }
+func (u unreachable) Unwrap() error { return u.err }
+
+// schemaPool opens the database for a command that needs Countersign's
+// tables. Checking the migrations first turns "relation does not exist" from
+// whichever query came first into the one thing to do.
+func (e *env) schemaPool(cfg config.Config) (*pgxpool.Pool, error) {
+	pool, err := e.pool(cfg)
+	if err != nil {
+		return nil, err
+	}
+	n, err := migrations.Pending(e.ctx, pool)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("read the migration status: %w", err)
+	}
+	if n > 0 {
+		pool.Close()
+		return nil, usagef("the database schema is not current (%d migrations pending); run countersign migrate", n)
+	}
+	return pool, nil
 }
 
 func (e *env) logger() *slog.Logger {
@@ -237,6 +298,11 @@ func cmdMigrate(e *env, args []string) error {
 
 func migrate(e *env, cfg config.Config) error {
 	if err := migrations.EnsureDatabase(e.ctx, cfg.DatabaseURL); err != nil {
+		// Only a failed connection gets the what-to-check line; a refused
+		// CREATE DATABASE says what it is.
+		if errors.As(err, new(*pgconn.ConnectError)) && e.ctx.Err() == nil {
+			return connectError(cfg.DatabaseURL, err)
+		}
 		return err
 	}
 	pool, err := e.pool(cfg)
@@ -280,7 +346,7 @@ func (e *env) serveConfig(dbURL, addr string, workers int) (config.Config, error
 		cfg.Workers = workers
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, usageError{err.Error()}
+		return cfg, usageError{err}
 	}
 	return cfg, nil
 }
@@ -288,14 +354,11 @@ func (e *env) serveConfig(dbURL, addr string, workers int) (config.Config, error
 // serve runs a process until the context ends; background, when set, runs
 // beside it (the demo's run generator).
 func serve(e *env, cfg config.Config, opts app.Options, background func(ctx context.Context, a *app.App)) error {
-	pool, err := e.pool(cfg)
+	pool, err := e.schemaPool(cfg)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	if n, err := migrations.Pending(e.ctx, pool); err != nil || n > 0 {
-		return fmt.Errorf("the database schema is not current (%d migrations pending); run countersign migrate", n)
-	}
 	opts.Logger = e.logger()
 	a, err := app.New(cfg, pool, opts)
 	if err != nil {

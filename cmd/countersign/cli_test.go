@@ -300,3 +300,80 @@ func TestPolicyCheckRefusesTruncatedNumbersAndLimits(t *testing.T) {
 		require.Contains(t, r.stderr, "nothing was changed")
 	}
 }
+
+func TestCommandsOnAnUnmigratedDatabase(t *testing.T) {
+	t.Parallel()
+	name := "cs_empty_" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "_"))[:20] + fmt.Sprint(os.Getpid())
+	admin, err := pgx.Connect(context.Background(), testdb.ServerURL())
+	require.NoError(t, err)
+	_, err = admin.Exec(context.Background(), "CREATE DATABASE "+name)
+	require.NoError(t, err)
+	require.NoError(t, admin.Close(context.Background()))
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), testdb.ServerURL())
+		if err == nil {
+			_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			c.Close(context.Background())
+		}
+	})
+	env := map[string]string{"DATABASE_URL": testdb.URLFor(name)}
+	for _, args := range [][]string{
+		{"run", "list"}, {"run", "start", "--workflow", "support_triage", "--key", "k", "--input", "{}"},
+		{"user", "list"}, {"token", "list"}, {"policy", "history"}, {"audit", "verify"}, {"serve"},
+	} {
+		t.Run(strings.Join(args[:min(2, len(args))], "_"), func(t *testing.T) {
+			r := run(t, env, args...)
+			require.Equal(t, exitUsage, r.code, r.stderr)
+			require.Contains(t, r.stderr, "run countersign migrate")
+			require.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line: %s", r.stderr)
+		})
+	}
+	t.Run("HelpIsUnaffected", func(t *testing.T) {
+		r := run(t, env, "run", "list", "--help")
+		require.Equal(t, exitOK, r.code, r.stderr)
+	})
+	t.Run("MigrateThenWorks", func(t *testing.T) {
+		r := run(t, env, "migrate")
+		require.Equal(t, exitOK, r.code, r.stderr)
+		r = run(t, env, "run", "list")
+		require.Equal(t, exitOK, r.code, r.stderr)
+	})
+}
+
+func TestConnectionErrorsSayWhatToCheck(t *testing.T) {
+	t.Parallel()
+	// Port 1 on the loopback: nothing listens there, so the dial is refused at once.
+	env := map[string]string{"DATABASE_URL": "postgres://postgres@127.0.0.1:1/countersign?sslmode=disable"}
+	for _, args := range [][]string{{"run", "list"}, {"migrate"}, {"user", "list"}, {"serve"}} {
+		t.Run(strings.Join(args, "_"), func(t *testing.T) {
+			r := run(t, env, args...)
+			require.Equal(t, exitUsage, r.code, r.stderr)
+			require.Contains(t, r.stderr, "127.0.0.1:1")
+			require.Contains(t, r.stderr, "check DATABASE_URL")
+			require.Contains(t, r.stderr, "PostgreSQL is running")
+			require.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line: %s", r.stderr)
+		})
+	}
+}
+
+func TestRunStartWithoutInput(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"DATABASE_URL": testdb.New(t)}
+
+	t.Run("RefusedWhenTheInputHasFields", func(t *testing.T) {
+		r := run(t, env, "run", "start", "--workflow", "lead_enrichment", "--key", "L-1")
+		require.Equal(t, exitUsage, r.code, r.stderr)
+		require.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line: %s", r.stderr)
+		require.Contains(t, r.stderr, "--input is required")
+		require.Contains(t, r.stderr, "lead_id, company, email, employees", "the fields, the optional industry left out")
+		require.NotContains(t, r.stderr, "industry")
+	})
+	t.Run("StartsWithInput", func(t *testing.T) {
+		r := run(t, env, "run", "start", "--workflow", "lead_enrichment", "--key", "L-2", "--input", `{"lead_id":"L-2"}`)
+		require.Equal(t, exitOK, r.code, r.stderr)
+		require.Len(t, strings.TrimSpace(r.stdout), 36)
+	})
+	r := run(t, env, "run", "list")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, 2, strings.Count(r.stdout, "\n"), "one header and one run: the refused start wrote nothing")
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/countersign/countersign/internal/account"
@@ -39,12 +40,55 @@ func cmdDemo(e *env, args []string) error {
 	if err := seedUsers(e, cfg); err != nil {
 		return err
 	}
-	return serve(e, cfg, app.Options{Web: true, Worker: true, Demo: true}, func(ctx context.Context, a *app.App) {
-		demo.Stream(ctx, a.Engine, *every, e.logger())
+	// The demo listens itself so that it can print the address it really got
+	// (and its port when --addr asks for :0) before the log lines start.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	defer ln.Close()
+	fmt.Fprintf(e.stdout, "open %s and sign in as admin@example.com (or approver@, approver2@, reviewer@, viewer@example.com), password %q\n",
+		consoleURL(cfg, ln.Addr()), DemoPassword)
+	return serve(e, cfg, app.Options{Web: true, Worker: true, Demo: true, Listener: ln}, func(ctx context.Context, a *app.App) {
+		demo.Stream(ctx, a.Engine, func(ctx context.Context) (int, error) { return waiting(ctx, a.Pool) }, *every, e.logger())
 	})
 }
 
-// seedPolicy activates the example policy unless it is already the active one.
+// waiting counts the pending requests of every tier (each count stops at
+// store.InboxCountCap, far above what the demo needs to know).
+func waiting(ctx context.Context, db store.DBTX) (int, error) {
+	counts, err := store.RequestCountPending(ctx, db)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, c := range counts {
+		n += c.Count
+	}
+	return n, nil
+}
+
+// consoleURL is the address a browser on this machine opens: an unspecified
+// host (":8080", "0.0.0.0") is reached as localhost.
+func consoleURL(cfg config.Config, addr net.Addr) string {
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return scheme + "://" + addr.String()
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
+}
+
+// seedPolicy activates the example policy when no policy is active, or when
+// the active one is the example (or an earlier example the demo activated); a
+// policy an admin activated is kept, since replacing it silently would undo
+// their work on every restart. It says which it did in one line.
 func seedPolicy(e *env, cfg config.Config) error {
 	pool, err := e.pool(cfg)
 	if err != nil {
@@ -55,16 +99,28 @@ func seedPolicy(e *env, cfg config.Config) error {
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	if active != nil && active.Source == string(policy.Example) {
+	switch {
+	case active != nil && active.Source == string(policy.Example):
+		fmt.Fprintf(e.stdout, "the example policy is active (version %d)\n", active.Version)
+		return nil
+	case active != nil && (active.ActivatedBy == nil || *active.ActivatedBy != demoActor):
+		by := active.CreatedBy
+		if active.ActivatedBy != nil {
+			by = *active.ActivatedBy
+		}
+		fmt.Fprintf(e.stdout, "keeping the active policy version %d (activated by %s); the example policy was not applied\n", active.Version, by)
 		return nil
 	}
-	v, err := policystore.Apply(e.ctx, pool, policy.Example, "demo")
+	v, err := policystore.Apply(e.ctx, pool, policy.Example, demoActor)
 	if err != nil {
 		return fmt.Errorf("apply the example policy: %w", err)
 	}
 	fmt.Fprintf(e.stdout, "activated the example policy as version %d\n", v.Version)
 	return nil
 }
+
+// demoActor is who the demo's own changes are recorded as.
+const demoActor = "demo"
 
 // DemoPassword is the demo users' password, printed by `countersign demo` and
 // written in the README. Demo accounts only.
@@ -89,11 +145,10 @@ func seedUsers(e *env, cfg config.Config) error {
 	}
 	defer pool.Close()
 	for _, u := range demoUsers {
-		_, err := account.Create(e.ctx, pool, u.email, u.name, string(u.role), DemoPassword, "demo")
+		_, err := account.Create(e.ctx, pool, u.email, u.name, string(u.role), DemoPassword, demoActor)
 		if err != nil && !errors.Is(err, account.ErrExists) {
 			return fmt.Errorf("demo user %s: %w", u.email, err)
 		}
 	}
-	fmt.Fprintf(e.stdout, "demo users: admin@, approver@, approver2@, reviewer@, viewer@example.com, password %q\n", DemoPassword)
 	return nil
 }

@@ -81,7 +81,7 @@ func accountErr(err error, missing string) error {
 	case errors.Is(err, store.ErrNotFound):
 		return errors.New(missing)
 	case errors.Is(err, account.ErrInvalid):
-		return usageError{err.Error()}
+		return usageError{err}
 	}
 	return err
 }

@@ -3,7 +3,9 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -21,7 +23,7 @@ func (e *env) withEngine(dbURL string, fn func(a *app.App) error) error {
 	if err != nil {
 		return err
 	}
-	pool, err := e.pool(cfg)
+	pool, err := e.schemaPool(cfg)
 	if err != nil {
 		return err
 	}
@@ -38,7 +40,7 @@ func cmdRunStart(e *env, args []string) error {
 	fs, dbURL := e.flags("run start", "run start --workflow W --key K [--input JSON]")
 	wf := fs.String("workflow", "", "workflow name (required)")
 	key := fs.String("key", "", "business key, unique per workflow (required)")
-	input := fs.String("input", "{}", "the run's input as a JSON object")
+	input := fs.String("input", "{}", "the run's input as a JSON object (required when the workflow's input has fields)")
 	by := fs.String("by", "cli", "who starts the run (recorded; they may not approve it)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -49,21 +51,29 @@ func cmdRunStart(e *env, args []string) error {
 	if !json.Valid([]byte(*input)) {
 		return usagef("--input is not valid JSON")
 	}
+	inputGiven := false
+	fs.Visit(func(f *flag.Flag) { inputGiven = inputGiven || f.Name == "input" })
 	var run *store.Run
 	var created bool
 	err := e.withEngine(*dbURL, func(a *app.App) (err error) {
+		// The default "{}" decodes into any struct, so a forgotten --input
+		// would start a run on empty fields; refuse it when the workflow's
+		// input has fields to fill.
+		if def, ok := a.Engine.Registry().Get(*wf); ok && !inputGiven && len(def.InputFields()) > 0 {
+			return usagef("--input is required: %s needs %s (see run start --help)", *wf, strings.Join(def.InputFields(), ", "))
+		}
 		run, created, err = a.Engine.Start(e.ctx, workflow.StartParams{
 			Workflow: *wf, BusinessKey: *key, Input: json.RawMessage(*input), StartedBy: *by,
 		})
 		return err
 	})
 	if errors.Is(err, workflow.ErrUnknownWorkflow) || errors.Is(err, workflow.ErrInvalidInput) {
-		return usageError{err.Error()}
+		return usageError{err}
 	}
 	// Input the database refuses (a lone "\ud800" is valid JSON that jsonb
 	// cannot hold) is as much the caller's mistake as a missing field.
 	if errors.Is(err, store.ErrInvalidInput) {
-		return usageError{"--input cannot be stored: " + err.Error()}
+		return usagef("--input cannot be stored: %w", err)
 	}
 	if err != nil {
 		return err

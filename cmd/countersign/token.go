@@ -45,7 +45,7 @@ func cmdTokenCreate(e *env, args []string) error {
 	}
 	// Checked before the database is opened, so that a typo costs nothing.
 	if _, err := account.ParseScopes(scopes); err != nil {
-		return usageError{err.Error()}
+		return usageError{err}
 	}
 	var tok *store.Token
 	var secret string

@@ -35,7 +35,7 @@ func cmdUserAdd(e *env, args []string) error {
 		return account.Create(e.ctx, pool, *email, *name, *role, *password, "cli")
 	})
 	if errors.Is(err, account.ErrInvalid) || errors.Is(err, account.ErrExists) {
-		return usageError{err.Error()}
+		return usageError{err}
 	} else if err != nil {
 		return err
 	}

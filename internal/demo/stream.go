@@ -57,22 +57,46 @@ func Input(n int, prefix string) (wf, key string, input json.RawMessage) {
 	return wf, key, input
 }
 
+// MaxWaiting is how many pending requests the demo lets pile up: about a
+// screenful of the inbox. Past it, new runs would only bury the ones there.
+const MaxWaiting = 30
+
 // Stream starts a demo run every interval until ctx ends. Keys carry the
-// start time so that a restarted demo starts new runs instead of finding old ones.
-func Stream(ctx context.Context, engine *workflow.Engine, interval time.Duration, logger *slog.Logger) {
+// start time so that a restarted demo starts new runs instead of finding old
+// ones. It starts none while more than MaxWaiting requests wait (as counted by
+// waiting) and resumes when fewer do, logging each change once.
+func Stream(ctx context.Context, engine *workflow.Engine, waiting func(context.Context) (int, error), interval time.Duration, logger *slog.Logger) {
 	prefix := fmt.Sprintf("demo-%s-", time.Now().UTC().Format("0102T150405"))
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	for n := 0; ; n++ {
-		wf, key, input := Input(n, prefix)
-		run, _, err := engine.Start(ctx, workflow.StartParams{Workflow: wf, BusinessKey: key, Input: input, StartedBy: "demo"})
-		if err != nil {
+	paused := false
+	for n := 0; ; {
+		switch w, err := waiting(ctx); {
+		case err != nil:
 			if ctx.Err() != nil {
 				return
 			}
-			logger.Warn("demo run not started", "workflow", wf, "err", err)
-		} else {
-			logger.Info("demo run started", "workflow", wf, "key", key, "run", run.ID)
+			// Not knowing is no reason to stop the demo.
+			logger.Warn("demo cannot count waiting requests", "err", err)
+		case !paused && w > MaxWaiting:
+			paused = true
+			logger.Info("demo paused: too many requests wait; resuming when fewer do", "waiting", w, "max", MaxWaiting)
+		case paused && w < MaxWaiting:
+			paused = false
+			logger.Info("demo resumed", "waiting", w)
+		}
+		if !paused {
+			wf, key, input := Input(n, prefix)
+			n++
+			run, _, err := engine.Start(ctx, workflow.StartParams{Workflow: wf, BusinessKey: key, Input: input, StartedBy: "demo"})
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				logger.Warn("demo run not started", "workflow", wf, "err", err)
+			} else {
+				logger.Info("demo run started", "workflow", wf, "key", key, "run", run.ID)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -45,6 +48,39 @@ type Definition struct {
 	Options Options
 	run     func(ctx context.Context, input json.RawMessage) (any, error)
 	check   func(input json.RawMessage) error
+	fields  []string
+}
+
+// InputFields lists the JSON names of the input's fields that are not
+// omitempty or omitzero, in declaration order: what a caller is expected to send. An
+// input that is not a struct needs none.
+func (d *Definition) InputFields() []string { return d.fields }
+
+// inputFields reads InputFields from In's type once, at registration.
+func inputFields[In any]() []string {
+	t := reflect.TypeFor[In]()
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	var names []string
+	for f := range t.Fields() {
+		if !f.IsExported() {
+			continue
+		}
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		optional := slices.ContainsFunc(strings.Split(opts, ","), func(o string) bool { return o == "omitempty" || o == "omitzero" })
+		if name == "-" || optional {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		names = append(names, name)
+	}
+	return names
 }
 
 // Registry maps workflow names to their code.
@@ -81,6 +117,7 @@ func Register[In, Out any](r *Registry, name string, fn func(ctx context.Context
 			_, err := decodeInput[In](raw)
 			return err
 		},
+		fields: inputFields[In](),
 	}
 }
 
