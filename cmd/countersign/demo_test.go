@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,17 +23,54 @@ import (
 func TestDemoPrintsWhereToSignIn(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"DATABASE_URL": testdb.New(t)}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	// The demo serves until its context ends: it is stopped once it has said
+	// where to sign in. Setting up (migrations, five bcrypt hashes) takes
+	// seconds under the race detector, so no fixed timeout stops it early.
+	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	var out, errb bytes.Buffer
-	// The demo serves until its context ends; its stdout is read after.
-	code := Main(ctx, []string{"demo", "--addr", "127.0.0.1:0", "--every", "1h"}, strings.NewReader(""), &out, &errb,
-		func(k string) string { return env[k] })
-	require.Equal(t, exitOK, code, errb.String())
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, []string{"demo", "--addr", "127.0.0.1:0", "--every", "1h"}, strings.NewReader(""), &out, &errb,
+			func(k string) string { return env[k] })
+	}()
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "open http://") },
+		60*time.Second, 20*time.Millisecond, "the demo says where to sign in: %s", errb.String())
+	// Stopped once it serves what it announced, not in the middle of starting.
+	url := regexp.MustCompile(`open (http://\S+)`).FindStringSubmatch(out.String())[1]
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(url + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 60*time.Second, 20*time.Millisecond, "the console answers at %s", url)
+	cancel()
+	require.Equal(t, exitOK, <-done, errb.String())
 	require.Regexp(t, `open http://127\.0\.0\.1:\d+ and sign in as admin@example\.com`, out.String())
 	require.NotContains(t, out.String(), "127.0.0.1:0 ", "the port it got, not the one asked for")
 	require.Contains(t, out.String(), `password "`+DemoPassword+`"`)
 	require.Contains(t, out.String(), "activated the example policy")
+}
+
+// syncBuffer is a bytes.Buffer that a running command writes while the test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestDemoConsoleURL(t *testing.T) {
