@@ -68,6 +68,16 @@ func Pending(ctx context.Context, pool *pgxpool.Pool) (int, error) {
 		return 0, err
 	}
 	defer db.Close()
+	// goose's Status creates its version table when it is missing: a
+	// read-only command or a readiness probe on a database never migrated
+	// must not write to it, so a missing table means every file is pending.
+	var table *string
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('goose_db_version')::text`).Scan(&table); err != nil {
+		return 0, fmt.Errorf("migration status: %w", err)
+	}
+	if table == nil {
+		return len(provider.ListSources()), nil
+	}
 	status, err := provider.Status(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("migration status: %w", err)

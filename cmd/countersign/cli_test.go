@@ -332,6 +332,15 @@ func TestCommandsOnAnUnmigratedDatabase(t *testing.T) {
 		r := run(t, env, "run", "list", "--help")
 		require.Equal(t, exitOK, r.code, r.stderr)
 	})
+	t.Run("NothingWasWritten", func(t *testing.T) {
+		c, err := pgx.Connect(context.Background(), env["DATABASE_URL"])
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close(context.Background()) })
+		var tables int
+		require.NoError(t, c.QueryRow(context.Background(),
+			`SELECT count(*) FROM pg_tables WHERE schemaname = 'public'`).Scan(&tables))
+		require.Zero(t, tables, "checking the schema created nothing, not even goose's version table")
+	})
 	t.Run("MigrateThenWorks", func(t *testing.T) {
 		r := run(t, env, "migrate")
 		require.Equal(t, exitOK, r.code, r.stderr)
