@@ -149,7 +149,12 @@ func browser(t *testing.T) context.Context {
 		cancelB()
 		cancelA()
 		<-browsers
-		time.AfterFunc(2*time.Second, func() { _ = os.RemoveAll(dir) })
+		// Removed here, not later on a timer: a timer does not fire once the
+		// test binary exits, which left a profile behind for every browser
+		// test. Chromium may still be closing files, so retry for a moment.
+		for i := 0; i < 20 && os.RemoveAll(dir) != nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
 	})
 	require.NoError(t, chromedp.Run(ctx))
 	return ctx
