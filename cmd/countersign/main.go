@@ -1,5 +1,5 @@
 // Command countersign is the one binary: web, worker, migrations, runs,
-// policy, audit, demo and benchmarks.
+// policy, audit, demo and benchmarks, with the demo workflows built in.
 package main
 
 import (
@@ -7,10 +7,12 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/countersign/countersign/internal/cli"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
+	os.Exit(cli.Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
 }

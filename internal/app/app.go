@@ -1,6 +1,6 @@
 // Package app wires Countersign's parts into a process: the database pool,
 // River, the engine, the policy cache, the notification listener and the web
-// server. cmd/countersign and the end-to-end tests start processes through it.
+// server. internal/cli and the end-to-end tests start processes through it.
 package app
 
 import (

@@ -1,4 +1,6 @@
-package main
+// Package cli is the countersign command line: every command, its flags,
+// help and exit codes. cmd/countersign and countersign.Main run it.
+package cli
 
 import (
 	"context"
