@@ -34,7 +34,7 @@ func (s *Server) handleAPIRequestReceipt(c echo.Context) error {
 		return err
 	}
 	if r == nil {
-		return echo.NewHTTPError(http.StatusNotFound, "this request is not decided yet, so it has no receipt")
+		return echo.NewHTTPError(http.StatusNotFound, "this request is not decided yet (or was cancelled undecided), so it has no receipt")
 	}
 	out, err := receiptOf(r)
 	if err != nil {

@@ -35,7 +35,8 @@ type Deps struct {
 	Policies *policystore.Cache
 	Notify   *notify.Listener
 	Logger   *slog.Logger
-	// Receipts signs decision receipts and lists the public keys.
+	// Receipts signs decision receipts and lists the public keys; nil means
+	// a signer with the key stored in the database.
 	Receipts *receipt.Signer
 	// SessionKeys are the cookie keys, newest first, each 64 bytes: a hash
 	// key (32) then a block key (32). New cookies use the first; the others
@@ -77,6 +78,9 @@ func New(d Deps) *Server {
 	}
 	if s.KeepAlive <= 0 {
 		s.KeepAlive = 25 * time.Second
+	}
+	if s.Receipts == nil {
+		s.Receipts = receipt.NewSigner(d.Pool, nil)
 	}
 	var pairs [][]byte
 	for _, k := range d.SessionKeys {
