@@ -4,8 +4,13 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -35,7 +40,7 @@ func claims() receipt.Claims {
 		DecidedAt: time.Date(2026, 11, 21, 12, 0, 0, 123456000, time.UTC)}
 }
 
-// resign replaces r's payload with claims c, keeping its signature.
+// withPayload replaces r's payload with claims c, keeping its signature.
 func withPayload(r receipt.Receipt, c receipt.Claims) receipt.Receipt {
 	raw, _ := json.Marshal(c)
 	r.Payload = b64.EncodeToString(raw)
@@ -398,5 +403,44 @@ func TestForRequest(t *testing.T) {
 		require.Equal(t, "small", c.Rule)
 		require.Equal(t, "policy:small", c.DecidedBy)
 		require.Equal(t, seqOf(t, req, audit.KindDecisionAuto), c.AuditSeq)
+	})
+}
+
+func TestLoadKeyFile(t *testing.T) {
+	t.Parallel()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	file := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+		return p
+	}
+
+	for name, path := range map[string]string{
+		"PEM":     file("key.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))),
+		"HexSeed": file("key.hex", hex.EncodeToString(priv.Seed())+"\n"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := receipt.LoadKeyFile(path)
+			require.NoError(t, err)
+			require.True(t, priv.Equal(got))
+		})
+	}
+
+	t.Run("Refused", func(t *testing.T) {
+		secret := hex.EncodeToString(priv.Seed())
+		for name, path := range map[string]string{
+			"ShortSeed": file("short.hex", secret[:40]),
+			"OtherPEM":  file("cert.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))),
+			"BadPKCS8":  file("bad.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte("nope")}))),
+			"Missing":   filepath.Join(dir, "nope"),
+		} {
+			_, err := receipt.LoadKeyFile(path)
+			require.Error(t, err, name)
+			require.NotContains(t, err.Error(), secret[:40], "%s: an error never quotes the key", name)
+		}
 	})
 }
