@@ -20,6 +20,7 @@ import (
 	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/policystore"
+	"github.com/countersign/countersign/internal/receipt"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/migrations"
@@ -34,6 +35,9 @@ type Deps struct {
 	Policies *policystore.Cache
 	Notify   *notify.Listener
 	Logger   *slog.Logger
+	// Receipts signs decision receipts and lists the public keys; nil means
+	// a signer with the key stored in the database.
+	Receipts *receipt.Signer
 	// SessionKeys are the cookie keys, newest first, each 64 bytes: a hash
 	// key (32) then a block key (32). New cookies use the first; the others
 	// are still accepted, so that keys rotate without signing anyone out.
@@ -74,6 +78,9 @@ func New(d Deps) *Server {
 	}
 	if s.KeepAlive <= 0 {
 		s.KeepAlive = 25 * time.Second
+	}
+	if s.Receipts == nil {
+		s.Receipts = receipt.NewSigner(d.Pool, nil)
 	}
 	var pairs [][]byte
 	for _, k := range d.SessionKeys {
@@ -141,6 +148,10 @@ func (s *Server) routes() {
 	e.GET("/healthz", s.handleHealth)
 	e.GET("/readyz", s.handleReady)
 	e.StaticFS("/static", static.FS)
+	// The receipt keys are public, so that anyone holding a receipt can
+	// check it: no token, and cacheable.
+	e.GET("/api/v1/receipts/keys", s.handleReceiptKeys)
+	e.GET("/.well-known/countersign/receipt-keys", s.handleReceiptKeys)
 
 	// Every API route names the scope it needs; without requireScope a route
 	// has no user and fails closed.
@@ -150,6 +161,7 @@ func (s *Server) routes() {
 	api.GET("/runs/:id", s.handleAPIRunGet, requireScope(account.ScopeRunsRead))
 	api.GET("/requests", s.handleAPIRequestList, requireScope(account.ScopeRequestsRead))
 	api.GET("/requests/:id", s.handleAPIRequestGet, requireScope(account.ScopeRequestsRead))
+	api.GET("/requests/:id/receipt", s.handleAPIRequestReceipt, requireScope(account.ScopeRequestsRead))
 	api.POST("/requests/:id/decision", s.handleAPIDecide, requireScope(account.ScopeDecide))
 	api.GET("/batches", s.handleAPIBatchList, requireScope(account.ScopeRequestsRead))
 	api.GET("/batches/:id", s.handleAPIBatchGet, requireScope(account.ScopeRequestsRead))

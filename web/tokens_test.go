@@ -78,6 +78,8 @@ func TestAPITokenScopes(t *testing.T) {
 		{"GET", "/runs/" + run.ID, account.ScopeRunsRead, nil, 200},
 		{"GET", "/requests", account.ScopeRequestsRead, nil, 200},
 		{"GET", "/requests/" + req.ID, account.ScopeRequestsRead, nil, 200},
+		// Undecided: no receipt yet.
+		{"GET", "/requests/" + req.ID + "/receipt", account.ScopeRequestsRead, nil, 404},
 		// An invalid verdict: past the scope, refused by the handler, deciding nothing.
 		{"POST", "/requests/" + req.ID + "/decision", account.ScopeDecide, map[string]any{"verdict": "maybe", "payload_hash": req.PayloadHash}, 422},
 		{"GET", "/batches", account.ScopeRequestsRead, nil, 200},
@@ -91,8 +93,10 @@ func TestAPITokenScopes(t *testing.T) {
 	pattern := func(method, path string) string {
 		return method + " /api/v1" + regexp.MustCompile(`/[0-9a-f-]{36}`).ReplaceAllString(strings.Split(path, "?")[0], "/:id")
 	}
+	// Public routes need no token; TestReceiptKeys calls them.
+	public := []string{"GET /api/v1/receipts/keys"}
 	t.Run("EveryRouteIsInTheTable", func(t *testing.T) {
-		var listed []string
+		listed := public
 		for _, r := range routes {
 			listed = append(listed, pattern(r.method, r.path))
 		}

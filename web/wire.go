@@ -1,10 +1,13 @@
 package web
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/countersign/countersign/internal/audit"
+	"github.com/countersign/countersign/internal/receipt"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 )
@@ -296,4 +299,40 @@ func stringList[T ~string](in []T) []string {
 		out[i] = string(v)
 	}
 	return out
+}
+
+// receiptJSON is the spec's Receipt. Claims are the payload's own bytes,
+// decoded from base64url, so that what a client reads is exactly what was
+// signed.
+type receiptJSON struct {
+	KeyID     string          `json:"key_id"`
+	Payload   string          `json:"payload"`
+	Signature string          `json:"signature"`
+	Claims    json.RawMessage `json:"claims"`
+}
+
+func receiptOf(r *receipt.Receipt) (*receiptJSON, error) {
+	claims, err := base64.RawURLEncoding.DecodeString(r.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("receipt payload: %w", err)
+	}
+	return &receiptJSON{KeyID: r.KeyID, Payload: r.Payload, Signature: r.Signature, Claims: claims}, nil
+}
+
+// receiptKeyJSON is the spec's ReceiptKey.
+type receiptKeyJSON struct {
+	KeyID     string     `json:"key_id"`
+	Algorithm string     `json:"algorithm"`
+	PublicKey string     `json:"public_key"`
+	CreatedAt time.Time  `json:"created_at"`
+	RetiredAt *time.Time `json:"retired_at,omitempty"`
+}
+
+// receiptKeysJSON is the keys document.
+type receiptKeysJSON struct {
+	Keys []receiptKeyJSON `json:"keys"`
+}
+
+func receiptKeyOf(k receipt.PublicKey) receiptKeyJSON {
+	return receiptKeyJSON{KeyID: k.KeyID, Algorithm: k.Algorithm, PublicKey: k.PublicKey, CreatedAt: k.CreatedAt, RetiredAt: k.RetiredAt}
 }

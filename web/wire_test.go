@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
+
+	"github.com/countersign/countersign/internal/receipt"
 )
 
 // TestWireMatchesSpec marshals every API answer with each of its fields set
@@ -52,6 +54,10 @@ func TestWireMatchesSpec(t *testing.T) {
 		{"BatchGet", batchDetailJSON{}, ok("/api/v1/batches/{id}", "get")},
 		{"BatchDecide", batchDecisionJSON{}, ok("/api/v1/batches/{id}/decision", "post")},
 		{"Error", apiError{}, schema("Error")},
+		{"Receipt", receiptJSON{}, schema("Receipt")},
+		{"ReceiptKey", receiptKeyJSON{}, schema("ReceiptKey")},
+		{"ReceiptKeys", receiptKeysJSON{}, schema("ReceiptKeys")},
+		{"ReceiptClaims", receipt.Claims{}, schema("ReceiptClaims")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -41,7 +41,7 @@ type Scope struct {
 var Scopes = []Scope{
 	{ScopeRunsRead, "read runs and their steps (GET /runs, /runs/{id})"},
 	{ScopeRunsWrite, "start runs (POST /runs)"},
-	{ScopeRequestsRead, "read approval requests and batches (GET /requests, /batches)"},
+	{ScopeRequestsRead, "read approval requests, their receipts, and batches (GET /requests, /batches)"},
 	{ScopeDecide, "decide requests and batches, within the user's role (POST …/decision)"},
 	{ScopeAuditRead, "read and export the audit log (GET /audit, /audit/export)"},
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/countersign/countersign/internal/demo"
 	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/policystore"
+	"github.com/countersign/countersign/internal/receipt"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/jobs"
@@ -76,6 +77,7 @@ type App struct {
 	Engine   *workflow.Engine
 	Policies *policystore.Cache
 	Notify   *notify.Listener
+	Receipts *receipt.Signer
 	Web      *web.Server
 	opts     Options
 	logger   *slog.Logger
@@ -135,14 +137,22 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
 
+	receipts, err := NewSigner(pool, cfg)
+	if err != nil {
+		return nil, err
+	}
 	a := &App{Config: cfg, Pool: pool, River: client, Engine: engine, Policies: policies,
-		Notify: notify.NewListener(pool, logger), opts: opts, logger: logger}
+		Notify: notify.NewListener(pool, logger), Receipts: receipts, opts: opts, logger: logger}
 	if opts.Web {
 		keys, err := sessionKeys(context.Background(), pool, cfg)
 		if err != nil {
 			return nil, err
 		}
-		a.Web = web.New(web.Deps{Pool: pool, Engine: engine, Policies: policies, Notify: a.Notify,
+		// A web process signs receipts: one that cannot should not start.
+		if _, err := receipts.KeyID(context.Background()); err != nil {
+			return nil, fmt.Errorf("receipt key: %w", err)
+		}
+		a.Web = web.New(web.Deps{Pool: pool, Engine: engine, Policies: policies, Notify: a.Notify, Receipts: receipts,
 			Logger: logger, SessionKeys: keys, Secure: cfg.Secure, Now: engine.Now, KeepAlive: opts.KeepAlive,
 			Origins: publicOrigins(cfg, opts.Listener), TrustedProxies: cfg.TrustedProxies})
 	}
@@ -237,6 +247,20 @@ func sessionKeys(ctx context.Context, pool *pgxpool.Pool, cfg config.Config) ([]
 		return nil, errors.New("session keys must be 64 bytes")
 	}
 	return [][]byte{raw}, nil
+}
+
+// NewSigner returns the receipt signer of the configuration: with the key
+// file COUNTERSIGN_RECEIPT_KEY names, read now so that a bad file stops the
+// process at start, or else with the key stored in the database.
+func NewSigner(pool *pgxpool.Pool, cfg config.Config) (*receipt.Signer, error) {
+	if cfg.ReceiptKey == "" {
+		return receipt.NewSigner(pool, nil), nil
+	}
+	key, err := receipt.LoadKeyFile(cfg.ReceiptKey)
+	if err != nil {
+		return nil, fmt.Errorf("COUNTERSIGN_RECEIPT_KEY: %w", err)
+	}
+	return receipt.NewSigner(pool, key), nil
 }
 
 // publicOrigins are the origins console forms may come from: the configured

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -90,4 +91,40 @@ func TestPublicOrigins(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, []string{"https://cs.example.com"}, publicOrigins(config.Config{PublicURL: "https://CS.example.com/", Addr: ":8080"}, nil))
 	require.Equal(t, []string{"http://localhost:8080", "http://127.0.0.1:8080", "http://[::1]:8080"}, publicOrigins(config.Config{Addr: ":8080"}, nil))
+}
+
+func TestWebNeedsAReceiptKey(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testdb.New(t)
+	pc, err := pgxpool.ParseConfig(url)
+	require.NoError(t, err)
+	pc.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, "SET ROLE countersign_app")
+		return err
+	}
+	appRole, err := pgxpool.NewWithConfig(ctx, pc)
+	require.NoError(t, err)
+	t.Cleanup(appRole.Close)
+	session := make([]byte, 64)
+	_, _ = rand.Read(session)
+	cfg := config.Config{DatabaseURL: url, Addr: "127.0.0.1:0", Workers: 1, RescueAfter: time.Minute, SessionKey: hex.EncodeToString(session)}
+
+	// The application role may not read the stored key: it must be given one.
+	_, err = New(cfg, appRole, Options{Web: true})
+	require.ErrorContains(t, err, "COUNTERSIGN_RECEIPT_KEY")
+
+	seed := make([]byte, 32)
+	_, _ = rand.Read(seed)
+	cfg.ReceiptKey = filepath.Join(t.TempDir(), "receipt.hex")
+	require.NoError(t, os.WriteFile(cfg.ReceiptKey, []byte(hex.EncodeToString(seed)), 0o600))
+	a, err := New(cfg, appRole, Options{Web: true})
+	require.NoError(t, err)
+	keys, err := a.Receipts.Keys(ctx)
+	require.NoError(t, err)
+	require.Len(t, keys, 1, "the configured key, published from memory")
+
+	cfg.ReceiptKey = filepath.Join(t.TempDir(), "missing")
+	_, err = New(cfg, appRole, Options{Web: true})
+	require.ErrorContains(t, err, "COUNTERSIGN_RECEIPT_KEY")
 }

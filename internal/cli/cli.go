@@ -80,6 +80,10 @@ func init() {
 			{"head", "print the chain head, or save it for verify --against", cmdAuditHead},
 			{"export", "write events as CSV or JSON lines, filtered", cmdAuditExport},
 		}}.run},
+		"receipt": {"verify decision receipts and print the keys that sign them", group{"receipt", []subcommand{
+			{"verify", "check a receipt's signature, offline with --keys or against a server's keys", cmdReceiptVerify},
+			{"keys", "print the public receipt keys as JSON, to keep for verify --keys", cmdReceiptKeys},
+		}}.run},
 		"bench": {"measure throughput and latency against baselines in one run", cmdBench},
 		"user": {"add, list, disable and enable console users", group{"user", []subcommand{
 			{"add", "add a console user", cmdUserAdd},

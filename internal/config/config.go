@@ -60,6 +60,11 @@ type Config struct {
 	// Secure is true when the site is reached over HTTPS, directly or through
 	// a proxy (COUNTERSIGN_SECURE_COOKIES=true): Secure __Host- cookies, HSTS.
 	Secure bool
+	// ReceiptKey (COUNTERSIGN_RECEIPT_KEY) is the path of the Ed25519 key
+	// that signs decision receipts (PEM PKCS#8, or a 32-byte seed in hex).
+	// Empty: a key generated on first use and stored in the database (only
+	// for a database user other than countersign_app, which cannot read it).
+	ReceiptKey string
 }
 
 // Defaults.
@@ -98,6 +103,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		PublicURL:      strings.TrimSuffix(get("COUNTERSIGN_PUBLIC_URL", ""), "/"),
 		TLSCert:        get("COUNTERSIGN_TLS_CERT", ""),
 		TLSKey:         get("COUNTERSIGN_TLS_KEY", ""),
+		ReceiptKey:     get("COUNTERSIGN_RECEIPT_KEY", ""),
 	}
 	switch v := get("COUNTERSIGN_SECURE_COOKIES", "false"); v {
 	case "true", "1":

@@ -24,3 +24,11 @@ SELECT count(*) FROM audit_events WHERE seq IS NULL;
 SELECT id, at, actor, kind, subject_type, subject_id, run_id,
     details::text AS details_text, (extract(epoch FROM at) * 1000000)::bigint AS at_micros
 FROM audit_events WHERE seq IS NULL ORDER BY id LIMIT @row_limit FOR UPDATE;
+
+-- name: AuditEventSeq :many
+-- The chain positions of a run's events about one subject, of the given
+-- kinds, first appended first; seq is NULL until the chainer links an event.
+-- run_id leads so that the run's index finds them.
+SELECT id, seq FROM audit_events
+WHERE run_id = @run_id AND subject_type = @subject_type AND subject_id = @subject_id AND kind = ANY(@kinds::text[])
+ORDER BY id;

@@ -48,6 +48,52 @@ func (q *Queries) AuditChainLock(ctx context.Context, db DBTX) error {
 	return err
 }
 
+const auditEventSeq = `-- name: AuditEventSeq :many
+SELECT id, seq FROM audit_events
+WHERE run_id = $1 AND subject_type = $2 AND subject_id = $3 AND kind = ANY($4::text[])
+ORDER BY id
+`
+
+type AuditEventSeqParams struct {
+	RunID       *string  `db:"run_id"`
+	SubjectType string   `db:"subject_type"`
+	SubjectID   string   `db:"subject_id"`
+	Kinds       []string `db:"kinds"`
+}
+
+type AuditEventSeqRow struct {
+	ID  int64  `db:"id"`
+	Seq *int64 `db:"seq"`
+}
+
+// The chain positions of a run's events about one subject, of the given
+// kinds, first appended first; seq is NULL until the chainer links an event.
+// run_id leads so that the run's index finds them.
+func (q *Queries) AuditEventSeq(ctx context.Context, db DBTX, arg AuditEventSeqParams) ([]*AuditEventSeqRow, error) {
+	rows, err := db.Query(ctx, auditEventSeq,
+		arg.RunID,
+		arg.SubjectType,
+		arg.SubjectID,
+		arg.Kinds,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*AuditEventSeqRow
+	for rows.Next() {
+		var i AuditEventSeqRow
+		if err := rows.Scan(&i.ID, &i.Seq); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const auditHead = `-- name: AuditHead :one
 SELECT seq::bigint AS seq, hash FROM audit_events WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1
 `

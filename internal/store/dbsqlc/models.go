@@ -150,6 +150,15 @@ type Policy struct {
 	ActivatedAt *time.Time `db:"activated_at"`
 }
 
+type ReceiptKey struct {
+	KeyID      string     `db:"key_id"`
+	Algorithm  string     `db:"algorithm"`
+	PublicKey  []byte     `db:"public_key"`
+	PrivateKey []byte     `db:"private_key"`
+	CreatedAt  time.Time  `db:"created_at"`
+	RetiredAt  *time.Time `db:"retired_at"`
+}
+
 type Setting struct {
 	Key       string    `db:"key"`
 	Value     []byte    `db:"value"`
