@@ -32,7 +32,11 @@ func TestEmbeddedExample(t *testing.T) {
 	}
 	t.Parallel()
 	bin := filepath.Join(t.TempDir(), "embedded")
-	build := exec.Command("go", "build", "-o", bin, ".")
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, ".")...)
 	build.Dir = filepath.Join("examples", "embedded")
 	// Offline from the module cache, as CI builds it.
 	build.Env = append(os.Environ(), "GOFLAGS=-mod=readonly", "GOPROXY=off")
