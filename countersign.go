@@ -11,8 +11,10 @@ import (
 	"github.com/countersign/countersign/internal/cli"
 )
 
-// Option changes what [Main] and [Run] give the program.
-type Option func(*settings)
+// Option changes what [Main] and [Run] give the program; [WithModel] makes one.
+type Option struct {
+	apply func(*settings)
+}
 
 // settings are what the options set.
 type settings struct {
@@ -23,7 +25,7 @@ type settings struct {
 // command line starts, in place of the one COUNTERSIGN_MODEL_PROVIDER
 // configures.
 func WithModel(p ModelProvider) Option {
-	return func(s *settings) { s.model = p }
+	return Option{apply: func(s *settings) { s.model = p }}
 }
 
 // Main runs the countersign command line with the program's workflows, on
@@ -46,7 +48,9 @@ func Main(reg *Registry, opts ...Option) {
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string, reg *Registry, opts ...Option) int {
 	var s settings
 	for _, o := range opts {
-		o(&s)
+		if o.apply != nil {
+			o.apply(&s)
+		}
 	}
 	co := cli.Options{Model: s.model}
 	if reg != nil {

@@ -75,7 +75,10 @@ type Check = workflow.Check
 
 // Decision is what [RequestApproval] returns. Approved reports an approval,
 // also an edited one: Params are then the parameters to apply. A reviewer who
-// requested changes is ChangesRequested, with the feedback in Reason.
+// requested changes is ChangesRequested, with the feedback in Reason. Verdict
+// is one of the Verdict constants of package
+// github.com/countersign/countersign/vocab; Actor, Rule and PolicyVersion say
+// who or which rule decided.
 type Decision = workflow.Decision
 
 // RequestApproval is the human gate. The active policy decides: an auto
