@@ -4,7 +4,7 @@ export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/countersign?sslmode=di
 export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 BIN := bin/countersign
 
-.PHONY: help generate build test test-short lint demo bench clean
+.PHONY: help generate build test examples test-short lint demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
@@ -16,8 +16,11 @@ generate: ## regenerate templ components and the sqlc queries
 build: ## build bin/countersign
 	go build -o $(BIN) ./cmd/countersign
 
-test: ## run every test (PostgreSQL at TEST_DATABASE_URL; chromium for browser tests)
+test: examples ## run every test (PostgreSQL at TEST_DATABASE_URL; chromium for browser tests)
 	go test -race -count=1 -timeout 20m ./...
+
+examples: ## build and vet examples/embedded, a module of its own, offline from the module cache
+	cd examples/embedded && GOPROXY=off go build -o /dev/null . && GOPROXY=off go vet ./...
 
 test-short: ## the tests without the slow crash-recovery test
 	go test -short -count=1 ./...

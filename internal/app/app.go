@@ -41,9 +41,13 @@ type Options struct {
 	Logger *slog.Logger
 	// Listener, when set, is where the web side serves (tests pass :0).
 	Listener net.Listener
+	// Workflows are the binary's own: a program embedding Countersign passes
+	// its registry (countersign.Main). The process copies them into a
+	// registry of its own, beside the built-ins, and leaves this one as it is.
+	Workflows *workflow.Registry
 	// Demo registers the demo workflows (internal/demo): the demo command,
-	// the CLI that starts their runs, and tests ask for them; a production
-	// process runs only what Register adds.
+	// the countersign binary's run commands, and tests ask for them; a
+	// production process runs only its Workflows and what Register adds.
 	Demo bool
 	// Register adds workflows (tests and benchmarks use it).
 	Register func(r *workflow.Registry, model *ai.Offline)
@@ -114,13 +118,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	registry := workflow.NewRegistry()
-	if opts.Demo {
-		demo.Register(registry, offline)
-	}
-	if opts.Register != nil {
-		opts.Register(registry, offline)
-	}
+	registry := NewRegistry(opts, offline)
 	policies := policystore.NewCache(pool, 30*time.Second)
 	rec := opts.Recovery
 	// River's own warnings and errors (a failing job, a lost leader) belong in the
@@ -157,6 +155,25 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 			Origins: publicOrigins(cfg, opts.Listener), TrustedProxies: cfg.TrustedProxies})
 	}
 	return a, nil
+}
+
+// NewRegistry returns the workflows a process with opts runs: the binary's
+// (opts.Workflows), the demo's when asked, what opts.Register adds, and the
+// built-ins. It is the one place where a process's registry is assembled, so
+// that the command line's help lists exactly what serve runs. Generators the
+// demo needs are added to offline. A name registered twice panics.
+func NewRegistry(opts Options, offline *ai.Offline) *workflow.Registry {
+	registry := workflow.NewRegistry()
+	registry.Include(opts.Workflows)
+	if opts.Demo {
+		demo.Register(registry, offline)
+	}
+	if opts.Register != nil {
+		opts.Register(registry, offline)
+	}
+	// Built-in workflows, which every process runs whatever the binary
+	// registered, are added here.
+	return registry
 }
 
 // newModel returns opts.Model when a test sets one, else the configured

@@ -10,8 +10,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/internal/testdb"
+	"github.com/countersign/countersign/internal/workflow"
 )
 
 func TestDemoWorkflowsOnlyWhenAsked(t *testing.T) {
@@ -43,4 +45,28 @@ func TestRiverLogsWarningsToTheAppLog(t *testing.T) {
 	river.Error("leader lost")
 	require.Contains(t, buf.String(), `level=WARN msg="job failed" component=river attempt=2`)
 	require.Contains(t, buf.String(), `level=ERROR msg="leader lost" component=river`)
+}
+
+func TestNewRegistry(t *testing.T) {
+	t.Parallel()
+	binary := workflow.NewRegistry()
+	workflow.Register(binary, "greet", func(context.Context, struct{}) (string, error) { return "hello", nil })
+
+	t.Run("IncludesTheBinarysWorkflows", func(t *testing.T) {
+		reg := NewRegistry(Options{Workflows: binary, Demo: true}, ai.NewOffline())
+		require.Contains(t, reg.Names(), "greet")
+		require.Contains(t, reg.Names(), "support_triage")
+		require.Equal(t, []string{"greet"}, binary.Names(), "the binary's registry is left as it was")
+		// A second process from the same registry (the CLI builds one per command).
+		require.Contains(t, NewRegistry(Options{Workflows: binary}, ai.NewOffline()).Names(), "greet")
+	})
+
+	t.Run("NameTwicePanics", func(t *testing.T) {
+		twice := func(r *workflow.Registry, _ *ai.Offline) {
+			workflow.Register(r, "greet", func(context.Context, struct{}) (string, error) { return "", nil })
+		}
+		require.PanicsWithValue(t, `workflow "greet" registered twice`, func() {
+			NewRegistry(Options{Workflows: binary, Register: twice}, ai.NewOffline())
+		})
+	})
 }

@@ -16,9 +16,11 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/app"
 	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/migrations"
 )
 
@@ -29,6 +31,21 @@ const (
 	exitUsage = 2 // bad flags, arguments or configuration
 )
 
+// Options are what a binary adds to the command line: countersign.Main passes
+// an embedding program's workflows and model, cmd/countersign the demo's.
+type Options struct {
+	// Workflows are the binary's workflows: serve runs them, the run
+	// commands start them and run start --help lists them.
+	Workflows *workflow.Registry
+	// Demo adds the demo workflows to the run commands (the countersign
+	// binary, whose runs are the demo's); the demo command always has them
+	// and serve never does.
+	Demo bool
+	// Model, when set, is the provider that model steps call, in place of
+	// the one COUNTERSIGN_MODEL_PROVIDER configures.
+	Model ai.Provider
+}
+
 // env is what every command gets.
 type env struct {
 	ctx    context.Context
@@ -36,6 +53,7 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	getenv func(string) string
+	opts   Options
 }
 
 // usageError is a mistake in how the command was called: exit code 2. It
@@ -101,8 +119,8 @@ func init() {
 }
 
 // Main runs the command line and returns the exit code.
-func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
-	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string, opts Options) int {
+	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, opts: opts}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		printUsage(stdout)
 		if len(args) == 0 {
@@ -282,6 +300,17 @@ func (e *env) schemaPool(cfg config.Config) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
+// appOptions gives a process the binary's workflows and model, and the
+// command's logger.
+func (e *env) appOptions(opts app.Options) app.Options {
+	opts.Logger = e.logger()
+	opts.Workflows = e.opts.Workflows
+	if e.opts.Model != nil {
+		opts.Model = e.opts.Model
+	}
+	return opts
+}
+
 func (e *env) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
@@ -365,8 +394,7 @@ func serve(e *env, cfg config.Config, opts app.Options, background func(ctx cont
 		return err
 	}
 	defer pool.Close()
-	opts.Logger = e.logger()
-	a, err := app.New(cfg, pool, opts)
+	a, err := app.New(cfg, pool, e.appOptions(opts))
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,8 @@ type result struct {
 func run(t *testing.T, env map[string]string, args ...string) result {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := Main(context.Background(), args, strings.NewReader(""), &out, &errb, func(k string) string { return env[k] })
+	// As the countersign binary runs it: the run commands know the demo's workflows.
+	code := Main(context.Background(), args, strings.NewReader(""), &out, &errb, func(k string) string { return env[k] }, Options{Demo: true})
 	return result{code, out.String(), errb.String()}
 }
 

@@ -32,7 +32,7 @@ func TestDemoPrintsWhereToSignIn(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- Main(ctx, []string{"demo", "--addr", "127.0.0.1:0", "--every", "1h"}, strings.NewReader(""), &out, &errb,
-			func(k string) string { return env[k] })
+			func(k string) string { return env[k] }, Options{})
 	}()
 	require.Eventually(t, func() bool { return strings.Contains(out.String(), "open http://") },
 		60*time.Second, 20*time.Millisecond, "the demo says where to sign in: %s", errb.String())

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/app"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
@@ -28,8 +29,8 @@ func (e *env) withEngine(dbURL string, fn func(a *app.App) error) error {
 		return err
 	}
 	defer pool.Close()
-	// Runs are started of the workflows this binary knows: the demo's.
-	a, err := app.New(cfg, pool, app.Options{Logger: e.logger(), Demo: true})
+	// Runs are started of the workflows this binary knows.
+	a, err := app.New(cfg, pool, e.appOptions(app.Options{Demo: e.opts.Demo}))
 	if err != nil {
 		return err
 	}
@@ -37,7 +38,7 @@ func (e *env) withEngine(dbURL string, fn func(a *app.App) error) error {
 }
 
 func cmdRunStart(e *env, args []string) error {
-	fs, dbURL := e.flags("run start", "run start --workflow W --key K [--input JSON]")
+	fs, dbURL := e.flags("run start", "run start --workflow W --key K [--input JSON]"+e.workflowHelp())
 	wf := fs.String("workflow", "", "workflow name (required)")
 	key := fs.String("key", "", "business key, unique per workflow (required)")
 	input := fs.String("input", "{}", "the run's input as a JSON object (required when the workflow's input has fields)")
@@ -83,6 +84,31 @@ func cmdRunStart(e *env, args []string) error {
 	}
 	fmt.Fprintln(e.stdout, run.ID)
 	return nil
+}
+
+// workflowHelp lists the workflows run start can start, with a sample input
+// where the workflow gives one; it needs no database.
+func (e *env) workflowHelp() string {
+	reg := app.NewRegistry(app.Options{Workflows: e.opts.Workflows, Demo: e.opts.Demo}, ai.NewOffline())
+	names := reg.Names()
+	if len(names) == 0 {
+		return "\n\nThis binary registers no workflows."
+	}
+	var b strings.Builder
+	b.WriteString("\n\nWorkflows:")
+	for _, n := range names {
+		def, _ := reg.Get(n)
+		fmt.Fprintf(&b, "\n  %s", n)
+		if d := def.Options.Description; d != "" {
+			fmt.Fprintf(&b, "  %s", d)
+		}
+		if def.Options.Example != nil {
+			if raw, err := json.Marshal(def.Options.Example); err == nil {
+				fmt.Fprintf(&b, "\n      --input '%s'", raw)
+			}
+		}
+	}
+	return b.String()
 }
 
 func cmdRunShow(e *env, args []string) error {

@@ -134,6 +134,21 @@ func decodeInput[In any](raw json.RawMessage) (In, error) {
 	return in, nil
 }
 
+// Include adds every workflow of other to r, so that a process can run a
+// binary's workflows beside the ones it adds itself without changing the
+// registry it was given. A name in both panics, as Register does.
+func (r *Registry) Include(other *Registry) {
+	if other == nil {
+		return
+	}
+	for name, def := range other.defs {
+		if _, dup := r.defs[name]; dup {
+			panic(fmt.Sprintf("workflow %q registered twice", name))
+		}
+		r.defs[name] = def
+	}
+}
+
 // Get returns a workflow by name.
 func (r *Registry) Get(name string) (*Definition, bool) {
 	d, ok := r.defs[name]

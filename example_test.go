@@ -1,0 +1,144 @@
+package countersign_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/countersign/countersign"
+)
+
+// Invoice is the input of the examples' workflow.
+type Invoice struct {
+	ID     string  `json:"id"`
+	Vendor string  `json:"vendor"`
+	Amount float64 `json:"amount"`
+}
+
+// PayInvoice asks for approval of a payment and makes it once.
+func PayInvoice(ctx context.Context, inv Invoice) (string, error) {
+	d, err := countersign.RequestApproval(ctx, countersign.Action{
+		Kind: "payment.send", Target: "vendor:" + inv.Vendor, Summary: fmt.Sprintf("Pay invoice %s, %.2f", inv.ID, inv.Amount),
+		Params: map[string]any{"invoice": inv.ID, "amount": inv.Amount}, Risk: "high",
+	})
+	if err != nil {
+		return "", err // also when the run now waits for a reviewer
+	}
+	return countersign.Effect(ctx, "send_payment", func(ctx context.Context, ec countersign.EffectContext) (string, error) {
+		// Pay d.Params (a reviewer may have edited the amount); the bank
+		// deduplicates on ec.Key.
+		return fmt.Sprintf("paid %v of invoice %v", d.Params["amount"], d.Params["invoice"]), nil
+	})
+}
+
+// A service's main: its workflows, then the whole command line.
+func Example() {
+	reg := countersign.NewRegistry()
+	countersign.Register(reg, "pay_invoice", PayInvoice, countersign.Options{MaxSteps: 10})
+	countersign.Main(reg) // ./service migrate, ./service serve, ./service run start …
+}
+
+// Run is Main with the arguments, streams and environment given, for tests;
+// this prints what `run start --help` says about the registered workflows,
+// which needs no database.
+func ExampleRun() {
+	reg := countersign.NewRegistry()
+	countersign.Register(reg, "pay_invoice", PayInvoice, countersign.Options{
+		Description: "Pay a vendor's invoice once a reviewer approves it.",
+		Example:     Invoice{ID: "INV-7", Vendor: "acme", Amount: 99.5},
+	})
+	var stderr bytes.Buffer
+	code := countersign.Run(context.Background(), []string{"run", "start", "--help"}, strings.NewReader(""), os.Stdout, &stderr, os.Getenv, reg)
+	help, _, _ := strings.Cut(stderr.String(), "\n\n  -by")
+	fmt.Println(help)
+	fmt.Println("exit code", code)
+	// Output:
+	// Usage: countersign run start --workflow W --key K [--input JSON]
+	//
+	// Workflows:
+	//   pay_invoice  Pay a vendor's invoice once a reviewer approves it.
+	//       --input '{"id":"INV-7","vendor":"acme","amount":99.5}'
+	// exit code 0
+}
+
+// A workflow's input arrives decoded from the run's JSON input; its result is
+// stored as the run's output.
+func ExampleRegister() {
+	reg := countersign.NewRegistry()
+	countersign.Register(reg, "pay_invoice", PayInvoice, countersign.Options{
+		Description: "Pay a vendor's invoice once a reviewer approves it.",
+		MaxSteps:    10,
+		Example:     Invoice{ID: "INV-7", Vendor: "acme", Amount: 99.5},
+	})
+	countersign.Main(reg)
+}
+
+// A step's result is recorded: when the run is replayed, after a crash or a
+// reviewer's decision, the lookup is not made again.
+func ExampleStep() {
+	lookUp := func(ctx context.Context, id string) (float64, error) {
+		return countersign.Step(ctx, "look_up_balance", func(ctx context.Context) (float64, error) {
+			return 1250.00, nil // read the ledger
+		})
+	}
+	_ = lookUp
+}
+
+// The decision says what to do: approved (with the parameters to apply, the
+// reviewer's edit included), or sent back with feedback to propose again.
+func ExampleRequestApproval() {
+	refund := func(ctx context.Context, order string, amount float64) (map[string]any, error) {
+		for round := 1; ; round++ {
+			d, err := countersign.RequestApproval(ctx, countersign.Action{
+				Kind: "refund.issue", Target: "order:" + order, Summary: fmt.Sprintf("Refund %.2f (round %d)", amount, round),
+				Params: map[string]any{"order": order, "amount": amount}, Risk: "medium",
+				Checks: []countersign.Check{{Name: "under 500", Passed: amount < 500}},
+			})
+			if err != nil {
+				return nil, err
+			}
+			if d.Approved() {
+				return d.Params, nil
+			}
+			if round == 3 {
+				return nil, countersign.Fail("no_agreement", d.Reason)
+			}
+			amount /= 2 // d.ChangesRequested(): d.Reason says why
+		}
+	}
+	_ = refund
+}
+
+// echoModel is a ModelProvider that answers every request with its input:
+// plug a real client in the same way.
+type echoModel struct{}
+
+func (echoModel) Name() string { return "echo" }
+
+func (echoModel) Complete(ctx context.Context, req countersign.ModelRequest) (*countersign.ModelResponse, error) {
+	if !json.Valid(req.Input) {
+		return nil, countersign.Permanent(fmt.Errorf("task %s: input is not JSON", req.Task))
+	}
+	return &countersign.ModelResponse{Content: req.Input, Model: "echo", Usage: countersign.Usage{TotalTokens: len(req.Input)}}, nil
+}
+
+// Generate calls the provider WithModel plugs in, and records the answer.
+func ExampleWithModel() {
+	type Summary struct {
+		Text string `json:"text"`
+	}
+	summarize := func(ctx context.Context, in struct{ Text string }) (Summary, error) {
+		input, _ := json.Marshal(map[string]string{"text": in.Text})
+		return countersign.Generate[Summary](ctx, "summarize", countersign.ModelRequest{
+			Task:     "summarize",
+			Messages: []countersign.Message{{Role: "user", Content: "Summarize as JSON {text}: " + in.Text}},
+			Input:    input,
+		})
+	}
+	reg := countersign.NewRegistry()
+	countersign.Register(reg, "summarize", summarize)
+	countersign.Main(reg, countersign.WithModel(echoModel{}))
+}

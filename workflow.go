@@ -1,0 +1,108 @@
+package countersign
+
+import (
+	"context"
+
+	"github.com/countersign/countersign/internal/workflow"
+)
+
+// Registry holds a program's workflows by name; pass it to [Main]. The zero
+// value is not usable: make one with [NewRegistry].
+type Registry struct {
+	r *workflow.Registry
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{r: workflow.NewRegistry()} }
+
+// Options are a workflow's budgets and limits; zero fields take the defaults
+// (50 steps, 10 model calls, 50,000 tokens, 2 minutes a step attempt). A run
+// that exceeds a budget fails with code budget_exceeded. Example is a sample
+// input that `run start --help` shows.
+type Options = workflow.Options
+
+// Register adds the workflow fn under name. A run's JSON input is decoded
+// into In, unknown fields refused (a run with bad input is refused when it is
+// started, and nothing is written); fn's result is stored as the run's JSON
+// output. At most one Options may be given. Registering a name twice panics:
+// it is a programming error.
+func Register[In, Out any](r *Registry, name string, fn func(ctx context.Context, in In) (Out, error), opts ...Options) {
+	workflow.Register(r.r, name, fn, opts...)
+}
+
+// Step runs fn once per run and records its result as JSON; when the run is
+// replayed (a retry, a crash, a resume after a decision) it returns the
+// recorded result without calling fn. Use it for computation and reads; fn
+// must have no effect outside the process (use [Effect]). Step names and
+// their order must depend only on the input and earlier steps' results: a
+// replay that meets a different step fails the run as non_deterministic.
+// Called outside a workflow run, it returns an error.
+func Step[T any](ctx context.Context, name string, fn func(ctx context.Context) (T, error)) (T, error) {
+	return workflow.Step(ctx, name, fn)
+}
+
+// EffectContext is what an [Effect] gets: Key, the idempotency key to hand to
+// the outside system (the same on every retry of this effect of this run), and
+// Tx, the transaction that records the step, for writes to Countersign's own
+// database that must happen exactly once with it.
+type EffectContext = workflow.EffectContext
+
+// Effect runs a side-effecting step exactly once per run: its result is
+// recorded with fn's writes through ec.Tx in one transaction, and an outside
+// system that deduplicates on ec.Key sees one effect even when a worker dies
+// after the call. An error from fn is retried with backoff like any step's.
+func Effect[T any](ctx context.Context, name string, fn func(ctx context.Context, ec EffectContext) (T, error)) (T, error) {
+	return workflow.Effect(ctx, name, fn)
+}
+
+// Generate asks the model provider (see [WithModel]) for a JSON object and
+// decodes it into T. It is a step: the answer and its token use are recorded,
+// so a replay returns the answer without paying for it again. The run's
+// model-call and token budgets are checked around the call.
+func Generate[T any](ctx context.Context, name string, req ModelRequest) (T, error) {
+	return workflow.Generate[T](ctx, name, req)
+}
+
+// Action is what a run proposes to do, shown to the reviewer and judged by
+// the policy: Kind and Summary are required; Params are what the effect will
+// use, Current the present state they change (shown as a diff), Risk low,
+// medium or high.
+type Action = workflow.Action
+
+// Check is one automated check of an [Action] and its result, shown to the
+// reviewer with the action.
+type Check = workflow.Check
+
+// Decision is what [RequestApproval] returns. Approved reports an approval,
+// also an edited one: Params are then the parameters to apply. A reviewer who
+// requested changes is ChangesRequested, with the feedback in Reason. Verdict
+// is one of the Verdict constants of package
+// github.com/countersign/countersign/vocab; Actor, Rule and PolicyVersion say
+// who or which rule decided.
+type Decision = workflow.Decision
+
+// RequestApproval is the human gate. The active policy decides: an auto
+// action is approved at once and its Decision returned; a batched or explicit
+// one becomes a request in the console's inbox and the run waits, holding no
+// worker, while RequestApproval returns an error the workflow returns as it is
+// (wrapped or not). When a reviewer decides, the run replays to this call,
+// which then returns the decision. A rejection ends the run as rejected and
+// never returns here.
+func RequestApproval(ctx context.Context, action Action) (Decision, error) {
+	return workflow.RequestApproval(ctx, action)
+}
+
+// RunID returns the id of the run executing in ctx, or "" outside a run.
+func RunID(ctx context.Context) string { return workflow.RunID(ctx) }
+
+// Failure is the error that ends a run at once, without retries; Code and
+// Message are recorded on the run. [Permanent] and [Fail] make one.
+type Failure = workflow.Failure
+
+// Permanent wraps err so that the run fails at once (code permanent_error)
+// instead of being retried; a [ModelProvider] returns it for errors that a
+// retry will not fix. Permanent(nil) is nil.
+func Permanent(err error) error { return workflow.Permanent(err) }
+
+// Fail returns an error that ends the run at once with code and message.
+func Fail(code, message string) error { return workflow.Fail(code, message) }
