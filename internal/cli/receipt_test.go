@@ -81,7 +81,7 @@ func TestReceiptCommands(t *testing.T) {
 		// An Approval holding the receipt, on stdin.
 		approval, _ := json.Marshal(map[string]any{"id": wfRun.ID, "status": "approved", "receipt": rec})
 		var out, errb bytes.Buffer
-		code := Main(ctx, []string{"receipt", "verify", "--keys", keysFile, "-"}, bytes.NewReader(approval), &out, &errb, func(string) string { return "" })
+		code := Main(ctx, []string{"receipt", "verify", "--keys", keysFile, "-"}, bytes.NewReader(approval), &out, &errb, func(string) string { return "" }, Options{Demo: true})
 		require.Equal(t, exitOK, code, errb.String())
 		require.Contains(t, out.String(), "valid")
 	})
