@@ -34,6 +34,9 @@ type Options struct {
 	Recovery    app.Recovery // run leases and the sweeper; zero keeps the defaults
 	// KeepAlive shortens the web side's live-update keep-alive.
 	KeepAlive time.Duration
+	// CallbackAllow is COUNTERSIGN_CALLBACK_ALLOW (tests' receivers listen
+	// on loopback, which is refused without it).
+	CallbackAllow string
 }
 
 // Bundle is a running process and its database.
@@ -59,6 +62,7 @@ func StartOn(t testing.TB, pool *pgxpool.Pool, url string, opts Options) *Bundle
 	if opts.RescueAfter > 0 {
 		cfg.RescueAfter = opts.RescueAfter
 	}
+	cfg.CallbackAllow = opts.CallbackAllow
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
