@@ -3,13 +3,13 @@ package web
 import (
 	"errors"
 	"net/http"
-	"slices"
 	"strconv"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/templates"
+	"github.com/countersign/countersign/vocab"
 )
 
 // deliveriesPage is how many deliveries a page lists.
@@ -30,9 +30,9 @@ func deliveryID(c echo.Context) (int64, error) {
 // delivery ?before=<id>.
 func (s *Server) handleDeliveries(c echo.Context) error {
 	ctx := c.Request().Context()
-	v := templates.DeliveriesView{Status: c.QueryParam("status"), Statuses: store.DeliveryStatuses()}
-	if v.Status != "" && !slices.Contains(v.Statuses, v.Status) {
-		return echo.NewHTTPError(http.StatusBadRequest, "status must be one of pending, delivered, failed")
+	v := templates.DeliveriesView{Status: vocab.DeliveryStatus(c.QueryParam("status")), Statuses: vocab.DeliveryStatuses()}
+	if v.Status != "" && !v.Status.Valid() {
+		return echo.NewHTTPError(http.StatusBadRequest, "status must be one of "+vocab.Join(v.Statuses, ", "))
 	}
 	p := store.DeliveryListParams{Status: v.Status, Limit: deliveriesPage + 1}
 	if b := c.QueryParam("before"); b != "" {
@@ -80,7 +80,7 @@ func (s *Server) handleDelivery(c echo.Context) error {
 		return err
 	}
 	p := s.page(c, "Delivery "+strconv.FormatInt(id, 10), "deliveries")
-	if c.QueryParam("redelivered") != "" && d.Status != store.DeliveryFailed {
+	if c.QueryParam("redelivered") != "" && d.Status != vocab.DeliveryFailed {
 		p.Flash = "The delivery is queued to be sent again."
 	}
 	return render(c, http.StatusOK, templates.Delivery(p, templates.DeliveryView{Delivery: d, Attempts: attempts}))

@@ -15,6 +15,7 @@ import (
 
 	"github.com/countersign/countersign/internal/callback"
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/vocab"
 )
 
 // TestDeliveriesPage: a callback to a loopback receiver, with no allow-list,
@@ -37,7 +38,7 @@ func TestDeliveriesPage(t *testing.T) {
 		require.Eventually(t, func() bool {
 			d, err := store.DeliveryGet(ctx, c.Pool, id)
 			require.NoError(t, err)
-			return d.Status == store.DeliveryFailed && d.Attempts == attempts
+			return d.Status == vocab.DeliveryFailed && d.Attempts == attempts
 		}, 20*time.Second, 20*time.Millisecond)
 	}
 	waitFailed(1)
@@ -86,7 +87,7 @@ func TestDeliveriesPage(t *testing.T) {
 		require.Equal(t, http.StatusForbidden, resp.StatusCode)
 		d, err := store.DeliveryGet(ctx, c.Pool, id)
 		require.NoError(t, err)
-		require.Equal(t, store.DeliveryFailed, d.Status, "nothing changed")
+		require.Equal(t, vocab.DeliveryFailed, d.Status, "nothing changed")
 	})
 
 	t.Run("Redeliver", func(t *testing.T) {

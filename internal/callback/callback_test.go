@@ -26,6 +26,7 @@ import (
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testapp"
 	"github.com/countersign/countersign/internal/testdb"
+	"github.com/countersign/countersign/vocab"
 )
 
 // received is one request a receiver got.
@@ -108,14 +109,14 @@ func enqueue(ctx context.Context, t *testing.T, pool *pgxpool.Pool, o *callback.
 }
 
 // waitStatus polls the subject's deliveries until the first one has status.
-func waitStatus(ctx context.Context, t *testing.T, o *callback.Outbox, subject, status string) callback.Record {
+func waitStatus(ctx context.Context, t *testing.T, o *callback.Outbox, subject string, status vocab.DeliveryStatus) callback.Record {
 	t.Helper()
 	var recs []callback.Record
 	require.Eventually(t, func() bool {
 		var err error
 		recs, err = o.List(ctx, subject)
 		require.NoError(t, err)
-		return len(recs) == 1 && recs[0].Status == status
+		return len(recs) == 1 && recs[0].Status == string(status)
 	}, 20*time.Second, 20*time.Millisecond, "deliveries: %+v", recs)
 	return recs[0]
 }
@@ -133,7 +134,7 @@ func TestDeliveryThroughRiver(t *testing.T) {
 		body := []byte(`{"id":"run-1","status":"approved"}`)
 		id := enqueue(ctx, t, b.Pool, b.App.Callbacks, callback.Delivery{Subject: "run-1", Event: "approval.decided",
 			TokenID: tokenID, URL: r.URL + "/hook", Body: body})
-		rec := waitStatus(ctx, t, b.App.Callbacks, "run-1", store.DeliveryDelivered)
+		rec := waitStatus(ctx, t, b.App.Callbacks, "run-1", vocab.DeliveryDelivered)
 		require.Equal(t, id, rec.ID)
 		require.Equal(t, 1, rec.Attempts)
 		require.Equal(t, http.StatusNoContent, *rec.LastStatusCode)
@@ -161,7 +162,7 @@ func TestDeliveryThroughRiver(t *testing.T) {
 		// had every chance to send the rolled-back one too.
 		enqueue(ctx, t, b.Pool, b.App.Callbacks, callback.Delivery{Subject: "run-after", Event: "approval.decided",
 			TokenID: tokenID, URL: r.URL + "/after", Body: []byte(`{}`)})
-		waitStatus(ctx, t, b.App.Callbacks, "run-after", store.DeliveryDelivered)
+		waitStatus(ctx, t, b.App.Callbacks, "run-after", vocab.DeliveryDelivered)
 		recs, err := b.App.Callbacks.List(ctx, "run-rolled-back")
 		require.NoError(t, err)
 		require.Empty(t, recs)
@@ -185,7 +186,7 @@ func TestDeliverySurvivesWorkerLoss(t *testing.T) {
 	require.Empty(t, r.received(), "no worker, nothing sent")
 
 	worker := testapp.StartOn(t, pool, url, testapp.Options{CallbackAllow: "127.0.0.1"})
-	waitStatus(ctx, t, worker.App.Callbacks, "run-crash", store.DeliveryDelivered)
+	waitStatus(ctx, t, worker.App.Callbacks, "run-crash", vocab.DeliveryDelivered)
 	require.Len(t, r.received(), 1)
 }
 
@@ -233,7 +234,7 @@ func TestDeliver(t *testing.T) {
 		require.ErrorIs(t, err, callback.ErrNotDelivered)
 		recs, err := b.outbox.List(ctx, "s")
 		require.NoError(t, err)
-		require.Equal(t, store.DeliveryPending, recs[0].Status)
+		require.Equal(t, string(vocab.DeliveryPending), recs[0].Status)
 		require.Equal(t, 1, recs[0].Attempts)
 		require.Equal(t, http.StatusInternalServerError, *recs[0].LastStatusCode)
 		require.Contains(t, recs[0].LastError, "HTTP 500")
@@ -250,7 +251,7 @@ func TestDeliver(t *testing.T) {
 		for _, g := range got {
 			verify(t, b.secret, g.header, g.body)
 		}
-		rec := waitStatus(ctx, t, b.outbox, "s", store.DeliveryDelivered)
+		rec := waitStatus(ctx, t, b.outbox, "s", vocab.DeliveryDelivered)
 		require.Equal(t, 2, rec.Attempts)
 		attempts, err := store.AttemptList(ctx, b.pool, id)
 		require.NoError(t, err)
@@ -274,7 +275,7 @@ func TestDeliver(t *testing.T) {
 			id := enqueue(ctx, t, b.pool, b.outbox, callback.Delivery{Subject: name, Event: "approval.decided",
 				TokenID: b.tokenID, URL: u, Body: []byte(`{}`)})
 			require.NoError(t, b.deliverer.Deliver(ctx, id, 1), "refused for good: no retry")
-			rec := waitStatus(ctx, t, b.outbox, name, store.DeliveryFailed)
+			rec := waitStatus(ctx, t, b.outbox, name, vocab.DeliveryFailed)
 			require.Equal(t, 1, rec.Attempts)
 			require.Nil(t, rec.LastStatusCode)
 			require.Contains(t, rec.LastError, "not a public address", name)
@@ -289,14 +290,14 @@ func TestDeliver(t *testing.T) {
 		id := enqueue(ctx, t, b.pool, b.outbox, callback.Delivery{Subject: "s", Event: "e", TokenID: b.tokenID,
 			URL: r.URL, Body: []byte(`{}`)})
 		require.NoError(t, b.deliverer.Deliver(ctx, id, callback.MaxAttempts), "no retry after the last attempt")
-		rec := waitStatus(ctx, t, b.outbox, "s", store.DeliveryFailed)
+		rec := waitStatus(ctx, t, b.outbox, "s", vocab.DeliveryFailed)
 		require.Nil(t, rec.NextAttemptAt)
 
 		// Redeliver makes it pending again with a new job; it then succeeds.
 		require.NoError(t, b.outbox.Redeliver(ctx, id))
 		require.ErrorIs(t, b.outbox.Redeliver(ctx, id), store.ErrNotFound, "only a failed delivery")
 		require.NoError(t, b.deliverer.Deliver(ctx, id, 1))
-		rec = waitStatus(ctx, t, b.outbox, "s", store.DeliveryDelivered)
+		rec = waitStatus(ctx, t, b.outbox, "s", vocab.DeliveryDelivered)
 		require.Equal(t, 2, rec.Attempts)
 		require.Len(t, r.received(), 2)
 	})

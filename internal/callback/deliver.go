@@ -15,6 +15,7 @@ import (
 
 	"github.com/countersign/countersign/internal/safehttp"
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/vocab"
 )
 
 // MaxAttempts is how many times a delivery's job tries before the delivery
@@ -80,7 +81,7 @@ func (d *Deliverer) Deliver(ctx context.Context, id int64, attempt int) error {
 		if err != nil {
 			return err
 		}
-		if row.Status != store.DeliveryPending {
+		if row.Status != vocab.DeliveryPending {
 			return nil
 		}
 		start := time.Now()
@@ -91,11 +92,11 @@ func (d *Deliverer) Deliver(ctx context.Context, id int64, attempt int) error {
 		}
 		switch {
 		case sendErr == nil:
-			p.Status = store.DeliveryDelivered
+			p.Status = vocab.DeliveryDelivered
 		case permanent || attempt >= MaxAttempts:
-			p.Status = store.DeliveryFailed
+			p.Status = vocab.DeliveryFailed
 		default:
-			p.Status = store.DeliveryPending
+			p.Status = vocab.DeliveryPending
 			next := p.At.Add(d.BackoffFunc(attempt))
 			p.NextAttemptAt = &next
 			retry = fmt.Errorf("%w: delivery %d attempt %d: %w", ErrNotDelivered, id, attempt, sendErr)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/countersign/countersign/internal/safehttp"
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/vocab"
 )
 
 // Limits of a delivery.
@@ -120,12 +121,12 @@ func (o *Outbox) List(ctx context.Context, subject string) ([]Record, error) {
 
 // RecordOf converts an outbox row to a Record.
 func RecordOf(d *store.Delivery) Record {
-	r := Record{ID: d.ID, Subject: d.Subject, Event: d.Event, URL: d.URL, Status: d.Status, Attempts: d.Attempts,
+	r := Record{ID: d.ID, Subject: d.Subject, Event: d.Event, URL: d.URL, Status: string(d.Status), Attempts: d.Attempts,
 		LastStatusCode: d.LastStatusCode, CreatedAt: d.CreatedAt, DeliveredAt: d.DeliveredAt}
 	if d.LastError != nil {
 		r.LastError = *d.LastError
 	}
-	if d.Status == store.DeliveryPending {
+	if d.Status == vocab.DeliveryPending {
 		r.NextAttemptAt = d.NextAttemptAt
 	}
 	return r

@@ -6,20 +6,8 @@ import (
 	"time"
 
 	"github.com/countersign/countersign/internal/store/dbsqlc"
+	"github.com/countersign/countersign/vocab"
 )
-
-// Delivery statuses.
-const (
-	DeliveryPending   = "pending"
-	DeliveryDelivered = "delivered"
-	DeliveryFailed    = "failed"
-)
-
-// DeliveryStatuses lists the statuses a delivery can have, as the CHECK
-// constraint of callback_deliveries does.
-func DeliveryStatuses() []string {
-	return []string{DeliveryPending, DeliveryDelivered, DeliveryFailed}
-}
 
 // Delivery is an outbox row without its body.
 type Delivery struct {
@@ -27,7 +15,7 @@ type Delivery struct {
 	Subject        string
 	Event          string
 	URL            string
-	Status         string
+	Status         vocab.DeliveryStatus
 	Attempts       int
 	LastStatusCode *int
 	LastError      *string
@@ -44,7 +32,7 @@ type DeliveryToSend struct {
 	Event    string
 	URL      string
 	Body     []byte
-	Status   string
+	Status   vocab.DeliveryStatus
 	Attempts int
 	Secret   []byte
 }
@@ -60,7 +48,7 @@ type Attempt struct {
 }
 
 func deliveryFromInternal(r *dbsqlc.DeliveryListRow) *Delivery {
-	return &Delivery{ID: r.ID, Subject: r.Subject, Event: r.Event, URL: r.Url, Status: r.Status, Attempts: r.Attempts,
+	return &Delivery{ID: r.ID, Subject: r.Subject, Event: r.Event, URL: r.Url, Status: vocab.DeliveryStatus(r.Status), Attempts: r.Attempts,
 		LastStatusCode: r.LastStatusCode, LastError: r.LastError, NextAttemptAt: r.NextAttemptAt,
 		CreatedAt: r.CreatedAt, DeliveredAt: r.DeliveredAt}
 }
@@ -102,7 +90,7 @@ func DeliveryListBySubject(ctx context.Context, db DBTX, subject string) ([]*Del
 
 // DeliveryListParams filter and page the delivery list.
 type DeliveryListParams struct {
-	Status   string // empty: every status
+	Status   vocab.DeliveryStatus // empty: every status
 	BeforeAt *time.Time
 	BeforeID *int64
 	Limit    int
@@ -110,7 +98,7 @@ type DeliveryListParams struct {
 
 // DeliveryList returns deliveries newest first, before the cursor when one is given.
 func DeliveryList(ctx context.Context, db DBTX, p DeliveryListParams) ([]*Delivery, error) {
-	rows, err := queries.DeliveryList(ctx, db, dbsqlc.DeliveryListParams{Status: p.Status, BeforeAt: p.BeforeAt,
+	rows, err := queries.DeliveryList(ctx, db, dbsqlc.DeliveryListParams{Status: string(p.Status), BeforeAt: p.BeforeAt,
 		BeforeID: p.BeforeID, Lim: int32(p.Limit)})
 	if err != nil {
 		return nil, fmt.Errorf("list deliveries: %w", interpret(err))
@@ -138,14 +126,14 @@ func DeliveryLockForSend(ctx context.Context, db DBTX, id int64) (*DeliveryToSen
 	if err != nil {
 		return nil, fmt.Errorf("lock delivery: %w", interpret(err))
 	}
-	return &DeliveryToSend{ID: r.ID, Subject: r.Subject, Event: r.Event, URL: r.Url, Body: r.Body, Status: r.Status,
+	return &DeliveryToSend{ID: r.ID, Subject: r.Subject, Event: r.Event, URL: r.Url, Body: r.Body, Status: vocab.DeliveryStatus(r.Status),
 		Attempts: r.Attempts, Secret: r.CallbackSecret}, nil
 }
 
 // DeliveryAttemptParams are the outcome of one attempt.
 type DeliveryAttemptParams struct {
 	ID            int64
-	Status        string // the delivery's status after this attempt
+	Status        vocab.DeliveryStatus // the delivery's status after this attempt
 	StatusCode    *int
 	Error         *string
 	NextAttemptAt *time.Time
@@ -157,7 +145,7 @@ type DeliveryAttemptParams struct {
 // new status and appends the attempt. Returns ErrNotFound when the delivery
 // is not pending.
 func DeliveryRecordAttempt(ctx context.Context, db DBTX, p DeliveryAttemptParams) error {
-	if err := oneRow(queries.DeliveryRecordAttempt(ctx, db, dbsqlc.DeliveryRecordAttemptParams{ID: p.ID, Status: p.Status,
+	if err := oneRow(queries.DeliveryRecordAttempt(ctx, db, dbsqlc.DeliveryRecordAttemptParams{ID: p.ID, Status: string(p.Status),
 		StatusCode: p.StatusCode, Error: p.Error, NextAttemptAt: p.NextAttemptAt, At: p.At})); err != nil {
 		return fmt.Errorf("record delivery attempt: %w", err)
 	}
