@@ -90,7 +90,7 @@ func verify(t *testing.T, secret string, h http.Header, body []byte) {
 
 // token makes a user and an approvals token; the callback secret is as the
 // admin page and the CLI show it.
-func token(ctx context.Context, t *testing.T, pool *pgxpool.Pool) (id, secret string) {
+func token(ctx context.Context, t testing.TB, pool *pgxpool.Pool) (id, secret string) {
 	t.Helper()
 	u := factory.User(ctx, t, pool, nil)
 	tok, _, err := account.CreateToken(ctx, pool, account.TokenParams{Email: u.Email, Name: "agent",
@@ -205,6 +205,13 @@ type directBundle struct {
 	deliverer *callback.Deliverer
 	tokenID   string
 	secret    string
+}
+
+// poolFor is a pool on a fresh test database.
+func poolFor(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	pool, _ := testdb.Pool(t)
+	return pool
 }
 
 func setup(t *testing.T, allow string) *directBundle {
