@@ -58,6 +58,9 @@ type Options struct {
 	// KeepAlive overrides how often a live-update stream pings and
 	// re-checks its session (zero: web's default, 25 s; tests shorten it).
 	KeepAlive time.Duration
+	// CallbackBackoff replaces the wait between a callback's attempts
+	// (callback.Backoff); tests shorten it.
+	CallbackBackoff func(attempt int) time.Duration
 }
 
 // Recovery tunes run leases and the sweeper (workflow.Config has the details).
@@ -142,6 +145,9 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	}
 	callbacks := callback.NewOutbox(pool, scheduler, allow, engine.Now)
 	deliverer := callback.NewDeliverer(pool, allow, engine.Now)
+	if opts.CallbackBackoff != nil {
+		deliverer.BackoffFunc = opts.CallbackBackoff
+	}
 	client, err := river.NewClient(riverpgxv5.New(pool), riverConfig(cfg, opts, engine, deliverer, riverLogger))
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)

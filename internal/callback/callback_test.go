@@ -126,7 +126,8 @@ func waitStatus(ctx context.Context, t *testing.T, o *callback.Outbox, subject s
 func TestDeliveryThroughRiver(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	b := testapp.Start(t, testapp.Options{CallbackAllow: "127.0.0.1"})
+	b := testapp.Start(t, testapp.Options{CallbackAllow: "127.0.0.1",
+		CallbackBackoff: func(int) time.Duration { return 10 * time.Millisecond }})
 	tokenID, secret := token(ctx, t, b.Pool)
 
 	t.Run("SignedDelivery", func(t *testing.T) {
@@ -148,6 +149,27 @@ func TestDeliveryThroughRiver(t *testing.T) {
 		require.Equal(t, "approval.decided", got[0].header.Get("Countersign-Event"))
 		require.Equal(t, strconv.FormatInt(id, 10), got[0].header.Get("Countersign-Delivery"))
 		verify(t, secret, got[0].header, got[0].body)
+	})
+
+	t.Run("RetriedByRiverAfter500", func(t *testing.T) {
+		r := newReceiver(t, http.StatusInternalServerError, http.StatusOK)
+		id := enqueue(ctx, t, b.Pool, b.App.Callbacks, callback.Delivery{Subject: "run-retry", Event: "approval.decided",
+			TokenID: tokenID, URL: r.URL, Body: []byte(`{"id":"run-retry"}`)})
+		// River retries the job after the (shortened) backoff.
+		rec := waitStatus(ctx, t, b.App.Callbacks, "run-retry", vocab.DeliveryDelivered)
+		require.Equal(t, 2, rec.Attempts)
+		got := r.received()
+		require.Len(t, got, 2, "one failed attempt, one success, nothing after")
+		for _, g := range got {
+			verify(t, secret, g.header, g.body)
+		}
+		attempts, err := store.AttemptList(ctx, b.Pool, id)
+		require.NoError(t, err)
+		require.Len(t, attempts, 2)
+		require.Equal(t, 500, *attempts[0].StatusCode)
+		require.Equal(t, 200, *attempts[1].StatusCode)
+		time.Sleep(100 * time.Millisecond)
+		require.Len(t, r.received(), 2)
 	})
 
 	t.Run("RollbackSendsNothing", func(t *testing.T) {

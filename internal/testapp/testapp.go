@@ -37,6 +37,8 @@ type Options struct {
 	// CallbackAllow is COUNTERSIGN_CALLBACK_ALLOW (tests' receivers listen
 	// on loopback, which is refused without it).
 	CallbackAllow string
+	// CallbackBackoff shortens the wait between a callback's attempts.
+	CallbackBackoff func(attempt int) time.Duration
 }
 
 // Bundle is a running process and its database.
@@ -69,7 +71,7 @@ func StartOn(t testing.TB, pool *pgxpool.Pool, url string, opts Options) *Bundle
 	}
 	// A test process is a demo process: tests drive the demo workflows.
 	ao := app.Options{Worker: !opts.NoWorker, Web: opts.Web, Demo: true, Register: opts.Register, Model: opts.Model,
-		Logger: logger, Now: opts.Now, Recovery: opts.Recovery, KeepAlive: opts.KeepAlive}
+		Logger: logger, Now: opts.Now, Recovery: opts.Recovery, KeepAlive: opts.KeepAlive, CallbackBackoff: opts.CallbackBackoff}
 	b := &Bundle{Pool: pool, URL: url}
 	if opts.Web {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
