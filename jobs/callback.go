@@ -18,6 +18,9 @@ const QueueCallbacks = "callbacks"
 // delivery go out once).
 const CallbackWorkers = 8
 
+// The outbox schedules its jobs through the Scheduler.
+var _ callback.Queue = (*Scheduler)(nil)
+
 // CallbackArgs sends one delivery of the callback outbox.
 type CallbackArgs struct {
 	DeliveryID int64 `json:"delivery_id"`
