@@ -71,3 +71,13 @@ func (s *Scheduler) ScheduleBatchClose(ctx context.Context, tx pgx.Tx, batchID s
 	_, err := s.client.InsertTx(ctx, tx, BatchCloseArgs{BatchID: batchID}, &river.InsertOpts{ScheduledAt: at})
 	return err
 }
+
+// EnqueueCallback implements callback.Queue: the delivery's job, due at at.
+func (s *Scheduler) EnqueueCallback(ctx context.Context, tx pgx.Tx, id int64, at time.Time) error {
+	var opts *river.InsertOpts
+	if at.After(time.Now()) {
+		opts = &river.InsertOpts{ScheduledAt: at}
+	}
+	_, err := s.client.InsertTx(ctx, tx, CallbackArgs{DeliveryID: id}, opts)
+	return err
+}

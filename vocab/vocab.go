@@ -230,6 +230,26 @@ func BatchStatuses() []BatchStatus { return []BatchStatus{BatchOpen, BatchReady,
 // Valid reports whether s is one of the batch statuses.
 func (s BatchStatus) Valid() bool { return slices.Contains(BatchStatuses(), s) }
 
+// DeliveryStatus is where a callback delivery is: pending until the
+// receiver answers 2xx (delivered) or its attempts run out or its address
+// is refused (failed).
+type DeliveryStatus string
+
+// The delivery statuses.
+const (
+	DeliveryPending   DeliveryStatus = "pending"
+	DeliveryDelivered DeliveryStatus = "delivered"
+	DeliveryFailed    DeliveryStatus = "failed"
+)
+
+// DeliveryStatuses lists every delivery status.
+func DeliveryStatuses() []DeliveryStatus {
+	return []DeliveryStatus{DeliveryPending, DeliveryDelivered, DeliveryFailed}
+}
+
+// Valid reports whether s is one of the delivery statuses.
+func (s DeliveryStatus) Valid() bool { return slices.Contains(DeliveryStatuses(), s) }
+
 // Join joins values for a message or a usage line: "auto, batched, explicit".
 func Join[T ~string](values []T, sep string) string {
 	var b strings.Builder

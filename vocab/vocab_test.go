@@ -58,6 +58,8 @@ func TestValid(t *testing.T) {
 	require.True(t, StepWaiting.Valid())
 	require.True(t, BatchReady.Valid())
 	require.False(t, BatchStatus("closed").Valid())
+	require.True(t, DeliveryFailed.Valid())
+	require.False(t, DeliveryStatus("lost").Valid())
 }
 
 func TestTierRank(t *testing.T) {

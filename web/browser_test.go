@@ -263,7 +263,7 @@ func TestBrowserEveryPage(t *testing.T) {
 	for path, testid := range map[string]string{
 		"/": "inbox", "/requests/" + req.ID: "review", "/runs": "runs", "/runs/" + runs[0].ID: "run",
 		"/batches": "batches", "/batches/" + batchID: "batch", "/auto": "auto", "/history": "history", "/policy": "versions",
-		"/admin/tokens": "tokens",
+		"/admin/tokens": "tokens", "/admin/deliveries": "delivery-filter",
 	} {
 		var htmx bool
 		require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(c.Addr+path),

@@ -18,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/countersign/countersign/internal/account"
+	"github.com/countersign/countersign/internal/callback"
 	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/policystore"
 	"github.com/countersign/countersign/internal/receipt"
@@ -57,6 +58,9 @@ type Deps struct {
 	// KeepAlive is how often a live-update stream pings and re-checks its
 	// session; zero means 25 s. Tests shorten it.
 	KeepAlive time.Duration
+	// Callbacks is the outbox the admin pages redeliver through; nil
+	// refuses redelivery.
+	Callbacks *callback.Outbox
 }
 
 // Server holds what handlers need.
@@ -199,6 +203,9 @@ func (s *Server) routes() {
 	admin.GET("/tokens", s.handleTokens)
 	admin.POST("/tokens", s.handleTokenCreate)
 	admin.POST("/tokens/:id/revoke", s.handleTokenRevoke)
+	admin.GET("/deliveries", s.handleDeliveries)
+	admin.GET("/deliveries/:id", s.handleDelivery)
+	admin.POST("/deliveries/:id/redeliver", s.handleRedeliver)
 }
 
 // render writes a templ component with a status.

@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/countersign/countersign/internal/account"
+	"github.com/countersign/countersign/internal/callback"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/templates"
 	"github.com/countersign/countersign/vocab"
@@ -111,6 +112,9 @@ func (s *Server) handleTokenCreate(c echo.Context) error {
 		return err
 	}
 	v.Created, v.Secret = tok, secret
+	if tok != nil {
+		v.CallbackSecret = callback.SecretText(tok.CallbackSecret)
+	}
 	p := s.page(c, "API tokens", "tokens")
 	if problem != nil {
 		p.Error = strings.TrimPrefix(problem.Error(), account.ErrInvalid.Error()+": ")

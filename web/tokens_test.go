@@ -301,6 +301,14 @@ func TestAdminTokens(t *testing.T) {
 		m := regexp.MustCompile(`data-testid="token-secret">(cs_([0-9a-f]{8})_[0-9a-f]{64})<`).FindStringSubmatch(body)
 		require.NotNil(t, m, body)
 		secret, id = m[1], "cs_"+m[2]
+		cb := regexp.MustCompile(`data-testid="token-callback-secret">([0-9a-f]{64})<`).FindStringSubmatch(body)
+		require.NotNil(t, cb, "the callback secret is shown with the token")
+		callbackSecret := cb[1]
+		defer func() {
+			doc, _ := c.get(t, admin, "/admin/tokens")
+			html, _ := doc.Html()
+			require.NotContains(t, html, callbackSecret, "the callback secret is never shown again")
+		}()
 
 		code, _ := call(t, c.Addr, secret, "GET", "/requests", nil)
 		require.Equal(t, 200, code, "the secret works")

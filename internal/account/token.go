@@ -123,7 +123,8 @@ type TokenParams struct {
 }
 
 // CreateToken makes an API token for a user and returns it with the secret,
-// which is stored only as a hash and cannot be shown again. Returns ErrInvalid
+// which is stored only as a hash and cannot be shown again, and with its
+// callback secret in the token's CallbackSecret. Returns ErrInvalid
 // for bad parameters or a disabled user, store.ErrNotFound for no such user.
 func CreateToken(ctx context.Context, pool *pgxpool.Pool, p TokenParams) (*store.Token, string, error) {
 	name := strings.TrimSpace(p.Name)
@@ -153,6 +154,12 @@ func CreateToken(ctx context.Context, pool *pgxpool.Pool, p TokenParams) (*store
 		if err != nil {
 			return nil, "", err
 		}
+		// The callback secret is the token's second secret: it signs the
+		// callbacks of the token's approvals, and is shown with the token once.
+		callbackSecret := make([]byte, 32)
+		if _, err := rand.Read(callbackSecret); err != nil {
+			return nil, "", fmt.Errorf("callback secret randomness: %w", err)
+		}
 		tok, err := store.WithTxV(ctx, pool, func(ctx context.Context, tx pgx.Tx) (*store.Token, error) {
 			u, err := store.UserGetByEmail(ctx, tx, strings.TrimSpace(p.Email))
 			if err != nil {
@@ -162,7 +169,7 @@ func CreateToken(ctx context.Context, pool *pgxpool.Pool, p TokenParams) (*store
 				return nil, fmt.Errorf("%w: %s is disabled", ErrInvalid, u.Email)
 			}
 			tok, err := store.TokenInsert(ctx, tx, store.TokenInsertParams{UserID: u.ID, PublicID: publicID, Name: name,
-				Hash: HashToken(secret), Scopes: scopes, ExpiresAt: expires})
+				Hash: HashToken(secret), Scopes: scopes, ExpiresAt: expires, CallbackSecret: callbackSecret})
 			if err != nil {
 				return nil, err
 			}

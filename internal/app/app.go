@@ -23,11 +23,13 @@ import (
 
 	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/audit"
+	"github.com/countersign/countersign/internal/callback"
 	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/internal/demo"
 	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/policystore"
 	"github.com/countersign/countersign/internal/receipt"
+	"github.com/countersign/countersign/internal/safehttp"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/jobs"
@@ -61,6 +63,9 @@ type Options struct {
 	// KeepAlive overrides how often a live-update stream pings and
 	// re-checks its session (zero: web's default, 25 s; tests shorten it).
 	KeepAlive time.Duration
+	// CallbackBackoff replaces the wait between a callback's attempts
+	// (callback.Backoff); tests shorten it.
+	CallbackBackoff func(attempt int) time.Duration
 }
 
 // Recovery tunes run leases and the sweeper (workflow.Config has the details).
@@ -82,9 +87,11 @@ type App struct {
 	Policies *policystore.Cache
 	Notify   *notify.Listener
 	Receipts *receipt.Signer
-	Web      *web.Server
-	opts     Options
-	logger   *slog.Logger
+	// Callbacks is the outbox of signed callbacks (approvals, webhooks).
+	Callbacks *callback.Outbox
+	Web       *web.Server
+	opts      Options
+	logger    *slog.Logger
 }
 
 // NewPool opens a pool sized for River's workers, its listener and the web side.
@@ -93,7 +100,8 @@ func NewPool(ctx context.Context, cfg config.Config) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
 	}
-	pc.MaxConns = int32(cfg.Workers + 12)
+	// Each callback being sent holds a connection (its row lock) too.
+	pc.MaxConns = int32(cfg.Workers + jobs.CallbackWorkers + 12)
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("open database pool: %w", err)
@@ -130,7 +138,17 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	}
 	engine := workflow.New(workflow.Config{Pool: pool, Registry: registry, Scheduler: scheduler, Policies: policies, Model: model, Logger: logger, Now: opts.Now,
 		MaxStepOutput: cfg.MaxStepOutput, Lease: rec.Lease, RenewEvery: rec.RenewEvery, MaxRecoveries: rec.MaxRecoveries})
-	client, err := river.NewClient(riverpgxv5.New(pool), riverConfig(cfg, opts, engine, riverLogger))
+	// Validate checked the allow-list; a Config built in code may hold none.
+	allow, err := safehttp.ParseAllow(cfg.CallbackAllow)
+	if err != nil {
+		return nil, fmt.Errorf("COUNTERSIGN_CALLBACK_ALLOW: %w", err)
+	}
+	callbacks := callback.NewOutbox(pool, scheduler, allow, engine.Now)
+	deliverer := callback.NewDeliverer(pool, allow, engine.Now)
+	if opts.CallbackBackoff != nil {
+		deliverer.BackoffFunc = opts.CallbackBackoff
+	}
+	client, err := river.NewClient(riverpgxv5.New(pool), riverConfig(cfg, opts, engine, deliverer, riverLogger))
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
@@ -139,7 +157,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{Config: cfg, Pool: pool, River: client, Engine: engine, Policies: policies,
+	a := &App{Config: cfg, Pool: pool, River: client, Engine: engine, Policies: policies, Callbacks: callbacks,
 		Notify: notify.NewListener(pool, logger), Receipts: receipts, opts: opts, logger: logger}
 	if opts.Web {
 		keys, err := sessionKeys(context.Background(), pool, cfg)
@@ -152,7 +170,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		}
 		a.Web = web.New(web.Deps{Pool: pool, Engine: engine, Policies: policies, Notify: a.Notify, Receipts: receipts,
 			Logger: logger, SessionKeys: keys, Secure: cfg.Secure, Now: engine.Now, KeepAlive: opts.KeepAlive,
-			Origins: publicOrigins(cfg, opts.Listener), TrustedProxies: cfg.TrustedProxies})
+			Origins: publicOrigins(cfg, opts.Listener), TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks})
 	}
 	return a, nil
 }
@@ -196,7 +214,7 @@ func newModel(cfg config.Config, opts Options, offline *ai.Offline) (ai.Provider
 
 // riverConfig registers the job kinds on engine. Only a worker process gets a
 // queue: a web process inserts jobs but never fetches them.
-func riverConfig(cfg config.Config, opts Options, engine *workflow.Engine, logger *slog.Logger) *river.Config {
+func riverConfig(cfg config.Config, opts Options, engine *workflow.Engine, deliverer *callback.Deliverer, logger *slog.Logger) *river.Config {
 	// A job is presumed crashed after RescueAfter; it must be allowed to run
 	// a little less than that.
 	jobTimeout := jobs.RunTimeout
@@ -210,6 +228,7 @@ func riverConfig(cfg config.Config, opts Options, engine *workflow.Engine, logge
 	river.AddWorker(workers, &jobs.RunWorker{Engine: engine, JobTimeout: jobTimeout})
 	river.AddWorker(workers, &jobs.BatchCloseWorker{Engine: engine})
 	river.AddWorker(workers, &jobs.DeadlineWorker{Engine: engine})
+	river.AddWorker(workers, &jobs.CallbackWorker{Deliverer: deliverer})
 	rc := &river.Config{
 		Workers:              workers,
 		JobTimeout:           jobTimeout,
@@ -222,7 +241,8 @@ func riverConfig(cfg config.Config, opts Options, engine *workflow.Engine, logge
 		Logger:            logger,
 	}
 	if opts.Worker {
-		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}}
+		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers},
+			jobs.QueueCallbacks: {MaxWorkers: jobs.CallbackWorkers}}
 	}
 	return rc
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/countersign/countersign/internal/account"
+	"github.com/countersign/countersign/internal/callback"
 	"github.com/countersign/countersign/internal/store"
 )
 
@@ -64,6 +65,8 @@ func cmdTokenCreate(e *env, args []string) error {
 	fmt.Fprintf(e.stderr, "token %s for %s (%s; %s); the secret is shown once, it is stored only as a hash:\n",
 		tok.PublicID, tok.UserEmail, strings.Join(tok.Scopes, ", "), expiry)
 	fmt.Fprintln(e.stdout, secret)
+	// stdout stays the token alone, for scripts that capture it.
+	fmt.Fprintf(e.stderr, "callback secret (signs this token's callbacks; shown once): %s\n", callback.SecretText(tok.CallbackSecret))
 	return nil
 }
 

@@ -32,6 +32,7 @@ func TestTokenCommands(t *testing.T) {
 	require.NotNil(t, m, "only the secret on stdout: %q", r.stdout)
 	secret, id := strings.TrimSpace(r.stdout), m[1]
 	require.Contains(t, r.stderr, "token "+id+" for bot@example.com (requests:read, decide; expires ")
+	require.Regexp(t, `callback secret \(signs this token's callbacks; shown once\): [0-9a-f]{64}\n`, r.stderr)
 	_, tok, err := account.TokenUser(context.Background(), pool, secret, time.Now())
 	require.NoError(t, err)
 	require.Equal(t, []string{"requests:read", "decide"}, tok.Scopes)

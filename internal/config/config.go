@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/countersign/countersign/internal/safehttp"
 )
 
 // Config is every setting a process needs.
@@ -65,6 +67,10 @@ type Config struct {
 	// Empty: a key generated on first use and stored in the database (only
 	// for a database user other than countersign_app, which cannot read it).
 	ReceiptKey string
+	// CallbackAllow (COUNTERSIGN_CALLBACK_ALLOW: comma-separated CIDRs,
+	// addresses and host names) lets callbacks reach addresses that are
+	// otherwise refused: loopback, private, link-local and the like.
+	CallbackAllow string
 }
 
 // Defaults.
@@ -104,6 +110,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		TLSCert:        get("COUNTERSIGN_TLS_CERT", ""),
 		TLSKey:         get("COUNTERSIGN_TLS_KEY", ""),
 		ReceiptKey:     get("COUNTERSIGN_RECEIPT_KEY", ""),
+		CallbackAllow:  get("COUNTERSIGN_CALLBACK_ALLOW", ""),
 	}
 	switch v := get("COUNTERSIGN_SECURE_COOKIES", "false"); v {
 	case "true", "1":
@@ -177,6 +184,9 @@ func (c Config) Validate() error {
 	// refused, so refuse to start instead.
 	if c.Secure && c.PublicURL == "" {
 		return errors.New("COUNTERSIGN_PUBLIC_URL is required with HTTPS (COUNTERSIGN_SECURE_COOKIES=true or TLS): set it to the origin people reach, such as https://cs.example.com")
+	}
+	if _, err := safehttp.ParseAllow(c.CallbackAllow); err != nil {
+		return fmt.Errorf("COUNTERSIGN_CALLBACK_ALLOW: %w", err)
 	}
 	switch c.ModelProvider {
 	case "offline":

@@ -63,6 +63,9 @@ func TestSecuritySettings(t *testing.T) {
 	require.Len(t, c.TrustedProxies, 2)
 	require.True(t, c.TrustedProxies[1].Contains(net.ParseIP("192.0.2.7")))
 	require.False(t, c.TrustedProxies[1].Contains(net.ParseIP("192.0.2.8")))
+	allow, err := from(map[string]string{"COUNTERSIGN_CALLBACK_ALLOW": "127.0.0.1/32, hooks.internal"})
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1/32, hooks.internal", allow.CallbackAllow)
 	keys, err := ParseSessionKeys(c.SessionKey)
 	require.NoError(t, err)
 	require.Len(t, keys, 2)
@@ -74,6 +77,8 @@ func TestSecuritySettings(t *testing.T) {
 		"COUNTERSIGN_TRUSTED_PROXIES=proxy":               "COUNTERSIGN_TRUSTED_PROXIES",
 		"COUNTERSIGN_SESSION_KEY=" + k1 + ",beef":         "key 2 is not 64 bytes",
 		"COUNTERSIGN_SECURE_COOKIES=true":                 "COUNTERSIGN_PUBLIC_URL is required with HTTPS",
+		"COUNTERSIGN_CALLBACK_ALLOW=10.0.0.0/33":          "COUNTERSIGN_CALLBACK_ALLOW",
+		"COUNTERSIGN_CALLBACK_ALLOW=not a host":           "COUNTERSIGN_CALLBACK_ALLOW",
 	} {
 		k, v, _ := strings.Cut(env, "=")
 		_, err := from(map[string]string{k: v})

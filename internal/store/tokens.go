@@ -22,6 +22,9 @@ type Token struct {
 	LastUsedAt *time.Time `json:"last_used_at"`
 	RevokedAt  *time.Time `json:"revoked_at"`
 	RevokedBy  *string    `json:"revoked_by"`
+	// CallbackSecret signs the callbacks of the token's approvals. It is
+	// set only on the token TokenInsert returns: it is shown once, at creation.
+	CallbackSecret []byte `json:"-"`
 }
 
 // Allows reports whether the token carries scope.
@@ -45,13 +48,15 @@ type TokenInsertParams struct {
 	Hash      string
 	Scopes    []string
 	ExpiresAt *time.Time
+	// CallbackSecret is 32 random bytes.
+	CallbackSecret []byte
 }
 
 // TokenInsert stores an API token's hash. Returns ErrConflict when the public
 // id or the hash is taken, ErrNotFound when the user does not exist.
 func TokenInsert(ctx context.Context, db DBTX, p TokenInsertParams) (*Token, error) {
 	t, err := queries.TokenInsert(ctx, db, dbsqlc.TokenInsertParams{UserID: p.UserID, PublicID: p.PublicID,
-		Name: p.Name, TokenHash: p.Hash, Scopes: p.Scopes, ExpiresAt: p.ExpiresAt})
+		Name: p.Name, TokenHash: p.Hash, Scopes: p.Scopes, ExpiresAt: p.ExpiresAt, CallbackSecret: p.CallbackSecret})
 	if err != nil {
 		return nil, fmt.Errorf("insert token: %w", interpret(err))
 	}
@@ -59,7 +64,9 @@ func TokenInsert(ctx context.Context, db DBTX, p TokenInsertParams) (*Token, err
 	if err != nil {
 		return nil, fmt.Errorf("insert token: %w", interpret(err))
 	}
-	return tokenFromInternal(t, u.Email), nil
+	tok := tokenFromInternal(t, u.Email)
+	tok.CallbackSecret = t.CallbackSecret
+	return tok, nil
 }
 
 // TokenGetByHash returns the token with a secret's hash, whatever its state,

@@ -31,6 +31,7 @@ func TestVocabularyMatchesTheDatabase(t *testing.T) {
 		{"StepKind", "workflow_steps", "kind", matches(pool, vocab.StepKinds())},
 		{"StepStatus", "workflow_steps", "status", matches(pool, vocab.StepStatuses())},
 		{"BatchStatus", "batches", "status", matches(pool, vocab.BatchStatuses())},
+		{"DeliveryStatus", "callback_deliveries", "status", matches(pool, vocab.DeliveryStatuses())},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.check(t, checkValues(t, pool, tc.table, tc.column))

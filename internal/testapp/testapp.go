@@ -34,6 +34,11 @@ type Options struct {
 	Recovery    app.Recovery // run leases and the sweeper; zero keeps the defaults
 	// KeepAlive shortens the web side's live-update keep-alive.
 	KeepAlive time.Duration
+	// CallbackAllow is COUNTERSIGN_CALLBACK_ALLOW (tests' receivers listen
+	// on loopback, which is refused without it).
+	CallbackAllow string
+	// CallbackBackoff shortens the wait between a callback's attempts.
+	CallbackBackoff func(attempt int) time.Duration
 }
 
 // Bundle is a running process and its database.
@@ -59,13 +64,14 @@ func StartOn(t testing.TB, pool *pgxpool.Pool, url string, opts Options) *Bundle
 	if opts.RescueAfter > 0 {
 		cfg.RescueAfter = opts.RescueAfter
 	}
+	cfg.CallbackAllow = opts.CallbackAllow
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	// A test process is a demo process: tests drive the demo workflows.
 	ao := app.Options{Worker: !opts.NoWorker, Web: opts.Web, Demo: true, Register: opts.Register, Model: opts.Model,
-		Logger: logger, Now: opts.Now, Recovery: opts.Recovery, KeepAlive: opts.KeepAlive}
+		Logger: logger, Now: opts.Now, Recovery: opts.Recovery, KeepAlive: opts.KeepAlive, CallbackBackoff: opts.CallbackBackoff}
 	b := &Bundle{Pool: pool, URL: url}
 	if opts.Web {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

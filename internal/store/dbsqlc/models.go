@@ -10,17 +10,18 @@ import (
 )
 
 type ApiToken struct {
-	ID         int64      `db:"id"`
-	UserID     int64      `db:"user_id"`
-	Name       string     `db:"name"`
-	TokenHash  string     `db:"token_hash"`
-	CreatedAt  time.Time  `db:"created_at"`
-	LastUsedAt *time.Time `db:"last_used_at"`
-	RevokedAt  *time.Time `db:"revoked_at"`
-	PublicID   string     `db:"public_id"`
-	Scopes     []string   `db:"scopes"`
-	ExpiresAt  *time.Time `db:"expires_at"`
-	RevokedBy  *string    `db:"revoked_by"`
+	ID             int64      `db:"id"`
+	UserID         int64      `db:"user_id"`
+	Name           string     `db:"name"`
+	TokenHash      string     `db:"token_hash"`
+	CreatedAt      time.Time  `db:"created_at"`
+	LastUsedAt     *time.Time `db:"last_used_at"`
+	RevokedAt      *time.Time `db:"revoked_at"`
+	PublicID       string     `db:"public_id"`
+	Scopes         []string   `db:"scopes"`
+	ExpiresAt      *time.Time `db:"expires_at"`
+	RevokedBy      *string    `db:"revoked_by"`
+	CallbackSecret []byte     `db:"callback_secret"`
 }
 
 type ApprovalRequest struct {
@@ -99,6 +100,31 @@ type BatchDecision struct {
 	LeftOut   int             `db:"left_out"`
 	Refused   json.RawMessage `db:"refused"`
 	CreatedAt time.Time       `db:"created_at"`
+}
+
+type CallbackAttempt struct {
+	DeliveryID int64     `db:"delivery_id"`
+	Attempt    int       `db:"attempt"`
+	StatusCode *int      `db:"status_code"`
+	Error      *string   `db:"error"`
+	DurationUs int64     `db:"duration_us"`
+	At         time.Time `db:"at"`
+}
+
+type CallbackDelivery struct {
+	ID             int64      `db:"id"`
+	Subject        string     `db:"subject"`
+	Event          string     `db:"event"`
+	TokenID        *string    `db:"token_id"`
+	Url            string     `db:"url"`
+	Body           []byte     `db:"body"`
+	Status         string     `db:"status"`
+	Attempts       int        `db:"attempts"`
+	LastStatusCode *int       `db:"last_status_code"`
+	LastError      *string    `db:"last_error"`
+	NextAttemptAt  *time.Time `db:"next_attempt_at"`
+	CreatedAt      time.Time  `db:"created_at"`
+	DeliveredAt    *time.Time `db:"delivered_at"`
 }
 
 type Decision struct {

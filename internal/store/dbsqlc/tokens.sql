@@ -1,6 +1,6 @@
 -- name: TokenInsert :one
-INSERT INTO api_tokens (user_id, public_id, name, token_hash, scopes, expires_at)
-VALUES (@user_id, @public_id, @name, @token_hash, @scopes, @expires_at) RETURNING *;
+INSERT INTO api_tokens (user_id, public_id, name, token_hash, scopes, expires_at, callback_secret)
+VALUES (@user_id, @public_id, @name, @token_hash, @scopes, @expires_at, @callback_secret) RETURNING *;
 
 -- name: TokenGetByHash :one
 SELECT sqlc.embed(t), sqlc.embed(u)

@@ -11,7 +11,7 @@ import (
 )
 
 const tokenGetByHash = `-- name: TokenGetByHash :one
-SELECT t.id, t.user_id, t.name, t.token_hash, t.created_at, t.last_used_at, t.revoked_at, t.public_id, t.scopes, t.expires_at, t.revoked_by, u.id, u.email, u.name, u.role, u.password_hash, u.disabled, u.session_version, u.created_at, u.updated_at
+SELECT t.id, t.user_id, t.name, t.token_hash, t.created_at, t.last_used_at, t.revoked_at, t.public_id, t.scopes, t.expires_at, t.revoked_by, t.callback_secret, u.id, u.email, u.name, u.role, u.password_hash, u.disabled, u.session_version, u.created_at, u.updated_at
 FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1
 `
 
@@ -35,6 +35,7 @@ func (q *Queries) TokenGetByHash(ctx context.Context, db DBTX, tokenHash string)
 		&i.ApiToken.Scopes,
 		&i.ApiToken.ExpiresAt,
 		&i.ApiToken.RevokedBy,
+		&i.ApiToken.CallbackSecret,
 		&i.User.ID,
 		&i.User.Email,
 		&i.User.Name,
@@ -49,7 +50,7 @@ func (q *Queries) TokenGetByHash(ctx context.Context, db DBTX, tokenHash string)
 }
 
 const tokenGetForUpdate = `-- name: TokenGetForUpdate :one
-SELECT t.id, t.user_id, t.name, t.token_hash, t.created_at, t.last_used_at, t.revoked_at, t.public_id, t.scopes, t.expires_at, t.revoked_by, u.email AS user_email
+SELECT t.id, t.user_id, t.name, t.token_hash, t.created_at, t.last_used_at, t.revoked_at, t.public_id, t.scopes, t.expires_at, t.revoked_by, t.callback_secret, u.email AS user_email
 FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.public_id = $1 FOR UPDATE OF t
 `
 
@@ -73,23 +74,25 @@ func (q *Queries) TokenGetForUpdate(ctx context.Context, db DBTX, publicID strin
 		&i.ApiToken.Scopes,
 		&i.ApiToken.ExpiresAt,
 		&i.ApiToken.RevokedBy,
+		&i.ApiToken.CallbackSecret,
 		&i.UserEmail,
 	)
 	return &i, err
 }
 
 const tokenInsert = `-- name: TokenInsert :one
-INSERT INTO api_tokens (user_id, public_id, name, token_hash, scopes, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, user_id, name, token_hash, created_at, last_used_at, revoked_at, public_id, scopes, expires_at, revoked_by
+INSERT INTO api_tokens (user_id, public_id, name, token_hash, scopes, expires_at, callback_secret)
+VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, user_id, name, token_hash, created_at, last_used_at, revoked_at, public_id, scopes, expires_at, revoked_by, callback_secret
 `
 
 type TokenInsertParams struct {
-	UserID    int64      `db:"user_id"`
-	PublicID  string     `db:"public_id"`
-	Name      string     `db:"name"`
-	TokenHash string     `db:"token_hash"`
-	Scopes    []string   `db:"scopes"`
-	ExpiresAt *time.Time `db:"expires_at"`
+	UserID         int64      `db:"user_id"`
+	PublicID       string     `db:"public_id"`
+	Name           string     `db:"name"`
+	TokenHash      string     `db:"token_hash"`
+	Scopes         []string   `db:"scopes"`
+	ExpiresAt      *time.Time `db:"expires_at"`
+	CallbackSecret []byte     `db:"callback_secret"`
 }
 
 func (q *Queries) TokenInsert(ctx context.Context, db DBTX, arg TokenInsertParams) (*ApiToken, error) {
@@ -100,6 +103,7 @@ func (q *Queries) TokenInsert(ctx context.Context, db DBTX, arg TokenInsertParam
 		arg.TokenHash,
 		arg.Scopes,
 		arg.ExpiresAt,
+		arg.CallbackSecret,
 	)
 	var i ApiToken
 	err := row.Scan(
@@ -114,12 +118,13 @@ func (q *Queries) TokenInsert(ctx context.Context, db DBTX, arg TokenInsertParam
 		&i.Scopes,
 		&i.ExpiresAt,
 		&i.RevokedBy,
+		&i.CallbackSecret,
 	)
 	return &i, err
 }
 
 const tokenList = `-- name: TokenList :many
-SELECT t.id, t.user_id, t.name, t.token_hash, t.created_at, t.last_used_at, t.revoked_at, t.public_id, t.scopes, t.expires_at, t.revoked_by, u.email AS user_email
+SELECT t.id, t.user_id, t.name, t.token_hash, t.created_at, t.last_used_at, t.revoked_at, t.public_id, t.scopes, t.expires_at, t.revoked_by, t.callback_secret, u.email AS user_email
 FROM api_tokens t JOIN users u ON u.id = t.user_id
 WHERE $1::text = '' OR lower(u.email) = lower($1::text)
 ORDER BY t.created_at DESC, t.id DESC
@@ -152,6 +157,7 @@ func (q *Queries) TokenList(ctx context.Context, db DBTX, email string) ([]*Toke
 			&i.ApiToken.Scopes,
 			&i.ApiToken.ExpiresAt,
 			&i.ApiToken.RevokedBy,
+			&i.ApiToken.CallbackSecret,
 			&i.UserEmail,
 		); err != nil {
 			return nil, err
