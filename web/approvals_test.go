@@ -168,6 +168,13 @@ func TestApprovalsAPI(t *testing.T) {
 			require.Empty(t, events, "and left no audit event")
 		})
 
+		t.Run("NotThroughRuns", func(t *testing.T) {
+			var e apiErr
+			require.Equal(t, 422, approver.do("POST", "/runs", map[string]any{"workflow": ask.Workflow, "business_key": "forged",
+				"input": map[string]any{"action": action, "idempotency_key": "k", "user_id": 1, "body_hash": "x"}}, &e))
+			require.Contains(t, e.Error.Message, "POST /api/v1/approvals")
+		})
+
 		t.Run("CannotDecide", func(t *testing.T) {
 			var a ask.Approval
 			require.Equal(t, 202, agent.do("POST", "/approvals", map[string]any{"idempotency_key": "d-1",
