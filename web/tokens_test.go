@@ -326,6 +326,19 @@ func TestAdminTokens(t *testing.T) {
 		require.Contains(t, row.Find(`[data-testid=token-state]`).Text(), "active")
 	})
 
+	t.Run("AnAgentsToken", func(t *testing.T) {
+		doc, _ := c.get(t, admin, "/admin/tokens")
+		require.Equal(t, 1, doc.Find(`[data-testid="scope-approvals:write"]`).Length(), "the form offers approvals:write")
+		resp, body := c.post(t, admin, "/admin/tokens", "/admin/tokens", url.Values{"email": {"reviewer@example.com"},
+			"name": {"agent"}, "scope": {"approvals:write"}, "expires": {"720h"}})
+		require.Equal(t, http.StatusCreated, resp.StatusCode, body)
+		m := regexp.MustCompile(`data-testid="token-secret">(cs_[0-9a-f]{8}_[0-9a-f]{64})<`).FindStringSubmatch(body)
+		require.NotNil(t, m, body)
+		code, _ := call(t, c.Addr, m[1], "POST", "/approvals", map[string]any{"idempotency_key": "admin-made",
+			"action": map[string]any{"kind": "search", "summary": "Look up"}})
+		require.Equal(t, 200, code)
+	})
+
 	t.Run("Revoke", func(t *testing.T) {
 		require.NotEmpty(t, id)
 		resp, _ := c.post(t, admin, "/admin/tokens", "/admin/tokens/"+id+"/revoke", url.Values{})
