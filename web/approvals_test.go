@@ -204,6 +204,36 @@ func TestApprovalsAPI(t *testing.T) {
 		})
 	})
 
+	t.Run("FromTheConsole", func(t *testing.T) {
+		hc := c.client(t, "reviewer@example.com")
+		post := func(csrf string) *http.Response {
+			raw, _ := json.Marshal(map[string]any{"idempotency_key": "console-1",
+				"action": map[string]any{"kind": "search", "summary": "Look up 11"}})
+			req, err := http.NewRequest("POST", c.Addr+"/api/v1/approvals", bytes.NewReader(raw))
+			require.NoError(t, err)
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("X-CSRF-Token", csrf)
+			resp, err := hc.Do(req)
+			require.NoError(t, err)
+			t.Cleanup(func() { resp.Body.Close() })
+			return resp
+		}
+		require.Equal(t, 403, post("forged").StatusCode, "a session's call needs its CSRF token")
+		resp := post(c.csrf(t, hc, "/"))
+		require.Equal(t, 200, resp.StatusCode)
+		var a ask.Approval
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&a))
+		require.Equal(t, ask.StatusApproved, a.Status)
+		r, err := hc.Get(c.Addr + "/api/v1/approvals/" + a.ID)
+		require.NoError(t, err)
+		r.Body.Close()
+		require.Equal(t, 200, r.StatusCode)
+		r, err = http.Get(c.Addr + "/api/v1/approvals/" + a.ID)
+		require.NoError(t, err)
+		r.Body.Close()
+		require.Equal(t, 401, r.StatusCode, "neither a token nor a session")
+	})
+
 	t.Run("IdempotencyKeyHeader", func(t *testing.T) {
 		raw, _ := json.Marshal(map[string]any{"action": map[string]any{"kind": "search", "summary": "Look up 10"}})
 		req, err := http.NewRequest("POST", agent.base+"/approvals", bytes.NewReader(raw))

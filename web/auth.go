@@ -299,3 +299,29 @@ func requireScope(scopes ...string) echo.MiddlewareFunc {
 		}
 	}
 }
+
+// tokenOrSession authenticates a call with a bearer token carrying one of
+// scopes (requireToken, requireScope) or, without an Authorization header,
+// with the console's session and its CSRF token, as a page's own call. A
+// call with neither gets the API's 401.
+func (s *Server) tokenOrSession(scopes ...string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		withToken := s.requireToken(requireScope(scopes...)(next))
+		withSession := s.csrf(func(c echo.Context) error {
+			u, _ := s.sessionUser(c, true)
+			if u == nil {
+				return echo.NewHTTPError(http.StatusUnauthorized, "sign in, or send an Authorization: Bearer token (countersign token create)")
+			}
+			c.Set("user", u)
+			return next(c)
+		})
+		return func(c echo.Context) error {
+			if c.Request().Header.Get("Authorization") == "" {
+				if _, err := c.Cookie(s.cookie); err == nil {
+					return withSession(c)
+				}
+			}
+			return withToken(c)
+		}
+	}
+}

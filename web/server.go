@@ -159,8 +159,12 @@ func (s *Server) routes() {
 	api.POST("/batches/:id/decision", s.handleAPIBatchDecide, requireScope(account.ScopeDecide))
 	api.GET("/audit", s.handleAPIAudit, requireScope(account.ScopeAuditRead))
 	api.GET("/audit/export", s.handleHistoryExport, requireScope(account.ScopeAuditRead))
-	api.POST("/approvals", s.handleAPIApprovalSubmit, requireScope(account.ScopeApprovalsWrite))
-	api.GET("/approvals/:id", s.handleAPIApprovalGet, requireScope(account.ScopeApprovalsWrite, account.ScopeRequestsRead))
+
+	// Approvals take a bearer token like the rest of the API, or the
+	// console's session (with its CSRF token), so that a page can file one.
+	approvals := e.Group("/api/v1/approvals")
+	approvals.POST("", s.handleAPIApprovalSubmit, s.tokenOrSession(account.ScopeApprovalsWrite))
+	approvals.GET("/:id", s.handleAPIApprovalGet, s.tokenOrSession(account.ScopeApprovalsWrite, account.ScopeRequestsRead))
 
 	ui := e.Group("", s.csrf)
 	ui.GET("/login", s.handleLoginPage)

@@ -243,6 +243,8 @@ func TestSubmit(t *testing.T) {
 				Context: json.RawMessage(`{"x":"` + strings.Repeat("a", ask.MaxContext) + `"}`)}, ask.ErrTooLarge},
 			{"ActionTooLarge", e.agent, ask.Submission{IdempotencyKey: "v-7", Action: workflow.Action{Kind: "x", Summary: "y",
 				Rationale: strings.Repeat("a", workflow.DefaultMaxStepOutput)}}, ask.ErrTooLarge},
+			{"CallbackWithoutToken", ask.Caller{UserID: e.agent.UserID, Email: e.agent.Email, Role: e.agent.Role},
+				ask.Submission{IdempotencyKey: "v-10", Action: refund(1), CallbackURL: "https://agent.example/hook"}, ask.ErrBadRequest},
 			{"PrivateCallback", e.agent, ask.Submission{IdempotencyKey: "v-8", Action: refund(1), CallbackURL: "http://127.0.0.1/x"}, ask.ErrBadRequest},
 			{"RevisesNothing", e.agent, ask.Submission{IdempotencyKey: "v-9", Action: refund(1), Revises: "00000000-0000-0000-0000-000000000000"}, ask.ErrRevision},
 		} {

@@ -179,6 +179,9 @@ func (s *Service) check(caller Caller, sub Submission) (*Input, error) {
 		if s.callbacks == nil {
 			return nil, fmt.Errorf("%w: callbacks are not configured", ErrBadRequest)
 		}
+		if caller.TokenID == "" {
+			return nil, fmt.Errorf("%w: a callback needs an API token, whose callback secret signs it", ErrBadRequest)
+		}
 		if err := s.callbacks.Check(sub.CallbackURL); err != nil {
 			return nil, fmt.Errorf("%w: callback_url: %v", ErrBadRequest, err)
 		}
