@@ -18,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/countersign/countersign/internal/account"
+	"github.com/countersign/countersign/internal/ask"
 	"github.com/countersign/countersign/internal/callback"
 	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/policystore"
@@ -39,6 +40,8 @@ type Deps struct {
 	// Receipts signs decision receipts and lists the public keys; nil means
 	// a signer with the key stored in the database.
 	Receipts *receipt.Signer
+	// Ask files and reads approvals (/api/v1/approvals).
+	Ask *ask.Service
 	// SessionKeys are the cookie keys, newest first, each 64 bytes: a hash
 	// key (32) then a block key (32). New cookies use the first; the others
 	// are still accepted, so that keys rotate without signing anyone out.
@@ -172,6 +175,12 @@ func (s *Server) routes() {
 	api.POST("/batches/:id/decision", s.handleAPIBatchDecide, requireScope(account.ScopeDecide))
 	api.GET("/audit", s.handleAPIAudit, requireScope(account.ScopeAuditRead))
 	api.GET("/audit/export", s.handleHistoryExport, requireScope(account.ScopeAuditRead))
+
+	// Approvals take a bearer token like the rest of the API, or the
+	// console's session (with its CSRF token), so that a page can file one.
+	approvals := e.Group("/api/v1/approvals")
+	approvals.POST("", s.handleAPIApprovalSubmit, s.tokenOrSession(account.ScopeApprovalsWrite))
+	approvals.GET("/:id", s.handleAPIApprovalGet, s.tokenOrSession(account.ScopeApprovalsWrite, account.ScopeRequestsRead))
 
 	ui := e.Group("", s.csrf)
 	ui.GET("/login", s.handleLoginPage)
