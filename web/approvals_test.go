@@ -143,7 +143,7 @@ func TestApprovalsAPI(t *testing.T) {
 			{"NoAction", map[string]any{"idempotency_key": "r-1"}, 400, "action is required"},
 			{"UnknownField", map[string]any{"idempotency_key": "r-2", "action": action, "colour": 1}, 400, "unknown field"},
 			{"UnknownActionField", map[string]any{"idempotency_key": "r-3", "action": map[string]any{"kind": "a", "summary": "b", "colour": 1}}, 400, "unknown field"},
-			{"NoCallbacks", map[string]any{"idempotency_key": "r-4", "action": action, "callback_url": "https://agent.example/hook"}, 400, "callbacks are not configured"},
+			{"PrivateCallback", map[string]any{"idempotency_key": "r-4", "action": action, "callback_url": "http://10.0.0.1/hook"}, 400, "not a public address"},
 			{"ContextTooLarge", map[string]any{"idempotency_key": "r-5", "action": action, "context": map[string]any{"x": strings.Repeat("a", ask.MaxContext)}}, 413, "context"},
 			{"RevisesUnknown", map[string]any{"idempotency_key": "r-6", "action": action, "revises": "00000000-0000-0000-0000-000000000000"}, 422, "revises"},
 		} {

@@ -266,8 +266,10 @@ func TestSubmit(t *testing.T) {
 	})
 }
 
-// TestSubmitWithoutCallbacks: a process without callbacks refuses a callback URL.
-func TestSubmitWithoutCallbacks(t *testing.T) {
+// TestSubmitCallbackNeedsAToken: a callback is signed with the filing
+// token's secret, so a caller without a token (a console session) cannot ask
+// for one.
+func TestSubmitCallbackNeedsAToken(t *testing.T) {
 	t.Parallel()
 	b := testapp.Start(t, testapp.Options{NoWorker: true})
 	u, err := account.Create(context.Background(), b.Pool, "agent@example.com", "Agent", "reviewer", "correct horse battery", "setup")
@@ -275,7 +277,7 @@ func TestSubmitWithoutCallbacks(t *testing.T) {
 	_, _, err = b.App.Ask.Submit(context.Background(), ask.Caller{UserID: u.ID, Email: u.Email, Role: u.Role},
 		ask.Submission{IdempotencyKey: "k", Action: refund(1), CallbackURL: "https://agent.example/hook"})
 	require.ErrorIs(t, err, ask.ErrBadRequest)
-	require.ErrorContains(t, err, "callbacks are not configured")
+	require.ErrorContains(t, err, "a callback needs an API token")
 }
 
 // TestRevisions: changes requested, then a revision that names it.
