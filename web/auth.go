@@ -279,10 +279,10 @@ func (s *Server) requireToken(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// requireScope lets an API call through when its token carries scope; others
-// get 403 naming the missing scope. The user's role is still checked by the
-// handler, as for a person.
-func requireScope(scope string) echo.MiddlewareFunc {
+// requireScope lets an API call through when its token carries one of
+// scopes; others get 403 naming the missing scope. The user's role is still
+// checked by the handler, as for a person.
+func requireScope(scopes ...string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			tok, _ := c.Get("token").(*store.Token)
@@ -290,9 +290,9 @@ func requireScope(scope string) echo.MiddlewareFunc {
 			if tok == nil || u == nil {
 				return echo.NewHTTPError(http.StatusUnauthorized, "an Authorization: Bearer token is required (countersign token create)")
 			}
-			if !tok.Allows(scope) {
+			if !slices.ContainsFunc(scopes, tok.Allows) {
 				return echo.NewHTTPError(http.StatusForbidden,
-					fmt.Sprintf("token %s lacks the %s scope this call needs", tok.PublicID, scope))
+					fmt.Sprintf("token %s lacks the %s scope this call needs", tok.PublicID, strings.Join(scopes, " or ")))
 			}
 			c.Set("user", u)
 			return next(c)

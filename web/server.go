@@ -18,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/countersign/countersign/internal/account"
+	"github.com/countersign/countersign/internal/ask"
 	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/policystore"
 	"github.com/countersign/countersign/internal/store"
@@ -33,7 +34,9 @@ type Deps struct {
 	Engine   *workflow.Engine
 	Policies *policystore.Cache
 	Notify   *notify.Listener
-	Logger   *slog.Logger
+	// Ask files and reads approvals (/api/v1/approvals).
+	Ask    *ask.Service
+	Logger *slog.Logger
 	// SessionKeys are the cookie keys, newest first, each 64 bytes: a hash
 	// key (32) then a block key (32). New cookies use the first; the others
 	// are still accepted, so that keys rotate without signing anyone out.
@@ -156,6 +159,8 @@ func (s *Server) routes() {
 	api.POST("/batches/:id/decision", s.handleAPIBatchDecide, requireScope(account.ScopeDecide))
 	api.GET("/audit", s.handleAPIAudit, requireScope(account.ScopeAuditRead))
 	api.GET("/audit/export", s.handleHistoryExport, requireScope(account.ScopeAuditRead))
+	api.POST("/approvals", s.handleAPIApprovalSubmit, requireScope(account.ScopeApprovalsWrite))
+	api.GET("/approvals/:id", s.handleAPIApprovalGet, requireScope(account.ScopeApprovalsWrite, account.ScopeRequestsRead))
 
 	ui := e.Group("", s.csrf)
 	ui.GET("/login", s.handleLoginPage)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/countersign/countersign/internal/ask"
 	"github.com/countersign/countersign/internal/audit"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
@@ -297,3 +298,9 @@ func stringList[T ~string](in []T) []string {
 	}
 	return out
 }
+
+// approvalJSON is an approval as the API answers it. It is ask.Approval
+// itself, not a copy: the API answer, the callback's body and the MCP
+// tools' result are one shape, which TestWireMatchesSpec holds against the
+// spec like every wire type here.
+type approvalJSON = ask.Approval

@@ -52,6 +52,7 @@ func TestWireMatchesSpec(t *testing.T) {
 		{"BatchGet", batchDetailJSON{}, ok("/api/v1/batches/{id}", "get")},
 		{"BatchDecide", batchDecisionJSON{}, ok("/api/v1/batches/{id}/decision", "post")},
 		{"Error", apiError{}, schema("Error")},
+		{"Approval", approvalJSON{}, schema("Approval")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -22,6 +22,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/countersign/countersign/internal/ai"
+	"github.com/countersign/countersign/internal/ask"
 	"github.com/countersign/countersign/internal/audit"
 	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/internal/demo"
@@ -56,6 +57,10 @@ type Options struct {
 	// KeepAlive overrides how often a live-update stream pings and
 	// re-checks its session (zero: web's default, 25 s; tests shorten it).
 	KeepAlive time.Duration
+	// Callbacks and Receipts serve the approvals API (internal/ask); nil
+	// refuses callback URLs and leaves receipts out.
+	Callbacks ask.Callbacks
+	Receipts  ask.Receipts
 }
 
 // Recovery tunes run leases and the sweeper (workflow.Config has the details).
@@ -76,9 +81,11 @@ type App struct {
 	Engine   *workflow.Engine
 	Policies *policystore.Cache
 	Notify   *notify.Listener
-	Web      *web.Server
-	opts     Options
-	logger   *slog.Logger
+	// Ask files and reads approvals (the approvals API, MCP, `countersign ask`).
+	Ask    *ask.Service
+	Web    *web.Server
+	opts   Options
+	logger *slog.Logger
 }
 
 // NewPool opens a pool sized for River's workers, its listener and the web side.
@@ -113,6 +120,11 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		return nil, err
 	}
 	registry := workflow.NewRegistry()
+	// The approvals API's workflow runs in every process, like the API.
+	listener := notify.NewListener(pool, logger)
+	approvals := ask.New(ask.Config{Pool: pool, Notify: listener, Callbacks: opts.Callbacks, Receipts: opts.Receipts,
+		PublicURL: cfg.PublicURL})
+	approvals.Register(registry)
 	if opts.Demo {
 		demo.Register(registry, offline)
 	}
@@ -130,19 +142,20 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	}
 	engine := workflow.New(workflow.Config{Pool: pool, Registry: registry, Scheduler: scheduler, Policies: policies, Model: model, Logger: logger, Now: opts.Now,
 		MaxStepOutput: cfg.MaxStepOutput, Lease: rec.Lease, RenewEvery: rec.RenewEvery, MaxRecoveries: rec.MaxRecoveries})
+	approvals.SetEngine(engine)
 	client, err := river.NewClient(riverpgxv5.New(pool), riverConfig(cfg, opts, engine, riverLogger))
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
 
 	a := &App{Config: cfg, Pool: pool, River: client, Engine: engine, Policies: policies,
-		Notify: notify.NewListener(pool, logger), opts: opts, logger: logger}
+		Notify: listener, Ask: approvals, opts: opts, logger: logger}
 	if opts.Web {
 		keys, err := sessionKeys(context.Background(), pool, cfg)
 		if err != nil {
 			return nil, err
 		}
-		a.Web = web.New(web.Deps{Pool: pool, Engine: engine, Policies: policies, Notify: a.Notify,
+		a.Web = web.New(web.Deps{Pool: pool, Engine: engine, Policies: policies, Notify: a.Notify, Ask: approvals,
 			Logger: logger, SessionKeys: keys, Secure: cfg.Secure, Now: engine.Now, KeepAlive: opts.KeepAlive,
 			Origins: publicOrigins(cfg, opts.Listener), TrustedProxies: cfg.TrustedProxies})
 	}
