@@ -162,6 +162,10 @@ func (s *Server) routes() {
 	api.POST("/approvals", s.handleAPIApprovalSubmit, requireScope(account.ScopeApprovalsWrite))
 	api.GET("/approvals/:id", s.handleAPIApprovalGet, requireScope(account.ScopeApprovalsWrite, account.ScopeRequestsRead))
 
+	// MCP clients authenticate with a bearer token (approvals:write), never
+	// a cookie: no CSRF check, like the API.
+	e.Any("/mcp", s.handleMCP())
+
 	ui := e.Group("", s.csrf)
 	ui.GET("/login", s.handleLoginPage)
 	ui.POST("/login", s.handleLogin)
