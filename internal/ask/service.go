@@ -448,3 +448,40 @@ func statusOf(v vocab.Verdict) string {
 		return StatusRejected
 	}
 }
+
+// MaxRevisions bounds how far back Revisions follows a chain.
+const MaxRevisions = 50
+
+// Revision is an earlier approval of a chain of revisions, as the review
+// page lists it.
+type Revision struct {
+	ID        string
+	Revision  int
+	Summary   string
+	Status    string
+	Feedback  string // the reviewer's reason (the requested changes)
+	DecidedBy string
+	CreatedAt time.Time
+}
+
+// Revisions lists the approvals that approval id revises, directly or
+// through earlier revisions, oldest first (at most MaxRevisions).
+func (s *Service) Revisions(ctx context.Context, id string) ([]Revision, error) {
+	runs, err := store.RunRevisions(ctx, s.pool, Workflow, id, MaxRevisions)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Revision, 0, len(runs))
+	for i := len(runs) - 1; i >= 0; i-- {
+		a, err := s.build(ctx, s.pool, runs[i].ID, false)
+		if err != nil {
+			return nil, err
+		}
+		r := Revision{ID: a.ID, Revision: a.Revision, Summary: a.Action.Summary, Status: a.Status, CreatedAt: a.CreatedAt}
+		if a.Outcome != nil {
+			r.Feedback, r.DecidedBy = a.Outcome.Reason, a.Outcome.DecidedBy
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}

@@ -80,3 +80,19 @@ LIMIT @row_limit;
 -- run) and the sweeper looks again after the given time.
 UPDATE workflow_runs SET lease_owner = NULL, lease_until = now() + interval '1 microsecond' * @after_micros::bigint
 WHERE id = @id AND resume_seq = @resume_seq AND (lease_owner IS NULL OR lease_until < now());
+
+-- name: RunRevisions :many
+-- The runs of a workflow that a run revises, following its input's
+-- "revises" (the approvals API's revisions) back, nearest first, at most
+-- max_depth of them.
+WITH RECURSIVE chain(id, depth) AS (
+    SELECT (r.input->>'revises')::uuid, 1 FROM workflow_runs r
+    WHERE r.id = @id AND coalesce(r.input->>'revises', '') <> ''
+    UNION ALL
+    SELECT (p.input->>'revises')::uuid, c.depth + 1
+    FROM chain c JOIN workflow_runs p ON p.id = c.id
+    WHERE coalesce(p.input->>'revises', '') <> '' AND c.depth < @max_depth::int
+)
+SELECT r.* FROM chain c JOIN workflow_runs r ON r.id = c.id
+WHERE r.workflow = @workflow
+ORDER BY c.depth;
