@@ -193,11 +193,11 @@ func (t *tools) get(ctx context.Context, req *mcp.CallToolRequest, in getInput) 
 	if err != nil {
 		return nil, nil, err
 	}
-	a, err := t.svc.Get(ctx, caller, strings.TrimSpace(in.ID), 0)
+	a, err := t.svc.Get(ctx, caller, strings.TrimSpace(in.ID), wait)
 	if err != nil {
 		return nil, nil, t.toolError("get_approval", err)
 	}
-	return t.answer(ctx, caller, a, wait)
+	return t.answer(ctx, caller, a, 0)
 }
 
 // answer waits for a pending approval, then returns it as structured content

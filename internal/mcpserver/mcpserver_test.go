@@ -11,6 +11,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/ask"
 	"github.com/countersign/countersign/internal/testapp"
 )
@@ -207,6 +208,21 @@ func TestMCPAuthentication(t *testing.T) {
 		require.Error(t, err)
 		_, err = connect(t, app.Addr, app.ApproverToken)
 		require.Error(t, err, "a reviewer's decide token cannot file approvals")
+	})
+	t.Run("ViewerRefused", func(t *testing.T) {
+		// The scope lets the call in; the user's role still decides, as for a person.
+		ctx := context.Background()
+		_, err := account.Create(ctx, app.Pool, "viewer@example.com", "Viewer", "viewer", "correct-horse-battery", "setup")
+		require.NoError(t, err)
+		_, secret, err := account.CreateToken(ctx, app.Pool, account.TokenParams{Email: "viewer@example.com", Name: "t",
+			Scopes: []string{account.ScopeApprovalsWrite}, By: "setup"})
+		require.NoError(t, err)
+		s, err := connect(t, app.Addr, secret)
+		require.NoError(t, err)
+		res, a := call(t, s, "request_approval", map[string]any{
+			"idempotency_key": "viewer", "action": map[string]any{"kind": "read", "summary": "Read"}})
+		require.Nil(t, a)
+		require.Contains(t, text(res), "viewers cannot file approvals")
 	})
 	t.Run("NoCookieNeeded", func(t *testing.T) {
 		// The console's CSRF check would refuse a POST without its token.
