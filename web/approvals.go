@@ -3,7 +3,9 @@ package web
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/countersign/countersign/internal/ask"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/templates"
 )
 
 // approvalBody is POST /api/v1/approvals's body.
@@ -111,4 +114,35 @@ func parseWait(v string) (time.Duration, error) {
 		return 0, echo.NewHTTPError(http.StatusBadRequest, "wait cannot be negative")
 	}
 	return min(d, ask.MaxWait), nil
+}
+
+// agentView is the review page's view of an approval filed through the
+// approvals API; nil for any other run.
+func (s *Server) agentView(c echo.Context, run *store.Run) (*templates.AgentView, error) {
+	if run.Workflow != ask.Workflow || s.Ask == nil {
+		return nil, nil
+	}
+	var in ask.Input
+	if err := json.Unmarshal(run.Input, &in); err != nil {
+		return nil, fmt.Errorf("decode approval input: %w", err)
+	}
+	v := &templates.AgentView{Revision: in.Revision}
+	var fields map[string]json.RawMessage
+	if len(in.Context) > 0 {
+		if err := json.Unmarshal(in.Context, &fields); err != nil {
+			return nil, fmt.Errorf("decode approval context: %w", err)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
+		v.Context = append(v.Context, templates.ContextField{Key: k, Value: string(fields[k])})
+	}
+	earlier, err := s.Ask.Revisions(c.Request().Context(), run.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range earlier {
+		v.Earlier = append(v.Earlier, templates.EarlierRevision{ID: r.ID, Revision: r.Revision, Summary: r.Summary,
+			Feedback: r.Feedback, DecidedBy: r.DecidedBy, CreatedAt: r.CreatedAt})
+	}
+	return v, nil
 }

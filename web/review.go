@@ -36,6 +36,9 @@ func (s *Server) reviewView(c echo.Context, id string) (templates.ReviewView, er
 	if v.Votes, err = store.VoteList(ctx, s.Pool, req.ID); err != nil {
 		return v, err
 	}
+	if v.Agent, err = s.agentView(c, v.Run); err != nil {
+		return v, err
+	}
 	if d, err := store.DecisionGetByRequest(ctx, s.Pool, req.ID); err == nil {
 		v.Decision = d
 	} else if !errors.Is(err, store.ErrNotFound) {
