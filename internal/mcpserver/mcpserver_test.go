@@ -13,6 +13,7 @@ import (
 
 	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/ask"
+	"github.com/countersign/countersign/internal/mcpserver"
 	"github.com/countersign/countersign/internal/testapp"
 )
 
@@ -223,6 +224,19 @@ func TestMCPAuthentication(t *testing.T) {
 			"idempotency_key": "viewer", "action": map[string]any{"kind": "read", "summary": "Read"}})
 		require.Nil(t, a)
 		require.Contains(t, text(res), "viewers cannot file approvals")
+	})
+	t.Run("TooLarge", func(t *testing.T) {
+		big := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"request_approval","arguments":{"pad":"` +
+			strings.Repeat("x", mcpserver.MaxBody) + `"}}}`
+		req, err := http.NewRequest(http.MethodPost, app.Addr+"/mcp", strings.NewReader(big))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+app.AgentToken)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
 	})
 	t.Run("NoCookieNeeded", func(t *testing.T) {
 		// The console's CSRF check would refuse a POST without its token.
