@@ -182,6 +182,10 @@ func (s *Server) routes() {
 	approvals.POST("", s.handleAPIApprovalSubmit, s.tokenOrSession(account.ScopeApprovalsWrite))
 	approvals.GET("/:id", s.handleAPIApprovalGet, s.tokenOrSession(account.ScopeApprovalsWrite, account.ScopeRequestsRead))
 
+	// MCP clients authenticate with a bearer token (approvals:write), never
+	// a cookie: no CSRF check, like the API.
+	e.Any("/mcp", s.handleMCP())
+
 	ui := e.Group("", s.csrf)
 	ui.GET("/login", s.handleLoginPage)
 	ui.POST("/login", s.handleLogin)
