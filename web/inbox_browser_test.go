@@ -12,6 +12,7 @@ import (
 
 	"github.com/countersign/countersign/internal/factory"
 	"github.com/countersign/countersign/internal/notify"
+	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/vocab"
 )
@@ -44,6 +45,13 @@ func TestBrowserInbox(t *testing.T) {
 			Summary: fmt.Sprintf("Update 2 CRM fields of lead %d with a longer summary that would wrap", i),
 			Params: map[string]any{"n": i}, Risk: "low", Reversible: true}})
 	}
+	// Batched requests in a batch, with a note: still one line each.
+	for i := range 6 {
+		r := factory.Request(bg, t, c.Pool, &factory.RequestOpts{Tier: factory.Ptr(vocab.TierBatched), Rule: factory.Ptr("crm-small"),
+			Action: &workflow.Action{Kind: "crm.update", Summary: fmt.Sprintf("Batched update %d of a lead with a long summary", i), Risk: "low"}})
+		_, _, _, err := store.BatchJoin(bg, c.Pool, r.ID, "crm-small", "crm-small", r.Workflow, "crm.update", 100, time.Now().Add(time.Hour))
+		require.NoError(t, err)
+	}
 	ctx := browser(t)
 	require.NoError(t, chromedp.Run(ctx, chromedp.EmulateViewport(1280, 900)))
 	c.signIn(ctx, t, "reviewer@example.com")
@@ -65,7 +73,11 @@ func TestBrowserInbox(t *testing.T) {
 		t.Logf("inbox at %.0fx%.0f: %d of %d rows fully visible, row height %.1f-%.1f px", m.Width, m.ViewportH, m.Visible, m.Rows, m.MinH, m.MaxH)
 		require.Equal(t, 1280.0, m.Width)
 		require.GreaterOrEqual(t, m.Visible, 25, "at least 25 rows in the first screen")
+		require.Equal(t, 37, m.Rows)
 		require.Less(t, m.MaxH, 1.5*m.MinH+1, "every row is one line, batched or not")
+		var batched int
+		require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`document.querySelectorAll("[data-testid=inbox-row] a[href^='/batches/']").length`, &batched)))
+		require.Equal(t, 6, batched, "the batched rows were measured")
 	})
 
 	t.Run("AKeySaysWhy", func(t *testing.T) {
@@ -95,7 +107,7 @@ func TestBrowserInbox(t *testing.T) {
 		require.True(t, hidden, "no submit button needed with script")
 		require.NoError(t, chromedp.Run(ctx, clickOn(`[data-testid=filter-can]`)))
 		waitLocation(ctx, t, "can=1")
-		evalUntil(ctx, t, `document.querySelectorAll("[data-testid=inbox-row]").length === 31`, "the blocked request is filtered out")
+		evalUntil(ctx, t, `document.querySelectorAll("[data-testid=inbox-row]").length === 37`, "the blocked request is filtered out")
 		waitText(ctx, t, "[data-testid=count-explicit]", "Explicit: 31")
 		evalUntil(ctx, t, `document.activeElement.name === "can"`, "the focus returns to the filter that changed")
 		// Live refreshes keep the filter.
@@ -103,6 +115,6 @@ func TestBrowserInbox(t *testing.T) {
 		time.Sleep(time.Second)
 		var rows int
 		require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`document.querySelectorAll("[data-testid=inbox-row]").length`, &rows)))
-		require.Equal(t, 31, rows)
+		require.Equal(t, 37, rows)
 	})
 }
