@@ -36,6 +36,9 @@ type ConsoleReport struct {
 	InboxFirstP50, InboxFirstP95   time.Duration
 	InboxDeepP50, InboxDeepP95     time.Duration
 	InboxFilterP50, InboxFilterP95 time.Duration
+	// The inbox's per-reviewer filters: "I can decide" and "Claimed by me".
+	InboxCanP50, InboxCanP95         time.Duration
+	InboxClaimedP50, InboxClaimedP95 time.Duration
 	DecisionP50, DecisionP99       time.Duration
 	DecisionsPerS                  float64
 	PacedP50, PacedP99             time.Duration
@@ -89,6 +92,10 @@ func Console(ctx context.Context, pool *pgxpool.Pool, dbURL string, o ConsoleOpt
 		{"/", &rep.InboxFirstP50, &rep.InboxFirstP95},
 		{"/?after=" + deep, &rep.InboxDeepP50, &rep.InboxDeepP95},
 		{"/?workflow=lead_enrichment&tier=batched", &rep.InboxFilterP50, &rep.InboxFilterP95},
+		{"/?can=1", &rep.InboxCanP50, &rep.InboxCanP95},
+		// No claims are loaded: the worst case, the index walked to its end
+		// for a filter that keeps nothing.
+		{"/?claimed=me", &rep.InboxClaimedP50, &rep.InboxClaimedP95},
 	} {
 		lat := make([]time.Duration, 0, o.Samples)
 		for range o.Samples {
