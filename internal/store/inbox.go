@@ -38,6 +38,7 @@ type InboxParams struct {
 	CanDecide bool
 	// ClaimedByMe keeps the requests the actor holds a live claim on.
 	ClaimedByMe bool
+	claimedIDs  []string // the actor's live claims, read by withClaims
 	After       *InboxCursor
 	Limit       int
 	Now         time.Time
@@ -47,7 +48,7 @@ type InboxParams struct {
 func (p InboxParams) filterArgs() pgx.NamedArgs {
 	args := pgx.NamedArgs{"workflow": p.Workflow, "rule": p.Rule, "tier": p.Tier, "created_before": nil,
 		"can_decide": p.CanDecide, "claimed_by_me": p.ClaimedByMe, "actor": p.Actor, "actor_role": string(p.ActorRole),
-		"claim_lapsed_before": p.Now.Add(-ClaimTimeout)}
+		"claimed_ids": p.claimedIDs}
 	if p.OlderThan > 0 {
 		args["created_before"] = p.Now.Add(-p.OlderThan)
 	}
@@ -69,6 +70,25 @@ var (
 	requestCountInboxSQL string
 )
 
+// maxClaimsListed bounds the claims "Claimed by me" considers: nobody
+// reviews more at once, and the list is passed to the query as an array.
+const maxClaimsListed = 500
+
+// withClaims reads the actor's live claims when the filter asks for them;
+// none reports that the filter leaves nothing, with no need to query.
+func (p InboxParams) withClaims(ctx context.Context, db DBTX) (_ InboxParams, none bool, _ error) {
+	if !p.ClaimedByMe {
+		return p, false, nil
+	}
+	ids, err := queries.ClaimListByActor(ctx, db, dbsqlc.ClaimListByActorParams{Actor: p.Actor,
+		LapsedBefore: p.Now.Add(-ClaimTimeout), RowLimit: maxClaimsListed})
+	if err != nil {
+		return p, false, fmt.Errorf("list my claims: %w", interpret(err))
+	}
+	p.claimedIDs = ids
+	return p, len(ids) == 0, nil
+}
+
 // withInboxFilter puts the inbox filter where a query says /* filter */: one
 // definition serves the listing and the counts.
 func withInboxFilter(query string) string {
@@ -87,6 +107,10 @@ type inboxRow struct {
 func RequestListInbox(ctx context.Context, db DBTX, p InboxParams) ([]InboxRow, error) {
 	if p.Limit <= 0 || p.Limit > 200 {
 		p.Limit = 50
+	}
+	p, none, err := p.withClaims(ctx, db)
+	if err != nil || none {
+		return nil, err
 	}
 	args := p.filterArgs()
 	args["row_limit"] = p.Limit
@@ -135,9 +159,17 @@ func RequestCountPending(ctx context.Context, db DBTX) ([]TierCount, error) {
 // RequestCountInbox counts, per tier, the pending requests that p's filters
 // let through (its cursor and limit are ignored), each up to InboxCountCap.
 func RequestCountInbox(ctx context.Context, db DBTX, p InboxParams) ([]TierCount, error) {
+	p, none, err := p.withClaims(ctx, db)
+	if err != nil {
+		return nil, err
+	}
 	var out []TierCount
 	query := withInboxFilter(requestCountInboxSQL)
 	for _, tier := range []vocab.Tier{vocab.TierExplicit, vocab.TierBatched} {
+		if none {
+			out = append(out, TierCount{Tier: tier})
+			continue
+		}
 		args := p.filterArgs()
 		args["count_tier"], args["cap"] = string(tier), InboxCountCap
 		var n int

@@ -35,3 +35,9 @@ SELECT * FROM saved_filters WHERE user_id = @user_id ORDER BY name;
 
 -- name: SavedFilterDelete :execrows
 DELETE FROM saved_filters WHERE id = @id AND user_id = @user_id;
+
+-- name: ClaimListByActor :many
+SELECT request_id FROM request_claims
+WHERE actor = @actor::text AND renewed_at > @lapsed_before::timestamptz
+ORDER BY renewed_at DESC
+LIMIT @row_limit::int;

@@ -10,6 +10,39 @@ import (
 	"time"
 )
 
+const claimListByActor = `-- name: ClaimListByActor :many
+SELECT request_id FROM request_claims
+WHERE actor = $1::text AND renewed_at > $2::timestamptz
+ORDER BY renewed_at DESC
+LIMIT $3::int
+`
+
+type ClaimListByActorParams struct {
+	Actor        string    `db:"actor"`
+	LapsedBefore time.Time `db:"lapsed_before"`
+	RowLimit     int       `db:"row_limit"`
+}
+
+func (q *Queries) ClaimListByActor(ctx context.Context, db DBTX, arg ClaimListByActorParams) ([]string, error) {
+	rows, err := db.Query(ctx, claimListByActor, arg.Actor, arg.LapsedBefore, arg.RowLimit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var request_id string
+		if err := rows.Scan(&request_id); err != nil {
+			return nil, err
+		}
+		items = append(items, request_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const claimListLive = `-- name: ClaimListLive :many
 SELECT request_id, actor, claimed_at, renewed_at FROM request_claims
 WHERE request_id = ANY($1::uuid[]) AND renewed_at > $2::timestamptz
