@@ -43,7 +43,7 @@ func TestBrowserInbox(t *testing.T) {
 	for i := range 30 {
 		factory.Request(bg, t, c.Pool, &factory.RequestOpts{Action: &workflow.Action{Kind: "crm.update",
 			Summary: fmt.Sprintf("Update 2 CRM fields of lead %d with a longer summary that would wrap", i),
-			Params: map[string]any{"n": i}, Risk: "low", Reversible: true}})
+			Params:  map[string]any{"n": i}, Risk: "low", Reversible: true}})
 	}
 	// Batched requests in a batch, with a note: still one line each.
 	for i := range 6 {

@@ -39,10 +39,10 @@ type ConsoleReport struct {
 	// The inbox's per-reviewer filters: "I can decide" and "Claimed by me".
 	InboxCanP50, InboxCanP95         time.Duration
 	InboxClaimedP50, InboxClaimedP95 time.Duration
-	DecisionP50, DecisionP99       time.Duration
-	DecisionsPerS                  float64
-	PacedP50, PacedP99             time.Duration
-	PacedPerS                      float64
+	DecisionP50, DecisionP99         time.Duration
+	DecisionsPerS                    float64
+	PacedP50, PacedP99               time.Duration
+	PacedPerS                        float64
 }
 
 // Paced is how often each reviewer decides in the paced measurement: far

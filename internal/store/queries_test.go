@@ -401,7 +401,7 @@ func TestInbox(t *testing.T) {
 			args := pgx.NamedArgs{"workflow": "", "rule": "", "tier": "", "row_limit": 50, "created_before": nil,
 				"can_decide": c.canDecide, "claimed_by_me": false, "actor": "ann@example.com", "actor_role": "reviewer",
 				"claimed_ids": []string{},
-				"after_rank":          nil, "after_deadline": nil, "after_created_at": nil, "after_id": nil}
+				"after_rank":  nil, "after_deadline": nil, "after_created_at": nil, "after_id": nil}
 			if after != nil {
 				args["after_rank"], args["after_deadline"], args["after_created_at"], args["after_id"] =
 					after.Rank, after.Deadline, after.CreatedAt, after.ID
