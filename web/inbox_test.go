@@ -1,11 +1,13 @@
 package web_test
 
 import (
+	"bufio"
 	"context"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/PuerkitoBio/goquery"
 	"github.com/stretchr/testify/require"
@@ -259,3 +261,48 @@ func TestInboxSavedFilters(t *testing.T) {
 	doc, _ = c.get(t, ann, "/")
 	require.Zero(t, doc.Find("[data-testid=saved-filter]").Length())
 }
+
+// TestInboxClaimRefreshesOthers checks that a claim reaches other reviewers'
+// open inboxes: their event stream says "inbox", which refetches the rows.
+func TestInboxClaimRefreshesOthers(t *testing.T) {
+	t.Parallel()
+	c := startConsole(t, nil)
+	req := factory.Request(context.Background(), t, c.Pool, nil)
+	bob := c.client(t, "approver@example.com")
+	resp, err := bob.Get(c.Addr + "/events")
+	require.NoError(t, err)
+	t.Cleanup(func() { resp.Body.Close() })
+	events := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if e, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+				events <- e
+			}
+		}
+		close(events)
+	}()
+	// The stream opens with "connected", and the listener's own connect may
+	// send one "inbox" refresh; let those pass before claiming.
+	require.Equal(t, "connected", <-events)
+	drain := time.After(inboxSettle)
+	for settled := false; !settled; {
+		select {
+		case <-events:
+		case <-drain:
+			settled = true
+		}
+	}
+
+	r, _ := c.post(t, c.client(t, "reviewer@example.com"), "/", "/requests/"+req.ID+"/claim", url.Values{})
+	require.Equal(t, http.StatusSeeOther, r.StatusCode, "back to the inbox")
+	select {
+	case e := <-events:
+		require.Equal(t, "inbox", e)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no inbox refresh after a claim")
+	}
+}
+
+// inboxSettle outlasts the stream's inbox debounce (300 ms).
+const inboxSettle = time.Second
