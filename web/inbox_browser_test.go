@@ -117,4 +117,12 @@ func TestBrowserInbox(t *testing.T) {
 		require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`document.querySelectorAll("[data-testid=inbox-row]").length`, &rows)))
 		require.Equal(t, 37, rows)
 	})
+
+	t.Run("PhoneHasNoSideScroll", func(t *testing.T) {
+		var over float64
+		require.NoError(t, chromedp.Run(ctx, chromedp.EmulateViewport(390, 844), chromedp.Navigate(c.Addr+"/"),
+			chromedp.WaitVisible(`[data-testid=inbox]`, chromedp.ByQuery),
+			chromedp.Evaluate(`document.documentElement.scrollWidth - innerWidth`, &over)))
+		require.LessOrEqual(t, over, 0.0, "the inbox fits 390 px")
+	})
 }
