@@ -85,6 +85,10 @@ func (s *Server) inboxQuery(c echo.Context) (store.InboxParams, templates.InboxF
 	u := currentUser(c)
 	p := store.InboxParams{Workflow: f.Workflow, Rule: f.Rule, Tier: f.Tier, OlderThan: age, Limit: inboxPage, Now: s.Now(),
 		Actor: actorOf(u).Name, ActorRole: u.Role, CanDecide: f.CanDecide, ClaimedByMe: f.ClaimedByMe}
+	if !u.Role.CanDecide() {
+		// A viewer decides nothing, whatever roles a rule names.
+		p.ActorRole = ""
+	}
 	if err != nil {
 		return p, f, "", err
 	}

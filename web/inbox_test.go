@@ -96,8 +96,11 @@ func TestInboxRows(t *testing.T) {
 	})
 
 	t.Run("ViewerSeesWhy", func(t *testing.T) {
-		doc, _ := c.get(t, c.client(t, "viewer@example.com"), "/")
+		viewer := c.client(t, "viewer@example.com")
+		doc, _ := c.get(t, viewer, "/")
 		require.Contains(t, inboxRow(t, doc, refund.ID).Find("[data-testid=why-not]").Text(), "view only")
+		doc, _ = c.get(t, viewer, "/?can=1")
+		require.Zero(t, doc.Find("[data-testid=inbox-row]").Length(), "a viewer can decide nothing")
 	})
 }
 
