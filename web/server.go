@@ -61,6 +61,7 @@ type Server struct {
 	echo     *echo.Echo
 	sessions *sessions.CookieStore
 	cookie   string
+	refused  refusals // refused decisions, for the page a refusal redirects to
 }
 
 // New returns a Server with every route registered.
@@ -166,6 +167,7 @@ func (s *Server) routes() {
 	app.GET("/", s.handleInbox)
 	app.GET("/inbox/rows", s.handleInboxRows)
 	app.GET("/requests/:id", s.handleReview)
+	app.GET("/requests/:id/state", s.handleReviewState)
 	app.POST("/requests/:id/decision", s.handleDecide)
 	app.GET("/runs", s.handleRuns)
 	app.GET("/runs/:id", s.handleRun)
