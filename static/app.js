@@ -77,6 +77,15 @@
     return true;
   }
 
+  // A key that moved the focus into a field must not also be typed there:
+  // its keypress can arrive after the keydown moved the focus.
+  var swallow = null;
+  document.addEventListener("keypress", function (e) {
+    if (swallow && e.key === swallow) e.preventDefault();
+    swallow = null;
+  }, true);
+  document.addEventListener("keyup", function () { swallow = null; }, true);
+
   function firstEditField() { return document.querySelector("#edit-fields input, #edit-fields textarea, #edit-fields select"); }
 
   document.addEventListener("keydown", function (e) {
@@ -93,8 +102,8 @@
         if (row) { window.location.href = row.getAttribute("data-href"); e.preventDefault(); }
         break;
       case "a": if (approveKey()) e.preventDefault(); break;
-      case "r": if (document.getElementById("reason")) { openDetails(document.getElementById("reason")); e.preventDefault(); } break;
-      case "e": if (firstEditField()) { openDetails(firstEditField()); e.preventDefault(); } break;
+      case "r": if (document.getElementById("reason")) { openDetails(document.getElementById("reason")); swallow = e.key; e.preventDefault(); } break;
+      case "e": if (firstEditField()) { openDetails(firstEditField()); swallow = e.key; e.preventDefault(); } break;
       case "?": if (help) { help.showModal(); e.preventDefault(); } break;
     }
   });
