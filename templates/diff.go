@@ -235,22 +235,32 @@ func WordDiff(a, b string) (from, to []DiffPart) {
 // linesToRunes numbers the distinct strings of a and b, so that go-diff
 // compares whole lines or words as single symbols (its own line mode, for
 // tokens it does not cut itself).
+//
+// It is written without a closure and without a variable-sized make on
+// purpose: with Go 1.26.8 an earlier version (a closure returning
+// make([]rune, len(ss))) corrupted memory, and the crash went away with
+// -gcflags=-d=variablemakethreshold=0, which keeps such makes off the stack:
+// it looks like a compiler bug. TestWordDiffRandom guards it.
 func linesToRunes(a, b []string) (ar, br []rune, table []string) {
 	index := map[string]rune{}
-	conv := func(ss []string) []rune {
-		out := make([]rune, len(ss))
-		for i, s := range ss {
-			r, ok := index[s]
-			if !ok {
-				r = rune(len(table))
-				index[s] = r
-				table = append(table, s)
-			}
-			out[i] = r
+	ar, table = symbols(a, index, table)
+	br, table = symbols(b, index, table)
+	return ar, br, table
+}
+
+// symbols numbers the strings of ss, adding new ones to index and table.
+func symbols(ss []string, index map[string]rune, table []string) ([]rune, []string) {
+	var out []rune
+	for _, s := range ss {
+		r, ok := index[s]
+		if !ok {
+			r = rune(len(table))
+			index[s] = r
+			table = append(table, s)
 		}
-		return out
+		out = append(out, r)
 	}
-	return conv(a), conv(b), table
+	return out, table
 }
 
 // words cuts a line into words, runs of spaces and single other characters,
