@@ -47,6 +47,7 @@ func TestBrowserReview(t *testing.T) {
 		// Not reversible: the first a only asks.
 		require.NoError(t, chromedp.Run(ctx, chromedp.WaitVisible(`[data-testid=decision-form]`, chromedp.ByQuery), chromedp.KeyEvent("a")))
 		waitText(ctx, t, `[data-testid=confirm-hint]`, "press a again")
+		screenshot(ctx, t, "review-confirm")
 		time.Sleep(300 * time.Millisecond)
 		require.Equal(t, vocab.RequestPending, status(r1.ID), "one a does not approve an irreversible action")
 		// Another key cancels; then a, a approves.
@@ -89,6 +90,7 @@ func TestBrowserReview(t *testing.T) {
 		require.NoError(t, chromedp.Run(ctx,
 			chromedp.Evaluate(`document.getElementById("decision-fields").disabled`, &disabled),
 			chromedp.Value(`[data-testid=comment]`, &comment, chromedp.ByQuery)))
+		screenshot(ctx, t, "review-decided-live")
 		require.True(t, disabled, "the form is closed")
 		require.Equal(t, "half a thought", comment, "what was typed stays")
 	})
@@ -103,6 +105,7 @@ func TestBrowserReview(t *testing.T) {
 			const b = document.querySelector("[data-testid=bar-approve]").getBoundingClientRect();
 			return b.height > 0 && b.top >= 0 && b.bottom <= window.innerHeight && window.scrollY === 0;
 		})()`, &inView)))
+		screenshot(ctx, t, "review-phone")
 		require.True(t, inView, "the decision bar is on screen without scrolling")
 		require.NoError(t, chromedp.Run(ctx, clickOn(`[data-testid=bar-approve]`), chromedp.WaitVisible(`[data-testid=flash]`, chromedp.ByQuery)))
 		require.Equal(t, vocab.RequestApproved, status(req.ID))
