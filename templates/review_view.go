@@ -171,3 +171,49 @@ func hasHidden(s string) bool {
 	}
 	return false
 }
+
+// Bounds of the excerpt of a long diff.
+const (
+	excerptLines   = 40
+	excerptContext = 50 // characters kept each side of a change in a long unchanged stretch
+)
+
+// ChangedExcerpt is what a diff too long to show open shows anyway: its
+// changed lines only, long unchanged stretches inside them cut to their ends,
+// so that a change is never hidden behind a collapsed block; the whole diff
+// stays one click away. It reports how many changed lines it left out.
+func ChangedExcerpt(lines []DiffLine) ([]DiffLine, int) {
+	var out []DiffLine
+	left := 0
+	for _, l := range lines {
+		if l.Op == " " {
+			continue
+		}
+		if len(out) == excerptLines {
+			left++
+			continue
+		}
+		e := DiffLine{Op: l.Op}
+		parts := l.Parts
+		if len(parts) == 0 {
+			parts = []DiffPart{{Text: l.Text, Changed: false}}
+		}
+		for _, p := range parts {
+			if !p.Changed {
+				p.Text = elide(p.Text)
+			}
+			e.Parts = append(e.Parts, p)
+		}
+		out = append(out, e)
+	}
+	return out, left
+}
+
+// elide keeps the ends of a long unchanged stretch.
+func elide(s string) string {
+	r := []rune(s)
+	if len(r) <= 3*excerptContext {
+		return s
+	}
+	return string(r[:excerptContext]) + " … " + string(r[len(r)-excerptContext:])
+}

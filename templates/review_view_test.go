@@ -132,3 +132,26 @@ func TestReviewValues(t *testing.T) {
 		require.NotEqual(t, EditFieldName("/memo\u200b"), EditFieldName(`/memo\u200b`), "a literal escape is another key")
 	})
 }
+
+func TestChangedExcerpt(t *testing.T) {
+	t.Parallel()
+	// A 3000-character letter with one word changed: too long to show open,
+	// so the change is shown on its own, its unchanged surroundings cut.
+	before := strings.Repeat("All is well here. ", 100) + "Refund 80 EUR. " + strings.Repeat("Kind regards and more. ", 60)
+	after := strings.Replace(before, "Refund 80 EUR", "Refund 800 EUR", 1)
+	lines := LineDiff(before, after)
+	require.Greater(t, diffSize(lines), longText)
+	ex, left := ChangedExcerpt(lines)
+	require.Zero(t, left)
+	require.Len(t, ex, 2)
+	var shown int
+	for _, l := range ex {
+		for _, p := range l.Parts {
+			shown += len([]rune(p.Text))
+			if p.Changed {
+				require.Contains(t, []string{"80", "800"}, p.Text)
+			}
+		}
+	}
+	require.Less(t, shown, 600, "the excerpt is short")
+}
