@@ -86,7 +86,7 @@ func (s *Server) reviewView(c echo.Context, id string) (templates.ReviewView, er
 // (its first page, unfiltered), for j and k and for going on after a
 // decision. A request not on that page has the inbox's first as its next.
 func (s *Server) neighbours(c echo.Context, id string) (prev, next string, err error) {
-	rows, err := store.RequestListInbox(c.Request().Context(), s.Pool, store.InboxParams{Limit: inboxPage, Now: s.Now()})
+	rows, err := s.inboxHead(c)
 	if err != nil {
 		return "", "", err
 	}
@@ -106,6 +106,31 @@ func (s *Server) neighbours(c echo.Context, id string) (prev, next string, err e
 		next = rows[0].Request.ID
 	}
 	return "", next, nil
+}
+
+// inboxHead is the first page of the unfiltered inbox, in its order.
+func (s *Server) inboxHead(c echo.Context) ([]store.InboxRow, error) {
+	return store.RequestListInbox(c.Request().Context(), s.Pool, store.InboxParams{Limit: inboxPage, Now: s.Now()})
+}
+
+// nextToDecide is the request to go on to after deciding id: the first after
+// it in the inbox's order (or the inbox's first, when id was not on its first
+// page) that the actor may decide. Requests of runs they started and requests
+// for other roles are passed over: landing on one would only stop the
+// reviewer.
+func nextToDecide(rows []store.InboxRow, id string, actor workflow.Actor) string {
+	start := 0
+	for i, r := range rows {
+		if r.Request.ID == id {
+			start = i + 1
+		}
+	}
+	for _, r := range rows[start:] {
+		if r.Request.ID != id && r.Request.StartedBy != actor.Name && workflow.CanDecide(r.Request, actor.Roles) {
+			return r.Request.ID
+		}
+	}
+	return ""
 }
 
 // handleReview handles the "GET /requests/:id" route. After a decision it
@@ -179,10 +204,11 @@ func (s *Server) handleDecide(c echo.Context) error {
 	}
 	// The neighbours are found before deciding: once decided, the request
 	// leaves the inbox and with it its place in the order.
-	_, next, nerr := s.neighbours(c, id)
+	head, nerr := s.inboxHead(c)
 	if nerr != nil {
 		return nerr
 	}
+	next := nextToDecide(head, id, p.Actor)
 	var res *workflow.DecideResult
 	if err == nil {
 		res, err = s.Engine.Decide(c.Request().Context(), p)

@@ -61,6 +61,22 @@ func TestReviewPage(t *testing.T) {
 		require.Contains(t, doc.Find(`[data-testid=flash]`).Text(), "Nothing else is waiting")
 	})
 
+	t.Run("AdvancePassesOverWhatICannotDecide", func(t *testing.T) {
+		a := factory.Request(ctx, t, c.Pool, nil)
+		mine := factory.Request(ctx, t, c.Pool, &factory.RequestOpts{Run: factory.Run(ctx, t, c.Pool, &factory.RunOpts{
+			Status: factory.Ptr(vocab.RunWaitingHuman), StartedBy: factory.Ptr("reviewer@example.com")})})
+		admins := factory.Request(ctx, t, c.Pool, &factory.RequestOpts{Roles: []vocab.Role{vocab.RoleAdmin}})
+		b := factory.Request(ctx, t, c.Pool, nil)
+		resp := decide(t, a.ID, url.Values{"verdict": {"approve"}, "payload_hash": {a.PayloadHash}})
+		require.True(t, strings.HasPrefix(resp.Header.Get("Location"), "/requests/"+b.ID+"?"),
+			"past my own run's request and an admins-only one: %s", resp.Header.Get("Location"))
+		for _, r := range []*store.Request{mine, admins, b} {
+			_, err := c.Engine.Decide(ctx, workflow.DecideParams{RequestID: r.ID, Actor: workflow.Actor{Name: "admin@example.com",
+				Roles: []vocab.Role{vocab.RoleAdmin}}, Verdict: vocab.VerdictReject, Reason: "tidy up", PayloadHash: r.PayloadHash})
+			require.NoError(t, err)
+		}
+	})
+
 	t.Run("DecidedReadsAsDecided", func(t *testing.T) {
 		run, req := c.startRun(t, "support_triage", "T-edit", demo.Ticket{ID: "T-edit", Customer: "ada@example.com",
 			Subject: "How do I login?", Body: "password"}, "api@example.com")
