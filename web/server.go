@@ -72,6 +72,7 @@ type Server struct {
 	echo     *echo.Echo
 	sessions *sessions.CookieStore
 	cookie   string
+	refused  refusals // refused decisions, for the page a refusal redirects to
 }
 
 // New returns a Server with every route registered.
@@ -200,6 +201,7 @@ func (s *Server) routes() {
 	app.POST("/requests/:id/claim/renew", s.handleClaimRenew)
 	app.POST("/requests/:id/unclaim", s.handleClaimRelease)
 	app.GET("/requests/:id", s.handleReview)
+	app.GET("/requests/:id/state", s.handleReviewState)
 	app.POST("/requests/:id/decision", s.handleDecide)
 	app.GET("/runs", s.handleRuns)
 	app.GET("/runs/:id", s.handleRun)

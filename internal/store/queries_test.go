@@ -312,6 +312,12 @@ func TestRequest(t *testing.T) {
 		n, err = store.VoteAdd(b.ctx, b.pool, first.ID, "bob", "")
 		require.NoError(t, err)
 		require.Equal(t, 2, n)
+		timed, err := store.VoteListTimed(b.ctx, b.pool, first.ID)
+		require.NoError(t, err)
+		require.Len(t, timed, 2)
+		require.Equal(t, []string{"ann", "bob"}, []string{timed[0].Actor, timed[1].Actor}, "oldest first")
+		require.False(t, timed[0].At.IsZero())
+		require.False(t, timed[1].At.Before(timed[0].At))
 
 		counts, err := store.RequestCountPending(b.ctx, b.pool)
 		require.NoError(t, err)
