@@ -25,6 +25,8 @@ import (
 	"github.com/countersign/countersign/internal/audit"
 	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/internal/demo"
+	"github.com/countersign/countersign/internal/notice"
+	"github.com/countersign/countersign/internal/notice/email"
 	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/policystore"
 	"github.com/countersign/countersign/internal/store"
@@ -56,6 +58,10 @@ type Options struct {
 	// KeepAlive overrides how often a live-update stream pings and
 	// re-checks its session (zero: web's default, 25 s; tests shorten it).
 	KeepAlive time.Duration
+	// NoticeWindow overrides the notification coalescing window (default one minute).
+	NoticeWindow time.Duration
+	// Channels adds notification channels to those configured (tests use it).
+	Channels []notice.Channel
 }
 
 // Recovery tunes run leases and the sweeper (workflow.Config has the details).
@@ -76,6 +82,7 @@ type App struct {
 	Engine   *workflow.Engine
 	Policies *policystore.Cache
 	Notify   *notify.Listener
+	Notices  *notice.Dispatcher
 	Web      *web.Server
 	opts     Options
 	logger   *slog.Logger
@@ -129,14 +136,16 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		return nil, err
 	}
 	engine := workflow.New(workflow.Config{Pool: pool, Registry: registry, Scheduler: scheduler, Policies: policies, Model: model, Logger: logger, Now: opts.Now,
-		MaxStepOutput: cfg.MaxStepOutput, Lease: rec.Lease, RenewEvery: rec.RenewEvery, MaxRecoveries: rec.MaxRecoveries})
-	client, err := river.NewClient(riverpgxv5.New(pool), riverConfig(cfg, opts, engine, riverLogger))
+		MaxStepOutput: cfg.MaxStepOutput, Lease: rec.Lease, RenewEvery: rec.RenewEvery, MaxRecoveries: rec.MaxRecoveries,
+		Notices: notice.NewOutbox(scheduler)})
+	notices := newDispatcher(cfg, opts, pool, scheduler, engine, logger)
+	client, err := river.NewClient(riverpgxv5.New(pool), riverConfig(cfg, opts, engine, notices, riverLogger))
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
 
 	a := &App{Config: cfg, Pool: pool, River: client, Engine: engine, Policies: policies,
-		Notify: notify.NewListener(pool, logger), opts: opts, logger: logger}
+		Notify: notify.NewListener(pool, logger), Notices: notices, opts: opts, logger: logger}
 	if opts.Web {
 		keys, err := sessionKeys(context.Background(), pool, cfg)
 		if err != nil {
@@ -167,9 +176,27 @@ func newModel(cfg config.Config, opts Options, offline *ai.Offline) (ai.Provider
 	return p, nil
 }
 
+// newDispatcher builds the notification dispatcher with the configured
+// channels: mail when COUNTERSIGN_SMTP_HOST is set, and any a test adds.
+func newDispatcher(cfg config.Config, opts Options, pool *pgxpool.Pool, scheduler *jobs.Scheduler, engine *workflow.Engine, logger *slog.Logger) *notice.Dispatcher {
+	var channels []notice.Channel
+	if cfg.SMTP.Host != "" {
+		channels = append(channels, email.New(cfg.SMTP))
+	}
+	channels = append(channels, opts.Channels...)
+	return notice.NewDispatcher(notice.Config{Pool: pool, Scheduler: scheduler, Channels: channels, PublicURL: publicURL(cfg, opts.Listener),
+		Window: opts.NoticeWindow, Now: engine.Now, Logger: logger})
+}
+
+// publicURL is where links in notifications point: COUNTERSIGN_PUBLIC_URL,
+// or else the first loopback origin of the web listener.
+func publicURL(cfg config.Config, ln net.Listener) string {
+	return publicOrigins(cfg, ln)[0]
+}
+
 // riverConfig registers the job kinds on engine. Only a worker process gets a
 // queue: a web process inserts jobs but never fetches them.
-func riverConfig(cfg config.Config, opts Options, engine *workflow.Engine, logger *slog.Logger) *river.Config {
+func riverConfig(cfg config.Config, opts Options, engine *workflow.Engine, notices *notice.Dispatcher, logger *slog.Logger) *river.Config {
 	// A job is presumed crashed after RescueAfter; it must be allowed to run
 	// a little less than that.
 	jobTimeout := jobs.RunTimeout
@@ -183,6 +210,10 @@ func riverConfig(cfg config.Config, opts Options, engine *workflow.Engine, logge
 	river.AddWorker(workers, &jobs.RunWorker{Engine: engine, JobTimeout: jobTimeout})
 	river.AddWorker(workers, &jobs.BatchCloseWorker{Engine: engine})
 	river.AddWorker(workers, &jobs.DeadlineWorker{Engine: engine})
+	river.AddWorker(workers, &jobs.NoticeFanoutWorker{Dispatcher: notices})
+	river.AddWorker(workers, &jobs.NoticeFlushWorker{Dispatcher: notices})
+	river.AddWorker(workers, &jobs.NoticeSendWorker{Dispatcher: notices})
+	river.AddWorker(workers, &jobs.NoticeReminderWorker{Engine: engine})
 	rc := &river.Config{
 		Workers:              workers,
 		JobTimeout:           jobTimeout,
