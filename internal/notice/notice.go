@@ -26,8 +26,8 @@ type Kind string
 const (
 	RequestWaiting   Kind = "request.waiting"
 	BatchReady       Kind = "batch.ready"
-	DeadlineHalf     Kind = "deadline.half"  // half the time to the deadline has gone
-	DeadlineNear     Kind = "deadline.near"  // 90% of it has gone
+	DeadlineHalf     Kind = "deadline.half" // half the time to the deadline has gone
+	DeadlineNear     Kind = "deadline.near" // 90% of it has gone
 	DeadlinePassed   Kind = "deadline.passed"
 	Escalated        Kind = "request.escalated"
 	RunFailed        Kind = "run.failed"

@@ -20,8 +20,8 @@ import (
 
 	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/approval"
-	"github.com/countersign/countersign/internal/notice"
 	"github.com/countersign/countersign/internal/audit"
+	"github.com/countersign/countersign/internal/notice"
 	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/policy"
