@@ -166,10 +166,10 @@ func NoticeDeliveryNextWaiting(ctx context.Context, db DBTX, userID int64, chann
 	if err != nil {
 		return nil, fmt.Errorf("next waiting delivery: %w", interpret(err))
 	}
-	if at.IsZero() || at.Year() > 9000 { // 'infinity': nothing waits
+	if len(at) == 0 {
 		return nil, nil
 	}
-	return &at, nil
+	return &at[0], nil
 }
 
 // NoticeMessage is one message to one user on one channel, carrying one

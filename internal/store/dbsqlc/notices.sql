@@ -52,10 +52,11 @@ WHERE user_id = @user_id AND channel = @channel AND message_id IS NULL AND not_b
 ORDER BY id
 FOR UPDATE;
 
--- name: NoticeDeliveryNextWaiting :one
--- The earliest waiting delivery still held back (quiet hours), if any.
-SELECT coalesce(min(not_before), 'infinity')::timestamptz AS next_at FROM notice_deliveries
-WHERE user_id = @user_id AND channel = @channel AND message_id IS NULL;
+-- name: NoticeDeliveryNextWaiting :many
+-- When the earliest delivery still waiting may go (none: nothing waits).
+SELECT not_before FROM notice_deliveries
+WHERE user_id = @user_id AND channel = @channel AND message_id IS NULL
+ORDER BY not_before LIMIT 1;
 
 -- name: NoticeMessageInsert :one
 INSERT INTO notice_messages (user_id, channel, digest) VALUES (@user_id, @channel, @digest) RETURNING *;

@@ -123,9 +123,10 @@ func (q *Queries) NoticeDeliveryInsert(ctx context.Context, db DBTX, arg NoticeD
 	return id, err
 }
 
-const noticeDeliveryNextWaiting = `-- name: NoticeDeliveryNextWaiting :one
-SELECT coalesce(min(not_before), 'infinity')::timestamptz AS next_at FROM notice_deliveries
+const noticeDeliveryNextWaiting = `-- name: NoticeDeliveryNextWaiting :many
+SELECT not_before FROM notice_deliveries
 WHERE user_id = $1 AND channel = $2 AND message_id IS NULL
+ORDER BY not_before LIMIT 1
 `
 
 type NoticeDeliveryNextWaitingParams struct {
@@ -133,12 +134,25 @@ type NoticeDeliveryNextWaitingParams struct {
 	Channel string `db:"channel"`
 }
 
-// The earliest waiting delivery still held back (quiet hours), if any.
-func (q *Queries) NoticeDeliveryNextWaiting(ctx context.Context, db DBTX, arg NoticeDeliveryNextWaitingParams) (time.Time, error) {
-	row := db.QueryRow(ctx, noticeDeliveryNextWaiting, arg.UserID, arg.Channel)
-	var next_at time.Time
-	err := row.Scan(&next_at)
-	return next_at, err
+// When the earliest delivery still waiting may go (none: nothing waits).
+func (q *Queries) NoticeDeliveryNextWaiting(ctx context.Context, db DBTX, arg NoticeDeliveryNextWaitingParams) ([]time.Time, error) {
+	rows, err := db.Query(ctx, noticeDeliveryNextWaiting, arg.UserID, arg.Channel)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []time.Time
+	for rows.Next() {
+		var not_before time.Time
+		if err := rows.Scan(&not_before); err != nil {
+			return nil, err
+		}
+		items = append(items, not_before)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const noticeEventGet = `-- name: NoticeEventGet :one
