@@ -3,6 +3,7 @@ package web_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -225,4 +226,97 @@ func TestNoticeDeadlineReminders(t *testing.T) {
 	require.Nil(t, retry)
 	require.Zero(t, events(notice.DeadlineNear), "a decided request sends nothing")
 	require.Equal(t, 1, events(notice.DecisionRecorded))
+}
+
+// TestNoticePages: a user sets their own preferences (checked, CSRF), an
+// admin sets defaults per role and redelivers a failed message; others may
+// not reach the admin pages.
+func TestNoticePages(t *testing.T) {
+	t.Parallel()
+	sink, err := mailsink.Start()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sink.Close() })
+	c := startConsoleWith(t, testapp.Options{SMTP: sink.Config()})
+	ctx := context.Background()
+	reviewer := c.client(t, "reviewer@example.com")
+	admin := c.client(t, "admin@example.com")
+	rev, err := store.UserGetByEmail(ctx, c.Pool, "reviewer@example.com")
+	require.NoError(t, err)
+
+	t.Run("Settings", func(t *testing.T) {
+		doc, code := c.get(t, reviewer, "/settings/notifications")
+		require.Equal(t, http.StatusOK, code)
+		require.Contains(t, doc.Find("[data-testid=prefs-source]").Text(), "role's defaults")
+		_, checked := doc.Find(`[data-testid="event-request.waiting"]`).Attr("checked")
+		require.True(t, checked, "the built-in defaults")
+
+		resp, body := c.post(t, reviewer, "/settings/notifications", "/settings/notifications", url.Values{"channel": {"email"},
+			"event": {"request.waiting"}, "quiet_start": {"22:00"}, "quiet_end": {"07:00"}, "time_zone": {"Mars/Olympus"}})
+		require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
+		require.Contains(t, body, "unknown time zone")
+		_, err := store.NoticePreferenceGet(ctx, c.Pool, rev.ID)
+		require.ErrorIs(t, err, store.ErrNotFound, "nothing stored")
+
+		resp, _ = c.post(t, reviewer, "/settings/notifications", "/settings/notifications", url.Values{"channel": {"slack"}, "event": {"request.waiting"}})
+		require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode, "a channel this installation does not have")
+
+		resp, err = reviewer.PostForm(c.Addr+"/settings/notifications", url.Values{"channel": {"email"}})
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusForbidden, resp.StatusCode, "no CSRF token")
+
+		resp, _ = c.post(t, reviewer, "/settings/notifications", "/settings/notifications", url.Values{"channel": {"email"},
+			"event": {"request.waiting", "decision.recorded"}, "quiet_start": {"22:00"}, "quiet_end": {"07:00"}, "time_zone": {"Europe/Berlin"}})
+		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+		p, err := store.NoticePreferenceGet(ctx, c.Pool, rev.ID)
+		require.NoError(t, err)
+		require.Equal(t, store.NoticePrefs{Channels: []string{"email"}, Events: []string{"request.waiting", "decision.recorded"},
+			QuietStart: 22 * 60, QuietEnd: 7 * 60, TimeZone: "Europe/Berlin"}, *p)
+	})
+
+	t.Run("AdminOnly", func(t *testing.T) {
+		for _, path := range []string{"/admin/notifications", "/admin/notifications/defaults"} {
+			_, code := c.get(t, reviewer, path)
+			require.Equal(t, http.StatusForbidden, code, path)
+			_, code = c.get(t, admin, path)
+			require.Equal(t, http.StatusOK, code, path)
+		}
+	})
+
+	t.Run("Defaults", func(t *testing.T) {
+		resp, _ := c.post(t, admin, "/admin/notifications/defaults", "/admin/notifications/defaults", url.Values{"role": {"approver"},
+			"channel": {"email"}, "event": {"deadline.near"}, "time_zone": {"UTC"}})
+		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+		d, err := store.NoticeRoleDefaultList(ctx, c.Pool)
+		require.NoError(t, err)
+		require.Equal(t, []string{"deadline.near"}, d[vocab.RoleApprover].Events)
+		resp, _ = c.post(t, admin, "/admin/notifications/defaults", "/admin/notifications/defaults", url.Values{"role": {"root"}})
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	})
+
+	t.Run("Redeliver", func(t *testing.T) {
+		sink.FailNext(100)
+		adm, err := store.UserGetByEmail(ctx, c.Pool, "admin@example.com")
+		require.NoError(t, err)
+		var id int64
+		require.NoError(t, c.Pool.QueryRow(ctx, `INSERT INTO notice_messages (user_id, channel, status, attempts, last_error)
+			VALUES ($1, 'email', 'failed', 8, '451 try again later') RETURNING id`, adm.ID).Scan(&id))
+		doc, _ := c.get(t, admin, "/admin/notifications?failed=1")
+		require.Equal(t, "failed", doc.Find(fmt.Sprintf("[data-testid=message-%d] [data-testid=status]", id)).Text())
+		sink.FailNext(0)
+		resp, _ := c.post(t, admin, "/admin/notifications", fmt.Sprintf("/admin/notifications/%d/redeliver", id), url.Values{})
+		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if m, _ := store.NoticeMessageGet(ctx, c.Pool, id); m != nil && m.Status == "sent" {
+				break
+			}
+		}
+		m, err := store.NoticeMessageGet(ctx, c.Pool, id)
+		require.NoError(t, err)
+		require.Equal(t, "sent", m.Status)
+		resp, _ = c.post(t, admin, "/admin/notifications", fmt.Sprintf("/admin/notifications/%d/redeliver", id), url.Values{})
+		require.Equal(t, http.StatusNotFound, resp.StatusCode, "only a failed message")
+		resp, _ = c.post(t, reviewer, "/", fmt.Sprintf("/admin/notifications/%d/redeliver", id), url.Values{})
+		require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	})
 }

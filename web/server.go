@@ -18,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/countersign/countersign/internal/account"
+	"github.com/countersign/countersign/internal/notice"
 	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/policystore"
 	"github.com/countersign/countersign/internal/store"
@@ -53,6 +54,8 @@ type Deps struct {
 	// KeepAlive is how often a live-update stream pings and re-checks its
 	// session; zero means 25 s. Tests shorten it.
 	KeepAlive time.Duration
+	// Notices is the notification dispatcher: its channels, and redelivery.
+	Notices *notice.Dispatcher
 }
 
 // Server holds what handlers need.
@@ -182,11 +185,17 @@ func (s *Server) routes() {
 	app.POST("/policy/simulate", s.handlePolicySimulate)
 	app.POST("/policy/apply", s.handlePolicyApply)
 	app.GET("/events", s.handleEvents)
+	app.GET("/settings/notifications", s.handleNoticeSettings)
+	app.POST("/settings/notifications", s.handleNoticeSettingsSave)
 
 	admin := app.Group("/admin", requireAdmin)
 	admin.GET("/tokens", s.handleTokens)
 	admin.POST("/tokens", s.handleTokenCreate)
 	admin.POST("/tokens/:id/revoke", s.handleTokenRevoke)
+	admin.GET("/notifications", s.handleNoticeDeliveries)
+	admin.POST("/notifications/:id/redeliver", s.handleNoticeRedeliver)
+	admin.GET("/notifications/defaults", s.handleNoticeDefaults)
+	admin.POST("/notifications/defaults", s.handleNoticeDefaultsSave)
 }
 
 // render writes a templ component with a status.

@@ -153,7 +153,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		}
 		a.Web = web.New(web.Deps{Pool: pool, Engine: engine, Policies: policies, Notify: a.Notify,
 			Logger: logger, SessionKeys: keys, Secure: cfg.Secure, Now: engine.Now, KeepAlive: opts.KeepAlive,
-			Origins: publicOrigins(cfg, opts.Listener), TrustedProxies: cfg.TrustedProxies})
+			Origins: publicOrigins(cfg, opts.Listener), TrustedProxies: cfg.TrustedProxies, Notices: notices})
 	}
 	return a, nil
 }
