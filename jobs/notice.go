@@ -130,9 +130,16 @@ func (s *Scheduler) ScheduleFanout(ctx context.Context, tx pgx.Tx, eventID int64
 	return err
 }
 
-// ScheduleFlush implements notice.Scheduler.
+// ScheduleFlush implements notice.Scheduler. A flush due now is inserted
+// available: River makes any job given a time 'scheduled', and its leader
+// promotes those only every few seconds, which the first message of a
+// quiet period must not wait for.
 func (s *Scheduler) ScheduleFlush(ctx context.Context, tx pgx.Tx, userID int64, channel string, at time.Time) error {
-	_, err := s.client.InsertTx(ctx, tx, NoticeFlushArgs{UserID: userID, Channel: channel}, &river.InsertOpts{ScheduledAt: at})
+	var opts *river.InsertOpts
+	if at.After(time.Now()) {
+		opts = &river.InsertOpts{ScheduledAt: at}
+	}
+	_, err := s.client.InsertTx(ctx, tx, NoticeFlushArgs{UserID: userID, Channel: channel}, opts)
 	return err
 }
 
