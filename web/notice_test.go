@@ -23,7 +23,6 @@ import (
 	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/demo"
 	"github.com/countersign/countersign/internal/notice"
-	"github.com/countersign/countersign/internal/notice/email"
 	"github.com/countersign/countersign/internal/notice/mailsink"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testapp"
@@ -116,22 +115,6 @@ func TestNoticeMail(t *testing.T) {
 	))
 	waitLocation(ctx, t, "/requests/"+req.ID)
 	require.Contains(t, text(ctx, t, `[data-testid=summary]`), req.Summary)
-}
-
-// TestNoticeMailEscapes: model text reaches the HTML part escaped and with
-// invisible characters written out, as the console shows it.
-func TestNoticeMailEscapes(t *testing.T) {
-	t.Parallel()
-	it := notice.Item{Kind: notice.RequestWaiting, Title: notice.RequestWaiting.Label(), ActionKind: "email.send",
-		Summary: "Pay <script>alert(1)</script> \u202Eevil", Risk: "high", Rule: "r", Link: "https://cs.example.com/requests/x"}
-	subject, text, html, err := email.Render(notice.Message{Items: []notice.Item{it}})
-	require.NoError(t, err)
-	require.NotContains(t, html, "<script>")
-	require.Contains(t, html, "&lt;script&gt;")
-	require.Contains(t, html, "⟨U+202E⟩")
-	require.Contains(t, text, "⟨U+202E⟩")
-	require.NotContains(t, text, "\u202E")
-	require.NotContains(t, subject, "\u202E")
 }
 
 // TestLoginNext: sign-in returns to the page asked for, and only to a path
