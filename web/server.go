@@ -193,6 +193,7 @@ func (s *Server) routes() {
 	admin.POST("/tokens", s.handleTokenCreate)
 	admin.POST("/tokens/:id/revoke", s.handleTokenRevoke)
 	admin.GET("/notifications", s.handleNoticeDeliveries)
+	admin.GET("/notifications/:id", s.handleNoticeMessage)
 	admin.POST("/notifications/:id/redeliver", s.handleNoticeRedeliver)
 	admin.GET("/notifications/defaults", s.handleNoticeDefaults)
 	admin.POST("/notifications/defaults", s.handleNoticeDefaultsSave)
