@@ -396,5 +396,27 @@ func TestNoticeEvents(t *testing.T) {
 		batchID, _ := readyBatch(t, c)
 		// The reviewer's own preferences name decisions only.
 		require.Equal(t, []string{"admin@example.com", "approver2@example.com", "approver@example.com"}, recipients(notice.BatchReady, batchID))
+
+		// A batch decision is one event for subscribers, not one per item.
+		items, err := store.BatchItems(ctx, c.Pool, batchID)
+		require.NoError(t, err)
+		refs := make([]workflow.ItemRef, len(items))
+		for i, it := range items {
+			refs[i] = workflow.ItemRef{ID: it.ID, PayloadHash: it.PayloadHash}
+		}
+		_, err = c.Engine.DecideBatch(ctx, workflow.BatchDecideParams{BatchID: batchID, Action: "reject_all", Reason: "not now", Items: refs,
+			Actor: workflow.Actor{Name: "approver@example.com", Roles: []vocab.Role{vocab.RoleApprover}}})
+		require.NoError(t, err)
+		require.Equal(t, []string{"reviewer@example.com"}, recipients(notice.DecisionRecorded, batchID))
+		var perItem int
+		require.NoError(t, c.Pool.QueryRow(ctx, `SELECT count(*) FROM notice_events WHERE kind = 'decision.recorded' AND request_id = ANY($1)`,
+			func() []string {
+				var ids []string
+				for _, it := range items {
+					ids = append(ids, it.ID)
+				}
+				return ids
+			}()).Scan(&perItem))
+		require.Zero(t, perItem)
 	})
 }
