@@ -70,13 +70,13 @@ func (s *Service) noticeDecided(ctx context.Context, tx pgx.Tx, b *ballot, res *
 			return err
 		}
 	}
-	return s.notices.Emit(ctx, tx, notice.Event{Kind: notice.DecisionRecorded, RequestID: req.ID, RunID: req.RunID,
-		Subscribers: true, Detail: string(b.p.Verdict) + " by " + b.p.Actor.Name})
+	return s.notices.EmitToSubscribers(ctx, tx, notice.Event{Kind: notice.DecisionRecorded, RequestID: req.ID, RunID: req.RunID,
+		Detail: string(b.p.Verdict) + " by " + b.p.Actor.Name})
 }
 
 // noticeBatchDecided tells subscribers that a batch was decided.
 func (s *Service) noticeBatchDecided(ctx context.Context, tx pgx.Tx, b *store.Batch, p BatchDecideParams, res *BatchResult) error {
-	return s.notices.Emit(ctx, tx, notice.Event{Kind: notice.DecisionRecorded, BatchID: b.ID, Subscribers: true,
+	return s.notices.EmitToSubscribers(ctx, tx, notice.Event{Kind: notice.DecisionRecorded, BatchID: b.ID,
 		Detail: fmt.Sprintf("batch %s by %s: %d approved, %d rejected, %d left out", p.Action, p.Actor.Name, res.Approved, res.Rejected, res.LeftOut)})
 }
 

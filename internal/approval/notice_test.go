@@ -66,6 +66,12 @@ func TestNoticesInTheCausesTransaction(t *testing.T) {
 	}
 	require.Equal(t, []string{"request.waiting:approver,admin"}, events())
 
+	// Someone subscribes to decisions: without subscribers no event is written.
+	u, err := store.UserInsert(ctx, pool, "watcher@example.com", "Watcher", string(vocab.RoleViewer), "x")
+	require.NoError(t, err)
+	require.NoError(t, store.NoticePreferenceSet(ctx, pool, u.ID, store.NoticePrefs{Channels: []string{"email"},
+		Events: []string{string(notice.DecisionRecorded)}, TimeZone: "UTC"}))
+
 	p := approval.DecideParams{RequestID: req.ID, PayloadHash: req.PayloadHash, Verdict: vocab.VerdictApprove,
 		Actor: approval.Actor{Name: "approver@example.com", Roles: []vocab.Role{vocab.RoleApprover}}}
 	failed := errors.New("the commit never came")
@@ -82,4 +88,23 @@ func TestNoticesInTheCausesTransaction(t *testing.T) {
 	_, err = svc.Decide(ctx, p)
 	require.NoError(t, err)
 	require.Equal(t, []string{"request.waiting:approver,admin", "decision.recorded:"}, events())
+
+	t.Run("NoSubscribers", func(t *testing.T) {
+		require.NoError(t, store.NoticePreferenceDelete(ctx, pool, u.ID))
+		run, _, err := store.RunInsert(ctx, pool, store.RunInsertParams{Workflow: "w", BusinessKey: "k2", Input: json.RawMessage(`{}`), StartedBy: "agent"})
+		require.NoError(t, err)
+		req, err := store.WithTxV(ctx, pool, func(ctx context.Context, tx pgx.Tx) (*store.Request, error) {
+			return svc.Open(ctx, tx, &store.Request{RunID: run.ID, StepSeq: 1, Workflow: "w", Tier: vocab.TierExplicit,
+				Status: vocab.RequestPending, ActionKind: "refund", Summary: "Refund 5", Action: raw,
+				PayloadHash: approval.PayloadHash(raw), Rule: "refunds", ApprovalsRequired: 1, StartedBy: "agent"},
+				policy.Decision{Tier: vocab.TierExplicit, Rule: "refunds"})
+		})
+		require.NoError(t, err)
+		p.RequestID, p.PayloadHash = req.ID, req.PayloadHash
+		_, err = svc.Decide(ctx, p)
+		require.NoError(t, err)
+		var n int
+		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM notice_events WHERE kind = 'decision.recorded'`).Scan(&n))
+		require.Equal(t, 1, n, "no subscriber: no event")
+	})
 }
