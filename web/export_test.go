@@ -22,3 +22,6 @@ func SetSimulationTimeout(d time.Duration) func() {
 	simulationTimeout = d
 	return func() { simulationTimeout = old }
 }
+
+// SafeNext is the sign-in redirect's check of its "next" path.
+var SafeNext = safeNext

@@ -17,6 +17,7 @@ import (
 	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/app"
 	"github.com/countersign/countersign/internal/config"
+	"github.com/countersign/countersign/internal/notice"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testdb"
 	"github.com/countersign/countersign/internal/workflow"
@@ -39,6 +40,11 @@ type Options struct {
 	CallbackAllow string
 	// CallbackBackoff shortens the wait between a callback's attempts.
 	CallbackBackoff func(attempt int) time.Duration
+	// SMTP sends notification mail (to a test server); NoticeWindow shortens
+	// the coalescing window; Channels adds notification channels.
+	SMTP         config.SMTP
+	NoticeWindow time.Duration
+	Channels     []notice.Channel
 }
 
 // Bundle is a running process and its database.
@@ -60,7 +66,8 @@ func Start(t testing.TB, opts Options) *Bundle {
 // StartOn runs a process on an existing test database.
 func StartOn(t testing.TB, pool *pgxpool.Pool, url string, opts Options) *Bundle {
 	t.Helper()
-	cfg := config.Config{DatabaseURL: url, Addr: "127.0.0.1:0", Workers: 10, RescueAfter: 15 * time.Minute, ModelProvider: "offline"}
+	cfg := config.Config{DatabaseURL: url, Addr: "127.0.0.1:0", Workers: 10, RescueAfter: 15 * time.Minute, ModelProvider: "offline",
+		SMTP: opts.SMTP}
 	if opts.RescueAfter > 0 {
 		cfg.RescueAfter = opts.RescueAfter
 	}
@@ -71,7 +78,8 @@ func StartOn(t testing.TB, pool *pgxpool.Pool, url string, opts Options) *Bundle
 	}
 	// A test process is a demo process: tests drive the demo workflows.
 	ao := app.Options{Worker: !opts.NoWorker, Web: opts.Web, Demo: true, Register: opts.Register, Model: opts.Model,
-		Logger: logger, Now: opts.Now, Recovery: opts.Recovery, KeepAlive: opts.KeepAlive, CallbackBackoff: opts.CallbackBackoff}
+		Logger: logger, Now: opts.Now, Recovery: opts.Recovery, KeepAlive: opts.KeepAlive, CallbackBackoff: opts.CallbackBackoff,
+		NoticeWindow: opts.NoticeWindow, Channels: opts.Channels}
 	b := &Bundle{Pool: pool, URL: url}
 	if opts.Web {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
