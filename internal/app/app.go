@@ -28,6 +28,8 @@ import (
 	"github.com/countersign/countersign/internal/demo"
 	"github.com/countersign/countersign/internal/notice"
 	"github.com/countersign/countersign/internal/notice/email"
+	"github.com/countersign/countersign/internal/notice/slack"
+	"github.com/countersign/countersign/internal/notice/webhook"
 	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/policystore"
 	"github.com/countersign/countersign/internal/receipt"
@@ -96,9 +98,13 @@ type App struct {
 	// Callbacks is the outbox of signed callbacks (approvals, webhooks).
 	Callbacks *callback.Outbox
 	Notices   *notice.Dispatcher
-	Web       *web.Server
-	opts      Options
-	logger    *slog.Logger
+	// Slack is the Slack channel and client (nil when not configured);
+	// Webhooks the webhook subscriptions.
+	Slack    *slack.Client
+	Webhooks *webhook.Service
+	Web      *web.Server
+	opts     Options
+	logger   *slog.Logger
 }
 
 // NewPool opens a pool sized for River's workers, its listener and the web side.
@@ -156,7 +162,14 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	if opts.CallbackBackoff != nil {
 		deliverer.BackoffFunc = opts.CallbackBackoff
 	}
-	notices := newDispatcher(cfg, opts, pool, scheduler, engine, logger)
+	webhooks := webhook.New(pool, callbacks, publicURL(cfg, opts.Listener))
+	var slackClient *slack.Client
+	if cfg.Slack.Enabled() {
+		// The Slack URLs come from the configuration; they still go through
+		// the SSRF-checked client, so that a mistyped one cannot reach inside.
+		slackClient = slack.New(cfg.Slack, allow.Client(), pool, publicURL(cfg, opts.Listener), logger)
+	}
+	notices := newDispatcher(cfg, opts, pool, scheduler, engine, logger, slackClient, webhooks)
 	client, err := river.NewClient(riverpgxv5.New(pool), riverConfig(cfg, opts, engine, deliverer, notices, riverLogger))
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
@@ -167,7 +180,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		return nil, err
 	}
 	a := &App{Config: cfg, Pool: pool, River: client, Engine: engine, Policies: policies, Callbacks: callbacks,
-		Notify: notify.NewListener(pool, logger), Receipts: receipts, Notices: notices, opts: opts, logger: logger}
+		Notify: notify.NewListener(pool, logger), Receipts: receipts, Notices: notices, Slack: slackClient, Webhooks: webhooks, opts: opts, logger: logger}
 	if opts.Web {
 		keys, err := sessionKeys(context.Background(), pool, cfg)
 		if err != nil {
@@ -179,7 +192,8 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		}
 		a.Web = web.New(web.Deps{Pool: pool, Engine: engine, Policies: policies, Notify: a.Notify, Receipts: receipts,
 			Logger: logger, SessionKeys: keys, Secure: cfg.Secure, Now: engine.Now, KeepAlive: opts.KeepAlive,
-			Origins: publicOrigins(cfg, opts.Listener), TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks, Notices: notices})
+			Origins: publicOrigins(cfg, opts.Listener), TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks, Notices: notices,
+			Slack: slackClient, Webhooks: webhooks})
 	}
 	return a, nil
 }
@@ -223,13 +237,17 @@ func newModel(cfg config.Config, opts Options, offline *ai.Offline) (ai.Provider
 
 // newDispatcher builds the notification dispatcher with the configured
 // channels: mail when COUNTERSIGN_SMTP_HOST is set, and any a test adds.
-func newDispatcher(cfg config.Config, opts Options, pool *pgxpool.Pool, scheduler *jobs.Scheduler, engine *workflow.Engine, logger *slog.Logger) *notice.Dispatcher {
+func newDispatcher(cfg config.Config, opts Options, pool *pgxpool.Pool, scheduler *jobs.Scheduler, engine *workflow.Engine, logger *slog.Logger,
+	slackClient *slack.Client, webhooks *webhook.Service) *notice.Dispatcher {
 	var channels []notice.Channel
 	if cfg.SMTP.Host != "" {
 		channels = append(channels, email.New(cfg.SMTP))
 	}
+	if slackClient != nil {
+		channels = append(channels, slackClient)
+	}
 	channels = append(channels, opts.Channels...)
-	return notice.NewDispatcher(notice.Config{Pool: pool, Scheduler: scheduler, Channels: channels, PublicURL: publicURL(cfg, opts.Listener),
+	return notice.NewDispatcher(notice.Config{Pool: pool, Scheduler: scheduler, Channels: channels, Hooks: []notice.Hook{webhooks}, PublicURL: publicURL(cfg, opts.Listener),
 		Window: opts.NoticeWindow, Now: engine.Now, Logger: logger})
 }
 

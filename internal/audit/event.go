@@ -210,6 +210,9 @@ type DecisionRecorded struct {
 	// Approvers are the distinct approvers of a request that needs
 	// several (present, maybe empty, exactly then).
 	Approvers []string `json:"approvers,omitzero"`
+	// Channel is where the decision was made, when not the console or the
+	// API: "slack" for a Slack button.
+	Channel string `json:"channel,omitempty"`
 }
 
 // Edited is, for an edit, the rule and policy version that judged the

@@ -12,6 +12,9 @@ type Delivery struct {
 	Subject string // what the callback is about, e.g. an approval id
 	Event   string // e.g. "approval.decided"
 	TokenID string // the API token whose callback secret signs the body
+	// WebhookID, instead of a token, is the webhook subscription whose
+	// secret signs the body (notification webhooks).
+	WebhookID int64
 	URL     string
 	Body    []byte
 }
