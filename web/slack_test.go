@@ -105,7 +105,7 @@ func click(t *testing.T, addr, secret string, ts time.Time, slackUser, action, v
 	t.Helper()
 	payload, err := json.Marshal(map[string]any{"type": "block_actions", "user": map[string]any{"id": slackUser},
 		"container": map[string]any{"type": "message", "channel_id": "DCHAN", "message_ts": "1.1"},
-		"actions": []map[string]any{{"action_id": action, "value": value, "block_id": "b"}}})
+		"actions":   []map[string]any{{"action_id": action, "value": value, "block_id": "b"}}})
 	require.NoError(t, err)
 	body := "payload=" + url.QueryEscape(string(payload))
 	stamp := strconv.FormatInt(ts.Unix(), 10)

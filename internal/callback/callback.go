@@ -15,8 +15,8 @@ type Delivery struct {
 	// WebhookID, instead of a token, is the webhook subscription whose
 	// secret signs the body (notification webhooks).
 	WebhookID int64
-	URL     string
-	Body    []byte
+	URL       string
+	Body      []byte
 }
 
 // Record is a delivery with its progress, as the API and console show it.
