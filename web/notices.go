@@ -250,3 +250,30 @@ func (s *Server) handleNoticeRedeliver(c echo.Context) error {
 	}
 	return c.Redirect(http.StatusSeeOther, fmt.Sprintf("/admin/notifications?redelivered=%d", id))
 }
+
+// handleNoticeMessage handles the "GET /admin/notifications/:id" route: one
+// message, its events and its attempts.
+func (s *Server) handleNoticeMessage(c echo.Context) error {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return echo.NewHTTPError(http.StatusBadRequest, "not a message id")
+	}
+	ctx := c.Request().Context()
+	m, err := store.NoticeMessageGet(ctx, s.Pool, id)
+	if err != nil {
+		return err
+	}
+	v := templates.NoticeMessageView{Message: m}
+	if u, err := store.UserGet(ctx, s.Pool, m.UserID); err == nil {
+		v.Email = u.Email
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if v.Events, err = store.NoticeMessageEvents(ctx, s.Pool, id); err != nil {
+		return err
+	}
+	if v.Attempts, err = store.NoticeAttemptList(ctx, s.Pool, id); err != nil {
+		return err
+	}
+	return render(c, http.StatusOK, templates.NoticeMessage(s.page(c, fmt.Sprintf("Notification message %d", id), "notices"), v))
+}

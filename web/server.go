@@ -223,6 +223,7 @@ func (s *Server) routes() {
 	admin.GET("/deliveries/:id", s.handleDelivery)
 	admin.POST("/deliveries/:id/redeliver", s.handleRedeliver)
 	admin.GET("/notifications", s.handleNoticeDeliveries)
+	admin.GET("/notifications/:id", s.handleNoticeMessage)
 	admin.POST("/notifications/:id/redeliver", s.handleNoticeRedeliver)
 	admin.GET("/notifications/defaults", s.handleNoticeDefaults)
 	admin.POST("/notifications/defaults", s.handleNoticeDefaultsSave)

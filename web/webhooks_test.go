@@ -24,6 +24,8 @@ import (
 	"github.com/countersign/countersign/internal/notice/webhook"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testapp"
+	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/vocab"
 )
 
 // hookReceiver keeps what a webhook URL received.
@@ -152,6 +154,22 @@ func TestWebhooks(t *testing.T) {
 	require.Equal(t, "delivered", recs[0].Status)
 	require.Equal(t, 1, recs[0].Attempts)
 
+	t.Run("DecisionWithNoUserSubscribed", func(t *testing.T) {
+		// No user's preferences name decision.recorded: the webhook alone
+		// is a subscriber, and gets the event.
+		_, err := c.Engine.Decide(context.Background(), workflow.DecideParams{RequestID: req.ID, Verdict: vocab.VerdictApprove,
+			PayloadHash: req.PayloadHash, Actor: workflow.Actor{Name: "reviewer@example.com", Roles: []vocab.Role{vocab.RoleReviewer}}})
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { return recv.count() >= 2 }, 20*time.Second, 20*time.Millisecond)
+		recv.mu.Lock()
+		got := recv.got[1]
+		recv.mu.Unlock()
+		checkSignature(t, secret, got.header, got.body)
+		var body webhook.Body
+		require.NoError(t, json.Unmarshal(got.body, &body))
+		require.Equal(t, string(notice.DecisionRecorded), body.Kind)
+		require.Equal(t, "approved", body.Request.Status)
+	})
 	t.Run("Delete", func(t *testing.T) {
 		list, err := store.WebhookList(context.Background(), c.Pool)
 		require.NoError(t, err)

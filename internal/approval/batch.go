@@ -88,6 +88,9 @@ func (s *Service) DecideBatch(ctx context.Context, p BatchDecideParams) (*BatchR
 			return nil, err
 		}
 		res.Resumed = len(resume)
+		if err := s.noticeBatchDecided(ctx, tx, b, p, res); err != nil {
+			return nil, err
+		}
 		return res, settleBatch(ctx, tx, b, p, res)
 	})
 }

@@ -3,6 +3,7 @@ package approval
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -54,8 +55,14 @@ func (s *Service) noticeBatchReady(ctx context.Context, tx pgx.Tx, batchID strin
 
 // noticeDecided tells subscribers of a recorded decision, and, when the
 // decision is the deadline's own (the policy rejecting or approving on
-// timeout), those who could have decided that the deadline passed.
-func (s *Service) noticeDecided(ctx context.Context, tx pgx.Tx, b *ballot, res *DecideResult) error {
+// timeout), those who could have decided that the deadline passed. An item
+// of a batch decision (o.Notify false) is announced with its batch
+// (noticeBatchDecided): a thousand events in the batch's transaction would
+// slow the decision for a thousand lines that one digest would carry.
+func (s *Service) noticeDecided(ctx context.Context, tx pgx.Tx, b *ballot, res *DecideResult, o TxOptions) error {
+	if !o.Notify {
+		return nil
+	}
 	req := res.Request
 	if b.p.Actor.System && req.Deadline != nil && !s.now().Before(*req.Deadline) {
 		if err := s.notices.Emit(ctx, tx, notice.Event{Kind: notice.DeadlinePassed, RequestID: req.ID, RunID: req.RunID,
@@ -63,8 +70,14 @@ func (s *Service) noticeDecided(ctx context.Context, tx pgx.Tx, b *ballot, res *
 			return err
 		}
 	}
-	return s.notices.Emit(ctx, tx, notice.Event{Kind: notice.DecisionRecorded, RequestID: req.ID, RunID: req.RunID,
-		Subscribers: true, Detail: string(b.p.Verdict) + " by " + b.p.Actor.Name})
+	return s.notices.EmitToSubscribers(ctx, tx, notice.Event{Kind: notice.DecisionRecorded, RequestID: req.ID, RunID: req.RunID,
+		Detail: string(b.p.Verdict) + " by " + b.p.Actor.Name})
+}
+
+// noticeBatchDecided tells subscribers that a batch was decided.
+func (s *Service) noticeBatchDecided(ctx context.Context, tx pgx.Tx, b *store.Batch, p BatchDecideParams, res *BatchResult) error {
+	return s.notices.EmitToSubscribers(ctx, tx, notice.Event{Kind: notice.DecisionRecorded, BatchID: b.ID,
+		Detail: fmt.Sprintf("batch %s by %s: %d approved, %d rejected, %d left out", p.Action, p.Actor.Name, res.Approved, res.Rejected, res.LeftOut)})
 }
 
 // noticeEscalated tells the escalate_to roles that a request is now theirs

@@ -139,6 +139,22 @@ func (o *Outbox) Emit(ctx context.Context, tx pgx.Tx, e Event) error {
 	return nil
 }
 
+// EmitToSubscribers is Emit for an event that reaches subscribers only
+// (e.Subscribers set, no roles or users): when nobody subscribes to its kind
+// it writes nothing, so that every decision does not pay for an event and a
+// job that would reach no one.
+func (o *Outbox) EmitToSubscribers(ctx context.Context, tx pgx.Tx, e Event) error {
+	if o == nil {
+		return nil
+	}
+	ok, err := store.NoticeSubscribed(ctx, tx, string(e.Kind))
+	if err != nil || !ok {
+		return err
+	}
+	e.Subscribers = true
+	return o.Emit(ctx, tx, e)
+}
+
 // Remind schedules, in tx, the deadline reminders of a request opened at
 // opened with deadline: at 50% and at 90% of the time between them. The
 // reminder jobs check at fire time that the request still waits.

@@ -276,3 +276,45 @@ func TestQuietHoursHoldDelivery(t *testing.T) {
 	require.Equal(t, 1, count(t, b.Pool, `SELECT count(*) FROM notice_deliveries WHERE message_id IS NULL AND not_before > now() + interval '1 hour'`),
 		"the other waits for the end of quiet hours")
 }
+
+// TestCrashAfterFlush: a process fanned the event out and made its message,
+// then died before sending it; the jobs it left run on a new process, the
+// fan-out and flush again (adding nothing), and the message goes out once.
+func TestCrashAfterFlush(t *testing.T) {
+	t.Parallel()
+	pool, url := testdb.Pool(t)
+	u := user(t, pool, vocab.RoleApprover)
+	ctx := context.Background()
+	dead := testapp.StartOn(t, pool, url, testapp.Options{NoWorker: true, Channels: []notice.Channel{&capture{}}})
+	emit(t, pool, outbox(t, pool), notice.Event{Kind: notice.RequestWaiting, Roles: []vocab.Role{vocab.RoleApprover}})
+	var id int64
+	require.NoError(t, pool.QueryRow(ctx, `SELECT id FROM notice_events`).Scan(&id))
+	require.NoError(t, dead.App.Notices.Fanout(ctx, id))
+	wait, err := dead.App.Notices.Flush(ctx, u.ID, "email")
+	require.NoError(t, err)
+	require.Zero(t, wait)
+	require.Equal(t, 1, count(t, pool, `SELECT count(*) FROM notice_messages WHERE status = 'pending'`))
+
+	ch := &capture{}
+	testapp.StartOn(t, pool, url, testapp.Options{Channels: []notice.Channel{ch}})
+	waitFor(t, 10*time.Second, func() bool { return len(ch.all()) == 1 }, "the message after recovery")
+	// The flush left behind found the window just used and waits for its
+	// end, when it will find nothing to send.
+	const settled = `SELECT count(*) FROM river_job WHERE (kind IN ('notice_fanout', 'notice_send') AND state = 'completed')
+		OR (kind = 'notice_flush' AND state = 'scheduled' AND scheduled_at > now() + interval '30 seconds')`
+	for deadline := time.Now().Add(10 * time.Second); count(t, pool, settled) < 3; time.Sleep(20 * time.Millisecond) {
+		require.True(t, time.Now().Before(deadline), "every job left behind runs: %s", jobStates(t, pool))
+	}
+	time.Sleep(500 * time.Millisecond)
+	require.Len(t, ch.all(), 1, "sent once")
+	require.Equal(t, 1, count(t, pool, `SELECT count(*) FROM notice_messages`))
+	require.Equal(t, 1, count(t, pool, `SELECT count(*) FROM notice_deliveries`))
+}
+
+func jobStates(t *testing.T, pool *pgxpool.Pool) string {
+	rows, err := pool.Query(context.Background(), `SELECT kind || ' ' || state || ' ' || scheduled_at::text FROM river_job ORDER BY id`)
+	require.NoError(t, err)
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return fmt.Sprint(out)
+}

@@ -346,3 +346,13 @@ func clip(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// NoticeSubscribed reports whether any active user's preferences (their own,
+// else their role's) name kind.
+func NoticeSubscribed(ctx context.Context, db DBTX, kind string) (bool, error) {
+	ok, err := queries.NoticeSubscribed(ctx, db, kind)
+	if err != nil {
+		return false, fmt.Errorf("notice subscribers: %w", interpret(err))
+	}
+	return ok, nil
+}

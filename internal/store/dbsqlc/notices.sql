@@ -124,3 +124,14 @@ INSERT INTO notice_role_defaults (role, channels, events, quiet_start, quiet_end
 VALUES (@role, @channels::text[], @events::text[], @quiet_start, @quiet_end, @time_zone)
 ON CONFLICT (role) DO UPDATE SET channels = excluded.channels, events = excluded.events,
     quiet_start = excluded.quiet_start, quiet_end = excluded.quiet_end, time_zone = excluded.time_zone, updated_at = now();
+
+-- name: NoticeSubscribed :one
+-- Whether anyone's preferences (their own, or their role's when they have
+-- none) name @kind, or a webhook subscribes to it: without subscribers an
+-- event for them is not written.
+SELECT (EXISTS (
+    SELECT 1 FROM users u
+    LEFT JOIN notice_preferences p ON p.user_id = u.id
+    LEFT JOIN notice_role_defaults d ON d.role = u.role
+    WHERE NOT u.disabled AND @kind::text = ANY(coalesce(p.events, d.events, '{}'))
+) OR EXISTS (SELECT 1 FROM webhooks w WHERE @kind::text = ANY(w.events)))::boolean AS subscribed;
