@@ -68,7 +68,7 @@ func (s *Server) handleWebhookDelete(c echo.Context) error {
 	if err != nil || id <= 0 {
 		return echo.NewHTTPError(http.StatusNotFound, "not found")
 	}
-	if err := s.Webhooks.Delete(c.Request().Context(), id); err != nil {
+	if err := s.Webhooks.Delete(c.Request().Context(), id, currentUser(c).Email); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return echo.NewHTTPError(http.StatusNotFound, "not found")
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/countersign/countersign/internal/audit"
 	"github.com/countersign/countersign/internal/callback"
 	"github.com/countersign/countersign/internal/notice"
 	"github.com/countersign/countersign/internal/store"
@@ -86,7 +87,11 @@ func (s *Service) Create(ctx context.Context, url string, kinds []string, by str
 		if len(existing) >= MaxSubscriptions {
 			return fmt.Errorf("%w: at most %d subscriptions", ErrInvalid, MaxSubscriptions)
 		}
-		w, err = store.WebhookInsert(ctx, tx, url, events, secret, by)
+		if w, err = store.WebhookInsert(ctx, tx, url, events, secret, by); err != nil {
+			return err
+		}
+		_, err = audit.Append(ctx, tx, audit.Event{Actor: by, Subject: audit.WebhookSubject(w.ID),
+			Details: audit.WebhookCreated{WebhookID: w.ID, URL: w.URL, Events: w.Events}})
 		return err
 	})
 	if err != nil {
@@ -100,10 +105,16 @@ func (s *Service) List(ctx context.Context) ([]*store.Webhook, error) {
 	return store.WebhookList(ctx, s.pool)
 }
 
-// Delete removes a subscription; its deliveries not yet sent are dropped.
-// Returns store.ErrNotFound when there is none with that id.
-func (s *Service) Delete(ctx context.Context, id int64) error {
-	return store.WebhookDelete(ctx, s.pool, id)
+// Delete removes a subscription, audited as by; its deliveries not yet
+// sent are dropped. Returns store.ErrNotFound when there is none with that id.
+func (s *Service) Delete(ctx context.Context, id int64, by string) error {
+	return store.WithTx(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) error {
+		if err := store.WebhookDelete(ctx, tx, id); err != nil {
+			return err
+		}
+		_, err := audit.Append(ctx, tx, audit.Event{Actor: by, Subject: audit.WebhookSubject(id), Details: audit.WebhookDeleted{WebhookID: id}})
+		return err
+	})
 }
 
 // Body is what a webhook receives: the event, and the request it is about.

@@ -45,6 +45,10 @@ func TestFanout(t *testing.T) {
 	require.ErrorIs(t, err, webhook.ErrInvalid)
 	require.ErrorIs(t, err, safehttp.ErrRefused)
 
+	var audited int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE kind = 'webhook.created' AND actor = 'admin@example.com'`).Scan(&audited))
+	require.Equal(t, 2, audited, "each subscription made is audited; refused ones are not")
+
 	e, err := store.NoticeEventInsert(ctx, pool, &store.NoticeEvent{Kind: "run.failed", Detail: "boom"})
 	require.NoError(t, err)
 	for range 2 {
@@ -64,9 +68,11 @@ func TestFanout(t *testing.T) {
 	require.Equal(t, a.Secret, callback.SecretText(sent.Secret))
 
 	// Deleting the subscription drops its deliveries.
-	require.NoError(t, svc.Delete(ctx, a.ID))
+	require.NoError(t, svc.Delete(ctx, a.ID, "admin@example.com"))
 	ds, err = store.DeliveryListBySubject(ctx, pool, webhook.Subject(e.ID))
 	require.NoError(t, err)
 	require.Empty(t, ds)
-	require.ErrorIs(t, svc.Delete(ctx, a.ID), store.ErrNotFound)
+	require.ErrorIs(t, svc.Delete(ctx, a.ID, "admin@example.com"), store.ErrNotFound)
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE kind = 'webhook.deleted'`).Scan(&audited))
+	require.Equal(t, 1, audited)
 }
