@@ -155,7 +155,11 @@ func TestRetryRecordsAttempts(t *testing.T) {
 	b := testapp.Start(t, testapp.Options{Channels: []notice.Channel{ch}})
 	user(t, b.Pool, vocab.RoleAdmin)
 	emit(t, b.Pool, outbox(t, b.Pool), notice.Event{Kind: notice.RunFailed, Roles: []vocab.Role{vocab.RoleAdmin}, Detail: "boom"})
-	waitFor(t, 30*time.Second, func() bool { return len(ch.all()) == 1 }, "sent on the third attempt")
+	// The attempt is recorded just after the channel accepted the message.
+	waitFor(t, 30*time.Second, func() bool {
+		return count(t, b.Pool, `SELECT count(*) FROM notice_attempts WHERE ok`) == 1
+	}, "sent on the third attempt")
+	require.Len(t, ch.all(), 1)
 	require.Equal(t, []int{0, 0, 1}, attempts(t, b.Pool))
 	msgs, err := store.NoticeMessageList(context.Background(), b.Pool, false, 0, 10)
 	require.NoError(t, err)
@@ -166,7 +170,10 @@ func TestRetryRecordsAttempts(t *testing.T) {
 	_, err = store.NoticeMessageRecord(context.Background(), b.Pool, msgs[0].ID, "failed", "gave up")
 	require.NoError(t, err)
 	require.NoError(t, b.App.Notices.Redeliver(context.Background(), msgs[0].ID))
-	waitFor(t, 10*time.Second, func() bool { return len(ch.all()) == 2 }, "redelivered")
+	waitFor(t, 10*time.Second, func() bool {
+		return count(t, b.Pool, `SELECT count(*) FROM notice_attempts WHERE ok`) == 2
+	}, "redelivered")
+	require.Len(t, ch.all(), 2)
 	require.ErrorIs(t, b.App.Notices.Redeliver(context.Background(), msgs[0].ID), store.ErrNotFound, "only a failed message is redelivered")
 }
 
