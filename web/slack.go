@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -111,7 +112,10 @@ func (s *Server) handleSlackInteraction(c echo.Context) error {
 	if channel == "" {
 		channel = in.Channel.ID
 	}
-	ctx := r.Context()
+	// Slack gives up on an answer after 3 s and may close the connection;
+	// a decision begun must still finish, and every copy be updated.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 30*time.Second)
+	defer cancel()
 	link := s.Slack.PublicURL + "/requests/" + requestID
 	if a.ActionID == slack.ActionReject {
 		s.slackSay(ctx, channel, in.User.ID, fmt.Sprintf("A rejection needs a reason for the run. Give it on the review page: <%s|open the request>.", slack.Escape(link)))
