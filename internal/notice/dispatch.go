@@ -17,7 +17,7 @@ import (
 	"github.com/countersign/countersign/vocab"
 )
 
-// Channel sends messages one way (email; Slack and webhooks later). Send
+// Channel sends messages one way (email, slack). Send
 // returns an error when the message was not accepted; it is then tried again.
 type Channel interface {
 	// Name is the channel's stored name ("email").
@@ -133,9 +133,6 @@ func NewDispatcher(cfg Config) *Dispatcher {
 	}
 	return d
 }
-
-// PublicURL is the console's address, for links.
-func (d *Dispatcher) PublicURL() string { return d.publicURL }
 
 // Channels names the configured channels.
 func (d *Dispatcher) Channels() []string { return slices.Clone(d.names) }
