@@ -21,6 +21,8 @@ import (
 	"github.com/countersign/countersign/internal/ask"
 	"github.com/countersign/countersign/internal/callback"
 	"github.com/countersign/countersign/internal/notice"
+	"github.com/countersign/countersign/internal/notice/slack"
+	"github.com/countersign/countersign/internal/notice/webhook"
 	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/policystore"
 	"github.com/countersign/countersign/internal/receipt"
@@ -67,6 +69,11 @@ type Deps struct {
 	Callbacks *callback.Outbox
 	// Notices is the notification dispatcher: its channels, and redelivery.
 	Notices *notice.Dispatcher
+	// Slack answers Slack's button clicks; nil (or no signing secret)
+	// answers 404 at /slack/interactions.
+	Slack *slack.Client
+	// Webhooks manages webhook subscriptions; nil refuses to make any.
+	Webhooks *webhook.Service
 }
 
 // Server holds what handlers need.
@@ -163,6 +170,10 @@ func (s *Server) routes() {
 	// check it: no token, and cacheable.
 	e.GET("/api/v1/receipts/keys", s.handleReceiptKeys)
 	e.GET("/.well-known/countersign/receipt-keys", s.handleReceiptKeys)
+	// Slack signs its interactions: no session, no CSRF token, and the raw
+	// body is kept for the signature before anything parses it.
+	e.Pre(slackRawBody)
+	e.POST(slackPath, s.handleSlackInteraction)
 
 	// Every API route names the scope it needs; without requireScope a route
 	// has no user and fails closed.
@@ -236,6 +247,9 @@ func (s *Server) routes() {
 	admin.POST("/notifications/:id/redeliver", s.handleNoticeRedeliver)
 	admin.GET("/notifications/defaults", s.handleNoticeDefaults)
 	admin.POST("/notifications/defaults", s.handleNoticeDefaultsSave)
+	admin.GET("/webhooks", s.handleWebhooks)
+	admin.POST("/webhooks", s.handleWebhookCreate)
+	admin.POST("/webhooks/:id/delete", s.handleWebhookDelete)
 }
 
 // render writes a templ component with a status.

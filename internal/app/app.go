@@ -29,6 +29,8 @@ import (
 	"github.com/countersign/countersign/internal/demo"
 	"github.com/countersign/countersign/internal/notice"
 	"github.com/countersign/countersign/internal/notice/email"
+	"github.com/countersign/countersign/internal/notice/slack"
+	"github.com/countersign/countersign/internal/notice/webhook"
 	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/policystore"
 	"github.com/countersign/countersign/internal/receipt"
@@ -102,10 +104,14 @@ type App struct {
 	Callbacks *callback.Outbox
 	Notices   *notice.Dispatcher
 	// Ask files and reads approvals (the approvals API, MCP, `countersign ask`).
-	Ask    *ask.Service
-	Web    *web.Server
-	opts   Options
-	logger *slog.Logger
+	Ask *ask.Service
+	// Slack is the Slack channel and client (nil when not configured);
+	// Webhooks the webhook subscriptions.
+	Slack    *slack.Client
+	Webhooks *webhook.Service
+	Web      *web.Server
+	opts     Options
+	logger   *slog.Logger
 }
 
 // NewPool opens a pool sized for River's workers, its listener and the web side.
@@ -154,7 +160,6 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	engine := workflow.New(workflow.Config{Pool: pool, Registry: registry, Scheduler: scheduler, Policies: policies, Model: model, Logger: logger, Now: opts.Now,
 		MaxStepOutput: cfg.MaxStepOutput, Lease: rec.Lease, RenewEvery: rec.RenewEvery, MaxRecoveries: rec.MaxRecoveries,
 		Notices: notice.NewOutbox(scheduler)})
-	notices := newDispatcher(cfg, opts, pool, scheduler, engine, logger)
 	// Validate checked the allow-list; a Config built in code may hold none.
 	allow, err := safehttp.ParseAllow(cfg.CallbackAllow)
 	if err != nil {
@@ -165,6 +170,14 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	if opts.CallbackBackoff != nil {
 		deliverer.BackoffFunc = opts.CallbackBackoff
 	}
+	webhooks := webhook.New(pool, callbacks, publicURL(cfg, opts.Listener))
+	var slackClient *slack.Client
+	if cfg.Slack.Enabled() {
+		// The Slack URLs come from the configuration; they still go through
+		// the SSRF-checked client, so that a mistyped one cannot reach inside.
+		slackClient = slack.New(cfg.Slack, allow.Client(), pool, publicURL(cfg, opts.Listener), logger)
+	}
+	notices := newDispatcher(cfg, opts, pool, scheduler, engine, logger, slackClient, webhooks)
 	receipts, err := NewSigner(pool, cfg)
 	if err != nil {
 		return nil, err
@@ -180,7 +193,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	}
 
 	a := &App{Config: cfg, Pool: pool, River: client, Engine: engine, Policies: policies, Callbacks: callbacks,
-		Notify: listener, Receipts: receipts, Ask: approvals, Notices: notices, opts: opts, logger: logger}
+		Notify: listener, Receipts: receipts, Ask: approvals, Notices: notices, Slack: slackClient, Webhooks: webhooks, opts: opts, logger: logger}
 	if opts.Web {
 		keys, err := sessionKeys(context.Background(), pool, cfg)
 		if err != nil {
@@ -192,7 +205,8 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		}
 		a.Web = web.New(web.Deps{Pool: pool, Engine: engine, Policies: policies, Notify: a.Notify, Receipts: receipts, Ask: approvals,
 			Logger: logger, SessionKeys: keys, Secure: cfg.Secure, Now: engine.Now, KeepAlive: opts.KeepAlive,
-			Origins: publicOrigins(cfg, opts.Listener), TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks, Notices: notices})
+			Origins: publicOrigins(cfg, opts.Listener), TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks, Notices: notices,
+			Slack: slackClient, Webhooks: webhooks})
 	}
 	return a, nil
 }
@@ -236,13 +250,17 @@ func newModel(cfg config.Config, opts Options, offline *ai.Offline) (ai.Provider
 
 // newDispatcher builds the notification dispatcher with the configured
 // channels: mail when COUNTERSIGN_SMTP_HOST is set, and any a test adds.
-func newDispatcher(cfg config.Config, opts Options, pool *pgxpool.Pool, scheduler *jobs.Scheduler, engine *workflow.Engine, logger *slog.Logger) *notice.Dispatcher {
+func newDispatcher(cfg config.Config, opts Options, pool *pgxpool.Pool, scheduler *jobs.Scheduler, engine *workflow.Engine, logger *slog.Logger,
+	slackClient *slack.Client, webhooks *webhook.Service) *notice.Dispatcher {
 	var channels []notice.Channel
 	if cfg.SMTP.Host != "" {
 		channels = append(channels, email.New(cfg.SMTP))
 	}
+	if slackClient != nil {
+		channels = append(channels, slackClient)
+	}
 	channels = append(channels, opts.Channels...)
-	return notice.NewDispatcher(notice.Config{Pool: pool, Scheduler: scheduler, Channels: channels, PublicURL: publicURL(cfg, opts.Listener),
+	return notice.NewDispatcher(notice.Config{Pool: pool, Scheduler: scheduler, Channels: channels, Hooks: []notice.Hook{webhooks}, PublicURL: publicURL(cfg, opts.Listener),
 		Window: opts.NoticeWindow, Now: engine.Now, Logger: logger})
 }
 

@@ -24,7 +24,7 @@ import (
 
 // benchSuites are the suites of countersign bench, in the order they run
 // and report.
-var benchSuites = []string{"engine", "console", "audit", "batch", "recovery", "notice"}
+var benchSuites = []string{"engine", "console", "audit", "batch", "recovery", "notice", "webhook"}
 
 // benchFlags are the flags of countersign bench: the sizes of every suite.
 type benchFlags struct {
@@ -34,6 +34,7 @@ type benchFlags struct {
 	ao             bench.AuditOptions
 	co             bench.ConsoleOptions
 	no             bench.NoticeOptions
+	wo             bench.WebhookOptions
 	asJSON         bool
 	only           string
 	recoveryWorker bool
@@ -49,6 +50,7 @@ type benchReports struct {
 	Engine   *bench.Report        `json:"engine"`
 	Notice   *bench.NoticeReport  `json:"notice"`
 	Recovery *recoveryReport      `json:"recovery"`
+	Webhook  *bench.WebhookReport `json:"webhook"`
 }
 
 // recoveryReport is the recovery suite's report as JSON: its Options field
@@ -114,7 +116,7 @@ func (b *benchFlags) declare(fs *flagSet) {
 	fs.IntVar(&b.o.Runs, "runs", 2000, "six-step runs for engine throughput")
 	fs.IntVar(&b.o.Decisions, "decisions", 1000, "decisions for the resume latency")
 	fs.BoolVar(&b.asJSON, "json", false, "print the report as JSON")
-	fs.StringVar(&b.only, "only", "", "run one suite: engine, console, audit, batch, recovery or notice (default all)")
+	fs.StringVar(&b.only, "only", "", "run one suite: engine, console, audit, batch, recovery, notice or webhook (default all)")
 	fs.IntVar(&b.ro.Runs, "recovery-runs", 200, "runs started on the worker process that is killed")
 	// The recovery suite runs its doomed worker as this command in a process
 	// of its own; the flag is for that, not for people.
@@ -132,6 +134,7 @@ func (b *benchFlags) declare(fs *flagSet) {
 	fs.IntVar(&b.no.Burst, "notice-burst", 1000, "requests in the notification burst")
 	fs.DurationVar(&b.no.BurstTime, "notice-burst-time", 10*time.Second, "how long the burst is spread over")
 	fs.IntVar(&b.no.Reviewers, "notice-reviewers", 5, "reviewers who hear of the burst")
+	fs.IntVar(&b.wo.Deliveries, "webhook-deliveries", 2000, "webhook deliveries sent to a local receiver")
 	fs.StringVar(&b.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 }
 
@@ -142,7 +145,7 @@ func (b *benchFlags) checkCommon() error {
 		return usagef("every size must be positive and --decisions at least 100")
 	}
 	if b.only != "" && !slices.Contains(benchSuites, b.only) {
-		return usagef("--only must be engine, console, audit, batch, recovery or notice")
+		return usagef("--only must be engine, console, audit, batch, recovery, notice or webhook")
 	}
 	if b.ro.Runs < 1 {
 		return usagef("--recovery-runs must be positive")
@@ -155,6 +158,9 @@ func (b *benchFlags) checkSuites() error {
 	bo, ao, co := b.bo, b.ao, b.co
 	if bo.Batches < 1 || bo.Size < 1 || bo.Size > 5000 {
 		return usagef("--batches must be positive and --batch-size between 1 and 5000")
+	}
+	if b.wo.Deliveries < 1 {
+		return usagef("--webhook-deliveries must be positive")
 	}
 	if no := b.no; no.Samples < 1 || no.Burst < 1 || no.BurstTime <= 0 || no.Reviewers < 1 {
 		return usagef("the notice sizes must be positive")
@@ -227,6 +233,12 @@ func (b *benchFlags) run(e *env, cfg config.Config, name string) (*benchReports,
 			r.Notice, err = bench.Notice(e.ctx, pool, dbURL, b.no, e.stderr)
 			return err
 		},
+		"webhook": func(pool *pgxpool.Pool) (err error) {
+			wo := b.wo
+			wo.RiverJobs, wo.Workers = b.o.RiverJobs, b.o.Workers
+			r.Webhook, err = bench.Webhook(e.ctx, pool, dbURL, wo, e.stderr)
+			return err
+		},
 		"recovery": func(pool *pgxpool.Pool) error {
 			rep, err := bench.Recovery(e.ctx, pool, dbURL, b.ro, e.stderr)
 			if err != nil {
@@ -286,6 +298,11 @@ func (b *benchFlags) print(w io.Writer, r *benchReports) {
 	}
 	if r.Recovery != nil {
 		printRecovery(w, r.Recovery.RecoveryReport)
+	}
+	if r.Webhook != nil {
+		fmt.Fprintf(w, "| webhook: raw River no-op jobs/s (baseline) | %.0f |\n", r.Webhook.RiverJobsPerS)
+		fmt.Fprintf(w, "| webhook: deliveries/s to a local receiver, %d signed POSTs, each attempt recorded | %.0f (%.3f× River) |\n",
+			r.Webhook.Options.Deliveries, r.Webhook.DeliveriesPerS, r.Webhook.Ratio())
 	}
 	if r.Notice != nil {
 		printNotice(w, r.Notice)

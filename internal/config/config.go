@@ -75,7 +75,27 @@ type Config struct {
 
 	// SMTP sends notification mail (internal/notice/email); no host: no mail.
 	SMTP SMTP
+	// Slack posts notifications to Slack (internal/notice/slack).
+	Slack Slack
 }
+
+// Slack is how notifications reach Slack: a bot token (chat.postMessage,
+// with Approve / Reject buttons when a signing secret is set) or an
+// incoming webhook (a message with a link, no buttons).
+type Slack struct {
+	BotToken      string // COUNTERSIGN_SLACK_BOT_TOKEN (xoxb-…)
+	Channel       string // COUNTERSIGN_SLACK_CHANNEL: post there instead of each reviewer's direct messages
+	WebhookURL    string // COUNTERSIGN_SLACK_WEBHOOK_URL
+	SigningSecret string // COUNTERSIGN_SLACK_SIGNING_SECRET: verifies interactions (buttons)
+	APIURL        string // COUNTERSIGN_SLACK_API_URL, default https://slack.com/api (tests point it at a local server)
+}
+
+// Enabled reports whether Slack is configured at all.
+func (s Slack) Enabled() bool { return s.BotToken != "" || s.WebhookURL != "" }
+
+// Interactive reports whether messages carry decision buttons: that needs
+// the bot token (to read who clicked) and the signing secret (to trust it).
+func (s Slack) Interactive() bool { return s.BotToken != "" && s.SigningSecret != "" }
 
 // SMTP is the mail server notifications go through.
 type SMTP struct {
@@ -130,6 +150,9 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		SMTP: SMTP{Host: get("COUNTERSIGN_SMTP_HOST", ""), Username: get("COUNTERSIGN_SMTP_USERNAME", ""),
 			Password: getenv("COUNTERSIGN_SMTP_PASSWORD"), From: get("COUNTERSIGN_SMTP_FROM", ""),
 			TLS: get("COUNTERSIGN_SMTP_TLS", "starttls")},
+		Slack: Slack{BotToken: getenv("COUNTERSIGN_SLACK_BOT_TOKEN"), Channel: get("COUNTERSIGN_SLACK_CHANNEL", ""),
+			WebhookURL: getenv("COUNTERSIGN_SLACK_WEBHOOK_URL"), SigningSecret: getenv("COUNTERSIGN_SLACK_SIGNING_SECRET"),
+			APIURL: strings.TrimSuffix(get("COUNTERSIGN_SLACK_API_URL", "https://slack.com/api"), "/")},
 	}
 	switch v := get("COUNTERSIGN_SECURE_COOKIES", "false"); v {
 	case "true", "1":
@@ -215,6 +238,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("COUNTERSIGN_CALLBACK_ALLOW: %w", err)
 	}
 	if err := c.SMTP.validate(); err != nil {
+		return err
+	}
+	if err := c.Slack.validate(); err != nil {
 		return err
 	}
 	switch c.ModelProvider {
@@ -347,6 +373,44 @@ func (s SMTP) validate() error {
 	// Credentials over an unencrypted connection would go in clear.
 	if s.Username != "" && s.TLS == "none" {
 		return errors.New("COUNTERSIGN_SMTP_USERNAME needs COUNTERSIGN_SMTP_TLS starttls or tls: credentials would go in clear")
+	}
+	return nil
+}
+
+func (s Slack) validate() error {
+	switch {
+	case s.BotToken != "" && s.WebhookURL != "":
+		return errors.New("set COUNTERSIGN_SLACK_BOT_TOKEN or COUNTERSIGN_SLACK_WEBHOOK_URL, not both")
+	case s.BotToken != "" && (!strings.HasPrefix(s.BotToken, "xoxb-") || strings.ContainsAny(s.BotToken, " \t\r\n")):
+		return errors.New("COUNTERSIGN_SLACK_BOT_TOKEN must be a bot token (xoxb-…)")
+	case s.SigningSecret != "" && s.BotToken == "":
+		return errors.New("COUNTERSIGN_SLACK_SIGNING_SECRET needs COUNTERSIGN_SLACK_BOT_TOKEN: buttons are answered through the bot")
+	case s.SigningSecret != "" && len(s.SigningSecret) < 16:
+		return errors.New("COUNTERSIGN_SLACK_SIGNING_SECRET is too short to be a Slack signing secret")
+	case s.Channel != "" && s.BotToken == "":
+		return errors.New("COUNTERSIGN_SLACK_CHANNEL needs COUNTERSIGN_SLACK_BOT_TOKEN (an incoming webhook posts to its own channel)")
+	case len(s.Channel) > 80 || strings.ContainsAny(s.Channel, " <>&"):
+		return fmt.Errorf("COUNTERSIGN_SLACK_CHANNEL must be a channel id or name, got %q", s.Channel)
+	}
+	if s.WebhookURL != "" {
+		if err := httpURL(s.WebhookURL); err != nil {
+			return fmt.Errorf("COUNTERSIGN_SLACK_WEBHOOK_URL: %w", err)
+		}
+	}
+	if s.BotToken != "" {
+		if err := httpURL(s.APIURL); err != nil {
+			return fmt.Errorf("COUNTERSIGN_SLACK_API_URL: %w", err)
+		}
+	}
+	return nil
+}
+
+// httpURL checks that raw is an absolute http or https URL with a host and
+// no credentials.
+func httpURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+		return errors.New("must be an http(s) URL with a host and no credentials")
 	}
 	return nil
 }

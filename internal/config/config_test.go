@@ -148,3 +148,38 @@ func TestSMTP(t *testing.T) {
 		})
 	}
 }
+
+func TestSlack(t *testing.T) {
+	t.Parallel()
+	const secret = "8f742231b10e8888abcd99yyyzzz85a5"
+	for name, tc := range map[string]struct {
+		env         map[string]string
+		err         string
+		interactive bool
+	}{
+		"None":           {env: nil},
+		"Bot":            {env: map[string]string{"COUNTERSIGN_SLACK_BOT_TOKEN": "xoxb-1-2-abc"}},
+		"BotInteractive": {env: map[string]string{"COUNTERSIGN_SLACK_BOT_TOKEN": "xoxb-1-2-abc", "COUNTERSIGN_SLACK_SIGNING_SECRET": secret, "COUNTERSIGN_SLACK_CHANNEL": "C0123"}, interactive: true},
+		"Webhook":        {env: map[string]string{"COUNTERSIGN_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x"}},
+		"Both":           {env: map[string]string{"COUNTERSIGN_SLACK_BOT_TOKEN": "xoxb-1", "COUNTERSIGN_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x"}, err: "not both"},
+		"UserToken":      {env: map[string]string{"COUNTERSIGN_SLACK_BOT_TOKEN": "xoxp-1-2"}, err: "bot token"},
+		"SecretAlone":    {env: map[string]string{"COUNTERSIGN_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x", "COUNTERSIGN_SLACK_SIGNING_SECRET": secret}, err: "needs COUNTERSIGN_SLACK_BOT_TOKEN"},
+		"ShortSecret":    {env: map[string]string{"COUNTERSIGN_SLACK_BOT_TOKEN": "xoxb-1", "COUNTERSIGN_SLACK_SIGNING_SECRET": "short"}, err: "too short"},
+		"ChannelAlone":   {env: map[string]string{"COUNTERSIGN_SLACK_CHANNEL": "C0123"}, err: "needs COUNTERSIGN_SLACK_BOT_TOKEN"},
+		"BadWebhookURL":  {env: map[string]string{"COUNTERSIGN_SLACK_WEBHOOK_URL": "hooks.slack.com/x"}, err: "COUNTERSIGN_SLACK_WEBHOOK_URL"},
+		"BadAPIURL":      {env: map[string]string{"COUNTERSIGN_SLACK_BOT_TOKEN": "xoxb-1", "COUNTERSIGN_SLACK_API_URL": "ftp://x"}, err: "COUNTERSIGN_SLACK_API_URL"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := FromEnv(func(k string) string { return tc.env[k] })
+			require.NoError(t, err)
+			err = c.Validate()
+			if tc.err != "" {
+				require.ErrorContains(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.interactive, c.Slack.Interactive())
+			require.Equal(t, "https://slack.com/api", c.Slack.APIURL)
+		})
+	}
+}

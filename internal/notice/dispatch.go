@@ -14,15 +14,24 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/vocab"
 )
 
-// Channel sends messages one way (email; Slack and webhooks later). Send
+// Channel sends messages one way (email, slack). Send
 // returns an error when the message was not accepted; it is then tried again.
 type Channel interface {
 	// Name is the channel's stored name ("email").
 	Name() string
 	// Send delivers m to its recipient.
 	Send(ctx context.Context, m Message) error
+}
+
+// Hook sees every event once more as it is fanned out, inside the fan-out's
+// transaction, for deliveries that go to no user: webhook subscriptions
+// (internal/notice/webhook). What it writes commits with the fan-out, so it
+// must be idempotent (a fan-out may run twice).
+type Hook interface {
+	Fanout(ctx context.Context, tx pgx.Tx, e *store.NoticeEvent) error
 }
 
 // Message is what a channel sends: one item, or a digest of several.
@@ -56,7 +65,12 @@ type Item struct {
 	Deadline   *time.Time
 	Detail     string
 	Link       string // the console page to open (which asks to sign in)
-	At         time.Time
+	// RequestID and PayloadHash name the request an item is about and the
+	// action it was shown with, for channels whose buttons decide it (Slack).
+	RequestID   string
+	PayloadHash string
+	Pending     bool // the request still waited when the message was built
+	At          time.Time
 }
 
 // Config wires a Dispatcher.
@@ -64,6 +78,8 @@ type Config struct {
 	Pool      *pgxpool.Pool
 	Scheduler Scheduler
 	Channels  []Channel
+	// Hooks see every event as it is fanned out (webhooks).
+	Hooks []Hook
 	// PublicURL is the console's address, for links (COUNTERSIGN_PUBLIC_URL).
 	PublicURL string
 	// Window is the coalescing window: at most one message per recipient and
@@ -87,6 +103,7 @@ type Dispatcher struct {
 	scheduler   Scheduler
 	channels    map[string]Channel
 	names       []string
+	hooks       []Hook
 	publicURL   string
 	window      time.Duration
 	maxAttempts int
@@ -96,7 +113,7 @@ type Dispatcher struct {
 
 // NewDispatcher returns a Dispatcher.
 func NewDispatcher(cfg Config) *Dispatcher {
-	d := &Dispatcher{pool: cfg.Pool, scheduler: cfg.Scheduler, channels: map[string]Channel{},
+	d := &Dispatcher{pool: cfg.Pool, scheduler: cfg.Scheduler, channels: map[string]Channel{}, hooks: cfg.Hooks,
 		publicURL: strings.TrimSuffix(cfg.PublicURL, "/"), window: cfg.Window, maxAttempts: cfg.MaxAttempts, now: cfg.Now, logger: cfg.Logger}
 	for _, c := range cfg.Channels {
 		d.channels[c.Name()] = c
@@ -134,6 +151,11 @@ func (d *Dispatcher) Fanout(ctx context.Context, eventID int64) error {
 			return nil
 		} else if err != nil {
 			return err
+		}
+		for _, h := range d.hooks {
+			if err := h.Fanout(ctx, tx, e); err != nil {
+				return fmt.Errorf("fan out event %d: %w", e.ID, err)
+			}
 		}
 		recipients, err := store.NoticeRecipients(ctx, tx, e)
 		if err != nil {
@@ -343,6 +365,7 @@ func (d *Dispatcher) item(ctx context.Context, e *store.NoticeEvent) (Item, erro
 		}
 		_ = json.Unmarshal(req.Action, &a) // a stored action is valid JSON; a missing field stays empty
 		it.ActionKind, it.Summary, it.Target, it.Risk, it.Rule, it.Deadline = req.ActionKind, req.Summary, a.Target, a.Risk, req.Rule, req.Deadline
+		it.RequestID, it.PayloadHash, it.Pending = req.ID, req.PayloadHash, req.Status == vocab.RequestPending
 	case e.BatchID != nil:
 		it.Link = d.publicURL + "/batches/" + *e.BatchID
 	case e.RunID != nil:

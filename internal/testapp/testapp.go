@@ -48,7 +48,9 @@ type Options struct {
 	PublicURL string
 	// SMTP sends notification mail (to a test server); NoticeWindow shortens
 	// the coalescing window; Channels adds notification channels.
-	SMTP         config.SMTP
+	SMTP config.SMTP
+	// Slack configures the Slack channel (its API URL at a test server).
+	Slack        config.Slack
 	NoticeWindow time.Duration
 	Channels     []notice.Channel
 }
@@ -73,7 +75,7 @@ func Start(t testing.TB, opts Options) *Bundle {
 func StartOn(t testing.TB, pool *pgxpool.Pool, url string, opts Options) *Bundle {
 	t.Helper()
 	cfg := config.Config{DatabaseURL: url, Addr: "127.0.0.1:0", Workers: 10, RescueAfter: 15 * time.Minute, ModelProvider: "offline",
-		SMTP: opts.SMTP}
+		SMTP: opts.SMTP, Slack: opts.Slack}
 	cfg.PublicURL = opts.PublicURL
 	if opts.RescueAfter > 0 {
 		cfg.RescueAfter = opts.RescueAfter

@@ -125,6 +125,7 @@ type CallbackDelivery struct {
 	NextAttemptAt  *time.Time `db:"next_attempt_at"`
 	CreatedAt      time.Time  `db:"created_at"`
 	DeliveredAt    *time.Time `db:"delivered_at"`
+	WebhookID      *int64     `db:"webhook_id"`
 }
 
 type Decision struct {
@@ -285,6 +286,15 @@ type SideEffect struct {
 	CreatedAt      time.Time `db:"created_at"`
 }
 
+type SlackMessage struct {
+	Channel    string          `db:"channel"`
+	Ts         string          `db:"ts"`
+	RequestIds []string        `db:"request_ids"`
+	Blocks     json.RawMessage `db:"blocks"`
+	Text       string          `db:"text"`
+	CreatedAt  time.Time       `db:"created_at"`
+}
+
 type User struct {
 	ID             int64     `db:"id"`
 	Email          string    `db:"email"`
@@ -295,6 +305,15 @@ type User struct {
 	SessionVersion int       `db:"session_version"`
 	CreatedAt      time.Time `db:"created_at"`
 	UpdatedAt      time.Time `db:"updated_at"`
+}
+
+type Webhook struct {
+	ID        int64     `db:"id"`
+	Url       string    `db:"url"`
+	Events    []string  `db:"events"`
+	Secret    []byte    `db:"secret"`
+	CreatedBy string    `db:"created_by"`
+	CreatedAt time.Time `db:"created_at"`
 }
 
 type WorkflowRun struct {

@@ -127,10 +127,11 @@ ON CONFLICT (role) DO UPDATE SET channels = excluded.channels, events = excluded
 
 -- name: NoticeSubscribed :one
 -- Whether anyone's preferences (their own, or their role's when they have
--- none) name @kind: without subscribers an event for them is not written.
-SELECT EXISTS (
+-- none) name @kind, or a webhook subscribes to it: without subscribers an
+-- event for them is not written.
+SELECT (EXISTS (
     SELECT 1 FROM users u
     LEFT JOIN notice_preferences p ON p.user_id = u.id
     LEFT JOIN notice_role_defaults d ON d.role = u.role
     WHERE NOT u.disabled AND @kind::text = ANY(coalesce(p.events, d.events, '{}'))
-)::boolean AS subscribed;
+) OR EXISTS (SELECT 1 FROM webhooks w WHERE @kind::text = ANY(w.events)))::boolean AS subscribed;

@@ -722,16 +722,17 @@ func (q *Queries) NoticeRoleDefaultSet(ctx context.Context, db DBTX, arg NoticeR
 }
 
 const noticeSubscribed = `-- name: NoticeSubscribed :one
-SELECT EXISTS (
+SELECT (EXISTS (
     SELECT 1 FROM users u
     LEFT JOIN notice_preferences p ON p.user_id = u.id
     LEFT JOIN notice_role_defaults d ON d.role = u.role
     WHERE NOT u.disabled AND $1::text = ANY(coalesce(p.events, d.events, '{}'))
-)::boolean AS subscribed
+) OR EXISTS (SELECT 1 FROM webhooks w WHERE $1::text = ANY(w.events)))::boolean AS subscribed
 `
 
 // Whether anyone's preferences (their own, or their role's when they have
-// none) name @kind: without subscribers an event for them is not written.
+// none) name @kind, or a webhook subscribes to it: without subscribers an
+// event for them is not written.
 func (q *Queries) NoticeSubscribed(ctx context.Context, db DBTX, kind string) (bool, error) {
 	row := db.QueryRow(ctx, noticeSubscribed, kind)
 	var subscribed bool
