@@ -24,7 +24,7 @@ import (
 
 // benchSuites are the suites of countersign bench, in the order they run
 // and report.
-var benchSuites = []string{"engine", "console", "audit", "batch", "recovery"}
+var benchSuites = []string{"engine", "console", "audit", "batch", "recovery", "approvals"}
 
 // benchFlags are the flags of countersign bench: the sizes of every suite.
 type benchFlags struct {
@@ -33,6 +33,7 @@ type benchFlags struct {
 	bo             bench.BatchOptions
 	ao             bench.AuditOptions
 	co             bench.ConsoleOptions
+	apo            bench.ApprovalsOptions
 	asJSON         bool
 	only           string
 	recoveryWorker bool
@@ -42,11 +43,12 @@ type benchFlags struct {
 // benchReports holds what each suite measured, nil for a suite not run. The
 // fields are in the order of their JSON names, as a map would print them.
 type benchReports struct {
-	Audit    *bench.AuditReport   `json:"audit"`
-	Batch    *bench.BatchReport   `json:"batch"`
-	Console  *bench.ConsoleReport `json:"console"`
-	Engine   *bench.Report        `json:"engine"`
-	Recovery *recoveryReport      `json:"recovery"`
+	Approvals *bench.ApprovalsReport `json:"approvals"`
+	Audit     *bench.AuditReport     `json:"audit"`
+	Batch     *bench.BatchReport     `json:"batch"`
+	Console   *bench.ConsoleReport   `json:"console"`
+	Engine    *bench.Report          `json:"engine"`
+	Recovery  *recoveryReport        `json:"recovery"`
 }
 
 // recoveryReport is the recovery suite's report as JSON: its Options field
@@ -112,7 +114,7 @@ func (b *benchFlags) declare(fs *flagSet) {
 	fs.IntVar(&b.o.Runs, "runs", 2000, "six-step runs for engine throughput")
 	fs.IntVar(&b.o.Decisions, "decisions", 1000, "decisions for the resume latency")
 	fs.BoolVar(&b.asJSON, "json", false, "print the report as JSON")
-	fs.StringVar(&b.only, "only", "", "run one suite: engine, console, audit, batch or recovery (default all)")
+	fs.StringVar(&b.only, "only", "", "run one suite: engine, console, audit, batch, recovery or approvals (default all)")
 	fs.IntVar(&b.ro.Runs, "recovery-runs", 200, "runs started on the worker process that is killed")
 	// The recovery suite runs its doomed worker as this command in a process
 	// of its own; the flag is for that, not for people.
@@ -126,6 +128,8 @@ func (b *benchFlags) declare(fs *flagSet) {
 	fs.IntVar(&b.co.Runs, "console-runs", 1_000_000, "runs in the console benchmark's database")
 	fs.IntVar(&b.co.Waiting, "console-waiting", 100_000, "of which waiting, each with a pending request")
 	fs.IntVar(&b.co.Decisions, "console-decisions", 2000, "decision POSTs by 20 concurrent reviewers")
+	fs.IntVar(&b.apo.Agents, "approvals-agents", 20, "concurrent agents filing approvals, each with its own token")
+	fs.IntVar(&b.apo.Approvals, "approvals", 25, "approvals each agent files per tier (auto, explicit)")
 	fs.StringVar(&b.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 }
 
@@ -136,7 +140,7 @@ func (b *benchFlags) checkCommon() error {
 		return usagef("every size must be positive and --decisions at least 100")
 	}
 	if b.only != "" && !slices.Contains(benchSuites, b.only) {
-		return usagef("--only must be engine, console, audit, batch or recovery")
+		return usagef("--only must be engine, console, audit, batch, recovery or approvals")
 	}
 	if b.ro.Runs < 1 {
 		return usagef("--recovery-runs must be positive")
@@ -155,6 +159,9 @@ func (b *benchFlags) checkSuites() error {
 	}
 	if co.Waiting < 1000 || co.Runs < co.Waiting || co.Decisions < 100 || 2*co.Decisions > co.Waiting {
 		return usagef("console sizes: --console-waiting at least 1000, no more than --console-runs; --console-decisions 100 to half of --console-waiting")
+	}
+	if b.apo.Agents < 1 || b.apo.Approvals < 1 {
+		return usagef("--approvals-agents and --approvals must be positive")
 	}
 	b.co.DeepRow = co.Waiting / 2
 	return nil
@@ -222,6 +229,10 @@ func (b *benchFlags) run(e *env, cfg config.Config, name string) (*benchReports,
 			r.Recovery = newRecoveryReport(rep)
 			return nil
 		},
+		"approvals": func(pool *pgxpool.Pool) (err error) {
+			r.Approvals, err = bench.Approvals(e.ctx, pool, dbURL, b.apo, e.stderr)
+			return err
+		},
 	}
 	for _, s := range benchSuites {
 		if b.only != "" && b.only != s {
@@ -274,6 +285,9 @@ func (b *benchFlags) print(w io.Writer, r *benchReports) {
 	if r.Recovery != nil {
 		printRecovery(w, r.Recovery.RecoveryReport)
 	}
+	if r.Approvals != nil {
+		printApprovals(w, r.Approvals)
+	}
 }
 
 func printEngine(w io.Writer, rep *bench.Report, o bench.Options) {
@@ -319,6 +333,18 @@ func printRecovery(w io.Writer, rrep *bench.RecoveryReport) {
 		rrep.Orphaned, rrep.LastOrphan.Round(10*time.Millisecond), rrep.FirstOrphan.Round(10*time.Millisecond))
 	fmt.Fprintf(w, "| recovery: the same number of fresh runs on the second worker (baseline) | %s |\n", rrep.Baseline.Round(10*time.Millisecond))
 	fmt.Fprintf(w, "| recovery: effects duplicated (must be 0) | %d |\n", rrep.DuplicateKeys)
+}
+
+func printApprovals(w io.Writer, a *bench.ApprovalsReport) {
+	o := a.Options
+	fmt.Fprintf(w, "| approvals: %d agents × %d approvals per tier; load average before / after | %s / %s |\n", o.Agents, o.Approvals, a.LoadBefore, a.LoadAfter)
+	fmt.Fprintf(w, "| approvals: GET /api/v1/approvals/{id} of a decided one p50 / p99 (baseline) | %s / %s |\n", ms(a.BaselineP50), ms(a.BaselineP99))
+	fmt.Fprintf(w, "| auto-tier POST /api/v1/approvals p50 / p99 (target p99 ≤ 20 ms) | %s / %s (p99 %.2f × baseline) |\n", ms(a.AutoP50), ms(a.AutoP99), ratio(a.AutoP99, a.BaselineP99))
+	fmt.Fprintf(w, "| explicit: 202 → \"inbox\" event on the reviewer's live stream p50 / p99 | %s / %s |\n", ms(a.EventP50), ms(a.EventP99))
+	fmt.Fprintf(w, "| explicit: 202 → row in the open inbox p50 / p99 / max (target p99 ≤ 200 ms) | %s / %s / %s (p99 %.1f × baseline) |\n", ms(a.VisibleP50), ms(a.VisibleP99), ms(a.VisibleMax), ratio(a.VisibleP99, a.BaselineP99))
+	fmt.Fprintf(w, "| decision response → long poll returns p50 / p99 (target p99 ≤ 50 ms) | %s / %s (p99 %.2f × baseline) |\n", ms(a.PollP50), ms(a.PollP99), ratio(a.PollP99, a.BaselineP99))
+	fmt.Fprintf(w, "| decided_at (in the decision's transaction) → long poll returns p50 / p99 | %s / %s |\n", ms(a.PollCommitP50), ms(a.PollCommitP99))
+	fmt.Fprintf(w, "| decision response → callback delivered p50 / p99 / max (target p99 ≤ 1 s) | %s / %s / %s (p99 %.1f × baseline) |\n", ms(a.CallbackP50), ms(a.CallbackP99), ms(a.CallbackMax), ratio(a.CallbackP99, a.BaselineP99))
 }
 
 // ratio is a/b, 0 when b is.
