@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/PuerkitoBio/goquery"
@@ -25,6 +26,7 @@ import (
 	"github.com/countersign/countersign/internal/client"
 	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/jobs"
 )
 
 // ApprovalsOptions size the approvals API benchmark.
@@ -41,6 +43,10 @@ type ApprovalsReport struct {
 	// by the same agents through the same clients, interleaved with the
 	// auto-tier POSTs so that both see the same load.
 	BaselineP50, BaselineP99 time.Duration
+	// Commit: one single-row INSERT committed on its own, by the same
+	// agents in the same loop: the durable-write floor, since a POST
+	// commits several times and a GET never.
+	CommitP50, CommitP99 time.Duration
 	// Auto: POST /api/v1/approvals of an action the policy approves.
 	AutoP50, AutoP99 time.Duration
 	// Event: from the explicit POST's 202 to the reviewer's live stream
@@ -58,6 +64,13 @@ type ApprovalsReport struct {
 	// Callback: from the decision POST's response to the signed callback
 	// arriving at the local receiver.
 	CallbackP50, CallbackP99, CallbackMax time.Duration
+	// Solo: one agent alone, one call at a time: the same POST and GET
+	// without contention, and what each costs the database (statements and
+	// commits through the process's pool per call, River's follow-up work
+	// included, the idle rate of the process's background loops taken out).
+	SoloAutoP50, SoloGetP50     time.Duration
+	AutoStatements, AutoCommits float64
+	GetStatements, GetCommits   float64
 	// LoadBefore and LoadAfter are /proc/loadavg when the suite started and
 	// ended: the machine is shared.
 	LoadBefore, LoadAfter string
@@ -112,7 +125,21 @@ func Approvals(ctx context.Context, pool *pgxpool.Pool, dbURL string, o Approval
 	defer recv.close()
 	cfg := benchAppConfig(dbURL, o.Agents)
 	cfg.CallbackAllow = "127.0.0.1/32"
-	_, base, stop, err := startAppConfig(ctx, pool, cfg, app.Options{Web: true, Worker: true})
+	// The process gets a pool of its own, sized as the command's, whose
+	// tracer counts what each call costs the database.
+	pc, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		return nil, err
+	}
+	pc.MaxConns = int32(o.Agents + jobs.CallbackWorkers + 12)
+	count := &counter{}
+	pc.ConnConfig.Tracer = count
+	appPool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, err
+	}
+	defer appPool.Close()
+	_, base, stop, err := startAppConfig(ctx, appPool, cfg, app.Options{Web: true, Worker: true})
 	if err != nil {
 		return nil, err
 	}
@@ -125,8 +152,12 @@ func Approvals(ctx context.Context, pool *pgxpool.Pool, dbURL string, o Approval
 		agents[i].HTTP.Transport = &http.Transport{MaxIdleConnsPerHost: 4}
 	}
 
+	fmt.Fprintf(progress, "approvals: one agent alone, %d auto-tier POSTs then %d GETs ...\n", o.Approvals, o.Approvals)
+	if err := soloPhase(ctx, agents[0], count, o, rep); err != nil {
+		return nil, fmt.Errorf("solo: %w", err)
+	}
 	fmt.Fprintf(progress, "approvals: %d agents × %d auto-tier POSTs, interleaved with baseline GETs ...\n", o.Agents, o.Approvals)
-	if err := autoPhase(ctx, agents, o, rep); err != nil {
+	if err := autoPhase(ctx, agents, pool, o, rep); err != nil {
 		return nil, fmt.Errorf("auto tier: %w", err)
 	}
 	fmt.Fprintf(progress, "approvals: %d agents × %d explicit approvals: inbox, decision, long poll, callback ...\n", o.Agents, o.Approvals)
@@ -152,9 +183,12 @@ func action(kind string, agent, i int) json.RawMessage {
 // autoPhase has every agent file auto-tier approvals, each followed by the
 // baseline: a plain read of the approval just decided, through the same
 // client, so that the ratio of the two cancels the machine's load.
-func autoPhase(ctx context.Context, agents []*askclient.Client, o ApprovalsOptions, rep *ApprovalsReport) error {
+func autoPhase(ctx context.Context, agents []*askclient.Client, pool *pgxpool.Pool, o ApprovalsOptions, rep *ApprovalsReport) error {
+	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS bench_commits (id bigserial PRIMARY KEY, agent int, at timestamptz DEFAULT now())`); err != nil {
+		return err
+	}
 	var mu sync.Mutex
-	var auto, baseline []time.Duration
+	var auto, baseline, commit []time.Duration
 	err := eachAgent(agents, func(n int, c *askclient.Client) error {
 		// A first call opens the connection, which is not what is measured.
 		if _, err := c.Submit(ctx, askclient.Request{IdempotencyKey: fmt.Sprintf("warm-%d", n), Action: action("bench.read", n, -1)}); err != nil {
@@ -175,8 +209,13 @@ func autoPhase(ctx context.Context, agents []*askclient.Client, o ApprovalsOptio
 				return err
 			}
 			b := time.Since(t0)
+			t0 = time.Now()
+			if _, err := pool.Exec(ctx, `INSERT INTO bench_commits (agent) VALUES ($1)`, n); err != nil {
+				return err
+			}
+			cm := time.Since(t0)
 			mu.Lock()
-			auto, baseline = append(auto, d), append(baseline, b)
+			auto, baseline, commit = append(auto, d), append(baseline, b), append(commit, cm)
 			mu.Unlock()
 		}
 		return nil
@@ -186,6 +225,72 @@ func autoPhase(ctx context.Context, agents []*askclient.Client, o ApprovalsOptio
 	}
 	rep.AutoP50, rep.AutoP99 = percentile(auto, 50), percentile(auto, 99)
 	rep.BaselineP50, rep.BaselineP99 = percentile(baseline, 50), percentile(baseline, 99)
+	rep.CommitP50, rep.CommitP99 = percentile(commit, 50), percentile(commit, 99)
+	return nil
+}
+
+// counter counts the statements (and among them the commits) sent through
+// a pool.
+type counter struct{ statements, commits atomic.Int64 }
+
+func (c *counter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	c.statements.Add(1)
+	if strings.EqualFold(d.SQL, "commit") {
+		c.commits.Add(1)
+	}
+	return ctx
+}
+
+func (c *counter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (c *counter) read() (int64, int64) { return c.statements.Load(), c.commits.Load() }
+
+// soloPhase times one agent's calls one at a time and counts what each
+// costs the database.
+func soloPhase(ctx context.Context, c *askclient.Client, count *counter, o ApprovalsOptions, rep *ApprovalsReport) error {
+	if _, err := c.Submit(ctx, askclient.Request{IdempotencyKey: "solo-warm", Action: action("bench.read", -1, -1)}); err != nil {
+		return err
+	}
+	// What the idle process sends (River's polling, the audit chainer,
+	// leases), per second, to take out of the counts below.
+	const settle = time.Second
+	time.Sleep(settle)
+	s0, c0 := count.read()
+	time.Sleep(settle)
+	s1, c1 := count.read()
+	idleS, idleC := float64(s1-s0)/settle.Seconds(), float64(c1-c0)/settle.Seconds()
+	per := func(t0 time.Time, s0, c0 int64) (float64, float64) {
+		time.Sleep(settle) // River's job for each run, and the chainer, finish
+		s, cm := count.read()
+		el := time.Since(t0).Seconds()
+		n := float64(o.Approvals)
+		return max(float64(s-s0)-idleS*el, 0) / n, max(float64(cm-c0)-idleC*el, 0) / n
+	}
+	ids := make([]string, o.Approvals)
+	lat := make([]time.Duration, o.Approvals)
+	t0 := time.Now()
+	s0, c0 = count.read()
+	for i := range ids {
+		t := time.Now()
+		a, err := c.Submit(ctx, askclient.Request{IdempotencyKey: fmt.Sprintf("solo-%d", i), Action: action("bench.read", -1, i)})
+		if err != nil {
+			return err
+		}
+		lat[i], ids[i] = time.Since(t), a.ID
+	}
+	rep.SoloAutoP50 = percentile(lat, 50)
+	rep.AutoStatements, rep.AutoCommits = per(t0, s0, c0)
+	t0 = time.Now()
+	s0, c0 = count.read()
+	for i, id := range ids {
+		t := time.Now()
+		if _, err := c.Get(ctx, id, 0); err != nil {
+			return err
+		}
+		lat[i] = time.Since(t)
+	}
+	rep.SoloGetP50 = percentile(lat, 50)
+	rep.GetStatements, rep.GetCommits = per(t0, s0, c0)
 	return nil
 }
 
