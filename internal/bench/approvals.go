@@ -354,7 +354,11 @@ func explicitPhase(ctx context.Context, base string, agents []*askclient.Client,
 	}
 	watchErr := make(chan error, 1)
 	ready := make(chan struct{})
-	go func() { watchErr <- watchInbox(ctx, watcher, fs, seen, ready) }()
+	// The stream has a context of its own: it is stopped before seen is
+	// closed, so that it never sends on a closed channel.
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go func() { watchErr <- watchInbox(watchCtx, watcher, fs, seen, ready) }()
 	select {
 	case <-ready:
 	case err := <-watchErr:
@@ -421,6 +425,13 @@ func explicitPhase(ctx context.Context, base string, agents []*askclient.Client,
 		}
 		return nil
 	})
+	if err != nil {
+		cancel() // deciders waiting for a long poll that will not come
+	}
+	stopWatch()
+	if werr := <-watchErr; werr != nil {
+		err = errors.Join(err, fmt.Errorf("inbox stream: %w", werr))
+	}
 	close(seen)
 	dwg.Wait()
 	select {
