@@ -314,7 +314,7 @@ type flow struct {
 	approvalID string
 	accepted   time.Time // the 202 received
 	polling    chan struct{}
-	event      time.Time // the first "inbox" event after the 202
+	event      time.Time // the "inbox" event whose rows first showed it
 	visible    time.Time // the inbox rows first showing it
 	decided    time.Time // the decision POST's response
 	decidedAt  time.Time // the decision's own timestamp
