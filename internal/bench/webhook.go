@@ -69,7 +69,7 @@ func Webhook(ctx context.Context, pool *pgxpool.Pool, dbURL string, o WebhookOpt
 	defer srv.Close()
 
 	cfg := config.Config{DatabaseURL: dbURL, Workers: o.Workers, RescueAfter: 15 * time.Minute, ModelProvider: "offline", CallbackAllow: "127.0.0.1"}
-	writer, _, stopWriter, err := startAppWith(ctx, pool, cfg, app.Options{})
+	writer, _, stopWriter, err := startAppConfig(ctx, pool, cfg, app.Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +101,7 @@ func Webhook(ctx context.Context, pool *pgxpool.Pool, dbURL string, o WebhookOpt
 
 	fmt.Fprintf(progress, "webhook: sending them ...\n")
 	start := time.Now()
-	_, _, stop, err := startAppWith(ctx, pool, cfg, app.Options{Worker: true})
+	_, _, stop, err := startAppConfig(ctx, pool, cfg, app.Options{Worker: true})
 	if err != nil {
 		return nil, err
 	}
