@@ -15,6 +15,12 @@ import (
 )
 
 func eventWaiter(r *workflow.Registry, _ *ai.Offline) {
+	workflow.Register(r, "nap_then_wait", func(ctx context.Context, _ struct{}) (int, error) {
+		if err := workflow.Sleep(ctx, "nap", time.Hour); err != nil {
+			return 0, err
+		}
+		return 0, nil
+	})
 	workflow.Register(r, "await_scrape", func(ctx context.Context, _ struct{}) (map[string]int, error) {
 		return workflow.WaitEvent[map[string]int](ctx, "scraped", time.Hour)
 	})
@@ -67,4 +73,32 @@ func TestAPIRunEvent(t *testing.T) {
 		require.Equal(t, 409, agent.do("POST", path, map[string]any{"data": 1, "idempotency_key": "cb-2"}, &e))
 		require.Equal(t, "run_ended", e.Error.Code)
 	})
+}
+
+// TestRunPageShowsWaits: the run page's timeline shows a sleep's wake-up
+// time, and an event wait's name and timeout.
+func TestRunPageShowsWaits(t *testing.T) {
+	t.Parallel()
+	c := startConsole(t, eventWaiter)
+	ctx := context.Background()
+	hc := c.client(t, "reviewer@example.com")
+	sleeping, _, err := c.Engine.Start(ctx, workflow.StartParams{Workflow: "nap_then_wait", BusinessKey: "n-1"})
+	require.NoError(t, err)
+	waiting, _, err := c.Engine.Start(ctx, workflow.StartParams{Workflow: "await_scrape", BusinessKey: "w-1"})
+	require.NoError(t, err)
+	c.WaitRun(t, sleeping.ID, vocab.RunSleeping)
+	c.WaitRun(t, waiting.ID, vocab.RunWaitingEvent)
+
+	doc, code := c.get(t, hc, "/runs/"+sleeping.ID)
+	require.Equal(t, 200, code)
+	require.Equal(t, "sleeping", strings.TrimSpace(doc.Find(`[data-testid="run"] header [data-testid="status"]`).First().Text()))
+	wake := doc.Find(`[data-testid="step-wake"]`)
+	require.Equal(t, 1, wake.Length())
+	require.Contains(t, wake.Text(), "wakes")
+	require.Contains(t, wake.Text(), "in 59m")
+
+	doc, code = c.get(t, hc, "/runs/"+waiting.ID)
+	require.Equal(t, 200, code)
+	require.Contains(t, doc.Find(`[data-testid="step-awaits"]`).Text(), "awaits event scraped")
+	require.Contains(t, doc.Find(`[data-testid="step-wake"]`).Text(), "times out")
 }
