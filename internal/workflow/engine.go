@@ -122,7 +122,7 @@ func New(cfg Config) *Engine {
 	if e.maxRecoveries <= 0 {
 		e.maxRecoveries = DefaultMaxRecoveries
 	}
-	e.approvals = approval.New(approval.Config{Pool: e.pool, Scheduler: e.scheduler, Runs: runMoves{}, Policies: e.policies,
+	e.approvals = approval.New(approval.Config{Pool: e.pool, Scheduler: e.scheduler, Runs: runMoves{registry: e.registry}, Policies: e.policies,
 		Now: e.now, OutputLimitFunc: e.outputLimit})
 	return e
 }

@@ -81,12 +81,18 @@ func (e *Engine) CloseBatch(ctx context.Context, batchID string) (wait time.Dura
 
 // runMoves moves waiting runs on for the approval service, as the
 // transitions table allows: conditional updates from the statuses that may
-// reach the target, so a run that is not waiting refuses both.
-type runMoves struct{}
+// reach the target, so a run that is not waiting refuses both. It reads the
+// registry for how a workflow takes a rejection.
+type runMoves struct{ registry *Registry }
 
-// Reject implements approval.Runs.
-func (runMoves) Reject(ctx context.Context, tx pgx.Tx, runID string) error {
-	return store.RunSetStatus(ctx, tx, runID, sourcesOf(vocab.RunRejected), string(vocab.RunRejected))
+// Reject implements approval.Runs: a run of a workflow with
+// Options.HandlesRejection resumes to read its rejection; any other ends.
+func (m runMoves) Reject(ctx context.Context, tx pgx.Tx, runID, workflow string) (int, bool, error) {
+	if def, ok := m.registry.Get(workflow); ok && def.Options.HandlesRejection {
+		seq, err := m.Resume(ctx, tx, runID)
+		return seq, err == nil, err
+	}
+	return 0, false, store.RunSetStatus(ctx, tx, runID, sourcesOf(vocab.RunRejected), string(vocab.RunRejected))
 }
 
 // Resume implements approval.Runs.

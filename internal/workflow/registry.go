@@ -24,6 +24,11 @@ type Options struct {
 	MaxStepOutput int
 	// Example is a sample input, shown by `countersign run start --help` and the console.
 	Example any
+	// HandlesRejection makes a rejection resume the run instead of ending
+	// it: RequestApproval returns the rejected Decision, so that the
+	// workflow can act on it (the approvals API sends its callback and
+	// records the outcome). The workflow then decides how the run ends.
+	HandlesRejection bool
 }
 
 func (o Options) withDefaults() Options {

@@ -185,6 +185,13 @@ type ReceiptKey struct {
 	RetiredAt  *time.Time `db:"retired_at"`
 }
 
+type RequestClaim struct {
+	RequestID string    `db:"request_id"`
+	Actor     string    `db:"actor"`
+	ClaimedAt time.Time `db:"claimed_at"`
+	RenewedAt time.Time `db:"renewed_at"`
+}
+
 type RunEvent struct {
 	ID             int64           `db:"id"`
 	RunID          string          `db:"run_id"`
@@ -195,6 +202,14 @@ type RunEvent struct {
 	ReceivedAt     time.Time       `db:"received_at"`
 	ConsumedSeq    *int            `db:"consumed_seq"`
 	ConsumedAt     *time.Time      `db:"consumed_at"`
+}
+
+type SavedFilter struct {
+	ID        int64     `db:"id"`
+	UserID    int64     `db:"user_id"`
+	Name      string    `db:"name"`
+	Query     string    `db:"query"`
+	CreatedAt time.Time `db:"created_at"`
 }
 
 type Setting struct {
