@@ -42,7 +42,7 @@ func TestConfigErrors(t *testing.T) {
 		"BadProvider":    {map[string]string{"COUNTERSIGN_MODEL_PROVIDER": "magic"}, []string{"serve"}, "COUNTERSIGN_MODEL_PROVIDER must be offline or openai"},
 		"OpenAINoModel":  {map[string]string{"COUNTERSIGN_MODEL_PROVIDER": "openai"}, []string{"serve"}, "COUNTERSIGN_MODEL is required"},
 		"BadFlag":        {nil, []string{"run", "list", "--nope"}, "flag provided but not defined"},
-		"BadStatus":      {nil, []string{"run", "list", "--status", "sleeping"}, `unknown status "sleeping"`},
+		"BadStatus":      {nil, []string{"run", "list", "--status", "snoozing"}, `unknown status "snoozing"`},
 		"UnknownCommand": {nil, []string{"frobnicate"}, `unknown command "frobnicate"`},
 		"BothSides":      {nil, []string{"serve", "--web-only", "--worker-only"}, "exclude each other"},
 	} {
