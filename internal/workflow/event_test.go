@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/countersign/countersign/internal/ai"
@@ -116,6 +119,30 @@ func TestWaitEvent(t *testing.T) {
 		done := b.WaitRun(t, run.ID, vocab.RunCompleted, vocab.RunFailed)
 		require.JSONEq(t, `3`, string(done.Output), "the kept event was consumed at the wait")
 		require.Zero(t, auditCount(t, b, run.ID, "run.event_waiting", ""), "it never waited")
+	})
+
+	t.Run("RacesTheWait", func(t *testing.T) {
+		// Delivered while the run starts and reaches its wait: the run's
+		// lock orders each delivery with the wait, so none is lost.
+		const n = 12
+		runs := make([]*store.Run, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			runs[i] = start(t, b, "waiter", fmt.Sprintf("race-%d", i), waiterIn{TimeoutMS: 3600_000})
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				time.Sleep(time.Duration(i) * 5 * time.Millisecond)
+				_, _, err := b.Engine.Signal(ctx, workflow.SignalParams{RunID: runs[i].ID, Name: "scraped", Key: "race",
+					Payload: json.RawMessage(fmt.Sprintf(`{"pages": %d}`, i))})
+				assert.NoError(t, err)
+			}()
+		}
+		wg.Wait()
+		for i, run := range runs {
+			done := b.WaitRun(t, run.ID, vocab.RunCompleted, vocab.RunFailed)
+			require.JSONEq(t, fmt.Sprint(i), string(done.Output))
+		}
 	})
 
 	t.Run("TimesOut", func(t *testing.T) {
