@@ -48,6 +48,31 @@
 
   function review() { return document.querySelector("article[data-testid=review]"); }
 
+  // A claim ("I'm reviewing this") lasts while its claimer works on the
+  // request: the review page renews it on opening and then every minute in
+  // which the reviewer did something (a key, a click, a scroll); an idle page
+  // lets it lapse after five minutes. The server answers 404 when there is no
+  // claim of this user to renew, which is the common case and harmless.
+  (function renewClaim() {
+    var page = review();
+    if (!page || !window.fetch) return;
+    var headers = {};
+    try { headers = JSON.parse(document.body.getAttribute("hx-headers") || "{}"); } catch (err) { return; }
+    headers["X-Live-Refresh"] = "1"; // a renewal is not the reviewer's own activity
+    var active = true;
+    ["keydown", "pointerdown", "scroll", "input"].forEach(function (ev) {
+      document.addEventListener(ev, function () { active = true; }, { passive: true, capture: true });
+    });
+    function ping() {
+      if (!active) return;
+      active = false;
+      fetch("/requests/" + encodeURIComponent(page.getAttribute("data-request")) + "/claim/renew",
+        { method: "POST", headers: headers, credentials: "same-origin" }).catch(function () { /* offline: the claim lapses */ });
+    }
+    ping();
+    setInterval(ping, 60000);
+  })();
+
   // On the review page j and k go to the next and previous request in the
   // inbox's order.
   function go(attr) {

@@ -20,6 +20,7 @@ import (
 	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/ask"
 	"github.com/countersign/countersign/internal/callback"
+	"github.com/countersign/countersign/internal/notice"
 	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/policystore"
 	"github.com/countersign/countersign/internal/receipt"
@@ -64,6 +65,8 @@ type Deps struct {
 	// Callbacks is the outbox the admin pages redeliver through; nil
 	// refuses redelivery.
 	Callbacks *callback.Outbox
+	// Notices is the notification dispatcher: its channels, and redelivery.
+	Notices *notice.Dispatcher
 }
 
 // Server holds what handlers need.
@@ -219,6 +222,8 @@ func (s *Server) routes() {
 	app.POST("/policy/simulate", s.handlePolicySimulate)
 	app.POST("/policy/apply", s.handlePolicyApply)
 	app.GET("/events", s.handleEvents)
+	app.GET("/settings/notifications", s.handleNoticeSettings)
+	app.POST("/settings/notifications", s.handleNoticeSettingsSave)
 
 	admin := app.Group("/admin", requireAdmin)
 	admin.GET("/tokens", s.handleTokens)
@@ -227,6 +232,11 @@ func (s *Server) routes() {
 	admin.GET("/deliveries", s.handleDeliveries)
 	admin.GET("/deliveries/:id", s.handleDelivery)
 	admin.POST("/deliveries/:id/redeliver", s.handleRedeliver)
+	admin.GET("/notifications", s.handleNoticeDeliveries)
+	admin.GET("/notifications/:id", s.handleNoticeMessage)
+	admin.POST("/notifications/:id/redeliver", s.handleNoticeRedeliver)
+	admin.GET("/notifications/defaults", s.handleNoticeDefaults)
+	admin.POST("/notifications/defaults", s.handleNoticeDefaultsSave)
 }
 
 // render writes a templ component with a status.

@@ -104,6 +104,9 @@ func (s *Service) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxO
 	if err := auditDecision(ctx, tx, b, res); err != nil {
 		return nil, err
 	}
+	if err := s.noticeDecided(ctx, tx, b, res, o); err != nil {
+		return nil, err
+	}
 	if o.Notify {
 		if err := notifyRequest(ctx, tx, res.Request); err != nil {
 			return nil, err

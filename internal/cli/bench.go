@@ -24,7 +24,7 @@ import (
 
 // benchSuites are the suites of countersign bench, in the order they run
 // and report.
-var benchSuites = []string{"engine", "console", "audit", "batch", "recovery"}
+var benchSuites = []string{"engine", "console", "audit", "batch", "recovery", "notice"}
 
 // benchFlags are the flags of countersign bench: the sizes of every suite.
 type benchFlags struct {
@@ -33,6 +33,7 @@ type benchFlags struct {
 	bo             bench.BatchOptions
 	ao             bench.AuditOptions
 	co             bench.ConsoleOptions
+	no             bench.NoticeOptions
 	asJSON         bool
 	only           string
 	recoveryWorker bool
@@ -46,6 +47,7 @@ type benchReports struct {
 	Batch    *bench.BatchReport   `json:"batch"`
 	Console  *bench.ConsoleReport `json:"console"`
 	Engine   *bench.Report        `json:"engine"`
+	Notice   *bench.NoticeReport  `json:"notice"`
 	Recovery *recoveryReport      `json:"recovery"`
 }
 
@@ -112,7 +114,7 @@ func (b *benchFlags) declare(fs *flagSet) {
 	fs.IntVar(&b.o.Runs, "runs", 2000, "six-step runs for engine throughput")
 	fs.IntVar(&b.o.Decisions, "decisions", 1000, "decisions for the resume latency")
 	fs.BoolVar(&b.asJSON, "json", false, "print the report as JSON")
-	fs.StringVar(&b.only, "only", "", "run one suite: engine, console, audit, batch or recovery (default all)")
+	fs.StringVar(&b.only, "only", "", "run one suite: engine, console, audit, batch, recovery or notice (default all)")
 	fs.IntVar(&b.ro.Runs, "recovery-runs", 200, "runs started on the worker process that is killed")
 	// The recovery suite runs its doomed worker as this command in a process
 	// of its own; the flag is for that, not for people.
@@ -126,6 +128,10 @@ func (b *benchFlags) declare(fs *flagSet) {
 	fs.IntVar(&b.co.Runs, "console-runs", 1_000_000, "runs in the console benchmark's database")
 	fs.IntVar(&b.co.Waiting, "console-waiting", 100_000, "of which waiting, each with a pending request")
 	fs.IntVar(&b.co.Decisions, "console-decisions", 2000, "decision POSTs by 20 concurrent reviewers")
+	fs.IntVar(&b.no.Samples, "notice-samples", 200, "requests timed from commit to mail accepted")
+	fs.IntVar(&b.no.Burst, "notice-burst", 1000, "requests in the notification burst")
+	fs.DurationVar(&b.no.BurstTime, "notice-burst-time", 10*time.Second, "how long the burst is spread over")
+	fs.IntVar(&b.no.Reviewers, "notice-reviewers", 5, "reviewers who hear of the burst")
 	fs.StringVar(&b.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 }
 
@@ -136,7 +142,7 @@ func (b *benchFlags) checkCommon() error {
 		return usagef("every size must be positive and --decisions at least 100")
 	}
 	if b.only != "" && !slices.Contains(benchSuites, b.only) {
-		return usagef("--only must be engine, console, audit, batch or recovery")
+		return usagef("--only must be engine, console, audit, batch, recovery or notice")
 	}
 	if b.ro.Runs < 1 {
 		return usagef("--recovery-runs must be positive")
@@ -149,6 +155,9 @@ func (b *benchFlags) checkSuites() error {
 	bo, ao, co := b.bo, b.ao, b.co
 	if bo.Batches < 1 || bo.Size < 1 || bo.Size > 5000 {
 		return usagef("--batches must be positive and --batch-size between 1 and 5000")
+	}
+	if no := b.no; no.Samples < 1 || no.Burst < 1 || no.BurstTime <= 0 || no.Reviewers < 1 {
+		return usagef("the notice sizes must be positive")
 	}
 	if ao.Appends < 100 || ao.Verify < ao.Appends {
 		return usagef("--audit-appends must be at least 100 and --audit-verify at least as many")
@@ -214,6 +223,10 @@ func (b *benchFlags) run(e *env, cfg config.Config, name string) (*benchReports,
 			r.Batch, err = bench.Batch(e.ctx, pool, dbURL, b.bo, e.stderr)
 			return err
 		},
+		"notice": func(pool *pgxpool.Pool) (err error) {
+			r.Notice, err = bench.Notice(e.ctx, pool, dbURL, b.no, e.stderr)
+			return err
+		},
 		"recovery": func(pool *pgxpool.Pool) error {
 			rep, err := bench.Recovery(e.ctx, pool, dbURL, b.ro, e.stderr)
 			if err != nil {
@@ -274,6 +287,19 @@ func (b *benchFlags) print(w io.Writer, r *benchReports) {
 	if r.Recovery != nil {
 		printRecovery(w, r.Recovery.RecoveryReport)
 	}
+	if r.Notice != nil {
+		printNotice(w, r.Notice)
+	}
+}
+
+func printNotice(w io.Writer, n *bench.NoticeReport) {
+	fmt.Fprintf(w, "| notice: mail handed straight to the SMTP server p50 / p99 (baseline) | %s / %s |\n", ms(n.DirectP50), ms(n.DirectP99))
+	fmt.Fprintf(w, "| notice: request committed → mail accepted p50 / p99 / max, %d requests (target p99 ≤ 2 s) | %s / %s / %s (p99 %.0f× baseline) |\n",
+		n.Options.Samples, ms(n.MailP50), ms(n.MailP99), ms(n.MailMax), float64(n.MailP99)/float64(max(n.DirectP99, time.Microsecond)))
+	fmt.Fprintf(w, "| notice: %d requests in %s to %d reviewers: messages per reviewer / events carried | %v / %v |\n",
+		n.Options.Burst, n.BurstSpread.Round(100*time.Millisecond), n.Options.Reviewers, n.BurstMessages, n.BurstItems)
+	fmt.Fprintf(w, "| notice: most messages to one reviewer within a minute / shortest gap between two (target: one a minute) | %d / %s |\n", n.MaxPerMinute, n.MinSpacing.Round(10*time.Millisecond))
+	fmt.Fprintf(w, "| notice: last request → last digest | %s |\n", n.LastDigestWait.Round(100*time.Millisecond))
 }
 
 func printEngine(w io.Writer, rep *bench.Report, o bench.Options) {
