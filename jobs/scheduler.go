@@ -60,6 +60,13 @@ func (s *Scheduler) EnqueueRuns(ctx context.Context, tx pgx.Tx, runs []approval.
 	return err
 }
 
+// ScheduleRun implements approval.Scheduler: the run's job, due at at. River
+// runs a scheduled job once its time passes, late if no worker was up then.
+func (s *Scheduler) ScheduleRun(ctx context.Context, tx pgx.Tx, runID string, seq int, at time.Time) error {
+	_, err := s.client.InsertTx(ctx, tx, RunArgs{RunID: runID, Seq: seq}, &river.InsertOpts{ScheduledAt: at})
+	return err
+}
+
 // ScheduleDeadline implements approval.Scheduler.
 func (s *Scheduler) ScheduleDeadline(ctx context.Context, tx pgx.Tx, requestID string, at time.Time) error {
 	_, err := s.client.InsertTx(ctx, tx, DeadlineArgs{RequestID: requestID}, &river.InsertOpts{ScheduledAt: at})

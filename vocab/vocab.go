@@ -81,6 +81,12 @@ const (
 	RunRunning      RunStatus = "running"
 	RunWaitingHuman RunStatus = "waiting_human"
 	RunRetrying     RunStatus = "retrying"
+	// RunSleeping: parked until a durable timer (Sleep, SleepUntil) is due,
+	// holding no worker and no running job.
+	RunSleeping RunStatus = "sleeping"
+	// RunWaitingEvent: parked until an external event (WaitEvent) arrives or
+	// its timeout passes.
+	RunWaitingEvent RunStatus = "waiting_event"
 	RunFailed       RunStatus = "failed"
 	RunCompleted    RunStatus = "completed"
 	RunRejected     RunStatus = "rejected"
@@ -89,7 +95,7 @@ const (
 
 // RunStatuses lists every run status, in the order a run usually meets them.
 func RunStatuses() []RunStatus {
-	return []RunStatus{RunQueued, RunRunning, RunWaitingHuman, RunRetrying,
+	return []RunStatus{RunQueued, RunRunning, RunWaitingHuman, RunRetrying, RunSleeping, RunWaitingEvent,
 		RunCompleted, RunFailed, RunRejected, RunCancelled}
 }
 
@@ -187,11 +193,13 @@ const (
 	StepKindModel    StepKind = "model"
 	StepKindEffect   StepKind = "effect"
 	StepKindApproval StepKind = "approval"
+	StepKindSleep    StepKind = "sleep" // a durable timer
+	StepKindEvent    StepKind = "event" // a wait for an external event
 )
 
 // StepKinds lists every step kind.
 func StepKinds() []StepKind {
-	return []StepKind{StepKindStep, StepKindModel, StepKindEffect, StepKindApproval}
+	return []StepKind{StepKindStep, StepKindModel, StepKindEffect, StepKindApproval, StepKindSleep, StepKindEvent}
 }
 
 // Valid reports whether k is one of the step kinds.

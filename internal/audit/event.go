@@ -49,6 +49,7 @@ const (
 // emitted without appearing here.
 var Kinds = func() []Kind {
 	k := []Kind{KindRunStarted, KindRunStepFailed, KindRunFailed, KindRunRecovered, KindRunCancelled,
+		KindRunSleeping, KindRunEventWaiting, KindRunWoke, KindRunEventReceived,
 		KindApprovalRequested, KindApprovalVote, KindDecisionAuto, KindDecisionRecorded, KindBatchDecided,
 		KindRequestEscalated, KindPolicyActivated, KindUserCreated, KindUserDisabled, KindUserEnabled,
 		KindUserRoleChanged, KindTokenCreated, KindTokenRevoked, KindAuthLogin, KindAuthLoginFailed,

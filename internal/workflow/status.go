@@ -15,10 +15,15 @@ import (
 // A queued or retrying run may fail without running: the sweeper ends one whose
 // job River discarded or that lost its worker too often (recover.go).
 var transitions = map[vocab.RunStatus][]vocab.RunStatus{
-	vocab.RunQueued:       {vocab.RunRunning, vocab.RunFailed, vocab.RunCancelled},
-	vocab.RunRunning:      {vocab.RunCompleted, vocab.RunFailed, vocab.RunRetrying, vocab.RunWaitingHuman, vocab.RunCancelled},
+	vocab.RunQueued: {vocab.RunRunning, vocab.RunFailed, vocab.RunCancelled},
+	vocab.RunRunning: {vocab.RunCompleted, vocab.RunFailed, vocab.RunRetrying, vocab.RunWaitingHuman, vocab.RunCancelled,
+		vocab.RunSleeping, vocab.RunWaitingEvent},
 	vocab.RunRetrying:     {vocab.RunRunning, vocab.RunFailed, vocab.RunCancelled},
 	vocab.RunWaitingHuman: {vocab.RunQueued, vocab.RunRejected, vocab.RunCancelled},
+	// A parked run's wake job claims it straight from its wait (timer.go,
+	// event.go); an event's delivery and the sweeper queue it.
+	vocab.RunSleeping:     {vocab.RunRunning, vocab.RunQueued, vocab.RunCancelled},
+	vocab.RunWaitingEvent: {vocab.RunRunning, vocab.RunQueued, vocab.RunCancelled},
 }
 
 // CanTransition reports whether a run may move from one status to another.
