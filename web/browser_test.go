@@ -240,6 +240,11 @@ func TestBrowserInboxIsLive(t *testing.T) {
 		chromedp.Evaluate(`document.querySelectorAll("tr.selected").length`, &selected)))
 	require.True(t, still, "without a reload")
 	require.Equal(t, "tier", focused, "without stealing focus")
+	// A second refresh may follow the first within its window; the
+	// selection is restored after each.
+	for end := time.Now().Add(3 * time.Second); selected != 1 && time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		_ = chromedp.Run(ctx, chromedp.Evaluate(`document.querySelectorAll("tr.selected").length`, &selected))
+	}
 	require.Equal(t, 1, selected, "the keyboard selection survives the refresh")
 }
 

@@ -2,6 +2,7 @@ package web
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"slices"
@@ -294,14 +295,18 @@ func (s *Server) handleClaimRelease(c echo.Context) error {
 }
 
 // handleClaimRenew handles the "POST /requests/:id/claim/renew" route: the
-// review page pings it while open (with the X-CSRF-Token header), so that
-// the claimer's claim lasts while they read. 204 when renewed, 404 when the
-// user holds no live claim on the request (it lapsed or another took it).
+// review page pings it while open and in use (with the X-CSRF-Token header),
+// so that the claimer's claim lasts while they work. It answers 200 with
+// {"renewed": true} when the user's live claim was renewed and {"renewed":
+// false} when they hold none (never claimed, lapsed, or another's): every
+// review page pings, and most requests are claimed by nobody, which is no
+// error.
 func (s *Server) handleClaimRenew(c echo.Context) error {
-	if err := store.ClaimRenew(c.Request().Context(), s.Pool, c.Param("id"), actorOf(currentUser(c)).Name, s.Now()); err != nil {
+	err := store.ClaimRenew(c.Request().Context(), s.Pool, c.Param("id"), actorOf(currentUser(c)).Name, s.Now())
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	return c.NoContent(http.StatusNoContent)
+	return c.JSON(http.StatusOK, map[string]bool{"renewed": err == nil})
 }
 
 // handleSavedFilterSave handles the "POST /inbox/filters" route: name the

@@ -3,6 +3,7 @@ package web_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -196,15 +197,20 @@ func TestInboxClaims(t *testing.T) {
 		r.Header.Set("X-CSRF-Token", token)
 		resp, err := ann.Do(r)
 		require.NoError(t, err)
+		var answer struct{ Renewed bool }
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&answer))
 		resp.Body.Close()
-		require.Equal(t, http.StatusNoContent, resp.StatusCode)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.True(t, answer.Renewed)
 
 		r, _ = http.NewRequest(http.MethodPost, c.Addr+"/requests/"+other.ID+"/claim/renew", nil)
 		r.Header.Set("X-CSRF-Token", token)
 		resp, err = ann.Do(r)
 		require.NoError(t, err)
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&answer))
 		resp.Body.Close()
-		require.Equal(t, http.StatusNotFound, resp.StatusCode, "no claim to renew")
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.False(t, answer.Renewed, "no claim to renew")
 	})
 
 	t.Run("NeverBlocksADecision", func(t *testing.T) {
