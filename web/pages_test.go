@@ -197,24 +197,24 @@ func TestPages(t *testing.T) {
 
 	t.Run("Policy", func(t *testing.T) {
 		doc, _ := c.get(t, reviewer, "/policy")
-		require.Contains(t, doc.Find(`[data-testid=active-version]`).Text(), "Version 1 is active")
+		require.Contains(t, doc.Find(`[data-testid=active-version]`).Text(), "Stored version 1 is active")
 		require.Zero(t, doc.Find(`[data-testid=apply]`).Length(), "only admins activate")
 		strict := "version: 1\nrules:\n  - name: everything-explicit\n    when: 'true'\n    tier: explicit\n"
 		approver := c.client(t, "approver@example.com") // simulation is for approvers and admins
 		resp, body := c.post(t, approver, "/policy", "/policy/simulate", url.Values{"candidate": {strict}, "since": {"24h"}})
 		require.Equal(t, 200, resp.StatusCode)
 		require.Contains(t, body, `data-testid="simulation"`)
-		require.Contains(t, body, "<strong>1</strong> would move", "the batched ticket would become explicit")
+		require.Contains(t, body, "<strong>1</strong> decided differently (1 in another tier)", "the batched ticket would become explicit")
 		resp, body = c.post(t, approver, "/policy", "/policy/simulate", url.Values{"candidate": {"version: 1\nrules:\n  - name: a\n    when: action.knd == 1\n    tier: auto\n"}, "since": {"24h"}})
 		require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
 		require.Contains(t, body, `no field &#34;knd&#34;`)
 		resp, _ = c.post(t, reviewer, "/policy", "/policy/apply", url.Values{"candidate": {strict}})
 		require.Equal(t, http.StatusForbidden, resp.StatusCode)
 		admin := c.client(t, "admin@example.com")
-		resp, _ = c.post(t, admin, "/policy", "/policy/apply", url.Values{"candidate": {strict}})
+		resp, _ = c.post(t, admin, "/policy", "/policy/apply", url.Values{"candidate": {strict}, "confirm": {sha256Hex(strict)}})
 		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 		doc, _ = c.get(t, admin, "/policy")
-		require.Contains(t, doc.Find(`[data-testid=active-version]`).Text(), "Version 2 is active, activated by admin@example.com")
+		require.Contains(t, doc.Find(`[data-testid=active-version]`).Text(), "Stored version 2 is active, activated by admin@example.com")
 	})
 }
 

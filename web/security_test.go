@@ -95,7 +95,7 @@ func TestCSRF(t *testing.T) {
 	t.Run("OwnOriginWithTheSessionTokenWorks", func(t *testing.T) {
 		admin := c.client(t, "admin@example.com")
 		before := versions()
-		form := url.Values{"candidate": {attacker}, "_csrf": {c.csrf(t, admin, "/policy")}}
+		form := url.Values{"candidate": {attacker}, "_csrf": {c.csrf(t, admin, "/policy")}, "confirm": {sha256Hex(attacker)}}
 		resp := postWith(t, admin, c.Addr+"/policy/apply", form, map[string]string{"Origin": c.Addr, "Sec-Fetch-Site": "same-origin"})
 		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 		require.Equal(t, before+1, versions())
