@@ -61,11 +61,11 @@ func TestCompare(t *testing.T) {
 			loose[c.Field] = c.Looser
 		}
 		require.Equal(t, map[policystore.Field]bool{
-			policystore.FieldApprovals:  true, // 2 → 1
-			policystore.FieldRoles:      true, // approver → any
-			policystore.FieldDeadline:   true, // 4h → 24h
+			policystore.FieldApprovals:  true,  // 2 → 1
+			policystore.FieldRoles:      true,  // approver → any
+			policystore.FieldDeadline:   true,  // 4h → 24h
 			policystore.FieldOnTimeout:  false, // escalate → reject
-			policystore.FieldEscalateTo: true, // admin → none
+			policystore.FieldEscalateTo: true,  // admin → none
 		}, loose)
 	})
 
