@@ -170,10 +170,10 @@ func (s *Server) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 		u, _ := s.sessionUser(c, !live)
 		if u == nil {
 			if c.Request().Header.Get("HX-Request") == "true" || c.Request().URL.Path == "/events" {
-				c.Response().Header().Set("HX-Redirect", "/login")
+				c.Response().Header().Set("HX-Redirect", loginURL(returnPath(c)))
 				return c.NoContent(http.StatusUnauthorized)
 			}
-			return c.Redirect(http.StatusSeeOther, "/login")
+			return c.Redirect(http.StatusSeeOther, loginURL(returnPath(c)))
 		}
 		c.Set("user", u)
 		return next(c)
@@ -191,12 +191,64 @@ func actorOf(u *store.User) workflow.Actor {
 	return workflow.Actor{Name: u.Email, Roles: []vocab.Role{u.Role}}
 }
 
-// handleLoginPage handles the "GET /login" route.
-func (s *Server) handleLoginPage(c echo.Context) error {
-	if u, _ := s.sessionUser(c, true); u != nil {
-		return c.Redirect(http.StatusSeeOther, "/")
+// maxReturnPath bounds the page a sign-in returns to.
+const maxReturnPath = 2048
+
+// safeReturn returns next if it is a path on this site, and "/" otherwise.
+// Only a single leading slash is accepted: "//host" and "/\host" are read
+// by browsers as another host, and an absolute URL is another site.
+func safeReturn(next string) string {
+	if next == "" || len(next) > maxReturnPath || next[0] != '/' || strings.HasPrefix(next, "//") ||
+		strings.ContainsAny(next, "\\\x00\r\n\t") {
+		return "/"
 	}
-	return render(c, http.StatusOK, templates.Login(s.page(c, "Sign in", ""), ""))
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") {
+		return "/"
+	}
+	for _, r := range next {
+		if r < 0x20 || r == 0x7f {
+			return "/"
+		}
+	}
+	return next
+}
+
+// returnPath is the page to come back to after signing in: the one asked
+// for, or for a form post (a decision sent after the session ended) or an
+// htmx request the page it was sent from, when that page is on this site.
+func returnPath(c echo.Context) string {
+	r := c.Request()
+	if r.Method == http.MethodGet && r.Header.Get("HX-Request") != "true" && r.URL.Path != "/events" {
+		return safeReturn(r.URL.RequestURI())
+	}
+	from := r.Header.Get("HX-Current-URL")
+	if from == "" {
+		from = r.Referer()
+	}
+	u, err := url.Parse(from)
+	if err != nil || u.Host != r.Host {
+		return "/"
+	}
+	return safeReturn(u.RequestURI())
+}
+
+// loginURL is the sign-in page that returns to next.
+func loginURL(next string) string {
+	if next == "/" {
+		return "/login"
+	}
+	return "/login?next=" + url.QueryEscape(next)
+}
+
+// handleLoginPage handles the "GET /login" route; ?next= is the page to
+// return to.
+func (s *Server) handleLoginPage(c echo.Context) error {
+	next := safeReturn(c.QueryParam("next"))
+	if u, _ := s.sessionUser(c, true); u != nil {
+		return c.Redirect(http.StatusSeeOther, next)
+	}
+	return render(c, http.StatusOK, templates.Login(s.page(c, "Sign in", ""), "", next))
 }
 
 // handleLogin handles the "POST /login" route. A new session replaces the
@@ -204,28 +256,29 @@ func (s *Server) handleLoginPage(c echo.Context) error {
 func (s *Server) handleLogin(c echo.Context) error {
 	email := strings.TrimSpace(c.FormValue("email"))
 	password := c.FormValue("password")
+	next := safeReturn(c.FormValue("next"))
 	p := s.page(c, "Sign in", "")
 	if email == "" || password == "" {
 		p.Error = "Enter your email and password."
-		return render(c, http.StatusUnprocessableEntity, templates.Login(p, email))
+		return render(c, http.StatusUnprocessableEntity, templates.Login(p, email, next))
 	}
 	// Refused before anything is looked up or recorded: an anonymous client
 	// must not write kilobytes into the audit log with each try.
 	if len(email) > account.MaxEmail || len(password) > account.MaxPassword {
 		p.Error = fmt.Sprintf("That is too long: an email has at most %d characters, a password %d.", account.MaxEmail, account.MaxPassword)
-		return render(c, http.StatusUnprocessableEntity, templates.Login(p, ""))
+		return render(c, http.StatusUnprocessableEntity, templates.Login(p, "", next))
 	}
 	u, err := account.SignIn(c.Request().Context(), s.Pool, email, password, c.RealIP())
 	switch {
 	case errors.Is(err, account.ErrInvalid):
 		p.Error = "That email or password is too long."
-		return render(c, http.StatusUnprocessableEntity, templates.Login(p, ""))
+		return render(c, http.StatusUnprocessableEntity, templates.Login(p, "", next))
 	case errors.Is(err, account.ErrThrottled):
 		p.Error = account.ErrThrottled.Error()
-		return render(c, http.StatusTooManyRequests, templates.Login(p, email))
+		return render(c, http.StatusTooManyRequests, templates.Login(p, email, next))
 	case errors.Is(err, account.ErrBadCredentials):
 		p.Error = "Wrong email or password."
-		return render(c, http.StatusUnauthorized, templates.Login(p, email))
+		return render(c, http.StatusUnauthorized, templates.Login(p, email, next))
 	case err != nil:
 		return err
 	}
@@ -237,7 +290,7 @@ func (s *Server) handleLogin(c echo.Context) error {
 	if err := sess.Save(c.Request(), c.Response()); err != nil {
 		return err
 	}
-	return c.Redirect(http.StatusSeeOther, "/")
+	return c.Redirect(http.StatusSeeOther, next)
 }
 
 // handleLogout handles the "POST /logout" route: it ends every session of the
