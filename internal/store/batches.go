@@ -142,15 +142,15 @@ func RequestEscalate(ctx context.Context, db DBTX, id, note string) (bool, error
 
 // BatchDecision is one reviewer action on a batch.
 type BatchDecision struct {
-	ID        string          `json:"id"`
-	BatchID   string          `json:"batch_id"`
-	Actor     string          `json:"actor"`
-	Action    string          `json:"action"`
-	Reason    string          `json:"reason,omitempty"`
-	Approved  int             `json:"approved"`
-	Rejected  int             `json:"rejected"`
-	LeftOut   int             `json:"left_out"`
-	Refused   json.RawMessage `json:"refused"`
+	ID       string          `json:"id"`
+	BatchID  string          `json:"batch_id"`
+	Actor    string          `json:"actor"`
+	Action   string          `json:"action"`
+	Reason   string          `json:"reason,omitempty"`
+	Approved int             `json:"approved"`
+	Rejected int             `json:"rejected"`
+	LeftOut  int             `json:"left_out"`
+	Refused  json.RawMessage `json:"refused"`
 	// Items is what the decision did to each item shown ('[]' before
 	// migration 17).
 	Items     json.RawMessage `json:"items"`
