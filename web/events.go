@@ -38,7 +38,7 @@ func (s *Server) handleEvents(c echo.Context) error {
 	ctx := c.Request().Context()
 	ping := time.NewTicker(s.KeepAlive)
 	defer ping.Stop()
-	var inbox <-chan time.Time
+	var inbox, runs <-chan time.Time
 	send := func(event string) error {
 		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, event); err != nil {
 			return err
@@ -65,6 +65,11 @@ func (s *Server) handleEvents(c echo.Context) error {
 			if send("inbox") != nil {
 				return nil
 			}
+		case <-runs:
+			runs = nil
+			if send("runs") != nil {
+				return nil
+			}
 		case m := <-msgs:
 			switch m.Type {
 			case "request", "decision", "batch", notify.Connected:
@@ -75,6 +80,11 @@ func (s *Server) handleEvents(c echo.Context) error {
 			id := m.RunID
 			if m.Type == "run" {
 				id = m.ID
+			}
+			// The runs list refreshes at most once a debounce for any
+			// number of changed runs.
+			if (id != "" || m.Type == notify.Connected) && runs == nil {
+				runs = time.After(inboxDebounce)
 			}
 			if id != "" && send("run-"+id) != nil {
 				return nil

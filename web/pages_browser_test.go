@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/countersign/countersign/internal/demo"
+	"github.com/countersign/countersign/vocab"
 )
 
 // activeItem is the data-id of the batch item that has the focus ("" if none).
@@ -131,4 +132,31 @@ func TestBrowserBatchKeyboard(t *testing.T) {
 		noSideScroll(ctx, t, second)
 		require.Greater(t, width, 200.0, "an item's summary has the card's width, not one character's")
 	})
+}
+
+// TestBrowserRunsLiveAndCancel: a run started while the runs page is open
+// appears on it with its proposed action; cancelling asks first.
+func TestBrowserRunsLiveAndCancel(t *testing.T) {
+	t.Parallel()
+	c := startConsole(t, nil)
+	ctx := browser(t)
+	c.signIn(ctx, t, "admin@example.com")
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(c.Addr+"/runs"), chromedp.WaitVisible(`[data-testid=runs-empty]`, chromedp.ByQuery)))
+	// Let the page's event stream connect before the run starts.
+	time.Sleep(500 * time.Millisecond)
+	run, req := c.startRun(t, "support_triage", "live-1", demo.Ticket{ID: "L1", Customer: "a@example.com",
+		Subject: "Refund please", Body: "It broke."}, "api@example.com")
+	require.NoError(t, chromedp.Run(ctx, chromedp.WaitVisible(`[data-testid=run-row][data-id="`+run.ID+`"] [data-testid=run-action-pending]`, chromedp.ByQuery)))
+	var href string
+	require.NoError(t, chromedp.Run(ctx, chromedp.AttributeValue(`[data-testid=run-action-link]`, "href", &href, nil, chromedp.ByQuery)))
+	require.Equal(t, "/requests/"+req.ID, href)
+
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(c.Addr+"/runs/"+run.ID), chromedp.WaitVisible(`[data-testid=cancel-run]`, chromedp.ByQuery)))
+	var visible bool
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`document.querySelector("[data-testid=confirm-cancel-run]").checkVisibility()`, &visible)))
+	require.False(t, visible, "the cancelling button is behind a confirmation")
+	require.NoError(t, chromedp.Run(ctx, clickOn(`[data-testid=cancel-run]`), chromedp.WaitVisible(`[data-testid=confirm-cancel-run]`, chromedp.ByQuery),
+		clickOn(`[data-testid=confirm-cancel-run]`), chromedp.WaitVisible(`[data-testid=flash]`, chromedp.ByQuery)))
+	require.Contains(t, text(ctx, t, `[data-testid=flash]`), "Run cancelled")
+	c.WaitRun(t, run.ID, vocab.RunCancelled)
 }

@@ -79,3 +79,10 @@ WHERE id = @id AND status = 'pending' AND escalated_at IS NULL;
 -- name: RequestSetBatch :execrows
 UPDATE approval_requests SET batch_id = @batch_id WHERE id = @id;
 
+
+-- name: RequestLatestByRuns :many
+-- The latest request of each run named, for the runs list (at most a page of
+-- runs; approval_requests_step serves each run's lookup).
+SELECT DISTINCT ON (run_id) id, run_id, summary, status
+FROM approval_requests WHERE run_id = ANY(@run_ids::uuid[])
+ORDER BY run_id, step_seq DESC;
