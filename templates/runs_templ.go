@@ -787,7 +787,7 @@ func RunDetail(p Page, v RunView) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = AuditTable(v.History).Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = AuditTable(v.History, runSummaries(v.Requests)).Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -832,6 +832,15 @@ func RunStatus(run *store.Run) templ.Component {
 		}
 		return nil
 	})
+}
+
+// runSummaries are the summaries of a run's requests, by id.
+func runSummaries(reqs []*store.Request) map[string]string {
+	m := make(map[string]string, len(reqs))
+	for _, r := range reqs {
+		m[r.ID] = r.Summary
+	}
+	return m
 }
 
 var _ = templruntime.GeneratedTemplate

@@ -375,7 +375,7 @@ func TestFailedSignInsAreForAdmins(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return string(b)
 	}
-	for _, path := range []string{"/history", "/history?kind=auth.login_failed", "/history/export?format=csv", "/history/export?format=jsonl"} {
+	for _, path := range []string{"/history?signins=1", "/history?kind=auth.login_failed", "/history/export?format=csv", "/history/export?format=jsonl"} {
 		require.Contains(t, body(admin, path), typed, path)
 		b := body(viewer, path)
 		require.NotContains(t, b, typed, path)

@@ -258,3 +258,20 @@ func RequestLatestByRuns(ctx context.Context, db DBTX, runIDs []string) (map[str
 	}
 	return out, nil
 }
+
+// RequestSummaries returns the summary of each request named that exists,
+// by id.
+func RequestSummaries(ctx context.Context, db DBTX, ids []string) (map[string]string, error) {
+	if ids == nil {
+		ids = []string{}
+	}
+	rows, err := queries.RequestSummaries(ctx, db, ids)
+	if err != nil {
+		return nil, fmt.Errorf("request summaries: %w", interpret(err))
+	}
+	out := make(map[string]string, len(rows))
+	for _, r := range rows {
+		out[r.ID] = r.Summary
+	}
+	return out, nil
+}

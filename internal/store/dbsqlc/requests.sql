@@ -86,3 +86,7 @@ UPDATE approval_requests SET batch_id = @batch_id WHERE id = @id;
 SELECT DISTINCT ON (run_id) id, run_id, summary, status
 FROM approval_requests WHERE run_id = ANY(@run_ids::uuid[])
 ORDER BY run_id, step_seq DESC;
+
+-- name: RequestSummaries :many
+-- The summaries of the requests named (a page of history at most).
+SELECT id, summary FROM approval_requests WHERE id = ANY(@ids::uuid[]);

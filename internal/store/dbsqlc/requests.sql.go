@@ -629,6 +629,36 @@ func (q *Queries) RequestSetBatch(ctx context.Context, db DBTX, arg RequestSetBa
 	return result.RowsAffected(), nil
 }
 
+const requestSummaries = `-- name: RequestSummaries :many
+SELECT id, summary FROM approval_requests WHERE id = ANY($1::uuid[])
+`
+
+type RequestSummariesRow struct {
+	ID      string `db:"id"`
+	Summary string `db:"summary"`
+}
+
+// The summaries of the requests named (a page of history at most).
+func (q *Queries) RequestSummaries(ctx context.Context, db DBTX, ids []string) ([]*RequestSummariesRow, error) {
+	rows, err := db.Query(ctx, requestSummaries, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*RequestSummariesRow
+	for rows.Next() {
+		var i RequestSummariesRow
+		if err := rows.Scan(&i.ID, &i.Summary); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const voteCount = `-- name: VoteCount :one
 SELECT count(*) FROM approval_votes WHERE request_id = $1
 `
