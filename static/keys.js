@@ -81,15 +81,23 @@
   // A text a reviewer typed as a decision's reason is kept in this tab's
   // sessionStorage, keyed by the form's address, until the decision is
   // made: if the session ended meanwhile, signing in leads back to the page
-  // and the text is put back.
+  // and the text is put back. A sent form is remembered by its key: landing
+  // anywhere but the sign-in page or that form again means it went through.
+  var SENT = "countersign-draft-sent";
+  function store(fn) { try { return fn(); } catch (err) { return null; } }
   function drafts() {
-    var forms = document.querySelectorAll("form[action$='/decision']");
-    Array.prototype.forEach.call(forms, function (form) {
-      var key = "countersign-draft:" + form.getAttribute("action");
+    var forms = Array.prototype.slice.call(document.querySelectorAll("form[action$='/decision']"));
+    var keys = forms.map(function (f) { return "countersign-draft:" + f.getAttribute("action"); });
+    var sent = store(function () { return sessionStorage.getItem(SENT); });
+    if (sent && location.pathname !== "/login") {
+      if (keys.indexOf(sent) < 0) store(function () { sessionStorage.removeItem(sent); });
+      store(function () { sessionStorage.removeItem(SENT); });
+    }
+    forms.forEach(function (form, i) {
+      var key = keys[i];
       var field = form.querySelector("[name=reason]");
       if (!field) return;
-      var saved = null;
-      try { saved = sessionStorage.getItem(key); } catch (err) { return; }
+      var saved = store(function () { return sessionStorage.getItem(key); });
       if (saved && !field.value) {
         field.value = saved;
         var d = field.closest("details");
@@ -98,21 +106,19 @@
         note.className = "hint";
         note.setAttribute("role", "status");
         note.setAttribute("data-testid", "draft-restored");
-        note.textContent = "Restored the reason you typed before.";
+        note.textContent = "Restored the reason you typed before signing in again.";
         field.insertAdjacentElement("afterend", note);
       }
       field.addEventListener("input", function () {
-        try {
+        store(function () {
           if (field.value) sessionStorage.setItem(key, field.value);
           else sessionStorage.removeItem(key);
-        } catch (err) { /* storage off: nothing kept */ }
+        });
+      });
+      form.addEventListener("submit", function () {
+        store(function () { sessionStorage.setItem(SENT, key); });
       });
     });
-    // A page that shows a decision's outcome means the draft was used.
-    var m = /^\/(requests|batches)\/([0-9a-f-]{36})$/.exec(location.pathname);
-    if (m && (document.querySelector("[data-testid=batch-outcome]") || (forms.length === 0 && m[1] === "requests"))) {
-      try { sessionStorage.removeItem("countersign-draft:/" + m[1] + "/" + m[2] + "/decision"); } catch (err) { /* storage off */ }
-    }
   }
 
   document.addEventListener("click", function (e) {

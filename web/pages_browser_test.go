@@ -3,13 +3,17 @@ package web_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/countersign/countersign/internal/client"
 	"github.com/countersign/countersign/internal/demo"
+	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/vocab"
 )
 
@@ -159,4 +163,58 @@ func TestBrowserRunsLiveAndCancel(t *testing.T) {
 		clickOn(`[data-testid=confirm-cancel-run]`), chromedp.WaitVisible(`[data-testid=flash]`, chromedp.ByQuery)))
 	require.Contains(t, text(ctx, t, `[data-testid=flash]`), "Run cancelled")
 	c.WaitRun(t, run.ID, vocab.RunCancelled)
+}
+
+// TestBrowserReasonSurvivesSignIn: a reviewer types a rejection's reason,
+// the session ends meanwhile (signed out elsewhere), the rejection leads to
+// the sign-in page, and signing in returns to the request with the reason
+// put back; nothing was decided by the refused post.
+func TestBrowserReasonSurvivesSignIn(t *testing.T) {
+	t.Parallel()
+	c := startConsole(t, nil)
+	_, req := c.startRun(t, "support_triage", "S-1", demo.Ticket{ID: "S1", Customer: "a@example.com",
+		Subject: "How do I login?", Body: "password"}, "api@example.com")
+	ctx := browser(t)
+	c.signIn(ctx, t, "reviewer@example.com")
+	const reason = "The customer already has a ticket open for this — merging."
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(c.Addr+"/requests/"+req.ID), chromedp.WaitVisible(`[data-testid=approve]`, chromedp.ByQuery),
+		chromedp.Evaluate(`(() => { const d = document.getElementById("reason").closest("details"); if (d) d.open = true; })()`, nil),
+		chromedp.SendKeys(`#reason`, reason, chromedp.ByQuery)))
+
+	// Signed out elsewhere: every session of the user ends.
+	other, err := client.SignIn(c.Addr, "reviewer@example.com", password)
+	require.NoError(t, err)
+	resp, _, err := other.Post("/logout", url.Values{})
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+
+	require.NoError(t, chromedp.Run(ctx, clickOn(`[data-testid=reject]`), chromedp.WaitVisible(`[data-testid=login-form]`, chromedp.ByQuery)))
+	var loc string
+	require.NoError(t, chromedp.Run(ctx, chromedp.Location(&loc)))
+	require.Contains(t, loc, "/login?next="+url.QueryEscape("/requests/"+req.ID))
+	got, err := store.RequestGet(context.Background(), c.Pool, req.ID)
+	require.NoError(t, err)
+	require.Equal(t, vocab.RequestPending, got.Status, "the post of an ended session decides nothing")
+
+	require.NoError(t, chromedp.Run(ctx,
+		chromedp.SendKeys(`[data-testid=email]`, "reviewer@example.com", chromedp.ByQuery),
+		chromedp.SendKeys(`[data-testid=password]`, password, chromedp.ByQuery),
+		clickOn(`[data-testid=login-submit]`),
+		chromedp.WaitVisible(`[data-testid=draft-restored]`, chromedp.ByQuery)))
+	require.NoError(t, chromedp.Run(ctx, chromedp.Location(&loc)))
+	require.Equal(t, c.Addr+"/requests/"+req.ID, loc)
+	var v string
+	require.NoError(t, chromedp.Run(ctx, chromedp.Value(`#reason`, &v, chromedp.ByQuery)))
+	require.Equal(t, reason, v)
+
+	// Rejecting now uses it; the draft is gone once decided.
+	require.NoError(t, chromedp.Run(ctx, clickOn(`[data-testid=reject]`)))
+	require.Eventually(t, func() bool {
+		got, err := store.RequestGet(context.Background(), c.Pool, req.ID)
+		return err == nil && got.Status == vocab.RequestRejected
+	}, 10*time.Second, 50*time.Millisecond)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(c.Addr+"/requests/"+req.ID), chromedp.WaitVisible(`main`, chromedp.ByQuery)))
+	var left []string
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`Object.keys(sessionStorage).filter(k => k.startsWith("countersign-"))`, &left)))
+	require.Empty(t, left, "a decided request keeps no draft")
 }
