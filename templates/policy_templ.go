@@ -188,7 +188,7 @@ func Policy(p Page, v PolicyView) templ.Component {
 					return templ_7745c5c3_Err
 				}
 				if len(v.Problems) > 0 {
-					templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 12, "<div class=\"flash error\" role=\"alert\" data-testid=\"policy-problems\"><p>The candidate cannot be used:</p><ul>")
+					templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 12, "<div class=\"flash error\" role=\"alert\" data-testid=\"policy-problems\" tabindex=\"-1\" data-focus><p>The candidate cannot be used:</p><ul>")
 					if templ_7745c5c3_Err != nil {
 						return templ_7745c5c3_Err
 					}
@@ -667,7 +667,7 @@ func SimulationReport(sim *policystore.Simulation) templ.Component {
 			templ_7745c5c3_Var29 = templ.NopComponent
 		}
 		ctx = templ.ClearChildren(ctx)
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 58, "<section data-testid=\"simulation\"><h2>Simulation</h2><p data-testid=\"sim-summary\">")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 58, "<section data-testid=\"simulation\" aria-labelledby=\"simulation-title\"><h2 id=\"simulation-title\" tabindex=\"-1\" data-focus>Simulation</h2><p data-testid=\"sim-summary\">")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
