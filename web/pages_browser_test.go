@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -217,4 +218,24 @@ func TestBrowserReasonSurvivesSignIn(t *testing.T) {
 	var left []string
 	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`Object.keys(sessionStorage).filter(k => k.startsWith("countersign-"))`, &left)))
 	require.Empty(t, left, "a decided request keeps no draft")
+}
+
+// TestBrowserPolicyActivation: "Activate…" shows the confirmation with the
+// diff and takes the focus there; confirming activates the next version.
+func TestBrowserPolicyActivation(t *testing.T) {
+	t.Parallel()
+	c := startConsole(t, nil)
+	ctx := browser(t)
+	c.signIn(ctx, t, "admin@example.com")
+	raised := strings.ReplaceAll(string(policyExample()), "> 500.0", "> 800.0")
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(c.Addr+"/policy"), chromedp.WaitVisible(`[data-testid=candidate]`, chromedp.ByQuery),
+		chromedp.SetValue(`[data-testid=candidate]`, raised, chromedp.ByQuery),
+		clickOn(`[data-testid=apply]`), chromedp.WaitVisible(`[data-testid=confirm-activation]`, chromedp.ByQuery)))
+	var focused string
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`document.activeElement.id`, &focused)))
+	require.Equal(t, "confirm-title", focused, "focus goes to the confirmation")
+	require.Contains(t, text(ctx, t, `[data-testid=policy-diff]`), "> 800.0")
+	require.Contains(t, text(ctx, t, `[data-testid=active-version]`), "Stored version 1 is active")
+	require.NoError(t, chromedp.Run(ctx, clickOn(`[data-testid=confirm-apply]`), chromedp.WaitVisible(`[data-testid=flash]`, chromedp.ByQuery)))
+	require.Contains(t, text(ctx, t, `[data-testid=active-version]`), "Stored version 2 is active")
 }
