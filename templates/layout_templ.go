@@ -289,7 +289,7 @@ func Layout(p Page) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 26, "</kbd></td><td>show this help</td></tr></tbody></table><label><input type=\"checkbox\" id=\"keys-enabled\" role=\"switch\" checked data-testid=\"keys-enabled\"> Single-key shortcuts</label><footer><button class=\"secondary\" data-close-dialog>Close</button></footer></article></dialog></body></html>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 26, "</kbd></td><td>show this help</td></tr></tbody></table><label><input type=\"checkbox\" id=\"keys-enabled\" role=\"switch\" checked data-testid=\"keys-enabled\"> Single-key shortcuts</label><footer><button class=\"secondary\" data-close-dialog autofocus>Close</button></footer></article></dialog></body></html>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
