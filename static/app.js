@@ -121,6 +121,8 @@
 
   document.addEventListener("keydown", function (e) {
     if (e.ctrlKey || e.metaKey || e.altKey) return;
+    // Switched off in the keyboard help (static/keys.js), except Escape.
+    if (document.documentElement.hasAttribute("data-keys-off") && e.key !== "Escape") return;
     var help = document.getElementById("keys-help");
     if (e.key === "Escape" && help && help.open) { help.close(); return; }
     if (typing(e)) return;

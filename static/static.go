@@ -7,5 +7,5 @@ import "embed"
 
 // FS is the static files, served under /static/.
 //
-//go:embed app.css app.js favicon.svg vendor/*.js vendor/*.css
+//go:embed app.css app.js keys.js pages.css favicon.svg vendor/*.js vendor/*.css
 var FS embed.FS

@@ -185,7 +185,7 @@ func TestAuditTableMarksSubjects(t *testing.T) {
 	t.Parallel()
 	e := &store.AuditEvent{ID: 1, Seq: 1, At: time.Now(), Actor: "a@example.com", Kind: "user.created",
 		SubjectType: "user\u202E", SubjectID: "ann\U000E0041@example.com\uFE0F", Details: json.RawMessage(`{}`)}
-	doc := render(t, AuditTable([]*store.AuditEvent{e}))
+	doc := render(t, AuditTable([]*store.AuditEvent{e}, nil))
 	subject := doc.Find("[data-testid=subject]")
 	require.Equal(t, 1, subject.Length())
 	require.Equal(t, 3, subject.Find("span.invisible").Length())

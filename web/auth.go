@@ -170,10 +170,10 @@ func (s *Server) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 		u, _ := s.sessionUser(c, !live)
 		if u == nil {
 			if c.Request().Header.Get("HX-Request") == "true" || c.Request().URL.Path == "/events" {
-				c.Response().Header().Set("HX-Redirect", "/login")
+				c.Response().Header().Set("HX-Redirect", loginURL(returnPath(c)))
 				return c.NoContent(http.StatusUnauthorized)
 			}
-			return c.Redirect(http.StatusSeeOther, loginURL(c.Request()))
+			return c.Redirect(http.StatusSeeOther, loginURL(returnPath(c)))
 		}
 		c.Set("user", u)
 		return next(c)
@@ -191,11 +191,62 @@ func actorOf(u *store.User) workflow.Actor {
 	return workflow.Actor{Name: u.Email, Roles: []vocab.Role{u.Role}}
 }
 
-// handleLoginPage handles the "GET /login" route.
+// maxReturnPath bounds the page a sign-in returns to.
+const maxReturnPath = 2048
+
+// safeReturn returns next if it is a path on this site, and "/" otherwise.
+// Only a single leading slash is accepted: "//host" and "/\host" are read
+// by browsers as another host, and an absolute URL is another site.
+func safeReturn(next string) string {
+	if next == "" || len(next) > maxReturnPath || next[0] != '/' || strings.HasPrefix(next, "//") ||
+		strings.ContainsAny(next, "\\\x00\r\n\t") {
+		return "/"
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") {
+		return "/"
+	}
+	for _, r := range next {
+		if r < 0x20 || r == 0x7f {
+			return "/"
+		}
+	}
+	return next
+}
+
+// returnPath is the page to come back to after signing in: the one asked
+// for, or for a form post (a decision sent after the session ended) or an
+// htmx request the page it was sent from, when that page is on this site.
+func returnPath(c echo.Context) string {
+	r := c.Request()
+	if r.Method == http.MethodGet && r.Header.Get("HX-Request") != "true" && r.URL.Path != "/events" {
+		return safeReturn(r.URL.RequestURI())
+	}
+	from := r.Header.Get("HX-Current-URL")
+	if from == "" {
+		from = r.Referer()
+	}
+	u, err := url.Parse(from)
+	if err != nil || u.Host != r.Host {
+		return "/"
+	}
+	return safeReturn(u.RequestURI())
+}
+
+// loginURL is the sign-in page that returns to next.
+func loginURL(next string) string {
+	if next == "/" {
+		return "/login"
+	}
+	return "/login?next=" + url.QueryEscape(next)
+}
+
+// handleLoginPage handles the "GET /login" route; ?next= is the page to
+// return to.
 func (s *Server) handleLoginPage(c echo.Context) error {
-	next := safeNext(c.QueryParam("next"))
+	next := safeReturn(c.QueryParam("next"))
 	if u, _ := s.sessionUser(c, true); u != nil {
-		return c.Redirect(http.StatusSeeOther, or(next, "/"))
+		return c.Redirect(http.StatusSeeOther, next)
 	}
 	return render(c, http.StatusOK, templates.Login(s.page(c, "Sign in", ""), "", next))
 }
@@ -205,7 +256,7 @@ func (s *Server) handleLoginPage(c echo.Context) error {
 func (s *Server) handleLogin(c echo.Context) error {
 	email := strings.TrimSpace(c.FormValue("email"))
 	password := c.FormValue("password")
-	next := safeNext(c.FormValue("next"))
+	next := safeReturn(c.FormValue("next"))
 	p := s.page(c, "Sign in", "")
 	if email == "" || password == "" {
 		p.Error = "Enter your email and password."
@@ -239,50 +290,7 @@ func (s *Server) handleLogin(c echo.Context) error {
 	if err := sess.Save(c.Request(), c.Response()); err != nil {
 		return err
 	}
-	return c.Redirect(http.StatusSeeOther, or(next, "/"))
-}
-
-// loginURL is the sign-in page, told to come back to the page a GET asked
-// for (a link from a notification mail lands on its review page after
-// sign-in); other methods go back to the inbox.
-func loginURL(r *http.Request) string {
-	if r.Method != http.MethodGet {
-		return "/login"
-	}
-	next := safeNext(r.URL.RequestURI())
-	if next == "" || next == "/" {
-		return "/login"
-	}
-	return "/login?next=" + url.QueryEscape(next)
-}
-
-// safeNext returns next when it is a path on this site, else "": it must
-// start with one slash (not "//" or "/\", which browsers read as another
-// host), hold no backslash or control character, and parse with no scheme
-// or host. An open redirect after sign-in would lend a phishing link the
-// site's name.
-func safeNext(next string) string {
-	if next == "" || len(next) > 2000 || next[0] != '/' || strings.HasPrefix(next, "//") {
-		return ""
-	}
-	for _, r := range next {
-		if r == '\\' || r < 0x20 || r == 0x7f {
-			return ""
-		}
-	}
-	u, err := url.Parse(next)
-	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") {
-		return ""
-	}
-	return next
-}
-
-// or returns s, or def when s is empty.
-func or(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
+	return c.Redirect(http.StatusSeeOther, next)
 }
 
 // handleLogout handles the "POST /logout" route: it ends every session of the

@@ -14,13 +14,23 @@ import (
 	"github.com/countersign/countersign/vocab"
 )
 
-// handleBatches handles the "GET /batches" route: batches ready for review.
+// batchListLimit bounds each section of the batches page.
+const batchListLimit = 100
+
+// handleBatches handles the "GET /batches" route: batches ready for review,
+// then those still collecting items.
 func (s *Server) handleBatches(c echo.Context) error {
-	batches, err := store.BatchList(c.Request().Context(), s.Pool, string(vocab.BatchReady), 100)
+	ctx := c.Request().Context()
+	ready, err := store.BatchList(ctx, s.Pool, string(vocab.BatchReady), batchListLimit)
 	if err != nil {
 		return err
 	}
-	return render(c, http.StatusOK, templates.Batches(s.page(c, "Batches", "batches"), templates.BatchesView{Batches: batches}))
+	open, err := store.BatchList(ctx, s.Pool, string(vocab.BatchOpen), batchListLimit)
+	if err != nil {
+		return err
+	}
+	return render(c, http.StatusOK, templates.Batches(s.page(c, "Batches", "batches"),
+		templates.BatchesView{Batches: ready, Collecting: open, Now: s.Now()}))
 }
 
 // batchView loads a batch and its pending items.
@@ -81,6 +91,30 @@ func (s *Server) handleBatch(c echo.Context) error {
 		v.Result = &workflow.BatchResult{DecisionID: d.ID, Approved: d.Approved, Rejected: d.Rejected, LeftOut: d.LeftOut}
 		if err := json.Unmarshal(d.Refused, &v.Result.Refused); err != nil {
 			return fmt.Errorf("decode refused items: %w", err)
+		}
+		if err := json.Unmarshal(d.Items, &v.Result.Items); err != nil {
+			return fmt.Errorf("decode batch decision items: %w", err)
+		}
+		var leftOut []string
+		for _, it := range v.Result.Items {
+			if it.Outcome == "left_out" {
+				leftOut = append(leftOut, it.RequestID)
+			}
+		}
+		if v.Outcome, err = store.BatchDecisionItems(c.Request().Context(), s.Pool, v.Batch.ID, d.ID, leftOut); err != nil {
+			return err
+		}
+		// The next ready batch, in the list's order, so that a reviewer
+		// goes on without returning to the list.
+		next, err := store.BatchList(c.Request().Context(), s.Pool, string(vocab.BatchReady), 2)
+		if err != nil {
+			return err
+		}
+		for _, b := range next {
+			if b.ID != v.Batch.ID {
+				v.Next = b
+				break
+			}
 		}
 	}
 	return render(c, http.StatusOK, templates.BatchPage(s.page(c, "Batch", "batches"), v))

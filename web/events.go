@@ -42,8 +42,8 @@ func (s *Server) handleEvents(c echo.Context) error {
 	ctx := c.Request().Context()
 	ping := time.NewTicker(s.KeepAlive)
 	defer ping.Stop()
-	var inbox <-chan time.Time // a refresh due at the end of the window
-	var lastInbox time.Time    // when the last refresh was sent
+	var inbox, runs <-chan time.Time // refreshes due at the end of their windows
+	var lastInbox time.Time          // when the last inbox refresh was sent
 	send := func(event string) error {
 		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, event); err != nil {
 			return err
@@ -71,6 +71,11 @@ func (s *Server) handleEvents(c echo.Context) error {
 			if send("inbox") != nil {
 				return nil
 			}
+		case <-runs:
+			runs = nil
+			if send("runs") != nil {
+				return nil
+			}
 		case m := <-msgs:
 			switch m.Type {
 			case "request", "decision", "batch", notify.KindClaim, notify.Connected:
@@ -88,6 +93,11 @@ func (s *Server) handleEvents(c echo.Context) error {
 			id := m.RunID
 			if m.Type == "run" {
 				id = m.ID
+			}
+			// The runs list refreshes at most once a debounce for any
+			// number of changed runs.
+			if (id != "" || m.Type == notify.Connected) && runs == nil {
+				runs = time.After(inboxDebounce)
 			}
 			if id != "" && send("run-"+id) != nil {
 				return nil

@@ -27,4 +27,4 @@ func SetSimulationTimeout(d time.Duration) func() {
 var ParseWait = parseWait
 
 // SafeNext is the sign-in redirect's check of its "next" path.
-var SafeNext = safeNext
+var SafeNext = safeReturn

@@ -1,12 +1,15 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
 	"github.com/countersign/countersign/internal/audit"
@@ -35,6 +38,27 @@ func auditFilter(c echo.Context) (store.AuditFilter, templates.HistoryFilter, st
 		if v := c.QueryParam(k); v != "" {
 			q.Set(k, v)
 		}
+	}
+	// Sign-ins outnumber everything else and say nothing of what was
+	// decided: the history page shows them only when asked for, by kind or
+	// with signins=1, and its links (older pages, "export this view") carry
+	// signins=0 when it hid them. An export without the parameter keeps
+	// every event, so that an admin's export still verifies as a chain.
+	switch c.QueryParam("signins") {
+	case "1":
+		h.SignIns = true
+		q.Set("signins", "1")
+	case "0":
+		f.HideKinds = signInKinds
+	case "":
+		if f.Kind == "" && c.Request().URL.Path == "/history" {
+			f.HideKinds = signInKinds
+		}
+	default:
+		return f, h, "", echo.NewHTTPError(http.StatusBadRequest, "signins must be 0 or 1")
+	}
+	if f.HideKinds != nil {
+		q.Set("signins", "0")
 	}
 	return f, h, q.Encode(), nil
 }
@@ -71,11 +95,36 @@ func (s *Server) handleHistory(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v := templates.HistoryView{Events: events, Filter: h, Summary: sum, Kinds: audit.Kinds, Query: q}
+	summaries, err := requestSummaries(ctx, s.Pool, events)
+	if err != nil {
+		return err
+	}
+	v := templates.HistoryView{Events: events, Filter: h, Summary: sum, Kinds: audit.Kinds, Query: q,
+		Summaries: summaries, SignInsHidden: f.HideKinds != nil}
 	if len(events) == historyPage {
 		v.Next = strconv.FormatInt(events[len(events)-1].ID, 10)
 	}
 	return render(c, http.StatusOK, templates.History(s.page(c, "History", "history"), v))
+}
+
+// signInKinds are the events of signing in and out, hidden from the history
+// page unless asked for.
+var signInKinds = []string{string(audit.KindAuthLogin), string(audit.KindAuthLoginFailed),
+	string(audit.KindAuthLoginThrottle), string(audit.KindAuthLogout)}
+
+// requestSummaries returns the summaries of the requests that events are
+// about, so that a decision's row says what was decided.
+func requestSummaries(ctx context.Context, db store.DBTX, events []*store.AuditEvent) (map[string]string, error) {
+	var ids []string
+	for _, e := range events {
+		if e.SubjectType == "request" && uuid.Validate(e.SubjectID) == nil && !slices.Contains(ids, e.SubjectID) {
+			ids = append(ids, e.SubjectID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	return store.RequestSummaries(ctx, db, ids)
 }
 
 // exportWriteWindow is how long an export may take to write the rows between

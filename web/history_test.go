@@ -131,7 +131,10 @@ func TestHistory(t *testing.T) {
 			})
 			require.NotEmpty(t, viewIDs, q)
 
-			resp, err := hc.Get(c.Addr + "/history/export?format=csv&" + q)
+			// The page's own link: the export of exactly this view.
+			link, _ := doc.Find(`[data-testid=export-csv]`).Attr("href")
+			require.Contains(t, link, "format=csv")
+			resp, err := hc.Get(c.Addr + link)
 			require.NoError(t, err)
 			require.Equal(t, "text/csv; charset=utf-8", resp.Header.Get("Content-Type"))
 			require.Contains(t, resp.Header.Get("Content-Disposition"), "attachment")
@@ -145,7 +148,8 @@ func TestHistory(t *testing.T) {
 			}
 			require.Equal(t, viewIDs, csvIDs, "CSV row for row: %s", q)
 
-			resp, err = hc.Get(c.Addr + "/history/export?format=jsonl&" + q)
+			link, _ = doc.Find(`[data-testid=export-jsonl]`).Attr("href")
+			resp, err = hc.Get(c.Addr + link)
 			require.NoError(t, err)
 			var jsonIDs []string
 			sc := bufio.NewScanner(resp.Body)

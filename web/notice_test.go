@@ -123,13 +123,13 @@ func TestLoginNext(t *testing.T) {
 	t.Parallel()
 	for next, want := range map[string]string{
 		"/requests/abc?x=1":     "/requests/abc?x=1",
-		"//evil.example/":       "",
-		"/\\evil.example":       "",
-		"https://evil.example/": "",
+		"//evil.example/":       "/",
+		"/\\evil.example":       "/",
+		"https://evil.example/": "/",
 		"/%0d%0aSet-Cookie":     "/%0d%0aSet-Cookie", // still a path; the encoding stays in it
-		"/a\r\nb":               "",
-		"javascript:alert(1)":   "",
-		"":                      "",
+		"/a\r\nb":               "/",
+		"javascript:alert(1)":   "/",
+		"":                      "/",
 	} {
 		require.Equal(t, want, web.SafeNext(next), "next %q", next)
 	}

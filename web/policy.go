@@ -2,6 +2,8 @@ package web
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -94,20 +96,32 @@ func (s *Server) handlePolicySimulate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	pol, err := s.simulate(c, &v)
+	if err != nil || pol == nil {
+		return err
+	}
+	return render(c, http.StatusOK, templates.Policy(s.page(c, "Policy", "policy"), v))
+}
+
+// simulate reads the candidate and the window from the form and replays the
+// window against it into v.Sim. It returns a nil policy once it has answered
+// the request itself (the candidate or the simulation had problems, shown
+// on the page).
+func (s *Server) simulate(c echo.Context, v *templates.PolicyView) (*policy.Policy, error) {
 	v.Since = c.FormValue("since")
 	since, err := time.ParseDuration(v.Since)
 	if err != nil || since <= 0 || since > 90*24*time.Hour {
-		return echo.NewHTTPError(http.StatusBadRequest, "the window must be a duration up to 90 days")
+		return nil, echo.NewHTTPError(http.StatusBadRequest, "the window must be a duration up to 90 days")
 	}
-	pol := s.candidate(c, &v)
+	pol := s.candidate(c, v)
 	if pol == nil {
-		return render(c, http.StatusUnprocessableEntity, templates.Policy(s.page(c, "Policy", "policy"), v))
+		return nil, render(c, http.StatusUnprocessableEntity, templates.Policy(s.page(c, "Policy", "policy"), *v))
 	}
 	select {
 	case simulations <- struct{}{}:
 		defer func() { <-simulations }()
 	default:
-		return echo.NewHTTPError(http.StatusTooManyRequests,
+		return nil, echo.NewHTTPError(http.StatusTooManyRequests,
 			fmt.Sprintf("%d simulations are already running; try again in a moment", maxSimulations))
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), simulationTimeout)
@@ -116,20 +130,24 @@ func (s *Server) handlePolicySimulate(c echo.Context) error {
 	switch {
 	case errors.Is(err, policy.ErrCostLimit):
 		v.Sim, v.Problems = nil, []string{"The simulation stopped: " + err.Error() + "."}
-		return render(c, http.StatusUnprocessableEntity, templates.Policy(s.page(c, "Policy", "policy"), v))
+		return nil, render(c, http.StatusUnprocessableEntity, templates.Policy(s.page(c, "Policy", "policy"), *v))
 	case c.Request().Context().Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
 		v.Sim, v.Problems = nil, []string{fmt.Sprintf("The simulation stopped: it took longer than %s; try a shorter window.", simulationTimeout)}
-		return render(c, http.StatusUnprocessableEntity, templates.Policy(s.page(c, "Policy", "policy"), v))
+		return nil, render(c, http.StatusUnprocessableEntity, templates.Policy(s.page(c, "Policy", "policy"), *v))
 	case ctx.Err() != nil:
 		// The client left: nobody reads this answer, and it is no server fault.
-		return echo.NewHTTPError(http.StatusRequestTimeout, "the simulation stopped: the request was cancelled")
+		return nil, echo.NewHTTPError(http.StatusRequestTimeout, "the simulation stopped: the request was cancelled")
 	case err != nil:
-		return err
+		return nil, err
 	}
-	return render(c, http.StatusOK, templates.Policy(s.page(c, "Policy", "policy"), v))
+	return pol, nil
 }
 
-// handlePolicyApply handles the "POST /policy/apply" route (admins).
+// handlePolicyApply handles the "POST /policy/apply" route (admins), in two
+// steps. Without a confirmation it activates nothing: it simulates the
+// candidate and shows that and the text diff against the active policy, with
+// a form to confirm. The confirmation carries the sha256 of the candidate it
+// showed, so that what is activated is exactly what was reviewed.
 func (s *Server) handlePolicyApply(c echo.Context) error {
 	u := currentUser(c)
 	if u.Role != vocab.RoleAdmin {
@@ -139,12 +157,35 @@ func (s *Server) handlePolicyApply(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if s.candidate(c, &v) == nil {
-		return render(c, http.StatusUnprocessableEntity, templates.Policy(s.page(c, "Policy", "policy"), v))
+	if confirm := c.FormValue("confirm"); confirm != "" {
+		if s.candidate(c, &v) == nil {
+			return render(c, http.StatusUnprocessableEntity, templates.Policy(s.page(c, "Policy", "policy"), v))
+		}
+		if confirm != sha256Hex(v.Candidate) {
+			return echo.NewHTTPError(http.StatusConflict, "the policy changed after its confirmation page was shown: activate it again to see the new difference")
+		}
+		if _, err := policystore.Apply(c.Request().Context(), s.Pool, []byte(v.Candidate), u.Email); err != nil {
+			return fmt.Errorf("apply policy: %w", err)
+		}
+		s.Policies.Invalidate()
+		return c.Redirect(http.StatusSeeOther, "/policy?done=apply")
 	}
-	if _, err := policystore.Apply(c.Request().Context(), s.Pool, []byte(v.Candidate), u.Email); err != nil {
-		return fmt.Errorf("apply policy: %w", err)
+	if c.FormValue("since") == "" {
+		c.Request().Form.Set("since", "720h")
 	}
-	s.Policies.Invalidate()
-	return c.Redirect(http.StatusSeeOther, "/policy?done=apply")
+	if pol, err := s.simulate(c, &v); err != nil || pol == nil {
+		return err
+	}
+	active := ""
+	if v.Active != nil {
+		active = v.Active.Source
+	}
+	v.Confirm = &templates.PolicyConfirm{SHA256: sha256Hex(v.Candidate), Diff: templates.LineDiff(active, v.Candidate),
+		Unchanged: active == v.Candidate}
+	return render(c, http.StatusOK, templates.Policy(s.page(c, "Activate a policy", "policy"), v))
+}
+
+func sha256Hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }

@@ -1,13 +1,23 @@
 package web_test
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/PuerkitoBio/goquery"
 	"github.com/stretchr/testify/require"
 
+	"github.com/countersign/countersign/internal/ai"
+	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/policy"
+	"github.com/countersign/countersign/vocab"
 	"github.com/countersign/countersign/web"
 )
 
@@ -85,4 +95,75 @@ func TestPolicySimulationHasItsOwnTimeout(t *testing.T) {
 	resp, body := c.post(t, approver, "/policy", "/policy/simulate", form)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Contains(t, body, `data-testid="simulation"`)
+}
+
+func sha256Hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// refundWorkflow proposes one refund of the input amount.
+func refundWorkflow(r *workflow.Registry, _ *ai.Offline) {
+	workflow.Register(r, "refunds", func(ctx context.Context, amount float64) (string, error) {
+		d, err := workflow.RequestApproval(ctx, workflow.Action{Kind: "payment.refund", Summary: "Refund to a customer",
+			Params: map[string]any{"amount": amount}})
+		return string(d.Verdict), err
+	})
+}
+
+// TestPolicyActivationConfirms: activating first shows the simulation and
+// the text diff and activates nothing; the confirmation activates exactly the
+// text shown. Raising the big-refund threshold keeps every refund explicit
+// but is flagged as a loosening.
+func TestPolicyActivationConfirms(t *testing.T) {
+	t.Parallel()
+	c := startConsole(t, refundWorkflow)
+	ctx := context.Background()
+	run, _, err := c.Engine.Start(ctx, workflow.StartParams{Workflow: "refunds", BusinessKey: "r600", Input: []byte("600"), StartedBy: "test"})
+	require.NoError(t, err)
+	c.WaitRun(t, run.ID, vocab.RunWaitingHuman)
+	raised := strings.ReplaceAll(string(policy.Example), "> 500.0", "> 800.0")
+	admin := c.client(t, "admin@example.com")
+	active := func() int {
+		v, err := store.PolicyGetActive(ctx, c.Pool)
+		require.NoError(t, err)
+		return v.Version
+	}
+
+	t.Run("FirstStepShowsAndActivatesNothing", func(t *testing.T) {
+		resp, body := c.post(t, admin, "/policy", "/policy/apply", url.Values{"candidate": {raised}})
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		doc, err := goquery.NewDocumentFromReader(strings.NewReader(body))
+		require.NoError(t, err)
+		require.Equal(t, 1, active(), "nothing is activated before the confirmation")
+		require.Contains(t, doc.Find(`[data-testid=confirm-activation] h2`).Text(), "stored version 2")
+		diff := doc.Find(`[data-testid=policy-diff]`).Text()
+		require.Contains(t, diff, "- ")
+		require.Contains(t, diff, "> 500.0")
+		require.Contains(t, diff, "> 800.0")
+		require.Contains(t, doc.Find(`[data-testid=sim-summary]`).Text(), "1 request since")
+		require.Equal(t, 1, doc.Find(`[data-testid=confirm-loosened]`).Length(), "the loosening is flagged before confirming")
+		require.Equal(t, 1, doc.Find(`[data-testid=loosened-approvals]`).Length())
+		require.Zero(t, doc.Find(`[data-testid=sim-no-change]`).Length())
+		require.Equal(t, 1, doc.Find(`[data-testid=looser]`).Length())
+		confirm, _ := doc.Find(`[data-testid=confirm-form] input[name=confirm]`).Attr("value")
+		require.Equal(t, sha256Hex(raised), confirm)
+		csrf, _ := doc.Find(`[data-testid=confirm-form] input[name=_csrf]`).Attr("value")
+		require.NotEmpty(t, csrf, "the confirmation is a CSRF-guarded POST")
+	})
+
+	t.Run("ConfirmationOfOtherTextIsRefused", func(t *testing.T) {
+		resp, _ := c.post(t, admin, "/policy", "/policy/apply", url.Values{"candidate": {raised + "\n# changed since\n"}, "confirm": {sha256Hex(raised)}})
+		require.Equal(t, http.StatusConflict, resp.StatusCode)
+		require.Equal(t, 1, active())
+	})
+
+	t.Run("ConfirmationActivates", func(t *testing.T) {
+		resp, _ := c.post(t, admin, "/policy", "/policy/apply", url.Values{"candidate": {raised}, "confirm": {sha256Hex(raised)}})
+		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+		require.Equal(t, 2, active())
+		doc, _ := c.get(t, admin, "/policy")
+		require.Contains(t, doc.Find(`[data-testid=active-version]`).Text(), "Stored version 2 is active")
+		require.Contains(t, doc.Find(`[data-testid=format-version]`).Text(), "version: 1", "the document's own version is named apart")
+	})
 }

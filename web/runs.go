@@ -34,13 +34,40 @@ func runListParams(c echo.Context, limit int) (store.RunListParams, error) {
 
 // handleRuns handles the "GET /runs" route.
 func (s *Server) handleRuns(c echo.Context) error {
-	p, err := runListParams(c, runsPage)
+	v, err := s.runsView(c)
 	if err != nil {
 		return err
 	}
-	runs, err := store.RunList(c.Request().Context(), s.Pool, p)
+	return render(c, http.StatusOK, templates.Runs(s.page(c, "Runs", "runs"), v))
+}
+
+// handleRunsRows handles the "GET /runs/rows" route: the runs table alone,
+// with the page's filters, which the page refetches when runs change.
+func (s *Server) handleRunsRows(c echo.Context) error {
+	v, err := s.runsView(c)
 	if err != nil {
 		return err
+	}
+	return render(c, http.StatusOK, templates.RunsTable(v))
+}
+
+// runsView loads a page of runs and each one's latest approval request.
+func (s *Server) runsView(c echo.Context) (templates.RunsView, error) {
+	p, err := runListParams(c, runsPage)
+	if err != nil {
+		return templates.RunsView{}, err
+	}
+	runs, err := store.RunList(c.Request().Context(), s.Pool, p)
+	if err != nil {
+		return templates.RunsView{}, err
+	}
+	ids := make([]string, len(runs))
+	for i, r := range runs {
+		ids[i] = r.ID
+	}
+	requests, err := store.RequestLatestByRuns(c.Request().Context(), s.Pool, ids)
+	if err != nil {
+		return templates.RunsView{}, err
 	}
 	q := url.Values{}
 	for k, v := range map[string]string{"status": p.Status, "workflow": p.Workflow, "key": p.BusinessKey} {
@@ -48,13 +75,14 @@ func (s *Server) handleRuns(c echo.Context) error {
 			q.Set(k, v)
 		}
 	}
-	v := templates.RunsView{Runs: runs, Status: p.Status, Workflow: p.Workflow, Key: p.BusinessKey,
-		Statuses: vocab.RunStatuses(), Workflows: s.Engine.Registry().Names(), Query: q.Encode()}
+	v := templates.RunsView{Runs: runs, Requests: requests, Status: p.Status, Workflow: p.Workflow, Key: p.BusinessKey,
+		Statuses: vocab.RunStatuses(), Workflows: s.Engine.Registry().Names(), Query: q.Encode(),
+		Live: "/runs/rows?" + c.QueryParams().Encode()}
 	if len(runs) == runsPage {
 		last := runs[len(runs)-1]
 		v.Next = nextTimeCursor(last.CreatedAt, last.ID)
 	}
-	return render(c, http.StatusOK, templates.Runs(s.page(c, "Runs", "runs"), v))
+	return v, nil
 }
 
 // handleRun handles the "GET /runs/:id" route.
@@ -92,11 +120,16 @@ func (s *Server) handleRunStatus(c echo.Context) error {
 	return render(c, http.StatusOK, templates.RunStatus(run))
 }
 
-// handleRunCancel handles the "POST /runs/:id/cancel" route (admins).
+// handleRunCancel handles the "POST /runs/:id/cancel" route (admins). The
+// form's confirm field is set only by the button of the confirmation the
+// run page shows, so that no single click stops a run.
 func (s *Server) handleRunCancel(c echo.Context) error {
 	u := currentUser(c)
 	if u.Role != vocab.RoleAdmin {
 		return echo.NewHTTPError(http.StatusForbidden, "only admins may cancel runs")
+	}
+	if c.FormValue("confirm") != "yes" {
+		return echo.NewHTTPError(http.StatusBadRequest, "cancelling a run must be confirmed: use the run page's confirmation")
 	}
 	id := c.Param("id")
 	err := s.Engine.Cancel(c.Request().Context(), id, u.Email)

@@ -95,7 +95,7 @@ func TestCSRF(t *testing.T) {
 	t.Run("OwnOriginWithTheSessionTokenWorks", func(t *testing.T) {
 		admin := c.client(t, "admin@example.com")
 		before := versions()
-		form := url.Values{"candidate": {attacker}, "_csrf": {c.csrf(t, admin, "/policy")}}
+		form := url.Values{"candidate": {attacker}, "_csrf": {c.csrf(t, admin, "/policy")}, "confirm": {sha256Hex(attacker)}}
 		resp := postWith(t, admin, c.Addr+"/policy/apply", form, map[string]string{"Origin": c.Addr, "Sec-Fetch-Site": "same-origin"})
 		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 		require.Equal(t, before+1, versions())
@@ -375,7 +375,7 @@ func TestFailedSignInsAreForAdmins(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return string(b)
 	}
-	for _, path := range []string{"/history", "/history?kind=auth.login_failed", "/history/export?format=csv", "/history/export?format=jsonl"} {
+	for _, path := range []string{"/history?signins=1", "/history?kind=auth.login_failed", "/history/export?format=csv", "/history/export?format=jsonl"} {
 		require.Contains(t, body(admin, path), typed, path)
 		b := body(viewer, path)
 		require.NotContains(t, b, typed, path)

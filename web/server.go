@@ -219,6 +219,7 @@ func (s *Server) routes() {
 	app.GET("/requests/:id/state", s.handleReviewState)
 	app.POST("/requests/:id/decision", s.handleDecide)
 	app.GET("/runs", s.handleRuns)
+	app.GET("/runs/rows", s.handleRunsRows)
 	app.GET("/runs/:id", s.handleRun)
 	app.GET("/runs/:id/status", s.handleRunStatus)
 	app.POST("/runs/:id/cancel", s.handleRunCancel)

@@ -155,8 +155,9 @@ func (s *Service) decideItems(ctx context.Context, tx pgx.Tx, b *store.Batch, p 
 // the whole batch, so that the inbox refreshes once.
 func settleBatch(ctx context.Context, tx pgx.Tx, b *store.Batch, p BatchDecideParams, res *BatchResult) error {
 	refused, _ := json.Marshal(res.Refused)
+	items, _ := json.Marshal(res.Items)
 	if err := store.BatchDecisionFinish(ctx, tx, &store.BatchDecision{ID: res.DecisionID, Approved: res.Approved,
-		Rejected: res.Rejected, LeftOut: res.LeftOut, Refused: refused}); err != nil {
+		Rejected: res.Rejected, LeftOut: res.LeftOut, Refused: refused, Items: items}); err != nil {
 		return err
 	}
 	if err := store.BatchSetDecided(ctx, tx, b.ID); err != nil {

@@ -142,8 +142,14 @@ func cmdPolicySimulate(e *env, args []string) error {
 	if *asJSON {
 		return printJSON(e.stdout, sim)
 	}
-	fmt.Fprintf(e.stdout, "%d requests since %s; %d would move (%d to a looser tier, %d of those rejected by a human)\n\n",
-		sim.Requests, sim.Since.Format(time.RFC3339), sim.Moved, sim.Loosened, sim.RiskyLoosened)
+	fmt.Fprintf(e.stdout, "%d requests since %s; %d decided differently, %d in another tier; %d loosened (%d of those rejected by a human)\n",
+		sim.Requests, sim.Since.Format(time.RFC3339), sim.Changed, sim.Moved, sim.Loosened, sim.RiskyLoosened)
+	for _, f := range policystore.Fields() {
+		if n := sim.Loosenings[f]; n > 0 {
+			fmt.Fprintf(e.stdout, "  looser %s: %d\n", f, n)
+		}
+	}
+	fmt.Fprintln(e.stdout)
 	tw := table(e.stdout, "TIER\tRECORDED\tCANDIDATE\tMOVED IN\tMOVED OUT\tLOOSENED BUT REJECTED")
 	for _, t := range sim.Tiers {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\n", t.Tier, t.Recorded, t.Candidate, t.MovedIn, t.MovedOut, t.LoosenedRejected)
@@ -159,6 +165,13 @@ func cmdPolicySimulate(e *env, args []string) error {
 				verdict = "undecided"
 			}
 			fmt.Fprintf(e.stdout, "  %s → %s (%s → %s), %s: %s [%s]\n", m.From, m.To, m.FromRule, m.ToRule, verdict, m.Summary, m.RequestID)
+			for _, c := range m.Changes {
+				flag := ""
+				if c.Looser {
+					flag = " LOOSER"
+				}
+				fmt.Fprintf(e.stdout, "      %s: %s → %s%s\n", c.Field, c.From, c.To, flag)
+			}
 		}
 	}
 	return nil

@@ -124,7 +124,10 @@ func TestDemoWorkflowsAndSimulation(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, 9, sim.Requests)
 		require.Equal(t, tiers["auto"]+tiers["batched"], sim.Moved, "everything not explicit moves to explicit")
-		require.Zero(t, sim.Loosened)
+		require.Zero(t, sim.Loosenings[policystore.FieldTier], "no tier is looser")
+		// "All explicit" is not stricter in every respect: the big refund's
+		// two approvals become one, and deadlines go.
+		require.Positive(t, sim.Loosened)
 		for _, tc := range sim.Tiers {
 			require.Equal(t, tiers[tc.Tier], tc.Recorded, tc.Tier)
 		}
@@ -133,7 +136,7 @@ func TestDemoWorkflowsAndSimulation(t *testing.T) {
 		require.NoError(t, err)
 		sim, err = policystore.Simulate(ctx, b.Pool, loose, time.Now().Add(-time.Hour))
 		require.NoError(t, err)
-		require.Equal(t, tiers["explicit"]+tiers["batched"], sim.Loosened)
+		require.Equal(t, tiers["explicit"]+tiers["batched"], sim.Loosenings[policystore.FieldTier])
 		require.Zero(t, sim.RiskyLoosened, "nothing was rejected")
 		require.NotEmpty(t, sim.Examples)
 	})

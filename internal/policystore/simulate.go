@@ -13,7 +13,8 @@ import (
 	"github.com/countersign/countersign/vocab"
 )
 
-// Move is one request that a candidate policy would put in another tier.
+// Move is one request that a candidate policy would decide differently: in
+// another tier, or in the same tier with other requirements.
 type Move struct {
 	RequestID string        `json:"request_id"`
 	Summary   string        `json:"summary"`
@@ -23,6 +24,10 @@ type Move struct {
 	FromRule  string        `json:"from_rule"`
 	ToRule    string        `json:"to_rule"`
 	Verdict   vocab.Verdict `json:"verdict,omitempty"`
+	// Changes are the requirements that differ, tier included.
+	Changes []Change `json:"changes"`
+	// Looser is set when any change asks less of the humans.
+	Looser bool `json:"looser"`
 }
 
 // TierCount is how many requests the recorded and candidate policies put in a tier.
@@ -32,8 +37,8 @@ type TierCount struct {
 	Candidate int        `json:"candidate"`
 	MovedIn   int        `json:"moved_in"`
 	MovedOut  int        `json:"moved_out"`
-	// LoosenedRejected counts requests moved into this tier from a stricter
-	// one that humans had rejected: what the change would have let through.
+	// LoosenedRejected counts requests put in this tier, loosened in any
+	// respect, that humans had rejected: what the change would have let through.
 	LoosenedRejected int `json:"loosened_rejected"`
 }
 
@@ -41,12 +46,19 @@ type TierCount struct {
 type Simulation struct {
 	Since    time.Time `json:"since"`
 	Requests int       `json:"requests"`
-	Moved    int       `json:"moved"`
-	Loosened int       `json:"loosened"` // moved to a less strict tier
+	Moved    int       `json:"moved"` // put in another tier
+	// Changed counts requests the candidate decides differently in any
+	// respect: tier, approvals, roles, deadline, on-timeout or escalation.
+	Changed int `json:"changed"`
+	// Loosened counts requests of which the candidate asks less in any of
+	// those respects (a looser tier, fewer approvals, more roles, ...).
+	Loosened int `json:"loosened"`
 	// RiskyLoosened counts loosened requests that humans had rejected.
-	RiskyLoosened int         `json:"risky_loosened"`
-	Tiers         []TierCount `json:"tiers"`
-	Examples      []Move      `json:"examples"`
+	RiskyLoosened int `json:"risky_loosened"`
+	// Loosenings counts loosened requests by what was loosened.
+	Loosenings map[Field]int `json:"loosenings"`
+	Tiers      []TierCount   `json:"tiers"`
+	Examples   []Move        `json:"examples"`
 }
 
 // maxExamples bounds the examples kept per kind of move.
@@ -60,7 +72,7 @@ const maxExamples = 5
 // evaluation, which holds such an action for review, a simulation that
 // guessed would report numbers that are not what the candidate does.
 func Simulate(ctx context.Context, db store.DBTX, candidate *policy.Policy, since time.Time) (*Simulation, error) {
-	sim := &Simulation{Since: since}
+	sim := &Simulation{Since: since, Loosenings: map[Field]int{}}
 	counts := map[vocab.Tier]*TierCount{}
 	for _, t := range []vocab.Tier{vocab.TierExplicit, vocab.TierBatched, vocab.TierAuto} {
 		tc := &TierCount{Tier: t}
@@ -90,16 +102,28 @@ func Simulate(ctx context.Context, db store.DBTX, candidate *policy.Policy, sinc
 		from, to := counts[r.Tier], counts[d.Tier]
 		from.Recorded++
 		to.Candidate++
-		if r.Tier == d.Tier {
+		changes := Compare(r, d)
+		if len(changes) == 0 {
 			return nil
 		}
-		sim.Moved++
-		from.MovedOut++
-		to.MovedIn++
+		sim.Changed++
+		if r.Tier != d.Tier {
+			sim.Moved++
+			from.MovedOut++
+			to.MovedIn++
+		}
 		m := Move{RequestID: r.ID, Summary: r.Summary, Workflow: r.Workflow, From: r.Tier, To: d.Tier,
-			FromRule: r.Rule, ToRule: d.Rule, Verdict: row.Verdict}
-		if r.Tier.StricterThan(d.Tier) {
-			sim.Loosened++
+			FromRule: r.Rule, ToRule: d.Rule, Verdict: row.Verdict, Changes: changes}
+		for _, c := range changes {
+			if c.Looser {
+				if !m.Looser {
+					sim.Loosened++
+				}
+				m.Looser = true
+				sim.Loosenings[c.Field]++
+			}
+		}
+		if m.Looser {
 			if row.Verdict == vocab.VerdictReject {
 				sim.RiskyLoosened++
 				to.LoosenedRejected++
@@ -109,7 +133,7 @@ func Simulate(ctx context.Context, db store.DBTX, candidate *policy.Policy, sinc
 				return nil
 			}
 		}
-		key := string(m.From + ">" + m.To)
+		key := string(m.From+">"+m.To) + fmt.Sprint(m.Looser)
 		if perMove[key] < maxExamples {
 			perMove[key]++
 			sim.Examples = append(sim.Examples, m)

@@ -29,6 +29,9 @@ type AuditFilter struct {
 	// be a password typed in the wrong field. It also leaves out every
 	// event's hash and prev_hash (see redact).
 	Redact bool
+	// HideKinds are kinds left out (the history page hides sign-ins
+	// unless asked for them).
+	HideKinds []string
 }
 
 // RedactedKinds are the events whose actor, subject and details Redact hides.
@@ -71,7 +74,10 @@ func withFilter(query string) string {
 func (f AuditFilter) args() pgx.NamedArgs {
 	a := pgx.NamedArgs{"actor": f.Actor, "redact_actor": f.Redact && f.Actor != "", "redacted_kinds": RedactedKinds,
 		"kind": f.Kind, "verdict": f.Verdict, "workflow": f.Workflow, "rule": f.Rule, "tier": f.Tier,
-		"run_id": nil, "since": f.Since, "until": f.Until}
+		"run_id": nil, "since": f.Since, "until": f.Until, "hidden_kinds": f.HideKinds}
+	if f.HideKinds == nil {
+		a["hidden_kinds"] = []string{}
+	}
 	if f.RunID != "" {
 		a["run_id"] = f.RunID
 	}

@@ -142,15 +142,18 @@ func RequestEscalate(ctx context.Context, db DBTX, id, note string) (bool, error
 
 // BatchDecision is one reviewer action on a batch.
 type BatchDecision struct {
-	ID        string          `json:"id"`
-	BatchID   string          `json:"batch_id"`
-	Actor     string          `json:"actor"`
-	Action    string          `json:"action"`
-	Reason    string          `json:"reason,omitempty"`
-	Approved  int             `json:"approved"`
-	Rejected  int             `json:"rejected"`
-	LeftOut   int             `json:"left_out"`
-	Refused   json.RawMessage `json:"refused"`
+	ID       string          `json:"id"`
+	BatchID  string          `json:"batch_id"`
+	Actor    string          `json:"actor"`
+	Action   string          `json:"action"`
+	Reason   string          `json:"reason,omitempty"`
+	Approved int             `json:"approved"`
+	Rejected int             `json:"rejected"`
+	LeftOut  int             `json:"left_out"`
+	Refused  json.RawMessage `json:"refused"`
+	// Items is what the decision did to each item shown ('[]' before
+	// migration 17).
+	Items     json.RawMessage `json:"items"`
 	CreatedAt time.Time       `json:"created_at"`
 }
 
@@ -168,7 +171,7 @@ func BatchDecisionInsert(ctx context.Context, db DBTX, batchID, actor, action, r
 // when there is no such decision.
 func BatchDecisionFinish(ctx context.Context, db DBTX, d *BatchDecision) error {
 	err := oneRow(queries.BatchDecisionFinish(ctx, db, dbsqlc.BatchDecisionFinishParams{
-		ID: d.ID, Approved: d.Approved, Rejected: d.Rejected, LeftOut: d.LeftOut, Refused: d.Refused}))
+		ID: d.ID, Approved: d.Approved, Rejected: d.Rejected, LeftOut: d.LeftOut, Refused: d.Refused, Items: items(d.Items)}))
 	if err != nil {
 		return fmt.Errorf("finish batch decision: %w", err)
 	}
@@ -187,5 +190,39 @@ func BatchDecisionGet(ctx context.Context, db DBTX, id string) (*BatchDecision, 
 		return nil, fmt.Errorf("get batch decision: %w", interpret(err))
 	}
 	return &BatchDecision{ID: d.ID, BatchID: d.BatchID, Actor: d.Actor, Action: d.Action, Reason: d.Reason,
-		Approved: d.Approved, Rejected: d.Rejected, LeftOut: d.LeftOut, Refused: d.Refused, CreatedAt: d.CreatedAt}, nil
+		Approved: d.Approved, Rejected: d.Rejected, LeftOut: d.LeftOut, Refused: d.Refused, Items: d.Items, CreatedAt: d.CreatedAt}, nil
+}
+
+// BatchOutcomeItem is one item of a batch as a batch decision left it.
+type BatchOutcomeItem struct {
+	RequestID string
+	Summary   string
+	Status    vocab.RequestStatus // now, which a later decision may have changed
+	Verdict   vocab.Verdict       // what this decision gave it; "" when it gave none
+}
+
+// items is a decision's item outcomes, '[]' when none were given.
+func items(raw json.RawMessage) []byte {
+	if len(raw) == 0 {
+		return []byte("[]")
+	}
+	return raw
+}
+
+// BatchDecisionItems returns every item of batch batchID, and the items
+// named in leftOut (which left it), with the verdict that batch decision
+// decisionID gave each, in the batch's order.
+func BatchDecisionItems(ctx context.Context, db DBTX, batchID, decisionID string, leftOut []string) ([]BatchOutcomeItem, error) {
+	if leftOut == nil {
+		leftOut = []string{}
+	}
+	rows, err := queries.BatchDecisionItems(ctx, db, dbsqlc.BatchDecisionItemsParams{BatchDecisionID: decisionID, BatchID: batchID, Ids: leftOut})
+	if err != nil {
+		return nil, fmt.Errorf("batch decision items: %w", interpret(err))
+	}
+	out := make([]BatchOutcomeItem, len(rows))
+	for i, r := range rows {
+		out[i] = BatchOutcomeItem{RequestID: r.ID, Summary: r.Summary, Status: vocab.RequestStatus(r.Status), Verdict: vocab.Verdict(r.Verdict)}
+	}
+	return out, nil
 }

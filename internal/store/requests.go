@@ -256,3 +256,42 @@ func roleNames(rs []vocab.Role) []string {
 	}
 	return out
 }
+
+// RunRequest is the latest approval request of a run, as the runs list
+// shows it.
+type RunRequest struct {
+	ID      string
+	Summary string
+	Status  vocab.RequestStatus
+}
+
+// RequestLatestByRuns returns the latest approval request of each of the
+// runs named that has one, by run id.
+func RequestLatestByRuns(ctx context.Context, db DBTX, runIDs []string) (map[string]RunRequest, error) {
+	rows, err := queries.RequestLatestByRuns(ctx, db, runIDs)
+	if err != nil {
+		return nil, fmt.Errorf("latest requests of runs: %w", interpret(err))
+	}
+	out := make(map[string]RunRequest, len(rows))
+	for _, r := range rows {
+		out[r.RunID] = RunRequest{ID: r.ID, Summary: r.Summary, Status: vocab.RequestStatus(r.Status)}
+	}
+	return out, nil
+}
+
+// RequestSummaries returns the summary of each request named that exists,
+// by id.
+func RequestSummaries(ctx context.Context, db DBTX, ids []string) (map[string]string, error) {
+	if ids == nil {
+		ids = []string{}
+	}
+	rows, err := queries.RequestSummaries(ctx, db, ids)
+	if err != nil {
+		return nil, fmt.Errorf("request summaries: %w", interpret(err))
+	}
+	out := make(map[string]string, len(rows))
+	for _, r := range rows {
+		out[r.ID] = r.Summary
+	}
+	return out, nil
+}

@@ -46,7 +46,8 @@ AND NOT EXISTS (SELECT 1 FROM approval_requests r WHERE r.batch_id = b.id AND r.
 INSERT INTO batch_decisions (batch_id, actor, action, reason) VALUES (@batch_id, @actor, @action, @reason) RETURNING id;
 
 -- name: BatchDecisionFinish :execrows
-UPDATE batch_decisions SET approved = @approved, rejected = @rejected, left_out = @left_out, refused = @refused
+UPDATE batch_decisions SET approved = @approved, rejected = @rejected, left_out = @left_out, refused = @refused,
+    items = @items
 WHERE id = @id;
 
 -- name: BatchDecisionGet :one
@@ -55,3 +56,12 @@ SELECT * FROM batch_decisions WHERE id = @id;
 -- name: BatchDecisionRunStatuses :many
 SELECT w.status, count(*)::int AS runs FROM decisions d JOIN workflow_runs w ON w.id = d.run_id
 WHERE d.batch_decision_id = @batch_decision_id AND d.verdict <> 'reject' GROUP BY w.status;
+
+-- name: BatchDecisionItems :many
+-- Every item of the batch, and the items the decision left out of it (named
+-- in ids), with the verdict the batch decision gave each, if any.
+SELECT r.id, r.summary, r.status, coalesce(d.verdict, '')::text AS verdict
+FROM approval_requests r
+LEFT JOIN decisions d ON d.request_id = r.id AND d.batch_decision_id = @batch_decision_id::uuid
+WHERE r.batch_id = @batch_id::uuid OR r.id = ANY(@ids::uuid[])
+ORDER BY r.created_at, r.id;

@@ -78,8 +78,9 @@ func (q *Queries) BatchDeciders(ctx context.Context, db DBTX, batchID *string) (
 }
 
 const batchDecisionFinish = `-- name: BatchDecisionFinish :execrows
-UPDATE batch_decisions SET approved = $1, rejected = $2, left_out = $3, refused = $4
-WHERE id = $5
+UPDATE batch_decisions SET approved = $1, rejected = $2, left_out = $3, refused = $4,
+    items = $5
+WHERE id = $6
 `
 
 type BatchDecisionFinishParams struct {
@@ -87,6 +88,7 @@ type BatchDecisionFinishParams struct {
 	Rejected int             `db:"rejected"`
 	LeftOut  int             `db:"left_out"`
 	Refused  json.RawMessage `db:"refused"`
+	Items    json.RawMessage `db:"items"`
 	ID       string          `db:"id"`
 }
 
@@ -96,6 +98,7 @@ func (q *Queries) BatchDecisionFinish(ctx context.Context, db DBTX, arg BatchDec
 		arg.Rejected,
 		arg.LeftOut,
 		arg.Refused,
+		arg.Items,
 		arg.ID,
 	)
 	if err != nil {
@@ -105,7 +108,7 @@ func (q *Queries) BatchDecisionFinish(ctx context.Context, db DBTX, arg BatchDec
 }
 
 const batchDecisionGet = `-- name: BatchDecisionGet :one
-SELECT id, batch_id, actor, action, reason, approved, rejected, left_out, refused, created_at FROM batch_decisions WHERE id = $1
+SELECT id, batch_id, actor, action, reason, approved, rejected, left_out, refused, created_at, items FROM batch_decisions WHERE id = $1
 `
 
 func (q *Queries) BatchDecisionGet(ctx context.Context, db DBTX, id string) (*BatchDecision, error) {
@@ -122,6 +125,7 @@ func (q *Queries) BatchDecisionGet(ctx context.Context, db DBTX, id string) (*Ba
 		&i.LeftOut,
 		&i.Refused,
 		&i.CreatedAt,
+		&i.Items,
 	)
 	return &i, err
 }
@@ -147,6 +151,54 @@ func (q *Queries) BatchDecisionInsert(ctx context.Context, db DBTX, arg BatchDec
 	var id string
 	err := row.Scan(&id)
 	return id, err
+}
+
+const batchDecisionItems = `-- name: BatchDecisionItems :many
+SELECT r.id, r.summary, r.status, coalesce(d.verdict, '')::text AS verdict
+FROM approval_requests r
+LEFT JOIN decisions d ON d.request_id = r.id AND d.batch_decision_id = $1::uuid
+WHERE r.batch_id = $2::uuid OR r.id = ANY($3::uuid[])
+ORDER BY r.created_at, r.id
+`
+
+type BatchDecisionItemsParams struct {
+	BatchDecisionID string   `db:"batch_decision_id"`
+	BatchID         string   `db:"batch_id"`
+	Ids             []string `db:"ids"`
+}
+
+type BatchDecisionItemsRow struct {
+	ID      string `db:"id"`
+	Summary string `db:"summary"`
+	Status  string `db:"status"`
+	Verdict string `db:"verdict"`
+}
+
+// Every item of the batch, and the items the decision left out of it (named
+// in ids), with the verdict the batch decision gave each, if any.
+func (q *Queries) BatchDecisionItems(ctx context.Context, db DBTX, arg BatchDecisionItemsParams) ([]*BatchDecisionItemsRow, error) {
+	rows, err := db.Query(ctx, batchDecisionItems, arg.BatchDecisionID, arg.BatchID, arg.Ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*BatchDecisionItemsRow
+	for rows.Next() {
+		var i BatchDecisionItemsRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Summary,
+			&i.Status,
+			&i.Verdict,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const batchDecisionRunStatuses = `-- name: BatchDecisionRunStatuses :many

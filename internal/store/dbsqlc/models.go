@@ -100,6 +100,7 @@ type BatchDecision struct {
 	LeftOut   int             `db:"left_out"`
 	Refused   json.RawMessage `db:"refused"`
 	CreatedAt time.Time       `db:"created_at"`
+	Items     json.RawMessage `db:"items"`
 }
 
 type CallbackAttempt struct {

@@ -82,3 +82,14 @@ UPDATE approval_requests SET batch_id = @batch_id WHERE id = @id;
 
 -- name: VoteListTimed :many
 SELECT actor, created_at FROM approval_votes WHERE request_id = @request_id ORDER BY created_at;
+
+-- name: RequestLatestByRuns :many
+-- The latest request of each run named, for the runs list (at most a page of
+-- runs; approval_requests_step serves each run's lookup).
+SELECT DISTINCT ON (run_id) id, run_id, summary, status
+FROM approval_requests WHERE run_id = ANY(@run_ids::uuid[])
+ORDER BY run_id, step_seq DESC;
+
+-- name: RequestSummaries :many
+-- The summaries of the requests named (a page of history at most).
+SELECT id, summary FROM approval_requests WHERE id = ANY(@ids::uuid[]);

@@ -381,6 +381,46 @@ func (q *Queries) RequestInsert(ctx context.Context, db DBTX, arg RequestInsertP
 	return &i, err
 }
 
+const requestLatestByRuns = `-- name: RequestLatestByRuns :many
+SELECT DISTINCT ON (run_id) id, run_id, summary, status
+FROM approval_requests WHERE run_id = ANY($1::uuid[])
+ORDER BY run_id, step_seq DESC
+`
+
+type RequestLatestByRunsRow struct {
+	ID      string `db:"id"`
+	RunID   string `db:"run_id"`
+	Summary string `db:"summary"`
+	Status  string `db:"status"`
+}
+
+// The latest request of each run named, for the runs list (at most a page of
+// runs; approval_requests_step serves each run's lookup).
+func (q *Queries) RequestLatestByRuns(ctx context.Context, db DBTX, runIds []string) ([]*RequestLatestByRunsRow, error) {
+	rows, err := db.Query(ctx, requestLatestByRuns, runIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*RequestLatestByRunsRow
+	for rows.Next() {
+		var i RequestLatestByRunsRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.RunID,
+			&i.Summary,
+			&i.Status,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const requestLeaveOut = `-- name: RequestLeaveOut :exec
 UPDATE approval_requests SET tier = 'explicit', batch_id = NULL, note = $1
 WHERE id = $2 AND status = 'pending'
@@ -587,6 +627,36 @@ func (q *Queries) RequestSetBatch(ctx context.Context, db DBTX, arg RequestSetBa
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const requestSummaries = `-- name: RequestSummaries :many
+SELECT id, summary FROM approval_requests WHERE id = ANY($1::uuid[])
+`
+
+type RequestSummariesRow struct {
+	ID      string `db:"id"`
+	Summary string `db:"summary"`
+}
+
+// The summaries of the requests named (a page of history at most).
+func (q *Queries) RequestSummaries(ctx context.Context, db DBTX, ids []string) ([]*RequestSummariesRow, error) {
+	rows, err := db.Query(ctx, requestSummaries, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*RequestSummariesRow
+	for rows.Next() {
+		var i RequestSummariesRow
+		if err := rows.Scan(&i.ID, &i.Summary); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const voteCount = `-- name: VoteCount :one
