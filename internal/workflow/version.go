@@ -1,10 +1,13 @@
 package workflow
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/countersign/countersign/internal/store"
 )
@@ -72,4 +75,16 @@ func (e *Engine) unregistered(run *store.Run) *Failure {
 	}
 	return &Failure{Code: CodeUnknownVersion, Message: fmt.Sprintf("workflow %q version %d is not registered in this worker (it has %s)",
 		run.Workflow, run.Version, strings.Join(have, ", "))}
+}
+
+// definition returns the code of the run's own version, which decides how
+// the run takes a rejection.
+func (m runMoves) definition(ctx context.Context, tx pgx.Tx, runID, workflow string) (*Definition, bool) {
+	run, err := store.RunGet(ctx, tx, runID)
+	if err != nil {
+		// Unreadable here means the decision's transaction fails on its
+		// next statement anyway; the newest version is the best guess.
+		return m.registry.Get(workflow)
+	}
+	return m.registry.GetVersion(workflow, run.Version)
 }
