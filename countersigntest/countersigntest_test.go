@@ -182,3 +182,17 @@ func TestScriptedRun(t *testing.T) {
 		require.ErrorContains(t, run.Err, "no scripted decision for step 2 (refund: Refund A-4: broken on arrival)")
 	})
 }
+
+// TestPanicIsTheRunsError: an effect that writes through ec.Tx, which a run
+// in memory does not have, fails that run rather than the test binary.
+func TestPanicIsTheRunsError(t *testing.T) {
+	t.Parallel()
+	run := countersigntest.Run(t, demoRegistry(t), "support_triage", demo.Ticket{ID: "T-1", Customer: "ada@example.com", OrderTotal: 10},
+		countersigntest.Script{
+			Model:     map[string]any{"propose_change": map[string]any{"kind": "reply", "summary": "Reply", "params": map[string]any{}}},
+			Decisions: []countersign.Decision{{Verdict: vocab.VerdictApprove}},
+		})
+	require.ErrorContains(t, run.Err, `workflow "support_triage" panicked`)
+	require.Equal(t, vocab.RunFailed, run.History.Run.Status)
+	require.Len(t, run.History.Steps, 4, "the steps before the effect are recorded")
+}

@@ -143,14 +143,13 @@ var (
 
 // sandbox holds a sandboxed execution's state in memory.
 type sandbox struct {
-	strict     bool
-	replayed   int         // recorded steps reached in order
-	div        *Divergence // the first step that parted from the record
-	frontier   *StepRef    // where a strict replay stopped
-	current    string      // the step being entered, for scripted model answers
-	steps      []*store.Step
-	decide     func(seq int, action Action) (Decision, error) // scripted decisions
-	handlesRej bool
+	strict   bool
+	replayed int         // recorded steps reached in order
+	div      *Divergence // the first step that parted from the record
+	frontier *StepRef    // where a strict replay stopped
+	current  string      // the step being entered, for scripted model answers
+	steps    []*store.Step
+	decide   func(seq int, action Action) (Decision, error) // scripted decisions
 }
 
 // enter is next's first look at a step in a sandbox: it notes a divergence
@@ -259,7 +258,7 @@ func Replay(ctx context.Context, reg *Registry, h *History) (*ReplayResult, erro
 	}
 	sb := &sandbox{strict: true}
 	x := sandboxExecution(reg, def, run, h.Steps, sb, refusingModel{})
-	_, runErr := def.run(withExecution(ctx, x), run.Input)
+	_, runErr := runSandboxed(withExecution(ctx, x), def, run.Input)
 	res := &ReplayResult{Workflow: run.Workflow, Version: def.Version(), Steps: sb.replayed, Divergence: sb.div}
 	switch {
 	case sb.div != nil:
@@ -278,6 +277,18 @@ func Replay(ctx context.Context, reg *Registry, h *History) (*ReplayResult, erro
 		res.Steps = res.Divergence.Step - 1
 	}
 	return res, nil
+}
+
+// runSandboxed calls the workflow function, turning a panic into the run's
+// error: code under test that uses what a sandbox lacks (an effect's ec.Tx)
+// fails its run instead of the whole test binary.
+func runSandboxed(ctx context.Context, def *Definition, input json.RawMessage) (out any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = Permanent(fmt.Errorf("workflow %q panicked: %v", def.Name, p))
+		}
+	}()
+	return def.run(ctx, input)
 }
 
 // sandboxExecution is an execution on an engine with no pool.
@@ -338,7 +349,7 @@ func RunScripted(ctx context.Context, reg *Registry, name string, input json.Raw
 	}
 	model := scriptedModel{sb: sb, answers: script.Model}
 	x := sandboxExecution(reg, def, run, nil, sb, model)
-	out, runErr := def.run(withExecution(ctx, x), input)
+	out, runErr := runSandboxed(withExecution(ctx, x), def, input)
 	res := &ScriptedRun{Err: runErr}
 	switch {
 	case runErr == nil:
