@@ -27,6 +27,15 @@ func greeter(r *workflow.Registry, v int) {
 	}, workflow.Options{Version: v})
 }
 
+// rejecter registers version v of a workflow that handles its rejections
+// only in version 1.
+func rejecter(r *workflow.Registry, v int) {
+	workflow.Register(r, "rejecter", func(ctx context.Context, _ struct{}) (string, error) {
+		d, err := workflow.RequestApproval(ctx, workflow.Action{Kind: "greet", Summary: "Say hello"})
+		return "handled " + string(d.Verdict), err
+	}, workflow.Options{Version: v, HandlesRejection: v == 1})
+}
+
 // TestVersions: a run keeps the version it started with across a deploy
 // that adds a newer one, new runs start on the newest, and a run whose
 // version the worker lacks fails at once with a clear code instead of
@@ -38,11 +47,14 @@ func TestVersions(t *testing.T) {
 	// The deploy before: only version 1, no workers (its runs wait for a human anyway).
 	old := testapp.StartOn(t, pool, url, testapp.Options{NoWorker: true, Register: func(r *workflow.Registry, _ *ai.Offline) {
 		greeter(r, 1)
+		rejecter(r, 1)
 	}})
 	// The deploy after: versions 1 and 2, with workers.
 	b := testapp.StartOn(t, pool, url, testapp.Options{Register: func(r *workflow.Registry, _ *ai.Offline) {
 		greeter(r, 1)
 		greeter(r, 2)
+		rejecter(r, 1)
+		rejecter(r, 2)
 	}})
 	decide := func(t *testing.T, run *store.Run) *store.Run {
 		t.Helper()
@@ -61,6 +73,17 @@ func TestVersions(t *testing.T) {
 		require.Equal(t, vocab.RunCompleted, done.Status, "error: %v", done.ErrorMessage)
 		require.Equal(t, 1, done.Version)
 		require.JSONEq(t, `"hello from v1"`, string(done.Output))
+	})
+
+	t.Run("RejectionIsTakenAsTheRunsVersionSays", func(t *testing.T) {
+		run := b.WaitRun(t, start(t, old, "rejecter", "old", struct{}{}).ID, vocab.RunWaitingHuman)
+		req := b.PendingRequest(t, run.ID)
+		_, err := b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: boss, Verdict: vocab.VerdictReject,
+			Reason: "no", PayloadHash: req.PayloadHash})
+		require.NoError(t, err)
+		done := b.WaitRun(t, run.ID, vocab.RunCompleted, vocab.RunRejected, vocab.RunFailed)
+		require.Equal(t, vocab.RunCompleted, done.Status, "version 1 handles rejections, although version 2 does not")
+		require.JSONEq(t, `"handled reject"`, string(done.Output))
 	})
 
 	t.Run("NewRunsUseTheNewest", func(t *testing.T) {
