@@ -181,7 +181,7 @@ func (e *Engine) Start(ctx context.Context, p StartParams) (run *store.Run, crea
 			return result{}, err
 		}
 		if _, err := audit.Append(ctx, tx, audit.Event{Actor: p.StartedBy, Subject: audit.RunSubject(run.ID), RunID: run.ID,
-			Details: audit.RunStarted{Workflow: run.Workflow, BusinessKey: run.BusinessKey}}); err != nil {
+			Details: audit.RunStarted{Workflow: run.Workflow, BusinessKey: run.BusinessKey, Version: run.Version}}); err != nil {
 			return result{}, err
 		}
 		return result{run, true}, notifyRun(ctx, tx, run.ID, run.Status)

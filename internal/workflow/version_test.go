@@ -89,6 +89,10 @@ func TestVersions(t *testing.T) {
 	t.Run("NewRunsUseTheNewest", func(t *testing.T) {
 		run := start(t, b, "greeter", "new", struct{}{})
 		require.Equal(t, 2, run.Version)
+		events, err := store.AuditList(ctx, pool, store.AuditFilter{RunID: run.ID, Kind: "run.started"}, 0, 10)
+		require.NoError(t, err)
+		require.Len(t, events, 1)
+		require.JSONEq(t, `{"workflow":"greeter","business_key":"new","version":2}`, string(events[0].Details), "run.started names the version")
 		done := decide(t, run)
 		require.JSONEq(t, `"hello from v2"`, string(done.Output))
 	})
