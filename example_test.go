@@ -78,6 +78,23 @@ func ExampleRegister() {
 	countersign.Main(reg)
 }
 
+// A changed workflow is registered as a new version beside the old one:
+// runs that started on version 1 (waiting for a reviewer, say) finish on
+// version 1's code, new runs start on version 2. Remove version 1 when
+// `countersign workflow list` shows no runs of it.
+func ExampleOptions_version() {
+	payV2 := func(ctx context.Context, inv Invoice) (string, error) {
+		if _, err := countersign.Step(ctx, "check_vendor", func(context.Context) (bool, error) { return true, nil }); err != nil {
+			return "", err
+		}
+		return PayInvoice(ctx, inv)
+	}
+	reg := countersign.NewRegistry()
+	countersign.Register(reg, "pay_invoice", PayInvoice, countersign.Options{Version: 1})
+	countersign.Register(reg, "pay_invoice", payV2, countersign.Options{Version: 2})
+	countersign.Main(reg)
+}
+
 // A step's result is recorded: when the run is replayed, after a crash or a
 // reviewer's decision, the lookup is not made again.
 func ExampleStep() {

@@ -19,14 +19,19 @@ func NewRegistry() *Registry { return &Registry{r: workflow.NewRegistry()} }
 // Options are a workflow's budgets and limits; zero fields take the defaults
 // (50 steps, 10 model calls, 50,000 tokens, 2 minutes a step attempt). A run
 // that exceeds a budget fails with code budget_exceeded. Example is a sample
-// input that `run start --help` shows.
+// input that `run start --help` shows. Version (default 1) numbers the code:
+// a name may be registered in several versions, new runs start on the newest
+// and each run executes the version it started with, so that runs waiting
+// for a reviewer survive a deploy that changed the workflow; a run whose
+// version the worker lacks fails with code unknown_version. `countersign
+// workflow list` shows which versions still have runs.
 type Options = workflow.Options
 
 // Register adds the workflow fn under name. A run's JSON input is decoded
 // into In, unknown fields refused (a run with bad input is refused when it is
 // started, and nothing is written); fn's result is stored as the run's JSON
-// output. At most one Options may be given. Registering a name twice panics:
-// it is a programming error.
+// output. At most one Options may be given. Registering a name and version
+// twice panics: it is a programming error.
 func Register[In, Out any](r *Registry, name string, fn func(ctx context.Context, in In) (Out, error), opts ...Options) {
 	workflow.Register(r.r, name, fn, opts...)
 }

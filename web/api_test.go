@@ -87,6 +87,7 @@ func TestAPI(t *testing.T) {
 	var run store.Run
 	require.Equal(t, 201, agent.do("POST", "/runs", map[string]any{"workflow": "support_triage", "business_key": "T-9", "input": ticket}, &run))
 	require.Equal(t, vocab.RunQueued, run.Status)
+	require.Equal(t, 1, run.Version)
 	require.Equal(t, "reviewer@example.com", run.StartedBy)
 	var again store.Run
 	require.Equal(t, 200, agent.do("POST", "/runs", map[string]any{"workflow": "support_triage", "business_key": "T-9", "input": ticket}, &again))
@@ -125,6 +126,7 @@ func TestAPI(t *testing.T) {
 	}
 	require.Equal(t, 200, agent.do("GET", "/runs/"+run.ID, nil, &got))
 	require.Equal(t, vocab.RunWaitingHuman, got.Status)
+	require.Equal(t, 1, got.Version, "the run's workflow version")
 	require.Len(t, got.Steps, 4)
 	var list struct {
 		Runs []store.Run `json:"runs"`

@@ -24,6 +24,7 @@ import (
 type runJSON struct {
 	ID           string          `json:"id"`
 	Workflow     string          `json:"workflow"`
+	Version      int             `json:"version"`
 	BusinessKey  string          `json:"business_key"`
 	Status       string          `json:"status"`
 	Input        json.RawMessage `json:"input"`
@@ -45,7 +46,7 @@ type runJSON struct {
 }
 
 func runOf(r *store.Run) runJSON {
-	return runJSON{ID: r.ID, Workflow: r.Workflow, BusinessKey: r.BusinessKey, Status: string(r.Status),
+	return runJSON{ID: r.ID, Workflow: r.Workflow, Version: r.Version, BusinessKey: r.BusinessKey, Status: string(r.Status),
 		Input: r.Input, Output: r.Output, ErrorCode: r.ErrorCode, ErrorMessage: r.ErrorMessage,
 		Attempt: r.Attempt, CurrentStep: r.CurrentStep, ResumeSeq: r.ResumeSeq, StepsUsed: r.StepsUsed,
 		ModelCalls: r.ModelCalls, TokensUsed: r.TokensUsed, StartedBy: r.StartedBy, Failures: r.Failures,

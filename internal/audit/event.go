@@ -117,6 +117,9 @@ func Append(ctx context.Context, db store.DBTX, e Event) (int64, error) {
 type RunStarted struct {
 	Workflow    string `json:"workflow"`
 	BusinessKey string `json:"business_key"`
+	// Version is the workflow version the run is pinned to (migration 21);
+	// absent from events recorded before versions existed, which were 1.
+	Version int `json:"version,omitempty"`
 }
 
 // RunFailed: an attempt of a run failed; Final says whether the run ended

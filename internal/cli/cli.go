@@ -90,12 +90,17 @@ func init() {
 		"ask":     {"file an action for approval and wait for the decision (exit 0 approved, 1 refused, 3 pending)", cmdAsk},
 		"migrate": {"create the database if missing and apply River's and Countersign's migrations", cmdMigrate},
 		"serve":   {"run the web console and API and the workers (--web-only, --worker-only)", cmdServe},
-		"run": {"start, show, list, cancel and signal workflow runs", group{"run", []subcommand{
+		"run": {"start, show, list, cancel, signal, export and replay workflow runs", group{"run", []subcommand{
 			{"start", "start a run, or find the one with its business key", cmdRunStart},
 			{"show", "print a run with its steps and requests as JSON", cmdRunShow},
 			{"list", "list runs, newest first", cmdRunList},
 			{"cancel", "cancel a run that has not ended", cmdRunCancel},
 			{"signal", "deliver an event to a run (WaitEvent)", cmdRunSignal},
+			{"export", "write a run's history (run, steps, requests, decisions) as JSON", cmdRunExport},
+			{"replay", "re-execute this binary's code against a run's history, writing nothing", cmdRunReplay},
+		}}.run},
+		"workflow": {"list the workflow versions with their runs that have not ended", group{"workflow", []subcommand{
+			{"list", "each workflow version, its waiting and running runs, and whether this binary has it", cmdWorkflowList},
 		}}.run},
 		"demo": {"migrate, seed demo policy, serve, and keep starting demo runs", cmdDemo},
 		"policy": {"check, apply, show, list and simulate approval policies", group{"policy", []subcommand{

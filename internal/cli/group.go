@@ -34,7 +34,10 @@ func (g group) run(e *env, args []string) error {
 	for i, s := range g.subs {
 		names[i] = s.name
 	}
-	want := strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+	want := names[0]
+	if len(names) > 1 {
+		want = strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+	}
 	if len(args) == 0 {
 		return usagef("expected a subcommand: %s", want)
 	}

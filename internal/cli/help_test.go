@@ -46,7 +46,7 @@ func TestHelpOnEveryCommand(t *testing.T) {
 		}
 	}
 	sort.Strings(groups)
-	require.Equal(t, []string{"audit", "policy", "receipt", "run", "token", "user"}, groups)
+	require.Equal(t, []string{"audit", "policy", "receipt", "run", "token", "user", "workflow"}, groups)
 }
 
 // TestGroupRefusesMissingAndUnknownSubcommands checks that every group
@@ -55,12 +55,13 @@ func TestHelpOnEveryCommand(t *testing.T) {
 func TestGroupRefusesMissingAndUnknownSubcommands(t *testing.T) {
 	t.Parallel()
 	for name, want := range map[string]string{
-		"run":     "start, show, list, cancel or signal",
-		"policy":  "check, apply, show, history or simulate",
-		"audit":   "verify, head or export",
-		"user":    "add, list, role, disable or enable",
-		"token":   "create, list or revoke",
-		"receipt": "verify or keys",
+		"run":      "start, show, list, cancel, signal, export or replay",
+		"workflow": "list",
+		"policy":   "check, apply, show, history or simulate",
+		"audit":    "verify, head or export",
+		"user":     "add, list, role, disable or enable",
+		"token":    "create, list or revoke",
+		"receipt":  "verify or keys",
 	} {
 		r := run(t, nil, name)
 		require.Equal(t, exitUsage, r.code, name)

@@ -170,9 +170,9 @@ func cmdRunList(e *env, args []string) error {
 		}
 		return nil
 	}
-	tw := table(e.stdout, "ID\tWORKFLOW\tKEY\tSTATUS\tSTEP\tATTEMPT\tCREATED")
+	tw := table(e.stdout, "ID\tWORKFLOW\tVERSION\tKEY\tSTATUS\tSTEP\tATTEMPT\tCREATED")
 	for _, r := range runs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.ID, r.Workflow, r.BusinessKey, r.Status,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\n", r.ID, r.Workflow, r.Version, r.BusinessKey, r.Status,
 			r.CurrentStep, r.Attempt, r.CreatedAt.Format("2006-01-02 15:04:05"))
 	}
 	return tw.Flush()

@@ -16,6 +16,7 @@ import (
 type Run struct {
 	ID           string          `json:"id"`
 	Workflow     string          `json:"workflow"`
+	Version      int             `json:"version"` // of its workflow, pinned when it started
 	BusinessKey  string          `json:"business_key"`
 	Status       vocab.RunStatus `json:"status"`
 	Input        json.RawMessage `json:"input"`
@@ -40,7 +41,7 @@ type Run struct {
 // runFromInternal converts a generated row to the exported Run.
 func runFromInternal(r *dbsqlc.WorkflowRun) *Run {
 	return &Run{
-		ID: r.ID, Workflow: r.Workflow, BusinessKey: r.BusinessKey, Status: vocab.RunStatus(r.Status),
+		ID: r.ID, Workflow: r.Workflow, Version: r.Version, BusinessKey: r.BusinessKey, Status: vocab.RunStatus(r.Status),
 		Input: r.Input, Output: r.Output, ErrorCode: r.ErrorCode, ErrorMessage: r.ErrorMessage,
 		Attempt: r.Attempt, CurrentStep: r.CurrentStep, ResumeSeq: r.ResumeSeq, StepsUsed: r.StepsUsed,
 		ModelCalls: r.ModelCalls, TokensUsed: r.TokensUsed, StartedBy: r.StartedBy,
@@ -60,6 +61,7 @@ func runResult(r *dbsqlc.WorkflowRun, err error) (*Run, error) {
 // RunInsertParams describes a run to create.
 type RunInsertParams struct {
 	Workflow    string
+	Version     int // of the workflow, which the run keeps; 0 means 1
 	BusinessKey string
 	Input       json.RawMessage
 	StartedBy   string
@@ -69,7 +71,7 @@ type RunInsertParams struct {
 // when the workflow already has a run with that business key.
 func RunInsert(ctx context.Context, db DBTX, p RunInsertParams) (run *Run, created bool, err error) {
 	run, err = runResult(queries.RunInsert(ctx, db, dbsqlc.RunInsertParams{
-		Workflow: p.Workflow, BusinessKey: p.BusinessKey, Input: p.Input, StartedBy: p.StartedBy}))
+		Workflow: p.Workflow, Version: max(p.Version, 1), BusinessKey: p.BusinessKey, Input: p.Input, StartedBy: p.StartedBy}))
 	if err == nil {
 		return run, true, nil
 	}
@@ -230,4 +232,32 @@ func RunRevisions(ctx context.Context, db DBTX, workflow, id string, maxDepth in
 		return nil, fmt.Errorf("list revisions of run %s: %w", id, interpret(err))
 	}
 	return convertAll(rows, runFromInternal), nil
+}
+
+// VersionCount is how many runs of one workflow version have not ended.
+type VersionCount struct {
+	Workflow string
+	Version  int
+	Waiting  int // waiting for a human or another outside event
+	Running  int // queued, running or retrying
+}
+
+// RunVersionCounts counts the runs of each workflow version that have not
+// ended, by workflow and version.
+func RunVersionCounts(ctx context.Context, db DBTX) ([]VersionCount, error) {
+	var final []string
+	for _, s := range vocab.RunStatuses() {
+		if s.Final() {
+			final = append(final, string(s))
+		}
+	}
+	rows, err := queries.RunVersionCounts(ctx, db, final)
+	if err != nil {
+		return nil, fmt.Errorf("count runs by version: %w", interpret(err))
+	}
+	out := make([]VersionCount, len(rows))
+	for i, r := range rows {
+		out[i] = VersionCount{Workflow: r.Workflow, Version: r.Version, Waiting: r.Waiting, Running: r.Running}
+	}
+	return out, nil
 }

@@ -36,6 +36,9 @@ func RequestApproval(ctx context.Context, action Action) (Decision, error) {
 	if s.replayed() {
 		return replay[Decision](s)
 	}
+	if x.sandbox != nil {
+		return x.sandboxApproval(ctx, s, action)
+	}
 	if s.prior != nil && s.prior.Status == vocab.StepWaiting {
 		// Resumed while the request is still open (a rescued job): wait again.
 		return Decision{}, x.suspend(ctx, s, nil, policy.Decision{})

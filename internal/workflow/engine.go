@@ -176,7 +176,7 @@ func (e *Engine) Start(ctx context.Context, p StartParams) (run *store.Run, crea
 	}
 	res, err := store.WithTxV(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) (result, error) {
 		run, created, err := store.RunInsert(ctx, tx, store.RunInsertParams{
-			Workflow: p.Workflow, BusinessKey: p.BusinessKey, Input: p.Input, StartedBy: p.StartedBy,
+			Workflow: p.Workflow, Version: def.Version(), BusinessKey: p.BusinessKey, Input: p.Input, StartedBy: p.StartedBy,
 		})
 		if err != nil || !created {
 			return result{run, created}, err
@@ -185,7 +185,7 @@ func (e *Engine) Start(ctx context.Context, p StartParams) (run *store.Run, crea
 			return result{}, err
 		}
 		if _, err := audit.Append(ctx, tx, audit.Event{Actor: p.StartedBy, Subject: audit.RunSubject(run.ID), RunID: run.ID,
-			Details: audit.RunStarted{Workflow: run.Workflow, BusinessKey: run.BusinessKey}}); err != nil {
+			Details: audit.RunStarted{Workflow: run.Workflow, BusinessKey: run.BusinessKey, Version: run.Version}}); err != nil {
 			return result{}, err
 		}
 		return result{run, true}, notifyRun(ctx, tx, run.ID, run.Status)
@@ -248,10 +248,9 @@ func (e *Engine) Execute(ctx context.Context, job Job, complete CompleteFunc) er
 		}
 		return complete(ctx, tx)
 	}
-	def, ok := e.registry.Get(run.Workflow)
+	def, ok := e.registry.GetVersion(run.Workflow, run.Version)
 	if !ok {
-		return e.finish(ctx, x, complete, &Failure{Code: "unknown_workflow",
-			Message: fmt.Sprintf("workflow %q is not registered in this worker", run.Workflow)}, job)
+		return e.finish(ctx, x, complete, e.unregistered(run), job)
 	}
 	x.def = def
 	if x.history, err = store.StepList(ctx, e.pool, run.ID); err != nil {

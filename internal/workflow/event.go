@@ -66,6 +66,11 @@ func WaitEvent[T any](ctx context.Context, name string, timeout time.Duration) (
 	if err != nil {
 		return zero, err
 	}
+	if x.sandbox != nil && !s.replayed() {
+		// A scripted run has no events to receive; a strict replay stopped
+		// at this step already (next).
+		return zero, Permanent(fmt.Errorf("event %q: WaitEvent needs a recorded event in a scripted run", name))
+	}
 	var rec eventRecord
 	switch {
 	case s.replayed():

@@ -88,7 +88,7 @@ type runMoves struct{ registry *Registry }
 // Reject implements approval.Runs: a run of a workflow with
 // Options.HandlesRejection resumes to read its rejection; any other ends.
 func (m runMoves) Reject(ctx context.Context, tx pgx.Tx, runID, workflow string) (int, bool, error) {
-	if def, ok := m.registry.Get(workflow); ok && def.Options.HandlesRejection {
+	if def, ok := m.definition(ctx, tx, runID, workflow); ok && def.Options.HandlesRejection {
 		seq, err := m.Resume(ctx, tx, runID)
 		return seq, err == nil, err
 	}

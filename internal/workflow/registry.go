@@ -29,6 +29,11 @@ type Options struct {
 	// workflow can act on it (the approvals API sends its callback and
 	// records the outcome). The workflow then decides how the run ends.
 	HandlesRejection bool
+	// Version numbers this code of the workflow, default 1. Several
+	// versions of one name may be registered at once: new runs start on the
+	// newest, and each run executes the version it started with (see
+	// version.go).
+	Version int
 }
 
 func (o Options) withDefaults() Options {
@@ -43,6 +48,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.StepTimeout <= 0 {
 		o.StepTimeout = 2 * time.Minute
+	}
+	if o.Version <= 0 {
+		o.Version = 1
 	}
 	return o
 }
@@ -90,25 +98,25 @@ func inputFields[In any]() []string {
 
 // Registry maps workflow names to their code.
 type Registry struct {
-	defs map[string]*Definition
+	defs     map[string]*Definition         // the newest version of each name
+	versions map[string]map[int]*Definition // every registered version
 }
 
 // NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{defs: map[string]*Definition{}} }
+func NewRegistry() *Registry {
+	return &Registry{defs: map[string]*Definition{}, versions: map[string]map[int]*Definition{}}
+}
 
 // Register adds a workflow: a Go function from its input type to its output
 // type. Its input arrives decoded from the run's JSON input, unknown fields
 // refused; its output is stored as the run's JSON output. Registering a name
-// twice panics: it is a programming error.
+// and version twice panics: it is a programming error.
 func Register[In, Out any](r *Registry, name string, fn func(ctx context.Context, in In) (Out, error), opts ...Options) {
-	if _, dup := r.defs[name]; dup {
-		panic(fmt.Sprintf("workflow %q registered twice", name))
-	}
 	var o Options
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	r.defs[name] = &Definition{
+	r.add(&Definition{
 		Name:    name,
 		Options: o.withDefaults(),
 		run: func(ctx context.Context, raw json.RawMessage) (any, error) {
@@ -123,7 +131,7 @@ func Register[In, Out any](r *Registry, name string, fn func(ctx context.Context
 			return err
 		},
 		fields: inputFields[In](),
-	}
+	})
 }
 
 func decodeInput[In any](raw json.RawMessage) (In, error) {
@@ -141,20 +149,19 @@ func decodeInput[In any](raw json.RawMessage) (In, error) {
 
 // Include adds every workflow of other to r, so that a process can run a
 // binary's workflows beside the ones it adds itself without changing the
-// registry it was given. A name in both panics, as Register does.
+// registry it was given. A name and version in both panics, as Register does.
 func (r *Registry) Include(other *Registry) {
 	if other == nil {
 		return
 	}
-	for name, def := range other.defs {
-		if _, dup := r.defs[name]; dup {
-			panic(fmt.Sprintf("workflow %q registered twice", name))
+	for _, name := range other.Names() {
+		for _, def := range other.Versions(name) {
+			r.add(def)
 		}
-		r.defs[name] = def
 	}
 }
 
-// Get returns a workflow by name.
+// Get returns a workflow by name: its newest version.
 func (r *Registry) Get(name string) (*Definition, bool) {
 	d, ok := r.defs[name]
 	return d, ok

@@ -27,6 +27,7 @@ type execution struct {
 	suspended  bool
 	modelCalls int
 	tokens     int
+	sandbox    *sandbox // in memory, no database: a replay or a scripted run (replay.go)
 }
 
 type execKey struct{}
@@ -67,6 +68,11 @@ type slot struct {
 
 // next claims the next position for a step and checks it against the history.
 func (x *execution) next(name string, kind vocab.StepKind) (*slot, error) {
+	if x.sandbox != nil {
+		if err := x.sandbox.enter(x, name, kind); err != nil {
+			return nil, err
+		}
+	}
 	s := &slot{seq: x.pos, name: name, kind: kind, attempts: 1, started: x.engine.now()}
 	x.pos++
 	x.seen[name]++
@@ -171,6 +177,9 @@ func (x *execution) record(ctx context.Context, s *slot, out any, tokens, modelC
 	if err := x.checkOutput(s, "the result", len(raw)); err != nil {
 		return err
 	}
+	if x.sandbox != nil {
+		return x.sandbox.keep(x, s, raw, tokens)
+	}
 	err = store.StepComplete(ctx, db, store.StepRecord{
 		RunID: x.run.ID, Seq: s.seq, Name: s.name, Kind: s.kind, Output: raw, Attempts: s.attempts,
 		Tokens: tokens, ModelCalls: modelCalls, StartedAt: s.started, Owner: x.owner,
@@ -187,6 +196,10 @@ func (x *execution) record(ctx context.Context, s *slot, out any, tokens, modelC
 }
 
 func (x *execution) recordFailure(ctx context.Context, s *slot, stepErr error, tokens, modelCalls int) {
+	if x.sandbox != nil {
+		x.sandbox.fail(x, s, stepErr)
+		return
+	}
 	err := store.StepFail(context.WithoutCancel(ctx), x.engine.pool, store.StepRecord{
 		RunID: x.run.ID, Seq: s.seq, Name: s.name, Kind: s.kind, Error: stepErr.Error(),
 		Attempts: s.attempts, Tokens: tokens, ModelCalls: modelCalls, StartedAt: s.started, Owner: x.owner,
@@ -249,6 +262,9 @@ func Effect[T any](ctx context.Context, name string, fn func(ctx context.Context
 	}
 	sctx, cancel := context.WithTimeout(ctx, x.def.Options.StepTimeout)
 	defer cancel()
+	if x.sandbox != nil {
+		return sandboxEffect(sctx, x, s, fn)
+	}
 	out, err = store.WithTxV(sctx, x.engine.pool, func(ctx context.Context, tx pgx.Tx) (T, error) {
 		fresh, err := store.EffectClaim(sctx, tx, s.key, x.run.ID, name)
 		if err != nil {

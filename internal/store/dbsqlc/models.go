@@ -352,6 +352,7 @@ type WorkflowRun struct {
 	LeaseOwner   *string         `db:"lease_owner"`
 	Failures     int             `db:"failures"`
 	Recoveries   int             `db:"recoveries"`
+	Version      int             `db:"version"`
 }
 
 type WorkflowStep struct {

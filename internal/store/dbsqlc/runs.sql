@@ -1,6 +1,6 @@
 -- name: RunInsert :one
-INSERT INTO workflow_runs (workflow, business_key, input, started_by)
-VALUES (@workflow, @business_key, @input, @started_by)
+INSERT INTO workflow_runs (workflow, version, business_key, input, started_by)
+VALUES (@workflow, @version, @business_key, @input, @started_by)
 ON CONFLICT (workflow, business_key) DO NOTHING
 RETURNING *;
 
@@ -118,3 +118,15 @@ WITH RECURSIVE chain(id, depth) AS (
 SELECT r.* FROM chain c JOIN workflow_runs r ON r.id = c.id
 WHERE r.workflow = @workflow
 ORDER BY c.depth;
+
+-- name: RunVersionCounts :many
+-- Runs of each workflow version that have not ended, split into those
+-- waiting (for a human or anything else outside) and those under way, for
+-- `countersign workflow list`: a version is removed only when unused.
+SELECT workflow, version,
+    count(*) FILTER (WHERE status LIKE 'waiting%')::int AS waiting,
+    count(*) FILTER (WHERE status NOT LIKE 'waiting%')::int AS running
+FROM workflow_runs
+WHERE status <> ALL(@final_statuses::text[])
+GROUP BY workflow, version
+ORDER BY workflow, version;

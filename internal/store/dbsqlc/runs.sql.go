@@ -16,7 +16,7 @@ UPDATE workflow_runs SET status = 'running', attempt = failures + 1, updated_at 
     lease_owner = $1, lease_until = now() + interval '1 microsecond' * $2::bigint
 WHERE id = $3 AND resume_seq = $4 AND status = ANY($5::text[])
     AND (status <> 'running' OR lease_owner IS NULL OR lease_until < now())
-RETURNING id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries
+RETURNING id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, version
 `
 
 type RunClaimParams struct {
@@ -59,6 +59,7 @@ func (q *Queries) RunClaim(ctx context.Context, db DBTX, arg RunClaimParams) (*W
 		&i.LeaseOwner,
 		&i.Failures,
 		&i.Recoveries,
+		&i.Version,
 	)
 	return &i, err
 }
@@ -128,7 +129,7 @@ func (q *Queries) RunFail(ctx context.Context, db DBTX, arg RunFailParams) (int6
 }
 
 const runGet = `-- name: RunGet :one
-SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries FROM workflow_runs WHERE id = $1
+SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, version FROM workflow_runs WHERE id = $1
 `
 
 func (q *Queries) RunGet(ctx context.Context, db DBTX, id string) (*WorkflowRun, error) {
@@ -157,12 +158,13 @@ func (q *Queries) RunGet(ctx context.Context, db DBTX, id string) (*WorkflowRun,
 		&i.LeaseOwner,
 		&i.Failures,
 		&i.Recoveries,
+		&i.Version,
 	)
 	return &i, err
 }
 
 const runGetByKey = `-- name: RunGetByKey :one
-SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries FROM workflow_runs WHERE workflow = $1 AND business_key = $2
+SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, version FROM workflow_runs WHERE workflow = $1 AND business_key = $2
 `
 
 type RunGetByKeyParams struct {
@@ -196,12 +198,13 @@ func (q *Queries) RunGetByKey(ctx context.Context, db DBTX, arg RunGetByKeyParam
 		&i.LeaseOwner,
 		&i.Failures,
 		&i.Recoveries,
+		&i.Version,
 	)
 	return &i, err
 }
 
 const runGetForUpdate = `-- name: RunGetForUpdate :one
-SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries FROM workflow_runs WHERE id = $1 FOR UPDATE
+SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, version FROM workflow_runs WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) RunGetForUpdate(ctx context.Context, db DBTX, id string) (*WorkflowRun, error) {
@@ -230,19 +233,21 @@ func (q *Queries) RunGetForUpdate(ctx context.Context, db DBTX, id string) (*Wor
 		&i.LeaseOwner,
 		&i.Failures,
 		&i.Recoveries,
+		&i.Version,
 	)
 	return &i, err
 }
 
 const runInsert = `-- name: RunInsert :one
-INSERT INTO workflow_runs (workflow, business_key, input, started_by)
-VALUES ($1, $2, $3, $4)
+INSERT INTO workflow_runs (workflow, version, business_key, input, started_by)
+VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (workflow, business_key) DO NOTHING
-RETURNING id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries
+RETURNING id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, version
 `
 
 type RunInsertParams struct {
 	Workflow    string          `db:"workflow"`
+	Version     int             `db:"version"`
 	BusinessKey string          `db:"business_key"`
 	Input       json.RawMessage `db:"input"`
 	StartedBy   string          `db:"started_by"`
@@ -251,6 +256,7 @@ type RunInsertParams struct {
 func (q *Queries) RunInsert(ctx context.Context, db DBTX, arg RunInsertParams) (*WorkflowRun, error) {
 	row := db.QueryRow(ctx, runInsert,
 		arg.Workflow,
+		arg.Version,
 		arg.BusinessKey,
 		arg.Input,
 		arg.StartedBy,
@@ -279,6 +285,7 @@ func (q *Queries) RunInsert(ctx context.Context, db DBTX, arg RunInsertParams) (
 		&i.LeaseOwner,
 		&i.Failures,
 		&i.Recoveries,
+		&i.Version,
 	)
 	return &i, err
 }
@@ -323,7 +330,7 @@ func (q *Queries) RunLeaseRenew(ctx context.Context, db DBTX, arg RunLeaseRenewP
 }
 
 const runList = `-- name: RunList :many
-SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries FROM workflow_runs
+SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, version FROM workflow_runs
 WHERE ($1::text = '' OR status = $1::text)
     AND ($2::text = '' OR workflow = $2::text)
     AND ($3::text = '' OR business_key LIKE $3::text || '%')
@@ -384,6 +391,7 @@ func (q *Queries) RunList(ctx context.Context, db DBTX, arg RunListParams) ([]*W
 			&i.LeaseOwner,
 			&i.Failures,
 			&i.Recoveries,
+			&i.Version,
 		); err != nil {
 			return nil, err
 		}
@@ -490,7 +498,7 @@ WITH RECURSIVE chain(id, depth) AS (
     FROM chain c JOIN workflow_runs p ON p.id = c.id
     WHERE coalesce(p.input->>'revises', '') <> '' AND c.depth < $3::int
 )
-SELECT r.id, r.workflow, r.business_key, r.status, r.input, r.output, r.error_code, r.error_message, r.attempt, r.current_step, r.resume_seq, r.steps_used, r.model_calls, r.tokens_used, r.started_by, r.created_at, r.updated_at, r.finished_at, r.lease_until, r.lease_owner, r.failures, r.recoveries FROM chain c JOIN workflow_runs r ON r.id = c.id
+SELECT r.id, r.workflow, r.business_key, r.status, r.input, r.output, r.error_code, r.error_message, r.attempt, r.current_step, r.resume_seq, r.steps_used, r.model_calls, r.tokens_used, r.started_by, r.created_at, r.updated_at, r.finished_at, r.lease_until, r.lease_owner, r.failures, r.recoveries, r.version FROM chain c JOIN workflow_runs r ON r.id = c.id
 WHERE r.workflow = $1
 ORDER BY c.depth
 `
@@ -536,6 +544,7 @@ func (q *Queries) RunRevisions(ctx context.Context, db DBTX, arg RunRevisionsPar
 			&i.LeaseOwner,
 			&i.Failures,
 			&i.Recoveries,
+			&i.Version,
 		); err != nil {
 			return nil, err
 		}
@@ -586,6 +595,51 @@ func (q *Queries) RunSuspend(ctx context.Context, db DBTX, arg RunSuspendParams)
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const runVersionCounts = `-- name: RunVersionCounts :many
+SELECT workflow, version,
+    count(*) FILTER (WHERE status LIKE 'waiting%')::int AS waiting,
+    count(*) FILTER (WHERE status NOT LIKE 'waiting%')::int AS running
+FROM workflow_runs
+WHERE status <> ALL($1::text[])
+GROUP BY workflow, version
+ORDER BY workflow, version
+`
+
+type RunVersionCountsRow struct {
+	Workflow string `db:"workflow"`
+	Version  int    `db:"version"`
+	Waiting  int    `db:"waiting"`
+	Running  int    `db:"running"`
+}
+
+// Runs of each workflow version that have not ended, split into those
+// waiting (for a human or anything else outside) and those under way, for
+// `countersign workflow list`: a version is removed only when unused.
+func (q *Queries) RunVersionCounts(ctx context.Context, db DBTX, finalStatuses []string) ([]*RunVersionCountsRow, error) {
+	rows, err := db.Query(ctx, runVersionCounts, finalStatuses)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*RunVersionCountsRow
+	for rows.Next() {
+		var i RunVersionCountsRow
+		if err := rows.Scan(
+			&i.Workflow,
+			&i.Version,
+			&i.Waiting,
+			&i.Running,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const runWake = `-- name: RunWake :one
