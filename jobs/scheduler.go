@@ -60,6 +60,18 @@ func (s *Scheduler) EnqueueRuns(ctx context.Context, tx pgx.Tx, runs []approval.
 	return err
 }
 
+// EnqueueRunAt implements workflow.DelayedScheduler: the job of a run
+// whose failed step is retried at at. River holds it as scheduled, so no
+// worker waits for the backoff.
+func (s *Scheduler) EnqueueRunAt(ctx context.Context, tx pgx.Tx, runID string, seq int, at time.Time) error {
+	var opts *river.InsertOpts
+	if at.After(time.Now()) {
+		opts = &river.InsertOpts{ScheduledAt: at}
+	}
+	_, err := s.client.InsertTx(ctx, tx, RunArgs{RunID: runID, Seq: seq}, opts)
+	return err
+}
+
 // ScheduleDeadline implements approval.Scheduler.
 func (s *Scheduler) ScheduleDeadline(ctx context.Context, tx pgx.Tx, requestID string, at time.Time) error {
 	_, err := s.client.InsertTx(ctx, tx, DeadlineArgs{RequestID: requestID}, &river.InsertOpts{ScheduledAt: at})

@@ -23,6 +23,7 @@ import (
 // that give it another kind.
 var everyDetails = []audit.Details{
 	audit.RunStarted{}, audit.RunFailed{}, audit.RunFailed{Final: true}, audit.RunRecovered{}, audit.RunCancelled{},
+	audit.RunCompensating{}, audit.RunCompensated{}, audit.RunCompensationFailed{},
 	audit.ApprovalRequested{}, audit.ApprovalVote{}, audit.DecisionAuto{}, audit.DecisionRecorded{},
 	audit.BatchDecided{}, audit.RequestEscalated{}, audit.PolicyActivated{}, audit.UserCreated{},
 	audit.UserAccess{}, audit.UserAccess{Disabled: true}, audit.UserRoleChanged{}, audit.TokenCreated{},

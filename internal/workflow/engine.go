@@ -343,23 +343,26 @@ func (e *Engine) complete(ctx context.Context, x *execution, out any, complete C
 	return nil
 }
 
-// finish records a failed attempt: the run fails for good on a permanent error
-// or its last error attempt, and otherwise waits for River's retry. Crashes
-// are not attempts: the run's own failure count decides, and River's attempt
-// only when River will not try the job again.
+// finish records a failed attempt: the run fails for good on a permanent error,
+// a code its retry policy never retries, or its last attempt, and otherwise
+// waits for its retry, scheduled at the policy's backoff (retry.go). Crashes
+// are not attempts: the step's own attempt count decides, and River's
+// attempt only when River will not try the job again.
 func (e *Engine) finish(ctx context.Context, x *execution, complete CompleteFunc, runErr error, job Job) error {
 	run := x.run
 	f := failureOf(runErr)
-	final := f != nil || run.Failures+1 >= job.MaxAttempts || job.Attempt >= job.MaxAttempts
+	final := f != nil || job.Attempt >= job.MaxAttempts
 	if f == nil {
-		code := "step_error"
-		if errors.Is(runErr, context.DeadlineExceeded) {
-			code = "timeout"
+		plan := x.planRetry(runErr)
+		if plan.final || final {
+			final = true
+			if !plan.final {
+				plan.code = CodeAttemptsExhausted
+			}
+		} else if scheduled, err := e.retryLater(ctx, x, complete, runErr, plan); scheduled {
+			return err
 		}
-		if final {
-			code = "attempts_exhausted"
-		}
-		f = &Failure{Code: code, Message: runErr.Error()}
+		f = &Failure{Code: plan.code, Message: runErr.Error()}
 	}
 	status := vocab.RunRetrying
 	if final {

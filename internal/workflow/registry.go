@@ -24,6 +24,10 @@ type Options struct {
 	MaxStepOutput int
 	// Example is a sample input, shown by `countersign run start --help` and the console.
 	Example any
+	// Retry is the retry policy of the workflow's steps that name none
+	// (WithRetry); zero fields take the defaults (5 attempts, 1 s doubling
+	// to at most 1 minute).
+	Retry RetryPolicy
 }
 
 func (o Options) withDefaults() Options {
