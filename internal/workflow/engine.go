@@ -122,7 +122,7 @@ func New(cfg Config) *Engine {
 	if e.maxRecoveries <= 0 {
 		e.maxRecoveries = DefaultMaxRecoveries
 	}
-	e.approvals = approval.New(approval.Config{Pool: e.pool, Scheduler: e.scheduler, Runs: runMoves{}, Policies: e.policies,
+	e.approvals = approval.New(approval.Config{Pool: e.pool, Scheduler: e.scheduler, Runs: runMoves{engine: e}, Policies: e.policies,
 		Now: e.now, OutputLimitFunc: e.outputLimit})
 	return e
 }
@@ -250,6 +250,9 @@ func (e *Engine) Execute(ctx context.Context, job Job, complete CompleteFunc) er
 			Message: fmt.Sprintf("workflow %q is not registered in this worker", run.Workflow)}, job)
 	}
 	x.def = def
+	if run.CompensationCause != nil { // failed, rejected or cancelled: its undos run, not its function
+		return e.compensate(ctx, x, complete, job)
+	}
 	if x.history, err = store.StepList(ctx, e.pool, run.ID); err != nil {
 		return e.release(ctx, x, err)
 	}
@@ -364,6 +367,12 @@ func (e *Engine) finish(ctx context.Context, x *execution, complete CompleteFunc
 		}
 		f = &Failure{Code: plan.code, Message: runErr.Error()}
 	}
+	if final {
+		// Effects with an undo were applied: the run undoes them instead.
+		if started, err := e.compensateFailure(ctx, x, complete, f); started || err != nil {
+			return err
+		}
+	}
 	status := vocab.RunRetrying
 	if final {
 		status = vocab.RunFailed
@@ -415,7 +424,18 @@ func (e *Engine) Cancel(ctx context.Context, runID, actor string) error {
 		if run.Status.Final() {
 			return fmt.Errorf("%w (%s)", ErrFinal, run.Status)
 		}
-		if err := transition(ctx, tx, run, vocab.RunCancelled); err != nil {
+		if run.CompensationCause != nil {
+			return fmt.Errorf("%w (compensating)", ErrFinal)
+		}
+		// A run that applied effects with an undo undoes them (compensate.go)
+		// and ends compensated; any other ends cancelled here.
+		to := vocab.RunCancelled
+		if started, err := e.startCompensation(ctx, tx, run, compensateOnCancel, CauseCancelled, "", "cancelled",
+			"cancelled by "+actor); err != nil {
+			return err
+		} else if started {
+			to = vocab.RunQueued
+		} else if err := transition(ctx, tx, run, vocab.RunCancelled); err != nil {
 			return err
 		}
 		if err := approval.CancelForRun(ctx, tx, runID, actor); err != nil {
@@ -425,7 +445,7 @@ func (e *Engine) Cancel(ctx context.Context, runID, actor string) error {
 			Details: audit.RunCancelled{From: string(run.Status)}}); err != nil {
 			return err
 		}
-		return notifyRun(ctx, tx, runID, vocab.RunCancelled)
+		return notifyRun(ctx, tx, runID, to)
 	})
 }
 

@@ -82,14 +82,19 @@ func (e *Engine) CloseBatch(ctx context.Context, batchID string) (wait time.Dura
 // runMoves moves waiting runs on for the approval service, as the
 // transitions table allows: conditional updates from the statuses that may
 // reach the target, so a run that is not waiting refuses both.
-type runMoves struct{}
+type runMoves struct{ engine *Engine }
 
-// Reject implements approval.Runs.
-func (runMoves) Reject(ctx context.Context, tx pgx.Tx, runID string) error {
+// Reject implements approval.Runs. A run that applied effects with an undo
+// undoes them (its compensation job enqueued in the decision's transaction)
+// and ends compensated; any other ends rejected.
+func (m runMoves) Reject(ctx context.Context, tx pgx.Tx, runID string) error {
+	if started, err := m.engine.compensateRejected(ctx, tx, runID); started || err != nil {
+		return err
+	}
 	return store.RunSetStatus(ctx, tx, runID, sourcesOf(vocab.RunRejected), string(vocab.RunRejected))
 }
 
 // Resume implements approval.Runs.
-func (runMoves) Resume(ctx context.Context, tx pgx.Tx, runID string) (int, error) {
+func (m runMoves) Resume(ctx context.Context, tx pgx.Tx, runID string) (int, error) {
 	return store.RunResume(ctx, tx, runID, sourcesOf(vocab.RunQueued))
 }

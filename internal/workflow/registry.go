@@ -53,6 +53,7 @@ type Definition struct {
 	run     func(ctx context.Context, input json.RawMessage) (any, error)
 	check   func(input json.RawMessage) error
 	fields  []string
+	undos   map[string]undoFunc // by effect name (Compensate)
 }
 
 // InputFields lists the JSON names of the input's fields that are not
