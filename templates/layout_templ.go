@@ -266,7 +266,7 @@ func Layout(p Page) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 23, "</main><dialog id=\"keys-help\" data-testid=\"keys-help\"><article><h3>Keyboard</h3><table><tbody><tr><td><kbd>j</kbd> / <kbd>k</kbd></td><td>next / previous request</td></tr><tr><td><kbd>Enter</kbd></td><td>open the selected request</td></tr><tr><td><kbd>a</kbd></td><td>approve (on a review page)</td></tr><tr><td><kbd>r</kbd></td><td>reject: focus the reason</td></tr><tr><td><kbd>e</kbd></td><td>edit the parameters</td></tr><tr><td><kbd>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 23, "</main><dialog id=\"keys-help\" data-testid=\"keys-help\"><article><h3>Keyboard</h3><table><tbody><tr><td><kbd>j</kbd> / <kbd>k</kbd></td><td>next / previous request (in the inbox, and from one review page to the next)</td></tr><tr><td><kbd>Enter</kbd></td><td>open the selected request</td></tr><tr><td><kbd>a</kbd></td><td>approve (on a review page; a high-risk or irreversible action asks for a second <kbd>a</kbd>); in the inbox, say why the selected request is not yours to decide</td></tr><tr><td><kbd>r</kbd></td><td>reject: focus the reason</td></tr><tr><td><kbd>e</kbd></td><td>edit the parameters: focus the first field</td></tr><tr><td><kbd>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

@@ -155,9 +155,4 @@ func tierLabel(tier vocab.Tier) string {
 // statusLabel shows any status in words: "waiting human", "changes requested".
 func statusLabel[T ~string](status T) string { return strings.ReplaceAll(string(status), "_", " ") }
 
-func jsonIndent(v any) (string, error) {
-	b, err := json.MarshalIndent(v, "", "  ")
-	return string(b), err
-}
-
 func secondsDuration(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

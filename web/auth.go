@@ -279,10 +279,10 @@ func (s *Server) requireToken(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// requireScope lets an API call through when its token carries scope; others
-// get 403 naming the missing scope. The user's role is still checked by the
-// handler, as for a person.
-func requireScope(scope string) echo.MiddlewareFunc {
+// requireScope lets an API call through when its token carries one of
+// scopes; others get 403 naming the missing scope. The user's role is still
+// checked by the handler, as for a person.
+func requireScope(scopes ...string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			tok, _ := c.Get("token").(*store.Token)
@@ -290,12 +290,38 @@ func requireScope(scope string) echo.MiddlewareFunc {
 			if tok == nil || u == nil {
 				return echo.NewHTTPError(http.StatusUnauthorized, "an Authorization: Bearer token is required (countersign token create)")
 			}
-			if !tok.Allows(scope) {
+			if !slices.ContainsFunc(scopes, tok.Allows) {
 				return echo.NewHTTPError(http.StatusForbidden,
-					fmt.Sprintf("token %s lacks the %s scope this call needs", tok.PublicID, scope))
+					fmt.Sprintf("token %s lacks the %s scope this call needs", tok.PublicID, strings.Join(scopes, " or ")))
 			}
 			c.Set("user", u)
 			return next(c)
+		}
+	}
+}
+
+// tokenOrSession authenticates a call with a bearer token carrying one of
+// scopes (requireToken, requireScope) or, without an Authorization header,
+// with the console's session and its CSRF token, as a page's own call. A
+// call with neither gets the API's 401.
+func (s *Server) tokenOrSession(scopes ...string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		withToken := s.requireToken(requireScope(scopes...)(next))
+		withSession := s.csrf(func(c echo.Context) error {
+			u, _ := s.sessionUser(c, true)
+			if u == nil {
+				return echo.NewHTTPError(http.StatusUnauthorized, "sign in, or send an Authorization: Bearer token (countersign token create)")
+			}
+			c.Set("user", u)
+			return next(c)
+		})
+		return func(c echo.Context) error {
+			if c.Request().Header.Get("Authorization") == "" {
+				if _, err := c.Cookie(s.cookie); err == nil {
+					return withSession(c)
+				}
+			}
+			return withToken(c)
 		}
 	}
 }

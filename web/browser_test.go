@@ -44,7 +44,8 @@ func TestBrowserApprove(t *testing.T) {
 	waitText(ctx, t, `#run-status`, "completed")
 	screenshot(ctx, t, "approved")
 	require.Equal(t, vocab.RunCompleted, c.WaitRun(t, run.ID, vocab.RunCompleted).Status)
-	require.Contains(t, text(ctx, t, `[data-testid=decided]`), "approve by reviewer@example.com")
+	require.Contains(t, text(ctx, t, `[data-testid=decided]`), "Approved by reviewer@example.com")
+	require.Contains(t, text(ctx, t, `[data-testid=flash]`), "Nothing else is waiting", "the only request: the page stays on it")
 }
 
 func TestBrowserRejectAndEdit(t *testing.T) {
@@ -66,30 +67,36 @@ func TestBrowserRejectAndEdit(t *testing.T) {
 			clickOn(`[data-testid=reject]`),
 			chromedp.WaitVisible(`[data-testid=flash]`, chromedp.ByQuery)))
 		require.Contains(t, text(ctx, t, `[data-testid=flash]`), "Rejected")
-		require.Contains(t, text(ctx, t, `[data-testid=decision-panel]`), "Order is outside the refund window")
+		require.Contains(t, text(ctx, t, `[data-testid=what-happened]`), "Order is outside the refund window")
 		require.Equal(t, vocab.RunRejected, c.WaitRun(t, run.ID, vocab.RunRejected).Status)
 	})
 
 	t.Run("EditAndApprove", func(t *testing.T) {
-		run, req := c.startRun(t, "lead_enrichment", "L-edit", demo.Lead{ID: "L-edit", Company: "Globex",
-			Email: "hank@globex.example", Employees: 900}, "api@example.com")
-		require.Equal(t, vocab.TierExplicit, req.Tier, "four fields: no batching rule matches")
-		// Three fields: an edit that still failed the workflow's "no more than
-		// 3 fields" check would be asked about again, not applied.
-		edited := `{"fields": {"industry": "Manufacturing", "owner": "west-team", "segment": "enterprise"}}`
+		run, req := c.startRun(t, "support_triage", "T-edit", demo.Ticket{ID: "T-edit", Customer: "ada@example.com",
+			Subject: "How do I login?", Body: "password"}, "api@example.com")
+		// e focuses the first typed field (the body); the subject is edited
+		// like a person would, and the preview lists the change before submitting.
 		require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(c.Addr+"/requests/"+req.ID),
 			chromedp.WaitVisible(`[data-testid=decision-form]`, chromedp.ByQuery),
-			chromedp.KeyEvent("e"),
-			chromedp.SetValue(`[data-testid=edited-params]`, edited, chromedp.ByQuery),
-			clickOn(`[data-testid=edit-approve]`),
+			chromedp.KeyEvent("e")))
+		var focused string
+		require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`document.activeElement.name`, &focused)))
+		require.Equal(t, "param/body", focused, "e opens the edit form at its first field")
+		require.NoError(t, chromedp.Run(ctx,
+			chromedp.SendKeys(`input[name="param/subject"]`, " (updated)", chromedp.ByQuery),
+			chromedp.WaitVisible(`[data-testid=preview-change]`, chromedp.ByQuery)))
+		require.Contains(t, text(ctx, t, `[data-testid=preview-change]`), "/subject")
+		require.Contains(t, text(ctx, t, `[data-testid=preview-change]`), "(updated)")
+		require.Equal(t, 1, count(ctx, t, `[data-testid=preview-change]`), "the e that opened the form typed nothing")
+		require.NoError(t, chromedp.Run(ctx, clickOn(`[data-testid=edit-approve]`),
 			chromedp.WaitVisible(`[data-testid=flash]`, chromedp.ByQuery)))
 		require.Contains(t, text(ctx, t, `[data-testid=flash]`), "edits")
-		done := c.WaitRun(t, run.ID, vocab.RunCompleted)
-		require.Contains(t, string(done.Output), "west-team", "the edited parameters were applied")
+		c.WaitRun(t, run.ID, vocab.RunCompleted)
 		d, err := store.DecisionGetByRequest(t.Context(), c.Pool, req.ID)
 		require.NoError(t, err)
 		require.Equal(t, vocab.VerdictEdit, d.Verdict)
-		require.Contains(t, string(d.Diff), "fields")
+		require.Contains(t, string(d.EditedParams), "(updated)", "the edited parameters were applied")
+		require.Contains(t, string(d.Diff), "subject")
 	})
 }
 
@@ -117,7 +124,8 @@ func TestBrowserKeyboard(t *testing.T) {
 	require.Equal(t, rows[0], selected, "j, j, k lands on the first row")
 
 	require.NoError(t, chromedp.Run(ctx, chromedp.KeyEvent("\r"), chromedp.WaitVisible(`[data-testid=review]`, chromedp.ByQuery)))
-	require.NoError(t, chromedp.Run(ctx, chromedp.KeyEvent("a"), chromedp.WaitVisible(`[data-testid=flash]`, chromedp.ByQuery)))
+	// A reply cannot be unsent: a asks again before approving.
+	require.NoError(t, chromedp.Run(ctx, chromedp.KeyEvent("a"), chromedp.KeyEvent("a"), chromedp.WaitVisible(`[data-testid=flash]`, chromedp.ByQuery)))
 	require.Contains(t, text(ctx, t, `[data-testid=flash]`), "Approved")
 	approved, err := store.RequestGet(t.Context(), c.Pool, selected)
 	require.NoError(t, err)

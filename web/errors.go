@@ -7,6 +7,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/countersign/countersign/internal/ask"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/policy"
@@ -30,6 +31,11 @@ var errorKinds = []errorKind{
 	{asType[*workflow.AlreadyDecidedError](), http.StatusConflict, "already_decided"},
 	{fixed(workflow.ErrPayloadChanged, workflow.ErrPayloadChanged.Error()), http.StatusConflict, "payload_changed"},
 	{wrapped(workflow.ErrEditNeedsReview), http.StatusUnprocessableEntity, "edit_needs_review"},
+	{wrapped(ask.ErrIdempotencyConflict), http.StatusConflict, "idempotency_conflict"},
+	{wrapped(ask.ErrNotRevisable), http.StatusConflict, "not_revisable"},
+	{wrapped(ask.ErrRevision), http.StatusUnprocessableEntity, "invalid_revision"},
+	{wrapped(ask.ErrBadRequest), http.StatusBadRequest, "bad_request"},
+	{wrapped(ask.ErrTooLarge), http.StatusRequestEntityTooLarge, "too_large"},
 	{wrapped(workflow.ErrForbidden), http.StatusForbidden, "forbidden"},
 	// workflow.ErrNotFound is store.ErrNotFound: one "not found" in every layer.
 	{fixed(store.ErrNotFound, "not found"), http.StatusNotFound, "not_found"},

@@ -67,7 +67,7 @@ func (s *Server) handleEvents(c echo.Context) error {
 			}
 		case m := <-msgs:
 			switch m.Type {
-			case "request", "decision", "batch", notify.Connected:
+			case "request", "decision", "batch", notify.KindClaim, notify.Connected:
 				if inbox == nil {
 					inbox = time.After(inboxDebounce)
 				}

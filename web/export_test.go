@@ -22,3 +22,6 @@ func SetSimulationTimeout(d time.Duration) func() {
 	simulationTimeout = d
 	return func() { simulationTimeout = old }
 }
+
+// ParseWait reads a long poll's wait parameter.
+var ParseWait = parseWait

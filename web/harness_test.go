@@ -109,6 +109,13 @@ func (c *console) post(t *testing.T, hc *http.Client, page, path string, form ur
 	form.Set("_csrf", c.csrf(t, hc, page))
 	resp, err := hc.PostForm(c.Addr+path, form)
 	require.NoError(t, err)
+	// A refused decision redirects back to its page (post, redirect, get):
+	// follow it, so that tests see the page that says why and its status.
+	if loc := resp.Header.Get("Location"); resp.StatusCode == http.StatusSeeOther && client.Refused(loc) {
+		resp.Body.Close()
+		resp, err = hc.Get(c.Addr + loc)
+		require.NoError(t, err)
+	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	return resp, string(body)

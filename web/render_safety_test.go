@@ -153,9 +153,14 @@ func TestRenderSafety(t *testing.T) {
 		requireMarked(t, doc.Find(`[data-testid=checks]`), "U+202E "+rlo, "a check's name")
 		requireMarked(t, doc.Find(`[data-testid=checks]`), "U+200F RIGHT-TO-LEFT MARK", "a check's detail")
 		requireMarked(t, doc.Find(`[data-testid=rationale]`), "U+202E "+rlo, "the rationale")
-		edit := doc.Find(`[data-testid=edited-params]`).Text()
-		require.Contains(t, edit, `memo\u200b`, "the edit box spells the key out")
-		require.Contains(t, edit, `thanks\ufeff`)
+		// The edit form names each field as the table does, and a value
+		// holding an invisible character is edited as JSON that spells it out.
+		memo := doc.Find(`[data-testid=edit-field]`).FilterFunction(func(_ int, s *goquery.Selection) bool {
+			return strings.HasPrefix(s.AttrOr("data-pointer", ""), "/memo")
+		})
+		require.Equal(t, 1, memo.Length())
+		requireMarked(t, memo.Find(`code`), "U+200B "+zwsp, "the edit field's name")
+		require.Equal(t, `"thanks\ufeff"`, memo.Find(`textarea`).Text(), "the edit box spells the value out")
 
 		// The 200k-character rationale is collapsed behind its length.
 		rationale := doc.Find(`[data-testid=rationale] details.long`)

@@ -1,10 +1,18 @@
 package web
 
 import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -23,25 +31,46 @@ func (s *Server) reviewView(c echo.Context, id string) (templates.ReviewView, er
 		return v, err
 	}
 	v.Request = req
-	if err := json.Unmarshal(req.Action, &v.Action); err != nil {
+	// Numbers stay as written ("842.00"): an amount keeps its decimals.
+	dec := json.NewDecoder(bytes.NewReader(req.Action))
+	dec.UseNumber()
+	if err := dec.Decode(&v.Action); err != nil {
 		return v, fmt.Errorf("decode action: %w", err)
 	}
 	v.Changes = templates.Changes(v.Action.Current, v.Action.Params)
+	v.Confirm = v.Action.Risk == "high" || !v.Action.Reversible
 	if v.Run, err = store.RunGet(ctx, s.Pool, req.RunID); err != nil {
 		return v, err
 	}
 	if v.Steps, err = store.StepList(ctx, s.Pool, req.RunID); err != nil {
 		return v, err
 	}
-	if v.Votes, err = store.VoteList(ctx, s.Pool, req.ID); err != nil {
+	if v.Votes, err = store.VoteListTimed(ctx, s.Pool, req.ID); err != nil {
+		return v, err
+	}
+	if v.Agent, err = s.agentView(c, v.Run); err != nil {
 		return v, err
 	}
 	if d, err := store.DecisionGetByRequest(ctx, s.Pool, req.ID); err == nil {
 		v.Decision = d
+		if d.Verdict == vocab.VerdictEdit {
+			var edited map[string]any
+			ed := json.NewDecoder(bytes.NewReader(d.EditedParams))
+			ed.UseNumber()
+			if err := ed.Decode(&edited); err != nil {
+				return v, fmt.Errorf("decode edited parameters: %w", err)
+			}
+			v.Executed = templates.Changes(v.Action.Params, edited)
+		}
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return v, err
 	}
 	u := currentUser(c)
+	for _, vt := range v.Votes {
+		if vt.Actor == actorOf(u).Name {
+			v.Voted = true
+		}
+	}
 	switch {
 	case !u.Role.CanDecide():
 		v.WhyNot = "Viewers can read requests but not decide them."
@@ -50,18 +79,104 @@ func (s *Server) reviewView(c echo.Context, id string) (templates.ReviewView, er
 	default:
 		v.CanDecide = true
 	}
+	if v.Prev, v.Next, err = s.neighbours(c, req.ID); err != nil {
+		return v, err
+	}
 	return v, nil
 }
 
-// handleReview handles the "GET /requests/:id" route.
+// neighbours finds the requests before and after id in the inbox's order
+// (its first page, unfiltered), for j and k and for going on after a
+// decision. A request not on that page has the inbox's first as its next.
+func (s *Server) neighbours(c echo.Context, id string) (prev, next string, err error) {
+	rows, err := s.inboxHead(c)
+	if err != nil {
+		return "", "", err
+	}
+	for i, r := range rows {
+		if r.Request.ID != id {
+			continue
+		}
+		if i > 0 {
+			prev = rows[i-1].Request.ID
+		}
+		if i+1 < len(rows) {
+			next = rows[i+1].Request.ID
+		}
+		return prev, next, nil
+	}
+	if len(rows) > 0 {
+		next = rows[0].Request.ID
+	}
+	return "", next, nil
+}
+
+// inboxHead is the first page of the unfiltered inbox, in its order.
+func (s *Server) inboxHead(c echo.Context) ([]store.InboxRow, error) {
+	return store.RequestListInbox(c.Request().Context(), s.Pool, store.InboxParams{Limit: inboxPage, Now: s.Now()})
+}
+
+// nextToDecide is the request to go on to after deciding id: the first after
+// it in the inbox's order (or the inbox's first, when id was not on its first
+// page) that the actor may decide. Requests of runs they started and requests
+// for other roles are passed over: landing on one would only stop the
+// reviewer.
+func nextToDecide(rows []store.InboxRow, id string, actor workflow.Actor) string {
+	start := 0
+	for i, r := range rows {
+		if r.Request.ID == id {
+			start = i + 1
+		}
+	}
+	for _, r := range rows[start:] {
+		if r.Request.ID != id && r.Request.StartedBy != actor.Name && workflow.CanDecide(r.Request, actor.Roles) {
+			return r.Request.ID
+		}
+	}
+	return ""
+}
+
+// handleReview handles the "GET /requests/:id" route. After a decision it
+// shows the outcome as a toast (done, from); after a refused decision
+// (refused) it shows the form again as it was sent, with the reason.
 func (s *Server) handleReview(c echo.Context) error {
 	v, err := s.reviewView(c, c.Param("id"))
 	if err != nil {
 		return err
 	}
-	p := s.page(c, v.Request.Summary, "inbox")
-	p.Flash = flashes[c.QueryParam("done")]
-	return render(c, http.StatusOK, templates.Review(p, v))
+	status := http.StatusOK
+	if tok := c.QueryParam("refused"); tok != "" {
+		if r, ok := s.refused.get(tok, actorOf(currentUser(c)).Name, v.Request.ID); ok {
+			v.Form, status = r.form, r.status
+		}
+	}
+	v.Fields = templates.EditFields(v.Action.Params, v.Form.Typed, v.Form.FieldErrors)
+	if done := c.QueryParam("done"); flashes[done] != "" {
+		v.Toast = &templates.Toast{Text: flashes[done]}
+		if from := c.QueryParam("from"); from != "" && from != v.Request.ID && store.IsID(from) {
+			if r, err := store.RequestGet(c.Request().Context(), s.Pool, from); err == nil {
+				v.Toast.FromID, v.Toast.FromSummary = r.ID, r.Summary
+			}
+		}
+		if v.Toast.FromID == "" && v.Request.Status != vocab.RequestPending {
+			v.Toast.Text += " Nothing else is waiting in the inbox."
+		}
+	}
+	return render(c, status, templates.Review(s.page(c, v.Request.Summary, "inbox"), v))
+}
+
+// handleReviewState handles the "GET /requests/:id/state" route: the review
+// page asks it on every change of the request's run, and a decision taken
+// elsewhere comes back as a notice that closes the page's form.
+func (s *Server) handleReviewState(c echo.Context) error {
+	req, err := store.RequestGet(c.Request().Context(), s.Pool, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	if req.Status == vocab.RequestPending {
+		return c.HTML(http.StatusOK, "")
+	}
+	return render(c, http.StatusOK, templates.DecidedElsewhere(req))
 }
 
 var flashes = map[string]string{
@@ -72,8 +187,10 @@ var flashes = map[string]string{
 	"vote":                              "Your approval is recorded; the rule needs more approvers.",
 }
 
-// handleDecide handles the "POST /requests/:id/decision" route. A refused
-// decision shows the page again with the reason and what the reviewer typed.
+// handleDecide handles the "POST /requests/:id/decision" route. A decision
+// goes on to the next request in the inbox's order, its outcome in a toast; a
+// refused one redirects back to the form as it was sent, with the reason at
+// its field, so that a reload does not send it again (post, redirect, get).
 func (s *Server) handleDecide(c echo.Context) error {
 	id := c.Param("id")
 	u := currentUser(c)
@@ -83,10 +200,18 @@ func (s *Server) handleDecide(c echo.Context) error {
 		Verdict: form.Verdict, Reason: form.Reason, Comment: form.Comment, PayloadHash: c.FormValue("payload_hash")}
 	var err error
 	if form.Verdict == vocab.VerdictEdit {
-		if err = json.Unmarshal([]byte(form.EditedParams), &p.EditedParams); err != nil || p.EditedParams == nil {
-			err = fmt.Errorf("%w: the edited parameters are not a JSON object", workflow.ErrInvalidInput)
-		}
+		p.EditedParams, err = s.editedParams(c, id, &form)
 	}
+	if err == nil && (form.Verdict == vocab.VerdictReject || form.Verdict == vocab.VerdictRequestChanges) && strings.TrimSpace(form.Reason) == "" {
+		form.ErrorField = "reason"
+	}
+	// The neighbours are found before deciding: once decided, the request
+	// leaves the inbox and with it its place in the order.
+	head, nerr := s.inboxHead(c)
+	if nerr != nil {
+		return nerr
+	}
+	next := nextToDecide(head, id, p.Actor)
 	var res *workflow.DecideResult
 	if err == nil {
 		res, err = s.Engine.Decide(c.Request().Context(), p)
@@ -96,20 +221,194 @@ func (s *Server) handleDecide(c echo.Context) error {
 		if status >= 500 {
 			return err
 		}
-		v, verr := s.reviewView(c, id)
-		if verr != nil {
-			return verr
+		if _, err := store.RequestGet(c.Request().Context(), s.Pool, id); err != nil {
+			return err // no page to go back to
 		}
 		if errors.Is(err, workflow.ErrPayloadChanged) {
 			form = templates.DecisionForm{} // what they typed was about the old payload
 		}
-		form.Error = msg
-		v.Form = form
-		return render(c, status, templates.Review(s.page(c, v.Request.Summary, "inbox"), v))
+		if form.Error == "" {
+			form.Error = msg
+		}
+		tok := s.refused.put(refusal{form: form, status: status, user: p.Actor.Name, request: id})
+		return c.Redirect(http.StatusSeeOther, "/requests/"+id+"?refused="+tok)
 	}
 	done := string(form.Verdict)
 	if res.Decision == nil {
 		done = "vote"
 	}
-	return c.Redirect(http.StatusSeeOther, "/requests/"+id+"?done="+done)
+	q := url.Values{"done": {done}, "from": {id}}
+	if next == "" || next == id {
+		return c.Redirect(http.StatusSeeOther, "/requests/"+id+"?done="+done)
+	}
+	return c.Redirect(http.StatusSeeOther, "/requests/"+next+"?"+q.Encode())
+}
+
+// editedParams builds the edited parameters from the edit form's typed
+// fields, each read as the type its proposed value has; a value that does not
+// read as that type is reported at its field (and nothing is decided). A
+// client that sends the parameters whole, as JSON in edited_params, still
+// can. The engine judges the result again by policy either way.
+func (s *Server) editedParams(c echo.Context, id string, form *templates.DecisionForm) (map[string]any, error) {
+	if form.EditedParams != "" {
+		var out map[string]any
+		if err := json.Unmarshal([]byte(form.EditedParams), &out); err != nil || out == nil {
+			return nil, fmt.Errorf("%w: the edited parameters are not a JSON object", workflow.ErrInvalidInput)
+		}
+		return out, nil
+	}
+	req, err := store.RequestGet(c.Request().Context(), s.Pool, id)
+	if err != nil {
+		return nil, err
+	}
+	var action workflow.Action
+	if err := json.Unmarshal(req.Action, &action); err != nil {
+		return nil, fmt.Errorf("decode action: %w", err)
+	}
+	vals, err := c.FormParams()
+	if err != nil {
+		return nil, fmt.Errorf("%w: read the form: %v", workflow.ErrInvalidInput, err.Error())
+	}
+	form.Typed = map[string]string{}
+	for k, v := range vals {
+		if strings.HasPrefix(k, "param/") && len(v) > 0 {
+			form.Typed[k] = v[0]
+		}
+	}
+	form.FieldErrors = map[string]string{}
+	out := readFields("", action.Params, form.Typed, form.FieldErrors)
+	if len(form.FieldErrors) > 0 {
+		form.Error = "Some edited values are not valid; see the fields marked below."
+		return nil, fmt.Errorf("%w: %s", workflow.ErrInvalidInput, form.Error)
+	}
+	return out, nil
+}
+
+// readFields reads the edit form's fields for the parameters m under prefix,
+// each as its proposed value's type, and records an error per bad field.
+func readFields(prefix string, m map[string]any, typed, errs map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, orig := range m {
+		ptr := prefix + "/" + strings.ReplaceAll(strings.ReplaceAll(k, "~", "~0"), "/", "~1")
+		kind := templates.FieldKind(orig)
+		if kind == templates.FieldObject {
+			out[k] = readFields(ptr, orig.(map[string]any), typed, errs)
+			continue
+		}
+		raw, ok := typed[templates.EditFieldName(ptr)]
+		if !ok {
+			errs[ptr] = "missing from the form: reload the page"
+			continue
+		}
+		switch kind {
+		case templates.FieldText, templates.FieldLongText:
+			// Browsers send a textarea's line breaks as CR LF.
+			if !strings.Contains(orig.(string), "\r") {
+				raw = strings.ReplaceAll(raw, "\r\n", "\n")
+			}
+			out[k] = raw
+		case templates.FieldNumber:
+			f, err := strconv.ParseFloat(strings.TrimSpace(raw), 64)
+			if err != nil || strings.TrimSpace(raw) == "" {
+				errs[ptr] = "must be a number, such as 12 or 12.50"
+				continue
+			}
+			out[k] = f
+		case templates.FieldBoolean:
+			switch raw {
+			case "true":
+				out[k] = true
+			case "false":
+				out[k] = false
+			default:
+				errs[ptr] = "must be true or false"
+			}
+		default:
+			var v any
+			if err := json.Unmarshal([]byte(raw), &v); err != nil {
+				errs[ptr] = "must be valid JSON"
+				continue
+			}
+			if jsonKind(v) != jsonKind(orig) {
+				errs[ptr] = "must stay " + jsonKind(orig)
+				continue
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "a boolean"
+	case float64:
+		return "a number"
+	case string:
+		return "text"
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "a list"
+	}
+	return "a value"
+}
+
+// refusal is a refused decision, kept for the page the browser is sent back
+// to: the form as it was sent, the reason and the status to answer with.
+type refusal struct {
+	form    templates.DecisionForm
+	status  int
+	user    string
+	request string
+	at      time.Time
+}
+
+// refusals holds refused decisions for a few minutes, in this process's
+// memory: one more row type in the database for a message that lives
+// seconds would cost more than it gives. Behind a balancer without sticky
+// sessions the page shown may lack what was typed, never the decision's
+// safety: nothing is decided by a refused POST. At most refusalCap are kept.
+type refusals struct {
+	mu   sync.Mutex
+	byID map[string]refusal
+}
+
+const (
+	refusalCap = 1000
+	refusalTTL = 10 * time.Minute
+)
+
+func (r *refusals) put(x refusal) string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	tok := hex.EncodeToString(b)
+	x.at = time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.byID == nil {
+		r.byID = map[string]refusal{}
+	}
+	for k, v := range r.byID {
+		if time.Since(v.at) > refusalTTL || len(r.byID) >= refusalCap {
+			delete(r.byID, k)
+		}
+	}
+	r.byID[tok] = x
+	return tok
+}
+
+// get returns a refusal for its user and request only: a token in a shared
+// link shows nothing to anyone else.
+func (r *refusals) get(tok, user, request string) (refusal, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	x, ok := r.byID[tok]
+	if !ok || x.user != user || x.request != request || time.Since(x.at) > refusalTTL {
+		return refusal{}, false
+	}
+	return x, true
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/countersign/countersign/internal/account"
+	"github.com/countersign/countersign/internal/ask"
 	"github.com/countersign/countersign/internal/callback"
 	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/policystore"
@@ -39,6 +40,8 @@ type Deps struct {
 	// Receipts signs decision receipts and lists the public keys; nil means
 	// a signer with the key stored in the database.
 	Receipts *receipt.Signer
+	// Ask files and reads approvals (/api/v1/approvals).
+	Ask *ask.Service
 	// SessionKeys are the cookie keys, newest first, each 64 bytes: a hash
 	// key (32) then a block key (32). New cookies use the first; the others
 	// are still accepted, so that keys rotate without signing anyone out.
@@ -69,6 +72,7 @@ type Server struct {
 	echo     *echo.Echo
 	sessions *sessions.CookieStore
 	cookie   string
+	refused  refusals // refused decisions, for the page a refusal redirects to
 }
 
 // New returns a Server with every route registered.
@@ -173,6 +177,16 @@ func (s *Server) routes() {
 	api.GET("/audit", s.handleAPIAudit, requireScope(account.ScopeAuditRead))
 	api.GET("/audit/export", s.handleHistoryExport, requireScope(account.ScopeAuditRead))
 
+	// Approvals take a bearer token like the rest of the API, or the
+	// console's session (with its CSRF token), so that a page can file one.
+	approvals := e.Group("/api/v1/approvals")
+	approvals.POST("", s.handleAPIApprovalSubmit, s.tokenOrSession(account.ScopeApprovalsWrite))
+	approvals.GET("/:id", s.handleAPIApprovalGet, s.tokenOrSession(account.ScopeApprovalsWrite, account.ScopeRequestsRead))
+
+	// MCP clients authenticate with a bearer token (approvals:write), never
+	// a cookie: no CSRF check, like the API.
+	e.Any("/mcp", s.handleMCP())
+
 	ui := e.Group("", s.csrf)
 	ui.GET("/login", s.handleLoginPage)
 	ui.POST("/login", s.handleLogin)
@@ -181,7 +195,13 @@ func (s *Server) routes() {
 	app := ui.Group("", s.requireUser)
 	app.GET("/", s.handleInbox)
 	app.GET("/inbox/rows", s.handleInboxRows)
+	app.POST("/inbox/filters", s.handleSavedFilterSave)
+	app.POST("/inbox/filters/:id/delete", s.handleSavedFilterDelete)
+	app.POST("/requests/:id/claim", s.handleClaim)
+	app.POST("/requests/:id/claim/renew", s.handleClaimRenew)
+	app.POST("/requests/:id/unclaim", s.handleClaimRelease)
 	app.GET("/requests/:id", s.handleReview)
+	app.GET("/requests/:id/state", s.handleReviewState)
 	app.POST("/requests/:id/decision", s.handleDecide)
 	app.GET("/runs", s.handleRuns)
 	app.GET("/runs/:id", s.handleRun)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -48,10 +49,10 @@ func call(t *testing.T, base, token, method, path string, body any) (int, apiErr
 	return resp.StatusCode, e
 }
 
-func without(all []string, drop string) []string {
+func without(all []string, drop ...string) []string {
 	var out []string
 	for _, s := range all {
-		if s != drop {
+		if !slices.Contains(drop, s) {
 			out = append(out, s)
 		}
 	}
@@ -68,6 +69,11 @@ func TestAPITokenScopes(t *testing.T) {
 
 	// POST /runs answers 201 only for a new run, so its row also shows that
 	// the refused call before it started nothing.
+	// An approval of the user the rows' tokens belong to, for its GET row.
+	filer := c.apiScoped(t, "approver@example.com", account.ScopeApprovalsWrite)
+	var filed struct{ ID string }
+	require.Equal(t, 200, filer.do("POST", "/approvals", map[string]any{"idempotency_key": "scopes-1",
+		"action": map[string]any{"kind": "search", "summary": "Look up T-1"}}, &filed))
 	routes := []struct {
 		method, path, scope string
 		body                any
@@ -87,7 +93,12 @@ func TestAPITokenScopes(t *testing.T) {
 		{"POST", "/batches/" + none + "/decision", account.ScopeDecide, map[string]any{"verdict": "reject", "reason": "no"}, anyRefusal},
 		{"GET", "/audit", account.ScopeAuditRead, nil, 200},
 		{"GET", "/audit/export?format=jsonl", account.ScopeAuditRead, nil, 200},
+		{"POST", "/approvals", account.ScopeApprovalsWrite, map[string]any{"idempotency_key": "scopes-2",
+			"action": map[string]any{"kind": "search", "summary": "Look up T-2"}}, 200},
+		{"GET", "/approvals/" + filed.ID, account.ScopeApprovalsWrite, nil, 200},
 	}
+	// Routes that another scope opens too: the token lacking the row's scope lacks these as well.
+	alsoOpens := map[string][]string{"GET /api/v1/approvals/:id": {account.ScopeRequestsRead}}
 
 	// pattern is the route a row calls, as Echo lists it.
 	pattern := func(method, path string) string {
@@ -106,11 +117,11 @@ func TestAPITokenScopes(t *testing.T) {
 	for _, r := range routes {
 		t.Run(pattern(r.method, r.path), func(t *testing.T) {
 			// Without: every other scope, so that only the missing one can refuse.
-			lacking := c.apiScoped(t, "approver@example.com", without(account.ScopeNames(), r.scope)...)
+			lacking := c.apiScoped(t, "approver@example.com", without(account.ScopeNames(), append([]string{r.scope}, alsoOpens[pattern(r.method, r.path)]...)...)...)
 			code, e := call(t, c.Addr, lacking.token, r.method, r.path, r.body)
 			require.Equal(t, http.StatusForbidden, code)
 			require.Equal(t, "forbidden", e.Error.Code)
-			require.Contains(t, e.Error.Message, "lacks the "+r.scope+" scope")
+			require.Contains(t, e.Error.Message, "lacks the "+r.scope)
 
 			// With: that scope alone is enough to reach the handler.
 			with := c.apiScoped(t, "approver@example.com", r.scope)
@@ -325,6 +336,19 @@ func TestAdminTokens(t *testing.T) {
 		require.Contains(t, row.Text(), "approver@example.com")
 		require.Contains(t, row.Text(), "requests:read decide")
 		require.Contains(t, row.Find(`[data-testid=token-state]`).Text(), "active")
+	})
+
+	t.Run("AnAgentsToken", func(t *testing.T) {
+		doc, _ := c.get(t, admin, "/admin/tokens")
+		require.Equal(t, 1, doc.Find(`[data-testid="scope-approvals:write"]`).Length(), "the form offers approvals:write")
+		resp, body := c.post(t, admin, "/admin/tokens", "/admin/tokens", url.Values{"email": {"reviewer@example.com"},
+			"name": {"agent"}, "scope": {"approvals:write"}, "expires": {"720h"}})
+		require.Equal(t, http.StatusCreated, resp.StatusCode, body)
+		m := regexp.MustCompile(`data-testid="token-secret">(cs_[0-9a-f]{8}_[0-9a-f]{64})<`).FindStringSubmatch(body)
+		require.NotNil(t, m, body)
+		code, _ := call(t, c.Addr, m[1], "POST", "/approvals", map[string]any{"idempotency_key": "admin-made",
+			"action": map[string]any{"kind": "search", "summary": "Look up"}})
+		require.Equal(t, 200, code)
 	})
 
 	t.Run("Revoke", func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/countersign/countersign/internal/ask"
 	"github.com/countersign/countersign/internal/audit"
 	"github.com/countersign/countersign/internal/receipt"
 	"github.com/countersign/countersign/internal/store"
@@ -336,3 +337,9 @@ type receiptKeysJSON struct {
 func receiptKeyOf(k receipt.PublicKey) receiptKeyJSON {
 	return receiptKeyJSON{KeyID: k.KeyID, Algorithm: k.Algorithm, PublicKey: k.PublicKey, CreatedAt: k.CreatedAt, RetiredAt: k.RetiredAt}
 }
+
+// approvalJSON is an approval as the API answers it. It is ask.Approval
+// itself, not a copy: the API answer, the callback's body and the MCP
+// tools' result are one shape, which TestWireMatchesSpec holds against the
+// spec like every wire type here.
+type approvalJSON = ask.Approval

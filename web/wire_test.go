@@ -58,6 +58,7 @@ func TestWireMatchesSpec(t *testing.T) {
 		{"ReceiptKey", receiptKeyJSON{}, schema("ReceiptKey")},
 		{"ReceiptKeys", receiptKeysJSON{}, schema("ReceiptKeys")},
 		{"ReceiptClaims", receipt.Claims{}, schema("ReceiptClaims")},
+		{"Approval", approvalJSON{}, schema("Approval")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -29,6 +29,9 @@ const (
 	ScopeRequestsRead = "requests:read"
 	ScopeDecide       = "decide"
 	ScopeAuditRead    = "audit:read"
+	// ScopeApprovalsWrite is an agent's scope: file approvals and read the
+	// ones its user filed, nothing else (it cannot decide or start runs).
+	ScopeApprovalsWrite = "approvals:write"
 )
 
 // Scope is a scope and what it allows.
@@ -44,6 +47,7 @@ var Scopes = []Scope{
 	{ScopeRequestsRead, "read approval requests, their receipts, and batches (GET /requests, /batches)"},
 	{ScopeDecide, "decide requests and batches, within the user's role (POST …/decision)"},
 	{ScopeAuditRead, "read and export the audit log (GET /audit, /audit/export)"},
+	{ScopeApprovalsWrite, "file approvals and read the ones the token's user filed (POST /approvals, GET /approvals/{id})"},
 }
 
 // ScopeNames returns the names of every scope.

@@ -22,6 +22,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/countersign/countersign/internal/ai"
+	"github.com/countersign/countersign/internal/ask"
 	"github.com/countersign/countersign/internal/audit"
 	"github.com/countersign/countersign/internal/callback"
 	"github.com/countersign/countersign/internal/config"
@@ -66,6 +67,10 @@ type Options struct {
 	// CallbackBackoff replaces the wait between a callback's attempts
 	// (callback.Backoff); tests shorten it.
 	CallbackBackoff func(attempt int) time.Duration
+	// Callbacks and Receipts replace the approvals API's callback outbox and
+	// receipt signer (tests record what is sent); nil keeps the real ones.
+	Callbacks ask.Callbacks
+	Receipts  ask.Receipts
 }
 
 // Recovery tunes run leases and the sweeper (workflow.Config has the details).
@@ -89,9 +94,11 @@ type App struct {
 	Receipts *receipt.Signer
 	// Callbacks is the outbox of signed callbacks (approvals, webhooks).
 	Callbacks *callback.Outbox
-	Web       *web.Server
-	opts      Options
-	logger    *slog.Logger
+	// Ask files and reads approvals (the approvals API, MCP, `countersign ask`).
+	Ask    *ask.Service
+	Web    *web.Server
+	opts   Options
+	logger *slog.Logger
 }
 
 // NewPool opens a pool sized for River's workers, its listener and the web side.
@@ -127,6 +134,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		return nil, err
 	}
 	registry := NewRegistry(opts, offline)
+	listener := notify.NewListener(pool, logger)
 	policies := policystore.NewCache(pool, 30*time.Second)
 	rec := opts.Recovery
 	// River's own warnings and errors (a failing job, a lost leader) belong in the
@@ -148,17 +156,22 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	if opts.CallbackBackoff != nil {
 		deliverer.BackoffFunc = opts.CallbackBackoff
 	}
+	receipts, err := NewSigner(pool, cfg)
+	if err != nil {
+		return nil, err
+	}
+	approvals := ask.New(ask.Config{Pool: pool, Notify: listener, Callbacks: askCallbacks(opts, callbacks),
+		Receipts: askReceipts(opts, receipts), PublicURL: cfg.PublicURL})
+	// The approvals API's workflow runs in every process, like the API.
+	approvals.Register(registry)
+	approvals.SetEngine(engine)
 	client, err := river.NewClient(riverpgxv5.New(pool), riverConfig(cfg, opts, engine, deliverer, riverLogger))
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
 
-	receipts, err := NewSigner(pool, cfg)
-	if err != nil {
-		return nil, err
-	}
 	a := &App{Config: cfg, Pool: pool, River: client, Engine: engine, Policies: policies, Callbacks: callbacks,
-		Notify: notify.NewListener(pool, logger), Receipts: receipts, opts: opts, logger: logger}
+		Notify: listener, Receipts: receipts, Ask: approvals, opts: opts, logger: logger}
 	if opts.Web {
 		keys, err := sessionKeys(context.Background(), pool, cfg)
 		if err != nil {
@@ -168,7 +181,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		if _, err := receipts.KeyID(context.Background()); err != nil {
 			return nil, fmt.Errorf("receipt key: %w", err)
 		}
-		a.Web = web.New(web.Deps{Pool: pool, Engine: engine, Policies: policies, Notify: a.Notify, Receipts: receipts,
+		a.Web = web.New(web.Deps{Pool: pool, Engine: engine, Policies: policies, Notify: a.Notify, Receipts: receipts, Ask: approvals,
 			Logger: logger, SessionKeys: keys, Secure: cfg.Secure, Now: engine.Now, KeepAlive: opts.KeepAlive,
 			Origins: publicOrigins(cfg, opts.Listener), TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks})
 	}
@@ -436,4 +449,22 @@ func (a *App) Run(ctx context.Context) error {
 		cancel()
 	}
 	return runErr
+}
+
+// askCallbacks is the outbox the approvals API enqueues callbacks in: the
+// process's own, unless a test replaces it.
+func askCallbacks(opts Options, outbox *callback.Outbox) ask.Callbacks {
+	if opts.Callbacks != nil {
+		return opts.Callbacks
+	}
+	return outbox
+}
+
+// askReceipts is the signer of the approvals API's receipts: the process's
+// own, unless a test replaces it.
+func askReceipts(opts Options, signer *receipt.Signer) ask.Receipts {
+	if opts.Receipts != nil {
+		return opts.Receipts
+	}
+	return signer
 }

@@ -45,8 +45,11 @@ type RunRef struct {
 // Runs moves a waiting run on after a verdict, as the engine's run status
 // rules allow. Both return store.ErrNotFound for a run that is not waiting.
 type Runs interface {
-	// vocab.VerdictReject ends a run whose action was rejected.
-	Reject(ctx context.Context, tx pgx.Tx, runID string) error
+	// Reject moves a run whose action was rejected: it ends the run, or,
+	// for a workflow that handles rejections itself, queues it to resume
+	// (resumed true, with its new resume sequence) so that RequestApproval
+	// returns the rejected decision to it.
+	Reject(ctx context.Context, tx pgx.Tx, runID, workflow string) (seq int, resumed bool, err error)
 	// Resume queues a run to continue and returns its new resume sequence.
 	Resume(ctx context.Context, tx pgx.Tx, runID string) (seq int, err error)
 }

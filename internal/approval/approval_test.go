@@ -46,7 +46,9 @@ func (f *fakeScheduler) ScheduleBatchClose(_ context.Context, _ pgx.Tx, batchID 
 // fakeRuns moves nothing; it says which run was resumed.
 type fakeRuns struct{ resumed []string }
 
-func (f *fakeRuns) Reject(context.Context, pgx.Tx, string) error { return nil }
+func (f *fakeRuns) Reject(context.Context, pgx.Tx, string, string) (int, bool, error) {
+	return 0, false, nil
+}
 
 func (f *fakeRuns) Resume(_ context.Context, _ pgx.Tx, runID string) (int, error) {
 	f.resumed = append(f.resumed, runID)

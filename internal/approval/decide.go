@@ -275,20 +275,27 @@ func (b *ballot) result(dec *store.Decision) Decision {
 	return d
 }
 
-// advanceRun ends a rejected run or queues the run to resume, with its job
+// advanceRun ends a rejected run (unless its workflow handles rejections) or
+// queues the run to resume, with its job
 // unless the caller inserts the jobs itself. The engine's Runs make both
 // moves as its status rules allow; a run that is not waiting refuses both.
 func (s *Service) advanceRun(ctx context.Context, tx pgx.Tx, b *ballot, res *DecideResult, o TxOptions) error {
 	runID := b.req.RunID
+	var seq int
 	if b.p.Verdict == vocab.VerdictReject {
-		if err := s.runs.Reject(ctx, tx, runID); err != nil {
+		var resumed bool
+		var err error
+		if seq, resumed, err = s.runs.Reject(ctx, tx, runID, b.req.Workflow); err != nil {
 			return fmt.Errorf("reject run %s: %w", runID, err)
 		}
-		return nil
-	}
-	seq, err := s.runs.Resume(ctx, tx, runID)
-	if err != nil {
-		return fmt.Errorf("run %s is not waiting for this decision: %w", runID, err)
+		if !resumed {
+			return nil
+		}
+	} else {
+		var err error
+		if seq, err = s.runs.Resume(ctx, tx, runID); err != nil {
+			return fmt.Errorf("run %s is not waiting for this decision: %w", runID, err)
+		}
 	}
 	res.Resume = &RunRef{ID: runID, Seq: seq}
 	if !o.Enqueue {

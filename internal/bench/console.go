@@ -36,11 +36,18 @@ type ConsoleReport struct {
 	InboxFirstP50, InboxFirstP95   time.Duration
 	InboxDeepP50, InboxDeepP95     time.Duration
 	InboxFilterP50, InboxFilterP95 time.Duration
-	DecisionP50, DecisionP99       time.Duration
-	DecisionsPerS                  float64
-	PacedP50, PacedP99             time.Duration
-	PacedPerS                      float64
+	// The inbox's per-reviewer filters: "I can decide" and "Claimed by me".
+	InboxCanP50, InboxCanP95         time.Duration
+	InboxClaimedP50, InboxClaimedP95 time.Duration
+	DecisionP50, DecisionP99         time.Duration
+	DecisionsPerS                    float64
+	PacedP50, PacedP99               time.Duration
+	PacedPerS                        float64
 }
+
+// ClaimedRequests is how many requests the first reviewer claims before the
+// inbox is measured.
+const ClaimedRequests = 20
 
 // Paced is how often each reviewer decides in the paced measurement: far
 // quicker than people read a request, slower than a loop without pause.
@@ -77,6 +84,19 @@ func Console(ctx context.Context, pool *pgxpool.Pool, dbURL string, o ConsoleOpt
 		}
 	}
 
+	// The first reviewer claims a screenful, spread over the inbox's order,
+	// for "Claimed by me".
+	some, err := pendingRequests(ctx, pool, o.Waiting)
+	if err != nil {
+		return nil, err
+	}
+	step := max(1, len(some)/ClaimedRequests)
+	for i, n := 0, 0; i < len(some) && n < ClaimedRequests; i, n = i+step, n+1 {
+		if _, err := store.ClaimSet(ctx, pool, some[i].id, "reviewer0@bench.example", time.Now()); err != nil {
+			return nil, err
+		}
+	}
+
 	fmt.Fprintln(progress, "console: inbox pages ...")
 	deep, err := deepCursor(ctx, pool, o.DeepRow)
 	if err != nil {
@@ -89,6 +109,8 @@ func Console(ctx context.Context, pool *pgxpool.Pool, dbURL string, o ConsoleOpt
 		{"/", &rep.InboxFirstP50, &rep.InboxFirstP95},
 		{"/?after=" + deep, &rep.InboxDeepP50, &rep.InboxDeepP95},
 		{"/?workflow=lead_enrichment&tier=batched", &rep.InboxFilterP50, &rep.InboxFilterP95},
+		{"/?can=1", &rep.InboxCanP50, &rep.InboxCanP95},
+		{"/?claimed=me", &rep.InboxClaimedP50, &rep.InboxClaimedP95},
 	} {
 		lat := make([]time.Duration, 0, o.Samples)
 		for range o.Samples {

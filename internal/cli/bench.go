@@ -293,6 +293,8 @@ func printConsole(w io.Writer, crep *bench.ConsoleReport, co bench.ConsoleOption
 	fmt.Fprintf(w, "| inbox first page p50 / p95 (target p95 ≤ 50 ms) | %s / %s |\n", ms(crep.InboxFirstP50), ms(crep.InboxFirstP95))
 	fmt.Fprintf(w, "| inbox page after row %d p50 / p95 (target p95 ≤ 50 ms) | %s / %s |\n", co.DeepRow, ms(crep.InboxDeepP50), ms(crep.InboxDeepP95))
 	fmt.Fprintf(w, "| inbox filtered (workflow, tier) p50 / p95 | %s / %s |\n", ms(crep.InboxFilterP50), ms(crep.InboxFilterP95))
+	fmt.Fprintf(w, "| inbox \"I can decide\" p50 / p95 | %s / %s (%.2f of the first page) |\n", ms(crep.InboxCanP50), ms(crep.InboxCanP95), ratio(crep.InboxCanP95, crep.InboxFirstP95))
+	fmt.Fprintf(w, "| inbox \"Claimed by me\", %d claimed, p50 / p95 | %s / %s (%.2f of the first page) |\n", bench.ClaimedRequests, ms(crep.InboxClaimedP50), ms(crep.InboxClaimedP95), ratio(crep.InboxClaimedP95, crep.InboxFirstP95))
 	fmt.Fprintf(w, "| decision POST p50 / p99, 20 reviewers each deciding every %s (target p99 ≤ 50 ms) | %s / %s (%.0f/s) |\n", bench.Paced, ms(crep.PacedP50), ms(crep.PacedP99), crep.PacedPerS)
 	fmt.Fprintf(w, "| decision POST p50 / p99, 20 reviewers without pause (capacity) | %s / %s (%.0f/s) |\n", ms(crep.DecisionP50), ms(crep.DecisionP99), crep.DecisionsPerS)
 }
@@ -317,6 +319,14 @@ func printRecovery(w io.Writer, rrep *bench.RecoveryReport) {
 		rrep.Orphaned, rrep.LastOrphan.Round(10*time.Millisecond), rrep.FirstOrphan.Round(10*time.Millisecond))
 	fmt.Fprintf(w, "| recovery: the same number of fresh runs on the second worker (baseline) | %s |\n", rrep.Baseline.Round(10*time.Millisecond))
 	fmt.Fprintf(w, "| recovery: effects duplicated (must be 0) | %d |\n", rrep.DuplicateKeys)
+}
+
+// ratio is a/b, 0 when b is.
+func ratio(a, b time.Duration) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }

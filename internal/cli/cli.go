@@ -65,6 +65,16 @@ func (e usageError) Unwrap() error { return e.err }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
+// exitError ends the command with its own exit code, for a command whose
+// codes say more than success and failure (ask's 3: still pending).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
+
 // command is one subcommand.
 type command struct {
 	summary string
@@ -77,6 +87,7 @@ var commands map[string]command
 
 func init() {
 	commands = map[string]command{
+		"ask":     {"file an action for approval and wait for the decision (exit 0 approved, 1 refused, 3 pending)", cmdAsk},
 		"migrate": {"create the database if missing and apply River's and Countersign's migrations", cmdMigrate},
 		"serve":   {"run the web console and API and the workers (--web-only, --worker-only)", cmdServe},
 		"run": {"start, show, list and cancel workflow runs", group{"run", []subcommand{
@@ -134,11 +145,15 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return exitUsage
 	}
 	err := cmd.run(e, args[1:])
+	var ee exitError
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
+	case errors.As(err, &ee):
+		fmt.Fprintf(stderr, "countersign %s: %v\n", args[0], err)
+		return ee.code
 	case errors.As(err, new(usageError)):
 		fmt.Fprintf(stderr, "countersign %s: %v\n", args[0], err)
 		return exitUsage
@@ -169,19 +184,26 @@ func printUsage(w io.Writer) {
 // flags returns a flag set whose errors and help go to the command's stderr,
 // with the shared --database-url flag.
 func (e *env) flags(name, usage string) (*flagSet, *string) {
+	fs := e.clientFlags(name, usage)
+	fs.dbURL = fs.String("database-url", "", "PostgreSQL URL (default $DATABASE_URL or "+config.DefaultDatabaseURL+")")
+	return fs, fs.dbURL
+}
+
+// clientFlags is flags for a command that does not open the database (ask,
+// a client of the API): no --database-url.
+func (e *env) clientFlags(name, usage string) *flagSet {
 	fs := flag.NewFlagSet("countersign "+name, flag.ContinueOnError)
 	// Errors are reported in one line by Main; --help prints the usage.
 	fs.SetOutput(io.Discard)
-	dbURL := fs.String("database-url", "", "PostgreSQL URL (default $DATABASE_URL or "+config.DefaultDatabaseURL+")")
 	// The flag package calls Usage on every error; help is printed by parse
 	// for --help only, so that a mistake gets one line.
 	fs.Usage = func() {}
-	return &flagSet{FlagSet: fs, dbURL: dbURL, help: func() {
+	return &flagSet{FlagSet: fs, help: func() {
 		fmt.Fprintf(e.stderr, "Usage: countersign %s\n\n", usage)
 		fs.SetOutput(e.stderr)
 		fs.PrintDefaults()
 		fs.SetOutput(io.Discard)
-	}}, dbURL
+	}}
 }
 
 // flagSet is a command's flags and its --help text.

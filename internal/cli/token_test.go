@@ -116,4 +116,8 @@ func TestTokenCommands(t *testing.T) {
 	r = run(t, env, "audit", "export", "--format", "jsonl", "--kind", "token.revoked")
 	require.Equal(t, 1, strings.Count(r.stdout, "\n"), r.stdout)
 	require.NotContains(t, r.stdout, secret)
+
+	r = run(t, env, "token", "create", "--email", "bot@example.com", "--name", "agent", "--scope", "approvals:write")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Contains(t, r.stderr, "(approvals:write; expires ", "an agent's token for the approvals API")
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"strings"
 
 	"github.com/PuerkitoBio/goquery"
 )
@@ -96,7 +97,9 @@ func (c *Client) Post(path string, form url.Values) (*http.Response, []byte, err
 // Decide posts a verdict on a request through the review form, with the
 // payload hash the reviewer saw and any other fields of the form (reason,
 // comment, edited parameters), and returns the response status: 303 when
-// the decision was taken.
+// the decision was taken. A refused decision redirects back to the review
+// page (post, redirect, get); Decide follows that redirect and returns the
+// status of the page that says why (409, 422, ...).
 func (c *Client) Decide(requestID, verdict, payloadHash string, more url.Values) (int, error) {
 	form := url.Values{"verdict": {verdict}, "payload_hash": {payloadHash}}
 	for k, v := range more {
@@ -106,8 +109,19 @@ func (c *Client) Decide(requestID, verdict, payloadHash string, more url.Values)
 	if err != nil {
 		return 0, err
 	}
+	if loc := resp.Header.Get("Location"); resp.StatusCode == http.StatusSeeOther && Refused(loc) {
+		page, err := c.HTTP.Get(c.Base + loc)
+		if err != nil {
+			return 0, fmt.Errorf("get %s: %w", loc, err)
+		}
+		drain(page)
+		return page.StatusCode, nil
+	}
 	return resp.StatusCode, nil
 }
+
+// Refused reports whether a decision's redirect goes back to a refusal.
+func Refused(location string) bool { return strings.Contains(location, "refused=") }
 
 func drain(resp *http.Response) {
 	_, _ = io.Copy(io.Discard, resp.Body)

@@ -39,6 +39,8 @@ const (
 	KindDecision Kind = "decision"
 	// KindBatch: a batch became ready or was decided.
 	KindBatch Kind = "batch"
+	// KindClaim: a reviewer claimed a request or let a claim go.
+	KindClaim Kind = "claim"
 	// KindPolicy: a policy version was activated.
 	KindPolicy Kind = "policy"
 	// Connected is the message every subscriber gets when the listener

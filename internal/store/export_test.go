@@ -2,4 +2,4 @@ package store
 
 // RequestListInboxSQL is the inbox query, for the test that its plan walks
 // the inbox index.
-var RequestListInboxSQL = requestListInboxSQL
+var RequestListInboxSQL = withInboxFilter(requestListInboxSQL)

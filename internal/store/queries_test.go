@@ -312,6 +312,12 @@ func TestRequest(t *testing.T) {
 		n, err = store.VoteAdd(b.ctx, b.pool, first.ID, "bob", "")
 		require.NoError(t, err)
 		require.Equal(t, 2, n)
+		timed, err := store.VoteListTimed(b.ctx, b.pool, first.ID)
+		require.NoError(t, err)
+		require.Len(t, timed, 2)
+		require.Equal(t, []string{"ann", "bob"}, []string{timed[0].Actor, timed[1].Actor}, "oldest first")
+		require.False(t, timed[0].At.IsZero())
+		require.False(t, timed[1].At.Before(timed[0].At))
 
 		counts, err := store.RequestCountPending(b.ctx, b.pool)
 		require.NoError(t, err)
@@ -389,13 +395,19 @@ func TestInbox(t *testing.T) {
 		rows, err := store.RequestListInbox(b.ctx, b.pool, store.InboxParams{Limit: 50, Now: time.Now()})
 		require.NoError(t, err)
 		require.Len(t, rows, 50)
+		// "I can decide" is among the cases: its checks (roles, starter, an
+		// earlier vote) are per row and must not turn the walk into a sort.
 		for _, c := range []struct {
-			mode  string
-			after *store.InboxCursor
-		}{{"force_custom_plan", nil}, {"force_custom_plan", &rows[49].Cursor}, {"force_generic_plan", nil}, {"force_generic_plan", &rows[49].Cursor}} {
+			mode      string
+			after     *store.InboxCursor
+			canDecide bool
+		}{{"force_custom_plan", nil, false}, {"force_custom_plan", &rows[49].Cursor, false}, {"force_generic_plan", nil, false},
+			{"force_generic_plan", &rows[49].Cursor, false}, {"force_custom_plan", nil, true}, {"force_generic_plan", &rows[49].Cursor, true}} {
 			after := c.after
 			args := pgx.NamedArgs{"workflow": "", "rule": "", "tier": "", "row_limit": 50, "created_before": nil,
-				"after_rank": nil, "after_deadline": nil, "after_created_at": nil, "after_id": nil}
+				"can_decide": c.canDecide, "claimed_by_me": false, "actor": "ann@example.com", "actor_role": "reviewer",
+				"claimed_ids": []string{},
+				"after_rank":  nil, "after_deadline": nil, "after_created_at": nil, "after_id": nil}
 			if after != nil {
 				args["after_rank"], args["after_deadline"], args["after_created_at"], args["after_id"] =
 					after.Rank, after.Deadline, after.CreatedAt, after.ID

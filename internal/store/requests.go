@@ -155,6 +155,26 @@ func VoteList(ctx context.Context, db DBTX, requestID string) ([]string, error) 
 	return actors, nil
 }
 
+// Vote is one approver's approval of a multi-approval request.
+type Vote struct {
+	Actor string
+	At    time.Time
+}
+
+// VoteListTimed lists the approvals of a request with their times, oldest
+// first, for the review page's "who approved so far".
+func VoteListTimed(ctx context.Context, db DBTX, requestID string) ([]Vote, error) {
+	rows, err := queries.VoteListTimed(ctx, db, requestID)
+	if err != nil {
+		return nil, fmt.Errorf("list votes: %w", interpret(err))
+	}
+	out := make([]Vote, len(rows))
+	for i, r := range rows {
+		out[i] = Vote{Actor: r.Actor, At: r.CreatedAt}
+	}
+	return out, nil
+}
+
 // Decision is the final verdict on a request.
 type Decision struct {
 	ID              int64           `json:"id"`

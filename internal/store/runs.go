@@ -223,3 +223,14 @@ func RunList(ctx context.Context, db DBTX, p RunListParams) ([]*Run, error) {
 	}
 	return convertAll(rows, runFromInternal), nil
 }
+
+// RunRevisions returns the runs of workflow that run id revises, following
+// each input's "revises" back (the approvals API's revisions), nearest
+// first, at most maxDepth of them.
+func RunRevisions(ctx context.Context, db DBTX, workflow, id string, maxDepth int) ([]*Run, error) {
+	rows, err := queries.RunRevisions(ctx, db, dbsqlc.RunRevisionsParams{Workflow: workflow, ID: id, MaxDepth: maxDepth})
+	if err != nil {
+		return nil, fmt.Errorf("list revisions of run %s: %w", id, interpret(err))
+	}
+	return convertAll(rows, runFromInternal), nil
+}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/app"
+	"github.com/countersign/countersign/internal/ask"
 	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testdb"
@@ -39,6 +40,11 @@ type Options struct {
 	CallbackAllow string
 	// CallbackBackoff shortens the wait between a callback's attempts.
 	CallbackBackoff func(attempt int) time.Duration
+	// Callbacks and Receipts serve the approvals API (nil: none).
+	Callbacks ask.Callbacks
+	Receipts  ask.Receipts
+	// PublicURL is the console's origin (COUNTERSIGN_PUBLIC_URL).
+	PublicURL string
 }
 
 // Bundle is a running process and its database.
@@ -61,6 +67,7 @@ func Start(t testing.TB, opts Options) *Bundle {
 func StartOn(t testing.TB, pool *pgxpool.Pool, url string, opts Options) *Bundle {
 	t.Helper()
 	cfg := config.Config{DatabaseURL: url, Addr: "127.0.0.1:0", Workers: 10, RescueAfter: 15 * time.Minute, ModelProvider: "offline"}
+	cfg.PublicURL = opts.PublicURL
 	if opts.RescueAfter > 0 {
 		cfg.RescueAfter = opts.RescueAfter
 	}
@@ -71,7 +78,8 @@ func StartOn(t testing.TB, pool *pgxpool.Pool, url string, opts Options) *Bundle
 	}
 	// A test process is a demo process: tests drive the demo workflows.
 	ao := app.Options{Worker: !opts.NoWorker, Web: opts.Web, Demo: true, Register: opts.Register, Model: opts.Model,
-		Logger: logger, Now: opts.Now, Recovery: opts.Recovery, KeepAlive: opts.KeepAlive, CallbackBackoff: opts.CallbackBackoff}
+		Logger: logger, Now: opts.Now, Recovery: opts.Recovery, KeepAlive: opts.KeepAlive, CallbackBackoff: opts.CallbackBackoff,
+		Callbacks: opts.Callbacks, Receipts: opts.Receipts}
 	b := &Bundle{Pool: pool, URL: url}
 	if opts.Web {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

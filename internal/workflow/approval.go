@@ -19,7 +19,8 @@ import (
 // an approval request, the run waits for a human, and the function unwinds
 // with ErrSuspended (return it as it is). When a decision resumes the run, the
 // replay reaches this call again and it returns that decision. A rejection
-// ends the run; it never returns here.
+// ends the run and never returns here, unless the workflow was registered
+// with Options.HandlesRejection: then it returns the rejected Decision.
 func RequestApproval(ctx context.Context, action Action) (Decision, error) {
 	x, err := executionFrom(ctx)
 	if err != nil {

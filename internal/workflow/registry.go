@@ -28,6 +28,11 @@ type Options struct {
 	// (WithRetry); zero fields take the defaults (5 attempts, 1 s doubling
 	// to at most 1 minute).
 	Retry RetryPolicy
+	// HandlesRejection makes a rejection resume the run instead of ending
+	// it: RequestApproval returns the rejected Decision, so that the
+	// workflow can act on it (the approvals API sends its callback and
+	// records the outcome). The workflow then decides how the run ends.
+	HandlesRejection bool
 }
 
 func (o Options) withDefaults() Options {

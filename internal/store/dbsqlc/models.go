@@ -185,6 +185,21 @@ type ReceiptKey struct {
 	RetiredAt  *time.Time `db:"retired_at"`
 }
 
+type RequestClaim struct {
+	RequestID string    `db:"request_id"`
+	Actor     string    `db:"actor"`
+	ClaimedAt time.Time `db:"claimed_at"`
+	RenewedAt time.Time `db:"renewed_at"`
+}
+
+type SavedFilter struct {
+	ID        int64     `db:"id"`
+	UserID    int64     `db:"user_id"`
+	Name      string    `db:"name"`
+	Query     string    `db:"query"`
+	CreatedAt time.Time `db:"created_at"`
+}
+
 type Setting struct {
 	Key       string    `db:"key"`
 	Value     []byte    `db:"value"`

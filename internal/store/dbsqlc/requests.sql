@@ -79,3 +79,6 @@ WHERE id = @id AND status = 'pending' AND escalated_at IS NULL;
 -- name: RequestSetBatch :execrows
 UPDATE approval_requests SET batch_id = @batch_id WHERE id = @id;
 
+
+-- name: VoteListTimed :many
+SELECT actor, created_at FROM approval_votes WHERE request_id = @request_id ORDER BY created_at;

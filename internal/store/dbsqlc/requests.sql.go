@@ -639,3 +639,32 @@ func (q *Queries) VoteList(ctx context.Context, db DBTX, requestID string) ([]st
 	}
 	return items, nil
 }
+
+const voteListTimed = `-- name: VoteListTimed :many
+SELECT actor, created_at FROM approval_votes WHERE request_id = $1 ORDER BY created_at
+`
+
+type VoteListTimedRow struct {
+	Actor     string    `db:"actor"`
+	CreatedAt time.Time `db:"created_at"`
+}
+
+func (q *Queries) VoteListTimed(ctx context.Context, db DBTX, requestID string) ([]*VoteListTimedRow, error) {
+	rows, err := db.Query(ctx, voteListTimed, requestID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*VoteListTimedRow
+	for rows.Next() {
+		var i VoteListTimedRow
+		if err := rows.Scan(&i.Actor, &i.CreatedAt); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}

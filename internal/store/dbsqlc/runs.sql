@@ -108,3 +108,19 @@ UPDATE workflow_runs SET status = @status::text, updated_at = now(), finished_at
     error_message = coalesce(sqlc.narg('error_message')::text, error_message),
     lease_owner = NULL, lease_until = NULL
 WHERE id = @id AND status = 'running' AND lease_owner = @owner AND compensation_cause IS NOT NULL;
+
+-- name: RunRevisions :many
+-- The runs of a workflow that a run revises, following its input's
+-- "revises" (the approvals API's revisions) back, nearest first, at most
+-- max_depth of them.
+WITH RECURSIVE chain(id, depth) AS (
+    SELECT (r.input->>'revises')::uuid, 1 FROM workflow_runs r
+    WHERE r.id = @id AND coalesce(r.input->>'revises', '') <> ''
+    UNION ALL
+    SELECT (p.input->>'revises')::uuid, c.depth + 1
+    FROM chain c JOIN workflow_runs p ON p.id = c.id
+    WHERE coalesce(p.input->>'revises', '') <> '' AND c.depth < @max_depth::int
+)
+SELECT r.* FROM chain c JOIN workflow_runs r ON r.id = c.id
+WHERE r.workflow = @workflow
+ORDER BY c.depth;

@@ -534,6 +534,73 @@ func (q *Queries) RunRetryLater(ctx context.Context, db DBTX, arg RunRetryLaterP
 	return resume_seq, err
 }
 
+const runRevisions = `-- name: RunRevisions :many
+WITH RECURSIVE chain(id, depth) AS (
+    SELECT (r.input->>'revises')::uuid, 1 FROM workflow_runs r
+    WHERE r.id = $2 AND coalesce(r.input->>'revises', '') <> ''
+    UNION ALL
+    SELECT (p.input->>'revises')::uuid, c.depth + 1
+    FROM chain c JOIN workflow_runs p ON p.id = c.id
+    WHERE coalesce(p.input->>'revises', '') <> '' AND c.depth < $3::int
+)
+SELECT r.id, r.workflow, r.business_key, r.status, r.input, r.output, r.error_code, r.error_message, r.attempt, r.current_step, r.resume_seq, r.steps_used, r.model_calls, r.tokens_used, r.started_by, r.created_at, r.updated_at, r.finished_at, r.lease_until, r.lease_owner, r.failures, r.recoveries, r.compensation_cause FROM chain c JOIN workflow_runs r ON r.id = c.id
+WHERE r.workflow = $1
+ORDER BY c.depth
+`
+
+type RunRevisionsParams struct {
+	Workflow string `db:"workflow"`
+	ID       string `db:"id"`
+	MaxDepth int    `db:"max_depth"`
+}
+
+// The runs of a workflow that a run revises, following its input's
+// "revises" (the approvals API's revisions) back, nearest first, at most
+// max_depth of them.
+func (q *Queries) RunRevisions(ctx context.Context, db DBTX, arg RunRevisionsParams) ([]*WorkflowRun, error) {
+	rows, err := db.Query(ctx, runRevisions, arg.Workflow, arg.ID, arg.MaxDepth)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*WorkflowRun
+	for rows.Next() {
+		var i WorkflowRun
+		if err := rows.Scan(
+			&i.ID,
+			&i.Workflow,
+			&i.BusinessKey,
+			&i.Status,
+			&i.Input,
+			&i.Output,
+			&i.ErrorCode,
+			&i.ErrorMessage,
+			&i.Attempt,
+			&i.CurrentStep,
+			&i.ResumeSeq,
+			&i.StepsUsed,
+			&i.ModelCalls,
+			&i.TokensUsed,
+			&i.StartedBy,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.FinishedAt,
+			&i.LeaseUntil,
+			&i.LeaseOwner,
+			&i.Failures,
+			&i.Recoveries,
+			&i.CompensationCause,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const runSetStatus = `-- name: RunSetStatus :execrows
 UPDATE workflow_runs SET status = $1::text, updated_at = now(),
     finished_at = CASE WHEN $1::text IN ('failed', 'completed', 'rejected', 'cancelled') THEN now() END

@@ -5,17 +5,14 @@
 -- exactly as the expressions of the index, so that the query walks the index in
 -- order and stops at the limit. Change both together; TestInbox/UsesIndex
 -- checks the plan. sqlc cannot resolve the columns of a lateral subquery, so this
--- query is run by hand (store/inbox.go) and scanned by name.
+-- query is run by hand (store/inbox.go) and scanned by name. The filter is
+-- inbox_filter.sql.
 SELECT approval_requests.*, k.rank, k.deadline_key
 FROM approval_requests,
     LATERAL (SELECT
         (CASE WHEN escalated_at IS NOT NULL THEN 0 WHEN tier = 'explicit' THEN 1 ELSE 2 END) AS rank,
         (coalesce(deadline, 'infinity'::timestamptz)) AS deadline_key) k
-WHERE status = 'pending'
-    AND (@workflow::text = '' OR workflow = @workflow::text)
-    AND (@rule::text = '' OR rule = @rule::text)
-    AND (@tier::text = '' OR tier = @tier::text)
-    AND (@created_before::timestamptz IS NULL OR created_at <= @created_before::timestamptz)
+WHERE /* filter */
     -- Without a cursor (NULLs) the keyset starts before every row (no rank
     -- is below 0); written without OR so that a generic plan still seeks
     -- the index to the cursor.
