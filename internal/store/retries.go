@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -102,12 +101,8 @@ func RunCompensateEnd(ctx context.Context, db DBTX, id, owner, status, message s
 // StepCompensate records an undo that ran, at seq, only while owner holds the
 // compensating run (ErrNotFound otherwise).
 func StepCompensate(ctx context.Context, db DBTX, s StepRecord) error {
-	out := s.Output
-	if out == nil {
-		out = json.RawMessage("null")
-	}
 	err := oneRow(queries.StepCompensate(ctx, db, dbsqlc.StepCompensateParams{RunID: s.RunID, Seq: s.Seq, Name: s.Name,
-		Output: out, Attempts: s.Attempts, StartedAt: s.StartedAt, Owner: &s.Owner}))
+		Output: s.Output, Attempts: s.Attempts, StartedAt: s.StartedAt, Owner: &s.Owner}))
 	if err != nil {
 		return fmt.Errorf("record undo %s: %w", s.Name, err)
 	}

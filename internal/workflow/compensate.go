@@ -252,7 +252,7 @@ func (e *Engine) undo(ctx context.Context, x *execution, s *slot, u pendingUndo)
 			return err
 		}
 		err = store.StepCompensate(ctx, tx, store.StepRecord{RunID: x.run.ID, Seq: s.seq, Name: s.name,
-			Output: json.RawMessage(`null`), Attempts: s.attempts, StartedAt: s.started, Owner: x.owner})
+			Attempts: s.attempts, StartedAt: s.started, Owner: x.owner})
 		if errors.Is(err, store.ErrNotFound) {
 			return ErrCancelled
 		}
