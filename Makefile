@@ -32,7 +32,7 @@ lint: ## go vet and staticcheck
 demo: build ## migrate, seed the demo, serve on :8080 and keep demo runs flowing
 	$(BIN) demo
 
-bench: build ## every benchmark (engine, console, audit, policy); results go in docs/BENCHMARKS.md
+bench: build ## every benchmark (engine, console, audit, batch, recovery, approvals, policy); results go in docs/BENCHMARKS.md
 	go test -run '^$$' -bench . -benchtime 2s ./policy/
 	$(BIN) bench
 

@@ -173,7 +173,7 @@ func (s *Server) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 				c.Response().Header().Set("HX-Redirect", "/login")
 				return c.NoContent(http.StatusUnauthorized)
 			}
-			return c.Redirect(http.StatusSeeOther, "/login")
+			return c.Redirect(http.StatusSeeOther, loginURL(c.Request()))
 		}
 		c.Set("user", u)
 		return next(c)
@@ -193,10 +193,11 @@ func actorOf(u *store.User) workflow.Actor {
 
 // handleLoginPage handles the "GET /login" route.
 func (s *Server) handleLoginPage(c echo.Context) error {
+	next := safeNext(c.QueryParam("next"))
 	if u, _ := s.sessionUser(c, true); u != nil {
-		return c.Redirect(http.StatusSeeOther, "/")
+		return c.Redirect(http.StatusSeeOther, or(next, "/"))
 	}
-	return render(c, http.StatusOK, templates.Login(s.page(c, "Sign in", ""), ""))
+	return render(c, http.StatusOK, templates.Login(s.page(c, "Sign in", ""), "", next))
 }
 
 // handleLogin handles the "POST /login" route. A new session replaces the
@@ -204,28 +205,29 @@ func (s *Server) handleLoginPage(c echo.Context) error {
 func (s *Server) handleLogin(c echo.Context) error {
 	email := strings.TrimSpace(c.FormValue("email"))
 	password := c.FormValue("password")
+	next := safeNext(c.FormValue("next"))
 	p := s.page(c, "Sign in", "")
 	if email == "" || password == "" {
 		p.Error = "Enter your email and password."
-		return render(c, http.StatusUnprocessableEntity, templates.Login(p, email))
+		return render(c, http.StatusUnprocessableEntity, templates.Login(p, email, next))
 	}
 	// Refused before anything is looked up or recorded: an anonymous client
 	// must not write kilobytes into the audit log with each try.
 	if len(email) > account.MaxEmail || len(password) > account.MaxPassword {
 		p.Error = fmt.Sprintf("That is too long: an email has at most %d characters, a password %d.", account.MaxEmail, account.MaxPassword)
-		return render(c, http.StatusUnprocessableEntity, templates.Login(p, ""))
+		return render(c, http.StatusUnprocessableEntity, templates.Login(p, "", next))
 	}
 	u, err := account.SignIn(c.Request().Context(), s.Pool, email, password, c.RealIP())
 	switch {
 	case errors.Is(err, account.ErrInvalid):
 		p.Error = "That email or password is too long."
-		return render(c, http.StatusUnprocessableEntity, templates.Login(p, ""))
+		return render(c, http.StatusUnprocessableEntity, templates.Login(p, "", next))
 	case errors.Is(err, account.ErrThrottled):
 		p.Error = account.ErrThrottled.Error()
-		return render(c, http.StatusTooManyRequests, templates.Login(p, email))
+		return render(c, http.StatusTooManyRequests, templates.Login(p, email, next))
 	case errors.Is(err, account.ErrBadCredentials):
 		p.Error = "Wrong email or password."
-		return render(c, http.StatusUnauthorized, templates.Login(p, email))
+		return render(c, http.StatusUnauthorized, templates.Login(p, email, next))
 	case err != nil:
 		return err
 	}
@@ -237,7 +239,50 @@ func (s *Server) handleLogin(c echo.Context) error {
 	if err := sess.Save(c.Request(), c.Response()); err != nil {
 		return err
 	}
-	return c.Redirect(http.StatusSeeOther, "/")
+	return c.Redirect(http.StatusSeeOther, or(next, "/"))
+}
+
+// loginURL is the sign-in page, told to come back to the page a GET asked
+// for (a link from a notification mail lands on its review page after
+// sign-in); other methods go back to the inbox.
+func loginURL(r *http.Request) string {
+	if r.Method != http.MethodGet {
+		return "/login"
+	}
+	next := safeNext(r.URL.RequestURI())
+	if next == "" || next == "/" {
+		return "/login"
+	}
+	return "/login?next=" + url.QueryEscape(next)
+}
+
+// safeNext returns next when it is a path on this site, else "": it must
+// start with one slash (not "//" or "/\", which browsers read as another
+// host), hold no backslash or control character, and parse with no scheme
+// or host. An open redirect after sign-in would lend a phishing link the
+// site's name.
+func safeNext(next string) string {
+	if next == "" || len(next) > 2000 || next[0] != '/' || strings.HasPrefix(next, "//") {
+		return ""
+	}
+	for _, r := range next {
+		if r == '\\' || r < 0x20 || r == 0x7f {
+			return ""
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") {
+		return ""
+	}
+	return next
+}
+
+// or returns s, or def when s is empty.
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 // handleLogout handles the "POST /logout" route: it ends every session of the

@@ -100,7 +100,8 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if status >= 500 {
 		s.Logger.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
 	}
-	if strings.HasPrefix(c.Request().URL.Path, "/api/") || strings.HasPrefix(c.Request().URL.Path, "/healthz") {
+	// Slack's interactions have no session to sign in to: a 401 stays a 401.
+	if p := c.Request().URL.Path; strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/healthz") || p == slackPath {
 		_ = c.JSON(status, apiError{Error: apiErrorBody{Code: code, Message: msg}})
 		return
 	}

@@ -25,3 +25,6 @@ func SetSimulationTimeout(d time.Duration) func() {
 
 // ParseWait reads a long poll's wait parameter.
 var ParseWait = parseWait
+
+// SafeNext is the sign-in redirect's check of its "next" path.
+var SafeNext = safeNext

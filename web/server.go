@@ -20,6 +20,9 @@ import (
 	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/ask"
 	"github.com/countersign/countersign/internal/callback"
+	"github.com/countersign/countersign/internal/notice"
+	"github.com/countersign/countersign/internal/notice/slack"
+	"github.com/countersign/countersign/internal/notice/webhook"
 	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/policystore"
 	"github.com/countersign/countersign/internal/receipt"
@@ -64,6 +67,13 @@ type Deps struct {
 	// Callbacks is the outbox the admin pages redeliver through; nil
 	// refuses redelivery.
 	Callbacks *callback.Outbox
+	// Notices is the notification dispatcher: its channels, and redelivery.
+	Notices *notice.Dispatcher
+	// Slack answers Slack's button clicks; nil (or no signing secret)
+	// answers 404 at /slack/interactions.
+	Slack *slack.Client
+	// Webhooks manages webhook subscriptions; nil refuses to make any.
+	Webhooks *webhook.Service
 }
 
 // Server holds what handlers need.
@@ -160,6 +170,10 @@ func (s *Server) routes() {
 	// check it: no token, and cacheable.
 	e.GET("/api/v1/receipts/keys", s.handleReceiptKeys)
 	e.GET("/.well-known/countersign/receipt-keys", s.handleReceiptKeys)
+	// Slack signs its interactions: no session, no CSRF token, and the raw
+	// body is kept for the signature before anything parses it.
+	e.Pre(slackRawBody)
+	e.POST(slackPath, s.handleSlackInteraction)
 
 	// Every API route names the scope it needs; without requireScope a route
 	// has no user and fails closed.
@@ -218,6 +232,8 @@ func (s *Server) routes() {
 	app.POST("/policy/simulate", s.handlePolicySimulate)
 	app.POST("/policy/apply", s.handlePolicyApply)
 	app.GET("/events", s.handleEvents)
+	app.GET("/settings/notifications", s.handleNoticeSettings)
+	app.POST("/settings/notifications", s.handleNoticeSettingsSave)
 
 	admin := app.Group("/admin", requireAdmin)
 	admin.GET("/tokens", s.handleTokens)
@@ -226,6 +242,14 @@ func (s *Server) routes() {
 	admin.GET("/deliveries", s.handleDeliveries)
 	admin.GET("/deliveries/:id", s.handleDelivery)
 	admin.POST("/deliveries/:id/redeliver", s.handleRedeliver)
+	admin.GET("/notifications", s.handleNoticeDeliveries)
+	admin.GET("/notifications/:id", s.handleNoticeMessage)
+	admin.POST("/notifications/:id/redeliver", s.handleNoticeRedeliver)
+	admin.GET("/notifications/defaults", s.handleNoticeDefaults)
+	admin.POST("/notifications/defaults", s.handleNoticeDefaultsSave)
+	admin.GET("/webhooks", s.handleWebhooks)
+	admin.POST("/webhooks", s.handleWebhookCreate)
+	admin.POST("/webhooks/:id/delete", s.handleWebhookDelete)
 }
 
 // render writes a templ component with a status.

@@ -27,6 +27,10 @@ import (
 	"github.com/countersign/countersign/internal/callback"
 	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/internal/demo"
+	"github.com/countersign/countersign/internal/notice"
+	"github.com/countersign/countersign/internal/notice/email"
+	"github.com/countersign/countersign/internal/notice/slack"
+	"github.com/countersign/countersign/internal/notice/webhook"
 	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/policystore"
 	"github.com/countersign/countersign/internal/receipt"
@@ -71,6 +75,10 @@ type Options struct {
 	// receipt signer (tests record what is sent); nil keeps the real ones.
 	Callbacks ask.Callbacks
 	Receipts  ask.Receipts
+	// NoticeWindow overrides the notification coalescing window (default one minute).
+	NoticeWindow time.Duration
+	// Channels adds notification channels to those configured (tests use it).
+	Channels []notice.Channel
 }
 
 // Recovery tunes run leases and the sweeper (workflow.Config has the details).
@@ -94,11 +102,16 @@ type App struct {
 	Receipts *receipt.Signer
 	// Callbacks is the outbox of signed callbacks (approvals, webhooks).
 	Callbacks *callback.Outbox
+	Notices   *notice.Dispatcher
 	// Ask files and reads approvals (the approvals API, MCP, `countersign ask`).
-	Ask    *ask.Service
-	Web    *web.Server
-	opts   Options
-	logger *slog.Logger
+	Ask *ask.Service
+	// Slack is the Slack channel and client (nil when not configured);
+	// Webhooks the webhook subscriptions.
+	Slack    *slack.Client
+	Webhooks *webhook.Service
+	Web      *web.Server
+	opts     Options
+	logger   *slog.Logger
 }
 
 // NewPool opens a pool sized for River's workers, its listener and the web side.
@@ -145,7 +158,8 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		return nil, err
 	}
 	engine := workflow.New(workflow.Config{Pool: pool, Registry: registry, Scheduler: scheduler, Policies: policies, Model: model, Logger: logger, Now: opts.Now,
-		MaxStepOutput: cfg.MaxStepOutput, Lease: rec.Lease, RenewEvery: rec.RenewEvery, MaxRecoveries: rec.MaxRecoveries})
+		MaxStepOutput: cfg.MaxStepOutput, Lease: rec.Lease, RenewEvery: rec.RenewEvery, MaxRecoveries: rec.MaxRecoveries,
+		Notices: notice.NewOutbox(scheduler)})
 	// Validate checked the allow-list; a Config built in code may hold none.
 	allow, err := safehttp.ParseAllow(cfg.CallbackAllow)
 	if err != nil {
@@ -156,6 +170,14 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	if opts.CallbackBackoff != nil {
 		deliverer.BackoffFunc = opts.CallbackBackoff
 	}
+	webhooks := webhook.New(pool, callbacks, publicURL(cfg, opts.Listener))
+	var slackClient *slack.Client
+	if cfg.Slack.Enabled() {
+		// The Slack URLs come from the configuration; they still go through
+		// the SSRF-checked client, so that a mistyped one cannot reach inside.
+		slackClient = slack.New(cfg.Slack, allow.Client(), pool, publicURL(cfg, opts.Listener), logger)
+	}
+	notices := newDispatcher(cfg, opts, pool, scheduler, engine, logger, slackClient, webhooks)
 	receipts, err := NewSigner(pool, cfg)
 	if err != nil {
 		return nil, err
@@ -165,13 +187,13 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	// The approvals API's workflow runs in every process, like the API.
 	approvals.Register(registry)
 	approvals.SetEngine(engine)
-	client, err := river.NewClient(riverpgxv5.New(pool), riverConfig(cfg, opts, engine, deliverer, riverLogger))
+	client, err := river.NewClient(riverpgxv5.New(pool), riverConfig(cfg, opts, engine, deliverer, notices, riverLogger))
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
 
 	a := &App{Config: cfg, Pool: pool, River: client, Engine: engine, Policies: policies, Callbacks: callbacks,
-		Notify: listener, Receipts: receipts, Ask: approvals, opts: opts, logger: logger}
+		Notify: listener, Receipts: receipts, Ask: approvals, Notices: notices, Slack: slackClient, Webhooks: webhooks, opts: opts, logger: logger}
 	if opts.Web {
 		keys, err := sessionKeys(context.Background(), pool, cfg)
 		if err != nil {
@@ -183,7 +205,8 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		}
 		a.Web = web.New(web.Deps{Pool: pool, Engine: engine, Policies: policies, Notify: a.Notify, Receipts: receipts, Ask: approvals,
 			Logger: logger, SessionKeys: keys, Secure: cfg.Secure, Now: engine.Now, KeepAlive: opts.KeepAlive,
-			Origins: publicOrigins(cfg, opts.Listener), TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks})
+			Origins: publicOrigins(cfg, opts.Listener), TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks, Notices: notices,
+			Slack: slackClient, Webhooks: webhooks})
 	}
 	return a, nil
 }
@@ -225,9 +248,31 @@ func newModel(cfg config.Config, opts Options, offline *ai.Offline) (ai.Provider
 	return p, nil
 }
 
+// newDispatcher builds the notification dispatcher with the configured
+// channels: mail when COUNTERSIGN_SMTP_HOST is set, and any a test adds.
+func newDispatcher(cfg config.Config, opts Options, pool *pgxpool.Pool, scheduler *jobs.Scheduler, engine *workflow.Engine, logger *slog.Logger,
+	slackClient *slack.Client, webhooks *webhook.Service) *notice.Dispatcher {
+	var channels []notice.Channel
+	if cfg.SMTP.Host != "" {
+		channels = append(channels, email.New(cfg.SMTP))
+	}
+	if slackClient != nil {
+		channels = append(channels, slackClient)
+	}
+	channels = append(channels, opts.Channels...)
+	return notice.NewDispatcher(notice.Config{Pool: pool, Scheduler: scheduler, Channels: channels, Hooks: []notice.Hook{webhooks}, PublicURL: publicURL(cfg, opts.Listener),
+		Window: opts.NoticeWindow, Now: engine.Now, Logger: logger})
+}
+
+// publicURL is where links in notifications point: COUNTERSIGN_PUBLIC_URL,
+// or else the first loopback origin of the web listener.
+func publicURL(cfg config.Config, ln net.Listener) string {
+	return publicOrigins(cfg, ln)[0]
+}
+
 // riverConfig registers the job kinds on engine. Only a worker process gets a
 // queue: a web process inserts jobs but never fetches them.
-func riverConfig(cfg config.Config, opts Options, engine *workflow.Engine, deliverer *callback.Deliverer, logger *slog.Logger) *river.Config {
+func riverConfig(cfg config.Config, opts Options, engine *workflow.Engine, deliverer *callback.Deliverer, notices *notice.Dispatcher, logger *slog.Logger) *river.Config {
 	// A job is presumed crashed after RescueAfter; it must be allowed to run
 	// a little less than that.
 	jobTimeout := jobs.RunTimeout
@@ -242,6 +287,10 @@ func riverConfig(cfg config.Config, opts Options, engine *workflow.Engine, deliv
 	river.AddWorker(workers, &jobs.BatchCloseWorker{Engine: engine})
 	river.AddWorker(workers, &jobs.DeadlineWorker{Engine: engine})
 	river.AddWorker(workers, &jobs.CallbackWorker{Deliverer: deliverer})
+	river.AddWorker(workers, &jobs.NoticeFanoutWorker{Dispatcher: notices})
+	river.AddWorker(workers, &jobs.NoticeFlushWorker{Dispatcher: notices})
+	river.AddWorker(workers, &jobs.NoticeSendWorker{Dispatcher: notices})
+	river.AddWorker(workers, &jobs.NoticeReminderWorker{Engine: engine})
 	rc := &river.Config{
 		Workers:              workers,
 		JobTimeout:           jobTimeout,

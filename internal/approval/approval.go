@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/countersign/countersign/internal/notice"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/policy"
 	"github.com/countersign/countersign/vocab"
@@ -69,6 +70,9 @@ type Config struct {
 	// OutputLimitFunc returns the largest action, in bytes of JSON, that a
 	// run of workflow may propose (and so an edit may make).
 	OutputLimitFunc func(workflow string) int
+	// Notices receives the notifications requests and decisions cause
+	// (nil: none are sent).
+	Notices *notice.Outbox
 }
 
 // Service opens, decides, batches and expires approval requests.
@@ -79,12 +83,13 @@ type Service struct {
 	policies    PolicySource
 	now         func() time.Time
 	outputLimit func(workflow string) int
+	notices     *notice.Outbox
 }
 
 // New returns a Service.
 func New(cfg Config) *Service {
 	return &Service{pool: cfg.Pool, scheduler: cfg.Scheduler, runs: cfg.Runs, policies: cfg.Policies, now: cfg.Now,
-		outputLimit: cfg.OutputLimitFunc}
+		outputLimit: cfg.OutputLimitFunc, notices: cfg.Notices}
 }
 
 // Action is what a run proposes to do, with everything a reviewer needs to

@@ -88,6 +88,9 @@ func (s *Service) DecideBatch(ctx context.Context, p BatchDecideParams) (*BatchR
 			return nil, err
 		}
 		res.Resumed = len(resume)
+		if err := s.noticeBatchDecided(ctx, tx, b, p, res); err != nil {
+			return nil, err
+		}
 		return res, settleBatch(ctx, tx, b, p, res)
 	})
 }
@@ -351,6 +354,9 @@ func (s *Service) escalate(ctx context.Context, req *store.Request, actor Actor,
 				EscalateTo: req.EscalateTo, Reason: reason}}); err != nil {
 			return err
 		}
+		if err := s.noticeEscalated(ctx, tx, req); err != nil {
+			return err
+		}
 		return notifyRequest(ctx, tx, req)
 	})
 }
@@ -370,6 +376,11 @@ func (s *Service) schedule(ctx context.Context, tx pgx.Tx, req *store.Request, d
 		}
 		if opened && open {
 			if err := s.scheduler.ScheduleBatchClose(ctx, tx, id, closesAt); err != nil {
+				return err
+			}
+		}
+		if !open {
+			if err := s.noticeBatchReady(ctx, tx, id); err != nil {
 				return err
 			}
 		}
@@ -398,6 +409,9 @@ func (s *Service) CloseBatch(ctx context.Context, batchID string) (wait time.Dur
 	return 0, store.WithTx(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) error {
 		closed, err := store.BatchClose(ctx, tx, b.ID)
 		if err != nil || !closed {
+			return err
+		}
+		if err := s.noticeBatchReady(ctx, tx, b.ID); err != nil {
 			return err
 		}
 		return notify.Send(ctx, tx, notify.Message{Type: notify.KindBatch, ID: b.ID, Status: string(vocab.BatchReady)})

@@ -42,6 +42,9 @@ type DecideParams struct {
 	BatchDecisionID *string
 	// InBatch, when set, refuses a request that is not an item of that batch.
 	InBatch string
+	// Channel is where the decision was made when not the console or the
+	// API ("slack"); the audit event records it.
+	Channel string
 }
 
 // TxOptions tune DecideTx for a caller that decides many requests at once.
@@ -102,6 +105,9 @@ func (s *Service) DecideTx(ctx context.Context, tx pgx.Tx, p DecideParams, o TxO
 		return nil, err
 	}
 	if err := auditDecision(ctx, tx, b, res); err != nil {
+		return nil, err
+	}
+	if err := s.noticeDecided(ctx, tx, b, res, o); err != nil {
 		return nil, err
 	}
 	if o.Notify {
@@ -311,7 +317,7 @@ func auditDecision(ctx context.Context, tx pgx.Tx, b *ballot, res *DecideResult)
 		Facets: audit.Facets{Verdict: p.Verdict, Workflow: req.Workflow, Rule: req.Rule, Tier: req.Tier},
 		Reason: p.Reason, Comment: p.Comment, PayloadHash: req.PayloadHash, PolicyVersion: req.PolicyVersion,
 		ActionKind: req.ActionKind, SecondsToDecision: dec.CreatedAt.Sub(req.CreatedAt).Seconds(),
-		BatchDecisionID: p.BatchDecisionID,
+		BatchDecisionID: p.BatchDecisionID, Channel: p.Channel,
 	}
 	if b.diff != nil {
 		d.Diff = b.diff

@@ -35,6 +35,9 @@ func (s *Service) Open(ctx context.Context, tx pgx.Tx, req *store.Request, pd po
 	if err := notify.Send(ctx, tx, notify.Message{Type: notify.KindRequest, ID: saved.ID, RunID: saved.RunID, Tier: string(saved.Tier)}); err != nil {
 		return nil, err
 	}
+	if err := s.noticeOpened(ctx, tx, saved); err != nil {
+		return nil, err
+	}
 	return saved, nil
 }
 

@@ -44,6 +44,8 @@ const (
 	KindAuthLoginFailed       Kind = "auth.login_failed"
 	KindAuthLoginThrottle     Kind = "auth.login_throttled"
 	KindAuthLogout            Kind = "auth.logout"
+	KindWebhookCreated        Kind = "webhook.created"
+	KindWebhookDeleted        Kind = "webhook.deleted"
 )
 
 // Kinds lists every kind the code appends, sorted: the history filter menu.
@@ -55,7 +57,7 @@ var Kinds = func() []Kind {
 		KindApprovalRequested, KindApprovalVote, KindDecisionAuto, KindDecisionRecorded, KindBatchDecided,
 		KindRequestEscalated, KindPolicyActivated, KindUserCreated, KindUserDisabled, KindUserEnabled,
 		KindUserRoleChanged, KindTokenCreated, KindTokenRevoked, KindAuthLogin, KindAuthLoginFailed,
-		KindAuthLoginThrottle, KindAuthLogout}
+		KindAuthLoginThrottle, KindAuthLogout, KindWebhookCreated, KindWebhookDeleted}
 	slices.Sort(k)
 	return k
 }()
@@ -89,6 +91,9 @@ func UserSubject(id int64) Subject { return Subject{"user", strconv.FormatInt(id
 
 // PolicySubject is a policy version.
 func PolicySubject(version int) Subject { return Subject{"policy", strconv.Itoa(version)} }
+
+// WebhookSubject is a webhook subscription.
+func WebhookSubject(id int64) Subject { return Subject{"webhook", strconv.FormatInt(id, 10)} }
 
 // AddressSubject is a client's network address.
 func AddressSubject(ip string) Subject { return Subject{"address", ip} }
@@ -238,6 +243,9 @@ type DecisionRecorded struct {
 	// Approvers are the distinct approvers of a request that needs
 	// several (present, maybe empty, exactly then).
 	Approvers []string `json:"approvers,omitzero"`
+	// Channel is where the decision was made, when not the console or the
+	// API: "slack" for a Slack button.
+	Channel string `json:"channel,omitempty"`
 }
 
 // Edited is, for an edit, the rule and policy version that judged the
@@ -310,6 +318,18 @@ type TokenRevoked struct {
 	Email   string `json:"email"`
 	TokenID string `json:"token_id"`
 	Name    string `json:"name"`
+}
+
+// WebhookCreated: an admin subscribed a URL to notification events.
+type WebhookCreated struct {
+	WebhookID int64    `json:"webhook_id"`
+	URL       string   `json:"url"`
+	Events    []string `json:"events"`
+}
+
+// WebhookDeleted: an admin deleted a webhook subscription.
+type WebhookDeleted struct {
+	WebhookID int64 `json:"webhook_id"`
 }
 
 // AuthLogin: a person signed in.
@@ -422,6 +442,12 @@ func (TokenCreated) Kind() Kind { return KindTokenCreated }
 
 // Kind implements Details.
 func (TokenRevoked) Kind() Kind { return KindTokenRevoked }
+
+// Kind implements Details.
+func (WebhookCreated) Kind() Kind { return KindWebhookCreated }
+
+// Kind implements Details.
+func (WebhookDeleted) Kind() Kind { return KindWebhookDeleted }
 
 // Kind implements Details.
 func (AuthLogin) Kind() Kind { return KindAuthLogin }

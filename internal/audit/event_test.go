@@ -28,6 +28,7 @@ var everyDetails = []audit.Details{
 	audit.BatchDecided{}, audit.RequestEscalated{}, audit.PolicyActivated{}, audit.UserCreated{},
 	audit.UserAccess{}, audit.UserAccess{Disabled: true}, audit.UserRoleChanged{}, audit.TokenCreated{},
 	audit.TokenRevoked{}, audit.AuthLogin{}, audit.AuthLoginFailed{}, audit.AuthLoginThrottled{}, audit.AuthLogout{},
+	audit.WebhookCreated{}, audit.WebhookDeleted{},
 }
 
 // TestKinds holds the list the history filter menu reads against the

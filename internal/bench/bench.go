@@ -184,6 +184,12 @@ rules:
 // the returned stop is called. With opts.Web it serves on a loopback port
 // and returns the base URL.
 func startApp(ctx context.Context, pool *pgxpool.Pool, dbURL string, workers int, opts app.Options) (a *app.App, base string, stop func(), err error) {
+	return startAppConfig(ctx, pool, benchAppConfig(dbURL, workers), opts)
+}
+
+// startAppConfig is startApp with a configuration of the caller's (the
+// approvals suite allows callbacks to loopback).
+func startAppConfig(ctx context.Context, pool *pgxpool.Pool, cfg config.Config, opts app.Options) (a *app.App, base string, stop func(), err error) {
 	if opts.Web {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -192,7 +198,6 @@ func startApp(ctx context.Context, pool *pgxpool.Pool, dbURL string, workers int
 		opts.Listener, base = ln, "http://"+ln.Addr().String()
 	}
 	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg := config.Config{DatabaseURL: dbURL, Workers: workers, RescueAfter: 15 * time.Minute, ModelProvider: "offline"}
 	if a, err = app.New(cfg, pool, opts); err != nil {
 		return nil, "", nil, err
 	}

@@ -12,8 +12,11 @@ type Delivery struct {
 	Subject string // what the callback is about, e.g. an approval id
 	Event   string // e.g. "approval.decided"
 	TokenID string // the API token whose callback secret signs the body
-	URL     string
-	Body    []byte
+	// WebhookID, instead of a token, is the webhook subscription whose
+	// secret signs the body (notification webhooks).
+	WebhookID int64
+	URL       string
+	Body      []byte
 }
 
 // Record is a delivery with its progress, as the API and console show it.

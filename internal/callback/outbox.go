@@ -89,12 +89,16 @@ func (o *Outbox) Enqueue(ctx context.Context, tx pgx.Tx, d Delivery) (int64, err
 	if d.TokenID != "" {
 		token = &d.TokenID
 	}
+	var webhook *int64
+	if d.WebhookID != 0 {
+		webhook = &d.WebhookID
+	}
 	body := d.Body
 	if body == nil {
 		body = []byte{}
 	}
 	now := o.now()
-	id, err := store.DeliveryInsert(ctx, tx, store.DeliveryInsertParams{Subject: d.Subject, Event: d.Event, TokenID: token,
+	id, err := store.DeliveryInsert(ctx, tx, store.DeliveryInsertParams{Subject: d.Subject, Event: d.Event, TokenID: token, WebhookID: webhook,
 		URL: d.URL, Body: body, NextAttemptAt: now})
 	if err != nil {
 		return 0, fmt.Errorf("enqueue callback: %w", err)

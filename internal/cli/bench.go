@@ -24,7 +24,7 @@ import (
 
 // benchSuites are the suites of countersign bench, in the order they run
 // and report.
-var benchSuites = []string{"engine", "console", "audit", "batch", "recovery"}
+var benchSuites = []string{"engine", "console", "audit", "batch", "recovery", "notice", "webhook", "approvals"}
 
 // benchFlags are the flags of countersign bench: the sizes of every suite.
 type benchFlags struct {
@@ -33,6 +33,9 @@ type benchFlags struct {
 	bo             bench.BatchOptions
 	ao             bench.AuditOptions
 	co             bench.ConsoleOptions
+	no             bench.NoticeOptions
+	wo             bench.WebhookOptions
+	apo            bench.ApprovalsOptions
 	asJSON         bool
 	only           string
 	recoveryWorker bool
@@ -42,11 +45,14 @@ type benchFlags struct {
 // benchReports holds what each suite measured, nil for a suite not run. The
 // fields are in the order of their JSON names, as a map would print them.
 type benchReports struct {
-	Audit    *bench.AuditReport   `json:"audit"`
-	Batch    *bench.BatchReport   `json:"batch"`
-	Console  *bench.ConsoleReport `json:"console"`
-	Engine   *bench.Report        `json:"engine"`
-	Recovery *recoveryReport      `json:"recovery"`
+	Approvals *bench.ApprovalsReport `json:"approvals"`
+	Audit     *bench.AuditReport     `json:"audit"`
+	Batch     *bench.BatchReport     `json:"batch"`
+	Console   *bench.ConsoleReport   `json:"console"`
+	Engine    *bench.Report          `json:"engine"`
+	Notice    *bench.NoticeReport    `json:"notice"`
+	Recovery  *recoveryReport        `json:"recovery"`
+	Webhook   *bench.WebhookReport   `json:"webhook"`
 }
 
 // recoveryReport is the recovery suite's report as JSON: its Options field
@@ -112,7 +118,7 @@ func (b *benchFlags) declare(fs *flagSet) {
 	fs.IntVar(&b.o.Runs, "runs", 2000, "six-step runs for engine throughput")
 	fs.IntVar(&b.o.Decisions, "decisions", 1000, "decisions for the resume latency")
 	fs.BoolVar(&b.asJSON, "json", false, "print the report as JSON")
-	fs.StringVar(&b.only, "only", "", "run one suite: engine, console, audit, batch or recovery (default all)")
+	fs.StringVar(&b.only, "only", "", "run one suite: engine, console, audit, batch, recovery, notice, webhook or approvals (default all)")
 	fs.IntVar(&b.ro.Runs, "recovery-runs", 200, "runs started on the worker process that is killed")
 	// The recovery suite runs its doomed worker as this command in a process
 	// of its own; the flag is for that, not for people.
@@ -126,6 +132,13 @@ func (b *benchFlags) declare(fs *flagSet) {
 	fs.IntVar(&b.co.Runs, "console-runs", 1_000_000, "runs in the console benchmark's database")
 	fs.IntVar(&b.co.Waiting, "console-waiting", 100_000, "of which waiting, each with a pending request")
 	fs.IntVar(&b.co.Decisions, "console-decisions", 2000, "decision POSTs by 20 concurrent reviewers")
+	fs.IntVar(&b.no.Samples, "notice-samples", 200, "requests timed from commit to mail accepted")
+	fs.IntVar(&b.no.Burst, "notice-burst", 1000, "requests in the notification burst")
+	fs.DurationVar(&b.no.BurstTime, "notice-burst-time", 10*time.Second, "how long the burst is spread over")
+	fs.IntVar(&b.no.Reviewers, "notice-reviewers", 5, "reviewers who hear of the burst")
+	fs.IntVar(&b.wo.Deliveries, "webhook-deliveries", 2000, "webhook deliveries sent to a local receiver")
+	fs.IntVar(&b.apo.Agents, "approvals-agents", 20, "concurrent agents filing approvals, each with its own token")
+	fs.IntVar(&b.apo.Approvals, "approvals", 25, "approvals each agent files per tier (auto, explicit)")
 	fs.StringVar(&b.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 }
 
@@ -136,7 +149,7 @@ func (b *benchFlags) checkCommon() error {
 		return usagef("every size must be positive and --decisions at least 100")
 	}
 	if b.only != "" && !slices.Contains(benchSuites, b.only) {
-		return usagef("--only must be engine, console, audit, batch or recovery")
+		return usagef("--only must be engine, console, audit, batch, recovery, notice, webhook or approvals")
 	}
 	if b.ro.Runs < 1 {
 		return usagef("--recovery-runs must be positive")
@@ -150,11 +163,20 @@ func (b *benchFlags) checkSuites() error {
 	if bo.Batches < 1 || bo.Size < 1 || bo.Size > 5000 {
 		return usagef("--batches must be positive and --batch-size between 1 and 5000")
 	}
+	if b.wo.Deliveries < 1 {
+		return usagef("--webhook-deliveries must be positive")
+	}
+	if no := b.no; no.Samples < 1 || no.Burst < 1 || no.BurstTime <= 0 || no.Reviewers < 1 {
+		return usagef("the notice sizes must be positive")
+	}
 	if ao.Appends < 100 || ao.Verify < ao.Appends {
 		return usagef("--audit-appends must be at least 100 and --audit-verify at least as many")
 	}
 	if co.Waiting < 1000 || co.Runs < co.Waiting || co.Decisions < 100 || 2*co.Decisions > co.Waiting {
 		return usagef("console sizes: --console-waiting at least 1000, no more than --console-runs; --console-decisions 100 to half of --console-waiting")
+	}
+	if b.apo.Agents < 1 || b.apo.Approvals < 1 {
+		return usagef("--approvals-agents and --approvals must be positive")
 	}
 	b.co.DeepRow = co.Waiting / 2
 	return nil
@@ -214,6 +236,16 @@ func (b *benchFlags) run(e *env, cfg config.Config, name string) (*benchReports,
 			r.Batch, err = bench.Batch(e.ctx, pool, dbURL, b.bo, e.stderr)
 			return err
 		},
+		"notice": func(pool *pgxpool.Pool) (err error) {
+			r.Notice, err = bench.Notice(e.ctx, pool, dbURL, b.no, e.stderr)
+			return err
+		},
+		"webhook": func(pool *pgxpool.Pool) (err error) {
+			wo := b.wo
+			wo.RiverJobs, wo.Workers = b.o.RiverJobs, b.o.Workers
+			r.Webhook, err = bench.Webhook(e.ctx, pool, dbURL, wo, e.stderr)
+			return err
+		},
 		"recovery": func(pool *pgxpool.Pool) error {
 			rep, err := bench.Recovery(e.ctx, pool, dbURL, b.ro, e.stderr)
 			if err != nil {
@@ -221,6 +253,10 @@ func (b *benchFlags) run(e *env, cfg config.Config, name string) (*benchReports,
 			}
 			r.Recovery = newRecoveryReport(rep)
 			return nil
+		},
+		"approvals": func(pool *pgxpool.Pool) (err error) {
+			r.Approvals, err = bench.Approvals(e.ctx, pool, dbURL, b.apo, e.stderr)
+			return err
 		},
 	}
 	for _, s := range benchSuites {
@@ -274,6 +310,27 @@ func (b *benchFlags) print(w io.Writer, r *benchReports) {
 	if r.Recovery != nil {
 		printRecovery(w, r.Recovery.RecoveryReport)
 	}
+	if r.Webhook != nil {
+		fmt.Fprintf(w, "| webhook: raw River no-op jobs/s (baseline) | %.0f |\n", r.Webhook.RiverJobsPerS)
+		fmt.Fprintf(w, "| webhook: deliveries/s to a local receiver, %d signed POSTs, each attempt recorded | %.0f (%.3f× River) |\n",
+			r.Webhook.Options.Deliveries, r.Webhook.DeliveriesPerS, r.Webhook.Ratio())
+	}
+	if r.Notice != nil {
+		printNotice(w, r.Notice)
+	}
+	if r.Approvals != nil {
+		printApprovals(w, r.Approvals)
+	}
+}
+
+func printNotice(w io.Writer, n *bench.NoticeReport) {
+	fmt.Fprintf(w, "| notice: mail handed straight to the SMTP server p50 / p99 (baseline) | %s / %s |\n", ms(n.DirectP50), ms(n.DirectP99))
+	fmt.Fprintf(w, "| notice: request committed → mail accepted p50 / p99 / max, %d requests (target p99 ≤ 2 s) | %s / %s / %s (p99 %.0f× baseline) |\n",
+		n.Options.Samples, ms(n.MailP50), ms(n.MailP99), ms(n.MailMax), float64(n.MailP99)/float64(max(n.DirectP99, time.Microsecond)))
+	fmt.Fprintf(w, "| notice: %d requests in %s to %d reviewers: messages per reviewer / events carried | %v / %v |\n",
+		n.Options.Burst, n.BurstSpread.Round(100*time.Millisecond), n.Options.Reviewers, n.BurstMessages, n.BurstItems)
+	fmt.Fprintf(w, "| notice: most messages to one reviewer within a minute / shortest gap between two (target: one a minute) | %d / %s |\n", n.MaxPerMinute, n.MinSpacing.Round(10*time.Millisecond))
+	fmt.Fprintf(w, "| notice: last request → last digest | %s |\n", n.LastDigestWait.Round(100*time.Millisecond))
 }
 
 func printEngine(w io.Writer, rep *bench.Report, o bench.Options) {
@@ -319,6 +376,21 @@ func printRecovery(w io.Writer, rrep *bench.RecoveryReport) {
 		rrep.Orphaned, rrep.LastOrphan.Round(10*time.Millisecond), rrep.FirstOrphan.Round(10*time.Millisecond))
 	fmt.Fprintf(w, "| recovery: the same number of fresh runs on the second worker (baseline) | %s |\n", rrep.Baseline.Round(10*time.Millisecond))
 	fmt.Fprintf(w, "| recovery: effects duplicated (must be 0) | %d |\n", rrep.DuplicateKeys)
+}
+
+func printApprovals(w io.Writer, a *bench.ApprovalsReport) {
+	o := a.Options
+	fmt.Fprintf(w, "| approvals: %d agents × %d approvals per tier; load average before / after | %s / %s |\n", o.Agents, o.Approvals, a.LoadBefore, a.LoadAfter)
+	fmt.Fprintf(w, "| approvals: GET /api/v1/approvals/{id} of a decided one p50 / p99 (baseline) | %s / %s |\n", ms(a.BaselineP50), ms(a.BaselineP99))
+	fmt.Fprintf(w, "| approvals: one committed single-row INSERT p50 / p99 (durable-write floor) | %s / %s |\n", ms(a.CommitP50), ms(a.CommitP99))
+	fmt.Fprintf(w, "| approvals: one agent alone, auto-tier POST p50 / GET p50 | %s / %s (%.2f) |\n", ms(a.SoloAutoP50), ms(a.SoloGetP50), ratio(a.SoloAutoP50, a.SoloGetP50))
+	fmt.Fprintf(w, "| approvals: statements / commits per auto-tier POST, per GET | %.1f / %.1f, %.1f / %.1f |\n", a.AutoStatements, a.AutoCommits, a.GetStatements, a.GetCommits)
+	fmt.Fprintf(w, "| auto-tier POST /api/v1/approvals p50 / p99 (target p99 ≤ 20 ms) | %s / %s (p99 %.2f × the GET, %.2f × the commit) |\n", ms(a.AutoP50), ms(a.AutoP99), ratio(a.AutoP99, a.BaselineP99), ratio(a.AutoP99, a.CommitP99))
+	fmt.Fprintf(w, "| explicit: 202 → \"inbox\" event on the reviewer's live stream p50 / p99 | %s / %s |\n", ms(a.EventP50), ms(a.EventP99))
+	fmt.Fprintf(w, "| explicit: 202 → row in the open inbox p50 / p99 / max (target p99 ≤ 200 ms) | %s / %s / %s (p99 %.1f × baseline) |\n", ms(a.VisibleP50), ms(a.VisibleP99), ms(a.VisibleMax), ratio(a.VisibleP99, a.BaselineP99))
+	fmt.Fprintf(w, "| decision response → long poll returns p50 / p99 (target p99 ≤ 50 ms) | %s / %s (p99 %.2f × baseline) |\n", ms(a.PollP50), ms(a.PollP99), ratio(a.PollP99, a.BaselineP99))
+	fmt.Fprintf(w, "| decided_at (in the decision's transaction) → long poll returns p50 / p99 | %s / %s |\n", ms(a.PollCommitP50), ms(a.PollCommitP99))
+	fmt.Fprintf(w, "| decision response → callback delivered p50 / p99 / max (target p99 ≤ 1 s) | %s / %s / %s (p99 %.1f × baseline) |\n", ms(a.CallbackP50), ms(a.CallbackP99), ms(a.CallbackMax), ratio(a.CallbackP99, a.BaselineP99))
 }
 
 // ratio is a/b, 0 when b is.

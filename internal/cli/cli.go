@@ -178,7 +178,11 @@ func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "\nEnvironment: DATABASE_URL, COUNTERSIGN_ADDR, COUNTERSIGN_WORKERS, COUNTERSIGN_RESCUE_AFTER,")
 	fmt.Fprintln(w, "COUNTERSIGN_MODEL_PROVIDER (offline|openai), COUNTERSIGN_MODEL, COUNTERSIGN_MODEL_BASE_URL,")
 	fmt.Fprintln(w, "COUNTERSIGN_MODEL_API_KEY, COUNTERSIGN_MODEL_TIMEOUT, COUNTERSIGN_CALLBACK_ALLOW (CIDRs and host")
-	fmt.Fprintln(w, "names callbacks may reach although private or loopback). See README.md.")
+	fmt.Fprintln(w, "names callbacks may reach although private or loopback); notification mail: COUNTERSIGN_SMTP_HOST,")
+	fmt.Fprintln(w, "COUNTERSIGN_SMTP_PORT, COUNTERSIGN_SMTP_USERNAME, COUNTERSIGN_SMTP_PASSWORD, COUNTERSIGN_SMTP_FROM,")
+	fmt.Fprintln(w, "COUNTERSIGN_SMTP_TLS (starttls|tls|none), COUNTERSIGN_PUBLIC_URL (links); Slack: COUNTERSIGN_SLACK_BOT_TOKEN,")
+	fmt.Fprintln(w, "COUNTERSIGN_SLACK_CHANNEL, COUNTERSIGN_SLACK_WEBHOOK_URL, COUNTERSIGN_SLACK_SIGNING_SECRET (buttons),")
+	fmt.Fprintln(w, "COUNTERSIGN_SLACK_API_URL. See README.md.")
 }
 
 // flags returns a flag set whose errors and help go to the command's stderr,

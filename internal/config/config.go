@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/mail"
 	"net/url"
 	"strconv"
 	"strings"
@@ -71,6 +72,41 @@ type Config struct {
 	// addresses and host names) lets callbacks reach addresses that are
 	// otherwise refused: loopback, private, link-local and the like.
 	CallbackAllow string
+
+	// SMTP sends notification mail (internal/notice/email); no host: no mail.
+	SMTP SMTP
+	// Slack posts notifications to Slack (internal/notice/slack).
+	Slack Slack
+}
+
+// Slack is how notifications reach Slack: a bot token (chat.postMessage,
+// with Approve / Reject buttons when a signing secret is set) or an
+// incoming webhook (a message with a link, no buttons).
+type Slack struct {
+	BotToken      string // COUNTERSIGN_SLACK_BOT_TOKEN (xoxb-…)
+	Channel       string // COUNTERSIGN_SLACK_CHANNEL: post there instead of each reviewer's direct messages
+	WebhookURL    string // COUNTERSIGN_SLACK_WEBHOOK_URL
+	SigningSecret string // COUNTERSIGN_SLACK_SIGNING_SECRET: verifies interactions (buttons)
+	APIURL        string // COUNTERSIGN_SLACK_API_URL, default https://slack.com/api (tests point it at a local server)
+}
+
+// Enabled reports whether Slack is configured at all.
+func (s Slack) Enabled() bool { return s.BotToken != "" || s.WebhookURL != "" }
+
+// Interactive reports whether messages carry decision buttons: that needs
+// the bot token (to read who clicked) and the signing secret (to trust it).
+func (s Slack) Interactive() bool { return s.BotToken != "" && s.SigningSecret != "" }
+
+// SMTP is the mail server notifications go through.
+type SMTP struct {
+	Host     string // COUNTERSIGN_SMTP_HOST
+	Port     int    // COUNTERSIGN_SMTP_PORT (default 587, 465 with tls, 25 with none)
+	Username string // COUNTERSIGN_SMTP_USERNAME (no username: no authentication)
+	Password string // COUNTERSIGN_SMTP_PASSWORD
+	From     string // COUNTERSIGN_SMTP_FROM, the sender address
+	// TLS (COUNTERSIGN_SMTP_TLS) is starttls (the default: required, not
+	// opportunistic), tls (implicit TLS, port 465) or none (a local relay).
+	TLS string
 }
 
 // Defaults.
@@ -111,6 +147,12 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		TLSKey:         get("COUNTERSIGN_TLS_KEY", ""),
 		ReceiptKey:     get("COUNTERSIGN_RECEIPT_KEY", ""),
 		CallbackAllow:  get("COUNTERSIGN_CALLBACK_ALLOW", ""),
+		SMTP: SMTP{Host: get("COUNTERSIGN_SMTP_HOST", ""), Username: get("COUNTERSIGN_SMTP_USERNAME", ""),
+			Password: getenv("COUNTERSIGN_SMTP_PASSWORD"), From: get("COUNTERSIGN_SMTP_FROM", ""),
+			TLS: get("COUNTERSIGN_SMTP_TLS", "starttls")},
+		Slack: Slack{BotToken: getenv("COUNTERSIGN_SLACK_BOT_TOKEN"), Channel: get("COUNTERSIGN_SLACK_CHANNEL", ""),
+			WebhookURL: getenv("COUNTERSIGN_SLACK_WEBHOOK_URL"), SigningSecret: getenv("COUNTERSIGN_SLACK_SIGNING_SECRET"),
+			APIURL: strings.TrimSuffix(get("COUNTERSIGN_SLACK_API_URL", "https://slack.com/api"), "/")},
 	}
 	switch v := get("COUNTERSIGN_SECURE_COOKIES", "false"); v {
 	case "true", "1":
@@ -136,6 +178,13 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		return c, err
 	}
 	if c.MaxStepOutput, err = sizeVar(get, "COUNTERSIGN_MAX_STEP_OUTPUT", DefaultMaxStepOutput); err != nil {
+		return c, err
+	}
+	defPort := map[string]int{"tls": 465, "none": 25}[c.SMTP.TLS]
+	if defPort == 0 {
+		defPort = 587
+	}
+	if c.SMTP.Port, err = intVar(get, "COUNTERSIGN_SMTP_PORT", defPort); err != nil {
 		return c, err
 	}
 	return c, nil
@@ -187,6 +236,12 @@ func (c Config) Validate() error {
 	}
 	if _, err := safehttp.ParseAllow(c.CallbackAllow); err != nil {
 		return fmt.Errorf("COUNTERSIGN_CALLBACK_ALLOW: %w", err)
+	}
+	if err := c.SMTP.validate(); err != nil {
+		return err
+	}
+	if err := c.Slack.validate(); err != nil {
+		return err
 	}
 	switch c.ModelProvider {
 	case "offline":
@@ -288,4 +343,74 @@ func sizeVar(get func(string, string) string, key string, def int) (int, error) 
 		return 0, fmt.Errorf("%s must be a size in bytes such as 262144, 256KiB or 1MiB, got %q", key, v)
 	}
 	return n * unit, nil
+}
+
+// validate checks the mail settings when a host is set.
+func (s SMTP) validate() error {
+	if s.Host == "" {
+		return nil
+	}
+	if strings.ContainsAny(s.Host, "/:@ ") {
+		return fmt.Errorf("COUNTERSIGN_SMTP_HOST must be a host name or address, got %q", s.Host)
+	}
+	if s.Port < 1 || s.Port > 65535 {
+		return fmt.Errorf("COUNTERSIGN_SMTP_PORT must be a port, got %d", s.Port)
+	}
+	switch s.TLS {
+	case "starttls", "tls", "none":
+	default:
+		return fmt.Errorf("COUNTERSIGN_SMTP_TLS must be starttls, tls or none, got %q", s.TLS)
+	}
+	if s.From == "" {
+		return errors.New("COUNTERSIGN_SMTP_FROM is required with COUNTERSIGN_SMTP_HOST")
+	}
+	if a, err := mail.ParseAddress(s.From); err != nil || a.Address == "" {
+		return fmt.Errorf("COUNTERSIGN_SMTP_FROM must be a mail address, got %q", s.From)
+	}
+	if s.Password != "" && s.Username == "" {
+		return errors.New("COUNTERSIGN_SMTP_PASSWORD needs COUNTERSIGN_SMTP_USERNAME")
+	}
+	// Credentials over an unencrypted connection would go in clear.
+	if s.Username != "" && s.TLS == "none" {
+		return errors.New("COUNTERSIGN_SMTP_USERNAME needs COUNTERSIGN_SMTP_TLS starttls or tls: credentials would go in clear")
+	}
+	return nil
+}
+
+func (s Slack) validate() error {
+	switch {
+	case s.BotToken != "" && s.WebhookURL != "":
+		return errors.New("set COUNTERSIGN_SLACK_BOT_TOKEN or COUNTERSIGN_SLACK_WEBHOOK_URL, not both")
+	case s.BotToken != "" && (!strings.HasPrefix(s.BotToken, "xoxb-") || strings.ContainsAny(s.BotToken, " \t\r\n")):
+		return errors.New("COUNTERSIGN_SLACK_BOT_TOKEN must be a bot token (xoxb-…)")
+	case s.SigningSecret != "" && s.BotToken == "":
+		return errors.New("COUNTERSIGN_SLACK_SIGNING_SECRET needs COUNTERSIGN_SLACK_BOT_TOKEN: buttons are answered through the bot")
+	case s.SigningSecret != "" && len(s.SigningSecret) < 16:
+		return errors.New("COUNTERSIGN_SLACK_SIGNING_SECRET is too short to be a Slack signing secret")
+	case s.Channel != "" && s.BotToken == "":
+		return errors.New("COUNTERSIGN_SLACK_CHANNEL needs COUNTERSIGN_SLACK_BOT_TOKEN (an incoming webhook posts to its own channel)")
+	case len(s.Channel) > 80 || strings.ContainsAny(s.Channel, " <>&"):
+		return fmt.Errorf("COUNTERSIGN_SLACK_CHANNEL must be a channel id or name, got %q", s.Channel)
+	}
+	if s.WebhookURL != "" {
+		if err := httpURL(s.WebhookURL); err != nil {
+			return fmt.Errorf("COUNTERSIGN_SLACK_WEBHOOK_URL: %w", err)
+		}
+	}
+	if s.BotToken != "" {
+		if err := httpURL(s.APIURL); err != nil {
+			return fmt.Errorf("COUNTERSIGN_SLACK_API_URL: %w", err)
+		}
+	}
+	return nil
+}
+
+// httpURL checks that raw is an absolute http or https URL with a host and
+// no credentials.
+func httpURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+		return errors.New("must be an http(s) URL with a host and no credentials")
+	}
+	return nil
 }

@@ -106,3 +106,80 @@ func TestHTTPSNeedsPublicURL(t *testing.T) {
 	}
 	require.NoError(t, from(map[string]string{}), "plain http on loopback needs no setting")
 }
+
+func TestSMTP(t *testing.T) {
+	t.Parallel()
+	env := func(kv ...string) func(string) string {
+		m := map[string]string{}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return func(k string) string { return m[k] }
+	}
+	for name, tc := range map[string]struct {
+		env  []string
+		port int
+		err  string
+	}{
+		"None":             {env: nil},
+		"Starttls":         {env: []string{"COUNTERSIGN_SMTP_HOST", "mail.example.com", "COUNTERSIGN_SMTP_FROM", "cs@example.com"}, port: 587},
+		"ImplicitTLS":      {env: []string{"COUNTERSIGN_SMTP_HOST", "mail.example.com", "COUNTERSIGN_SMTP_FROM", "cs@example.com", "COUNTERSIGN_SMTP_TLS", "tls"}, port: 465},
+		"Relay":            {env: []string{"COUNTERSIGN_SMTP_HOST", "127.0.0.1", "COUNTERSIGN_SMTP_FROM", "cs@example.com", "COUNTERSIGN_SMTP_TLS", "none", "COUNTERSIGN_SMTP_PORT", "2525"}, port: 2525},
+		"NoFrom":           {env: []string{"COUNTERSIGN_SMTP_HOST", "mail.example.com"}, err: "COUNTERSIGN_SMTP_FROM is required"},
+		"BadFrom":          {env: []string{"COUNTERSIGN_SMTP_HOST", "mail.example.com", "COUNTERSIGN_SMTP_FROM", "not an address"}, err: "must be a mail address"},
+		"BadTLS":           {env: []string{"COUNTERSIGN_SMTP_HOST", "mail.example.com", "COUNTERSIGN_SMTP_FROM", "cs@example.com", "COUNTERSIGN_SMTP_TLS", "maybe"}, err: "starttls, tls or none"},
+		"BadPort":          {env: []string{"COUNTERSIGN_SMTP_HOST", "mail.example.com", "COUNTERSIGN_SMTP_FROM", "cs@example.com", "COUNTERSIGN_SMTP_PORT", "70000"}, err: "must be a port"},
+		"HostWithPort":     {env: []string{"COUNTERSIGN_SMTP_HOST", "mail.example.com:25", "COUNTERSIGN_SMTP_FROM", "cs@example.com"}, err: "host name"},
+		"CredentialsClear": {env: []string{"COUNTERSIGN_SMTP_HOST", "mail.example.com", "COUNTERSIGN_SMTP_FROM", "cs@example.com", "COUNTERSIGN_SMTP_TLS", "none", "COUNTERSIGN_SMTP_USERNAME", "u"}, err: "in clear"},
+		"PasswordAlone":    {env: []string{"COUNTERSIGN_SMTP_HOST", "mail.example.com", "COUNTERSIGN_SMTP_FROM", "cs@example.com", "COUNTERSIGN_SMTP_PASSWORD", "p"}, err: "needs COUNTERSIGN_SMTP_USERNAME"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := FromEnv(env(tc.env...))
+			require.NoError(t, err)
+			err = c.Validate()
+			if tc.err != "" {
+				require.ErrorContains(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			if tc.port != 0 {
+				require.Equal(t, tc.port, c.SMTP.Port)
+			}
+		})
+	}
+}
+
+func TestSlack(t *testing.T) {
+	t.Parallel()
+	const secret = "8f742231b10e8888abcd99yyyzzz85a5"
+	for name, tc := range map[string]struct {
+		env         map[string]string
+		err         string
+		interactive bool
+	}{
+		"None":           {env: nil},
+		"Bot":            {env: map[string]string{"COUNTERSIGN_SLACK_BOT_TOKEN": "xoxb-1-2-abc"}},
+		"BotInteractive": {env: map[string]string{"COUNTERSIGN_SLACK_BOT_TOKEN": "xoxb-1-2-abc", "COUNTERSIGN_SLACK_SIGNING_SECRET": secret, "COUNTERSIGN_SLACK_CHANNEL": "C0123"}, interactive: true},
+		"Webhook":        {env: map[string]string{"COUNTERSIGN_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x"}},
+		"Both":           {env: map[string]string{"COUNTERSIGN_SLACK_BOT_TOKEN": "xoxb-1", "COUNTERSIGN_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x"}, err: "not both"},
+		"UserToken":      {env: map[string]string{"COUNTERSIGN_SLACK_BOT_TOKEN": "xoxp-1-2"}, err: "bot token"},
+		"SecretAlone":    {env: map[string]string{"COUNTERSIGN_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x", "COUNTERSIGN_SLACK_SIGNING_SECRET": secret}, err: "needs COUNTERSIGN_SLACK_BOT_TOKEN"},
+		"ShortSecret":    {env: map[string]string{"COUNTERSIGN_SLACK_BOT_TOKEN": "xoxb-1", "COUNTERSIGN_SLACK_SIGNING_SECRET": "short"}, err: "too short"},
+		"ChannelAlone":   {env: map[string]string{"COUNTERSIGN_SLACK_CHANNEL": "C0123"}, err: "needs COUNTERSIGN_SLACK_BOT_TOKEN"},
+		"BadWebhookURL":  {env: map[string]string{"COUNTERSIGN_SLACK_WEBHOOK_URL": "hooks.slack.com/x"}, err: "COUNTERSIGN_SLACK_WEBHOOK_URL"},
+		"BadAPIURL":      {env: map[string]string{"COUNTERSIGN_SLACK_BOT_TOKEN": "xoxb-1", "COUNTERSIGN_SLACK_API_URL": "ftp://x"}, err: "COUNTERSIGN_SLACK_API_URL"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := FromEnv(func(k string) string { return tc.env[k] })
+			require.NoError(t, err)
+			err = c.Validate()
+			if tc.err != "" {
+				require.ErrorContains(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.interactive, c.Slack.Interactive())
+			require.Equal(t, "https://slack.com/api", c.Slack.APIURL)
+		})
+	}
+}

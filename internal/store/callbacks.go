@@ -58,6 +58,7 @@ type DeliveryInsertParams struct {
 	Subject       string
 	Event         string
 	TokenID       *string // the token's public id; nil sends it unsigned
+	WebhookID     *int64  // the webhook subscription whose secret signs it instead
 	URL           string
 	Body          []byte
 	NextAttemptAt time.Time
@@ -68,7 +69,7 @@ type DeliveryInsertParams struct {
 // subject or event.
 func DeliveryInsert(ctx context.Context, db DBTX, p DeliveryInsertParams) (int64, error) {
 	id, err := queries.DeliveryInsert(ctx, db, dbsqlc.DeliveryInsertParams{Subject: p.Subject, Event: p.Event,
-		TokenID: p.TokenID, Url: p.URL, Body: p.Body, NextAttemptAt: &p.NextAttemptAt})
+		TokenID: p.TokenID, WebhookID: p.WebhookID, Url: p.URL, Body: p.Body, NextAttemptAt: &p.NextAttemptAt})
 	if err != nil {
 		return 0, fmt.Errorf("insert delivery: %w", interpret(err))
 	}

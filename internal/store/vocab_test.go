@@ -25,6 +25,7 @@ func TestVocabularyMatchesTheDatabase(t *testing.T) {
 	}{
 		{"Tier", "approval_requests", "tier", matches(pool, vocab.Tiers())},
 		{"Role", "users", "role", matches(pool, vocab.Roles())},
+		{"NoticeDefaultRole", "notice_role_defaults", "role", matches(pool, vocab.Roles())},
 		{"RunStatus", "workflow_runs", "status", matches(pool, vocab.RunStatuses())},
 		{"RequestStatus", "approval_requests", "status", matches(pool, vocab.RequestStatuses())},
 		{"Verdict", "decisions", "verdict", matches(pool, vocab.Verdicts())},

@@ -18,6 +18,7 @@ import (
 	"github.com/countersign/countersign/internal/app"
 	"github.com/countersign/countersign/internal/ask"
 	"github.com/countersign/countersign/internal/config"
+	"github.com/countersign/countersign/internal/notice"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testdb"
 	"github.com/countersign/countersign/internal/workflow"
@@ -45,6 +46,13 @@ type Options struct {
 	Receipts  ask.Receipts
 	// PublicURL is the console's origin (COUNTERSIGN_PUBLIC_URL).
 	PublicURL string
+	// SMTP sends notification mail (to a test server); NoticeWindow shortens
+	// the coalescing window; Channels adds notification channels.
+	SMTP config.SMTP
+	// Slack configures the Slack channel (its API URL at a test server).
+	Slack        config.Slack
+	NoticeWindow time.Duration
+	Channels     []notice.Channel
 }
 
 // Bundle is a running process and its database.
@@ -66,7 +74,8 @@ func Start(t testing.TB, opts Options) *Bundle {
 // StartOn runs a process on an existing test database.
 func StartOn(t testing.TB, pool *pgxpool.Pool, url string, opts Options) *Bundle {
 	t.Helper()
-	cfg := config.Config{DatabaseURL: url, Addr: "127.0.0.1:0", Workers: 10, RescueAfter: 15 * time.Minute, ModelProvider: "offline"}
+	cfg := config.Config{DatabaseURL: url, Addr: "127.0.0.1:0", Workers: 10, RescueAfter: 15 * time.Minute, ModelProvider: "offline",
+		SMTP: opts.SMTP, Slack: opts.Slack}
 	cfg.PublicURL = opts.PublicURL
 	if opts.RescueAfter > 0 {
 		cfg.RescueAfter = opts.RescueAfter
@@ -79,7 +88,8 @@ func StartOn(t testing.TB, pool *pgxpool.Pool, url string, opts Options) *Bundle
 	// A test process is a demo process: tests drive the demo workflows.
 	ao := app.Options{Worker: !opts.NoWorker, Web: opts.Web, Demo: true, Register: opts.Register, Model: opts.Model,
 		Logger: logger, Now: opts.Now, Recovery: opts.Recovery, KeepAlive: opts.KeepAlive, CallbackBackoff: opts.CallbackBackoff,
-		Callbacks: opts.Callbacks, Receipts: opts.Receipts}
+		Callbacks: opts.Callbacks, Receipts: opts.Receipts,
+		NoticeWindow: opts.NoticeWindow, Channels: opts.Channels}
 	b := &Bundle{Pool: pool, URL: url}
 	if opts.Web {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -21,6 +21,7 @@ import (
 	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/approval"
 	"github.com/countersign/countersign/internal/audit"
+	"github.com/countersign/countersign/internal/notice"
 	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/policy"
@@ -63,6 +64,8 @@ type Config struct {
 	// worker before it fails as worker_lost (default 5): a run that kills
 	// every worker that executes it must end.
 	MaxRecoveries int
+	// Notices receives the notifications runs and requests cause (nil: none).
+	Notices *notice.Outbox
 }
 
 // DefaultMaxStepOutput is the output limit when none is configured: far above
@@ -91,12 +94,13 @@ type Engine struct {
 	lease         time.Duration
 	renewEvery    time.Duration
 	maxRecoveries int
+	notices       *notice.Outbox
 }
 
 // New returns an Engine. Pool, Registry and Scheduler are required.
 func New(cfg Config) *Engine {
 	e := &Engine{pool: cfg.Pool, registry: cfg.Registry, scheduler: cfg.Scheduler, policies: cfg.Policies, model: cfg.Model,
-		logger: cfg.Logger, now: cfg.Now, maxOutput: cfg.MaxStepOutput}
+		logger: cfg.Logger, now: cfg.Now, maxOutput: cfg.MaxStepOutput, notices: cfg.Notices}
 	if e.maxOutput <= 0 {
 		e.maxOutput = DefaultMaxStepOutput
 	}
@@ -123,7 +127,7 @@ func New(cfg Config) *Engine {
 		e.maxRecoveries = DefaultMaxRecoveries
 	}
 	e.approvals = approval.New(approval.Config{Pool: e.pool, Scheduler: e.scheduler, Runs: runMoves{engine: e}, Policies: e.policies,
-		Now: e.now, OutputLimitFunc: e.outputLimit})
+		Now: e.now, OutputLimitFunc: e.outputLimit, Notices: cfg.Notices})
 	return e
 }
 
@@ -395,6 +399,9 @@ func (e *Engine) finish(ctx context.Context, x *execution, complete CompleteFunc
 		}
 		if final {
 			if err := complete(ctx, tx); err != nil {
+				return err
+			}
+			if err := e.noticeRunFailed(ctx, tx, run.ID, f); err != nil {
 				return err
 			}
 		}

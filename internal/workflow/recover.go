@@ -151,6 +151,9 @@ func (e *Engine) failOrphan(ctx context.Context, tx pgx.Tx, o store.Orphan, caus
 	if err := notifyRun(ctx, tx, o.ID, vocab.RunFailed); err != nil {
 		return err
 	}
+	if err := e.noticeRunFailed(ctx, tx, o.ID, f); err != nil {
+		return err
+	}
 	s.ended = append(s.ended, endedRun{o.ID, f.Code})
 	s.res.Failed++
 	return nil

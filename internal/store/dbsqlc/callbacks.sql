@@ -1,6 +1,6 @@
 -- name: DeliveryInsert :one
-INSERT INTO callback_deliveries (subject, event, token_id, url, body, next_attempt_at)
-VALUES (@subject, @event, sqlc.narg(token_id), @url, @body, @next_attempt_at) RETURNING id;
+INSERT INTO callback_deliveries (subject, event, token_id, webhook_id, url, body, next_attempt_at)
+VALUES (@subject, @event, sqlc.narg(token_id), sqlc.narg(webhook_id), @url, @body, @next_attempt_at) RETURNING id;
 
 -- name: DeliveryListBySubject :many
 SELECT id, subject, event, url, status, attempts, last_status_code, last_error,
@@ -26,8 +26,11 @@ FROM callback_deliveries WHERE id = @id;
 -- name: DeliveryLockForSend :one
 -- The row lock is held while the delivery is sent, so that two jobs for one
 -- delivery (a rescued job, a redelivery) never both POST it.
-SELECT d.id, d.subject, d.event, d.url, d.body, d.status, d.attempts, t.callback_secret
+-- A delivery is signed by its token's callback secret or its webhook's.
+SELECT d.id, d.subject, d.event, d.url, d.body, d.status, d.attempts,
+       coalesce(t.callback_secret, w.secret)::bytea AS callback_secret
 FROM callback_deliveries d LEFT JOIN api_tokens t ON t.public_id = d.token_id
+     LEFT JOIN webhooks w ON w.id = d.webhook_id
 WHERE d.id = @id FOR UPDATE OF d;
 
 -- name: DeliveryRecordAttempt :execrows

@@ -107,14 +107,15 @@ func (q *Queries) DeliveryGet(ctx context.Context, db DBTX, id int64) (*Delivery
 }
 
 const deliveryInsert = `-- name: DeliveryInsert :one
-INSERT INTO callback_deliveries (subject, event, token_id, url, body, next_attempt_at)
-VALUES ($1, $2, $3, $4, $5, $6) RETURNING id
+INSERT INTO callback_deliveries (subject, event, token_id, webhook_id, url, body, next_attempt_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id
 `
 
 type DeliveryInsertParams struct {
 	Subject       string     `db:"subject"`
 	Event         string     `db:"event"`
 	TokenID       *string    `db:"token_id"`
+	WebhookID     *int64     `db:"webhook_id"`
 	Url           string     `db:"url"`
 	Body          []byte     `db:"body"`
 	NextAttemptAt *time.Time `db:"next_attempt_at"`
@@ -125,6 +126,7 @@ func (q *Queries) DeliveryInsert(ctx context.Context, db DBTX, arg DeliveryInser
 		arg.Subject,
 		arg.Event,
 		arg.TokenID,
+		arg.WebhookID,
 		arg.Url,
 		arg.Body,
 		arg.NextAttemptAt,
@@ -257,8 +259,10 @@ func (q *Queries) DeliveryListBySubject(ctx context.Context, db DBTX, subject st
 }
 
 const deliveryLockForSend = `-- name: DeliveryLockForSend :one
-SELECT d.id, d.subject, d.event, d.url, d.body, d.status, d.attempts, t.callback_secret
+SELECT d.id, d.subject, d.event, d.url, d.body, d.status, d.attempts,
+       coalesce(t.callback_secret, w.secret)::bytea AS callback_secret
 FROM callback_deliveries d LEFT JOIN api_tokens t ON t.public_id = d.token_id
+     LEFT JOIN webhooks w ON w.id = d.webhook_id
 WHERE d.id = $1 FOR UPDATE OF d
 `
 
@@ -275,6 +279,7 @@ type DeliveryLockForSendRow struct {
 
 // The row lock is held while the delivery is sent, so that two jobs for one
 // delivery (a rescued job, a redelivery) never both POST it.
+// A delivery is signed by its token's callback secret or its webhook's.
 func (q *Queries) DeliveryLockForSend(ctx context.Context, db DBTX, id int64) (*DeliveryLockForSendRow, error) {
 	row := db.QueryRow(ctx, deliveryLockForSend, id)
 	var i DeliveryLockForSendRow

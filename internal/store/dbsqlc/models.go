@@ -125,6 +125,7 @@ type CallbackDelivery struct {
 	NextAttemptAt  *time.Time `db:"next_attempt_at"`
 	CreatedAt      time.Time  `db:"created_at"`
 	DeliveredAt    *time.Time `db:"delivered_at"`
+	WebhookID      *int64     `db:"webhook_id"`
 }
 
 type Decision struct {
@@ -163,6 +164,78 @@ type LoginThrottle struct {
 	Attempts    int       `db:"attempts"`
 	Throttled   int       `db:"throttled"`
 	Reported    bool      `db:"reported"`
+}
+
+type NoticeAttempt struct {
+	ID        int64     `db:"id"`
+	MessageID int64     `db:"message_id"`
+	Attempt   int       `db:"attempt"`
+	Ok        bool      `db:"ok"`
+	Error     string    `db:"error"`
+	At        time.Time `db:"at"`
+}
+
+type NoticeDelivery struct {
+	ID        int64     `db:"id"`
+	EventID   int64     `db:"event_id"`
+	UserID    int64     `db:"user_id"`
+	Channel   string    `db:"channel"`
+	NotBefore time.Time `db:"not_before"`
+	MessageID *int64    `db:"message_id"`
+	CreatedAt time.Time `db:"created_at"`
+}
+
+type NoticeEvent struct {
+	ID          int64     `db:"id"`
+	Kind        string    `db:"kind"`
+	RequestID   *string   `db:"request_id"`
+	RunID       *string   `db:"run_id"`
+	BatchID     *string   `db:"batch_id"`
+	Roles       []string  `db:"roles"`
+	UserIds     []int64   `db:"user_ids"`
+	Subscribers bool      `db:"subscribers"`
+	Urgent      bool      `db:"urgent"`
+	Detail      string    `db:"detail"`
+	CreatedAt   time.Time `db:"created_at"`
+}
+
+type NoticeMessage struct {
+	ID        int64      `db:"id"`
+	UserID    int64      `db:"user_id"`
+	Channel   string     `db:"channel"`
+	Status    string     `db:"status"`
+	Digest    bool       `db:"digest"`
+	Attempts  int        `db:"attempts"`
+	LastError string     `db:"last_error"`
+	CreatedAt time.Time  `db:"created_at"`
+	SentAt    *time.Time `db:"sent_at"`
+}
+
+type NoticeOutlet struct {
+	UserID     int64      `db:"user_id"`
+	Channel    string     `db:"channel"`
+	LastSentAt *time.Time `db:"last_sent_at"`
+	FlushAt    *time.Time `db:"flush_at"`
+}
+
+type NoticePreference struct {
+	UserID     int64     `db:"user_id"`
+	Channels   []string  `db:"channels"`
+	Events     []string  `db:"events"`
+	QuietStart int       `db:"quiet_start"`
+	QuietEnd   int       `db:"quiet_end"`
+	TimeZone   string    `db:"time_zone"`
+	UpdatedAt  time.Time `db:"updated_at"`
+}
+
+type NoticeRoleDefault struct {
+	Role       string    `db:"role"`
+	Channels   []string  `db:"channels"`
+	Events     []string  `db:"events"`
+	QuietStart int       `db:"quiet_start"`
+	QuietEnd   int       `db:"quiet_end"`
+	TimeZone   string    `db:"time_zone"`
+	UpdatedAt  time.Time `db:"updated_at"`
 }
 
 type Policy struct {
@@ -213,6 +286,15 @@ type SideEffect struct {
 	CreatedAt      time.Time `db:"created_at"`
 }
 
+type SlackMessage struct {
+	Channel    string          `db:"channel"`
+	Ts         string          `db:"ts"`
+	RequestIds []string        `db:"request_ids"`
+	Blocks     json.RawMessage `db:"blocks"`
+	Text       string          `db:"text"`
+	CreatedAt  time.Time       `db:"created_at"`
+}
+
 type User struct {
 	ID             int64     `db:"id"`
 	Email          string    `db:"email"`
@@ -223,6 +305,15 @@ type User struct {
 	SessionVersion int       `db:"session_version"`
 	CreatedAt      time.Time `db:"created_at"`
 	UpdatedAt      time.Time `db:"updated_at"`
+}
+
+type Webhook struct {
+	ID        int64     `db:"id"`
+	Url       string    `db:"url"`
+	Events    []string  `db:"events"`
+	Secret    []byte    `db:"secret"`
+	CreatedBy string    `db:"created_by"`
+	CreatedAt time.Time `db:"created_at"`
 }
 
 type WorkflowRun struct {

@@ -1,0 +1,128 @@
+package slack_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/countersign/countersign/internal/notice"
+	"github.com/countersign/countersign/internal/notice/slack"
+)
+
+// Slack's published example (api.slack.com, "Verifying requests from Slack").
+const (
+	exampleSecret    = "8f742231b10e8888abcd99yyyzzz85a5"
+	exampleTimestamp = "1531420618"
+	exampleBody      = "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c"
+	exampleSignature = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
+)
+
+func TestVerify(t *testing.T) {
+	t.Parallel()
+	at := time.Unix(1531420618, 0)
+	t.Run("PublishedExample", func(t *testing.T) {
+		require.Equal(t, exampleSignature, slack.Sign(exampleSecret, exampleTimestamp, []byte(exampleBody)))
+		require.NoError(t, slack.Verify(exampleSecret, exampleTimestamp, exampleSignature, []byte(exampleBody), at.Add(4*time.Minute)))
+	})
+	for name, c := range map[string]struct {
+		secret, ts, sig, body string
+		now                   time.Time
+	}{
+		"WrongSecret":     {"another-secret-0123456789", exampleTimestamp, exampleSignature, exampleBody, at},
+		"BodyChanged":     {exampleSecret, exampleTimestamp, exampleSignature, exampleBody + "&x=1", at},
+		"TimestampMoved":  {exampleSecret, "1531420619", exampleSignature, exampleBody, at},
+		"Stale":           {exampleSecret, exampleTimestamp, exampleSignature, exampleBody, at.Add(5*time.Minute + time.Second)},
+		"FromTheFuture":   {exampleSecret, exampleTimestamp, exampleSignature, exampleBody, at.Add(-6 * time.Minute)},
+		"NoSignature":     {exampleSecret, exampleTimestamp, "", exampleBody, at},
+		"OtherVersion":    {exampleSecret, exampleTimestamp, "v1=" + exampleSignature[3:], exampleBody, at},
+		"NoTimestamp":     {exampleSecret, "", exampleSignature, exampleBody, at},
+		"BadTimestamp":    {exampleSecret, "15314x0618", exampleSignature, exampleBody, at},
+		"NoSecretAtAll":   {"", exampleTimestamp, exampleSignature, exampleBody, at},
+		"UppercaseDigest": {exampleSecret, exampleTimestamp, strings.ToUpper(exampleSignature), exampleBody, at},
+	} {
+		t.Run(name, func(t *testing.T) {
+			require.ErrorIs(t, slack.Verify(c.secret, c.ts, c.sig, []byte(c.body), c.now), slack.ErrBadSignature)
+		})
+	}
+}
+
+func TestEscape(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"a & b":                    "a &amp; b",
+		"<!channel> hi <@U123>":    "&lt;!channel&gt; hi &lt;@U123&gt;",
+		"<https://evil.example|x>": "&lt;https://evil.example|x&gt;",
+		"pay\u202Eevil":            "pay⟨U+202E⟩evil",
+		"zero\u200Bwidth":          "zero⟨U+200B⟩width",
+	} {
+		require.Equal(t, want, slack.Escape(in), in)
+	}
+}
+
+func TestBlocks(t *testing.T) {
+	t.Parallel()
+	deadline := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	it := notice.Item{Kind: notice.RequestWaiting, Title: "A request waits for you", ActionKind: "payment.refund", Target: "<@U1>",
+		Summary: "Refund *everything* <!here>", Risk: "high", Rule: "big-refund", Deadline: &deadline,
+		Link: "https://cs.example.com/requests/r1", RequestID: "r1", PayloadHash: "h1", Pending: true}
+
+	t.Run("Interactive", func(t *testing.T) {
+		blocks, reqs := slack.Blocks(notice.Message{Items: []notice.Item{it}}, true, "https://cs.example.com")
+		require.Equal(t, []string{"r1"}, reqs)
+		var text string
+		var actions []slack.Element
+		for _, b := range blocks {
+			if b.Text != nil {
+				text += b.Text.Text
+			}
+			if b.Type == "actions" {
+				actions = b.Elements
+			}
+		}
+		for _, want := range []string{"*Risk:* high", "*Rule:* big-refund", "*Deadline:* 2026-11-22 10:00 UTC", "&lt;!here&gt;", "on &lt;@U1&gt;"} {
+			require.Contains(t, text, want)
+		}
+		require.Len(t, actions, 3)
+		require.Equal(t, "https://cs.example.com/requests/r1", actions[0].URL)
+		require.Equal(t, slack.ActionApprove, actions[1].ActionID)
+		require.Equal(t, "r1|h1", actions[1].Value)
+		require.Equal(t, slack.ActionReject, actions[2].ActionID)
+	})
+	t.Run("NoButtonsWithoutInteractivity", func(t *testing.T) {
+		blocks, reqs := slack.Blocks(notice.Message{Items: []notice.Item{it}}, false, "https://cs.example.com")
+		require.Empty(t, reqs)
+		for _, b := range blocks {
+			for _, e := range b.Elements {
+				require.Empty(t, e.Value)
+			}
+		}
+	})
+	t.Run("NoButtonsOnceDecided", func(t *testing.T) {
+		decided := it
+		decided.Pending = false
+		_, reqs := slack.Blocks(notice.Message{Items: []notice.Item{decided}}, true, "https://cs.example.com")
+		require.Empty(t, reqs)
+	})
+	t.Run("DigestIsBounded", func(t *testing.T) {
+		items := make([]notice.Item, 30)
+		for i := range items {
+			items[i] = it
+		}
+		blocks, reqs := slack.Blocks(notice.Message{Items: items}, true, "https://cs.example.com")
+		require.Len(t, reqs, 10)
+		require.LessOrEqual(t, len(blocks), 50, "Slack's limit")
+	})
+}
+
+func TestButtonValue(t *testing.T) {
+	t.Parallel()
+	id, hash, ok := slack.ParseButtonValue(slack.ButtonValue("r", "h"))
+	require.True(t, ok)
+	require.Equal(t, [2]string{"r", "h"}, [2]string{id, hash})
+	for _, v := range []string{"", "r", "|h", "r|", strings.Repeat("x", 400) + "|h"} {
+		_, _, ok := slack.ParseButtonValue(v)
+		require.False(t, ok, v)
+	}
+}
