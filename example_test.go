@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -86,6 +87,34 @@ func ExampleStep() {
 		})
 	}
 	_ = lookUp
+}
+
+// A follow-up three days later, and a scraping service's callback: the run
+// waits for both holding no worker.
+func ExampleSleep() {
+	followUp := func(ctx context.Context, email string) (string, error) {
+		if err := countersign.Sleep(ctx, "three_days", 72*time.Hour); err != nil {
+			return "", err // also when the run now sleeps
+		}
+		return countersign.Step(ctx, "follow_up", func(ctx context.Context) (string, error) { return "sent to " + email, nil })
+	}
+	_ = followUp
+}
+
+// The run resumes when POST /api/v1/runs/{id}/events/scraped delivers
+// {"data": {"pages": 12}}, or gives up after an hour.
+func ExampleWaitEvent() {
+	scrape := func(ctx context.Context, url string) (int, error) {
+		page, err := countersign.WaitEvent[struct{ Pages int }](ctx, "scraped", time.Hour)
+		if errors.Is(err, countersign.ErrEventTimeout) {
+			return 0, countersign.Fail("scrape_timeout", "the scraper never called back for "+url)
+		}
+		if err != nil {
+			return 0, err // also when the run now waits
+		}
+		return page.Pages, nil
+	}
+	_ = scrape
 }
 
 // The decision says what to do: approved (with the parameters to apply, the

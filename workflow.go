@@ -2,6 +2,7 @@ package countersign
 
 import (
 	"context"
+	"time"
 
 	"github.com/countersign/countersign/internal/workflow"
 )
@@ -152,3 +153,37 @@ func Permanent(err error) error { return workflow.Permanent(err) }
 
 // Fail returns an error that ends the run at once with code and message.
 func Fail(code, message string) error { return workflow.Fail(code, message) }
+
+// Sleep is a durable timer: the run waits d holding no worker and no job,
+// and survives restarts and deploys meanwhile. The first time a run gets
+// here its wake-up time is recorded and shown on the run page, the run is
+// parked as sleeping, and Sleep returns an error the workflow returns as it
+// is; a job scheduled at the wake-up time resumes the run (within a few
+// seconds of it), whose replay then returns nil here. Cancelling a sleeping
+// run ends it. name identifies the timer in the run's history.
+func Sleep(ctx context.Context, name string, d time.Duration) error {
+	return workflow.Sleep(ctx, name, d)
+}
+
+// SleepUntil is [Sleep] until t; a time already past returns at once.
+func SleepUntil(ctx context.Context, name string, t time.Time) error {
+	return workflow.SleepUntil(ctx, name, t)
+}
+
+// ErrEventTimeout is matched (errors.Is) by the error [WaitEvent] returns
+// when its event did not arrive in time. Returned unhandled, it fails the run
+// at once with code event_timeout.
+var ErrEventTimeout = workflow.ErrEventTimeout
+
+// WaitEvent waits, holding no worker and no job, for the event called name
+// to be delivered to the run (POST /api/v1/runs/{id}/events/{name} with a
+// JSON body {"data": …}, or `countersign run signal RUN NAME --data JSON`),
+// and returns its data decoded into T. An event delivered before the run got
+// here was kept and is returned at once; each WaitEvent of a name takes one
+// event of that name, oldest first; a delivery repeated with the same
+// idempotency key counts once. While it waits, WaitEvent returns an error the
+// workflow returns as it is. After timeout (0: no timeout) it returns an
+// error matching [ErrEventTimeout].
+func WaitEvent[T any](ctx context.Context, name string, timeout time.Duration) (T, error) {
+	return workflow.WaitEvent[T](ctx, name, timeout)
+}

@@ -62,6 +62,3 @@ func (w *RunWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
 		return err
 	})
 }
-
-// The engine schedules a failed step's retry through the Scheduler.
-var _ workflow.DelayedScheduler = (*Scheduler)(nil)

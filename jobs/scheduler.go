@@ -60,15 +60,10 @@ func (s *Scheduler) EnqueueRuns(ctx context.Context, tx pgx.Tx, runs []approval.
 	return err
 }
 
-// EnqueueRunAt implements workflow.DelayedScheduler: the job of a run
-// whose failed step is retried at at. River holds it as scheduled, so no
-// worker waits for the backoff.
-func (s *Scheduler) EnqueueRunAt(ctx context.Context, tx pgx.Tx, runID string, seq int, at time.Time) error {
-	var opts *river.InsertOpts
-	if at.After(time.Now()) {
-		opts = &river.InsertOpts{ScheduledAt: at}
-	}
-	_, err := s.client.InsertTx(ctx, tx, RunArgs{RunID: runID, Seq: seq}, opts)
+// ScheduleRun implements approval.Scheduler: the run's job, due at at. River
+// runs a scheduled job once its time passes, late if no worker was up then.
+func (s *Scheduler) ScheduleRun(ctx context.Context, tx pgx.Tx, runID string, seq int, at time.Time) error {
+	_, err := s.client.InsertTx(ctx, tx, RunArgs{RunID: runID, Seq: seq}, &river.InsertOpts{ScheduledAt: at})
 	return err
 }
 

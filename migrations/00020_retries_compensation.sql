@@ -24,20 +24,20 @@ ALTER TABLE workflow_runs ADD COLUMN compensation_cause text
 
 ALTER TABLE workflow_runs DROP CONSTRAINT workflow_runs_status_check;
 ALTER TABLE workflow_runs ADD CONSTRAINT workflow_runs_status_check
-    CHECK (status IN ('queued', 'running', 'waiting_human', 'retrying', 'failed', 'completed',
-                      'rejected', 'cancelled', 'compensated', 'compensation_failed'));
+    CHECK (status IN ('queued', 'running', 'waiting_human', 'retrying', 'sleeping', 'waiting_event',
+                      'failed', 'completed', 'rejected', 'cancelled', 'compensated', 'compensation_failed'));
 
 ALTER TABLE workflow_steps DROP CONSTRAINT workflow_steps_kind_check;
 ALTER TABLE workflow_steps ADD CONSTRAINT workflow_steps_kind_check
-    CHECK (kind IN ('step', 'model', 'effect', 'approval', 'compensation'));
+    CHECK (kind IN ('step', 'model', 'effect', 'approval', 'sleep', 'event', 'compensation'));
 
 -- +goose Down
 ALTER TABLE workflow_steps DROP CONSTRAINT workflow_steps_kind_check;
 ALTER TABLE workflow_steps ADD CONSTRAINT workflow_steps_kind_check
-    CHECK (kind IN ('step', 'model', 'effect', 'approval'));
+    CHECK (kind IN ('step', 'model', 'effect', 'approval', 'sleep', 'event'));
 ALTER TABLE workflow_runs DROP CONSTRAINT workflow_runs_status_check;
 ALTER TABLE workflow_runs ADD CONSTRAINT workflow_runs_status_check
-    CHECK (status IN ('queued', 'running', 'waiting_human', 'retrying',
+    CHECK (status IN ('queued', 'running', 'waiting_human', 'retrying', 'sleeping', 'waiting_event',
                       'failed', 'completed', 'rejected', 'cancelled'));
 ALTER TABLE workflow_runs DROP COLUMN compensation_cause;
 DROP TABLE workflow_step_attempts;

@@ -81,6 +81,12 @@ const (
 	RunRunning      RunStatus = "running"
 	RunWaitingHuman RunStatus = "waiting_human"
 	RunRetrying     RunStatus = "retrying"
+	// RunSleeping: parked until a durable timer (Sleep, SleepUntil) is due,
+	// holding no worker and no running job.
+	RunSleeping RunStatus = "sleeping"
+	// RunWaitingEvent: parked until an external event (WaitEvent) arrives or
+	// its timeout passes.
+	RunWaitingEvent RunStatus = "waiting_event"
 	RunFailed       RunStatus = "failed"
 	RunCompleted    RunStatus = "completed"
 	RunRejected     RunStatus = "rejected"
@@ -95,7 +101,7 @@ const (
 
 // RunStatuses lists every run status, in the order a run usually meets them.
 func RunStatuses() []RunStatus {
-	return []RunStatus{RunQueued, RunRunning, RunWaitingHuman, RunRetrying,
+	return []RunStatus{RunQueued, RunRunning, RunWaitingHuman, RunRetrying, RunSleeping, RunWaitingEvent,
 		RunCompleted, RunFailed, RunRejected, RunCancelled, RunCompensated, RunCompensationFailed}
 }
 
@@ -193,6 +199,8 @@ const (
 	StepKindModel    StepKind = "model"
 	StepKindEffect   StepKind = "effect"
 	StepKindApproval StepKind = "approval"
+	StepKindSleep    StepKind = "sleep" // a durable timer
+	StepKindEvent    StepKind = "event" // a wait for an external event
 	// StepKindCompensation is the undo of an earlier effect, run when the
 	// run failed, was rejected or was cancelled.
 	StepKindCompensation StepKind = "compensation"
@@ -200,7 +208,7 @@ const (
 
 // StepKinds lists every step kind.
 func StepKinds() []StepKind {
-	return []StepKind{StepKindStep, StepKindModel, StepKindEffect, StepKindApproval, StepKindCompensation}
+	return []StepKind{StepKindStep, StepKindModel, StepKindEffect, StepKindApproval, StepKindSleep, StepKindEvent, StepKindCompensation}
 }
 
 // Valid reports whether k is one of the step kinds.

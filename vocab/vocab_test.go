@@ -18,7 +18,7 @@ func TestListsAreComplete(t *testing.T) {
 		require.Equal(t, []Role{RoleViewer, RoleReviewer, RoleApprover, RoleAdmin}, Roles())
 	})
 	t.Run("RunStatus", func(t *testing.T) {
-		require.ElementsMatch(t, []RunStatus{RunQueued, RunRunning, RunWaitingHuman, RunRetrying,
+		require.ElementsMatch(t, []RunStatus{RunQueued, RunRunning, RunWaitingHuman, RunRetrying, RunSleeping, RunWaitingEvent,
 			RunFailed, RunCompleted, RunRejected, RunCancelled, RunCompensated, RunCompensationFailed}, RunStatuses())
 	})
 	t.Run("RequestStatus", func(t *testing.T) {
@@ -29,7 +29,7 @@ func TestListsAreComplete(t *testing.T) {
 		require.ElementsMatch(t, []Verdict{VerdictApprove, VerdictReject, VerdictEdit, VerdictRequestChanges}, Verdicts())
 	})
 	t.Run("StepKind", func(t *testing.T) {
-		require.ElementsMatch(t, []StepKind{StepKindStep, StepKindModel, StepKindEffect, StepKindApproval, StepKindCompensation}, StepKinds())
+		require.ElementsMatch(t, []StepKind{StepKindStep, StepKindModel, StepKindEffect, StepKindApproval, StepKindSleep, StepKindEvent, StepKindCompensation}, StepKinds())
 	})
 	t.Run("StepStatus", func(t *testing.T) {
 		require.ElementsMatch(t, []StepStatus{StepCompleted, StepFailed, StepWaiting}, StepStatuses())

@@ -111,7 +111,7 @@ func TestAPI(t *testing.T) {
 		}
 		var e apiErr
 		require.Equal(t, 403, c.api(t, "viewer@example.com").do("POST", "/runs", map[string]any{"workflow": "support_triage", "business_key": "v"}, &e))
-		require.Equal(t, 400, agent.do("GET", "/runs?status=sleeping", nil, &e))
+		require.Equal(t, 400, agent.do("GET", "/runs?status=snoozing", nil, &e))
 		require.Equal(t, 400, agent.do("GET", "/runs?limit=0", nil, &e))
 		require.Equal(t, 400, agent.do("GET", "/runs?after=bm90LWpzb24", nil, &e))
 		require.Equal(t, 404, agent.do("GET", "/runs/not-a-uuid", nil, &e))

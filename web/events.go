@@ -11,8 +11,12 @@ import (
 	"github.com/countersign/countersign/internal/notify"
 )
 
-// Live updates are coalesced: a burst of decisions refreshes an inbox once.
-const inboxDebounce = 300 * time.Millisecond
+// Live updates are coalesced: the first change refreshes an inbox at once,
+// and the changes that follow within inboxDebounce of a refresh refresh it
+// once more at the window's end, so a burst of decisions costs an open inbox
+// a few refreshes a second, never one per decision, and a lone new request
+// shows without waiting for a window.
+const inboxDebounce = 250 * time.Millisecond
 
 // handleEvents handles the "GET /events" route: a server-sent event stream
 // fed by the process's one LISTEN connection. It sends "inbox" when requests
@@ -38,7 +42,8 @@ func (s *Server) handleEvents(c echo.Context) error {
 	ctx := c.Request().Context()
 	ping := time.NewTicker(s.KeepAlive)
 	defer ping.Stop()
-	var inbox <-chan time.Time
+	var inbox <-chan time.Time // a refresh due at the end of the window
+	var lastInbox time.Time    // when the last refresh was sent
 	send := func(event string) error {
 		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, event); err != nil {
 			return err
@@ -62,6 +67,7 @@ func (s *Server) handleEvents(c echo.Context) error {
 			w.Flush()
 		case <-inbox:
 			inbox = nil
+			lastInbox = time.Now()
 			if send("inbox") != nil {
 				return nil
 			}
@@ -69,7 +75,14 @@ func (s *Server) handleEvents(c echo.Context) error {
 			switch m.Type {
 			case "request", "decision", "batch", notify.KindClaim, notify.Connected:
 				if inbox == nil {
-					inbox = time.After(inboxDebounce)
+					if wait := inboxDebounce - time.Since(lastInbox); wait > 0 {
+						inbox = time.After(wait)
+					} else {
+						lastInbox = time.Now()
+						if send("inbox") != nil {
+							return nil
+						}
+					}
 				}
 			}
 			id := m.RunID

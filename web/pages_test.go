@@ -179,7 +179,7 @@ func TestPages(t *testing.T) {
 		require.Equal(t, 50, doc.Find(`[data-testid=run-row]`).Length())
 		doc, _ = c.get(t, reviewer, "/runs?key=T-0")
 		require.Equal(t, 10, doc.Find(`[data-testid=run-row]`).Length(), "T-00 to T-09")
-		_, status = c.get(t, reviewer, "/runs?status=sleeping")
+		_, status = c.get(t, reviewer, "/runs?status=snoozing")
 		require.Equal(t, 400, status)
 		doc, _ = c.get(t, reviewer, "/runs/"+ids[3])
 		require.Equal(t, 4, doc.Find(`[data-testid=step]`).Length())

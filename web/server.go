@@ -181,6 +181,7 @@ func (s *Server) routes() {
 	api.POST("/runs", s.handleAPIRunStart, requireScope(account.ScopeRunsWrite))
 	api.GET("/runs", s.handleAPIRunList, requireScope(account.ScopeRunsRead))
 	api.GET("/runs/:id", s.handleAPIRunGet, requireScope(account.ScopeRunsRead))
+	api.POST("/runs/:id/events/:name", s.handleAPIRunEvent, requireScope(account.ScopeRunsWrite))
 	api.GET("/requests", s.handleAPIRequestList, requireScope(account.ScopeRequestsRead))
 	api.GET("/requests/:id", s.handleAPIRequestGet, requireScope(account.ScopeRequestsRead))
 	api.GET("/requests/:id/receipt", s.handleAPIRequestReceipt, requireScope(account.ScopeRequestsRead))

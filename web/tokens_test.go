@@ -82,6 +82,8 @@ func TestAPITokenScopes(t *testing.T) {
 		{"POST", "/runs", account.ScopeRunsWrite, map[string]any{"workflow": "support_triage", "business_key": "T-2", "input": ticket}, 201},
 		{"GET", "/runs", account.ScopeRunsRead, nil, 200},
 		{"GET", "/runs/" + run.ID, account.ScopeRunsRead, nil, 200},
+		// Kept for the run's wait: it proposes no event wait, so it stays waiting.
+		{"POST", "/runs/" + run.ID + "/events/scope_check", account.ScopeRunsWrite, map[string]any{"data": 1, "idempotency_key": "k"}, 202},
 		{"GET", "/requests", account.ScopeRequestsRead, nil, 200},
 		{"GET", "/requests/" + req.ID, account.ScopeRequestsRead, nil, 200},
 		// Undecided: no receipt yet.
@@ -102,7 +104,8 @@ func TestAPITokenScopes(t *testing.T) {
 
 	// pattern is the route a row calls, as Echo lists it.
 	pattern := func(method, path string) string {
-		return method + " /api/v1" + regexp.MustCompile(`/[0-9a-f-]{36}`).ReplaceAllString(strings.Split(path, "?")[0], "/:id")
+		return method + " /api/v1" + regexp.MustCompile(`/[0-9a-f-]{36}`).ReplaceAllString(
+			regexp.MustCompile(`/events/[^/?]+`).ReplaceAllString(strings.Split(path, "?")[0], "/events/:name"), "/:id")
 	}
 	// Public routes need no token; TestReceiptKeys calls them.
 	public := []string{"GET /api/v1/receipts/keys"}

@@ -68,6 +68,7 @@ type stepJSON struct {
 	Tokens     int             `json:"tokens"`
 	StartedAt  time.Time       `json:"started_at"`
 	FinishedAt *time.Time      `json:"finished_at,omitempty"`
+	WakeAt     *time.Time      `json:"wake_at,omitempty"`
 	// FailedAttempts are the step's failed attempts, oldest first.
 	FailedAttempts []attemptJSON `json:"failed_attempts,omitempty"`
 }
@@ -100,7 +101,20 @@ func stepsOf(steps []*store.Step, attempts []*store.StepAttempt) []stepJSON {
 func stepOf(s *store.Step) stepJSON {
 	return stepJSON{RunID: s.RunID, Seq: s.Seq, Name: s.Name, Kind: string(s.Kind), Status: string(s.Status),
 		Output: s.Output, Error: s.Error, Attempts: s.Attempts, Tokens: s.Tokens, StartedAt: s.StartedAt,
-		FinishedAt: s.FinishedAt}
+		FinishedAt: s.FinishedAt, WakeAt: s.WakeAt}
+}
+
+// eventJSON is the spec's RunEvent: an event delivered to a run.
+type eventJSON struct {
+	ID             int64     `json:"id"`
+	RunID          string    `json:"run_id"`
+	Name           string    `json:"name"`
+	IdempotencyKey string    `json:"idempotency_key"`
+	ReceivedAt     time.Time `json:"received_at"`
+}
+
+func eventOf(e *store.Event) eventJSON {
+	return eventJSON{ID: e.ID, RunID: e.RunID, Name: e.Name, IdempotencyKey: e.IdempotencyKey, ReceivedAt: e.ReceivedAt}
 }
 
 // requestJSON is the spec's Request.

@@ -53,6 +53,7 @@ func TestWireMatchesSpec(t *testing.T) {
 		{"BatchList", batchPageJSON{}, ok("/api/v1/batches", "get")},
 		{"BatchGet", batchDetailJSON{}, ok("/api/v1/batches/{id}", "get")},
 		{"BatchDecide", batchDecisionJSON{}, ok("/api/v1/batches/{id}/decision", "post")},
+		{"RunEvent", eventJSON{}, schema("RunEvent")},
 		{"Error", apiError{}, schema("Error")},
 		{"Receipt", receiptJSON{}, schema("Receipt")},
 		{"ReceiptKey", receiptKeyJSON{}, schema("ReceiptKey")},

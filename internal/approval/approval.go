@@ -31,6 +31,10 @@ type Scheduler interface {
 	EnqueueRun(ctx context.Context, tx pgx.Tx, runID string, seq int) error
 	// EnqueueRuns does the same for many runs with one insert.
 	EnqueueRuns(ctx context.Context, tx pgx.Tx, runs []RunRef) error
+	// ScheduleRun inserts the job that executes run id for resume sequence
+	// seq at at: the wake-up of a run parked at a durable timer or at an
+	// event's timeout.
+	ScheduleRun(ctx context.Context, tx pgx.Tx, runID string, seq int, at time.Time) error
 	// ScheduleDeadline inserts the job that calls Expire for a request at its deadline.
 	ScheduleDeadline(ctx context.Context, tx pgx.Tx, requestID string, at time.Time) error
 	// ScheduleBatchClose inserts the job that calls CloseBatch at the batch's max_wait.

@@ -38,6 +38,10 @@ func (f *fakeScheduler) ScheduleDeadline(_ context.Context, _ pgx.Tx, requestID 
 	return nil
 }
 
+func (f *fakeScheduler) ScheduleRun(ctx context.Context, tx pgx.Tx, runID string, seq int, _ time.Time) error {
+	return f.EnqueueRun(ctx, tx, runID, seq)
+}
+
 func (f *fakeScheduler) ScheduleBatchClose(_ context.Context, _ pgx.Tx, batchID string, _ time.Time) error {
 	f.closes = append(f.closes, batchID)
 	return nil

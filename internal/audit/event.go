@@ -53,6 +53,7 @@ const (
 // emitted without appearing here.
 var Kinds = func() []Kind {
 	k := []Kind{KindRunStarted, KindRunStepFailed, KindRunFailed, KindRunRecovered, KindRunCancelled,
+		KindRunSleeping, KindRunEventWaiting, KindRunWoke, KindRunEventReceived,
 		KindRunCompensating, KindRunCompensated, KindRunCompensationFailed,
 		KindApprovalRequested, KindApprovalVote, KindDecisionAuto, KindDecisionRecorded, KindBatchDecided,
 		KindRequestEscalated, KindPolicyActivated, KindUserCreated, KindUserDisabled, KindUserEnabled,

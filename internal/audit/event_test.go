@@ -23,6 +23,7 @@ import (
 // that give it another kind.
 var everyDetails = []audit.Details{
 	audit.RunStarted{}, audit.RunFailed{}, audit.RunFailed{Final: true}, audit.RunRecovered{}, audit.RunCancelled{},
+	audit.RunSleeping{}, audit.RunEventWaiting{}, audit.RunWoke{}, audit.RunEventReceived{},
 	audit.RunCompensating{}, audit.RunCompensated{}, audit.RunCompensationFailed{},
 	audit.ApprovalRequested{}, audit.ApprovalVote{}, audit.DecisionAuto{}, audit.DecisionRecorded{},
 	audit.BatchDecided{}, audit.RequestEscalated{}, audit.PolicyActivated{}, audit.UserCreated{},

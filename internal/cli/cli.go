@@ -90,11 +90,12 @@ func init() {
 		"ask":     {"file an action for approval and wait for the decision (exit 0 approved, 1 refused, 3 pending)", cmdAsk},
 		"migrate": {"create the database if missing and apply River's and Countersign's migrations", cmdMigrate},
 		"serve":   {"run the web console and API and the workers (--web-only, --worker-only)", cmdServe},
-		"run": {"start, show, list and cancel workflow runs", group{"run", []subcommand{
+		"run": {"start, show, list, cancel and signal workflow runs", group{"run", []subcommand{
 			{"start", "start a run, or find the one with its business key", cmdRunStart},
 			{"show", "print a run with its steps and requests as JSON", cmdRunShow},
 			{"list", "list runs, newest first", cmdRunList},
 			{"cancel", "cancel a run that has not ended", cmdRunCancel},
+			{"signal", "deliver an event to a run (WaitEvent)", cmdRunSignal},
 		}}.run},
 		"demo": {"migrate, seed demo policy, serve, and keep starting demo runs", cmdDemo},
 		"policy": {"check, apply, show, list and simulate approval policies", group{"policy", []subcommand{

@@ -42,7 +42,7 @@ func TestConfigErrors(t *testing.T) {
 		"BadProvider":    {map[string]string{"COUNTERSIGN_MODEL_PROVIDER": "magic"}, []string{"serve"}, "COUNTERSIGN_MODEL_PROVIDER must be offline or openai"},
 		"OpenAINoModel":  {map[string]string{"COUNTERSIGN_MODEL_PROVIDER": "openai"}, []string{"serve"}, "COUNTERSIGN_MODEL is required"},
 		"BadFlag":        {nil, []string{"run", "list", "--nope"}, "flag provided but not defined"},
-		"BadStatus":      {nil, []string{"run", "list", "--status", "sleeping"}, `unknown status "sleeping"`},
+		"BadStatus":      {nil, []string{"run", "list", "--status", "snoozing"}, `unknown status "snoozing"`},
 		"UnknownCommand": {nil, []string{"frobnicate"}, `unknown command "frobnicate"`},
 		"BothSides":      {nil, []string{"serve", "--web-only", "--worker-only"}, "exclude each other"},
 	} {
@@ -121,8 +121,29 @@ func TestRunCommands(t *testing.T) {
 	require.Contains(t, r.stdout, id)
 	require.Equal(t, 2, strings.Count(r.stdout, "\n"), "one header and one run: bad starts wrote nothing")
 
+	r = run(t, env, "run", "signal", id, "enriched", "--data", `{"score": 3}`, "--key", "cb-1")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, `"idempotency_key": "cb-1"`)
+	first := r.stdout
+	r = run(t, env, "run", "signal", id, "enriched", "--data", `{"score": 4}`, "--key", "cb-1")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, first, r.stdout, "a repeat prints the same event")
+	require.Contains(t, r.stderr, "already delivered")
+	for _, bad := range [][]string{
+		{"run", "signal", id, "enriched", "--data", `{"score":`},
+		{"run", "signal", id},
+		{"run", "signal", "nope", "enriched"},
+		{"run", "signal", id, "a/b"},
+	} {
+		r := run(t, env, bad...)
+		require.Equal(t, exitUsage, r.code, "%v: %s", bad, r.stderr)
+	}
+
 	r = run(t, env, "run", "cancel", id)
 	require.Equal(t, exitOK, r.code, r.stderr)
+	r = run(t, env, "run", "signal", id, "enriched", "--key", "cb-2")
+	require.Equal(t, exitFail, r.code)
+	require.Contains(t, r.stderr, "already ended")
 	r = run(t, env, "run", "cancel", id)
 	require.Equal(t, exitFail, r.code)
 	require.Contains(t, r.stderr, "already ended")
@@ -130,11 +151,12 @@ func TestRunCommands(t *testing.T) {
 	require.Equal(t, exitFail, r.code)
 	require.Contains(t, r.stderr, "no run")
 
+	// run.started, run.event_received, run.cancelled
 	r = run(t, env, "audit", "verify")
 	require.Equal(t, exitOK, r.code, r.stderr)
-	require.Regexp(t, `^ok: 2 events, head [0-9a-f]{64}\n$`, r.stdout)
+	require.Regexp(t, `^ok: 3 events, head [0-9a-f]{64}\n$`, r.stdout)
 	r = run(t, env, "audit", "head")
-	require.Regexp(t, `^2 [0-9a-f]{64}\n$`, r.stdout)
+	require.Regexp(t, `^3 [0-9a-f]{64}\n$`, r.stdout)
 
 	r = run(t, env, "audit", "export", "--format", "csv", "--kind", "run.started", "--since", "2000-01-01")
 	require.Equal(t, exitOK, r.code, r.stderr)

@@ -55,7 +55,7 @@ func TestHelpOnEveryCommand(t *testing.T) {
 func TestGroupRefusesMissingAndUnknownSubcommands(t *testing.T) {
 	t.Parallel()
 	for name, want := range map[string]string{
-		"run":     "start, show, list or cancel",
+		"run":     "start, show, list, cancel or signal",
 		"policy":  "check, apply, show, history or simulate",
 		"audit":   "verify, head or export",
 		"user":    "add, list, role, disable or enable",

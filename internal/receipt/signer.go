@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/countersign/countersign/internal/audit"
 	"github.com/countersign/countersign/internal/store"
@@ -35,6 +36,12 @@ type Signer struct {
 	mu  sync.Mutex
 	key ed25519.PrivateKey // the signing key, once known
 	id  string
+
+	// chains lets one on-demand chaining run at a time in the process:
+	// receipts read right after their decision (long polls, callbacks) would
+	// otherwise queue one by one on the chain's advisory lock, each paying a
+	// commit, when one pass chains them all.
+	chains singleflight.Group
 }
 
 // NewSigner returns a signer on pool; configured, when not nil, is the key
@@ -207,10 +214,18 @@ func (s *Signer) decisionSeq(ctx context.Context, req *store.Request) (int64, er
 	if !errors.Is(err, store.ErrNotChained) {
 		return seq, err
 	}
-	if _, err := audit.Chain(ctx, s.pool); err != nil {
-		return 0, fmt.Errorf("chain the decision's event: %w", err)
+	// A pass that was already running when this caller joined may have
+	// started before the decision committed; a second pass cannot have.
+	for range 2 {
+		if _, err, _ := s.chains.Do("chain", func() (any, error) { return audit.Chain(ctx, s.pool) }); err != nil {
+			return 0, fmt.Errorf("chain the decision's event: %w", err)
+		}
+		seq, err = store.AuditEventSeq(ctx, s.pool, req.RunID, subject.Type, subject.ID, decisionKinds...)
+		if !errors.Is(err, store.ErrNotChained) {
+			return seq, err
+		}
 	}
-	return store.AuditEventSeq(ctx, s.pool, req.RunID, subject.Type, subject.ID, decisionKinds...)
+	return 0, fmt.Errorf("chain the decision's event: %w", err)
 }
 
 // decodeNumbers decodes JSON keeping numbers as written (json.Number), so

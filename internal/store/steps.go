@@ -24,6 +24,9 @@ type Step struct {
 	Tokens     int              `json:"tokens"`
 	StartedAt  time.Time        `json:"started_at"`
 	FinishedAt *time.Time       `json:"finished_at,omitempty"`
+	// WakeAt is when a durable wait's step is due: a sleep's wake-up time,
+	// an event's timeout.
+	WakeAt *time.Time `json:"wake_at,omitempty"`
 }
 
 // Duration is how long the step's last attempt took.
@@ -42,7 +45,7 @@ func StepList(ctx context.Context, db DBTX, runID string) ([]*Step, error) {
 	}
 	return convertAll(rows, func(s *dbsqlc.WorkflowStep) *Step {
 		return &Step{RunID: s.RunID, Seq: s.Seq, Name: s.Name, Kind: vocab.StepKind(s.Kind), Status: vocab.StepStatus(s.Status), Output: s.Output,
-			Error: s.Error, Attempts: s.Attempts, Tokens: s.Tokens, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt}
+			Error: s.Error, Attempts: s.Attempts, Tokens: s.Tokens, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, WakeAt: s.WakeAt}
 	}), nil
 }
 

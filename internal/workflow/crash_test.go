@@ -87,7 +87,7 @@ func runCrashWorker(url string) {
 		}
 	}
 	cfg := config.Config{DatabaseURL: url, Workers: 10, RescueAfter: 15 * time.Minute, ModelProvider: "offline"}
-	a, err := app.New(cfg, pool, app.Options{Worker: true, Register: slowEffects, Recovery: rec,
+	a, err := app.New(cfg, pool, app.Options{Worker: true, Register: crashWorkflows, Recovery: rec,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		panic(err)

@@ -22,6 +22,7 @@ type Recovered struct {
 	HandedOn int // runs given a new job
 	Failed   int // runs ended as failed
 	Waiting  int // runs whose job can still execute, looked at again later
+	Woken    int // parked runs past their wake-up time whose wake job was lost (timer.go)
 }
 
 // Recover sweeps the runs that no execution holds (their lease lapsed, or
@@ -35,6 +36,11 @@ type Recovered struct {
 // sequence it saw.
 func (e *Engine) Recover(ctx context.Context) (Recovered, error) {
 	var total Recovered
+	woken, err := e.wakeLost(ctx)
+	if err != nil {
+		return total, err
+	}
+	total.Woken = woken
 	for range 100 { // a bound, in case rows keep turning up faster than a sweep
 
 		r, n, err := e.recoverBatch(ctx)
@@ -189,8 +195,8 @@ func (e *Engine) RunRecovery(ctx context.Context, every time.Duration) {
 		switch {
 		case err != nil && ctx.Err() == nil:
 			e.logger.Warn("sweep runs", "err", err)
-		case r.HandedOn > 0 || r.Failed > 0:
-			e.logger.Info("swept runs", slog.Int("handed_on", r.HandedOn), slog.Int("failed", r.Failed))
+		case r.HandedOn > 0 || r.Failed > 0 || r.Woken > 0:
+			e.logger.Info("swept runs", slog.Int("handed_on", r.HandedOn), slog.Int("failed", r.Failed), slog.Int("woken", r.Woken))
 		}
 		select {
 		case <-ctx.Done():

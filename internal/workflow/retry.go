@@ -185,23 +185,12 @@ func (x *execution) planRetry(runErr error) retryPlan {
 	return plan
 }
 
-// DelayedScheduler is implemented by a Scheduler that can insert a run's job
-// to start at a later time (jobs.Scheduler does). Without it a retry goes
-// back to River's own retry of the job.
-type DelayedScheduler interface {
-	EnqueueRunAt(ctx context.Context, tx pgx.Tx, runID string, seq int, at time.Time) error
-}
-
 // retryLater records a failed attempt whose step will be tried again at
 // plan.at: in one transaction the run becomes retrying under a new resume
 // sequence, the job for it is scheduled at that time, and this job
-// completes. No worker waits for the backoff. It reports false when the
-// scheduler cannot schedule, leaving the retry to River.
+// completes. No worker waits for the backoff. It reports whether it
+// recorded the retry (always, since the scheduler schedules runs).
 func (e *Engine) retryLater(ctx context.Context, x *execution, complete CompleteFunc, runErr error, plan retryPlan) (bool, error) {
-	sched, ok := e.scheduler.(DelayedScheduler)
-	if !ok {
-		return false, nil
-	}
 	run := x.run
 	msg := runErr.Error()
 	err := store.WithTx(context.WithoutCancel(ctx), e.pool, func(ctx context.Context, tx pgx.Tx) error {
@@ -216,7 +205,7 @@ func (e *Engine) retryLater(ctx context.Context, x *execution, complete Complete
 				return err
 			}
 		}
-		if err := sched.EnqueueRunAt(ctx, tx, run.ID, seq, plan.at); err != nil {
+		if err := e.scheduler.ScheduleRun(ctx, tx, run.ID, seq, plan.at); err != nil {
 			return fmt.Errorf("schedule retry: %w", err)
 		}
 		if _, err := audit.Append(ctx, tx, audit.Event{Actor: "system", Subject: audit.RunSubject(run.ID), RunID: run.ID,

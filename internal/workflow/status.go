@@ -21,9 +21,14 @@ import (
 var transitions = map[vocab.RunStatus][]vocab.RunStatus{
 	vocab.RunQueued: {vocab.RunRunning, vocab.RunFailed, vocab.RunCancelled},
 	vocab.RunRunning: {vocab.RunCompleted, vocab.RunFailed, vocab.RunRetrying, vocab.RunWaitingHuman, vocab.RunCancelled,
+		vocab.RunSleeping, vocab.RunWaitingEvent,
 		vocab.RunCompensated, vocab.RunCompensationFailed},
 	vocab.RunRetrying:     {vocab.RunRunning, vocab.RunFailed, vocab.RunCancelled},
 	vocab.RunWaitingHuman: {vocab.RunQueued, vocab.RunRejected, vocab.RunCancelled},
+	// A parked run's wake job claims it straight from its wait (timer.go,
+	// event.go); an event's delivery and the sweeper queue it.
+	vocab.RunSleeping:     {vocab.RunRunning, vocab.RunQueued, vocab.RunCancelled},
+	vocab.RunWaitingEvent: {vocab.RunRunning, vocab.RunQueued, vocab.RunCancelled},
 }
 
 // CanTransition reports whether a run may move from one status to another.

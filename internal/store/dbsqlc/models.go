@@ -265,6 +265,18 @@ type RequestClaim struct {
 	RenewedAt time.Time `db:"renewed_at"`
 }
 
+type RunEvent struct {
+	ID             int64           `db:"id"`
+	RunID          string          `db:"run_id"`
+	Name           string          `db:"name"`
+	IdempotencyKey string          `db:"idempotency_key"`
+	Payload        json.RawMessage `db:"payload"`
+	SentBy         string          `db:"sent_by"`
+	ReceivedAt     time.Time       `db:"received_at"`
+	ConsumedSeq    *int            `db:"consumed_seq"`
+	ConsumedAt     *time.Time      `db:"consumed_at"`
+}
+
 type SavedFilter struct {
 	ID        int64     `db:"id"`
 	UserID    int64     `db:"user_id"`
@@ -354,6 +366,7 @@ type WorkflowStep struct {
 	Tokens     int             `db:"tokens"`
 	StartedAt  time.Time       `db:"started_at"`
 	FinishedAt *time.Time      `db:"finished_at"`
+	WakeAt     *time.Time      `db:"wake_at"`
 }
 
 type WorkflowStepAttempt struct {

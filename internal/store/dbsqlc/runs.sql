@@ -81,6 +81,28 @@ LIMIT @row_limit;
 UPDATE workflow_runs SET lease_owner = NULL, lease_until = now() + interval '1 microsecond' * @after_micros::bigint
 WHERE id = @id AND resume_seq = @resume_seq AND (lease_owner IS NULL OR lease_until < now());
 
+-- name: RunLockHeld :one
+-- Locks a running run that the execution owner still holds: a durable wait
+-- decides between consuming an event and parking under this lock, which an
+-- event's delivery also takes, so that no event slips between the two.
+SELECT id FROM workflow_runs WHERE id = @id AND status = 'running' AND lease_owner = @owner FOR UPDATE;
+
+-- name: RunPark :one
+-- Parks a run at a durable wait under a new resume sequence, which the wake
+-- job carries: an older job, or this one run twice, then claims nothing. The
+-- owner stays until the parking transaction releases it with the job.
+UPDATE workflow_runs SET status = @status::text, current_step = @current_step, resume_seq = resume_seq + 1,
+    updated_at = now(), lease_until = NULL
+WHERE id = @id AND status = ANY(@from_statuses::text[]) AND lease_owner = @owner
+RETURNING resume_seq;
+
+-- name: RunWake :one
+-- Queues a parked run under a new resume sequence, only if it is still parked
+-- at the sequence the caller saw.
+UPDATE workflow_runs SET status = 'queued', resume_seq = resume_seq + 1, updated_at = now(), lease_until = NULL
+WHERE id = @id AND resume_seq = @resume_seq AND status = ANY(@from_statuses::text[])
+RETURNING resume_seq;
+
 -- name: RunRetryLater :one
 -- A failed step waits for its retry holding no worker: the run is retrying
 -- under a new resume sequence, whose job is scheduled at the backoff time;

@@ -464,6 +464,56 @@ func (q *Queries) RunList(ctx context.Context, db DBTX, arg RunListParams) ([]*W
 	return items, nil
 }
 
+const runLockHeld = `-- name: RunLockHeld :one
+SELECT id FROM workflow_runs WHERE id = $1 AND status = 'running' AND lease_owner = $2 FOR UPDATE
+`
+
+type RunLockHeldParams struct {
+	ID    string  `db:"id"`
+	Owner *string `db:"owner"`
+}
+
+// Locks a running run that the execution owner still holds: a durable wait
+// decides between consuming an event and parking under this lock, which an
+// event's delivery also takes, so that no event slips between the two.
+func (q *Queries) RunLockHeld(ctx context.Context, db DBTX, arg RunLockHeldParams) (string, error) {
+	row := db.QueryRow(ctx, runLockHeld, arg.ID, arg.Owner)
+	var id string
+	err := row.Scan(&id)
+	return id, err
+}
+
+const runPark = `-- name: RunPark :one
+UPDATE workflow_runs SET status = $1::text, current_step = $2, resume_seq = resume_seq + 1,
+    updated_at = now(), lease_until = NULL
+WHERE id = $3 AND status = ANY($4::text[]) AND lease_owner = $5
+RETURNING resume_seq
+`
+
+type RunParkParams struct {
+	Status       string   `db:"status"`
+	CurrentStep  string   `db:"current_step"`
+	ID           string   `db:"id"`
+	FromStatuses []string `db:"from_statuses"`
+	Owner        *string  `db:"owner"`
+}
+
+// Parks a run at a durable wait under a new resume sequence, which the wake
+// job carries: an older job, or this one run twice, then claims nothing. The
+// owner stays until the parking transaction releases it with the job.
+func (q *Queries) RunPark(ctx context.Context, db DBTX, arg RunParkParams) (int, error) {
+	row := db.QueryRow(ctx, runPark,
+		arg.Status,
+		arg.CurrentStep,
+		arg.ID,
+		arg.FromStatuses,
+		arg.Owner,
+	)
+	var resume_seq int
+	err := row.Scan(&resume_seq)
+	return resume_seq, err
+}
+
 const runRecheck = `-- name: RunRecheck :exec
 UPDATE workflow_runs SET lease_owner = NULL, lease_until = now() + interval '1 microsecond' * $1::bigint
 WHERE id = $2 AND resume_seq = $3 AND (lease_owner IS NULL OR lease_until < now())
@@ -640,4 +690,25 @@ func (q *Queries) RunSuspend(ctx context.Context, db DBTX, arg RunSuspendParams)
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const runWake = `-- name: RunWake :one
+UPDATE workflow_runs SET status = 'queued', resume_seq = resume_seq + 1, updated_at = now(), lease_until = NULL
+WHERE id = $1 AND resume_seq = $2 AND status = ANY($3::text[])
+RETURNING resume_seq
+`
+
+type RunWakeParams struct {
+	ID           string   `db:"id"`
+	ResumeSeq    int      `db:"resume_seq"`
+	FromStatuses []string `db:"from_statuses"`
+}
+
+// Queues a parked run under a new resume sequence, only if it is still parked
+// at the sequence the caller saw.
+func (q *Queries) RunWake(ctx context.Context, db DBTX, arg RunWakeParams) (int, error) {
+	row := db.QueryRow(ctx, runWake, arg.ID, arg.ResumeSeq, arg.FromStatuses)
+	var resume_seq int
+	err := row.Scan(&resume_seq)
+	return resume_seq, err
 }

@@ -53,6 +53,15 @@ VALUES (@idempotency_key, @run_id, @kind, @payload) RETURNING id;
 SELECT count(*) FROM (SELECT idempotency_key FROM demo_outbox
     GROUP BY idempotency_key HAVING count(*) > 1) d;
 
+-- name: StepPark :exec
+-- A durable wait (a sleep, an event) parked at this step until wake_at (NULL:
+-- an event awaited without a timeout).
+INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, attempts, started_at, wake_at)
+VALUES (@run_id, @seq, @name, @kind, 'waiting', @output, @attempts, @started_at, sqlc.narg('wake_at'))
+ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+    status = 'waiting', output = EXCLUDED.output, error = NULL, attempts = EXCLUDED.attempts,
+    started_at = EXCLUDED.started_at, finished_at = NULL, wake_at = EXCLUDED.wake_at;
+
 -- name: StepAttemptInsert :exec
 INSERT INTO workflow_step_attempts (run_id, seq, attempt, name, error, started_at, retry_at)
 VALUES (@run_id, @seq, @attempt, @name, @error, @started_at, sqlc.narg('retry_at'))

@@ -283,7 +283,7 @@ func (q *Queries) StepFail(ctx context.Context, db DBTX, arg StepFailParams) err
 }
 
 const stepList = `-- name: StepList :many
-SELECT run_id, seq, name, kind, status, output, error, attempts, tokens, started_at, finished_at FROM workflow_steps WHERE run_id = $1 ORDER BY seq
+SELECT run_id, seq, name, kind, status, output, error, attempts, tokens, started_at, finished_at, wake_at FROM workflow_steps WHERE run_id = $1 ORDER BY seq
 `
 
 func (q *Queries) StepList(ctx context.Context, db DBTX, runID string) ([]*WorkflowStep, error) {
@@ -307,6 +307,7 @@ func (q *Queries) StepList(ctx context.Context, db DBTX, runID string) ([]*Workf
 			&i.Tokens,
 			&i.StartedAt,
 			&i.FinishedAt,
+			&i.WakeAt,
 		); err != nil {
 			return nil, err
 		}
@@ -316,6 +317,41 @@ func (q *Queries) StepList(ctx context.Context, db DBTX, runID string) ([]*Workf
 		return nil, err
 	}
 	return items, nil
+}
+
+const stepPark = `-- name: StepPark :exec
+INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, attempts, started_at, wake_at)
+VALUES ($1, $2, $3, $4, 'waiting', $5, $6, $7, $8)
+ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+    status = 'waiting', output = EXCLUDED.output, error = NULL, attempts = EXCLUDED.attempts,
+    started_at = EXCLUDED.started_at, finished_at = NULL, wake_at = EXCLUDED.wake_at
+`
+
+type StepParkParams struct {
+	RunID     string          `db:"run_id"`
+	Seq       int             `db:"seq"`
+	Name      string          `db:"name"`
+	Kind      string          `db:"kind"`
+	Output    json.RawMessage `db:"output"`
+	Attempts  int             `db:"attempts"`
+	StartedAt time.Time       `db:"started_at"`
+	WakeAt    *time.Time      `db:"wake_at"`
+}
+
+// A durable wait (a sleep, an event) parked at this step until wake_at (NULL:
+// an event awaited without a timeout).
+func (q *Queries) StepPark(ctx context.Context, db DBTX, arg StepParkParams) error {
+	_, err := db.Exec(ctx, stepPark,
+		arg.RunID,
+		arg.Seq,
+		arg.Name,
+		arg.Kind,
+		arg.Output,
+		arg.Attempts,
+		arg.StartedAt,
+		arg.WakeAt,
+	)
+	return err
 }
 
 const stepResolve = `-- name: StepResolve :exec
