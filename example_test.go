@@ -189,3 +189,28 @@ func ExampleWithModel() {
 	countersign.Register(reg, "summarize", summarize)
 	countersign.Main(reg, countersign.WithModel(echoModel{}))
 }
+
+// A booking that is cancelled when the run fails, is rejected or is
+// cancelled, and a flaky lookup with its own retry policy.
+func ExampleCompensate() {
+	type Booking struct {
+		Ref string `json:"ref"`
+	}
+	r := countersign.NewRegistry()
+	countersign.Register(r, "trip", func(ctx context.Context, city string) (string, error) {
+		b, err := countersign.Effect(ctx, "book_hotel", func(ctx context.Context, ec countersign.EffectContext) (Booking, error) {
+			return Booking{Ref: "H-" + ec.Key}, nil // the hotel deduplicates on ec.Key
+		})
+		if err != nil {
+			return "", err
+		}
+		_, err = countersign.Step(ctx, "check_weather", func(ctx context.Context) (string, error) {
+			return "", countersign.Error("rate_limited", "the weather service is busy")
+		}, countersign.WithRetry(countersign.RetryPolicy{MaxAttempts: 3, InitialInterval: 2 * time.Second}))
+		return b.Ref, err
+	}, countersign.Options{Retry: countersign.RetryPolicy{MaxAttempts: 4, NonRetryable: []string{"card_declined"}}})
+	countersign.Compensate(r, "trip", "book_hotel", func(ctx context.Context, ec countersign.EffectContext, b Booking) error {
+		fmt.Println("cancel", b.Ref) // the hotel deduplicates on ec.Key, the undo's own
+		return nil
+	})
+}

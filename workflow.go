@@ -43,8 +43,11 @@ func Register[In, Out any](r *Registry, name string, fn func(ctx context.Context
 // their order must depend only on the input and earlier steps' results: a
 // replay that meets a different step fails the run as non_deterministic.
 // Called outside a workflow run, it returns an error.
-func Step[T any](ctx context.Context, name string, fn func(ctx context.Context) (T, error)) (T, error) {
-	return workflow.Step(ctx, name, fn)
+//
+// A failed attempt is retried as [WithRetry] or the workflow's Options.Retry
+// says, the run holding no worker while it waits.
+func Step[T any](ctx context.Context, name string, fn func(ctx context.Context) (T, error), opts ...StepOption) (T, error) {
+	return workflow.Step(ctx, name, fn, stepOptions(opts)...)
 }
 
 // EffectContext is what an [Effect] gets: Key, the idempotency key to hand to
@@ -57,16 +60,59 @@ type EffectContext = workflow.EffectContext
 // recorded with fn's writes through ec.Tx in one transaction, and an outside
 // system that deduplicates on ec.Key sees one effect even when a worker dies
 // after the call. An error from fn is retried with backoff like any step's.
-func Effect[T any](ctx context.Context, name string, fn func(ctx context.Context, ec EffectContext) (T, error)) (T, error) {
-	return workflow.Effect(ctx, name, fn)
+// Its undo, if the run is to roll it back, is registered with [Compensate].
+func Effect[T any](ctx context.Context, name string, fn func(ctx context.Context, ec EffectContext) (T, error), opts ...StepOption) (T, error) {
+	return workflow.Effect(ctx, name, fn, stepOptions(opts)...)
 }
 
 // Generate asks the model provider (see [WithModel]) for a JSON object and
 // decodes it into T. It is a step: the answer and its token use are recorded,
 // so a replay returns the answer without paying for it again. The run's
 // model-call and token budgets are checked around the call.
-func Generate[T any](ctx context.Context, name string, req ModelRequest) (T, error) {
-	return workflow.Generate[T](ctx, name, req)
+func Generate[T any](ctx context.Context, name string, req ModelRequest, opts ...StepOption) (T, error) {
+	return workflow.Generate[T](ctx, name, req, stepOptions(opts)...)
+}
+
+// RetryPolicy says how often a failing step is tried (MaxAttempts, the first
+// included; default 5) and how long the run waits between attempts
+// (InitialInterval, default 1 s, times BackoffFactor, default 2, after each
+// failure, at most MaxInterval, default 1 minute). Codes in NonRetryable
+// ([Error] codes, "step_error" for an error without one, "timeout") fail the
+// run at the first error. Between attempts the run is retrying and holds no
+// worker; each failed attempt is recorded with its error. Set a workflow's
+// default in Options.Retry, a step's own with [WithRetry].
+type RetryPolicy = workflow.RetryPolicy
+
+// StepOption changes how one [Step], [Effect] or [Generate] call behaves.
+type StepOption struct{ o workflow.StepOption }
+
+func stepOptions(opts []StepOption) []workflow.StepOption {
+	out := make([]workflow.StepOption, len(opts))
+	for i, o := range opts {
+		out[i] = o.o
+	}
+	return out
+}
+
+// WithRetry gives one step its own retry policy instead of the workflow's.
+func WithRetry(p RetryPolicy) StepOption { return StepOption{workflow.WithRetry(p)} }
+
+// Error returns a step error with a code that is retried as the step's
+// [RetryPolicy] says, unless the policy lists the code in NonRetryable. Use
+// [Fail] for an error that must never be retried.
+func Error(code, message string) error { return workflow.Error(code, message) }
+
+// Compensate registers undo as the compensation of the effect named effect of
+// the workflow named workflow (register the workflow first). When a run fails
+// for good, is rejected at a later approval or is cancelled, the undos of the
+// effects it already applied run newest first, each once, with the effect's
+// recorded result and an idempotency key of its own (ec.Key: the effect's key
+// and ":undo"); writes through ec.Tx commit with the undo's record. The run
+// then ends compensated, or compensation_failed when an undo fails after its
+// retries, for a human to finish. Undos are registered, not passed to
+// [Effect], so that a run resumed by another process after a crash finds them.
+func Compensate[T any](r *Registry, workflowName, effect string, undo func(ctx context.Context, ec EffectContext, result T) error) {
+	workflow.Compensate(r.r, workflowName, effect, undo)
 }
 
 // Action is what a run proposes to do, shown to the reviewer and judged by

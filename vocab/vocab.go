@@ -91,12 +91,18 @@ const (
 	RunCompleted    RunStatus = "completed"
 	RunRejected     RunStatus = "rejected"
 	RunCancelled    RunStatus = "cancelled"
+	// RunCompensated: the run failed, was rejected or was cancelled after
+	// effects that declare an undo, and every undo ran.
+	RunCompensated RunStatus = "compensated"
+	// RunCompensationFailed: an undo failed; a human must finish the
+	// rollback (the run page names the undo).
+	RunCompensationFailed RunStatus = "compensation_failed"
 )
 
 // RunStatuses lists every run status, in the order a run usually meets them.
 func RunStatuses() []RunStatus {
 	return []RunStatus{RunQueued, RunRunning, RunWaitingHuman, RunRetrying, RunSleeping, RunWaitingEvent,
-		RunCompleted, RunFailed, RunRejected, RunCancelled}
+		RunCompleted, RunFailed, RunRejected, RunCancelled, RunCompensated, RunCompensationFailed}
 }
 
 // Valid reports whether s is one of the run statuses.
@@ -105,7 +111,7 @@ func (s RunStatus) Valid() bool { return slices.Contains(RunStatuses(), s) }
 // Final reports whether s ends a run: no status may follow it.
 func (s RunStatus) Final() bool {
 	switch s {
-	case RunCompleted, RunFailed, RunRejected, RunCancelled:
+	case RunCompleted, RunFailed, RunRejected, RunCancelled, RunCompensated, RunCompensationFailed:
 		return true
 	}
 	return false
@@ -195,11 +201,14 @@ const (
 	StepKindApproval StepKind = "approval"
 	StepKindSleep    StepKind = "sleep" // a durable timer
 	StepKindEvent    StepKind = "event" // a wait for an external event
+	// StepKindCompensation is the undo of an earlier effect, run when the
+	// run failed, was rejected or was cancelled.
+	StepKindCompensation StepKind = "compensation"
 )
 
 // StepKinds lists every step kind.
 func StepKinds() []StepKind {
-	return []StepKind{StepKindStep, StepKindModel, StepKindEffect, StepKindApproval, StepKindSleep, StepKindEvent}
+	return []StepKind{StepKindStep, StepKindModel, StepKindEffect, StepKindApproval, StepKindSleep, StepKindEvent, StepKindCompensation}
 }
 
 // Valid reports whether k is one of the step kinds.

@@ -19,7 +19,7 @@ func TestListsAreComplete(t *testing.T) {
 	})
 	t.Run("RunStatus", func(t *testing.T) {
 		require.ElementsMatch(t, []RunStatus{RunQueued, RunRunning, RunWaitingHuman, RunRetrying, RunSleeping, RunWaitingEvent,
-			RunFailed, RunCompleted, RunRejected, RunCancelled}, RunStatuses())
+			RunFailed, RunCompleted, RunRejected, RunCancelled, RunCompensated, RunCompensationFailed}, RunStatuses())
 	})
 	t.Run("RequestStatus", func(t *testing.T) {
 		require.ElementsMatch(t, []RequestStatus{RequestPending, RequestApproved, RequestRejected,
@@ -29,7 +29,7 @@ func TestListsAreComplete(t *testing.T) {
 		require.ElementsMatch(t, []Verdict{VerdictApprove, VerdictReject, VerdictEdit, VerdictRequestChanges}, Verdicts())
 	})
 	t.Run("StepKind", func(t *testing.T) {
-		require.ElementsMatch(t, []StepKind{StepKindStep, StepKindModel, StepKindEffect, StepKindApproval, StepKindSleep, StepKindEvent}, StepKinds())
+		require.ElementsMatch(t, []StepKind{StepKindStep, StepKindModel, StepKindEffect, StepKindApproval, StepKindSleep, StepKindEvent, StepKindCompensation}, StepKinds())
 	})
 	t.Run("StepStatus", func(t *testing.T) {
 		require.ElementsMatch(t, []StepStatus{StepCompleted, StepFailed, StepWaiting}, StepStatuses())
@@ -89,7 +89,7 @@ func TestRunStatusFinal(t *testing.T) {
 			final = append(final, s)
 		}
 	}
-	require.ElementsMatch(t, []RunStatus{RunCompleted, RunFailed, RunRejected, RunCancelled}, final)
+	require.ElementsMatch(t, []RunStatus{RunCompleted, RunFailed, RunRejected, RunCancelled, RunCompensated, RunCompensationFailed}, final)
 }
 
 func TestVerdict(t *testing.T) {

@@ -85,7 +85,11 @@ func (s *Server) handleAPIRunGet(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, runWithStepsJSON{runOf(run), mapSlice(steps, stepOf)})
+	attempts, err := store.StepAttemptList(ctx, s.Pool, run.ID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, runWithStepsJSON{runOf(run), stepsOf(steps, attempts)})
 }
 
 // handleAPIRunList handles the "GET /api/v1/runs" route: newest first, with

@@ -92,11 +92,14 @@ func (s *Server) handleRun(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v := templates.RunView{Run: run, CanCancel: currentUser(c).Role == vocab.RoleAdmin && !run.Status.Final()}
+	v := templates.RunView{Run: run, CanCancel: currentUser(c).Role == vocab.RoleAdmin && !run.Status.Final() && run.CompensationCause == nil}
 	if v.Steps, err = store.StepList(ctx, s.Pool, run.ID); err != nil {
 		return err
 	}
 	if v.Requests, err = store.RequestListByRun(ctx, s.Pool, run.ID); err != nil {
+		return err
+	}
+	if v.Attempts, err = store.StepAttemptList(ctx, s.Pool, run.ID); err != nil {
 		return err
 	}
 	if v.History, err = store.AuditList(ctx, s.Pool, store.AuditFilter{RunID: run.ID}, 0, 1000); err != nil {

@@ -40,9 +40,11 @@ type runJSON struct {
 	StartedBy    string          `json:"started_by"`
 	Failures     int             `json:"failures"`
 	Recoveries   int             `json:"recoveries"`
-	CreatedAt    time.Time       `json:"created_at"`
-	UpdatedAt    time.Time       `json:"updated_at"`
-	FinishedAt   *time.Time      `json:"finished_at,omitempty"`
+	// CompensationCause: why the run undid (or undoes) its effects.
+	CompensationCause *string    `json:"compensation_cause,omitempty"`
+	CreatedAt         time.Time  `json:"created_at"`
+	UpdatedAt         time.Time  `json:"updated_at"`
+	FinishedAt        *time.Time `json:"finished_at,omitempty"`
 }
 
 func runOf(r *store.Run) runJSON {
@@ -50,7 +52,8 @@ func runOf(r *store.Run) runJSON {
 		Input: r.Input, Output: r.Output, ErrorCode: r.ErrorCode, ErrorMessage: r.ErrorMessage,
 		Attempt: r.Attempt, CurrentStep: r.CurrentStep, ResumeSeq: r.ResumeSeq, StepsUsed: r.StepsUsed,
 		ModelCalls: r.ModelCalls, TokensUsed: r.TokensUsed, StartedBy: r.StartedBy, Failures: r.Failures,
-		Recoveries: r.Recoveries, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, FinishedAt: r.FinishedAt}
+		Recoveries: r.Recoveries, CompensationCause: r.CompensationCause, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		FinishedAt: r.FinishedAt}
 }
 
 // stepJSON is the spec's Step.
@@ -67,6 +70,33 @@ type stepJSON struct {
 	StartedAt  time.Time       `json:"started_at"`
 	FinishedAt *time.Time      `json:"finished_at,omitempty"`
 	WakeAt     *time.Time      `json:"wake_at,omitempty"`
+	// FailedAttempts are the step's failed attempts, oldest first.
+	FailedAttempts []attemptJSON `json:"failed_attempts,omitempty"`
+}
+
+// attemptJSON is the spec's StepAttempt.
+type attemptJSON struct {
+	Attempt    int        `json:"attempt"`
+	Error      string     `json:"error"`
+	StartedAt  time.Time  `json:"started_at"`
+	FinishedAt time.Time  `json:"finished_at"`
+	RetryAt    *time.Time `json:"retry_at,omitempty"`
+}
+
+// stepsOf converts a run's steps with their failed attempts.
+func stepsOf(steps []*store.Step, attempts []*store.StepAttempt) []stepJSON {
+	out := mapSlice(steps, stepOf)
+	bySeq := map[int]int{}
+	for i, s := range steps {
+		bySeq[s.Seq] = i
+	}
+	for _, a := range attempts {
+		if i, ok := bySeq[a.Seq]; ok {
+			out[i].FailedAttempts = append(out[i].FailedAttempts, attemptJSON{Attempt: a.Attempt, Error: a.Error,
+				StartedAt: a.StartedAt, FinishedAt: a.FinishedAt, RetryAt: a.RetryAt})
+		}
+	}
+	return out
 }
 
 func stepOf(s *store.Step) stepJSON {

@@ -18,30 +18,34 @@ type Kind string
 // Every kind of event the code appends. Each has one details type below
 // (Details.Kind returns it); the history filter menu lists Kinds.
 const (
-	KindRunStarted        Kind = "run.started"
-	KindRunStepFailed     Kind = "run.step_failed"
-	KindRunFailed         Kind = "run.failed"
-	KindRunRecovered      Kind = "run.recovered"
-	KindRunCancelled      Kind = "run.cancelled"
-	KindApprovalRequested Kind = "approval.requested"
-	KindApprovalVote      Kind = "approval.vote"
-	KindDecisionAuto      Kind = "decision.auto"
-	KindDecisionRecorded  Kind = "decision.recorded"
-	KindBatchDecided      Kind = "batch.decided"
-	KindRequestEscalated  Kind = "request.escalated"
-	KindPolicyActivated   Kind = "policy.activated"
-	KindUserCreated       Kind = "user.created"
-	KindUserDisabled      Kind = "user.disabled"
-	KindUserEnabled       Kind = "user.enabled"
-	KindUserRoleChanged   Kind = "user.role_changed"
-	KindTokenCreated      Kind = "token.created"
-	KindTokenRevoked      Kind = "token.revoked"
-	KindAuthLogin         Kind = "auth.login"
-	KindAuthLoginFailed   Kind = "auth.login_failed"
-	KindAuthLoginThrottle Kind = "auth.login_throttled"
-	KindAuthLogout        Kind = "auth.logout"
-	KindWebhookCreated    Kind = "webhook.created"
-	KindWebhookDeleted    Kind = "webhook.deleted"
+	KindRunStarted    Kind = "run.started"
+	KindRunStepFailed Kind = "run.step_failed"
+	KindRunFailed     Kind = "run.failed"
+	KindRunRecovered  Kind = "run.recovered"
+	KindRunCancelled  Kind = "run.cancelled"
+	// The rollback of a run's effects: started, and how it ended.
+	KindRunCompensating       Kind = "run.compensating"
+	KindRunCompensated        Kind = "run.compensated"
+	KindRunCompensationFailed Kind = "run.compensation_failed"
+	KindApprovalRequested     Kind = "approval.requested"
+	KindApprovalVote          Kind = "approval.vote"
+	KindDecisionAuto          Kind = "decision.auto"
+	KindDecisionRecorded      Kind = "decision.recorded"
+	KindBatchDecided          Kind = "batch.decided"
+	KindRequestEscalated      Kind = "request.escalated"
+	KindPolicyActivated       Kind = "policy.activated"
+	KindUserCreated           Kind = "user.created"
+	KindUserDisabled          Kind = "user.disabled"
+	KindUserEnabled           Kind = "user.enabled"
+	KindUserRoleChanged       Kind = "user.role_changed"
+	KindTokenCreated          Kind = "token.created"
+	KindTokenRevoked          Kind = "token.revoked"
+	KindAuthLogin             Kind = "auth.login"
+	KindAuthLoginFailed       Kind = "auth.login_failed"
+	KindAuthLoginThrottle     Kind = "auth.login_throttled"
+	KindAuthLogout            Kind = "auth.logout"
+	KindWebhookCreated        Kind = "webhook.created"
+	KindWebhookDeleted        Kind = "webhook.deleted"
 )
 
 // Kinds lists every kind the code appends, sorted: the history filter menu.
@@ -50,6 +54,7 @@ const (
 var Kinds = func() []Kind {
 	k := []Kind{KindRunStarted, KindRunStepFailed, KindRunFailed, KindRunRecovered, KindRunCancelled,
 		KindRunSleeping, KindRunEventWaiting, KindRunWoke, KindRunEventReceived,
+		KindRunCompensating, KindRunCompensated, KindRunCompensationFailed,
 		KindApprovalRequested, KindApprovalVote, KindDecisionAuto, KindDecisionRecorded, KindBatchDecided,
 		KindRequestEscalated, KindPolicyActivated, KindUserCreated, KindUserDisabled, KindUserEnabled,
 		KindUserRoleChanged, KindTokenCreated, KindTokenRevoked, KindAuthLogin, KindAuthLoginFailed,
@@ -157,6 +162,29 @@ type RunRecovered struct {
 // RunCancelled: a run was cancelled.
 type RunCancelled struct {
 	From string `json:"from"`
+}
+
+// RunCompensating: a run that failed, was rejected or was cancelled after
+// effects that declare an undo starts undoing them. Cause is failed, rejected
+// or cancelled; Undos is how many undos it will run.
+type RunCompensating struct {
+	Cause string `json:"cause"`
+	Undos int    `json:"undos"`
+}
+
+// RunCompensated: every undo of a run ran; Undone counts them (the rollbacks).
+type RunCompensated struct {
+	Cause  string `json:"cause"`
+	Undone int    `json:"undone"`
+}
+
+// RunCompensationFailed: an undo failed and the rollback stopped there,
+// for a human to finish. Undone counts the undos that ran before it.
+type RunCompensationFailed struct {
+	Cause   string `json:"cause"`
+	Step    string `json:"step"`
+	Message string `json:"message"`
+	Undone  int    `json:"undone"`
 }
 
 // Facets are the details fields that the history filters on (verdict,
@@ -368,6 +396,15 @@ func (RunRecovered) Kind() Kind { return KindRunRecovered }
 
 // Kind implements Details.
 func (RunCancelled) Kind() Kind { return KindRunCancelled }
+
+// Kind implements Details.
+func (RunCompensating) Kind() Kind { return KindRunCompensating }
+
+// Kind implements Details.
+func (RunCompensated) Kind() Kind { return KindRunCompensated }
+
+// Kind implements Details.
+func (RunCompensationFailed) Kind() Kind { return KindRunCompensationFailed }
 
 // Kind implements Details.
 func (ApprovalRequested) Kind() Kind { return KindApprovalRequested }

@@ -33,9 +33,12 @@ type Run struct {
 	Failures     int             `json:"failures"`   // error attempts spent
 	Recoveries   int             `json:"recoveries"` // times a lost worker's run was handed on
 	LeaseOwner   *string         `json:"-"`          // the execution holding the run
-	CreatedAt    time.Time       `json:"created_at"`
-	UpdatedAt    time.Time       `json:"updated_at"`
-	FinishedAt   *time.Time      `json:"finished_at,omitempty"`
+	// CompensationCause is why the run is undoing its effects (failed,
+	// rejected, cancelled), or nil while it is not.
+	CompensationCause *string    `json:"compensation_cause,omitempty"`
+	CreatedAt         time.Time  `json:"created_at"`
+	UpdatedAt         time.Time  `json:"updated_at"`
+	FinishedAt        *time.Time `json:"finished_at,omitempty"`
 }
 
 // runFromInternal converts a generated row to the exported Run.
@@ -45,7 +48,7 @@ func runFromInternal(r *dbsqlc.WorkflowRun) *Run {
 		Input: r.Input, Output: r.Output, ErrorCode: r.ErrorCode, ErrorMessage: r.ErrorMessage,
 		Attempt: r.Attempt, CurrentStep: r.CurrentStep, ResumeSeq: r.ResumeSeq, StepsUsed: r.StepsUsed,
 		ModelCalls: r.ModelCalls, TokensUsed: r.TokensUsed, StartedBy: r.StartedBy,
-		Failures: r.Failures, Recoveries: r.Recoveries, LeaseOwner: r.LeaseOwner,
+		Failures: r.Failures, Recoveries: r.Recoveries, LeaseOwner: r.LeaseOwner, CompensationCause: r.CompensationCause,
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, FinishedAt: r.FinishedAt,
 	}
 }

@@ -126,7 +126,7 @@ func New(cfg Config) *Engine {
 	if e.maxRecoveries <= 0 {
 		e.maxRecoveries = DefaultMaxRecoveries
 	}
-	e.approvals = approval.New(approval.Config{Pool: e.pool, Scheduler: e.scheduler, Runs: runMoves{registry: e.registry}, Policies: e.policies,
+	e.approvals = approval.New(approval.Config{Pool: e.pool, Scheduler: e.scheduler, Runs: runMoves{engine: e}, Policies: e.policies,
 		Now: e.now, OutputLimitFunc: e.outputLimit, Notices: cfg.Notices})
 	return e
 }
@@ -253,6 +253,9 @@ func (e *Engine) Execute(ctx context.Context, job Job, complete CompleteFunc) er
 		return e.finish(ctx, x, complete, e.unregistered(run), job)
 	}
 	x.def = def
+	if run.CompensationCause != nil { // failed, rejected or cancelled: its undos run, not its function
+		return e.compensate(ctx, x, complete, job)
+	}
 	if x.history, err = store.StepList(ctx, e.pool, run.ID); err != nil {
 		return e.release(ctx, x, err)
 	}
@@ -346,23 +349,32 @@ func (e *Engine) complete(ctx context.Context, x *execution, out any, complete C
 	return nil
 }
 
-// finish records a failed attempt: the run fails for good on a permanent error
-// or its last error attempt, and otherwise waits for River's retry. Crashes
-// are not attempts: the run's own failure count decides, and River's attempt
-// only when River will not try the job again.
+// finish records a failed attempt: the run fails for good on a permanent error,
+// a code its retry policy never retries, or its last attempt, and otherwise
+// waits for its retry, scheduled at the policy's backoff (retry.go). Crashes
+// are not attempts: the step's own attempt count decides, and River's
+// attempt only when River will not try the job again.
 func (e *Engine) finish(ctx context.Context, x *execution, complete CompleteFunc, runErr error, job Job) error {
 	run := x.run
 	f := failureOf(runErr)
-	final := f != nil || run.Failures+1 >= job.MaxAttempts || job.Attempt >= job.MaxAttempts
+	final := f != nil || job.Attempt >= job.MaxAttempts
 	if f == nil {
-		code := "step_error"
-		if errors.Is(runErr, context.DeadlineExceeded) {
-			code = "timeout"
+		plan := x.planRetry(runErr)
+		if plan.final || final {
+			final = true
+			if !plan.final {
+				plan.code = CodeAttemptsExhausted
+			}
+		} else if scheduled, err := e.retryLater(ctx, x, complete, runErr, plan); scheduled {
+			return err
 		}
-		if final {
-			code = "attempts_exhausted"
+		f = &Failure{Code: plan.code, Message: runErr.Error()}
+	}
+	if final {
+		// Effects with an undo were applied: the run undoes them instead.
+		if started, err := e.compensateFailure(ctx, x, complete, f); started || err != nil {
+			return err
 		}
-		f = &Failure{Code: code, Message: runErr.Error()}
 	}
 	status := vocab.RunRetrying
 	if final {
@@ -418,7 +430,18 @@ func (e *Engine) Cancel(ctx context.Context, runID, actor string) error {
 		if run.Status.Final() {
 			return fmt.Errorf("%w (%s)", ErrFinal, run.Status)
 		}
-		if err := transition(ctx, tx, run, vocab.RunCancelled); err != nil {
+		if run.CompensationCause != nil {
+			return fmt.Errorf("%w (compensating)", ErrFinal)
+		}
+		// A run that applied effects with an undo undoes them (compensate.go)
+		// and ends compensated; any other ends cancelled here.
+		to := vocab.RunCancelled
+		if started, err := e.startCompensation(ctx, tx, run, compensateOnCancel, CauseCancelled, "", "cancelled",
+			"cancelled by "+actor); err != nil {
+			return err
+		} else if started {
+			to = vocab.RunQueued
+		} else if err := transition(ctx, tx, run, vocab.RunCancelled); err != nil {
 			return err
 		}
 		if err := approval.CancelForRun(ctx, tx, runID, actor); err != nil {
@@ -428,7 +451,7 @@ func (e *Engine) Cancel(ctx context.Context, runID, actor string) error {
 			Details: audit.RunCancelled{From: string(run.Status)}}); err != nil {
 			return err
 		}
-		return notifyRun(ctx, tx, runID, vocab.RunCancelled)
+		return notifyRun(ctx, tx, runID, to)
 	})
 }
 

@@ -392,8 +392,8 @@ func TestCancel(t *testing.T) {
 func TestTransitions(t *testing.T) {
 	t.Parallel()
 	for _, s := range vocab.RunStatuses() {
-		require.Equal(t, s == vocab.RunCompleted || s == vocab.RunFailed || s == vocab.RunRejected || s == vocab.RunCancelled,
-			s.Final(), s)
+		require.Equal(t, s == vocab.RunCompleted || s == vocab.RunFailed || s == vocab.RunRejected || s == vocab.RunCancelled ||
+			s == vocab.RunCompensated || s == vocab.RunCompensationFailed, s.Final(), s)
 		if !s.Final() {
 			require.True(t, workflow.CanTransition(s, vocab.RunCancelled), "cancel works from %s", s)
 		}

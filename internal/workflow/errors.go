@@ -42,11 +42,14 @@ var (
 // AlreadyDecidedError says who won the race to decide a request.
 type AlreadyDecidedError = approval.AlreadyDecidedError
 
-// Failure ends a run at once with a code and message; River does not retry it.
+// Failure ends a run at once with a code and message; it is not retried.
+// One made by Error is retried as the step's RetryPolicy says.
 type Failure struct {
 	Code    string
 	Message string
 	Err     error
+	// retryable: made by Error, so the retry policy decides.
+	retryable bool
 }
 
 func (f *Failure) Error() string {
@@ -74,6 +77,9 @@ func failureOf(err error) *Failure {
 	var f *Failure
 	switch {
 	case errors.As(err, &f):
+		if f.retryable {
+			return nil
+		}
 		return f
 	case errors.Is(err, ErrNonDeterministic):
 		return &Failure{Code: "non_deterministic", Message: err.Error(), Err: err}

@@ -83,19 +83,24 @@ func (e *Engine) CloseBatch(ctx context.Context, batchID string) (wait time.Dura
 // transitions table allows: conditional updates from the statuses that may
 // reach the target, so a run that is not waiting refuses both. It reads the
 // registry for how a workflow takes a rejection.
-type runMoves struct{ registry *Registry }
+type runMoves struct{ engine *Engine }
 
 // Reject implements approval.Runs: a run of a workflow with
-// Options.HandlesRejection resumes to read its rejection; any other ends.
+// Options.HandlesRejection resumes to read its rejection; a run that applied
+// effects with an undo undoes them (its compensation job enqueued in the
+// decision's transaction) and ends compensated; any other ends rejected.
 func (m runMoves) Reject(ctx context.Context, tx pgx.Tx, runID, workflow string) (int, bool, error) {
 	if def, ok := m.definition(ctx, tx, runID, workflow); ok && def.Options.HandlesRejection {
 		seq, err := m.Resume(ctx, tx, runID)
 		return seq, err == nil, err
 	}
+	if started, err := m.engine.compensateRejected(ctx, tx, runID); started || err != nil {
+		return 0, false, err
+	}
 	return 0, false, store.RunSetStatus(ctx, tx, runID, sourcesOf(vocab.RunRejected), string(vocab.RunRejected))
 }
 
 // Resume implements approval.Runs.
-func (runMoves) Resume(ctx context.Context, tx pgx.Tx, runID string) (int, error) {
+func (m runMoves) Resume(ctx context.Context, tx pgx.Tx, runID string) (int, error) {
 	return store.RunResume(ctx, tx, runID, sourcesOf(vocab.RunQueued))
 }

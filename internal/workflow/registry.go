@@ -24,6 +24,10 @@ type Options struct {
 	MaxStepOutput int
 	// Example is a sample input, shown by `countersign run start --help` and the console.
 	Example any
+	// Retry is the retry policy of the workflow's steps that name none
+	// (WithRetry); zero fields take the defaults (5 attempts, 1 s doubling
+	// to at most 1 minute).
+	Retry RetryPolicy
 	// HandlesRejection makes a rejection resume the run instead of ending
 	// it: RequestApproval returns the rejected Decision, so that the
 	// workflow can act on it (the approvals API sends its callback and
@@ -62,6 +66,7 @@ type Definition struct {
 	run     func(ctx context.Context, input json.RawMessage) (any, error)
 	check   func(input json.RawMessage) error
 	fields  []string
+	undos   map[string]undoFunc // by effect name (Compensate)
 }
 
 // InputFields lists the JSON names of the input's fields that are not

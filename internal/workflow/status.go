@@ -12,12 +12,17 @@ import (
 // transitions lists, for every status, the statuses a run may move to. It is
 // the one place that says how a run's life goes.
 //
+// A run that failed, was rejected or was cancelled after effects with an
+// undo goes back to queued to run its undos (compensate.go, which lists
+// where from) and ends compensated or compensation_failed.
+//
 // A queued or retrying run may fail without running: the sweeper ends one whose
 // job River discarded or that lost its worker too often (recover.go).
 var transitions = map[vocab.RunStatus][]vocab.RunStatus{
 	vocab.RunQueued: {vocab.RunRunning, vocab.RunFailed, vocab.RunCancelled},
 	vocab.RunRunning: {vocab.RunCompleted, vocab.RunFailed, vocab.RunRetrying, vocab.RunWaitingHuman, vocab.RunCancelled,
-		vocab.RunSleeping, vocab.RunWaitingEvent},
+		vocab.RunSleeping, vocab.RunWaitingEvent,
+		vocab.RunCompensated, vocab.RunCompensationFailed},
 	vocab.RunRetrying:     {vocab.RunRunning, vocab.RunFailed, vocab.RunCancelled},
 	vocab.RunWaitingHuman: {vocab.RunQueued, vocab.RunRejected, vocab.RunCancelled},
 	// A parked run's wake job claims it straight from its wait (timer.go,

@@ -28,6 +28,7 @@ type execution struct {
 	modelCalls int
 	tokens     int
 	sandbox    *sandbox // in memory, no database: a replay or a scripted run (replay.go)
+	failed     *slot    // the step whose failure this execution last recorded
 }
 
 type execKey struct{}
@@ -64,6 +65,7 @@ type slot struct {
 	prior    *store.Step // what the history holds at this position, if anything
 	attempts int         // this attempt's number for the step
 	started  time.Time
+	retry    *RetryPolicy // the step's own policy (WithRetry), nil for the workflow's
 }
 
 // next claims the next position for a step and checks it against the history.
@@ -207,6 +209,7 @@ func (x *execution) recordFailure(ctx context.Context, s *slot, stepErr error, t
 	if err != nil {
 		x.engine.logger.Error("record failed step", "run", x.run.ID, "step", s.name, "err", err)
 	}
+	x.recordAttempt(ctx, s, stepErr)
 }
 
 // stepError explains a failed step attempt, naming a timeout as one.
@@ -221,12 +224,16 @@ func (x *execution) stepError(s *slot, err error) error {
 // replayed (a retry, a crash, a resume after a decision) it returns the
 // recorded result without calling fn. fn must not have effects outside the
 // process; use Effect for those.
-func Step[T any](ctx context.Context, name string, fn func(ctx context.Context) (T, error)) (T, error) {
+//
+// A failed attempt is retried as the step's RetryPolicy (WithRetry) or the
+// workflow's (Options.Retry) says, the run holding no worker in between.
+func Step[T any](ctx context.Context, name string, fn func(ctx context.Context) (T, error), opts ...StepOption) (T, error) {
 	var zero T
 	x, s, out, done, err := begin[T](ctx, name, vocab.StepKindStep)
 	if done || err != nil {
 		return out, err
 	}
+	x.applyStepOptions(s, opts)
 	sctx, cancel := context.WithTimeout(ctx, x.def.Options.StepTimeout)
 	defer cancel()
 	out, err = fn(sctx)
@@ -254,12 +261,13 @@ type EffectContext struct {
 // that deduplicates on it sees one effect. Writes through ec.Tx commit
 // together with the step's record, so effects on our own database happen
 // exactly once.
-func Effect[T any](ctx context.Context, name string, fn func(ctx context.Context, ec EffectContext) (T, error)) (T, error) {
+func Effect[T any](ctx context.Context, name string, fn func(ctx context.Context, ec EffectContext) (T, error), opts ...StepOption) (T, error) {
 	var zero T
 	x, s, out, done, err := begin[T](ctx, name, vocab.StepKindEffect)
 	if done || err != nil {
 		return out, err
 	}
+	x.applyStepOptions(s, opts)
 	sctx, cancel := context.WithTimeout(ctx, x.def.Options.StepTimeout)
 	defer cancel()
 	if x.sandbox != nil {
@@ -295,12 +303,13 @@ func Effect[T any](ctx context.Context, name string, fn func(ctx context.Context
 // Generate asks the configured model for a JSON object and decodes it into T.
 // It is a step: a replay returns the recorded answer and pays for no tokens.
 // The run's model-call and token budgets are checked around the call.
-func Generate[T any](ctx context.Context, name string, req ai.Request) (T, error) {
+func Generate[T any](ctx context.Context, name string, req ai.Request, options ...StepOption) (T, error) {
 	var zero T
 	x, s, out, done, err := begin[T](ctx, name, vocab.StepKindModel)
 	if done || err != nil {
 		return out, err
 	}
+	x.applyStepOptions(s, options)
 	opts := x.def.Options
 	if x.modelCalls >= opts.MaxModelCalls {
 		return zero, fmt.Errorf("%w: the run used its %d model calls before %q", ErrBudgetExceeded, opts.MaxModelCalls, name)

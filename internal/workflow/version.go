@@ -84,7 +84,7 @@ func (m runMoves) definition(ctx context.Context, tx pgx.Tx, runID, workflow str
 	if err != nil {
 		// Unreadable here means the decision's transaction fails on its
 		// next statement anyway; the newest version is the best guess.
-		return m.registry.Get(workflow)
+		return m.engine.registry.Get(workflow)
 	}
-	return m.registry.GetVersion(workflow, run.Version)
+	return m.engine.registry.GetVersion(workflow, run.Version)
 }

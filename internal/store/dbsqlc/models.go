@@ -330,29 +330,30 @@ type Webhook struct {
 }
 
 type WorkflowRun struct {
-	ID           string          `db:"id"`
-	Workflow     string          `db:"workflow"`
-	BusinessKey  string          `db:"business_key"`
-	Status       string          `db:"status"`
-	Input        json.RawMessage `db:"input"`
-	Output       json.RawMessage `db:"output"`
-	ErrorCode    *string         `db:"error_code"`
-	ErrorMessage *string         `db:"error_message"`
-	Attempt      int             `db:"attempt"`
-	CurrentStep  string          `db:"current_step"`
-	ResumeSeq    int             `db:"resume_seq"`
-	StepsUsed    int             `db:"steps_used"`
-	ModelCalls   int             `db:"model_calls"`
-	TokensUsed   int             `db:"tokens_used"`
-	StartedBy    string          `db:"started_by"`
-	CreatedAt    time.Time       `db:"created_at"`
-	UpdatedAt    time.Time       `db:"updated_at"`
-	FinishedAt   *time.Time      `db:"finished_at"`
-	LeaseUntil   *time.Time      `db:"lease_until"`
-	LeaseOwner   *string         `db:"lease_owner"`
-	Failures     int             `db:"failures"`
-	Recoveries   int             `db:"recoveries"`
-	Version      int             `db:"version"`
+	ID                string          `db:"id"`
+	Workflow          string          `db:"workflow"`
+	BusinessKey       string          `db:"business_key"`
+	Status            string          `db:"status"`
+	Input             json.RawMessage `db:"input"`
+	Output            json.RawMessage `db:"output"`
+	ErrorCode         *string         `db:"error_code"`
+	ErrorMessage      *string         `db:"error_message"`
+	Attempt           int             `db:"attempt"`
+	CurrentStep       string          `db:"current_step"`
+	ResumeSeq         int             `db:"resume_seq"`
+	StepsUsed         int             `db:"steps_used"`
+	ModelCalls        int             `db:"model_calls"`
+	TokensUsed        int             `db:"tokens_used"`
+	StartedBy         string          `db:"started_by"`
+	CreatedAt         time.Time       `db:"created_at"`
+	UpdatedAt         time.Time       `db:"updated_at"`
+	FinishedAt        *time.Time      `db:"finished_at"`
+	LeaseUntil        *time.Time      `db:"lease_until"`
+	LeaseOwner        *string         `db:"lease_owner"`
+	Failures          int             `db:"failures"`
+	Recoveries        int             `db:"recoveries"`
+	CompensationCause *string         `db:"compensation_cause"`
+	Version           int             `db:"version"`
 }
 
 type WorkflowStep struct {
@@ -368,4 +369,15 @@ type WorkflowStep struct {
 	StartedAt  time.Time       `db:"started_at"`
 	FinishedAt *time.Time      `db:"finished_at"`
 	WakeAt     *time.Time      `db:"wake_at"`
+}
+
+type WorkflowStepAttempt struct {
+	RunID      string     `db:"run_id"`
+	Seq        int        `db:"seq"`
+	Attempt    int        `db:"attempt"`
+	Name       string     `db:"name"`
+	Error      string     `db:"error"`
+	StartedAt  time.Time  `db:"started_at"`
+	FinishedAt time.Time  `db:"finished_at"`
+	RetryAt    *time.Time `db:"retry_at"`
 }

@@ -103,6 +103,34 @@ UPDATE workflow_runs SET status = 'queued', resume_seq = resume_seq + 1, updated
 WHERE id = @id AND resume_seq = @resume_seq AND status = ANY(@from_statuses::text[])
 RETURNING resume_seq;
 
+-- name: RunRetryLater :one
+-- A failed step waits for its retry holding no worker: the run is retrying
+-- under a new resume sequence, whose job is scheduled at the backoff time;
+-- the sweeper looks at retry_until (a lease after it), should the job be lost.
+UPDATE workflow_runs SET status = 'retrying', error_code = @error_code::text, error_message = @error_message::text,
+    failures = failures + 1, resume_seq = resume_seq + 1, updated_at = now(), lease_owner = NULL,
+    lease_until = @retry_until::timestamptz
+WHERE id = @id AND status = ANY(@from_statuses::text[]) AND lease_owner = @owner
+RETURNING resume_seq;
+
+-- name: RunCompensateStart :one
+-- The run leaves its workflow function for its undos: queued under a new
+-- resume sequence (fencing off any execution of the function), with the
+-- cause. An owner, when given, must still hold the run.
+UPDATE workflow_runs SET status = 'queued', compensation_cause = @cause::text,
+    error_code = coalesce(sqlc.narg('error_code')::text, error_code),
+    error_message = coalesce(sqlc.narg('error_message')::text, error_message),
+    resume_seq = resume_seq + 1, updated_at = now(), lease_owner = NULL, lease_until = NULL
+WHERE id = @id AND status = ANY(@from_statuses::text[]) AND compensation_cause IS NULL
+    AND (@owner::text = '' OR lease_owner::text = @owner::text)
+RETURNING resume_seq;
+
+-- name: RunCompensateEnd :execrows
+UPDATE workflow_runs SET status = @status::text, updated_at = now(), finished_at = now(),
+    error_message = coalesce(sqlc.narg('error_message')::text, error_message),
+    lease_owner = NULL, lease_until = NULL
+WHERE id = @id AND status = 'running' AND lease_owner = @owner AND compensation_cause IS NOT NULL;
+
 -- name: RunRevisions :many
 -- The runs of a workflow that a run revises, following its input's
 -- "revises" (the approvals API's revisions) back, nearest first, at most

@@ -16,7 +16,7 @@ UPDATE workflow_runs SET status = 'running', attempt = failures + 1, updated_at 
     lease_owner = $1, lease_until = now() + interval '1 microsecond' * $2::bigint
 WHERE id = $3 AND resume_seq = $4 AND status = ANY($5::text[])
     AND (status <> 'running' OR lease_owner IS NULL OR lease_until < now())
-RETURNING id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, version
+RETURNING id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version
 `
 
 type RunClaimParams struct {
@@ -59,9 +59,73 @@ func (q *Queries) RunClaim(ctx context.Context, db DBTX, arg RunClaimParams) (*W
 		&i.LeaseOwner,
 		&i.Failures,
 		&i.Recoveries,
+		&i.CompensationCause,
 		&i.Version,
 	)
 	return &i, err
+}
+
+const runCompensateEnd = `-- name: RunCompensateEnd :execrows
+UPDATE workflow_runs SET status = $1::text, updated_at = now(), finished_at = now(),
+    error_message = coalesce($2::text, error_message),
+    lease_owner = NULL, lease_until = NULL
+WHERE id = $3 AND status = 'running' AND lease_owner = $4 AND compensation_cause IS NOT NULL
+`
+
+type RunCompensateEndParams struct {
+	Status       string  `db:"status"`
+	ErrorMessage *string `db:"error_message"`
+	ID           string  `db:"id"`
+	Owner        *string `db:"owner"`
+}
+
+func (q *Queries) RunCompensateEnd(ctx context.Context, db DBTX, arg RunCompensateEndParams) (int64, error) {
+	result, err := db.Exec(ctx, runCompensateEnd,
+		arg.Status,
+		arg.ErrorMessage,
+		arg.ID,
+		arg.Owner,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const runCompensateStart = `-- name: RunCompensateStart :one
+UPDATE workflow_runs SET status = 'queued', compensation_cause = $1::text,
+    error_code = coalesce($2::text, error_code),
+    error_message = coalesce($3::text, error_message),
+    resume_seq = resume_seq + 1, updated_at = now(), lease_owner = NULL, lease_until = NULL
+WHERE id = $4 AND status = ANY($5::text[]) AND compensation_cause IS NULL
+    AND ($6::text = '' OR lease_owner::text = $6::text)
+RETURNING resume_seq
+`
+
+type RunCompensateStartParams struct {
+	Cause        string   `db:"cause"`
+	ErrorCode    *string  `db:"error_code"`
+	ErrorMessage *string  `db:"error_message"`
+	ID           string   `db:"id"`
+	FromStatuses []string `db:"from_statuses"`
+	Owner        string   `db:"owner"`
+}
+
+// The run leaves its workflow function for its undos: queued under a new
+// resume sequence (fencing off any execution of the function), with the
+// cause. An owner, when given, must still hold the run.
+func (q *Queries) RunCompensateStart(ctx context.Context, db DBTX, arg RunCompensateStartParams) (int, error) {
+	row := db.QueryRow(ctx, runCompensateStart,
+		arg.Cause,
+		arg.ErrorCode,
+		arg.ErrorMessage,
+		arg.ID,
+		arg.FromStatuses,
+		arg.Owner,
+	)
+	var resume_seq int
+	err := row.Scan(&resume_seq)
+	return resume_seq, err
 }
 
 const runComplete = `-- name: RunComplete :execrows
@@ -129,7 +193,7 @@ func (q *Queries) RunFail(ctx context.Context, db DBTX, arg RunFailParams) (int6
 }
 
 const runGet = `-- name: RunGet :one
-SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, version FROM workflow_runs WHERE id = $1
+SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version FROM workflow_runs WHERE id = $1
 `
 
 func (q *Queries) RunGet(ctx context.Context, db DBTX, id string) (*WorkflowRun, error) {
@@ -158,13 +222,14 @@ func (q *Queries) RunGet(ctx context.Context, db DBTX, id string) (*WorkflowRun,
 		&i.LeaseOwner,
 		&i.Failures,
 		&i.Recoveries,
+		&i.CompensationCause,
 		&i.Version,
 	)
 	return &i, err
 }
 
 const runGetByKey = `-- name: RunGetByKey :one
-SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, version FROM workflow_runs WHERE workflow = $1 AND business_key = $2
+SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version FROM workflow_runs WHERE workflow = $1 AND business_key = $2
 `
 
 type RunGetByKeyParams struct {
@@ -198,13 +263,14 @@ func (q *Queries) RunGetByKey(ctx context.Context, db DBTX, arg RunGetByKeyParam
 		&i.LeaseOwner,
 		&i.Failures,
 		&i.Recoveries,
+		&i.CompensationCause,
 		&i.Version,
 	)
 	return &i, err
 }
 
 const runGetForUpdate = `-- name: RunGetForUpdate :one
-SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, version FROM workflow_runs WHERE id = $1 FOR UPDATE
+SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version FROM workflow_runs WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) RunGetForUpdate(ctx context.Context, db DBTX, id string) (*WorkflowRun, error) {
@@ -233,6 +299,7 @@ func (q *Queries) RunGetForUpdate(ctx context.Context, db DBTX, id string) (*Wor
 		&i.LeaseOwner,
 		&i.Failures,
 		&i.Recoveries,
+		&i.CompensationCause,
 		&i.Version,
 	)
 	return &i, err
@@ -242,7 +309,7 @@ const runInsert = `-- name: RunInsert :one
 INSERT INTO workflow_runs (workflow, version, business_key, input, started_by)
 VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (workflow, business_key) DO NOTHING
-RETURNING id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, version
+RETURNING id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version
 `
 
 type RunInsertParams struct {
@@ -285,6 +352,7 @@ func (q *Queries) RunInsert(ctx context.Context, db DBTX, arg RunInsertParams) (
 		&i.LeaseOwner,
 		&i.Failures,
 		&i.Recoveries,
+		&i.CompensationCause,
 		&i.Version,
 	)
 	return &i, err
@@ -330,7 +398,7 @@ func (q *Queries) RunLeaseRenew(ctx context.Context, db DBTX, arg RunLeaseRenewP
 }
 
 const runList = `-- name: RunList :many
-SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, version FROM workflow_runs
+SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version FROM workflow_runs
 WHERE ($1::text = '' OR status = $1::text)
     AND ($2::text = '' OR workflow = $2::text)
     AND ($3::text = '' OR business_key LIKE $3::text || '%')
@@ -391,6 +459,7 @@ func (q *Queries) RunList(ctx context.Context, db DBTX, arg RunListParams) ([]*W
 			&i.LeaseOwner,
 			&i.Failures,
 			&i.Recoveries,
+			&i.CompensationCause,
 			&i.Version,
 		); err != nil {
 			return nil, err
@@ -489,6 +558,40 @@ func (q *Queries) RunResume(ctx context.Context, db DBTX, arg RunResumeParams) (
 	return resume_seq, err
 }
 
+const runRetryLater = `-- name: RunRetryLater :one
+UPDATE workflow_runs SET status = 'retrying', error_code = $1::text, error_message = $2::text,
+    failures = failures + 1, resume_seq = resume_seq + 1, updated_at = now(), lease_owner = NULL,
+    lease_until = $3::timestamptz
+WHERE id = $4 AND status = ANY($5::text[]) AND lease_owner = $6
+RETURNING resume_seq
+`
+
+type RunRetryLaterParams struct {
+	ErrorCode    string    `db:"error_code"`
+	ErrorMessage string    `db:"error_message"`
+	RetryUntil   time.Time `db:"retry_until"`
+	ID           string    `db:"id"`
+	FromStatuses []string  `db:"from_statuses"`
+	Owner        *string   `db:"owner"`
+}
+
+// A failed step waits for its retry holding no worker: the run is retrying
+// under a new resume sequence, whose job is scheduled at the backoff time;
+// the sweeper looks at retry_until (a lease after it), should the job be lost.
+func (q *Queries) RunRetryLater(ctx context.Context, db DBTX, arg RunRetryLaterParams) (int, error) {
+	row := db.QueryRow(ctx, runRetryLater,
+		arg.ErrorCode,
+		arg.ErrorMessage,
+		arg.RetryUntil,
+		arg.ID,
+		arg.FromStatuses,
+		arg.Owner,
+	)
+	var resume_seq int
+	err := row.Scan(&resume_seq)
+	return resume_seq, err
+}
+
 const runRevisions = `-- name: RunRevisions :many
 WITH RECURSIVE chain(id, depth) AS (
     SELECT (r.input->>'revises')::uuid, 1 FROM workflow_runs r
@@ -498,7 +601,7 @@ WITH RECURSIVE chain(id, depth) AS (
     FROM chain c JOIN workflow_runs p ON p.id = c.id
     WHERE coalesce(p.input->>'revises', '') <> '' AND c.depth < $3::int
 )
-SELECT r.id, r.workflow, r.business_key, r.status, r.input, r.output, r.error_code, r.error_message, r.attempt, r.current_step, r.resume_seq, r.steps_used, r.model_calls, r.tokens_used, r.started_by, r.created_at, r.updated_at, r.finished_at, r.lease_until, r.lease_owner, r.failures, r.recoveries, r.version FROM chain c JOIN workflow_runs r ON r.id = c.id
+SELECT r.id, r.workflow, r.business_key, r.status, r.input, r.output, r.error_code, r.error_message, r.attempt, r.current_step, r.resume_seq, r.steps_used, r.model_calls, r.tokens_used, r.started_by, r.created_at, r.updated_at, r.finished_at, r.lease_until, r.lease_owner, r.failures, r.recoveries, r.compensation_cause, r.version FROM chain c JOIN workflow_runs r ON r.id = c.id
 WHERE r.workflow = $1
 ORDER BY c.depth
 `
@@ -544,6 +647,7 @@ func (q *Queries) RunRevisions(ctx context.Context, db DBTX, arg RunRevisionsPar
 			&i.LeaseOwner,
 			&i.Failures,
 			&i.Recoveries,
+			&i.CompensationCause,
 			&i.Version,
 		); err != nil {
 			return nil, err

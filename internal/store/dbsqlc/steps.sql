@@ -61,3 +61,28 @@ VALUES (@run_id, @seq, @name, @kind, 'waiting', @output, @attempts, @started_at,
 ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
     status = 'waiting', output = EXCLUDED.output, error = NULL, attempts = EXCLUDED.attempts,
     started_at = EXCLUDED.started_at, finished_at = NULL, wake_at = EXCLUDED.wake_at;
+
+-- name: StepAttemptInsert :exec
+INSERT INTO workflow_step_attempts (run_id, seq, attempt, name, error, started_at, retry_at)
+VALUES (@run_id, @seq, @attempt, @name, @error, @started_at, sqlc.narg('retry_at'))
+ON CONFLICT (run_id, seq, attempt) DO UPDATE SET error = EXCLUDED.error, finished_at = now(),
+    retry_at = coalesce(EXCLUDED.retry_at, workflow_step_attempts.retry_at);
+
+-- name: StepAttemptSetRetry :exec
+UPDATE workflow_step_attempts SET retry_at = @retry_at WHERE run_id = @run_id AND seq = @seq AND attempt = @attempt;
+
+-- name: StepAttemptList :many
+SELECT * FROM workflow_step_attempts WHERE run_id = @run_id ORDER BY seq, attempt;
+
+-- name: StepCompensate :execrows
+-- An undo's record, only while its execution holds the compensating run.
+WITH run AS (
+    UPDATE workflow_runs SET current_step = @name::text, updated_at = now()
+    WHERE id = @run_id AND status = 'running' AND lease_owner = @owner AND compensation_cause IS NOT NULL
+    RETURNING id
+)
+INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, attempts, started_at, finished_at)
+SELECT run.id, @seq::int, @name::text, 'compensation', 'completed', @output, @attempts::int, @started_at::timestamptz, now() FROM run
+ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+    status = 'completed', output = EXCLUDED.output, error = NULL,
+    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now();

@@ -66,6 +66,130 @@ func (q *Queries) OutboxInsert(ctx context.Context, db DBTX, arg OutboxInsertPar
 	return id, err
 }
 
+const stepAttemptInsert = `-- name: StepAttemptInsert :exec
+INSERT INTO workflow_step_attempts (run_id, seq, attempt, name, error, started_at, retry_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (run_id, seq, attempt) DO UPDATE SET error = EXCLUDED.error, finished_at = now(),
+    retry_at = coalesce(EXCLUDED.retry_at, workflow_step_attempts.retry_at)
+`
+
+type StepAttemptInsertParams struct {
+	RunID     string     `db:"run_id"`
+	Seq       int        `db:"seq"`
+	Attempt   int        `db:"attempt"`
+	Name      string     `db:"name"`
+	Error     string     `db:"error"`
+	StartedAt time.Time  `db:"started_at"`
+	RetryAt   *time.Time `db:"retry_at"`
+}
+
+func (q *Queries) StepAttemptInsert(ctx context.Context, db DBTX, arg StepAttemptInsertParams) error {
+	_, err := db.Exec(ctx, stepAttemptInsert,
+		arg.RunID,
+		arg.Seq,
+		arg.Attempt,
+		arg.Name,
+		arg.Error,
+		arg.StartedAt,
+		arg.RetryAt,
+	)
+	return err
+}
+
+const stepAttemptList = `-- name: StepAttemptList :many
+SELECT run_id, seq, attempt, name, error, started_at, finished_at, retry_at FROM workflow_step_attempts WHERE run_id = $1 ORDER BY seq, attempt
+`
+
+func (q *Queries) StepAttemptList(ctx context.Context, db DBTX, runID string) ([]*WorkflowStepAttempt, error) {
+	rows, err := db.Query(ctx, stepAttemptList, runID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*WorkflowStepAttempt
+	for rows.Next() {
+		var i WorkflowStepAttempt
+		if err := rows.Scan(
+			&i.RunID,
+			&i.Seq,
+			&i.Attempt,
+			&i.Name,
+			&i.Error,
+			&i.StartedAt,
+			&i.FinishedAt,
+			&i.RetryAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const stepAttemptSetRetry = `-- name: StepAttemptSetRetry :exec
+UPDATE workflow_step_attempts SET retry_at = $1 WHERE run_id = $2 AND seq = $3 AND attempt = $4
+`
+
+type StepAttemptSetRetryParams struct {
+	RetryAt *time.Time `db:"retry_at"`
+	RunID   string     `db:"run_id"`
+	Seq     int        `db:"seq"`
+	Attempt int        `db:"attempt"`
+}
+
+func (q *Queries) StepAttemptSetRetry(ctx context.Context, db DBTX, arg StepAttemptSetRetryParams) error {
+	_, err := db.Exec(ctx, stepAttemptSetRetry,
+		arg.RetryAt,
+		arg.RunID,
+		arg.Seq,
+		arg.Attempt,
+	)
+	return err
+}
+
+const stepCompensate = `-- name: StepCompensate :execrows
+WITH run AS (
+    UPDATE workflow_runs SET current_step = $2::text, updated_at = now()
+    WHERE id = $6 AND status = 'running' AND lease_owner = $7 AND compensation_cause IS NOT NULL
+    RETURNING id
+)
+INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, attempts, started_at, finished_at)
+SELECT run.id, $1::int, $2::text, 'compensation', 'completed', $3, $4::int, $5::timestamptz, now() FROM run
+ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+    status = 'completed', output = EXCLUDED.output, error = NULL,
+    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now()
+`
+
+type StepCompensateParams struct {
+	Seq       int             `db:"seq"`
+	Name      string          `db:"name"`
+	Output    json.RawMessage `db:"output"`
+	Attempts  int             `db:"attempts"`
+	StartedAt time.Time       `db:"started_at"`
+	RunID     string          `db:"run_id"`
+	Owner     *string         `db:"owner"`
+}
+
+// An undo's record, only while its execution holds the compensating run.
+func (q *Queries) StepCompensate(ctx context.Context, db DBTX, arg StepCompensateParams) (int64, error) {
+	result, err := db.Exec(ctx, stepCompensate,
+		arg.Seq,
+		arg.Name,
+		arg.Output,
+		arg.Attempts,
+		arg.StartedAt,
+		arg.RunID,
+		arg.Owner,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const stepComplete = `-- name: StepComplete :execrows
 WITH run AS (
     UPDATE workflow_runs
