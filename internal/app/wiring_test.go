@@ -65,7 +65,7 @@ func TestNewRegistry(t *testing.T) {
 		twice := func(r *workflow.Registry, _ *ai.Offline) {
 			workflow.Register(r, "greet", func(context.Context, struct{}) (string, error) { return "", nil })
 		}
-		require.PanicsWithValue(t, `workflow "greet" registered twice`, func() {
+		require.PanicsWithValue(t, `workflow "greet" version 1 registered twice`, func() {
 			NewRegistry(Options{Workflows: binary, Register: twice}, ai.NewOffline())
 		})
 	})
