@@ -8,7 +8,8 @@
   // controls here, so that j and k go on from the row link they focused; Enter
   // on a link is left to the browser, which follows that link.
   function control(t) {
-    return !!t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT|BUTTON|SUMMARY|OPTION)$/.test(t.tagName));
+    if (!t || (t.closest && t.closest("dialog:not([open])"))) return false; // left behind in a closed dialog
+    return t.isContentEditable || /^(INPUT|TEXTAREA|SELECT|BUTTON|SUMMARY|OPTION)$/.test(t.tagName);
   }
 
   // Single-key shortcuts can be switched off (WCAG 2.1.4), per browser: the
@@ -128,7 +129,7 @@
   document.addEventListener("keydown", function (e) {
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     var help = document.getElementById("keys-help");
-    if (e.key === "Escape" && help && help.open) { help.close(); return; }
+    if (e.key === "Escape" && help && help.open) { help.close(); focusBack(help); e.preventDefault(); return; }
     if (control(e.target)) return;
     if (e.key === "Enter") {
       // Enter on a link is the link's; only with the focus on nothing
@@ -155,7 +156,7 @@
         break;
       case "r": if (document.getElementById("reason")) { openDetails(document.getElementById("reason")); swallow = e.key; e.preventDefault(); } break;
       case "e": if (firstEditField()) { openDetails(firstEditField()); swallow = e.key; e.preventDefault(); } break;
-      case "?": if (help) { help.showModal(); e.preventDefault(); } break;
+      case "?": if (help) { openDialog(help); e.preventDefault(); } break;
     }
   });
 
@@ -168,8 +169,27 @@
     var opener = t && t.closest && t.closest("[data-open-dialog]");
     if (opener) {
       var dlg = document.getElementById(opener.getAttribute("data-open-dialog"));
-      if (dlg) dlg.showModal();
+      if (dlg) openDialog(dlg);
     }
+  });
+
+  // A closed dialog gives the focus back to what had it, or to nothing:
+  // left on a control inside the hidden dialog, it would swallow the next
+  // keys (Chrome restores nothing when the body had the focus).
+  var dialogOpener = null;
+  function openDialog(d) {
+    dialogOpener = document.activeElement;
+    d.showModal();
+  }
+  function focusBack(d) {
+    var a = document.activeElement;
+    if (a && d.contains(a)) {
+      if (dialogOpener && dialogOpener !== document.body && document.contains(dialogOpener)) dialogOpener.focus();
+      else a.blur();
+    }
+  }
+  document.querySelectorAll("dialog").forEach(function (d) {
+    d.addEventListener("close", function () { focusBack(d); dialogOpener = null; });
   });
 
   document.addEventListener("change", function (e) {
@@ -188,24 +208,29 @@
 
   // Before htmx refreshes the inbox, note which rows were shown, so that the
   // polite live region can announce only the new ones.
-  // It also notes where the keyboard focus was inside the table (which row,
-  // which control of it), so that the focus returns there after the swap
-  // instead of falling to the body.
   var shownIds = null;
-  var focusWas = null;
   document.addEventListener("htmx:beforeSwap", function (e) {
     if (e.target && e.target.id === "inbox-live") {
       shownIds = {};
-      var rs = rows();
-      rs.forEach(function (r) { shownIds[r.getAttribute("data-id")] = true; });
-      focusWas = null;
-      var a = document.activeElement;
-      var row = a && e.target.contains(a) && a.closest("tr[data-testid=inbox-row]");
-      if (row) {
-        focusWas = { id: row.getAttribute("data-id"), testid: a.getAttribute("data-testid"), index: rs.indexOf(row) };
-      }
+      rows().forEach(function (r) { shownIds[r.getAttribute("data-id")] = true; });
     }
   });
+
+  // Where the keyboard focus last was, when it was in an inbox row (which
+  // row, which control of it): a swap that removes the focused element fires
+  // no focusin, so after it this still says where the focus was, and it is
+  // never older than the last key that moved the focus.
+  var focusWas = null;
+  document.addEventListener("focusin", function (e) {
+    var a = e.target;
+    var row = a && a.closest && a.closest("tr[data-testid=inbox-row]");
+    focusWas = row ? { id: row.getAttribute("data-id"), testid: a.getAttribute("data-testid"), index: rows().indexOf(row) } : null;
+  });
+  // A click elsewhere may leave the focus on the body with no focusin: the
+  // next refresh must not pull it back into the table.
+  document.addEventListener("mousedown", function (e) {
+    if (!(e.target && e.target.closest && e.target.closest("tr[data-testid=inbox-row]"))) focusWas = null;
+  }, true);
 
   // The edit form's live preview: every field whose value differs from the
   // proposal, as text (never markup: values are model text).
@@ -308,8 +333,7 @@
     // Only when the swap took the focus away (it fell to the body): if the
     // reviewer moved it elsewhere meanwhile, it stays there.
     var lost = !document.activeElement || document.activeElement === document.body;
-    if (focusWas && !lost) focusWas = null;
-    if (focusWas) {
+    if (focusWas && lost) {
       // The same row by id; if it left (decided elsewhere), the row that took
       // its place, so the focus never drops to the body.
       var row = byId(focusWas.id) || rs[Math.min(focusWas.index, rs.length - 1)];
@@ -321,7 +345,6 @@
         var table = document.querySelector("[data-testid=inbox]");
         if (table) { table.setAttribute("tabindex", "-1"); table.focus({ preventScroll: true }); }
       }
-      focusWas = null;
     }
     if (shownIds) {
       var fresh = rows().filter(function (r) { return !shownIds[r.getAttribute("data-id")]; });
