@@ -3,9 +3,27 @@
 (function () {
   "use strict";
 
-  function typing(e) {
-    var t = e.target;
-    return t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName));
+  // A focused control keeps its keys: single-key shortcuts yield to fields
+  // (typing), buttons and the like (Enter and Space are theirs). Links are not
+  // controls here, so that j and k go on from the row link they focused; Enter
+  // on a link is left to the browser, which follows that link.
+  function control(t) {
+    if (!t || (t.closest && t.closest("dialog:not([open])"))) return false; // left behind in a closed dialog
+    return t.isContentEditable || /^(INPUT|TEXTAREA|SELECT|BUTTON|SUMMARY|OPTION)$/.test(t.tagName);
+  }
+
+  // Single-key shortcuts can be switched off (WCAG 2.1.4), per browser: the
+  // choice is kept in localStorage and read by every page.
+  // The same choice as keys.js's switch (#keys-enabled): one key, one attribute.
+  var SHORTCUTS = "countersign-keys";
+  function shortcutsOn() {
+    try { return localStorage.getItem(SHORTCUTS) !== "off"; } catch (err) { return true; }
+  }
+  function setShortcuts(on) {
+    try { if (on) localStorage.removeItem(SHORTCUTS); else localStorage.setItem(SHORTCUTS, "off"); } catch (err) { /* storage off */ }
+    document.documentElement.setAttribute("data-shortcuts", on ? "on" : "off");
+    if (on) document.documentElement.removeAttribute("data-keys-off");
+    else document.documentElement.setAttribute("data-keys-off", "");
   }
 
   function rows() { return Array.prototype.slice.call(document.querySelectorAll("tr[data-testid=inbox-row]")); }
@@ -14,13 +32,21 @@
   // the table keeps it (and never moves the keyboard focus).
   var selectedId = null;
 
+  function rowLink(row) { return row && row.querySelector("[data-testid=row-link]"); }
+
+  function mark(row) {
+    rows().forEach(function (r) { r.classList.remove("selected"); r.setAttribute("aria-selected", "false"); });
+    if (row) { row.classList.add("selected"); row.setAttribute("aria-selected", "true"); }
+  }
+
+  // select moves the real focus to the row's link (roving focus: a screen
+  // reader reads the request, and Enter opens it natively).
   function select(row) {
-    rows().forEach(function (r) { r.classList.remove("selected"); r.removeAttribute("aria-selected"); });
+    mark(row);
     if (!row) { selectedId = null; return; }
-    row.classList.add("selected");
-    row.setAttribute("aria-selected", "true");
     selectedId = row.getAttribute("data-id");
-    row.scrollIntoView({ block: "nearest" });
+    var link = rowLink(row);
+    if (link) link.focus(); else row.scrollIntoView({ block: "nearest" });
   }
 
   function move(delta) {
@@ -30,6 +56,15 @@
     i = i < 0 ? (delta > 0 ? 0 : rs.length - 1) : Math.min(rs.length - 1, Math.max(0, i + delta));
     select(rs[i]);
   }
+
+  // Tabbing to a row's link selects that row, so that the selection and
+  // the focus never disagree.
+  document.addEventListener("focusin", function (e) {
+    var t = e.target;
+    if (!t || !t.matches || !t.matches("[data-testid=row-link]")) return;
+    var row = t.closest("tr[data-testid=inbox-row]");
+    if (row && row.getAttribute("data-id") !== selectedId) { selectedId = row.getAttribute("data-id"); mark(row); }
+  });
 
   // say shows a message in the inbox's status line (role=status, read out).
   function say(msg) {
@@ -124,16 +159,21 @@
     // Switched off in the keyboard help (static/keys.js), except Escape.
     if (document.documentElement.hasAttribute("data-keys-off") && e.key !== "Escape") return;
     var help = document.getElementById("keys-help");
-    if (e.key === "Escape" && help && help.open) { help.close(); return; }
-    if (typing(e)) return;
+    if (e.key === "Escape" && help && help.open) { help.close(); focusBack(help); e.preventDefault(); return; }
+    if (control(e.target)) return;
+    if (e.key === "Enter") {
+      // Enter on a link is the link's; only with the focus on nothing
+      // interactive does it open the selected request.
+      if (e.target && e.target.closest && e.target.closest("a[href]")) return;
+      var row = rows().find(function (r) { return r.getAttribute("data-id") === selectedId; });
+      if (row) { window.location.href = row.getAttribute("data-href"); e.preventDefault(); }
+      return;
+    }
+    if (!shortcutsOn()) return;
     if (e.key !== "a" && e.key !== "Shift") disarm();
     switch (e.key) {
       case "j": if (review()) go("data-next"); else move(1); e.preventDefault(); break;
       case "k": if (review()) go("data-prev"); else move(-1); e.preventDefault(); break;
-      case "Enter":
-        var row = rows().find(function (r) { return r.getAttribute("data-id") === selectedId; });
-        if (row) { window.location.href = row.getAttribute("data-href"); e.preventDefault(); }
-        break;
       case "a":
         if (approveKey()) { e.preventDefault(); break; }
         // In the inbox, "a" never does nothing silently: it says why the
@@ -146,7 +186,7 @@
         break;
       case "r": if (document.getElementById("reason")) { openDetails(document.getElementById("reason")); swallow = e.key; e.preventDefault(); } break;
       case "e": if (firstEditField()) { openDetails(firstEditField()); swallow = e.key; e.preventDefault(); } break;
-      case "?": if (help) { help.showModal(); e.preventDefault(); } break;
+      case "?": if (help) { openDialog(help); e.preventDefault(); } break;
     }
   });
 
@@ -156,6 +196,34 @@
       var d = t.closest("dialog");
       if (d) d.close();
     }
+    var opener = t && t.closest && t.closest("[data-open-dialog]");
+    if (opener) {
+      var dlg = document.getElementById(opener.getAttribute("data-open-dialog"));
+      if (dlg) openDialog(dlg);
+    }
+  });
+
+  // A closed dialog gives the focus back to what had it, or to nothing:
+  // left on a control inside the hidden dialog, it would swallow the next
+  // keys (Chrome restores nothing when the body had the focus).
+  var dialogOpener = null;
+  function openDialog(d) {
+    dialogOpener = document.activeElement;
+    d.showModal();
+  }
+  function focusBack(d) {
+    var a = document.activeElement;
+    if (a && d.contains(a)) {
+      if (dialogOpener && dialogOpener !== document.body && document.contains(dialogOpener)) dialogOpener.focus();
+      else a.blur();
+    }
+  }
+  document.querySelectorAll("dialog").forEach(function (d) {
+    d.addEventListener("close", function () { focusBack(d); dialogOpener = null; });
+  });
+
+  document.addEventListener("change", function (e) {
+    if (e.target && (e.target.id === "shortcuts-on" || e.target.id === "keys-enabled")) setShortcuts(e.target.checked);
   });
 
   // Requests caused by a live event (sse:*), a poll (every) or a page load
@@ -177,6 +245,22 @@
       rows().forEach(function (r) { shownIds[r.getAttribute("data-id")] = true; });
     }
   });
+
+  // Where the keyboard focus last was, when it was in an inbox row (which
+  // row, which control of it): a swap that removes the focused element fires
+  // no focusin, so after it this still says where the focus was, and it is
+  // never older than the last key that moved the focus.
+  var focusWas = null;
+  document.addEventListener("focusin", function (e) {
+    var a = e.target;
+    var row = a && a.closest && a.closest("tr[data-testid=inbox-row]");
+    focusWas = row ? { id: row.getAttribute("data-id"), testid: a.getAttribute("data-testid"), index: rows().indexOf(row) } : null;
+  });
+  // A click elsewhere may leave the focus on the body with no focusin: the
+  // next refresh must not pull it back into the table.
+  document.addEventListener("mousedown", function (e) {
+    if (!(e.target && e.target.closest && e.target.closest("tr[data-testid=inbox-row]"))) focusWas = null;
+  }, true);
 
   // The edit form's live preview: every field whose value differs from the
   // proposal, as text (never markup: values are model text).
@@ -209,11 +293,54 @@
   document.addEventListener("change", function (e) { if (e.target.closest && e.target.closest("#edit-fields")) preview(); });
 
   // A refused form: focus the first field it refused, opening its section.
+  // Otherwise, after an action (a decision, a refused form, a simulation)
+  // the focus goes to its outcome, not the top of the page.
   document.addEventListener("DOMContentLoaded", function () {
-    var bad = document.querySelector("#decision-form [aria-invalid=true]");
-    if (bad) openDetails(bad);
+    setShortcuts(shortcutsOn());
+    var toggle = document.getElementById("shortcuts-on") || document.getElementById("keys-enabled");
+    if (toggle) toggle.checked = shortcutsOn();
+    labelScrollBoxes();
     preview();
+    var bad = document.querySelector("#decision-form [aria-invalid=true]");
+    if (bad) { openDetails(bad); return; }
+    var outcome = document.querySelector("[data-outcome], [data-focus]");
+    if (outcome) {
+      if (!outcome.hasAttribute("tabindex")) outcome.setAttribute("tabindex", "-1");
+      outcome.focus();
+    }
   });
+
+  // Boxes that scroll (wide tables on a phone, long blocks of text) must be
+  // reachable by keyboard: each one that overflows takes the focus and is
+  // named after its heading or caption. Checked again on resize.
+  function labelScrollBoxes() {
+    document.querySelectorAll("main table, main pre, main .full").forEach(function (el) {
+      var cs = getComputedStyle(el);
+      var scrolls = (el.scrollWidth > el.clientWidth + 1 && /auto|scroll/.test(cs.overflowX)) ||
+        (el.scrollHeight > el.clientHeight + 1 && /auto|scroll/.test(cs.overflowY));
+      if (!scrolls) {
+        if (el.hasAttribute("data-scroll-box")) { el.removeAttribute("tabindex"); el.removeAttribute("data-scroll-box"); }
+        return;
+      }
+      if (el.hasAttribute("tabindex")) return;
+      el.setAttribute("tabindex", "0");
+      el.setAttribute("data-scroll-box", "");
+      if (!el.hasAttribute("aria-label") && !el.hasAttribute("aria-labelledby")) {
+        var cap = el.querySelector("caption");
+        var head = null;
+        for (var n = el; n && !head && n !== document.body; n = n.parentElement) {
+          for (var p = n.previousElementSibling; p && !head; p = p.previousElementSibling) {
+            if (/^H[1-6]$/.test(p.tagName)) head = p;
+          }
+        }
+        var name = cap ? cap.textContent : head ? head.textContent : el.tagName === "TABLE" ? "Table" : "Text";
+        el.setAttribute("aria-label", name.trim().slice(0, 80) + " (scrolls)");
+      }
+      if (el.tagName === "PRE" || el.classList.contains("full")) el.setAttribute("role", "region");
+    });
+  }
+  var resizing = null;
+  window.addEventListener("resize", function () { clearTimeout(resizing); resizing = setTimeout(labelScrollBoxes, 150); });
 
   // After htmx refreshes the inbox, restore the selection by id and announce
   // the rows that arrived.
@@ -229,9 +356,25 @@
       return;
     }
     if (!e.target || e.target.id !== "inbox-live") return;
-    if (selectedId) {
-      var row = rows().find(function (r) { return r.getAttribute("data-id") === selectedId; });
-      if (row) { row.classList.add("selected"); row.setAttribute("aria-selected", "true"); }
+    var rs = rows();
+    var byId = function (id) { return rs.find(function (r) { return r.getAttribute("data-id") === id; }); };
+    if (selectedId) mark(byId(selectedId) || null);
+    else mark(null);
+    // Only when the swap took the focus away (it fell to the body): if the
+    // reviewer moved it elsewhere meanwhile, it stays there.
+    var lost = !document.activeElement || document.activeElement === document.body;
+    if (focusWas && lost) {
+      // The same row by id; if it left (decided elsewhere), the row that took
+      // its place, so the focus never drops to the body.
+      var row = byId(focusWas.id) || rs[Math.min(focusWas.index, rs.length - 1)];
+      var target = row && ((focusWas.testid && row.querySelector("[data-testid=" + focusWas.testid + "]")) || rowLink(row));
+      if (target) {
+        if (row.getAttribute("data-id") !== focusWas.id) { selectedId = row.getAttribute("data-id"); mark(row); }
+        target.focus({ preventScroll: true });
+      } else {
+        var table = document.querySelector("[data-testid=inbox]");
+        if (table) { table.setAttribute("tabindex", "-1"); table.focus({ preventScroll: true }); }
+      }
     }
     if (shownIds) {
       var fresh = rows().filter(function (r) { return !shownIds[r.getAttribute("data-id")]; });
