@@ -70,10 +70,12 @@ func (f *fakeCallbacks) about(subject string) []callback.Delivery {
 	return out
 }
 
-// fakeReceipts signs nothing: it names the request it was asked about.
-type fakeReceipts struct{}
+// fakeReceipts signs nothing: it names the request it was asked about and
+// counts the calls, to show who causes a signature.
+type fakeReceipts struct{ calls *atomic.Int64 }
 
-func (fakeReceipts) ForRequest(_ context.Context, approvalID, requestID string) (*receipt.Receipt, error) {
+func (f fakeReceipts) ForRequest(_ context.Context, approvalID, requestID string) (*receipt.Receipt, error) {
+	f.calls.Add(1)
 	return &receipt.Receipt{KeyID: "test", Claims: receipt.Claims{ApprovalID: approvalID, RequestID: requestID}}, nil
 }
 
@@ -81,6 +83,7 @@ type env struct {
 	*testapp.Bundle
 	svc       *ask.Service
 	callbacks *fakeCallbacks
+	receipts  *atomic.Int64 // receipts asked for
 	clock     *atomic.Int64 // offset of the engine's clock, in nanoseconds
 	agent     ask.Caller    // a reviewer's approvals:write token
 	approver  workflow.Actor
@@ -88,9 +91,9 @@ type env struct {
 
 func start(t *testing.T) *env {
 	t.Helper()
-	e := &env{callbacks: &fakeCallbacks{}, clock: &atomic.Int64{}}
+	e := &env{callbacks: &fakeCallbacks{}, receipts: &atomic.Int64{}, clock: &atomic.Int64{}}
 	now := func() time.Time { return time.Now().Add(time.Duration(e.clock.Load())) }
-	e.Bundle = testapp.Start(t, testapp.Options{Callbacks: e.callbacks, Receipts: fakeReceipts{}, Now: now,
+	e.Bundle = testapp.Start(t, testapp.Options{Callbacks: e.callbacks, Receipts: fakeReceipts{calls: e.receipts}, Now: now,
 		PublicURL: "https://cs.example"})
 	e.svc = e.App.Ask
 	ctx := context.Background()
@@ -219,6 +222,23 @@ func TestSubmit(t *testing.T) {
 		require.ErrorIs(t, err, store.ErrNotFound, "approvals:write reads only its user's approvals")
 		_, err = e.svc.Get(ctx, ask.Caller{UserID: u.ID, Role: u.Role, Scopes: []string{account.ScopeRequestsRead}}, a.ID, 0)
 		require.NoError(t, err, "requests:read reads any")
+	})
+
+	t.Run("UnauthorizedReadSignsNothing", func(t *testing.T) {
+		a, _, err := e.svc.Submit(ctx, e.agent, ask.Submission{IdempotencyKey: "authz-1", Action: refund(12)})
+		require.NoError(t, err)
+		e.decide(t, a, vocab.VerdictReject, "no", nil)
+		u, err := account.Create(ctx, e.Pool, "stranger@example.com", "Stranger", "reviewer", "correct horse battery", "setup")
+		require.NoError(t, err)
+		stranger := ask.Caller{UserID: u.ID, Role: u.Role, TokenID: "cs_00000002", Scopes: []string{account.ScopeApprovalsWrite}}
+		before := e.receipts.Load()
+		_, err = e.svc.Get(ctx, stranger, a.ID, 0)
+		require.ErrorIs(t, err, store.ErrNotFound)
+		require.Equal(t, before, e.receipts.Load(), "a refused read builds nothing, so signs no receipt")
+		got, err := e.svc.Get(ctx, e.agent, a.ID, 0)
+		require.NoError(t, err)
+		require.NotNil(t, got.Receipt)
+		require.Greater(t, e.receipts.Load(), before, "the filer's read signs")
 	})
 
 	t.Run("Refused", func(t *testing.T) {

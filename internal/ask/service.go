@@ -285,11 +285,15 @@ func (s *Service) Get(ctx context.Context, caller Caller, id string, wait time.D
 		defer stop()
 		msgs = ch
 	}
-	a, err := s.build(ctx, s.pool, id, true)
+	// Authorized before anything is built: building signs a receipt (and
+	// may chain audit events), which a caller who may not read the
+	// approval must not cause.
+	run, err := s.authorizeRead(ctx, caller, id)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.authorizeRead(ctx, caller, id); err != nil {
+	a, err := s.buildRun(ctx, s.pool, run, true)
+	if err != nil {
 		return nil, err
 	}
 	if wait == 0 || a.Decided() {
@@ -322,20 +326,25 @@ func (s *Service) Get(ctx context.Context, caller Caller, id string, wait time.D
 }
 
 // authorizeRead lets a caller read the approvals they filed, and any with
-// requests:read (or a console session).
-func (s *Service) authorizeRead(ctx context.Context, caller Caller, id string) error {
-	if caller.readsAll() {
-		return nil
-	}
+// requests:read (or a console session), and returns the approval's run.
+// An unknown id, a run of another workflow and an approval the caller may
+// not read are all store.ErrNotFound.
+func (s *Service) authorizeRead(ctx context.Context, caller Caller, id string) (*store.Run, error) {
 	run, err := store.RunGet(ctx, s.pool, id)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if run.Workflow != Workflow {
+		return nil, fmt.Errorf("run %s is not an approval: %w", id, store.ErrNotFound)
+	}
+	if caller.readsAll() {
+		return run, nil
 	}
 	var in Input
 	if err := json.Unmarshal(run.Input, &in); err != nil || in.UserID != caller.UserID {
-		return fmt.Errorf("approval %s: %w", id, store.ErrNotFound)
+		return nil, fmt.Errorf("approval %s: %w", id, store.ErrNotFound)
 	}
-	return nil
+	return run, nil
 }
 
 // build reads an approval from its run, request and decision. The status
@@ -346,6 +355,12 @@ func (s *Service) build(ctx context.Context, db store.DBTX, id string, deliverie
 	if err != nil {
 		return nil, err
 	}
+	return s.buildRun(ctx, db, run, deliveries)
+}
+
+// buildRun is build over a run already read.
+func (s *Service) buildRun(ctx context.Context, db store.DBTX, run *store.Run, deliveries bool) (*Approval, error) {
+	id := run.ID
 	if run.Workflow != Workflow {
 		return nil, fmt.Errorf("run %s is not an approval: %w", id, store.ErrNotFound)
 	}
