@@ -18,7 +18,14 @@ import (
 
 // decodeJSON reads a request body strictly: unknown fields and trailing data
 // are the client's mistake, reported with a 400.
-func decodeJSON(c echo.Context, v any) error {
+func decodeJSON(c echo.Context, v any) error { return decodeBody(c, v, false) }
+
+// decodeJSONNumbers is decodeJSON keeping numbers as written (json.Number
+// in an any): an action's params are executed as filed, and a float64
+// would round an integer over 2^53.
+func decodeJSONNumbers(c echo.Context, v any) error { return decodeBody(c, v, true) }
+
+func decodeBody(c echo.Context, v any, numbers bool) error {
 	body, err := io.ReadAll(c.Request().Body)
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, "the request body could not be read")
@@ -29,6 +36,9 @@ func decodeJSON(c echo.Context, v any) error {
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
+	if numbers {
+		dec.UseNumber()
+	}
 	if err := dec.Decode(v); err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, "the body is not valid JSON for this call: "+err.Error())
 	}

@@ -171,7 +171,7 @@ func TestSubmit(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, ask.StatusApproved, got.Status)
 		require.Equal(t, "edit", got.Outcome.Verdict)
-		require.Equal(t, map[string]any{"amount": 25.0}, got.Outcome.Params)
+		require.Equal(t, map[string]any{"amount": json.Number("25")}, got.Outcome.Params, "numbers as written")
 		require.NotEqual(t, workflow.PayloadHash(mustJSON(t, refund(30))), got.Outcome.PayloadHash, "the hash is the edited action's")
 		e.WaitRun(t, a.ID, vocab.RunCompleted)
 	})

@@ -206,7 +206,7 @@ func canonicalContext(raw json.RawMessage) (json.RawMessage, error) {
 		return nil, fmt.Errorf("%w: context is %d bytes, over the limit of %d", ErrTooLarge, len(raw), MaxContext)
 	}
 	var obj map[string]any
-	if err := json.Unmarshal(raw, &obj); err != nil {
+	if err := decodeNumbers(raw, &obj, false); err != nil || obj == nil {
 		return nil, fmt.Errorf("%w: context must be a JSON object", ErrBadRequest)
 	}
 	out, err := json.Marshal(obj)
@@ -418,15 +418,16 @@ func (s *Service) outcome(ctx context.Context, db store.DBTX, a *Approval, req *
 	} else if err != nil {
 		return err
 	}
+	// Numbers as written: the params to execute are the params filed.
 	var action workflow.Action
-	if err := json.Unmarshal(req.Action, &action); err != nil {
+	if err := decodeNumbers(req.Action, &action, false); err != nil {
 		return fmt.Errorf("decode action of request %s: %w", req.ID, err)
 	}
 	o := &Outcome{Verdict: string(d.Verdict), Params: action.Params, Reason: d.Reason, Comment: d.Comment,
 		DecidedBy: d.Actor, DecidedAt: d.CreatedAt, Rule: d.Rule, PolicyVersion: d.PolicyVersion, PayloadHash: d.PayloadHash}
 	if d.Verdict == vocab.VerdictEdit && len(d.EditedParams) > 0 {
 		var edited map[string]any
-		if err := json.Unmarshal(d.EditedParams, &edited); err != nil {
+		if err := decodeNumbers(d.EditedParams, &edited, false); err != nil {
 			return fmt.Errorf("decode edited params of request %s: %w", req.ID, err)
 		}
 		o.Params = edited
