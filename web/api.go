@@ -10,7 +10,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/countersign/countersign/internal/ask"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/vocab"
@@ -67,11 +66,6 @@ func (s *Server) handleAPIRunStart(c echo.Context) error {
 	}
 	if b.Workflow == "" || b.BusinessKey == "" {
 		return fmt.Errorf("%w: workflow and business_key are required", workflow.ErrInvalidInput)
-	}
-	if b.Workflow == ask.Workflow {
-		// Its input names the filer and the token whose secret signs the
-		// callback: only the approvals API may write it.
-		return fmt.Errorf("%w: approvals are filed through POST /api/v1/approvals", workflow.ErrInvalidInput)
 	}
 	run, created, err := s.Engine.Start(c.Request().Context(), workflow.StartParams{
 		Workflow: b.Workflow, BusinessKey: b.BusinessKey, Input: b.Input, StartedBy: u.Email})

@@ -187,6 +187,7 @@ func (s *Service) Register(r *workflow.Registry) {
 		MaxSteps:         4,
 		MaxModelCalls:    1,
 		HandlesRejection: true,
+		Internal:         true, // its input names the filer: only Submit writes it
 	})
 }
 

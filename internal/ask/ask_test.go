@@ -346,7 +346,8 @@ func TestAbandonedInlineExecution(t *testing.T) {
 	ctx := context.Background()
 	input, err := json.Marshal(ask.Input{Action: workflow.Action{Kind: "search", Summary: "Look up 1042"}, IdempotencyKey: "k", UserID: 1})
 	require.NoError(t, err)
-	run, _, err := dead.Engine.Start(ctx, workflow.StartParams{Workflow: ask.Workflow, BusinessKey: "abandoned", Input: input, StartedBy: "agent"})
+	// As the approvals service starts it (StartParams.Internal).
+	run, _, err := dead.Engine.Start(ctx, workflow.StartParams{Workflow: ask.Workflow, BusinessKey: "abandoned", Input: input, StartedBy: "agent", Internal: true})
 	require.NoError(t, err)
 	// What ExecuteNow does first; then the process "dies" without a step.
 	_, err = store.RunClaim(ctx, dead.Pool, run.ID, 0, []string{"queued"}, "00000000-0000-0000-0000-0000000000de", time.Second)

@@ -113,7 +113,7 @@ func (s *Service) Submit(ctx context.Context, caller Caller, sub Submission) (*A
 		return nil, false, fmt.Errorf("encode approval input: %w", err)
 	}
 	run, created, err := s.engine.Start(ctx, workflow.StartParams{Workflow: Workflow,
-		BusinessKey: businessKey(caller.UserID, in.IdempotencyKey), Input: raw, StartedBy: caller.Email})
+		BusinessKey: businessKey(caller.UserID, in.IdempotencyKey), Input: raw, StartedBy: caller.Email, Internal: true})
 	if err != nil {
 		return nil, false, err
 	}

@@ -29,6 +29,11 @@ type Options struct {
 	// workflow can act on it (the approvals API sends its callback and
 	// records the outcome). The workflow then decides how the run ends.
 	HandlesRejection bool
+	// Internal marks a built-in workflow whose input only its own service
+	// writes (the approvals API's names the filer and the token whose
+	// secret signs the callback): Engine.Start refuses it unless
+	// StartParams.Internal says that service is the caller.
+	Internal bool
 }
 
 func (o Options) withDefaults() Options {
