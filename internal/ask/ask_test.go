@@ -368,3 +368,56 @@ func mustJSON(t *testing.T, v any) []byte {
 	require.NoError(t, err)
 	return raw
 }
+
+// TestLongPollBound: one caller holds at most DefaultMaxWaitsPerCaller long
+// polls at once; the next is answered at once, as the approval stands,
+// while another caller still waits.
+func TestLongPollBound(t *testing.T) {
+	t.Parallel()
+	e := start(t)
+	ctx := context.Background()
+	a, _, err := e.svc.Submit(ctx, e.agent, ask.Submission{IdempotencyKey: "poll-1", Action: refund(20)})
+	require.NoError(t, err)
+	require.Equal(t, ask.StatusPending, a.Status)
+
+	wctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	var open atomic.Int32
+	for range ask.DefaultMaxWaitsPerCaller {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			open.Add(1)
+			_, _ = e.svc.Get(wctx, e.agent, a.ID, time.Minute)
+			open.Add(-1)
+		}()
+	}
+	require.Eventually(t, func() bool { return open.Load() == ask.DefaultMaxWaitsPerCaller }, 5*time.Second, 10*time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // let them all reach the wait
+
+	began := time.Now()
+	got, err := e.svc.Get(ctx, e.agent, a.ID, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, ask.StatusPending, got.Status)
+	require.Less(t, time.Since(began), 2*time.Second, "over the caller's bound the poll does not wait")
+
+	// Another token of the same user is another caller: it waits.
+	other := e.agent
+	other.TokenID = "cs_00000009"
+	octx, ocancel := context.WithTimeout(ctx, 700*time.Millisecond)
+	defer ocancel()
+	began = time.Now()
+	_, err = e.svc.Get(octx, other, a.ID, time.Minute)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, time.Since(began), 600*time.Millisecond, "another caller's poll waits")
+
+	cancel()
+	wg.Wait()
+	began = time.Now()
+	sctx, scancel := context.WithTimeout(ctx, 700*time.Millisecond)
+	defer scancel()
+	_, err = e.svc.Get(sctx, e.agent, a.ID, time.Minute)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, time.Since(began), 600*time.Millisecond, "finished polls give their slots back")
+}
