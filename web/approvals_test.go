@@ -250,3 +250,39 @@ func TestApprovalsAPI(t *testing.T) {
 		require.Equal(t, "hdr-1", a.IdempotencyKey)
 	})
 }
+
+// TestApprovalsExactNumbers: an integer param beyond 2^53 keeps its digits
+// from intake to the outcome, the receipt and the request.
+func TestApprovalsExactNumbers(t *testing.T) {
+	t.Parallel()
+	c := startConsole(t, nil)
+	agent := c.apiScoped(t, "reviewer@example.com", account.ScopeApprovalsWrite)
+	approver := c.api(t, "approver@example.com")
+	type params map[string]json.RawMessage
+	var a struct {
+		RequestID string                                   `json:"request_id"`
+		Action    struct{ Params params }                  `json:"action"`
+		Outcome   struct{ Params params }                  `json:"outcome"`
+		Receipt   struct{ Claims struct{ Params params } } `json:"receipt"`
+	}
+	require.Equal(t, 200, agent.do("POST", "/approvals", `{"idempotency_key":"big-1","action":{"kind":"search","summary":"Look up account",`+
+		`"params":{"account":12345678901234567891,"n":9007199254740993,"nested":{"id":98765432109876543210}}}}`, &a))
+	for name, p := range map[string]params{"action": a.Action.Params, "outcome": a.Outcome.Params, "receipt": a.Receipt.Claims.Params} {
+		require.Equal(t, "12345678901234567891", string(p["account"]), name)
+		require.Equal(t, "9007199254740993", string(p["n"]), name)
+		require.JSONEq(t, `{"id":98765432109876543210}`, string(p["nested"]), name)
+	}
+	var req struct {
+		Action struct{ Params params } `json:"action"`
+	}
+	require.Equal(t, 200, approver.do("GET", "/requests/"+a.RequestID, nil, &req))
+	require.Equal(t, "12345678901234567891", string(req.Action.Params["account"]))
+
+	t.Run("PolicyStillComparesNumbers", func(t *testing.T) {
+		// The example policy's refund rule compares params.amount.
+		var r ask.Approval
+		require.Equal(t, 202, agent.do("POST", "/approvals", `{"idempotency_key":"refund-big","action":{"kind":"payment.refund","summary":"Refund",`+
+			`"params":{"amount":10000000000000000001}}}`, &r))
+		require.Equal(t, ask.StatusPending, r.Status)
+	})
+}

@@ -4,6 +4,9 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/countersign/countersign/internal/ask"
+	"github.com/countersign/countersign/internal/store"
 )
 
 // keysMaxAge is how long clients and proxies may cache the receipt keys. A
@@ -29,7 +32,19 @@ func (s *Server) handleReceiptKeys(c echo.Context) error {
 // handleAPIRequestReceipt handles the "GET /api/v1/requests/:id/receipt"
 // route: the signed receipt of a decided request, 404 while it is undecided.
 func (s *Server) handleAPIRequestReceipt(c echo.Context) error {
-	r, err := s.Receipts.ForRequest(c.Request().Context(), "", c.Param("id"))
+	ctx := c.Request().Context()
+	req, err := store.RequestGet(ctx, s.Pool, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	// A request filed through the approvals API is that approval's: its
+	// receipt names the approval here too, so that it is the same receipt
+	// as the one GET /api/v1/approvals/{id} returns.
+	approvalID := ""
+	if req.Workflow == ask.Workflow {
+		approvalID = req.RunID
+	}
+	r, err := s.Receipts.ForRequest(ctx, approvalID, req.ID)
 	if err != nil {
 		return err
 	}

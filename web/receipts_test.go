@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/countersign/countersign/internal/account"
+	"github.com/countersign/countersign/internal/ask"
 	"github.com/countersign/countersign/internal/demo"
 	"github.com/countersign/countersign/internal/receipt"
 	"github.com/countersign/countersign/internal/workflow"
@@ -104,4 +105,23 @@ func TestRequestReceipt(t *testing.T) {
 		require.NoError(t, err)
 		require.JSONEq(t, string(payload), string(r.Claims), "the claims shown are the signed bytes")
 	})
+}
+
+// TestRequestReceiptOfApproval: the request of an approval filed through the
+// approvals API has one receipt, whichever route asks for it.
+func TestRequestReceiptOfApproval(t *testing.T) {
+	t.Parallel()
+	c := startConsole(t, nil)
+	agent := c.apiScoped(t, "reviewer@example.com", account.ScopeApprovalsWrite)
+	reader := c.apiScoped(t, "viewer@example.com", account.ScopeRequestsRead)
+	var a ask.Approval
+	require.Equal(t, 200, agent.do("POST", "/approvals", map[string]any{"idempotency_key": "rcpt-1",
+		"action": map[string]any{"kind": "search", "summary": "Look up order 1042", "params": map[string]any{"q": "1042"}}}, &a))
+	require.NotNil(t, a.Receipt)
+	require.Equal(t, a.ID, a.Receipt.Claims.ApprovalID)
+	var r receipt.Receipt
+	require.Equal(t, 200, reader.do("GET", "/requests/"+a.RequestID+"/receipt", nil, &r))
+	require.Equal(t, a.ID, r.Claims.ApprovalID, "the request's receipt names its approval")
+	require.Equal(t, a.Receipt.Payload, r.Payload, "both routes sign the same claims")
+	require.Equal(t, a.Receipt.Signature, r.Signature)
 }

@@ -165,9 +165,42 @@ func PolicyInput(a Action, run *store.Run, u Usage, now time.Time) policy.Input 
 	_ = json.Unmarshal(run.Input, &input) // the input was checked as JSON when the run started
 	return policy.Input{
 		Action: policy.Action{Kind: a.Kind, Target: a.Target, Summary: a.Summary,
-			Params: a.Params, Risk: a.Risk, Reversible: a.Reversible, EstimatedCost: a.EstimatedCost},
+			Params: policyNumbers(a.Params), Risk: a.Risk, Reversible: a.Reversible, EstimatedCost: a.EstimatedCost},
 		Run: policy.Run{Workflow: run.Workflow, BusinessKey: run.BusinessKey, Input: input,
 			Attempt: run.Attempt, StepsUsed: u.StepsUsed, ModelCalls: u.ModelCalls, TokensUsed: u.TokensUsed},
 		Now: now,
 	}
+}
+
+// policyNumbers returns params with every json.Number (the approvals API
+// keeps numbers as written, so that large integers are executed exactly)
+// as a float64, the number type policy expressions compare with; params
+// without one are returned as they are.
+func policyNumbers(params map[string]any) map[string]any {
+	if params == nil {
+		return nil
+	}
+	out, _ := floatNumbers(params).(map[string]any)
+	return out
+}
+
+func floatNumbers(v any) any {
+	switch v := v.(type) {
+	case json.Number:
+		f, _ := v.Float64() // beyond float64's range: ±Inf, as a policy compares it
+		return f
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, x := range v {
+			out[k] = floatNumbers(x)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, x := range v {
+			out[i] = floatNumbers(x)
+		}
+		return out
+	}
+	return v
 }

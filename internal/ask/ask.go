@@ -9,6 +9,7 @@
 package ask
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -95,6 +96,32 @@ type Input struct {
 	BodyHash       string          `json:"body_hash"`
 }
 
+// UnmarshalJSON decodes an approval's input keeping its numbers as written
+// (json.Number): a float64 would round an integer parameter over 2^53, and
+// the action executed must be the action filed, digit for digit. Unknown
+// fields are refused, as the engine refuses them in any run input.
+func (in *Input) UnmarshalJSON(raw []byte) error {
+	type plain Input // without this method
+	return decodeNumbers(raw, (*plain)(in), true)
+}
+
+// decodeNumbers decodes one JSON value into v with numbers as json.Number,
+// refusing unknown fields when strict.
+func decodeNumbers(raw []byte, v any, strict bool) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
+}
+
 // Output is the run output of an approval.
 type Output struct {
 	Decision workflow.Decision `json:"decision"`
@@ -160,6 +187,7 @@ func (s *Service) Register(r *workflow.Registry) {
 		MaxSteps:         4,
 		MaxModelCalls:    1,
 		HandlesRejection: true,
+		Internal:         true, // its input names the filer: only Submit writes it
 	})
 }
 

@@ -70,10 +70,12 @@ func (f *fakeCallbacks) about(subject string) []callback.Delivery {
 	return out
 }
 
-// fakeReceipts signs nothing: it names the request it was asked about.
-type fakeReceipts struct{}
+// fakeReceipts signs nothing: it names the request it was asked about and
+// counts the calls, to show who causes a signature.
+type fakeReceipts struct{ calls *atomic.Int64 }
 
-func (fakeReceipts) ForRequest(_ context.Context, approvalID, requestID string) (*receipt.Receipt, error) {
+func (f fakeReceipts) ForRequest(_ context.Context, approvalID, requestID string) (*receipt.Receipt, error) {
+	f.calls.Add(1)
 	return &receipt.Receipt{KeyID: "test", Claims: receipt.Claims{ApprovalID: approvalID, RequestID: requestID}}, nil
 }
 
@@ -81,6 +83,7 @@ type env struct {
 	*testapp.Bundle
 	svc       *ask.Service
 	callbacks *fakeCallbacks
+	receipts  *atomic.Int64 // receipts asked for
 	clock     *atomic.Int64 // offset of the engine's clock, in nanoseconds
 	agent     ask.Caller    // a reviewer's approvals:write token
 	approver  workflow.Actor
@@ -88,9 +91,9 @@ type env struct {
 
 func start(t *testing.T) *env {
 	t.Helper()
-	e := &env{callbacks: &fakeCallbacks{}, clock: &atomic.Int64{}}
+	e := &env{callbacks: &fakeCallbacks{}, receipts: &atomic.Int64{}, clock: &atomic.Int64{}}
 	now := func() time.Time { return time.Now().Add(time.Duration(e.clock.Load())) }
-	e.Bundle = testapp.Start(t, testapp.Options{Callbacks: e.callbacks, Receipts: fakeReceipts{}, Now: now,
+	e.Bundle = testapp.Start(t, testapp.Options{Callbacks: e.callbacks, Receipts: fakeReceipts{calls: e.receipts}, Now: now,
 		PublicURL: "https://cs.example"})
 	e.svc = e.App.Ask
 	ctx := context.Background()
@@ -168,7 +171,7 @@ func TestSubmit(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, ask.StatusApproved, got.Status)
 		require.Equal(t, "edit", got.Outcome.Verdict)
-		require.Equal(t, map[string]any{"amount": 25.0}, got.Outcome.Params)
+		require.Equal(t, map[string]any{"amount": json.Number("25")}, got.Outcome.Params, "numbers as written")
 		require.NotEqual(t, workflow.PayloadHash(mustJSON(t, refund(30))), got.Outcome.PayloadHash, "the hash is the edited action's")
 		e.WaitRun(t, a.ID, vocab.RunCompleted)
 	})
@@ -219,6 +222,23 @@ func TestSubmit(t *testing.T) {
 		require.ErrorIs(t, err, store.ErrNotFound, "approvals:write reads only its user's approvals")
 		_, err = e.svc.Get(ctx, ask.Caller{UserID: u.ID, Role: u.Role, Scopes: []string{account.ScopeRequestsRead}}, a.ID, 0)
 		require.NoError(t, err, "requests:read reads any")
+	})
+
+	t.Run("UnauthorizedReadSignsNothing", func(t *testing.T) {
+		a, _, err := e.svc.Submit(ctx, e.agent, ask.Submission{IdempotencyKey: "authz-1", Action: refund(12)})
+		require.NoError(t, err)
+		e.decide(t, a, vocab.VerdictReject, "no", nil)
+		u, err := account.Create(ctx, e.Pool, "stranger@example.com", "Stranger", "reviewer", "correct horse battery", "setup")
+		require.NoError(t, err)
+		stranger := ask.Caller{UserID: u.ID, Role: u.Role, TokenID: "cs_00000002", Scopes: []string{account.ScopeApprovalsWrite}}
+		before := e.receipts.Load()
+		_, err = e.svc.Get(ctx, stranger, a.ID, 0)
+		require.ErrorIs(t, err, store.ErrNotFound)
+		require.Equal(t, before, e.receipts.Load(), "a refused read builds nothing, so signs no receipt")
+		got, err := e.svc.Get(ctx, e.agent, a.ID, 0)
+		require.NoError(t, err)
+		require.NotNil(t, got.Receipt)
+		require.Greater(t, e.receipts.Load(), before, "the filer's read signs")
 	})
 
 	t.Run("Refused", func(t *testing.T) {
@@ -326,7 +346,8 @@ func TestAbandonedInlineExecution(t *testing.T) {
 	ctx := context.Background()
 	input, err := json.Marshal(ask.Input{Action: workflow.Action{Kind: "search", Summary: "Look up 1042"}, IdempotencyKey: "k", UserID: 1})
 	require.NoError(t, err)
-	run, _, err := dead.Engine.Start(ctx, workflow.StartParams{Workflow: ask.Workflow, BusinessKey: "abandoned", Input: input, StartedBy: "agent"})
+	// As the approvals service starts it (StartParams.Internal).
+	run, _, err := dead.Engine.Start(ctx, workflow.StartParams{Workflow: ask.Workflow, BusinessKey: "abandoned", Input: input, StartedBy: "agent", Internal: true})
 	require.NoError(t, err)
 	// What ExecuteNow does first; then the process "dies" without a step.
 	_, err = store.RunClaim(ctx, dead.Pool, run.ID, 0, []string{"queued"}, "00000000-0000-0000-0000-0000000000de", time.Second)
@@ -346,4 +367,57 @@ func mustJSON(t *testing.T, v any) []byte {
 	raw, err := json.Marshal(v)
 	require.NoError(t, err)
 	return raw
+}
+
+// TestLongPollBound: one caller holds at most DefaultMaxWaitsPerCaller long
+// polls at once; the next is answered at once, as the approval stands,
+// while another caller still waits.
+func TestLongPollBound(t *testing.T) {
+	t.Parallel()
+	e := start(t)
+	ctx := context.Background()
+	a, _, err := e.svc.Submit(ctx, e.agent, ask.Submission{IdempotencyKey: "poll-1", Action: refund(20)})
+	require.NoError(t, err)
+	require.Equal(t, ask.StatusPending, a.Status)
+
+	wctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	var open atomic.Int32
+	for range ask.DefaultMaxWaitsPerCaller {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			open.Add(1)
+			_, _ = e.svc.Get(wctx, e.agent, a.ID, time.Minute)
+			open.Add(-1)
+		}()
+	}
+	require.Eventually(t, func() bool { return open.Load() == ask.DefaultMaxWaitsPerCaller }, 5*time.Second, 10*time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // let them all reach the wait
+
+	began := time.Now()
+	got, err := e.svc.Get(ctx, e.agent, a.ID, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, ask.StatusPending, got.Status)
+	require.Less(t, time.Since(began), 2*time.Second, "over the caller's bound the poll does not wait")
+
+	// Another token of the same user is another caller: it waits.
+	other := e.agent
+	other.TokenID = "cs_00000009"
+	octx, ocancel := context.WithTimeout(ctx, 700*time.Millisecond)
+	defer ocancel()
+	began = time.Now()
+	_, err = e.svc.Get(octx, other, a.ID, time.Minute)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, time.Since(began), 600*time.Millisecond, "another caller's poll waits")
+
+	cancel()
+	wg.Wait()
+	began = time.Now()
+	sctx, scancel := context.WithTimeout(ctx, 700*time.Millisecond)
+	defer scancel()
+	_, err = e.svc.Get(sctx, e.agent, a.ID, time.Minute)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, time.Since(began), 600*time.Millisecond, "finished polls give their slots back")
 }

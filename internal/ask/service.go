@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -38,7 +40,18 @@ type Config struct {
 	PublicURL string
 	// InlineTimeout bounds the inline execution of a new approval (default 10 s).
 	InlineTimeout time.Duration
+	// MaxWaitsPerCaller bounds the long polls one caller (a token, or a
+	// console user) holds open at once (default DefaultMaxWaitsPerCaller);
+	// MaxWaits bounds the process's (default DefaultMaxWaits). Over either,
+	// Get answers at once with the approval as it stands.
+	MaxWaitsPerCaller, MaxWaits int
 }
+
+// Default bounds of concurrent long polls.
+const (
+	DefaultMaxWaitsPerCaller = 10
+	DefaultMaxWaits          = 1000
+)
 
 // Service files and reads approvals.
 type Service struct {
@@ -49,6 +62,35 @@ type Service struct {
 	receipts      Receipts
 	publicURL     string
 	inlineTimeout time.Duration
+	waits         waitSlots
+}
+
+// waitSlots counts the long polls open, per caller and in all.
+type waitSlots struct {
+	mu             sync.Mutex
+	perCaller, max int
+	byCaller       map[string]int
+	total          int
+}
+
+// take reserves a long poll for caller, or reports false when the caller
+// or the process holds as many as it may; release gives it back.
+func (w *waitSlots) take(caller string) (release func(), ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.total >= w.max || w.byCaller[caller] >= w.perCaller {
+		return nil, false
+	}
+	w.total++
+	w.byCaller[caller]++
+	return func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.total--
+		if w.byCaller[caller]--; w.byCaller[caller] <= 0 {
+			delete(w.byCaller, caller)
+		}
+	}, true
 }
 
 // New returns a Service.
@@ -57,6 +99,13 @@ func New(cfg Config) *Service {
 		receipts: cfg.Receipts, publicURL: strings.TrimSuffix(cfg.PublicURL, "/"), inlineTimeout: cfg.InlineTimeout}
 	if s.inlineTimeout <= 0 {
 		s.inlineTimeout = 10 * time.Second
+	}
+	s.waits = waitSlots{perCaller: cfg.MaxWaitsPerCaller, max: cfg.MaxWaits, byCaller: map[string]int{}}
+	if s.waits.perCaller <= 0 {
+		s.waits.perCaller = DefaultMaxWaitsPerCaller
+	}
+	if s.waits.max <= 0 {
+		s.waits.max = DefaultMaxWaits
 	}
 	return s
 }
@@ -75,6 +124,15 @@ type Caller struct {
 	Role    vocab.Role
 	TokenID string   // the token's public id (cs_…); empty for a console session
 	Scopes  []string // the token's scopes; nil for a console session
+}
+
+// key names the caller for the bound on long polls: the token, or the
+// console user.
+func (c Caller) key() string {
+	if c.TokenID != "" {
+		return c.TokenID
+	}
+	return fmt.Sprintf("user-%d", c.UserID)
 }
 
 // readsAll reports whether the caller may read approvals filed by anyone.
@@ -113,7 +171,7 @@ func (s *Service) Submit(ctx context.Context, caller Caller, sub Submission) (*A
 		return nil, false, fmt.Errorf("encode approval input: %w", err)
 	}
 	run, created, err := s.engine.Start(ctx, workflow.StartParams{Workflow: Workflow,
-		BusinessKey: businessKey(caller.UserID, in.IdempotencyKey), Input: raw, StartedBy: caller.Email})
+		BusinessKey: businessKey(caller.UserID, in.IdempotencyKey), Input: raw, StartedBy: caller.Email, Internal: true})
 	if err != nil {
 		return nil, false, err
 	}
@@ -206,7 +264,7 @@ func canonicalContext(raw json.RawMessage) (json.RawMessage, error) {
 		return nil, fmt.Errorf("%w: context is %d bytes, over the limit of %d", ErrTooLarge, len(raw), MaxContext)
 	}
 	var obj map[string]any
-	if err := json.Unmarshal(raw, &obj); err != nil {
+	if err := decodeNumbers(raw, &obj, false); err != nil || obj == nil {
 		return nil, fmt.Errorf("%w: context must be a JSON object", ErrBadRequest)
 	}
 	out, err := json.Marshal(obj)
@@ -277,6 +335,17 @@ func (s *Service) Get(ctx context.Context, caller Caller, id string, wait time.D
 		return nil, fmt.Errorf("approval %q: %w", id, store.ErrNotFound)
 	}
 	wait = min(max(wait, 0), MaxWait)
+	if wait > 0 {
+		// Each open poll holds a subscription and re-reads the approval:
+		// over the caller's or the process's share it is answered at once,
+		// as it stands (docs/API.md).
+		release, ok := s.waits.take(caller.key())
+		if ok {
+			defer release()
+		} else {
+			wait = 0
+		}
+	}
 	var msgs <-chan notify.Message
 	if wait > 0 && s.notify != nil {
 		// Subscribed before the first read, so that a decision committed
@@ -285,11 +354,15 @@ func (s *Service) Get(ctx context.Context, caller Caller, id string, wait time.D
 		defer stop()
 		msgs = ch
 	}
-	a, err := s.build(ctx, s.pool, id, true)
+	// Authorized before anything is built: building signs a receipt (and
+	// may chain audit events), which a caller who may not read the
+	// approval must not cause.
+	run, err := s.authorizeRead(ctx, caller, id)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.authorizeRead(ctx, caller, id); err != nil {
+	a, err := s.buildRun(ctx, s.pool, run, true)
+	if err != nil {
 		return nil, err
 	}
 	if wait == 0 || a.Decided() {
@@ -297,8 +370,15 @@ func (s *Service) Get(ctx context.Context, caller Caller, id string, wait time.D
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	// A dropped notification (a full buffer, a reconnect) costs at most this.
-	tick := time.NewTicker(time.Second)
+	// The notification of the run or its request (or a reconnect) wakes the
+	// poll; this slow tick only bounds what a dropped notification (a full
+	// buffer) costs. Without a listener it is all there is, so it is fast.
+	// The jitter spreads the re-reads of polls opened together.
+	every := func() time.Duration { return 5*time.Second + rand.N(time.Second) }
+	if msgs == nil {
+		every = func() time.Duration { return time.Second }
+	}
+	tick := time.NewTimer(every())
 	defer tick.Stop()
 	for {
 		select {
@@ -307,6 +387,7 @@ func (s *Service) Get(ctx context.Context, caller Caller, id string, wait time.D
 		case <-timer.C:
 			return a, nil
 		case <-tick.C:
+			tick.Reset(every())
 		case m := <-msgs:
 			if m.Type != notify.Connected && m.ID != id && (a.RequestID == "" || m.ID != a.RequestID) {
 				continue
@@ -322,20 +403,25 @@ func (s *Service) Get(ctx context.Context, caller Caller, id string, wait time.D
 }
 
 // authorizeRead lets a caller read the approvals they filed, and any with
-// requests:read (or a console session).
-func (s *Service) authorizeRead(ctx context.Context, caller Caller, id string) error {
-	if caller.readsAll() {
-		return nil
-	}
+// requests:read (or a console session), and returns the approval's run.
+// An unknown id, a run of another workflow and an approval the caller may
+// not read are all store.ErrNotFound.
+func (s *Service) authorizeRead(ctx context.Context, caller Caller, id string) (*store.Run, error) {
 	run, err := store.RunGet(ctx, s.pool, id)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if run.Workflow != Workflow {
+		return nil, fmt.Errorf("run %s is not an approval: %w", id, store.ErrNotFound)
+	}
+	if caller.readsAll() {
+		return run, nil
 	}
 	var in Input
 	if err := json.Unmarshal(run.Input, &in); err != nil || in.UserID != caller.UserID {
-		return fmt.Errorf("approval %s: %w", id, store.ErrNotFound)
+		return nil, fmt.Errorf("approval %s: %w", id, store.ErrNotFound)
 	}
-	return nil
+	return run, nil
 }
 
 // build reads an approval from its run, request and decision. The status
@@ -346,6 +432,12 @@ func (s *Service) build(ctx context.Context, db store.DBTX, id string, deliverie
 	if err != nil {
 		return nil, err
 	}
+	return s.buildRun(ctx, db, run, deliveries)
+}
+
+// buildRun is build over a run already read.
+func (s *Service) buildRun(ctx context.Context, db store.DBTX, run *store.Run, deliveries bool) (*Approval, error) {
+	id := run.ID
 	if run.Workflow != Workflow {
 		return nil, fmt.Errorf("run %s is not an approval: %w", id, store.ErrNotFound)
 	}
@@ -403,15 +495,16 @@ func (s *Service) outcome(ctx context.Context, db store.DBTX, a *Approval, req *
 	} else if err != nil {
 		return err
 	}
+	// Numbers as written: the params to execute are the params filed.
 	var action workflow.Action
-	if err := json.Unmarshal(req.Action, &action); err != nil {
+	if err := decodeNumbers(req.Action, &action, false); err != nil {
 		return fmt.Errorf("decode action of request %s: %w", req.ID, err)
 	}
 	o := &Outcome{Verdict: string(d.Verdict), Params: action.Params, Reason: d.Reason, Comment: d.Comment,
 		DecidedBy: d.Actor, DecidedAt: d.CreatedAt, Rule: d.Rule, PolicyVersion: d.PolicyVersion, PayloadHash: d.PayloadHash}
 	if d.Verdict == vocab.VerdictEdit && len(d.EditedParams) > 0 {
 		var edited map[string]any
-		if err := json.Unmarshal(d.EditedParams, &edited); err != nil {
+		if err := decodeNumbers(d.EditedParams, &edited, false); err != nil {
 			return fmt.Errorf("decode edited params of request %s: %w", req.ID, err)
 		}
 		o.Params = edited

@@ -228,6 +228,21 @@ func TestRunStartRefusesInputTheDatabaseCannotStore(t *testing.T) {
 	require.Equal(t, 1, strings.Count(r.stdout, "\n"), "only the header: nothing was started")
 }
 
+// TestRunStartRefusesTheApprovalWorkflow: the approvals API's built-in
+// workflow takes no made-up input from the command line (it names the filer
+// and the token that signs the callback).
+func TestRunStartRefusesTheApprovalWorkflow(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"DATABASE_URL": testdb.New(t)}
+	r := run(t, env, "run", "start", "--workflow", "countersign.approval", "--key", "forged",
+		"--input", `{"action":{"kind":"search","summary":"x"},"idempotency_key":"k","user_id":1,"body_hash":"x"}`)
+	require.NotEqual(t, exitOK, r.code, r.stdout)
+	require.Contains(t, r.stderr, "started only by its own service")
+	r = run(t, env, "run", "list")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, 1, strings.Count(r.stdout, "\n"), "only the header: nothing was started")
+}
+
 func TestAuditVerifyAgainstASavedHead(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"DATABASE_URL": testdb.New(t)}

@@ -6,6 +6,7 @@
 package mcpserver
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -168,6 +169,9 @@ func (t *tools) request(ctx context.Context, req *mcp.CallToolRequest, in reques
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := exactNumbers(req, &in); err != nil {
+		return nil, nil, err
+	}
 	var actx json.RawMessage
 	if in.Context != nil {
 		if actx, err = json.Marshal(in.Context); err != nil {
@@ -182,6 +186,29 @@ func (t *tools) request(ctx context.Context, req *mcp.CallToolRequest, in reques
 		return nil, nil, t.toolError("request_approval", err)
 	}
 	return t.answer(ctx, caller, a, wait)
+}
+
+// exactNumbers decodes the call's raw arguments again with numbers as
+// written: the SDK decodes them with float64, which rounds an integer over
+// 2^53, and the params an agent executes must be the params it filed.
+func exactNumbers(req *mcp.CallToolRequest, in *requestInput) error {
+	if req == nil || req.Params == nil || len(req.Params.Arguments) == 0 {
+		return nil
+	}
+	var exact struct {
+		Action struct {
+			Params  map[string]any `json:"params"`
+			Current map[string]any `json:"current"`
+		} `json:"action"`
+		Context map[string]any `json:"context"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(req.Params.Arguments))
+	dec.UseNumber()
+	if err := dec.Decode(&exact); err != nil {
+		return fmt.Errorf("arguments: %w", err)
+	}
+	in.Action.Params, in.Action.Current, in.Context = exact.Action.Params, exact.Action.Current, exact.Context
+	return nil
 }
 
 func (t *tools) get(ctx context.Context, req *mcp.CallToolRequest, in getInput) (*mcp.CallToolResult, *ask.Approval, error) {

@@ -151,6 +151,16 @@ func TestMCP(t *testing.T) {
 		require.EqualValues(t, 1042, a.Outcome.Params["order"])
 	})
 
+	t.Run("ExactNumbers", func(t *testing.T) {
+		res, a := call(t, s, "request_approval", map[string]any{
+			"idempotency_key": "mcp-big",
+			"action":          map[string]any{"kind": "read", "summary": "Read account", "params": map[string]any{"account": json.Number("12345678901234567891")}},
+		})
+		require.NotNil(t, a, text(res))
+		require.Equal(t, ask.StatusApproved, a.Status)
+		require.Contains(t, text(res), `{"account":12345678901234567891}`, "the params to execute, digit for digit")
+	})
+
 	t.Run("Refused", func(t *testing.T) {
 		res, a := call(t, s, "request_approval", map[string]any{
 			"idempotency_key": "mcp-bad", "action": map[string]any{"kind": "read", "summary": "x", "risk": "extreme"},

@@ -143,6 +143,9 @@ type StartParams struct {
 	BusinessKey string
 	Input       json.RawMessage
 	StartedBy   string
+	// Internal is set only by the service of an Options.Internal workflow,
+	// which alone may start it; nothing a user sends sets it.
+	Internal bool
 }
 
 // Start creates a run and its first job in one transaction. Starting a
@@ -153,6 +156,10 @@ func (e *Engine) Start(ctx context.Context, p StartParams) (run *store.Run, crea
 	def, ok := e.registry.Get(p.Workflow)
 	if !ok {
 		return nil, false, fmt.Errorf("%w %q (known: %s)", ErrUnknownWorkflow, p.Workflow, strings.Join(e.registry.Names(), ", "))
+	}
+	if def.Options.Internal && !p.Internal {
+		return nil, false, fmt.Errorf("%w: %s is built in and started only by its own service (approvals: POST /api/v1/approvals, the MCP server or countersign ask)",
+			ErrInvalidInput, p.Workflow)
 	}
 	p.BusinessKey = strings.TrimSpace(p.BusinessKey)
 	if p.BusinessKey == "" || len(p.BusinessKey) > 200 {

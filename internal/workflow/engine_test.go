@@ -364,6 +364,14 @@ func TestStart(t *testing.T) {
 			require.True(t, errors.Is(err, workflow.ErrUnknownWorkflow) || errors.Is(err, workflow.ErrInvalidInput), err)
 		})
 	}
+	t.Run("InternalWorkflow", func(t *testing.T) {
+		// The approvals API's workflow is built in and Options.Internal:
+		// only its service, with StartParams.Internal, starts it.
+		_, _, err := b.Engine.Start(ctx, workflow.StartParams{Workflow: "countersign.approval", BusinessKey: "forged",
+			Input: json.RawMessage(`{"action":{"kind":"search","summary":"x"},"idempotency_key":"k","user_id":1,"body_hash":"x"}`)})
+		require.ErrorIs(t, err, workflow.ErrInvalidInput)
+		require.Contains(t, err.Error(), "started only by its own service")
+	})
 	var runs, jobs, events int
 	require.NoError(t, b.Pool.QueryRow(ctx, `SELECT count(*) FROM workflow_runs`).Scan(&runs))
 	require.NoError(t, b.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job`).Scan(&jobs))

@@ -38,6 +38,11 @@ type Options struct {
 	// newest, and each run executes the version it started with (see
 	// version.go).
 	Version int
+	// Internal marks a built-in workflow whose input only its own service
+	// writes (the approvals API's names the filer and the token whose
+	// secret signs the callback): Engine.Start refuses it unless
+	// StartParams.Internal says that service is the caller.
+	Internal bool
 }
 
 func (o Options) withDefaults() Options {
