@@ -214,7 +214,16 @@ func TestBrowserReasonSurvivesSignIn(t *testing.T) {
 		got, err := store.RequestGet(context.Background(), c.Pool, req.ID)
 		return err == nil && got.Status == vocab.RequestRejected
 	}, 10*time.Second, 50*time.Millisecond)
-	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(c.Addr+"/requests/"+req.ID), chromedp.WaitVisible(`main`, chromedp.ByQuery)))
+	// The decision's redirect may still be loading: a navigation that
+	// interrupts it is aborted, so try again.
+	var navErr error
+	for range 5 {
+		if navErr = chromedp.Run(ctx, chromedp.Navigate(c.Addr+"/requests/"+req.ID), chromedp.WaitVisible(`main`, chromedp.ByQuery)); navErr == nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	require.NoError(t, navErr)
 	var left []string
 	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`Object.keys(sessionStorage).filter(k => k.startsWith("countersign-"))`, &left)))
 	require.Empty(t, left, "a decided request keeps no draft")
