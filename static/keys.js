@@ -128,18 +128,8 @@
   });
 
   document.addEventListener("DOMContentLoaded", function () {
-    var box = document.getElementById("keys-enabled");
-    if (box) {
-      box.checked = !off();
-      box.addEventListener("change", function () {
-        try {
-          if (box.checked) localStorage.removeItem(PREF);
-          else localStorage.setItem(PREF, "off");
-        } catch (err) { /* storage off: the choice lasts for this page */ }
-        if (box.checked) document.documentElement.removeAttribute("data-keys-off");
-        else document.documentElement.setAttribute("data-keys-off", "");
-      });
-    }
+    // The switch (#keys-enabled) is app.js's: it stores the same choice
+    // and sets the same attribute that apply() reads on every page.
     // After an action, focus goes to its outcome, not the top of the page.
     var focus = document.querySelector("[data-focus]");
     if (focus) focus.focus();
