@@ -283,7 +283,7 @@ func (q *Queries) StepFail(ctx context.Context, db DBTX, arg StepFailParams) err
 }
 
 const stepList = `-- name: StepList :many
-SELECT run_id, seq, name, kind, status, output, error, attempts, tokens, started_at, finished_at, wake_at FROM workflow_steps WHERE run_id = $1 ORDER BY seq
+SELECT run_id, seq, name, kind, status, output, error, attempts, tokens, started_at, finished_at, wake_at, model FROM workflow_steps WHERE run_id = $1 ORDER BY seq
 `
 
 func (q *Queries) StepList(ctx context.Context, db DBTX, runID string) ([]*WorkflowStep, error) {
@@ -308,6 +308,7 @@ func (q *Queries) StepList(ctx context.Context, db DBTX, runID string) ([]*Workf
 			&i.StartedAt,
 			&i.FinishedAt,
 			&i.WakeAt,
+			&i.Model,
 		); err != nil {
 			return nil, err
 		}
