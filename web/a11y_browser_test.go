@@ -116,6 +116,7 @@ func TestBrowserAccessibility(t *testing.T) {
 	src := axeSource(t)
 	c := startConsole(t, nil)
 	batchID, runs := readyBatch(t, c)
+	seedMetrics(t, c)
 	_, req := c.startRun(t, "support_triage", "T-a11y", demo.Ticket{ID: "a", Customer: "a@example.com",
 		Subject: "Refund please", Body: "It arrived broken", OrderTotal: 40}, "api@example.com")
 
@@ -123,7 +124,7 @@ func TestBrowserAccessibility(t *testing.T) {
 	pages := []page{
 		{"/", "inbox"}, {"/?can=1&tier=explicit", "inbox"}, {"/requests/" + req.ID, "review"},
 		{"/runs", "runs"}, {"/runs/" + runs[0].ID, "run"}, {"/batches", "batches"}, {"/batches/" + batchID, "batch"},
-		{"/auto", "auto"}, {"/history", "history"}, {"/policy", "versions"},
+		{"/auto", "auto"}, {"/history", "history"}, {"/policy", "versions"}, {"/dashboard", "chart-runs"},
 	}
 	adminPages := []page{{"/admin/tokens", "tokens"}, {"/admin/deliveries", "delivery-filter"}}
 	widths := []int64{1280, 390}
