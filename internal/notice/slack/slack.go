@@ -26,7 +26,6 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/countersign/countersign/internal/config"
@@ -35,10 +34,12 @@ import (
 	"github.com/countersign/countersign/templates"
 )
 
-// Action ids of the buttons.
+// Action ids of the buttons. Reject and request changes open a modal that
+// asks for the reason (OpenReasonModal).
 const (
-	ActionApprove = "approve"
-	ActionReject  = "reject"
+	ActionApprove        = "approve"
+	ActionReject         = "reject"
+	ActionRequestChanges = "request_changes"
 )
 
 // maxItems is how many items a digest shows, each with its buttons; the
@@ -253,44 +254,6 @@ func (c *Client) Ephemeral(ctx context.Context, channel, user, text string) erro
 	return c.API(ctx, "chat.postEphemeral", map[string]any{"channel": channel, "user": user, "text": text}, nil)
 }
 
-// ShowDecided updates every recorded message showing request id: its
-// buttons are replaced by outcome (e.g. "Approved by a@b.c"). Each message's
-// row stays locked while it is updated, so that two decisions shown in one
-// digest do not undo each other. It returns the first error after trying
-// every copy.
-func (c *Client) ShowDecided(ctx context.Context, requestID, outcome string) error {
-	if c.cfg.BotToken == "" {
-		return nil
-	}
-	return store.WithTx(ctx, c.pool, func(ctx context.Context, tx pgx.Tx) error {
-		msgs, err := store.SlackMessagesForRequest(ctx, tx, requestID)
-		if err != nil {
-			return err
-		}
-		var first error
-		for _, m := range msgs {
-			var blocks []Block
-			if err := json.Unmarshal(m.Blocks, &blocks); err != nil {
-				return fmt.Errorf("slack message %s/%s: %w", m.Channel, m.TS, err)
-			}
-			blocks = markDecided(blocks, requestID, outcome)
-			if err := c.API(ctx, "chat.update", map[string]any{"channel": m.Channel, "ts": m.TS, "text": m.Text, "blocks": blocks}, nil); err != nil {
-				first = errors.Join(first, err)
-				continue
-			}
-			raw, err := json.Marshal(blocks)
-			if err != nil {
-				return fmt.Errorf("slack blocks: %w", err)
-			}
-			m.Blocks = raw
-			if err := store.SlackMessageSetBlocks(ctx, tx, *m); err != nil {
-				return err
-			}
-		}
-		return first
-	})
-}
-
 // Block is a Block Kit block (only the fields used here).
 type Block struct {
 	Type     string    `json:"type"`
@@ -358,7 +321,8 @@ func Blocks(m notice.Message, interactive bool, publicURL string) ([]Block, []st
 			v := ButtonValue(it.RequestID, it.PayloadHash)
 			elems = append(elems,
 				Element{Type: "button", Text: plainText("Approve"), ActionID: ActionApprove, Value: v, Style: "primary"},
-				Element{Type: "button", Text: plainText("Reject"), ActionID: ActionReject, Value: v, Style: "danger"})
+				Element{Type: "button", Text: plainText("Reject"), ActionID: ActionReject, Value: v, Style: "danger"},
+				Element{Type: "button", Text: plainText("Request changes"), ActionID: ActionRequestChanges, Value: v})
 			requests = append(requests, it.RequestID)
 		}
 		if len(elems) > 0 {
