@@ -159,7 +159,7 @@ func (s *Server) slackClick(ctx context.Context, c echo.Context, in *interaction
 		return err
 	}
 	if req.Status != vocab.RequestPending {
-		s.slackSay(ctx, channel, in.User.ID, fmt.Sprintf("This request was already decided (%s). <%s|Open the request>.", slack.Escape(string(req.Status)), link))
+		s.slackSay(ctx, channel, in.User.ID, fmt.Sprintf("This request no longer waits: it is %s. <%s|Open the request>.", slack.Escape(string(req.Status)), link))
 		return c.NoContent(http.StatusOK)
 	}
 	title := req.ActionKind

@@ -200,10 +200,14 @@ func TestSlackReasonModal(t *testing.T) {
 		var n int
 		require.NoError(t, c.Pool.QueryRow(ctx, `SELECT count(*) FROM decisions WHERE request_id = $1`, req.ID).Scan(&n))
 		require.Equal(t, 1, n)
-		// A click on Reject of a decided request opens no modal.
+		// A click on Reject of a decided request opens no modal, and says so.
 		opened := len(fake.callsOf("views.open"))
 		click(t, c.Addr, slackSecret, time.Now(), "U_APP", slack.ActionReject, slack.ButtonValue(req.ID, req.PayloadHash))
 		require.Len(t, fake.callsOf("views.open"), opened)
+		eph := fake.callsOf("chat.postEphemeral")
+		require.NotEmpty(t, eph)
+		require.Contains(t, eph[len(eph)-1].JSON["text"], "no longer waits: it is rejected")
+		require.Equal(t, "U_APP", eph[len(eph)-1].JSON["user"])
 	})
 	t.Run("RequestChanges", func(t *testing.T) {
 		_, other := c.startRun(t, "support_triage", "T-changes", demo.Ticket{ID: "T-changes", Customer: "ada@example.com",
