@@ -381,3 +381,48 @@ func TestSlackCopiesAfterCrash(t *testing.T) {
 	require.NoError(t, c.App.Slack.UpdateCopies(ctx, req.ID))
 	require.Len(t, fake.callsOf("chat.update"), 3, "exactly once per copy")
 }
+
+// TestSlackCopyPostedAfterDecision: a message built while its request
+// waited but recorded after the request was decided (the decision's
+// transaction found no copy to update) catches up: it is updated to show
+// the decision. A copy of a request that still waits is left alone.
+func TestSlackCopyPostedAfterDecision(t *testing.T) {
+	t.Parallel()
+	fake := newFakeSlack(t, nil)
+	c := startConsoleWith(t, testapp.Options{Slack: slackTestConfig(fake), CallbackAllow: "127.0.0.1"})
+	ctx := context.Background()
+	_, decided := c.startRun(t, "support_triage", "T-late", demo.Ticket{ID: "T-late", Customer: "ada@example.com",
+		Subject: "How do I export invoices?", Body: "How do I export invoices?"}, "api@example.com")
+	_, waiting := c.startRun(t, "support_triage", "T-wait", demo.Ticket{ID: "T-wait", Customer: "ada@example.com",
+		Subject: "How do I export invoices?", Body: "How do I export invoices?"}, "api@example.com")
+	require.Empty(t, fake.callsOf("chat.postMessage"), "nobody prefers Slack: nothing posted so far")
+	require.Equal(t, 200, c.api(t, "approver@example.com").do("POST", "/requests/"+decided.ID+"/decision",
+		map[string]any{"verdict": "approve", "payload_hash": decided.PayloadHash}, nil))
+
+	// The message was built before the decision and is posted after it.
+	rev, err := store.UserGetByEmail(ctx, c.Pool, "reviewer@example.com")
+	require.NoError(t, err)
+	item := func(r *store.Request) notice.Item {
+		return notice.Item{Kind: notice.RequestWaiting, Title: "A request waits for you", ActionKind: r.ActionKind, Summary: r.Summary,
+			RequestID: r.ID, PayloadHash: r.PayloadHash, Pending: true, Link: c.Addr + "/requests/" + r.ID}
+	}
+	require.NoError(t, c.App.Slack.Send(ctx, notice.Message{To: notice.Recipient{UserID: rev.ID, Email: rev.Email},
+		Items: []notice.Item{item(decided), item(waiting)}}))
+	posts := fake.callsOf("chat.postMessage")
+	require.Len(t, posts, 1)
+	require.Contains(t, blocksOf(posts[0]), slack.ButtonValue(decided.ID, decided.PayloadHash), "built while it waited")
+
+	updated := copiesUpdated(t, fake, 1)
+	require.Len(t, updated, 1)
+	for _, u := range updated {
+		b := blocksOf(u)
+		require.Contains(t, b, "Approved by approver@example.com at ")
+		require.NotContains(t, b, slack.ButtonValue(decided.ID, decided.PayloadHash), "the decided request's buttons are gone")
+		require.Contains(t, b, slack.ButtonValue(waiting.ID, waiting.PayloadHash), "the waiting one's stay")
+	}
+	time.Sleep(time.Second)
+	require.Len(t, fake.callsOf("chat.update"), 1)
+	var rows int
+	require.NoError(t, c.Pool.QueryRow(ctx, `SELECT count(*) FROM slack_updates WHERE request_id = $1`, waiting.ID).Scan(&rows))
+	require.Zero(t, rows)
+}

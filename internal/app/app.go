@@ -176,6 +176,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		// The Slack URLs come from the configuration; they still go through
 		// the SSRF-checked client, so that a mistyped one cannot reach inside.
 		slackClient = slack.New(cfg.Slack, allow.Client(), pool, publicURL(cfg, opts.Listener), logger)
+		slackClient.ScheduleUpdateFunc = scheduler.ScheduleChatUpdate
 	}
 	notices := newDispatcher(cfg, opts, pool, scheduler, engine, logger, slackClient, webhooks)
 	receipts, err := NewSigner(pool, cfg)

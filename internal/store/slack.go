@@ -4,8 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/countersign/countersign/internal/store/dbsqlc"
+	"github.com/countersign/countersign/vocab"
 )
 
 // SlackMessage is a Slack message posted with decision buttons: where it is
@@ -95,4 +99,45 @@ func SlackUpdateFailed(ctx context.Context, db DBTX, id int64, lastErr string) e
 		return fmt.Errorf("slack update %d failed: %w", id, interpret(err))
 	}
 	return nil
+}
+
+// SlackDecided is a decided request, as a copy posted after its decision
+// must show it.
+type SlackDecided struct {
+	RequestID string
+	Deadline  *time.Time
+	Verdict   vocab.Verdict
+	Actor     string
+	At        time.Time
+	Channel   string // where it was decided, as its audit event says ("slack"), or ""
+}
+
+// SlackDecidedAmong returns those of the requests that are decided. It first
+// waits, in tx, for a decision of any of them that is being committed, so
+// that a decision either saw a message recorded before (and owes it an
+// update) or is returned here.
+func SlackDecidedAmong(ctx context.Context, tx pgx.Tx, requestIDs []string) ([]SlackDecided, error) {
+	if err := queries.SlackRequestsLockShared(ctx, tx, requestIDs); err != nil {
+		return nil, fmt.Errorf("lock requests: %w", interpret(err))
+	}
+	rows, err := queries.SlackDecidedAmong(ctx, tx, requestIDs)
+	if err != nil {
+		return nil, fmt.Errorf("decided requests: %w", interpret(err))
+	}
+	out := make([]SlackDecided, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, SlackDecided{RequestID: r.ID, Deadline: r.Deadline, Verdict: vocab.Verdict(r.Verdict), Actor: r.Actor,
+			At: r.CreatedAt, Channel: r.Channel})
+	}
+	return out, nil
+}
+
+// SlackUpdateInsert records that one copy (m) must show outcome in place of
+// request id's buttons. It reports whether the row is new.
+func SlackUpdateInsert(ctx context.Context, db DBTX, requestID string, m SlackMessage, outcome string) (bool, error) {
+	n, err := queries.SlackUpdateInsert(ctx, db, dbsqlc.SlackUpdateInsertParams{RequestID: requestID, Channel: m.Channel, Ts: m.TS, Outcome: outcome})
+	if err != nil {
+		return false, fmt.Errorf("record slack update of request %s: %w", requestID, interpret(err))
+	}
+	return n > 0, nil
 }

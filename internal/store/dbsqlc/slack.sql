@@ -29,3 +29,23 @@ WHERE id = @id AND done_at IS NULL;
 
 -- name: SlackUpdateFailed :exec
 UPDATE slack_updates SET attempts = attempts + 1, last_error = @last_error WHERE id = @id;
+
+-- name: SlackRequestsLockShared :exec
+-- Waits for any decision of these requests being committed (it holds the
+-- request's row lock), so that what is read next sees it.
+SELECT id FROM approval_requests WHERE id = ANY (@request_ids::uuid[]) ORDER BY id FOR SHARE;
+
+-- name: SlackDecidedAmong :many
+-- The requests among these that are decided, with who decided, how, when and
+-- where (the channel the decision's audit event names).
+SELECT r.id, r.deadline, d.verdict, d.actor, d.created_at,
+    coalesce((SELECT a.details->>'channel' FROM audit_events a
+              WHERE a.run_id = r.run_id AND a.subject_id = r.id::text AND a.kind = 'decision.recorded'
+              ORDER BY a.id DESC LIMIT 1), '')::text AS channel
+FROM approval_requests r JOIN decisions d ON d.request_id = r.id
+WHERE r.id = ANY (@request_ids::uuid[])
+ORDER BY r.id;
+
+-- name: SlackUpdateInsert :execrows
+INSERT INTO slack_updates (request_id, channel, ts, outcome) VALUES (@request_id, @channel, @ts, @outcome)
+ON CONFLICT (request_id, channel, ts) DO NOTHING;

@@ -8,7 +8,56 @@ package dbsqlc
 import (
 	"context"
 	"encoding/json"
+	"time"
 )
+
+const slackDecidedAmong = `-- name: SlackDecidedAmong :many
+SELECT r.id, r.deadline, d.verdict, d.actor, d.created_at,
+    coalesce((SELECT a.details->>'channel' FROM audit_events a
+              WHERE a.run_id = r.run_id AND a.subject_id = r.id::text AND a.kind = 'decision.recorded'
+              ORDER BY a.id DESC LIMIT 1), '')::text AS channel
+FROM approval_requests r JOIN decisions d ON d.request_id = r.id
+WHERE r.id = ANY ($1::uuid[])
+ORDER BY r.id
+`
+
+type SlackDecidedAmongRow struct {
+	ID        string     `db:"id"`
+	Deadline  *time.Time `db:"deadline"`
+	Verdict   string     `db:"verdict"`
+	Actor     string     `db:"actor"`
+	CreatedAt time.Time  `db:"created_at"`
+	Channel   string     `db:"channel"`
+}
+
+// The requests among these that are decided, with who decided, how, when and
+// where (the channel the decision's audit event names).
+func (q *Queries) SlackDecidedAmong(ctx context.Context, db DBTX, requestIds []string) ([]*SlackDecidedAmongRow, error) {
+	rows, err := db.Query(ctx, slackDecidedAmong, requestIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*SlackDecidedAmongRow
+	for rows.Next() {
+		var i SlackDecidedAmongRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Deadline,
+			&i.Verdict,
+			&i.Actor,
+			&i.CreatedAt,
+			&i.Channel,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
 
 const slackMessageInsert = `-- name: SlackMessageInsert :exec
 INSERT INTO slack_messages (channel, ts, request_ids, blocks, text) VALUES ($1, $2, $3::uuid[], $4, $5)
@@ -55,6 +104,17 @@ func (q *Queries) SlackMessageSetBlocks(ctx context.Context, db DBTX, arg SlackM
 	return err
 }
 
+const slackRequestsLockShared = `-- name: SlackRequestsLockShared :exec
+SELECT id FROM approval_requests WHERE id = ANY ($1::uuid[]) ORDER BY id FOR SHARE
+`
+
+// Waits for any decision of these requests being committed (it holds the
+// request's row lock), so that what is read next sees it.
+func (q *Queries) SlackRequestsLockShared(ctx context.Context, db DBTX, requestIds []string) error {
+	_, err := db.Exec(ctx, slackRequestsLockShared, requestIds)
+	return err
+}
+
 const slackUpdateDone = `-- name: SlackUpdateDone :execrows
 UPDATE slack_updates SET done_at = now(), attempts = attempts + 1, last_error = $1
 WHERE id = $2 AND done_at IS NULL
@@ -85,6 +145,31 @@ type SlackUpdateFailedParams struct {
 func (q *Queries) SlackUpdateFailed(ctx context.Context, db DBTX, arg SlackUpdateFailedParams) error {
 	_, err := db.Exec(ctx, slackUpdateFailed, arg.LastError, arg.ID)
 	return err
+}
+
+const slackUpdateInsert = `-- name: SlackUpdateInsert :execrows
+INSERT INTO slack_updates (request_id, channel, ts, outcome) VALUES ($1, $2, $3, $4)
+ON CONFLICT (request_id, channel, ts) DO NOTHING
+`
+
+type SlackUpdateInsertParams struct {
+	RequestID string `db:"request_id"`
+	Channel   string `db:"channel"`
+	Ts        string `db:"ts"`
+	Outcome   string `db:"outcome"`
+}
+
+func (q *Queries) SlackUpdateInsert(ctx context.Context, db DBTX, arg SlackUpdateInsertParams) (int64, error) {
+	result, err := db.Exec(ctx, slackUpdateInsert,
+		arg.RequestID,
+		arg.Channel,
+		arg.Ts,
+		arg.Outcome,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const slackUpdateLock = `-- name: SlackUpdateLock :one
