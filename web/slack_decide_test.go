@@ -290,7 +290,7 @@ func TestSlackCopiesFollowEveryDecision(t *testing.T) {
 		require.Equal(t, "reject", req.OnTimeout)
 		require.Eventually(t, func() bool { return len(copiesPosted(t, c.Pool, req.ID)) == 2 }, 20*time.Second, 20*time.Millisecond)
 
-		offset.Store(int64(req.Deadline.Sub(time.Now()) + time.Minute))
+		offset.Store(int64(time.Until(*req.Deadline) + time.Minute))
 		_, err := c.Engine.Expire(ctx, req.ID)
 		require.NoError(t, err)
 		updated := copiesUpdated(t, fake, before+2)
