@@ -426,3 +426,44 @@ func TestSlackCopyPostedAfterDecision(t *testing.T) {
 	require.NoError(t, c.Pool.QueryRow(ctx, `SELECT count(*) FROM slack_updates WHERE request_id = $1`, waiting.ID).Scan(&rows))
 	require.Zero(t, rows)
 }
+
+// TestSlackCopyGone: a copy Slack says no longer exists is given up at
+// once, with the error recorded, while the other copies are updated; the
+// job is not retried for it.
+func TestSlackCopyGone(t *testing.T) {
+	t.Parallel()
+	fake := newFakeSlack(t, nil)
+	c := startConsoleWith(t, testapp.Options{Slack: slackTestConfig(fake), CallbackAllow: "127.0.0.1"})
+	ctx := context.Background()
+	preferSlack(t, c.Pool, "reviewer@example.com", "approver@example.com")
+	_, req := c.startRun(t, "support_triage", "T-gone", demo.Ticket{ID: "T-gone", Customer: "ada@example.com",
+		Subject: "How do I export invoices?", Body: "How do I export invoices?"}, "api@example.com")
+	require.Eventually(t, func() bool { return len(copiesPosted(t, c.Pool, req.ID)) == 2 }, 20*time.Second, 20*time.Millisecond)
+	fake.mu.Lock()
+	fake.goneUpdates = 1
+	fake.mu.Unlock()
+	require.Equal(t, 200, c.api(t, "approver@example.com").do("POST", "/requests/"+req.ID+"/decision",
+		map[string]any{"verdict": "approve", "payload_hash": req.PayloadHash}, nil))
+
+	require.Eventually(t, func() bool {
+		var done int
+		require.NoError(t, c.Pool.QueryRow(ctx, `SELECT count(*) FROM slack_updates WHERE done_at IS NOT NULL AND request_id = $1`, req.ID).Scan(&done))
+		return done == 2
+	}, 30*time.Second, 20*time.Millisecond)
+	var failed []string
+	rows, err := c.Pool.Query(ctx, `SELECT last_error FROM slack_updates WHERE request_id = $1 AND last_error <> ''`, req.ID)
+	require.NoError(t, err)
+	for rows.Next() {
+		var e string
+		require.NoError(t, rows.Scan(&e))
+		failed = append(failed, e)
+	}
+	require.NoError(t, rows.Err())
+	require.Len(t, failed, 1)
+	require.Contains(t, failed[0], "message_not_found")
+	time.Sleep(3 * time.Second) // longer than the first retry's backoff
+	require.Len(t, fake.callsOf("chat.update"), 2, "the gone copy is not tried again")
+	var state string
+	require.NoError(t, c.Pool.QueryRow(ctx, `SELECT state FROM river_job WHERE kind = 'chat_update' AND args->>'request_id' = $1`, req.ID).Scan(&state))
+	require.Equal(t, "completed", state)
+}

@@ -46,6 +46,9 @@ type fakeSlack struct {
 	// failUpdates is how many chat.update calls still fail (HTTP 500)
 	// before Slack answers again.
 	failUpdates int
+	// goneUpdates is how many chat.update calls still answer that the
+	// message is gone (message_not_found).
+	goneUpdates int
 }
 
 func newFakeSlack(t *testing.T, users map[string]string) *fakeSlack {
@@ -72,7 +75,15 @@ func newFakeSlack(t *testing.T, users map[string]string) *fakeSlack {
 		if down {
 			f.failUpdates--
 		}
+		gone := method == "chat.update" && !down && f.goneUpdates > 0
+		if gone {
+			f.goneUpdates--
+		}
 		f.mu.Unlock()
+		if gone {
+			_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": "message_not_found"})
+			return
+		}
 		if down {
 			http.Error(w, "unavailable", http.StatusInternalServerError)
 			return
