@@ -11,7 +11,8 @@ import (
 )
 
 // ChatUpdateMaxAttempts bounds the tries at updating a decided request's
-// chat copies (about six hours with NextRetry's backoff).
+// chat copies (over about an hour with NextRetry's backoff; a copy still
+// not updated after the last keeps its pending row and its error).
 const ChatUpdateMaxAttempts = 12
 
 // ChatUpdateArgs updates every chat copy of a decided request to show the
