@@ -176,6 +176,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		// The Slack URLs come from the configuration; they still go through
 		// the SSRF-checked client, so that a mistyped one cannot reach inside.
 		slackClient = slack.New(cfg.Slack, allow.Client(), pool, publicURL(cfg, opts.Listener), logger)
+		slackClient.ScheduleUpdateFunc = scheduler.ScheduleChatUpdate
 	}
 	notices := newDispatcher(cfg, opts, pool, scheduler, engine, logger, slackClient, webhooks)
 	receipts, err := NewSigner(pool, cfg)
@@ -187,7 +188,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	// The approvals API's workflow runs in every process, like the API.
 	approvals.Register(registry)
 	approvals.SetEngine(engine)
-	client, err := river.NewClient(riverpgxv5.New(pool), riverConfig(cfg, opts, engine, deliverer, notices, riverLogger))
+	client, err := river.NewClient(riverpgxv5.New(pool), riverConfig(cfg, opts, engine, deliverer, notices, slackClient, riverLogger))
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
@@ -272,7 +273,8 @@ func publicURL(cfg config.Config, ln net.Listener) string {
 
 // riverConfig registers the job kinds on engine. Only a worker process gets a
 // queue: a web process inserts jobs but never fetches them.
-func riverConfig(cfg config.Config, opts Options, engine *workflow.Engine, deliverer *callback.Deliverer, notices *notice.Dispatcher, logger *slog.Logger) *river.Config {
+func riverConfig(cfg config.Config, opts Options, engine *workflow.Engine, deliverer *callback.Deliverer, notices *notice.Dispatcher,
+	slackClient *slack.Client, logger *slog.Logger) *river.Config {
 	// A job is presumed crashed after RescueAfter; it must be allowed to run
 	// a little less than that.
 	jobTimeout := jobs.RunTimeout
@@ -291,6 +293,7 @@ func riverConfig(cfg config.Config, opts Options, engine *workflow.Engine, deliv
 	river.AddWorker(workers, &jobs.NoticeFlushWorker{Dispatcher: notices})
 	river.AddWorker(workers, &jobs.NoticeSendWorker{Dispatcher: notices})
 	river.AddWorker(workers, &jobs.NoticeReminderWorker{Engine: engine})
+	river.AddWorker(workers, &jobs.ChatUpdateWorker{Slack: slackClient})
 	rc := &river.Config{
 		Workers:              workers,
 		JobTimeout:           jobTimeout,

@@ -35,10 +35,12 @@ import (
 	"github.com/countersign/countersign/templates"
 )
 
-// Action ids of the buttons.
+// Action ids of the buttons. Reject and request changes open a modal that
+// asks for the reason (OpenReasonModal).
 const (
-	ActionApprove = "approve"
-	ActionReject  = "reject"
+	ActionApprove        = "approve"
+	ActionReject         = "reject"
+	ActionRequestChanges = "request_changes"
 )
 
 // maxItems is how many items a digest shows, each with its buttons; the
@@ -56,6 +58,11 @@ type Client struct {
 	logger *slog.Logger
 	// PublicURL is the console's address, for the inbox link of a digest.
 	PublicURL string
+	// ScheduleUpdateFunc inserts, in tx, the job that updates the copies of
+	// a decided request (jobs.Scheduler.ScheduleChatUpdate); a message posted
+	// just after a decision of a request it shows uses it to catch up. Nil:
+	// no catching up.
+	ScheduleUpdateFunc func(ctx context.Context, tx pgx.Tx, requestID string) error
 }
 
 // New returns the Slack client and channel for cfg. httpClient sends the
@@ -110,11 +117,50 @@ func (c *Client) Send(ctx context.Context, m notice.Message) error {
 	}
 	// The message is out: a failure to record it must not post it again,
 	// so it is logged and the message counts as sent (it cannot be updated).
-	if err := store.SlackMessageInsert(context.WithoutCancel(ctx), c.pool, store.SlackMessage{Channel: out.Channel, TS: out.TS,
-		RequestIDs: requests, Blocks: raw, Text: text}); err != nil {
+	posted := store.SlackMessage{Channel: out.Channel, TS: out.TS, RequestIDs: requests, Blocks: raw, Text: text}
+	if err := store.SlackMessageInsert(context.WithoutCancel(ctx), c.pool, posted); err != nil {
 		c.logger.Warn("slack message posted but not recorded; a decision will not update it", "channel", out.Channel, "ts", out.TS, "err", err)
+		return nil
+	}
+	for _, id := range requests {
+		if err := c.catchUp(context.WithoutCancel(ctx), posted, id); err != nil {
+			c.logger.Warn("slack message posted as its request was decided; it may keep its buttons", "channel", out.Channel, "ts", out.TS,
+				"request", id, "err", err)
+		}
 	}
 	return nil
+}
+
+// catchUp has a copy just recorded show the decision of request id if one
+// was made while the copy was built and posted: that decision's transaction
+// did not see the copy (notice.Outbox.Decided found nothing to update). The
+// read waits for a decision being committed, so that every decision is seen
+// either there or here. One transaction per request: it holds one request's
+// lock at a time, so it cannot deadlock with a batch deciding several.
+func (c *Client) catchUp(ctx context.Context, m store.SlackMessage, id string) error {
+	if c.ScheduleUpdateFunc == nil {
+		return nil
+	}
+	return store.WithTx(ctx, c.pool, func(ctx context.Context, tx pgx.Tx) error {
+		decided, err := store.SlackDecidedAmong(ctx, tx, []string{id})
+		if err != nil {
+			return err
+		}
+		for _, d := range decided {
+			outcome := notice.Decided{RequestID: d.RequestID, Verdict: d.Verdict, Actor: d.Actor, Channel: d.Channel, At: d.At,
+				Expired: strings.HasPrefix(d.Actor, "policy:") && d.Deadline != nil && !d.At.Before(*d.Deadline)}.Outcome()
+			added, err := store.SlackUpdateInsert(ctx, tx, d.RequestID, m, outcome)
+			if err != nil {
+				return err
+			}
+			if added {
+				if err := c.ScheduleUpdateFunc(ctx, tx, d.RequestID); err != nil {
+					return fmt.Errorf("schedule chat update of request %s: %w", d.RequestID, err)
+				}
+			}
+		}
+		return nil
+	})
 }
 
 // APIError is an answer of the Web API with ok false.
@@ -253,44 +299,6 @@ func (c *Client) Ephemeral(ctx context.Context, channel, user, text string) erro
 	return c.API(ctx, "chat.postEphemeral", map[string]any{"channel": channel, "user": user, "text": text}, nil)
 }
 
-// ShowDecided updates every recorded message showing request id: its
-// buttons are replaced by outcome (e.g. "Approved by a@b.c"). Each message's
-// row stays locked while it is updated, so that two decisions shown in one
-// digest do not undo each other. It returns the first error after trying
-// every copy.
-func (c *Client) ShowDecided(ctx context.Context, requestID, outcome string) error {
-	if c.cfg.BotToken == "" {
-		return nil
-	}
-	return store.WithTx(ctx, c.pool, func(ctx context.Context, tx pgx.Tx) error {
-		msgs, err := store.SlackMessagesForRequest(ctx, tx, requestID)
-		if err != nil {
-			return err
-		}
-		var first error
-		for _, m := range msgs {
-			var blocks []Block
-			if err := json.Unmarshal(m.Blocks, &blocks); err != nil {
-				return fmt.Errorf("slack message %s/%s: %w", m.Channel, m.TS, err)
-			}
-			blocks = markDecided(blocks, requestID, outcome)
-			if err := c.API(ctx, "chat.update", map[string]any{"channel": m.Channel, "ts": m.TS, "text": m.Text, "blocks": blocks}, nil); err != nil {
-				first = errors.Join(first, err)
-				continue
-			}
-			raw, err := json.Marshal(blocks)
-			if err != nil {
-				return fmt.Errorf("slack blocks: %w", err)
-			}
-			m.Blocks = raw
-			if err := store.SlackMessageSetBlocks(ctx, tx, *m); err != nil {
-				return err
-			}
-		}
-		return first
-	})
-}
-
 // Block is a Block Kit block (only the fields used here).
 type Block struct {
 	Type     string    `json:"type"`
@@ -358,7 +366,8 @@ func Blocks(m notice.Message, interactive bool, publicURL string) ([]Block, []st
 			v := ButtonValue(it.RequestID, it.PayloadHash)
 			elems = append(elems,
 				Element{Type: "button", Text: plainText("Approve"), ActionID: ActionApprove, Value: v, Style: "primary"},
-				Element{Type: "button", Text: plainText("Reject"), ActionID: ActionReject, Value: v, Style: "danger"})
+				Element{Type: "button", Text: plainText("Reject"), ActionID: ActionReject, Value: v, Style: "danger"},
+				Element{Type: "button", Text: plainText("Request changes"), ActionID: ActionRequestChanges, Value: v})
 			requests = append(requests, it.RequestID)
 		}
 		if len(elems) > 0 {

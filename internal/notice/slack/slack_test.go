@@ -1,6 +1,7 @@
 package slack_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/countersign/countersign/internal/notice"
 	"github.com/countersign/countersign/internal/notice/slack"
+	"github.com/countersign/countersign/vocab"
 )
 
 // Slack's published example (api.slack.com, "Verifying requests from Slack").
@@ -84,11 +86,13 @@ func TestBlocks(t *testing.T) {
 		for _, want := range []string{"*Risk:* high", "*Rule:* big-refund", "*Deadline:* 2026-11-22 10:00 UTC", "&lt;!here&gt;", "on &lt;@U1&gt;"} {
 			require.Contains(t, text, want)
 		}
-		require.Len(t, actions, 3)
+		require.Len(t, actions, 4)
 		require.Equal(t, "https://cs.example.com/requests/r1", actions[0].URL)
 		require.Equal(t, slack.ActionApprove, actions[1].ActionID)
 		require.Equal(t, "r1|h1", actions[1].Value)
 		require.Equal(t, slack.ActionReject, actions[2].ActionID)
+		require.Equal(t, slack.ActionRequestChanges, actions[3].ActionID, "every verdict that needs a reason has its button")
+		require.Equal(t, "r1|h1", actions[3].Value)
 	})
 	t.Run("NoButtonsWithoutInteractivity", func(t *testing.T) {
 		blocks, reqs := slack.Blocks(notice.Message{Items: []notice.Item{it}}, false, "https://cs.example.com")
@@ -125,4 +129,40 @@ func TestButtonValue(t *testing.T) {
 		_, _, ok := slack.ParseButtonValue(v)
 		require.False(t, ok, v)
 	}
+}
+
+// TestReasonModal: the modal carries the request, the hash the button
+// carried and the verdict in its private metadata, escapes the action it
+// shows, and bounds the reason; anything else in the metadata is refused.
+func TestReasonModal(t *testing.T) {
+	st := slack.ModalState{RequestID: "r1", PayloadHash: "h1", Verdict: vocab.VerdictReject}
+	view := slack.ReasonModal(st, "email.send: hi <!channel>")
+	raw, err := json.Marshal(view)
+	require.NoError(t, err)
+	shown := view["blocks"].([]any)[0].(slack.Block).Text.Text
+	require.Equal(t, "email.send: hi &lt;!channel&gt;", shown, "model text cannot mention anyone")
+	require.Contains(t, string(raw), `"max_length":3000`)
+	back, ok := slack.ParseModalState(view["private_metadata"].(string))
+	require.True(t, ok)
+	require.Equal(t, st, back)
+
+	t.Run("StateRefused", func(t *testing.T) {
+		for _, meta := range []string{"", "{}", `{"r":"r1","h":"h1","v":"approve"}`, `{"r":"r1","v":"reject"}`, "not json"} {
+			_, ok := slack.ParseModalState(meta)
+			require.False(t, ok, meta)
+		}
+	})
+	t.Run("Reason", func(t *testing.T) {
+		got, problem := slack.CheckReason(vocab.VerdictReject, "  too risky \n")
+		require.Empty(t, problem)
+		require.Equal(t, "too risky", got)
+		_, problem = slack.CheckReason(vocab.VerdictReject, "   ")
+		require.Contains(t, problem, "needs a reason")
+		_, problem = slack.CheckReason(vocab.VerdictRequestChanges, "")
+		require.Contains(t, problem, "what should change")
+		_, problem = slack.CheckReason(vocab.VerdictReject, strings.Repeat("é", slack.MaxReason+1))
+		require.Contains(t, problem, "3000")
+		_, problem = slack.CheckReason(vocab.VerdictReject, strings.Repeat("é", slack.MaxReason))
+		require.Empty(t, problem)
+	})
 }

@@ -308,6 +308,18 @@ type SlackMessage struct {
 	CreatedAt  time.Time       `db:"created_at"`
 }
 
+type SlackUpdate struct {
+	ID        int64      `db:"id"`
+	RequestID string     `db:"request_id"`
+	Channel   string     `db:"channel"`
+	Ts        string     `db:"ts"`
+	Outcome   string     `db:"outcome"`
+	Attempts  int        `db:"attempts"`
+	LastError string     `db:"last_error"`
+	CreatedAt time.Time  `db:"created_at"`
+	DoneAt    *time.Time `db:"done_at"`
+}
+
 type User struct {
 	ID             int64     `db:"id"`
 	Email          string    `db:"email"`
