@@ -1,0 +1,78 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/countersign/countersign/internal/store/dbsqlc"
+)
+
+// RuleStat is what the requests a rule decided in a window became, for one
+// action kind, or for all of the rule's kinds when RuleTotal is set. The
+// human figures (Undecided, verdicts, times) leave out the auto tier.
+type RuleStat struct {
+	Rule       string
+	ActionKind string // "" on a rule's total
+	RuleTotal  bool
+	Volume     int // every request, auto included
+	Auto       int
+	Undecided  int
+	Approved   int
+	Rejected   int
+	Edited     int
+	// ChangesRequested counts the request_changes verdicts.
+	ChangesRequested int
+	// MedianDecision is the median time from request to decision of every
+	// human decision; MedianApproval that of the approvals alone.
+	MedianDecision time.Duration
+	MedianApproval time.Duration
+	// FastApprovals counts approvals decided within the fast threshold.
+	FastApprovals int
+}
+
+// Decided is the number of requests a human (or a deadline) decided.
+func (s *RuleStat) Decided() int { return s.Approved + s.Rejected + s.Edited + s.ChangesRequested }
+
+// MaxRuleStats bounds the rows RuleStats returns.
+const MaxRuleStats = 500
+
+// RuleStats returns, per rule and per rule and action kind, what the requests
+// made since `since` became, rules in name order with each rule's total
+// first; fast is the threshold under which an approval counts as fast. At
+// most MaxRuleStats rows; truncated says whether some were left out.
+func RuleStats(ctx context.Context, db DBTX, since time.Time, fast time.Duration) (stats []*RuleStat, truncated bool, err error) {
+	rows, err := queries.RuleStats(ctx, db, dbsqlc.RuleStatsParams{Since: since, FastMicros: fast.Microseconds(), MaxRows: MaxRuleStats + 1})
+	if err != nil {
+		return nil, false, fmt.Errorf("rule stats: %w", interpret(err))
+	}
+	if len(rows) > MaxRuleStats {
+		rows, truncated = rows[:MaxRuleStats], true
+	}
+	seconds := func(f float64) time.Duration { return time.Duration(f * float64(time.Second)).Round(time.Millisecond) }
+	return convertAll(rows, func(r *dbsqlc.RuleStatsRow) *RuleStat {
+		return &RuleStat{Rule: r.Rule, ActionKind: r.ActionKind, RuleTotal: r.RuleTotal, Volume: r.Volume, Auto: r.Auto,
+			Undecided: r.Undecided, Approved: r.Approved, Rejected: r.Rejected, Edited: r.Edited,
+			ChangesRequested: r.ChangesRequested, MedianDecision: seconds(r.MedianSeconds),
+			MedianApproval: seconds(r.MedianApproveSeconds), FastApprovals: r.FastApprovals}
+	}), truncated, nil
+}
+
+// ParamSeen is one numeric parameter of the approved actions of a rule and
+// kind: in how many it appears, and its range.
+type ParamSeen struct {
+	ParamRange
+	Count int
+}
+
+// RuleParamRanges returns the numeric parameters of the actions humans
+// approved unedited under rule for kind since `since`, by name.
+func RuleParamRanges(ctx context.Context, db DBTX, since time.Time, rule, kind string) ([]ParamSeen, error) {
+	rows, err := queries.RuleParamRanges(ctx, db, dbsqlc.RuleParamRangesParams{Since: since, Rule: rule, ActionKind: kind})
+	if err != nil {
+		return nil, fmt.Errorf("rule parameter ranges: %w", interpret(err))
+	}
+	return convertAll(rows, func(r *dbsqlc.RuleParamRangesRow) ParamSeen {
+		return ParamSeen{ParamRange: ParamRange{Param: r.Param, Min: r.MinValue, Max: r.MaxValue}, Count: r.N}
+	}), nil
+}
