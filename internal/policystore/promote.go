@@ -228,8 +228,10 @@ type ruleOut struct {
 // evaluation checks against its own time.
 func narrowRule(p *Proposal, base *policy.Rule, name string, tier vocab.Tier, expires *time.Time) ruleOut {
 	when := "(" + base.When + ") && " + p.Condition
-	desc := fmt.Sprintf("Promoted from decisions: %d of %d %s actions under %q approved since %s.",
-		p.Approved, p.Decided, p.ActionKind, p.Rule, p.Since.UTC().Format(time.RFC3339))
+	// No time in the text: what a review shows must be what its activation,
+	// a moment later, regenerates (the window's start is in the audit event).
+	desc := fmt.Sprintf("Promoted from decisions: %d of %d %s actions under %q were approved as proposed.",
+		p.Approved, p.Decided, p.ActionKind, p.Rule)
 	if expires != nil {
 		when += " && now < timestamp(" + strconv.Quote(expires.UTC().Format(time.RFC3339Nano)) + ")"
 		desc += " Granted until " + expires.UTC().Format(time.RFC3339) + "."
