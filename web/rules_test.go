@@ -244,6 +244,29 @@ func TestPromoteGrant(t *testing.T) {
 	require.Equal(t, "grant-"+fmt.Sprint(g.ID), req.Rule)
 	require.Equal(t, vocab.TierBatched, req.Tier)
 
+	t.Run("EditsAreJudgedWithTheGrant", func(t *testing.T) {
+		reviewer := c.client(t, "reviewer@example.com")
+		edit := func(req *store.Request, amount string) (*http.Response, string) {
+			page := "/requests/" + req.ID
+			return c.post(t, reviewer, page, page+"/decision", url.Values{"verdict": {"edit"},
+				"payload_hash": {req.PayloadHash}, "edited_params": {`{"amount": ` + amount + `}`}})
+		}
+		// Out of the grant's range, the edit falls under the broad rule:
+		// stricter than the grant's batched tier, so it is refused.
+		resp, body := edit(req, "400")
+		require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
+		require.Contains(t, body, `rule &#34;refund&#34;`)
+		// Into the grant's range, an explicit refund's edit falls under it.
+		run, big := c.startRun(t, "refunds", "edited-in", 300.0, "test")
+		require.Equal(t, "refund", big.Rule)
+		resp, _ = edit(big, "60")
+		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+		d, err := store.DecisionGetByRequest(ctx, c.Pool, big.ID)
+		require.NoError(t, err)
+		require.Equal(t, "grant-"+fmt.Sprint(g.ID), *d.EditedRule)
+		c.WaitRun(t, run.ID, vocab.RunCompleted)
+	})
+
 	doc, _ := c.get(t, admin, "/policy/rules?window=24h")
 	require.Equal(t, "in force", doc.Find(fmt.Sprintf(`[data-testid=grant-%d] [data-testid=grant-state]`, g.ID)).Text())
 
