@@ -21,6 +21,13 @@ import (
 // maxGrantsShown bounds the grants the rules page lists.
 const maxGrantsShown = 100
 
+// maxRuleStats bounds the rule statistics this process computes at once:
+// each reads up to store.MaxStatsRequests requests, and every signed-in user
+// may ask for them.
+const maxRuleStats = 2
+
+var ruleStats = make(chan struct{}, maxRuleStats)
+
 // rulesQuery reads the window and the proposals' threshold from the query
 // (GET) or the form (POST), refusing anything else with a 400.
 func (s *Server) rulesQuery(c echo.Context) (templates.RulesView, error) {
@@ -64,16 +71,29 @@ func (s *Server) activeBase(ctx context.Context) (*store.PolicyVersion, *policy.
 
 // rulesView fills v with the statistics, the proposals and the grants.
 func (s *Server) rulesView(c echo.Context, v *templates.RulesView) error {
-	ctx := c.Request().Context()
-	var err error
-	if v.Stats, v.Truncated, err = store.RuleStats(ctx, s.Pool, v.Since, policystore.FastApproval); err != nil {
+	select {
+	case ruleStats <- struct{}{}:
+		defer func() { <-ruleStats }()
+	default:
+		return echo.NewHTTPError(http.StatusTooManyRequests,
+			fmt.Sprintf("%d rule statistics are already being computed; try again in a moment", maxRuleStats))
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), simulationTimeout)
+	defer cancel()
+	w, err := store.RuleStats(ctx, s.Pool, v.Since, policystore.FastApproval, store.MaxStatsRequests)
+	if err != nil {
+		if ctx.Err() != nil && c.Request().Context().Err() == nil {
+			return echo.NewHTTPError(http.StatusServiceUnavailable,
+				fmt.Sprintf("the statistics took longer than %s; try a shorter window", simulationTimeout))
+		}
 		return err
 	}
+	v.Stats, v.Truncated, v.Capped, v.From = w.Stats, w.Truncated, w.Capped, w.From
 	_, base, err := s.activeBase(ctx)
 	if err != nil {
 		return err
 	}
-	if v.Proposals, err = policystore.Proposals(ctx, s.Pool, base, v.Stats, v.Since, v.MinDecided); err != nil {
+	if v.Proposals, err = policystore.Proposals(ctx, s.Pool, base, v.Stats, w.From, v.MinDecided); err != nil {
 		return err
 	}
 	v.Grants, err = store.GrantListRecent(ctx, s.Pool, maxGrantsShown)
@@ -141,7 +161,7 @@ func (s *Server) promotion(c echo.Context, v *templates.RulesView) (*templates.R
 	}
 	sctx, cancel := context.WithTimeout(ctx, simulationTimeout)
 	defer cancel()
-	review.Sim, err = policystore.Simulate(sctx, s.Pool, review.Promotion.Candidate, v.Since)
+	review.Sim, err = policystore.Simulate(sctx, s.Pool, review.Promotion.Candidate, prop.Since)
 	switch {
 	case errors.Is(err, policy.ErrCostLimit):
 		return nil, echo.NewHTTPError(http.StatusUnprocessableEntity, "The simulation stopped: "+err.Error()+".")

@@ -100,7 +100,7 @@ type Proposal struct {
 func (p *Proposal) Rate() float64 { return float64(p.Approved) / float64(max(p.Decided, 1)) }
 
 // Proposals finds the (rule, action kind) pairs of stats (RuleStats of the
-// window since `since`) that humans decided at least minDecided times and
+// window since `since`, its From) that humans decided at least minDecided times and
 // approved at ApprovalRate or more, whose rule is in base (the active
 // version, without grants) in a human tier, and derives for each the
 // narrower condition: the action kind, and the range of every numeric
@@ -132,13 +132,13 @@ func Proposals(ctx context.Context, db store.DBTX, base *policy.Policy, stats []
 // database, as an activation must: it never takes a condition from a form.
 // It returns ErrPolicyChanged when the pair no longer qualifies.
 func Propose(ctx context.Context, db store.DBTX, base *policy.Policy, rule, kind string, since time.Time, minDecided int) (*Proposal, error) {
-	stats, _, err := store.RuleStats(ctx, db, since, FastApproval)
+	w, err := store.RuleStats(ctx, db, since, FastApproval, store.MaxStatsRequests)
 	if err != nil {
 		return nil, err
 	}
-	for _, s := range stats {
+	for _, s := range w.Stats {
 		if s.Rule == rule && s.ActionKind == kind && !s.RuleTotal {
-			ps, err := Proposals(ctx, db, base, []*store.RuleStat{s}, since, minDecided)
+			ps, err := Proposals(ctx, db, base, []*store.RuleStat{s}, w.From, minDecided)
 			if err != nil {
 				return nil, err
 			}

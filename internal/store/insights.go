@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"errors"
+	"math"
 	"fmt"
 	"time"
 
@@ -37,25 +39,52 @@ func (s *RuleStat) Decided() int { return s.Approved + s.Rejected + s.Edited + s
 // MaxRuleStats bounds the rows RuleStats returns.
 const MaxRuleStats = 500
 
+// MaxStatsRequests is the bound callers give RuleStats on the requests it
+// reads: a window of a busy deployment is cut to its latest requests, so
+// that the statistics cost the same however large the history grows.
+const MaxStatsRequests = 200_000
+
+// RuleStatsWindow is what RuleStats found.
+type RuleStatsWindow struct {
+	Stats []*RuleStat
+	// From is where the statistics start: the window's start, or later when
+	// the window held more than the requests it may read (Capped).
+	From   time.Time
+	Capped bool
+	// Truncated says that rows past MaxRuleStats were left out.
+	Truncated bool
+}
+
 // RuleStats returns, per rule and per rule and action kind, what the requests
-// made since `since` became, rules in name order with each rule's total
-// first; fast is the threshold under which an approval counts as fast. At
-// most MaxRuleStats rows; truncated says whether some were left out.
-func RuleStats(ctx context.Context, db DBTX, since time.Time, fast time.Duration) (stats []*RuleStat, truncated bool, err error) {
-	rows, err := queries.RuleStats(ctx, db, dbsqlc.RuleStatsParams{Since: since, FastMicros: fast.Microseconds(), MaxRows: MaxRuleStats + 1})
+// made since `since` (at most the latest maxRequests) became, rules in
+// name order with each rule's total first; fast is the threshold under which
+// an approval counts as fast.
+func RuleStats(ctx context.Context, db DBTX, since time.Time, fast time.Duration, maxRequests int) (*RuleStatsWindow, error) {
+	w := &RuleStatsWindow{From: since}
+	skip := int32(min(max(maxRequests, 1), math.MaxInt32)) //nolint:gosec // bounded
+	start, err := queries.RequestWindowStart(ctx, db, dbsqlc.RequestWindowStartParams{Since: since, Skip: skip})
+	switch err = interpret(err); {
+	case err == nil:
+		// That request is one too many: start just after it.
+		w.From, w.Capped = start.Add(time.Microsecond), true
+	case !errors.Is(err, ErrNotFound):
+		return nil, fmt.Errorf("rule stats window: %w", err)
+	}
+	rows, err := queries.RuleStats(ctx, db, dbsqlc.RuleStatsParams{Since: w.From, FastMicros: fast.Microseconds(), MaxRows: MaxRuleStats + 1})
 	if err != nil {
-		return nil, false, fmt.Errorf("rule stats: %w", interpret(err))
+		return nil, fmt.Errorf("rule stats: %w", interpret(err))
 	}
 	if len(rows) > MaxRuleStats {
-		rows, truncated = rows[:MaxRuleStats], true
+		rows, w.Truncated = rows[:MaxRuleStats], true
 	}
 	seconds := func(f float64) time.Duration { return time.Duration(f * float64(time.Second)).Round(time.Millisecond) }
-	return convertAll(rows, func(r *dbsqlc.RuleStatsRow) *RuleStat {
+	w.Stats = convertAll(rows, func(r *dbsqlc.RuleStatsRow) *RuleStat {
 		return &RuleStat{Rule: r.Rule, ActionKind: r.ActionKind, RuleTotal: r.RuleTotal, Volume: r.Volume, Auto: r.Auto,
 			Undecided: r.Undecided, Approved: r.Approved, Rejected: r.Rejected, Edited: r.Edited,
 			ChangesRequested: r.ChangesRequested, MedianDecision: seconds(r.MedianSeconds),
 			MedianApproval: seconds(r.MedianApproveSeconds), FastApprovals: r.FastApprovals}
-	}), truncated, nil
+	})
+	return w, nil
 }
 
 // ParamSeen is one numeric parameter of the approved actions of a rule and

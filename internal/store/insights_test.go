@@ -52,9 +52,13 @@ func TestRuleStats(t *testing.T) {
 	b.decided(t, "refund", "payment.refund", vocab.TierExplicit, `{"amount":5000}`, vocab.VerdictApprove, time.Second, 48*hour)
 	b.decided(t, "read-only", "search", vocab.TierAuto, `{}`, vocab.VerdictApprove, 0, hour)
 
-	stats, truncated, err := store.RuleStats(b.ctx, b.pool, time.Now().Add(-24*hour), 5*time.Second)
+	since := time.Now().Add(-24 * hour)
+	w, err := store.RuleStats(b.ctx, b.pool, since, 5*time.Second, store.MaxStatsRequests)
 	require.NoError(t, err)
-	require.False(t, truncated)
+	require.False(t, w.Truncated)
+	require.False(t, w.Capped)
+	require.Equal(t, since, w.From)
+	stats := w.Stats
 	byKey := map[string]*store.RuleStat{}
 	for _, s := range stats {
 		byKey[s.Rule+"/"+s.ActionKind] = s
@@ -86,6 +90,21 @@ func TestRuleStats(t *testing.T) {
 		require.Equal(t, 1, byKey["refund/payment.void"].ChangesRequested)
 		require.Equal(t, 1, byKey["read-only/search"].Auto)
 		require.Zero(t, byKey["read-only/search"].Decided(), "auto approvals are no human decisions")
+	})
+	t.Run("CappedToTheLatestRequests", func(t *testing.T) {
+		// 15 requests in the window: the latest 12 are read, from just
+		// after the 13th newest.
+		w, err := store.RuleStats(b.ctx, b.pool, since, 5*time.Second, 12)
+		require.NoError(t, err)
+		require.True(t, w.Capped)
+		require.True(t, w.From.After(since))
+		volume := 0
+		for _, s := range w.Stats {
+			if s.RuleTotal {
+				volume += s.Volume
+			}
+		}
+		require.Equal(t, 12, volume)
 	})
 	t.Run("ParamRanges", func(t *testing.T) {
 		seen, err := store.RuleParamRanges(b.ctx, b.pool, time.Now().Add(-24*hour), "refund", "payment.refund")

@@ -1,3 +1,12 @@
+-- name: RequestWindowStart :one
+-- The creation time of the request that many (skip) places before the
+-- newest of those made since a time: where a window of at most skip+1 of the
+-- latest requests starts. No row when the window holds fewer.
+SELECT created_at FROM approval_requests
+WHERE created_at >= @since
+ORDER BY created_at DESC
+OFFSET @skip LIMIT 1;
+
 -- name: RuleStats :many
 -- Per rule, and per rule and action kind, what the requests made since a time
 -- became. Human figures leave out the auto tier; times to decision run from

@@ -10,6 +10,28 @@ import (
 	"time"
 )
 
+const requestWindowStart = `-- name: RequestWindowStart :one
+SELECT created_at FROM approval_requests
+WHERE created_at >= $1
+ORDER BY created_at DESC
+OFFSET $2 LIMIT 1
+`
+
+type RequestWindowStartParams struct {
+	Since time.Time `db:"since"`
+	Skip  int32     `db:"skip"`
+}
+
+// The creation time of the request that many (skip) places before the
+// newest of those made since a time: where a window of at most skip+1 of the
+// latest requests starts. No row when the window holds fewer.
+func (q *Queries) RequestWindowStart(ctx context.Context, db DBTX, arg RequestWindowStartParams) (time.Time, error) {
+	row := db.QueryRow(ctx, requestWindowStart, arg.Since, arg.Skip)
+	var created_at time.Time
+	err := row.Scan(&created_at)
+	return created_at, err
+}
+
 const ruleParamRanges = `-- name: RuleParamRanges :many
 SELECT p.key::text AS param, count(*)::int AS n,
     min(p.value::numeric)::float8 AS min_value, max(p.value::numeric)::float8 AS max_value
