@@ -3,8 +3,8 @@ package store
 import (
 	"context"
 	"errors"
-	"math"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/countersign/countersign/internal/store/dbsqlc"
