@@ -35,11 +35,8 @@ CREATE INDEX policy_grants_live ON policy_grants (expires_at) WHERE revoked_at I
 -- requests are all in the same window of decisions.
 CREATE INDEX approval_requests_created ON approval_requests (created_at);
 CREATE INDEX decisions_created ON decisions (created_at) INCLUDE (request_id, verdict);
--- A proposal's parameter ranges read one rule and action kind of the window.
-CREATE INDEX approval_requests_rule ON approval_requests (rule, action_kind, created_at);
 
 -- +goose Down
-DROP INDEX approval_requests_rule;
 DROP INDEX decisions_created;
 DROP INDEX approval_requests_created;
 DROP TABLE policy_grants;
