@@ -12,7 +12,9 @@ import (
 	"github.com/PuerkitoBio/goquery"
 	"github.com/stretchr/testify/require"
 
+	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/ai"
+	"github.com/countersign/countersign/internal/ask"
 	"github.com/countersign/countersign/internal/factory"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
@@ -243,6 +245,18 @@ func TestPromoteGrant(t *testing.T) {
 	_, req := c.startRun(t, "refunds", "granted", 42.0, "test")
 	require.Equal(t, "grant-"+fmt.Sprint(g.ID), req.Rule)
 	require.Equal(t, vocab.TierBatched, req.Tier)
+
+	t.Run("TheApprovalsAPIHonoursTheGrant", func(t *testing.T) {
+		agent := c.apiScoped(t, "reviewer@example.com", account.ScopeApprovalsWrite)
+		var a ask.Approval
+		require.Equal(t, 202, agent.do("POST", "/approvals", map[string]any{"idempotency_key": "granted-api",
+			"action": map[string]any{"kind": "payment.refund", "summary": "Refund 42", "params": map[string]any{"amount": 42}}}, &a))
+		require.Equal(t, "grant-"+fmt.Sprint(g.ID), a.Rule)
+		require.Equal(t, string(vocab.TierBatched), a.Tier)
+		require.Equal(t, 202, agent.do("POST", "/approvals", map[string]any{"idempotency_key": "outside-api",
+			"action": map[string]any{"kind": "payment.refund", "summary": "Refund 420", "params": map[string]any{"amount": 420}}}, &a))
+		require.Equal(t, "refund", a.Rule)
+	})
 
 	t.Run("EditsAreJudgedWithTheGrant", func(t *testing.T) {
 		reviewer := c.client(t, "reviewer@example.com")
