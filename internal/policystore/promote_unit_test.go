@@ -135,3 +135,18 @@ func TestCELDouble(t *testing.T) {
 	require.Equal(t, "-3.25", celDouble(-3.25))
 	require.Equal(t, "1e+21", celDouble(1e21))
 }
+
+// TestConditionQuotesWhatItIsGiven: an action kind (which a model or an agent
+// chose) is a string literal in the condition, never CEL.
+func TestConditionQuotesWhatItIsGiven(t *testing.T) {
+	t.Parallel()
+	kind := `x" || true || "` + "\n\u202e"
+	r, err := compileRule(ruleOut{Name: "n", When: condition(kind, nil), Tier: vocab.TierAuto})
+	require.NoError(t, err)
+	p := &policy.Policy{Rules: []*policy.Rule{r}}
+	for _, k := range []string{"other", "x", kind} {
+		d, err := policy.EvaluateContext(t.Context(), p, policy.Input{Action: policy.Action{Kind: k}, Now: time.Now()})
+		require.NoError(t, err)
+		require.Equal(t, k == kind, d.Rule == "n", k)
+	}
+}
