@@ -107,6 +107,7 @@ func (p *Proposal) Rate() float64 { return float64(p.Approved) / float64(max(p.D
 // parameter that all the approved actions carry.
 func Proposals(ctx context.Context, db store.DBTX, base *policy.Policy, stats []*store.RuleStat, since time.Time, minDecided int) ([]*Proposal, error) {
 	var out []*Proposal
+	var pairs []store.RuleKind
 	for _, s := range stats {
 		if s.RuleTotal || s.Decided() < minDecided || float64(s.Approved) < ApprovalRate*float64(s.Decided()) {
 			continue
@@ -115,15 +116,25 @@ func Proposals(ctx context.Context, db store.DBTX, base *policy.Policy, stats []
 		if rule == nil || rule.Tier == vocab.TierAuto {
 			continue
 		}
-		p, err := propose(ctx, db, base, rule, s.ActionKind, since)
-		if err != nil {
-			return nil, err
-		}
-		p.Decided, p.Approved = s.Decided(), s.Approved
-		out = append(out, p)
+		out = append(out, &Proposal{Rule: rule.Name, ActionKind: s.ActionKind, BaseTier: rule.Tier, Since: since,
+			PolicyVersion: base.Version, Decided: s.Decided(), Approved: s.Approved})
+		pairs = append(pairs, store.RuleKind{Rule: rule.Name, ActionKind: s.ActionKind})
 		if len(out) == MaxProposals {
 			break
 		}
+	}
+	seen, err := store.RuleParamRanges(ctx, db, since, pairs)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range out {
+		for _, t := range []vocab.Tier{vocab.TierBatched, vocab.TierAuto} {
+			if p.BaseTier.StricterThan(t) {
+				p.Tiers = append(p.Tiers, t)
+			}
+		}
+		p.Ranges = ranges(seen[store.RuleKind{Rule: p.Rule, ActionKind: p.ActionKind}], p.Approved)
+		p.Condition = condition(p.ActionKind, p.Ranges)
 	}
 	return out, nil
 }
@@ -151,34 +162,20 @@ func Propose(ctx context.Context, db store.DBTX, base *policy.Policy, rule, kind
 	return nil, fmt.Errorf("rule %q and action kind %q: %w", rule, kind, ErrPolicyChanged)
 }
 
-func propose(ctx context.Context, db store.DBTX, base *policy.Policy, rule *policy.Rule, kind string, since time.Time) (*Proposal, error) {
-	p := &Proposal{Rule: rule.Name, ActionKind: kind, BaseTier: rule.Tier, Since: since, PolicyVersion: base.Version}
-	for _, t := range []vocab.Tier{vocab.TierBatched, vocab.TierAuto} {
-		if rule.Tier.StricterThan(t) {
-			p.Tiers = append(p.Tiers, t)
-		}
-	}
-	seen, err := store.RuleParamRanges(ctx, db, since, rule.Name, kind)
-	if err != nil {
-		return nil, err
-	}
-	approved := 0
+// ranges keeps, of the parameters seen, those every one of the approved
+// actions had, under a name a condition can quote plainly, with finite bounds.
+func ranges(seen []store.ParamSeen, approved int) []store.ParamRange {
+	var out []store.ParamRange
 	for _, s := range seen {
-		approved = max(approved, s.Count)
-	}
-	for _, s := range seen {
-		// Only a parameter every approved action had, under a name a
-		// condition can quote plainly, and with finite bounds.
 		if s.Count < approved || !paramName.MatchString(s.Param) || math.IsInf(s.Min, 0) || math.IsInf(s.Max, 0) {
 			continue
 		}
-		p.Ranges = append(p.Ranges, s.ParamRange)
-		if len(p.Ranges) == maxRangeParams {
+		out = append(out, s.ParamRange)
+		if len(out) == maxRangeParams {
 			break
 		}
 	}
-	p.Condition = condition(kind, p.Ranges)
-	return p, nil
+	return out
 }
 
 // paramName is the parameter names a proposal narrows on.

@@ -1,6 +1,7 @@
 package policystore
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -149,4 +150,15 @@ func TestConditionQuotesWhatItIsGiven(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, k == kind, d.Rule == "n", k)
 	}
+}
+
+func TestRangesOnlyWhatEveryApprovalHad(t *testing.T) {
+	t.Parallel()
+	seen := []store.ParamSeen{
+		{ParamRange: store.ParamRange{Param: "amount", Min: 1, Max: 9}, Count: 10},
+		{ParamRange: store.ParamRange{Param: "fee", Min: 0, Max: 2}, Count: 4}, // some approvals had none
+		{ParamRange: store.ParamRange{Param: "bad key", Min: 0, Max: 2}, Count: 10},
+		{ParamRange: store.ParamRange{Param: "huge", Min: 0, Max: math.Inf(1)}, Count: 10},
+	}
+	require.Equal(t, []store.ParamRange{{Param: "amount", Min: 1, Max: 9}}, ranges(seen, 10))
 }

@@ -94,14 +94,28 @@ type ParamSeen struct {
 	Count int
 }
 
-// RuleParamRanges returns the numeric parameters of the actions humans
-// approved unedited under rule for kind since `since`, by name.
-func RuleParamRanges(ctx context.Context, db DBTX, since time.Time, rule, kind string) ([]ParamSeen, error) {
-	rows, err := queries.RuleParamRanges(ctx, db, dbsqlc.RuleParamRangesParams{Since: since, Rule: rule, ActionKind: kind})
+// RuleKind is a rule and an action kind.
+type RuleKind struct{ Rule, ActionKind string }
+
+// RuleParamRanges returns, for each of the pairs, the numeric parameters of
+// the actions humans approved unedited under that rule for that kind since
+// `since`, by name, in one pass over the window. A pair without any is absent.
+func RuleParamRanges(ctx context.Context, db DBTX, since time.Time, pairs []RuleKind) (map[RuleKind][]ParamSeen, error) {
+	out := map[RuleKind][]ParamSeen{}
+	if len(pairs) == 0 {
+		return out, nil
+	}
+	p := dbsqlc.RuleParamRangesParams{Since: since}
+	for _, rk := range pairs {
+		p.Rules, p.Kinds = append(p.Rules, rk.Rule), append(p.Kinds, rk.ActionKind)
+	}
+	rows, err := queries.RuleParamRanges(ctx, db, p)
 	if err != nil {
 		return nil, fmt.Errorf("rule parameter ranges: %w", interpret(err))
 	}
-	return convertAll(rows, func(r *dbsqlc.RuleParamRangesRow) ParamSeen {
-		return ParamSeen{ParamRange: ParamRange{Param: r.Param, Min: r.MinValue, Max: r.MaxValue}, Count: r.N}
-	}), nil
+	for _, r := range rows {
+		k := RuleKind{r.Rule, r.ActionKind}
+		out[k] = append(out[k], ParamSeen{ParamRange: ParamRange{Param: r.Param, Min: r.MinValue, Max: r.MaxValue}, Count: r.N})
+	}
+	return out, nil
 }

@@ -107,9 +107,12 @@ func TestRuleStats(t *testing.T) {
 		require.Equal(t, 12, volume)
 	})
 	t.Run("ParamRanges", func(t *testing.T) {
-		seen, err := store.RuleParamRanges(b.ctx, b.pool, time.Now().Add(-24*hour), "refund", "payment.refund")
+		refunds := store.RuleKind{Rule: "refund", ActionKind: "payment.refund"}
+		seen, err := store.RuleParamRanges(b.ctx, b.pool, time.Now().Add(-24*hour),
+			[]store.RuleKind{refunds, {Rule: "refund", ActionKind: "payment.void"}, {Rule: "read-only", ActionKind: "payment.refund"}})
 		require.NoError(t, err)
-		require.Equal(t, []store.ParamSeen{{ParamRange: store.ParamRange{Param: "amount", Min: 10, Max: 80}, Count: 8}}, seen,
+		require.Len(t, seen, 1, "no numeric parameter for the others")
+		require.Equal(t, []store.ParamSeen{{ParamRange: store.ParamRange{Param: "amount", Min: 10, Max: 80}, Count: 8}}, seen[refunds],
 			"the unedited human approvals of the window: not the rejected 900, the edited 5, the auto 1 or the old 5000; no text parameter")
 	})
 }

@@ -33,36 +33,39 @@ func (q *Queries) RequestWindowStart(ctx context.Context, db DBTX, arg RequestWi
 }
 
 const ruleParamRanges = `-- name: RuleParamRanges :many
-SELECT p.key::text AS param, count(*)::int AS n,
+SELECT r.rule, r.action_kind, p.key::text AS param, count(*)::int AS n,
     min(p.value::numeric)::float8 AS min_value, max(p.value::numeric)::float8 AS max_value
 FROM approval_requests r
-JOIN decisions d ON d.request_id = r.id AND d.created_at >= $1
+JOIN (SELECT unnest($1::text[]) AS rule, unnest($2::text[]) AS kind) g ON g.rule = r.rule AND g.kind = r.action_kind
+JOIN decisions d ON d.request_id = r.id AND d.created_at >= $3
 CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof(r.action->'params') = 'object' THEN r.action->'params' ELSE '{}'::jsonb END) AS p(key, value)
-WHERE r.created_at >= $1 AND r.rule = $2 AND r.action_kind = $3
-    AND r.tier <> 'auto' AND d.verdict = 'approve'
+WHERE r.created_at >= $3 AND r.tier <> 'auto' AND d.verdict = 'approve'
     AND jsonb_typeof(p.value) = 'number' AND abs(p.value::numeric) < 1e300
-GROUP BY p.key
-ORDER BY p.key
+GROUP BY r.rule, r.action_kind, p.key
+ORDER BY r.rule, r.action_kind, p.key
 `
 
 type RuleParamRangesParams struct {
-	Since      time.Time `db:"since"`
-	Rule       string    `db:"rule"`
-	ActionKind string    `db:"action_kind"`
+	Rules []string  `db:"rules"`
+	Kinds []string  `db:"kinds"`
+	Since time.Time `db:"since"`
 }
 
 type RuleParamRangesRow struct {
-	Param    string  `db:"param"`
-	N        int     `db:"n"`
-	MinValue float64 `db:"min_value"`
-	MaxValue float64 `db:"max_value"`
+	Rule       string  `db:"rule"`
+	ActionKind string  `db:"action_kind"`
+	Param      string  `db:"param"`
+	N          int     `db:"n"`
+	MinValue   float64 `db:"min_value"`
+	MaxValue   float64 `db:"max_value"`
 }
 
 // The numeric parameters of the actions humans approved as they were
-// proposed (verdict approve, not edit) under one rule and action kind since
-// a time: for each, in how many of them it appears, and its range.
+// proposed (verdict approve, not edit) since a time, for each of the given
+// (rule, action kind) pairs: for each, in how many it appears, and its
+// range. One pass over the window whatever the number of pairs.
 func (q *Queries) RuleParamRanges(ctx context.Context, db DBTX, arg RuleParamRangesParams) ([]*RuleParamRangesRow, error) {
-	rows, err := db.Query(ctx, ruleParamRanges, arg.Since, arg.Rule, arg.ActionKind)
+	rows, err := db.Query(ctx, ruleParamRanges, arg.Rules, arg.Kinds, arg.Since)
 	if err != nil {
 		return nil, err
 	}
@@ -71,6 +74,8 @@ func (q *Queries) RuleParamRanges(ctx context.Context, db DBTX, arg RuleParamRan
 	for rows.Next() {
 		var i RuleParamRangesRow
 		if err := rows.Scan(
+			&i.Rule,
+			&i.ActionKind,
 			&i.Param,
 			&i.N,
 			&i.MinValue,
