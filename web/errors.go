@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/countersign/countersign/internal/ask"
+	"github.com/countersign/countersign/internal/policystore"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/policy"
@@ -46,6 +47,8 @@ var errorKinds = []errorKind{
 	{wrapped(store.ErrInvalidInput), http.StatusUnprocessableEntity, "invalid"},
 	{wrapped(workflow.ErrFinal), http.StatusConflict, "run_ended"},
 	{asType[*policy.LoadError](), http.StatusUnprocessableEntity, "invalid_policy"},
+	{wrapped(policystore.ErrPolicyChanged), http.StatusConflict, "policy_changed"},
+	{wrapped(policystore.ErrTooManyGrants), http.StatusConflict, "too_many_grants"},
 }
 
 // wrapped matches errors wrapping target and shows the whole message, which

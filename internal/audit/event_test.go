@@ -26,7 +26,7 @@ var everyDetails = []audit.Details{
 	audit.RunSleeping{}, audit.RunEventWaiting{}, audit.RunWoke{}, audit.RunEventReceived{},
 	audit.RunCompensating{}, audit.RunCompensated{}, audit.RunCompensationFailed{},
 	audit.ApprovalRequested{}, audit.ApprovalVote{}, audit.DecisionAuto{}, audit.DecisionRecorded{},
-	audit.BatchDecided{}, audit.RequestEscalated{}, audit.PolicyActivated{}, audit.UserCreated{},
+	audit.BatchDecided{}, audit.RequestEscalated{}, audit.PolicyActivated{}, audit.PolicyPromoted{}, audit.PolicyGrantRevoked{}, audit.UserCreated{},
 	audit.UserAccess{}, audit.UserAccess{Disabled: true}, audit.UserRoleChanged{}, audit.TokenCreated{},
 	audit.TokenRevoked{}, audit.AuthLogin{}, audit.AuthLoginFailed{}, audit.AuthLoginThrottled{}, audit.AuthLogout{},
 	audit.WebhookCreated{}, audit.WebhookDeleted{},

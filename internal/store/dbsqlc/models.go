@@ -250,6 +250,24 @@ type Policy struct {
 	ActivatedAt *time.Time `db:"activated_at"`
 }
 
+type PolicyGrant struct {
+	ID            int64           `db:"id"`
+	Rule          string          `db:"rule"`
+	ActionKind    string          `db:"action_kind"`
+	Tier          string          `db:"tier"`
+	Condition     string          `db:"condition"`
+	Ranges        json.RawMessage `db:"ranges"`
+	PolicyVersion int             `db:"policy_version"`
+	Decided       int             `db:"decided"`
+	Approved      int             `db:"approved"`
+	WindowStart   time.Time       `db:"window_start"`
+	CreatedBy     string          `db:"created_by"`
+	CreatedAt     time.Time       `db:"created_at"`
+	ExpiresAt     time.Time       `db:"expires_at"`
+	RevokedBy     *string         `db:"revoked_by"`
+	RevokedAt     *time.Time      `db:"revoked_at"`
+}
+
 type ReceiptKey struct {
 	KeyID      string     `db:"key_id"`
 	Algorithm  string     `db:"algorithm"`
