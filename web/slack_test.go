@@ -178,7 +178,10 @@ func counts(t *testing.T, c *console, requestID string) (decisions, events int) 
 func TestSlack(t *testing.T) {
 	t.Parallel()
 	fake := newFakeSlack(t, map[string]string{"U_REV": "reviewer@example.com", "U_APP": "Approver@Example.com",
-		"UNCONF": "admin@example.com", "U_STRANGER": "nobody@example.com"})
+		"UNCONF": "admin@example.com", "U_STRANGER": "nobody@example.com",
+		// Confirmed addresses that are not the reviewer's, though Unicode
+		// lower-casing (Go's and PostgreSQL's lower()) makes them so.
+		"U_DOTTED_I": "rev\u0130ewer@example.com", "U_KELVIN": "reviewer@example.\u212Aom"})
 	c := startConsoleWith(t, testapp.Options{Slack: config.Slack{BotToken: "xoxb-test", SigningSecret: slackSecret,
 		APIURL: fake.URL + "/api"}, CallbackAllow: "127.0.0.1"})
 	ctx := context.Background()
@@ -229,6 +232,17 @@ func TestSlack(t *testing.T) {
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 		d, _ := counts(t, c, req.ID)
 		require.Zero(t, d)
+	})
+	t.Run("LookalikeAddressRefused", func(t *testing.T) {
+		for _, id := range []string{"U_DOTTED_I", "U_KELVIN"} {
+			d0, e0 := counts(t, c, req.ID)
+			resp := click(t, c.Addr, slackSecret, now, id, slack.ActionApprove, value)
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			d1, e1 := counts(t, c, req.ID)
+			require.Equal(t, [2]int{d0, e0}, [2]int{d1, e1}, "%s is not the reviewer", id)
+			eph := fake.callsOf("chat.postEphemeral")
+			require.Contains(t, eph[len(eph)-1].JSON["text"], "No active Countersign user", id)
+		}
 	})
 	t.Run("PayloadHashMismatchRefused", func(t *testing.T) {
 		resp := click(t, c.Addr, slackSecret, now, "U_REV", slack.ActionApprove, slack.ButtonValue(req.ID, strings.Repeat("0", 64)))

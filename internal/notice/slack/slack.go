@@ -291,7 +291,31 @@ func (c *Client) VerifiedEmail(ctx context.Context, id string) (string, error) {
 	if u.Deleted || u.IsBot || !u.IsEmailConfirmed || u.Profile.Email == "" {
 		return "", fmt.Errorf("%w: %s", ErrUnverified, id)
 	}
-	return strings.ToLower(u.Profile.Email), nil
+	return u.Profile.Email, nil
+}
+
+// SameAddress reports whether a and b are the same mail address, up to the
+// case of ASCII letters only. Unicode case mapping (Go's strings.ToLower,
+// PostgreSQL's lower(), strings.EqualFold) makes "rev\u0130ewer" or a Kelvin
+// sign "\u212A" equal to ASCII letters, so that a Slack account confirmed at
+// another mailbox would act as the Countersign user of that ASCII address.
+func SameAddress(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // Ephemeral shows text to user only, in channel (chat.postEphemeral).

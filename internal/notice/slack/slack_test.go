@@ -166,3 +166,23 @@ func TestReasonModal(t *testing.T) {
 		require.Empty(t, problem)
 	})
 }
+
+// TestSameAddress: addresses match up to ASCII case, and no Unicode letter
+// stands for an ASCII one.
+func TestSameAddress(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		a, b string
+		same bool
+	}{
+		{"reviewer@example.com", "reviewer@example.com", true},
+		{"Reviewer@Example.COM", "reviewer@example.com", true},
+		{"rev\u0130ewer@example.com", "reviewer@example.com", false}, // İ lower-cases to i
+		{"reviewer@example.\u212Aom", "reviewer@example.kom", false}, // Kelvin sign lower-cases to k
+		{"reviewer@example.com ", "reviewer@example.com", false},
+		{"r\u00e9viewer@example.com", "R\u00c9viewer@example.com", false}, // only ASCII folds
+		{"r\u00e9viewer@example.com", "r\u00e9viewer@example.com", true},
+	} {
+		require.Equal(t, c.same, slack.SameAddress(c.a, c.b), "%q %q", c.a, c.b)
+	}
+}
