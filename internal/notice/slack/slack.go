@@ -242,6 +242,12 @@ func (c *Client) postWebhook(ctx context.Context, text string, blocks []Block) e
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
+		// The webhook's URL is its secret: *url.Error would name it in an
+		// error that is logged, stored and shown in the console.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
 		return fmt.Errorf("slack webhook: %w", err)
 	}
 	defer resp.Body.Close()

@@ -1,13 +1,17 @@
 package slack_test
 
 import (
+	"context"
 	"encoding/json"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/internal/notice"
 	"github.com/countersign/countersign/internal/notice/slack"
 	"github.com/countersign/countersign/vocab"
@@ -185,4 +189,23 @@ func TestSameAddress(t *testing.T) {
 	} {
 		require.Equal(t, c.same, slack.SameAddress(c.a, c.b), "%q %q", c.a, c.b)
 	}
+}
+
+// TestWebhookErrorHidesURL: an incoming webhook's URL is its secret (anyone
+// holding it posts to the channel); a failed send's error, which is logged,
+// stored as the message's last error and shown in the console, must not
+// carry it.
+func TestWebhookErrorHidesURL(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close()) // nothing listens there now: the connection is refused
+	const secret = "T0SECRET/B0SECRET/XoXoSeCrEtPaRt"
+	c := slack.New(config.Slack{WebhookURL: "http://" + addr + "/services/" + secret}, &http.Client{Timeout: 5 * time.Second}, nil, "", nil)
+	err = c.Send(context.Background(), notice.Message{Items: []notice.Item{{Kind: notice.RequestWaiting, Title: "A request waits"}}})
+	require.Error(t, err)
+	require.ErrorContains(t, err, "slack webhook")
+	require.NotContains(t, err.Error(), "SECRET")
+	require.NotContains(t, err.Error(), "SeCrEt")
 }
