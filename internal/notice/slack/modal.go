@@ -55,6 +55,10 @@ func CheckReason(v vocab.Verdict, reason string) (string, string) {
 		return "", "A rejection needs a reason: the run receives it."
 	case utf8.RuneCountInString(reason) > MaxReason:
 		return "", fmt.Sprintf("At most %d characters.", MaxReason)
+	case strings.ContainsRune(reason, 0):
+		// The payload's JSON can carry \u0000, which the console's forms
+		// refuse (cleanInput) and PostgreSQL cannot store in text.
+		return "", "The reason contains a NUL character, which cannot be stored."
 	}
 	return reason, ""
 }
