@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -63,6 +64,9 @@ type Client struct {
 	// just after a decision of a request it shows uses it to catch up. Nil:
 	// no catching up.
 	ScheduleUpdateFunc func(ctx context.Context, tx pgx.Tx, requestID string) error
+
+	homeMu   sync.Mutex
+	homeTeam home // the bot's team, once known
 }
 
 // New returns the Slack client and channel for cfg. httpClient sends the
@@ -273,21 +277,53 @@ func (c *Client) LookupByEmail(ctx context.Context, email string) (string, error
 }
 
 // ErrUnverified is returned for a Slack user whose address cannot be
-// trusted to name a Countersign user: none, unconfirmed, a bot, deleted.
+// trusted to name a Countersign user: none, unconfirmed, a bot, deleted, or
+// a member of another organization (Slack Connect).
 var ErrUnverified = errors.New("slack user has no verified email address")
+
+// home is the bot's own Slack team and, on Enterprise Grid, organization.
+type home struct {
+	Team       string `json:"team_id"`
+	Enterprise string `json:"enterprise_id"`
+}
+
+// home returns the team the bot token belongs to (auth.test), asked once.
+func (c *Client) home(ctx context.Context) (home, error) {
+	c.homeMu.Lock()
+	defer c.homeMu.Unlock()
+	if c.homeTeam.Team != "" {
+		return c.homeTeam, nil
+	}
+	var h home
+	if err := c.apiForm(ctx, "auth.test", url.Values{}, &h); err != nil {
+		return h, err
+	}
+	if h.Team == "" {
+		return h, errors.New("slack auth.test: no team_id")
+	}
+	c.homeTeam = h
+	return h, nil
+}
 
 // VerifiedEmail returns the confirmed address of Slack user id (users.info;
 // needs users:read and users:read.email). Returns an error wrapping
-// ErrUnverified when there is none to trust.
+// ErrUnverified when there is none to trust. The user must belong to the
+// bot's own team (or its Enterprise Grid organization): a member of another
+// organization, met in a Slack Connect channel, has an address that their
+// own organization vouches for (its SSO can assert any), not this one.
 func (c *Client) VerifiedEmail(ctx context.Context, id string) (string, error) {
 	var out struct {
 		User struct {
-			Deleted          bool `json:"deleted"`
-			IsBot            bool `json:"is_bot"`
-			IsEmailConfirmed bool `json:"is_email_confirmed"`
+			TeamID           string `json:"team_id"`
+			Deleted          bool   `json:"deleted"`
+			IsBot            bool   `json:"is_bot"`
+			IsEmailConfirmed bool   `json:"is_email_confirmed"`
 			Profile          struct {
 				Email string `json:"email"`
 			} `json:"profile"`
+			EnterpriseUser *struct {
+				EnterpriseID string `json:"enterprise_id"`
+			} `json:"enterprise_user"`
 		} `json:"user"`
 	}
 	if err := c.apiForm(ctx, "users.info", url.Values{"user": {id}}, &out); err != nil {
@@ -296,6 +332,14 @@ func (c *Client) VerifiedEmail(ctx context.Context, id string) (string, error) {
 	u := out.User
 	if u.Deleted || u.IsBot || !u.IsEmailConfirmed || u.Profile.Email == "" {
 		return "", fmt.Errorf("%w: %s", ErrUnverified, id)
+	}
+	h, err := c.home(ctx)
+	if err != nil {
+		return "", err
+	}
+	sameOrg := h.Enterprise != "" && u.EnterpriseUser != nil && u.EnterpriseUser.EnterpriseID == h.Enterprise
+	if u.TeamID != h.Team && !sameOrg {
+		return "", fmt.Errorf("%w: %s belongs to another Slack team (%s)", ErrUnverified, id, u.TeamID)
 	}
 	return u.Profile.Email, nil
 }
