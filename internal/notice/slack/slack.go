@@ -291,15 +291,16 @@ type home struct {
 func (c *Client) home(ctx context.Context) (home, error) {
 	c.homeMu.Lock()
 	defer c.homeMu.Unlock()
-	if c.homeTeam.Team != "" {
+	if c.homeTeam != (home{}) {
 		return c.homeTeam, nil
 	}
 	var h home
 	if err := c.apiForm(ctx, "auth.test", url.Values{}, &h); err != nil {
 		return h, err
 	}
-	if h.Team == "" {
-		return h, errors.New("slack auth.test: no team_id")
+	if h == (home{}) {
+		// An org-wide install on Enterprise Grid may name only its organization.
+		return h, errors.New("slack auth.test: no team_id nor enterprise_id")
 	}
 	c.homeTeam = h
 	return h, nil
@@ -338,7 +339,7 @@ func (c *Client) VerifiedEmail(ctx context.Context, id string) (string, error) {
 		return "", err
 	}
 	sameOrg := h.Enterprise != "" && u.EnterpriseUser != nil && u.EnterpriseUser.EnterpriseID == h.Enterprise
-	if u.TeamID != h.Team && !sameOrg {
+	if (h.Team == "" || u.TeamID != h.Team) && !sameOrg {
 		return "", fmt.Errorf("%w: %s belongs to another Slack team (%s)", ErrUnverified, id, u.TeamID)
 	}
 	return u.Profile.Email, nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -208,4 +209,53 @@ func TestWebhookErrorHidesURL(t *testing.T) {
 	require.ErrorContains(t, err, "slack webhook")
 	require.NotContains(t, err.Error(), "SECRET")
 	require.NotContains(t, err.Error(), "SeCrEt")
+}
+
+// TestVerifiedEmailTeam: a Slack user's confirmed address is trusted only
+// for a member of the bot's own team, or of its Enterprise Grid
+// organization; a Slack Connect member of another organization is refused.
+func TestVerifiedEmailTeam(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		auth, user map[string]any // auth.test's answer, users.info's user (besides its address)
+		ok         bool
+	}{
+		"SameTeam":       {auth: map[string]any{"team_id": "T1"}, user: map[string]any{"team_id": "T1"}, ok: true},
+		"OtherTeam":      {auth: map[string]any{"team_id": "T1"}, user: map[string]any{"team_id": "T2"}},
+		"SameGridOrg":    {auth: map[string]any{"team_id": "T1", "enterprise_id": "E1"}, user: map[string]any{"team_id": "T2", "enterprise_user": map[string]any{"enterprise_id": "E1"}}, ok: true},
+		"OtherGridOrg":   {auth: map[string]any{"team_id": "T1", "enterprise_id": "E1"}, user: map[string]any{"team_id": "T2", "enterprise_user": map[string]any{"enterprise_id": "E2"}}},
+		"OrgWideInstall": {auth: map[string]any{"enterprise_id": "E1"}, user: map[string]any{"team_id": "T2", "enterprise_user": map[string]any{"enterprise_id": "E1"}}, ok: true},
+		"NoTeamAnswered": {auth: map[string]any{}, user: map[string]any{"team_id": ""}},
+		"NoGridForTeam":  {auth: map[string]any{"team_id": "T1"}, user: map[string]any{"team_id": "T2", "enterprise_user": map[string]any{"enterprise_id": ""}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				answer := map[string]any{"ok": true}
+				switch r.URL.Path {
+				case "/api/auth.test":
+					for k, v := range tc.auth {
+						answer[k] = v
+					}
+				case "/api/users.info":
+					u := map[string]any{"id": "U1", "is_email_confirmed": true, "profile": map[string]any{"email": "a@example.com"}}
+					for k, v := range tc.user {
+						u[k] = v
+					}
+					answer["user"] = u
+				}
+				_ = json.NewEncoder(w).Encode(answer)
+			}))
+			t.Cleanup(srv.Close)
+			c := slack.New(config.Slack{BotToken: "xoxb-test", APIURL: srv.URL + "/api"}, srv.Client(), nil, "", nil)
+			email, err := c.VerifiedEmail(context.Background(), "U1")
+			if !tc.ok {
+				require.Error(t, err)
+				require.Empty(t, email)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, "a@example.com", email)
+		})
+	}
 }
