@@ -77,7 +77,7 @@ func ReasonModal(st ModalState, title string) map[string]any {
 		"submit": plainText(submit),
 		"close":  plainText("Cancel"),
 		"blocks": []any{
-			Block{Type: "section", Text: &Text{Type: "mrkdwn", Text: Escape(clip(title, 500)), Verbatim: true}},
+			Block{Type: "section", Text: &Text{Type: "mrkdwn", Text: shown(title, 500), Verbatim: true}},
 			map[string]any{"type": "input", "block_id": ReasonBlock, "label": plainText(label),
 				"element": map[string]any{"type": "plain_text_input", "action_id": ReasonAction, "multiline": true,
 					"min_length": 1, "max_length": MaxReason}},

@@ -474,7 +474,7 @@ func itemText(it notice.Item) string {
 	fmt.Fprintf(&b, "*%s*", Escape(it.Title))
 	line := func(label, v string, n int) {
 		if v != "" {
-			fmt.Fprintf(&b, "\n*%s:* %s", label, Escape(clip(v, n)))
+			fmt.Fprintf(&b, "\n*%s:* %s", label, shown(v, n))
 		}
 	}
 	action := it.ActionKind
@@ -519,6 +519,16 @@ func Escape(s string) string {
 	}
 	r := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 	return r.Replace(b.String())
+}
+
+// shown is v escaped for mrkdwn, clipped to n characters before and to 2n
+// after: each invisible character becomes an eight-character token and each
+// < an entity, so model text made of them would otherwise grow the block
+// past Slack's 3000 characters, and Slack would refuse the whole message or
+// modal (a notice never delivered, a reason never asked). A cut token or
+// entity stays visible text.
+func shown(v string, n int) string {
+	return clip(Escape(clip(v, n)), 2*n)
 }
 
 func clip(s string, n int) string {

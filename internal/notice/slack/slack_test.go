@@ -259,3 +259,30 @@ func TestVerifiedEmailTeam(t *testing.T) {
 		})
 	}
 }
+
+// TestTextWithinSlackLimits: model text made of invisible characters or
+// angle brackets, each escaped into several characters, still fits Slack's
+// 3000 characters per text block, so that Slack does not refuse the message
+// or the reason modal.
+func TestTextWithinSlackLimits(t *testing.T) {
+	t.Parallel()
+	for _, fill := range []string{"\u200B", "<", "\u202E"} {
+		long := strings.Repeat(fill, 5000)
+		view := slack.ReasonModal(slack.ModalState{RequestID: "r1", PayloadHash: "h1", Verdict: vocab.VerdictReject}, long)
+		text := view["blocks"].([]any)[0].(slack.Block).Text.Text
+		require.LessOrEqual(t, len([]rune(text)), 3000, "modal, %q", fill)
+		require.NotContains(t, text, fill, "still escaped")
+
+		it := notice.Item{Kind: notice.RequestWaiting, Title: "A request waits for you", ActionKind: long, Target: long, Summary: long,
+			Risk: long, Rule: long, Detail: long, RequestID: "r1", PayloadHash: "h1", Pending: true}
+		blocks, _ := slack.Blocks(notice.Message{Items: []notice.Item{it}}, true, "https://cs.example.com")
+		for _, b := range blocks {
+			if b.Text != nil {
+				require.LessOrEqual(t, len([]rune(b.Text.Text)), 3000, "message, %q", fill)
+				if b.Text.Verbatim {
+					require.NotContains(t, b.Text.Text, fill, "still escaped")
+				}
+			}
+		}
+	}
+}
