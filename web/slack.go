@@ -233,8 +233,13 @@ func (s *Server) slackUser(ctx context.Context, id string) (*store.User, string)
 		s.Logger.Info("slack decision refused: user not verified", "slack_user", id, "err", err)
 		return nil, "Countersign cannot tell who you are: your Slack account has no confirmed email address it can read."
 	}
+	// The store matches addresses with lower(), which folds some non-ASCII
+	// letters into ASCII ones: the match must be exact but for ASCII case.
 	u, err := store.UserGetByEmail(ctx, s.Pool, email)
-	if err != nil || u.Disabled {
+	if err != nil || u.Disabled || !slack.SameAddress(u.Email, email) {
+		if err == nil && !u.Disabled {
+			s.Logger.Warn("slack decision refused: address only matches a user under Unicode case folding", "slack_user", id)
+		}
 		return nil, "No active Countersign user has the address " + email + "."
 	}
 	return u, ""

@@ -156,6 +156,14 @@ func TestSlackReasonModal(t *testing.T) {
 		require.Contains(t, errorsOf(t, body), "3000")
 		unchanged(t)
 	})
+	t.Run("NulInReasonRefused", func(t *testing.T) {
+		// JSON can carry a NUL (\u0000) that the form's check never sees;
+		// PostgreSQL cannot store it in text.
+		resp, body := submit(t, c.Addr, slackSecret, time.Now(), "U_REV", meta, "too\x00risky")
+		require.Equal(t, http.StatusOK, resp.StatusCode, body)
+		require.Contains(t, errorsOf(t, body), "cannot be stored")
+		unchanged(t)
+	})
 	t.Run("ChangedActionRefused", func(t *testing.T) {
 		other, _ := json.Marshal(slack.ModalState{RequestID: req.ID, PayloadHash: strings.Repeat("0", 64), Verdict: vocab.VerdictReject})
 		_, body := submit(t, c.Addr, slackSecret, time.Now(), "U_REV", string(other), "too risky")

@@ -36,7 +36,8 @@ type slackCall struct {
 
 // fakeSlack stands in for Slack's Web API: it records every call and
 // answers as Slack would. users maps Slack user ids to their profile email
-// (confirmed unless the id starts with "UNCONF").
+// (confirmed unless the id starts with "UNCONF"; in the bot's own team
+// unless it starts with "UEXT").
 type fakeSlack struct {
 	*httptest.Server
 	mu    sync.Mutex
@@ -94,6 +95,8 @@ func newFakeSlack(t *testing.T, users map[string]string) *fakeSlack {
 			answer["channel"], answer["ts"] = "D"+fmt.Sprint(call.JSON["channel"]), ts
 		case "users.lookupByEmail":
 			answer["user"] = map[string]any{"id": "U-" + call.Form.Get("email")}
+		case "auth.test":
+			answer["team_id"], answer["user_id"] = "T_HOME", "U_BOT"
 		case "users.info":
 			id := call.Form.Get("user")
 			email, ok := f.users[id]
@@ -101,7 +104,12 @@ func newFakeSlack(t *testing.T, users map[string]string) *fakeSlack {
 				answer = map[string]any{"ok": false, "error": "user_not_found"}
 				break
 			}
-			answer["user"] = map[string]any{"id": id, "is_email_confirmed": !strings.HasPrefix(id, "UNCONF"), "profile": map[string]any{"email": email}}
+			team := "T_HOME"
+			if strings.HasPrefix(id, "UEXT") {
+				team = "T_PARTNER" // another organization's member, in a Slack Connect channel
+			}
+			answer["user"] = map[string]any{"id": id, "team_id": team, "is_email_confirmed": !strings.HasPrefix(id, "UNCONF"),
+				"profile": map[string]any{"email": email}}
 		}
 		_ = json.NewEncoder(w).Encode(answer)
 	}))
@@ -178,7 +186,12 @@ func counts(t *testing.T, c *console, requestID string) (decisions, events int) 
 func TestSlack(t *testing.T) {
 	t.Parallel()
 	fake := newFakeSlack(t, map[string]string{"U_REV": "reviewer@example.com", "U_APP": "Approver@Example.com",
-		"UNCONF": "admin@example.com", "U_STRANGER": "nobody@example.com"})
+		"UNCONF": "admin@example.com", "U_STRANGER": "nobody@example.com",
+		// Confirmed addresses that are not the reviewer's, though Unicode
+		// lower-casing (Go's and PostgreSQL's lower()) makes them so.
+		"U_DOTTED_I": "rev\u0130ewer@example.com", "U_KELVIN": "reviewer@example.\u212Aom",
+		// The reviewer's address, confirmed by another organization.
+		"UEXT_REV": "reviewer@example.com"})
 	c := startConsoleWith(t, testapp.Options{Slack: config.Slack{BotToken: "xoxb-test", SigningSecret: slackSecret,
 		APIURL: fake.URL + "/api"}, CallbackAllow: "127.0.0.1"})
 	ctx := context.Background()
@@ -229,6 +242,26 @@ func TestSlack(t *testing.T) {
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 		d, _ := counts(t, c, req.ID)
 		require.Zero(t, d)
+	})
+	t.Run("LookalikeAddressRefused", func(t *testing.T) {
+		for _, id := range []string{"U_DOTTED_I", "U_KELVIN"} {
+			d0, e0 := counts(t, c, req.ID)
+			resp := click(t, c.Addr, slackSecret, now, id, slack.ActionApprove, value)
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			d1, e1 := counts(t, c, req.ID)
+			require.Equal(t, [2]int{d0, e0}, [2]int{d1, e1}, "%s is not the reviewer", id)
+			eph := fake.callsOf("chat.postEphemeral")
+			require.Contains(t, eph[len(eph)-1].JSON["text"], "No active Countersign user", id)
+		}
+	})
+	t.Run("OtherOrganizationRefused", func(t *testing.T) {
+		d0, e0 := counts(t, c, req.ID)
+		resp := click(t, c.Addr, slackSecret, now, "UEXT_REV", slack.ActionApprove, value)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		d1, e1 := counts(t, c, req.ID)
+		require.Equal(t, [2]int{d0, e0}, [2]int{d1, e1}, "a Slack Connect member is not the reviewer")
+		eph := fake.callsOf("chat.postEphemeral")
+		require.Contains(t, eph[len(eph)-1].JSON["text"], "cannot tell who you are")
 	})
 	t.Run("PayloadHashMismatchRefused", func(t *testing.T) {
 		resp := click(t, c.Addr, slackSecret, now, "U_REV", slack.ActionApprove, slack.ButtonValue(req.ID, strings.Repeat("0", 64)))

@@ -393,16 +393,35 @@ func (s Slack) validate() error {
 		return fmt.Errorf("COUNTERSIGN_SLACK_CHANNEL must be a channel id or name, got %q", s.Channel)
 	}
 	if s.WebhookURL != "" {
-		if err := httpURL(s.WebhookURL); err != nil {
+		if err := credentialURL(s.WebhookURL); err != nil {
 			return fmt.Errorf("COUNTERSIGN_SLACK_WEBHOOK_URL: %w", err)
 		}
 	}
 	if s.BotToken != "" {
-		if err := httpURL(s.APIURL); err != nil {
+		if err := credentialURL(s.APIURL); err != nil {
 			return fmt.Errorf("COUNTERSIGN_SLACK_API_URL: %w", err)
 		}
 	}
 	return nil
+}
+
+// credentialURL checks a URL that is sent a credential (the Slack bot token
+// in a header, or the incoming webhook's secret path): an http(s) URL, and
+// https unless it names this machine (a local stand-in in tests), so that
+// the credential never travels in clear.
+func credentialURL(raw string) error {
+	if err := httpURL(raw); err != nil {
+		return err
+	}
+	u, _ := url.Parse(raw)
+	if u.Scheme == "https" {
+		return nil
+	}
+	host := u.Hostname()
+	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+		return nil
+	}
+	return errors.New("must be https: it is sent the Slack credential, which would go in clear")
 }
 
 // httpURL checks that raw is an absolute http or https URL with a host and

@@ -55,6 +55,10 @@ func CheckReason(v vocab.Verdict, reason string) (string, string) {
 		return "", "A rejection needs a reason: the run receives it."
 	case utf8.RuneCountInString(reason) > MaxReason:
 		return "", fmt.Sprintf("At most %d characters.", MaxReason)
+	case strings.ContainsRune(reason, 0):
+		// The payload's JSON can carry \u0000, which the console's forms
+		// refuse (cleanInput) and PostgreSQL cannot store in text.
+		return "", "The reason contains a NUL character, which cannot be stored."
 	}
 	return reason, ""
 }
@@ -73,7 +77,7 @@ func ReasonModal(st ModalState, title string) map[string]any {
 		"submit": plainText(submit),
 		"close":  plainText("Cancel"),
 		"blocks": []any{
-			Block{Type: "section", Text: &Text{Type: "mrkdwn", Text: Escape(clip(title, 500)), Verbatim: true}},
+			Block{Type: "section", Text: &Text{Type: "mrkdwn", Text: shown(title, 500), Verbatim: true}},
 			map[string]any{"type": "input", "block_id": ReasonBlock, "label": plainText(label),
 				"element": map[string]any{"type": "plain_text_input", "action_id": ReasonAction, "multiline": true,
 					"min_length": 1, "max_length": MaxReason}},

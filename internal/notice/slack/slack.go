@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -63,6 +64,9 @@ type Client struct {
 	// just after a decision of a request it shows uses it to catch up. Nil:
 	// no catching up.
 	ScheduleUpdateFunc func(ctx context.Context, tx pgx.Tx, requestID string) error
+
+	homeMu   sync.Mutex
+	homeTeam home // the bot's team, once known
 }
 
 // New returns the Slack client and channel for cfg. httpClient sends the
@@ -242,6 +246,12 @@ func (c *Client) postWebhook(ctx context.Context, text string, blocks []Block) e
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
+		// The webhook's URL is its secret: *url.Error would name it in an
+		// error that is logged, stored and shown in the console.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
 		return fmt.Errorf("slack webhook: %w", err)
 	}
 	defer resp.Body.Close()
@@ -267,21 +277,54 @@ func (c *Client) LookupByEmail(ctx context.Context, email string) (string, error
 }
 
 // ErrUnverified is returned for a Slack user whose address cannot be
-// trusted to name a Countersign user: none, unconfirmed, a bot, deleted.
+// trusted to name a Countersign user: none, unconfirmed, a bot, deleted, or
+// a member of another organization (Slack Connect).
 var ErrUnverified = errors.New("slack user has no verified email address")
+
+// home is the bot's own Slack team and, on Enterprise Grid, organization.
+type home struct {
+	Team       string `json:"team_id"`
+	Enterprise string `json:"enterprise_id"`
+}
+
+// home returns the team the bot token belongs to (auth.test), asked once.
+func (c *Client) home(ctx context.Context) (home, error) {
+	c.homeMu.Lock()
+	defer c.homeMu.Unlock()
+	if c.homeTeam != (home{}) {
+		return c.homeTeam, nil
+	}
+	var h home
+	if err := c.apiForm(ctx, "auth.test", url.Values{}, &h); err != nil {
+		return h, err
+	}
+	if h == (home{}) {
+		// An org-wide install on Enterprise Grid may name only its organization.
+		return h, errors.New("slack auth.test: no team_id nor enterprise_id")
+	}
+	c.homeTeam = h
+	return h, nil
+}
 
 // VerifiedEmail returns the confirmed address of Slack user id (users.info;
 // needs users:read and users:read.email). Returns an error wrapping
-// ErrUnverified when there is none to trust.
+// ErrUnverified when there is none to trust. The user must belong to the
+// bot's own team (or its Enterprise Grid organization): a member of another
+// organization, met in a Slack Connect channel, has an address that their
+// own organization vouches for (its SSO can assert any), not this one.
 func (c *Client) VerifiedEmail(ctx context.Context, id string) (string, error) {
 	var out struct {
 		User struct {
-			Deleted          bool `json:"deleted"`
-			IsBot            bool `json:"is_bot"`
-			IsEmailConfirmed bool `json:"is_email_confirmed"`
+			TeamID           string `json:"team_id"`
+			Deleted          bool   `json:"deleted"`
+			IsBot            bool   `json:"is_bot"`
+			IsEmailConfirmed bool   `json:"is_email_confirmed"`
 			Profile          struct {
 				Email string `json:"email"`
 			} `json:"profile"`
+			EnterpriseUser *struct {
+				EnterpriseID string `json:"enterprise_id"`
+			} `json:"enterprise_user"`
 		} `json:"user"`
 	}
 	if err := c.apiForm(ctx, "users.info", url.Values{"user": {id}}, &out); err != nil {
@@ -291,7 +334,39 @@ func (c *Client) VerifiedEmail(ctx context.Context, id string) (string, error) {
 	if u.Deleted || u.IsBot || !u.IsEmailConfirmed || u.Profile.Email == "" {
 		return "", fmt.Errorf("%w: %s", ErrUnverified, id)
 	}
-	return strings.ToLower(u.Profile.Email), nil
+	h, err := c.home(ctx)
+	if err != nil {
+		return "", err
+	}
+	sameOrg := h.Enterprise != "" && u.EnterpriseUser != nil && u.EnterpriseUser.EnterpriseID == h.Enterprise
+	if (h.Team == "" || u.TeamID != h.Team) && !sameOrg {
+		return "", fmt.Errorf("%w: %s belongs to another Slack team (%s)", ErrUnverified, id, u.TeamID)
+	}
+	return u.Profile.Email, nil
+}
+
+// SameAddress reports whether a and b are the same mail address, up to the
+// case of ASCII letters only. Unicode case mapping (Go's strings.ToLower,
+// PostgreSQL's lower(), strings.EqualFold) makes "rev\u0130ewer" or a Kelvin
+// sign "\u212A" equal to ASCII letters, so that a Slack account confirmed at
+// another mailbox would act as the Countersign user of that ASCII address.
+func SameAddress(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // Ephemeral shows text to user only, in channel (chat.postEphemeral).
@@ -399,7 +474,7 @@ func itemText(it notice.Item) string {
 	fmt.Fprintf(&b, "*%s*", Escape(it.Title))
 	line := func(label, v string, n int) {
 		if v != "" {
-			fmt.Fprintf(&b, "\n*%s:* %s", label, Escape(clip(v, n)))
+			fmt.Fprintf(&b, "\n*%s:* %s", label, shown(v, n))
 		}
 	}
 	action := it.ActionKind
@@ -444,6 +519,16 @@ func Escape(s string) string {
 	}
 	r := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 	return r.Replace(b.String())
+}
+
+// shown is v escaped for mrkdwn, clipped to n characters before and to 2n
+// after: each invisible character becomes an eight-character token and each
+// < an entity, so model text made of them would otherwise grow the block
+// past Slack's 3000 characters, and Slack would refuse the whole message or
+// modal (a notice never delivered, a reason never asked). A cut token or
+// entity stays visible text.
+func shown(v string, n int) string {
+	return clip(Escape(clip(v, n)), 2*n)
 }
 
 func clip(s string, n int) string {

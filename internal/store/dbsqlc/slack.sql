@@ -17,11 +17,14 @@ SELECT id FROM slack_updates WHERE request_id = @request_id AND done_at IS NULL 
 
 -- name: SlackUpdateLock :one
 -- The update and its message, both locked: two decisions shown in one
--- message update it one after the other, and a copy is done once.
+-- message update it one after the other, and a copy is done once. NO KEY
+-- UPDATE, since the lock is held across the call to Slack: a decision of
+-- another request in the message inserts its own slack_updates row, whose
+-- foreign key takes KEY SHARE on the message, and must not wait for Slack.
 SELECT u.id, u.request_id, u.outcome, m.channel, m.ts, m.blocks, m.text
 FROM slack_updates u JOIN slack_messages m ON m.channel = u.channel AND m.ts = u.ts
 WHERE u.id = @id AND u.done_at IS NULL
-FOR UPDATE;
+FOR NO KEY UPDATE;
 
 -- name: SlackUpdateDone :execrows
 UPDATE slack_updates SET done_at = now(), attempts = attempts + 1, last_error = @last_error

@@ -176,7 +176,7 @@ const slackUpdateLock = `-- name: SlackUpdateLock :one
 SELECT u.id, u.request_id, u.outcome, m.channel, m.ts, m.blocks, m.text
 FROM slack_updates u JOIN slack_messages m ON m.channel = u.channel AND m.ts = u.ts
 WHERE u.id = $1 AND u.done_at IS NULL
-FOR UPDATE
+FOR NO KEY UPDATE
 `
 
 type SlackUpdateLockRow struct {
@@ -190,7 +190,10 @@ type SlackUpdateLockRow struct {
 }
 
 // The update and its message, both locked: two decisions shown in one
-// message update it one after the other, and a copy is done once.
+// message update it one after the other, and a copy is done once. NO KEY
+// UPDATE, since the lock is held across the call to Slack: a decision of
+// another request in the message inserts its own slack_updates row, whose
+// foreign key takes KEY SHARE on the message, and must not wait for Slack.
 func (q *Queries) SlackUpdateLock(ctx context.Context, db DBTX, id int64) (*SlackUpdateLockRow, error) {
 	row := db.QueryRow(ctx, slackUpdateLock, id)
 	var i SlackUpdateLockRow
