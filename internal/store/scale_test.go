@@ -148,28 +148,58 @@ func TestRunUpdatesAtScale(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
-				err := pgx.BeginFunc(b.ctx, b.pool, func(tx pgx.Tx) error {
-					_, err := tx.Exec(b.ctx, "SET LOCAL plan_cache_mode = "+mode)
-					require.NoError(t, err)
-					e := &explainer{t: t, tx: tx}
-					_ = c.call(e) // the explainer's answers are not the statement's
-					var runs []scan
-					for _, s := range e.scans {
-						if s.Relation == "workflow_runs" {
-							runs = append(runs, s)
-						}
-					}
-					require.NotEmpty(t, runs, "%s: a plan that reads workflow_runs", mode)
-					for _, s := range runs {
-						require.Equal(t, "workflow_runs_pkey", s.Index, "%s: %s", mode, s)
-						require.Regexp(t, regexp.MustCompile(`^Index (Only )?Scan$`), s.Node, "%s", mode)
-					}
-					return nil
-				})
-				require.NoError(t, err)
+				for _, s := range runScans(t, b, mode, c.call) {
+					require.Equal(t, "workflow_runs_pkey", s.Index, "%s: %s", mode, s)
+					require.Regexp(t, regexp.MustCompile(`^Index (Only )?Scan$`), s.Node, "%s", mode)
+				}
 			}
 		})
 	}
+
+	// The run list by a status under way goes through workflow_runs_open,
+	// whose predicate (finished_at IS NULL) RunList states and the engine's
+	// updates do not; by an ended status it never reads the table whole.
+	for _, c := range []struct {
+		status vocab.RunStatus
+		index  string
+	}{{vocab.RunRunning, "workflow_runs_open"}, {vocab.RunQueued, "workflow_runs_open"}, {vocab.RunRetrying, "workflow_runs_open"},
+		{vocab.RunCancelled, ""}, {vocab.RunCompensated, ""}} {
+		t.Run("RunList/"+string(c.status), func(t *testing.T) {
+			scans := runScans(t, b, "force_custom_plan", func(db store.DBTX) error {
+				_, err := store.RunList(b.ctx, db, store.RunListParams{Status: string(c.status)})
+				return err
+			})
+			for _, s := range scans {
+				require.NotContains(t, s.Node, "Seq Scan", "%s", s)
+				if c.index != "" {
+					require.Equal(t, c.index, s.Index, "%s", s)
+				}
+			}
+		})
+	}
+}
+
+// runScans plans what call sends, under plan_cache_mode mode, and returns the
+// plans' scans of workflow_runs (at least one).
+func runScans(t *testing.T, b *testBundle, mode string, call func(db store.DBTX) error) []scan {
+	t.Helper()
+	var runs []scan
+	err := pgx.BeginFunc(b.ctx, b.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(b.ctx, "SET LOCAL plan_cache_mode = "+mode); err != nil {
+			return err
+		}
+		e := &explainer{t: t, tx: tx}
+		_ = call(e) // the explainer's answers are not the statement's
+		for _, s := range e.scans {
+			if s.Relation == "workflow_runs" {
+				runs = append(runs, s)
+			}
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	require.NotEmpty(t, runs, "%s: a plan that reads workflow_runs", mode)
+	return runs
 }
 
 // TestRunIDsTimeOrdered checks the ids that the database gives new runs and
@@ -205,4 +235,39 @@ func TestRunIDsTimeOrdered(t *testing.T) {
 	got, err := store.RunGet(b.ctx, b.pool, old.String())
 	require.NoError(t, err)
 	require.Equal(t, old.String(), got.ID)
+}
+
+// TestRunCompensatingIsOpen checks that a run undoing its effects has not
+// finished until its undos are done, so that the run list finds it by its
+// status under way (workflow_runs_open holds runs with no finished_at).
+func TestRunCompensatingIsOpen(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	run := b.run(t, "w")
+	require.NoError(t, store.RunSetStatus(b.ctx, b.pool, run.ID, statuses(vocab.RunQueued), string(vocab.RunFailed)))
+	got, err := store.RunGet(b.ctx, b.pool, run.ID)
+	require.NoError(t, err)
+	require.NotNil(t, got.FinishedAt)
+
+	seq, err := store.RunCompensateStart(b.ctx, b.pool, run.ID, "", statuses(vocab.RunFailed), string(vocab.RunFailed), "", "")
+	require.NoError(t, err)
+	got, err = store.RunGet(b.ctx, b.pool, run.ID)
+	require.NoError(t, err)
+	require.Equal(t, vocab.RunQueued, got.Status)
+	require.Nil(t, got.FinishedAt)
+	listed, err := store.RunList(b.ctx, b.pool, store.RunListParams{Status: string(vocab.RunQueued)})
+	require.NoError(t, err)
+	require.Len(t, listed, 1)
+	require.Equal(t, run.ID, listed[0].ID)
+
+	owner := uuid.NewString()
+	_, err = store.RunClaim(b.ctx, b.pool, run.ID, seq, statuses(vocab.RunQueued), owner, time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, store.RunCompensateEnd(b.ctx, b.pool, run.ID, owner, string(vocab.RunCompensated), ""))
+	got, err = store.RunGet(b.ctx, b.pool, run.ID)
+	require.NoError(t, err)
+	require.NotNil(t, got.FinishedAt)
+	listed, err = store.RunList(b.ctx, b.pool, store.RunListParams{Status: string(vocab.RunCompensated)})
+	require.NoError(t, err)
+	require.Len(t, listed, 1)
 }
