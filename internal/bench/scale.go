@@ -116,6 +116,11 @@ func loadHistory(ctx context.Context, pool *pgxpool.Pool, n int, s *ScaleReport,
 	if _, err := conn.Exec(ctx, `SET session_replication_role = replica`); err == nil {
 		defer conn.Exec(context.WithoutCancel(ctx), `RESET session_replication_role`) //nolint:errcheck // the connection goes back to the pool
 	}
+	// Memory for the sorts of the index builds, in this session only.
+	if _, err := conn.Exec(ctx, `SET maintenance_work_mem = '512MB'`); err != nil {
+		return err
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), `RESET maintenance_work_mem`) //nolint:errcheck // the connection goes back to the pool
 	for _, st := range []stmt{
 		{`INSERT INTO workflow_runs (workflow, business_key, status, input, output, error_code, error_message,
 				attempt, current_step, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at)
@@ -206,7 +211,7 @@ func loadHistory(ctx context.Context, pool *pgxpool.Pool, n int, s *ScaleReport,
 	}
 	t0 := time.Now()
 	for _, ix := range indexes {
-		if _, err := pool.Exec(ctx, ix.def); err != nil {
+		if _, err := conn.Exec(ctx, ix.def); err != nil {
 			return err
 		}
 	}
