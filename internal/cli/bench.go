@@ -350,8 +350,9 @@ func printEngine(w io.Writer, rep *bench.Report, o bench.Options) {
 	if s := rep.Scale; s != nil {
 		fmt.Fprintf(w, "| engine at scale: database | %d ended runs, %d steps, %d requests, %d audit events (loaded in %s, VACUUM ANALYZE in %s) |\n",
 			s.Runs, s.Steps, s.Requests, s.Events, s.LoadTime.Round(time.Second), s.VacuumTime.Round(time.Second))
-		fmt.Fprintf(w, "| engine at scale: steps/s ÷ P | %.0f (%.2f) |\n", s.EngineSteps, s.EngineSteps/rep.BaselineSteps)
-		fmt.Fprintf(w, "| engine at scale ÷ engine fresh (target ≥ 0.80) | %.2f |\n", s.Ratio(rep))
+		fmt.Fprintf(w, "| engine at scale: P measured again just before | %.0f (%.2f of the first) |\n", s.BaselineSteps, s.BaselineSteps/rep.BaselineSteps)
+		fmt.Fprintf(w, "| engine at scale: steps/s, ÷ that P | %.0f (%.2f) |\n", s.EngineSteps, s.StepRatio())
+		fmt.Fprintf(w, "| engine at scale ÷ engine fresh, each ÷ its P (target ≥ 0.80) | %.2f (%.2f without P) |\n", s.Ratio(rep), s.EngineSteps/rep.EngineSteps)
 	}
 }
 
