@@ -22,6 +22,11 @@ type ScaleReport struct {
 	VacuumTime  time.Duration // VACUUM ANALYZE and CHECKPOINT after it
 	EngineSteps float64       // steps per second through the engine
 	EngineRuns  float64       // runs per second through the engine
+	// Buffers of workflow_runs' indexes read or hit per run measured (from
+	// pg_statio_user_indexes, this database's alone, so not the machine's
+	// noise), all but workflow_runs_workflow, which the measurement's own
+	// polling reads: the engine's lookups of runs and its index insertions.
+	IndexBuffersPerRun float64
 	// P measured again just before, on this database: a shared machine's
 	// speed drifts over the minutes of the load, and the engine is compared
 	// with the fresh database's as ratios to the P of their own time.
@@ -65,10 +70,22 @@ func engineAtScale(ctx context.Context, pool *pgxpool.Pool, dbURL string, o Opti
 	if s.BaselineSteps, err = baselineSteps(ctx, pool, o); err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}
+	before, err := runIndexBuffers(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
 	var rep Report
 	if err := engineThroughput(ctx, pool, dbURL, o, &rep); err != nil {
 		return nil, err
 	}
+	// The measured process has stopped; its backends have reported their
+	// counts on the way out, or do within a second.
+	time.Sleep(1500 * time.Millisecond)
+	after, err := runIndexBuffers(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
+	s.IndexBuffersPerRun = float64(after-before) / float64(o.Runs)
 	s.EngineSteps, s.EngineRuns = rep.EngineSteps, rep.EngineRuns
 	return s, nil
 }
@@ -228,4 +245,13 @@ func loadHistory(ctx context.Context, pool *pgxpool.Pool, n int, s *ScaleReport,
 	}
 	fmt.Fprintf(progress, "engine at scale: %d indexes built in %s\n", len(indexes), time.Since(t0).Round(100*time.Millisecond))
 	return nil
+}
+
+// runIndexBuffers is the buffers of workflow_runs' indexes read or hit so
+// far, all but workflow_runs_workflow.
+func runIndexBuffers(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
+	var n int64
+	err := pool.QueryRow(ctx, `SELECT coalesce(sum(idx_blks_hit + idx_blks_read), 0)::bigint FROM pg_statio_user_indexes
+		WHERE relname = 'workflow_runs' AND indexrelname <> 'workflow_runs_workflow'`).Scan(&n)
+	return n, err
 }

@@ -353,6 +353,7 @@ func printEngine(w io.Writer, rep *bench.Report, o bench.Options) {
 		fmt.Fprintf(w, "| engine at scale: P measured again just before | %.0f (%.2f of the first) |\n", s.BaselineSteps, s.BaselineSteps/rep.BaselineSteps)
 		fmt.Fprintf(w, "| engine at scale: steps/s, ÷ that P | %.0f (%.2f) |\n", s.EngineSteps, s.StepRatio())
 		fmt.Fprintf(w, "| engine at scale ÷ engine fresh, each ÷ its P (target ≥ 0.80) | %.2f (%.2f without P) |\n", s.Ratio(rep), s.EngineSteps/rep.EngineSteps)
+		fmt.Fprintf(w, "| engine at scale: buffers of workflow_runs' indexes per run (all but workflow_runs_workflow) | %.0f |\n", s.IndexBuffersPerRun)
 	}
 }
 
