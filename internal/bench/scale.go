@@ -16,7 +16,7 @@ import (
 type ScaleReport struct {
 	Runs        int           // ended runs loaded
 	Steps       int64         // their steps
-	Requests    int64         // their approval requests, each decided
+	Requests    int64         // their approval requests, each ended
 	Events      int64         // their audit events
 	LoadTime    time.Duration // the load
 	VacuumTime  time.Duration // VACUUM ANALYZE and CHECKPOINT after it
@@ -58,10 +58,13 @@ func engineAtScale(ctx context.Context, pool *pgxpool.Pool, dbURL string, o Opti
 	t0 = time.Now()
 	// What an operator's database looks like between two autovacuums: dead
 	// tuples gone, statistics of a table of ended runs, pages written out.
-	for _, q := range []string{`VACUUM ANALYZE`, `CHECKPOINT`} {
-		if _, err := pool.Exec(ctx, q); err != nil {
-			return nil, err
-		}
+	if _, err := pool.Exec(ctx, `VACUUM ANALYZE`); err != nil {
+		return nil, err
+	}
+	// CHECKPOINT takes a superuser or pg_checkpoint; without either the
+	// measurement starts wherever the server's own checkpoints are.
+	if _, err := pool.Exec(ctx, `CHECKPOINT`); err != nil {
+		fmt.Fprintf(progress, "engine at scale: no checkpoint (%v)\n", err)
 	}
 	s.VacuumTime = time.Since(t0)
 	fmt.Fprintf(progress, "engine at scale: loaded in %s, vacuumed in %s; P and six-step workflows again ...\n",
