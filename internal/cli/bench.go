@@ -117,6 +117,7 @@ func (b *benchFlags) declare(fs *flagSet) {
 	fs.IntVar(&b.o.Steps, "steps", 20000, "step writes for the per-step baseline")
 	fs.IntVar(&b.o.Runs, "runs", 2000, "six-step runs for engine throughput")
 	fs.IntVar(&b.o.Decisions, "decisions", 1000, "decisions for the resume latency")
+	fs.IntVar(&b.o.ScaleRuns, "scale-runs", 1_000_000, "ended runs loaded before the engine is measured again (0: skip)")
 	fs.BoolVar(&b.asJSON, "json", false, "print the report as JSON")
 	fs.StringVar(&b.only, "only", "", "run one suite: engine, console, audit, batch, recovery, notice, webhook or approvals (default all)")
 	fs.IntVar(&b.ro.Runs, "recovery-runs", 200, "runs started on the worker process that is killed")
@@ -147,6 +148,9 @@ func (b *benchFlags) checkCommon() error {
 	o := b.o
 	if o.Workers < 1 || o.RiverJobs < 1 || o.Steps < 1 || o.Runs < 1 || o.Decisions < 100 {
 		return usagef("every size must be positive and --decisions at least 100")
+	}
+	if o.ScaleRuns < 0 {
+		return usagef("--scale-runs must be 0 or more")
 	}
 	if b.only != "" && !slices.Contains(benchSuites, b.only) {
 		return usagef("--only must be engine, console, audit, batch, recovery, notice, webhook or approvals")
@@ -343,6 +347,14 @@ func printEngine(w io.Writer, rep *bench.Report, o bench.Options) {
 	fmt.Fprintf(w, "| decision → resume p50 (target ≤ 10 ms) | %s |\n", ms(rep.ResumeP50))
 	fmt.Fprintf(w, "| decision → resume p99 (target ≤ 100 ms) | %s |\n", ms(rep.ResumeP99))
 	fmt.Fprintf(w, "| decision → resume max | %s |\n", ms(rep.ResumeMax))
+	if s := rep.Scale; s != nil {
+		fmt.Fprintf(w, "| engine at scale: database | %d ended runs, %d steps, %d requests, %d audit events (loaded in %s, VACUUM ANALYZE in %s) |\n",
+			s.Runs, s.Steps, s.Requests, s.Events, s.LoadTime.Round(time.Second), s.VacuumTime.Round(time.Second))
+		fmt.Fprintf(w, "| engine at scale: P measured again just before | %.0f (%.2f of the first) |\n", s.BaselineSteps, s.BaselineSteps/rep.BaselineSteps)
+		fmt.Fprintf(w, "| engine at scale: steps/s, ÷ that P | %.0f (%.2f) |\n", s.EngineSteps, s.StepRatio())
+		fmt.Fprintf(w, "| engine at scale ÷ engine fresh, each ÷ its P (target ≥ 0.80) | %.2f (%.2f without P) |\n", s.Ratio(rep), s.EngineSteps/rep.EngineSteps)
+		fmt.Fprintf(w, "| engine at scale: buffers of workflow_runs' indexes per run (all but workflow_runs_workflow) | %.0f |\n", s.IndexBuffersPerRun)
+	}
 }
 
 func printConsole(w io.Writer, crep *bench.ConsoleReport, co bench.ConsoleOptions) {

@@ -217,7 +217,7 @@ func RunList(ctx context.Context, db DBTX, p RunListParams) ([]*Run, error) {
 		p.Limit = 50
 	}
 	rows, err := queries.RunList(ctx, db, dbsqlc.RunListParams{
-		Status: p.Status, Workflow: p.Workflow, KeyPrefixPattern: likeEscape(p.BusinessKey),
+		Status: p.Status, FinalStatuses: finalRunStatuses(), Workflow: p.Workflow, KeyPrefixPattern: likeEscape(p.BusinessKey),
 		AfterTime: p.AfterTime, AfterID: afterID(p.AfterTime, p.AfterID), RowLimit: int32(p.Limit),
 	})
 	if err != nil {
@@ -248,13 +248,7 @@ type VersionCount struct {
 // RunVersionCounts counts the runs of each workflow version that have not
 // ended, by workflow and version.
 func RunVersionCounts(ctx context.Context, db DBTX) ([]VersionCount, error) {
-	var final []string
-	for _, s := range vocab.RunStatuses() {
-		if s.Final() {
-			final = append(final, string(s))
-		}
-	}
-	rows, err := queries.RunVersionCounts(ctx, db, final)
+	rows, err := queries.RunVersionCounts(ctx, db, finalRunStatuses())
 	if err != nil {
 		return nil, fmt.Errorf("count runs by version: %w", interpret(err))
 	}
@@ -263,4 +257,15 @@ func RunVersionCounts(ctx context.Context, db DBTX) ([]VersionCount, error) {
 		out[i] = VersionCount{Workflow: r.Workflow, Version: r.Version, Waiting: r.Waiting, Running: r.Running}
 	}
 	return out, nil
+}
+
+// finalRunStatuses lists the statuses that end a run, as the queries take them.
+func finalRunStatuses() []string {
+	var final []string
+	for _, s := range vocab.RunStatuses() {
+		if s.Final() {
+			final = append(final, string(s))
+		}
+	}
+	return final
 }

@@ -68,6 +68,9 @@ SELECT * FROM workflow_runs
 WHERE (@status::text = '' OR status = @status::text)
     AND (@workflow::text = '' OR workflow = @workflow::text)
     AND (@key_prefix_pattern::text = '' OR business_key LIKE @key_prefix_pattern::text || '%')
+    -- Runs under way are listed by status through workflow_runs_open, whose
+    -- predicate this states (ended runs: workflow_runs_status).
+    AND (@status::text = '' OR @status::text = ANY(@final_statuses::text[]) OR finished_at IS NULL)
     -- Without a cursor the keyset starts past every row; written without OR
     -- so that a generic plan still seeks the index to the cursor.
     AND (created_at, id) < (coalesce(sqlc.narg('after_time')::timestamptz, 'infinity'::timestamptz),
@@ -116,8 +119,9 @@ RETURNING resume_seq;
 -- name: RunCompensateStart :one
 -- The run leaves its workflow function for its undos: queued under a new
 -- resume sequence (fencing off any execution of the function), with the
--- cause. An owner, when given, must still hold the run.
-UPDATE workflow_runs SET status = 'queued', compensation_cause = @cause::text,
+-- cause. An owner, when given, must still hold the run. The run has not
+-- finished until its undos are done (RunCompensateEnd).
+UPDATE workflow_runs SET status = 'queued', compensation_cause = @cause::text, finished_at = NULL,
     error_code = coalesce(sqlc.narg('error_code')::text, error_code),
     error_message = coalesce(sqlc.narg('error_message')::text, error_message),
     resume_seq = resume_seq + 1, updated_at = now(), lease_owner = NULL, lease_until = NULL

@@ -93,7 +93,7 @@ func (q *Queries) RunCompensateEnd(ctx context.Context, db DBTX, arg RunCompensa
 }
 
 const runCompensateStart = `-- name: RunCompensateStart :one
-UPDATE workflow_runs SET status = 'queued', compensation_cause = $1::text,
+UPDATE workflow_runs SET status = 'queued', compensation_cause = $1::text, finished_at = NULL,
     error_code = coalesce($2::text, error_code),
     error_message = coalesce($3::text, error_message),
     resume_seq = resume_seq + 1, updated_at = now(), lease_owner = NULL, lease_until = NULL
@@ -113,7 +113,8 @@ type RunCompensateStartParams struct {
 
 // The run leaves its workflow function for its undos: queued under a new
 // resume sequence (fencing off any execution of the function), with the
-// cause. An owner, when given, must still hold the run.
+// cause. An owner, when given, must still hold the run. The run has not
+// finished until its undos are done (RunCompensateEnd).
 func (q *Queries) RunCompensateStart(ctx context.Context, db DBTX, arg RunCompensateStartParams) (int, error) {
 	row := db.QueryRow(ctx, runCompensateStart,
 		arg.Cause,
@@ -402,18 +403,22 @@ SELECT id, workflow, business_key, status, input, output, error_code, error_mess
 WHERE ($1::text = '' OR status = $1::text)
     AND ($2::text = '' OR workflow = $2::text)
     AND ($3::text = '' OR business_key LIKE $3::text || '%')
+    -- Runs under way are listed by status through workflow_runs_open, whose
+    -- predicate this states (ended runs: workflow_runs_status).
+    AND ($1::text = '' OR $1::text = ANY($4::text[]) OR finished_at IS NULL)
     -- Without a cursor the keyset starts past every row; written without OR
     -- so that a generic plan still seeks the index to the cursor.
-    AND (created_at, id) < (coalesce($4::timestamptz, 'infinity'::timestamptz),
-        coalesce($5::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+    AND (created_at, id) < (coalesce($5::timestamptz, 'infinity'::timestamptz),
+        coalesce($6::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
 ORDER BY created_at DESC, id DESC
-LIMIT $6
+LIMIT $7
 `
 
 type RunListParams struct {
 	Status           string     `db:"status"`
 	Workflow         string     `db:"workflow"`
 	KeyPrefixPattern string     `db:"key_prefix_pattern"`
+	FinalStatuses    []string   `db:"final_statuses"`
 	AfterTime        *time.Time `db:"after_time"`
 	AfterID          *string    `db:"after_id"`
 	RowLimit         int32      `db:"row_limit"`
@@ -425,6 +430,7 @@ func (q *Queries) RunList(ctx context.Context, db DBTX, arg RunListParams) ([]*W
 		arg.Status,
 		arg.Workflow,
 		arg.KeyPrefixPattern,
+		arg.FinalStatuses,
 		arg.AfterTime,
 		arg.AfterID,
 		arg.RowLimit,
