@@ -157,10 +157,19 @@ func RunSetStatus(ctx context.Context, db DBTX, id string, from []string, status
 }
 
 // RunComplete records a run's output and marks it completed, if owner
-// still holds it. Returns ErrNotFound otherwise (cancelled, or handed on).
-func RunComplete(ctx context.Context, db DBTX, id, owner string, output json.RawMessage, from []string) error {
-	err := oneRow(queries.RunComplete(ctx, db, dbsqlc.RunCompleteParams{ID: id, Output: output, FromStatuses: from, Owner: &owner}))
+// still holds it, storing in the same statement the completed steps given
+// (the run's last pure steps, held in memory until now; none is fine).
+// Returns ErrNotFound otherwise (cancelled, or handed on), having stored nothing.
+func RunComplete(ctx context.Context, db DBTX, id, owner string, output json.RawMessage, from []string, steps ...StepRecord) error {
+	batch, err := encodeSteps(steps)
 	if err != nil {
+		return fmt.Errorf("complete run: %w", err)
+	}
+	p := dbsqlc.RunCompleteParams{ID: id, Output: output, FromStatuses: from, Owner: &owner, Steps: batch}
+	if n := len(steps); n > 0 {
+		p.CurrentStep, p.StepsUsed = &steps[n-1].Name, steps[n-1].Seq+1
+	}
+	if err := oneRow(queries.RunComplete(ctx, db, p)); err != nil {
 		return fmt.Errorf("complete run: %w", err)
 	}
 	return nil

@@ -95,6 +95,8 @@ type Engine struct {
 	renewEvery    time.Duration
 	maxRecoveries int
 	notices       *notice.Outbox
+	// signals sends the signals given after a commit, several at a time.
+	signals *notify.Coalescer
 }
 
 // New returns an Engine. Pool, Registry and Scheduler are required.
@@ -112,6 +114,9 @@ func New(cfg Config) *Engine {
 	}
 	if e.logger == nil {
 		e.logger = slog.Default()
+	}
+	if e.pool != nil {
+		e.signals = notify.NewCoalescer(e.pool, e.logger)
 	}
 	if e.now == nil {
 		e.now = time.Now
@@ -211,8 +216,12 @@ type Job struct {
 	MaxAttempts int
 }
 
-// CompleteFunc completes the River job inside the transaction that records
-// the run's outcome, so that outcome and job completion commit together.
+// CompleteFunc completes the River job inside the transaction that parks
+// the run (a gate, a wait, a retry's backoff) or ends it failed, so that the
+// job ends with it: a waiting run holds no job. A run that completes is
+// recorded in one statement and its job left to River's batched completer
+// (Execute returns nil): a job that runs again because a crash came between
+// the two finds the run completed, claims nothing and does nothing.
 type CompleteFunc func(ctx context.Context, tx pgx.Tx) error
 
 // errLeaseLost cancels an execution whose run was handed on: its lease
@@ -325,7 +334,8 @@ func (e *Engine) release(ctx context.Context, x *execution, err error) error {
 	return err
 }
 
-// complete records a run's output. It runs on a context that is not
+// complete records a run's output (complete, the job's CompleteFunc, is
+// used only if the output cannot be encoded and the run fails). It runs on a context that is not
 // cancelled with the job's: a result that arrives as River's job timeout
 // fires is still recorded rather than computed again.
 func (e *Engine) complete(ctx context.Context, x *execution, out any, complete CompleteFunc) error {
@@ -334,23 +344,22 @@ func (e *Engine) complete(ctx context.Context, x *execution, out any, complete C
 	if err != nil {
 		return e.finish(ctx, x, complete, &Failure{Code: "bad_output", Message: err.Error()}, Job{})
 	}
+	// One statement, one commit: the run's last pure steps and its output.
+	// River completes the job once Execute returns (CompleteFunc).
 	ctx = context.WithoutCancel(ctx)
-	err = store.WithTx(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) error {
-		if err := store.RunComplete(ctx, tx, run.ID, x.owner, raw, sourcesOf(vocab.RunCompleted)); errors.Is(err, store.ErrNotFound) {
-			return complete(ctx, tx) // cancelled or handed on meanwhile: leave it to its new state
-		} else if err != nil {
-			return err
-		}
-		return complete(ctx, tx)
-	})
+	err = store.RunComplete(ctx, e.pool, run.ID, x.owner, raw, sourcesOf(vocab.RunCompleted), x.pending...)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // cancelled or handed on meanwhile: leave it to its new state
+	}
 	if err != nil {
 		return err
 	}
 	// Signalled after the commit, not in it: a notifying transaction holds the
 	// notification queue's lock through its WAL flush, which would serialize
 	// every run's last commit. A lost signal only delays a badge; pages also
-	// refresh whenever their stream reconnects.
-	if err := notifyRun(ctx, e.pool, run.ID, vocab.RunCompleted); err != nil {
+	// refresh whenever their stream reconnects. Coalesced: under load one
+	// statement carries the signals of many runs.
+	if err := e.signals.Send(notify.Message{Type: notify.KindRun, ID: run.ID, Status: string(vocab.RunCompleted)}); err != nil {
 		e.logger.Warn("notify run completed", "run", run.ID, "err", err)
 	}
 	return nil
@@ -363,6 +372,7 @@ func (e *Engine) complete(ctx context.Context, x *execution, out any, complete C
 // attempt only when River will not try the job again.
 func (e *Engine) finish(ctx context.Context, x *execution, complete CompleteFunc, runErr error, job Job) error {
 	run := x.run
+	x.flush(ctx)
 	f := failureOf(runErr)
 	final := f != nil || job.Attempt >= job.MaxAttempts
 	if f == nil {

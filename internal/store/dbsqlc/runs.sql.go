@@ -128,30 +128,51 @@ func (q *Queries) RunCompensateStart(ctx context.Context, db DBTX, arg RunCompen
 	return resume_seq, err
 }
 
-const runComplete = `-- name: RunComplete :execrows
+const runComplete = `-- name: RunComplete :one
+WITH run AS (
 UPDATE workflow_runs SET status = 'completed', output = $1, error_code = NULL, error_message = NULL,
-    updated_at = now(), finished_at = now(), lease_owner = NULL, lease_until = NULL
-WHERE id = $2 AND status = ANY($3::text[]) AND lease_owner = $4
+    updated_at = now(), finished_at = now(), lease_owner = NULL, lease_until = NULL,
+    current_step = coalesce($2::text, current_step),
+    steps_used = GREATEST(workflow_runs.steps_used, $3::int)
+WHERE id = $4 AND status = ANY($5::text[]) AND lease_owner = $6
+RETURNING id
+), steps AS (
+    INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, tokens, attempts, started_at, finished_at)
+    SELECT run.id, s.seq, s.name, s.kind, 'completed', s.output, s.tokens, s.attempts, s.started_at, s.finished_at
+    FROM run, jsonb_to_recordset($7::jsonb) AS s(seq int, name text, kind text, output jsonb, tokens int,
+        attempts int, started_at timestamptz, finished_at timestamptz)
+    ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+        status = 'completed', output = EXCLUDED.output, error = NULL, tokens = EXCLUDED.tokens,
+        attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at
+)
+SELECT count(*) FROM run
 `
 
 type RunCompleteParams struct {
 	Output       json.RawMessage `db:"output"`
+	CurrentStep  *string         `db:"current_step"`
+	StepsUsed    int             `db:"steps_used"`
 	ID           string          `db:"id"`
 	FromStatuses []string        `db:"from_statuses"`
 	Owner        *string         `db:"owner"`
+	Steps        json.RawMessage `db:"steps"`
 }
 
+// The run's last pure steps, held in memory until now, are stored in the
+// same statement (none: an empty array): a run's completion is one round trip.
 func (q *Queries) RunComplete(ctx context.Context, db DBTX, arg RunCompleteParams) (int64, error) {
-	result, err := db.Exec(ctx, runComplete,
+	row := db.QueryRow(ctx, runComplete,
 		arg.Output,
+		arg.CurrentStep,
+		arg.StepsUsed,
 		arg.ID,
 		arg.FromStatuses,
 		arg.Owner,
+		arg.Steps,
 	)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
+	var count int64
+	err := row.Scan(&count)
+	return count, err
 }
 
 const runFail = `-- name: RunFail :execrows
