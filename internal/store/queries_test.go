@@ -181,6 +181,50 @@ func TestRun(t *testing.T) {
 		require.JSONEq(t, `"done"`, string(steps[3].Output))
 	})
 
+	t.Run("ClaimHistory", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		r := b.run(t, "w")
+		claimed, steps, err := store.RunClaimHistory(b.ctx, b.pool, r.ID, 0, statuses(vocab.RunQueued), owner, lease)
+		require.NoError(t, err)
+		require.Equal(t, vocab.RunRunning, claimed.Status)
+		require.Equal(t, owner, *claimed.LeaseOwner)
+		require.Empty(t, steps)
+		at := time.Now().UTC()
+		require.NoError(t, store.StepComplete(b.ctx, b.pool,
+			store.StepRecord{RunID: r.ID, Seq: 0, Name: "a", Kind: vocab.StepKindStep, Output: json.RawMessage(`{"k": [1, "two"]}`),
+				Attempts: 1, StartedAt: at, Owner: owner},
+			store.StepRecord{RunID: r.ID, Seq: 1, Name: "m", Kind: vocab.StepKindModel, Output: json.RawMessage(`"x"`),
+				Attempts: 2, Tokens: 5, ModelCalls: 1, StartedAt: at, Owner: owner}))
+		require.NoError(t, store.StepFail(b.ctx, b.pool, store.StepRecord{RunID: r.ID, Seq: 2, Name: "f", Kind: vocab.StepKindStep,
+			Error: "boom", Attempts: 1, StartedAt: at, Owner: owner}))
+		require.NoError(t, store.RunLeaseRelease(b.ctx, b.pool, r.ID, owner))
+
+		_, _, err = store.RunClaimHistory(b.ctx, b.pool, r.ID, 1, statuses(vocab.RunRunning), owner, lease)
+		require.ErrorIs(t, err, store.ErrNotFound, "another resume sequence")
+		claimed, steps, err = store.RunClaimHistory(b.ctx, b.pool, r.ID, 0, statuses(vocab.RunRunning), owner, lease)
+		require.NoError(t, err)
+		require.Equal(t, 2, claimed.StepsUsed)
+		listed, err := store.StepList(b.ctx, b.pool, r.ID)
+		require.NoError(t, err)
+		require.Len(t, steps, 3)
+		for i := range listed {
+			require.Equal(t, listed[i].Seq, steps[i].Seq)
+			require.Equal(t, listed[i].Name, steps[i].Name)
+			require.Equal(t, listed[i].Kind, steps[i].Kind)
+			require.Equal(t, listed[i].Status, steps[i].Status)
+			require.Equal(t, listed[i].Attempts, steps[i].Attempts)
+			require.Equal(t, listed[i].Tokens, steps[i].Tokens)
+			require.Equal(t, listed[i].Error, steps[i].Error)
+			require.Equal(t, string(listed[i].Output), string(steps[i].Output))
+			require.True(t, listed[i].StartedAt.Equal(steps[i].StartedAt))
+			require.Equal(t, listed[i].FinishedAt == nil, steps[i].FinishedAt == nil)
+			if listed[i].FinishedAt != nil {
+				require.True(t, listed[i].FinishedAt.Equal(*steps[i].FinishedAt))
+			}
+		}
+	})
+
 	t.Run("FailRetryingThenFailed", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)

@@ -241,7 +241,7 @@ func (e *Engine) Execute(ctx context.Context, job Job, complete CompleteFunc) er
 		complete = func(context.Context, pgx.Tx) error { return nil }
 	}
 	owner := uuid.NewString()
-	run, err := store.RunClaim(ctx, e.pool, job.RunID, job.Seq, claimable, owner, e.lease)
+	run, history, err := store.RunClaimHistory(ctx, e.pool, job.RunID, job.Seq, claimable, owner, e.lease)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // final, waiting, cancelled, resumed by a later job or held by a live execution
 	}
@@ -253,7 +253,8 @@ func (e *Engine) Execute(ctx context.Context, job Job, complete CompleteFunc) er
 	go func() { defer close(renewed); e.renew(ctx, stop, run.ID, owner) }()
 	defer func() { stop(nil); <-renewed }()
 
-	x := &execution{engine: e, run: run, owner: owner, seen: map[string]int{}, modelCalls: run.ModelCalls, tokens: run.TokensUsed}
+	x := &execution{engine: e, run: run, owner: owner, seen: map[string]int{}, modelCalls: run.ModelCalls, tokens: run.TokensUsed,
+		history: history}
 	// Parking a run for a human ends the execution's hold on it, in the
 	// parking transaction, and only if it still holds it.
 	x.complete = func(ctx context.Context, tx pgx.Tx) error {
@@ -271,9 +272,6 @@ func (e *Engine) Execute(ctx context.Context, job Job, complete CompleteFunc) er
 	x.def = def
 	if run.CompensationCause != nil { // failed, rejected or cancelled: its undos run, not its function
 		return e.compensate(ctx, x, complete, job)
-	}
-	if x.history, err = store.StepList(ctx, e.pool, run.ID); err != nil {
-		return e.release(ctx, x, err)
 	}
 	out, runErr := def.run(withExecution(ctx, x), run.Input)
 	if x.suspended {
@@ -434,7 +432,8 @@ func (e *Engine) finish(ctx context.Context, x *execution, complete CompleteFunc
 }
 
 // Cancel ends a run that has not ended, from any other status. A step in
-// flight finishes, but its result is discarded and no later step runs.
+// flight finishes, but its result is discarded and no later durable step
+// runs (pure steps may, until the next durable record is refused).
 // Returns ErrNotFound or ErrFinal.
 func (e *Engine) Cancel(ctx context.Context, runID, actor string) error {
 	return store.WithTx(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) error {

@@ -307,10 +307,12 @@ func (x *execution) stepError(s *slot, err error) error {
 	return fmt.Errorf("step %q: %w", s.name, err)
 }
 
-// Step runs fn once per run and records its result as JSON. When the run is
-// replayed (a retry, a crash, a resume after a decision) it returns the
-// recorded result without calling fn. fn must not have effects outside the
-// process; use Effect for those.
+// Step runs fn and records its result as JSON. When the run is replayed (a
+// retry, a crash, a resume after a decision) it returns the recorded result
+// without calling fn. fn must not have effects outside the process; use
+// Effect for those. The record is written with the next durable one (a model
+// call, an effect, a gate, a wait, the run's end; at once if fn took 100 ms
+// or more), so a crash before then runs fn again, and nothing after it.
 //
 // A failed attempt is retried as the step's RetryPolicy (WithRetry) or the
 // workflow's (Options.Retry) says, the run holding no worker in between.

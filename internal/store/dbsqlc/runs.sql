@@ -20,6 +20,23 @@ WHERE id = @id AND resume_seq = @resume_seq AND status = ANY(@from_statuses::tex
     AND (status <> 'running' OR lease_owner IS NULL OR lease_until < now())
 RETURNING *;
 
+-- name: RunClaimHistory :one
+-- RunClaim, returning with the run its recorded steps (StepList's rows as
+-- a JSON array, without the output of a step that has none, so that it
+-- reads as absent rather than as JSON null): an execution's start is one
+-- round trip.
+WITH claimed AS (
+    UPDATE workflow_runs SET status = 'running', attempt = failures + 1, updated_at = now(),
+        lease_owner = @owner, lease_until = now() + interval '1 microsecond' * @lease_micros::bigint
+    WHERE id = @id AND resume_seq = @resume_seq AND status = ANY(@from_statuses::text[])
+        AND (status <> 'running' OR lease_owner IS NULL OR lease_until < now())
+    RETURNING *
+)
+SELECT sqlc.embed(workflow_runs),
+    coalesce((SELECT jsonb_agg(to_jsonb(s) - CASE WHEN s.output IS NULL THEN 'output' ELSE '' END ORDER BY s.seq)
+        FROM workflow_steps s WHERE s.run_id = workflow_runs.id), '[]')::jsonb AS steps
+FROM claimed AS workflow_runs;
+
 -- name: RunLeaseRenew :execrows
 UPDATE workflow_runs SET lease_until = now() + interval '1 microsecond' * @lease_micros::bigint
 WHERE id = @id AND lease_owner = @owner AND status = 'running';
