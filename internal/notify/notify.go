@@ -168,8 +168,12 @@ func NewCoalescer(db store.DBTX, logger *slog.Logger) *Coalescer {
 }
 
 // Send queues m and returns at once; an encoding error is returned, a
-// failed send only logged.
+// failed send only logged. A nil Coalescer (an engine without a pool: a
+// replay) sends nothing.
 func (c *Coalescer) Send(m Message) error {
+	if c == nil {
+		return nil
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode notification: %w", err)

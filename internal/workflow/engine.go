@@ -200,10 +200,16 @@ func (e *Engine) Start(ctx context.Context, p StartParams) (run *store.Run, crea
 			Details: audit.RunStarted{Workflow: run.Workflow, BusinessKey: run.BusinessKey, Version: run.Version}}); err != nil {
 			return result{}, err
 		}
-		return result{run, true}, notifyRun(ctx, tx, run.ID, run.Status)
+		return result{run, true}, nil
 	})
 	if err != nil {
 		return nil, false, err
+	}
+	if res.created {
+		// After the commit, as a completion's (Engine.complete says why).
+		if err := e.signals.Send(notify.Message{Type: notify.KindRun, ID: res.run.ID, Status: string(res.run.Status)}); err != nil {
+			e.logger.Warn("notify run started", "run", res.run.ID, "err", err)
+		}
 	}
 	return res.run, res.created, nil
 }
