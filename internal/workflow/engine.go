@@ -339,9 +339,9 @@ func (e *Engine) release(ctx context.Context, x *execution, err error) error {
 }
 
 // complete records a run's output (complete, the job's CompleteFunc, is
-// used only if the output cannot be encoded and the run fails). It runs on a context that is not
-// cancelled with the job's: a result that arrives as River's job timeout
-// fires is still recorded rather than computed again.
+// used only if the output cannot be encoded and the run fails). It runs on a
+// context that is not cancelled with the job's: a result that arrives as
+// River's job timeout fires is still recorded rather than computed again.
 func (e *Engine) complete(ctx context.Context, x *execution, out any, complete CompleteFunc) error {
 	run := x.run
 	raw, err := json.Marshal(out)
