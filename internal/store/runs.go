@@ -126,6 +126,24 @@ func RunClaim(ctx context.Context, db DBTX, id string, seq int, from []string, o
 	return run, nil
 }
 
+// RunClaimHistory is RunClaim returning also the run's recorded steps, in
+// order, as StepList would: one round trip where the two took two.
+func RunClaimHistory(ctx context.Context, db DBTX, id string, seq int, from []string, owner string, lease time.Duration) (*Run, []*Step, error) {
+	row, err := queries.RunClaimHistory(ctx, db, dbsqlc.RunClaimHistoryParams{ID: id, ResumeSeq: seq,
+		FromStatuses: from, Owner: &owner, LeaseMicros: lease.Microseconds()})
+	if err != nil {
+		return nil, nil, fmt.Errorf("claim run: %w", interpret(err))
+	}
+	var steps []*Step
+	if err := json.Unmarshal(row.Steps, &steps); err != nil {
+		return nil, nil, fmt.Errorf("claim run: decode steps: %w", err)
+	}
+	if len(steps) == 0 {
+		steps = nil
+	}
+	return runFromInternal(&row.WorkflowRun), steps, nil
+}
+
 // RunLeaseRenew extends owner's lease on a running run. It returns
 // ErrNotFound when owner no longer holds the run: it was swept and handed on,
 // cancelled, or ended.
@@ -157,10 +175,19 @@ func RunSetStatus(ctx context.Context, db DBTX, id string, from []string, status
 }
 
 // RunComplete records a run's output and marks it completed, if owner
-// still holds it. Returns ErrNotFound otherwise (cancelled, or handed on).
-func RunComplete(ctx context.Context, db DBTX, id, owner string, output json.RawMessage, from []string) error {
-	err := oneRow(queries.RunComplete(ctx, db, dbsqlc.RunCompleteParams{ID: id, Output: output, FromStatuses: from, Owner: &owner}))
+// still holds it, storing in the same statement the completed steps given
+// (the run's last pure steps, held in memory until now; none is fine).
+// Returns ErrNotFound otherwise (cancelled, or handed on), having stored nothing.
+func RunComplete(ctx context.Context, db DBTX, id, owner string, output json.RawMessage, from []string, steps ...StepRecord) error {
+	batch, err := encodeSteps(steps)
 	if err != nil {
+		return fmt.Errorf("complete run: %w", err)
+	}
+	p := dbsqlc.RunCompleteParams{ID: id, Output: output, FromStatuses: from, Owner: &owner, Steps: batch}
+	if n := len(steps); n > 0 {
+		p.CurrentStep, p.StepsUsed = &steps[n-1].Name, steps[n-1].Seq+1
+	}
+	if err := oneRow(queries.RunComplete(ctx, db, p)); err != nil {
 		return fmt.Errorf("complete run: %w", err)
 	}
 	return nil

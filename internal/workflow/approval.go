@@ -92,19 +92,24 @@ func (x *execution) propose(ctx context.Context, s *slot, action Action) (*store
 // approveAuto records an action the policy approves by itself and the
 // approval step's result, in one transaction.
 func (x *execution) approveAuto(ctx context.Context, s *slot, req *store.Request, action Action) (Decision, error) {
-	return store.WithTxV(ctx, x.engine.pool, func(ctx context.Context, tx pgx.Tx) (Decision, error) {
-		dec, err := approval.RecordAuto(ctx, tx, req, action)
-		if err != nil {
-			return Decision{}, err
+	var dec Decision
+	err := x.withTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		var err error
+		if dec, err = approval.RecordAuto(ctx, tx, req, action); err != nil {
+			return err
 		}
-		return dec, x.record(ctx, s, dec, 0, 0, tx)
+		return x.record(ctx, s, dec, 0, 0, tx)
 	})
+	if err != nil {
+		return Decision{}, err
+	}
+	return dec, nil
 }
 
 // suspend records the request (when req is not nil), parks the run as
 // waiting_human and completes the River job, all in one transaction.
 func (x *execution) suspend(ctx context.Context, s *slot, req *store.Request, pd policy.Decision) error {
-	err := store.WithTx(ctx, x.engine.pool, func(ctx context.Context, tx pgx.Tx) error {
+	err := x.withTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		if req == nil { // resumed while still waiting: the step keeps its request
 			return x.park(ctx, tx, s, s.prior.Output)
 		}
@@ -126,6 +131,9 @@ func (x *execution) suspend(ctx context.Context, s *slot, req *store.Request, pd
 // up the execution's lease and River job, only if the execution still holds
 // the run (ErrCancelled otherwise).
 func (x *execution) park(ctx context.Context, tx pgx.Tx, s *slot, stepOut []byte) error {
+	if err := x.flushTx(ctx, tx); err != nil {
+		return err
+	}
 	if err := store.StepWait(ctx, tx, store.StepRecord{RunID: x.run.ID, Seq: s.seq, Name: s.name,
 		Output: stepOut, Attempts: s.attempts, StartedAt: s.started}); err != nil {
 		return err

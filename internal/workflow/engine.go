@@ -95,6 +95,8 @@ type Engine struct {
 	renewEvery    time.Duration
 	maxRecoveries int
 	notices       *notice.Outbox
+	// signals sends the signals given after a commit, several at a time.
+	signals *notify.Coalescer
 }
 
 // New returns an Engine. Pool, Registry and Scheduler are required.
@@ -112,6 +114,9 @@ func New(cfg Config) *Engine {
 	}
 	if e.logger == nil {
 		e.logger = slog.Default()
+	}
+	if e.pool != nil {
+		e.signals = notify.NewCoalescer(e.pool, e.logger)
 	}
 	if e.now == nil {
 		e.now = time.Now
@@ -195,10 +200,16 @@ func (e *Engine) Start(ctx context.Context, p StartParams) (run *store.Run, crea
 			Details: audit.RunStarted{Workflow: run.Workflow, BusinessKey: run.BusinessKey, Version: run.Version}}); err != nil {
 			return result{}, err
 		}
-		return result{run, true}, notifyRun(ctx, tx, run.ID, run.Status)
+		return result{run, true}, nil
 	})
 	if err != nil {
 		return nil, false, err
+	}
+	if res.created {
+		// After the commit, as a completion's (Engine.complete says why).
+		if err := e.signals.Send(notify.Message{Type: notify.KindRun, ID: res.run.ID, Status: string(res.run.Status)}); err != nil {
+			e.logger.Warn("notify run started", "run", res.run.ID, "err", err)
+		}
 	}
 	return res.run, res.created, nil
 }
@@ -211,8 +222,12 @@ type Job struct {
 	MaxAttempts int
 }
 
-// CompleteFunc completes the River job inside the transaction that records
-// the run's outcome, so that outcome and job completion commit together.
+// CompleteFunc completes the River job inside the transaction that parks
+// the run (a gate, a wait, a retry's backoff) or ends it failed, so that the
+// job ends with it: a waiting run holds no job. A run that completes is
+// recorded in one statement and its job left to River's batched completer
+// (Execute returns nil): a job that runs again because a crash came between
+// the two finds the run completed, claims nothing and does nothing.
 type CompleteFunc func(ctx context.Context, tx pgx.Tx) error
 
 // errLeaseLost cancels an execution whose run was handed on: its lease
@@ -232,7 +247,7 @@ func (e *Engine) Execute(ctx context.Context, job Job, complete CompleteFunc) er
 		complete = func(context.Context, pgx.Tx) error { return nil }
 	}
 	owner := uuid.NewString()
-	run, err := store.RunClaim(ctx, e.pool, job.RunID, job.Seq, claimable, owner, e.lease)
+	run, history, err := store.RunClaimHistory(ctx, e.pool, job.RunID, job.Seq, claimable, owner, e.lease)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // final, waiting, cancelled, resumed by a later job or held by a live execution
 	}
@@ -244,7 +259,8 @@ func (e *Engine) Execute(ctx context.Context, job Job, complete CompleteFunc) er
 	go func() { defer close(renewed); e.renew(ctx, stop, run.ID, owner) }()
 	defer func() { stop(nil); <-renewed }()
 
-	x := &execution{engine: e, run: run, owner: owner, seen: map[string]int{}, modelCalls: run.ModelCalls, tokens: run.TokensUsed}
+	x := &execution{engine: e, run: run, owner: owner, seen: map[string]int{}, modelCalls: run.ModelCalls, tokens: run.TokensUsed,
+		history: history}
 	// Parking a run for a human ends the execution's hold on it, in the
 	// parking transaction, and only if it still holds it.
 	x.complete = func(ctx context.Context, tx pgx.Tx) error {
@@ -262,9 +278,6 @@ func (e *Engine) Execute(ctx context.Context, job Job, complete CompleteFunc) er
 	x.def = def
 	if run.CompensationCause != nil { // failed, rejected or cancelled: its undos run, not its function
 		return e.compensate(ctx, x, complete, job)
-	}
-	if x.history, err = store.StepList(ctx, e.pool, run.ID); err != nil {
-		return e.release(ctx, x, err)
 	}
 	out, runErr := def.run(withExecution(ctx, x), run.Input)
 	if x.suspended {
@@ -325,32 +338,32 @@ func (e *Engine) release(ctx context.Context, x *execution, err error) error {
 	return err
 }
 
-// complete records a run's output. It runs on a context that is not
-// cancelled with the job's: a result that arrives as River's job timeout
-// fires is still recorded rather than computed again.
+// complete records a run's output (complete, the job's CompleteFunc, is
+// used only if the output cannot be encoded and the run fails). It runs on a
+// context that is not cancelled with the job's: a result that arrives as
+// River's job timeout fires is still recorded rather than computed again.
 func (e *Engine) complete(ctx context.Context, x *execution, out any, complete CompleteFunc) error {
 	run := x.run
 	raw, err := json.Marshal(out)
 	if err != nil {
 		return e.finish(ctx, x, complete, &Failure{Code: "bad_output", Message: err.Error()}, Job{})
 	}
+	// One statement, one commit: the run's last pure steps and its output.
+	// River completes the job once Execute returns (CompleteFunc).
 	ctx = context.WithoutCancel(ctx)
-	err = store.WithTx(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) error {
-		if err := store.RunComplete(ctx, tx, run.ID, x.owner, raw, sourcesOf(vocab.RunCompleted)); errors.Is(err, store.ErrNotFound) {
-			return complete(ctx, tx) // cancelled or handed on meanwhile: leave it to its new state
-		} else if err != nil {
-			return err
-		}
-		return complete(ctx, tx)
-	})
+	err = store.RunComplete(ctx, e.pool, run.ID, x.owner, raw, sourcesOf(vocab.RunCompleted), x.pending...)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // cancelled or handed on meanwhile: leave it to its new state
+	}
 	if err != nil {
 		return err
 	}
 	// Signalled after the commit, not in it: a notifying transaction holds the
 	// notification queue's lock through its WAL flush, which would serialize
 	// every run's last commit. A lost signal only delays a badge; pages also
-	// refresh whenever their stream reconnects.
-	if err := notifyRun(ctx, e.pool, run.ID, vocab.RunCompleted); err != nil {
+	// refresh whenever their stream reconnects. Coalesced: under load one
+	// statement carries the signals of many runs.
+	if err := e.signals.Send(notify.Message{Type: notify.KindRun, ID: run.ID, Status: string(vocab.RunCompleted)}); err != nil {
 		e.logger.Warn("notify run completed", "run", run.ID, "err", err)
 	}
 	return nil
@@ -363,6 +376,7 @@ func (e *Engine) complete(ctx context.Context, x *execution, out any, complete C
 // attempt only when River will not try the job again.
 func (e *Engine) finish(ctx context.Context, x *execution, complete CompleteFunc, runErr error, job Job) error {
 	run := x.run
+	x.flush(ctx)
 	f := failureOf(runErr)
 	final := f != nil || job.Attempt >= job.MaxAttempts
 	if f == nil {
@@ -424,7 +438,8 @@ func (e *Engine) finish(ctx context.Context, x *execution, complete CompleteFunc
 }
 
 // Cancel ends a run that has not ended, from any other status. A step in
-// flight finishes, but its result is discarded and no later step runs.
+// flight finishes, but its result is discarded and no later durable step
+// runs (pure steps may, until the next durable record is refused).
 // Returns ErrNotFound or ErrFinal.
 func (e *Engine) Cancel(ctx context.Context, runID, actor string) error {
 	return store.WithTx(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) error {

@@ -65,7 +65,7 @@ func (x *execution) sleep(ctx context.Context, name string, wake func() time.Tim
 		at = wake().UTC()
 	}
 	if !x.engine.now().Before(at) {
-		return store.WithTx(ctx, x.engine.pool, func(ctx context.Context, tx pgx.Tx) error {
+		return x.withTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 			return x.recordWake(ctx, tx, s, sleepRecord{WakeAt: at}, cause, 0)
 		})
 	}
@@ -79,7 +79,7 @@ func (x *execution) sleep(ctx context.Context, name string, wake func() time.Tim
 // job given up, the audit event. Only if the execution still holds the run
 // (ErrCancelled otherwise). It returns ErrSuspended: the function unwinds.
 func (x *execution) parkWait(ctx context.Context, s *slot, status vocab.RunStatus, out []byte, at *time.Time, why audit.Details) error {
-	err := store.WithTx(ctx, x.engine.pool, func(ctx context.Context, tx pgx.Tx) error {
+	err := x.withTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		return x.parkWaitTx(ctx, tx, s, status, out, at, why)
 	})
 	if err != nil {
@@ -90,6 +90,9 @@ func (x *execution) parkWait(ctx context.Context, s *slot, status vocab.RunStatu
 }
 
 func (x *execution) parkWaitTx(ctx context.Context, tx pgx.Tx, s *slot, status vocab.RunStatus, out []byte, at *time.Time, why audit.Details) error {
+	if err := x.flushTx(ctx, tx); err != nil {
+		return err
+	}
 	if err := store.StepPark(ctx, tx, store.StepRecord{RunID: x.run.ID, Seq: s.seq, Name: s.name, Kind: s.kind,
 		Output: out, Attempts: s.attempts, StartedAt: s.started}, at); err != nil {
 		return err

@@ -65,6 +65,76 @@ func (q *Queries) RunClaim(ctx context.Context, db DBTX, arg RunClaimParams) (*W
 	return &i, err
 }
 
+const runClaimHistory = `-- name: RunClaimHistory :one
+WITH claimed AS (
+    UPDATE workflow_runs SET status = 'running', attempt = failures + 1, updated_at = now(),
+        lease_owner = $1, lease_until = now() + interval '1 microsecond' * $2::bigint
+    WHERE id = $3 AND resume_seq = $4 AND status = ANY($5::text[])
+        AND (status <> 'running' OR lease_owner IS NULL OR lease_until < now())
+    RETURNING id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version
+)
+SELECT workflow_runs.id, workflow_runs.workflow, workflow_runs.business_key, workflow_runs.status, workflow_runs.input, workflow_runs.output, workflow_runs.error_code, workflow_runs.error_message, workflow_runs.attempt, workflow_runs.current_step, workflow_runs.resume_seq, workflow_runs.steps_used, workflow_runs.model_calls, workflow_runs.tokens_used, workflow_runs.started_by, workflow_runs.created_at, workflow_runs.updated_at, workflow_runs.finished_at, workflow_runs.lease_until, workflow_runs.lease_owner, workflow_runs.failures, workflow_runs.recoveries, workflow_runs.compensation_cause, workflow_runs.version,
+    coalesce((SELECT jsonb_agg(to_jsonb(s) - CASE WHEN s.output IS NULL THEN 'output' ELSE '' END ORDER BY s.seq)
+        FROM workflow_steps s WHERE s.run_id = workflow_runs.id), '[]')::jsonb AS steps
+FROM claimed AS workflow_runs
+`
+
+type RunClaimHistoryParams struct {
+	Owner        *string  `db:"owner"`
+	LeaseMicros  int64    `db:"lease_micros"`
+	ID           string   `db:"id"`
+	ResumeSeq    int      `db:"resume_seq"`
+	FromStatuses []string `db:"from_statuses"`
+}
+
+type RunClaimHistoryRow struct {
+	WorkflowRun WorkflowRun     `db:"workflow_run"`
+	Steps       json.RawMessage `db:"steps"`
+}
+
+// RunClaim, returning with the run its recorded steps (StepList's rows as
+// a JSON array, without the output of a step that has none, so that it
+// reads as absent rather than as JSON null): an execution's start is one
+// round trip.
+func (q *Queries) RunClaimHistory(ctx context.Context, db DBTX, arg RunClaimHistoryParams) (*RunClaimHistoryRow, error) {
+	row := db.QueryRow(ctx, runClaimHistory,
+		arg.Owner,
+		arg.LeaseMicros,
+		arg.ID,
+		arg.ResumeSeq,
+		arg.FromStatuses,
+	)
+	var i RunClaimHistoryRow
+	err := row.Scan(
+		&i.WorkflowRun.ID,
+		&i.WorkflowRun.Workflow,
+		&i.WorkflowRun.BusinessKey,
+		&i.WorkflowRun.Status,
+		&i.WorkflowRun.Input,
+		&i.WorkflowRun.Output,
+		&i.WorkflowRun.ErrorCode,
+		&i.WorkflowRun.ErrorMessage,
+		&i.WorkflowRun.Attempt,
+		&i.WorkflowRun.CurrentStep,
+		&i.WorkflowRun.ResumeSeq,
+		&i.WorkflowRun.StepsUsed,
+		&i.WorkflowRun.ModelCalls,
+		&i.WorkflowRun.TokensUsed,
+		&i.WorkflowRun.StartedBy,
+		&i.WorkflowRun.CreatedAt,
+		&i.WorkflowRun.UpdatedAt,
+		&i.WorkflowRun.FinishedAt,
+		&i.WorkflowRun.LeaseUntil,
+		&i.WorkflowRun.LeaseOwner,
+		&i.WorkflowRun.Failures,
+		&i.WorkflowRun.Recoveries,
+		&i.WorkflowRun.CompensationCause,
+		&i.WorkflowRun.Version,
+		&i.Steps,
+	)
+	return &i, err
+}
+
 const runCompensateEnd = `-- name: RunCompensateEnd :execrows
 UPDATE workflow_runs SET status = $1::text, updated_at = now(), finished_at = now(),
     error_message = coalesce($2::text, error_message),
@@ -129,30 +199,51 @@ func (q *Queries) RunCompensateStart(ctx context.Context, db DBTX, arg RunCompen
 	return resume_seq, err
 }
 
-const runComplete = `-- name: RunComplete :execrows
+const runComplete = `-- name: RunComplete :one
+WITH run AS (
 UPDATE workflow_runs SET status = 'completed', output = $1, error_code = NULL, error_message = NULL,
-    updated_at = now(), finished_at = now(), lease_owner = NULL, lease_until = NULL
-WHERE id = $2 AND status = ANY($3::text[]) AND lease_owner = $4
+    updated_at = now(), finished_at = now(), lease_owner = NULL, lease_until = NULL,
+    current_step = coalesce($2::text, current_step),
+    steps_used = GREATEST(workflow_runs.steps_used, $3::int)
+WHERE id = $4 AND status = ANY($5::text[]) AND lease_owner = $6
+RETURNING id
+), steps AS (
+    INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, tokens, attempts, started_at, finished_at)
+    SELECT run.id, s.seq, s.name, s.kind, 'completed', s.output, s.tokens, s.attempts, s.started_at, s.finished_at
+    FROM run, jsonb_to_recordset($7::jsonb) AS s(seq int, name text, kind text, output jsonb, tokens int,
+        attempts int, started_at timestamptz, finished_at timestamptz)
+    ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+        status = 'completed', output = EXCLUDED.output, error = NULL, tokens = EXCLUDED.tokens,
+        attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at
+)
+SELECT count(*) FROM run
 `
 
 type RunCompleteParams struct {
 	Output       json.RawMessage `db:"output"`
+	CurrentStep  *string         `db:"current_step"`
+	StepsUsed    int             `db:"steps_used"`
 	ID           string          `db:"id"`
 	FromStatuses []string        `db:"from_statuses"`
 	Owner        *string         `db:"owner"`
+	Steps        json.RawMessage `db:"steps"`
 }
 
+// The run's last pure steps, held in memory until now, are stored in the
+// same statement (none: an empty array): a run's completion is one round trip.
 func (q *Queries) RunComplete(ctx context.Context, db DBTX, arg RunCompleteParams) (int64, error) {
-	result, err := db.Exec(ctx, runComplete,
+	row := db.QueryRow(ctx, runComplete,
 		arg.Output,
+		arg.CurrentStep,
+		arg.StepsUsed,
 		arg.ID,
 		arg.FromStatuses,
 		arg.Owner,
+		arg.Steps,
 	)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
+	var count int64
+	err := row.Scan(&count)
+	return count, err
 }
 
 const runFail = `-- name: RunFail :execrows
