@@ -133,6 +133,12 @@ func TestRunUpdatesAtScale(t *testing.T) {
 			_, err := store.RunClaim(b.ctx, db, run.ID, 0, statuses(vocab.RunQueued, vocab.RunRetrying, vocab.RunRunning), owner, time.Minute)
 			return err
 		}},
+		// RunClaimHistory, the engine's claim (RunClaim's update and the
+		// steps in one statement): workflow_runs_pkey.
+		{"RunClaimHistory", func(db store.DBTX) error {
+			_, _, err := store.RunClaimHistory(b.ctx, db, run.ID, 0, statuses(vocab.RunQueued, vocab.RunRetrying, vocab.RunRunning), owner, time.Minute)
+			return err
+		}},
 		// RunLeaseRenew: workflow_runs_pkey.
 		{"RunLeaseRenew", func(db store.DBTX) error {
 			return store.RunLeaseRenew(b.ctx, db, run.ID, owner, time.Minute)
