@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/app"
 	"github.com/countersign/countersign/internal/config"
+	"github.com/countersign/countersign/internal/policystore"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testapp"
 	"github.com/countersign/countersign/internal/testdb"
@@ -324,4 +326,108 @@ func requireAttr(t *testing.T, attrs []attribute.KeyValue, key string, want any)
 	v := attr(attrs, key)
 	require.NotEqual(t, attribute.INVALID, v.Type(), "attribute %s missing", key)
 	require.Equal(t, want, v.AsInterface(), "attribute %s", key)
+}
+
+const tracePolicy = `version: 1
+rules:
+  - name: tags
+    when: action.kind == "tag"
+    tier: batched
+    batch: {group_by: [action.kind], max_size: 1, max_wait: 1h}
+  - name: refunds
+    when: action.kind == "refund"
+    tier: explicit
+    deadline: 30m
+    on_timeout: reject
+`
+
+type traceClock struct{ offset atomic.Int64 }
+
+func (c *traceClock) Now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
+
+// TestApprovalSpansOfEveryDecision: a rejection that ends the run, a
+// deadline's on_timeout and a batch decision each add one approval span to
+// the run's trace, with their verdicts; a deadline that finds the request
+// already decided adds none.
+func TestApprovalSpansOfEveryDecision(t *testing.T) {
+	t.Parallel()
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	clock := &traceClock{}
+	b := testapp.Start(t, testapp.Options{TracerProvider: tp, Now: clock.Now, Register: func(r *workflow.Registry, _ *ai.Offline) {
+		workflow.Register(r, "gate", func(ctx context.Context, in struct{ Kind string }) (string, error) {
+			d, err := workflow.RequestApproval(ctx, workflow.Action{Kind: in.Kind, Summary: "Do " + in.Kind})
+			return string(d.Verdict), err
+		})
+	}})
+	ctx := context.Background()
+	_, err := policystore.Apply(ctx, b.Pool, []byte(tracePolicy), "setup")
+	require.NoError(t, err)
+	b.App.Policies.Invalidate()
+	boss := workflow.Actor{Name: "boss@example.com", Roles: []vocab.Role{vocab.RoleAdmin}}
+	gate := func(key, kind string) (*store.Run, *store.Request) {
+		run, _, err := b.Engine.Start(ctx, workflow.StartParams{Workflow: "gate", BusinessKey: key, StartedBy: "agent",
+			Input: json.RawMessage(`{"Kind":"` + kind + `"}`)})
+		require.NoError(t, err)
+		b.WaitRun(t, run.ID, vocab.RunWaitingHuman)
+		got, err := store.RunGet(ctx, b.Pool, run.ID)
+		require.NoError(t, err)
+		return got, b.PendingRequest(t, run.ID)
+	}
+	approvalSpans := func(reqID string) []tracetest.SpanStub {
+		var out []tracetest.SpanStub
+		for _, s := range exp.GetSpans() {
+			if strings.HasPrefix(s.Name, "approval ") && attr(s.Attributes, workflow.AttrRequestID).AsString() == reqID {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	check := func(t *testing.T, run *store.Run, req *store.Request, rule string, verdict vocab.Verdict) {
+		t.Helper()
+		spans := approvalSpans(req.ID)
+		require.Len(t, spans, 1)
+		s := spans[0]
+		require.Equal(t, run.TraceParent, "00-"+s.SpanContext.TraceID().String()+"-"+s.Parent.SpanID().String()+"-01", "a child of the run's start span")
+		requireAttr(t, s.Attributes, workflow.AttrRule, rule)
+		requireAttr(t, s.Attributes, workflow.AttrTier, string(req.Tier))
+		requireAttr(t, s.Attributes, workflow.AttrVerdict, string(verdict))
+	}
+
+	t.Run("RejectionEndingTheRun", func(t *testing.T) {
+		run, req := gate("reject", "refund")
+		_, err := b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: boss, Verdict: vocab.VerdictReject, Reason: "no", PayloadHash: req.PayloadHash})
+		require.NoError(t, err)
+		b.WaitRun(t, run.ID, vocab.RunRejected)
+		check(t, run, req, "refunds", vocab.VerdictReject)
+
+		// Its deadline comes later and finds it decided: no second span.
+		clock.offset.Add(int64(31 * time.Minute))
+		t.Cleanup(func() { clock.offset.Add(-int64(31 * time.Minute)) })
+		_, err = b.Engine.Expire(ctx, req.ID)
+		require.NoError(t, err)
+		require.Len(t, approvalSpans(req.ID), 1)
+	})
+
+	t.Run("Deadline", func(t *testing.T) {
+		run, req := gate("deadline", "refund")
+		clock.offset.Add(int64(31 * time.Minute))
+		t.Cleanup(func() { clock.offset.Add(-int64(31 * time.Minute)) })
+		_, err := b.Engine.Expire(ctx, req.ID)
+		require.NoError(t, err)
+		b.WaitRun(t, run.ID, vocab.RunRejected)
+		check(t, run, req, "refunds", vocab.VerdictReject)
+	})
+
+	t.Run("Batch", func(t *testing.T) {
+		run, req := gate("batch", "tag")
+		require.NotNil(t, req.BatchID)
+		res, err := b.Engine.DecideBatch(ctx, workflow.BatchDecideParams{BatchID: *req.BatchID, Actor: boss, Action: workflow.ApproveSelected,
+			Items: []workflow.ItemRef{{ID: req.ID, PayloadHash: req.PayloadHash}}, Selected: []string{req.ID}})
+		require.NoError(t, err)
+		require.Equal(t, 1, res.Approved, "%+v", res)
+		b.WaitRun(t, run.ID, vocab.RunCompleted)
+		check(t, run, req, "tags", vocab.VerdictApprove)
+	})
 }

@@ -80,10 +80,16 @@ func Setup(ctx context.Context, getenv func(string) string) (shutdown func(conte
 	if !Enabled(getenv) {
 		return nothing, nil
 	}
-	ep := endpoint(getenv)
-	if u, err := url.Parse(ep); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nothing, fmt.Errorf("OTEL_EXPORTER_OTLP_ENDPOINT: %q is not an http(s) URL", ep)
+	for _, name := range []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"} {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			continue
+		}
+		if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nothing, fmt.Errorf("%s: %q is not an http(s) URL", name, v)
+		}
 	}
+	ep := endpoint(getenv)
 	exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(ep))
 	if err != nil {
 		return nothing, fmt.Errorf("OTLP trace exporter: %w", err)
