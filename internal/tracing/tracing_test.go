@@ -5,8 +5,13 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/countersign/countersign/internal/testdb"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -83,4 +88,41 @@ func TestJobMetadata(t *testing.T) {
 	require.NoError(t, json.Unmarshal(withMetadata(nil, tp), &md))
 	require.Equal(t, tp, md["traceparent"])
 	require.Equal(t, []byte(`[1]`), withMetadata([]byte(`[1]`), tp), "not an object: left alone")
+}
+
+// TestPgxTracesOnlyInsideATrace: a statement made under a span is a child
+// span named for its query; one made outside any trace (River's polling, the
+// listener) makes none.
+func TestPgxTracesOnlyInsideATrace(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { _ = tp.Shutdown(ctx) })
+	pc, err := pgxpool.ParseConfig(testdb.New(t))
+	require.NoError(t, err)
+	pc.ConnConfig.Tracer = Pgx(tp)
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+
+	_, err = pool.Exec(ctx, "SELECT 1")
+	require.NoError(t, err)
+	batch := &pgx.Batch{}
+	batch.Queue("SELECT 2")
+	require.NoError(t, pool.SendBatch(ctx, batch).Close())
+	require.Empty(t, exp.GetSpans(), "no trace, no span")
+
+	sctx, parent := tp.Tracer("t").Start(ctx, "job")
+	var n int
+	require.NoError(t, pool.QueryRow(sctx, "-- name: CountOne :one\nSELECT count(*) FROM (SELECT 1) x").Scan(&n))
+	parent.End()
+	var children []string
+	for _, s := range exp.GetSpans() {
+		require.Equal(t, parent.SpanContext().TraceID(), s.SpanContext.TraceID(), s.Name)
+		if s.Parent.SpanID() == parent.SpanContext().SpanID() {
+			children = append(children, s.Name)
+		}
+	}
+	require.Equal(t, []string{"CountOne"}, children, "the query, its preparation under it")
 }
