@@ -48,6 +48,9 @@ func registerTraced(r *workflow.Registry, m *ai.Offline) {
 		if _, err := workflow.RequestApproval(ctx, workflow.Action{Kind: "refund", Summary: "Refund ticket 1", Params: map[string]any{"reply": draft["reply"]}}); err != nil {
 			return "", err
 		}
+		if err := workflow.Sleep(ctx, "settle", 0); err != nil { // already due: passes at once
+			return "", err
+		}
 		return workflow.Step(ctx, "apply", func(context.Context) (string, error) { return "applied", nil })
 	})
 }
@@ -150,10 +153,13 @@ func TestTraceOfARunAcrossItsResume(t *testing.T) {
 		}
 		return ""
 	}
-	draft, gate, apply := one("model draft"), one("approval request_approval"), one("step apply")
+	draft, gate, settle, apply := one("model draft"), one("approval request_approval"), one("sleep settle"), one("step apply")
 	require.Equal(t, workflow.OutcomeSuspended, execOf(draft))
 	require.Equal(t, workflow.OutcomeSuspended, execOf(gate))
+	require.Equal(t, workflow.OutcomeDone, execOf(settle))
 	require.Equal(t, workflow.OutcomeDone, execOf(apply))
+	requireAttr(t, settle.Attributes, workflow.AttrStepKind, string(vocab.StepKindSleep))
+	requireAttr(t, apply.Attributes, workflow.AttrStepSeq, int64(3))
 	requireAttr(t, draft.Attributes, workflow.AttrStepKind, string(vocab.StepKindModel))
 	requireAttr(t, gate.Attributes, workflow.AttrTier, string(req.Tier))
 	requireAttr(t, gate.Attributes, "countersign.step.suspended", true)

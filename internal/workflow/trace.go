@@ -11,7 +11,7 @@ package workflow
 //	├─ process workflow_run            the first River job (its parent is the inserting span)
 //	├─ workflow.execute <workflow>     one per execution: first job, each resume, retry, recovery;
 //	│  │                               parent the stored traceparent, linked to its River job's span
-//	│  ├─ step|effect|model|approval <name>
+//	│  ├─ step|effect|model|approval|sleep|event <name>
 //	│  │  └─ chat <model>              a model call, with the gen_ai.* attributes
 //	│  └─ SQL spans (otelpgx)
 //	└─ approval <action kind>          from the request's opening to its decision: tier, rule,
