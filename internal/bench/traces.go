@@ -37,10 +37,18 @@ type TracesReport struct {
 	// SpansPerRun is how many spans a run made with traces on (statements,
 	// jobs, executions, steps, the model call).
 	SpansPerRun float64
+	// OffCPUPerRun and OnCPUPerRun are the process's CPU time per run while
+	// the runs execute (the mean over rounds; on includes the local
+	// receiver's reading of the exports): less sensitive than runs/s to
+	// what else the machine is doing.
+	OffCPUPerRun, OnCPUPerRun time.Duration
 }
 
 // Ratio is runs/s with traces on over off.
 func (r *TracesReport) Ratio() float64 { return r.OnRunsPerS / r.OffRunsPerS }
+
+// CPURatio is CPU time per run with traces on over off.
+func (r *TracesReport) CPURatio() float64 { return float64(r.OnCPUPerRun) / float64(r.OffCPUPerRun) }
 
 // Traces measures the engine's throughput with traces off and on.
 func Traces(ctx context.Context, pool *pgxpool.Pool, dbURL string, o TracesOptions, progress io.Writer) (*TracesReport, error) {
@@ -82,19 +90,21 @@ func Traces(ctx context.Context, pool *pgxpool.Pool, dbURL string, o TracesOptio
 		for i := range 2 {
 			if (round+i)%2 == 0 {
 				fmt.Fprintf(progress, "traces: round %d of %d, off ...\n", round+1, o.Rounds)
-				off, err := timeRuns(ctx, pool, dbURL, o, fmt.Sprint("off-", round, "-"), nil)
+				off, cpu, err := timeRuns(ctx, pool, dbURL, o, fmt.Sprint("off-", round, "-"), nil)
 				if err != nil {
 					return nil, err
 				}
 				rep.OffRunsPerS = max(rep.OffRunsPerS, off)
+				rep.OffCPUPerRun += cpu / time.Duration(o.Rounds)
 				continue
 			}
 			fmt.Fprintf(progress, "traces: round %d of %d, on ...\n", round+1, o.Rounds)
-			on, err := timeRuns(ctx, traced, dbURL, o, fmt.Sprint("on-", round, "-"), tp)
+			on, cpu, err := timeRuns(ctx, traced, dbURL, o, fmt.Sprint("on-", round, "-"), tp)
 			if err != nil {
 				return nil, err
 			}
 			rep.OnRunsPerS = max(rep.OnRunsPerS, on)
+			rep.OnCPUPerRun += cpu / time.Duration(o.Rounds)
 			onRuns += o.Runs
 		}
 	}
@@ -106,48 +116,49 @@ func Traces(ctx context.Context, pool *pgxpool.Pool, dbURL string, o TracesOptio
 }
 
 // timeRuns inserts o.Runs six-step runs, then times their execution by a
-// worker process traced by tp (nil: traces off), and returns runs/s.
-func timeRuns(ctx context.Context, pool *pgxpool.Pool, dbURL string, o TracesOptions, prefix string, tp *sdktrace.TracerProvider) (float64, error) {
+// worker process traced by tp (nil: traces off), and returns runs/s and
+// this process's CPU time per run meanwhile.
+func timeRuns(ctx context.Context, pool *pgxpool.Pool, dbURL string, o TracesOptions, prefix string, tp *sdktrace.TracerProvider) (perS float64, cpuPerRun time.Duration, err error) {
 	opts := app.Options{Register: register(nil)}
 	if tp != nil {
 		opts.TracerProvider = tp
 	}
 	starter, _, stopStarter, err := startApp(ctx, pool, dbURL, o.Workers, opts)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	for i := range o.Runs {
 		if _, _, err := starter.Engine.Start(ctx, workflow.StartParams{Workflow: "bench_auto", BusinessKey: fmt.Sprint(prefix, i)}); err != nil {
 			stopStarter()
-			return 0, err
+			return 0, 0, err
 		}
 	}
 	stopStarter()
-	start := time.Now()
+	start, cpu := time.Now(), processCPU()
 	opts.Worker = true
 	_, _, stop, err := startApp(ctx, pool, dbURL, o.Workers, opts)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer stop()
 	for {
 		var done, failed int
 		if err := pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE status = 'failed') FROM workflow_runs
 			WHERE workflow = 'bench_auto' AND business_key LIKE $1 || '%' AND status IN ('completed', 'failed')`, prefix).Scan(&done, &failed); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if failed > 0 {
-			return 0, fmt.Errorf("%d benchmark runs failed", failed)
+			return 0, 0, fmt.Errorf("%d benchmark runs failed", failed)
 		}
 		if done == o.Runs {
 			break
 		}
 		if time.Since(start) > 10*time.Minute {
-			return 0, errors.New("the runs did not finish within 10 minutes")
+			return 0, 0, errors.New("the runs did not finish within 10 minutes")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return float64(o.Runs) / time.Since(start).Seconds(), nil
+	return float64(o.Runs) / time.Since(start).Seconds(), (processCPU() - cpu) / time.Duration(o.Runs), nil
 }
 
 // countingExporter counts the spans it passes on.

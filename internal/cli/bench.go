@@ -337,6 +337,7 @@ func (b *benchFlags) print(w io.Writer, r *benchReports) {
 	if t := r.Traces; t != nil {
 		fmt.Fprintf(w, "| traces: engine runs/s, traces off (baseline, best of %d rounds of %d) | %.0f |\n", t.Options.Rounds, t.Options.Runs, t.OffRunsPerS)
 		fmt.Fprintf(w, "| traces: engine runs/s, traces on, OTLP/HTTP to a local receiver | %.0f (%.2f× off) |\n", t.OnRunsPerS, t.Ratio())
+		fmt.Fprintf(w, "| traces: CPU per run, off / on | %s / %s (%.2f× off) |\n", t.OffCPUPerRun.Round(time.Microsecond), t.OnCPUPerRun.Round(time.Microsecond), t.CPURatio())
 		fmt.Fprintf(w, "| traces: spans per six-step run | %.0f |\n", t.SpansPerRun)
 	}
 }
