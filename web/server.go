@@ -74,6 +74,9 @@ type Deps struct {
 	Slack *slack.Client
 	// Webhooks manages webhook subscriptions; nil refuses to make any.
 	Webhooks *webhook.Service
+	// Trace, when set, is the first middleware: the OpenTelemetry server
+	// span of each request (internal/tracing.Echo; nil while traces are off).
+	Trace echo.MiddlewareFunc
 }
 
 // Server holds what handlers need.
@@ -126,6 +129,9 @@ func New(d Deps) *Server {
 		e.IPExtractor = echo.ExtractIPFromXFFHeader(opts...)
 	}
 	e.HTTPErrorHandler = s.handleError
+	if d.Trace != nil {
+		e.Use(d.Trace)
+	}
 	e.Use(middleware.Recover(), middleware.BodyLimit("1M"), cleanInput, s.headers)
 	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
 		XSSProtection:      "0",

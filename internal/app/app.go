@@ -18,8 +18,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/ask"
@@ -36,6 +39,7 @@ import (
 	"github.com/countersign/countersign/internal/receipt"
 	"github.com/countersign/countersign/internal/safehttp"
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/tracing"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/jobs"
 	"github.com/countersign/countersign/web"
@@ -79,6 +83,10 @@ type Options struct {
 	NoticeWindow time.Duration
 	// Channels adds notification channels to those configured (tests use it).
 	Channels []notice.Channel
+	// TracerProvider receives the process's spans (tests pass an in-memory
+	// one); nil means tracing.Global(), the provider the environment set up,
+	// itself nil while traces are off: then nothing is instrumented.
+	TracerProvider trace.TracerProvider
 }
 
 // Recovery tunes run leases and the sweeper (workflow.Config has the details).
@@ -122,6 +130,9 @@ func NewPool(ctx context.Context, cfg config.Config) (*pgxpool.Pool, error) {
 	}
 	// Each callback being sent holds a connection (its row lock) too.
 	pc.MaxConns = int32(cfg.Workers + jobs.CallbackWorkers + 12)
+	if tp := tracing.Global(); tp != nil {
+		pc.ConnConfig.Tracer = tracing.Pgx(tp)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("open database pool: %w", err)
@@ -153,13 +164,21 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	// River's own warnings and errors (a failing job, a lost leader) belong in the
 	// app's log; its info lines are routine.
 	riverLogger := slog.New(minLevel{logger.Handler().WithAttrs([]slog.Attr{slog.String("component", "river")}), slog.LevelWarn})
-	scheduler, err := jobs.NewScheduler(pool, riverLogger)
+	tp := opts.TracerProvider
+	if tp == nil {
+		tp = tracing.Global()
+	}
+	var riverMiddleware []rivertype.Middleware
+	if tp != nil {
+		riverMiddleware = append(riverMiddleware, tracing.NewRiver(tp))
+	}
+	scheduler, err := jobs.NewScheduler(pool, riverLogger, riverMiddleware...)
 	if err != nil {
 		return nil, err
 	}
 	engine := workflow.New(workflow.Config{Pool: pool, Registry: registry, Scheduler: scheduler, Policies: policies, Model: model, Logger: logger, Now: opts.Now,
 		MaxStepOutput: cfg.MaxStepOutput, Lease: rec.Lease, RenewEvery: rec.RenewEvery, MaxRecoveries: rec.MaxRecoveries,
-		Notices: notice.NewOutbox(scheduler)})
+		Notices: notice.NewOutbox(scheduler), Tracer: tp})
 	// Validate checked the allow-list; a Config built in code may hold none.
 	allow, err := safehttp.ParseAllow(cfg.CallbackAllow)
 	if err != nil {
@@ -188,7 +207,9 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	// The approvals API's workflow runs in every process, like the API.
 	approvals.Register(registry)
 	approvals.SetEngine(engine)
-	client, err := river.NewClient(riverpgxv5.New(pool), riverConfig(cfg, opts, engine, deliverer, notices, slackClient, riverLogger))
+	rc := riverConfig(cfg, opts, engine, deliverer, notices, slackClient, riverLogger)
+	rc.Middleware = riverMiddleware
+	client, err := river.NewClient(riverpgxv5.New(pool), rc)
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
@@ -207,7 +228,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		a.Web = web.New(web.Deps{Pool: pool, Engine: engine, Policies: policies, Notify: a.Notify, Receipts: receipts, Ask: approvals,
 			Logger: logger, SessionKeys: keys, Secure: cfg.Secure, Now: engine.Now, KeepAlive: opts.KeepAlive,
 			Origins: publicOrigins(cfg, opts.Listener), TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks, Notices: notices,
-			Slack: slackClient, Webhooks: webhooks})
+			Slack: slackClient, Webhooks: webhooks, Trace: traceHTTP(tp)})
 	}
 	return a, nil
 }
@@ -229,6 +250,14 @@ func NewRegistry(opts Options, offline *ai.Offline) *workflow.Registry {
 	// Built-in workflows, which every process runs whatever the binary
 	// registered, are added here.
 	return registry
+}
+
+// traceHTTP is the web side's tracing middleware, nil while traces are off.
+func traceHTTP(tp trace.TracerProvider) echo.MiddlewareFunc {
+	if tp == nil {
+		return nil
+	}
+	return tracing.Echo(tp)
 }
 
 // newModel returns opts.Model when a test sets one, else the configured

@@ -24,7 +24,7 @@ import (
 
 // benchSuites are the suites of countersign bench, in the order they run
 // and report.
-var benchSuites = []string{"engine", "console", "audit", "batch", "recovery", "notice", "webhook", "approvals"}
+var benchSuites = []string{"engine", "console", "audit", "batch", "recovery", "notice", "webhook", "approvals", "traces"}
 
 // benchFlags are the flags of countersign bench: the sizes of every suite.
 type benchFlags struct {
@@ -36,6 +36,7 @@ type benchFlags struct {
 	no             bench.NoticeOptions
 	wo             bench.WebhookOptions
 	apo            bench.ApprovalsOptions
+	tro            bench.TracesOptions
 	asJSON         bool
 	only           string
 	recoveryWorker bool
@@ -52,6 +53,7 @@ type benchReports struct {
 	Engine    *bench.Report          `json:"engine"`
 	Notice    *bench.NoticeReport    `json:"notice"`
 	Recovery  *recoveryReport        `json:"recovery"`
+	Traces    *bench.TracesReport    `json:"traces"`
 	Webhook   *bench.WebhookReport   `json:"webhook"`
 }
 
@@ -119,7 +121,7 @@ func (b *benchFlags) declare(fs *flagSet) {
 	fs.IntVar(&b.o.Decisions, "decisions", 1000, "decisions for the resume latency")
 	fs.IntVar(&b.o.ScaleRuns, "scale-runs", 1_000_000, "ended runs loaded before the engine is measured again (0: skip)")
 	fs.BoolVar(&b.asJSON, "json", false, "print the report as JSON")
-	fs.StringVar(&b.only, "only", "", "run one suite: engine, console, audit, batch, recovery, notice, webhook or approvals (default all)")
+	fs.StringVar(&b.only, "only", "", "run one suite: engine, console, audit, batch, recovery, notice, webhook, approvals or traces (default all)")
 	fs.IntVar(&b.ro.Runs, "recovery-runs", 200, "runs started on the worker process that is killed")
 	// The recovery suite runs its doomed worker as this command in a process
 	// of its own; the flag is for that, not for people.
@@ -140,6 +142,8 @@ func (b *benchFlags) declare(fs *flagSet) {
 	fs.IntVar(&b.wo.Deliveries, "webhook-deliveries", 2000, "webhook deliveries sent to a local receiver")
 	fs.IntVar(&b.apo.Agents, "approvals-agents", 20, "concurrent agents filing approvals, each with its own token")
 	fs.IntVar(&b.apo.Approvals, "approvals", 25, "approvals each agent files per tier (auto, explicit)")
+	fs.IntVar(&b.tro.Runs, "trace-runs", 1000, "six-step runs per round of the traces suite, traces off and on")
+	fs.IntVar(&b.tro.Rounds, "trace-rounds", 2, "rounds of the traces suite (each: off, then on)")
 	fs.StringVar(&b.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 }
 
@@ -153,7 +157,7 @@ func (b *benchFlags) checkCommon() error {
 		return usagef("--scale-runs must be 0 or more")
 	}
 	if b.only != "" && !slices.Contains(benchSuites, b.only) {
-		return usagef("--only must be engine, console, audit, batch, recovery, notice, webhook or approvals")
+		return usagef("--only must be engine, console, audit, batch, recovery, notice, webhook, approvals or traces")
 	}
 	if b.ro.Runs < 1 {
 		return usagef("--recovery-runs must be positive")
@@ -181,6 +185,9 @@ func (b *benchFlags) checkSuites() error {
 	}
 	if b.apo.Agents < 1 || b.apo.Approvals < 1 {
 		return usagef("--approvals-agents and --approvals must be positive")
+	}
+	if b.tro.Runs < 1 || b.tro.Rounds < 1 {
+		return usagef("--trace-runs and --trace-rounds must be positive")
 	}
 	b.co.DeepRow = co.Waiting / 2
 	return nil
@@ -262,6 +269,12 @@ func (b *benchFlags) run(e *env, cfg config.Config, name string) (*benchReports,
 			r.Approvals, err = bench.Approvals(e.ctx, pool, dbURL, b.apo, e.stderr)
 			return err
 		},
+		"traces": func(pool *pgxpool.Pool) (err error) {
+			tro := b.tro
+			tro.Workers = b.o.Workers
+			r.Traces, err = bench.Traces(e.ctx, pool, dbURL, tro, e.stderr)
+			return err
+		},
 	}
 	for _, s := range benchSuites {
 		if b.only != "" && b.only != s {
@@ -324,6 +337,12 @@ func (b *benchFlags) print(w io.Writer, r *benchReports) {
 	}
 	if r.Approvals != nil {
 		printApprovals(w, r.Approvals)
+	}
+	if t := r.Traces; t != nil {
+		fmt.Fprintf(w, "| traces: engine runs/s, traces off (baseline, best of %d rounds of %d) | %.0f |\n", t.Options.Rounds, t.Options.Runs, t.OffRunsPerS)
+		fmt.Fprintf(w, "| traces: engine runs/s, traces on, OTLP/HTTP to a local receiver | %.0f (%.2f× off) |\n", t.OnRunsPerS, t.Ratio())
+		fmt.Fprintf(w, "| traces: CPU per run, off / on | %s / %s (%.2f× off) |\n", t.OffCPUPerRun.Round(time.Microsecond), t.OnCPUPerRun.Round(time.Microsecond), t.CPURatio())
+		fmt.Fprintf(w, "| traces: spans per six-step run | %.0f |\n", t.SpansPerRun)
 	}
 }
 

@@ -39,6 +39,9 @@ type Run struct {
 	CreatedAt         time.Time  `json:"created_at"`
 	UpdatedAt         time.Time  `json:"updated_at"`
 	FinishedAt        *time.Time `json:"finished_at,omitempty"`
+	// TraceParent is the W3C traceparent the run's spans descend from
+	// (internal/tracing), or "" when tracing was off at its start.
+	TraceParent string `json:"-"`
 }
 
 // runFromInternal converts a generated row to the exported Run.
@@ -49,7 +52,7 @@ func runFromInternal(r *dbsqlc.WorkflowRun) *Run {
 		Attempt: r.Attempt, CurrentStep: r.CurrentStep, ResumeSeq: r.ResumeSeq, StepsUsed: r.StepsUsed,
 		ModelCalls: r.ModelCalls, TokensUsed: r.TokensUsed, StartedBy: r.StartedBy,
 		Failures: r.Failures, Recoveries: r.Recoveries, LeaseOwner: r.LeaseOwner, CompensationCause: r.CompensationCause,
-		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, FinishedAt: r.FinishedAt,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, FinishedAt: r.FinishedAt, TraceParent: deref(r.TraceParent),
 	}
 }
 
@@ -68,13 +71,15 @@ type RunInsertParams struct {
 	BusinessKey string
 	Input       json.RawMessage
 	StartedBy   string
+	// TraceParent is the traceparent of the span that starts the run ("": none).
+	TraceParent string
 }
 
 // RunInsert creates a queued run. It returns the existing run and created=false
 // when the workflow already has a run with that business key.
 func RunInsert(ctx context.Context, db DBTX, p RunInsertParams) (run *Run, created bool, err error) {
 	run, err = runResult(queries.RunInsert(ctx, db, dbsqlc.RunInsertParams{
-		Workflow: p.Workflow, Version: max(p.Version, 1), BusinessKey: p.BusinessKey, Input: p.Input, StartedBy: p.StartedBy}))
+		Workflow: p.Workflow, Version: max(p.Version, 1), BusinessKey: p.BusinessKey, Input: p.Input, StartedBy: p.StartedBy, TraceParent: p.TraceParent}))
 	if err == nil {
 		return run, true, nil
 	}
@@ -295,4 +300,12 @@ func finalRunStatuses() []string {
 		}
 	}
 	return final
+}
+
+// deref returns what s points at, or "" for nil.
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

@@ -21,7 +21,7 @@ import (
 // replay reaches this call again and it returns that decision. A rejection
 // ends the run and never returns here, unless the workflow was registered
 // with Options.HandlesRejection: then it returns the rejected Decision.
-func RequestApproval(ctx context.Context, action Action) (Decision, error) {
+func RequestApproval(ctx context.Context, action Action) (_ Decision, err error) {
 	x, err := executionFrom(ctx)
 	if err != nil {
 		return Decision{}, err
@@ -39,6 +39,8 @@ func RequestApproval(ctx context.Context, action Action) (Decision, error) {
 	if x.sandbox != nil {
 		return x.sandboxApproval(ctx, s, action)
 	}
+	ctx, span := x.traceStep(ctx, s) // trace.go
+	defer func() { traceStepped(span, err) }()
 	if s.prior != nil && s.prior.Status == vocab.StepWaiting {
 		// Resumed while the request is still open (a rescued job): wait again.
 		return Decision{}, x.suspend(ctx, s, nil, policy.Decision{})
@@ -50,6 +52,7 @@ func RequestApproval(ctx context.Context, action Action) (Decision, error) {
 	if err != nil {
 		return Decision{}, err
 	}
+	traceProposed(ctx, pd) // trace.go
 	if pd.Tier != vocab.TierAuto {
 		return Decision{}, x.suspend(ctx, s, req, pd)
 	}

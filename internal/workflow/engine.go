@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/approval"
@@ -66,6 +67,8 @@ type Config struct {
 	MaxRecoveries int
 	// Notices receives the notifications runs and requests cause (nil: none).
 	Notices *notice.Outbox
+	// Tracer makes the spans of runs (trace.go); nil when traces are off.
+	Tracer trace.TracerProvider
 }
 
 // DefaultMaxStepOutput is the output limit when none is configured: far above
@@ -97,6 +100,9 @@ type Engine struct {
 	notices       *notice.Outbox
 	// signals sends the signals given after a commit, several at a time.
 	signals *notify.Coalescer
+
+	tracer  trace.Tracer // trace.go
+	tracing bool
 }
 
 // New returns an Engine. Pool, Registry and Scheduler are required.
@@ -112,6 +118,7 @@ func New(cfg Config) *Engine {
 	if e.model == nil {
 		e.model = ai.NewOffline()
 	}
+	e.initTracing(cfg.Tracer) // trace.go
 	if e.logger == nil {
 		e.logger = slog.Default()
 	}
@@ -186,9 +193,12 @@ func (e *Engine) Start(ctx context.Context, p StartParams) (run *store.Run, crea
 		run     *store.Run
 		created bool
 	}
+	ctx, span, traceParent := e.traceStart(ctx, p) // trace.go
+	defer func() { traceStarted(span, run, created, err) }()
 	res, err := store.WithTxV(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) (result, error) {
 		run, created, err := store.RunInsert(ctx, tx, store.RunInsertParams{
 			Workflow: p.Workflow, Version: def.Version(), BusinessKey: p.BusinessKey, Input: p.Input, StartedBy: p.StartedBy,
+			TraceParent: traceParent,
 		})
 		if err != nil || !created {
 			return result{run, created}, err
@@ -242,7 +252,7 @@ var errLeaseLost = errors.New("run lease lost")
 // its claim, renewed while it works. Every record it makes is refused once it
 // has lost the lease, so that a worker presumed dead and handed over cannot
 // record a step twice even if it was only slow.
-func (e *Engine) Execute(ctx context.Context, job Job, complete CompleteFunc) error {
+func (e *Engine) Execute(ctx context.Context, job Job, complete CompleteFunc) (err error) {
 	if complete == nil {
 		complete = func(context.Context, pgx.Tx) error { return nil }
 	}
@@ -261,6 +271,8 @@ func (e *Engine) Execute(ctx context.Context, job Job, complete CompleteFunc) er
 
 	x := &execution{engine: e, run: run, owner: owner, seen: map[string]int{}, modelCalls: run.ModelCalls, tokens: run.TokensUsed,
 		history: history}
+	ctx, span := e.traceExecution(ctx, run, job) // trace.go
+	defer func() { traceExecuted(span, x, err) }()
 	// Parking a run for a human ends the execution's hold on it, in the
 	// parking transaction, and only if it still holds it.
 	x.complete = func(ctx context.Context, tx pgx.Tx) error {

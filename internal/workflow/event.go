@@ -86,7 +86,10 @@ func WaitEvent[T any](ctx context.Context, name string, timeout time.Duration) (
 			d := x.engine.now().Add(timeout).UTC()
 			deadline = &d
 		}
-		if rec, err = x.awaitEvent(ctx, s, deadline, cause); err != nil {
+		sctx, span := x.traceStep(ctx, s) // trace.go
+		rec, err = x.awaitEvent(sctx, s, deadline, cause)
+		traceStepped(span, err)
+		if err != nil {
 			return zero, err
 		}
 	}

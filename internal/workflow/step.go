@@ -316,13 +316,15 @@ func (x *execution) stepError(s *slot, err error) error {
 //
 // A failed attempt is retried as the step's RetryPolicy (WithRetry) or the
 // workflow's (Options.Retry) says, the run holding no worker in between.
-func Step[T any](ctx context.Context, name string, fn func(ctx context.Context) (T, error), opts ...StepOption) (T, error) {
+func Step[T any](ctx context.Context, name string, fn func(ctx context.Context) (T, error), opts ...StepOption) (_ T, err error) {
 	var zero T
 	x, s, out, done, err := begin[T](ctx, name, vocab.StepKindStep)
 	if done || err != nil {
 		return out, err
 	}
 	x.applyStepOptions(s, opts)
+	ctx, span := x.traceStep(ctx, s) // trace.go
+	defer func() { traceStepped(span, err) }()
 	sctx, cancel := context.WithTimeout(ctx, x.def.Options.StepTimeout)
 	defer cancel()
 	out, err = fn(sctx)
@@ -350,13 +352,15 @@ type EffectContext struct {
 // that deduplicates on it sees one effect. Writes through ec.Tx commit
 // together with the step's record, so effects on our own database happen
 // exactly once.
-func Effect[T any](ctx context.Context, name string, fn func(ctx context.Context, ec EffectContext) (T, error), opts ...StepOption) (T, error) {
+func Effect[T any](ctx context.Context, name string, fn func(ctx context.Context, ec EffectContext) (T, error), opts ...StepOption) (_ T, err error) {
 	var zero T
 	x, s, out, done, err := begin[T](ctx, name, vocab.StepKindEffect)
 	if done || err != nil {
 		return out, err
 	}
 	x.applyStepOptions(s, opts)
+	ctx, span := x.traceStep(ctx, s) // trace.go
+	defer func() { traceStepped(span, err) }()
 	sctx, cancel := context.WithTimeout(ctx, x.def.Options.StepTimeout)
 	defer cancel()
 	if x.sandbox != nil {
@@ -391,13 +395,15 @@ func Effect[T any](ctx context.Context, name string, fn func(ctx context.Context
 // Generate asks the configured model for a JSON object and decodes it into T.
 // It is a step: a replay returns the recorded answer and pays for no tokens.
 // The run's model-call and token budgets are checked around the call.
-func Generate[T any](ctx context.Context, name string, req ai.Request, options ...StepOption) (T, error) {
+func Generate[T any](ctx context.Context, name string, req ai.Request, options ...StepOption) (_ T, err error) {
 	var zero T
 	x, s, out, done, err := begin[T](ctx, name, vocab.StepKindModel)
 	if done || err != nil {
 		return out, err
 	}
 	x.applyStepOptions(s, options)
+	ctx, span := x.traceStep(ctx, s) // trace.go
+	defer func() { traceStepped(span, err) }()
 	opts := x.def.Options
 	if x.modelCalls >= opts.MaxModelCalls {
 		return zero, fmt.Errorf("%w: the run used its %d model calls before %q", ErrBudgetExceeded, opts.MaxModelCalls, name)

@@ -44,7 +44,7 @@ func SleepUntil(ctx context.Context, name string, t time.Time) error {
 
 // sleep parks the run until the wake-up time recorded the first time it got
 // here (wake computes it then, and only then: a replay keeps the first).
-func (x *execution) sleep(ctx context.Context, name string, wake func() time.Time) error {
+func (x *execution) sleep(ctx context.Context, name string, wake func() time.Time) (err error) {
 	s, err := x.next(name, vocab.StepKindSleep)
 	if err != nil {
 		return err
@@ -57,6 +57,8 @@ func (x *execution) sleep(ctx context.Context, name string, wake func() time.Tim
 		out, _ := json.Marshal(sleepRecord{WakeAt: wake().UTC()})
 		return x.sandbox.keep(x, s, out, 0)
 	}
+	ctx, span := x.traceStep(ctx, s) // trace.go
+	defer func() { traceStepped(span, err) }()
 	var at time.Time
 	cause := ""
 	if s.prior != nil && s.prior.Status == vocab.StepWaiting && s.prior.WakeAt != nil {

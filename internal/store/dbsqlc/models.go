@@ -384,6 +384,7 @@ type WorkflowRun struct {
 	Recoveries        int             `db:"recoveries"`
 	CompensationCause *string         `db:"compensation_cause"`
 	Version           int             `db:"version"`
+	TraceParent       *string         `db:"trace_parent"`
 }
 
 type WorkflowStep struct {

@@ -1,6 +1,6 @@
 -- name: RunInsert :one
-INSERT INTO workflow_runs (workflow, version, business_key, input, started_by)
-VALUES (@workflow, @version, @business_key, @input, @started_by)
+INSERT INTO workflow_runs (workflow, version, business_key, input, started_by, trace_parent)
+VALUES (@workflow, @version, @business_key, @input, @started_by, NULLIF(@trace_parent::text, ''))
 ON CONFLICT (workflow, business_key) DO NOTHING
 RETURNING *;
 

@@ -16,7 +16,7 @@ UPDATE workflow_runs SET status = 'running', attempt = failures + 1, updated_at 
     lease_owner = $1, lease_until = now() + interval '1 microsecond' * $2::bigint
 WHERE id = $3 AND resume_seq = $4 AND status = ANY($5::text[])
     AND (status <> 'running' OR lease_owner IS NULL OR lease_until < now())
-RETURNING id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version
+RETURNING id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version, trace_parent
 `
 
 type RunClaimParams struct {
@@ -61,6 +61,7 @@ func (q *Queries) RunClaim(ctx context.Context, db DBTX, arg RunClaimParams) (*W
 		&i.Recoveries,
 		&i.CompensationCause,
 		&i.Version,
+		&i.TraceParent,
 	)
 	return &i, err
 }
@@ -71,9 +72,9 @@ WITH claimed AS (
         lease_owner = $1, lease_until = now() + interval '1 microsecond' * $2::bigint
     WHERE id = $3 AND resume_seq = $4 AND status = ANY($5::text[])
         AND (status <> 'running' OR lease_owner IS NULL OR lease_until < now())
-    RETURNING id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version
+    RETURNING id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version, trace_parent
 )
-SELECT workflow_runs.id, workflow_runs.workflow, workflow_runs.business_key, workflow_runs.status, workflow_runs.input, workflow_runs.output, workflow_runs.error_code, workflow_runs.error_message, workflow_runs.attempt, workflow_runs.current_step, workflow_runs.resume_seq, workflow_runs.steps_used, workflow_runs.model_calls, workflow_runs.tokens_used, workflow_runs.started_by, workflow_runs.created_at, workflow_runs.updated_at, workflow_runs.finished_at, workflow_runs.lease_until, workflow_runs.lease_owner, workflow_runs.failures, workflow_runs.recoveries, workflow_runs.compensation_cause, workflow_runs.version,
+SELECT workflow_runs.id, workflow_runs.workflow, workflow_runs.business_key, workflow_runs.status, workflow_runs.input, workflow_runs.output, workflow_runs.error_code, workflow_runs.error_message, workflow_runs.attempt, workflow_runs.current_step, workflow_runs.resume_seq, workflow_runs.steps_used, workflow_runs.model_calls, workflow_runs.tokens_used, workflow_runs.started_by, workflow_runs.created_at, workflow_runs.updated_at, workflow_runs.finished_at, workflow_runs.lease_until, workflow_runs.lease_owner, workflow_runs.failures, workflow_runs.recoveries, workflow_runs.compensation_cause, workflow_runs.version, workflow_runs.trace_parent,
     coalesce((SELECT jsonb_agg(to_jsonb(s) - CASE WHEN s.output IS NULL THEN 'output' ELSE '' END ORDER BY s.seq)
         FROM workflow_steps s WHERE s.run_id = workflow_runs.id), '[]')::jsonb AS steps
 FROM claimed AS workflow_runs
@@ -130,6 +131,7 @@ func (q *Queries) RunClaimHistory(ctx context.Context, db DBTX, arg RunClaimHist
 		&i.WorkflowRun.Recoveries,
 		&i.WorkflowRun.CompensationCause,
 		&i.WorkflowRun.Version,
+		&i.WorkflowRun.TraceParent,
 		&i.Steps,
 	)
 	return &i, err
@@ -285,7 +287,7 @@ func (q *Queries) RunFail(ctx context.Context, db DBTX, arg RunFailParams) (int6
 }
 
 const runGet = `-- name: RunGet :one
-SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version FROM workflow_runs WHERE id = $1
+SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version, trace_parent FROM workflow_runs WHERE id = $1
 `
 
 func (q *Queries) RunGet(ctx context.Context, db DBTX, id string) (*WorkflowRun, error) {
@@ -316,12 +318,13 @@ func (q *Queries) RunGet(ctx context.Context, db DBTX, id string) (*WorkflowRun,
 		&i.Recoveries,
 		&i.CompensationCause,
 		&i.Version,
+		&i.TraceParent,
 	)
 	return &i, err
 }
 
 const runGetByKey = `-- name: RunGetByKey :one
-SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version FROM workflow_runs WHERE workflow = $1 AND business_key = $2
+SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version, trace_parent FROM workflow_runs WHERE workflow = $1 AND business_key = $2
 `
 
 type RunGetByKeyParams struct {
@@ -357,12 +360,13 @@ func (q *Queries) RunGetByKey(ctx context.Context, db DBTX, arg RunGetByKeyParam
 		&i.Recoveries,
 		&i.CompensationCause,
 		&i.Version,
+		&i.TraceParent,
 	)
 	return &i, err
 }
 
 const runGetForUpdate = `-- name: RunGetForUpdate :one
-SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version FROM workflow_runs WHERE id = $1 FOR UPDATE
+SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version, trace_parent FROM workflow_runs WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) RunGetForUpdate(ctx context.Context, db DBTX, id string) (*WorkflowRun, error) {
@@ -393,15 +397,16 @@ func (q *Queries) RunGetForUpdate(ctx context.Context, db DBTX, id string) (*Wor
 		&i.Recoveries,
 		&i.CompensationCause,
 		&i.Version,
+		&i.TraceParent,
 	)
 	return &i, err
 }
 
 const runInsert = `-- name: RunInsert :one
-INSERT INTO workflow_runs (workflow, version, business_key, input, started_by)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO workflow_runs (workflow, version, business_key, input, started_by, trace_parent)
+VALUES ($1, $2, $3, $4, $5, NULLIF($6::text, ''))
 ON CONFLICT (workflow, business_key) DO NOTHING
-RETURNING id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version
+RETURNING id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version, trace_parent
 `
 
 type RunInsertParams struct {
@@ -410,6 +415,7 @@ type RunInsertParams struct {
 	BusinessKey string          `db:"business_key"`
 	Input       json.RawMessage `db:"input"`
 	StartedBy   string          `db:"started_by"`
+	TraceParent string          `db:"trace_parent"`
 }
 
 func (q *Queries) RunInsert(ctx context.Context, db DBTX, arg RunInsertParams) (*WorkflowRun, error) {
@@ -419,6 +425,7 @@ func (q *Queries) RunInsert(ctx context.Context, db DBTX, arg RunInsertParams) (
 		arg.BusinessKey,
 		arg.Input,
 		arg.StartedBy,
+		arg.TraceParent,
 	)
 	var i WorkflowRun
 	err := row.Scan(
@@ -446,6 +453,7 @@ func (q *Queries) RunInsert(ctx context.Context, db DBTX, arg RunInsertParams) (
 		&i.Recoveries,
 		&i.CompensationCause,
 		&i.Version,
+		&i.TraceParent,
 	)
 	return &i, err
 }
@@ -490,7 +498,7 @@ func (q *Queries) RunLeaseRenew(ctx context.Context, db DBTX, arg RunLeaseRenewP
 }
 
 const runList = `-- name: RunList :many
-SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version FROM workflow_runs
+SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version, trace_parent FROM workflow_runs
 WHERE ($1::text = '' OR status = $1::text)
     AND ($2::text = '' OR workflow = $2::text)
     AND ($3::text = '' OR business_key LIKE $3::text || '%')
@@ -558,6 +566,7 @@ func (q *Queries) RunList(ctx context.Context, db DBTX, arg RunListParams) ([]*W
 			&i.Recoveries,
 			&i.CompensationCause,
 			&i.Version,
+			&i.TraceParent,
 		); err != nil {
 			return nil, err
 		}
@@ -698,7 +707,7 @@ WITH RECURSIVE chain(id, depth) AS (
     FROM chain c JOIN workflow_runs p ON p.id = c.id
     WHERE coalesce(p.input->>'revises', '') <> '' AND c.depth < $3::int
 )
-SELECT r.id, r.workflow, r.business_key, r.status, r.input, r.output, r.error_code, r.error_message, r.attempt, r.current_step, r.resume_seq, r.steps_used, r.model_calls, r.tokens_used, r.started_by, r.created_at, r.updated_at, r.finished_at, r.lease_until, r.lease_owner, r.failures, r.recoveries, r.compensation_cause, r.version FROM chain c JOIN workflow_runs r ON r.id = c.id
+SELECT r.id, r.workflow, r.business_key, r.status, r.input, r.output, r.error_code, r.error_message, r.attempt, r.current_step, r.resume_seq, r.steps_used, r.model_calls, r.tokens_used, r.started_by, r.created_at, r.updated_at, r.finished_at, r.lease_until, r.lease_owner, r.failures, r.recoveries, r.compensation_cause, r.version, r.trace_parent FROM chain c JOIN workflow_runs r ON r.id = c.id
 WHERE r.workflow = $1
 ORDER BY c.depth
 `
@@ -746,6 +755,7 @@ func (q *Queries) RunRevisions(ctx context.Context, db DBTX, arg RunRevisionsPar
 			&i.Recoveries,
 			&i.CompensationCause,
 			&i.Version,
+			&i.TraceParent,
 		); err != nil {
 			return nil, err
 		}
