@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/callback"
 	"github.com/countersign/countersign/internal/notify"
+	"github.com/countersign/countersign/internal/receipt"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/vocab"
@@ -63,6 +65,7 @@ type Service struct {
 	publicURL     string
 	inlineTimeout time.Duration
 	waits         waitSlots
+	inline        sync.WaitGroup // inline executions under way (executeInline)
 }
 
 // waitSlots counts the long polls open, per caller and in all.
@@ -170,7 +173,7 @@ func (s *Service) Submit(ctx context.Context, caller Caller, sub Submission) (*A
 	if err != nil {
 		return nil, false, fmt.Errorf("encode approval input: %w", err)
 	}
-	run, created, err := s.engine.Start(ctx, workflow.StartParams{Workflow: Workflow,
+	run, created, inline, err := s.engine.StartInline(ctx, workflow.StartParams{Workflow: Workflow,
 		BusinessKey: businessKey(caller.UserID, in.IdempotencyKey), Input: raw, StartedBy: caller.Email, Internal: true})
 	if err != nil {
 		return nil, false, err
@@ -186,16 +189,51 @@ func (s *Service) Submit(ctx context.Context, caller Caller, sub Submission) (*A
 		a, err := s.build(ctx, s.pool, run.ID, true)
 		return a, false, err
 	}
-	// The inline execution outlives a client that hangs up: it is short,
-	// and finishing it spares the sweeper a run to hand on.
-	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.inlineTimeout)
-	defer cancel()
-	if _, err := s.engine.ExecuteNow(ictx, run.ID); err != nil {
-		return nil, false, fmt.Errorf("execute approval %s: %w", run.ID, err)
-	}
+	s.executeInline(ctx, run.ID, inline, in.CallbackURL == "")
 	a, err := s.build(ctx, s.pool, run.ID, true)
 	return a, true, err
 }
+
+// executeInline executes a new approval's run in this process, born claimed
+// (Engine.StartInline): no trip through the job queue, no worker racing it.
+// The execution outlives a client that hangs up: it is short, and finishing
+// it spares the sweeper a run to hand on. It returns once the approval has
+// its first answer: parked for a human, or decided by the policy. Without a
+// callback the run's last commit (its completion) adds nothing to the
+// answer, so the caller answers while it is under way; with one, the answer
+// lists the callback's delivery, written by the run's last step.
+func (s *Service) executeInline(ctx context.Context, runID string, inline *workflow.Inline, early bool) {
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.inlineTimeout)
+	answered := make(chan struct{})
+	var once sync.Once
+	if early {
+		ictx = context.WithValue(ictx, answeredKey{}, func() { once.Do(func() { close(answered) }) })
+	}
+	done := make(chan struct{})
+	s.inline.Add(1)
+	go func() {
+		defer s.inline.Done()
+		defer close(done)
+		defer cancel()
+		if err := inline.Execute(ictx); err != nil {
+			// Left for a retry, as a job's failed attempt would be: the
+			// answer is the approval as it stands.
+			slog.Info("inline execution failed; the run is retried", "run", runID, "err", err)
+		}
+	}()
+	select {
+	case <-answered:
+	case <-done:
+	}
+}
+
+// answeredKey marks an inline execution whose caller answers as soon as
+// the approval is decided (executeInline).
+type answeredKey struct{}
+
+// Wait waits for the inline executions under way to end: a process that
+// stops calls it after its HTTP server has shut down.
+func (s *Service) Wait() { s.inline.Wait() }
 
 // check validates a submission and authorizes the caller, writing nothing,
 // and returns the run input it becomes.
@@ -524,13 +562,24 @@ func (s *Service) outcome(ctx context.Context, db store.DBTX, a *Approval, req *
 	a.Outcome = o
 	a.Status = statusOf(d.Verdict)
 	if s.receipts != nil {
-		r, err := s.receipts.ForRequest(ctx, a.ID, req.ID)
+		var r *receipt.Receipt
+		if dr, ok := s.receipts.(decisionReceipts); ok {
+			r, err = dr.ForDecision(ctx, a.ID, req, d) // the rows just read, not read again
+		} else {
+			r, err = s.receipts.ForRequest(ctx, a.ID, req.ID)
+		}
 		if err != nil {
 			return fmt.Errorf("receipt of request %s: %w", req.ID, err)
 		}
 		a.Receipt = r
 	}
 	return nil
+}
+
+// decisionReceipts is what internal/receipt's signer also offers: the
+// receipt of a request and decision the caller has read.
+type decisionReceipts interface {
+	ForDecision(ctx context.Context, approvalID string, req *store.Request, dec *store.Decision) (*receipt.Receipt, error)
 }
 
 // statusOf maps a verdict to the approval's status.
