@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,8 +55,10 @@ type ApprovalsReport struct {
 	EventP50, EventP99 time.Duration
 	// Notify: the bare live path, the baseline of Event, Visible and Poll:
 	// from a pg_notify sent on its own (one autocommit statement, by the
-	// benchmark, as the agents work) to the reviewer's stream sending the
-	// event it causes ("run-<id>", which the stream sends without a window).
+	// benchmark, as the agents work) having committed to the reviewer's
+	// stream sending the event it causes ("run-<id>", which the stream sends
+	// without a window). Timed from the statement's return as the others
+	// are from their 202: the commit itself is not in it.
 	NotifyP50, NotifyP99 time.Duration
 	// Visible: from the 202 to the reviewer's refreshed inbox rows
 	// (/inbox/rows, fetched on that event) containing the request.
@@ -380,7 +381,7 @@ func explicitPhase(ctx context.Context, base string, pool *pgxpool.Pool, agents 
 	// closed, so that it never sends on a closed channel.
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	pg := &pings{sent: map[string]time.Time{}}
+	pg := &pings{sent: map[string]time.Time{}, arrived: map[string]time.Time{}}
 	go func() { watchErr <- watchInbox(watchCtx, watcher, fs, pg, seen, ready) }()
 	select {
 	case <-ready:
@@ -543,7 +544,7 @@ func watchInbox(ctx context.Context, c *client.Client, fs *flows, pg *pings, see
 			continue
 		}
 		if id, ok := strings.CutPrefix(line, "event: run-"); ok {
-			pg.arrived(id)
+			pg.arrival(id)
 			continue
 		}
 		if line != "event: inbox" {
@@ -577,11 +578,10 @@ func watchInbox(ctx context.Context, c *client.Client, fs *flows, pg *pings, see
 }
 
 // pings are the bare notifications of the live path's baseline, by the id
-// each names.
+// each names: when its statement returned, when the stream sent its event.
 type pings struct {
-	mu      sync.Mutex
-	sent    map[string]time.Time
-	arrival []time.Duration
+	mu            sync.Mutex
+	sent, arrived map[string]time.Time
 }
 
 // run sends a notification about a made-up run every interval until ctx
@@ -597,33 +597,40 @@ func (p *pings) run(ctx context.Context, pool *pgxpool.Pool, every time.Duration
 		}
 		id := fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
 		msg, _ := json.Marshal(notify.Message{Type: notify.KindRun, ID: id, Status: "running"})
-		p.mu.Lock()
-		p.sent[id] = time.Now()
-		p.mu.Unlock()
 		if err := store.Notify(ctx, pool, string(msg)); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
+		p.mu.Lock()
+		p.sent[id] = time.Now()
+		p.mu.Unlock()
 	}
 }
 
 // arrived notes the stream's event about id, when it is a ping.
-func (p *pings) arrived(id string) {
+func (p *pings) arrival(id string) {
 	at := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if t, ok := p.sent[id]; ok {
-		p.arrival = append(p.arrival, at.Sub(t))
-		delete(p.sent, id)
+	if strings.HasPrefix(id, "00000000-0000-4000-8000-") {
+		p.arrived[id] = at
 	}
 }
 
+// latencies are the pings' times from sent to arrived; one that arrived
+// before its statement returned counts as at once.
 func (p *pings) latencies() []time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return slices.Clone(p.arrival)
+	var out []time.Duration
+	for id, sent := range p.sent {
+		if at, ok := p.arrived[id]; ok {
+			out = append(out, max(at.Sub(sent), 0))
+		}
+	}
+	return out
 }
 
 // inboxRows returns the request ids of the inbox's first page of rows.
