@@ -189,7 +189,12 @@ func (s *Service) Submit(ctx context.Context, caller Caller, sub Submission) (*A
 		a, err := s.build(ctx, s.pool, run.ID, true)
 		return a, false, err
 	}
-	s.executeInline(ctx, run.ID, inline, in.CallbackURL == "")
+	if s.executeInline(ctx, run.ID, inline, in.CallbackURL == "") {
+		// Decided by the policy: the run as started is all the answer
+		// needs of it (the outcome comes from the decision).
+		a, err := s.buildRun(ctx, s.pool, run, true)
+		return a, true, err
+	}
 	a, err := s.build(ctx, s.pool, run.ID, true)
 	return a, true, err
 }
@@ -202,7 +207,10 @@ func (s *Service) Submit(ctx context.Context, caller Caller, sub Submission) (*A
 // callback the run's last commit (its completion) adds nothing to the
 // answer, so the caller answers while it is under way; with one, the answer
 // lists the callback's delivery, written by the run's last step.
-func (s *Service) executeInline(ctx context.Context, runID string, inline *workflow.Inline, early bool) {
+//
+// It reports whether it returned early, the approval decided and the run
+// still completing.
+func (s *Service) executeInline(ctx context.Context, runID string, inline *workflow.Inline, early bool) (decided bool) {
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.inlineTimeout)
 	answered := make(chan struct{})
 	var once sync.Once
@@ -223,7 +231,9 @@ func (s *Service) executeInline(ctx context.Context, runID string, inline *workf
 	}()
 	select {
 	case <-answered:
+		return true
 	case <-done:
+		return false
 	}
 }
 
