@@ -535,8 +535,15 @@ func watchInbox(ctx context.Context, c *client.Client, fs *flows, pg *pings, see
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET /events: %d", resp.StatusCode)
 	}
+	// A page reads its stream and fetches its rows apart (htmx: one fetch at
+	// a time, the last event queued): so does the watcher, so that a fetch
+	// under way delays neither the stream's events nor the pings.
+	f := &rowFetcher{c: c, fs: fs, seen: seen, signal: make(chan struct{}, 1), shown: map[string]bool{}}
+	fctx, stopFetch := context.WithCancel(ctx)
+	fetched := make(chan error, 1)
+	go func() { fetched <- f.run(fctx) }()
+	defer func() { stopFetch(); <-fetched }() // seen is closed after this returns
 	sc := bufio.NewScanner(resp.Body)
-	shown := map[string]bool{}
 	for sc.Scan() {
 		line := sc.Text()
 		if line == "event: connected" {
@@ -550,8 +557,58 @@ func watchInbox(ctx context.Context, c *client.Client, fs *flows, pg *pings, see
 		if line != "event: inbox" {
 			continue
 		}
-		at := time.Now()
-		ids, err := inboxRows(ctx, c)
+		f.trigger(time.Now())
+		select {
+		case err := <-fetched:
+			fetched <- err // for the deferred wait
+			if err != nil && ctx.Err() == nil {
+				return err
+			}
+		default:
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("the live stream ended: %w", sc.Err())
+}
+
+// rowFetcher fetches the inbox's rows after "inbox" events, one fetch at a
+// time, and hands each request seen for the first time to the deciders.
+type rowFetcher struct {
+	c      *client.Client
+	fs     *flows
+	seen   chan<- string
+	signal chan struct{}
+	mu     sync.Mutex
+	at     time.Time // the last event not yet fetched for
+	shown  map[string]bool
+}
+
+// trigger queues a fetch for an event received at at; events that arrive
+// while one is queued share it, and a row it shows first counts from the
+// last of them (the first after the request was created).
+func (f *rowFetcher) trigger(at time.Time) {
+	f.mu.Lock()
+	f.at = at
+	f.mu.Unlock()
+	select {
+	case f.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (f *rowFetcher) run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-f.signal:
+		}
+		f.mu.Lock()
+		at := f.at
+		f.mu.Unlock()
+		ids, err := inboxRows(ctx, f.c)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -560,21 +617,17 @@ func watchInbox(ctx context.Context, c *client.Client, fs *flows, pg *pings, see
 		}
 		visible := time.Now()
 		for _, id := range ids {
-			if shown[id] {
+			if f.shown[id] {
 				continue
 			}
-			shown[id] = true
-			fl := fs.get(id)
-			fs.mu.Lock()
+			f.shown[id] = true
+			fl := f.fs.get(id)
+			f.fs.mu.Lock()
 			fl.event, fl.visible = at, visible
-			fs.mu.Unlock()
-			seen <- id
+			f.fs.mu.Unlock()
+			f.seen <- id
 		}
 	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	return fmt.Errorf("the live stream ended: %w", sc.Err())
 }
 
 // pings are the bare notifications of the live path's baseline, by the id
