@@ -15,7 +15,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/callback"
@@ -476,15 +478,48 @@ func (s *Service) authorizeRead(ctx context.Context, caller Caller, id string) (
 // follows the decision as soon as it commits, before the run has sent its
 // callback: an agent waiting for the verdict need not wait for that.
 func (s *Service) build(ctx context.Context, db store.DBTX, id string, deliveries bool) (*Approval, error) {
-	run, err := store.RunGet(ctx, db, id)
-	if err != nil {
+	if _, inTx := db.(pgx.Tx); inTx {
+		run, err := store.RunGet(ctx, db, id)
+		if err != nil {
+			return nil, err
+		}
+		return s.buildRun(ctx, db, run, deliveries)
+	}
+	// On the pool the run and its requests are read at once (a woken long
+	// poll's answer waits for one round trip, not two).
+	var run *store.Run
+	var reqs []*store.Request
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		run, err = store.RunGet(gctx, db, id)
+		return err
+	})
+	g.Go(func() (err error) {
+		reqs, err = store.RequestListByRun(gctx, db, id)
+		return err
+	})
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	return s.buildRun(ctx, db, run, deliveries)
+	return s.assemble(ctx, db, run, reqs, deliveries)
 }
 
 // buildRun is build over a run already read.
 func (s *Service) buildRun(ctx context.Context, db store.DBTX, run *store.Run, deliveries bool) (*Approval, error) {
+	if run.Workflow != Workflow {
+		return nil, fmt.Errorf("run %s is not an approval: %w", run.ID, store.ErrNotFound)
+	}
+	reqs, err := store.RequestListByRun(ctx, db, run.ID)
+	if err != nil {
+		return nil, err
+	}
+	return s.assemble(ctx, db, run, reqs, deliveries)
+}
+
+// assemble makes the approval of a run and its requests, reading the
+// decision, the receipt and (with deliveries, on the pool) the callback's
+// deliveries.
+func (s *Service) assemble(ctx context.Context, db store.DBTX, run *store.Run, reqs []*store.Request, deliveries bool) (*Approval, error) {
 	id := run.ID
 	if run.Workflow != Workflow {
 		return nil, fmt.Errorf("run %s is not an approval: %w", id, store.ErrNotFound)
@@ -495,9 +530,17 @@ func (s *Service) buildRun(ctx context.Context, db store.DBTX, run *store.Run, d
 	}
 	a := &Approval{ID: run.ID, Status: StatusPending, IdempotencyKey: in.IdempotencyKey, Action: in.Action,
 		Context: in.Context, Revises: in.Revises, Revision: in.Revision, CreatedAt: run.CreatedAt}
-	reqs, err := store.RequestListByRun(ctx, db, run.ID)
-	if err != nil {
-		return nil, err
+	// The deliveries (the callback outbox's own reads) go alongside the
+	// decision and the receipt.
+	var recs []callback.Record
+	var listed chan error
+	if in.CallbackURL != "" && deliveries && s.callbacks != nil {
+		listed = make(chan error, 1)
+		go func() {
+			var err error
+			recs, err = s.callbacks.List(ctx, run.ID)
+			listed <- err
+		}()
 	}
 	if len(reqs) > 0 {
 		req := reqs[0]
@@ -522,9 +565,8 @@ func (s *Service) buildRun(ctx context.Context, db store.DBTX, run *store.Run, d
 	}
 	if in.CallbackURL != "" {
 		a.Callback = &CallbackInfo{URL: in.CallbackURL, Deliveries: []callback.Record{}}
-		if deliveries && s.callbacks != nil {
-			recs, err := s.callbacks.List(ctx, run.ID)
-			if err != nil {
+		if listed != nil {
+			if err := <-listed; err != nil {
 				return nil, fmt.Errorf("list callbacks of %s: %w", run.ID, err)
 			}
 			if recs != nil {
