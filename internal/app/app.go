@@ -519,6 +519,9 @@ func (a *App) Run(ctx context.Context) error {
 		_ = srv.Shutdown(sctx)
 		cancel()
 	}
+	// Approvals executing inline finish (each is bounded by its timeout)
+	// before River and the pool stop under them.
+	a.Ask.Wait()
 	if a.opts.Worker {
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if err := a.River.Stop(sctx); err != nil {

@@ -264,6 +264,14 @@ func (e *Engine) Execute(ctx context.Context, job Job, complete CompleteFunc) (e
 	if err != nil {
 		return err
 	}
+	return e.executeClaimed(ctx, run, history, owner, job, complete)
+}
+
+// executeClaimed runs the workflow function of a run this execution has
+// claimed (as owner), from its recorded history, until it ends or parks,
+// renewing the lease meanwhile: the body of Execute after its claim, and of
+// Inline.Execute for a run born claimed.
+func (e *Engine) executeClaimed(ctx context.Context, run *store.Run, history []*store.Step, owner string, job Job, complete CompleteFunc) (err error) {
 	ctx, stop := context.WithCancelCause(ctx)
 	renewed := make(chan struct{})
 	go func() { defer close(renewed); e.renew(ctx, stop, run.ID, owner) }()
