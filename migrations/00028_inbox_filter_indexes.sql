@@ -7,18 +7,33 @@
 -- tier filter needs no index of its own (ranks 1 and 2 are one tier each).
 -- internal/store/sql/inbox_filter.sql names the index each filter uses;
 -- TestInboxFilterPlans checks it.
+--
+-- Each index, and approval_requests_inbox rebuilt the same way, INCLUDEs the
+-- columns of the rank (tier, escalated_at): a tier's count under a filter by
+-- workflow, rule or age then reads only the index (an index-only scan, up to
+-- the cap of 1,000) instead of a table row per request counted.
+DROP INDEX approval_requests_inbox;
+CREATE INDEX approval_requests_inbox ON approval_requests
+    ((CASE WHEN escalated_at IS NOT NULL THEN 0 WHEN tier = 'explicit' THEN 1 ELSE 2 END),
+     (coalesce(deadline, 'infinity'::timestamptz)), created_at, id)
+    INCLUDE (tier, escalated_at)
+    WHERE status = 'pending';
 CREATE INDEX approval_requests_inbox_workflow ON approval_requests
     (workflow, (CASE WHEN escalated_at IS NOT NULL THEN 0 WHEN tier = 'explicit' THEN 1 ELSE 2 END),
      (coalesce(deadline, 'infinity'::timestamptz)), created_at, id)
+    INCLUDE (tier, escalated_at)
     WHERE status = 'pending';
 CREATE INDEX approval_requests_inbox_rule ON approval_requests
     (rule, (CASE WHEN escalated_at IS NOT NULL THEN 0 WHEN tier = 'explicit' THEN 1 ELSE 2 END),
      (coalesce(deadline, 'infinity'::timestamptz)), created_at, id)
+    INCLUDE (tier, escalated_at)
     WHERE status = 'pending';
 CREATE INDEX approval_requests_inbox_workflow_rule ON approval_requests
     (workflow, rule, (CASE WHEN escalated_at IS NOT NULL THEN 0 WHEN tier = 'explicit' THEN 1 ELSE 2 END),
      (coalesce(deadline, 'infinity'::timestamptz)), created_at, id)
+    INCLUDE (tier, escalated_at)
     WHERE status = 'pending';
+
 -- Statistics of the rank and deadline key: the planner ignores those of a
 -- partial index's expressions, and without these it takes "rank = 1" for a
 -- handful of rows and sorts the whole rank rather than walking the index to
@@ -33,3 +48,8 @@ DROP STATISTICS approval_requests_inbox_keys;
 DROP INDEX approval_requests_inbox_workflow_rule;
 DROP INDEX approval_requests_inbox_rule;
 DROP INDEX approval_requests_inbox_workflow;
+DROP INDEX approval_requests_inbox;
+CREATE INDEX approval_requests_inbox ON approval_requests
+    ((CASE WHEN escalated_at IS NOT NULL THEN 0 WHEN tier = 'explicit' THEN 1 ELSE 2 END),
+     (coalesce(deadline, 'infinity'::timestamptz)), created_at, id)
+    WHERE status = 'pending';

@@ -88,7 +88,7 @@ func withInboxFilter(query string, p InboxParams) string {
 			b.WriteString(blk.text)
 		}
 	}
-	return strings.Replace(query, "/* filter */", "("+b.String()+"\n)", 1)
+	return strings.ReplaceAll(query, "/* filter */", "("+b.String()+"\n)")
 }
 
 // tierRank is the inbox rank of a tier's requests until they are escalated
@@ -118,10 +118,13 @@ func (p InboxParams) listQuery(rank, limit int) (string, pgx.NamedArgs) {
 	return withInboxFilter(requestListInboxSQL, p), args
 }
 
-// countQuery is the statement and arguments that count p's requests of a tier.
+// countQuery is the statement and arguments that count p's requests of a
+// tier, up to twice the cap (the caller keeps the cap). A tier filter other
+// than tier is the caller's to answer (noneFor).
 func (p InboxParams) countQuery(tier vocab.Tier) (string, pgx.NamedArgs) {
+	p.Tier = "" // the ranks and the escalated part's condition say the tier
 	args := p.filterArgs()
-	args["count_tier"], args["count_ranks"], args["cap"] = string(tier), []int{0, tierRank(tier)}, InboxCountCap
+	args["count_tier"], args["count_rank"], args["cap"] = string(tier), tierRank(tier), InboxCountCap
 	return withInboxFilter(requestCountInboxSQL, p), args
 }
 
@@ -255,6 +258,7 @@ func RequestCountInbox(ctx context.Context, db DBTX, p InboxParams) ([]TierCount
 		if err := db.QueryRow(ctx, query, args).Scan(&n); err != nil {
 			return nil, fmt.Errorf("count inbox: %w", interpret(err))
 		}
+		n = min(n, InboxCountCap) // each of the count's two parts stops at the cap
 		out = append(out, TierCount{Tier: tier, Count: n, Capped: n >= InboxCountCap})
 	}
 	return out, nil
