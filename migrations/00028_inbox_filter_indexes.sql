@@ -9,29 +9,31 @@
 -- TestInboxFilterPlans checks it.
 --
 -- Each index, and approval_requests_inbox rebuilt the same way, INCLUDEs the
--- columns of the rank (tier, escalated_at): a tier's count under a filter by
--- workflow, rule or age then reads only the index (an index-only scan, up to
--- the cap of 1,000) instead of a table row per request counted.
+-- columns of the rank (tier, escalated_at) and of "I can decide" (roles,
+-- escalate_to, started_by): a tier's count under any filter but "Claimed by
+-- me" then reads only the index (an index-only scan, up to the cap of 1,000;
+-- "I can decide" adds a probe of approval_votes' primary key per request)
+-- instead of a table row per request counted.
 DROP INDEX approval_requests_inbox;
 CREATE INDEX approval_requests_inbox ON approval_requests
     ((CASE WHEN escalated_at IS NOT NULL THEN 0 WHEN tier = 'explicit' THEN 1 ELSE 2 END),
      (coalesce(deadline, 'infinity'::timestamptz)), created_at, id)
-    INCLUDE (tier, escalated_at)
+    INCLUDE (tier, escalated_at, roles, escalate_to, started_by)
     WHERE status = 'pending';
 CREATE INDEX approval_requests_inbox_workflow ON approval_requests
     (workflow, (CASE WHEN escalated_at IS NOT NULL THEN 0 WHEN tier = 'explicit' THEN 1 ELSE 2 END),
      (coalesce(deadline, 'infinity'::timestamptz)), created_at, id)
-    INCLUDE (tier, escalated_at)
+    INCLUDE (tier, escalated_at, roles, escalate_to, started_by)
     WHERE status = 'pending';
 CREATE INDEX approval_requests_inbox_rule ON approval_requests
     (rule, (CASE WHEN escalated_at IS NOT NULL THEN 0 WHEN tier = 'explicit' THEN 1 ELSE 2 END),
      (coalesce(deadline, 'infinity'::timestamptz)), created_at, id)
-    INCLUDE (tier, escalated_at)
+    INCLUDE (tier, escalated_at, roles, escalate_to, started_by)
     WHERE status = 'pending';
 CREATE INDEX approval_requests_inbox_workflow_rule ON approval_requests
     (workflow, rule, (CASE WHEN escalated_at IS NOT NULL THEN 0 WHEN tier = 'explicit' THEN 1 ELSE 2 END),
      (coalesce(deadline, 'infinity'::timestamptz)), created_at, id)
-    INCLUDE (tier, escalated_at)
+    INCLUDE (tier, escalated_at, roles, escalate_to, started_by)
     WHERE status = 'pending';
 
 -- Statistics of the rank and deadline key: the planner ignores those of a
