@@ -123,12 +123,11 @@ func reviewByKeyboard(tb testing.TB, n int) keyboardRun {
 	for i, id := range order {
 		// The decisive key's time, kept across the navigation it starts. Both
 		// pages place their own clock on the wall clock (Date.now() less
-		// performance.now()): performance.timeOrigin is not comparable across
-		// documents, which chromium may give different processes (it put a
-		// key press 185 ms after the next page's last byte).
+		// performance.now()), which every process of chromium shares.
 		var ok bool
 		require.NoError(tb, chromedp.Run(bctx, chromedp.Evaluate(`(() => {
 			sessionStorage.removeItem("cs-key-at");
+			window.csLeft = true; // gone once the next page has replaced this one
 			window.addEventListener("keydown", e => sessionStorage.setItem("cs-key-at", String(Date.now() - performance.now() + e.timeStamp)), { capture: true });
 			return true })()`, &ok)))
 		if risky[id] {
@@ -169,10 +168,12 @@ func reviewByKeyboard(tb testing.TB, n int) keyboardRun {
 	return res
 }
 
-// pageLoaded waits until the page at path has loaded (its load event done).
+// pageLoaded waits until a new page at path has loaded (its load event
+// done): the last decision stays on its request's path, so the page that was
+// there before the key (marked csLeft) does not count.
 func pageLoaded(tb testing.TB, ctx context.Context, path string, within time.Duration) {
 	tb.Helper()
-	evalTrue(tb, ctx, fmt.Sprintf(`location.pathname === %q && document.readyState === "complete" &&
+	evalTrue(tb, ctx, fmt.Sprintf(`!window.csLeft && location.pathname === %q && document.readyState === "complete" &&
 		performance.getEntriesByType("navigation")[0].loadEventEnd > 0 && !!document.querySelector("[data-testid=review]")`, path),
 		within, "the page "+path+" loaded")
 }
