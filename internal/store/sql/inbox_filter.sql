@@ -13,9 +13,12 @@
 --   workflow (with any of tier, age, can)  approval_requests_inbox_workflow
 --   rule (with any of tier, age, can)      approval_requests_inbox_rule
 --   workflow and rule                      approval_requests_inbox_workflow_rule
---   age alone: approval_requests_inbox when many requests are that old,
---     approval_requests_status (status, created_at) when few are, then a
---     sort of those few; the planner weighs the two on the column's statistics
+--   age (alone or with the above): that index when many requests are that
+--     old, approval_requests_status (status, created_at) or
+--     approval_requests_recent (tier, created_at) when few are, then a sort
+--     of those few; the planner weighs them on the column's statistics
+-- The tier counts (RequestCountInbox.sql) use the same index, as index-only
+-- scans, but for "Claimed by me".
 --   "Claimed by me" (with anything): approval_requests_pkey on the ids of
 --     the actor's claims (at most 500), then a sort of those
 -- Tier needs no index: ranks 1 and 2 are one tier each, and the listing
