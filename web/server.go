@@ -149,15 +149,20 @@ func New(d Deps) *Server {
 // headers sets what every response carries: HSTS when the site is served
 // over HTTPS (COUNTERSIGN_SECURE_COOKIES, even behind a proxy), and
 // no-store on everything but static files, so that no page, API answer or
-// export of a signed-in user stays in a browser or proxy cache.
+// export of a signed-in user stays in a browser or proxy cache; static
+// files linked with their content's hash (static.URL) are cached for good.
 func (s *Server) headers(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		h := c.Response().Header()
 		if s.Secure {
 			h.Set(echo.HeaderStrictTransportSecurity, "max-age=31536000; includeSubDomains")
 		}
-		if !strings.HasPrefix(c.Request().URL.Path, "/static/") {
+		if path, ok := strings.CutPrefix(c.Request().URL.Path, "/static/"); !ok {
 			h.Set("Cache-Control", "no-store")
+		} else if static.Versioned(path, c.QueryParam("v")) {
+			// Pages link static files by static.URL, whose hash changes
+			// with the content: the browser need not ask again.
+			h.Set("Cache-Control", "public, max-age=31536000, immutable")
 		}
 		return next(c)
 	}

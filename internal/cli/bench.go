@@ -383,6 +383,21 @@ func printConsole(w io.Writer, crep *bench.ConsoleReport, co bench.ConsoleOption
 	fmt.Fprintf(w, "| inbox filtered (workflow, tier) p50 / p95 | %s / %s |\n", ms(crep.InboxFilterP50), ms(crep.InboxFilterP95))
 	fmt.Fprintf(w, "| inbox \"I can decide\" p50 / p95 | %s / %s (%.2f of the first page) |\n", ms(crep.InboxCanP50), ms(crep.InboxCanP95), ratio(crep.InboxCanP95, crep.InboxFirstP95))
 	fmt.Fprintf(w, "| inbox \"Claimed by me\", %d claimed, p50 / p95 | %s / %s (%.2f of the first page) |\n", bench.ClaimedRequests, ms(crep.InboxClaimedP50), ms(crep.InboxClaimedP95), ratio(crep.InboxClaimedP95, crep.InboxFirstP95))
+	worst := bench.FilterTiming{}
+	for _, f := range crep.Filters {
+		q := f.Query
+		if q == "" {
+			q = "(none)"
+		}
+		fmt.Fprintf(w, "| inbox filter %s p50 / p95 (target p95 ≤ 20 ms) | %s / %s |\n", q, ms(f.P50), ms(f.P95))
+		if f.P95 > worst.P95 {
+			worst = f
+		}
+	}
+	if len(crep.Filters) > 0 {
+		fmt.Fprintf(w, "| inbox filters: worst p95 of %d combinations (target ≤ 20 ms) | %s (%s; %.2f of the first page) |\n",
+			len(crep.Filters), ms(worst.P95), worst.Query, ratio(worst.P95, crep.InboxFirstP95))
+	}
 	fmt.Fprintf(w, "| decision POST p50 / p99, 20 reviewers each deciding every %s (target p99 ≤ 50 ms) | %s / %s (%.0f/s) |\n", bench.Paced, ms(crep.PacedP50), ms(crep.PacedP99), crep.PacedPerS)
 	fmt.Fprintf(w, "| decision POST p50 / p99, 20 reviewers without pause (capacity) | %s / %s (%.0f/s) |\n", ms(crep.DecisionP50), ms(crep.DecisionP99), crep.DecisionsPerS)
 }
