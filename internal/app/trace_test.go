@@ -315,9 +315,9 @@ func TestTracesReachAnOTLPReceiver(t *testing.T) {
 	runTrace := spans["workflow.start otlp"][0].trace
 	require.Equal(t, runTrace, spans["workflow.execute otlp"][0].trace)
 	require.Equal(t, runTrace, spans["step count"][0].trace)
-	require.NotEmpty(t, spans["RunClaim"], "SQL statements are spans, named for their query")
+	require.NotEmpty(t, spans["RunClaimHistory"], "SQL statements are spans, named for their query")
 	// The first job was inserted under the run's start span, so its claim is in the run's trace.
-	require.True(t, slices.ContainsFunc(spans["RunClaim"], func(s seen) bool { return s.trace == runTrace }), "the run's claim is in its trace")
+	require.True(t, slices.ContainsFunc(spans["RunClaimHistory"], func(s seen) bool { return s.trace == runTrace }), "the run's claim is in its trace")
 	var httpTraces []string
 	for name, ss := range spans {
 		if strings.HasSuffix(name, "/healthz") {
