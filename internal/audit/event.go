@@ -27,25 +27,27 @@ const (
 	KindRunCompensating       Kind = "run.compensating"
 	KindRunCompensated        Kind = "run.compensated"
 	KindRunCompensationFailed Kind = "run.compensation_failed"
-	KindApprovalRequested     Kind = "approval.requested"
-	KindApprovalVote          Kind = "approval.vote"
-	KindDecisionAuto          Kind = "decision.auto"
-	KindDecisionRecorded      Kind = "decision.recorded"
-	KindBatchDecided          Kind = "batch.decided"
-	KindRequestEscalated      Kind = "request.escalated"
-	KindPolicyActivated       Kind = "policy.activated"
-	KindUserCreated           Kind = "user.created"
-	KindUserDisabled          Kind = "user.disabled"
-	KindUserEnabled           Kind = "user.enabled"
-	KindUserRoleChanged       Kind = "user.role_changed"
-	KindTokenCreated          Kind = "token.created"
-	KindTokenRevoked          Kind = "token.revoked"
-	KindAuthLogin             Kind = "auth.login"
-	KindAuthLoginFailed       Kind = "auth.login_failed"
-	KindAuthLoginThrottle     Kind = "auth.login_throttled"
-	KindAuthLogout            Kind = "auth.logout"
-	KindWebhookCreated        Kind = "webhook.created"
-	KindWebhookDeleted        Kind = "webhook.deleted"
+	// A completed run's output was flagged unusable.
+	KindRunFlaggedUnusable Kind = "run.flagged_unusable"
+	KindApprovalRequested  Kind = "approval.requested"
+	KindApprovalVote       Kind = "approval.vote"
+	KindDecisionAuto       Kind = "decision.auto"
+	KindDecisionRecorded   Kind = "decision.recorded"
+	KindBatchDecided       Kind = "batch.decided"
+	KindRequestEscalated   Kind = "request.escalated"
+	KindPolicyActivated    Kind = "policy.activated"
+	KindUserCreated        Kind = "user.created"
+	KindUserDisabled       Kind = "user.disabled"
+	KindUserEnabled        Kind = "user.enabled"
+	KindUserRoleChanged    Kind = "user.role_changed"
+	KindTokenCreated       Kind = "token.created"
+	KindTokenRevoked       Kind = "token.revoked"
+	KindAuthLogin          Kind = "auth.login"
+	KindAuthLoginFailed    Kind = "auth.login_failed"
+	KindAuthLoginThrottle  Kind = "auth.login_throttled"
+	KindAuthLogout         Kind = "auth.logout"
+	KindWebhookCreated     Kind = "webhook.created"
+	KindWebhookDeleted     Kind = "webhook.deleted"
 )
 
 // Kinds lists every kind the code appends, sorted: the history filter menu.
@@ -54,7 +56,7 @@ const (
 var Kinds = func() []Kind {
 	k := []Kind{KindRunStarted, KindRunStepFailed, KindRunFailed, KindRunRecovered, KindRunCancelled,
 		KindRunSleeping, KindRunEventWaiting, KindRunWoke, KindRunEventReceived,
-		KindRunCompensating, KindRunCompensated, KindRunCompensationFailed,
+		KindRunCompensating, KindRunCompensated, KindRunCompensationFailed, KindRunFlaggedUnusable,
 		KindApprovalRequested, KindApprovalVote, KindDecisionAuto, KindDecisionRecorded, KindBatchDecided,
 		KindRequestEscalated, KindPolicyActivated, KindUserCreated, KindUserDisabled, KindUserEnabled,
 		KindUserRoleChanged, KindTokenCreated, KindTokenRevoked, KindAuthLogin, KindAuthLoginFailed,
@@ -185,6 +187,14 @@ type RunCompensationFailed struct {
 	Step    string `json:"step"`
 	Message string `json:"message"`
 	Undone  int    `json:"undone"`
+}
+
+// RunFlaggedUnusable: a person or an API client said a completed run's
+// output could not be used, why (Category) and in their words (Reason).
+type RunFlaggedUnusable struct {
+	Workflow string                 `json:"workflow"`
+	Category vocab.UnusableCategory `json:"category"`
+	Reason   string                 `json:"reason"`
 }
 
 // Facets are the details fields that the history filters on (verdict,
@@ -405,6 +415,9 @@ func (RunCompensated) Kind() Kind { return KindRunCompensated }
 
 // Kind implements Details.
 func (RunCompensationFailed) Kind() Kind { return KindRunCompensationFailed }
+
+// Kind implements Details.
+func (RunFlaggedUnusable) Kind() Kind { return KindRunFlaggedUnusable }
 
 // Kind implements Details.
 func (ApprovalRequested) Kind() Kind { return KindApprovalRequested }

@@ -61,6 +61,8 @@ type StepRecord struct {
 	Attempts   int
 	Tokens     int
 	ModelCalls int
+	// Model is the model a model step used ("" for none: stored as NULL).
+	Model string
 	StartedAt  time.Time
 	// Owner is the fencing token of the execution recording the step: a
 	// record from an execution that lost the run is refused.
@@ -74,7 +76,7 @@ type StepRecord struct {
 func StepComplete(ctx context.Context, db DBTX, s StepRecord) error {
 	err := oneRow(queries.StepComplete(ctx, db, dbsqlc.StepCompleteParams{RunID: s.RunID, Seq: s.Seq, Name: s.Name,
 		Kind: string(s.Kind), Output: s.Output, Attempts: s.Attempts, Tokens: s.Tokens, ModelCalls: s.ModelCalls,
-		StartedAt: s.StartedAt, Owner: &s.Owner}))
+		StartedAt: s.StartedAt, Owner: &s.Owner, Model: nullable(s.Model)}))
 	if err != nil {
 		return fmt.Errorf("record step %s: %w", s.Name, err)
 	}
@@ -87,7 +89,7 @@ func StepComplete(ctx context.Context, db DBTX, s StepRecord) error {
 func StepFail(ctx context.Context, db DBTX, s StepRecord) error {
 	err := queries.StepFail(ctx, db, dbsqlc.StepFailParams{RunID: s.RunID, Seq: s.Seq, Name: s.Name, Kind: string(s.Kind),
 		Error: s.Error, Attempts: s.Attempts, Tokens: s.Tokens, ModelCalls: s.ModelCalls, StartedAt: s.StartedAt,
-		Owner: &s.Owner})
+		Owner: &s.Owner, Model: nullable(s.Model)})
 	if err != nil {
 		return fmt.Errorf("record failed step %s: %w", s.Name, interpret(err))
 	}
@@ -146,4 +148,12 @@ func OutboxDuplicates(ctx context.Context, db DBTX) (int, error) {
 		return 0, fmt.Errorf("count outbox duplicates: %w", interpret(err))
 	}
 	return int(n), nil
+}
+
+// nullable is nil for "", else a pointer to s.
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }

@@ -66,6 +66,7 @@ type slot struct {
 	attempts int         // this attempt's number for the step
 	started  time.Time
 	retry    *RetryPolicy // the step's own policy (WithRetry), nil for the workflow's
+	model    string       // the model a model step's answer names, for the metrics
 }
 
 // next claims the next position for a step and checks it against the history.
@@ -184,7 +185,7 @@ func (x *execution) record(ctx context.Context, s *slot, out any, tokens, modelC
 	}
 	err = store.StepComplete(ctx, db, store.StepRecord{
 		RunID: x.run.ID, Seq: s.seq, Name: s.name, Kind: s.kind, Output: raw, Attempts: s.attempts,
-		Tokens: tokens, ModelCalls: modelCalls, StartedAt: s.started, Owner: x.owner,
+		Tokens: tokens, ModelCalls: modelCalls, StartedAt: s.started, Owner: x.owner, Model: s.model,
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		return ErrCancelled // cancelled, or this execution lost the run
@@ -204,7 +205,7 @@ func (x *execution) recordFailure(ctx context.Context, s *slot, stepErr error, t
 	}
 	err := store.StepFail(context.WithoutCancel(ctx), x.engine.pool, store.StepRecord{
 		RunID: x.run.ID, Seq: s.seq, Name: s.name, Kind: s.kind, Error: stepErr.Error(),
-		Attempts: s.attempts, Tokens: tokens, ModelCalls: modelCalls, StartedAt: s.started, Owner: x.owner,
+		Attempts: s.attempts, Tokens: tokens, ModelCalls: modelCalls, StartedAt: s.started, Owner: x.owner, Model: s.model,
 	})
 	if err != nil {
 		x.engine.logger.Error("record failed step", "run", x.run.ID, "step", s.name, "err", err)
@@ -318,8 +319,12 @@ func Generate[T any](ctx context.Context, name string, req ai.Request, options .
 	defer cancel()
 	resp, err := x.engine.model.Complete(sctx, req)
 	tokens := 0
+	s.model = x.engine.model.Name()
 	if resp != nil {
 		tokens = resp.Usage.TotalTokens
+		if resp.Model != "" {
+			s.model = resp.Model
+		}
 	}
 	x.modelCalls++
 	x.tokens += tokens

@@ -312,6 +312,15 @@ type RunEvent struct {
 	ConsumedAt     *time.Time      `db:"consumed_at"`
 }
 
+type RunUnusable struct {
+	RunID     string    `db:"run_id"`
+	Workflow  string    `db:"workflow"`
+	Category  string    `db:"category"`
+	Reason    string    `db:"reason"`
+	FlaggedBy string    `db:"flagged_by"`
+	CreatedAt time.Time `db:"created_at"`
+}
+
 type SavedFilter struct {
 	ID        int64     `db:"id"`
 	UserID    int64     `db:"user_id"`

@@ -12,11 +12,11 @@ WITH run AS (
     WHERE id = @run_id AND status = 'running' AND lease_owner = @owner
     RETURNING id
 )
-INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, tokens, attempts, started_at, finished_at)
-SELECT run.id, @seq::int, @name::text, @kind::text, 'completed', @output, @tokens::int, @attempts::int, @started_at::timestamptz, now() FROM run
+INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, tokens, attempts, started_at, finished_at, model)
+SELECT run.id, @seq::int, @name::text, @kind::text, 'completed', @output, @tokens::int, @attempts::int, @started_at::timestamptz, now(), sqlc.narg('model')::text FROM run
 ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
     status = 'completed', output = EXCLUDED.output, error = NULL, tokens = EXCLUDED.tokens,
-    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now();
+    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now(), model = EXCLUDED.model;
 
 -- name: StepFail :exec
 WITH run AS (
@@ -24,11 +24,12 @@ WITH run AS (
         updated_at = now()
     WHERE id = @run_id AND lease_owner = @owner RETURNING id
 )
-INSERT INTO workflow_steps (run_id, seq, name, kind, status, error, tokens, attempts, started_at, finished_at)
-SELECT run.id, @seq::int, @name::text, @kind::text, 'failed', @error::text, @tokens::int, @attempts::int, @started_at::timestamptz, now() FROM run
+INSERT INTO workflow_steps (run_id, seq, name, kind, status, error, tokens, attempts, started_at, finished_at, model)
+SELECT run.id, @seq::int, @name::text, @kind::text, 'failed', @error::text, @tokens::int, @attempts::int, @started_at::timestamptz, now(), sqlc.narg('model')::text FROM run
 ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
     status = 'failed', error = EXCLUDED.error, tokens = workflow_steps.tokens + EXCLUDED.tokens,
-    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now();
+    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now(),
+    model = coalesce(EXCLUDED.model, workflow_steps.model);
 
 -- name: StepWait :exec
 INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, attempts, started_at)

@@ -194,15 +194,15 @@ const stepComplete = `-- name: StepComplete :execrows
 WITH run AS (
     UPDATE workflow_runs
     SET current_step = $2::text, steps_used = GREATEST(workflow_runs.steps_used, 1 + $1::int),
-        tokens_used = tokens_used + $5::int, model_calls = model_calls + $8::int, updated_at = now()
-    WHERE id = $9 AND status = 'running' AND lease_owner = $10
+        tokens_used = tokens_used + $5::int, model_calls = model_calls + $9::int, updated_at = now()
+    WHERE id = $10 AND status = 'running' AND lease_owner = $11
     RETURNING id
 )
-INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, tokens, attempts, started_at, finished_at)
-SELECT run.id, $1::int, $2::text, $3::text, 'completed', $4, $5::int, $6::int, $7::timestamptz, now() FROM run
+INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, tokens, attempts, started_at, finished_at, model)
+SELECT run.id, $1::int, $2::text, $3::text, 'completed', $4, $5::int, $6::int, $7::timestamptz, now(), $8::text FROM run
 ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
     status = 'completed', output = EXCLUDED.output, error = NULL, tokens = EXCLUDED.tokens,
-    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now()
+    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now(), model = EXCLUDED.model
 `
 
 type StepCompleteParams struct {
@@ -213,6 +213,7 @@ type StepCompleteParams struct {
 	Tokens     int             `db:"tokens"`
 	Attempts   int             `db:"attempts"`
 	StartedAt  time.Time       `db:"started_at"`
+	Model      *string         `db:"model"`
 	ModelCalls int             `db:"model_calls"`
 	RunID      string          `db:"run_id"`
 	Owner      *string         `db:"owner"`
@@ -230,6 +231,7 @@ func (q *Queries) StepComplete(ctx context.Context, db DBTX, arg StepCompletePar
 		arg.Tokens,
 		arg.Attempts,
 		arg.StartedAt,
+		arg.Model,
 		arg.ModelCalls,
 		arg.RunID,
 		arg.Owner,
@@ -242,15 +244,16 @@ func (q *Queries) StepComplete(ctx context.Context, db DBTX, arg StepCompletePar
 
 const stepFail = `-- name: StepFail :exec
 WITH run AS (
-    UPDATE workflow_runs SET tokens_used = tokens_used + $5::int, model_calls = model_calls + $8::int,
+    UPDATE workflow_runs SET tokens_used = tokens_used + $5::int, model_calls = model_calls + $9::int,
         updated_at = now()
-    WHERE id = $9 AND lease_owner = $10 RETURNING id
+    WHERE id = $10 AND lease_owner = $11 RETURNING id
 )
-INSERT INTO workflow_steps (run_id, seq, name, kind, status, error, tokens, attempts, started_at, finished_at)
-SELECT run.id, $1::int, $2::text, $3::text, 'failed', $4::text, $5::int, $6::int, $7::timestamptz, now() FROM run
+INSERT INTO workflow_steps (run_id, seq, name, kind, status, error, tokens, attempts, started_at, finished_at, model)
+SELECT run.id, $1::int, $2::text, $3::text, 'failed', $4::text, $5::int, $6::int, $7::timestamptz, now(), $8::text FROM run
 ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
     status = 'failed', error = EXCLUDED.error, tokens = workflow_steps.tokens + EXCLUDED.tokens,
-    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now()
+    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now(),
+    model = coalesce(EXCLUDED.model, workflow_steps.model)
 `
 
 type StepFailParams struct {
@@ -261,6 +264,7 @@ type StepFailParams struct {
 	Tokens     int       `db:"tokens"`
 	Attempts   int       `db:"attempts"`
 	StartedAt  time.Time `db:"started_at"`
+	Model      *string   `db:"model"`
 	ModelCalls int       `db:"model_calls"`
 	RunID      string    `db:"run_id"`
 	Owner      *string   `db:"owner"`
@@ -275,6 +279,7 @@ func (q *Queries) StepFail(ctx context.Context, db DBTX, arg StepFailParams) err
 		arg.Tokens,
 		arg.Attempts,
 		arg.StartedAt,
+		arg.Model,
 		arg.ModelCalls,
 		arg.RunID,
 		arg.Owner,
