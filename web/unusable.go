@@ -1,11 +1,14 @@
 package web
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/metrics"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/templates"
@@ -108,10 +111,17 @@ func (s *Server) handleUnusable(c echo.Context) error {
 // handleMetrics handles the "GET /metrics" route on the main listener (a
 // token with metrics:read); COUNTERSIGN_METRICS_ADDR serves the same
 // without a token on a listener of its own.
+// A refusal is plain text, as a scraper reads it, not the console's sign-in
+// page that other pages' 401 leads to.
 func (s *Server) handleMetrics(c echo.Context) error {
-	if s.metrics == nil {
-		return echo.NewHTTPError(http.StatusNotFound, "metrics are not served by this process")
+	serve := func(c echo.Context) error {
+		s.metrics.ServeHTTP(c.Response(), c.Request())
+		return nil
 	}
-	s.metrics.ServeHTTP(c.Response(), c.Request())
-	return nil
+	err := s.requireToken(requireScope(account.ScopeMetricsRead)(serve))(c)
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		return c.String(he.Code, fmt.Sprint(he.Message)+"\n")
+	}
+	return err
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/vocab"
 )
 
 // ScrapeTimeout bounds the database reads of one scrape.
@@ -163,9 +164,19 @@ func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric) er
 		}
 	}
 
+	// Every tier, 0 when nothing waits in it, so that alerts see the series.
+	byTier := map[string]store.Waiting{}
 	for _, w := range waiting {
-		ch <- prometheus.MustNewConstMetric(waitingDesc, prometheus.GaugeValue, float64(w.Count), w.Tier)
-		ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, max(now.Sub(w.Oldest).Seconds(), 0), w.Tier)
+		byTier[w.Tier] = w
+	}
+	for _, tier := range vocab.Tiers() {
+		w, ok := byTier[string(tier)]
+		age := 0.0
+		if ok {
+			age = max(now.Sub(w.Oldest).Seconds(), 0)
+		}
+		ch <- prometheus.MustNewConstMetric(waitingDesc, prometheus.GaugeValue, float64(w.Count), string(tier))
+		ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, age, string(tier))
 	}
 	seen := map[string]bool{}
 	for _, q := range queues {

@@ -62,8 +62,8 @@ type StepRecord struct {
 	Tokens     int
 	ModelCalls int
 	// Model is the model a model step used ("" for none: stored as NULL).
-	Model string
-	StartedAt  time.Time
+	Model     string
+	StartedAt time.Time
 	// Owner is the fencing token of the execution recording the step: a
 	// record from an execution that lost the run is refused.
 	Owner string
