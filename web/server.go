@@ -75,6 +75,9 @@ type Deps struct {
 	Slack *slack.Client
 	// Webhooks manages webhook subscriptions; nil refuses to make any.
 	Webhooks *webhook.Service
+	// MetricQueues are the River queues GET /metrics always reports (with
+	// those River lists).
+	MetricQueues []string
 }
 
 // Server holds what handlers need.
@@ -106,7 +109,7 @@ func New(d Deps) *Server {
 	for _, k := range d.SessionKeys {
 		pairs = append(pairs, k[:32], k[32:64])
 	}
-	s.metrics = metrics.Handler(metrics.NewCollector(d.Pool, s.Logger))
+	s.metrics = metrics.Handler(metrics.NewCollector(d.Pool, s.Logger, d.MetricQueues...))
 	s.sessions = sessions.NewCookieStore(pairs...)
 	s.sessions.Options = &sessions.Options{Path: "/", MaxAge: int(sessionAbsolute.Seconds()), HttpOnly: true,
 		Secure: d.Secure, SameSite: http.SameSiteLaxMode}

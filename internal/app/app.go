@@ -207,7 +207,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		a.Web = web.New(web.Deps{Pool: pool, Engine: engine, Policies: policies, Notify: a.Notify, Receipts: receipts, Ask: approvals,
 			Logger: logger, SessionKeys: keys, Secure: cfg.Secure, Now: engine.Now, KeepAlive: opts.KeepAlive,
 			Origins: publicOrigins(cfg, opts.Listener), TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks, Notices: notices,
-			Slack: slackClient, Webhooks: webhooks})
+			Slack: slackClient, Webhooks: webhooks, MetricQueues: []string{river.QueueDefault, jobs.QueueCallbacks}})
 	}
 	return a, nil
 }

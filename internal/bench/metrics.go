@@ -120,8 +120,9 @@ func Metrics(ctx context.Context, pool *pgxpool.Pool, dbURL string, o MetricsOpt
 
 // loadMetrics fills the rollups as a month of a busy installation would: ten
 // workflows of three rules each, every metric's label combinations, one row
-// per hour and key, and their totals; and a backlog of ready jobs in a queue
-// no worker serves. Then VACUUM ANALYZE, as autovacuum would have by then.
+// per hour and key, and their totals; and a backlog of ready jobs in the
+// default queue (the suite's process has no workers, so they stay). Then
+// VACUUM ANALYZE, as autovacuum would have by then.
 func loadMetrics(ctx context.Context, pool *pgxpool.Pool, o MetricsOptions) error {
 	keys := `
 WITH wf AS (SELECT 'workflow_' || w AS workflow, w FROM generate_series(1, 10) w),
@@ -158,7 +159,7 @@ SELECT metric, workflow, rule, tier, label, 87600, 372300,
     CASE WHEN nb = 0 THEN '{}'::bigint[] ELSE array_fill(8760::bigint, ARRAY[nb]) END
 FROM keys`,
 		fmt.Sprintf(`INSERT INTO river_job (args, kind, max_attempts, queue, scheduled_at)
-SELECT '{}', 'bench_backlog', 1, 'bench_backlog', now() - make_interval(secs => g) FROM generate_series(1, %d) g`, o.Backlog),
+SELECT '{}', 'bench_backlog', 1, 'default', now() - make_interval(secs => g) FROM generate_series(1, %d) g`, o.Backlog),
 		`VACUUM ANALYZE workflow_runs`,
 		`VACUUM ANALYZE approval_requests`,
 		`VACUUM ANALYZE metric_totals`,

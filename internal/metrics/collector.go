@@ -18,6 +18,21 @@ import (
 // ScrapeTimeout bounds the database reads of one scrape.
 const ScrapeTimeout = 5 * time.Second
 
+// GaugeCap is where the waiting-requests and ready-jobs gauges stop
+// counting, so that a scrape reads a bounded number of index entries however
+// large a backlog grows: past it they read GaugeCap (an alert's threshold
+// sits far below it). The oldest's age is exact at any size.
+const GaugeCap = 10_000
+
+// tiers are the tiers the waiting gauges report, each even when empty.
+var tiers = func() []string {
+	var out []string
+	for _, t := range vocab.Tiers() {
+		out = append(out, string(t))
+	}
+	return out
+}()
+
 // desc is how one stored metric is exposed: its Prometheus name, help, the
 // names of the dimensions it fills (in store.MetricKey order: workflow, rule,
 // tier, label) and whether it is a histogram or a counter of count or of sum.
@@ -63,10 +78,10 @@ var exposed = []desc{
 
 // Gauges, read at scrape time from indexes that hold only what waits.
 var (
-	waitingDesc = prometheus.NewDesc("countersign_requests_waiting", "Approval requests waiting for a decision.", []string{"tier"}, nil)
+	waitingDesc = prometheus.NewDesc("countersign_requests_waiting", "Approval requests waiting for a decision (counted up to 10000).", []string{"tier"}, nil)
 	oldestDesc  = prometheus.NewDesc("countersign_requests_waiting_oldest_seconds", "Age of the oldest request waiting in the tier.", []string{"tier"}, nil)
 	queueDesc   = prometheus.NewDesc("countersign_queue_latency_seconds", "How long the oldest job ready to run has waited for a worker (0: none waiting).", []string{"queue"}, nil)
-	jobsDesc    = prometheus.NewDesc("countersign_queue_jobs_ready", "Jobs ready to run that no worker has picked up yet.", []string{"queue"}, nil)
+	jobsDesc    = prometheus.NewDesc("countersign_queue_jobs_ready", "Jobs ready to run that no worker has picked up yet (counted up to 10000).", []string{"queue"}, nil)
 	lagDesc     = prometheus.NewDesc("countersign_metrics_rollup_lag_seconds", "Age of the oldest finished run the metrics roller has not counted yet.", nil, nil)
 	backlogDesc = prometheus.NewDesc("countersign_metrics_rollup_backlog", "Facts the roller has still to count: runs (finished runs) and audit (chained events).", []string{"source"}, nil)
 	upDesc      = prometheus.NewDesc("countersign_metrics_up", "1 when the scrape read the database, 0 when it could not.", nil, nil)
@@ -132,11 +147,11 @@ func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric) er
 	if err != nil {
 		return err
 	}
-	waiting, err := store.MetricWaiting(ctx, conn)
+	waiting, err := store.MetricWaiting(ctx, conn, tiers, GaugeCap)
 	if err != nil {
 		return err
 	}
-	queues, err := store.MetricQueues(ctx, conn)
+	queues, err := store.MetricQueues(ctx, conn, c.Queues, GaugeCap)
 	if err != nil {
 		return err
 	}
@@ -144,7 +159,6 @@ func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric) er
 	if err != nil {
 		return err
 	}
-	now := time.Now()
 
 	byMetric := map[string][]store.MetricRow{}
 	for _, r := range totals {
@@ -166,30 +180,13 @@ func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric) er
 	}
 
 	// Every tier, 0 when nothing waits in it, so that alerts see the series.
-	byTier := map[string]store.Waiting{}
 	for _, w := range waiting {
-		byTier[w.Tier] = w
+		ch <- prometheus.MustNewConstMetric(waitingDesc, prometheus.GaugeValue, float64(w.Count), w.Tier)
+		ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, max(w.OldestAge.Seconds(), 0), w.Tier)
 	}
-	for _, tier := range vocab.Tiers() {
-		w, ok := byTier[string(tier)]
-		age := 0.0
-		if ok {
-			age = max(now.Sub(w.Oldest).Seconds(), 0)
-		}
-		ch <- prometheus.MustNewConstMetric(waitingDesc, prometheus.GaugeValue, float64(w.Count), string(tier))
-		ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, age, string(tier))
-	}
-	seen := map[string]bool{}
 	for _, q := range queues {
-		seen[q.Queue] = true
-		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, max(now.Sub(q.Oldest).Seconds(), 0), q.Queue)
+		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, max(q.OldestSeconds, 0), q.Queue)
 		ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, float64(q.Available), q.Queue)
-	}
-	for _, q := range c.Queues {
-		if !seen[q] {
-			ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, 0, q)
-			ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, 0, q)
-		}
 	}
 	ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, backlog.RunsLag.Seconds())
 	ch <- prometheus.MustNewConstMetric(backlogDesc, prometheus.GaugeValue, float64(backlog.RunsQueued), "runs")
