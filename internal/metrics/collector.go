@@ -2,8 +2,10 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -138,25 +140,22 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric) error {
-	conn, err := c.Pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release()
-	totals, err := store.MetricTotals(ctx, conn)
-	if err != nil {
-		return err
-	}
-	waiting, err := store.MetricWaiting(ctx, conn, tiers, GaugeCap)
-	if err != nil {
-		return err
-	}
-	queues, err := store.MetricQueues(ctx, conn, c.Queues, GaugeCap)
-	if err != nil {
-		return err
-	}
-	backlog, err := store.MetricBacklog(ctx, conn)
-	if err != nil {
+	// The four reads are independent: run at once, a scrape waits for the
+	// slowest round trip instead of their sum.
+	var (
+		totals  []store.MetricRow
+		waiting []store.Waiting
+		queues  []store.QueueBacklog
+		backlog store.Backlog
+		errs    [4]error
+		wg      sync.WaitGroup
+	)
+	wg.Go(func() { totals, errs[0] = store.MetricTotals(ctx, c.Pool) })
+	wg.Go(func() { waiting, errs[1] = store.MetricWaiting(ctx, c.Pool, tiers, GaugeCap) })
+	wg.Go(func() { queues, errs[2] = store.MetricQueues(ctx, c.Pool, c.Queues, GaugeCap) })
+	wg.Go(func() { backlog, errs[3] = store.MetricBacklog(ctx, c.Pool) })
+	wg.Wait()
+	if err := errors.Join(errs[:]...); err != nil {
 		return err
 	}
 
