@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/demo"
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/testapp"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/vocab"
 )
@@ -327,4 +329,32 @@ func TestRunUnusable(t *testing.T) {
 		_, code = c.get(t, viewer, "/unusable?category=bogus")
 		require.Equal(t, 400, code)
 	})
+}
+
+// TestMetricsListener: COUNTERSIGN_METRICS_ADDR serves GET /metrics on a
+// listener of its own without a token, and nothing else there.
+func TestMetricsListener(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	startConsoleWith(t, testapp.Options{MetricsAddr: addr})
+	get := func(path string) (int, string) {
+		var resp *http.Response
+		require.Eventually(t, func() bool {
+			resp, err = http.Get("http://" + addr + path)
+			return err == nil
+		}, 10*time.Second, 50*time.Millisecond)
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	code, body := get("/metrics")
+	require.Equal(t, 200, code)
+	require.Contains(t, body, "countersign_metrics_up 1\n")
+	require.Contains(t, body, `countersign_queue_latency_seconds{queue="default"} 0`+"\n")
+	require.Contains(t, body, `countersign_queue_jobs_ready{queue="callbacks"} 0`+"\n")
+	code, _ = get("/")
+	require.Equal(t, 404, code, "only /metrics")
 }

@@ -53,6 +53,8 @@ type Options struct {
 	Slack        config.Slack
 	NoticeWindow time.Duration
 	Channels     []notice.Channel
+	// MetricsAddr is COUNTERSIGN_METRICS_ADDR (GET /metrics without a token).
+	MetricsAddr string
 }
 
 // Bundle is a running process and its database.
@@ -81,6 +83,7 @@ func StartOn(t testing.TB, pool *pgxpool.Pool, url string, opts Options) *Bundle
 		cfg.RescueAfter = opts.RescueAfter
 	}
 	cfg.CallbackAllow = opts.CallbackAllow
+	cfg.MetricsAddr = opts.MetricsAddr
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
