@@ -20,6 +20,7 @@ import (
 	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/ask"
 	"github.com/countersign/countersign/internal/callback"
+	"github.com/countersign/countersign/internal/metrics"
 	"github.com/countersign/countersign/internal/notice"
 	"github.com/countersign/countersign/internal/notice/slack"
 	"github.com/countersign/countersign/internal/notice/webhook"
@@ -77,6 +78,9 @@ type Deps struct {
 	// Trace, when set, is the first middleware: the OpenTelemetry server
 	// span of each request (internal/tracing.Echo; nil while traces are off).
 	Trace echo.MiddlewareFunc
+	// MetricQueues are the River queues GET /metrics always reports (with
+	// those River lists).
+	MetricQueues []string
 }
 
 // Server holds what handlers need.
@@ -86,6 +90,7 @@ type Server struct {
 	sessions *sessions.CookieStore
 	cookie   string
 	refused  refusals // refused decisions, for the page a refusal redirects to
+	metrics  http.Handler
 }
 
 // New returns a Server with every route registered.
@@ -107,6 +112,7 @@ func New(d Deps) *Server {
 	for _, k := range d.SessionKeys {
 		pairs = append(pairs, k[:32], k[32:64])
 	}
+	s.metrics = metrics.Handler(metrics.NewCollector(d.Pool, s.Logger, d.MetricQueues...))
 	s.sessions = sessions.NewCookieStore(pairs...)
 	s.sessions.Options = &sessions.Options{Path: "/", MaxAge: int(sessionAbsolute.Seconds()), HttpOnly: true,
 		Secure: d.Secure, SameSite: http.SameSiteLaxMode}
@@ -176,6 +182,7 @@ func (s *Server) routes() {
 	e := s.echo
 	e.GET("/healthz", s.handleHealth)
 	e.GET("/readyz", s.handleReady)
+	e.GET("/metrics", s.handleMetrics)
 	e.StaticFS("/static", static.FS)
 	// The receipt keys are public, so that anyone holding a receipt can
 	// check it: no token, and cacheable.
@@ -193,6 +200,7 @@ func (s *Server) routes() {
 	api.GET("/runs", s.handleAPIRunList, requireScope(account.ScopeRunsRead))
 	api.GET("/runs/:id", s.handleAPIRunGet, requireScope(account.ScopeRunsRead))
 	api.POST("/runs/:id/events/:name", s.handleAPIRunEvent, requireScope(account.ScopeRunsWrite))
+	api.POST("/runs/:id/unusable", s.handleAPIRunUnusable, requireScope(account.ScopeRunsFlag))
 	api.GET("/requests", s.handleAPIRequestList, requireScope(account.ScopeRequestsRead))
 	api.GET("/requests/:id", s.handleAPIRequestGet, requireScope(account.ScopeRequestsRead))
 	api.GET("/requests/:id/receipt", s.handleAPIRequestReceipt, requireScope(account.ScopeRequestsRead))
@@ -234,6 +242,8 @@ func (s *Server) routes() {
 	app.GET("/runs/:id", s.handleRun)
 	app.GET("/runs/:id/status", s.handleRunStatus)
 	app.POST("/runs/:id/cancel", s.handleRunCancel)
+	app.POST("/runs/:id/unusable", s.handleRunUnusable)
+	app.GET("/unusable", s.handleUnusable)
 	app.GET("/batches", s.handleBatches)
 	app.GET("/batches/:id", s.handleBatch)
 	app.POST("/batches/:id/decision", s.handleBatchDecide)

@@ -30,6 +30,7 @@ import (
 	"github.com/countersign/countersign/internal/callback"
 	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/internal/demo"
+	"github.com/countersign/countersign/internal/metrics"
 	"github.com/countersign/countersign/internal/notice"
 	"github.com/countersign/countersign/internal/notice/email"
 	"github.com/countersign/countersign/internal/notice/slack"
@@ -228,7 +229,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		a.Web = web.New(web.Deps{Pool: pool, Engine: engine, Policies: policies, Notify: a.Notify, Receipts: receipts, Ask: approvals,
 			Logger: logger, SessionKeys: keys, Secure: cfg.Secure, Now: engine.Now, KeepAlive: opts.KeepAlive,
 			Origins: publicOrigins(cfg, opts.Listener), TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks, Notices: notices,
-			Slack: slackClient, Webhooks: webhooks, Trace: traceHTTP(tp)})
+			Slack: slackClient, Webhooks: webhooks, Trace: traceHTTP(tp), MetricQueues: []string{river.QueueDefault, jobs.QueueCallbacks}})
 	}
 	return a, nil
 }
@@ -472,12 +473,14 @@ func (a *App) Run(ctx context.Context) error {
 		if sweepEvery <= 0 {
 			sweepEvery = workflow.DefaultSweepEvery
 		}
-		wg.Add(2)
+		roller := &metrics.Roller{Pool: a.Pool, Logger: a.logger}
+		wg.Add(3)
+		go func() { defer wg.Done(); roller.RunRoller(bg, metrics.DefaultInterval) }()
 		go func() { defer wg.Done(); audit.RunChainer(bg, a.Pool, ChainEvery, a.logger) }()
 		go func() { defer wg.Done(); a.Engine.RunRecovery(bg, sweepEvery) }()
 	}
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	if a.opts.Worker {
 		if err := a.River.Start(bg); err != nil {
 			return fmt.Errorf("start river: %w", err)
@@ -508,16 +511,35 @@ func (a *App) Run(ctx context.Context) error {
 		}()
 	}
 
+	var metricsSrv *http.Server
+	if a.Config.MetricsAddr != "" {
+		ln, err := net.Listen("tcp", a.Config.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("listen on %s (COUNTERSIGN_METRICS_ADDR): %w", a.Config.MetricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics.Handler(metrics.NewCollector(a.Pool, a.logger, river.QueueDefault, jobs.QueueCallbacks)))
+		metricsSrv = newHTTPServer(mux)
+		a.logger.Info("metrics started", "addr", "http://"+ln.Addr().String()+"/metrics")
+		go func() {
+			if err := metricsSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+
 	var runErr error
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
 	}
 	a.logger.Info("stopping")
-	if srv != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_ = srv.Shutdown(sctx)
-		cancel()
+	for _, srv := range []*http.Server{srv, metricsSrv} {
+		if srv != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_ = srv.Shutdown(sctx)
+			cancel()
+		}
 	}
 	// Approvals executing inline finish (each is bounded by its timeout)
 	// before River and the pool stop under them.

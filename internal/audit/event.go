@@ -27,6 +27,8 @@ const (
 	KindRunCompensating       Kind = "run.compensating"
 	KindRunCompensated        Kind = "run.compensated"
 	KindRunCompensationFailed Kind = "run.compensation_failed"
+	// A completed run's output was flagged unusable.
+	KindRunFlaggedUnusable    Kind = "run.flagged_unusable"
 	KindApprovalRequested     Kind = "approval.requested"
 	KindApprovalVote          Kind = "approval.vote"
 	KindDecisionAuto          Kind = "decision.auto"
@@ -58,7 +60,7 @@ const (
 var Kinds = func() []Kind {
 	k := []Kind{KindRunStarted, KindRunStepFailed, KindRunFailed, KindRunRecovered, KindRunCancelled,
 		KindRunSleeping, KindRunEventWaiting, KindRunWoke, KindRunEventReceived,
-		KindRunCompensating, KindRunCompensated, KindRunCompensationFailed,
+		KindRunCompensating, KindRunCompensated, KindRunCompensationFailed, KindRunFlaggedUnusable,
 		KindApprovalRequested, KindApprovalVote, KindDecisionAuto, KindDecisionRecorded, KindBatchDecided,
 		KindRequestEscalated, KindPolicyActivated, KindPolicyPromoted, KindPolicyGrantRevoked,
 		KindUserCreated, KindUserDisabled, KindUserEnabled, KindUserRoleChanged, KindTokenCreated, KindTokenRevoked, KindAuthLogin, KindAuthLoginFailed,
@@ -192,6 +194,14 @@ type RunCompensationFailed struct {
 	Step    string `json:"step"`
 	Message string `json:"message"`
 	Undone  int    `json:"undone"`
+}
+
+// RunFlaggedUnusable: a person or an API client said a completed run's
+// output could not be used, why (Category) and in their words (Reason).
+type RunFlaggedUnusable struct {
+	Workflow string                 `json:"workflow"`
+	Category vocab.UnusableCategory `json:"category"`
+	Reason   string                 `json:"reason"`
 }
 
 // Facets are the details fields that the history filters on (verdict,
@@ -443,6 +453,9 @@ func (RunCompensated) Kind() Kind { return KindRunCompensated }
 
 // Kind implements Details.
 func (RunCompensationFailed) Kind() Kind { return KindRunCompensationFailed }
+
+// Kind implements Details.
+func (RunFlaggedUnusable) Kind() Kind { return KindRunFlaggedUnusable }
 
 // Kind implements Details.
 func (ApprovalRequested) Kind() Kind { return KindApprovalRequested }

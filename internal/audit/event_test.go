@@ -24,7 +24,7 @@ import (
 var everyDetails = []audit.Details{
 	audit.RunStarted{}, audit.RunFailed{}, audit.RunFailed{Final: true}, audit.RunRecovered{}, audit.RunCancelled{},
 	audit.RunSleeping{}, audit.RunEventWaiting{}, audit.RunWoke{}, audit.RunEventReceived{},
-	audit.RunCompensating{}, audit.RunCompensated{}, audit.RunCompensationFailed{},
+	audit.RunCompensating{}, audit.RunCompensated{}, audit.RunCompensationFailed{}, audit.RunFlaggedUnusable{},
 	audit.ApprovalRequested{}, audit.ApprovalVote{}, audit.DecisionAuto{}, audit.DecisionRecorded{},
 	audit.BatchDecided{}, audit.RequestEscalated{}, audit.PolicyActivated{}, audit.PolicyPromoted{}, audit.PolicyGrantRevoked{}, audit.UserCreated{},
 	audit.UserAccess{}, audit.UserAccess{Disabled: true}, audit.UserRoleChanged{}, audit.TokenCreated{},

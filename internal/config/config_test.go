@@ -192,3 +192,15 @@ func TestSlack(t *testing.T) {
 		})
 	}
 }
+
+func TestMetricsAddr(t *testing.T) {
+	c, err := FromEnv(func(string) string { return "" })
+	require.NoError(t, err)
+	require.Empty(t, c.MetricsAddr, "off unless set")
+	c, err = FromEnv(func(k string) string { return map[string]string{"COUNTERSIGN_METRICS_ADDR": "127.0.0.1:9464"}[k] })
+	require.NoError(t, err)
+	require.NoError(t, c.Validate())
+	require.Equal(t, "127.0.0.1:9464", c.MetricsAddr)
+	c.MetricsAddr = "9464"
+	require.ErrorContains(t, c.Validate(), "COUNTERSIGN_METRICS_ADDR must be host:port or :port")
+}

@@ -61,6 +61,8 @@ type StepRecord struct {
 	Attempts   int
 	Tokens     int
 	ModelCalls int
+	// Model is the model a model step used ("" for none: stored as NULL).
+	Model      string
 	StartedAt  time.Time
 	// FinishedAt is when the step's result arrived (StepComplete; zero:
 	// now): a pure step's record may be written well after that.
@@ -81,6 +83,7 @@ type stepRow struct {
 	Attempts   int             `json:"attempts"`
 	StartedAt  time.Time       `json:"started_at"`
 	FinishedAt time.Time       `json:"finished_at"`
+	Model      *string         `json:"model"`
 }
 
 func encodeSteps(steps []StepRecord) (json.RawMessage, error) {
@@ -88,7 +91,7 @@ func encodeSteps(steps []StepRecord) (json.RawMessage, error) {
 	now := time.Now()
 	for i, s := range steps {
 		rows[i] = stepRow{Seq: s.Seq, Name: s.Name, Kind: s.Kind, Output: s.Output, Tokens: s.Tokens, Attempts: s.Attempts,
-			StartedAt: s.StartedAt, FinishedAt: s.FinishedAt}
+			StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, Model: nullable(s.Model)}
 		if rows[i].FinishedAt.IsZero() {
 			rows[i].FinishedAt = now
 		}
@@ -136,7 +139,7 @@ func StepComplete(ctx context.Context, db DBTX, steps ...StepRecord) error {
 func StepFail(ctx context.Context, db DBTX, s StepRecord) error {
 	err := queries.StepFail(ctx, db, dbsqlc.StepFailParams{RunID: s.RunID, Seq: s.Seq, Name: s.Name, Kind: string(s.Kind),
 		Error: s.Error, Attempts: s.Attempts, Tokens: s.Tokens, ModelCalls: s.ModelCalls, StartedAt: s.StartedAt,
-		Owner: &s.Owner})
+		Owner: &s.Owner, Model: nullable(s.Model)})
 	if err != nil {
 		return fmt.Errorf("record failed step %s: %w", s.Name, interpret(err))
 	}
@@ -195,4 +198,12 @@ func OutboxDuplicates(ctx context.Context, db DBTX) (int, error) {
 		return 0, fmt.Errorf("count outbox duplicates: %w", interpret(err))
 	}
 	return int(n), nil
+}
+
+// nullable is nil for "", else a pointer to s.
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }

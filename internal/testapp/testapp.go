@@ -56,6 +56,8 @@ type Options struct {
 	Channels     []notice.Channel
 	// TracerProvider receives the process's spans (nil: tracing.Global()).
 	TracerProvider trace.TracerProvider
+	// MetricsAddr is COUNTERSIGN_METRICS_ADDR (GET /metrics without a token).
+	MetricsAddr string
 }
 
 // Bundle is a running process and its database.
@@ -84,6 +86,7 @@ func StartOn(t testing.TB, pool *pgxpool.Pool, url string, opts Options) *Bundle
 		cfg.RescueAfter = opts.RescueAfter
 	}
 	cfg.CallbackAllow = opts.CallbackAllow
+	cfg.MetricsAddr = opts.MetricsAddr
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))

@@ -77,6 +77,7 @@ type slot struct {
 	started  time.Time
 	clock    time.Time    // the real time it started (started may be a test's clock)
 	retry    *RetryPolicy // the step's own policy (WithRetry), nil for the workflow's
+	model    string       // the model a model step's answer names, for the metrics
 }
 
 // next claims the next position for a step and checks it against the history.
@@ -200,7 +201,7 @@ func (x *execution) record(ctx context.Context, s *slot, out any, tokens, modelC
 	}
 	rec := store.StepRecord{
 		RunID: x.run.ID, Seq: s.seq, Name: s.name, Kind: s.kind, Output: raw, Attempts: s.attempts,
-		Tokens: tokens, ModelCalls: modelCalls, StartedAt: s.started, FinishedAt: x.engine.now(), Owner: x.owner,
+		Tokens: tokens, ModelCalls: modelCalls, StartedAt: s.started, FinishedAt: x.engine.now(), Owner: x.owner, Model: s.model,
 	}
 	if s.kind == vocab.StepKindStep && !inTx && time.Since(s.clock) < holdUnder && !mayBeRefused(raw) {
 		x.pending = append(x.pending, rec)
@@ -291,7 +292,7 @@ func (x *execution) recordFailure(ctx context.Context, s *slot, stepErr error, t
 	x.flush(ctx)
 	err := store.StepFail(context.WithoutCancel(ctx), x.engine.pool, store.StepRecord{
 		RunID: x.run.ID, Seq: s.seq, Name: s.name, Kind: s.kind, Error: stepErr.Error(),
-		Attempts: s.attempts, Tokens: tokens, ModelCalls: modelCalls, StartedAt: s.started, Owner: x.owner,
+		Attempts: s.attempts, Tokens: tokens, ModelCalls: modelCalls, StartedAt: s.started, Owner: x.owner, Model: s.model,
 	})
 	if err != nil {
 		x.engine.logger.Error("record failed step", "run", x.run.ID, "step", s.name, "err", err)
@@ -412,8 +413,12 @@ func Generate[T any](ctx context.Context, name string, req ai.Request, options .
 	defer cancel()
 	resp, err := x.engine.model.Complete(sctx, req)
 	tokens := 0
+	s.model = x.engine.model.Name()
 	if resp != nil {
 		tokens = resp.Usage.TotalTokens
+		if resp.Model != "" {
+			s.model = resp.Model
+		}
 	}
 	x.modelCalls++
 	x.tokens += tokens

@@ -167,6 +167,40 @@ type LoginThrottle struct {
 	Reported    bool      `db:"reported"`
 }
 
+type MetricCursor struct {
+	Name      string    `db:"name"`
+	Position  int64     `db:"position"`
+	UpdatedAt time.Time `db:"updated_at"`
+}
+
+type MetricHour struct {
+	Hour     time.Time `db:"hour"`
+	Metric   string    `db:"metric"`
+	Workflow string    `db:"workflow"`
+	Rule     string    `db:"rule"`
+	Tier     string    `db:"tier"`
+	Label    string    `db:"label"`
+	Count    int64     `db:"count"`
+	Sum      float64   `db:"sum"`
+	Buckets  []int64   `db:"buckets"`
+}
+
+type MetricRunQueue struct {
+	RunID string    `db:"run_id"`
+	At    time.Time `db:"at"`
+}
+
+type MetricTotal struct {
+	Metric   string  `db:"metric"`
+	Workflow string  `db:"workflow"`
+	Rule     string  `db:"rule"`
+	Tier     string  `db:"tier"`
+	Label    string  `db:"label"`
+	Count    int64   `db:"count"`
+	Sum      float64 `db:"sum"`
+	Buckets  []int64 `db:"buckets"`
+}
+
 type NoticeAttempt struct {
 	ID        int64     `db:"id"`
 	MessageID int64     `db:"message_id"`
@@ -296,6 +330,15 @@ type RunEvent struct {
 	ConsumedAt     *time.Time      `db:"consumed_at"`
 }
 
+type RunUnusable struct {
+	RunID     string    `db:"run_id"`
+	Workflow  string    `db:"workflow"`
+	Category  string    `db:"category"`
+	Reason    string    `db:"reason"`
+	FlaggedBy string    `db:"flagged_by"`
+	CreatedAt time.Time `db:"created_at"`
+}
+
 type SavedFilter struct {
 	ID        int64     `db:"id"`
 	UserID    int64     `db:"user_id"`
@@ -400,6 +443,7 @@ type WorkflowStep struct {
 	StartedAt  time.Time       `db:"started_at"`
 	FinishedAt *time.Time      `db:"finished_at"`
 	WakeAt     *time.Time      `db:"wake_at"`
+	Model      *string         `db:"model"`
 }
 
 type WorkflowStepAttempt struct {

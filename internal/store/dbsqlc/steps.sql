@@ -13,13 +13,13 @@ WITH run AS (
     WHERE id = @run_id AND status = 'running' AND lease_owner = @owner
     RETURNING id
 )
-INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, tokens, attempts, started_at, finished_at)
-SELECT run.id, s.seq, s.name, s.kind, 'completed', s.output, s.tokens, s.attempts, s.started_at, s.finished_at
+INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, tokens, attempts, started_at, finished_at, model)
+SELECT run.id, s.seq, s.name, s.kind, 'completed', s.output, s.tokens, s.attempts, s.started_at, s.finished_at, s.model
 FROM run, jsonb_to_recordset(@steps::jsonb) AS s(seq int, name text, kind text, output jsonb, tokens int,
-    attempts int, started_at timestamptz, finished_at timestamptz)
+    attempts int, started_at timestamptz, finished_at timestamptz, model text)
 ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
     status = 'completed', output = EXCLUDED.output, error = NULL, tokens = EXCLUDED.tokens,
-    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at;
+    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, model = EXCLUDED.model;
 
 -- name: StepFail :exec
 WITH run AS (
@@ -27,11 +27,12 @@ WITH run AS (
         updated_at = now()
     WHERE id = @run_id AND lease_owner = @owner RETURNING id
 )
-INSERT INTO workflow_steps (run_id, seq, name, kind, status, error, tokens, attempts, started_at, finished_at)
-SELECT run.id, @seq::int, @name::text, @kind::text, 'failed', @error::text, @tokens::int, @attempts::int, @started_at::timestamptz, now() FROM run
+INSERT INTO workflow_steps (run_id, seq, name, kind, status, error, tokens, attempts, started_at, finished_at, model)
+SELECT run.id, @seq::int, @name::text, @kind::text, 'failed', @error::text, @tokens::int, @attempts::int, @started_at::timestamptz, now(), sqlc.narg('model')::text FROM run
 ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
     status = 'failed', error = EXCLUDED.error, tokens = workflow_steps.tokens + EXCLUDED.tokens,
-    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now();
+    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now(),
+    model = coalesce(EXCLUDED.model, workflow_steps.model);
 
 -- name: StepWait :exec
 INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, attempts, started_at)

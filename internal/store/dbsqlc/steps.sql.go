@@ -198,13 +198,13 @@ WITH run AS (
     WHERE id = $6 AND status = 'running' AND lease_owner = $7
     RETURNING id
 )
-INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, tokens, attempts, started_at, finished_at)
-SELECT run.id, s.seq, s.name, s.kind, 'completed', s.output, s.tokens, s.attempts, s.started_at, s.finished_at
+INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, tokens, attempts, started_at, finished_at, model)
+SELECT run.id, s.seq, s.name, s.kind, 'completed', s.output, s.tokens, s.attempts, s.started_at, s.finished_at, s.model
 FROM run, jsonb_to_recordset($1::jsonb) AS s(seq int, name text, kind text, output jsonb, tokens int,
-    attempts int, started_at timestamptz, finished_at timestamptz)
+    attempts int, started_at timestamptz, finished_at timestamptz, model text)
 ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
     status = 'completed', output = EXCLUDED.output, error = NULL, tokens = EXCLUDED.tokens,
-    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at
+    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, model = EXCLUDED.model
 `
 
 type StepCompleteParams struct {
@@ -239,15 +239,16 @@ func (q *Queries) StepComplete(ctx context.Context, db DBTX, arg StepCompletePar
 
 const stepFail = `-- name: StepFail :exec
 WITH run AS (
-    UPDATE workflow_runs SET tokens_used = tokens_used + $5::int, model_calls = model_calls + $8::int,
+    UPDATE workflow_runs SET tokens_used = tokens_used + $5::int, model_calls = model_calls + $9::int,
         updated_at = now()
-    WHERE id = $9 AND lease_owner = $10 RETURNING id
+    WHERE id = $10 AND lease_owner = $11 RETURNING id
 )
-INSERT INTO workflow_steps (run_id, seq, name, kind, status, error, tokens, attempts, started_at, finished_at)
-SELECT run.id, $1::int, $2::text, $3::text, 'failed', $4::text, $5::int, $6::int, $7::timestamptz, now() FROM run
+INSERT INTO workflow_steps (run_id, seq, name, kind, status, error, tokens, attempts, started_at, finished_at, model)
+SELECT run.id, $1::int, $2::text, $3::text, 'failed', $4::text, $5::int, $6::int, $7::timestamptz, now(), $8::text FROM run
 ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
     status = 'failed', error = EXCLUDED.error, tokens = workflow_steps.tokens + EXCLUDED.tokens,
-    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now()
+    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now(),
+    model = coalesce(EXCLUDED.model, workflow_steps.model)
 `
 
 type StepFailParams struct {
@@ -258,6 +259,7 @@ type StepFailParams struct {
 	Tokens     int       `db:"tokens"`
 	Attempts   int       `db:"attempts"`
 	StartedAt  time.Time `db:"started_at"`
+	Model      *string   `db:"model"`
 	ModelCalls int       `db:"model_calls"`
 	RunID      string    `db:"run_id"`
 	Owner      *string   `db:"owner"`
@@ -272,6 +274,7 @@ func (q *Queries) StepFail(ctx context.Context, db DBTX, arg StepFailParams) err
 		arg.Tokens,
 		arg.Attempts,
 		arg.StartedAt,
+		arg.Model,
 		arg.ModelCalls,
 		arg.RunID,
 		arg.Owner,
@@ -280,7 +283,7 @@ func (q *Queries) StepFail(ctx context.Context, db DBTX, arg StepFailParams) err
 }
 
 const stepList = `-- name: StepList :many
-SELECT run_id, seq, name, kind, status, output, error, attempts, tokens, started_at, finished_at, wake_at FROM workflow_steps WHERE run_id = $1 ORDER BY seq
+SELECT run_id, seq, name, kind, status, output, error, attempts, tokens, started_at, finished_at, wake_at, model FROM workflow_steps WHERE run_id = $1 ORDER BY seq
 `
 
 func (q *Queries) StepList(ctx context.Context, db DBTX, runID string) ([]*WorkflowStep, error) {
@@ -305,6 +308,7 @@ func (q *Queries) StepList(ctx context.Context, db DBTX, runID string) ([]*Workf
 			&i.StartedAt,
 			&i.FinishedAt,
 			&i.WakeAt,
+			&i.Model,
 		); err != nil {
 			return nil, err
 		}
