@@ -44,8 +44,12 @@ const (
 	// rule whose approvals are mostly this fast at ApprovalRate or more is
 	// flagged as rubber-stamped.
 	FastApproval = 5 * time.Second
-	// maxRangeParams bounds the parameters a proposal narrows on.
+	// maxRangeParams bounds the numeric parameters a proposal narrows on,
+	// and maxParams the parameter names it lets through: actions whose
+	// approvals carried more get no proposal (a range left out would let any
+	// value through). Each costs about 1,000 of the policy's cost limit.
 	maxRangeParams = 4
+	maxParams      = 10
 	// MaxProposals bounds the proposals listed at once.
 	MaxProposals = 20
 	// MaxLiveGrants bounds the grants in force: each is one more rule that
@@ -90,7 +94,11 @@ type Proposal struct {
 	Decided  int                `json:"decided"`
 	Approved int                `json:"approved"`
 	Ranges   []store.ParamRange `json:"ranges"`
-	// Condition narrows the broad rule: the action kind and the ranges.
+	// Params are the parameter names the approved actions carried: an
+	// action with any other is not covered.
+	Params []string `json:"params"`
+	// Condition narrows the broad rule: the action kind, the parameter
+	// names and the ranges.
 	Condition     string    `json:"condition"`
 	Since         time.Time `json:"since"`
 	PolicyVersion int       `json:"policy_version"`
@@ -103,8 +111,9 @@ func (p *Proposal) Rate() float64 { return float64(p.Approved) / float64(max(p.D
 // window since `since`, its From) that humans decided at least minDecided times and
 // approved at ApprovalRate or more, whose rule is in base (the active
 // version, without grants) in a human tier, and derives for each the
-// narrower condition: the action kind, and the range of every numeric
-// parameter that all the approved actions carry.
+// narrower condition: the action kind, no parameter that none of the
+// approved actions carried, and the range of every numeric parameter they
+// carried. A pair whose parameters cannot all be written so gets no proposal.
 func Proposals(ctx context.Context, db store.DBTX, base *policy.Policy, stats []*store.RuleStat, since time.Time, minDecided int) ([]*Proposal, error) {
 	var out []*Proposal
 	var pairs []store.RuleKind
@@ -127,16 +136,21 @@ func Proposals(ctx context.Context, db store.DBTX, base *policy.Policy, stats []
 	if err != nil {
 		return nil, err
 	}
+	kept := out[:0]
 	for _, p := range out {
 		for _, t := range []vocab.Tier{vocab.TierBatched, vocab.TierAuto} {
 			if p.BaseTier.StricterThan(t) {
 				p.Tiers = append(p.Tiers, t)
 			}
 		}
-		p.Ranges = ranges(seen[store.RuleKind{Rule: p.Rule, ActionKind: p.ActionKind}], p.Approved)
-		p.Condition = condition(p.ActionKind, p.Ranges)
+		var ok bool
+		if p.Ranges, p.Params, ok = ranges(seen[store.RuleKind{Rule: p.Rule, ActionKind: p.ActionKind}], p.Approved); !ok {
+			continue
+		}
+		p.Condition = condition(p.ActionKind, p.Ranges, p.Params)
+		kept = append(kept, p)
 	}
-	return out, nil
+	return kept, nil
 }
 
 // Propose regenerates the proposal for one rule and action kind from the
@@ -162,34 +176,59 @@ func Propose(ctx context.Context, db store.DBTX, base *policy.Policy, rule, kind
 	return nil, fmt.Errorf("rule %q and action kind %q: %w", rule, kind, ErrPolicyChanged)
 }
 
-// ranges keeps, of the parameters seen, those every one of the approved
-// actions had, under a name a condition can quote plainly, with finite bounds.
-func ranges(seen []store.ParamSeen, approved int) []store.ParamRange {
-	var out []store.ParamRange
+// ranges derives, from the parameters the approved actions carried, the
+// names a covered action may carry and the range of every parameter that any
+// of them carried as a number: required when all of them carried it,
+// optional otherwise, and in both cases a number in range when present. It
+// reports false when that cannot be written exactly (a name a condition
+// cannot quote plainly, a number too large for a float, too many names or
+// ranges): leaving a parameter out would let any value of it through.
+func ranges(seen []store.ParamSeen, approved int) (out []store.ParamRange, names []string, ok bool) {
+	if len(seen) > maxParams {
+		return nil, nil, false
+	}
 	for _, s := range seen {
-		if s.Count < approved || !paramName.MatchString(s.Param) || math.IsInf(s.Min, 0) || math.IsInf(s.Max, 0) {
+		if !paramName.MatchString(s.Param) || s.Huge > 0 {
+			return nil, nil, false
+		}
+		names = append(names, s.Param)
+		if s.Numbers == 0 {
 			continue
 		}
-		out = append(out, s.ParamRange)
-		if len(out) == maxRangeParams {
-			break
+		if math.IsInf(s.Min, 0) || math.IsInf(s.Max, 0) || math.IsNaN(s.Min) || math.IsNaN(s.Max) || len(out) == maxRangeParams {
+			return nil, nil, false
 		}
+		r := s.ParamRange
+		r.Optional = s.Count < approved
+		out = append(out, r)
 	}
-	return out
+	return out, names, true
 }
 
 // paramName is the parameter names a proposal narrows on.
 var paramName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`)
 
-// condition is the CEL that narrows a rule to an action kind and ranges. A
-// parameter that is missing or not a number makes it false (the broad rule
-// then decides), never an evaluation error.
-func condition(kind string, ranges []store.ParamRange) string {
+// condition is the CEL that narrows a rule to an action kind, parameters
+// named in params and ranges. A parameter that is missing (unless optional)
+// or not a number makes it false (the broad rule then decides), never an
+// evaluation error.
+func condition(kind string, ranges []store.ParamRange, params []string) string {
 	parts := []string{"action.kind == " + strconv.Quote(kind)}
+	// No other parameter: as many as those of params present (a
+	// comprehension over the map would cost too much for the cost limit).
+	known := []string{"0"}
+	for _, p := range params {
+		known = append(known, "("+strconv.Quote(p)+" in action.params ? 1 : 0)")
+	}
+	parts = append(parts, "action.params.size() == "+strings.Join(known, " + "))
 	for _, r := range ranges {
 		v := "action.params[" + strconv.Quote(r.Param) + "]"
-		parts = append(parts, fmt.Sprintf("%s in action.params && type(%s) == double && %s >= %s && %s <= %s",
-			strconv.Quote(r.Param), v, v, celDouble(r.Min), v, celDouble(r.Max)))
+		in := fmt.Sprintf("type(%s) == double && %s >= %s && %s <= %s", v, v, celDouble(r.Min), v, celDouble(r.Max))
+		if r.Optional {
+			parts = append(parts, fmt.Sprintf("(!(%s in action.params) || %s)", strconv.Quote(r.Param), in))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s in action.params && %s", strconv.Quote(r.Param), in))
+		}
 	}
 	return strings.Join(parts, " && ")
 }

@@ -87,18 +87,22 @@ func RuleStats(ctx context.Context, db DBTX, since time.Time, fast time.Duration
 	return w, nil
 }
 
-// ParamSeen is one numeric parameter of the approved actions of a rule and
-// kind: in how many it appears, and its range.
+// ParamSeen is one parameter of the approved actions of a rule and kind: in
+// how many it appears (Count), in how many as a number (Numbers) and as a
+// number too large to compare as a float (Huge), and the range of the other
+// numbers (zero when there are none).
 type ParamSeen struct {
 	ParamRange
-	Count int
+	Count   int
+	Numbers int
+	Huge    int
 }
 
 // RuleKind is a rule and an action kind.
 type RuleKind struct{ Rule, ActionKind string }
 
-// RuleParamRanges returns, for each of the pairs, the numeric parameters of
-// the actions humans approved unedited under that rule for that kind since
+// RuleParamRanges returns, for each of the pairs, the parameters (of any
+// type, with the range of their numeric values) of the actions humans approved unedited under that rule for that kind since
 // `since`, by name, in one pass over the window. A pair without any is absent.
 func RuleParamRanges(ctx context.Context, db DBTX, since time.Time, pairs []RuleKind) (map[RuleKind][]ParamSeen, error) {
 	out := map[RuleKind][]ParamSeen{}
@@ -115,7 +119,8 @@ func RuleParamRanges(ctx context.Context, db DBTX, since time.Time, pairs []Rule
 	}
 	for _, r := range rows {
 		k := RuleKind{r.Rule, r.ActionKind}
-		out[k] = append(out[k], ParamSeen{ParamRange: ParamRange{Param: r.Param, Min: r.MinValue, Max: r.MaxValue}, Count: r.N})
+		out[k] = append(out[k], ParamSeen{ParamRange: ParamRange{Param: r.Param, Min: r.MinValue, Max: r.MaxValue}, Count: r.N,
+			Numbers: r.Numbers, Huge: r.Huge})
 	}
 	return out, nil
 }

@@ -111,8 +111,29 @@ func TestRuleStats(t *testing.T) {
 		seen, err := store.RuleParamRanges(b.ctx, b.pool, time.Now().Add(-24*hour),
 			[]store.RuleKind{refunds, {Rule: "refund", ActionKind: "payment.void"}, {Rule: "read-only", ActionKind: "payment.refund"}})
 		require.NoError(t, err)
-		require.Len(t, seen, 1, "no numeric parameter for the others")
-		require.Equal(t, []store.ParamSeen{{ParamRange: store.ParamRange{Param: "amount", Min: 10, Max: 80}, Count: 8}}, seen[refunds],
-			"the unedited human approvals of the window: not the rejected 900, the edited 5, the auto 1 or the old 5000; no text parameter")
+		require.Len(t, seen, 1, "no parameter for the others")
+		require.Equal(t, []store.ParamSeen{
+			{ParamRange: store.ParamRange{Param: "amount", Min: 10, Max: 80}, Count: 8, Numbers: 8},
+			{ParamRange: store.ParamRange{Param: "note"}, Count: 8},
+		}, seen[refunds],
+			"the unedited human approvals of the window: not the rejected 900, the edited 5, the auto 1 or the old 5000; text parameters by name only")
 	})
+}
+
+// TestRuleParamRangesMixedTypes: a parameter that is a number in some
+// approvals and something else, or a number too large for a float, in others
+// is reported as such, so that a proposal never narrows on part of it.
+func TestRuleParamRangesMixedTypes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, params := range []string{`{"amount":5,"fee":1}`, `{"amount":"5000","fee":2}`, `{"amount":7,"fee":1e400}`, `{"amount":9}`} {
+		b.decided(t, "refund", "payment.refund", vocab.TierExplicit, params, vocab.VerdictApprove, time.Second, time.Hour)
+	}
+	refunds := store.RuleKind{Rule: "refund", ActionKind: "payment.refund"}
+	seen, err := store.RuleParamRanges(b.ctx, b.pool, time.Now().Add(-24*time.Hour), []store.RuleKind{refunds})
+	require.NoError(t, err)
+	require.Equal(t, []store.ParamSeen{
+		{ParamRange: store.ParamRange{Param: "amount", Min: 5, Max: 9}, Count: 4, Numbers: 3},
+		{ParamRange: store.ParamRange{Param: "fee", Min: 1, Max: 2}, Count: 3, Numbers: 3, Huge: 1},
+	}, seen[refunds])
 }

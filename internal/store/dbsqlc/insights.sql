@@ -36,17 +36,21 @@ ORDER BY r.rule, rule_total DESC, volume DESC, action_kind
 LIMIT @max_rows;
 
 -- name: RuleParamRanges :many
--- The numeric parameters of the actions humans approved as they were
--- proposed (verdict approve, not edit) since a time, for each of the given
--- (rule, action kind) pairs: for each, in how many it appears, and its
--- range. One pass over the window whatever the number of pairs.
+-- The parameters of the actions humans approved as they were proposed
+-- (verdict approve, not edit) since a time, for each of the given (rule,
+-- action kind) pairs: every name, in how many it appears, in how many as a
+-- number (and as a number too large for a float), and the range of those
+-- numbers. One pass over the window whatever the number of pairs.
 SELECT r.rule, r.action_kind, p.key::text AS param, count(*)::int AS n,
-    min(p.value::numeric)::float8 AS min_value, max(p.value::numeric)::float8 AS max_value
+    count(v.num)::int AS numbers,
+    count(*) FILTER (WHERE abs(v.num) >= 1e300)::int AS huge,
+    coalesce(min(v.num) FILTER (WHERE abs(v.num) < 1e300), 0)::float8 AS min_value,
+    coalesce(max(v.num) FILTER (WHERE abs(v.num) < 1e300), 0)::float8 AS max_value
 FROM approval_requests r
 JOIN (SELECT unnest(@rules::text[]) AS rule, unnest(@kinds::text[]) AS kind) g ON g.rule = r.rule AND g.kind = r.action_kind
 JOIN decisions d ON d.request_id = r.id AND d.created_at >= @since
 CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof(r.action->'params') = 'object' THEN r.action->'params' ELSE '{}'::jsonb END) AS p(key, value)
+CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(p.value) = 'number' THEN p.value::numeric END AS num) v
 WHERE r.created_at >= @since AND r.tier <> 'auto' AND d.verdict = 'approve'
-    AND jsonb_typeof(p.value) = 'number' AND abs(p.value::numeric) < 1e300
 GROUP BY r.rule, r.action_kind, p.key
 ORDER BY r.rule, r.action_kind, p.key;

@@ -34,13 +34,16 @@ func (q *Queries) RequestWindowStart(ctx context.Context, db DBTX, arg RequestWi
 
 const ruleParamRanges = `-- name: RuleParamRanges :many
 SELECT r.rule, r.action_kind, p.key::text AS param, count(*)::int AS n,
-    min(p.value::numeric)::float8 AS min_value, max(p.value::numeric)::float8 AS max_value
+    count(v.num)::int AS numbers,
+    count(*) FILTER (WHERE abs(v.num) >= 1e300)::int AS huge,
+    coalesce(min(v.num) FILTER (WHERE abs(v.num) < 1e300), 0)::float8 AS min_value,
+    coalesce(max(v.num) FILTER (WHERE abs(v.num) < 1e300), 0)::float8 AS max_value
 FROM approval_requests r
 JOIN (SELECT unnest($1::text[]) AS rule, unnest($2::text[]) AS kind) g ON g.rule = r.rule AND g.kind = r.action_kind
 JOIN decisions d ON d.request_id = r.id AND d.created_at >= $3
 CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof(r.action->'params') = 'object' THEN r.action->'params' ELSE '{}'::jsonb END) AS p(key, value)
+CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(p.value) = 'number' THEN p.value::numeric END AS num) v
 WHERE r.created_at >= $3 AND r.tier <> 'auto' AND d.verdict = 'approve'
-    AND jsonb_typeof(p.value) = 'number' AND abs(p.value::numeric) < 1e300
 GROUP BY r.rule, r.action_kind, p.key
 ORDER BY r.rule, r.action_kind, p.key
 `
@@ -56,14 +59,17 @@ type RuleParamRangesRow struct {
 	ActionKind string  `db:"action_kind"`
 	Param      string  `db:"param"`
 	N          int     `db:"n"`
+	Numbers    int     `db:"numbers"`
+	Huge       int     `db:"huge"`
 	MinValue   float64 `db:"min_value"`
 	MaxValue   float64 `db:"max_value"`
 }
 
-// The numeric parameters of the actions humans approved as they were
-// proposed (verdict approve, not edit) since a time, for each of the given
-// (rule, action kind) pairs: for each, in how many it appears, and its
-// range. One pass over the window whatever the number of pairs.
+// The parameters of the actions humans approved as they were proposed
+// (verdict approve, not edit) since a time, for each of the given (rule,
+// action kind) pairs: every name, in how many it appears, in how many as a
+// number (and as a number too large for a float), and the range of those
+// numbers. One pass over the window whatever the number of pairs.
 func (q *Queries) RuleParamRanges(ctx context.Context, db DBTX, arg RuleParamRangesParams) ([]*RuleParamRangesRow, error) {
 	rows, err := db.Query(ctx, ruleParamRanges, arg.Rules, arg.Kinds, arg.Since)
 	if err != nil {
@@ -78,6 +84,8 @@ func (q *Queries) RuleParamRanges(ctx context.Context, db DBTX, arg RuleParamRan
 			&i.ActionKind,
 			&i.Param,
 			&i.N,
+			&i.Numbers,
+			&i.Huge,
 			&i.MinValue,
 			&i.MaxValue,
 		); err != nil {
