@@ -145,7 +145,7 @@ func (s *Server) promotion(c echo.Context, v *templates.RulesView) (*templates.R
 			return nil, echo.NewHTTPError(http.StatusBadRequest, "the grant's length must be 1, 7 or 30 days")
 		}
 	}
-	grants, err := store.GrantListLive(ctx, s.Pool)
+	grants, err := policystore.LiveGrants(ctx, s.Pool, nil)
 	if err != nil {
 		return nil, err
 	}

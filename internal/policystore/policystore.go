@@ -91,8 +91,9 @@ type Cache struct {
 	poll time.Duration
 
 	mu        sync.Mutex
-	base      *policy.Policy // the active version, compiled
-	grantsKey string         // the ids and expiries of the grants spliced into current
+	base      *policy.Policy         // the active version, compiled
+	grantsKey string                 // the ids and expiries of the grants spliced into current
+	versions  map[int]*policy.Policy // the versions grants were made under, compiled
 	current   *policy.Policy
 	loaded    time.Time
 }
@@ -133,7 +134,10 @@ func (c *Cache) Active(ctx context.Context) (*policy.Policy, error) {
 		}
 		c.base, c.current = p, nil
 	}
-	grants, err := store.GrantListLive(ctx, c.pool)
+	if c.versions == nil {
+		c.versions = map[int]*policy.Policy{}
+	}
+	grants, err := LiveGrants(ctx, c.pool, c.versions)
 	if err != nil {
 		// Without the grants the policy is stricter, never looser.
 		slog.Default().Error("the policy grants could not be read; deciding without them", "err", err)
@@ -148,7 +152,7 @@ func (c *Cache) Active(ctx context.Context) (*policy.Policy, error) {
 
 // grantsKey identifies a set of grants: a grant's rule depends only on its
 // row, which never changes but for its revocation (which removes it).
-func grantsKey(grants []*store.Grant) string {
+func grantsKey(grants []*Grant) string {
 	var b strings.Builder
 	for _, g := range grants {
 		fmt.Fprintf(&b, "%d,", g.ID)

@@ -319,7 +319,7 @@ func GrantRuleName(id int64) string { return "grant-" + strconv.FormatInt(id, 10
 // grants. A grant's expiry is now+length. The result is validated: the rule
 // and the document load, and a new version differs from the active one only
 // by the narrower rule just before the broad one.
-func Promote(p *Proposal, active *store.PolicyVersion, base *policy.Policy, grants []*store.Grant, mode string, tier vocab.Tier, now time.Time, length time.Duration) (*Promotion, error) {
+func Promote(p *Proposal, active *store.PolicyVersion, base *policy.Policy, grants []*Grant, mode string, tier vocab.Tier, now time.Time, length time.Duration) (*Promotion, error) {
 	if !slices.Contains(p.Tiers, tier) {
 		return nil, fmt.Errorf("%w: tier %q is not looser than rule %q's %s", store.ErrInvalidInput, tier, p.Rule, p.BaseTier)
 	}
@@ -489,17 +489,66 @@ func splice(p *policy.Policy, before string, r *policy.Rule) *policy.Policy {
 	return out
 }
 
+// Grant is a live grant and the broad rule it narrowed as that rule was in
+// the version the grant was made under (nil when that version is gone or no
+// longer loads).
+type Grant struct {
+	*store.Grant
+	Granted *policy.Rule
+}
+
+// LiveGrants returns the grants in force, each with the rule it narrowed as
+// it was when granted. compiled, when not nil, keeps the versions compiled
+// between calls (versions never change).
+func LiveGrants(ctx context.Context, db store.DBTX, compiled map[int]*policy.Policy) ([]*Grant, error) {
+	rows, err := store.GrantListLive(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	if compiled == nil {
+		compiled = map[int]*policy.Policy{}
+	}
+	out := make([]*Grant, 0, len(rows))
+	for _, g := range rows {
+		p, ok := compiled[g.PolicyVersion]
+		if !ok {
+			v, err := store.PolicyGet(ctx, db, g.PolicyVersion)
+			switch {
+			case err == nil:
+				p, _ = Compile(v) // nil when it no longer loads: the grant does not apply
+			case !errors.Is(err, store.ErrNotFound):
+				return nil, err
+			}
+			compiled[g.PolicyVersion] = p
+		}
+		var granted *policy.Rule
+		if p != nil {
+			granted = ruleNamed(p, g.Rule)
+		}
+		out = append(out, &Grant{Grant: g, Granted: granted})
+	}
+	return out, nil
+}
+
+// sameRule reports whether a and b decide alike: condition, tier, approvals
+// and roles.
+func sameRule(a, b *policy.Rule) bool {
+	return a.When == b.When && a.Tier == b.Tier && a.Approvals == b.Approvals && slices.Equal(a.Roles, b.Roles)
+}
+
 // WithGrants returns p with each grant's rule spliced in just before the
 // rule it narrows (p itself is unchanged). A grant applies only while that
-// rule is in p and stricter than the grant's tier: once a new version drops
-// or loosens it, the grant has nothing to narrow. The rule's condition is
-// the broad rule's, the grant's and `now < expires_at`, so a grant stops
-// applying at its expiry whatever the cache holds.
-func WithGrants(p *policy.Policy, grants []*store.Grant) *policy.Policy {
+// rule is in p as it was when granted (condition, tier, approvals, roles)
+// and stricter than the grant's tier: the evidence was gathered under that
+// rule, so once a new version drops, rewrites, tightens or loosens it, the
+// grant has nothing to narrow. The rule's condition is the broad rule's, the
+// grant's and `now < expires_at`, so a grant stops applying at its expiry
+// whatever the cache holds.
+func WithGrants(p *policy.Policy, grants []*Grant) *policy.Policy {
 	out := p
 	for _, g := range grants {
 		broad := ruleNamed(p, g.Rule)
-		if broad == nil || !broad.Tier.StricterThan(g.Tier) {
+		if broad == nil || g.Granted == nil || !sameRule(broad, g.Granted) || !broad.Tier.StricterThan(g.Tier) {
 			continue
 		}
 		exp := g.ExpiresAt

@@ -104,7 +104,8 @@ func TestGrantExpires(t *testing.T) {
 	expires := time.Now().Add(time.Hour).Truncate(time.Second)
 	g := &store.Grant{ID: 7, Rule: p.Rule, ActionKind: p.ActionKind, Tier: vocab.TierBatched, Condition: p.Condition,
 		Decided: 60, Approved: 60, WindowStart: p.Since, ExpiresAt: expires}
-	merged := WithGrants(base, []*store.Grant{g})
+	granted := []*Grant{{Grant: g, Granted: ruleNamed(base, "refund")}}
+	merged := WithGrants(base, granted)
 	require.Len(t, merged.Rules, len(base.Rules)+1)
 	require.Len(t, base.Rules, 7, "the compiled version is not changed")
 
@@ -123,12 +124,35 @@ func TestGrantExpires(t *testing.T) {
 	t.Run("BroadRuleGone", func(t *testing.T) {
 		other, err := policy.Load([]byte("version: 1\nrules:\n  - name: all\n    when: \"true\"\n    tier: explicit\n"))
 		require.NoError(t, err)
-		require.Len(t, WithGrants(other, []*store.Grant{g}).Rules, 1)
+		require.Len(t, WithGrants(other, granted).Rules, 1)
 	})
 	t.Run("BroadRuleLoosened", func(t *testing.T) {
 		other, err := policy.Load([]byte("version: 1\nrules:\n  - name: refund\n    when: \"true\"\n    tier: batched\n"))
 		require.NoError(t, err)
-		require.Len(t, WithGrants(other, []*store.Grant{g}).Rules, 1, "a grant never tightens nor sits beside an equal tier")
+		require.Len(t, WithGrants(other, granted).Rules, 1, "a grant never tightens nor sits beside an equal tier")
+	})
+	// The evidence was gathered under the rule as it was: a version that
+	// rewrites or tightens it (same name, still stricter than the grant)
+	// ends the grant.
+	for _, tc := range []struct{ name, rule string }{
+		{"BroadRuleRewritten", "when: \"true\"\n    tier: explicit"},
+		{"BroadRuleTightened", "when: action.kind == \"payment.refund\"\n    tier: explicit\n    approvals: 2"},
+		{"BroadRuleRolesChanged", "when: action.kind == \"payment.refund\"\n    tier: explicit\n    roles: [admin]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			other, err := policy.Load([]byte("version: 1\nrules:\n  - name: refund\n    " + tc.rule + "\n"))
+			require.NoError(t, err)
+			require.Len(t, WithGrants(other, granted).Rules, 1)
+		})
+	}
+	t.Run("BroadRuleUnchangedInANewVersion", func(t *testing.T) {
+		other, err := policy.Load([]byte("version: 1\nrules:\n  - name: first\n    when: action.kind == \"x\"\n    tier: auto\n" +
+			"  - name: refund\n    when: action.kind == \"payment.refund\"\n    tier: explicit\n"))
+		require.NoError(t, err)
+		require.Len(t, WithGrants(other, granted).Rules, 3, "the rest of the policy may change")
+	})
+	t.Run("GrantedVersionGone", func(t *testing.T) {
+		require.Len(t, WithGrants(base, []*Grant{{Grant: g}}).Rules, len(base.Rules))
 	})
 }
 
