@@ -20,9 +20,13 @@ type RuleStat struct {
 	Volume     int // every request, auto included
 	Auto       int
 	Undecided  int
-	Approved   int
-	Rejected   int
-	Edited     int
+	Approved   int // by a person
+	// DeadlineApprovals are the approvals the policy made when a batched
+	// rule's deadline passed (on_timeout: approve): decided, not approved
+	// by anyone.
+	DeadlineApprovals int
+	Rejected          int
+	Edited            int
 	// ChangesRequested counts the request_changes verdicts.
 	ChangesRequested int
 	// MedianDecision is the median time from request to decision of every
@@ -34,7 +38,9 @@ type RuleStat struct {
 }
 
 // Decided is the number of requests a human (or a deadline) decided.
-func (s *RuleStat) Decided() int { return s.Approved + s.Rejected + s.Edited + s.ChangesRequested }
+func (s *RuleStat) Decided() int {
+	return s.Approved + s.DeadlineApprovals + s.Rejected + s.Edited + s.ChangesRequested
+}
 
 // MaxRuleStats bounds the rows RuleStats returns.
 const MaxRuleStats = 500
@@ -80,7 +86,7 @@ func RuleStats(ctx context.Context, db DBTX, since time.Time, fast time.Duration
 	seconds := func(f float64) time.Duration { return time.Duration(f * float64(time.Second)).Round(time.Millisecond) }
 	w.Stats = convertAll(rows, func(r *dbsqlc.RuleStatsRow) *RuleStat {
 		return &RuleStat{Rule: r.Rule, ActionKind: r.ActionKind, RuleTotal: r.RuleTotal, Volume: r.Volume, Auto: r.Auto,
-			Undecided: r.Undecided, Approved: r.Approved, Rejected: r.Rejected, Edited: r.Edited,
+			Undecided: r.Undecided, Approved: r.Approved, DeadlineApprovals: r.DeadlineApprovals, Rejected: r.Rejected, Edited: r.Edited,
 			ChangesRequested: r.ChangesRequested, MedianDecision: seconds(r.MedianSeconds),
 			MedianApproval: seconds(r.MedianApproveSeconds), FastApprovals: r.FastApprovals}
 	})
