@@ -181,8 +181,8 @@ func Propose(ctx context.Context, db store.DBTX, base *policy.Policy, rule, kind
 // of them carried as a number: required when all of them carried it,
 // optional otherwise, and in both cases a number in range when present. It
 // reports false when that cannot be written exactly (a name a condition
-// cannot quote plainly, a number too large for a float, too many names or
-// ranges): leaving a parameter out would let any value of it through.
+// cannot quote plainly, a number beyond float64's exact integers, too many
+// names or ranges): leaving a parameter out would let any value of it through.
 func ranges(seen []store.ParamSeen, approved int) (out []store.ParamRange, names []string, ok bool) {
 	if len(seen) > maxParams {
 		return nil, nil, false
@@ -195,7 +195,7 @@ func ranges(seen []store.ParamSeen, approved int) (out []store.ParamRange, names
 		if s.Numbers == 0 {
 			continue
 		}
-		if math.IsInf(s.Min, 0) || math.IsInf(s.Max, 0) || math.IsNaN(s.Min) || math.IsNaN(s.Max) || len(out) == maxRangeParams {
+		if !exact(s.Min) || !exact(s.Max) || len(out) == maxRangeParams {
 			return nil, nil, false
 		}
 		r := s.ParamRange
@@ -204,6 +204,14 @@ func ranges(seen []store.ParamSeen, approved int) (out []store.ParamRange, names
 	}
 	return out, names, true
 }
+
+// maxExact is where float64 stops holding every integer: past it, the
+// policy (which compares parameters as float64) cannot tell an approved
+// amount from a larger one that rounds to it.
+const maxExact = 1 << 53
+
+// exact reports whether f can bound a range: finite and within maxExact.
+func exact(f float64) bool { return !math.IsNaN(f) && math.Abs(f) <= maxExact }
 
 // paramName is the parameter names a proposal narrows on.
 var paramName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`)

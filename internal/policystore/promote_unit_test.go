@@ -229,6 +229,8 @@ func TestProposalCoversOnlyWhatWasApproved(t *testing.T) {
 		{"QuoteInName", store.ParamSeen{ParamRange: store.ParamRange{Param: `a"]||true||["`}, Count: 10}},
 		{"TooLarge", store.ParamSeen{ParamRange: store.ParamRange{Param: "huge"}, Count: 10, Numbers: 10, Huge: 1}},
 		{"Infinite", store.ParamSeen{ParamRange: store.ParamRange{Param: "inf", Max: math.Inf(1)}, Count: 10, Numbers: 10}},
+		{"BeyondFloatPrecision", store.ParamSeen{ParamRange: store.ParamRange{Param: "id", Min: 1, Max: 1e17}, Count: 10, Numbers: 10}},
+		{"NegativeBeyondFloatPrecision", store.ParamSeen{ParamRange: store.ParamRange{Param: "id", Min: -1e17, Max: 1}, Count: 10, Numbers: 10}},
 		{"NaN", store.ParamSeen{ParamRange: store.ParamRange{Param: "nan", Max: math.NaN()}, Count: 10, Numbers: 10}},
 	} {
 		t.Run("NoProposal/"+tc.name, func(t *testing.T) {
