@@ -210,8 +210,9 @@ func ranges(seen []store.ParamSeen, approved int) (out []store.ParamRange, names
 // amount from a larger one that rounds to it.
 const maxExact = 1 << 53
 
-// exact reports whether f can bound a range: finite and within maxExact.
-func exact(f float64) bool { return !math.IsNaN(f) && math.Abs(f) <= maxExact }
+// exact reports whether f can bound a range: below maxExact (2^53 itself is
+// where 2^53+1 rounds to).
+func exact(f float64) bool { return !math.IsNaN(f) && math.Abs(f) < maxExact }
 
 // paramName is the parameter names a proposal narrows on.
 var paramName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`)
