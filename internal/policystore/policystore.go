@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -143,6 +145,10 @@ func (c *Cache) Active(ctx context.Context) (*policy.Policy, error) {
 		slog.Default().Error("the policy grants could not be read; deciding without them", "err", err)
 		grants = nil
 	}
+	// Keep only the versions live grants were made under.
+	maps.DeleteFunc(c.versions, func(v int, _ *policy.Policy) bool {
+		return !slices.ContainsFunc(grants, func(g *Grant) bool { return g.PolicyVersion == v })
+	})
 	if key := grantsKey(grants); c.current == nil || key != c.grantsKey {
 		c.current, c.grantsKey = WithGrants(c.base, grants), key
 	}
