@@ -557,7 +557,8 @@ func WithGrants(p *policy.Policy, grants []*Grant) *policy.Policy {
 	out := p
 	for _, g := range grants {
 		broad := ruleNamed(p, g.Rule)
-		if broad == nil || g.Granted == nil || !sameRule(broad, g.Granted) || !broad.Tier.StricterThan(g.Tier) {
+		if broad == nil || g.Granted == nil || !sameRule(broad, g.Granted) || !broad.Tier.StricterThan(g.Tier) ||
+			ruleNamed(p, GrantRuleName(g.ID)) != nil { // a rule of the policy has its name: decisions would not say which
 			continue
 		}
 		exp := g.ExpiresAt

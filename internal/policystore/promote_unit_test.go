@@ -151,6 +151,12 @@ func TestGrantExpires(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, WithGrants(other, granted).Rules, 3, "the rest of the policy may change")
 	})
+	t.Run("NameTakenByThePolicy", func(t *testing.T) {
+		other, err := policy.Load([]byte("version: 1\nrules:\n  - name: grant-7\n    when: action.kind == \"x\"\n    tier: explicit\n" +
+			"  - name: refund\n    when: action.kind == \"payment.refund\"\n    tier: explicit\n"))
+		require.NoError(t, err)
+		require.Len(t, WithGrants(other, granted).Rules, 2, "two rules of one name would make decisions ambiguous")
+	})
 	t.Run("GrantedVersionGone", func(t *testing.T) {
 		require.Len(t, WithGrants(base, []*Grant{{Grant: g}}).Rules, len(base.Rules))
 	})
