@@ -126,7 +126,7 @@ func (s *Server) simulate(c echo.Context, v *templates.PolicyView) (*policy.Poli
 	}
 	// The grants in force apply to whichever version is active: the
 	// simulation replays the candidate with them, as it would decide.
-	grants, err := store.GrantListLive(c.Request().Context(), s.Pool)
+	grants, err := policystore.LiveGrants(c.Request().Context(), s.Pool, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -69,24 +69,38 @@ func (s *Server) activeBase(ctx context.Context) (*store.PolicyVersion, *policy.
 	return active, base, nil
 }
 
-// rulesView fills v with the statistics, the proposals and the grants.
-func (s *Server) rulesView(c echo.Context, v *templates.RulesView) error {
+// statsSlot takes one of the maxRuleStats slots, or answers 429, and
+// returns a context bounded by the statistics' time limit and the release.
+func statsSlot(c echo.Context) (context.Context, func(), error) {
 	select {
 	case ruleStats <- struct{}{}:
-		defer func() { <-ruleStats }()
 	default:
-		return echo.NewHTTPError(http.StatusTooManyRequests,
+		return nil, nil, echo.NewHTTPError(http.StatusTooManyRequests,
 			fmt.Sprintf("%d rule statistics are already being computed; try again in a moment", maxRuleStats))
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), simulationTimeout)
-	defer cancel()
+	return ctx, func() { cancel(); <-ruleStats }, nil
+}
+
+// statsErr turns the statistics' own time limit into a 503.
+func statsErr(ctx context.Context, c echo.Context, err error) error {
+	if err != nil && ctx.Err() != nil && c.Request().Context().Err() == nil {
+		return echo.NewHTTPError(http.StatusServiceUnavailable,
+			fmt.Sprintf("the statistics took longer than %s; try a shorter window", simulationTimeout))
+	}
+	return err
+}
+
+// rulesView fills v with the statistics, the proposals and the grants.
+func (s *Server) rulesView(c echo.Context, v *templates.RulesView) error {
+	ctx, release, err := statsSlot(c)
+	if err != nil {
+		return err
+	}
+	defer release()
 	w, err := store.RuleStats(ctx, s.Pool, v.Since, policystore.FastApproval, store.MaxStatsRequests)
 	if err != nil {
-		if ctx.Err() != nil && c.Request().Context().Err() == nil {
-			return echo.NewHTTPError(http.StatusServiceUnavailable,
-				fmt.Sprintf("the statistics took longer than %s; try a shorter window", simulationTimeout))
-		}
-		return err
+		return statsErr(ctx, c, err)
 	}
 	v.Stats, v.Truncated, v.Capped, v.From = w.Stats, w.Truncated, w.Capped, w.From
 	_, base, err := s.activeBase(ctx)
@@ -132,7 +146,15 @@ func (s *Server) promotion(c echo.Context, v *templates.RulesView) (*templates.R
 	if err != nil {
 		return nil, err
 	}
-	prop, err := policystore.Propose(ctx, s.Pool, base, c.FormValue("rule"), c.FormValue("kind"), v.Since, v.MinDecided)
+	// Regenerating the proposal reads the window's statistics: it takes a
+	// statistics slot and their time limit, as the page does.
+	sctx, release, err := statsSlot(c)
+	if err != nil {
+		return nil, err
+	}
+	prop, err := policystore.Propose(sctx, s.Pool, base, c.FormValue("rule"), c.FormValue("kind"), v.Since, v.MinDecided)
+	err = statsErr(sctx, c, err)
+	release()
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +167,7 @@ func (s *Server) promotion(c echo.Context, v *templates.RulesView) (*templates.R
 			return nil, echo.NewHTTPError(http.StatusBadRequest, "the grant's length must be 1, 7 or 30 days")
 		}
 	}
-	grants, err := store.GrantListLive(ctx, s.Pool)
+	grants, err := policystore.LiveGrants(ctx, s.Pool, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/vocab"
+	"github.com/countersign/countersign/web"
 )
 
 // refundsFlow registers "refunds": one refund of the input amount, and the
@@ -298,4 +299,26 @@ func TestPromoteGrant(t *testing.T) {
 	_, req = c.startRun(t, "refunds", "revoked", 42.0, "test")
 	require.Equal(t, "refund", req.Rule, "a revoked grant no longer applies")
 	require.Equal(t, vocab.TierExplicit, req.Tier)
+}
+
+// TestRuleReviewStatisticsAreBounded: a review regenerates its proposal from
+// the window's statistics, so it takes a statistics slot before reading them,
+// as the page does: with every slot taken it is refused before it reads
+// anything (not after its statistics and its simulation ran), and once the
+// slots free it goes through. Not parallel: it takes the process-wide slots.
+func TestRuleReviewStatisticsAreBounded(t *testing.T) {
+	c := startConsole(t, refundsFlow)
+	refundHistory(t, c)
+	approver := c.client(t, "approver@example.com")
+
+	releaseStats, releaseSims := web.HoldRuleStats(), web.HoldSimulations()
+	resp, body := c.post(t, approver, "/policy/rules", "/policy/rules/review", reviewForm("grant", vocab.TierAuto))
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	require.Contains(t, body, "rule statistics are already being computed", "refused at the statistics, before the simulation")
+	releaseSims()
+	releaseStats()
+
+	resp, body = c.post(t, approver, "/policy/rules", "/policy/rules/review", reviewForm("grant", vocab.TierAuto))
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NotContains(t, body, "already")
 }

@@ -134,7 +134,7 @@ func cmdPolicySimulate(e *env, args []string) error {
 	// e.ctx ends on Ctrl-C, which stops the simulation between two steps.
 	sim, err := withDBV(e, *dbURL, func(pool *pgxpool.Pool) (*policystore.Simulation, error) {
 		// The grants in force apply to whichever version is active.
-		grants, err := store.GrantListLive(e.ctx, pool)
+		grants, err := policystore.LiveGrants(e.ctx, pool, nil)
 		if err != nil {
 			return nil, err
 		}

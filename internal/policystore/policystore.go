@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -91,8 +93,9 @@ type Cache struct {
 	poll time.Duration
 
 	mu        sync.Mutex
-	base      *policy.Policy // the active version, compiled
-	grantsKey string         // the ids and expiries of the grants spliced into current
+	base      *policy.Policy         // the active version, compiled
+	grantsKey string                 // the ids and expiries of the grants spliced into current
+	versions  map[int]*policy.Policy // the versions grants were made under, compiled
 	current   *policy.Policy
 	loaded    time.Time
 }
@@ -133,12 +136,19 @@ func (c *Cache) Active(ctx context.Context) (*policy.Policy, error) {
 		}
 		c.base, c.current = p, nil
 	}
-	grants, err := store.GrantListLive(ctx, c.pool)
+	if c.versions == nil {
+		c.versions = map[int]*policy.Policy{}
+	}
+	grants, err := LiveGrants(ctx, c.pool, c.versions)
 	if err != nil {
 		// Without the grants the policy is stricter, never looser.
 		slog.Default().Error("the policy grants could not be read; deciding without them", "err", err)
 		grants = nil
 	}
+	// Keep only the versions live grants were made under.
+	maps.DeleteFunc(c.versions, func(v int, _ *policy.Policy) bool {
+		return !slices.ContainsFunc(grants, func(g *Grant) bool { return g.PolicyVersion == v })
+	})
 	if key := grantsKey(grants); c.current == nil || key != c.grantsKey {
 		c.current, c.grantsKey = WithGrants(c.base, grants), key
 	}
@@ -148,7 +158,7 @@ func (c *Cache) Active(ctx context.Context) (*policy.Policy, error) {
 
 // grantsKey identifies a set of grants: a grant's rule depends only on its
 // row, which never changes but for its revocation (which removes it).
-func grantsKey(grants []*store.Grant) string {
+func grantsKey(grants []*Grant) string {
 	var b strings.Builder
 	for _, g := range grants {
 		fmt.Fprintf(&b, "%d,", g.ID)

@@ -44,8 +44,12 @@ const (
 	// rule whose approvals are mostly this fast at ApprovalRate or more is
 	// flagged as rubber-stamped.
 	FastApproval = 5 * time.Second
-	// maxRangeParams bounds the parameters a proposal narrows on.
+	// maxRangeParams bounds the numeric parameters a proposal narrows on,
+	// and maxParams the parameter names it lets through: actions whose
+	// approvals carried more get no proposal (a range left out would let any
+	// value through). Each costs about 1,000 of the policy's cost limit.
 	maxRangeParams = 4
+	maxParams      = 10
 	// MaxProposals bounds the proposals listed at once.
 	MaxProposals = 20
 	// MaxLiveGrants bounds the grants in force: each is one more rule that
@@ -90,7 +94,11 @@ type Proposal struct {
 	Decided  int                `json:"decided"`
 	Approved int                `json:"approved"`
 	Ranges   []store.ParamRange `json:"ranges"`
-	// Condition narrows the broad rule: the action kind and the ranges.
+	// Params are the parameter names the approved actions carried: an
+	// action with any other is not covered.
+	Params []string `json:"params"`
+	// Condition narrows the broad rule: the action kind, the parameter
+	// names and the ranges.
 	Condition     string    `json:"condition"`
 	Since         time.Time `json:"since"`
 	PolicyVersion int       `json:"policy_version"`
@@ -103,8 +111,9 @@ func (p *Proposal) Rate() float64 { return float64(p.Approved) / float64(max(p.D
 // window since `since`, its From) that humans decided at least minDecided times and
 // approved at ApprovalRate or more, whose rule is in base (the active
 // version, without grants) in a human tier, and derives for each the
-// narrower condition: the action kind, and the range of every numeric
-// parameter that all the approved actions carry.
+// narrower condition: the action kind, no parameter that none of the
+// approved actions carried, and the range of every numeric parameter they
+// carried. A pair whose parameters cannot all be written so gets no proposal.
 func Proposals(ctx context.Context, db store.DBTX, base *policy.Policy, stats []*store.RuleStat, since time.Time, minDecided int) ([]*Proposal, error) {
 	var out []*Proposal
 	var pairs []store.RuleKind
@@ -127,16 +136,21 @@ func Proposals(ctx context.Context, db store.DBTX, base *policy.Policy, stats []
 	if err != nil {
 		return nil, err
 	}
+	kept := out[:0]
 	for _, p := range out {
 		for _, t := range []vocab.Tier{vocab.TierBatched, vocab.TierAuto} {
 			if p.BaseTier.StricterThan(t) {
 				p.Tiers = append(p.Tiers, t)
 			}
 		}
-		p.Ranges = ranges(seen[store.RuleKind{Rule: p.Rule, ActionKind: p.ActionKind}], p.Approved)
-		p.Condition = condition(p.ActionKind, p.Ranges)
+		var ok bool
+		if p.Ranges, p.Params, ok = ranges(seen[store.RuleKind{Rule: p.Rule, ActionKind: p.ActionKind}], p.Approved); !ok {
+			continue
+		}
+		p.Condition = condition(p.ActionKind, p.Ranges, p.Params)
+		kept = append(kept, p)
 	}
-	return out, nil
+	return kept, nil
 }
 
 // Propose regenerates the proposal for one rule and action kind from the
@@ -162,34 +176,68 @@ func Propose(ctx context.Context, db store.DBTX, base *policy.Policy, rule, kind
 	return nil, fmt.Errorf("rule %q and action kind %q: %w", rule, kind, ErrPolicyChanged)
 }
 
-// ranges keeps, of the parameters seen, those every one of the approved
-// actions had, under a name a condition can quote plainly, with finite bounds.
-func ranges(seen []store.ParamSeen, approved int) []store.ParamRange {
-	var out []store.ParamRange
+// ranges derives, from the parameters the approved actions carried, the
+// names a covered action may carry and the range of every parameter that any
+// of them carried as a number: required when all of them carried it,
+// optional otherwise, and in both cases a number in range when present. It
+// reports false when that cannot be written exactly (a name a condition
+// cannot quote plainly, a number beyond float64's exact integers, too many
+// names or ranges): leaving a parameter out would let any value of it through.
+func ranges(seen []store.ParamSeen, approved int) (out []store.ParamRange, names []string, ok bool) {
+	if len(seen) > maxParams {
+		return nil, nil, false
+	}
 	for _, s := range seen {
-		if s.Count < approved || !paramName.MatchString(s.Param) || math.IsInf(s.Min, 0) || math.IsInf(s.Max, 0) {
+		if !paramName.MatchString(s.Param) || s.Huge > 0 {
+			return nil, nil, false
+		}
+		names = append(names, s.Param)
+		if s.Numbers == 0 {
 			continue
 		}
-		out = append(out, s.ParamRange)
-		if len(out) == maxRangeParams {
-			break
+		if !exact(s.Min) || !exact(s.Max) || len(out) == maxRangeParams {
+			return nil, nil, false
 		}
+		r := s.ParamRange
+		r.Optional = s.Count < approved
+		out = append(out, r)
 	}
-	return out
+	return out, names, true
 }
+
+// maxExact is where float64 stops holding every integer: past it, the
+// policy (which compares parameters as float64) cannot tell an approved
+// amount from a larger one that rounds to it.
+const maxExact = 1 << 53
+
+// exact reports whether f can bound a range: below maxExact (2^53 itself is
+// where 2^53+1 rounds to).
+func exact(f float64) bool { return !math.IsNaN(f) && math.Abs(f) < maxExact }
 
 // paramName is the parameter names a proposal narrows on.
 var paramName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`)
 
-// condition is the CEL that narrows a rule to an action kind and ranges. A
-// parameter that is missing or not a number makes it false (the broad rule
-// then decides), never an evaluation error.
-func condition(kind string, ranges []store.ParamRange) string {
+// condition is the CEL that narrows a rule to an action kind, parameters
+// named in params and ranges. A parameter that is missing (unless optional)
+// or not a number makes it false (the broad rule then decides), never an
+// evaluation error.
+func condition(kind string, ranges []store.ParamRange, params []string) string {
 	parts := []string{"action.kind == " + strconv.Quote(kind)}
+	// No other parameter: as many as those of params present (a
+	// comprehension over the map would cost too much for the cost limit).
+	known := []string{"0"}
+	for _, p := range params {
+		known = append(known, "("+strconv.Quote(p)+" in action.params ? 1 : 0)")
+	}
+	parts = append(parts, "action.params.size() == "+strings.Join(known, " + "))
 	for _, r := range ranges {
 		v := "action.params[" + strconv.Quote(r.Param) + "]"
-		parts = append(parts, fmt.Sprintf("%s in action.params && type(%s) == double && %s >= %s && %s <= %s",
-			strconv.Quote(r.Param), v, v, celDouble(r.Min), v, celDouble(r.Max)))
+		in := fmt.Sprintf("type(%s) == double && %s >= %s && %s <= %s", v, v, celDouble(r.Min), v, celDouble(r.Max))
+		if r.Optional {
+			parts = append(parts, fmt.Sprintf("(!(%s in action.params) || %s)", strconv.Quote(r.Param), in))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s in action.params && %s", strconv.Quote(r.Param), in))
+		}
 	}
 	return strings.Join(parts, " && ")
 }
@@ -280,7 +328,7 @@ func GrantRuleName(id int64) string { return "grant-" + strconv.FormatInt(id, 10
 // grants. A grant's expiry is now+length. The result is validated: the rule
 // and the document load, and a new version differs from the active one only
 // by the narrower rule just before the broad one.
-func Promote(p *Proposal, active *store.PolicyVersion, base *policy.Policy, grants []*store.Grant, mode string, tier vocab.Tier, now time.Time, length time.Duration) (*Promotion, error) {
+func Promote(p *Proposal, active *store.PolicyVersion, base *policy.Policy, grants []*Grant, mode string, tier vocab.Tier, now time.Time, length time.Duration) (*Promotion, error) {
 	if !slices.Contains(p.Tiers, tier) {
 		return nil, fmt.Errorf("%w: tier %q is not looser than rule %q's %s", store.ErrInvalidInput, tier, p.Rule, p.BaseTier)
 	}
@@ -450,17 +498,67 @@ func splice(p *policy.Policy, before string, r *policy.Rule) *policy.Policy {
 	return out
 }
 
+// Grant is a live grant and the broad rule it narrowed as that rule was in
+// the version the grant was made under (nil when that version is gone or no
+// longer loads).
+type Grant struct {
+	*store.Grant
+	Granted *policy.Rule
+}
+
+// LiveGrants returns the grants in force, each with the rule it narrowed as
+// it was when granted. compiled, when not nil, keeps the versions compiled
+// between calls (versions never change).
+func LiveGrants(ctx context.Context, db store.DBTX, compiled map[int]*policy.Policy) ([]*Grant, error) {
+	rows, err := store.GrantListLive(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	if compiled == nil {
+		compiled = map[int]*policy.Policy{}
+	}
+	out := make([]*Grant, 0, len(rows))
+	for _, g := range rows {
+		p, ok := compiled[g.PolicyVersion]
+		if !ok {
+			v, err := store.PolicyGet(ctx, db, g.PolicyVersion)
+			switch {
+			case err == nil:
+				p, _ = Compile(v) // nil when it no longer loads: the grant does not apply
+			case !errors.Is(err, store.ErrNotFound):
+				return nil, err
+			}
+			compiled[g.PolicyVersion] = p
+		}
+		var granted *policy.Rule
+		if p != nil {
+			granted = ruleNamed(p, g.Rule)
+		}
+		out = append(out, &Grant{Grant: g, Granted: granted})
+	}
+	return out, nil
+}
+
+// sameRule reports whether a and b decide alike: condition, tier, approvals
+// and roles.
+func sameRule(a, b *policy.Rule) bool {
+	return a.When == b.When && a.Tier == b.Tier && a.Approvals == b.Approvals && slices.Equal(a.Roles, b.Roles)
+}
+
 // WithGrants returns p with each grant's rule spliced in just before the
 // rule it narrows (p itself is unchanged). A grant applies only while that
-// rule is in p and stricter than the grant's tier: once a new version drops
-// or loosens it, the grant has nothing to narrow. The rule's condition is
-// the broad rule's, the grant's and `now < expires_at`, so a grant stops
-// applying at its expiry whatever the cache holds.
-func WithGrants(p *policy.Policy, grants []*store.Grant) *policy.Policy {
+// rule is in p as it was when granted (condition, tier, approvals, roles)
+// and stricter than the grant's tier: the evidence was gathered under that
+// rule, so once a new version drops, rewrites, tightens or loosens it, the
+// grant has nothing to narrow. The rule's condition is the broad rule's, the
+// grant's and `now < expires_at`, so a grant stops applying at its expiry
+// whatever the cache holds.
+func WithGrants(p *policy.Policy, grants []*Grant) *policy.Policy {
 	out := p
 	for _, g := range grants {
 		broad := ruleNamed(p, g.Rule)
-		if broad == nil || !broad.Tier.StricterThan(g.Tier) {
+		if broad == nil || g.Granted == nil || !sameRule(broad, g.Granted) || !broad.Tier.StricterThan(g.Tier) ||
+			ruleNamed(p, GrantRuleName(g.ID)) != nil { // a rule of the policy has its name: decisions would not say which
 			continue
 		}
 		exp := g.ExpiresAt

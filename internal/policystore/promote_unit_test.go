@@ -1,7 +1,9 @@
 package policystore
 
 import (
+	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +24,7 @@ func refundProposal(t *testing.T) (*Proposal, *policy.Policy, *store.PolicyVersi
 	ranges := []store.ParamRange{{Param: "amount", Min: 5, Max: 120.5}}
 	p := &Proposal{Rule: "refund", ActionKind: "payment.refund", BaseTier: vocab.TierExplicit,
 		Tiers: []vocab.Tier{vocab.TierBatched, vocab.TierAuto}, Decided: 60, Approved: 60, Ranges: ranges,
-		Condition: condition("payment.refund", ranges), Since: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), PolicyVersion: 3}
+		Params: []string{"amount"}, Condition: condition("payment.refund", ranges, []string{"amount"}), Since: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), PolicyVersion: 3}
 	return p, base, &store.PolicyVersion{Version: 3, Source: string(policy.Example)}
 }
 
@@ -102,7 +104,8 @@ func TestGrantExpires(t *testing.T) {
 	expires := time.Now().Add(time.Hour).Truncate(time.Second)
 	g := &store.Grant{ID: 7, Rule: p.Rule, ActionKind: p.ActionKind, Tier: vocab.TierBatched, Condition: p.Condition,
 		Decided: 60, Approved: 60, WindowStart: p.Since, ExpiresAt: expires}
-	merged := WithGrants(base, []*store.Grant{g})
+	granted := []*Grant{{Grant: g, Granted: ruleNamed(base, "refund")}}
+	merged := WithGrants(base, granted)
 	require.Len(t, merged.Rules, len(base.Rules)+1)
 	require.Len(t, base.Rules, 7, "the compiled version is not changed")
 
@@ -121,12 +124,41 @@ func TestGrantExpires(t *testing.T) {
 	t.Run("BroadRuleGone", func(t *testing.T) {
 		other, err := policy.Load([]byte("version: 1\nrules:\n  - name: all\n    when: \"true\"\n    tier: explicit\n"))
 		require.NoError(t, err)
-		require.Len(t, WithGrants(other, []*store.Grant{g}).Rules, 1)
+		require.Len(t, WithGrants(other, granted).Rules, 1)
 	})
 	t.Run("BroadRuleLoosened", func(t *testing.T) {
 		other, err := policy.Load([]byte("version: 1\nrules:\n  - name: refund\n    when: \"true\"\n    tier: batched\n"))
 		require.NoError(t, err)
-		require.Len(t, WithGrants(other, []*store.Grant{g}).Rules, 1, "a grant never tightens nor sits beside an equal tier")
+		require.Len(t, WithGrants(other, granted).Rules, 1, "a grant never tightens nor sits beside an equal tier")
+	})
+	// The evidence was gathered under the rule as it was: a version that
+	// rewrites or tightens it (same name, still stricter than the grant)
+	// ends the grant.
+	for _, tc := range []struct{ name, rule string }{
+		{"BroadRuleRewritten", "when: \"true\"\n    tier: explicit"},
+		{"BroadRuleTightened", "when: action.kind == \"payment.refund\"\n    tier: explicit\n    approvals: 2"},
+		{"BroadRuleRolesChanged", "when: action.kind == \"payment.refund\"\n    tier: explicit\n    roles: [admin]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			other, err := policy.Load([]byte("version: 1\nrules:\n  - name: refund\n    " + tc.rule + "\n"))
+			require.NoError(t, err)
+			require.Len(t, WithGrants(other, granted).Rules, 1)
+		})
+	}
+	t.Run("BroadRuleUnchangedInANewVersion", func(t *testing.T) {
+		other, err := policy.Load([]byte("version: 1\nrules:\n  - name: first\n    when: action.kind == \"x\"\n    tier: auto\n" +
+			"  - name: refund\n    when: action.kind == \"payment.refund\"\n    tier: explicit\n"))
+		require.NoError(t, err)
+		require.Len(t, WithGrants(other, granted).Rules, 3, "the rest of the policy may change")
+	})
+	t.Run("NameTakenByThePolicy", func(t *testing.T) {
+		other, err := policy.Load([]byte("version: 1\nrules:\n  - name: grant-7\n    when: action.kind == \"x\"\n    tier: explicit\n" +
+			"  - name: refund\n    when: action.kind == \"payment.refund\"\n    tier: explicit\n"))
+		require.NoError(t, err)
+		require.Len(t, WithGrants(other, granted).Rules, 2, "two rules of one name would make decisions ambiguous")
+	})
+	t.Run("GrantedVersionGone", func(t *testing.T) {
+		require.Len(t, WithGrants(base, []*Grant{{Grant: g}}).Rules, len(base.Rules))
 	})
 }
 
@@ -142,7 +174,7 @@ func TestCELDouble(t *testing.T) {
 func TestConditionQuotesWhatItIsGiven(t *testing.T) {
 	t.Parallel()
 	kind := `x" || true || "` + "\n\u202e"
-	r, err := compileRule(ruleOut{Name: "n", When: condition(kind, nil), Tier: vocab.TierAuto})
+	r, err := compileRule(ruleOut{Name: "n", When: condition(kind, nil, nil), Tier: vocab.TierAuto})
 	require.NoError(t, err)
 	p := &policy.Policy{Rules: []*policy.Rule{r}}
 	for _, k := range []string{"other", "x", kind} {
@@ -152,13 +184,102 @@ func TestConditionQuotesWhatItIsGiven(t *testing.T) {
 	}
 }
 
-func TestRangesOnlyWhatEveryApprovalHad(t *testing.T) {
+// TestProposalCoversOnlyWhatWasApproved: the condition derived from the
+// approved actions' parameters lets through no parameter they never carried
+// and no value of a numeric parameter outside its range, whether all of them
+// or only some carried it, and a pair whose parameters cannot all be written
+// exactly gets no proposal at all (a parameter left out would let any value
+// of it through).
+func TestProposalCoversOnlyWhatWasApproved(t *testing.T) {
 	t.Parallel()
 	seen := []store.ParamSeen{
-		{ParamRange: store.ParamRange{Param: "amount", Min: 1, Max: 9}, Count: 10},
-		{ParamRange: store.ParamRange{Param: "fee", Min: 0, Max: 2}, Count: 4}, // some approvals had none
-		{ParamRange: store.ParamRange{Param: "bad key", Min: 0, Max: 2}, Count: 10},
-		{ParamRange: store.ParamRange{Param: "huge", Min: 0, Max: math.Inf(1)}, Count: 10},
+		{ParamRange: store.ParamRange{Param: "amount", Min: 1, Max: 9}, Count: 10, Numbers: 10},
+		{ParamRange: store.ParamRange{Param: "fee", Min: 0, Max: 2}, Count: 4, Numbers: 4},  // some approvals had none
+		{ParamRange: store.ParamRange{Param: "note"}, Count: 10},                            // text: by name only
+		{ParamRange: store.ParamRange{Param: "tax", Min: 0, Max: 1}, Count: 10, Numbers: 6}, // sometimes text
 	}
-	require.Equal(t, []store.ParamRange{{Param: "amount", Min: 1, Max: 9}}, ranges(seen, 10))
+	rs, names, ok := ranges(seen, 10)
+	require.True(t, ok)
+	require.Equal(t, []string{"amount", "fee", "note", "tax"}, names)
+	r, err := compileRule(ruleOut{Name: "n", When: condition("payment.refund", rs, names), Tier: vocab.TierAuto})
+	require.NoError(t, err)
+	p := &policy.Policy{Rules: []*policy.Rule{r}}
+	for _, tc := range []struct {
+		name    string
+		params  map[string]any
+		covered bool
+	}{
+		{"InRange", map[string]any{"amount": 5.0, "note": "x", "tax": 0.5}, true},
+		{"OptionalPresentInRange", map[string]any{"amount": 5.0, "fee": 1.0, "tax": 1.0}, true},
+		{"OptionalOutOfRange", map[string]any{"amount": 5.0, "fee": 1e9, "tax": 1.0}, false},
+		{"OptionalNotANumber", map[string]any{"amount": 5.0, "fee": "1", "tax": 1.0}, false},
+		{"RequiredMissing", map[string]any{"tax": 1.0}, false},
+		{"RequiredOutOfRange", map[string]any{"amount": 10.0, "tax": 1.0}, false},
+		{"MixedTypeAsText", map[string]any{"amount": 5.0, "tax": "lots"}, false},
+		{"MixedTypeOutOfRange", map[string]any{"amount": 5.0, "tax": 1e9}, false},
+		{"NeverApprovedParameter", map[string]any{"amount": 5.0, "tax": 1.0, "force": true}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := policy.EvaluateContext(t.Context(), p, policy.Input{
+				Action: policy.Action{Kind: "payment.refund", Params: tc.params}, Now: time.Now()})
+			require.NoError(t, err)
+			require.Equal(t, tc.covered, d.Rule == "n")
+		})
+	}
+
+	for _, tc := range []struct {
+		name string
+		seen store.ParamSeen
+	}{
+		{"BadName", store.ParamSeen{ParamRange: store.ParamRange{Param: "bad key"}, Count: 10}},
+		{"QuoteInName", store.ParamSeen{ParamRange: store.ParamRange{Param: `a"]||true||["`}, Count: 10}},
+		{"TooLarge", store.ParamSeen{ParamRange: store.ParamRange{Param: "huge"}, Count: 10, Numbers: 10, Huge: 1}},
+		{"Infinite", store.ParamSeen{ParamRange: store.ParamRange{Param: "inf", Max: math.Inf(1)}, Count: 10, Numbers: 10}},
+		{"BeyondFloatPrecision", store.ParamSeen{ParamRange: store.ParamRange{Param: "id", Min: 1, Max: 1e17}, Count: 10, Numbers: 10}},
+		{"NegativeBeyondFloatPrecision", store.ParamSeen{ParamRange: store.ParamRange{Param: "id", Min: -1e17, Max: 1}, Count: 10, Numbers: 10}},
+		{"NaN", store.ParamSeen{ParamRange: store.ParamRange{Param: "nan", Max: math.NaN()}, Count: 10, Numbers: 10}},
+	} {
+		t.Run("NoProposal/"+tc.name, func(t *testing.T) {
+			_, _, ok := ranges(append(slices.Clone(seen), tc.seen), 10)
+			require.False(t, ok)
+		})
+	}
+	t.Run("NoProposal/TooManyRanges", func(t *testing.T) {
+		var many []store.ParamSeen
+		for i := range maxRangeParams + 1 {
+			many = append(many, store.ParamSeen{ParamRange: store.ParamRange{Param: fmt.Sprintf("p%d", i), Max: 1}, Count: 10, Numbers: 10})
+		}
+		_, _, ok := ranges(many, 10)
+		require.False(t, ok, "a range left out would let any value of it through")
+		many = many[:maxRangeParams]
+		for i := maxRangeParams; i < maxParams; i++ {
+			many = append(many, store.ParamSeen{Count: 10})
+		}
+		for i := range many {
+			many[i].Param = fmt.Sprintf("parameter_with_a_long_name_%02d", i)
+		}
+		rs, names, ok := ranges(many[:maxParams], 10)
+		require.True(t, ok)
+		require.Len(t, rs, maxRangeParams)
+		exp := time.Now().Add(time.Hour)
+		broad := &policy.Rule{When: `action.kind.startsWith("payment.") && action.params["amount"] > 100.0`}
+		_, err := compileRule(narrowRule(&Proposal{Condition: condition("payment.refund", rs, names)}, broad, "n", vocab.TierAuto, &exp))
+		require.NoError(t, err, "the largest condition a proposal can have stays within the cost limit")
+	})
+	t.Run("NoProposal/TooManyNames", func(t *testing.T) {
+		var many []store.ParamSeen
+		for i := range maxParams + 1 {
+			many = append(many, store.ParamSeen{ParamRange: store.ParamRange{Param: fmt.Sprintf("p%d", i)}, Count: 10})
+		}
+		_, _, ok := ranges(many, 10)
+		require.False(t, ok)
+	})
+	t.Run("NoParameters", func(t *testing.T) {
+		r, err := compileRule(ruleOut{Name: "n", When: condition("k", nil, nil), Tier: vocab.TierAuto})
+		require.NoError(t, err)
+		p := &policy.Policy{Rules: []*policy.Rule{r}}
+		d, err := policy.EvaluateContext(t.Context(), p, policy.Input{Action: policy.Action{Kind: "k", Params: map[string]any{"x": 1.0}}, Now: time.Now()})
+		require.NoError(t, err)
+		require.NotEqual(t, "n", d.Rule, "approvals without parameters cover no action with one")
+	})
 }

@@ -11,11 +11,14 @@ import (
 )
 
 // ParamRange is one numeric parameter's range: the actions a grant or a
-// promoted rule covers have it, between Min and Max inclusive.
+// promoted rule covers have it, between Min and Max inclusive, or, when
+// Optional (some approved actions lacked it), either lack it or have it
+// between Min and Max.
 type ParamRange struct {
-	Param string  `json:"param"`
-	Min   float64 `json:"min"`
-	Max   float64 `json:"max"`
+	Param    string  `json:"param"`
+	Min      float64 `json:"min"`
+	Max      float64 `json:"max"`
+	Optional bool    `json:"optional,omitempty"`
 }
 
 // Grant is a time-boxed policy grant promoted from decisions: actions of

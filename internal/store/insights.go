@@ -20,9 +20,13 @@ type RuleStat struct {
 	Volume     int // every request, auto included
 	Auto       int
 	Undecided  int
-	Approved   int
-	Rejected   int
-	Edited     int
+	Approved   int // by a person
+	// DeadlineApprovals are the approvals the policy made when a batched
+	// rule's deadline passed (on_timeout: approve): decided, not approved
+	// by anyone.
+	DeadlineApprovals int
+	Rejected          int
+	Edited            int
 	// ChangesRequested counts the request_changes verdicts.
 	ChangesRequested int
 	// MedianDecision is the median time from request to decision of every
@@ -34,7 +38,9 @@ type RuleStat struct {
 }
 
 // Decided is the number of requests a human (or a deadline) decided.
-func (s *RuleStat) Decided() int { return s.Approved + s.Rejected + s.Edited + s.ChangesRequested }
+func (s *RuleStat) Decided() int {
+	return s.Approved + s.DeadlineApprovals + s.Rejected + s.Edited + s.ChangesRequested
+}
 
 // MaxRuleStats bounds the rows RuleStats returns.
 const MaxRuleStats = 500
@@ -80,25 +86,29 @@ func RuleStats(ctx context.Context, db DBTX, since time.Time, fast time.Duration
 	seconds := func(f float64) time.Duration { return time.Duration(f * float64(time.Second)).Round(time.Millisecond) }
 	w.Stats = convertAll(rows, func(r *dbsqlc.RuleStatsRow) *RuleStat {
 		return &RuleStat{Rule: r.Rule, ActionKind: r.ActionKind, RuleTotal: r.RuleTotal, Volume: r.Volume, Auto: r.Auto,
-			Undecided: r.Undecided, Approved: r.Approved, Rejected: r.Rejected, Edited: r.Edited,
+			Undecided: r.Undecided, Approved: r.Approved, DeadlineApprovals: r.DeadlineApprovals, Rejected: r.Rejected, Edited: r.Edited,
 			ChangesRequested: r.ChangesRequested, MedianDecision: seconds(r.MedianSeconds),
 			MedianApproval: seconds(r.MedianApproveSeconds), FastApprovals: r.FastApprovals}
 	})
 	return w, nil
 }
 
-// ParamSeen is one numeric parameter of the approved actions of a rule and
-// kind: in how many it appears, and its range.
+// ParamSeen is one parameter of the approved actions of a rule and kind: in
+// how many it appears (Count), in how many as a number (Numbers) and as a
+// number too large to compare as a float (Huge), and the range of the other
+// numbers (zero when there are none).
 type ParamSeen struct {
 	ParamRange
-	Count int
+	Count   int
+	Numbers int
+	Huge    int
 }
 
 // RuleKind is a rule and an action kind.
 type RuleKind struct{ Rule, ActionKind string }
 
-// RuleParamRanges returns, for each of the pairs, the numeric parameters of
-// the actions humans approved unedited under that rule for that kind since
+// RuleParamRanges returns, for each of the pairs, the parameters (of any
+// type, with the range of their numeric values) of the actions humans approved unedited under that rule for that kind since
 // `since`, by name, in one pass over the window. A pair without any is absent.
 func RuleParamRanges(ctx context.Context, db DBTX, since time.Time, pairs []RuleKind) (map[RuleKind][]ParamSeen, error) {
 	out := map[RuleKind][]ParamSeen{}
@@ -115,7 +125,8 @@ func RuleParamRanges(ctx context.Context, db DBTX, since time.Time, pairs []Rule
 	}
 	for _, r := range rows {
 		k := RuleKind{r.Rule, r.ActionKind}
-		out[k] = append(out[k], ParamSeen{ParamRange: ParamRange{Param: r.Param, Min: r.MinValue, Max: r.MaxValue}, Count: r.N})
+		out[k] = append(out[k], ParamSeen{ParamRange: ParamRange{Param: r.Param, Min: r.MinValue, Max: r.MaxValue}, Count: r.N,
+			Numbers: r.Numbers, Huge: r.Huge})
 	}
 	return out, nil
 }

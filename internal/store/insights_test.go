@@ -16,6 +16,12 @@ import (
 // verdict (none when "") after took, created age ago.
 func (b *testBundle) decided(t *testing.T, rule, kind string, tier vocab.Tier, params string, verdict vocab.Verdict, took, age time.Duration) {
 	t.Helper()
+	b.decidedBy(t, "ann", rule, kind, tier, params, verdict, took, age)
+}
+
+// decidedBy is decided with the decision's actor.
+func (b *testBundle) decidedBy(t *testing.T, actor, rule, kind string, tier vocab.Tier, params string, verdict vocab.Verdict, took, age time.Duration) {
+	t.Helper()
 	run := b.run(t, "w")
 	r, err := store.RequestInsert(b.ctx, b.pool, &store.Request{RunID: run.ID, Workflow: "w", Tier: tier,
 		Status: vocab.RequestPending, ActionKind: kind, Summary: "s",
@@ -23,7 +29,7 @@ func (b *testBundle) decided(t *testing.T, rule, kind string, tier vocab.Tier, p
 		PayloadHash: "h", PolicyVersion: 1, Rule: rule, Reason: "r", ApprovalsRequired: 1, StartedBy: "test"})
 	require.NoError(t, err)
 	if verdict != "" {
-		_, err = store.DecisionInsert(b.ctx, b.pool, &store.Decision{RequestID: r.ID, RunID: run.ID, Actor: "ann",
+		_, err = store.DecisionInsert(b.ctx, b.pool, &store.Decision{RequestID: r.ID, RunID: run.ID, Actor: actor,
 			Verdict: verdict, PayloadHash: "h", PolicyVersion: 1, Rule: rule, Tier: tier})
 		require.NoError(t, err)
 	}
@@ -111,8 +117,61 @@ func TestRuleStats(t *testing.T) {
 		seen, err := store.RuleParamRanges(b.ctx, b.pool, time.Now().Add(-24*hour),
 			[]store.RuleKind{refunds, {Rule: "refund", ActionKind: "payment.void"}, {Rule: "read-only", ActionKind: "payment.refund"}})
 		require.NoError(t, err)
-		require.Len(t, seen, 1, "no numeric parameter for the others")
-		require.Equal(t, []store.ParamSeen{{ParamRange: store.ParamRange{Param: "amount", Min: 10, Max: 80}, Count: 8}}, seen[refunds],
-			"the unedited human approvals of the window: not the rejected 900, the edited 5, the auto 1 or the old 5000; no text parameter")
+		require.Len(t, seen, 1, "no parameter for the others")
+		require.Equal(t, []store.ParamSeen{
+			{ParamRange: store.ParamRange{Param: "amount", Min: 10, Max: 80}, Count: 8, Numbers: 8},
+			{ParamRange: store.ParamRange{Param: "note"}, Count: 8},
+		}, seen[refunds],
+			"the unedited human approvals of the window: not the rejected 900, the edited 5, the auto 1 or the old 5000; text parameters by name only")
 	})
+}
+
+// TestRuleParamRangesMixedTypes: a parameter that is a number in some
+// approvals and something else, or a number too large for a float, in others
+// is reported as such, so that a proposal never narrows on part of it.
+func TestRuleParamRangesMixedTypes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, params := range []string{`{"amount":5,"fee":1}`, `{"amount":"5000","fee":2}`, `{"amount":7,"fee":1e400}`, `{"amount":9}`} {
+		b.decided(t, "refund", "payment.refund", vocab.TierExplicit, params, vocab.VerdictApprove, time.Second, time.Hour)
+	}
+	refunds := store.RuleKind{Rule: "refund", ActionKind: "payment.refund"}
+	seen, err := store.RuleParamRanges(b.ctx, b.pool, time.Now().Add(-24*time.Hour), []store.RuleKind{refunds})
+	require.NoError(t, err)
+	require.Equal(t, []store.ParamSeen{
+		{ParamRange: store.ParamRange{Param: "amount", Min: 5, Max: 9}, Count: 4, Numbers: 3},
+		{ParamRange: store.ParamRange{Param: "fee", Min: 1, Max: 2}, Count: 3, Numbers: 3, Huge: 1},
+	}, seen[refunds])
+}
+
+// TestRuleStatsDeadlineApprovalsAreNoEvidence: what a batched rule's deadline
+// approved (on_timeout: approve, actor policy:RULE) nobody looked at: it is
+// decided but not approved, and its parameters are no evidence for a range.
+func TestRuleStatsDeadlineApprovalsAreNoEvidence(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for i := range 10 {
+		b.decidedBy(t, "policy:refund", "refund", "payment.refund", vocab.TierBatched, fmt.Sprintf(`{"amount":%d}`, 1000*(i+1)),
+			vocab.VerdictApprove, 24*time.Hour, time.Hour)
+	}
+	b.decided(t, "refund", "payment.refund", vocab.TierBatched, `{"amount":5}`, vocab.VerdictApprove, time.Second, time.Hour)
+	w, err := store.RuleStats(b.ctx, b.pool, time.Now().Add(-48*time.Hour), 5*time.Second, store.MaxStatsRequests)
+	require.NoError(t, err)
+	var s *store.RuleStat
+	for _, st := range w.Stats {
+		if !st.RuleTotal && st.ActionKind == "payment.refund" {
+			s = st
+		}
+	}
+	require.NotNil(t, s)
+	require.Equal(t, 1, s.Approved)
+	require.Equal(t, 10, s.DeadlineApprovals)
+	require.Equal(t, 11, s.Decided())
+	require.Equal(t, 1, s.FastApprovals)
+	require.Equal(t, time.Second, s.MedianApproval)
+
+	refunds := store.RuleKind{Rule: "refund", ActionKind: "payment.refund"}
+	seen, err := store.RuleParamRanges(b.ctx, b.pool, time.Now().Add(-48*time.Hour), []store.RuleKind{refunds})
+	require.NoError(t, err)
+	require.Equal(t, []store.ParamSeen{{ParamRange: store.ParamRange{Param: "amount", Min: 5, Max: 5}, Count: 1, Numbers: 1}}, seen[refunds])
 }

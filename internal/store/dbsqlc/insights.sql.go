@@ -34,13 +34,16 @@ func (q *Queries) RequestWindowStart(ctx context.Context, db DBTX, arg RequestWi
 
 const ruleParamRanges = `-- name: RuleParamRanges :many
 SELECT r.rule, r.action_kind, p.key::text AS param, count(*)::int AS n,
-    min(p.value::numeric)::float8 AS min_value, max(p.value::numeric)::float8 AS max_value
+    count(v.num)::int AS numbers,
+    count(*) FILTER (WHERE abs(v.num) >= 1e300)::int AS huge,
+    coalesce(min(v.num) FILTER (WHERE abs(v.num) < 1e300), 0)::float8 AS min_value,
+    coalesce(max(v.num) FILTER (WHERE abs(v.num) < 1e300), 0)::float8 AS max_value
 FROM approval_requests r
 JOIN (SELECT unnest($1::text[]) AS rule, unnest($2::text[]) AS kind) g ON g.rule = r.rule AND g.kind = r.action_kind
 JOIN decisions d ON d.request_id = r.id AND d.created_at >= $3
 CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof(r.action->'params') = 'object' THEN r.action->'params' ELSE '{}'::jsonb END) AS p(key, value)
-WHERE r.created_at >= $3 AND r.tier <> 'auto' AND d.verdict = 'approve'
-    AND jsonb_typeof(p.value) = 'number' AND abs(p.value::numeric) < 1e300
+CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(p.value) = 'number' THEN p.value::numeric END AS num) v
+WHERE r.created_at >= $3 AND r.tier <> 'auto' AND d.verdict = 'approve' AND d.actor NOT LIKE 'policy:%'
 GROUP BY r.rule, r.action_kind, p.key
 ORDER BY r.rule, r.action_kind, p.key
 `
@@ -56,14 +59,17 @@ type RuleParamRangesRow struct {
 	ActionKind string  `db:"action_kind"`
 	Param      string  `db:"param"`
 	N          int     `db:"n"`
+	Numbers    int     `db:"numbers"`
+	Huge       int     `db:"huge"`
 	MinValue   float64 `db:"min_value"`
 	MaxValue   float64 `db:"max_value"`
 }
 
-// The numeric parameters of the actions humans approved as they were
-// proposed (verdict approve, not edit) since a time, for each of the given
-// (rule, action kind) pairs: for each, in how many it appears, and its
-// range. One pass over the window whatever the number of pairs.
+// The parameters of the actions humans approved as they were proposed
+// (verdict approve, not edit, not by a deadline) since a time, for each of the given (rule,
+// action kind) pairs: every name, in how many it appears, in how many as a
+// number (and as a number too large for a float), and the range of those
+// numbers. One pass over the window whatever the number of pairs.
 func (q *Queries) RuleParamRanges(ctx context.Context, db DBTX, arg RuleParamRangesParams) ([]*RuleParamRangesRow, error) {
 	rows, err := db.Query(ctx, ruleParamRanges, arg.Rules, arg.Kinds, arg.Since)
 	if err != nil {
@@ -78,6 +84,8 @@ func (q *Queries) RuleParamRanges(ctx context.Context, db DBTX, arg RuleParamRan
 			&i.ActionKind,
 			&i.Param,
 			&i.N,
+			&i.Numbers,
+			&i.Huge,
 			&i.MinValue,
 			&i.MaxValue,
 		); err != nil {
@@ -97,15 +105,16 @@ SELECT r.rule, coalesce(r.action_kind, '')::text AS action_kind,
     count(*)::int AS volume,
     count(*) FILTER (WHERE r.tier = 'auto')::int AS auto,
     count(*) FILTER (WHERE r.tier <> 'auto' AND d.verdict IS NULL)::int AS undecided,
-    count(*) FILTER (WHERE r.tier <> 'auto' AND d.verdict = 'approve')::int AS approved,
+    count(*) FILTER (WHERE r.tier <> 'auto' AND d.verdict = 'approve' AND d.actor NOT LIKE 'policy:%')::int AS approved,
+    count(*) FILTER (WHERE r.tier <> 'auto' AND d.verdict = 'approve' AND d.actor LIKE 'policy:%')::int AS deadline_approvals,
     count(*) FILTER (WHERE r.tier <> 'auto' AND d.verdict = 'reject')::int AS rejected,
     count(*) FILTER (WHERE r.tier <> 'auto' AND d.verdict = 'edit')::int AS edited,
     count(*) FILTER (WHERE r.tier <> 'auto' AND d.verdict = 'request_changes')::int AS changes_requested,
     coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM d.created_at - r.created_at))
         FILTER (WHERE r.tier <> 'auto' AND d.verdict IS NOT NULL), 0)::float8 AS median_seconds,
     coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM d.created_at - r.created_at))
-        FILTER (WHERE r.tier <> 'auto' AND d.verdict = 'approve'), 0)::float8 AS median_approve_seconds,
-    count(*) FILTER (WHERE r.tier <> 'auto' AND d.verdict = 'approve'
+        FILTER (WHERE r.tier <> 'auto' AND d.verdict = 'approve' AND d.actor NOT LIKE 'policy:%'), 0)::float8 AS median_approve_seconds,
+    count(*) FILTER (WHERE r.tier <> 'auto' AND d.verdict = 'approve' AND d.actor NOT LIKE 'policy:%'
         AND d.created_at - r.created_at < interval '1 microsecond' * $1::bigint)::int AS fast_approvals
 FROM approval_requests r
 LEFT JOIN decisions d ON d.request_id = r.id AND d.created_at >= $2
@@ -129,6 +138,7 @@ type RuleStatsRow struct {
 	Auto                 int     `db:"auto"`
 	Undecided            int     `db:"undecided"`
 	Approved             int     `db:"approved"`
+	DeadlineApprovals    int     `db:"deadline_approvals"`
 	Rejected             int     `db:"rejected"`
 	Edited               int     `db:"edited"`
 	ChangesRequested     int     `db:"changes_requested"`
@@ -139,7 +149,9 @@ type RuleStatsRow struct {
 
 // Per rule, and per rule and action kind, what the requests made since a time
 // became. Human figures leave out the auto tier; times to decision run from
-// the request's creation to its decision. The decisions are read through
+// the request's creation to its decision. An approval by the policy itself
+// (actor policy:RULE, a batched rule's on_timeout: approve) is no human
+// approval: it is counted apart. The decisions are read through
 // their own window (a decision is never older than its request), so that
 // both tables are range scans of their created_at indexes.
 func (q *Queries) RuleStats(ctx context.Context, db DBTX, arg RuleStatsParams) ([]*RuleStatsRow, error) {
@@ -159,6 +171,7 @@ func (q *Queries) RuleStats(ctx context.Context, db DBTX, arg RuleStatsParams) (
 			&i.Auto,
 			&i.Undecided,
 			&i.Approved,
+			&i.DeadlineApprovals,
 			&i.Rejected,
 			&i.Edited,
 			&i.ChangesRequested,
