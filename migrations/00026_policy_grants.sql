@@ -32,8 +32,12 @@ CREATE INDEX policy_grants_live ON policy_grants (expires_at) WHERE revoked_at I
 -- The rule statistics and proposals read a window of requests and their
 -- decisions by creation time: without these, each is a scan of the table.
 -- A decision is made after its request, so the decisions of the window's
--- requests are all in the same window of decisions.
-CREATE INDEX approval_requests_created ON approval_requests (created_at);
+-- requests are all in the same window of decisions. Requests are a BRIN
+-- index: they are inserted in time order (UUIDv7 ids, migration 23), so a
+-- few block ranges hold a window, and a BRIN index is no path the inbox's
+-- age filter could take instead of its own pending-only indexes (a btree
+-- over every request was, sorting hundreds of rows, TestInboxFilterPlans).
+CREATE INDEX approval_requests_created ON approval_requests USING brin (created_at);
 CREATE INDEX decisions_created ON decisions (created_at) INCLUDE (request_id, verdict);
 
 -- +goose Down

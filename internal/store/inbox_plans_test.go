@@ -92,7 +92,8 @@ func TestInboxFilterPlans(t *testing.T) {
 	// byAge reports whether plan reads by age: the age filter then keeps few
 	// enough rows that the planner reads those from an index by created_at.
 	byAge := func(p store.InboxParams, plan string) bool {
-		return p.OlderThan > 0 && (uses(plan, "approval_requests_status") || uses(plan, "approval_requests_recent"))
+		return p.OlderThan > 0 && (uses(plan, "approval_requests_status") || uses(plan, "approval_requests_recent") ||
+			uses(plan, "approval_requests_waiting"))
 	}
 	// sortsFew reports whether every sort in plan sorts at most a few hundred
 	// rows (as the planner estimates them): those a filter's index found, not

@@ -15,7 +15,8 @@
 --   workflow and rule                      approval_requests_inbox_workflow_rule
 --   age (alone or with the above): that index when many requests are that
 --     old, approval_requests_status (status, created_at) or
---     approval_requests_recent (tier, created_at) when few are, then a sort
+--     approval_requests_recent (tier, created_at) or approval_requests_waiting
+--     (tier, created_at over pending requests; migration 24) when few are, then a sort
 --     of those few; the planner weighs them on the column's statistics
 -- The tier counts (RequestCountInbox.sql) use the same index, as index-only
 -- scans, but for "Claimed by me".
