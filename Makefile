@@ -34,6 +34,7 @@ demo: build ## migrate, seed the demo, serve on :8080 and keep demo runs flowing
 
 bench: build ## every benchmark (engine, console, audit, batch, recovery, approvals, policy); results go in docs/BENCHMARKS.md
 	go test -run '^$$' -bench . -benchtime 2s ./policy/
+	go test -run '^$$' -bench KeyboardReviewer -benchtime 1x -timeout 20m ./web/
 	$(BIN) bench
 
 clean: ## remove build output

@@ -36,10 +36,13 @@ func Register[In, Out any](r *Registry, name string, fn func(ctx context.Context
 	workflow.Register(r.r, name, fn, opts...)
 }
 
-// Step runs fn once per run and records its result as JSON; when the run is
-// replayed (a retry, a crash, a resume after a decision) it returns the
-// recorded result without calling fn. Use it for computation and reads; fn
-// must have no effect outside the process (use [Effect]). Step names and
+// Step runs fn and records its result as JSON; when the run is replayed (a
+// retry, a crash, a resume after a decision) it returns the recorded result
+// without calling fn. Use it for computation and reads; fn must have no
+// effect outside the process (use [Effect]). Its record is written with the
+// next durable step ([Generate], [Effect], [RequestApproval], a wait, the
+// run's end), or at once if fn took 100 ms or more: a crash before then runs
+// fn again, and nothing recorded after it (docs/WORKFLOWS.md). Step names and
 // their order must depend only on the input and earlier steps' results: a
 // replay that meets a different step fails the run as non_deterministic.
 // Called outside a workflow run, it returns an error.

@@ -52,8 +52,10 @@ func (w *RunWorker) Timeout(*river.Job[RunArgs]) time.Duration {
 	return RunTimeout
 }
 
-// Work implements river.Worker: the engine completes the job in the same
-// transaction that records the run's outcome.
+// Work implements river.Worker: the engine completes the job in the
+// transaction that parks the run (a gate, a wait, a retry's backoff) or
+// fails it; a completed run's job is left to River's batched completer
+// (workflow.CompleteFunc says why that is safe).
 func (w *RunWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
 	return w.Engine.Execute(ctx, workflow.Job{
 		RunID: job.Args.RunID, Seq: job.Args.Seq, Attempt: job.Attempt, MaxAttempts: job.MaxAttempts,

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/countersign/countersign/internal/approval"
 )
@@ -29,12 +30,12 @@ type Scheduler struct {
 }
 
 // NewScheduler returns a Scheduler inserting through pool. River's own log
-// goes to logger.
-func NewScheduler(pool *pgxpool.Pool, logger *slog.Logger) (*Scheduler, error) {
+// goes to logger; middleware (the tracing one) wraps its inserts.
+func NewScheduler(pool *pgxpool.Pool, logger *slog.Logger, middleware ...rivertype.Middleware) (*Scheduler, error) {
 	// MaxAttempts as the working client's: deadline and batch-close jobs
 	// inserted here would otherwise get River's default of 25.
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{FetchCooldown: FetchCooldown,
-		MaxAttempts: RunMaxAttempts, Logger: logger})
+		MaxAttempts: RunMaxAttempts, Logger: logger, Middleware: middleware})
 	if err != nil {
 		return nil, fmt.Errorf("river insert client: %w", err)
 	}

@@ -159,3 +159,24 @@ func statusLabel[T ~string](status T) string { return strings.ReplaceAll(string(
 func secondsDuration(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 func nan() float64 { return math.NaN() }
+
+// shortID is the first eight characters of an id, for tables.
+func shortID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
+
+// filterNote says which filter an empty list was filtered by.
+func filterNote(v UnusableView) string {
+	switch {
+	case v.Category != "" && v.Workflow != "":
+		return " in " + string(v.Category) + " for " + v.Workflow
+	case v.Category != "":
+		return " in " + string(v.Category)
+	case v.Workflow != "":
+		return " for " + v.Workflow
+	}
+	return ""
+}

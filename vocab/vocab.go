@@ -267,6 +267,28 @@ func DeliveryStatuses() []DeliveryStatus {
 // Valid reports whether s is one of the delivery statuses.
 func (s DeliveryStatus) Valid() bool { return slices.Contains(DeliveryStatuses(), s) }
 
+// UnusableCategory says why a completed run's output could not be used
+// (a reviewer's or an API client's flag, "completed but unusable").
+type UnusableCategory string
+
+// The unusable categories.
+const (
+	UnusableIncorrect  UnusableCategory = "incorrect"  // wrong facts, wrong answer
+	UnusableIncomplete UnusableCategory = "incomplete" // something missing
+	UnusableFormat     UnusableCategory = "format"     // malformed, wrong shape or language
+	UnusableUnsafe     UnusableCategory = "unsafe"     // harmful, leaks data, off policy
+	UnusableIrrelevant UnusableCategory = "irrelevant" // answers another question
+	UnusableOther      UnusableCategory = "other"
+)
+
+// UnusableCategories lists every unusable category.
+func UnusableCategories() []UnusableCategory {
+	return []UnusableCategory{UnusableIncorrect, UnusableIncomplete, UnusableFormat, UnusableUnsafe, UnusableIrrelevant, UnusableOther}
+}
+
+// Valid reports whether c is one of the unusable categories.
+func (c UnusableCategory) Valid() bool { return slices.Contains(UnusableCategories(), c) }
+
 // Join joins values for a message or a usage line: "auto, batched, explicit".
 func Join[T ~string](values []T, sep string) string {
 	var b strings.Builder

@@ -124,7 +124,8 @@ func TestBrowserAccessibility(t *testing.T) {
 	pages := []page{
 		{"/", "inbox"}, {"/?can=1&tier=explicit", "inbox"}, {"/requests/" + req.ID, "review"},
 		{"/runs", "runs"}, {"/runs/" + runs[0].ID, "run"}, {"/batches", "batches"}, {"/batches/" + batchID, "batch"},
-		{"/auto", "auto"}, {"/history", "history"}, {"/policy", "versions"}, {"/dashboard", "chart-runs"},
+		{"/auto", "auto"}, {"/history", "history"}, {"/policy", "versions"}, {"/policy/rules", "rules-filter"}, {"/unusable", "unusable-filter"},
+		{"/dashboard", "chart-runs"},
 	}
 	adminPages := []page{{"/admin/tokens", "tokens"}, {"/admin/deliveries", "delivery-filter"}}
 	widths := []int64{1280, 390}

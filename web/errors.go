@@ -8,6 +8,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/countersign/countersign/internal/ask"
+	"github.com/countersign/countersign/internal/policystore"
+	"github.com/countersign/countersign/internal/metrics"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/policy"
@@ -45,7 +47,12 @@ var errorKinds = []errorKind{
 	// caller's mistake, and the transaction wrote nothing.
 	{wrapped(store.ErrInvalidInput), http.StatusUnprocessableEntity, "invalid"},
 	{wrapped(workflow.ErrFinal), http.StatusConflict, "run_ended"},
+	{wrapped(metrics.ErrInvalidFlag), http.StatusUnprocessableEntity, "invalid"},
+	{wrapped(metrics.ErrNotCompleted), http.StatusConflict, "not_completed"},
+	{wrapped(metrics.ErrAlreadyFlagged), http.StatusConflict, "already_flagged"},
 	{asType[*policy.LoadError](), http.StatusUnprocessableEntity, "invalid_policy"},
+	{wrapped(policystore.ErrPolicyChanged), http.StatusConflict, "policy_changed"},
+	{wrapped(policystore.ErrTooManyGrants), http.StatusConflict, "too_many_grants"},
 }
 
 // wrapped matches errors wrapping target and shows the whole message, which

@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/stretchr/testify/require"
 
+	"github.com/countersign/countersign/internal/policystore"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/policy"
@@ -40,6 +41,8 @@ func TestHTTPError(t *testing.T) {
 		{"StoreInvalid", fmt.Errorf("insert run: %w", store.ErrInvalidInput), 422, "invalid", "insert run: invalid input"},
 		{"Final", fmt.Errorf("%w (completed)", workflow.ErrFinal), 409, "run_ended", "run has already ended (completed)"},
 		{"InvalidPolicy", &policy.LoadError{}, 422, "invalid_policy", (&policy.LoadError{}).Error()},
+		{"PolicyChanged", fmt.Errorf("rule r: %w", policystore.ErrPolicyChanged), 409, "policy_changed", "rule r: " + policystore.ErrPolicyChanged.Error()},
+		{"TooManyGrants", policystore.ErrTooManyGrants, 409, "too_many_grants", policystore.ErrTooManyGrants.Error()},
 		{"Other", errors.New("connection reset"), 500, "internal", "something went wrong on our side; it has been logged"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

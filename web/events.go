@@ -14,9 +14,16 @@ import (
 // Live updates are coalesced: the first change refreshes an inbox at once,
 // and the changes that follow within inboxDebounce of a refresh refresh it
 // once more at the window's end, so a burst of decisions costs an open inbox
-// a few refreshes a second, never one per decision, and a lone new request
-// shows without waiting for a window.
-const inboxDebounce = 250 * time.Millisecond
+// at most ten refreshes a second, never one per decision, and a lone new
+// request shows without waiting for a window. The window is short because
+// under a steady flow of requests a new one waits for the window under way:
+// 100 ms keeps a request's way to an open inbox within 200 ms (issue 11,
+// docs/BENCHMARKS.md). The runs list, which no target bounds, refreshes at
+// most once per runsDebounce.
+const (
+	inboxDebounce = 100 * time.Millisecond
+	runsDebounce  = 250 * time.Millisecond
+)
 
 // handleEvents handles the "GET /events" route: a server-sent event stream
 // fed by the process's one LISTEN connection. It sends "inbox" when requests
@@ -97,7 +104,7 @@ func (s *Server) handleEvents(c echo.Context) error {
 			// The runs list refreshes at most once a debounce for any
 			// number of changed runs.
 			if (id != "" || m.Type == notify.Connected) && runs == nil {
-				runs = time.After(inboxDebounce)
+				runs = time.After(runsDebounce)
 			}
 			if id != "" && send("run-"+id) != nil {
 				return nil

@@ -15,6 +15,18 @@ func HoldSimulations() (release func()) {
 	}
 }
 
+// HoldRuleStats takes every rule statistics slot and returns their release.
+func HoldRuleStats() (release func()) {
+	for range maxRuleStats {
+		ruleStats <- struct{}{}
+	}
+	return func() {
+		for range maxRuleStats {
+			<-ruleStats
+		}
+	}
+}
+
 // SetSimulationTimeout shortens a simulation's time limit for a test and
 // returns a restore.
 func SetSimulationTimeout(d time.Duration) func() {

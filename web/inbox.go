@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/store"
@@ -112,11 +113,19 @@ func (s *Server) inboxResults(c echo.Context, params store.InboxParams, filter t
 	if t, ok := c.Get("csrf").(string); ok {
 		v.CSRF = t
 	}
-	rows, err := store.RequestListInbox(ctx, s.Pool, params)
-	if err != nil {
-		return v, err
-	}
-	if v.Counts, err = store.RequestCountInbox(ctx, s.Pool, params); err != nil {
+	// The rows and the counts are independent reads: taken at once, on two
+	// connections, a live refresh waits for one round trip, not two.
+	var rows []store.InboxRow
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		rows, err = store.RequestListInbox(gctx, s.Pool, params)
+		return err
+	})
+	g.Go(func() (err error) {
+		v.Counts, err = store.RequestCountInbox(gctx, s.Pool, params)
+		return err
+	})
+	if err := g.Wait(); err != nil {
 		return v, err
 	}
 	if len(rows) == 0 && filter.Active() {
@@ -133,12 +142,18 @@ func (s *Server) inboxResults(c echo.Context, params store.InboxParams, filter t
 	for i, r := range rows {
 		ids[i] = r.Request.ID
 	}
-	claims, err := store.ClaimListLive(ctx, s.Pool, ids, params.Now)
-	if err != nil {
-		return v, err
-	}
-	voted, err := store.VoteListByActor(ctx, s.Pool, v.Me, ids)
-	if err != nil {
+	var claims map[string]*store.Claim
+	var voted map[string]bool
+	g, gctx = errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		claims, err = store.ClaimListLive(gctx, s.Pool, ids, params.Now)
+		return err
+	})
+	g.Go(func() (err error) {
+		voted, err = store.VoteListByActor(gctx, s.Pool, v.Me, ids)
+		return err
+	})
+	if err := g.Wait(); err != nil {
 		return v, err
 	}
 	for _, r := range rows {

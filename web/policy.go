@@ -124,9 +124,15 @@ func (s *Server) simulate(c echo.Context, v *templates.PolicyView) (*policy.Poli
 		return nil, echo.NewHTTPError(http.StatusTooManyRequests,
 			fmt.Sprintf("%d simulations are already running; try again in a moment", maxSimulations))
 	}
+	// The grants in force apply to whichever version is active: the
+	// simulation replays the candidate with them, as it would decide.
+	grants, err := policystore.LiveGrants(c.Request().Context(), s.Pool, nil)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), simulationTimeout)
 	defer cancel()
-	v.Sim, err = policystore.Simulate(ctx, s.Pool, pol, s.Now().Add(-since))
+	v.Sim, err = policystore.Simulate(ctx, s.Pool, policystore.WithGrants(pol, grants), s.Now().Add(-since))
 	switch {
 	case errors.Is(err, policy.ErrCostLimit):
 		v.Sim, v.Problems = nil, []string{"The simulation stopped: " + err.Error() + "."}

@@ -106,9 +106,21 @@ func (s *Server) handleRun(c echo.Context) error {
 		return err
 	}
 	slices.Reverse(v.History) // in the order it happened
+	if run.Status == vocab.RunCompleted {
+		if v.Unusable, err = store.UnusableGet(ctx, s.Pool, run.ID); errors.Is(err, store.ErrNotFound) {
+			v.Unusable, err = nil, nil
+			v.CanFlag = currentUser(c).Role.CanDecide()
+		}
+		if err != nil {
+			return err
+		}
+	}
 	p := s.page(c, run.Workflow+" "+run.BusinessKey, "runs")
-	if c.QueryParam("done") == "cancel" {
+	switch c.QueryParam("done") {
+	case "cancel":
 		p.Flash = "Run cancelled."
+	case "unusable":
+		p.Flash = "Run flagged unusable."
 	}
 	return render(c, http.StatusOK, templates.RunDetail(p, v))
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/ask"
 	"github.com/countersign/countersign/internal/callback"
+	"github.com/countersign/countersign/internal/metrics"
 	"github.com/countersign/countersign/internal/notice"
 	"github.com/countersign/countersign/internal/notice/slack"
 	"github.com/countersign/countersign/internal/notice/webhook"
@@ -74,6 +75,12 @@ type Deps struct {
 	Slack *slack.Client
 	// Webhooks manages webhook subscriptions; nil refuses to make any.
 	Webhooks *webhook.Service
+	// Trace, when set, is the first middleware: the OpenTelemetry server
+	// span of each request (internal/tracing.Echo; nil while traces are off).
+	Trace echo.MiddlewareFunc
+	// MetricQueues are the River queues GET /metrics always reports (with
+	// those River lists).
+	MetricQueues []string
 }
 
 // Server holds what handlers need.
@@ -83,6 +90,7 @@ type Server struct {
 	sessions *sessions.CookieStore
 	cookie   string
 	refused  refusals // refused decisions, for the page a refusal redirects to
+	metrics  http.Handler
 }
 
 // New returns a Server with every route registered.
@@ -104,6 +112,7 @@ func New(d Deps) *Server {
 	for _, k := range d.SessionKeys {
 		pairs = append(pairs, k[:32], k[32:64])
 	}
+	s.metrics = metrics.Handler(metrics.NewCollector(d.Pool, s.Logger, d.MetricQueues...))
 	s.sessions = sessions.NewCookieStore(pairs...)
 	s.sessions.Options = &sessions.Options{Path: "/", MaxAge: int(sessionAbsolute.Seconds()), HttpOnly: true,
 		Secure: d.Secure, SameSite: http.SameSiteLaxMode}
@@ -126,6 +135,9 @@ func New(d Deps) *Server {
 		e.IPExtractor = echo.ExtractIPFromXFFHeader(opts...)
 	}
 	e.HTTPErrorHandler = s.handleError
+	if d.Trace != nil {
+		e.Use(d.Trace)
+	}
 	e.Use(middleware.Recover(), middleware.BodyLimit("1M"), cleanInput, s.headers)
 	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
 		XSSProtection:      "0",
@@ -143,15 +155,20 @@ func New(d Deps) *Server {
 // headers sets what every response carries: HSTS when the site is served
 // over HTTPS (COUNTERSIGN_SECURE_COOKIES, even behind a proxy), and
 // no-store on everything but static files, so that no page, API answer or
-// export of a signed-in user stays in a browser or proxy cache.
+// export of a signed-in user stays in a browser or proxy cache; static
+// files linked with their content's hash (static.URL) are cached for good.
 func (s *Server) headers(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		h := c.Response().Header()
 		if s.Secure {
 			h.Set(echo.HeaderStrictTransportSecurity, "max-age=31536000; includeSubDomains")
 		}
-		if !strings.HasPrefix(c.Request().URL.Path, "/static/") {
+		if path, ok := strings.CutPrefix(c.Request().URL.Path, "/static/"); !ok {
 			h.Set("Cache-Control", "no-store")
+		} else if static.Versioned(path, c.QueryParam("v")) {
+			// Pages link static files by static.URL, whose hash changes
+			// with the content: the browser need not ask again.
+			h.Set("Cache-Control", "public, max-age=31536000, immutable")
 		}
 		return next(c)
 	}
@@ -165,6 +182,7 @@ func (s *Server) routes() {
 	e := s.echo
 	e.GET("/healthz", s.handleHealth)
 	e.GET("/readyz", s.handleReady)
+	e.GET("/metrics", s.handleMetrics)
 	e.StaticFS("/static", static.FS)
 	// The receipt keys are public, so that anyone holding a receipt can
 	// check it: no token, and cacheable.
@@ -182,6 +200,7 @@ func (s *Server) routes() {
 	api.GET("/runs", s.handleAPIRunList, requireScope(account.ScopeRunsRead))
 	api.GET("/runs/:id", s.handleAPIRunGet, requireScope(account.ScopeRunsRead))
 	api.POST("/runs/:id/events/:name", s.handleAPIRunEvent, requireScope(account.ScopeRunsWrite))
+	api.POST("/runs/:id/unusable", s.handleAPIRunUnusable, requireScope(account.ScopeRunsFlag))
 	api.GET("/requests", s.handleAPIRequestList, requireScope(account.ScopeRequestsRead))
 	api.GET("/requests/:id", s.handleAPIRequestGet, requireScope(account.ScopeRequestsRead))
 	api.GET("/requests/:id/receipt", s.handleAPIRequestReceipt, requireScope(account.ScopeRequestsRead))
@@ -223,6 +242,8 @@ func (s *Server) routes() {
 	app.GET("/runs/:id", s.handleRun)
 	app.GET("/runs/:id/status", s.handleRunStatus)
 	app.POST("/runs/:id/cancel", s.handleRunCancel)
+	app.POST("/runs/:id/unusable", s.handleRunUnusable)
+	app.GET("/unusable", s.handleUnusable)
 	app.GET("/batches", s.handleBatches)
 	app.GET("/batches/:id", s.handleBatch)
 	app.POST("/batches/:id/decision", s.handleBatchDecide)
@@ -234,6 +255,10 @@ func (s *Server) routes() {
 	app.GET("/policy", s.handlePolicy)
 	app.POST("/policy/simulate", s.handlePolicySimulate)
 	app.POST("/policy/apply", s.handlePolicyApply)
+	app.GET("/policy/rules", s.handleRules)
+	app.POST("/policy/rules/review", s.handleRuleReview)
+	app.POST("/policy/rules/activate", s.handleRuleActivate)
+	app.POST("/policy/grants/:id/revoke", s.handleGrantRevoke)
 	app.GET("/events", s.handleEvents)
 	app.GET("/settings/notifications", s.handleNoticeSettings)
 	app.POST("/settings/notifications", s.handleNoticeSettingsSave)

@@ -36,13 +36,20 @@ type slackCall struct {
 
 // fakeSlack stands in for Slack's Web API: it records every call and
 // answers as Slack would. users maps Slack user ids to their profile email
-// (confirmed unless the id starts with "UNCONF").
+// (confirmed unless the id starts with "UNCONF"; in the bot's own team
+// unless it starts with "UEXT").
 type fakeSlack struct {
 	*httptest.Server
 	mu    sync.Mutex
 	calls []slackCall
 	users map[string]string
 	ts    int
+	// failUpdates is how many chat.update calls still fail (HTTP 500)
+	// before Slack answers again.
+	failUpdates int
+	// goneUpdates is how many chat.update calls still answer that the
+	// message is gone (message_not_found).
+	goneUpdates int
 }
 
 func newFakeSlack(t *testing.T, users map[string]string) *fakeSlack {
@@ -65,13 +72,31 @@ func newFakeSlack(t *testing.T, users map[string]string) *fakeSlack {
 		f.calls = append(f.calls, call)
 		f.ts++
 		ts := fmt.Sprintf("1700000000.%06d", f.ts)
+		down := method == "chat.update" && f.failUpdates > 0
+		if down {
+			f.failUpdates--
+		}
+		gone := method == "chat.update" && !down && f.goneUpdates > 0
+		if gone {
+			f.goneUpdates--
+		}
 		f.mu.Unlock()
+		if gone {
+			_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": "message_not_found"})
+			return
+		}
+		if down {
+			http.Error(w, "unavailable", http.StatusInternalServerError)
+			return
+		}
 		answer := map[string]any{"ok": true}
 		switch method {
 		case "chat.postMessage":
 			answer["channel"], answer["ts"] = "D"+fmt.Sprint(call.JSON["channel"]), ts
 		case "users.lookupByEmail":
 			answer["user"] = map[string]any{"id": "U-" + call.Form.Get("email")}
+		case "auth.test":
+			answer["team_id"], answer["user_id"] = "T_HOME", "U_BOT"
 		case "users.info":
 			id := call.Form.Get("user")
 			email, ok := f.users[id]
@@ -79,7 +104,12 @@ func newFakeSlack(t *testing.T, users map[string]string) *fakeSlack {
 				answer = map[string]any{"ok": false, "error": "user_not_found"}
 				break
 			}
-			answer["user"] = map[string]any{"id": id, "is_email_confirmed": !strings.HasPrefix(id, "UNCONF"), "profile": map[string]any{"email": email}}
+			team := "T_HOME"
+			if strings.HasPrefix(id, "UEXT") {
+				team = "T_PARTNER" // another organization's member, in a Slack Connect channel
+			}
+			answer["user"] = map[string]any{"id": id, "team_id": team, "is_email_confirmed": !strings.HasPrefix(id, "UNCONF"),
+				"profile": map[string]any{"email": email}}
 		}
 		_ = json.NewEncoder(w).Encode(answer)
 	}))
@@ -103,11 +133,29 @@ func (f *fakeSlack) callsOf(method string) []slackCall {
 // with secret.
 func click(t *testing.T, addr, secret string, ts time.Time, slackUser, action, value string) *http.Response {
 	t.Helper()
-	payload, err := json.Marshal(map[string]any{"type": "block_actions", "user": map[string]any{"id": slackUser},
-		"container": map[string]any{"type": "message", "channel_id": "DCHAN", "message_ts": "1.1"},
-		"actions":   []map[string]any{{"action_id": action, "value": value, "block_id": "b"}}})
+	resp, _ := interact(t, addr, secret, ts, map[string]any{"type": "block_actions", "user": map[string]any{"id": slackUser},
+		"trigger_id": "TRIG-" + slackUser,
+		"container":  map[string]any{"type": "message", "channel_id": "DCHAN", "message_ts": "1.1"},
+		"actions":    []map[string]any{{"action_id": action, "value": value, "block_id": "b"}}})
+	return resp
+}
+
+// submit posts the reason modal's view_submission as Slack would: the
+// modal's private metadata (as views.open set it) and the reason typed.
+func submit(t *testing.T, addr, secret string, ts time.Time, slackUser, meta, reason string) (*http.Response, string) {
+	t.Helper()
+	return interact(t, addr, secret, ts, map[string]any{"type": "view_submission", "user": map[string]any{"id": slackUser},
+		"view": map[string]any{"id": "V1", "type": "modal", "callback_id": slack.ModalCallback, "private_metadata": meta,
+			"state": map[string]any{"values": map[string]any{slack.ReasonBlock: map[string]any{
+				slack.ReasonAction: map[string]any{"type": "plain_text_input", "value": reason}}}}}})
+}
+
+// interact posts an interaction payload, signed at ts with secret.
+func interact(t *testing.T, addr, secret string, ts time.Time, payload map[string]any) (*http.Response, string) {
+	t.Helper()
+	raw, err := json.Marshal(payload)
 	require.NoError(t, err)
-	body := "payload=" + url.QueryEscape(string(payload))
+	body := "payload=" + url.QueryEscape(string(raw))
 	stamp := strconv.FormatInt(ts.Unix(), 10)
 	req, err := http.NewRequest(http.MethodPost, addr+"/slack/interactions", strings.NewReader(body))
 	require.NoError(t, err)
@@ -116,8 +164,9 @@ func click(t *testing.T, addr, secret string, ts time.Time, slackUser, action, v
 	req.Header.Set(slack.HeaderSignature, slack.Sign(secret, stamp, []byte(body)))
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
+	answer, _ := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
-	return resp
+	return resp, string(answer)
 }
 
 // counts is what a refused interaction must leave as it was.
@@ -137,7 +186,12 @@ func counts(t *testing.T, c *console, requestID string) (decisions, events int) 
 func TestSlack(t *testing.T) {
 	t.Parallel()
 	fake := newFakeSlack(t, map[string]string{"U_REV": "reviewer@example.com", "U_APP": "Approver@Example.com",
-		"UNCONF": "admin@example.com", "U_STRANGER": "nobody@example.com"})
+		"UNCONF": "admin@example.com", "U_STRANGER": "nobody@example.com",
+		// Confirmed addresses that are not the reviewer's, though Unicode
+		// lower-casing (Go's and PostgreSQL's lower()) makes them so.
+		"U_DOTTED_I": "rev\u0130ewer@example.com", "U_KELVIN": "reviewer@example.\u212Aom",
+		// The reviewer's address, confirmed by another organization.
+		"UEXT_REV": "reviewer@example.com"})
 	c := startConsoleWith(t, testapp.Options{Slack: config.Slack{BotToken: "xoxb-test", SigningSecret: slackSecret,
 		APIURL: fake.URL + "/api"}, CallbackAllow: "127.0.0.1"})
 	ctx := context.Background()
@@ -189,22 +243,44 @@ func TestSlack(t *testing.T) {
 		d, _ := counts(t, c, req.ID)
 		require.Zero(t, d)
 	})
+	t.Run("LookalikeAddressRefused", func(t *testing.T) {
+		for _, id := range []string{"U_DOTTED_I", "U_KELVIN"} {
+			d0, e0 := counts(t, c, req.ID)
+			resp := click(t, c.Addr, slackSecret, now, id, slack.ActionApprove, value)
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			d1, e1 := counts(t, c, req.ID)
+			require.Equal(t, [2]int{d0, e0}, [2]int{d1, e1}, "%s is not the reviewer", id)
+			eph := fake.callsOf("chat.postEphemeral")
+			require.Contains(t, eph[len(eph)-1].JSON["text"], "No active Countersign user", id)
+		}
+	})
+	t.Run("OtherOrganizationRefused", func(t *testing.T) {
+		d0, e0 := counts(t, c, req.ID)
+		resp := click(t, c.Addr, slackSecret, now, "UEXT_REV", slack.ActionApprove, value)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		d1, e1 := counts(t, c, req.ID)
+		require.Equal(t, [2]int{d0, e0}, [2]int{d1, e1}, "a Slack Connect member is not the reviewer")
+		eph := fake.callsOf("chat.postEphemeral")
+		require.Contains(t, eph[len(eph)-1].JSON["text"], "cannot tell who you are")
+	})
 	t.Run("PayloadHashMismatchRefused", func(t *testing.T) {
 		resp := click(t, c.Addr, slackSecret, now, "U_REV", slack.ActionApprove, slack.ButtonValue(req.ID, strings.Repeat("0", 64)))
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 		d, _ := counts(t, c, req.ID)
 		require.Zero(t, d)
 	})
-	t.Run("RejectAsksForAReason", func(t *testing.T) {
-		n := len(fake.callsOf("chat.postEphemeral"))
+	t.Run("RejectOpensTheReasonModal", func(t *testing.T) {
+		n := len(fake.callsOf("views.open"))
 		resp := click(t, c.Addr, slackSecret, now, "U_REV", slack.ActionReject, value)
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 		d, _ := counts(t, c, req.ID)
-		require.Zero(t, d)
-		eph := fake.callsOf("chat.postEphemeral")
-		require.Len(t, eph, n+1)
-		require.Contains(t, eph[n].JSON["text"], "/requests/"+req.ID)
-		require.Equal(t, "U_REV", eph[n].JSON["user"])
+		require.Zero(t, d, "a click on Reject decides nothing yet")
+		opens := fake.callsOf("views.open")
+		require.Len(t, opens, n+1)
+		require.Equal(t, "TRIG-U_REV", opens[n].JSON["trigger_id"])
+		st, ok := slack.ParseModalState(opens[n].JSON["view"].(map[string]any)["private_metadata"].(string))
+		require.True(t, ok)
+		require.Equal(t, slack.ModalState{RequestID: req.ID, PayloadHash: req.PayloadHash, Verdict: vocab.VerdictReject}, st)
 	})
 	t.Run("Approve", func(t *testing.T) {
 		resp := click(t, c.Addr, slackSecret, now, "U_REV", slack.ActionApprove, value)
@@ -218,8 +294,9 @@ func TestSlack(t *testing.T) {
 			req.ID).Scan(&channel))
 		require.Equal(t, "slack", channel)
 
+		// The decision's transaction queued the update of every copy.
+		require.Eventually(t, func() bool { return len(fake.callsOf("chat.update")) == 1 }, 20*time.Second, 20*time.Millisecond)
 		updates := fake.callsOf("chat.update")
-		require.Len(t, updates, 1, "the one copy is updated")
 		require.Equal(t, "DU-reviewer@example.com", updates[0].JSON["channel"])
 		require.Equal(t, "1700000000.000002", updates[0].JSON["ts"])
 		b, _ := json.Marshal(updates[0].JSON["blocks"])

@@ -84,6 +84,8 @@ func TestAPITokenScopes(t *testing.T) {
 		{"GET", "/runs/" + run.ID, account.ScopeRunsRead, nil, 200},
 		// Kept for the run's wait: it proposes no event wait, so it stays waiting.
 		{"POST", "/runs/" + run.ID + "/events/scope_check", account.ScopeRunsWrite, map[string]any{"data": 1, "idempotency_key": "k"}, 202},
+		// The run waits: past the scope, refused by the handler, flagging nothing.
+		{"POST", "/runs/" + run.ID + "/unusable", account.ScopeRunsFlag, map[string]any{"category": "other", "reason": "x"}, 409},
 		{"GET", "/requests", account.ScopeRequestsRead, nil, 200},
 		{"GET", "/requests/" + req.ID, account.ScopeRequestsRead, nil, 200},
 		// Undecided: no receipt yet.

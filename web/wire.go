@@ -11,6 +11,7 @@ import (
 	"github.com/countersign/countersign/internal/receipt"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/vocab"
 )
 
 // The API's answers, one type per shape (riverui's one struct per endpoint).
@@ -112,6 +113,20 @@ type eventJSON struct {
 	Name           string    `json:"name"`
 	IdempotencyKey string    `json:"idempotency_key"`
 	ReceivedAt     time.Time `json:"received_at"`
+}
+
+// unusableJSON is the spec's Unusable: a completed run flagged unusable.
+type unusableJSON struct {
+	RunID     string                 `json:"run_id"`
+	Workflow  string                 `json:"workflow"`
+	Category  vocab.UnusableCategory `json:"category"`
+	Reason    string                 `json:"reason"`
+	FlaggedBy string                 `json:"flagged_by"`
+	CreatedAt time.Time              `json:"created_at"`
+}
+
+func unusableOf(u *store.Unusable) unusableJSON {
+	return unusableJSON{RunID: u.RunID, Workflow: u.Workflow, Category: u.Category, Reason: u.Reason, FlaggedBy: u.FlaggedBy, CreatedAt: u.CreatedAt}
 }
 
 func eventOf(e *store.Event) eventJSON {

@@ -54,6 +54,7 @@ func TestWireMatchesSpec(t *testing.T) {
 		{"BatchGet", batchDetailJSON{}, ok("/api/v1/batches/{id}", "get")},
 		{"BatchDecide", batchDecisionJSON{}, ok("/api/v1/batches/{id}/decision", "post")},
 		{"RunEvent", eventJSON{}, schema("RunEvent")},
+		{"Unusable", unusableJSON{}, schema("Unusable")},
 		{"Error", apiError{}, schema("Error")},
 		{"Receipt", receiptJSON{}, schema("Receipt")},
 		{"ReceiptKey", receiptKeyJSON{}, schema("ReceiptKey")},

@@ -29,6 +29,10 @@ const (
 	ScopeRequestsRead = "requests:read"
 	ScopeDecide       = "decide"
 	ScopeAuditRead    = "audit:read"
+	// ScopeRunsFlag flags completed runs unusable; ScopeMetricsRead reads
+	// GET /metrics on the main listener.
+	ScopeRunsFlag    = "runs:flag"
+	ScopeMetricsRead = "metrics:read"
 	// ScopeApprovalsWrite is an agent's scope: file approvals and read the
 	// ones its user filed, nothing else (it cannot decide or start runs).
 	ScopeApprovalsWrite = "approvals:write"
@@ -47,6 +51,8 @@ var Scopes = []Scope{
 	{ScopeRequestsRead, "read approval requests, their receipts, and batches (GET /requests, /batches)"},
 	{ScopeDecide, "decide requests and batches, within the user's role (POST …/decision)"},
 	{ScopeAuditRead, "read and export the audit log (GET /audit, /audit/export)"},
+	{ScopeRunsFlag, "flag a completed run's output unusable, within the user's role (POST /runs/{id}/unusable)"},
+	{ScopeMetricsRead, "scrape the Prometheus metrics (GET /metrics)"},
 	{ScopeApprovalsWrite, "file approvals and read the ones the token's user filed (POST /approvals, GET /approvals/{id})"},
 }
 

@@ -18,8 +18,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/ask"
@@ -27,6 +30,7 @@ import (
 	"github.com/countersign/countersign/internal/callback"
 	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/internal/demo"
+	"github.com/countersign/countersign/internal/metrics"
 	"github.com/countersign/countersign/internal/notice"
 	"github.com/countersign/countersign/internal/notice/email"
 	"github.com/countersign/countersign/internal/notice/slack"
@@ -36,6 +40,7 @@ import (
 	"github.com/countersign/countersign/internal/receipt"
 	"github.com/countersign/countersign/internal/safehttp"
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/tracing"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/jobs"
 	"github.com/countersign/countersign/web"
@@ -79,6 +84,10 @@ type Options struct {
 	NoticeWindow time.Duration
 	// Channels adds notification channels to those configured (tests use it).
 	Channels []notice.Channel
+	// TracerProvider receives the process's spans (tests pass an in-memory
+	// one); nil means tracing.Global(), the provider the environment set up,
+	// itself nil while traces are off: then nothing is instrumented.
+	TracerProvider trace.TracerProvider
 }
 
 // Recovery tunes run leases and the sweeper (workflow.Config has the details).
@@ -122,6 +131,9 @@ func NewPool(ctx context.Context, cfg config.Config) (*pgxpool.Pool, error) {
 	}
 	// Each callback being sent holds a connection (its row lock) too.
 	pc.MaxConns = int32(cfg.Workers + jobs.CallbackWorkers + 12)
+	if tp := tracing.Global(); tp != nil {
+		pc.ConnConfig.Tracer = tracing.Pgx(tp)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("open database pool: %w", err)
@@ -153,13 +165,21 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	// River's own warnings and errors (a failing job, a lost leader) belong in the
 	// app's log; its info lines are routine.
 	riverLogger := slog.New(minLevel{logger.Handler().WithAttrs([]slog.Attr{slog.String("component", "river")}), slog.LevelWarn})
-	scheduler, err := jobs.NewScheduler(pool, riverLogger)
+	tp := opts.TracerProvider
+	if tp == nil {
+		tp = tracing.Global()
+	}
+	var riverMiddleware []rivertype.Middleware
+	if tp != nil {
+		riverMiddleware = append(riverMiddleware, tracing.NewRiver(tp))
+	}
+	scheduler, err := jobs.NewScheduler(pool, riverLogger, riverMiddleware...)
 	if err != nil {
 		return nil, err
 	}
 	engine := workflow.New(workflow.Config{Pool: pool, Registry: registry, Scheduler: scheduler, Policies: policies, Model: model, Logger: logger, Now: opts.Now,
 		MaxStepOutput: cfg.MaxStepOutput, Lease: rec.Lease, RenewEvery: rec.RenewEvery, MaxRecoveries: rec.MaxRecoveries,
-		Notices: notice.NewOutbox(scheduler)})
+		Notices: notice.NewOutbox(scheduler), Tracer: tp})
 	// Validate checked the allow-list; a Config built in code may hold none.
 	allow, err := safehttp.ParseAllow(cfg.CallbackAllow)
 	if err != nil {
@@ -176,6 +196,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		// The Slack URLs come from the configuration; they still go through
 		// the SSRF-checked client, so that a mistyped one cannot reach inside.
 		slackClient = slack.New(cfg.Slack, allow.Client(), pool, publicURL(cfg, opts.Listener), logger)
+		slackClient.ScheduleUpdateFunc = scheduler.ScheduleChatUpdate
 	}
 	notices := newDispatcher(cfg, opts, pool, scheduler, engine, logger, slackClient, webhooks)
 	receipts, err := NewSigner(pool, cfg)
@@ -187,7 +208,9 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	// The approvals API's workflow runs in every process, like the API.
 	approvals.Register(registry)
 	approvals.SetEngine(engine)
-	client, err := river.NewClient(riverpgxv5.New(pool), riverConfig(cfg, opts, engine, deliverer, notices, riverLogger))
+	rc := riverConfig(cfg, opts, engine, deliverer, notices, slackClient, riverLogger)
+	rc.Middleware = riverMiddleware
+	client, err := river.NewClient(riverpgxv5.New(pool), rc)
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
@@ -206,7 +229,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 		a.Web = web.New(web.Deps{Pool: pool, Engine: engine, Policies: policies, Notify: a.Notify, Receipts: receipts, Ask: approvals,
 			Logger: logger, SessionKeys: keys, Secure: cfg.Secure, Now: engine.Now, KeepAlive: opts.KeepAlive,
 			Origins: publicOrigins(cfg, opts.Listener), TrustedProxies: cfg.TrustedProxies, Callbacks: callbacks, Notices: notices,
-			Slack: slackClient, Webhooks: webhooks})
+			Slack: slackClient, Webhooks: webhooks, Trace: traceHTTP(tp), MetricQueues: []string{river.QueueDefault, jobs.QueueCallbacks}})
 	}
 	return a, nil
 }
@@ -228,6 +251,14 @@ func NewRegistry(opts Options, offline *ai.Offline) *workflow.Registry {
 	// Built-in workflows, which every process runs whatever the binary
 	// registered, are added here.
 	return registry
+}
+
+// traceHTTP is the web side's tracing middleware, nil while traces are off.
+func traceHTTP(tp trace.TracerProvider) echo.MiddlewareFunc {
+	if tp == nil {
+		return nil
+	}
+	return tracing.Echo(tp)
 }
 
 // newModel returns opts.Model when a test sets one, else the configured
@@ -272,7 +303,8 @@ func publicURL(cfg config.Config, ln net.Listener) string {
 
 // riverConfig registers the job kinds on engine. Only a worker process gets a
 // queue: a web process inserts jobs but never fetches them.
-func riverConfig(cfg config.Config, opts Options, engine *workflow.Engine, deliverer *callback.Deliverer, notices *notice.Dispatcher, logger *slog.Logger) *river.Config {
+func riverConfig(cfg config.Config, opts Options, engine *workflow.Engine, deliverer *callback.Deliverer, notices *notice.Dispatcher,
+	slackClient *slack.Client, logger *slog.Logger) *river.Config {
 	// A job is presumed crashed after RescueAfter; it must be allowed to run
 	// a little less than that.
 	jobTimeout := jobs.RunTimeout
@@ -291,6 +323,7 @@ func riverConfig(cfg config.Config, opts Options, engine *workflow.Engine, deliv
 	river.AddWorker(workers, &jobs.NoticeFlushWorker{Dispatcher: notices})
 	river.AddWorker(workers, &jobs.NoticeSendWorker{Dispatcher: notices})
 	river.AddWorker(workers, &jobs.NoticeReminderWorker{Engine: engine})
+	river.AddWorker(workers, &jobs.ChatUpdateWorker{Slack: slackClient})
 	rc := &river.Config{
 		Workers:              workers,
 		JobTimeout:           jobTimeout,
@@ -440,12 +473,14 @@ func (a *App) Run(ctx context.Context) error {
 		if sweepEvery <= 0 {
 			sweepEvery = workflow.DefaultSweepEvery
 		}
-		wg.Add(2)
+		roller := &metrics.Roller{Pool: a.Pool, Logger: a.logger}
+		wg.Add(3)
+		go func() { defer wg.Done(); roller.RunRoller(bg, metrics.DefaultInterval) }()
 		go func() { defer wg.Done(); audit.RunChainer(bg, a.Pool, ChainEvery, a.logger) }()
 		go func() { defer wg.Done(); a.Engine.RunRecovery(bg, sweepEvery) }()
 	}
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	if a.opts.Worker {
 		if err := a.River.Start(bg); err != nil {
 			return fmt.Errorf("start river: %w", err)
@@ -476,17 +511,39 @@ func (a *App) Run(ctx context.Context) error {
 		}()
 	}
 
+	var metricsSrv *http.Server
+	if a.Config.MetricsAddr != "" {
+		ln, err := net.Listen("tcp", a.Config.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("listen on %s (COUNTERSIGN_METRICS_ADDR): %w", a.Config.MetricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics.Handler(metrics.NewCollector(a.Pool, a.logger, river.QueueDefault, jobs.QueueCallbacks)))
+		metricsSrv = newHTTPServer(mux)
+		a.logger.Info("metrics started", "addr", "http://"+ln.Addr().String()+"/metrics")
+		go func() {
+			if err := metricsSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+
 	var runErr error
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
 	}
 	a.logger.Info("stopping")
-	if srv != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_ = srv.Shutdown(sctx)
-		cancel()
+	for _, srv := range []*http.Server{srv, metricsSrv} {
+		if srv != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_ = srv.Shutdown(sctx)
+			cancel()
+		}
 	}
+	// Approvals executing inline finish (each is bounded by its timeout)
+	// before River and the pool stop under them.
+	a.Ask.Wait()
 	if a.opts.Worker {
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if err := a.River.Stop(sctx); err != nil {

@@ -82,7 +82,14 @@ type Change struct {
 // ErrPayloadChanged, ErrForbidden, ErrInvalidInput or ErrNotFound.
 func (s *Service) Decide(ctx context.Context, p DecideParams) (*DecideResult, error) {
 	return store.WithTxV(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) (*DecideResult, error) {
-		return s.DecideTx(ctx, tx, p, TxOptions{Enqueue: true, Notify: true})
+		res, err := s.DecideTx(ctx, tx, p, TxOptions{Enqueue: true, Notify: true})
+		if err != nil || res.Decision == nil {
+			return res, err
+		}
+		// The decision's event commits chained when the chain is free, so
+		// that its receipt (a long poll's answer) needs no chaining pass.
+		_, err = audit.ChainIfFree(ctx, tx)
+		return res, err
 	})
 }
 

@@ -60,6 +60,9 @@ func (s *Service) noticeBatchReady(ctx context.Context, tx pgx.Tx, batchID strin
 // (noticeBatchDecided): a thousand events in the batch's transaction would
 // slow the decision for a thousand lines that one digest would carry.
 func (s *Service) noticeDecided(ctx context.Context, tx pgx.Tx, b *ballot, res *DecideResult, o TxOptions) error {
+	if err := s.noticeChatCopies(ctx, tx, b, res); err != nil {
+		return err
+	}
 	if !o.Notify {
 		return nil
 	}
@@ -72,6 +75,16 @@ func (s *Service) noticeDecided(ctx context.Context, tx pgx.Tx, b *ballot, res *
 	}
 	return s.notices.EmitToSubscribers(ctx, tx, notice.Event{Kind: notice.DecisionRecorded, RequestID: req.ID, RunID: req.RunID,
 		Detail: string(b.p.Verdict) + " by " + b.p.Actor.Name})
+}
+
+// noticeChatCopies has every chat (Slack) copy of the request updated to
+// show the decision, whoever made it and wherever: a batch's items and a
+// deadline's expiry included.
+func (s *Service) noticeChatCopies(ctx context.Context, tx pgx.Tx, b *ballot, res *DecideResult) error {
+	req := res.Request
+	return s.notices.Decided(ctx, tx, notice.Decided{RequestID: req.ID, Verdict: b.p.Verdict, Actor: b.p.Actor.Name,
+		Channel: b.p.Channel, At: res.Decision.CreatedAt,
+		Expired: b.p.Actor.System && req.Deadline != nil && !s.now().Before(*req.Deadline)})
 }
 
 // noticeBatchDecided tells subscribers that a batch was decided.

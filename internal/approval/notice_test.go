@@ -25,7 +25,8 @@ func (f *fakeNotices) ScheduleFanout(context.Context, pgx.Tx, int64) error { ret
 func (f *fakeNotices) ScheduleFlush(context.Context, pgx.Tx, int64, string, time.Time) error {
 	return nil
 }
-func (f *fakeNotices) ScheduleSend(context.Context, pgx.Tx, int64) error { return nil }
+func (f *fakeNotices) ScheduleSend(context.Context, pgx.Tx, int64) error        { return nil }
+func (f *fakeNotices) ScheduleChatUpdate(context.Context, pgx.Tx, string) error { return nil }
 func (f *fakeNotices) ScheduleReminder(_ context.Context, _ pgx.Tx, _ string, k notice.Kind, at time.Time) error {
 	f.reminders[k] = at
 	return nil

@@ -61,6 +61,11 @@ func RecordAuto(ctx context.Context, tx pgx.Tx, req *store.Request, action Actio
 	_, err = audit.Append(ctx, tx, audit.Event{Actor: actor, Subject: audit.RequestSubject(saved.ID), RunID: req.RunID,
 		Details: audit.DecisionAuto{Facets: audit.Facets{Verdict: vocab.VerdictApprove, Workflow: saved.Workflow, Rule: req.Rule, Tier: saved.Tier},
 			ActionKind: action.Kind, Summary: action.Summary, PayloadHash: saved.PayloadHash, PolicyVersion: req.PolicyVersion, Reason: req.Reason}})
+	if err == nil {
+		// Chained in this transaction when the chain is free: the approvals
+		// API answers with the receipt at once, without a chaining pass.
+		_, err = audit.ChainIfFree(ctx, tx)
+	}
 	return Decision{RequestID: saved.ID, Verdict: vocab.VerdictApprove, Actor: actor, Reason: req.Reason, Params: action.Params,
 		Tier: saved.Tier, Rule: req.Rule, PolicyVersion: req.PolicyVersion, DecidedAt: saved.CreatedAt}, err
 }

@@ -421,3 +421,81 @@ func TestLongPollBound(t *testing.T) {
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, time.Since(began), 600*time.Millisecond, "finished polls give their slots back")
 }
+
+// TestInlineApproval: a new approval runs in the caller's goroutine, born
+// claimed, without a River job: an auto-tier one answers approved with its
+// receipt, and its run completes with the decision as output.
+func TestInlineApproval(t *testing.T) {
+	t.Parallel()
+	e := start(t)
+	ctx := context.Background()
+	a, created, err := e.svc.Submit(ctx, e.agent, ask.Submission{IdempotencyKey: "inline-1",
+		Action: workflow.Action{Kind: "search", Summary: "Look up order 1042"}})
+	require.NoError(t, err)
+	require.True(t, created)
+	require.Equal(t, ask.StatusApproved, a.Status, "the policy approves read-only lookups")
+	require.Equal(t, "read-only", a.Rule)
+	require.NotNil(t, a.Receipt)
+	require.Equal(t, a.RequestID, a.Receipt.Claims.RequestID)
+
+	run := e.WaitRun(t, a.ID, vocab.RunCompleted)
+	require.Equal(t, 1, run.Attempt, "claimed once, by the inline execution")
+	require.Zero(t, run.Recoveries)
+	var out ask.Output
+	require.NoError(t, json.Unmarshal(run.Output, &out))
+	require.Equal(t, a.RequestID, out.Decision.RequestID)
+	var jobs int
+	require.NoError(t, e.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'workflow_run' AND args->>'run_id' = $1`, a.ID).Scan(&jobs))
+	require.Zero(t, jobs, "no job was inserted for a run that ended inline")
+
+	// The same key and body: the same approval, nothing started again.
+	again, created, err := e.svc.Submit(ctx, e.agent, ask.Submission{IdempotencyKey: "inline-1",
+		Action: workflow.Action{Kind: "search", Summary: "Look up order 1042"}})
+	require.NoError(t, err)
+	require.False(t, created)
+	require.Equal(t, a.ID, again.ID)
+	require.Equal(t, ask.StatusApproved, again.Status)
+
+	// An explicit one parks for a human, still without a job.
+	p, _, err := e.svc.Submit(ctx, e.agent, ask.Submission{IdempotencyKey: "inline-2", Action: refund(20)})
+	require.NoError(t, err)
+	require.Equal(t, ask.StatusPending, p.Status)
+	got, err := store.RunGet(ctx, e.Pool, p.ID)
+	require.NoError(t, err)
+	require.Equal(t, vocab.RunWaitingHuman, got.Status)
+	require.Nil(t, got.LeaseOwner, "parking gave the lease up")
+}
+
+// TestAbandonedBornClaimedRun: a process that started an approval born
+// claimed (StartInline) and died before executing it leaves a running run
+// with no job; once its lease lapses the sweeper hands it to River.
+func TestAbandonedBornClaimedRun(t *testing.T) {
+	t.Parallel()
+	rec := app.Recovery{Lease: time.Second, RenewEvery: 300 * time.Millisecond, SweepEvery: 200 * time.Millisecond}
+	dead := testapp.Start(t, testapp.Options{NoWorker: true, Recovery: rec})
+	ctx := context.Background()
+	input, err := json.Marshal(ask.Input{Action: workflow.Action{Kind: "search", Summary: "Look up 1042"}, IdempotencyKey: "k", UserID: 1})
+	require.NoError(t, err)
+	run, created, inline, err := dead.Engine.StartInline(ctx, workflow.StartParams{Workflow: ask.Workflow, BusinessKey: "born-claimed",
+		Input: input, StartedBy: "agent", Internal: true})
+	require.NoError(t, err)
+	require.True(t, created)
+	require.NotNil(t, inline)
+	require.Equal(t, vocab.RunRunning, run.Status, "born claimed")
+	// The process "dies" here, before inline.Execute.
+
+	live := testapp.StartOn(t, dead.Pool, dead.URL, testapp.Options{Recovery: rec})
+	done := live.WaitRun(t, run.ID, vocab.RunWaitingHuman)
+	require.GreaterOrEqual(t, done.Recoveries, 1, "the sweeper handed the run on")
+	a, err := live.App.Ask.Get(ctx, ask.Caller{Role: vocab.RoleAdmin}, run.ID, 0)
+	require.NoError(t, err)
+	require.Equal(t, ask.StatusPending, a.Status, "no policy: the fail-safe explicit tier")
+
+	_, created, inline, err = live.Engine.StartInline(ctx, workflow.StartParams{Workflow: ask.Workflow, BusinessKey: "born-claimed",
+		Input: input, StartedBy: "agent", Internal: true})
+	require.NoError(t, err)
+	require.False(t, created, "the business key names the run")
+	require.Nil(t, inline)
+	_, _, _, err = live.Engine.StartInline(ctx, workflow.StartParams{Workflow: ask.Workflow, BusinessKey: "x", Input: input})
+	require.ErrorIs(t, err, workflow.ErrInvalidInput, "an internal workflow starts only from its service")
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -14,11 +15,14 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/callback"
 	"github.com/countersign/countersign/internal/notify"
+	"github.com/countersign/countersign/internal/receipt"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/vocab"
@@ -63,6 +67,7 @@ type Service struct {
 	publicURL     string
 	inlineTimeout time.Duration
 	waits         waitSlots
+	inline        sync.WaitGroup // inline executions under way (executeInline)
 }
 
 // waitSlots counts the long polls open, per caller and in all.
@@ -170,7 +175,7 @@ func (s *Service) Submit(ctx context.Context, caller Caller, sub Submission) (*A
 	if err != nil {
 		return nil, false, fmt.Errorf("encode approval input: %w", err)
 	}
-	run, created, err := s.engine.Start(ctx, workflow.StartParams{Workflow: Workflow,
+	run, created, inline, err := s.engine.StartInline(ctx, workflow.StartParams{Workflow: Workflow,
 		BusinessKey: businessKey(caller.UserID, in.IdempotencyKey), Input: raw, StartedBy: caller.Email, Internal: true})
 	if err != nil {
 		return nil, false, err
@@ -186,16 +191,61 @@ func (s *Service) Submit(ctx context.Context, caller Caller, sub Submission) (*A
 		a, err := s.build(ctx, s.pool, run.ID, true)
 		return a, false, err
 	}
-	// The inline execution outlives a client that hangs up: it is short,
-	// and finishing it spares the sweeper a run to hand on.
-	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.inlineTimeout)
-	defer cancel()
-	if _, err := s.engine.ExecuteNow(ictx, run.ID); err != nil {
-		return nil, false, fmt.Errorf("execute approval %s: %w", run.ID, err)
+	if s.executeInline(ctx, run.ID, inline, in.CallbackURL == "") {
+		// Decided by the policy: the run as started is all the answer
+		// needs of it (the outcome comes from the decision).
+		a, err := s.buildRun(ctx, s.pool, run, true)
+		return a, true, err
 	}
 	a, err := s.build(ctx, s.pool, run.ID, true)
 	return a, true, err
 }
+
+// executeInline executes a new approval's run in this process, born claimed
+// (Engine.StartInline): no trip through the job queue, no worker racing it.
+// The execution outlives a client that hangs up: it is short, and finishing
+// it spares the sweeper a run to hand on. It returns once the approval has
+// its first answer: parked for a human, or decided by the policy. Without a
+// callback the run's last commit (its completion) adds nothing to the
+// answer, so the caller answers while it is under way; with one, the answer
+// lists the callback's delivery, written by the run's last step.
+//
+// It reports whether it returned early, the approval decided and the run
+// still completing.
+func (s *Service) executeInline(ctx context.Context, runID string, inline *workflow.Inline, early bool) (decided bool) {
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.inlineTimeout)
+	answered := make(chan struct{})
+	var once sync.Once
+	if early {
+		ictx = context.WithValue(ictx, answeredKey{}, func() { once.Do(func() { close(answered) }) })
+	}
+	done := make(chan struct{})
+	s.inline.Add(1)
+	go func() {
+		defer s.inline.Done()
+		defer close(done)
+		defer cancel()
+		if err := inline.Execute(ictx); err != nil {
+			// Left for a retry, as a job's failed attempt would be: the
+			// answer is the approval as it stands.
+			slog.Info("inline execution failed; the run is retried", "run", runID, "err", err)
+		}
+	}()
+	select {
+	case <-answered:
+		return true
+	case <-done:
+		return false
+	}
+}
+
+// answeredKey marks an inline execution whose caller answers as soon as
+// the approval is decided (executeInline).
+type answeredKey struct{}
+
+// Wait waits for the inline executions under way to end: a process that
+// stops calls it after its HTTP server has shut down.
+func (s *Service) Wait() { s.inline.Wait() }
 
 // check validates a submission and authorizes the caller, writing nothing,
 // and returns the run input it becomes.
@@ -428,15 +478,48 @@ func (s *Service) authorizeRead(ctx context.Context, caller Caller, id string) (
 // follows the decision as soon as it commits, before the run has sent its
 // callback: an agent waiting for the verdict need not wait for that.
 func (s *Service) build(ctx context.Context, db store.DBTX, id string, deliveries bool) (*Approval, error) {
-	run, err := store.RunGet(ctx, db, id)
-	if err != nil {
+	if _, inTx := db.(pgx.Tx); inTx {
+		run, err := store.RunGet(ctx, db, id)
+		if err != nil {
+			return nil, err
+		}
+		return s.buildRun(ctx, db, run, deliveries)
+	}
+	// On the pool the run and its requests are read at once (a woken long
+	// poll's answer waits for one round trip, not two).
+	var run *store.Run
+	var reqs []*store.Request
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		run, err = store.RunGet(gctx, db, id)
+		return err
+	})
+	g.Go(func() (err error) {
+		reqs, err = store.RequestListByRun(gctx, db, id)
+		return err
+	})
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	return s.buildRun(ctx, db, run, deliveries)
+	return s.assemble(ctx, db, run, reqs, deliveries)
 }
 
 // buildRun is build over a run already read.
 func (s *Service) buildRun(ctx context.Context, db store.DBTX, run *store.Run, deliveries bool) (*Approval, error) {
+	if run.Workflow != Workflow {
+		return nil, fmt.Errorf("run %s is not an approval: %w", run.ID, store.ErrNotFound)
+	}
+	reqs, err := store.RequestListByRun(ctx, db, run.ID)
+	if err != nil {
+		return nil, err
+	}
+	return s.assemble(ctx, db, run, reqs, deliveries)
+}
+
+// assemble makes the approval of a run and its requests, reading the
+// decision, the receipt and (with deliveries, on the pool) the callback's
+// deliveries.
+func (s *Service) assemble(ctx context.Context, db store.DBTX, run *store.Run, reqs []*store.Request, deliveries bool) (*Approval, error) {
 	id := run.ID
 	if run.Workflow != Workflow {
 		return nil, fmt.Errorf("run %s is not an approval: %w", id, store.ErrNotFound)
@@ -447,9 +530,17 @@ func (s *Service) buildRun(ctx context.Context, db store.DBTX, run *store.Run, d
 	}
 	a := &Approval{ID: run.ID, Status: StatusPending, IdempotencyKey: in.IdempotencyKey, Action: in.Action,
 		Context: in.Context, Revises: in.Revises, Revision: in.Revision, CreatedAt: run.CreatedAt}
-	reqs, err := store.RequestListByRun(ctx, db, run.ID)
-	if err != nil {
-		return nil, err
+	// The deliveries (the callback outbox's own reads) go alongside the
+	// decision and the receipt.
+	var recs []callback.Record
+	var listed chan error
+	if in.CallbackURL != "" && deliveries && s.callbacks != nil {
+		listed = make(chan error, 1)
+		go func() {
+			var err error
+			recs, err = s.callbacks.List(ctx, run.ID)
+			listed <- err
+		}()
 	}
 	if len(reqs) > 0 {
 		req := reqs[0]
@@ -474,9 +565,8 @@ func (s *Service) buildRun(ctx context.Context, db store.DBTX, run *store.Run, d
 	}
 	if in.CallbackURL != "" {
 		a.Callback = &CallbackInfo{URL: in.CallbackURL, Deliveries: []callback.Record{}}
-		if deliveries && s.callbacks != nil {
-			recs, err := s.callbacks.List(ctx, run.ID)
-			if err != nil {
+		if listed != nil {
+			if err := <-listed; err != nil {
 				return nil, fmt.Errorf("list callbacks of %s: %w", run.ID, err)
 			}
 			if recs != nil {
@@ -524,13 +614,24 @@ func (s *Service) outcome(ctx context.Context, db store.DBTX, a *Approval, req *
 	a.Outcome = o
 	a.Status = statusOf(d.Verdict)
 	if s.receipts != nil {
-		r, err := s.receipts.ForRequest(ctx, a.ID, req.ID)
+		var r *receipt.Receipt
+		if dr, ok := s.receipts.(decisionReceipts); ok {
+			r, err = dr.ForDecision(ctx, a.ID, req, d) // the rows just read, not read again
+		} else {
+			r, err = s.receipts.ForRequest(ctx, a.ID, req.ID)
+		}
 		if err != nil {
 			return fmt.Errorf("receipt of request %s: %w", req.ID, err)
 		}
 		a.Receipt = r
 	}
 	return nil
+}
+
+// decisionReceipts is what internal/receipt's signer also offers: the
+// receipt of a request and decision the caller has read.
+type decisionReceipts interface {
+	ForDecision(ctx context.Context, approvalID string, req *store.Request, dec *store.Decision) (*receipt.Receipt, error)
 }
 
 // statusOf maps a verdict to the approval's status.

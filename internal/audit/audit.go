@@ -59,30 +59,52 @@ func Chain(ctx context.Context, pool *pgxpool.Pool) (int, error) {
 			if err := store.AuditChainLock(ctx, tx); err != nil {
 				return 0, err
 			}
-			seq, prev, err := store.AuditHead(ctx, tx)
-			if err != nil {
-				return 0, err
-			}
-			if prev == nil {
-				prev = Genesis
-			}
-			events, err := store.AuditUnchained(ctx, tx, ChainBatch)
-			if err != nil || len(events) == 0 {
-				return 0, err
-			}
-			for _, e := range events {
-				seq++
-				e.Seq, e.PrevHash = seq, prev
-				e.Hash = Hash(prev, e)
-				prev = e.Hash
-			}
-			return len(events), store.AuditSetChain(ctx, tx, events)
+			return chainLocked(ctx, tx)
 		})
 		total += n
 		if err != nil || n < ChainBatch {
 			return total, err
 		}
 	}
+}
+
+// ChainIfFree links, in tx, the events tx sees unchained (its own
+// included, up to ChainBatch) when no other chainer holds the chain, and
+// reports whether it did; it never waits. A transaction that records a
+// decision calls it last, so that the decision's event commits chained and
+// a receipt read right after (a long poll, the approvals API's answer)
+// need not chain it on demand, one commit more. It holds the chain until
+// tx ends: call it just before the commit.
+func ChainIfFree(ctx context.Context, tx pgx.Tx) (bool, error) {
+	locked, err := store.AuditChainTryLock(ctx, tx)
+	if err != nil || !locked {
+		return false, err
+	}
+	_, err = chainLocked(ctx, tx)
+	return err == nil, err
+}
+
+// chainLocked links up to ChainBatch unchained events in tx, which holds
+// the chain lock, after the chain's head.
+func chainLocked(ctx context.Context, tx pgx.Tx) (int, error) {
+	seq, prev, err := store.AuditHead(ctx, tx)
+	if err != nil {
+		return 0, err
+	}
+	if prev == nil {
+		prev = Genesis
+	}
+	events, err := store.AuditUnchained(ctx, tx, ChainBatch)
+	if err != nil || len(events) == 0 {
+		return 0, err
+	}
+	for _, e := range events {
+		seq++
+		e.Seq, e.PrevHash = seq, prev
+		e.Hash = Hash(prev, e)
+		prev = e.Hash
+	}
+	return len(events), store.AuditSetChain(ctx, tx, events)
 }
 
 // RunChainer links new events every interval until ctx ends. Every worker

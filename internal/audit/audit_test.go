@@ -209,3 +209,72 @@ func TestApplicationRoleCannotChangeThePast(t *testing.T) {
 	require.True(t, res.OK())
 	require.EqualValues(t, 4, res.Events)
 }
+
+// TestChainIfFree: a transaction chains its own event when no chainer
+// holds the chain, and leaves it to the next pass, without waiting, when
+// one does; a rollback takes its links with it.
+func TestChainIfFree(t *testing.T) {
+	t.Parallel()
+	pool, _ := testdb.Pool(t)
+	ctx := context.Background()
+	appendN(t, pool, 2)
+	// An event of another transaction, committed unchained.
+	_, err := store.AuditAppend(ctx, pool, "x", "test", "x", "0", nil, nil)
+	require.NoError(t, err)
+
+	appendChained := func(subject string) bool {
+		t.Helper()
+		tx, err := pool.Begin(ctx)
+		require.NoError(t, err)
+		_, err = store.AuditAppend(ctx, tx, "x", "test", "x", subject, nil, nil)
+		require.NoError(t, err)
+		chained, err := audit.ChainIfFree(ctx, tx)
+		require.NoError(t, err)
+		require.NoError(t, tx.Commit(ctx))
+		return chained
+	}
+
+	t.Run("Free", func(t *testing.T) {
+		require.True(t, appendChained("1"))
+		res, err := audit.Verify(ctx, pool)
+		require.NoError(t, err)
+		require.True(t, res.OK(), res.Problem)
+		require.EqualValues(t, 4, res.Events, "its own event and the one committed before it")
+		require.Zero(t, res.Unchained)
+	})
+
+	t.Run("Held", func(t *testing.T) {
+		holder, err := pool.Begin(ctx)
+		require.NoError(t, err)
+		require.NoError(t, store.AuditChainLock(ctx, holder))
+		began := time.Now()
+		require.False(t, appendChained("2"), "another chainer holds the chain")
+		require.Less(t, time.Since(began), 5*time.Second, "it did not wait for the holder")
+		require.NoError(t, holder.Rollback(ctx))
+		res, err := audit.Verify(ctx, pool)
+		require.NoError(t, err)
+		require.EqualValues(t, 1, res.Unchained, "left to the next pass")
+		_, err = audit.Chain(ctx, pool)
+		require.NoError(t, err)
+		res, err = audit.Verify(ctx, pool)
+		require.NoError(t, err)
+		require.True(t, res.OK(), res.Problem)
+		require.EqualValues(t, 5, res.Events)
+	})
+
+	t.Run("RolledBack", func(t *testing.T) {
+		tx, err := pool.Begin(ctx)
+		require.NoError(t, err)
+		_, err = store.AuditAppend(ctx, tx, "x", "test", "x", "3", nil, nil)
+		require.NoError(t, err)
+		chained, err := audit.ChainIfFree(ctx, tx)
+		require.NoError(t, err)
+		require.True(t, chained)
+		require.NoError(t, tx.Rollback(ctx))
+		require.True(t, appendChained("4"))
+		res, err := audit.Verify(ctx, pool)
+		require.NoError(t, err)
+		require.True(t, res.OK(), res.Problem)
+		require.EqualValues(t, 6, res.Events, "no gap where the rolled-back link was")
+	})
+}

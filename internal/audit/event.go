@@ -27,6 +27,8 @@ const (
 	KindRunCompensating       Kind = "run.compensating"
 	KindRunCompensated        Kind = "run.compensated"
 	KindRunCompensationFailed Kind = "run.compensation_failed"
+	// A completed run's output was flagged unusable.
+	KindRunFlaggedUnusable    Kind = "run.flagged_unusable"
 	KindApprovalRequested     Kind = "approval.requested"
 	KindApprovalVote          Kind = "approval.vote"
 	KindDecisionAuto          Kind = "decision.auto"
@@ -34,18 +36,22 @@ const (
 	KindBatchDecided          Kind = "batch.decided"
 	KindRequestEscalated      Kind = "request.escalated"
 	KindPolicyActivated       Kind = "policy.activated"
-	KindUserCreated           Kind = "user.created"
-	KindUserDisabled          Kind = "user.disabled"
-	KindUserEnabled           Kind = "user.enabled"
-	KindUserRoleChanged       Kind = "user.role_changed"
-	KindTokenCreated          Kind = "token.created"
-	KindTokenRevoked          Kind = "token.revoked"
-	KindAuthLogin             Kind = "auth.login"
-	KindAuthLoginFailed       Kind = "auth.login_failed"
-	KindAuthLoginThrottle     Kind = "auth.login_throttled"
-	KindAuthLogout            Kind = "auth.logout"
-	KindWebhookCreated        Kind = "webhook.created"
-	KindWebhookDeleted        Kind = "webhook.deleted"
+	// Decisions promoted to a rule (a new policy version) or to a grant,
+	// and a grant ended early.
+	KindPolicyPromoted     Kind = "policy.promoted"
+	KindPolicyGrantRevoked Kind = "policy.grant_revoked"
+	KindUserCreated        Kind = "user.created"
+	KindUserDisabled       Kind = "user.disabled"
+	KindUserEnabled        Kind = "user.enabled"
+	KindUserRoleChanged    Kind = "user.role_changed"
+	KindTokenCreated       Kind = "token.created"
+	KindTokenRevoked       Kind = "token.revoked"
+	KindAuthLogin          Kind = "auth.login"
+	KindAuthLoginFailed    Kind = "auth.login_failed"
+	KindAuthLoginThrottle  Kind = "auth.login_throttled"
+	KindAuthLogout         Kind = "auth.logout"
+	KindWebhookCreated     Kind = "webhook.created"
+	KindWebhookDeleted     Kind = "webhook.deleted"
 )
 
 // Kinds lists every kind the code appends, sorted: the history filter menu.
@@ -54,10 +60,10 @@ const (
 var Kinds = func() []Kind {
 	k := []Kind{KindRunStarted, KindRunStepFailed, KindRunFailed, KindRunRecovered, KindRunCancelled,
 		KindRunSleeping, KindRunEventWaiting, KindRunWoke, KindRunEventReceived,
-		KindRunCompensating, KindRunCompensated, KindRunCompensationFailed,
+		KindRunCompensating, KindRunCompensated, KindRunCompensationFailed, KindRunFlaggedUnusable,
 		KindApprovalRequested, KindApprovalVote, KindDecisionAuto, KindDecisionRecorded, KindBatchDecided,
-		KindRequestEscalated, KindPolicyActivated, KindUserCreated, KindUserDisabled, KindUserEnabled,
-		KindUserRoleChanged, KindTokenCreated, KindTokenRevoked, KindAuthLogin, KindAuthLoginFailed,
+		KindRequestEscalated, KindPolicyActivated, KindPolicyPromoted, KindPolicyGrantRevoked,
+		KindUserCreated, KindUserDisabled, KindUserEnabled, KindUserRoleChanged, KindTokenCreated, KindTokenRevoked, KindAuthLogin, KindAuthLoginFailed,
 		KindAuthLoginThrottle, KindAuthLogout, KindWebhookCreated, KindWebhookDeleted}
 	slices.Sort(k)
 	return k
@@ -92,6 +98,9 @@ func UserSubject(id int64) Subject { return Subject{"user", strconv.FormatInt(id
 
 // PolicySubject is a policy version.
 func PolicySubject(version int) Subject { return Subject{"policy", strconv.Itoa(version)} }
+
+// GrantSubject is a time-boxed policy grant.
+func GrantSubject(id int64) Subject { return Subject{"grant", strconv.FormatInt(id, 10)} }
 
 // WebhookSubject is a webhook subscription.
 func WebhookSubject(id int64) Subject { return Subject{"webhook", strconv.FormatInt(id, 10)} }
@@ -185,6 +194,14 @@ type RunCompensationFailed struct {
 	Step    string `json:"step"`
 	Message string `json:"message"`
 	Undone  int    `json:"undone"`
+}
+
+// RunFlaggedUnusable: a person or an API client said a completed run's
+// output could not be used, why (Category) and in their words (Reason).
+type RunFlaggedUnusable struct {
+	Workflow string                 `json:"workflow"`
+	Category vocab.UnusableCategory `json:"category"`
+	Reason   string                 `json:"reason"`
 }
 
 // Facets are the details fields that the history filters on (verdict,
@@ -287,6 +304,37 @@ type PolicyActivated struct {
 	Version         int    `json:"version"`
 	SHA256          string `json:"sha256"`
 	PreviousVersion *int   `json:"previous_version,omitempty"`
+}
+
+// PolicyPromoted: an admin promoted decisions to a rule. Mode says how: a
+// new policy version with the narrower rule before the broad one ("rule"),
+// or a time-boxed grant ("grant"). The evidence (decided, approved since) and
+// what the simulation of the window found are recorded with it.
+type PolicyPromoted struct {
+	Mode       string     `json:"mode"`
+	Rule       string     `json:"rule"`     // the broad rule narrowed
+	NewRule    string     `json:"new_rule"` // the narrower rule's name
+	ActionKind string     `json:"action_kind"`
+	Tier       vocab.Tier `json:"tier"`
+	When       string     `json:"when"`
+	Decided    int        `json:"decided"`
+	Approved   int        `json:"approved"`
+	Since      time.Time  `json:"since"`
+	// Matched is how many requests of the window the narrower rule would
+	// have decided; LetThrough how many of those humans had not approved
+	// as proposed (rejected, edited or sent back).
+	Matched    int        `json:"matched"`
+	LetThrough int        `json:"let_through"`
+	Version    int        `json:"version,omitempty"`  // mode rule: the version activated
+	GrantID    int64      `json:"grant_id,omitempty"` // mode grant
+	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
+}
+
+// PolicyGrantRevoked: an admin ended a grant before its expiry.
+type PolicyGrantRevoked struct {
+	GrantID   int64     `json:"grant_id"`
+	Rule      string    `json:"rule"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // UserCreated: an account was created.
@@ -407,6 +455,9 @@ func (RunCompensated) Kind() Kind { return KindRunCompensated }
 func (RunCompensationFailed) Kind() Kind { return KindRunCompensationFailed }
 
 // Kind implements Details.
+func (RunFlaggedUnusable) Kind() Kind { return KindRunFlaggedUnusable }
+
+// Kind implements Details.
 func (ApprovalRequested) Kind() Kind { return KindApprovalRequested }
 
 // Kind implements Details.
@@ -426,6 +477,12 @@ func (RequestEscalated) Kind() Kind { return KindRequestEscalated }
 
 // Kind implements Details.
 func (PolicyActivated) Kind() Kind { return KindPolicyActivated }
+
+// Kind implements Details.
+func (PolicyPromoted) Kind() Kind { return KindPolicyPromoted }
+
+// Kind implements Details.
+func (PolicyGrantRevoked) Kind() Kind { return KindPolicyGrantRevoked }
 
 // Kind implements Details.
 func (UserCreated) Kind() Kind { return KindUserCreated }

@@ -24,9 +24,9 @@ import (
 var everyDetails = []audit.Details{
 	audit.RunStarted{}, audit.RunFailed{}, audit.RunFailed{Final: true}, audit.RunRecovered{}, audit.RunCancelled{},
 	audit.RunSleeping{}, audit.RunEventWaiting{}, audit.RunWoke{}, audit.RunEventReceived{},
-	audit.RunCompensating{}, audit.RunCompensated{}, audit.RunCompensationFailed{},
+	audit.RunCompensating{}, audit.RunCompensated{}, audit.RunCompensationFailed{}, audit.RunFlaggedUnusable{},
 	audit.ApprovalRequested{}, audit.ApprovalVote{}, audit.DecisionAuto{}, audit.DecisionRecorded{},
-	audit.BatchDecided{}, audit.RequestEscalated{}, audit.PolicyActivated{}, audit.UserCreated{},
+	audit.BatchDecided{}, audit.RequestEscalated{}, audit.PolicyActivated{}, audit.PolicyPromoted{}, audit.PolicyGrantRevoked{}, audit.UserCreated{},
 	audit.UserAccess{}, audit.UserAccess{Disabled: true}, audit.UserRoleChanged{}, audit.TokenCreated{},
 	audit.TokenRevoked{}, audit.AuthLogin{}, audit.AuthLoginFailed{}, audit.AuthLoginThrottled{}, audit.AuthLogout{},
 	audit.WebhookCreated{}, audit.WebhookDeleted{},

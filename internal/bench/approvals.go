@@ -25,6 +25,7 @@ import (
 	"github.com/countersign/countersign/internal/askclient"
 	"github.com/countersign/countersign/internal/client"
 	"github.com/countersign/countersign/internal/config"
+	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/jobs"
 )
@@ -52,6 +53,13 @@ type ApprovalsReport struct {
 	// Event: from the explicit POST's 202 to the reviewer's live stream
 	// (/events) sending the "inbox" event that refreshes the open inbox.
 	EventP50, EventP99 time.Duration
+	// Notify: the bare live path, the baseline of Event, Visible and Poll:
+	// from a pg_notify sent on its own (one autocommit statement, by the
+	// benchmark, as the agents work) having committed to the reviewer's
+	// stream sending the event it causes ("run-<id>", which the stream sends
+	// without a window). Timed from the statement's return as the others
+	// are from their 202: the commit itself is not in it.
+	NotifyP50, NotifyP99 time.Duration
 	// Visible: from the 202 to the reviewer's refreshed inbox rows
 	// (/inbox/rows, fetched on that event) containing the request.
 	VisibleP50, VisibleP99, VisibleMax time.Duration
@@ -161,7 +169,7 @@ func Approvals(ctx context.Context, pool *pgxpool.Pool, dbURL string, o Approval
 		return nil, fmt.Errorf("auto tier: %w", err)
 	}
 	fmt.Fprintf(progress, "approvals: %d agents × %d explicit approvals: inbox, decision, long poll, callback ...\n", o.Agents, o.Approvals)
-	if err := explicitPhase(ctx, base, agents, reviewer, reviewerToken, recv, o, rep); err != nil {
+	if err := explicitPhase(ctx, base, pool, agents, reviewer, reviewerToken, recv, o, rep); err != nil {
 		return nil, fmt.Errorf("explicit tier: %w", err)
 	}
 	rep.LoadAfter = loadavg()
@@ -230,15 +238,30 @@ func autoPhase(ctx context.Context, agents []*askclient.Client, pool *pgxpool.Po
 }
 
 // counter counts the statements (and among them the commits) sent through
-// a pool.
+// a pool. A commit is an explicit COMMIT, or a statement that writes sent
+// outside a transaction (it commits on its own: an UPDATE on the pool, a
+// pg_notify after a commit).
 type counter struct{ statements, commits atomic.Int64 }
 
-func (c *counter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+func (c *counter) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
 	c.statements.Add(1)
-	if strings.EqualFold(d.SQL, "commit") {
+	if strings.EqualFold(d.SQL, "commit") || conn.PgConn().TxStatus() == 'I' && writes(d.SQL) {
 		c.commits.Add(1)
 	}
 	return ctx
+}
+
+// writes reports whether a statement sent on its own commits a write: a
+// sqlc query whose name says so, or SQL that inserts, updates, deletes or
+// notifies.
+func writes(sql string) bool {
+	s := strings.ToLower(sql)
+	for _, w := range []string{"insert ", "update ", "delete ", "pg_notify"} {
+		if strings.Contains(s, w) {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *counter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
@@ -342,7 +365,7 @@ func (f *flows) get(requestID string) *flow {
 // explicitPhase: every agent files explicit approvals one after the other
 // with a callback, and long-polls each; a reviewer watches the inbox live
 // and decides each request as it appears, through the API.
-func explicitPhase(ctx context.Context, base string, agents []*askclient.Client, reviewer, reviewerToken string,
+func explicitPhase(ctx context.Context, base string, pool *pgxpool.Pool, agents []*askclient.Client, reviewer, reviewerToken string,
 	recv *receiver, o ApprovalsOptions, rep *ApprovalsReport) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -358,7 +381,8 @@ func explicitPhase(ctx context.Context, base string, agents []*askclient.Client,
 	// closed, so that it never sends on a closed channel.
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	go func() { watchErr <- watchInbox(watchCtx, watcher, fs, seen, ready) }()
+	pg := &pings{sent: map[string]time.Time{}, arrived: map[string]time.Time{}}
+	go func() { watchErr <- watchInbox(watchCtx, watcher, fs, pg, seen, ready) }()
 	select {
 	case <-ready:
 	case err := <-watchErr:
@@ -383,6 +407,11 @@ func explicitPhase(ctx context.Context, base string, agents []*askclient.Client,
 			}
 		}()
 	}
+
+	// The baseline: bare notifications, paced, for as long as the agents work.
+	pingCtx, stopPings := context.WithCancel(ctx)
+	pinged := make(chan error, 1)
+	go func() { pinged <- pg.run(pingCtx, pool, 20*time.Millisecond) }()
 
 	err = eachAgent(agents, func(n int, c *askclient.Client) error {
 		for i := range o.Approvals {
@@ -428,6 +457,11 @@ func explicitPhase(ctx context.Context, base string, agents []*askclient.Client,
 	if err != nil {
 		cancel() // deciders waiting for a long poll that will not come
 	}
+	stopPings()
+	if perr := <-pinged; perr != nil {
+		err = errors.Join(err, fmt.Errorf("notify baseline: %w", perr))
+	}
+	time.Sleep(200 * time.Millisecond) // the last pings reach the stream
 	stopWatch()
 	if werr := <-watchErr; werr != nil {
 		err = errors.Join(err, fmt.Errorf("inbox stream: %w", werr))
@@ -471,6 +505,11 @@ func explicitPhase(ctx context.Context, base string, agents []*askclient.Client,
 		pollCommit = append(pollCommit, fl.returned.Sub(fl.decidedAt))
 		cb = append(cb, recv.at(fl.approvalID).Sub(fl.decided))
 	}
+	notified := pg.latencies()
+	if len(notified) == 0 {
+		return errors.New("no bare notification reached the stream")
+	}
+	rep.NotifyP50, rep.NotifyP99 = percentile(notified, 50), percentile(notified, 99)
 	rep.EventP50, rep.EventP99 = percentile(event, 50), percentile(event, 99)
 	rep.VisibleP50, rep.VisibleP99, rep.VisibleMax = percentile(visible, 50), percentile(visible, 99), percentile(visible, 100)
 	rep.PollP50, rep.PollP99 = percentile(poll, 50), percentile(poll, 99)
@@ -482,7 +521,7 @@ func explicitPhase(ctx context.Context, base string, agents []*askclient.Client,
 // watchInbox is a reviewer with the inbox open: it follows the console's
 // live stream and, on every "inbox" event, fetches the rows as the page
 // does (hx-get /inbox/rows) and hands each new request to the deciders.
-func watchInbox(ctx context.Context, c *client.Client, fs *flows, seen chan<- string, ready chan<- struct{}) error {
+func watchInbox(ctx context.Context, c *client.Client, fs *flows, pg *pings, seen chan<- string, ready chan<- struct{}) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+"/events", nil)
 	if err != nil {
 		return err
@@ -496,19 +535,80 @@ func watchInbox(ctx context.Context, c *client.Client, fs *flows, seen chan<- st
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET /events: %d", resp.StatusCode)
 	}
+	// A page reads its stream and fetches its rows apart (htmx: one fetch at
+	// a time, the last event queued): so does the watcher, so that a fetch
+	// under way delays neither the stream's events nor the pings.
+	f := &rowFetcher{c: c, fs: fs, seen: seen, signal: make(chan struct{}, 1), shown: map[string]bool{}}
+	fctx, stopFetch := context.WithCancel(ctx)
+	fetched := make(chan error, 1)
+	go func() { fetched <- f.run(fctx) }()
+	defer func() { stopFetch(); <-fetched }() // seen is closed after this returns
 	sc := bufio.NewScanner(resp.Body)
-	shown := map[string]bool{}
 	for sc.Scan() {
 		line := sc.Text()
 		if line == "event: connected" {
 			close(ready)
 			continue
 		}
+		if id, ok := strings.CutPrefix(line, "event: run-"); ok {
+			pg.arrival(id)
+			continue
+		}
 		if line != "event: inbox" {
 			continue
 		}
-		at := time.Now()
-		ids, err := inboxRows(ctx, c)
+		f.trigger(time.Now())
+		select {
+		case err := <-fetched:
+			fetched <- err // for the deferred wait
+			if err != nil && ctx.Err() == nil {
+				return err
+			}
+		default:
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("the live stream ended: %w", sc.Err())
+}
+
+// rowFetcher fetches the inbox's rows after "inbox" events, one fetch at a
+// time, and hands each request seen for the first time to the deciders.
+type rowFetcher struct {
+	c      *client.Client
+	fs     *flows
+	seen   chan<- string
+	signal chan struct{}
+	mu     sync.Mutex
+	at     time.Time // the last event not yet fetched for
+	shown  map[string]bool
+}
+
+// trigger queues a fetch for an event received at at; events that arrive
+// while one is queued share it, and a row it shows first counts from the
+// last of them (the first after the request was created).
+func (f *rowFetcher) trigger(at time.Time) {
+	f.mu.Lock()
+	f.at = at
+	f.mu.Unlock()
+	select {
+	case f.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (f *rowFetcher) run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-f.signal:
+		}
+		f.mu.Lock()
+		at := f.at
+		f.mu.Unlock()
+		ids, err := inboxRows(ctx, f.c)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -517,21 +617,73 @@ func watchInbox(ctx context.Context, c *client.Client, fs *flows, seen chan<- st
 		}
 		visible := time.Now()
 		for _, id := range ids {
-			if shown[id] {
+			if f.shown[id] {
 				continue
 			}
-			shown[id] = true
-			fl := fs.get(id)
-			fs.mu.Lock()
+			f.shown[id] = true
+			fl := f.fs.get(id)
+			f.fs.mu.Lock()
 			fl.event, fl.visible = at, visible
-			fs.mu.Unlock()
-			seen <- id
+			f.fs.mu.Unlock()
+			f.seen <- id
 		}
 	}
-	if ctx.Err() != nil {
-		return nil
+}
+
+// pings are the bare notifications of the live path's baseline, by the id
+// each names: when its statement returned, when the stream sent its event.
+type pings struct {
+	mu            sync.Mutex
+	sent, arrived map[string]time.Time
+}
+
+// run sends a notification about a made-up run every interval until ctx
+// ends, each one statement on the pool, as notify.Send does after a commit.
+func (p *pings) run(ctx context.Context, pool *pgxpool.Pool, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		id := fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
+		msg, _ := json.Marshal(notify.Message{Type: notify.KindRun, ID: id, Status: "running"})
+		if err := store.Notify(ctx, pool, string(msg)); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		p.mu.Lock()
+		p.sent[id] = time.Now()
+		p.mu.Unlock()
 	}
-	return fmt.Errorf("the live stream ended: %w", sc.Err())
+}
+
+// arrived notes the stream's event about id, when it is a ping.
+func (p *pings) arrival(id string) {
+	at := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if strings.HasPrefix(id, "00000000-0000-4000-8000-") {
+		p.arrived[id] = at
+	}
+}
+
+// latencies are the pings' times from sent to arrived; one that arrived
+// before its statement returned counts as at once.
+func (p *pings) latencies() []time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []time.Duration
+	for id, sent := range p.sent {
+		if at, ok := p.arrived[id]; ok {
+			out = append(out, max(at.Sub(sent), 0))
+		}
+	}
+	return out
 }
 
 // inboxRows returns the request ids of the inbox's first page of rows.

@@ -19,7 +19,7 @@ func TestApprovals(t *testing.T) {
 	rep, err := Approvals(context.Background(), pool, dbURL, ApprovalsOptions{Agents: 3, Approvals: 3}, io.Discard)
 	require.NoError(t, err)
 	for name, d := range map[string]any{"auto": rep.AutoP99, "baseline": rep.BaselineP99, "commit": rep.CommitP99,
-		"visible": rep.VisibleP99, "poll": rep.PollP99, "callback": rep.CallbackP99, "solo": rep.SoloAutoP50} {
+		"visible": rep.VisibleP99, "notify": rep.NotifyP99, "poll": rep.PollP99, "callback": rep.CallbackP99, "solo": rep.SoloAutoP50} {
 		require.Positive(t, d, name)
 	}
 	require.Greater(t, rep.AutoCommits, 1.0, "an auto-tier POST commits the run and its decision")

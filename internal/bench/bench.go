@@ -36,6 +36,7 @@ type Options struct {
 	Steps     int // step writes for P
 	Runs      int // six-step workflow runs for the engine
 	Decisions int // decisions for the resume latency
+	ScaleRuns int // ended runs loaded before the engine is measured again (0: not)
 }
 
 // Report holds the results.
@@ -48,6 +49,7 @@ type Report struct {
 	ResumeP50     time.Duration
 	ResumeP99     time.Duration
 	ResumeMax     time.Duration
+	Scale         *ScaleReport // the engine again at o.ScaleRuns ended runs (scale.go)
 }
 
 // StepRatio is engine steps/s over P; the target is at least 0.5.
@@ -72,6 +74,12 @@ func Run(ctx context.Context, pool *pgxpool.Pool, dbURL string, o Options, progr
 	fmt.Fprintln(progress, "decision → resume latency ...")
 	if err := resumeLatency(ctx, pool, dbURL, o, rep); err != nil {
 		return nil, fmt.Errorf("resume latency: %w", err)
+	}
+	// The engine again, on this database grown by a history of ended runs.
+	if o.ScaleRuns > 0 {
+		if rep.Scale, err = engineAtScale(ctx, pool, dbURL, o, progress); err != nil {
+			return nil, fmt.Errorf("engine at scale: %w", err)
+		}
 	}
 	return rep, nil
 }

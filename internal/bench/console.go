@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,10 +40,47 @@ type ConsoleReport struct {
 	// The inbox's per-reviewer filters: "I can decide" and "Claimed by me".
 	InboxCanP50, InboxCanP95         time.Duration
 	InboxClaimedP50, InboxClaimedP95 time.Duration
-	DecisionP50, DecisionP99         time.Duration
-	DecisionsPerS                    float64
-	PacedP50, PacedP99               time.Duration
-	PacedPerS                        float64
+	// Filters is every combination of the inbox's filters, first page.
+	Filters                  []FilterTiming
+	DecisionP50, DecisionP99 time.Duration
+	DecisionsPerS            float64
+	PacedP50, PacedP99       time.Duration
+	PacedPerS                float64
+}
+
+// FilterTiming is the first inbox page under one combination of filters.
+type FilterTiming struct {
+	Query    string // the inbox's query string, "" for no filter
+	P50, P95 time.Duration
+}
+
+// inboxFilters are the values the console suite gives each of the inbox's
+// filters. The rule is rare (vipRule, a few percent of the requests, all in
+// one workflow other than the filtered one), so that the combinations include
+// sparse and empty results; the age keeps about one request in seven.
+var inboxFilters = []struct{ key, value string }{
+	{"tier", "batched"}, {"workflow", "lead_enrichment"}, {"rule", vipRule}, {"age", "24h"}, {"can", "1"}, {"claimed", "me"},
+}
+
+// vipRule is the rare rule of the loaded requests.
+const vipRule = "vip-refund"
+
+// FilterQueries are the query strings the console suite times: every
+// combination of the inbox's filters (each on or off, 64 in all, in the
+// inbox's canonical order), then a few more values: the other tier, the rare
+// rule within its own workflow, and a page after the first with a filter.
+func FilterQueries() []string {
+	var out []string
+	for mask := range 1 << len(inboxFilters) {
+		var parts []string
+		for i, f := range inboxFilters {
+			if mask&(1<<i) != 0 {
+				parts = append(parts, f.key+"="+f.value)
+			}
+		}
+		out = append(out, strings.Join(parts, "&"))
+	}
+	return append(out, "tier=explicit", "workflow=support_triage&rule="+vipRule, "tier=explicit&workflow=support_triage&can=1")
 }
 
 // ClaimedRequests is how many requests the first reviewer claims before the
@@ -112,21 +150,20 @@ func Console(ctx context.Context, pool *pgxpool.Pool, dbURL string, o ConsoleOpt
 		{"/?can=1", &rep.InboxCanP50, &rep.InboxCanP95},
 		{"/?claimed=me", &rep.InboxClaimedP50, &rep.InboxClaimedP95},
 	} {
-		lat := make([]time.Duration, 0, o.Samples)
-		for range o.Samples {
-			t0 := time.Now()
-			resp, err := clients[0].HTTP.Get(base + m.path)
-			if err != nil {
-				return nil, err
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return nil, fmt.Errorf("GET %s: %d", m.path, resp.StatusCode)
-			}
-			lat = append(lat, time.Since(t0))
+		lat, err := timeGets(clients[0], base+m.path, o.Samples)
+		if err != nil {
+			return nil, err
 		}
 		*m.p50, *m.p95 = percentile(lat, 50), percentile(lat, 95)
+	}
+	queries := FilterQueries()
+	fmt.Fprintf(progress, "console: inbox under %d combinations of filters ...\n", len(queries))
+	for _, q := range queries {
+		lat, err := timeGets(clients[0], base+"/?"+q, max(20, o.Samples/2))
+		if err != nil {
+			return nil, err
+		}
+		rep.Filters = append(rep.Filters, FilterTiming{Query: q, P50: percentile(lat, 50), P95: percentile(lat, 95)})
 	}
 
 	fmt.Fprintf(progress, "console: %d decisions by %d reviewers without pause ...\n", o.Decisions, o.Reviewers)
@@ -150,10 +187,33 @@ func Console(ctx context.Context, pool *pgxpool.Pool, dbURL string, o ConsoleOpt
 	return rep, nil
 }
 
+// timeGets GETs url n times in a row as c and returns each latency.
+func timeGets(c *client.Client, url string, n int) ([]time.Duration, error) {
+	lat := make([]time.Duration, 0, n)
+	for range n {
+		t0 := time.Now()
+		resp, err := c.HTTP.Get(url)
+		if err != nil {
+			return nil, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("GET %s: %d", url, resp.StatusCode)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	return lat, nil
+}
+
 type pending struct{ id, hash string }
 
+// pendingRequests returns n pending requests that every reviewer may decide:
+// no rule's roles, not escalated, not started by a reviewer.
+
 func pendingRequests(ctx context.Context, pool *pgxpool.Pool, n int) ([]pending, error) {
-	rows, err := pool.Query(ctx, `SELECT id, payload_hash FROM approval_requests WHERE status = 'pending' LIMIT $1`, n)
+	rows, err := pool.Query(ctx, `SELECT id, payload_hash FROM approval_requests
+		WHERE status = 'pending' AND roles = '{}' AND escalated_at IS NULL AND started_by = 'starter@bench.example' LIMIT $1`, n)
 	if err != nil {
 		return nil, err
 	}
@@ -220,17 +280,23 @@ func load(ctx context.Context, pool *pgxpool.Pool, o ConsoleOptions) error {
 				now() - make_interval(secs => g)
 			FROM generate_series(1, %d) g`, o.Waiting, o.Runs),
 		`INSERT INTO approval_requests (run_id, step_seq, workflow, tier, status, action_kind, summary, action, payload_hash,
-				policy_version, rule, reason, deadline, started_by, created_at)
+				policy_version, rule, reason, roles, escalated_at, deadline, started_by, created_at)
 			SELECT id, 3, workflow, CASE WHEN hashtext(id::text) % 10 < 3 THEN 'batched' ELSE 'explicit' END, 'pending',
 				'crm.update', 'Update 2 CRM fields of ' || business_key,
 				jsonb_build_object('kind', 'crm.update', 'summary', 'Update 2 CRM fields of ' || business_key,
 					'params', jsonb_build_object('fields', jsonb_build_object('industry', 'Retail', 'website', 'https://example.com'))),
-				md5(id::text), 0, 'default-explicit', 'no rule matched',
+				md5(id::text), 0,
+				CASE WHEN workflow = 'support_triage' AND hashtext(business_key) % 10 = 0 THEN 'vip-refund' -- vipRule
+					WHEN hashtext(business_key) % 2 = 0 THEN 'crm-updates' ELSE 'default-explicit' END, 'bench',
+				CASE WHEN hashtext(business_key) % 10 = 1 THEN '{approver}'::text[] ELSE '{}' END,
+				CASE WHEN hashtext(business_key) % 200 = 3 THEN now() END,
 				CASE WHEN hashtext(id::text) % 2 = 0 THEN now() + make_interval(hours => abs(hashtext(business_key)) % 48) END,
-				started_by, created_at
+				CASE WHEN hashtext(business_key) % 20 = 2 THEN 'reviewer0@bench.example' ELSE started_by END, created_at
 			FROM workflow_runs WHERE status = 'waiting_human'`,
 		`ANALYZE workflow_runs`,
-		`ANALYZE approval_requests`,
+		// Vacuumed as autovacuum leaves rows that have waited a while
+		// (the visibility map set), so that counts may read only an index.
+		`VACUUM ANALYZE approval_requests`,
 	} {
 		if _, err := pool.Exec(ctx, q); err != nil {
 			return err

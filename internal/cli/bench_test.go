@@ -22,7 +22,7 @@ func TestBenchReportsEncodeAsJSON(t *testing.T) {
 	require.NoError(t, err)
 	var got map[string]map[string]any
 	require.NoError(t, json.Unmarshal(b, &got))
-	require.Equal(t, []string{"approvals", "audit", "batch", "console", "engine", "notice", "recovery", "webhook"}, sortedKeys(got))
+	require.Equal(t, []string{"approvals", "audit", "batch", "console", "engine", "metrics", "notice", "recovery", "traces", "webhook"}, sortedKeys(got))
 	require.Nil(t, got["audit"])
 	require.EqualValues(t, 3, got["recovery"]["Orphaned"])
 	require.Equal(t, map[string]any{"Runs": 200.0, "Workers": 20.0}, got["recovery"]["Options"])

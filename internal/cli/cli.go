@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -20,6 +21,7 @@ import (
 	"github.com/countersign/countersign/internal/app"
 	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/tracing"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/migrations"
 )
@@ -422,6 +424,11 @@ func (e *env) serveConfig(dbURL, addr string, workers int) (config.Config, error
 // serve runs a process until the context ends; background, when set, runs
 // beside it (the demo's run generator).
 func serve(e *env, cfg config.Config, opts app.Options, background func(ctx context.Context, a *app.App)) error {
+	stopTracing, err := e.tracing()
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	pool, err := e.schemaPool(cfg)
 	if err != nil {
 		return err
@@ -435,6 +442,23 @@ func serve(e *env, cfg config.Config, opts app.Options, background func(ctx cont
 		go background(e.ctx, a)
 	}
 	return a.Run(e.ctx)
+}
+
+// tracing starts exporting spans when OTEL_EXPORTER_OTLP_ENDPOINT is set
+// (internal/tracing), before the pool is opened so that it is traced too.
+// The returned function flushes what is buffered, for a few seconds at most.
+func (e *env) tracing() (stop func(), err error) {
+	shutdown, err := tracing.Setup(e.ctx, e.getenv)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(e.ctx), 5*time.Second)
+		defer cancel()
+		if err := shutdown(ctx); err != nil {
+			fmt.Fprintf(e.stderr, "countersign: flushing traces: %v\n", err)
+		}
+	}, nil
 }
 
 // parseNoArgs parses the flags of a command that takes no positional argument.

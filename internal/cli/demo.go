@@ -50,6 +50,7 @@ func cmdDemo(e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "open %s and sign in as admin@example.com (or approver@, approver2@, reviewer@, viewer@example.com), password %q\n",
 		consoleURL(cfg, ln.Addr()), DemoPassword)
 	return serve(e, cfg, app.Options{Web: true, Worker: true, Demo: true, Listener: ln}, func(ctx context.Context, a *app.App) {
+		go demo.DecideAsColleagues(ctx, a.Pool, a.Engine, demo.Patience, 20*time.Second, e.logger())
 		demo.Stream(ctx, a.Engine, func(ctx context.Context) (int, error) { return waiting(ctx, a.Pool) }, *every, e.logger())
 	})
 }
@@ -136,6 +137,9 @@ var demoUsers = []struct {
 	{"approver2@example.com", "Grace Approver", vocab.RoleApprover},
 	{"reviewer@example.com", "Rita Reviewer", vocab.RoleReviewer},
 	{"viewer@example.com", "Victor Viewer", vocab.RoleViewer},
+	// The demo's simulated colleagues (demo.Colleagues) decide as these.
+	{"sam@example.com", "Sam Approver (demo colleague)", vocab.RoleApprover},
+	{"lee@example.com", "Lee Reviewer (demo colleague)", vocab.RoleReviewer},
 }
 
 func seedUsers(e *env, cfg config.Config) error {

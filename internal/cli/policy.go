@@ -133,7 +133,12 @@ func cmdPolicySimulate(e *env, args []string) error {
 	}
 	// e.ctx ends on Ctrl-C, which stops the simulation between two steps.
 	sim, err := withDBV(e, *dbURL, func(pool *pgxpool.Pool) (*policystore.Simulation, error) {
-		return policystore.Simulate(e.ctx, pool, candidate, time.Now().Add(-*since))
+		// The grants in force apply to whichever version is active.
+		grants, err := policystore.LiveGrants(e.ctx, pool, nil)
+		if err != nil {
+			return nil, err
+		}
+		return policystore.Simulate(e.ctx, pool, policystore.WithGrants(candidate, grants), time.Now().Add(-*since))
 	})
 	if err != nil {
 		// A cost limit fails the candidate as a load problem does (exit 1).

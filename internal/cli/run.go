@@ -24,6 +24,11 @@ func (e *env) withEngine(dbURL string, fn func(a *app.App) error) error {
 	if err != nil {
 		return err
 	}
+	stopTracing, err := e.tracing()
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	pool, err := e.schemaPool(cfg)
 	if err != nil {
 		return err

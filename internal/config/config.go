@@ -21,6 +21,10 @@ import (
 type Config struct {
 	DatabaseURL string // DATABASE_URL
 	Addr        string // COUNTERSIGN_ADDR, the web listener
+	// MetricsAddr (COUNTERSIGN_METRICS_ADDR) serves GET /metrics without a
+	// token on a listener of its own, for a Prometheus on a private network;
+	// empty: only the main listener's /metrics, with a metrics:read token.
+	MetricsAddr string
 
 	Workers     int           // COUNTERSIGN_WORKERS, River workers per process
 	RescueAfter time.Duration // COUNTERSIGN_RESCUE_AFTER: a job running longer is presumed crashed
@@ -136,6 +140,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	c := Config{
 		DatabaseURL:    get("DATABASE_URL", DefaultDatabaseURL),
 		Addr:           get("COUNTERSIGN_ADDR", DefaultAddr),
+		MetricsAddr:    get("COUNTERSIGN_METRICS_ADDR", ""),
 		ModelProvider:  get("COUNTERSIGN_MODEL_PROVIDER", "offline"),
 		ModelBaseURL:   get("COUNTERSIGN_MODEL_BASE_URL", getenv("OPENAI_BASE_URL")),
 		ModelAPIKey:    get("COUNTERSIGN_MODEL_API_KEY", getenv("OPENAI_API_KEY")),
@@ -200,6 +205,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("COUNTERSIGN_ADDR must be host:port or :port, got %q", c.Addr)
 	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return fmt.Errorf("COUNTERSIGN_ADDR has an invalid port %q", port)
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return fmt.Errorf("COUNTERSIGN_METRICS_ADDR must be host:port or :port, got %q", c.MetricsAddr)
+		}
 	}
 	if c.Workers < 1 || c.Workers > 1000 {
 		return fmt.Errorf("COUNTERSIGN_WORKERS must be between 1 and 1000, got %d", c.Workers)
@@ -393,16 +403,35 @@ func (s Slack) validate() error {
 		return fmt.Errorf("COUNTERSIGN_SLACK_CHANNEL must be a channel id or name, got %q", s.Channel)
 	}
 	if s.WebhookURL != "" {
-		if err := httpURL(s.WebhookURL); err != nil {
+		if err := credentialURL(s.WebhookURL); err != nil {
 			return fmt.Errorf("COUNTERSIGN_SLACK_WEBHOOK_URL: %w", err)
 		}
 	}
 	if s.BotToken != "" {
-		if err := httpURL(s.APIURL); err != nil {
+		if err := credentialURL(s.APIURL); err != nil {
 			return fmt.Errorf("COUNTERSIGN_SLACK_API_URL: %w", err)
 		}
 	}
 	return nil
+}
+
+// credentialURL checks a URL that is sent a credential (the Slack bot token
+// in a header, or the incoming webhook's secret path): an http(s) URL, and
+// https unless it names this machine (a local stand-in in tests), so that
+// the credential never travels in clear.
+func credentialURL(raw string) error {
+	if err := httpURL(raw); err != nil {
+		return err
+	}
+	u, _ := url.Parse(raw)
+	if u.Scheme == "https" {
+		return nil
+	}
+	host := u.Hostname()
+	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+		return nil
+	}
+	return errors.New("must be https: it is sent the Slack credential, which would go in clear")
 }
 
 // httpURL checks that raw is an absolute http or https URL with a host and

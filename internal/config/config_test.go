@@ -156,6 +156,7 @@ func TestSlack(t *testing.T) {
 		env         map[string]string
 		err         string
 		interactive bool
+		api         string // the Web API's address, when not the default
 	}{
 		"None":           {env: nil},
 		"Bot":            {env: map[string]string{"COUNTERSIGN_SLACK_BOT_TOKEN": "xoxb-1-2-abc"}},
@@ -168,6 +169,10 @@ func TestSlack(t *testing.T) {
 		"ChannelAlone":   {env: map[string]string{"COUNTERSIGN_SLACK_CHANNEL": "C0123"}, err: "needs COUNTERSIGN_SLACK_BOT_TOKEN"},
 		"BadWebhookURL":  {env: map[string]string{"COUNTERSIGN_SLACK_WEBHOOK_URL": "hooks.slack.com/x"}, err: "COUNTERSIGN_SLACK_WEBHOOK_URL"},
 		"BadAPIURL":      {env: map[string]string{"COUNTERSIGN_SLACK_BOT_TOKEN": "xoxb-1", "COUNTERSIGN_SLACK_API_URL": "ftp://x"}, err: "COUNTERSIGN_SLACK_API_URL"},
+		// The bot token and the webhook's path are credentials: never over plain http, but to this machine.
+		"PlainAPIURL":     {env: map[string]string{"COUNTERSIGN_SLACK_BOT_TOKEN": "xoxb-1", "COUNTERSIGN_SLACK_API_URL": "http://slack.com/api"}, err: "must be https"},
+		"PlainWebhookURL": {env: map[string]string{"COUNTERSIGN_SLACK_WEBHOOK_URL": "http://hooks.slack.com/services/T/B/x"}, err: "must be https"},
+		"LocalAPIURL":     {env: map[string]string{"COUNTERSIGN_SLACK_BOT_TOKEN": "xoxb-1", "COUNTERSIGN_SLACK_API_URL": "http://127.0.0.1:9999/api"}, api: "http://127.0.0.1:9999/api"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c, err := FromEnv(func(k string) string { return tc.env[k] })
@@ -179,7 +184,23 @@ func TestSlack(t *testing.T) {
 			}
 			require.NoError(t, err)
 			require.Equal(t, tc.interactive, c.Slack.Interactive())
-			require.Equal(t, "https://slack.com/api", c.Slack.APIURL)
+			api := "https://slack.com/api"
+			if tc.api != "" {
+				api = tc.api
+			}
+			require.Equal(t, api, c.Slack.APIURL)
 		})
 	}
+}
+
+func TestMetricsAddr(t *testing.T) {
+	c, err := FromEnv(func(string) string { return "" })
+	require.NoError(t, err)
+	require.Empty(t, c.MetricsAddr, "off unless set")
+	c, err = FromEnv(func(k string) string { return map[string]string{"COUNTERSIGN_METRICS_ADDR": "127.0.0.1:9464"}[k] })
+	require.NoError(t, err)
+	require.NoError(t, c.Validate())
+	require.Equal(t, "127.0.0.1:9464", c.MetricsAddr)
+	c.MetricsAddr = "9464"
+	require.ErrorContains(t, c.Validate(), "COUNTERSIGN_METRICS_ADDR must be host:port or :port")
 }

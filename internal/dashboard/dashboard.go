@@ -16,6 +16,7 @@ import (
 
 	"github.com/countersign/countersign/internal/chart"
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/vocab"
 )
 
 // Window is a period the dashboard shows.
@@ -148,7 +149,7 @@ func Build(ctx context.Context, db store.DBTX, f Filter, now time.Time) (*View, 
 		}
 		v.Charts = append(v.Charts, c)
 	}
-	if v.Gauges, err = gauges(ctx, db, now); err != nil {
+	if v.Gauges, err = gauges(ctx, db); err != nil {
 		return nil, err
 	}
 	return v, nil
@@ -335,40 +336,58 @@ func seconds(ss []chart.Series) ([]chart.Series, string) {
 	return ss, unit
 }
 
-func gauges(ctx context.Context, db store.DBTX, now time.Time) ([]Gauge, error) {
-	waiting, err := store.MetricWaiting(ctx, db)
+// gaugeCap is where the gauges stop counting (as /metrics's do): reading
+// more index entries would make the page's cost grow with a backlog.
+const gaugeCap = 10_000
+
+func count(n int64) string {
+	if n >= gaugeCap {
+		return fmt.Sprintf("%d+", gaugeCap)
+	}
+	return fmt.Sprint(n)
+}
+
+func gauges(ctx context.Context, db store.DBTX) ([]Gauge, error) {
+	tiers := make([]string, 0, len(vocab.Tiers()))
+	for _, t := range vocab.Tiers() {
+		if t != vocab.TierAuto {
+			tiers = append(tiers, string(t))
+		}
+	}
+	waiting, err := store.MetricWaiting(ctx, db, tiers, gaugeCap)
 	if err != nil {
 		return nil, err
 	}
 	var out []Gauge
 	var total int64
-	var oldest time.Time
+	var oldest time.Duration
 	for _, w := range waiting {
 		total += w.Count
-		if oldest.IsZero() || w.Oldest.Before(oldest) {
-			oldest = w.Oldest
+		oldest = max(oldest, w.OldestAge)
+		g := Gauge{ID: "waiting-" + w.Tier, Label: "Waiting, " + w.Tier, Value: count(w.Count)}
+		if w.Count > 0 {
+			g.Note = "oldest " + age(w.OldestAge)
 		}
-		out = append(out, Gauge{ID: "waiting-" + w.Tier, Label: "Waiting, " + w.Tier, Value: fmt.Sprint(w.Count),
-			Note: "oldest " + age(now.Sub(w.Oldest))})
+		out = append(out, g)
 	}
-	g := Gauge{ID: "waiting", Label: "Waiting for a person", Value: fmt.Sprint(total)}
+	g := Gauge{ID: "waiting", Label: "Waiting for a person", Value: count(total)}
 	if total > 0 {
-		g.Note = "oldest " + age(now.Sub(oldest))
+		g.Note = "oldest " + age(oldest)
 	}
 	out = append([]Gauge{g}, out...)
-	queues, err := store.MetricQueues(ctx, db)
+	queues, err := store.MetricQueues(ctx, db, nil, gaugeCap)
 	if err != nil {
 		return nil, err
 	}
 	var ready int64
-	var late time.Duration
+	var late float64
 	for _, q := range queues {
 		ready += q.Available
-		late = max(late, now.Sub(q.Oldest))
+		late = max(late, q.OldestSeconds)
 	}
-	qg := Gauge{ID: "queue", Label: "Jobs ready to run", Value: fmt.Sprint(ready)}
+	qg := Gauge{ID: "queue", Label: "Jobs ready to run", Value: count(ready)}
 	if ready > 0 {
-		qg.Note = "oldest due " + age(late) + " ago"
+		qg.Note = "oldest due " + age(time.Duration(late*float64(time.Second))) + " ago"
 	}
 	out = append(out, qg)
 	return out, nil

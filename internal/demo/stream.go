@@ -44,6 +44,11 @@ func Input(n int, prefix string) (wf, key string, input json.RawMessage) {
 		total := float64(20 + (n*137)%900)
 		v = Ticket{ID: fmt.Sprintf("T-%d", 1000+n), Customer: customers[n%len(customers)], Subject: s.subject, Body: s.body, OrderTotal: total}
 		wf, key = "support_triage", fmt.Sprintf("%sticket-%d", prefix, 1000+n)
+		if n%2 == 0 { // every other ticket goes through the order service
+			v = Ticket{ID: fmt.Sprintf("T-%d", 1000+n), Customer: customers[n%len(customers)], Subject: s.subject, Body: s.body, OrderTotal: total,
+				Simulate: simulations(n / 6)}
+			wf, key = "order_support", fmt.Sprintf("%sorder-%d", prefix, 1000+n)
+		}
 	case 1:
 		c := companies[n%len(companies)]
 		v = Lead{ID: fmt.Sprintf("L-%d", 2000+n), Company: c.name, Email: fmt.Sprintf("contact%d@%s.example", n, c.name[:3]), Employees: c.employees, Industry: c.industry}
@@ -55,6 +60,25 @@ func Input(n int, prefix string) (wf, key string, input json.RawMessage) {
 	}
 	input, _ = json.Marshal(v)
 	return wf, key, input
+}
+
+// simulations are the outside failures the kth support ticket meets: about
+// one in five has a slow order service, one in four a 503 from it, one in
+// thirteen finds it down, and one in seven a bounced confirmation.
+func simulations(k int) []Simulation {
+	var out []Simulation
+	switch {
+	case k%13 == 7:
+		return []Simulation{OrderServiceDown}
+	case k%5 == 1:
+		out = append(out, SlowOrderService)
+	case k%4 == 2:
+		out = append(out, OrderService503)
+	}
+	if k%7 == 3 {
+		out = append(out, MailBounce)
+	}
+	return out
 }
 
 // MaxWaiting is how many pending requests the demo lets pile up: about a

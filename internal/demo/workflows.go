@@ -25,6 +25,12 @@ func Register(r *workflow.Registry, model *ai.Offline) {
 		Description: "Classify a support ticket and propose a reply, a ticket update or a refund.",
 		MaxSteps:    30, Example: Ticket{ID: "T-1001", Customer: "ada@example.com", Subject: "Refund please", Body: "My order arrived broken, I want a refund.", OrderTotal: 120},
 	})
+	workflow.Register(r, "order_support", OrderSupport, workflow.Options{
+		Description: "Look the order up in the order service, propose a reply, a ticket update or a refund, and confirm it to the customer; a refused confirmation reverts the change.",
+		MaxSteps:    30, StepTimeout: OrderTimeout,
+		Example: Ticket{ID: "T-5001", Customer: "ada@example.com", Subject: "Charged twice", Body: "I was charged twice for order 5521.", OrderTotal: 80},
+	})
+	workflow.Compensate(r, "order_support", "apply_change", revertChange)
 	workflow.Register(r, "lead_enrichment", LeadEnrichment, workflow.Options{
 		Description: "Propose CRM field updates for a new lead.",
 		MaxSteps:    30, Example: Lead{ID: "L-2001", Company: "Initech", Email: "bill@initech.example", Employees: 120},
@@ -171,6 +177,37 @@ type Ticket struct {
 	Subject    string  `json:"subject"`
 	Body       string  `json:"body"`
 	OrderTotal float64 `json:"order_total"`
+	// Simulate names the failures of outside systems an order_support run
+	// meets (see Simulation): the demo stream sets it on some tickets so
+	// that the dashboard's timeouts, retries and rollbacks have data.
+	Simulate []Simulation `json:"simulate,omitempty"`
+}
+
+// OrderSupport looks the ticket's order up in the order service (retried:
+// it times out and refuses now and then), then triages the ticket as
+// SupportTriage does, and finally confirms what was done to the customer.
+// When the confirmation is refused for good, the applied change is reverted
+// (apply_change's undo, revertChange) and the run ends compensated.
+func OrderSupport(ctx context.Context, t Ticket) (Result, error) {
+	if _, err := workflow.Step(ctx, "look_up_order", func(ctx context.Context) (Order, error) {
+		return orders.lookUp(ctx, workflow.RunID(ctx), t)
+	}, workflow.WithRetry(orderRetry)); err != nil {
+		return Result{}, err
+	}
+	res, err := SupportTriage(ctx, t)
+	if err != nil {
+		return res, err
+	}
+	if _, err := workflow.Effect(ctx, "confirm_to_customer", func(ctx context.Context, ec workflow.EffectContext) (int64, error) {
+		if t.simulates(MailBounce) {
+			return 0, workflow.Fail("mail_bounced", "the customer's mail server refused the confirmation")
+		}
+		return store.OutboxInsert(ctx, ec.Tx, ec.Key, workflow.RunID(ctx), "email.confirmation",
+			map[string]any{"to": t.Customer, "ticket_id": t.ID, "summary": res.Summary})
+	}); err != nil {
+		return res, err
+	}
+	return res, nil
 }
 
 // SupportTriage classifies a ticket and proposes a reply, an update or a refund.

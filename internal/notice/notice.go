@@ -110,6 +110,8 @@ type Scheduler interface {
 	ScheduleSend(ctx context.Context, tx pgx.Tx, messageID int64) error
 	// ScheduleReminder inserts the job that emits kind for a still pending request at at.
 	ScheduleReminder(ctx context.Context, tx pgx.Tx, requestID string, kind Kind, at time.Time) error
+	// ScheduleChatUpdate inserts the job that updates the chat copies of a decided request.
+	ScheduleChatUpdate(ctx context.Context, tx pgx.Tx, requestID string) error
 }
 
 // Outbox writes events in their cause's transaction. A nil *Outbox emits

@@ -139,3 +139,73 @@ func (l *Listener) publish(m Message) {
 		}
 	}
 }
+
+// maxQueued bounds the messages a Coalescer holds while a send is in
+// flight; past it, new ones are dropped (a lost signal only delays a page's
+// refresh).
+const maxQueued = 10000
+
+// Coalescer sends messages that need not commit with anything (signals
+// sent after a commit) several at a time: while one statement is in flight,
+// the messages that arrive meanwhile wait and go together in the next, so
+// that under load many signals cost one round trip and one transaction,
+// and a lone signal goes at once.
+type Coalescer struct {
+	db     store.DBTX
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	queue   []string
+	sending bool
+}
+
+// NewCoalescer returns a Coalescer sending on db (a pool).
+func NewCoalescer(db store.DBTX, logger *slog.Logger) *Coalescer {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Coalescer{db: db, logger: logger}
+}
+
+// Send queues m and returns at once; an encoding error is returned, a
+// failed send only logged. A nil Coalescer (an engine without a pool: a
+// replay) sends nothing.
+func (c *Coalescer) Send(m Message) error {
+	if c == nil {
+		return nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode notification: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.queue) >= maxQueued {
+		return nil
+	}
+	c.queue = append(c.queue, string(b))
+	if !c.sending {
+		c.sending = true
+		go c.drain()
+	}
+	return nil
+}
+
+func (c *Coalescer) drain() {
+	for {
+		c.mu.Lock()
+		batch := c.queue
+		c.queue = nil
+		if len(batch) == 0 {
+			c.sending = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := store.NotifyMany(ctx, c.db, batch); err != nil {
+			c.logger.Warn("send notifications", "n", len(batch), "err", err)
+		}
+		cancel()
+	}
+}

@@ -10,6 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,26 +32,45 @@ func Apply(ctx context.Context, pool *pgxpool.Pool, src []byte, actor string) (*
 	if _, err := policy.Load(src); err != nil {
 		return nil, err
 	}
+	return store.WithTxV(ctx, pool, func(ctx context.Context, tx pgx.Tx) (*store.PolicyVersion, error) {
+		return activate(ctx, tx, src, actor, anyVersion)
+	})
+}
+
+// anyVersion lets activate replace whichever version is active.
+const anyVersion = -1
+
+// activate stores src as the active version in tx, with its audit event and
+// the notification. When expect is not anyVersion, it returns
+// ErrPolicyChanged unless version expect (0: none) is the one it replaces.
+func activate(ctx context.Context, tx pgx.Tx, src []byte, actor string, expect int) (*store.PolicyVersion, error) {
+	if _, err := policy.Load(src); err != nil {
+		return nil, err
+	}
 	sum := sha256.Sum256(src)
 	sha := hex.EncodeToString(sum[:])
-	return store.WithTxV(ctx, pool, func(ctx context.Context, tx pgx.Tx) (*store.PolicyVersion, error) {
-		prev, err := store.PolicyGetActive(ctx, tx)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return nil, err
-		}
-		v, err := store.PolicyActivate(ctx, tx, string(src), sha, actor)
-		if err != nil {
-			return nil, err
-		}
-		details := audit.PolicyActivated{Version: v.Version, SHA256: sha}
-		if prev != nil {
-			details.PreviousVersion = &prev.Version
-		}
-		if _, err := audit.Append(ctx, tx, audit.Event{Actor: actor, Subject: audit.PolicySubject(v.Version), Details: details}); err != nil {
-			return nil, err
-		}
-		return v, notify.Send(ctx, tx, notify.Message{Type: notify.KindPolicy, ID: fmt.Sprint(v.Version)})
-	})
+	if err := store.PolicyLock(ctx, tx); err != nil {
+		return nil, err
+	}
+	prev, err := store.PolicyGetActive(ctx, tx)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	if expect != anyVersion && (prev == nil && expect != 0 || prev != nil && prev.Version != expect) {
+		return nil, ErrPolicyChanged
+	}
+	v, err := store.PolicyActivate(ctx, tx, string(src), sha, actor)
+	if err != nil {
+		return nil, err
+	}
+	details := audit.PolicyActivated{Version: v.Version, SHA256: sha}
+	if prev != nil {
+		details.PreviousVersion = &prev.Version
+	}
+	if _, err := audit.Append(ctx, tx, audit.Event{Actor: actor, Subject: audit.PolicySubject(v.Version), Details: details}); err != nil {
+		return nil, err
+	}
+	return v, notify.Send(ctx, tx, notify.Message{Type: notify.KindPolicy, ID: fmt.Sprint(v.Version)})
 }
 
 // Compile loads a stored version into an evaluable policy.
@@ -62,14 +84,20 @@ func Compile(v *store.PolicyVersion) (*policy.Policy, error) {
 }
 
 // Cache serves the active policy from memory and refreshes it when a policy
-// notification arrives or the poll interval passes.
+// notification arrives or the poll interval passes. The policy it serves is
+// the active version with the live grants spliced in (WithGrants); a grant's
+// expiry is part of its rule's condition, so it stops applying on time even
+// between two refreshes.
 type Cache struct {
 	pool *pgxpool.Pool
 	poll time.Duration
 
-	mu      sync.Mutex
-	current *policy.Policy
-	loaded  time.Time
+	mu        sync.Mutex
+	base      *policy.Policy         // the active version, compiled
+	grantsKey string                 // the ids and expiries of the grants spliced into current
+	versions  map[int]*policy.Policy // the versions grants were made under, compiled
+	current   *policy.Policy
+	loaded    time.Time
 }
 
 // NewCache returns a cache that re-reads the active version at least every poll.
@@ -88,13 +116,13 @@ func (c *Cache) Active(ctx context.Context) (*policy.Policy, error) {
 	v, err := store.PolicyGetActive(ctx, c.pool)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		c.current = policy.Default()
+		c.base, c.current = policy.Default(), nil
 	case err != nil:
 		if c.current != nil {
 			return c.current, nil // keep deciding with what we have
 		}
 		return nil, err
-	case c.current == nil || c.current.Version != v.Version:
+	case c.base == nil || c.base.Version != v.Version:
 		p, err := Compile(v)
 		if err != nil {
 			// A version activated under older, looser checks (a fraction in
@@ -106,16 +134,42 @@ func (c *Cache) Active(ctx context.Context) (*policy.Policy, error) {
 			p = policy.Default()
 			p.Version = v.Version
 		}
-		c.current = p
+		c.base, c.current = p, nil
+	}
+	if c.versions == nil {
+		c.versions = map[int]*policy.Policy{}
+	}
+	grants, err := LiveGrants(ctx, c.pool, c.versions)
+	if err != nil {
+		// Without the grants the policy is stricter, never looser.
+		slog.Default().Error("the policy grants could not be read; deciding without them", "err", err)
+		grants = nil
+	}
+	// Keep only the versions live grants were made under.
+	maps.DeleteFunc(c.versions, func(v int, _ *policy.Policy) bool {
+		return !slices.ContainsFunc(grants, func(g *Grant) bool { return g.PolicyVersion == v })
+	})
+	if key := grantsKey(grants); c.current == nil || key != c.grantsKey {
+		c.current, c.grantsKey = WithGrants(c.base, grants), key
 	}
 	c.loaded = time.Now()
 	return c.current, nil
 }
 
+// grantsKey identifies a set of grants: a grant's rule depends only on its
+// row, which never changes but for its revocation (which removes it).
+func grantsKey(grants []*Grant) string {
+	var b strings.Builder
+	for _, g := range grants {
+		fmt.Fprintf(&b, "%d,", g.ID)
+	}
+	return b.String()
+}
+
 // Invalidate makes the next Active read the database.
 func (c *Cache) Invalidate() {
 	c.mu.Lock()
-	c.current = nil
+	c.current, c.base = nil, nil
 	c.mu.Unlock()
 }
 

@@ -59,6 +59,22 @@ type Simulation struct {
 	Loosenings map[Field]int `json:"loosenings"`
 	Tiers      []TierCount   `json:"tiers"`
 	Examples   []Move        `json:"examples"`
+	// ByRule says, per rule of the candidate, what it would have decided.
+	ByRule map[string]*RuleOutcome `json:"by_rule"`
+}
+
+// RuleOutcome is how many requests of the window one rule of the candidate
+// would have decided, by the verdict humans (or the policy) had given them
+// ("" while undecided, or cancelled undecided).
+type RuleOutcome struct {
+	Matched  int                   `json:"matched"`
+	Verdicts map[vocab.Verdict]int `json:"verdicts"`
+}
+
+// LetThrough is how many of them humans had not approved as proposed:
+// rejected, edited or sent back for changes.
+func (o RuleOutcome) LetThrough() int {
+	return o.Verdicts[vocab.VerdictReject] + o.Verdicts[vocab.VerdictEdit] + o.Verdicts[vocab.VerdictRequestChanges]
 }
 
 // maxExamples bounds the examples kept per kind of move.
@@ -72,7 +88,7 @@ const maxExamples = 5
 // evaluation, which holds such an action for review, a simulation that
 // guessed would report numbers that are not what the candidate does.
 func Simulate(ctx context.Context, db store.DBTX, candidate *policy.Policy, since time.Time) (*Simulation, error) {
-	sim := &Simulation{Since: since, Loosenings: map[Field]int{}}
+	sim := &Simulation{Since: since, Loosenings: map[Field]int{}, ByRule: map[string]*RuleOutcome{}}
 	counts := map[vocab.Tier]*TierCount{}
 	for _, t := range []vocab.Tier{vocab.TierExplicit, vocab.TierBatched, vocab.TierAuto} {
 		tc := &TierCount{Tier: t}
@@ -99,6 +115,13 @@ func Simulate(ctx context.Context, db store.DBTX, candidate *policy.Policy, sinc
 			return fmt.Errorf("request %s: %w", r.ID, err)
 		}
 		sim.Requests++
+		o := sim.ByRule[d.Rule]
+		if o == nil {
+			o = &RuleOutcome{Verdicts: map[vocab.Verdict]int{}}
+			sim.ByRule[d.Rule] = o
+		}
+		o.Matched++
+		o.Verdicts[row.Verdict]++
 		from, to := counts[r.Tier], counts[d.Tier]
 		from.Recorded++
 		to.Candidate++

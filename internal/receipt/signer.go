@@ -166,6 +166,14 @@ func (s *Signer) ForRequest(ctx context.Context, approvalID, requestID string) (
 	} else if err != nil {
 		return nil, err
 	}
+	return s.ForDecision(ctx, approvalID, req, dec)
+}
+
+// ForDecision is ForRequest for a caller that has just read the request and
+// its decision (the approvals service building an answer): the same
+// receipt, without reading them again.
+func (s *Signer) ForDecision(ctx context.Context, approvalID string, req *store.Request, dec *store.Decision) (*Receipt, error) {
+	var err error
 	var action struct {
 		Kind   string         `json:"kind"`
 		Target string         `json:"target"`

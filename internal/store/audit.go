@@ -111,6 +111,16 @@ func AuditChainLock(ctx context.Context, db DBTX) error {
 	return nil
 }
 
+// AuditChainTryLock takes the chainers' lock for the rest of the
+// transaction if no one holds it, and reports whether it did.
+func AuditChainTryLock(ctx context.Context, db DBTX) (bool, error) {
+	locked, err := queries.AuditChainTryLock(ctx, db)
+	if err != nil {
+		return false, fmt.Errorf("audit chain lock: %w", interpret(err))
+	}
+	return locked, nil
+}
+
 // AuditUnchained returns up to limit committed, unchained events in insertion
 // order, locked for the caller's transaction.
 func AuditUnchained(ctx context.Context, db DBTX, limit int) ([]*AuditEvent, error) {

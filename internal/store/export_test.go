@@ -1,5 +1,21 @@
 package store
 
-// RequestListInboxSQL is the inbox query, for the test that its plan walks
-// the inbox index.
-var RequestListInboxSQL = withInboxFilter(requestListInboxSQL)
+import (
+	"github.com/jackc/pgx/v5"
+
+	"github.com/countersign/countersign/vocab"
+)
+
+// InboxListQuery is the statement RequestListInbox runs for p's requests of
+// one rank, with claimed as the actor's live claims, for the tests of its plan.
+func InboxListQuery(p InboxParams, claimed []string, rank, limit int) (string, pgx.NamedArgs) {
+	p.claimedIDs = claimed
+	return p.listQuery(rank, limit)
+}
+
+// InboxCountQuery is the statement RequestCountInbox runs for p's requests
+// of one tier, for the tests of its plan.
+func InboxCountQuery(p InboxParams, claimed []string, tier vocab.Tier) (string, pgx.NamedArgs) {
+	p.claimedIDs = claimed
+	return p.countQuery(tier)
+}

@@ -47,12 +47,91 @@ type InboxParams struct {
 // filterArgs are the named arguments of sql/inbox_filter.sql.
 func (p InboxParams) filterArgs() pgx.NamedArgs {
 	args := pgx.NamedArgs{"workflow": p.Workflow, "rule": p.Rule, "tier": p.Tier, "created_before": nil,
-		"can_decide": p.CanDecide, "claimed_by_me": p.ClaimedByMe, "actor": p.Actor, "actor_role": string(p.ActorRole),
-		"claimed_ids": p.claimedIDs}
+		"actor": p.Actor, "actor_role": string(p.ActorRole), "claimed_ids": p.claimedIDs}
 	if p.OlderThan > 0 {
 		args["created_before"] = p.Now.Add(-p.OlderThan)
 	}
 	return args
+}
+
+// filters says which of inbox_filter.sql's "-- when" blocks p sets.
+func (p InboxParams) filters() map[string]bool {
+	return map[string]bool{"workflow": p.Workflow != "", "rule": p.Rule != "", "tier": p.Tier != "",
+		"age": p.OlderThan > 0, "can": p.CanDecide, "claimed": p.ClaimedByMe}
+}
+
+// inboxFilterBlock is a part of sql/inbox_filter.sql: the lines before the
+// first "-- when" line (when is ""), or those after one up to the next.
+type inboxFilterBlock struct{ when, text string }
+
+// inboxFilterBlocks is sql/inbox_filter.sql cut at its "-- when" lines.
+var inboxFilterBlocks = func() []inboxFilterBlock {
+	out := []inboxFilterBlock{{}}
+	for line := range strings.Lines(inboxFilterSQL) {
+		if name, ok := strings.CutPrefix(strings.TrimSpace(line), "-- when "); ok {
+			out = append(out, inboxFilterBlock{when: name})
+			continue
+		}
+		out[len(out)-1].text += line
+	}
+	return out
+}()
+
+// withInboxFilter puts p's filter where a query says /* filter */: the
+// always-on part of sql/inbox_filter.sql and the blocks of the filters p
+// sets, so that one definition serves the listing and the counts.
+func withInboxFilter(query string, p InboxParams) string {
+	on := p.filters()
+	var b strings.Builder
+	for _, blk := range inboxFilterBlocks {
+		if blk.when == "" || on[blk.when] {
+			b.WriteString(blk.text)
+		}
+	}
+	return strings.ReplaceAll(query, "/* filter */", "("+b.String()+"\n)")
+}
+
+// tierRank is the inbox rank of a tier's requests until they are escalated
+// (rank 0): the rank expression of sql/RequestListInbox.sql.
+func tierRank(t vocab.Tier) int {
+	switch t {
+	case vocab.TierExplicit:
+		return 1
+	case vocab.TierBatched:
+		return 2
+	}
+	return -1
+}
+
+// inboxRanks are the ranks of the inbox's order, first to last.
+var inboxRanks = []int{0, 1, 2}
+
+// listQuery is the statement and arguments that list up to limit requests of
+// one rank after p's cursor (the cursor counts only in its own rank).
+func (p InboxParams) listQuery(rank, limit int) (string, pgx.NamedArgs) {
+	args := p.filterArgs()
+	args["rank"], args["row_limit"] = rank, limit
+	args["after_deadline"], args["after_created_at"], args["after_id"] = nil, nil, nil
+	if c := p.After; c != nil && c.Rank == rank {
+		args["after_deadline"], args["after_created_at"], args["after_id"] = c.Deadline, c.CreatedAt, c.ID
+	}
+	return withInboxFilter(requestListInboxSQL, p), args
+}
+
+// countQuery is the statement and arguments that count p's requests of a
+// tier, up to twice the cap (the caller keeps the cap). A tier filter other
+// than tier is the caller's to answer (noneFor).
+func (p InboxParams) countQuery(tier vocab.Tier) (string, pgx.NamedArgs) {
+	p.Tier = "" // the ranks and the escalated part's condition say the tier
+	args := p.filterArgs()
+	args["count_tier"], args["count_rank"], args["cap"] = string(tier), tierRank(tier), InboxCountCap
+	return withInboxFilter(requestCountInboxSQL, p), args
+}
+
+// noneFor reports whether p's filters leave nothing without a query: a tier
+// other than the one asked, or "I can decide" for a role that decides nothing.
+func (p InboxParams) noneFor(tier vocab.Tier) bool {
+	return (p.Tier != "" && tier != "" && vocab.Tier(p.Tier) != tier) || (p.CanDecide && !p.ActorRole.CanDecide())
 }
 
 // InboxRow is a pending request as the inbox lists it.
@@ -89,12 +168,6 @@ func (p InboxParams) withClaims(ctx context.Context, db DBTX) (_ InboxParams, no
 	return p, len(ids) == 0, nil
 }
 
-// withInboxFilter puts the inbox filter where a query says /* filter */: one
-// definition serves the listing and the counts.
-func withInboxFilter(query string) string {
-	return strings.Replace(query, "/* filter */", "("+inboxFilterSQL+"\n)", 1)
-}
-
 // inboxRow is a row of requestListInboxSQL.
 type inboxRow struct {
 	dbsqlc.ApprovalRequest
@@ -104,6 +177,9 @@ type inboxRow struct {
 
 // RequestListInbox returns pending requests, escalated first, then explicit,
 // then by deadline (none last), then oldest first, one keyset page at a time.
+// It reads one rank at a time (escalated, explicit, batched) until the page
+// is full: within a rank, each filter's index gives the order after its
+// equalities (sql/inbox_filter.sql names them).
 func RequestListInbox(ctx context.Context, db DBTX, p InboxParams) ([]InboxRow, error) {
 	if p.Limit <= 0 || p.Limit > 200 {
 		p.Limit = 50
@@ -112,19 +188,27 @@ func RequestListInbox(ctx context.Context, db DBTX, p InboxParams) ([]InboxRow, 
 	if err != nil || none {
 		return nil, err
 	}
-	args := p.filterArgs()
-	args["row_limit"] = p.Limit
-	args["after_rank"], args["after_deadline"], args["after_created_at"], args["after_id"] = nil, nil, nil, nil
-	if c := p.After; c != nil {
-		args["after_rank"], args["after_deadline"], args["after_created_at"], args["after_id"] = c.Rank, c.Deadline, c.CreatedAt, c.ID
+	if p.noneFor("") {
+		return nil, nil
 	}
-	rows, err := db.Query(ctx, withInboxFilter(requestListInboxSQL), args)
-	if err != nil {
-		return nil, fmt.Errorf("list inbox: %w", interpret(err))
-	}
-	got, err := pgx.CollectRows(rows, pgx.RowToAddrOfStructByName[inboxRow])
-	if err != nil {
-		return nil, fmt.Errorf("list inbox: %w", interpret(err))
+	var got []*inboxRow
+	for _, rank := range inboxRanks {
+		if len(got) == p.Limit {
+			break
+		}
+		if p.After != nil && rank < p.After.Rank || p.Tier != "" && rank != 0 && rank != tierRank(vocab.Tier(p.Tier)) {
+			continue
+		}
+		query, args := p.listQuery(rank, p.Limit-len(got))
+		rows, err := db.Query(ctx, query, args)
+		if err != nil {
+			return nil, fmt.Errorf("list inbox: %w", interpret(err))
+		}
+		some, err := pgx.CollectRows(rows, pgx.RowToAddrOfStructByName[inboxRow])
+		if err != nil {
+			return nil, fmt.Errorf("list inbox: %w", interpret(err))
+		}
+		got = append(got, some...)
 	}
 	return convertAll(got, func(r *inboxRow) InboxRow {
 		req := requestFromInternal(&r.ApprovalRequest)
@@ -164,18 +248,17 @@ func RequestCountInbox(ctx context.Context, db DBTX, p InboxParams) ([]TierCount
 		return nil, err
 	}
 	var out []TierCount
-	query := withInboxFilter(requestCountInboxSQL)
 	for _, tier := range []vocab.Tier{vocab.TierExplicit, vocab.TierBatched} {
-		if none {
+		if none || p.noneFor(tier) {
 			out = append(out, TierCount{Tier: tier})
 			continue
 		}
-		args := p.filterArgs()
-		args["count_tier"], args["cap"] = string(tier), InboxCountCap
+		query, args := p.countQuery(tier)
 		var n int
 		if err := db.QueryRow(ctx, query, args).Scan(&n); err != nil {
 			return nil, fmt.Errorf("count inbox: %w", interpret(err))
 		}
+		n = min(n, InboxCountCap) // each of the count's two parts stops at the cap
 		out = append(out, TierCount{Tier: tier, Count: n, Capped: n >= InboxCountCap})
 	}
 	return out, nil

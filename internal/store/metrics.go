@@ -360,21 +360,24 @@ func MetricRunAttempts(ctx context.Context, db DBTX, ids []string) ([]StepAttemp
 
 // Waiting is the gauge of one tier's pending requests.
 type Waiting struct {
-	Tier   string
-	Count  int64
-	Oldest time.Time
+	Tier string
+	// Count is exact up to the cap MetricWaiting was given, the cap beyond.
+	Count int64
+	// OldestAge is how long the oldest has waited, 0 when none waits.
+	OldestAge time.Duration
 }
 
-// MetricWaiting returns the pending requests by tier and the creation time of
-// the oldest, from a partial index over pending requests only.
-func MetricWaiting(ctx context.Context, db DBTX) ([]Waiting, error) {
-	rows, err := queries.MetricWaiting(ctx, db)
+// MetricWaiting returns each tier's pending requests, counted up to cap, and
+// the age of the oldest, from a partial index over pending
+// requests only: it reads at most cap+1 index entries per tier.
+func MetricWaiting(ctx context.Context, db DBTX, tiers []string, limit int64) ([]Waiting, error) {
+	rows, err := queries.MetricWaiting(ctx, db, dbsqlc.MetricWaitingParams{Tiers: tiers, Cap: limit})
 	if err != nil {
 		return nil, fmt.Errorf("count waiting requests: %w", interpret(err))
 	}
 	out := make([]Waiting, len(rows))
 	for i, r := range rows {
-		out[i] = Waiting{Tier: r.Tier, Count: r.Waiting, Oldest: r.Oldest}
+		out[i] = Waiting{Tier: r.Tier, Count: r.Waiting, OldestAge: time.Duration(r.OldestSeconds * float64(time.Second))}
 	}
 	return out, nil
 }
@@ -400,17 +403,21 @@ func MetricBacklog(ctx context.Context, db DBTX) (Backlog, error) {
 //go:embed sql/MetricQueues.sql
 var metricQueuesSQL string
 
-// QueueBacklog is one River queue's jobs ready to run and the time the oldest
-// became due.
+// QueueBacklog is one River queue's jobs ready to run (exact up to the cap
+// MetricQueues was given) and how long ago the oldest became due (0: none).
 type QueueBacklog struct {
-	Queue     string    `db:"queue"`
-	Available int64     `db:"available"`
-	Oldest    time.Time `db:"oldest"`
+	Queue         string  `db:"queue"`
+	Available     int64   `db:"available"`
+	OldestSeconds float64 `db:"oldest_seconds"`
 }
 
-// MetricQueues returns the backlog of every River queue that has one.
-func MetricQueues(ctx context.Context, db DBTX) ([]QueueBacklog, error) {
-	rows, err := db.Query(ctx, metricQueuesSQL)
+// MetricQueues returns the backlog of the queues River lists and of those
+// named, counting at most limit jobs per queue.
+func MetricQueues(ctx context.Context, db DBTX, queues []string, limit int64) ([]QueueBacklog, error) {
+	if queues == nil {
+		queues = []string{}
+	}
+	rows, err := db.Query(ctx, metricQueuesSQL, pgx.NamedArgs{"queues": queues, "cap": limit})
 	if err != nil {
 		return nil, fmt.Errorf("read queue backlog: %w", interpret(err))
 	}

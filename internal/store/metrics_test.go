@@ -93,3 +93,41 @@ func TestMetricRollups(t *testing.T) {
 		require.Empty(t, again)
 	})
 }
+
+// TestMetricGauges: the waiting and queue gauges count up to their cap, name
+// every tier and queue asked for, and age the oldest.
+func TestMetricGauges(t *testing.T) {
+	t.Parallel()
+	pool, _ := testdb.Pool(t)
+	ctx := context.Background()
+	for range 3 {
+		factory.Request(ctx, t, pool, nil)
+	}
+	_, err := pool.Exec(ctx, `UPDATE approval_requests SET created_at = now() - interval '1 hour'`)
+	require.NoError(t, err)
+	tiers := []string{string(vocab.TierExplicit), string(vocab.TierBatched)}
+	got, err := store.MetricWaiting(ctx, pool, tiers, 2)
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	require.Equal(t, "explicit", got[0].Tier)
+	require.EqualValues(t, 2, got[0].Count, "counted up to the cap")
+	require.InDelta(t, time.Hour.Seconds(), got[0].OldestAge.Seconds(), 60)
+	require.Zero(t, got[1].Count)
+	require.Zero(t, got[1].OldestAge)
+	got, err = store.MetricWaiting(ctx, pool, tiers, 100)
+	require.NoError(t, err)
+	require.EqualValues(t, 3, got[0].Count)
+
+	_, err = pool.Exec(ctx, `INSERT INTO river_job (args, kind, max_attempts, queue, scheduled_at, priority)
+		SELECT '{}', 'gauge_test', 1, 'q1', now() - make_interval(mins => g), 1 + g % 4 FROM generate_series(1, 5) g`)
+	require.NoError(t, err)
+	queues, err := store.MetricQueues(ctx, pool, []string{"q1", "empty"}, 3)
+	require.NoError(t, err)
+	require.Len(t, queues, 2)
+	require.Equal(t, "empty", queues[0].Queue)
+	require.Zero(t, queues[0].Available)
+	require.Zero(t, queues[0].OldestSeconds)
+	require.Equal(t, "q1", queues[1].Queue)
+	require.EqualValues(t, 3, queues[1].Available, "counted up to the cap")
+	require.InDelta(t, 5*60, queues[1].OldestSeconds, 30, "the oldest over every priority")
+}

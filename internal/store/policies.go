@@ -53,6 +53,15 @@ func PolicyActivate(ctx context.Context, db DBTX, source, sha, actor string) (*P
 	return p, nil
 }
 
+// PolicyLock takes the lock that activations take, so that the caller's
+// transaction sees the active version stay as it is until it ends.
+func PolicyLock(ctx context.Context, db DBTX) error {
+	if err := queries.PolicyLockTable(ctx, db); err != nil {
+		return fmt.Errorf("lock policies: %w", interpret(err))
+	}
+	return nil
+}
+
 // PolicyGetActive returns the active policy. Returns ErrNotFound when none has
 // been activated.
 func PolicyGetActive(ctx context.Context, db DBTX) (*PolicyVersion, error) {

@@ -125,6 +125,106 @@ func TestRun(t *testing.T) {
 		require.ErrorIs(t, store.RunLeaseRelease(b.ctx, b.pool, r.ID, owner), store.ErrNotFound)
 	})
 
+	t.Run("StepsTogetherAndCompleteWithSteps", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		r := b.run(t, "w")
+		_, err := store.RunClaim(b.ctx, b.pool, r.ID, 0, statuses(vocab.RunQueued), owner, lease)
+		require.NoError(t, err)
+		at := time.Now().Add(-time.Minute).UTC().Truncate(time.Millisecond)
+		step := func(seq int, name string, kind vocab.StepKind, out string, tokens, calls int) store.StepRecord {
+			return store.StepRecord{RunID: r.ID, Seq: seq, Name: name, Kind: kind, Output: json.RawMessage(out), Attempts: 1,
+				Tokens: tokens, ModelCalls: calls, StartedAt: at, FinishedAt: at.Add(time.Duration(seq+1) * time.Second), Owner: owner}
+		}
+		held := []store.StepRecord{step(0, "a", vocab.StepKindStep, `1`, 0, 0), step(1, "b", vocab.StepKindStep, `{"x":"y"}`, 0, 0)}
+		stranger := append(held[:2:2], step(2, "ask", vocab.StepKindModel, `{"n":2}`, 7, 1))
+		stranger[2].Owner = uuid.NewString()
+		require.ErrorIs(t, store.StepComplete(b.ctx, b.pool, stranger...), store.ErrNotFound, "only the owner records")
+		steps, err := store.StepList(b.ctx, b.pool, r.ID)
+		require.NoError(t, err)
+		require.Empty(t, steps, "a refused batch stores nothing")
+
+		require.NoError(t, store.StepComplete(b.ctx, b.pool, append(held, step(2, "ask", vocab.StepKindModel, `{"n":2}`, 7, 1))...))
+		got, err := store.RunGet(b.ctx, b.pool, r.ID)
+		require.NoError(t, err)
+		require.Equal(t, 3, got.StepsUsed)
+		require.Equal(t, 7, got.TokensUsed)
+		require.Equal(t, 1, got.ModelCalls)
+		require.Equal(t, "ask", got.CurrentStep)
+		steps, err = store.StepList(b.ctx, b.pool, r.ID)
+		require.NoError(t, err)
+		require.Len(t, steps, 3)
+		for i, s := range steps {
+			require.Equal(t, i, s.Seq)
+			require.Equal(t, vocab.StepCompleted, s.Status)
+			require.WithinDuration(t, at.Add(time.Duration(i+1)*time.Second), *s.FinishedAt, time.Millisecond, "the time the step ended, not the write's")
+		}
+		require.JSONEq(t, `{"x":"y"}`, string(steps[1].Output))
+		require.Equal(t, vocab.StepKindModel, steps[2].Kind)
+		require.Equal(t, 7, steps[2].Tokens)
+
+		last := step(3, "summarize", vocab.StepKindStep, `"done"`, 0, 0)
+		require.ErrorIs(t, store.RunComplete(b.ctx, b.pool, r.ID, uuid.NewString(), json.RawMessage(`{}`), statuses(vocab.RunRunning), last),
+			store.ErrNotFound)
+		steps, err = store.StepList(b.ctx, b.pool, r.ID)
+		require.NoError(t, err)
+		require.Len(t, steps, 3, "a refused completion stores no step")
+		require.NoError(t, store.RunComplete(b.ctx, b.pool, r.ID, owner, json.RawMessage(`{"ok":1}`), statuses(vocab.RunRunning), last))
+		got, err = store.RunGet(b.ctx, b.pool, r.ID)
+		require.NoError(t, err)
+		require.Equal(t, vocab.RunCompleted, got.Status)
+		require.Equal(t, 4, got.StepsUsed)
+		require.Equal(t, "summarize", got.CurrentStep)
+		steps, err = store.StepList(b.ctx, b.pool, r.ID)
+		require.NoError(t, err)
+		require.Len(t, steps, 4)
+		require.JSONEq(t, `"done"`, string(steps[3].Output))
+	})
+
+	t.Run("ClaimHistory", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		r := b.run(t, "w")
+		claimed, steps, err := store.RunClaimHistory(b.ctx, b.pool, r.ID, 0, statuses(vocab.RunQueued), owner, lease)
+		require.NoError(t, err)
+		require.Equal(t, vocab.RunRunning, claimed.Status)
+		require.Equal(t, owner, *claimed.LeaseOwner)
+		require.Empty(t, steps)
+		at := time.Now().UTC()
+		require.NoError(t, store.StepComplete(b.ctx, b.pool,
+			store.StepRecord{RunID: r.ID, Seq: 0, Name: "a", Kind: vocab.StepKindStep, Output: json.RawMessage(`{"k": [1, "two"]}`),
+				Attempts: 1, StartedAt: at, Owner: owner},
+			store.StepRecord{RunID: r.ID, Seq: 1, Name: "m", Kind: vocab.StepKindModel, Output: json.RawMessage(`"x"`),
+				Attempts: 2, Tokens: 5, ModelCalls: 1, StartedAt: at, Owner: owner}))
+		require.NoError(t, store.StepFail(b.ctx, b.pool, store.StepRecord{RunID: r.ID, Seq: 2, Name: "f", Kind: vocab.StepKindStep,
+			Error: "boom", Attempts: 1, StartedAt: at, Owner: owner}))
+		require.NoError(t, store.RunLeaseRelease(b.ctx, b.pool, r.ID, owner))
+
+		_, _, err = store.RunClaimHistory(b.ctx, b.pool, r.ID, 1, statuses(vocab.RunRunning), owner, lease)
+		require.ErrorIs(t, err, store.ErrNotFound, "another resume sequence")
+		claimed, steps, err = store.RunClaimHistory(b.ctx, b.pool, r.ID, 0, statuses(vocab.RunRunning), owner, lease)
+		require.NoError(t, err)
+		require.Equal(t, 2, claimed.StepsUsed)
+		listed, err := store.StepList(b.ctx, b.pool, r.ID)
+		require.NoError(t, err)
+		require.Len(t, steps, 3)
+		for i := range listed {
+			require.Equal(t, listed[i].Seq, steps[i].Seq)
+			require.Equal(t, listed[i].Name, steps[i].Name)
+			require.Equal(t, listed[i].Kind, steps[i].Kind)
+			require.Equal(t, listed[i].Status, steps[i].Status)
+			require.Equal(t, listed[i].Attempts, steps[i].Attempts)
+			require.Equal(t, listed[i].Tokens, steps[i].Tokens)
+			require.Equal(t, listed[i].Error, steps[i].Error)
+			require.Equal(t, string(listed[i].Output), string(steps[i].Output))
+			require.True(t, listed[i].StartedAt.Equal(steps[i].StartedAt))
+			require.Equal(t, listed[i].FinishedAt == nil, steps[i].FinishedAt == nil)
+			if listed[i].FinishedAt != nil {
+				require.True(t, listed[i].FinishedAt.Equal(*steps[i].FinishedAt))
+			}
+		}
+	})
+
 	t.Run("FailRetryingThenFailed", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
@@ -403,21 +503,18 @@ func TestInbox(t *testing.T) {
 			canDecide bool
 		}{{"force_custom_plan", nil, false}, {"force_custom_plan", &rows[49].Cursor, false}, {"force_generic_plan", nil, false},
 			{"force_generic_plan", &rows[49].Cursor, false}, {"force_custom_plan", nil, true}, {"force_generic_plan", &rows[49].Cursor, true}} {
-			after := c.after
-			args := pgx.NamedArgs{"workflow": "", "rule": "", "tier": "", "row_limit": 50, "created_before": nil,
-				"can_decide": c.canDecide, "claimed_by_me": false, "actor": "ann@example.com", "actor_role": "reviewer",
-				"claimed_ids": []string{},
-				"after_rank":  nil, "after_deadline": nil, "after_created_at": nil, "after_id": nil}
-			if after != nil {
-				args["after_rank"], args["after_deadline"], args["after_created_at"], args["after_id"] =
-					after.Rank, after.Deadline, after.CreatedAt, after.ID
+			p := store.InboxParams{Actor: "ann@example.com", ActorRole: vocab.RoleReviewer, CanDecide: c.canDecide, After: c.after}
+			rank := 1
+			if c.after != nil {
+				rank = c.after.Rank
 			}
+			query, args := store.InboxListQuery(p, nil, rank, 50)
 			var plan string
 			err := pgx.BeginFunc(b.ctx, b.pool, func(tx pgx.Tx) error {
 				if _, err := tx.Exec(b.ctx, "SET LOCAL plan_cache_mode = "+c.mode); err != nil {
 					return err
 				}
-				rows, err := tx.Query(b.ctx, "EXPLAIN (FORMAT TEXT) "+store.RequestListInboxSQL, args)
+				rows, err := tx.Query(b.ctx, "EXPLAIN (FORMAT TEXT) "+query, args)
 				if err != nil {
 					return err
 				}
@@ -426,7 +523,7 @@ func TestInbox(t *testing.T) {
 				return err
 			})
 			require.NoError(t, err)
-			require.Contains(t, plan, "Index Scan using approval_requests_inbox", "%s, cursor %v", c.mode, after)
+			require.Contains(t, plan, "Index Scan using approval_requests_inbox ", "%s, cursor %v", c.mode, c.after)
 			require.Contains(t, plan, "Index Cond", "%s: the index is sought to the cursor", c.mode)
 			require.NotContains(t, plan, "Sort", "%s: the index gives the order", c.mode)
 		}

@@ -39,6 +39,9 @@ type Run struct {
 	CreatedAt         time.Time  `json:"created_at"`
 	UpdatedAt         time.Time  `json:"updated_at"`
 	FinishedAt        *time.Time `json:"finished_at,omitempty"`
+	// TraceParent is the W3C traceparent the run's spans descend from
+	// (internal/tracing), or "" when tracing was off at its start.
+	TraceParent string `json:"-"`
 }
 
 // runFromInternal converts a generated row to the exported Run.
@@ -49,7 +52,7 @@ func runFromInternal(r *dbsqlc.WorkflowRun) *Run {
 		Attempt: r.Attempt, CurrentStep: r.CurrentStep, ResumeSeq: r.ResumeSeq, StepsUsed: r.StepsUsed,
 		ModelCalls: r.ModelCalls, TokensUsed: r.TokensUsed, StartedBy: r.StartedBy,
 		Failures: r.Failures, Recoveries: r.Recoveries, LeaseOwner: r.LeaseOwner, CompensationCause: r.CompensationCause,
-		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, FinishedAt: r.FinishedAt,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, FinishedAt: r.FinishedAt, TraceParent: deref(r.TraceParent),
 	}
 }
 
@@ -68,13 +71,15 @@ type RunInsertParams struct {
 	BusinessKey string
 	Input       json.RawMessage
 	StartedBy   string
+	// TraceParent is the traceparent of the span that starts the run ("": none).
+	TraceParent string
 }
 
 // RunInsert creates a queued run. It returns the existing run and created=false
 // when the workflow already has a run with that business key.
 func RunInsert(ctx context.Context, db DBTX, p RunInsertParams) (run *Run, created bool, err error) {
 	run, err = runResult(queries.RunInsert(ctx, db, dbsqlc.RunInsertParams{
-		Workflow: p.Workflow, Version: max(p.Version, 1), BusinessKey: p.BusinessKey, Input: p.Input, StartedBy: p.StartedBy}))
+		Workflow: p.Workflow, Version: max(p.Version, 1), BusinessKey: p.BusinessKey, Input: p.Input, StartedBy: p.StartedBy, TraceParent: p.TraceParent}))
 	if err == nil {
 		return run, true, nil
 	}
@@ -126,6 +131,24 @@ func RunClaim(ctx context.Context, db DBTX, id string, seq int, from []string, o
 	return run, nil
 }
 
+// RunClaimHistory is RunClaim returning also the run's recorded steps, in
+// order, as StepList would: one round trip where the two took two.
+func RunClaimHistory(ctx context.Context, db DBTX, id string, seq int, from []string, owner string, lease time.Duration) (*Run, []*Step, error) {
+	row, err := queries.RunClaimHistory(ctx, db, dbsqlc.RunClaimHistoryParams{ID: id, ResumeSeq: seq,
+		FromStatuses: from, Owner: &owner, LeaseMicros: lease.Microseconds()})
+	if err != nil {
+		return nil, nil, fmt.Errorf("claim run: %w", interpret(err))
+	}
+	var steps []*Step
+	if err := json.Unmarshal(row.Steps, &steps); err != nil {
+		return nil, nil, fmt.Errorf("claim run: decode steps: %w", err)
+	}
+	if len(steps) == 0 {
+		steps = nil
+	}
+	return runFromInternal(&row.WorkflowRun), steps, nil
+}
+
 // RunLeaseRenew extends owner's lease on a running run. It returns
 // ErrNotFound when owner no longer holds the run: it was swept and handed on,
 // cancelled, or ended.
@@ -157,10 +180,19 @@ func RunSetStatus(ctx context.Context, db DBTX, id string, from []string, status
 }
 
 // RunComplete records a run's output and marks it completed, if owner
-// still holds it. Returns ErrNotFound otherwise (cancelled, or handed on).
-func RunComplete(ctx context.Context, db DBTX, id, owner string, output json.RawMessage, from []string) error {
-	err := oneRow(queries.RunComplete(ctx, db, dbsqlc.RunCompleteParams{ID: id, Output: output, FromStatuses: from, Owner: &owner}))
+// still holds it, storing in the same statement the completed steps given
+// (the run's last pure steps, held in memory until now; none is fine).
+// Returns ErrNotFound otherwise (cancelled, or handed on), having stored nothing.
+func RunComplete(ctx context.Context, db DBTX, id, owner string, output json.RawMessage, from []string, steps ...StepRecord) error {
+	batch, err := encodeSteps(steps)
 	if err != nil {
+		return fmt.Errorf("complete run: %w", err)
+	}
+	p := dbsqlc.RunCompleteParams{ID: id, Output: output, FromStatuses: from, Owner: &owner, Steps: batch}
+	if n := len(steps); n > 0 {
+		p.CurrentStep, p.StepsUsed = &steps[n-1].Name, steps[n-1].Seq+1
+	}
+	if err := oneRow(queries.RunComplete(ctx, db, p)); err != nil {
 		return fmt.Errorf("complete run: %w", err)
 	}
 	return nil
@@ -217,7 +249,7 @@ func RunList(ctx context.Context, db DBTX, p RunListParams) ([]*Run, error) {
 		p.Limit = 50
 	}
 	rows, err := queries.RunList(ctx, db, dbsqlc.RunListParams{
-		Status: p.Status, Workflow: p.Workflow, KeyPrefixPattern: likeEscape(p.BusinessKey),
+		Status: p.Status, FinalStatuses: finalRunStatuses(), Workflow: p.Workflow, KeyPrefixPattern: likeEscape(p.BusinessKey),
 		AfterTime: p.AfterTime, AfterID: afterID(p.AfterTime, p.AfterID), RowLimit: int32(p.Limit),
 	})
 	if err != nil {
@@ -248,13 +280,7 @@ type VersionCount struct {
 // RunVersionCounts counts the runs of each workflow version that have not
 // ended, by workflow and version.
 func RunVersionCounts(ctx context.Context, db DBTX) ([]VersionCount, error) {
-	var final []string
-	for _, s := range vocab.RunStatuses() {
-		if s.Final() {
-			final = append(final, string(s))
-		}
-	}
-	rows, err := queries.RunVersionCounts(ctx, db, final)
+	rows, err := queries.RunVersionCounts(ctx, db, finalRunStatuses())
 	if err != nil {
 		return nil, fmt.Errorf("count runs by version: %w", interpret(err))
 	}
@@ -263,4 +289,23 @@ func RunVersionCounts(ctx context.Context, db DBTX) ([]VersionCount, error) {
 		out[i] = VersionCount{Workflow: r.Workflow, Version: r.Version, Waiting: r.Waiting, Running: r.Running}
 	}
 	return out, nil
+}
+
+// finalRunStatuses lists the statuses that end a run, as the queries take them.
+func finalRunStatuses() []string {
+	var final []string
+	for _, s := range vocab.RunStatuses() {
+		if s.Final() {
+			final = append(final, string(s))
+		}
+	}
+	return final
+}
+
+// deref returns what s points at, or "" for nil.
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

@@ -61,22 +61,74 @@ type StepRecord struct {
 	Attempts   int
 	Tokens     int
 	ModelCalls int
+	// Model is the model a model step used ("" for none: stored as NULL).
+	Model      string
 	StartedAt  time.Time
+	// FinishedAt is when the step's result arrived (StepComplete; zero:
+	// now): a pure step's record may be written well after that.
+	FinishedAt time.Time
 	// Owner is the fencing token of the execution recording the step: a
 	// record from an execution that lost the run is refused.
 	Owner string
 }
 
-// StepComplete stores a completed step and advances the run's counters in one
-// statement, so that a plain step costs one round trip. It returns ErrNotFound
-// when the run is no longer running (cancelled while the step ran) or no
-// longer held by s.Owner (its lease lapsed and the run was handed on).
-func StepComplete(ctx context.Context, db DBTX, s StepRecord) error {
-	err := oneRow(queries.StepComplete(ctx, db, dbsqlc.StepCompleteParams{RunID: s.RunID, Seq: s.Seq, Name: s.Name,
-		Kind: string(s.Kind), Output: s.Output, Attempts: s.Attempts, Tokens: s.Tokens, ModelCalls: s.ModelCalls,
-		StartedAt: s.StartedAt, Owner: &s.Owner}))
+// stepRow is one element of the JSON array that StepComplete and
+// RunComplete expand into rows (jsonb_to_recordset).
+type stepRow struct {
+	Seq        int             `json:"seq"`
+	Name       string          `json:"name"`
+	Kind       vocab.StepKind  `json:"kind"`
+	Output     json.RawMessage `json:"output"`
+	Tokens     int             `json:"tokens"`
+	Attempts   int             `json:"attempts"`
+	StartedAt  time.Time       `json:"started_at"`
+	FinishedAt time.Time       `json:"finished_at"`
+	Model      *string         `json:"model"`
+}
+
+func encodeSteps(steps []StepRecord) (json.RawMessage, error) {
+	rows := make([]stepRow, len(steps))
+	now := time.Now()
+	for i, s := range steps {
+		rows[i] = stepRow{Seq: s.Seq, Name: s.Name, Kind: s.Kind, Output: s.Output, Tokens: s.Tokens, Attempts: s.Attempts,
+			StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, Model: nullable(s.Model)}
+		if rows[i].FinishedAt.IsZero() {
+			rows[i].FinishedAt = now
+		}
+		if len(rows[i].Output) == 0 {
+			rows[i].Output = json.RawMessage("null")
+		}
+	}
+	raw, err := json.Marshal(rows)
 	if err != nil {
-		return fmt.Errorf("record step %s: %w", s.Name, err)
+		return nil, fmt.Errorf("%w: encode steps: %v", ErrInvalidInput, err)
+	}
+	return raw, nil
+}
+
+// StepComplete stores one or more completed steps of one run (in order, the
+// same RunID and Owner) and advances the run's counters, in one statement:
+// a durable step and the pure steps before it that the engine held in
+// memory cost one round trip and one commit. It returns ErrNotFound, having
+// stored nothing, when the run is no longer running (cancelled while the
+// step ran) or no longer held by the Owner (its lease lapsed and the run was
+// handed on).
+func StepComplete(ctx context.Context, db DBTX, steps ...StepRecord) error {
+	if len(steps) == 0 {
+		return nil
+	}
+	last := steps[len(steps)-1]
+	batch, err := encodeSteps(steps)
+	if err != nil {
+		return fmt.Errorf("record step %s: %w", last.Name, err)
+	}
+	p := dbsqlc.StepCompleteParams{Steps: batch, CurrentStep: last.Name, StepsUsed: last.Seq + 1, RunID: last.RunID, Owner: &last.Owner}
+	for _, s := range steps {
+		p.TokensTotal += s.Tokens
+		p.ModelCalls += s.ModelCalls
+	}
+	if err := oneRow(queries.StepComplete(ctx, db, p)); err != nil {
+		return fmt.Errorf("record step %s: %w", last.Name, err)
 	}
 	return nil
 }
@@ -87,7 +139,7 @@ func StepComplete(ctx context.Context, db DBTX, s StepRecord) error {
 func StepFail(ctx context.Context, db DBTX, s StepRecord) error {
 	err := queries.StepFail(ctx, db, dbsqlc.StepFailParams{RunID: s.RunID, Seq: s.Seq, Name: s.Name, Kind: string(s.Kind),
 		Error: s.Error, Attempts: s.Attempts, Tokens: s.Tokens, ModelCalls: s.ModelCalls, StartedAt: s.StartedAt,
-		Owner: &s.Owner})
+		Owner: &s.Owner, Model: nullable(s.Model)})
 	if err != nil {
 		return fmt.Errorf("record failed step %s: %w", s.Name, interpret(err))
 	}
@@ -146,4 +198,12 @@ func OutboxDuplicates(ctx context.Context, db DBTX) (int, error) {
 		return 0, fmt.Errorf("count outbox duplicates: %w", interpret(err))
 	}
 	return int(n), nil
+}
+
+// nullable is nil for "", else a pointer to s.
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }

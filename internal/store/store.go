@@ -173,3 +173,12 @@ func Notify(ctx context.Context, db DBTX, payload string) error {
 	}
 	return nil
 }
+
+// NotifyMany sends several payloads on the countersign channel in one
+// statement.
+func NotifyMany(ctx context.Context, db DBTX, payloads []string) error {
+	if err := queries.NotifyMany(ctx, db, payloads); err != nil {
+		return fmt.Errorf("notify: %w", interpret(err))
+	}
+	return nil
+}

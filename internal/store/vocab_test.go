@@ -33,6 +33,7 @@ func TestVocabularyMatchesTheDatabase(t *testing.T) {
 		{"StepStatus", "workflow_steps", "status", matches(pool, vocab.StepStatuses())},
 		{"BatchStatus", "batches", "status", matches(pool, vocab.BatchStatuses())},
 		{"DeliveryStatus", "callback_deliveries", "status", matches(pool, vocab.DeliveryStatuses())},
+		{"UnusableCategory", "run_unusable", "category", matches(pool, vocab.UnusableCategories())},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.check(t, checkValues(t, pool, tc.table, tc.column))

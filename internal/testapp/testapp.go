@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/app"
@@ -53,6 +54,10 @@ type Options struct {
 	Slack        config.Slack
 	NoticeWindow time.Duration
 	Channels     []notice.Channel
+	// TracerProvider receives the process's spans (nil: tracing.Global()).
+	TracerProvider trace.TracerProvider
+	// MetricsAddr is COUNTERSIGN_METRICS_ADDR (GET /metrics without a token).
+	MetricsAddr string
 }
 
 // Bundle is a running process and its database.
@@ -81,6 +86,7 @@ func StartOn(t testing.TB, pool *pgxpool.Pool, url string, opts Options) *Bundle
 		cfg.RescueAfter = opts.RescueAfter
 	}
 	cfg.CallbackAllow = opts.CallbackAllow
+	cfg.MetricsAddr = opts.MetricsAddr
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -89,7 +95,7 @@ func StartOn(t testing.TB, pool *pgxpool.Pool, url string, opts Options) *Bundle
 	ao := app.Options{Worker: !opts.NoWorker, Web: opts.Web, Demo: true, Register: opts.Register, Model: opts.Model,
 		Logger: logger, Now: opts.Now, Recovery: opts.Recovery, KeepAlive: opts.KeepAlive, CallbackBackoff: opts.CallbackBackoff,
 		Callbacks: opts.Callbacks, Receipts: opts.Receipts,
-		NoticeWindow: opts.NoticeWindow, Channels: opts.Channels}
+		NoticeWindow: opts.NoticeWindow, Channels: opts.Channels, TracerProvider: opts.TracerProvider}
 	b := &Bundle{Pool: pool, URL: url}
 	if opts.Web {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -21,7 +21,7 @@ import (
 // replay reaches this call again and it returns that decision. A rejection
 // ends the run and never returns here, unless the workflow was registered
 // with Options.HandlesRejection: then it returns the rejected Decision.
-func RequestApproval(ctx context.Context, action Action) (Decision, error) {
+func RequestApproval(ctx context.Context, action Action) (_ Decision, err error) {
 	x, err := executionFrom(ctx)
 	if err != nil {
 		return Decision{}, err
@@ -39,6 +39,8 @@ func RequestApproval(ctx context.Context, action Action) (Decision, error) {
 	if x.sandbox != nil {
 		return x.sandboxApproval(ctx, s, action)
 	}
+	ctx, span := x.traceStep(ctx, s) // trace.go
+	defer func() { traceStepped(span, err) }()
 	if s.prior != nil && s.prior.Status == vocab.StepWaiting {
 		// Resumed while the request is still open (a rescued job): wait again.
 		return Decision{}, x.suspend(ctx, s, nil, policy.Decision{})
@@ -50,6 +52,7 @@ func RequestApproval(ctx context.Context, action Action) (Decision, error) {
 	if err != nil {
 		return Decision{}, err
 	}
+	traceProposed(ctx, pd) // trace.go
 	if pd.Tier != vocab.TierAuto {
 		return Decision{}, x.suspend(ctx, s, req, pd)
 	}
@@ -92,19 +95,24 @@ func (x *execution) propose(ctx context.Context, s *slot, action Action) (*store
 // approveAuto records an action the policy approves by itself and the
 // approval step's result, in one transaction.
 func (x *execution) approveAuto(ctx context.Context, s *slot, req *store.Request, action Action) (Decision, error) {
-	return store.WithTxV(ctx, x.engine.pool, func(ctx context.Context, tx pgx.Tx) (Decision, error) {
-		dec, err := approval.RecordAuto(ctx, tx, req, action)
-		if err != nil {
-			return Decision{}, err
+	var dec Decision
+	err := x.withTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		var err error
+		if dec, err = approval.RecordAuto(ctx, tx, req, action); err != nil {
+			return err
 		}
-		return dec, x.record(ctx, s, dec, 0, 0, tx)
+		return x.record(ctx, s, dec, 0, 0, tx)
 	})
+	if err != nil {
+		return Decision{}, err
+	}
+	return dec, nil
 }
 
 // suspend records the request (when req is not nil), parks the run as
 // waiting_human and completes the River job, all in one transaction.
 func (x *execution) suspend(ctx context.Context, s *slot, req *store.Request, pd policy.Decision) error {
-	err := store.WithTx(ctx, x.engine.pool, func(ctx context.Context, tx pgx.Tx) error {
+	err := x.withTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		if req == nil { // resumed while still waiting: the step keeps its request
 			return x.park(ctx, tx, s, s.prior.Output)
 		}
@@ -126,6 +134,9 @@ func (x *execution) suspend(ctx context.Context, s *slot, req *store.Request, pd
 // up the execution's lease and River job, only if the execution still holds
 // the run (ErrCancelled otherwise).
 func (x *execution) park(ctx context.Context, tx pgx.Tx, s *slot, stepOut []byte) error {
+	if err := x.flushTx(ctx, tx); err != nil {
+		return err
+	}
 	if err := store.StepWait(ctx, tx, store.StepRecord{RunID: x.run.ID, Seq: s.seq, Name: s.name,
 		Output: stepOut, Attempts: s.attempts, StartedAt: s.started}); err != nil {
 		return err

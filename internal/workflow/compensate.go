@@ -248,7 +248,8 @@ func (e *Engine) undo(ctx context.Context, x *execution, s *slot, u pendingUndo)
 			// execution of this run got here first.
 			return fmt.Errorf("undo %s is already recorded", u.key)
 		}
-		if err := u.fn(ctx, EffectContext{Key: u.key, Tx: tx}, u.effect.Output); err != nil {
+		// The undo sees its run as the effect did (RunID works in it).
+		if err := u.fn(withExecution(ctx, x), EffectContext{Key: u.key, Tx: tx}, u.effect.Output); err != nil {
 			return err
 		}
 		err = store.StepCompensate(ctx, tx, store.StepRecord{RunID: x.run.ID, Seq: s.seq, Name: s.name,

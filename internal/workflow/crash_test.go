@@ -29,16 +29,30 @@ import (
 	"github.com/countersign/countersign/vocab"
 )
 
+// prepared is the pure step's result in slow_effect: the process that ran it.
+type prepared struct {
+	N   int `json:"n"`
+	PID int `json:"pid"`
+}
+
 // slowEffects is a workflow whose effect step takes a while, so that a worker
-// can be killed in the middle of it.
-func slowEffects(r *workflow.Registry, _ *ai.Offline) {
+// can be killed in the middle of it: a model call (recorded at once), a pure
+// step (held in memory and recorded with the effect), the effect.
+func slowEffects(r *workflow.Registry, m *ai.Offline) {
+	m.Handle("slow_plan", func(json.RawMessage) (any, error) { return map[string]int{"step": 1}, nil })
 	workflow.Register(r, "slow_effect", func(ctx context.Context, in struct{ N int }) (int64, error) {
-		n, err := workflow.Step(ctx, "prepare", func(context.Context) (int, error) { return in.N, nil })
+		plan, err := workflow.Generate[map[string]int](ctx, "plan", ai.Request{Task: "slow_plan"})
+		if err != nil {
+			return 0, err
+		}
+		p, err := workflow.Step(ctx, "prepare", func(context.Context) (prepared, error) {
+			return prepared{N: in.N * plan["step"], PID: os.Getpid()}, nil
+		})
 		if err != nil {
 			return 0, err
 		}
 		return workflow.Effect(ctx, "send", func(ctx context.Context, ec workflow.EffectContext) (int64, error) {
-			id, err := store.OutboxInsert(ctx, ec.Tx, ec.Key, workflow.RunID(ctx), "send", map[string]int{"n": n})
+			id, err := store.OutboxInsert(ctx, ec.Tx, ec.Key, workflow.RunID(ctx), "send", map[string]int{"n": p.N})
 			if err != nil {
 				return 0, err
 			}
@@ -186,7 +200,7 @@ func TestCrashRecovery(t *testing.T) {
 	kill(t, a)
 	killed := time.Now()
 	before := recordedSteps(t, pool)
-	require.NotEmpty(t, before, "worker A recorded steps before it died")
+	require.NotEmpty(t, before, "worker A recorded model calls before it died")
 
 	var running int
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE state = 'running'`).Scan(&running))
@@ -214,6 +228,17 @@ func TestCrashRecovery(t *testing.T) {
 	}
 	for _, s := range before {
 		require.True(t, after[s], "step %d of run %s was recorded before the crash and ran again", s.Seq, s.RunID)
+	}
+	// The pure step before each effect was held in memory by worker A and
+	// died with it: worker B ran it again, and only it.
+	for _, id := range ids {
+		steps, err := store.StepList(ctx, pool, id)
+		require.NoError(t, err)
+		require.Len(t, steps, 3)
+		require.Equal(t, vocab.StepKindModel, steps[0].Kind)
+		var p prepared
+		require.NoError(t, json.Unmarshal(steps[1].Output, &p))
+		require.NotEqual(t, a.Process.Pid, p.PID, "run %s: the pure step's record outlived the worker that held it", id)
 	}
 	var recovered int
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE kind = 'run.recovered'

@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/countersign/countersign/internal/ai"
 	"github.com/countersign/countersign/internal/approval"
@@ -66,6 +67,8 @@ type Config struct {
 	MaxRecoveries int
 	// Notices receives the notifications runs and requests cause (nil: none).
 	Notices *notice.Outbox
+	// Tracer makes the spans of runs (trace.go); nil when traces are off.
+	Tracer trace.TracerProvider
 }
 
 // DefaultMaxStepOutput is the output limit when none is configured: far above
@@ -95,6 +98,11 @@ type Engine struct {
 	renewEvery    time.Duration
 	maxRecoveries int
 	notices       *notice.Outbox
+	// signals sends the signals given after a commit, several at a time.
+	signals *notify.Coalescer
+
+	tracer  trace.Tracer // trace.go
+	tracing bool
 }
 
 // New returns an Engine. Pool, Registry and Scheduler are required.
@@ -110,8 +118,12 @@ func New(cfg Config) *Engine {
 	if e.model == nil {
 		e.model = ai.NewOffline()
 	}
+	e.initTracing(cfg.Tracer) // trace.go
 	if e.logger == nil {
 		e.logger = slog.Default()
+	}
+	if e.pool != nil {
+		e.signals = notify.NewCoalescer(e.pool, e.logger)
 	}
 	if e.now == nil {
 		e.now = time.Now
@@ -181,9 +193,12 @@ func (e *Engine) Start(ctx context.Context, p StartParams) (run *store.Run, crea
 		run     *store.Run
 		created bool
 	}
+	ctx, span, traceParent := e.traceStart(ctx, p) // trace.go
+	defer func() { traceStarted(span, run, created, err) }()
 	res, err := store.WithTxV(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) (result, error) {
 		run, created, err := store.RunInsert(ctx, tx, store.RunInsertParams{
 			Workflow: p.Workflow, Version: def.Version(), BusinessKey: p.BusinessKey, Input: p.Input, StartedBy: p.StartedBy,
+			TraceParent: traceParent,
 		})
 		if err != nil || !created {
 			return result{run, created}, err
@@ -195,10 +210,16 @@ func (e *Engine) Start(ctx context.Context, p StartParams) (run *store.Run, crea
 			Details: audit.RunStarted{Workflow: run.Workflow, BusinessKey: run.BusinessKey, Version: run.Version}}); err != nil {
 			return result{}, err
 		}
-		return result{run, true}, notifyRun(ctx, tx, run.ID, run.Status)
+		return result{run, true}, nil
 	})
 	if err != nil {
 		return nil, false, err
+	}
+	if res.created {
+		// After the commit, as a completion's (Engine.complete says why).
+		if err := e.signals.Send(notify.Message{Type: notify.KindRun, ID: res.run.ID, Status: string(res.run.Status)}); err != nil {
+			e.logger.Warn("notify run started", "run", res.run.ID, "err", err)
+		}
 	}
 	return res.run, res.created, nil
 }
@@ -211,8 +232,12 @@ type Job struct {
 	MaxAttempts int
 }
 
-// CompleteFunc completes the River job inside the transaction that records
-// the run's outcome, so that outcome and job completion commit together.
+// CompleteFunc completes the River job inside the transaction that parks
+// the run (a gate, a wait, a retry's backoff) or ends it failed, so that the
+// job ends with it: a waiting run holds no job. A run that completes is
+// recorded in one statement and its job left to River's batched completer
+// (Execute returns nil): a job that runs again because a crash came between
+// the two finds the run completed, claims nothing and does nothing.
 type CompleteFunc func(ctx context.Context, tx pgx.Tx) error
 
 // errLeaseLost cancels an execution whose run was handed on: its lease
@@ -227,24 +252,35 @@ var errLeaseLost = errors.New("run lease lost")
 // its claim, renewed while it works. Every record it makes is refused once it
 // has lost the lease, so that a worker presumed dead and handed over cannot
 // record a step twice even if it was only slow.
-func (e *Engine) Execute(ctx context.Context, job Job, complete CompleteFunc) error {
+func (e *Engine) Execute(ctx context.Context, job Job, complete CompleteFunc) (err error) {
 	if complete == nil {
 		complete = func(context.Context, pgx.Tx) error { return nil }
 	}
 	owner := uuid.NewString()
-	run, err := store.RunClaim(ctx, e.pool, job.RunID, job.Seq, claimable, owner, e.lease)
+	run, history, err := store.RunClaimHistory(ctx, e.pool, job.RunID, job.Seq, claimable, owner, e.lease)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // final, waiting, cancelled, resumed by a later job or held by a live execution
 	}
 	if err != nil {
 		return err
 	}
+	return e.executeClaimed(ctx, run, history, owner, job, complete)
+}
+
+// executeClaimed runs the workflow function of a run this execution has
+// claimed (as owner), from its recorded history, until it ends or parks,
+// renewing the lease meanwhile: the body of Execute after its claim, and of
+// Inline.Execute for a run born claimed.
+func (e *Engine) executeClaimed(ctx context.Context, run *store.Run, history []*store.Step, owner string, job Job, complete CompleteFunc) (err error) {
 	ctx, stop := context.WithCancelCause(ctx)
 	renewed := make(chan struct{})
 	go func() { defer close(renewed); e.renew(ctx, stop, run.ID, owner) }()
 	defer func() { stop(nil); <-renewed }()
 
-	x := &execution{engine: e, run: run, owner: owner, seen: map[string]int{}, modelCalls: run.ModelCalls, tokens: run.TokensUsed}
+	x := &execution{engine: e, run: run, owner: owner, seen: map[string]int{}, modelCalls: run.ModelCalls, tokens: run.TokensUsed,
+		history: history}
+	ctx, span := e.traceExecution(ctx, run, job) // trace.go
+	defer func() { traceExecuted(span, x, err) }()
 	// Parking a run for a human ends the execution's hold on it, in the
 	// parking transaction, and only if it still holds it.
 	x.complete = func(ctx context.Context, tx pgx.Tx) error {
@@ -262,9 +298,6 @@ func (e *Engine) Execute(ctx context.Context, job Job, complete CompleteFunc) er
 	x.def = def
 	if run.CompensationCause != nil { // failed, rejected or cancelled: its undos run, not its function
 		return e.compensate(ctx, x, complete, job)
-	}
-	if x.history, err = store.StepList(ctx, e.pool, run.ID); err != nil {
-		return e.release(ctx, x, err)
 	}
 	out, runErr := def.run(withExecution(ctx, x), run.Input)
 	if x.suspended {
@@ -325,32 +358,32 @@ func (e *Engine) release(ctx context.Context, x *execution, err error) error {
 	return err
 }
 
-// complete records a run's output. It runs on a context that is not
-// cancelled with the job's: a result that arrives as River's job timeout
-// fires is still recorded rather than computed again.
+// complete records a run's output (complete, the job's CompleteFunc, is
+// used only if the output cannot be encoded and the run fails). It runs on a
+// context that is not cancelled with the job's: a result that arrives as
+// River's job timeout fires is still recorded rather than computed again.
 func (e *Engine) complete(ctx context.Context, x *execution, out any, complete CompleteFunc) error {
 	run := x.run
 	raw, err := json.Marshal(out)
 	if err != nil {
 		return e.finish(ctx, x, complete, &Failure{Code: "bad_output", Message: err.Error()}, Job{})
 	}
+	// One statement, one commit: the run's last pure steps and its output.
+	// River completes the job once Execute returns (CompleteFunc).
 	ctx = context.WithoutCancel(ctx)
-	err = store.WithTx(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) error {
-		if err := store.RunComplete(ctx, tx, run.ID, x.owner, raw, sourcesOf(vocab.RunCompleted)); errors.Is(err, store.ErrNotFound) {
-			return complete(ctx, tx) // cancelled or handed on meanwhile: leave it to its new state
-		} else if err != nil {
-			return err
-		}
-		return complete(ctx, tx)
-	})
+	err = store.RunComplete(ctx, e.pool, run.ID, x.owner, raw, sourcesOf(vocab.RunCompleted), x.pending...)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // cancelled or handed on meanwhile: leave it to its new state
+	}
 	if err != nil {
 		return err
 	}
 	// Signalled after the commit, not in it: a notifying transaction holds the
 	// notification queue's lock through its WAL flush, which would serialize
 	// every run's last commit. A lost signal only delays a badge; pages also
-	// refresh whenever their stream reconnects.
-	if err := notifyRun(ctx, e.pool, run.ID, vocab.RunCompleted); err != nil {
+	// refresh whenever their stream reconnects. Coalesced: under load one
+	// statement carries the signals of many runs.
+	if err := e.signals.Send(notify.Message{Type: notify.KindRun, ID: run.ID, Status: string(vocab.RunCompleted)}); err != nil {
 		e.logger.Warn("notify run completed", "run", run.ID, "err", err)
 	}
 	return nil
@@ -363,6 +396,7 @@ func (e *Engine) complete(ctx context.Context, x *execution, out any, complete C
 // attempt only when River will not try the job again.
 func (e *Engine) finish(ctx context.Context, x *execution, complete CompleteFunc, runErr error, job Job) error {
 	run := x.run
+	x.flush(ctx)
 	f := failureOf(runErr)
 	final := f != nil || job.Attempt >= job.MaxAttempts
 	if f == nil {
@@ -424,7 +458,8 @@ func (e *Engine) finish(ctx context.Context, x *execution, complete CompleteFunc
 }
 
 // Cancel ends a run that has not ended, from any other status. A step in
-// flight finishes, but its result is discarded and no later step runs.
+// flight finishes, but its result is discarded and no later durable step
+// runs (pure steps may, until the next durable record is refused).
 // Returns ErrNotFound or ErrFinal.
 func (e *Engine) Cancel(ctx context.Context, runID, actor string) error {
 	return store.WithTx(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) error {

@@ -86,7 +86,10 @@ func WaitEvent[T any](ctx context.Context, name string, timeout time.Duration) (
 			d := x.engine.now().Add(timeout).UTC()
 			deadline = &d
 		}
-		if rec, err = x.awaitEvent(ctx, s, deadline, cause); err != nil {
+		sctx, span := x.traceStep(ctx, s) // trace.go
+		rec, err = x.awaitEvent(sctx, s, deadline, cause)
+		traceStepped(span, err)
+		if err != nil {
 			return zero, err
 		}
 	}
@@ -108,7 +111,7 @@ func WaitEvent[T any](ctx context.Context, name string, timeout time.Duration) (
 func (x *execution) awaitEvent(ctx context.Context, s *slot, deadline *time.Time, cause string) (eventRecord, error) {
 	var rec eventRecord
 	parked := false
-	err := store.WithTx(ctx, x.engine.pool, func(ctx context.Context, tx pgx.Tx) error {
+	err := x.withTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		rec, parked = eventRecord{}, false
 		if err := store.RunLockHeld(ctx, tx, x.run.ID, x.owner); errors.Is(err, store.ErrNotFound) {
 			return ErrCancelled

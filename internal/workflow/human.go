@@ -61,17 +61,36 @@ func EditDiff(proposed, edited map[string]any) ([]Change, error) {
 
 // Decide records one verdict and resumes or ends the run (approval.Service.Decide).
 func (e *Engine) Decide(ctx context.Context, p DecideParams) (*DecideResult, error) {
-	return e.approvals.Decide(ctx, p)
+	res, err := e.approvals.Decide(ctx, p)
+	if err == nil && res.Decision != nil {
+		e.traceDecided(ctx, res.Request.ID, res.Decision.Verdict) // trace.go
+	}
+	return res, err
 }
 
 // DecideBatch decides the shown items of a batch (approval.Service.DecideBatch).
 func (e *Engine) DecideBatch(ctx context.Context, p BatchDecideParams) (*BatchResult, error) {
-	return e.approvals.DecideBatch(ctx, p)
+	res, err := e.approvals.DecideBatch(ctx, p)
+	if err == nil && e.tracing {
+		for _, it := range res.Items {
+			if v, ok := batchVerdicts[it.Outcome]; ok {
+				e.traceDecided(ctx, it.RequestID, v) // trace.go
+			}
+		}
+	}
+	return res, err
 }
+
+// batchVerdicts are the verdicts of a batch's decided items, by outcome.
+var batchVerdicts = map[string]vocab.Verdict{string(vocab.RequestApproved): vocab.VerdictApprove, string(vocab.RequestRejected): vocab.VerdictReject}
 
 // Expire applies a request's on_timeout (approval.Service.Expire).
 func (e *Engine) Expire(ctx context.Context, requestID string) (retryAt *time.Time, err error) {
-	return e.approvals.Expire(ctx, requestID)
+	retryAt, err = e.approvals.Expire(ctx, requestID)
+	if err == nil && retryAt == nil {
+		e.traceDecided(ctx, requestID, "") // trace.go: approved or rejected by its on_timeout, if it was
+	}
+	return retryAt, err
 }
 
 // CloseBatch closes a batch at its max_wait (approval.Service.CloseBatch).

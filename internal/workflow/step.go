@@ -1,10 +1,12 @@
 package workflow
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,6 +31,14 @@ type execution struct {
 	tokens     int
 	sandbox    *sandbox // in memory, no database: a replay or a scripted run (replay.go)
 	failed     *slot    // the step whose failure this execution last recorded
+	// pending holds the records of pure steps (Step) not yet written: they
+	// are written with the next durable write (a model call, an effect, a
+	// gate, a wait, a failure, the run's end), in the same statement or
+	// transaction. A crash before then repeats those pure steps only.
+	pending []store.StepRecord
+	// written counts the pending records written in the transaction in
+	// progress; withTx drops them once it commits.
+	written int
 }
 
 type execKey struct{}
@@ -65,7 +75,9 @@ type slot struct {
 	prior    *store.Step // what the history holds at this position, if anything
 	attempts int         // this attempt's number for the step
 	started  time.Time
+	clock    time.Time    // the real time it started (started may be a test's clock)
 	retry    *RetryPolicy // the step's own policy (WithRetry), nil for the workflow's
+	model    string       // the model a model step's answer names, for the metrics
 }
 
 // next claims the next position for a step and checks it against the history.
@@ -75,7 +87,7 @@ func (x *execution) next(name string, kind vocab.StepKind) (*slot, error) {
 			return nil, err
 		}
 	}
-	s := &slot{seq: x.pos, name: name, kind: kind, attempts: 1, started: x.engine.now()}
+	s := &slot{seq: x.pos, name: name, kind: kind, attempts: 1, started: x.engine.now(), clock: time.Now()}
 	x.pos++
 	x.seen[name]++
 	s.key = x.run.ID + ":" + name
@@ -168,8 +180,13 @@ func (x *execution) keep(ctx context.Context, s *slot, out any, tokens, modelCal
 // that River's job timeout does not cancel: a result that arrived is kept
 // rather than paid for again (a model call, a slow step); the lease still
 // refuses it if the run was handed on meanwhile.
+//
+// A pure step's result (Step, outside a transaction) is held in memory
+// instead and written with the next durable record; every other record
+// writes the held ones with its own, in one statement.
 func (x *execution) record(ctx context.Context, s *slot, out any, tokens, modelCalls int, db store.DBTX) error {
-	if _, inTx := db.(pgx.Tx); !inTx {
+	_, inTx := db.(pgx.Tx)
+	if !inTx {
 		ctx = context.WithoutCancel(ctx)
 	}
 	raw, err := json.Marshal(out)
@@ -182,18 +199,88 @@ func (x *execution) record(ctx context.Context, s *slot, out any, tokens, modelC
 	if x.sandbox != nil {
 		return x.sandbox.keep(x, s, raw, tokens)
 	}
-	err = store.StepComplete(ctx, db, store.StepRecord{
+	rec := store.StepRecord{
 		RunID: x.run.ID, Seq: s.seq, Name: s.name, Kind: s.kind, Output: raw, Attempts: s.attempts,
-		Tokens: tokens, ModelCalls: modelCalls, StartedAt: s.started, Owner: x.owner,
-	})
-	if errors.Is(err, store.ErrNotFound) {
-		return ErrCancelled // cancelled, or this execution lost the run
+		Tokens: tokens, ModelCalls: modelCalls, StartedAt: s.started, FinishedAt: x.engine.now(), Owner: x.owner, Model: s.model,
 	}
-	if errors.Is(err, store.ErrInvalidInput) {
+	if s.kind == vocab.StepKindStep && !inTx && time.Since(s.clock) < holdUnder && !mayBeRefused(raw) {
+		x.pending = append(x.pending, rec)
+		return nil
+	}
+	err = store.StepComplete(ctx, db, append(slices.Clip(x.pending), rec)...)
+	switch {
+	case err == nil && inTx:
+		x.written = len(x.pending)
+	case err == nil:
+		x.pending = nil
+	case errors.Is(err, store.ErrNotFound):
+		return ErrCancelled // cancelled, or this execution lost the run
+	case errors.Is(err, store.ErrInvalidInput):
 		// PostgreSQL refuses the value itself (a lone surrogate in a string):
 		// the same result would be refused on every retry.
 		return Permanent(fmt.Errorf("step %q: the result cannot be stored: %w", s.name, err))
 	}
+	return err
+}
+
+// holdUnder is how long a pure step may take and still have its record
+// held in memory: one that took longer is recorded at once, as a durable
+// step is, since repeating it after a crash would cost far more than the
+// commit saved (a commit takes about a millisecond).
+const holdUnder = 100 * time.Millisecond
+
+// mayBeRefused reports whether PostgreSQL might refuse a result as JSON
+// (jsonb rejects \u0000 and lone surrogates): such a result is written at
+// once, on its own, so that the refusal is the step's own and not that of
+// a later step written with it.
+func mayBeRefused(raw []byte) bool {
+	return bytes.Contains(raw, []byte(`\u0000`)) || bytes.Contains(bytes.ToLower(raw), []byte(`\ud`))
+}
+
+// flushTx writes the held records of pure steps in tx, before a durable
+// record that does not go through record (a gate parking the run, a wait).
+// Returns ErrCancelled when the execution no longer holds the run.
+func (x *execution) flushTx(ctx context.Context, tx pgx.Tx) error {
+	if len(x.pending) == 0 || x.sandbox != nil {
+		return nil
+	}
+	err := store.StepComplete(ctx, tx, x.pending...)
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrCancelled
+	}
+	if err == nil {
+		x.written = len(x.pending)
+	}
+	return err
+}
+
+// flush writes the held records of pure steps on their own, before a
+// failure is recorded, so that the run's timeline shows what ran before
+// it and a retry replays them. A refusal is only logged: the failure's own
+// record decides what happens to the run.
+func (x *execution) flush(ctx context.Context) {
+	if len(x.pending) == 0 || x.sandbox != nil {
+		return
+	}
+	err := store.StepComplete(context.WithoutCancel(ctx), x.engine.pool, x.pending...)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			x.engine.logger.Warn("record pure steps", "run", x.run.ID, "err", err)
+		}
+		return
+	}
+	x.pending = nil
+}
+
+// withTx runs fn in a transaction on the pool and, once it commits, drops
+// the held records that fn wrote (record and flushTx count them).
+func (x *execution) withTx(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	x.written = 0
+	err := store.WithTx(ctx, x.engine.pool, fn)
+	if err == nil {
+		x.pending = x.pending[x.written:]
+	}
+	x.written = 0
 	return err
 }
 
@@ -202,9 +289,10 @@ func (x *execution) recordFailure(ctx context.Context, s *slot, stepErr error, t
 		x.sandbox.fail(x, s, stepErr)
 		return
 	}
+	x.flush(ctx)
 	err := store.StepFail(context.WithoutCancel(ctx), x.engine.pool, store.StepRecord{
 		RunID: x.run.ID, Seq: s.seq, Name: s.name, Kind: s.kind, Error: stepErr.Error(),
-		Attempts: s.attempts, Tokens: tokens, ModelCalls: modelCalls, StartedAt: s.started, Owner: x.owner,
+		Attempts: s.attempts, Tokens: tokens, ModelCalls: modelCalls, StartedAt: s.started, Owner: x.owner, Model: s.model,
 	})
 	if err != nil {
 		x.engine.logger.Error("record failed step", "run", x.run.ID, "step", s.name, "err", err)
@@ -220,20 +308,24 @@ func (x *execution) stepError(s *slot, err error) error {
 	return fmt.Errorf("step %q: %w", s.name, err)
 }
 
-// Step runs fn once per run and records its result as JSON. When the run is
-// replayed (a retry, a crash, a resume after a decision) it returns the
-// recorded result without calling fn. fn must not have effects outside the
-// process; use Effect for those.
+// Step runs fn and records its result as JSON. When the run is replayed (a
+// retry, a crash, a resume after a decision) it returns the recorded result
+// without calling fn. fn must not have effects outside the process; use
+// Effect for those. The record is written with the next durable one (a model
+// call, an effect, a gate, a wait, the run's end; at once if fn took 100 ms
+// or more), so a crash before then runs fn again, and nothing after it.
 //
 // A failed attempt is retried as the step's RetryPolicy (WithRetry) or the
 // workflow's (Options.Retry) says, the run holding no worker in between.
-func Step[T any](ctx context.Context, name string, fn func(ctx context.Context) (T, error), opts ...StepOption) (T, error) {
+func Step[T any](ctx context.Context, name string, fn func(ctx context.Context) (T, error), opts ...StepOption) (_ T, err error) {
 	var zero T
 	x, s, out, done, err := begin[T](ctx, name, vocab.StepKindStep)
 	if done || err != nil {
 		return out, err
 	}
 	x.applyStepOptions(s, opts)
+	ctx, span := x.traceStep(ctx, s) // trace.go
+	defer func() { traceStepped(span, err) }()
 	sctx, cancel := context.WithTimeout(ctx, x.def.Options.StepTimeout)
 	defer cancel()
 	out, err = fn(sctx)
@@ -261,33 +353,34 @@ type EffectContext struct {
 // that deduplicates on it sees one effect. Writes through ec.Tx commit
 // together with the step's record, so effects on our own database happen
 // exactly once.
-func Effect[T any](ctx context.Context, name string, fn func(ctx context.Context, ec EffectContext) (T, error), opts ...StepOption) (T, error) {
+func Effect[T any](ctx context.Context, name string, fn func(ctx context.Context, ec EffectContext) (T, error), opts ...StepOption) (_ T, err error) {
 	var zero T
 	x, s, out, done, err := begin[T](ctx, name, vocab.StepKindEffect)
 	if done || err != nil {
 		return out, err
 	}
 	x.applyStepOptions(s, opts)
+	ctx, span := x.traceStep(ctx, s) // trace.go
+	defer func() { traceStepped(span, err) }()
 	sctx, cancel := context.WithTimeout(ctx, x.def.Options.StepTimeout)
 	defer cancel()
 	if x.sandbox != nil {
 		return sandboxEffect(sctx, x, s, fn)
 	}
-	out, err = store.WithTxV(sctx, x.engine.pool, func(ctx context.Context, tx pgx.Tx) (T, error) {
+	err = x.withTx(sctx, func(ctx context.Context, tx pgx.Tx) error {
 		fresh, err := store.EffectClaim(sctx, tx, s.key, x.run.ID, name)
 		if err != nil {
-			return zero, err
+			return err
 		}
 		if !fresh {
 			// The ledger and the step record commit together, so this means a
 			// concurrent execution of the same run got here first.
-			return zero, fmt.Errorf("effect %s is already recorded", s.key)
+			return fmt.Errorf("effect %s is already recorded", s.key)
 		}
-		out, err := fn(sctx, EffectContext{Key: s.key, Tx: tx})
-		if err != nil {
-			return zero, err
+		if out, err = fn(sctx, EffectContext{Key: s.key, Tx: tx}); err != nil {
+			return err
 		}
-		return out, x.record(sctx, s, out, 0, 0, tx)
+		return x.record(sctx, s, out, 0, 0, tx)
 	})
 	if errors.Is(err, ErrCancelled) {
 		return zero, err
@@ -303,13 +396,15 @@ func Effect[T any](ctx context.Context, name string, fn func(ctx context.Context
 // Generate asks the configured model for a JSON object and decodes it into T.
 // It is a step: a replay returns the recorded answer and pays for no tokens.
 // The run's model-call and token budgets are checked around the call.
-func Generate[T any](ctx context.Context, name string, req ai.Request, options ...StepOption) (T, error) {
+func Generate[T any](ctx context.Context, name string, req ai.Request, options ...StepOption) (_ T, err error) {
 	var zero T
 	x, s, out, done, err := begin[T](ctx, name, vocab.StepKindModel)
 	if done || err != nil {
 		return out, err
 	}
 	x.applyStepOptions(s, options)
+	ctx, span := x.traceStep(ctx, s) // trace.go
+	defer func() { traceStepped(span, err) }()
 	opts := x.def.Options
 	if x.modelCalls >= opts.MaxModelCalls {
 		return zero, fmt.Errorf("%w: the run used its %d model calls before %q", ErrBudgetExceeded, opts.MaxModelCalls, name)
@@ -318,8 +413,12 @@ func Generate[T any](ctx context.Context, name string, req ai.Request, options .
 	defer cancel()
 	resp, err := x.engine.model.Complete(sctx, req)
 	tokens := 0
+	s.model = x.engine.model.Name()
 	if resp != nil {
 		tokens = resp.Usage.TotalTokens
+		if resp.Model != "" {
+			s.model = resp.Model
+		}
 	}
 	x.modelCalls++
 	x.tokens += tokens

@@ -44,7 +44,7 @@ func SleepUntil(ctx context.Context, name string, t time.Time) error {
 
 // sleep parks the run until the wake-up time recorded the first time it got
 // here (wake computes it then, and only then: a replay keeps the first).
-func (x *execution) sleep(ctx context.Context, name string, wake func() time.Time) error {
+func (x *execution) sleep(ctx context.Context, name string, wake func() time.Time) (err error) {
 	s, err := x.next(name, vocab.StepKindSleep)
 	if err != nil {
 		return err
@@ -57,6 +57,8 @@ func (x *execution) sleep(ctx context.Context, name string, wake func() time.Tim
 		out, _ := json.Marshal(sleepRecord{WakeAt: wake().UTC()})
 		return x.sandbox.keep(x, s, out, 0)
 	}
+	ctx, span := x.traceStep(ctx, s) // trace.go
+	defer func() { traceStepped(span, err) }()
 	var at time.Time
 	cause := ""
 	if s.prior != nil && s.prior.Status == vocab.StepWaiting && s.prior.WakeAt != nil {
@@ -65,7 +67,7 @@ func (x *execution) sleep(ctx context.Context, name string, wake func() time.Tim
 		at = wake().UTC()
 	}
 	if !x.engine.now().Before(at) {
-		return store.WithTx(ctx, x.engine.pool, func(ctx context.Context, tx pgx.Tx) error {
+		return x.withTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 			return x.recordWake(ctx, tx, s, sleepRecord{WakeAt: at}, cause, 0)
 		})
 	}
@@ -79,7 +81,7 @@ func (x *execution) sleep(ctx context.Context, name string, wake func() time.Tim
 // job given up, the audit event. Only if the execution still holds the run
 // (ErrCancelled otherwise). It returns ErrSuspended: the function unwinds.
 func (x *execution) parkWait(ctx context.Context, s *slot, status vocab.RunStatus, out []byte, at *time.Time, why audit.Details) error {
-	err := store.WithTx(ctx, x.engine.pool, func(ctx context.Context, tx pgx.Tx) error {
+	err := x.withTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		return x.parkWaitTx(ctx, tx, s, status, out, at, why)
 	})
 	if err != nil {
@@ -90,6 +92,9 @@ func (x *execution) parkWait(ctx context.Context, s *slot, status vocab.RunStatu
 }
 
 func (x *execution) parkWaitTx(ctx context.Context, tx pgx.Tx, s *slot, status vocab.RunStatus, out []byte, at *time.Time, why audit.Details) error {
+	if err := x.flushTx(ctx, tx); err != nil {
+		return err
+	}
 	if err := store.StepPark(ctx, tx, store.StepRecord{RunID: x.run.ID, Seq: s.seq, Name: s.name, Kind: s.kind,
 		Output: out, Attempts: s.attempts, StartedAt: s.started}, at); err != nil {
 		return err

@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -35,10 +36,12 @@ import (
 	"github.com/countersign/countersign/templates"
 )
 
-// Action ids of the buttons.
+// Action ids of the buttons. Reject and request changes open a modal that
+// asks for the reason (OpenReasonModal).
 const (
-	ActionApprove = "approve"
-	ActionReject  = "reject"
+	ActionApprove        = "approve"
+	ActionReject         = "reject"
+	ActionRequestChanges = "request_changes"
 )
 
 // maxItems is how many items a digest shows, each with its buttons; the
@@ -56,6 +59,14 @@ type Client struct {
 	logger *slog.Logger
 	// PublicURL is the console's address, for the inbox link of a digest.
 	PublicURL string
+	// ScheduleUpdateFunc inserts, in tx, the job that updates the copies of
+	// a decided request (jobs.Scheduler.ScheduleChatUpdate); a message posted
+	// just after a decision of a request it shows uses it to catch up. Nil:
+	// no catching up.
+	ScheduleUpdateFunc func(ctx context.Context, tx pgx.Tx, requestID string) error
+
+	homeMu   sync.Mutex
+	homeTeam home // the bot's team, once known
 }
 
 // New returns the Slack client and channel for cfg. httpClient sends the
@@ -110,11 +121,50 @@ func (c *Client) Send(ctx context.Context, m notice.Message) error {
 	}
 	// The message is out: a failure to record it must not post it again,
 	// so it is logged and the message counts as sent (it cannot be updated).
-	if err := store.SlackMessageInsert(context.WithoutCancel(ctx), c.pool, store.SlackMessage{Channel: out.Channel, TS: out.TS,
-		RequestIDs: requests, Blocks: raw, Text: text}); err != nil {
+	posted := store.SlackMessage{Channel: out.Channel, TS: out.TS, RequestIDs: requests, Blocks: raw, Text: text}
+	if err := store.SlackMessageInsert(context.WithoutCancel(ctx), c.pool, posted); err != nil {
 		c.logger.Warn("slack message posted but not recorded; a decision will not update it", "channel", out.Channel, "ts", out.TS, "err", err)
+		return nil
+	}
+	for _, id := range requests {
+		if err := c.catchUp(context.WithoutCancel(ctx), posted, id); err != nil {
+			c.logger.Warn("slack message posted as its request was decided; it may keep its buttons", "channel", out.Channel, "ts", out.TS,
+				"request", id, "err", err)
+		}
 	}
 	return nil
+}
+
+// catchUp has a copy just recorded show the decision of request id if one
+// was made while the copy was built and posted: that decision's transaction
+// did not see the copy (notice.Outbox.Decided found nothing to update). The
+// read waits for a decision being committed, so that every decision is seen
+// either there or here. One transaction per request: it holds one request's
+// lock at a time, so it cannot deadlock with a batch deciding several.
+func (c *Client) catchUp(ctx context.Context, m store.SlackMessage, id string) error {
+	if c.ScheduleUpdateFunc == nil {
+		return nil
+	}
+	return store.WithTx(ctx, c.pool, func(ctx context.Context, tx pgx.Tx) error {
+		decided, err := store.SlackDecidedAmong(ctx, tx, []string{id})
+		if err != nil {
+			return err
+		}
+		for _, d := range decided {
+			outcome := notice.Decided{RequestID: d.RequestID, Verdict: d.Verdict, Actor: d.Actor, Channel: d.Channel, At: d.At,
+				Expired: strings.HasPrefix(d.Actor, "policy:") && d.Deadline != nil && !d.At.Before(*d.Deadline)}.Outcome()
+			added, err := store.SlackUpdateInsert(ctx, tx, d.RequestID, m, outcome)
+			if err != nil {
+				return err
+			}
+			if added {
+				if err := c.ScheduleUpdateFunc(ctx, tx, d.RequestID); err != nil {
+					return fmt.Errorf("schedule chat update of request %s: %w", d.RequestID, err)
+				}
+			}
+		}
+		return nil
+	})
 }
 
 // APIError is an answer of the Web API with ok false.
@@ -196,6 +246,12 @@ func (c *Client) postWebhook(ctx context.Context, text string, blocks []Block) e
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
+		// The webhook's URL is its secret: *url.Error would name it in an
+		// error that is logged, stored and shown in the console.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
 		return fmt.Errorf("slack webhook: %w", err)
 	}
 	defer resp.Body.Close()
@@ -221,21 +277,54 @@ func (c *Client) LookupByEmail(ctx context.Context, email string) (string, error
 }
 
 // ErrUnverified is returned for a Slack user whose address cannot be
-// trusted to name a Countersign user: none, unconfirmed, a bot, deleted.
+// trusted to name a Countersign user: none, unconfirmed, a bot, deleted, or
+// a member of another organization (Slack Connect).
 var ErrUnverified = errors.New("slack user has no verified email address")
+
+// home is the bot's own Slack team and, on Enterprise Grid, organization.
+type home struct {
+	Team       string `json:"team_id"`
+	Enterprise string `json:"enterprise_id"`
+}
+
+// home returns the team the bot token belongs to (auth.test), asked once.
+func (c *Client) home(ctx context.Context) (home, error) {
+	c.homeMu.Lock()
+	defer c.homeMu.Unlock()
+	if c.homeTeam != (home{}) {
+		return c.homeTeam, nil
+	}
+	var h home
+	if err := c.apiForm(ctx, "auth.test", url.Values{}, &h); err != nil {
+		return h, err
+	}
+	if h == (home{}) {
+		// An org-wide install on Enterprise Grid may name only its organization.
+		return h, errors.New("slack auth.test: no team_id nor enterprise_id")
+	}
+	c.homeTeam = h
+	return h, nil
+}
 
 // VerifiedEmail returns the confirmed address of Slack user id (users.info;
 // needs users:read and users:read.email). Returns an error wrapping
-// ErrUnverified when there is none to trust.
+// ErrUnverified when there is none to trust. The user must belong to the
+// bot's own team (or its Enterprise Grid organization): a member of another
+// organization, met in a Slack Connect channel, has an address that their
+// own organization vouches for (its SSO can assert any), not this one.
 func (c *Client) VerifiedEmail(ctx context.Context, id string) (string, error) {
 	var out struct {
 		User struct {
-			Deleted          bool `json:"deleted"`
-			IsBot            bool `json:"is_bot"`
-			IsEmailConfirmed bool `json:"is_email_confirmed"`
+			TeamID           string `json:"team_id"`
+			Deleted          bool   `json:"deleted"`
+			IsBot            bool   `json:"is_bot"`
+			IsEmailConfirmed bool   `json:"is_email_confirmed"`
 			Profile          struct {
 				Email string `json:"email"`
 			} `json:"profile"`
+			EnterpriseUser *struct {
+				EnterpriseID string `json:"enterprise_id"`
+			} `json:"enterprise_user"`
 		} `json:"user"`
 	}
 	if err := c.apiForm(ctx, "users.info", url.Values{"user": {id}}, &out); err != nil {
@@ -245,50 +334,44 @@ func (c *Client) VerifiedEmail(ctx context.Context, id string) (string, error) {
 	if u.Deleted || u.IsBot || !u.IsEmailConfirmed || u.Profile.Email == "" {
 		return "", fmt.Errorf("%w: %s", ErrUnverified, id)
 	}
-	return strings.ToLower(u.Profile.Email), nil
+	h, err := c.home(ctx)
+	if err != nil {
+		return "", err
+	}
+	sameOrg := h.Enterprise != "" && u.EnterpriseUser != nil && u.EnterpriseUser.EnterpriseID == h.Enterprise
+	if (h.Team == "" || u.TeamID != h.Team) && !sameOrg {
+		return "", fmt.Errorf("%w: %s belongs to another Slack team (%s)", ErrUnverified, id, u.TeamID)
+	}
+	return u.Profile.Email, nil
+}
+
+// SameAddress reports whether a and b are the same mail address, up to the
+// case of ASCII letters only. Unicode case mapping (Go's strings.ToLower,
+// PostgreSQL's lower(), strings.EqualFold) makes "rev\u0130ewer" or a Kelvin
+// sign "\u212A" equal to ASCII letters, so that a Slack account confirmed at
+// another mailbox would act as the Countersign user of that ASCII address.
+func SameAddress(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // Ephemeral shows text to user only, in channel (chat.postEphemeral).
 func (c *Client) Ephemeral(ctx context.Context, channel, user, text string) error {
 	return c.API(ctx, "chat.postEphemeral", map[string]any{"channel": channel, "user": user, "text": text}, nil)
-}
-
-// ShowDecided updates every recorded message showing request id: its
-// buttons are replaced by outcome (e.g. "Approved by a@b.c"). Each message's
-// row stays locked while it is updated, so that two decisions shown in one
-// digest do not undo each other. It returns the first error after trying
-// every copy.
-func (c *Client) ShowDecided(ctx context.Context, requestID, outcome string) error {
-	if c.cfg.BotToken == "" {
-		return nil
-	}
-	return store.WithTx(ctx, c.pool, func(ctx context.Context, tx pgx.Tx) error {
-		msgs, err := store.SlackMessagesForRequest(ctx, tx, requestID)
-		if err != nil {
-			return err
-		}
-		var first error
-		for _, m := range msgs {
-			var blocks []Block
-			if err := json.Unmarshal(m.Blocks, &blocks); err != nil {
-				return fmt.Errorf("slack message %s/%s: %w", m.Channel, m.TS, err)
-			}
-			blocks = markDecided(blocks, requestID, outcome)
-			if err := c.API(ctx, "chat.update", map[string]any{"channel": m.Channel, "ts": m.TS, "text": m.Text, "blocks": blocks}, nil); err != nil {
-				first = errors.Join(first, err)
-				continue
-			}
-			raw, err := json.Marshal(blocks)
-			if err != nil {
-				return fmt.Errorf("slack blocks: %w", err)
-			}
-			m.Blocks = raw
-			if err := store.SlackMessageSetBlocks(ctx, tx, *m); err != nil {
-				return err
-			}
-		}
-		return first
-	})
 }
 
 // Block is a Block Kit block (only the fields used here).
@@ -358,7 +441,8 @@ func Blocks(m notice.Message, interactive bool, publicURL string) ([]Block, []st
 			v := ButtonValue(it.RequestID, it.PayloadHash)
 			elems = append(elems,
 				Element{Type: "button", Text: plainText("Approve"), ActionID: ActionApprove, Value: v, Style: "primary"},
-				Element{Type: "button", Text: plainText("Reject"), ActionID: ActionReject, Value: v, Style: "danger"})
+				Element{Type: "button", Text: plainText("Reject"), ActionID: ActionReject, Value: v, Style: "danger"},
+				Element{Type: "button", Text: plainText("Request changes"), ActionID: ActionRequestChanges, Value: v})
 			requests = append(requests, it.RequestID)
 		}
 		if len(elems) > 0 {
@@ -390,7 +474,7 @@ func itemText(it notice.Item) string {
 	fmt.Fprintf(&b, "*%s*", Escape(it.Title))
 	line := func(label, v string, n int) {
 		if v != "" {
-			fmt.Fprintf(&b, "\n*%s:* %s", label, Escape(clip(v, n)))
+			fmt.Fprintf(&b, "\n*%s:* %s", label, shown(v, n))
 		}
 	}
 	action := it.ActionKind
@@ -435,6 +519,16 @@ func Escape(s string) string {
 	}
 	r := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 	return r.Replace(b.String())
+}
+
+// shown is v escaped for mrkdwn, clipped to n characters before and to 2n
+// after: each invisible character becomes an eight-character token and each
+// < an entity, so model text made of them would otherwise grow the block
+// past Slack's 3000 characters, and Slack would refuse the whole message or
+// modal (a notice never delivered, a reason never asked). A cut token or
+// entity stays visible text.
+func shown(v string, n int) string {
+	return clip(Escape(clip(v, n)), 2*n)
 }
 
 func clip(s string, n int) string {

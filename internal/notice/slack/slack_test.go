@@ -1,14 +1,21 @@
 package slack_test
 
 import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/countersign/countersign/internal/config"
 	"github.com/countersign/countersign/internal/notice"
 	"github.com/countersign/countersign/internal/notice/slack"
+	"github.com/countersign/countersign/vocab"
 )
 
 // Slack's published example (api.slack.com, "Verifying requests from Slack").
@@ -84,11 +91,13 @@ func TestBlocks(t *testing.T) {
 		for _, want := range []string{"*Risk:* high", "*Rule:* big-refund", "*Deadline:* 2026-11-22 10:00 UTC", "&lt;!here&gt;", "on &lt;@U1&gt;"} {
 			require.Contains(t, text, want)
 		}
-		require.Len(t, actions, 3)
+		require.Len(t, actions, 4)
 		require.Equal(t, "https://cs.example.com/requests/r1", actions[0].URL)
 		require.Equal(t, slack.ActionApprove, actions[1].ActionID)
 		require.Equal(t, "r1|h1", actions[1].Value)
 		require.Equal(t, slack.ActionReject, actions[2].ActionID)
+		require.Equal(t, slack.ActionRequestChanges, actions[3].ActionID, "every verdict that needs a reason has its button")
+		require.Equal(t, "r1|h1", actions[3].Value)
 	})
 	t.Run("NoButtonsWithoutInteractivity", func(t *testing.T) {
 		blocks, reqs := slack.Blocks(notice.Message{Items: []notice.Item{it}}, false, "https://cs.example.com")
@@ -124,5 +133,156 @@ func TestButtonValue(t *testing.T) {
 	for _, v := range []string{"", "r", "|h", "r|", strings.Repeat("x", 400) + "|h"} {
 		_, _, ok := slack.ParseButtonValue(v)
 		require.False(t, ok, v)
+	}
+}
+
+// TestReasonModal: the modal carries the request, the hash the button
+// carried and the verdict in its private metadata, escapes the action it
+// shows, and bounds the reason; anything else in the metadata is refused.
+func TestReasonModal(t *testing.T) {
+	st := slack.ModalState{RequestID: "r1", PayloadHash: "h1", Verdict: vocab.VerdictReject}
+	view := slack.ReasonModal(st, "email.send: hi <!channel>")
+	raw, err := json.Marshal(view)
+	require.NoError(t, err)
+	shown := view["blocks"].([]any)[0].(slack.Block).Text.Text
+	require.Equal(t, "email.send: hi &lt;!channel&gt;", shown, "model text cannot mention anyone")
+	require.Contains(t, string(raw), `"max_length":3000`)
+	back, ok := slack.ParseModalState(view["private_metadata"].(string))
+	require.True(t, ok)
+	require.Equal(t, st, back)
+
+	t.Run("StateRefused", func(t *testing.T) {
+		for _, meta := range []string{"", "{}", `{"r":"r1","h":"h1","v":"approve"}`, `{"r":"r1","v":"reject"}`, "not json"} {
+			_, ok := slack.ParseModalState(meta)
+			require.False(t, ok, meta)
+		}
+	})
+	t.Run("Reason", func(t *testing.T) {
+		got, problem := slack.CheckReason(vocab.VerdictReject, "  too risky \n")
+		require.Empty(t, problem)
+		require.Equal(t, "too risky", got)
+		_, problem = slack.CheckReason(vocab.VerdictReject, "   ")
+		require.Contains(t, problem, "needs a reason")
+		_, problem = slack.CheckReason(vocab.VerdictRequestChanges, "")
+		require.Contains(t, problem, "what should change")
+		_, problem = slack.CheckReason(vocab.VerdictReject, strings.Repeat("é", slack.MaxReason+1))
+		require.Contains(t, problem, "3000")
+		_, problem = slack.CheckReason(vocab.VerdictReject, strings.Repeat("é", slack.MaxReason))
+		require.Empty(t, problem)
+	})
+}
+
+// TestSameAddress: addresses match up to ASCII case, and no Unicode letter
+// stands for an ASCII one.
+func TestSameAddress(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		a, b string
+		same bool
+	}{
+		{"reviewer@example.com", "reviewer@example.com", true},
+		{"Reviewer@Example.COM", "reviewer@example.com", true},
+		{"rev\u0130ewer@example.com", "reviewer@example.com", false}, // İ lower-cases to i
+		{"reviewer@example.\u212Aom", "reviewer@example.kom", false}, // Kelvin sign lower-cases to k
+		{"reviewer@example.com ", "reviewer@example.com", false},
+		{"r\u00e9viewer@example.com", "R\u00c9viewer@example.com", false}, // only ASCII folds
+		{"r\u00e9viewer@example.com", "r\u00e9viewer@example.com", true},
+	} {
+		require.Equal(t, c.same, slack.SameAddress(c.a, c.b), "%q %q", c.a, c.b)
+	}
+}
+
+// TestWebhookErrorHidesURL: an incoming webhook's URL is its secret (anyone
+// holding it posts to the channel); a failed send's error, which is logged,
+// stored as the message's last error and shown in the console, must not
+// carry it.
+func TestWebhookErrorHidesURL(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close()) // nothing listens there now: the connection is refused
+	const secret = "T0SECRET/B0SECRET/XoXoSeCrEtPaRt"
+	c := slack.New(config.Slack{WebhookURL: "http://" + addr + "/services/" + secret}, &http.Client{Timeout: 5 * time.Second}, nil, "", nil)
+	err = c.Send(context.Background(), notice.Message{Items: []notice.Item{{Kind: notice.RequestWaiting, Title: "A request waits"}}})
+	require.Error(t, err)
+	require.ErrorContains(t, err, "slack webhook")
+	require.NotContains(t, err.Error(), "SECRET")
+	require.NotContains(t, err.Error(), "SeCrEt")
+}
+
+// TestVerifiedEmailTeam: a Slack user's confirmed address is trusted only
+// for a member of the bot's own team, or of its Enterprise Grid
+// organization; a Slack Connect member of another organization is refused.
+func TestVerifiedEmailTeam(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		auth, user map[string]any // auth.test's answer, users.info's user (besides its address)
+		ok         bool
+	}{
+		"SameTeam":       {auth: map[string]any{"team_id": "T1"}, user: map[string]any{"team_id": "T1"}, ok: true},
+		"OtherTeam":      {auth: map[string]any{"team_id": "T1"}, user: map[string]any{"team_id": "T2"}},
+		"SameGridOrg":    {auth: map[string]any{"team_id": "T1", "enterprise_id": "E1"}, user: map[string]any{"team_id": "T2", "enterprise_user": map[string]any{"enterprise_id": "E1"}}, ok: true},
+		"OtherGridOrg":   {auth: map[string]any{"team_id": "T1", "enterprise_id": "E1"}, user: map[string]any{"team_id": "T2", "enterprise_user": map[string]any{"enterprise_id": "E2"}}},
+		"OrgWideInstall": {auth: map[string]any{"enterprise_id": "E1"}, user: map[string]any{"team_id": "T2", "enterprise_user": map[string]any{"enterprise_id": "E1"}}, ok: true},
+		"NoTeamAnswered": {auth: map[string]any{}, user: map[string]any{"team_id": ""}},
+		"NoGridForTeam":  {auth: map[string]any{"team_id": "T1"}, user: map[string]any{"team_id": "T2", "enterprise_user": map[string]any{"enterprise_id": ""}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				answer := map[string]any{"ok": true}
+				switch r.URL.Path {
+				case "/api/auth.test":
+					for k, v := range tc.auth {
+						answer[k] = v
+					}
+				case "/api/users.info":
+					u := map[string]any{"id": "U1", "is_email_confirmed": true, "profile": map[string]any{"email": "a@example.com"}}
+					for k, v := range tc.user {
+						u[k] = v
+					}
+					answer["user"] = u
+				}
+				_ = json.NewEncoder(w).Encode(answer)
+			}))
+			t.Cleanup(srv.Close)
+			c := slack.New(config.Slack{BotToken: "xoxb-test", APIURL: srv.URL + "/api"}, srv.Client(), nil, "", nil)
+			email, err := c.VerifiedEmail(context.Background(), "U1")
+			if !tc.ok {
+				require.Error(t, err)
+				require.Empty(t, email)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, "a@example.com", email)
+		})
+	}
+}
+
+// TestTextWithinSlackLimits: model text made of invisible characters or
+// angle brackets, each escaped into several characters, still fits Slack's
+// 3000 characters per text block, so that Slack does not refuse the message
+// or the reason modal.
+func TestTextWithinSlackLimits(t *testing.T) {
+	t.Parallel()
+	for _, fill := range []string{"\u200B", "<", "\u202E"} {
+		long := strings.Repeat(fill, 5000)
+		view := slack.ReasonModal(slack.ModalState{RequestID: "r1", PayloadHash: "h1", Verdict: vocab.VerdictReject}, long)
+		text := view["blocks"].([]any)[0].(slack.Block).Text.Text
+		require.LessOrEqual(t, len([]rune(text)), 3000, "modal, %q", fill)
+		require.NotContains(t, text, fill, "still escaped")
+
+		it := notice.Item{Kind: notice.RequestWaiting, Title: "A request waits for you", ActionKind: long, Target: long, Summary: long,
+			Risk: long, Rule: long, Detail: long, RequestID: "r1", PayloadHash: "h1", Pending: true}
+		blocks, _ := slack.Blocks(notice.Message{Items: []notice.Item{it}}, true, "https://cs.example.com")
+		for _, b := range blocks {
+			if b.Text != nil {
+				require.LessOrEqual(t, len([]rune(b.Text.Text)), 3000, "message, %q", fill)
+				if b.Text.Verbatim {
+					require.NotContains(t, b.Text.Text, fill, "still escaped")
+				}
+			}
+		}
 	}
 }

@@ -8,6 +8,10 @@ SELECT seq::bigint AS seq, hash FROM audit_events WHERE seq IS NOT NULL ORDER BY
 -- name: AuditChainLock :exec
 SELECT pg_advisory_xact_lock(7243100);
 
+-- name: AuditChainTryLock :one
+-- The chainers' lock if no one holds it, without waiting.
+SELECT pg_try_advisory_xact_lock(7243100)::boolean AS locked;
+
 -- name: AuditSetChain :exec
 -- One statement chains the whole batch.
 UPDATE audit_events a SET seq = c.seq, prev_hash = c.prev, hash = c.hash

@@ -48,6 +48,18 @@ func (q *Queries) AuditChainLock(ctx context.Context, db DBTX) error {
 	return err
 }
 
+const auditChainTryLock = `-- name: AuditChainTryLock :one
+SELECT pg_try_advisory_xact_lock(7243100)::boolean AS locked
+`
+
+// The chainers' lock if no one holds it, without waiting.
+func (q *Queries) AuditChainTryLock(ctx context.Context, db DBTX) (bool, error) {
+	row := db.QueryRow(ctx, auditChainTryLock)
+	var locked bool
+	err := row.Scan(&locked)
+	return locked, err
+}
+
 const auditEventSeq = `-- name: AuditEventSeq :many
 SELECT id, seq FROM audit_events
 WHERE run_id = $1 AND subject_type = $2 AND subject_id = $3 AND kind = ANY($4::text[])

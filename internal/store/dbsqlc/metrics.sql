@@ -65,10 +65,15 @@ SELECT a.run_id, a.seq, a.attempt, a.error, a.started_at, a.finished_at
 FROM workflow_step_attempts a WHERE a.run_id = ANY(@ids::uuid[]);
 
 -- name: MetricWaiting :many
--- Waiting requests by tier and the creation of the oldest: the partial index
--- approval_requests_waiting, read without the table.
-SELECT tier, count(*) AS waiting, min(created_at)::timestamptz AS oldest
-FROM approval_requests WHERE status = 'pending' GROUP BY tier;
+-- Waiting requests of each tier, counted up to a cap, and the age of the
+-- oldest (0 when none): the partial index approval_requests_waiting, read without the
+-- table, at most cap entries and one more per tier.
+SELECT t.tier::text AS tier,
+    (SELECT count(*) FROM (SELECT 1 FROM approval_requests r
+        WHERE r.status = 'pending' AND r.tier = t.tier LIMIT sqlc.arg(cap)::bigint) c)::bigint AS waiting,
+    coalesce(extract(epoch FROM now() - (SELECT min(r.created_at) FROM approval_requests r
+        WHERE r.status = 'pending' AND r.tier = t.tier)), 0)::float8 AS oldest_seconds
+FROM unnest(sqlc.arg(tiers)::text[]) AS t(tier);
 
 -- name: MetricBacklog :one
 -- What the roller has still to fold: finished runs queued, and chained

@@ -430,20 +430,30 @@ func (q *Queries) MetricTotals(ctx context.Context, db DBTX) ([]*MetricTotal, er
 }
 
 const metricWaiting = `-- name: MetricWaiting :many
-SELECT tier, count(*) AS waiting, min(created_at)::timestamptz AS oldest
-FROM approval_requests WHERE status = 'pending' GROUP BY tier
+SELECT t.tier::text AS tier,
+    (SELECT count(*) FROM (SELECT 1 FROM approval_requests r
+        WHERE r.status = 'pending' AND r.tier = t.tier LIMIT $1::bigint) c)::bigint AS waiting,
+    coalesce(extract(epoch FROM now() - (SELECT min(r.created_at) FROM approval_requests r
+        WHERE r.status = 'pending' AND r.tier = t.tier)), 0)::float8 AS oldest_seconds
+FROM unnest($2::text[]) AS t(tier)
 `
 
-type MetricWaitingRow struct {
-	Tier    string    `db:"tier"`
-	Waiting int64     `db:"waiting"`
-	Oldest  time.Time `db:"oldest"`
+type MetricWaitingParams struct {
+	Cap   int64    `db:"cap"`
+	Tiers []string `db:"tiers"`
 }
 
-// Waiting requests by tier and the creation of the oldest: the partial index
-// approval_requests_waiting, read without the table.
-func (q *Queries) MetricWaiting(ctx context.Context, db DBTX) ([]*MetricWaitingRow, error) {
-	rows, err := db.Query(ctx, metricWaiting)
+type MetricWaitingRow struct {
+	Tier          string  `db:"tier"`
+	Waiting       int64   `db:"waiting"`
+	OldestSeconds float64 `db:"oldest_seconds"`
+}
+
+// Waiting requests of each tier, counted up to a cap, and the age of the
+// oldest (0 when none): the partial index approval_requests_waiting, read without the
+// table, at most cap entries and one more per tier.
+func (q *Queries) MetricWaiting(ctx context.Context, db DBTX, arg MetricWaitingParams) ([]*MetricWaitingRow, error) {
+	rows, err := db.Query(ctx, metricWaiting, arg.Cap, arg.Tiers)
 	if err != nil {
 		return nil, err
 	}
@@ -451,7 +461,7 @@ func (q *Queries) MetricWaiting(ctx context.Context, db DBTX) ([]*MetricWaitingR
 	var items []*MetricWaitingRow
 	for rows.Next() {
 		var i MetricWaitingRow
-		if err := rows.Scan(&i.Tier, &i.Waiting, &i.Oldest); err != nil {
+		if err := rows.Scan(&i.Tier, &i.Waiting, &i.OldestSeconds); err != nil {
 			return nil, err
 		}
 		items = append(items, &i)

@@ -284,6 +284,24 @@ type Policy struct {
 	ActivatedAt *time.Time `db:"activated_at"`
 }
 
+type PolicyGrant struct {
+	ID            int64           `db:"id"`
+	Rule          string          `db:"rule"`
+	ActionKind    string          `db:"action_kind"`
+	Tier          string          `db:"tier"`
+	Condition     string          `db:"condition"`
+	Ranges        json.RawMessage `db:"ranges"`
+	PolicyVersion int             `db:"policy_version"`
+	Decided       int             `db:"decided"`
+	Approved      int             `db:"approved"`
+	WindowStart   time.Time       `db:"window_start"`
+	CreatedBy     string          `db:"created_by"`
+	CreatedAt     time.Time       `db:"created_at"`
+	ExpiresAt     time.Time       `db:"expires_at"`
+	RevokedBy     *string         `db:"revoked_by"`
+	RevokedAt     *time.Time      `db:"revoked_at"`
+}
+
 type ReceiptKey struct {
 	KeyID      string     `db:"key_id"`
 	Algorithm  string     `db:"algorithm"`
@@ -310,6 +328,15 @@ type RunEvent struct {
 	ReceivedAt     time.Time       `db:"received_at"`
 	ConsumedSeq    *int            `db:"consumed_seq"`
 	ConsumedAt     *time.Time      `db:"consumed_at"`
+}
+
+type RunUnusable struct {
+	RunID     string    `db:"run_id"`
+	Workflow  string    `db:"workflow"`
+	Category  string    `db:"category"`
+	Reason    string    `db:"reason"`
+	FlaggedBy string    `db:"flagged_by"`
+	CreatedAt time.Time `db:"created_at"`
 }
 
 type SavedFilter struct {
@@ -340,6 +367,18 @@ type SlackMessage struct {
 	Blocks     json.RawMessage `db:"blocks"`
 	Text       string          `db:"text"`
 	CreatedAt  time.Time       `db:"created_at"`
+}
+
+type SlackUpdate struct {
+	ID        int64      `db:"id"`
+	RequestID string     `db:"request_id"`
+	Channel   string     `db:"channel"`
+	Ts        string     `db:"ts"`
+	Outcome   string     `db:"outcome"`
+	Attempts  int        `db:"attempts"`
+	LastError string     `db:"last_error"`
+	CreatedAt time.Time  `db:"created_at"`
+	DoneAt    *time.Time `db:"done_at"`
 }
 
 type User struct {
@@ -388,6 +427,7 @@ type WorkflowRun struct {
 	Recoveries        int             `db:"recoveries"`
 	CompensationCause *string         `db:"compensation_cause"`
 	Version           int             `db:"version"`
+	TraceParent       *string         `db:"trace_parent"`
 }
 
 type WorkflowStep struct {

@@ -18,3 +18,13 @@ func (q *Queries) Notify(ctx context.Context, db DBTX, payload string) error {
 	_, err := db.Exec(ctx, notify, payload)
 	return err
 }
+
+const notifyMany = `-- name: NotifyMany :exec
+SELECT pg_notify('countersign', p) FROM unnest($1::text[]) AS p
+`
+
+// Several messages in one statement and one commit (notify.Coalescer).
+func (q *Queries) NotifyMany(ctx context.Context, db DBTX, payloads []string) error {
+	_, err := db.Exec(ctx, notifyMany, payloads)
+	return err
+}

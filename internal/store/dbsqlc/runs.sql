@@ -1,6 +1,6 @@
 -- name: RunInsert :one
-INSERT INTO workflow_runs (workflow, version, business_key, input, started_by)
-VALUES (@workflow, @version, @business_key, @input, @started_by)
+INSERT INTO workflow_runs (workflow, version, business_key, input, started_by, trace_parent)
+VALUES (@workflow, @version, @business_key, @input, @started_by, NULLIF(@trace_parent::text, ''))
 ON CONFLICT (workflow, business_key) DO NOTHING
 RETURNING *;
 
@@ -20,6 +20,23 @@ WHERE id = @id AND resume_seq = @resume_seq AND status = ANY(@from_statuses::tex
     AND (status <> 'running' OR lease_owner IS NULL OR lease_until < now())
 RETURNING *;
 
+-- name: RunClaimHistory :one
+-- RunClaim, returning with the run its recorded steps (StepList's rows as
+-- a JSON array, without the output of a step that has none, so that it
+-- reads as absent rather than as JSON null): an execution's start is one
+-- round trip.
+WITH claimed AS (
+    UPDATE workflow_runs SET status = 'running', attempt = failures + 1, updated_at = now(),
+        lease_owner = @owner, lease_until = now() + interval '1 microsecond' * @lease_micros::bigint
+    WHERE id = @id AND resume_seq = @resume_seq AND status = ANY(@from_statuses::text[])
+        AND (status <> 'running' OR lease_owner IS NULL OR lease_until < now())
+    RETURNING *
+)
+SELECT sqlc.embed(workflow_runs),
+    coalesce((SELECT jsonb_agg(to_jsonb(s) - CASE WHEN s.output IS NULL THEN 'output' ELSE '' END ORDER BY s.seq)
+        FROM workflow_steps s WHERE s.run_id = workflow_runs.id), '[]')::jsonb AS steps
+FROM claimed AS workflow_runs;
+
 -- name: RunLeaseRenew :execrows
 UPDATE workflow_runs SET lease_until = now() + interval '1 microsecond' * @lease_micros::bigint
 WHERE id = @id AND lease_owner = @owner AND status = 'running';
@@ -35,10 +52,26 @@ UPDATE workflow_runs SET status = @status::text, updated_at = now(),
     finished_at = CASE WHEN @status::text IN ('failed', 'completed', 'rejected', 'cancelled') THEN now() END
 WHERE id = @id AND status = ANY(@from_statuses::text[]);
 
--- name: RunComplete :execrows
+-- name: RunComplete :one
+-- The run's last pure steps, held in memory until now, are stored in the
+-- same statement (none: an empty array): a run's completion is one round trip.
+WITH run AS (
 UPDATE workflow_runs SET status = 'completed', output = @output, error_code = NULL, error_message = NULL,
-    updated_at = now(), finished_at = now(), lease_owner = NULL, lease_until = NULL
-WHERE id = @id AND status = ANY(@from_statuses::text[]) AND lease_owner = @owner;
+    updated_at = now(), finished_at = now(), lease_owner = NULL, lease_until = NULL,
+    current_step = coalesce(sqlc.narg('current_step')::text, current_step),
+    steps_used = GREATEST(workflow_runs.steps_used, @steps_used::int)
+WHERE id = @id AND status = ANY(@from_statuses::text[]) AND lease_owner = @owner
+RETURNING id
+), steps AS (
+    INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, tokens, attempts, started_at, finished_at)
+    SELECT run.id, s.seq, s.name, s.kind, 'completed', s.output, s.tokens, s.attempts, s.started_at, s.finished_at
+    FROM run, jsonb_to_recordset(@steps::jsonb) AS s(seq int, name text, kind text, output jsonb, tokens int,
+        attempts int, started_at timestamptz, finished_at timestamptz)
+    ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+        status = 'completed', output = EXCLUDED.output, error = NULL, tokens = EXCLUDED.tokens,
+        attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at
+)
+SELECT count(*) FROM run;
 
 -- name: RunFail :execrows
 -- With status 'failed' the run ends; with 'retrying' it counts a failure and
@@ -68,6 +101,9 @@ SELECT * FROM workflow_runs
 WHERE (@status::text = '' OR status = @status::text)
     AND (@workflow::text = '' OR workflow = @workflow::text)
     AND (@key_prefix_pattern::text = '' OR business_key LIKE @key_prefix_pattern::text || '%')
+    -- Runs under way are listed by status through workflow_runs_open, whose
+    -- predicate this states (ended runs: workflow_runs_status).
+    AND (@status::text = '' OR @status::text = ANY(@final_statuses::text[]) OR finished_at IS NULL)
     -- Without a cursor the keyset starts past every row; written without OR
     -- so that a generic plan still seeks the index to the cursor.
     AND (created_at, id) < (coalesce(sqlc.narg('after_time')::timestamptz, 'infinity'::timestamptz),
@@ -116,8 +152,9 @@ RETURNING resume_seq;
 -- name: RunCompensateStart :one
 -- The run leaves its workflow function for its undos: queued under a new
 -- resume sequence (fencing off any execution of the function), with the
--- cause. An owner, when given, must still hold the run.
-UPDATE workflow_runs SET status = 'queued', compensation_cause = @cause::text,
+-- cause. An owner, when given, must still hold the run. The run has not
+-- finished until its undos are done (RunCompensateEnd).
+UPDATE workflow_runs SET status = 'queued', compensation_cause = @cause::text, finished_at = NULL,
     error_code = coalesce(sqlc.narg('error_code')::text, error_code),
     error_message = coalesce(sqlc.narg('error_message')::text, error_message),
     resume_seq = resume_seq + 1, updated_at = now(), lease_owner = NULL, lease_until = NULL

@@ -16,7 +16,7 @@ UPDATE workflow_runs SET status = 'running', attempt = failures + 1, updated_at 
     lease_owner = $1, lease_until = now() + interval '1 microsecond' * $2::bigint
 WHERE id = $3 AND resume_seq = $4 AND status = ANY($5::text[])
     AND (status <> 'running' OR lease_owner IS NULL OR lease_until < now())
-RETURNING id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version
+RETURNING id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version, trace_parent
 `
 
 type RunClaimParams struct {
@@ -61,6 +61,78 @@ func (q *Queries) RunClaim(ctx context.Context, db DBTX, arg RunClaimParams) (*W
 		&i.Recoveries,
 		&i.CompensationCause,
 		&i.Version,
+		&i.TraceParent,
+	)
+	return &i, err
+}
+
+const runClaimHistory = `-- name: RunClaimHistory :one
+WITH claimed AS (
+    UPDATE workflow_runs SET status = 'running', attempt = failures + 1, updated_at = now(),
+        lease_owner = $1, lease_until = now() + interval '1 microsecond' * $2::bigint
+    WHERE id = $3 AND resume_seq = $4 AND status = ANY($5::text[])
+        AND (status <> 'running' OR lease_owner IS NULL OR lease_until < now())
+    RETURNING id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version, trace_parent
+)
+SELECT workflow_runs.id, workflow_runs.workflow, workflow_runs.business_key, workflow_runs.status, workflow_runs.input, workflow_runs.output, workflow_runs.error_code, workflow_runs.error_message, workflow_runs.attempt, workflow_runs.current_step, workflow_runs.resume_seq, workflow_runs.steps_used, workflow_runs.model_calls, workflow_runs.tokens_used, workflow_runs.started_by, workflow_runs.created_at, workflow_runs.updated_at, workflow_runs.finished_at, workflow_runs.lease_until, workflow_runs.lease_owner, workflow_runs.failures, workflow_runs.recoveries, workflow_runs.compensation_cause, workflow_runs.version, workflow_runs.trace_parent,
+    coalesce((SELECT jsonb_agg(to_jsonb(s) - CASE WHEN s.output IS NULL THEN 'output' ELSE '' END ORDER BY s.seq)
+        FROM workflow_steps s WHERE s.run_id = workflow_runs.id), '[]')::jsonb AS steps
+FROM claimed AS workflow_runs
+`
+
+type RunClaimHistoryParams struct {
+	Owner        *string  `db:"owner"`
+	LeaseMicros  int64    `db:"lease_micros"`
+	ID           string   `db:"id"`
+	ResumeSeq    int      `db:"resume_seq"`
+	FromStatuses []string `db:"from_statuses"`
+}
+
+type RunClaimHistoryRow struct {
+	WorkflowRun WorkflowRun     `db:"workflow_run"`
+	Steps       json.RawMessage `db:"steps"`
+}
+
+// RunClaim, returning with the run its recorded steps (StepList's rows as
+// a JSON array, without the output of a step that has none, so that it
+// reads as absent rather than as JSON null): an execution's start is one
+// round trip.
+func (q *Queries) RunClaimHistory(ctx context.Context, db DBTX, arg RunClaimHistoryParams) (*RunClaimHistoryRow, error) {
+	row := db.QueryRow(ctx, runClaimHistory,
+		arg.Owner,
+		arg.LeaseMicros,
+		arg.ID,
+		arg.ResumeSeq,
+		arg.FromStatuses,
+	)
+	var i RunClaimHistoryRow
+	err := row.Scan(
+		&i.WorkflowRun.ID,
+		&i.WorkflowRun.Workflow,
+		&i.WorkflowRun.BusinessKey,
+		&i.WorkflowRun.Status,
+		&i.WorkflowRun.Input,
+		&i.WorkflowRun.Output,
+		&i.WorkflowRun.ErrorCode,
+		&i.WorkflowRun.ErrorMessage,
+		&i.WorkflowRun.Attempt,
+		&i.WorkflowRun.CurrentStep,
+		&i.WorkflowRun.ResumeSeq,
+		&i.WorkflowRun.StepsUsed,
+		&i.WorkflowRun.ModelCalls,
+		&i.WorkflowRun.TokensUsed,
+		&i.WorkflowRun.StartedBy,
+		&i.WorkflowRun.CreatedAt,
+		&i.WorkflowRun.UpdatedAt,
+		&i.WorkflowRun.FinishedAt,
+		&i.WorkflowRun.LeaseUntil,
+		&i.WorkflowRun.LeaseOwner,
+		&i.WorkflowRun.Failures,
+		&i.WorkflowRun.Recoveries,
+		&i.WorkflowRun.CompensationCause,
+		&i.WorkflowRun.Version,
+		&i.WorkflowRun.TraceParent,
+		&i.Steps,
 	)
 	return &i, err
 }
@@ -93,7 +165,7 @@ func (q *Queries) RunCompensateEnd(ctx context.Context, db DBTX, arg RunCompensa
 }
 
 const runCompensateStart = `-- name: RunCompensateStart :one
-UPDATE workflow_runs SET status = 'queued', compensation_cause = $1::text,
+UPDATE workflow_runs SET status = 'queued', compensation_cause = $1::text, finished_at = NULL,
     error_code = coalesce($2::text, error_code),
     error_message = coalesce($3::text, error_message),
     resume_seq = resume_seq + 1, updated_at = now(), lease_owner = NULL, lease_until = NULL
@@ -113,7 +185,8 @@ type RunCompensateStartParams struct {
 
 // The run leaves its workflow function for its undos: queued under a new
 // resume sequence (fencing off any execution of the function), with the
-// cause. An owner, when given, must still hold the run.
+// cause. An owner, when given, must still hold the run. The run has not
+// finished until its undos are done (RunCompensateEnd).
 func (q *Queries) RunCompensateStart(ctx context.Context, db DBTX, arg RunCompensateStartParams) (int, error) {
 	row := db.QueryRow(ctx, runCompensateStart,
 		arg.Cause,
@@ -128,30 +201,51 @@ func (q *Queries) RunCompensateStart(ctx context.Context, db DBTX, arg RunCompen
 	return resume_seq, err
 }
 
-const runComplete = `-- name: RunComplete :execrows
+const runComplete = `-- name: RunComplete :one
+WITH run AS (
 UPDATE workflow_runs SET status = 'completed', output = $1, error_code = NULL, error_message = NULL,
-    updated_at = now(), finished_at = now(), lease_owner = NULL, lease_until = NULL
-WHERE id = $2 AND status = ANY($3::text[]) AND lease_owner = $4
+    updated_at = now(), finished_at = now(), lease_owner = NULL, lease_until = NULL,
+    current_step = coalesce($2::text, current_step),
+    steps_used = GREATEST(workflow_runs.steps_used, $3::int)
+WHERE id = $4 AND status = ANY($5::text[]) AND lease_owner = $6
+RETURNING id
+), steps AS (
+    INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, tokens, attempts, started_at, finished_at)
+    SELECT run.id, s.seq, s.name, s.kind, 'completed', s.output, s.tokens, s.attempts, s.started_at, s.finished_at
+    FROM run, jsonb_to_recordset($7::jsonb) AS s(seq int, name text, kind text, output jsonb, tokens int,
+        attempts int, started_at timestamptz, finished_at timestamptz)
+    ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+        status = 'completed', output = EXCLUDED.output, error = NULL, tokens = EXCLUDED.tokens,
+        attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at
+)
+SELECT count(*) FROM run
 `
 
 type RunCompleteParams struct {
 	Output       json.RawMessage `db:"output"`
+	CurrentStep  *string         `db:"current_step"`
+	StepsUsed    int             `db:"steps_used"`
 	ID           string          `db:"id"`
 	FromStatuses []string        `db:"from_statuses"`
 	Owner        *string         `db:"owner"`
+	Steps        json.RawMessage `db:"steps"`
 }
 
+// The run's last pure steps, held in memory until now, are stored in the
+// same statement (none: an empty array): a run's completion is one round trip.
 func (q *Queries) RunComplete(ctx context.Context, db DBTX, arg RunCompleteParams) (int64, error) {
-	result, err := db.Exec(ctx, runComplete,
+	row := db.QueryRow(ctx, runComplete,
 		arg.Output,
+		arg.CurrentStep,
+		arg.StepsUsed,
 		arg.ID,
 		arg.FromStatuses,
 		arg.Owner,
+		arg.Steps,
 	)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
+	var count int64
+	err := row.Scan(&count)
+	return count, err
 }
 
 const runFail = `-- name: RunFail :execrows
@@ -193,7 +287,7 @@ func (q *Queries) RunFail(ctx context.Context, db DBTX, arg RunFailParams) (int6
 }
 
 const runGet = `-- name: RunGet :one
-SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version FROM workflow_runs WHERE id = $1
+SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version, trace_parent FROM workflow_runs WHERE id = $1
 `
 
 func (q *Queries) RunGet(ctx context.Context, db DBTX, id string) (*WorkflowRun, error) {
@@ -224,12 +318,13 @@ func (q *Queries) RunGet(ctx context.Context, db DBTX, id string) (*WorkflowRun,
 		&i.Recoveries,
 		&i.CompensationCause,
 		&i.Version,
+		&i.TraceParent,
 	)
 	return &i, err
 }
 
 const runGetByKey = `-- name: RunGetByKey :one
-SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version FROM workflow_runs WHERE workflow = $1 AND business_key = $2
+SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version, trace_parent FROM workflow_runs WHERE workflow = $1 AND business_key = $2
 `
 
 type RunGetByKeyParams struct {
@@ -265,12 +360,13 @@ func (q *Queries) RunGetByKey(ctx context.Context, db DBTX, arg RunGetByKeyParam
 		&i.Recoveries,
 		&i.CompensationCause,
 		&i.Version,
+		&i.TraceParent,
 	)
 	return &i, err
 }
 
 const runGetForUpdate = `-- name: RunGetForUpdate :one
-SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version FROM workflow_runs WHERE id = $1 FOR UPDATE
+SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version, trace_parent FROM workflow_runs WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) RunGetForUpdate(ctx context.Context, db DBTX, id string) (*WorkflowRun, error) {
@@ -301,15 +397,16 @@ func (q *Queries) RunGetForUpdate(ctx context.Context, db DBTX, id string) (*Wor
 		&i.Recoveries,
 		&i.CompensationCause,
 		&i.Version,
+		&i.TraceParent,
 	)
 	return &i, err
 }
 
 const runInsert = `-- name: RunInsert :one
-INSERT INTO workflow_runs (workflow, version, business_key, input, started_by)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO workflow_runs (workflow, version, business_key, input, started_by, trace_parent)
+VALUES ($1, $2, $3, $4, $5, NULLIF($6::text, ''))
 ON CONFLICT (workflow, business_key) DO NOTHING
-RETURNING id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version
+RETURNING id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version, trace_parent
 `
 
 type RunInsertParams struct {
@@ -318,6 +415,7 @@ type RunInsertParams struct {
 	BusinessKey string          `db:"business_key"`
 	Input       json.RawMessage `db:"input"`
 	StartedBy   string          `db:"started_by"`
+	TraceParent string          `db:"trace_parent"`
 }
 
 func (q *Queries) RunInsert(ctx context.Context, db DBTX, arg RunInsertParams) (*WorkflowRun, error) {
@@ -327,6 +425,7 @@ func (q *Queries) RunInsert(ctx context.Context, db DBTX, arg RunInsertParams) (
 		arg.BusinessKey,
 		arg.Input,
 		arg.StartedBy,
+		arg.TraceParent,
 	)
 	var i WorkflowRun
 	err := row.Scan(
@@ -354,6 +453,7 @@ func (q *Queries) RunInsert(ctx context.Context, db DBTX, arg RunInsertParams) (
 		&i.Recoveries,
 		&i.CompensationCause,
 		&i.Version,
+		&i.TraceParent,
 	)
 	return &i, err
 }
@@ -398,22 +498,26 @@ func (q *Queries) RunLeaseRenew(ctx context.Context, db DBTX, arg RunLeaseRenewP
 }
 
 const runList = `-- name: RunList :many
-SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version FROM workflow_runs
+SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version, trace_parent FROM workflow_runs
 WHERE ($1::text = '' OR status = $1::text)
     AND ($2::text = '' OR workflow = $2::text)
     AND ($3::text = '' OR business_key LIKE $3::text || '%')
+    -- Runs under way are listed by status through workflow_runs_open, whose
+    -- predicate this states (ended runs: workflow_runs_status).
+    AND ($1::text = '' OR $1::text = ANY($4::text[]) OR finished_at IS NULL)
     -- Without a cursor the keyset starts past every row; written without OR
     -- so that a generic plan still seeks the index to the cursor.
-    AND (created_at, id) < (coalesce($4::timestamptz, 'infinity'::timestamptz),
-        coalesce($5::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+    AND (created_at, id) < (coalesce($5::timestamptz, 'infinity'::timestamptz),
+        coalesce($6::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
 ORDER BY created_at DESC, id DESC
-LIMIT $6
+LIMIT $7
 `
 
 type RunListParams struct {
 	Status           string     `db:"status"`
 	Workflow         string     `db:"workflow"`
 	KeyPrefixPattern string     `db:"key_prefix_pattern"`
+	FinalStatuses    []string   `db:"final_statuses"`
 	AfterTime        *time.Time `db:"after_time"`
 	AfterID          *string    `db:"after_id"`
 	RowLimit         int32      `db:"row_limit"`
@@ -425,6 +529,7 @@ func (q *Queries) RunList(ctx context.Context, db DBTX, arg RunListParams) ([]*W
 		arg.Status,
 		arg.Workflow,
 		arg.KeyPrefixPattern,
+		arg.FinalStatuses,
 		arg.AfterTime,
 		arg.AfterID,
 		arg.RowLimit,
@@ -461,6 +566,7 @@ func (q *Queries) RunList(ctx context.Context, db DBTX, arg RunListParams) ([]*W
 			&i.Recoveries,
 			&i.CompensationCause,
 			&i.Version,
+			&i.TraceParent,
 		); err != nil {
 			return nil, err
 		}
@@ -601,7 +707,7 @@ WITH RECURSIVE chain(id, depth) AS (
     FROM chain c JOIN workflow_runs p ON p.id = c.id
     WHERE coalesce(p.input->>'revises', '') <> '' AND c.depth < $3::int
 )
-SELECT r.id, r.workflow, r.business_key, r.status, r.input, r.output, r.error_code, r.error_message, r.attempt, r.current_step, r.resume_seq, r.steps_used, r.model_calls, r.tokens_used, r.started_by, r.created_at, r.updated_at, r.finished_at, r.lease_until, r.lease_owner, r.failures, r.recoveries, r.compensation_cause, r.version FROM chain c JOIN workflow_runs r ON r.id = c.id
+SELECT r.id, r.workflow, r.business_key, r.status, r.input, r.output, r.error_code, r.error_message, r.attempt, r.current_step, r.resume_seq, r.steps_used, r.model_calls, r.tokens_used, r.started_by, r.created_at, r.updated_at, r.finished_at, r.lease_until, r.lease_owner, r.failures, r.recoveries, r.compensation_cause, r.version, r.trace_parent FROM chain c JOIN workflow_runs r ON r.id = c.id
 WHERE r.workflow = $1
 ORDER BY c.depth
 `
@@ -649,6 +755,7 @@ func (q *Queries) RunRevisions(ctx context.Context, db DBTX, arg RunRevisionsPar
 			&i.Recoveries,
 			&i.CompensationCause,
 			&i.Version,
+			&i.TraceParent,
 		); err != nil {
 			return nil, err
 		}

@@ -8,7 +8,56 @@ package dbsqlc
 import (
 	"context"
 	"encoding/json"
+	"time"
 )
+
+const slackDecidedAmong = `-- name: SlackDecidedAmong :many
+SELECT r.id, r.deadline, d.verdict, d.actor, d.created_at,
+    coalesce((SELECT a.details->>'channel' FROM audit_events a
+              WHERE a.run_id = r.run_id AND a.subject_id = r.id::text AND a.kind = 'decision.recorded'
+              ORDER BY a.id DESC LIMIT 1), '')::text AS channel
+FROM approval_requests r JOIN decisions d ON d.request_id = r.id
+WHERE r.id = ANY ($1::uuid[])
+ORDER BY r.id
+`
+
+type SlackDecidedAmongRow struct {
+	ID        string     `db:"id"`
+	Deadline  *time.Time `db:"deadline"`
+	Verdict   string     `db:"verdict"`
+	Actor     string     `db:"actor"`
+	CreatedAt time.Time  `db:"created_at"`
+	Channel   string     `db:"channel"`
+}
+
+// The requests among these that are decided, with who decided, how, when and
+// where (the channel the decision's audit event names).
+func (q *Queries) SlackDecidedAmong(ctx context.Context, db DBTX, requestIds []string) ([]*SlackDecidedAmongRow, error) {
+	rows, err := db.Query(ctx, slackDecidedAmong, requestIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []*SlackDecidedAmongRow
+	for rows.Next() {
+		var i SlackDecidedAmongRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Deadline,
+			&i.Verdict,
+			&i.Actor,
+			&i.CreatedAt,
+			&i.Channel,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
 
 const slackMessageInsert = `-- name: SlackMessageInsert :exec
 INSERT INTO slack_messages (channel, ts, request_ids, blocks, text) VALUES ($1, $2, $3::uuid[], $4, $5)
@@ -55,39 +104,149 @@ func (q *Queries) SlackMessageSetBlocks(ctx context.Context, db DBTX, arg SlackM
 	return err
 }
 
-const slackMessagesForRequest = `-- name: SlackMessagesForRequest :many
-SELECT channel, ts, request_ids, blocks, text FROM slack_messages
-WHERE request_ids @> ARRAY[$1::uuid] ORDER BY created_at, channel, ts FOR UPDATE
+const slackRequestsLockShared = `-- name: SlackRequestsLockShared :exec
+SELECT id FROM approval_requests WHERE id = ANY ($1::uuid[]) ORDER BY id FOR SHARE
 `
 
-type SlackMessagesForRequestRow struct {
-	Channel    string          `db:"channel"`
-	Ts         string          `db:"ts"`
-	RequestIds []string        `db:"request_ids"`
-	Blocks     json.RawMessage `db:"blocks"`
-	Text       string          `db:"text"`
+// Waits for any decision of these requests being committed (it holds the
+// request's row lock), so that what is read next sees it.
+func (q *Queries) SlackRequestsLockShared(ctx context.Context, db DBTX, requestIds []string) error {
+	_, err := db.Exec(ctx, slackRequestsLockShared, requestIds)
+	return err
 }
 
-// Locked, so that two decisions shown in one message update it one after the other.
-func (q *Queries) SlackMessagesForRequest(ctx context.Context, db DBTX, requestID string) ([]*SlackMessagesForRequestRow, error) {
-	rows, err := db.Query(ctx, slackMessagesForRequest, requestID)
+const slackUpdateDone = `-- name: SlackUpdateDone :execrows
+UPDATE slack_updates SET done_at = now(), attempts = attempts + 1, last_error = $1
+WHERE id = $2 AND done_at IS NULL
+`
+
+type SlackUpdateDoneParams struct {
+	LastError string `db:"last_error"`
+	ID        int64  `db:"id"`
+}
+
+func (q *Queries) SlackUpdateDone(ctx context.Context, db DBTX, arg SlackUpdateDoneParams) (int64, error) {
+	result, err := db.Exec(ctx, slackUpdateDone, arg.LastError, arg.ID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const slackUpdateFailed = `-- name: SlackUpdateFailed :exec
+UPDATE slack_updates SET attempts = attempts + 1, last_error = $1 WHERE id = $2
+`
+
+type SlackUpdateFailedParams struct {
+	LastError string `db:"last_error"`
+	ID        int64  `db:"id"`
+}
+
+func (q *Queries) SlackUpdateFailed(ctx context.Context, db DBTX, arg SlackUpdateFailedParams) error {
+	_, err := db.Exec(ctx, slackUpdateFailed, arg.LastError, arg.ID)
+	return err
+}
+
+const slackUpdateInsert = `-- name: SlackUpdateInsert :execrows
+INSERT INTO slack_updates (request_id, channel, ts, outcome) VALUES ($1, $2, $3, $4)
+ON CONFLICT (request_id, channel, ts) DO NOTHING
+`
+
+type SlackUpdateInsertParams struct {
+	RequestID string `db:"request_id"`
+	Channel   string `db:"channel"`
+	Ts        string `db:"ts"`
+	Outcome   string `db:"outcome"`
+}
+
+func (q *Queries) SlackUpdateInsert(ctx context.Context, db DBTX, arg SlackUpdateInsertParams) (int64, error) {
+	result, err := db.Exec(ctx, slackUpdateInsert,
+		arg.RequestID,
+		arg.Channel,
+		arg.Ts,
+		arg.Outcome,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const slackUpdateLock = `-- name: SlackUpdateLock :one
+SELECT u.id, u.request_id, u.outcome, m.channel, m.ts, m.blocks, m.text
+FROM slack_updates u JOIN slack_messages m ON m.channel = u.channel AND m.ts = u.ts
+WHERE u.id = $1 AND u.done_at IS NULL
+FOR NO KEY UPDATE
+`
+
+type SlackUpdateLockRow struct {
+	ID        int64           `db:"id"`
+	RequestID string          `db:"request_id"`
+	Outcome   string          `db:"outcome"`
+	Channel   string          `db:"channel"`
+	Ts        string          `db:"ts"`
+	Blocks    json.RawMessage `db:"blocks"`
+	Text      string          `db:"text"`
+}
+
+// The update and its message, both locked: two decisions shown in one
+// message update it one after the other, and a copy is done once. NO KEY
+// UPDATE, since the lock is held across the call to Slack: a decision of
+// another request in the message inserts its own slack_updates row, whose
+// foreign key takes KEY SHARE on the message, and must not wait for Slack.
+func (q *Queries) SlackUpdateLock(ctx context.Context, db DBTX, id int64) (*SlackUpdateLockRow, error) {
+	row := db.QueryRow(ctx, slackUpdateLock, id)
+	var i SlackUpdateLockRow
+	err := row.Scan(
+		&i.ID,
+		&i.RequestID,
+		&i.Outcome,
+		&i.Channel,
+		&i.Ts,
+		&i.Blocks,
+		&i.Text,
+	)
+	return &i, err
+}
+
+const slackUpdatesInsert = `-- name: SlackUpdatesInsert :execrows
+INSERT INTO slack_updates (request_id, channel, ts, outcome)
+SELECT $1::uuid, channel, ts, $2 FROM slack_messages
+WHERE request_ids @> ARRAY[$1::uuid]
+ON CONFLICT (request_id, channel, ts) DO NOTHING
+`
+
+type SlackUpdatesInsertParams struct {
+	RequestID string `db:"request_id"`
+	Outcome   string `db:"outcome"`
+}
+
+// One row per recorded copy of the request; none when no message shows it.
+func (q *Queries) SlackUpdatesInsert(ctx context.Context, db DBTX, arg SlackUpdatesInsertParams) (int64, error) {
+	result, err := db.Exec(ctx, slackUpdatesInsert, arg.RequestID, arg.Outcome)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const slackUpdatesPending = `-- name: SlackUpdatesPending :many
+SELECT id FROM slack_updates WHERE request_id = $1 AND done_at IS NULL ORDER BY id
+`
+
+func (q *Queries) SlackUpdatesPending(ctx context.Context, db DBTX, requestID string) ([]int64, error) {
+	rows, err := db.Query(ctx, slackUpdatesPending, requestID)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []*SlackMessagesForRequestRow
+	var items []int64
 	for rows.Next() {
-		var i SlackMessagesForRequestRow
-		if err := rows.Scan(
-			&i.Channel,
-			&i.Ts,
-			&i.RequestIds,
-			&i.Blocks,
-			&i.Text,
-		); err != nil {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
 			return nil, err
 		}
-		items = append(items, &i)
+		items = append(items, id)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err

@@ -2,21 +2,24 @@
 SELECT * FROM workflow_steps WHERE run_id = @run_id ORDER BY seq;
 
 -- name: StepComplete :execrows
--- One statement stores the step and advances the run's counters, so that a
--- plain step costs one round trip; nothing is stored unless the owner still
--- holds the running run.
+-- One statement stores one or more completed steps (a durable step with the
+-- pure steps before it that were held in memory) and advances the run's
+-- counters once, so that they cost one round trip and one commit; nothing is
+-- stored unless the owner still holds the running run.
 WITH run AS (
     UPDATE workflow_runs
-    SET current_step = @name::text, steps_used = GREATEST(workflow_runs.steps_used, 1 + @seq::int),
-        tokens_used = tokens_used + @tokens::int, model_calls = model_calls + @model_calls::int, updated_at = now()
+    SET current_step = @current_step::text, steps_used = GREATEST(workflow_runs.steps_used, @steps_used::int),
+        tokens_used = tokens_used + @tokens_total::int, model_calls = model_calls + @model_calls::int, updated_at = now()
     WHERE id = @run_id AND status = 'running' AND lease_owner = @owner
     RETURNING id
 )
-INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, tokens, attempts, started_at, finished_at)
-SELECT run.id, @seq::int, @name::text, @kind::text, 'completed', @output, @tokens::int, @attempts::int, @started_at::timestamptz, now() FROM run
+INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, tokens, attempts, started_at, finished_at, model)
+SELECT run.id, s.seq, s.name, s.kind, 'completed', s.output, s.tokens, s.attempts, s.started_at, s.finished_at, s.model
+FROM run, jsonb_to_recordset(@steps::jsonb) AS s(seq int, name text, kind text, output jsonb, tokens int,
+    attempts int, started_at timestamptz, finished_at timestamptz, model text)
 ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
     status = 'completed', output = EXCLUDED.output, error = NULL, tokens = EXCLUDED.tokens,
-    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now();
+    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, model = EXCLUDED.model;
 
 -- name: StepFail :exec
 WITH run AS (
@@ -24,11 +27,12 @@ WITH run AS (
         updated_at = now()
     WHERE id = @run_id AND lease_owner = @owner RETURNING id
 )
-INSERT INTO workflow_steps (run_id, seq, name, kind, status, error, tokens, attempts, started_at, finished_at)
-SELECT run.id, @seq::int, @name::text, @kind::text, 'failed', @error::text, @tokens::int, @attempts::int, @started_at::timestamptz, now() FROM run
+INSERT INTO workflow_steps (run_id, seq, name, kind, status, error, tokens, attempts, started_at, finished_at, model)
+SELECT run.id, @seq::int, @name::text, @kind::text, 'failed', @error::text, @tokens::int, @attempts::int, @started_at::timestamptz, now(), sqlc.narg('model')::text FROM run
 ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
     status = 'failed', error = EXCLUDED.error, tokens = workflow_steps.tokens + EXCLUDED.tokens,
-    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now();
+    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now(),
+    model = coalesce(EXCLUDED.model, workflow_steps.model);
 
 -- name: StepWait :exec
 INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, attempts, started_at)

@@ -193,43 +193,40 @@ func (q *Queries) StepCompensate(ctx context.Context, db DBTX, arg StepCompensat
 const stepComplete = `-- name: StepComplete :execrows
 WITH run AS (
     UPDATE workflow_runs
-    SET current_step = $2::text, steps_used = GREATEST(workflow_runs.steps_used, 1 + $1::int),
-        tokens_used = tokens_used + $5::int, model_calls = model_calls + $8::int, updated_at = now()
-    WHERE id = $9 AND status = 'running' AND lease_owner = $10
+    SET current_step = $2::text, steps_used = GREATEST(workflow_runs.steps_used, $3::int),
+        tokens_used = tokens_used + $4::int, model_calls = model_calls + $5::int, updated_at = now()
+    WHERE id = $6 AND status = 'running' AND lease_owner = $7
     RETURNING id
 )
-INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, tokens, attempts, started_at, finished_at)
-SELECT run.id, $1::int, $2::text, $3::text, 'completed', $4, $5::int, $6::int, $7::timestamptz, now() FROM run
+INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, tokens, attempts, started_at, finished_at, model)
+SELECT run.id, s.seq, s.name, s.kind, 'completed', s.output, s.tokens, s.attempts, s.started_at, s.finished_at, s.model
+FROM run, jsonb_to_recordset($1::jsonb) AS s(seq int, name text, kind text, output jsonb, tokens int,
+    attempts int, started_at timestamptz, finished_at timestamptz, model text)
 ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
     status = 'completed', output = EXCLUDED.output, error = NULL, tokens = EXCLUDED.tokens,
-    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now()
+    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, model = EXCLUDED.model
 `
 
 type StepCompleteParams struct {
-	Seq        int             `db:"seq"`
-	Name       string          `db:"name"`
-	Kind       string          `db:"kind"`
-	Output     json.RawMessage `db:"output"`
-	Tokens     int             `db:"tokens"`
-	Attempts   int             `db:"attempts"`
-	StartedAt  time.Time       `db:"started_at"`
-	ModelCalls int             `db:"model_calls"`
-	RunID      string          `db:"run_id"`
-	Owner      *string         `db:"owner"`
+	Steps       json.RawMessage `db:"steps"`
+	CurrentStep string          `db:"current_step"`
+	StepsUsed   int             `db:"steps_used"`
+	TokensTotal int             `db:"tokens_total"`
+	ModelCalls  int             `db:"model_calls"`
+	RunID       string          `db:"run_id"`
+	Owner       *string         `db:"owner"`
 }
 
-// One statement stores the step and advances the run's counters, so that a
-// plain step costs one round trip; nothing is stored unless the owner still
-// holds the running run.
+// One statement stores one or more completed steps (a durable step with the
+// pure steps before it that were held in memory) and advances the run's
+// counters once, so that they cost one round trip and one commit; nothing is
+// stored unless the owner still holds the running run.
 func (q *Queries) StepComplete(ctx context.Context, db DBTX, arg StepCompleteParams) (int64, error) {
 	result, err := db.Exec(ctx, stepComplete,
-		arg.Seq,
-		arg.Name,
-		arg.Kind,
-		arg.Output,
-		arg.Tokens,
-		arg.Attempts,
-		arg.StartedAt,
+		arg.Steps,
+		arg.CurrentStep,
+		arg.StepsUsed,
+		arg.TokensTotal,
 		arg.ModelCalls,
 		arg.RunID,
 		arg.Owner,
@@ -242,15 +239,16 @@ func (q *Queries) StepComplete(ctx context.Context, db DBTX, arg StepCompletePar
 
 const stepFail = `-- name: StepFail :exec
 WITH run AS (
-    UPDATE workflow_runs SET tokens_used = tokens_used + $5::int, model_calls = model_calls + $8::int,
+    UPDATE workflow_runs SET tokens_used = tokens_used + $5::int, model_calls = model_calls + $9::int,
         updated_at = now()
-    WHERE id = $9 AND lease_owner = $10 RETURNING id
+    WHERE id = $10 AND lease_owner = $11 RETURNING id
 )
-INSERT INTO workflow_steps (run_id, seq, name, kind, status, error, tokens, attempts, started_at, finished_at)
-SELECT run.id, $1::int, $2::text, $3::text, 'failed', $4::text, $5::int, $6::int, $7::timestamptz, now() FROM run
+INSERT INTO workflow_steps (run_id, seq, name, kind, status, error, tokens, attempts, started_at, finished_at, model)
+SELECT run.id, $1::int, $2::text, $3::text, 'failed', $4::text, $5::int, $6::int, $7::timestamptz, now(), $8::text FROM run
 ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
     status = 'failed', error = EXCLUDED.error, tokens = workflow_steps.tokens + EXCLUDED.tokens,
-    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now()
+    attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = now(),
+    model = coalesce(EXCLUDED.model, workflow_steps.model)
 `
 
 type StepFailParams struct {
@@ -261,6 +259,7 @@ type StepFailParams struct {
 	Tokens     int       `db:"tokens"`
 	Attempts   int       `db:"attempts"`
 	StartedAt  time.Time `db:"started_at"`
+	Model      *string   `db:"model"`
 	ModelCalls int       `db:"model_calls"`
 	RunID      string    `db:"run_id"`
 	Owner      *string   `db:"owner"`
@@ -275,6 +274,7 @@ func (q *Queries) StepFail(ctx context.Context, db DBTX, arg StepFailParams) err
 		arg.Tokens,
 		arg.Attempts,
 		arg.StartedAt,
+		arg.Model,
 		arg.ModelCalls,
 		arg.RunID,
 		arg.Owner,

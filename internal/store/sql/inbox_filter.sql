@@ -1,27 +1,55 @@
 -- The inbox's filters over pending approval_requests, shared by the listing
 -- (RequestListInbox.sql) and the tier counts (RequestCountInbox.sql) so that
--- the counts always follow the filter. Each condition is off when its
--- argument is empty (or false); the caller sets every argument.
+-- the counts always follow the filter. Each "-- when <filter>" block is kept
+-- only while that filter is set (store/inbox.go, inboxFilter), so that every
+-- combination is a statement of its own whose conditions are all plain
+-- equalities and ranges: a prepared statement's generic plan then seeks the
+-- filter's index as a custom plan does, which a "@x = '' OR col = @x" switch
+-- would prevent. The listing reads one rank at a time (k.rank = @rank), so
+-- that each index below gives the page's order after its equalities.
+--
+-- The index each combination's first page walks (TestInboxFilterPlans):
+--   no filter, tier, "I can decide"   approval_requests_inbox
+--   workflow (with any of tier, age, can)  approval_requests_inbox_workflow
+--   rule (with any of tier, age, can)      approval_requests_inbox_rule
+--   workflow and rule                      approval_requests_inbox_workflow_rule
+--   age (alone or with the above): that index when many requests are that
+--     old, approval_requests_status (status, created_at) or
+--     approval_requests_recent (tier, created_at) or approval_requests_waiting
+--     (tier, created_at over pending requests; migration 24) when few are, then a sort
+--     of those few; the planner weighs them on the column's statistics
+-- The tier counts (RequestCountInbox.sql) use the same index, as index-only
+-- scans, but for "Claimed by me".
+--   "Claimed by me" (with anything): approval_requests_pkey on the ids of
+--     the actor's claims (at most 500), then a sort of those
+-- Tier needs no index: ranks 1 and 2 are one tier each, and the listing
+-- skips the other tier's rank; the condition sorts out rank 0 (escalated).
 status = 'pending'
-AND (@workflow::text = '' OR workflow = @workflow::text)
-AND (@rule::text = '' OR rule = @rule::text)
-AND (@tier::text = '' OR tier = @tier::text)
-AND (@created_before::timestamptz IS NULL OR created_at <= @created_before::timestamptz)
+-- when workflow
+AND workflow = @workflow::text
+-- when rule
+AND rule = @rule::text
+-- when tier
+AND tier = @tier::text
+-- when age
+AND created_at <= @created_before::timestamptz
+-- when can
 -- "I can decide": the roles approval.AllowedRoles allows (the rule's roles,
 -- reviewers and approvers when it names none, the escalation roles once
 -- escalated, admins always), not a run the actor started (self-approval is
 -- refused), and no approval already given by the actor. "roles = '{}'"
 -- rather than cardinality(): the column's statistics then estimate it, and
 -- a planner that underestimates the rows passing would sort the whole
--- pending set instead of walking the inbox index to the limit.
-AND (NOT @can_decide::boolean OR (
-    (@actor_role::text = 'admin'
-        OR @actor_role::text = ANY(roles)
-        OR (roles = '{}' AND @actor_role::text IN ('reviewer', 'approver'))
-        OR (escalated_at IS NOT NULL AND @actor_role::text = ANY(escalate_to)))
-    AND started_by <> @actor::text
-    AND NOT EXISTS (SELECT 1 FROM approval_votes v WHERE v.request_id = approval_requests.id AND v.actor = @actor::text)))
+-- pending set instead of walking the inbox index to the limit. A role that
+-- decides nothing (viewers) never gets here: the caller answers "none".
+AND (@actor_role::text = 'admin'
+    OR @actor_role::text = ANY(roles)
+    OR (roles = '{}' AND @actor_role::text IN ('reviewer', 'approver'))
+    OR (escalated_at IS NOT NULL AND @actor_role::text = ANY(escalate_to)))
+AND started_by <> @actor::text
+AND NOT EXISTS (SELECT 1 FROM approval_votes v WHERE v.request_id = approval_requests.id AND v.actor = @actor::text)
+-- when claimed
 -- "Claimed by me": the ids of the actor's live claims, read first by the
 -- caller (a few; none means no query at all), so that this is a cheap test of
 -- the id rather than a subquery per row.
-AND (NOT @claimed_by_me::boolean OR id = ANY(@claimed_ids::uuid[]))
+AND id = ANY(@claimed_ids::uuid[])

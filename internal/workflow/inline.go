@@ -1,0 +1,124 @@
+package workflow
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/countersign/countersign/internal/audit"
+	"github.com/countersign/countersign/internal/store"
+)
+
+// Inline is a run started claimed by the caller (StartInline), to execute
+// in the caller's goroutine with Execute.
+type Inline struct {
+	engine *Engine
+	run    *store.Run
+	owner  string
+}
+
+// StartInline starts a run as Start does, for a caller that executes it at
+// once in its own goroutine (the approvals API, whose agent waits for the
+// first answer): the run is born claimed, running under this execution's
+// lease, in the transaction that inserts it with its run.started event and
+// notification. No River job is inserted: no worker races the inline
+// execution for the claim, and River does no work for a run that ends or
+// parks inline. If the process dies before that, or the execution is never
+// started, the lease lapses and the sweeper (Recover) hands the run to a new
+// job, as it does any lost execution's run.
+//
+// The start commits without waiting for its WAL flush (store.TxCommitAsync):
+// the inline execution's first commit (the first step's, the parking for a
+// human, a failure's), which waits for it, flushes the start's WAL with its
+// own, and the caller answers only after that. A crash of the database
+// server in between loses a run no one was told of; the agent's retry with
+// the same idempotency key starts it again. What is saved is a WAL flush
+// on the agent's path, the costliest part of a commit on a busy server.
+//
+// It returns the Inline to execute when the run was created, nil with the
+// existing run when the business key names one (created false). Validation
+// and errors are Start's.
+func (e *Engine) StartInline(ctx context.Context, p StartParams) (run *store.Run, created bool, in *Inline, err error) {
+	def, ok := e.registry.Get(p.Workflow)
+	if !ok {
+		return nil, false, nil, fmt.Errorf("%w %q (known: %s)", ErrUnknownWorkflow, p.Workflow, strings.Join(e.registry.Names(), ", "))
+	}
+	if def.Options.Internal && !p.Internal {
+		return nil, false, nil, fmt.Errorf("%w: %s is built in and started only by its own service", ErrInvalidInput, p.Workflow)
+	}
+	p.BusinessKey = strings.TrimSpace(p.BusinessKey)
+	if p.BusinessKey == "" || len(p.BusinessKey) > 200 {
+		return nil, false, nil, fmt.Errorf("%w: business key must be 1 to 200 characters", ErrInvalidInput)
+	}
+	if len(p.Input) == 0 {
+		p.Input = json.RawMessage("{}")
+	}
+	if strings.ContainsRune(p.BusinessKey, 0) || bytes.Contains(p.Input, []byte(`\u0000`)) {
+		return nil, false, nil, fmt.Errorf("%w: NUL characters cannot be stored", ErrInvalidInput)
+	}
+	if err := def.check(p.Input); err != nil {
+		return nil, false, nil, err
+	}
+	if p.StartedBy == "" {
+		p.StartedBy = "system"
+	}
+	owner := uuid.NewString()
+	type result struct {
+		run     *store.Run
+		created bool
+	}
+	ctx, span, traceParent := e.traceStart(ctx, p) // trace.go
+	defer func() { traceStarted(span, run, created, err) }()
+	res, err := store.WithTxV(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) (result, error) {
+		run, created, err := store.RunInsert(ctx, tx, store.RunInsertParams{
+			Workflow: p.Workflow, Version: def.Version(), BusinessKey: p.BusinessKey, Input: p.Input, StartedBy: p.StartedBy,
+			TraceParent: traceParent,
+		})
+		if err != nil || !created {
+			return result{run, created}, err
+		}
+		// Made durable by the execution's first commit, which waits for
+		// the flush of all WAL before its own (see StartInline).
+		if err := store.TxCommitAsync(ctx, tx); err != nil {
+			return result{}, err
+		}
+		// Claimed as its first job would claim it (resume sequence 0).
+		claimed, err := store.RunClaim(ctx, tx, run.ID, 0, claimable, owner, e.lease)
+		if err != nil {
+			return result{}, err
+		}
+		if _, err := audit.Append(ctx, tx, audit.Event{Actor: p.StartedBy, Subject: audit.RunSubject(run.ID), RunID: run.ID,
+			Details: audit.RunStarted{Workflow: run.Workflow, BusinessKey: run.BusinessKey, Version: run.Version}}); err != nil {
+			return result{}, err
+		}
+		return result{claimed, true}, notifyRun(ctx, tx, run.ID, claimed.Status)
+	})
+	if err != nil {
+		return nil, false, nil, err
+	}
+	if !res.created {
+		return res.run, false, nil, nil
+	}
+	return res.run, true, &Inline{engine: e, run: res.run, owner: owner}, nil
+}
+
+// Execute runs the inline run's workflow function until it ends or parks,
+// as Execute does for a job that claimed the run, renewing the lease
+// meanwhile. A failed attempt is recorded as a job's would be: a retry the
+// policy schedules gets its job; any other is left, lease lapsed, to the
+// sweeper. It returns an error only when the run is left for a retry.
+func (in *Inline) Execute(ctx context.Context) error {
+	e, run, owner := in.engine, in.run, in.owner
+	// No attempt limit here, as for ExecuteNow: the run's own retry policy
+	// decides when it fails for good.
+	job := Job{RunID: run.ID, Seq: 0, Attempt: 1, MaxAttempts: math.MaxInt}
+	complete := func(context.Context, pgx.Tx) error { return nil } // no River job to complete
+	// A run born claimed has no history: nothing to read before its first step.
+	return e.executeClaimed(ctx, run, nil, owner, job, complete)
+}
