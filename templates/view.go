@@ -6,6 +6,7 @@ package templates
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -156,6 +157,8 @@ func tierLabel(tier vocab.Tier) string {
 func statusLabel[T ~string](status T) string { return strings.ReplaceAll(string(status), "_", " ") }
 
 func secondsDuration(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+func nan() float64 { return math.NaN() }
 
 // shortID is the first eight characters of an id, for tables.
 func shortID(id string) string {

@@ -116,6 +116,7 @@ func TestBrowserAccessibility(t *testing.T) {
 	src := axeSource(t)
 	c := startConsole(t, nil)
 	batchID, runs := readyBatch(t, c)
+	seedMetrics(t, c)
 	_, req := c.startRun(t, "support_triage", "T-a11y", demo.Ticket{ID: "a", Customer: "a@example.com",
 		Subject: "Refund please", Body: "It arrived broken", OrderTotal: 40}, "api@example.com")
 
@@ -124,6 +125,7 @@ func TestBrowserAccessibility(t *testing.T) {
 		{"/", "inbox"}, {"/?can=1&tier=explicit", "inbox"}, {"/requests/" + req.ID, "review"},
 		{"/runs", "runs"}, {"/runs/" + runs[0].ID, "run"}, {"/batches", "batches"}, {"/batches/" + batchID, "batch"},
 		{"/auto", "auto"}, {"/history", "history"}, {"/policy", "versions"}, {"/policy/rules", "rules-filter"}, {"/unusable", "unusable-filter"},
+		{"/dashboard", "chart-runs"},
 	}
 	adminPages := []page{{"/admin/tokens", "tokens"}, {"/admin/deliveries", "delivery-filter"}}
 	widths := []int64{1280, 390}

@@ -249,6 +249,7 @@ func (s *Server) routes() {
 	app.POST("/batches/:id/decision", s.handleBatchDecide)
 	app.GET("/batches/:id/progress", s.handleBatchProgress)
 	app.GET("/auto", s.handleAuto)
+	app.GET("/dashboard", s.handleDashboard)
 	app.GET("/history", s.handleHistory)
 	app.GET("/history/export", s.handleHistoryExport)
 	app.GET("/policy", s.handlePolicy)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/countersign/countersign/internal/account"
 	"github.com/countersign/countersign/internal/app"
+	"github.com/countersign/countersign/internal/client"
 )
 
 // MetricsOptions size the metrics benchmark.
@@ -34,6 +35,16 @@ type MetricsReport struct {
 	// server), then GET /metrics with a metrics:read token.
 	BaselineP50, BaselineP95 time.Duration
 	ScrapeP50, ScrapeP95     time.Duration
+	// Dashboards are GET /dashboard's times, signed in as a viewer, next to
+	// the same /readyz baseline: one entry per view timed.
+	Dashboards []DashboardTiming
+}
+
+// DashboardTiming is one dashboard view's page times.
+type DashboardTiming struct {
+	Path     string
+	P50, P95 time.Duration
+	Bytes    int
 }
 
 // Metrics loads a million runs, a month of rollups and a backlog, then times
@@ -112,9 +123,54 @@ func Metrics(ctx context.Context, pool *pgxpool.Pool, dbURL string, o MetricsOpt
 		}
 		scrape = append(scrape, time.Since(t0))
 	}
-	rep.LoadAfter = loadavg()
 	rep.BaselineP50, rep.BaselineP95 = percentile(readyz, 50), percentile(readyz, 95)
 	rep.ScrapeP50, rep.ScrapeP95 = percentile(scrape, 50), percentile(scrape, 95)
+
+	// The dashboard over the same data, every window and a filtered month,
+	// each view timed as often as the scrape, in turns with the others.
+	viewer, err := client.SignIn(base, "ops@bench.example", benchPassword)
+	if err != nil {
+		return nil, fmt.Errorf("sign in: %w", err)
+	}
+	paths := []string{"/dashboard?window=day", "/dashboard?window=week", "/dashboard?window=month",
+		"/dashboard?window=month&workflow=workflow_3&rule=rule_2"}
+	page := func(path string) (int, error) {
+		resp, err := viewer.HTTP.Get(base + path)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return 0, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return 0, fmt.Errorf("GET %s: %d", path, resp.StatusCode)
+		}
+		return len(b), nil
+	}
+	times := make([][]time.Duration, len(paths))
+	rep.Dashboards = make([]DashboardTiming, len(paths))
+	for i, path := range paths { // warm
+		rep.Dashboards[i].Path = path
+		if rep.Dashboards[i].Bytes, err = page(path); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(progress, "metrics: %d dashboard pages of each of %d views ...\n", o.Samples, len(paths))
+	for range o.Samples {
+		for i, path := range paths {
+			t0 := time.Now()
+			if _, err := page(path); err != nil {
+				return nil, err
+			}
+			times[i] = append(times[i], time.Since(t0))
+		}
+	}
+	for i := range paths {
+		rep.Dashboards[i].P50, rep.Dashboards[i].P95 = percentile(times[i], 50), percentile(times[i], 95)
+	}
+	rep.LoadAfter = loadavg()
 	return rep, nil
 }
 

@@ -22,4 +22,9 @@ func TestMetricsSuite(t *testing.T) {
 	require.Greater(t, rep.Bytes, 100_000, "the scrape carries every loaded series")
 	require.Positive(t, rep.ScrapeP95)
 	require.Positive(t, rep.BaselineP95)
+	require.Len(t, rep.Dashboards, 4, "every window and a filtered month")
+	for _, d := range rep.Dashboards {
+		require.Positive(t, d.P95, d.Path)
+		require.Greater(t, d.Bytes, 10_000, "%s draws its charts", d.Path)
+	}
 }

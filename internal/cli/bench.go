@@ -370,6 +370,10 @@ func printMetrics(w io.Writer, m *bench.MetricsReport) {
 	fmt.Fprintf(w, "| metrics: GET /readyz p50 / p95 (baseline: one database round trip) | %s / %s |\n", ms(m.BaselineP50), ms(m.BaselineP95))
 	fmt.Fprintf(w, "| metrics: GET /metrics p50 / p95, %d scrapes of %d bytes (target p95 ≤ 50 ms) | %s / %s (p95 %.1f× baseline) |\n",
 		o.Samples, m.Bytes, ms(m.ScrapeP50), ms(m.ScrapeP95), ratio(m.ScrapeP95, m.BaselineP95))
+	for _, d := range m.Dashboards {
+		fmt.Fprintf(w, "| dashboard: GET %s p50 / p95, %d pages of %d bytes (target p95 ≤ 200 ms) | %s / %s (p95 %.1f× baseline) |\n",
+			d.Path, o.Samples, d.Bytes, ms(d.P50), ms(d.P95), ratio(d.P95, m.BaselineP95))
+	}
 }
 
 func printNotice(w io.Writer, n *bench.NoticeReport) {

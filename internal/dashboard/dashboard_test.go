@@ -1,0 +1,140 @@
+package dashboard_test
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/countersign/countersign/internal/chart"
+	"github.com/countersign/countersign/internal/dashboard"
+	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/testdb"
+)
+
+func TestQuantileInterpolatesInsideTheBucket(t *testing.T) {
+	bounds := []float64{1, 5, 10}
+	// 10 facts: 2 in (0,1], 6 in (1,5], 2 in (5,10].
+	counts := []int64{2, 6, 2, 0}
+	require.InDelta(t, 1+4*3.0/6, dashboard.Quantile(bounds, counts, 0.5), 1e-9) // rank 5: 3rd of 6 in (1,5]
+	require.InDelta(t, 7.5, dashboard.Quantile(bounds, counts, 0.9), 1e-9)       // rank 9: 1st of 2 in (5,10]
+	require.Equal(t, 10.0, dashboard.Quantile(bounds, []int64{0, 0, 0, 3}, 0.5), "above every bound: the last bound")
+	require.True(t, math.IsNaN(dashboard.Quantile(bounds, []int64{0, 0, 0, 0}, 0.5)))
+}
+
+func TestParseWindow(t *testing.T) {
+	for in, want := range map[string]dashboard.Window{"": dashboard.Day, "day": dashboard.Day, "week": dashboard.Week, "month": dashboard.Month} {
+		w, err := dashboard.ParseWindow(in)
+		require.NoError(t, err)
+		require.Equal(t, want, w)
+	}
+	_, err := dashboard.ParseWindow("year")
+	require.Error(t, err)
+}
+
+// TestBuildChartsFromRollups puts known facts in the hourly rollups and
+// checks each chart's series, bucketing, filters and gauges.
+func TestBuildChartsFromRollups(t *testing.T) {
+	t.Parallel()
+	pool, _ := testdb.Pool(t)
+	ctx := context.Background()
+	now := time.Date(2026, 11, 20, 15, 30, 0, 0, time.UTC)
+	add := func(at time.Time, key store.MetricKey, v store.MetricValue) {
+		t.Helper()
+		require.NoError(t, store.MetricAdd(ctx, pool, at, key, v))
+	}
+	count := func(n int64) store.MetricValue { return store.MetricValue{Count: n} }
+	h := func(ago time.Duration) time.Time { return now.Add(-ago) }
+
+	add(h(2*time.Hour), store.MetricKey{Metric: store.MetricRunFinished, Workflow: "refund", Label: "completed"}, count(3))
+	add(h(2*time.Hour), store.MetricKey{Metric: store.MetricRunFinished, Workflow: "refund", Label: "failed"}, count(1))
+	add(h(0), store.MetricKey{Metric: store.MetricRunFinished, Workflow: "triage", Label: "completed"}, count(5))
+	// Outside the day, inside the week.
+	add(h(50*time.Hour), store.MetricKey{Metric: store.MetricRunFinished, Workflow: "refund", Label: "completed"}, count(7))
+	// Intervention: big-refund asks a person 1 time in 4; small-refund never.
+	add(h(time.Hour), store.MetricKey{Metric: store.MetricApproval, Workflow: "refund", Rule: "big-refund", Tier: "explicit", Label: "human"}, count(1))
+	add(h(time.Hour), store.MetricKey{Metric: store.MetricApproval, Workflow: "refund", Rule: "big-refund", Tier: "explicit", Label: "auto"}, count(3))
+	add(h(time.Hour), store.MetricKey{Metric: store.MetricApproval, Workflow: "refund", Rule: "small-refund", Tier: "auto", Label: "auto"}, count(8))
+	var dec store.MetricValue
+	for _, s := range []float64{10, 20, 40, 50} { // (5,15], (15,30], (30,60], (30,60]
+		dec.Observe(store.MetricDecisionSeconds, s)
+	}
+	add(h(time.Hour), store.MetricKey{Metric: store.MetricDecisionSeconds, Workflow: "refund", Rule: "big-refund", Tier: "explicit", Label: "approve"}, dec)
+	add(h(time.Hour), store.MetricKey{Metric: store.MetricModelTokens, Workflow: "refund", Label: "gpt-x"}, store.MetricValue{Count: 2, Sum: 1500})
+
+	v, err := dashboard.Build(ctx, pool, dashboard.Filter{Window: dashboard.Day}, now)
+	require.NoError(t, err)
+	require.Equal(t, []string{"refund", "triage"}, v.Workflows)
+	require.Equal(t, []string{"big-refund", "small-refund"}, v.Rules)
+	charts := map[string]chart.Chart{}
+	for _, c := range v.Charts {
+		require.Len(t, c.Labels, 24, c.ID)
+		charts[c.ID] = c
+	}
+	series := func(c chart.Chart, name string) []float64 {
+		for _, s := range c.Series {
+			if s.Name == name {
+				return s.Values
+			}
+		}
+		t.Fatalf("chart %s has no series %q: %+v", c.ID, name, c.Series)
+		return nil
+	}
+	// The day's last bucket is the current hour; two hours ago is index 21.
+	runs := charts["runs"]
+	require.Equal(t, "completed", runs.Series[0].Name, "largest series first")
+	require.Equal(t, 3.0, series(runs, "completed")[21])
+	require.Equal(t, 5.0, series(runs, "completed")[23])
+	require.Equal(t, 1.0, series(runs, "failed")[21])
+	require.Equal(t, 8.0, sum(series(runs, "completed")), "the run 50 hours ago is not in the day")
+
+	inter := charts["intervention"]
+	require.InDelta(t, 25, series(inter, "big-refund")[22], 1e-9)
+	require.InDelta(t, 0, series(inter, "small-refund")[22], 1e-9)
+	require.True(t, math.IsNaN(series(inter, "big-refund")[0]), "no actions: no rate")
+
+	dt := charts["decision-time"]
+	require.Contains(t, []string{"s"}, dt.Unit)
+	require.InDelta(t, 30, series(dt, "explicit median")[22], 1e-9) // rank 2 of 4: end of (15,30]
+	require.InDelta(t, 30+30*1.8/2, series(dt, "explicit p95")[22], 1e-9)
+
+	require.Equal(t, 1500.0, series(charts["tokens"], "gpt-x")[22])
+
+	// The week: 28 six-hour buckets holding the older run too.
+	week, err := dashboard.Build(ctx, pool, dashboard.Filter{Window: dashboard.Week}, now)
+	require.NoError(t, err)
+	for _, c := range week.Charts {
+		if c.ID == "runs" {
+			require.Len(t, c.Labels, 28)
+			require.Equal(t, 15.0, sum(series(c, "completed")))
+		}
+	}
+
+	// One workflow, one rule: measures without a rule say they show every rule.
+	one, err := dashboard.Build(ctx, pool, dashboard.Filter{Window: dashboard.Day, Workflow: "triage", Rule: "big-refund"}, now)
+	require.NoError(t, err)
+	for _, c := range one.Charts {
+		switch c.ID {
+		case "runs":
+			require.Equal(t, 5.0, sum(series(c, "completed")))
+			require.True(t, one.RuleWide["runs"])
+		case "intervention":
+			require.False(t, one.RuleWide["intervention"])
+			require.Empty(t, c.Series, "triage has no approvals")
+		}
+	}
+	require.NotEmpty(t, v.Gauges)
+	require.Equal(t, "waiting", v.Gauges[0].ID)
+}
+
+func sum(vs []float64) float64 {
+	t := 0.0
+	for _, v := range vs {
+		if !math.IsNaN(v) {
+			t += v
+		}
+	}
+	return t
+}
