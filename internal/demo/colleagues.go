@@ -7,6 +7,9 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/countersign/countersign/internal/metrics"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/vocab"
@@ -34,7 +37,7 @@ const Patience = 5 * time.Minute
 // most, reject some with a reason and ask for changes now and then, and
 // leave about one request in five to its deadline, so that deadlines pass
 // too. Which of these a request gets depends only on its id.
-func DecideAsColleagues(ctx context.Context, db store.DBTX, engine *workflow.Engine, patience, interval time.Duration, logger *slog.Logger) {
+func DecideAsColleagues(ctx context.Context, db *pgxpool.Pool, engine *workflow.Engine, patience, interval time.Duration, logger *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -42,6 +45,9 @@ func DecideAsColleagues(ctx context.Context, db store.DBTX, engine *workflow.Eng
 			if err := decideOne(ctx, db, engine, c, patience); err != nil && ctx.Err() == nil {
 				logger.Warn("demo colleague could not decide", "colleague", c.Email, "err", err)
 			}
+		}
+		if err := flagOne(ctx, db, Colleagues[1]); err != nil && ctx.Err() == nil {
+			logger.Warn("demo colleague could not flag a run", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -74,6 +80,49 @@ func decideOne(ctx context.Context, db store.DBTX, engine *workflow.Engine, c Co
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// flagOne has a colleague read the newest completed runs and flag as
+// unusable about one in twelve (which ones, and why, depends only on the run
+// id), at most one a tick, so that the dashboard's unusable chart has data.
+func flagOne(ctx context.Context, db *pgxpool.Pool, c Colleague) error {
+	runs, err := store.RunList(ctx, db, store.RunListParams{Status: string(vocab.RunCompleted), Limit: 20})
+	if err != nil {
+		return err
+	}
+	for _, r := range runs {
+		category, reason, ok := unusableVerdict(r.ID)
+		if !ok {
+			continue
+		}
+		_, err := metrics.FlagUnusable(ctx, db, metrics.Flag{RunID: r.ID, Category: category, Reason: reason, Actor: c.Email})
+		if errors.Is(err, metrics.ErrAlreadyFlagged) {
+			continue
+		}
+		return err
+	}
+	return nil
+}
+
+// unusableVerdict is whether a colleague finds a completed run's output
+// unusable, and why.
+func unusableVerdict(runID string) (vocab.UnusableCategory, string, bool) {
+	h := fnv.New32a()
+	h.Write([]byte(runID))
+	n := h.Sum32()
+	if n%12 != 0 {
+		return "", "", false
+	}
+	reasons := []struct {
+		c vocab.UnusableCategory
+		r string
+	}{
+		{vocab.UnusableIncorrect, "The summary names the wrong order."},
+		{vocab.UnusableIncomplete, "The reply does not answer the customer's second question."},
+		{vocab.UnusableFormat, "The text came back half in English, half in French."},
+	}
+	x := reasons[(n/12)%uint32(len(reasons))]
+	return x.c, x.r, true
 }
 
 // colleagueVerdict is what a colleague does with a request: nothing (the
