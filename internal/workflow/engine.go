@@ -274,7 +274,8 @@ func (e *Engine) Execute(ctx context.Context, job Job, complete CompleteFunc) (e
 func (e *Engine) executeClaimed(ctx context.Context, run *store.Run, history []*store.Step, owner string, job Job, complete CompleteFunc) (err error) {
 	ctx, stop := context.WithCancelCause(ctx)
 	renewed := make(chan struct{})
-	go func() { defer close(renewed); e.renew(ctx, stop, run.ID, owner) }()
+	// The renewal gets ctx as it is now: ctx is reassigned below.
+	go func(ctx context.Context) { defer close(renewed); e.renew(ctx, stop, run.ID, owner) }(ctx)
 	defer func() { stop(nil); <-renewed }()
 
 	x := &execution{engine: e, run: run, owner: owner, seen: map[string]int{}, modelCalls: run.ModelCalls, tokens: run.TokensUsed,
