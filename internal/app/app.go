@@ -544,6 +544,7 @@ func (a *App) Run(ctx context.Context) error {
 	// Approvals executing inline finish (each is bounded by its timeout)
 	// before River and the pool stop under them.
 	a.Ask.Wait()
+	defer a.Engine.Flush() // the last signals go before the caller closes the pool
 	if a.opts.Worker {
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if err := a.River.Stop(sctx); err != nil {

@@ -39,6 +39,7 @@ func (e *env) withEngine(dbURL string, fn func(a *app.App) error) error {
 	if err != nil {
 		return err
 	}
+	defer a.Engine.Flush() // before the pool closes
 	return fn(a)
 }
 

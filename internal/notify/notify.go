@@ -157,6 +157,7 @@ type Coalescer struct {
 	mu      sync.Mutex
 	queue   []string
 	sending bool
+	idle    *sync.Cond // signalled when a drain ends (Flush)
 }
 
 // NewCoalescer returns a Coalescer sending on db (a pool).
@@ -191,6 +192,23 @@ func (c *Coalescer) Send(m Message) error {
 	return nil
 }
 
+// Flush waits until every message queued so far has been sent (or its
+// send failed). A process calls it before closing the pool the sends use,
+// so that no drain outlives it.
+func (c *Coalescer) Flush() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.idle == nil {
+		c.idle = sync.NewCond(&c.mu)
+	}
+	for c.sending {
+		c.idle.Wait()
+	}
+}
+
 func (c *Coalescer) drain() {
 	for {
 		c.mu.Lock()
@@ -198,6 +216,9 @@ func (c *Coalescer) drain() {
 		c.queue = nil
 		if len(batch) == 0 {
 			c.sending = false
+			if c.idle != nil {
+				c.idle.Broadcast()
+			}
 			c.mu.Unlock()
 			return
 		}

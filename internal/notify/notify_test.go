@@ -45,6 +45,18 @@ func TestCoalescer(t *testing.T) {
 		return got
 	}
 
+	t.Run("FlushWaitsForTheSend", func(t *testing.T) {
+		c := notify.NewCoalescer(pool, slog.Default())
+		c.Flush() // nothing queued: returns at once
+		for i := range 50 {
+			require.NoError(t, c.Send(notify.Message{Type: notify.KindRun, ID: fmt.Sprintf("flush-%d", i), Status: "running"}))
+		}
+		c.Flush()
+		// Sent and committed: the listener gets all 50 even though no
+		// Send is pending any more.
+		got := receive(t, 50)
+		require.Len(t, got, 50)
+	})
 	t.Run("Burst", func(t *testing.T) {
 		const n = 1000
 		var wg sync.WaitGroup

@@ -319,6 +319,10 @@ func (e *Engine) executeClaimed(ctx context.Context, run *store.Run, history []*
 	return e.finish(ctx, x, complete, runErr, job)
 }
 
+// Flush waits until the signals the engine queued after its commits have
+// been sent: the process calls it before it closes the pool.
+func (e *Engine) Flush() { e.signals.Flush() }
+
 // renew extends the execution's lease every renewEvery until ctx ends. When
 // the run is no longer the execution's, or the lease ran out without a
 // successful renewal, it stops the execution.
