@@ -171,11 +171,13 @@ func (c Chart) Layout() Plot {
 	return p
 }
 
-// HasData reports whether any bucket of any series holds a value.
+// hasData reports whether any bucket of any series holds a value: for
+// lines any number, 0 included (a rate of 0% is a measurement); for bars a
+// count above 0.
 func (c Chart) hasData() bool {
 	for _, s := range c.Series {
 		for _, v := range s.Values {
-			if !math.IsNaN(v) && v != 0 {
+			if !math.IsNaN(v) && (v != 0 || c.Kind == Lines) {
 				return true
 			}
 		}

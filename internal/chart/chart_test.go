@@ -78,7 +78,15 @@ func TestLinesBreakAtGapsAndDrawLonePointsAsDots(t *testing.T) {
 func TestEmptyChartSaysSo(t *testing.T) {
 	c := Chart{Kind: Stacked, Labels: []string{"a", "b"}, Series: []Series{{Name: "x", Values: []float64{0, 0}}}}
 	if !c.Layout().Empty {
-		t.Error("all-zero chart should be empty")
+		t.Error("all-zero bars should be empty")
+	}
+	// A line at 0 (a rate of 0%) is data; a line of gaps is not.
+	nan := math.NaN()
+	if (Chart{Kind: Lines, Labels: []string{"a", "b"}, Series: []Series{{Name: "x", Values: []float64{0, nan}}}}).Layout().Empty {
+		t.Error("a line at 0 is data")
+	}
+	if !(Chart{Kind: Lines, Labels: []string{"a", "b"}, Series: []Series{{Name: "x", Values: []float64{nan, nan}}}}).Layout().Empty {
+		t.Error("a line of gaps is empty")
 	}
 }
 

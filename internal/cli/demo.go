@@ -139,6 +139,7 @@ var demoUsers = []struct {
 	{"viewer@example.com", "Victor Viewer", vocab.RoleViewer},
 	// The demo's simulated colleagues (demo.Colleagues) decide as these.
 	{"sam@example.com", "Sam Approver (demo colleague)", vocab.RoleApprover},
+	{"kim@example.com", "Kim Approver (demo colleague)", vocab.RoleApprover},
 	{"lee@example.com", "Lee Reviewer (demo colleague)", vocab.RoleReviewer},
 }
 

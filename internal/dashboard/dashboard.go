@@ -176,6 +176,15 @@ func (b *builder) query(metric, by, label string, byRule bool) store.SeriesQuery
 // sum when sum is set, per bucket; groups ordered by their total, largest
 // first, at most six (the rest summed as "other").
 func (b *builder) counts(metric, by, label string, byRule, sum bool) ([]chart.Series, error) {
+	byGroup, err := b.groups(metric, by, label, byRule, sum)
+	if err != nil {
+		return nil, err
+	}
+	return topSeries(byGroup, 6), nil
+}
+
+// groups returns metric's values per group (by by) and bucket.
+func (b *builder) groups(metric, by, label string, byRule, sum bool) (map[string][]float64, error) {
 	pts, err := store.MetricSeries(b.ctx, b.db, b.query(metric, by, label, byRule))
 	if err != nil {
 		return nil, err
@@ -197,7 +206,7 @@ func (b *builder) counts(metric, by, label string, byRule, sum bool) ([]chart.Se
 			vs[i] += float64(p.Count)
 		}
 	}
-	return topSeries(byGroup, 6), nil
+	return byGroup, nil
 }
 
 func topSeries(byGroup map[string][]float64, max int) []chart.Series {

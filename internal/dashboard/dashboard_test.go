@@ -2,6 +2,7 @@ package dashboard_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -137,4 +138,36 @@ func sum(vs []float64) float64 {
 		}
 	}
 	return t
+}
+
+// TestInterventionOfTheOtherRules: past six rules the quietest share one
+// line, whose rate comes from their summed actions and asks.
+func TestInterventionOfTheOtherRules(t *testing.T) {
+	t.Parallel()
+	pool, _ := testdb.Pool(t)
+	ctx := context.Background()
+	now := time.Date(2026, 11, 20, 15, 30, 0, 0, time.UTC)
+	add := func(rule, label string, n int64) {
+		t.Helper()
+		require.NoError(t, store.MetricAdd(ctx, pool, now, store.MetricKey{Metric: store.MetricApproval, Workflow: "w", Rule: rule,
+			Tier: "explicit", Label: label}, store.MetricValue{Count: n}))
+	}
+	// Five busy rules never ask; r6 and r7 (the quietest) always do.
+	for i := 1; i <= 5; i++ {
+		add(fmt.Sprintf("r%d", i), "auto", int64(100-i))
+	}
+	add("r6", "human", 3)
+	add("r7", "human", 2)
+	v, err := dashboard.Build(ctx, pool, dashboard.Filter{Window: dashboard.Day}, now)
+	require.NoError(t, err)
+	for _, c := range v.Charts {
+		if c.ID != "intervention" {
+			continue
+		}
+		require.Len(t, c.Series, 6)
+		last := c.Series[5]
+		require.Equal(t, "other", last.Name)
+		require.InDelta(t, 100, last.Values[23], 1e-9, "r6 and r7 always asked a person")
+		require.InDelta(t, 0, c.Series[0].Values[23], 1e-9)
+	}
 }

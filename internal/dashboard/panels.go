@@ -23,20 +23,38 @@ var panels = []panel{
 	}},
 	{id: "intervention", title: "Human intervention: share of actions a person was asked to decide, by rule", byRule: true,
 		build: func(b *builder) (chart.Chart, error) {
-			all, err := b.counts(store.MetricApproval, store.ByRule, "", true, false)
+			all, err := b.groups(store.MetricApproval, store.ByRule, "", true, false)
 			if err != nil {
 				return chart.Chart{}, err
 			}
-			human, err := b.counts(store.MetricApproval, store.ByRule, "human", true, false)
+			human, err := b.groups(store.MetricApproval, store.ByRule, "human", true, false)
 			if err != nil {
 				return chart.Chart{}, err
+			}
+			// The busiest rules get a line each; the others one line
+			// together, "other", from their summed actions and asks.
+			top := topSeries(all, 6)
+			named := map[string]bool{}
+			for _, s := range top {
+				named[s.Name] = true
 			}
 			asked := map[string][]float64{}
-			for _, s := range human {
-				asked[s.Name] = s.Values
+			for rule, vs := range human {
+				name := groupName(rule)
+				if !named[name] {
+					name = "other"
+				}
+				acc := asked[name]
+				if acc == nil {
+					acc = make([]float64, len(vs))
+					asked[name] = acc
+				}
+				for k, v := range vs {
+					acc[k] += v
+				}
 			}
-			out := make([]chart.Series, 0, len(all))
-			for _, s := range all {
+			out := make([]chart.Series, 0, len(top))
+			for _, s := range top {
 				rate := nanSlice(len(s.Values))
 				for i, n := range s.Values {
 					if n > 0 {

@@ -25,18 +25,19 @@ type Colleague struct {
 
 // Colleagues are the demo's simulated reviewers; `countersign demo` creates
 // their accounts.
-var Colleagues = []Colleague{{"sam@example.com", vocab.RoleApprover}, {"lee@example.com", vocab.RoleReviewer}}
+var Colleagues = []Colleague{{"sam@example.com", vocab.RoleApprover}, {"kim@example.com", vocab.RoleApprover}, {"lee@example.com", vocab.RoleReviewer}}
 
 // Patience is how long a request waits before a colleague decides it: long
 // enough that the person trying the demo finds a full inbox.
 const Patience = 5 * time.Minute
 
-// Colleagues decide, every interval, each the oldest explicit request it
-// may decide that has waited longer than patience, through the same path as
+// Colleagues decide, every interval, each the oldest request it may decide
+// (explicit or batched) that has waited longer than patience, through the same path as
 // the console (roles, no self-approval, payload hash, audit). They approve
 // most, reject some with a reason and ask for changes now and then, and
-// leave about one request in five to its deadline, so that deadlines pass
-// too. Which of these a request gets depends only on its id.
+// leave about one request in five that has a deadline to it, so that
+// deadlines pass too; two approvers among them complete the rules that need
+// two. Which of these a request gets depends only on its id.
 func DecideAsColleagues(ctx context.Context, db *pgxpool.Pool, engine *workflow.Engine, patience, interval time.Duration, logger *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -58,7 +59,7 @@ func DecideAsColleagues(ctx context.Context, db *pgxpool.Pool, engine *workflow.
 }
 
 func decideOne(ctx context.Context, db store.DBTX, engine *workflow.Engine, c Colleague, patience time.Duration) error {
-	rows, err := store.RequestListInbox(ctx, db, store.InboxParams{Tier: string(vocab.TierExplicit), OlderThan: patience,
+	rows, err := store.RequestListInbox(ctx, db, store.InboxParams{OlderThan: patience,
 		Actor: c.Email, ActorRole: c.Role, CanDecide: true, Limit: 20, Now: time.Now()})
 	if err != nil {
 		return err
@@ -69,8 +70,14 @@ func decideOne(ctx context.Context, db store.DBTX, engine *workflow.Engine, c Co
 	for _, row := range rows {
 		r := row.Request
 		verdict, reason := colleagueVerdict(r.ID)
-		if verdict == "" {
+		if verdict == "" && r.Deadline != nil {
 			continue // left to its deadline
+		}
+		if verdict == "" {
+			verdict = vocab.VerdictApprove // no deadline would ever decide it
+		}
+		if r.Tier == vocab.TierBatched && verdict == vocab.VerdictRequestChanges {
+			verdict, reason = vocab.VerdictApprove, ""
 		}
 		_, err := engine.Decide(ctx, workflow.DecideParams{RequestID: r.ID, Verdict: verdict, Reason: reason, PayloadHash: r.PayloadHash,
 			Actor: workflow.Actor{Name: c.Email, Roles: []vocab.Role{c.Role}}})

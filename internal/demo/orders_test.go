@@ -133,7 +133,7 @@ func TestColleaguesDecideWhatWaits(t *testing.T) {
 			case r.Status != vocab.RequestPending || len(reqs) > 1:
 				decided++
 				require.NotNil(t, reqs[0].DecidedBy)
-				require.Contains(t, []string{"sam@example.com", "lee@example.com"}, *reqs[0].DecidedBy)
+				require.Contains(t, []string{"sam@example.com", "kim@example.com", "lee@example.com"}, *reqs[0].DecidedBy)
 			}
 		}
 		if decided+left == len(runs) {

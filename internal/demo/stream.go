@@ -40,7 +40,7 @@ func Input(n int, prefix string) (wf, key string, input json.RawMessage) {
 	var v any
 	switch n % 3 {
 	case 0:
-		s := subjects[n%len(subjects)]
+		s := subjects[(n/3)%len(subjects)] // n is a multiple of 3 here
 		total := float64(20 + (n*137)%900)
 		v = Ticket{ID: fmt.Sprintf("T-%d", 1000+n), Customer: customers[n%len(customers)], Subject: s.subject, Body: s.body, OrderTotal: total}
 		wf, key = "support_triage", fmt.Sprintf("%sticket-%d", prefix, 1000+n)
