@@ -8,8 +8,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/countersign/countersign/internal/ask"
-	"github.com/countersign/countersign/internal/policystore"
 	"github.com/countersign/countersign/internal/metrics"
+	"github.com/countersign/countersign/internal/policystore"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/policy"

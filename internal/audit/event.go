@@ -28,14 +28,14 @@ const (
 	KindRunCompensated        Kind = "run.compensated"
 	KindRunCompensationFailed Kind = "run.compensation_failed"
 	// A completed run's output was flagged unusable.
-	KindRunFlaggedUnusable    Kind = "run.flagged_unusable"
-	KindApprovalRequested     Kind = "approval.requested"
-	KindApprovalVote          Kind = "approval.vote"
-	KindDecisionAuto          Kind = "decision.auto"
-	KindDecisionRecorded      Kind = "decision.recorded"
-	KindBatchDecided          Kind = "batch.decided"
-	KindRequestEscalated      Kind = "request.escalated"
-	KindPolicyActivated       Kind = "policy.activated"
+	KindRunFlaggedUnusable Kind = "run.flagged_unusable"
+	KindApprovalRequested  Kind = "approval.requested"
+	KindApprovalVote       Kind = "approval.vote"
+	KindDecisionAuto       Kind = "decision.auto"
+	KindDecisionRecorded   Kind = "decision.recorded"
+	KindBatchDecided       Kind = "batch.decided"
+	KindRequestEscalated   Kind = "request.escalated"
+	KindPolicyActivated    Kind = "policy.activated"
 	// Decisions promoted to a rule (a new policy version) or to a grant,
 	// and a grant ended early.
 	KindPolicyPromoted     Kind = "policy.promoted"

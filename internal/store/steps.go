@@ -62,8 +62,8 @@ type StepRecord struct {
 	Tokens     int
 	ModelCalls int
 	// Model is the model a model step used ("" for none: stored as NULL).
-	Model      string
-	StartedAt  time.Time
+	Model     string
+	StartedAt time.Time
 	// FinishedAt is when the step's result arrived (StepComplete; zero:
 	// now): a pure step's record may be written well after that.
 	FinishedAt time.Time
