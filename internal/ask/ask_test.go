@@ -349,7 +349,7 @@ func TestAbandonedInlineExecution(t *testing.T) {
 	// As the approvals service starts it (StartParams.Internal).
 	run, _, err := dead.Engine.Start(ctx, workflow.StartParams{Workflow: ask.Workflow, BusinessKey: "abandoned", Input: input, StartedBy: "agent", Internal: true})
 	require.NoError(t, err)
-	// What ExecuteNow does first; then the process "dies" without a step.
+	// An inline execution's claim; then the process "dies" without a step.
 	_, err = store.RunClaim(ctx, dead.Pool, run.ID, 0, []string{"queued"}, "00000000-0000-0000-0000-0000000000de", time.Second)
 	require.NoError(t, err)
 

@@ -160,34 +160,45 @@ type StartParams struct {
 	Internal bool
 }
 
-// Start creates a run and its first job in one transaction. Starting a
-// workflow again with the same business key returns the existing run and
-// created=false. Returns ErrUnknownWorkflow or ErrInvalidInput for bad
-// parameters, having written nothing.
-func (e *Engine) Start(ctx context.Context, p StartParams) (run *store.Run, created bool, err error) {
+// checkStart validates p for Start and StartInline and fills its defaults
+// (the trimmed key, "{}" input, "system" starter), returning the workflow's
+// definition.
+func (e *Engine) checkStart(p StartParams) (*Definition, StartParams, error) {
 	def, ok := e.registry.Get(p.Workflow)
 	if !ok {
-		return nil, false, fmt.Errorf("%w %q (known: %s)", ErrUnknownWorkflow, p.Workflow, strings.Join(e.registry.Names(), ", "))
+		return nil, p, fmt.Errorf("%w %q (known: %s)", ErrUnknownWorkflow, p.Workflow, strings.Join(e.registry.Names(), ", "))
 	}
 	if def.Options.Internal && !p.Internal {
-		return nil, false, fmt.Errorf("%w: %s is built in and started only by its own service (approvals: POST /api/v1/approvals, the MCP server or countersign ask)",
+		return nil, p, fmt.Errorf("%w: %s is built in and started only by its own service (approvals: POST /api/v1/approvals, the MCP server or countersign ask)",
 			ErrInvalidInput, p.Workflow)
 	}
 	p.BusinessKey = strings.TrimSpace(p.BusinessKey)
 	if p.BusinessKey == "" || len(p.BusinessKey) > 200 {
-		return nil, false, fmt.Errorf("%w: business key must be 1 to 200 characters", ErrInvalidInput)
+		return nil, p, fmt.Errorf("%w: business key must be 1 to 200 characters", ErrInvalidInput)
 	}
 	if len(p.Input) == 0 {
 		p.Input = json.RawMessage("{}")
 	}
 	if strings.ContainsRune(p.BusinessKey, 0) || bytes.Contains(p.Input, []byte(`\u0000`)) {
-		return nil, false, fmt.Errorf("%w: NUL characters cannot be stored", ErrInvalidInput)
+		return nil, p, fmt.Errorf("%w: NUL characters cannot be stored", ErrInvalidInput)
 	}
 	if err := def.check(p.Input); err != nil {
-		return nil, false, err
+		return nil, p, err
 	}
 	if p.StartedBy == "" {
 		p.StartedBy = "system"
+	}
+	return def, p, nil
+}
+
+// Start creates a run and its first job in one transaction. Starting a
+// workflow again with the same business key returns the existing run and
+// created=false. Returns ErrUnknownWorkflow or ErrInvalidInput for bad
+// parameters, having written nothing.
+func (e *Engine) Start(ctx context.Context, p StartParams) (run *store.Run, created bool, err error) {
+	def, p, err := e.checkStart(p)
+	if err != nil {
+		return nil, false, err
 	}
 	type result struct {
 		run     *store.Run

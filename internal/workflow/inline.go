@@ -1,12 +1,8 @@
 package workflow
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
 	"math"
-	"strings"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -45,28 +41,9 @@ type Inline struct {
 // existing run when the business key names one (created false). Validation
 // and errors are Start's.
 func (e *Engine) StartInline(ctx context.Context, p StartParams) (run *store.Run, created bool, in *Inline, err error) {
-	def, ok := e.registry.Get(p.Workflow)
-	if !ok {
-		return nil, false, nil, fmt.Errorf("%w %q (known: %s)", ErrUnknownWorkflow, p.Workflow, strings.Join(e.registry.Names(), ", "))
-	}
-	if def.Options.Internal && !p.Internal {
-		return nil, false, nil, fmt.Errorf("%w: %s is built in and started only by its own service", ErrInvalidInput, p.Workflow)
-	}
-	p.BusinessKey = strings.TrimSpace(p.BusinessKey)
-	if p.BusinessKey == "" || len(p.BusinessKey) > 200 {
-		return nil, false, nil, fmt.Errorf("%w: business key must be 1 to 200 characters", ErrInvalidInput)
-	}
-	if len(p.Input) == 0 {
-		p.Input = json.RawMessage("{}")
-	}
-	if strings.ContainsRune(p.BusinessKey, 0) || bytes.Contains(p.Input, []byte(`\u0000`)) {
-		return nil, false, nil, fmt.Errorf("%w: NUL characters cannot be stored", ErrInvalidInput)
-	}
-	if err := def.check(p.Input); err != nil {
+	def, p, err := e.checkStart(p)
+	if err != nil {
 		return nil, false, nil, err
-	}
-	if p.StartedBy == "" {
-		p.StartedBy = "system"
 	}
 	owner := uuid.NewString()
 	type result struct {
@@ -115,7 +92,7 @@ func (e *Engine) StartInline(ctx context.Context, p StartParams) (run *store.Run
 // sweeper. It returns an error only when the run is left for a retry.
 func (in *Inline) Execute(ctx context.Context) error {
 	e, run, owner := in.engine, in.run, in.owner
-	// No attempt limit here, as for ExecuteNow: the run's own retry policy
+	// No attempt limit for an inline execution: the run's own retry policy
 	// decides when it fails for good.
 	job := Job{RunID: run.ID, Seq: 0, Attempt: 1, MaxAttempts: math.MaxInt}
 	complete := func(context.Context, pgx.Tx) error { return nil } // no River job to complete

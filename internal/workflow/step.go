@@ -142,6 +142,11 @@ func replay[T any](s *slot) (T, error) {
 // than the output limit allows.
 const CodeOutputTooLarge = "output_too_large"
 
+// OutputLimit is the largest result, in bytes of JSON, that a step of
+// workflow may record, and the largest action it may propose: callers that
+// take an action from outside check it before starting a run.
+func (e *Engine) OutputLimit(workflow string) int { return e.outputLimit(workflow) }
+
 // outputLimit is the largest result, in bytes of JSON, a step of workflow may
 // record.
 func (e *Engine) outputLimit(workflow string) int {
