@@ -372,7 +372,7 @@ func printMetrics(w io.Writer, m *bench.MetricsReport) {
 		o.Samples, m.Bytes, ms(m.ScrapeP50), ms(m.ScrapeP95), ratio(m.ScrapeP95, m.BaselineP95))
 	for _, d := range m.Dashboards {
 		fmt.Fprintf(w, "| dashboard: GET %s p50 / p95, %d pages of %d bytes (target p95 ≤ 200 ms) | %s / %s (p95 %.1f× baseline) |\n",
-			d.Path, o.Samples, d.Bytes, ms(d.P50), ms(d.P95), ratio(d.P95, m.BaselineP95))
+			d.Path, d.Pages, d.Bytes, ms(d.P50), ms(d.P95), ratio(d.P95, m.BaselineP95))
 	}
 }
 
