@@ -149,6 +149,20 @@ func TestInboxCanDecide(t *testing.T) {
 		counts, err := store.RequestCountInbox(b.ctx, b.pool, p)
 		require.NoError(t, err)
 		require.Equal(t, 1000, counts[0].Count+counts[1].Count, "every request a reviewer may decide, and no other")
+
+		// Without the role's index (as before migration 00034) the same
+		// statements walk the inbox index and refuse most rows (19 in 20 overall): what the
+		// index saves, on this database of the test's own.
+		_, err = b.pool.Exec(b.ctx, `DROP INDEX approval_requests_inbox_can_reviewer, approval_votes_actor`)
+		require.NoError(t, err)
+		query, args := store.InboxListQuery(p, nil, 1, 50)
+		read, buffers := analyze(t, query, args)
+		t.Logf("without the index, rank 1 page: %d rows read, %d buffers", read, buffers)
+		require.Greater(t, read, 5*50)
+		query, args = store.InboxCountQuery(p, nil, vocab.TierExplicit)
+		read, buffers = analyze(t, query, args)
+		t.Logf("without the index, explicit count: %d rows read, %d buffers", read, buffers)
+		require.Greater(t, read, 5*667)
 	})
 }
 
