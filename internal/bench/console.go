@@ -178,7 +178,7 @@ func Console(ctx context.Context, pool *pgxpool.Pool, dbURL string, o ConsoleOpt
 	fmt.Fprintf(progress, "console: inbox under %d combinations of filters ...\n", len(queries))
 	for _, q := range queries {
 		var lat, baseLat []time.Duration
-		for range max(20, o.Samples/2) {
+		for range max(1, o.Samples/2) {
 			for _, m := range []struct {
 				url string
 				lat *[]time.Duration
