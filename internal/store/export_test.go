@@ -19,3 +19,7 @@ func InboxCountQuery(p InboxParams, claimed []string, tier vocab.Tier) (string, 
 	p.claimedIDs = claimed
 	return p.countQuery(tier)
 }
+
+// InboxFilterSQL is sql/inbox_filter.sql, whose opening comment names the
+// index of each combination of filters, for the tests of the plans.
+var InboxFilterSQL = inboxFilterSQL

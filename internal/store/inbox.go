@@ -47,7 +47,7 @@ type InboxParams struct {
 // filterArgs are the named arguments of sql/inbox_filter.sql.
 func (p InboxParams) filterArgs() pgx.NamedArgs {
 	args := pgx.NamedArgs{"workflow": p.Workflow, "rule": p.Rule, "tier": p.Tier, "created_before": nil,
-		"actor": p.Actor, "actor_role": string(p.ActorRole), "claimed_ids": p.claimedIDs}
+		"actor": p.Actor, "claimed_ids": p.claimedIDs}
 	if p.OlderThan > 0 {
 		args["created_before"] = p.Now.Add(-p.OlderThan)
 	}
@@ -88,7 +88,20 @@ func withInboxFilter(query string, p InboxParams) string {
 			b.WriteString(blk.text)
 		}
 	}
-	return strings.ReplaceAll(query, "/* filter */", "("+b.String()+"\n)")
+	filter := strings.ReplaceAll(b.String(), "'ACTOR_ROLE'", roleLiteral(p.ActorRole))
+	return strings.ReplaceAll(query, "/* filter */", "("+filter+"\n)")
+}
+
+// roleLiteral is role as an SQL string constant for the "can" block of
+// sql/inbox_filter.sql, which needs a constant to use the role's index.
+// Only the closed set of vocab.Role is written out; anything else becomes
+// NULL, which lets nothing through (the caller answers "none" for roles
+// that decide nothing before any query, see noneFor).
+func roleLiteral(role vocab.Role) string {
+	if !role.Valid() {
+		return "NULL"
+	}
+	return "'" + string(role) + "'"
 }
 
 // tierRank is the inbox rank of a tier's requests until they are escalated

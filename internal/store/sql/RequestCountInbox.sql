@@ -4,8 +4,10 @@
 -- whatever the table's size, and the caller keeps the cap. Two parts: the
 -- tier's own rank, whose rows are all of that tier, and the escalated
 -- (rank 0), of either tier. Neither names a column the inbox indexes lack
--- (they INCLUDE tier, escalated_at and the columns of "I can decide"), so
--- that under any filter but "Claimed by me" the count reads only the index. Run by hand (store/inbox.go)
+-- (they INCLUDE tier, escalated_at and the columns of "I can decide"; the
+-- role indexes of "I can decide", migration 00034, hold the role condition
+-- in their predicate and INCLUDE the rest), so that under any filter but
+-- "Claimed by me" the count reads only the index. Run by hand (store/inbox.go)
 -- because it shares the filter's text with RequestListInbox.sql.
 SELECT count(*)::int FROM (
     (SELECT 1 FROM approval_requests
