@@ -108,7 +108,9 @@ func (s *Server) runView(c echo.Context, id string) (templates.Page, templates.R
 		return templates.Page{}, templates.RunView{}, err
 	}
 	v := templates.RunView{Run: run, CanCancel: currentUser(c).Role == vocab.RoleAdmin && !run.Status.Final() && run.CompensationCause == nil}
-	fail := func(err error) (templates.Page, templates.RunView, error) { return templates.Page{}, templates.RunView{}, err }
+	fail := func(err error) (templates.Page, templates.RunView, error) {
+		return templates.Page{}, templates.RunView{}, err
+	}
 	if v.Steps, err = store.StepList(ctx, s.Pool, run.ID); err != nil {
 		return fail(err)
 	}
