@@ -280,6 +280,12 @@ func TestNoticePages(t *testing.T) {
 		require.Equal(t, http.StatusBadRequest, resp.StatusCode)
 	})
 
+	t.Run("NoFailureSaysSo", func(t *testing.T) {
+		doc, _ := c.get(t, admin, "/admin/notifications?failed=1")
+		require.Equal(t, "No message failed.", strings.TrimSpace(doc.Find("[data-testid=no-messages]").Text()))
+		require.Zero(t, doc.Find("[data-testid=deliveries]").Length(), "no empty table")
+	})
+
 	t.Run("Redeliver", func(t *testing.T) {
 		sink.FailNext(100)
 		adm, err := store.UserGetByEmail(ctx, c.Pool, "admin@example.com")

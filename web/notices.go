@@ -208,7 +208,7 @@ const noticePage = 100
 
 // handleNoticeDeliveries handles the "GET /admin/notifications" route.
 func (s *Server) handleNoticeDeliveries(c echo.Context) error {
-	v := templates.NoticeDeliveriesView{FailedOnly: c.QueryParam("failed") == "1"}
+	v := templates.NoticeDeliveriesView{FailedOnly: c.QueryParam("failed") == "1", Channels: s.channels()}
 	var before int64
 	if b := c.QueryParam("before"); b != "" {
 		n, err := strconv.ParseInt(b, 10, 64)
