@@ -168,14 +168,6 @@ func secondsDuration(s float64) time.Duration { return time.Duration(s * float64
 
 func nan() float64 { return math.NaN() }
 
-// shortID is the first eight characters of an id, for tables.
-func shortID(id string) string {
-	if len(id) > 8 {
-		return id[:8]
-	}
-	return id
-}
-
 // filterNote says which filter an empty list was filtered by.
 func filterNote(v UnusableView) string {
 	switch {

@@ -349,6 +349,7 @@ func TestRunUnusable(t *testing.T) {
 		doc, _ = c.get(t, viewer, "/unusable?category=format")
 		require.Equal(t, 1, doc.Find(`[data-testid="unusable-row"]`).Length())
 		require.Contains(t, doc.Find(`[data-testid="unusable-row"] a`).AttrOr("href", ""), run)
+		require.Equal(t, "u2", doc.Find(`[data-testid="unusable-run"]`).Text(), "the run by its business key, not its id")
 		doc, _ = c.get(t, viewer, "/unusable?category=unsafe")
 		require.Equal(t, 1, doc.Find(`[data-testid="unusable-empty"]`).Length())
 		_, code = c.get(t, viewer, "/unusable?category=bogus")
