@@ -239,7 +239,7 @@ func TestNoticePages(t *testing.T) {
 		resp, body := c.post(t, reviewer, "/settings/notifications", "/settings/notifications", url.Values{"channel": {"email"},
 			"event": {"request.waiting"}, "quiet_start": {"22:00"}, "quiet_end": {"07:00"}, "time_zone": {"Mars/Olympus"}})
 		require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
-		require.Contains(t, body, "unknown time zone")
+		require.Contains(t, body, "Unknown time zone")
 		_, err := store.NoticePreferenceGet(ctx, c.Pool, rev.ID)
 		require.ErrorIs(t, err, store.ErrNotFound, "nothing stored")
 

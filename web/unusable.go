@@ -78,7 +78,7 @@ func (s *Server) handleRunUnusable(c echo.Context) error {
 	case err == nil:
 		return c.Redirect(http.StatusSeeOther, "/runs/"+id+"?done=unusable")
 	case errors.Is(err, metrics.ErrInvalidFlag):
-		status, form.Error = http.StatusUnprocessableEntity, sentence(strings.TrimPrefix(err.Error(), metrics.ErrInvalidFlag.Error()+": "))
+		status, form.Error = http.StatusUnprocessableEntity, forPeople(err.Error())
 	case errors.Is(err, metrics.ErrNotCompleted), errors.Is(err, metrics.ErrAlreadyFlagged):
 		status = http.StatusConflict
 	default:
