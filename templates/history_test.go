@@ -41,3 +41,17 @@ func TestHistorySaysVerdictsInWords(t *testing.T) {
 	require.Contains(t, details, "verdict: changes requested")
 	require.NotContains(t, details, "request_changes")
 }
+
+// TestEveryKindHasWords: the filter menu names every kind the code appends.
+func TestEveryKindHasWords(t *testing.T) {
+	t.Parallel()
+	for _, k := range audit.Kinds {
+		require.NotEqual(t, string(k), kindLabel(k), "kind %s has no words", k)
+	}
+	var buf bytes.Buffer
+	require.NoError(t, History(Page{Title: "History"}, HistoryView{Summary: &store.AuditSummary{}, Kinds: audit.Kinds}).Render(context.Background(), &buf))
+	doc, err := goquery.NewDocumentFromReader(&buf)
+	require.NoError(t, err)
+	require.Equal(t, "Rollback failed (run.compensation_failed)",
+		doc.Find(`select[name=kind] option[value="run.compensation_failed"]`).Text())
+}
