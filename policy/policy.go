@@ -84,6 +84,12 @@ type Decision struct {
 	Uncertain bool `json:"uncertain,omitempty"`
 }
 
+// RequiredApprovals returns the approvals a request opened under d records:
+// at least one, since the one approval of an auto decision is the policy's
+// own. Whatever compares a decision with a recorded request must use it, or
+// an auto rule reads as "1 -> 0 approvals" against itself.
+func (d Decision) RequiredApprovals() int { return max(d.Approvals, 1) }
+
 // Rule is one compiled rule of a policy.
 type Rule struct {
 	Name        string

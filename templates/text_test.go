@@ -191,3 +191,19 @@ func TestAuditTableMarksSubjects(t *testing.T) {
 	require.Equal(t, 3, subject.Find("span.invisible").Length())
 	require.Equal(t, "user⟨U+202E⟩ ann⟨U+E0041⟩@example.com⟨U+FE0F⟩", strings.TrimSpace(subject.Text()))
 }
+
+func TestDuration(t *testing.T) {
+	t.Parallel()
+	for d, want := range map[time.Duration]string{
+		0:                                     "—",
+		850 * time.Millisecond:                "850 ms",
+		12340 * time.Millisecond:              "12.34s",
+		59999 * time.Millisecond:              "1m 0s",
+		5*time.Minute + 6100*time.Millisecond: "5m 6s",
+		59*time.Minute + 59*time.Second + 600*time.Millisecond: "1h 0m",
+		2*time.Hour + 5*time.Minute + 20*time.Second:           "2h 5m",
+		26 * time.Hour: "1d 2h",
+	} {
+		require.Equal(t, want, duration(d), d.String())
+	}
+}

@@ -131,14 +131,22 @@ func keys(m map[string]any) []string {
 
 func itoa(n int) string { return fmt.Sprintf("%d", n) }
 
+// duration writes a step's or a decision's time for people: "850 ms",
+// "12.34s", then whole seconds ("5m 6s") and minutes ("2h 5m"), since
+// hundredths of a second (Go's "5m6.1s") say nothing at that scale.
 func duration(d time.Duration) string {
-	if d <= 0 {
+	switch {
+	case d <= 0:
 		return "—"
-	}
-	if d < time.Second {
+	case d < time.Second:
 		return fmt.Sprintf("%d ms", d.Milliseconds())
+	case d < time.Minute-5*time.Millisecond: // rounds to under a minute
+		return d.Round(10 * time.Millisecond).String()
+	case d < time.Hour-time.Second/2: // rounds to under an hour
+		d = d.Round(time.Second)
+		return fmt.Sprintf("%dm %ds", int(d.Minutes()), int(d.Seconds())%60)
 	}
-	return d.Round(10 * time.Millisecond).String()
+	return human(d.Round(time.Minute))
 }
 
 func tierLabel(tier vocab.Tier) string {
@@ -159,14 +167,6 @@ func statusLabel[T ~string](status T) string { return strings.ReplaceAll(string(
 func secondsDuration(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 func nan() float64 { return math.NaN() }
-
-// shortID is the first eight characters of an id, for tables.
-func shortID(id string) string {
-	if len(id) > 8 {
-		return id[:8]
-	}
-	return id
-}
 
 // filterNote says which filter an empty list was filtered by.
 func filterNote(v UnusableView) string {

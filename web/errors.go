@@ -9,6 +9,7 @@ import (
 
 	"github.com/countersign/countersign/internal/ask"
 	"github.com/countersign/countersign/internal/metrics"
+	"github.com/countersign/countersign/internal/notice"
 	"github.com/countersign/countersign/internal/policystore"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/workflow"
@@ -116,7 +117,22 @@ func (s *Server) handleError(err error, c echo.Context) {
 		_ = c.Redirect(http.StatusSeeOther, "/login")
 		return
 	}
-	_ = render(c, status, templates.ErrorPage(s.page(c, http.StatusText(status), ""), status, msg))
+	_ = render(c, status, templates.ErrorPage(s.page(c, http.StatusText(status), ""), status, forPeople(msg)))
+}
+
+// sentinelPrefixes are the words a domain error's message starts with to
+// name its kind ("invalid input: a rejection needs a reason"): the API keeps
+// them beside its code, a person reads only what follows.
+var sentinelPrefixes = []string{workflow.ErrInvalidInput.Error() + ": ", store.ErrInvalidInput.Error() + ": ",
+	metrics.ErrInvalidFlag.Error() + ": ", notice.ErrInvalid.Error() + ": "}
+
+// forPeople writes an error's message for a page: without the error kind's
+// prefix, as a sentence.
+func forPeople(msg string) string {
+	for _, p := range sentinelPrefixes {
+		msg = strings.TrimPrefix(msg, p)
+	}
+	return sentence(msg)
 }
 
 // apiError is the body of every API error (the spec's Error).

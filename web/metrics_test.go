@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/PuerkitoBio/goquery"
 	"github.com/stretchr/testify/require"
 
 	"github.com/countersign/countersign/internal/account"
@@ -307,8 +308,25 @@ func TestRunUnusable(t *testing.T) {
 		require.NoError(t, err)
 		noCSRF.Body.Close()
 		require.Equal(t, 403, noCSRF.StatusCode, "a form without the CSRF token is refused")
-		resp, _ = c.post(t, reviewer, "/runs/"+run, "/runs/"+run+"/unusable", url.Values{"category": {"format"}, "reason": {""}})
+		require.Equal(t, "", doc.Find(`[data-testid="unusable-category"] option[selected]`).AttrOr("value", "-"),
+			"no category is chosen for the reviewer")
+		// A reason of spaces passes the browser's "required": the run page
+		// comes back with the form open, saying what is wrong, keeping what was typed.
+		resp, body := c.post(t, reviewer, "/runs/"+run, "/runs/"+run+"/unusable", url.Values{"category": {"unsafe"}, "reason": {"   "}})
 		require.Equal(t, 422, resp.StatusCode)
+		doc, err = goquery.NewDocumentFromReader(strings.NewReader(body))
+		require.NoError(t, err)
+		require.Equal(t, "Say why the output is unusable (a reason is required).", doc.Find(`[data-testid="unusable-error"]`).Text())
+		_, open := doc.Find(`[data-testid="unusable-details"]`).Attr("open")
+		require.True(t, open)
+		require.Equal(t, "unsafe", doc.Find(`[data-testid="unusable-category"] option[selected]`).AttrOr("value", ""))
+		require.Equal(t, "   ", doc.Find(`[data-testid="unusable-reason"]`).Text())
+		require.Equal(t, "unusable-error", doc.Find(`[data-testid="unusable-reason"]`).AttrOr("aria-describedby", ""))
+		require.Equal(t, 1, doc.Find(`[data-testid="run"]`).Length(), "the run page, not an error page")
+		resp, body = c.post(t, reviewer, "/runs/"+run, "/runs/"+run+"/unusable", url.Values{"category": {"bogus"}, "reason": {"wrong"}})
+		require.Equal(t, 422, resp.StatusCode)
+		require.Contains(t, body, "Category must be one of incorrect")
+		require.Contains(t, body, ">wrong</textarea>")
 		resp, _ = c.post(t, reviewer, "/runs/"+run, "/runs/"+run+"/unusable", form)
 		require.Equal(t, 303, resp.StatusCode, "back to the run page")
 		require.Equal(t, "/runs/"+run+"?done=unusable", resp.Header.Get("Location"))
@@ -317,6 +335,13 @@ func TestRunUnusable(t *testing.T) {
 		require.Contains(t, flag.Text(), "format")
 		require.Contains(t, flag.Text(), "<b>not JSON</b>", "the reason is text, escaped")
 		require.Zero(t, doc.Find(`[data-testid="unusable-form"]`).Length())
+		// A second flag (another tab, a colleague first): the page says so and shows the flag.
+		resp, body = c.post(t, reviewer, "/runs/"+run, "/runs/"+run+"/unusable", url.Values{"category": {"unsafe"}, "reason": {"again"}})
+		require.Equal(t, 409, resp.StatusCode)
+		doc, err = goquery.NewDocumentFromReader(strings.NewReader(body))
+		require.NoError(t, err)
+		require.Equal(t, "The run is already flagged unusable.", doc.Find(`[data-testid="error"]`).Text())
+		require.Equal(t, 1, doc.Find(`[data-testid="run-unusable"]`).Length())
 
 		doc, code = c.get(t, viewer, "/unusable")
 		require.Equal(t, 200, code)
@@ -324,6 +349,7 @@ func TestRunUnusable(t *testing.T) {
 		doc, _ = c.get(t, viewer, "/unusable?category=format")
 		require.Equal(t, 1, doc.Find(`[data-testid="unusable-row"]`).Length())
 		require.Contains(t, doc.Find(`[data-testid="unusable-row"] a`).AttrOr("href", ""), run)
+		require.Equal(t, "u2", doc.Find(`[data-testid="unusable-run"]`).Text(), "the run by its business key, not its id")
 		doc, _ = c.get(t, viewer, "/unusable?category=unsafe")
 		require.Equal(t, 1, doc.Find(`[data-testid="unusable-empty"]`).Length())
 		_, code = c.get(t, viewer, "/unusable?category=bogus")

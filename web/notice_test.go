@@ -239,7 +239,7 @@ func TestNoticePages(t *testing.T) {
 		resp, body := c.post(t, reviewer, "/settings/notifications", "/settings/notifications", url.Values{"channel": {"email"},
 			"event": {"request.waiting"}, "quiet_start": {"22:00"}, "quiet_end": {"07:00"}, "time_zone": {"Mars/Olympus"}})
 		require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
-		require.Contains(t, body, "unknown time zone")
+		require.Contains(t, body, "Unknown time zone")
 		_, err := store.NoticePreferenceGet(ctx, c.Pool, rev.ID)
 		require.ErrorIs(t, err, store.ErrNotFound, "nothing stored")
 
@@ -278,6 +278,12 @@ func TestNoticePages(t *testing.T) {
 		require.Equal(t, []string{"deadline.near"}, d[vocab.RoleApprover].Events)
 		resp, _ = c.post(t, admin, "/admin/notifications/defaults", "/admin/notifications/defaults", url.Values{"role": {"root"}})
 		require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	})
+
+	t.Run("NoFailureSaysSo", func(t *testing.T) {
+		doc, _ := c.get(t, admin, "/admin/notifications?failed=1")
+		require.Equal(t, "No message failed.", strings.TrimSpace(doc.Find("[data-testid=no-messages]").Text()))
+		require.Zero(t, doc.Find("[data-testid=deliveries]").Length(), "no empty table")
 	})
 
 	t.Run("Redeliver", func(t *testing.T) {

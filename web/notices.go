@@ -141,7 +141,7 @@ func (s *Server) handleNoticeSettingsSave(c echo.Context) error {
 		v.Form = templates.NoticePrefsForm{Channels: prefs.Channels, Events: prefs.Events, QuietStart: c.FormValue("quiet_start"),
 			QuietEnd: c.FormValue("quiet_end"), TimeZone: c.FormValue("time_zone")}
 		p := s.page(c, "Notifications", "settings")
-		p.Error = err.Error()
+		p.Error = forPeople(err.Error())
 		return render(c, http.StatusUnprocessableEntity, templates.NoticeSettings(p, v))
 	}
 	if err := store.NoticePreferenceSet(ctx, s.Pool, u.ID, prefs); err != nil {
@@ -208,7 +208,7 @@ const noticePage = 100
 
 // handleNoticeDeliveries handles the "GET /admin/notifications" route.
 func (s *Server) handleNoticeDeliveries(c echo.Context) error {
-	v := templates.NoticeDeliveriesView{FailedOnly: c.QueryParam("failed") == "1"}
+	v := templates.NoticeDeliveriesView{FailedOnly: c.QueryParam("failed") == "1", Channels: s.channels()}
 	var before int64
 	if b := c.QueryParam("before"); b != "" {
 		n, err := strconv.ParseInt(b, 10, 64)

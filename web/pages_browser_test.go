@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -15,6 +16,7 @@ import (
 	"github.com/countersign/countersign/internal/client"
 	"github.com/countersign/countersign/internal/demo"
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/workflow"
 	"github.com/countersign/countersign/vocab"
 )
 
@@ -247,4 +249,38 @@ func TestBrowserPolicyActivation(t *testing.T) {
 	require.Contains(t, text(ctx, t, `[data-testid=active-version]`), "Stored version 1 is active")
 	require.NoError(t, chromedp.Run(ctx, clickOn(`[data-testid=confirm-apply]`), chromedp.WaitVisible(`[data-testid=flash]`, chromedp.ByQuery)))
 	require.Contains(t, text(ctx, t, `[data-testid=active-version]`), "Stored version 2 is active")
+}
+
+// TestBrowserFlagUnusableRefused: the flag form makes the reviewer choose a
+// category, and a reason of spaces (which the browser's "required" lets
+// through) brings the run page back with the form open, saying what is
+// wrong, with the category and what was typed kept.
+func TestBrowserFlagUnusableRefused(t *testing.T) {
+	t.Parallel()
+	c := startConsole(t, metricsWorkflows)
+	raw, _ := json.Marshal(struct{}{})
+	run, _, err := c.Engine.Start(context.Background(), workflow.StartParams{Workflow: "m_ok", BusinessKey: "flag-1", Input: raw, StartedBy: "api@example.com"})
+	require.NoError(t, err)
+	c.WaitRun(t, run.ID, vocab.RunCompleted)
+	ctx := browser(t)
+	c.signIn(ctx, t, "reviewer@example.com")
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate(c.Addr+"/runs/"+run.ID), chromedp.WaitVisible(`[data-testid=flag-unusable]`, chromedp.ByQuery),
+		clickOn(`[data-testid=flag-unusable]`), chromedp.WaitVisible(`[data-testid=unusable-reason]`, chromedp.ByQuery),
+		chromedp.SendKeys(`[data-testid=unusable-reason]`, "   ", chromedp.ByQuery)))
+	var valid bool
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`document.querySelector("[data-testid=unusable-form]").checkValidity()`, &valid)))
+	require.False(t, valid, "no category chosen yet")
+	require.NoError(t, chromedp.Run(ctx, chromedp.SetValue(`[data-testid=unusable-category]`, "format", chromedp.ByQuery),
+		clickOn(`[data-testid=submit-unusable]`), chromedp.WaitVisible(`[data-testid=unusable-error]`, chromedp.ByQuery)))
+	require.Equal(t, "Say why the output is unusable (a reason is required).", text(ctx, t, `[data-testid=unusable-error]`))
+	var category, reason string
+	require.NoError(t, chromedp.Run(ctx, chromedp.Value(`[data-testid=unusable-category]`, &category, chromedp.ByQuery),
+		chromedp.Value(`[data-testid=unusable-reason]`, &reason, chromedp.ByQuery)))
+	require.Equal(t, "format", category)
+	require.Equal(t, "   ", reason)
+
+	require.NoError(t, chromedp.Run(ctx, chromedp.SendKeys(`[data-testid=unusable-reason]`, "Half in French.", chromedp.ByQuery),
+		clickOn(`[data-testid=submit-unusable]`), chromedp.WaitVisible(`[data-testid=run-unusable]`, chromedp.ByQuery)))
+	require.Contains(t, text(ctx, t, `[data-testid=flash]`), "Run flagged unusable")
+	require.Contains(t, text(ctx, t, `[data-testid=run-unusable]`), "Half in French.")
 }

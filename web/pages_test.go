@@ -129,7 +129,7 @@ func TestPages(t *testing.T) {
 		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 		resp, body = c.post(t, reviewer, page, page+"/decision", url.Values{"verdict": {"approve"}, "payload_hash": {req.PayloadHash}})
 		require.Equal(t, http.StatusConflict, resp.StatusCode, "a double submit")
-		require.Contains(t, body, "already decided (approved) by reviewer@example.com at")
+		require.Contains(t, body, "Already decided (approved) by reviewer@example.com at")
 	})
 
 	t.Run("CSRF", func(t *testing.T) {

@@ -46,7 +46,7 @@ func TestPolicySimulationIsForApproversAndAdmins(t *testing.T) {
 			resp, body := c.post(t, hc, "/policy", "/policy/simulate", form)
 			require.Equal(t, tc.status, resp.StatusCode)
 			if !allowed {
-				require.Contains(t, body, "only approvers and admins may simulate a policy")
+				require.Contains(t, body, "Only approvers and admins may simulate a policy.")
 				require.NotContains(t, body, `data-testid="simulation"`)
 			} else {
 				require.Contains(t, body, `data-testid="simulation"`)

@@ -228,7 +228,7 @@ func (s *Server) handleDecide(c echo.Context) error {
 			form = templates.DecisionForm{} // what they typed was about the old payload
 		}
 		if form.Error == "" {
-			form.Error = msg
+			form.Error = forPeople(msg)
 		}
 		tok := s.refused.put(refusal{form: form, status: status, user: p.Actor.Name, request: id})
 		return c.Redirect(http.StatusSeeOther, "/requests/"+id+"?refused="+tok)

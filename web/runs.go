@@ -87,23 +87,41 @@ func (s *Server) runsView(c echo.Context) (templates.RunsView, error) {
 
 // handleRun handles the "GET /runs/:id" route.
 func (s *Server) handleRun(c echo.Context) error {
-	ctx := c.Request().Context()
-	run, err := store.RunGet(ctx, s.Pool, c.Param("id"))
+	p, v, err := s.runView(c, c.Param("id"))
 	if err != nil {
 		return err
 	}
+	switch c.QueryParam("done") {
+	case "cancel":
+		p.Flash = "Run cancelled."
+	case "unusable":
+		p.Flash = "Run flagged unusable."
+	}
+	return render(c, http.StatusOK, templates.RunDetail(p, v))
+}
+
+// runView reads what the run page shows of run id.
+func (s *Server) runView(c echo.Context, id string) (templates.Page, templates.RunView, error) {
+	ctx := c.Request().Context()
+	run, err := store.RunGet(ctx, s.Pool, id)
+	if err != nil {
+		return templates.Page{}, templates.RunView{}, err
+	}
 	v := templates.RunView{Run: run, CanCancel: currentUser(c).Role == vocab.RoleAdmin && !run.Status.Final() && run.CompensationCause == nil}
+	fail := func(err error) (templates.Page, templates.RunView, error) {
+		return templates.Page{}, templates.RunView{}, err
+	}
 	if v.Steps, err = store.StepList(ctx, s.Pool, run.ID); err != nil {
-		return err
+		return fail(err)
 	}
 	if v.Requests, err = store.RequestListByRun(ctx, s.Pool, run.ID); err != nil {
-		return err
+		return fail(err)
 	}
 	if v.Attempts, err = store.StepAttemptList(ctx, s.Pool, run.ID); err != nil {
-		return err
+		return fail(err)
 	}
 	if v.History, err = store.AuditList(ctx, s.Pool, store.AuditFilter{RunID: run.ID}, 0, 1000); err != nil {
-		return err
+		return fail(err)
 	}
 	slices.Reverse(v.History) // in the order it happened
 	if run.Status == vocab.RunCompleted {
@@ -112,17 +130,10 @@ func (s *Server) handleRun(c echo.Context) error {
 			v.CanFlag = currentUser(c).Role.CanDecide()
 		}
 		if err != nil {
-			return err
+			return fail(err)
 		}
 	}
-	p := s.page(c, run.Workflow+" "+run.BusinessKey, "runs")
-	switch c.QueryParam("done") {
-	case "cancel":
-		p.Flash = "Run cancelled."
-	case "unusable":
-		p.Flash = "Run flagged unusable."
-	}
-	return render(c, http.StatusOK, templates.RunDetail(p, v))
+	return s.page(c, run.Workflow+" "+run.BusinessKey, "runs"), v, nil
 }
 
 // handleRunStatus handles the "GET /runs/:id/status" route: the status badge,

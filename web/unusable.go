@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -63,12 +66,46 @@ func (s *Server) handleRunUnusable(c echo.Context) error {
 	if err := checkID("the run id", id); err != nil {
 		return err
 	}
+	form := templates.FlagForm{Category: vocab.UnusableCategory(c.FormValue("category")), Reason: c.FormValue("reason")}
 	_, err := metrics.FlagUnusable(c.Request().Context(), s.Pool, metrics.Flag{RunID: id,
-		Category: vocab.UnusableCategory(c.FormValue("category")), Reason: c.FormValue("reason"), Actor: currentUser(c).Email})
-	if err != nil {
+		Category: form.Category, Reason: form.Reason, Actor: currentUser(c).Email})
+	// A refused flag shows the run page again, the form open beside what
+	// was wrong and what was typed, rather than an error page that loses
+	// the reason; a run that completed no longer or was flagged meanwhile
+	// says so above the page, which now shows its state.
+	var status int
+	switch {
+	case err == nil:
+		return c.Redirect(http.StatusSeeOther, "/runs/"+id+"?done=unusable")
+	case errors.Is(err, metrics.ErrInvalidFlag):
+		status, form.Error = http.StatusUnprocessableEntity, forPeople(err.Error())
+	case errors.Is(err, metrics.ErrNotCompleted), errors.Is(err, metrics.ErrAlreadyFlagged):
+		status = http.StatusConflict
+	default:
 		return err
 	}
-	return c.Redirect(http.StatusSeeOther, "/runs/"+id+"?done=unusable")
+	p, v, verr := s.runView(c, id)
+	if verr != nil {
+		return verr
+	}
+	switch {
+	case form.Error != "":
+		v.Flag = form
+	case errors.Is(err, metrics.ErrNotCompleted):
+		p.Error = "Only a completed run can be flagged unusable: this one is " + strings.ReplaceAll(string(v.Run.Status), "_", " ") + "."
+	default:
+		p.Error = sentence(metrics.ErrAlreadyFlagged.Error())
+	}
+	return render(c, status, templates.RunDetail(p, v))
+}
+
+// sentence writes an error's message as a sentence: a capital, a full stop.
+func sentence(msg string) string {
+	if msg == "" {
+		return msg
+	}
+	r, n := utf8.DecodeRuneInString(msg)
+	return string(unicode.ToUpper(r)) + strings.TrimSuffix(msg[n:], ".") + "."
 }
 
 // handleUnusable handles the "GET /unusable" route: completed runs flagged

@@ -28,7 +28,7 @@ func (s *Server) renderWebhooks(c echo.Context, status int, v templates.Webhooks
 		return err
 	}
 	p := s.page(c, "Webhooks", "webhooks")
-	p.Flash, p.Error = flash, problem
+	p.Flash, p.Error = flash, forPeople(problem)
 	return render(c, status, templates.Webhooks(p, v))
 }
 

@@ -505,7 +505,7 @@ func (s *Service) judgeClaims(pol *policy.Policy, req *store.Request, a Action, 
 // stricter says why the actor may not decide alone an action that the policy
 // put under pd, when the proposal was under req's rule; "" when they may.
 func stricter(req *store.Request, pd policy.Decision, actor Actor) string {
-	needs := max(pd.Approvals, 1)
+	needs := pd.RequiredApprovals()
 	under := &store.Request{Roles: pd.Roles}
 	switch {
 	case pd.Tier.StricterThan(req.Tier):

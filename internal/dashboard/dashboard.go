@@ -144,6 +144,11 @@ func Build(ctx context.Context, db store.DBTX, f Filter, now time.Time) (*View, 
 			return nil, fmt.Errorf("dashboard %s: %w", p.id, err)
 		}
 		c.ID, c.Title, c.Labels = p.id, p.title, b.labels
+		if p.wordsFunc != nil {
+			for i := range c.Series {
+				c.Series[i].Name = p.wordsFunc(c.Series[i].Name)
+			}
+		}
 		if f.Rule != "" && !p.byRule {
 			v.RuleWide[p.id] = true
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/countersign/countersign/internal/dashboard"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testdb"
+	"github.com/countersign/countersign/vocab"
 )
 
 func TestQuantileInterpolatesInsideTheBucket(t *testing.T) {
@@ -170,4 +171,35 @@ func TestInterventionOfTheOtherRules(t *testing.T) {
 		require.InDelta(t, 100, last.Values[23], 1e-9, "r6 and r7 always asked a person")
 		require.InDelta(t, 0, c.Series[0].Values[23], 1e-9)
 	}
+}
+
+// TestLegendsSayWords: the legends name run outcomes and verdicts in words,
+// not as the machine words the rollups keep them under.
+func TestLegendsSayWords(t *testing.T) {
+	t.Parallel()
+	pool, _ := testdb.Pool(t)
+	ctx := context.Background()
+	now := time.Date(2026, 11, 20, 15, 30, 0, 0, time.UTC)
+	at := now.Add(-time.Hour)
+	for _, status := range []string{"completed", "compensation_failed"} {
+		require.NoError(t, store.MetricAdd(ctx, pool, at, store.MetricKey{Metric: store.MetricRunFinished, Workflow: "refund", Label: status},
+			store.MetricValue{Count: 1}))
+	}
+	for _, verdict := range vocab.Verdicts() {
+		var dec store.MetricValue
+		dec.Observe(store.MetricDecisionSeconds, 10)
+		require.NoError(t, store.MetricAdd(ctx, pool, at, store.MetricKey{Metric: store.MetricDecisionSeconds, Workflow: "refund",
+			Rule: "refund", Tier: "explicit", Label: string(verdict)}, dec))
+	}
+
+	v, err := dashboard.Build(ctx, pool, dashboard.Filter{Window: dashboard.Day}, now)
+	require.NoError(t, err)
+	names := map[string][]string{}
+	for _, c := range v.Charts {
+		for _, s := range c.Series {
+			names[c.ID] = append(names[c.ID], s.Name)
+		}
+	}
+	require.ElementsMatch(t, []string{"completed", "compensation failed"}, names["runs"])
+	require.ElementsMatch(t, []string{"approved", "rejected", "approved with edits", "changes requested"}, names["decisions"])
 }

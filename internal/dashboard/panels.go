@@ -2,9 +2,11 @@ package dashboard
 
 import (
 	"sort"
+	"strings"
 
 	"github.com/countersign/countersign/internal/chart"
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/vocab"
 )
 
 // panel is one chart of the page: what it reads and how it draws it.
@@ -12,6 +14,9 @@ type panel struct {
 	id, title string
 	byRule    bool // its measure has a rule, so the rule filter applies
 	build     func(b *builder) (chart.Chart, error)
+	// wordsFunc, when set, turns the machine words its series are named by
+	// (a run status, a verdict) into the words the legend shows.
+	wordsFunc func(string) string
 }
 
 // panels are the dashboard's charts, in page order. Each names the metric it
@@ -20,7 +25,7 @@ var panels = []panel{
 	{id: "runs", title: "Runs finished, by outcome", build: func(b *builder) (chart.Chart, error) {
 		ss, err := b.counts(store.MetricRunFinished, store.ByLabel, "", false, false)
 		return chart.Chart{Kind: chart.Stacked, Unit: "runs", Series: ss}, err
-	}},
+	}, wordsFunc: words},
 	{id: "intervention", title: "Human intervention: share of actions a person was asked to decide, by rule", byRule: true,
 		build: func(b *builder) (chart.Chart, error) {
 			all, err := b.groups(store.MetricApproval, store.ByRule, "", true, false)
@@ -82,7 +87,7 @@ var panels = []panel{
 	{id: "decisions", title: "Decisions by people, by verdict", byRule: true, build: func(b *builder) (chart.Chart, error) {
 		ss, err := b.counts(store.MetricDecisionSeconds, store.ByLabel, "", true, false)
 		return chart.Chart{Kind: chart.Stacked, Unit: "decisions", Series: ss}, err
-	}},
+	}, wordsFunc: func(v string) string { return vocab.Verdict(v).Label() }},
 	{id: "deadlines", title: "Deadlines that passed, by outcome", byRule: true, build: func(b *builder) (chart.Chart, error) {
 		ss, err := b.counts(store.MetricDeadline, store.ByLabel, "", true, false)
 		return chart.Chart{Kind: chart.Stacked, Unit: "requests", Series: ss}, err
@@ -109,7 +114,7 @@ var panels = []panel{
 	{id: "rollbacks", title: "Rollbacks started, by cause", build: func(b *builder) (chart.Chart, error) {
 		ss, err := b.counts(store.MetricRollback, store.ByLabel, "", false, false)
 		return chart.Chart{Kind: chart.Stacked, Unit: "runs", Series: ss}, err
-	}},
+	}, wordsFunc: words},
 	{id: "unusable", title: "Completed runs flagged unusable, by category", build: func(b *builder) (chart.Chart, error) {
 		ss, err := b.counts(store.MetricRunUnusable, store.ByLabel, "", false, false)
 		return chart.Chart{Kind: chart.Stacked, Unit: "runs", Series: ss}, err
@@ -119,6 +124,9 @@ var panels = []panel{
 		return chart.Chart{Kind: chart.Stacked, Unit: "tokens", Series: ss}, err
 	}},
 }
+
+// words writes a status or cause as words: "compensation failed".
+func words(s string) string { return strings.ReplaceAll(s, "_", " ") }
 
 // lines draws several metrics' counts as one line each.
 func (b *builder) lines(unit string, names []string, metrics ...string) (chart.Chart, error) {

@@ -63,7 +63,10 @@ func Compare(r *store.Request, d policy.Decision) []Change {
 		}
 	}
 	add(FieldTier, string(r.Tier), string(d.Tier), r.Tier.StricterThan(d.Tier))
-	add(FieldApprovals, fmt.Sprint(r.ApprovalsRequired), fmt.Sprint(d.Approvals), d.Approvals < r.ApprovalsRequired)
+	// The request recorded the normalized count (an auto request records
+	// the policy's one approval), so the candidate's is normalized alike.
+	need := d.RequiredApprovals()
+	add(FieldApprovals, fmt.Sprint(r.ApprovalsRequired), fmt.Sprint(need), need < r.ApprovalsRequired)
 	add(FieldRoles, roleList(r.Roles), roleList(d.Roles), widens(r.Roles, d.Roles))
 
 	var was time.Duration

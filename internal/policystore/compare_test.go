@@ -31,10 +31,21 @@ func raised(t *testing.T) *policy.Policy {
 // recorded is the request the policy p would have opened for a refund of amount.
 func recorded(t *testing.T, p *policy.Policy, amount float64) *store.Request {
 	t.Helper()
-	d, err := policy.Evaluate(p, policy.Input{Action: policy.Action{Kind: "payment.refund", Params: map[string]any{"amount": amount}}})
+	return recordedAction(t, p, refund(amount))
+}
+
+func refund(amount float64) policy.Action {
+	return policy.Action{Kind: "payment.refund", Params: map[string]any{"amount": amount}}
+}
+
+// recordedAction is the request the policy p would have opened for a, with
+// the requirements normalized as the engine records them.
+func recordedAction(t *testing.T, p *policy.Policy, a policy.Action) *store.Request {
+	t.Helper()
+	d, err := policy.Evaluate(p, policy.Input{Action: a, Run: policy.Run{Workflow: "demo"}})
 	require.NoError(t, err)
 	created := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
-	r := &store.Request{Tier: d.Tier, Rule: d.Rule, ApprovalsRequired: d.Approvals, Roles: d.Roles,
+	r := &store.Request{Tier: d.Tier, Rule: d.Rule, ApprovalsRequired: d.RequiredApprovals(), Roles: d.Roles,
 		OnTimeout: d.OnTimeout, EscalateTo: d.EscalateTo, CreatedAt: created}
 	if d.Deadline > 0 {
 		// The engine's clock set the deadline a moment before the row's creation time.
@@ -75,6 +86,82 @@ func TestCompare(t *testing.T) {
 		d, err := policy.Evaluate(raised(t), policy.Input{Action: policy.Action{Kind: "payment.refund", Params: map[string]any{"amount": 900.0}}})
 		require.NoError(t, err)
 		require.Empty(t, policystore.Compare(r, d), "a deadline set a moment before creation is the same deadline")
+	})
+
+	// Every action of the demo, one per rule of the example policy and one
+	// that no rule matches, under each tier.
+	actions := map[string]policy.Action{
+		"read-only":        {Kind: "crm.lookup"},
+		"big-refund":       refund(900),
+		"refund":           refund(100),
+		"outbound-email":   {Kind: "email.send"},
+		"small-crm-update": {Kind: "crm.update", Params: map[string]any{"fields": map[string]any{"title": "CTO"}}},
+		"ticket-triage":    {Kind: "ticket.update", Reversible: true},
+		"spelling-fix":     {Kind: "doc.edit", Risk: "low"},
+		policy.NoMatchRule: {Kind: "shell.exec"},
+	}
+
+	t.Run("SamePolicyIsNoChangeInEveryTier", func(t *testing.T) {
+		t.Parallel()
+		tiers := map[vocab.Tier]bool{}
+		for rule, a := range actions {
+			r := recordedAction(t, example, a)
+			require.Equal(t, rule, r.Rule)
+			tiers[r.Tier] = true
+			d, err := policy.Evaluate(example, policy.Input{Action: a, Run: policy.Run{Workflow: "demo"}})
+			require.NoError(t, err)
+			require.Empty(t, policystore.Compare(r, d), rule)
+		}
+		require.Len(t, tiers, 3, "auto, batched and explicit are all compared")
+	})
+
+	// less returns, per field that changed, whether it is a loosening.
+	less := func(r *store.Request, d policy.Decision) map[policystore.Field]bool {
+		loose := map[policystore.Field]bool{}
+		for _, c := range policystore.Compare(r, d) {
+			loose[c.Field] = c.Looser
+		}
+		return loose
+	}
+
+	t.Run("ExplicitToAutoIsALooserTierOnly", func(t *testing.T) {
+		t.Parallel()
+		r := recordedAction(t, example, actions["outbound-email"])
+		d := policy.Decision{Tier: vocab.TierAuto, Approvals: 0}
+		require.Equal(t, map[policystore.Field]bool{policystore.FieldTier: true}, less(r, d),
+			"one approval by a person becomes the policy's own: the tier says it, the count does not change")
+	})
+
+	t.Run("TwoApproversToAutoLoosensBoth", func(t *testing.T) {
+		t.Parallel()
+		r := recordedAction(t, example, actions["big-refund"])
+		d := policy.Decision{Tier: vocab.TierAuto, Approvals: 0, Roles: []vocab.Role{vocab.RoleApprover},
+			Deadline: time.Hour, OnTimeout: "escalate", EscalateTo: []vocab.Role{vocab.RoleAdmin}}
+		require.Equal(t, map[policystore.Field]bool{policystore.FieldTier: true, policystore.FieldApprovals: true}, less(r, d))
+		for _, c := range policystore.Compare(r, d) {
+			if c.Field == policystore.FieldApprovals {
+				require.Equal(t, "2", c.From)
+				require.Equal(t, "1", c.To)
+			}
+		}
+	})
+
+	t.Run("TwoApprovalsToOne", func(t *testing.T) {
+		t.Parallel()
+		r := recordedAction(t, example, actions["big-refund"])
+		one, err := policy.Load([]byte(strings.Replace(string(policy.Example), "approvals: 2", "approvals: 1", 1)))
+		require.NoError(t, err)
+		d, err := policy.Evaluate(one, policy.Input{Action: actions["big-refund"]})
+		require.NoError(t, err)
+		require.Equal(t, map[policystore.Field]bool{policystore.FieldApprovals: true}, less(r, d))
+	})
+
+	t.Run("AutoToExplicitIsATightening", func(t *testing.T) {
+		t.Parallel()
+		r := recordedAction(t, example, actions["read-only"])
+		require.Equal(t, vocab.TierAuto, r.Tier)
+		d := policy.Decision{Tier: vocab.TierExplicit, Approvals: 2}
+		require.Equal(t, map[policystore.Field]bool{policystore.FieldTier: false, policystore.FieldApprovals: false}, less(r, d))
 	})
 
 	t.Run("Tightening", func(t *testing.T) {

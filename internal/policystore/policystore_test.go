@@ -117,6 +117,23 @@ func TestDemoWorkflowsAndSimulation(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, dups)
 
+	t.Run("SamePolicyChangesNothing", func(t *testing.T) {
+		// The requests were recorded by the engine, so this is the demo's
+		// "simulate the active policy" in every tier, auto included.
+		same, err := policy.Load(policy.Example)
+		require.NoError(t, err)
+		sim, err := policystore.Simulate(ctx, b.Pool, same, time.Now().Add(-time.Hour))
+		require.NoError(t, err)
+		require.Equal(t, 9, sim.Requests)
+		require.Zero(t, sim.Changed, "examples: %+v", sim.Examples)
+		require.Zero(t, sim.Loosened)
+		require.Empty(t, sim.Examples)
+		for _, tc := range sim.Tiers {
+			require.Equal(t, tiers[tc.Tier], tc.Recorded, tc.Tier)
+			require.Equal(t, tc.Recorded, tc.Candidate, tc.Tier)
+		}
+	})
+
 	t.Run("Simulate", func(t *testing.T) {
 		candidate, err := policy.Load([]byte(strict))
 		require.NoError(t, err)

@@ -18,6 +18,8 @@ type Unusable struct {
 	Reason    string                 `json:"reason"`
 	FlaggedBy string                 `json:"flagged_by"`
 	CreatedAt time.Time              `json:"created_at"`
+	// BusinessKey is the run's, set by UnusableList only.
+	BusinessKey string `json:"business_key,omitempty"`
 }
 
 func unusableFromInternal(r *dbsqlc.RunUnusable) *Unusable {
@@ -66,5 +68,9 @@ func UnusableList(ctx context.Context, db DBTX, f UnusableFilter) ([]*Unusable, 
 	if err != nil {
 		return nil, fmt.Errorf("list unusable runs: %w", interpret(err))
 	}
-	return convertAll(rows, unusableFromInternal), nil
+	return convertAll(rows, func(r *dbsqlc.UnusableListRow) *Unusable {
+		u := unusableFromInternal(&r.RunUnusable)
+		u.BusinessKey = r.BusinessKey
+		return u
+	}), nil
 }

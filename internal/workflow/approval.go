@@ -82,7 +82,7 @@ func (x *execution) propose(ctx context.Context, s *slot, action Action) (*store
 		RunID: x.run.ID, StepSeq: s.seq, Workflow: x.run.Workflow, Tier: pd.Tier,
 		Status: vocab.RequestPending, ActionKind: action.Kind, Summary: action.Summary, Action: raw,
 		PayloadHash: PayloadHash(raw), PolicyVersion: pol.Version, Rule: pd.Rule, Reason: pd.Reason,
-		ApprovalsRequired: max(pd.Approvals, 1), Roles: pd.Roles, OnTimeout: pd.OnTimeout,
+		ApprovalsRequired: pd.RequiredApprovals(), Roles: pd.Roles, OnTimeout: pd.OnTimeout,
 		EscalateTo: pd.EscalateTo, BatchKey: pd.BatchKey, StartedBy: x.run.StartedBy,
 	}
 	if pd.Deadline > 0 {

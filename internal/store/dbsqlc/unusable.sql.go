@@ -63,11 +63,13 @@ func (q *Queries) UnusableInsert(ctx context.Context, db DBTX, arg UnusableInser
 }
 
 const unusableList = `-- name: UnusableList :many
-SELECT run_id, workflow, category, reason, flagged_by, created_at FROM run_unusable
-WHERE ($1::text = '' OR category = $1)
-    AND ($2::text = '' OR workflow = $2)
-    AND (NOT $3::boolean OR (created_at, run_id) < ($4::timestamptz, $5::uuid))
-ORDER BY created_at DESC, run_id DESC
+SELECT u.run_id, u.workflow, u.category, u.reason, u.flagged_by, u.created_at, r.business_key
+FROM run_unusable u
+JOIN workflow_runs r ON r.id = u.run_id
+WHERE ($1::text = '' OR u.category = $1)
+    AND ($2::text = '' OR u.workflow = $2)
+    AND (NOT $3::boolean OR (u.created_at, u.run_id) < ($4::timestamptz, $5::uuid))
+ORDER BY u.created_at DESC, u.run_id DESC
 LIMIT $6
 `
 
@@ -80,8 +82,15 @@ type UnusableListParams struct {
 	RowLimit int32     `db:"row_limit"`
 }
 
-// Newest first, keyset paged by (created_at, run_id); optional category and workflow.
-func (q *Queries) UnusableList(ctx context.Context, db DBTX, arg UnusableListParams) ([]*RunUnusable, error) {
+type UnusableListRow struct {
+	RunUnusable RunUnusable `db:"run_unusable"`
+	BusinessKey string      `db:"business_key"`
+}
+
+// Newest first, keyset paged by (created_at, run_id); optional category and
+// workflow. Each flag carries its run's business key, which people know the
+// run by (the id is for links).
+func (q *Queries) UnusableList(ctx context.Context, db DBTX, arg UnusableListParams) ([]*UnusableListRow, error) {
 	rows, err := db.Query(ctx, unusableList,
 		arg.Category,
 		arg.Workflow,
@@ -94,16 +103,17 @@ func (q *Queries) UnusableList(ctx context.Context, db DBTX, arg UnusableListPar
 		return nil, err
 	}
 	defer rows.Close()
-	var items []*RunUnusable
+	var items []*UnusableListRow
 	for rows.Next() {
-		var i RunUnusable
+		var i UnusableListRow
 		if err := rows.Scan(
-			&i.RunID,
-			&i.Workflow,
-			&i.Category,
-			&i.Reason,
-			&i.FlaggedBy,
-			&i.CreatedAt,
+			&i.RunUnusable.RunID,
+			&i.RunUnusable.Workflow,
+			&i.RunUnusable.Category,
+			&i.RunUnusable.Reason,
+			&i.RunUnusable.FlaggedBy,
+			&i.RunUnusable.CreatedAt,
+			&i.BusinessKey,
 		); err != nil {
 			return nil, err
 		}
