@@ -140,6 +140,13 @@ func TestRunUpdatesAtScale(t *testing.T) {
 			_, _, err := store.RunClaimHistory(b.ctx, db, run.ID, 0, statuses(vocab.RunQueued, vocab.RunRetrying, vocab.RunRunning), owner, time.Minute)
 			return err
 		}},
+		// RunClaimNext, a chained claim (the run of the next ready job):
+		// workflow_runs_pkey.
+		{"RunClaimNext", func(db store.DBTX) error {
+			_, _, err := store.RunClaimNext(b.ctx, db, "default", "workflow_run",
+				statuses(vocab.RunQueued, vocab.RunRetrying, vocab.RunRunning), owner, time.Minute)
+			return err
+		}},
 		// RunLeaseRenew: workflow_runs_pkey.
 		{"RunLeaseRenew", func(db store.DBTX) error {
 			return store.RunLeaseRenew(b.ctx, db, run.ID, owner, time.Minute)
