@@ -52,15 +52,36 @@ func (w *RunWorker) Timeout(*river.Job[RunArgs]) time.Duration {
 	return RunTimeout
 }
 
+// RunChainFor is how long a run's job goes on executing the next ready runs
+// after its own (workflow.Engine.ExecuteNext): long enough that, with runs
+// queued, one job carries many; short enough that a stopping worker, which
+// waits for its jobs, is not held for long.
+const RunChainFor = time.Second
+
 // Work implements river.Worker: the engine completes the job in the
 // transaction that parks the run (a gate, a wait, a retry's backoff) or
 // fails it; a completed run's job is left to River's batched completer
-// (workflow.CompleteFunc says why that is safe).
+// (workflow.CompleteFunc says why that is safe). Then, for up to RunChainFor,
+// the worker executes the next ready runs whose jobs no worker has fetched,
+// deleting those jobs, until none is ready: River's fetch, running mark and
+// completion of a job per run were a large share of a run's database work.
 func (w *RunWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
-	return w.Engine.Execute(ctx, workflow.Job{
+	err := w.Engine.Execute(ctx, workflow.Job{
 		RunID: job.Args.RunID, Seq: job.Args.Seq, Attempt: job.Attempt, MaxAttempts: job.MaxAttempts,
 	}, func(ctx context.Context, tx pgx.Tx) error {
 		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
 		return err
 	})
+	if err != nil {
+		return err
+	}
+	until := time.Now().Add(RunChainFor)
+	for ctx.Err() == nil && time.Now().Before(until) {
+		// A chained run's failure is its own (recorded, or left to the
+		// sweeper), not this job's, which is done: the chain just stops.
+		if ok, err := w.Engine.ExecuteNext(ctx, job.Queue, job.Kind); !ok || err != nil {
+			break
+		}
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	_ "embed"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -101,4 +102,40 @@ func RunFailOrphan(ctx context.Context, db DBTX, id string, seq int, code, messa
 		return fmt.Errorf("fail orphaned run: %w", err)
 	}
 	return nil
+}
+
+//go:embed sql/RunClaimNext.sql
+var runClaimNextSQL string
+
+// claimNextRow is a run claimed by RunClaimNext with its steps as JSON.
+type claimNextRow struct {
+	dbsqlc.WorkflowRun
+	Steps json.RawMessage `db:"steps"`
+}
+
+// RunClaimNext claims, for the execution owner, the run of the oldest job of
+// the given kind that is available in queue and that no worker has fetched,
+// deleting that job in the same statement (see sql/RunClaimNext.sql): the
+// caller executes the run as its job would have, without River fetching,
+// marking and completing a job for it. It returns the run and its recorded
+// steps as RunClaimHistory does, and ErrNotFound when no such job is ready
+// or its run could not be claimed.
+func RunClaimNext(ctx context.Context, db DBTX, queue, kind string, from []string, owner string, lease time.Duration) (*Run, []*Step, error) {
+	rows, err := db.Query(ctx, runClaimNextSQL, pgx.NamedArgs{"queue": queue, "kind": kind, "from_statuses": from,
+		"owner": owner, "lease_micros": lease.Microseconds()})
+	if err != nil {
+		return nil, nil, fmt.Errorf("claim next run: %w", interpret(err))
+	}
+	row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[claimNextRow])
+	if err != nil {
+		return nil, nil, fmt.Errorf("claim next run: %w", interpret(err))
+	}
+	var steps []*Step
+	if err := json.Unmarshal(row.Steps, &steps); err != nil {
+		return nil, nil, fmt.Errorf("claim next run: decode steps: %w", err)
+	}
+	if len(steps) == 0 {
+		steps = nil
+	}
+	return runFromInternal(&row.WorkflowRun), steps, nil
 }

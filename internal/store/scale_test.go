@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"testing"
 	"time"
@@ -137,6 +138,13 @@ func TestRunUpdatesAtScale(t *testing.T) {
 		// steps in one statement): workflow_runs_pkey.
 		{"RunClaimHistory", func(db store.DBTX) error {
 			_, _, err := store.RunClaimHistory(b.ctx, db, run.ID, 0, statuses(vocab.RunQueued, vocab.RunRetrying, vocab.RunRunning), owner, time.Minute)
+			return err
+		}},
+		// RunClaimNext, a chained claim (the run of the next ready job):
+		// workflow_runs_pkey.
+		{"RunClaimNext", func(db store.DBTX) error {
+			_, _, err := store.RunClaimNext(b.ctx, db, "default", "workflow_run",
+				statuses(vocab.RunQueued, vocab.RunRetrying, vocab.RunRunning), owner, time.Minute)
 			return err
 		}},
 		// RunLeaseRenew: workflow_runs_pkey.
@@ -276,4 +284,54 @@ func TestRunCompensatingIsOpen(t *testing.T) {
 	listed, err = store.RunList(b.ctx, b.pool, store.RunListParams{Status: string(vocab.RunCompensated)})
 	require.NoError(t, err)
 	require.Len(t, listed, 1)
+}
+
+// TestStepUpdatesHOT checks that the engine's per-step update of a run is
+// heap-only (migration 00032): StepComplete and StepFail change no indexed
+// column of workflow_runs, and the table's fillfactor leaves the page room
+// for the row's new versions, so a step adds no entry to any of the run's
+// ten indexes. The claim, which changes the status and the lease, is not.
+// PostgreSQL's counters of the current transaction say which update was HOT.
+func TestStepUpdatesHOT(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	run := b.run(t, "w")
+	owner := uuid.NewString()
+	err := pgx.BeginFunc(b.ctx, b.pool, func(tx pgx.Tx) error {
+		counts := func() (updated, hot int) {
+			require.NoError(t, tx.QueryRow(b.ctx, `SELECT pg_stat_get_xact_tuples_updated('workflow_runs'::regclass),
+				pg_stat_get_xact_tuples_hot_updated('workflow_runs'::regclass)`).Scan(&updated, &hot))
+			return updated, hot
+		}
+		_, err := store.RunClaim(b.ctx, tx, run.ID, 0, statuses(vocab.RunQueued), owner, time.Minute)
+		require.NoError(t, err)
+		updated, hot := counts()
+		require.Equal(t, 1, updated)
+		require.Equal(t, 0, hot, "the claim changes the status and the lease, which are indexed")
+
+		for seq := range 6 {
+			require.NoError(t, store.StepComplete(b.ctx, tx, store.StepRecord{RunID: run.ID, Seq: seq, Name: fmt.Sprint("s", seq),
+				Kind: vocab.StepKindStep, Output: json.RawMessage(`{"ok":true}`), Tokens: 10, ModelCalls: 1, Attempts: 1,
+				StartedAt: time.Now(), Owner: owner}))
+		}
+		require.NoError(t, store.StepFail(b.ctx, tx, store.StepRecord{RunID: run.ID, Seq: 6, Name: "s6", Kind: vocab.StepKindStep,
+			Error: "boom", Attempts: 1, StartedAt: time.Now(), Owner: owner}))
+		updated, hot = counts()
+		require.Equal(t, 8, updated)
+		require.Equal(t, 7, hot, "every step's update of the run is heap-only")
+
+		got, err := store.RunGet(b.ctx, tx, run.ID)
+		require.NoError(t, err)
+		require.Equal(t, "s5", got.CurrentStep)
+		require.Equal(t, 6, got.StepsUsed)
+		require.Equal(t, 60, got.TokensUsed)
+		require.Equal(t, 6, got.ModelCalls)
+
+		// Room on each page for new versions of its rows.
+		var opts []string
+		require.NoError(t, tx.QueryRow(b.ctx, `SELECT reloptions FROM pg_class WHERE oid = 'workflow_runs'::regclass`).Scan(&opts))
+		require.Contains(t, opts, "fillfactor=70")
+		return nil
+	})
+	require.NoError(t, err)
 }

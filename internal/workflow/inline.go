@@ -2,6 +2,7 @@ package workflow
 
 import (
 	"context"
+	"errors"
 	"math"
 
 	"github.com/google/uuid"
@@ -98,4 +99,30 @@ func (in *Inline) Execute(ctx context.Context) error {
 	complete := func(context.Context, pgx.Tx) error { return nil } // no River job to complete
 	// A run born claimed has no history: nothing to read before its first step.
 	return e.executeClaimed(ctx, run, nil, owner, job, complete)
+}
+
+// ExecuteNext claims the next ready run whose River job of kind, in queue,
+// no worker has fetched yet, deleting that job (store.RunClaimNext), and
+// executes it as its job would have, until it ends or parks. A worker that
+// has finished its own run calls it before returning, so that while runs are
+// queued one River job carries several of them and River does not fetch,
+// mark and complete a job for each. The claimed run has no job, as a run
+// started inline has none: should this execution be lost, its lease lapses
+// and the sweeper hands the run to a new job. A failed attempt is recorded
+// as Inline.Execute records it (the run's retry policy decides).
+//
+// It returns false when no job was ready (or its run could not be claimed),
+// and an error only when the executed run is left for a retry.
+func (e *Engine) ExecuteNext(ctx context.Context, queue, kind string) (bool, error) {
+	owner := uuid.NewString()
+	run, history, err := store.RunClaimNext(ctx, e.pool, queue, kind, claimable, owner, e.lease)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	job := Job{RunID: run.ID, Seq: run.ResumeSeq, Attempt: 1, MaxAttempts: math.MaxInt}
+	complete := func(context.Context, pgx.Tx) error { return nil } // its job is gone already
+	return true, e.executeClaimed(ctx, run, history, owner, job, complete)
 }

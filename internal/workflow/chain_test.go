@@ -1,0 +1,126 @@
+package workflow_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/countersign/countersign/internal/ai"
+	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/testapp"
+	"github.com/countersign/countersign/internal/testdb"
+	"github.com/countersign/countersign/internal/workflow"
+	"github.com/countersign/countersign/vocab"
+)
+
+// chainedRuns counts the runs under way that an execution holds and that
+// have no River job: runs a worker took after its own (ExecuteNext).
+const chainedRuns = `SELECT count(*) FROM workflow_runs r
+	WHERE r.status = 'running' AND r.lease_owner IS NOT NULL AND NOT EXISTS (SELECT 1 FROM river_job j
+		WHERE j.kind = 'workflow_run' AND j.args @> jsonb_build_object('run_id', r.id::text))`
+
+// TestChainedRuns queues three times as many runs as the process has
+// workers (ten): the workers' jobs go on with the runs whose jobs River has
+// not fetched, deleting those jobs, and every run completes with each of
+// its steps recorded once.
+func TestChainedRuns(t *testing.T) {
+	t.Parallel()
+	pool, url := testdb.Pool(t)
+	ctx := context.Background()
+	three := func(r *workflow.Registry, _ *ai.Offline) {
+		workflow.Register(r, "three", func(ctx context.Context, in struct{ N int }) (int, error) {
+			a, err := workflow.Step(ctx, "a", func(context.Context) (int, error) { return in.N, nil })
+			if err != nil {
+				return 0, err
+			}
+			b, err := workflow.Effect(ctx, "b", func(context.Context, workflow.EffectContext) (int, error) { return a + 1, nil })
+			if err != nil {
+				return 0, err
+			}
+			return workflow.Step(ctx, "c", func(context.Context) (int, error) { return b * 2, nil })
+		})
+	}
+	starter := testapp.StartOn(t, pool, url, testapp.Options{NoWorker: true, Register: three})
+	const runs = 30
+	ids := make([]string, runs)
+	for i := range runs {
+		run, _, err := starter.Engine.Start(ctx, workflow.StartParams{Workflow: "three", BusinessKey: fmt.Sprint("chain-", i),
+			Input: json.RawMessage(fmt.Sprintf(`{"N":%d}`, i))})
+		require.NoError(t, err)
+		ids[i] = run.ID
+	}
+	var jobs int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'workflow_run'`).Scan(&jobs))
+	require.Equal(t, runs, jobs, "one job per started run")
+
+	w := testapp.StartOn(t, pool, url, testapp.Options{Register: three})
+	for i, id := range ids {
+		run := w.WaitRun(t, id, vocab.RunCompleted)
+		require.JSONEq(t, fmt.Sprint((i+1)*2), string(run.Output))
+		steps, err := store.StepList(ctx, pool, id)
+		require.NoError(t, err)
+		require.Len(t, steps, 3)
+		for _, s := range steps {
+			require.Equal(t, 1, s.Attempts, "run %s step %s", id, s.Name)
+		}
+	}
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'workflow_run'`).Scan(&jobs))
+	require.Less(t, jobs, runs, "some runs went on without their own job")
+	t.Logf("%d runs, %d River jobs executed", runs, jobs)
+	var effects int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM side_effects`).Scan(&effects))
+	require.Equal(t, runs, effects, "each effect once")
+}
+
+// TestCrashChainedRun kills a worker (SIGKILL) while it executes runs it
+// took after its own, whose jobs it deleted: those runs have no job, and a
+// second worker with default settings finishes each of them once its lease
+// lapses (the sweeper), every effect exactly once.
+func TestCrashChainedRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the crash test waits for a lapsed lease")
+	}
+	t.Parallel()
+	pool, url := testdb.Pool(t)
+	ctx := context.Background()
+	starter := testapp.StartOn(t, pool, url, testapp.Options{NoWorker: true, Register: slowEffects})
+	// Ten workers take ten runs; the other five are chained after them.
+	const runs = 15
+	ids := startSlowEffects(t, starter.Engine, "chained", runs)
+
+	a, _ := crashWorker(t, url)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var n int
+		require.NoError(t, pool.QueryRow(ctx, chainedRuns).Scan(&n))
+		if n > 0 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "worker A never chained a run")
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // into the chained runs' slow effects
+	kill(t, a)
+	killed := time.Now()
+	var orphans int
+	require.NoError(t, pool.QueryRow(ctx, chainedRuns).Scan(&orphans))
+	require.Positive(t, orphans, "the kill left chained runs without a job")
+
+	b := testapp.StartOn(t, pool, url, testapp.Options{Register: slowEffects})
+	for _, id := range ids {
+		run := b.WaitRunWithin(t, id, 30*time.Second-time.Since(killed), vocab.RunCompleted)
+		require.Zero(t, run.Failures, "a crash spends no error attempt")
+	}
+	t.Logf("SIGKILL -> last run completed: %s", time.Since(killed).Round(time.Millisecond))
+	var rows, keys int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT idempotency_key) FROM demo_outbox`).Scan(&rows, &keys))
+	require.Equal(t, runs, rows, "each effect happened exactly once")
+	require.Equal(t, runs, keys)
+	var recovered int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE kind = 'run.recovered'`).Scan(&recovered))
+	require.GreaterOrEqual(t, recovered, orphans, "each chained run was handed to a new job")
+}
