@@ -215,12 +215,21 @@ func TestApplicationRoleCannotChangeThePast(t *testing.T) {
 		require.Error(t, err, stmt)
 		require.Regexp(t, "permission denied|must be owner|append-only|leaves the queue only", err.Error(), stmt)
 	}
-	_, err := audit.Chain(ctx, pool)
-	require.NoError(t, err)
+	// The application chains with its own rights: it inserts chain rows and
+	// takes chained events off the queue.
+	require.NoError(t, pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL ROLE countersign_app`); err != nil {
+			return err
+		}
+		chained, err := audit.ChainIfFree(ctx, tx)
+		require.True(t, chained)
+		return err
+	}))
 	res, err := audit.Verify(ctx, pool)
 	require.NoError(t, err)
 	require.True(t, res.OK())
 	require.EqualValues(t, 4, res.Events)
+	require.Zero(t, res.Unchained)
 }
 
 // TestChainIfFree: a transaction chains its own event when no chainer
