@@ -57,10 +57,13 @@ func TestChain(t *testing.T) {
 
 	t.Run("ChangesAreRefused", func(t *testing.T) {
 		for _, stmt := range []string{
-			`UPDATE audit_events SET actor = 'mallory' WHERE seq = 3`,
-			`UPDATE audit_events SET seq = 99, prev_hash = hash WHERE seq = 3`,
-			`DELETE FROM audit_events WHERE seq = 3`,
+			`UPDATE audit_events SET actor = 'mallory' WHERE id = 3`,
+			`DELETE FROM audit_events WHERE id = 3`,
 			`TRUNCATE audit_events`,
+			`UPDATE audit_chain SET seq = 99, prev_hash = hash WHERE seq = 3`,
+			`DELETE FROM audit_chain WHERE seq = 3`,
+			`TRUNCATE audit_chain`,
+			`TRUNCATE audit_unchained`,
 		} {
 			_, err := pool.Exec(ctx, stmt)
 			require.ErrorContains(t, err, "append-only", stmt)
@@ -73,7 +76,8 @@ func TestChain(t *testing.T) {
 			if _, err := tx.Exec(ctx, `ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_change`); err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, `UPDATE audit_events SET details = jsonb_set(details, '{verdict}', '"reject"') WHERE seq = 7`); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE audit_events SET details = jsonb_set(details, '{verdict}', '"reject"')
+				WHERE id = (SELECT event_id FROM audit_chain WHERE seq = 7)`); err != nil {
 				return err
 			}
 			_, err := tx.Exec(ctx, `ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_change`)
@@ -95,7 +99,7 @@ func TestVerifyFindsDeletedRow(t *testing.T) {
 	ctx := context.Background()
 	appendN(t, pool, 10)
 	_, err := pool.Exec(ctx, `ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_change;
-		DELETE FROM audit_events WHERE seq = 4;
+		DELETE FROM audit_events WHERE id = (SELECT event_id FROM audit_chain WHERE seq = 4);
 		ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_change`)
 	require.NoError(t, err)
 	res, err := audit.Verify(ctx, pool)
@@ -193,21 +197,39 @@ func TestApplicationRoleCannotChangeThePast(t *testing.T) {
 	require.NoError(t, asApp(`INSERT INTO audit_events (actor, kind, subject_type, subject_id) VALUES ('app', 'test', 'x', '1')`),
 		"the application appends")
 	for _, stmt := range []string{
-		`UPDATE audit_events SET actor = 'mallory' WHERE seq = 1`,
-		`DELETE FROM audit_events WHERE seq = 1`,
+		`UPDATE audit_events SET actor = 'mallory' WHERE id = 1`,
+		`DELETE FROM audit_events WHERE id = 1`,
 		`TRUNCATE audit_events`,
 		`ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_change`,
+		`UPDATE audit_chain SET hash = prev_hash WHERE seq = 1`,
+		`DELETE FROM audit_chain WHERE seq = 1`,
+		`TRUNCATE audit_chain`,
+		`ALTER TABLE audit_chain DISABLE TRIGGER audit_chain_no_change`,
+		// Taking an unchained event out of the queue would keep it off
+		// the chain for ever.
+		`DELETE FROM audit_unchained`,
+		`UPDATE audit_unchained SET event_id = event_id + 1000`,
+		`ALTER TABLE audit_unchained DISABLE TRIGGER audit_unchained_chained`,
 	} {
 		err := asApp(stmt)
 		require.Error(t, err, stmt)
-		require.Regexp(t, "permission denied|must be owner|append-only", err.Error(), stmt)
+		require.Regexp(t, "permission denied|must be owner|append-only|leaves the queue only", err.Error(), stmt)
 	}
-	_, err := audit.Chain(ctx, pool)
-	require.NoError(t, err)
+	// The application chains with its own rights: it inserts chain rows and
+	// takes chained events off the queue.
+	require.NoError(t, pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL ROLE countersign_app`); err != nil {
+			return err
+		}
+		chained, err := audit.ChainIfFree(ctx, tx)
+		require.True(t, chained)
+		return err
+	}))
 	res, err := audit.Verify(ctx, pool)
 	require.NoError(t, err)
 	require.True(t, res.OK())
 	require.EqualValues(t, 4, res.Events)
+	require.Zero(t, res.Unchained)
 }
 
 // TestChainIfFree: a transaction chains its own event when no chainer
@@ -277,4 +299,47 @@ func TestChainIfFree(t *testing.T) {
 		require.True(t, res.OK(), res.Problem)
 		require.EqualValues(t, 6, res.Events, "no gap where the rolled-back link was")
 	})
+}
+
+// TestChainLeavesEventsUntouched: chaining writes only the narrow chain rows
+// and empties the queue; an event row is written once, by its append
+// (migration 31: an UPDATE of the event entered its seven indexes again).
+func TestChainLeavesEventsUntouched(t *testing.T) {
+	t.Parallel()
+	pool, _ := testdb.Pool(t)
+	ctx := context.Background()
+	for i := range 5 {
+		_, err := store.AuditAppend(ctx, pool, "x", "test", "x", fmt.Sprint(i), nil, map[string]int{"i": i})
+		require.NoError(t, err)
+	}
+	versions := func() []string {
+		rows, err := pool.Query(ctx, `SELECT ctid::text || '/' || xmin::text FROM audit_events ORDER BY id`)
+		require.NoError(t, err)
+		v, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		return v
+	}
+	before := versions()
+	var queued int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM audit_unchained`).Scan(&queued))
+	require.Equal(t, 5, queued, "every append queues its event")
+
+	n, err := audit.Chain(ctx, pool)
+	require.NoError(t, err)
+	require.Equal(t, 5, n)
+	require.Equal(t, before, versions(), "no event row was rewritten")
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM audit_unchained`).Scan(&queued))
+	require.Zero(t, queued)
+	res, err := audit.Verify(ctx, pool)
+	require.NoError(t, err)
+	require.True(t, res.OK(), res.Problem)
+	require.EqualValues(t, 5, res.Events)
+
+	// A multi-row insert (as a bulk load would) queues every row too.
+	_, err = pool.Exec(ctx, `INSERT INTO audit_events (actor, kind, subject_type, subject_id)
+		SELECT 'x', 'test', 'x', g::text FROM generate_series(1, 3) g`)
+	require.NoError(t, err)
+	n, err = audit.Chain(ctx, pool)
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
 }

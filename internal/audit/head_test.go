@@ -23,18 +23,20 @@ func savedHead(t *testing.T, pool *pgxpool.Pool, n int) audit.Head {
 	return audit.Head{Seq: seq, Hash: hex.EncodeToString(hash)}
 }
 
-// tamper runs sql as a superuser who disabled the append-only trigger.
+// tamper runs sql as a superuser who disabled the append-only triggers.
 func tamper(t *testing.T, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) {
 	t.Helper()
 	ctx := context.Background()
 	require.NoError(t, pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_change`); err != nil {
+		if _, err := tx.Exec(ctx, `ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_change;
+			ALTER TABLE audit_chain DISABLE TRIGGER audit_chain_no_change`); err != nil {
 			return err
 		}
 		if err := fn(tx); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_change`)
+		_, err := tx.Exec(ctx, `ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_change;
+			ALTER TABLE audit_chain ENABLE TRIGGER audit_chain_no_change`)
 		return err
 	}))
 }
@@ -67,7 +69,10 @@ func TestVerifyHead(t *testing.T) {
 		pool, _ := testdb.Pool(t)
 		h := savedHead(t, pool, 10)
 		tamper(t, pool, func(tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, `DELETE FROM audit_events WHERE seq > 8`)
+			if _, err := tx.Exec(ctx, `DELETE FROM audit_events WHERE id IN (SELECT event_id FROM audit_chain WHERE seq > 8)`); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `DELETE FROM audit_chain WHERE seq > 8`)
 			return err
 		})
 		plain, err := audit.Verify(ctx, pool)
@@ -88,7 +93,8 @@ func TestVerifyHead(t *testing.T) {
 		// Change event 7 and re-hash it and everything after it, as someone
 		// who knows the algorithm would.
 		tamper(t, pool, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `UPDATE audit_events SET details = jsonb_set(details, '{verdict}', '"reject"') WHERE seq = 7`); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE audit_events SET details = jsonb_set(details, '{verdict}', '"reject"')
+				WHERE id = (SELECT event_id FROM audit_chain WHERE seq = 7)`); err != nil {
 				return err
 			}
 			// AuditScan reuses one event: keep copies.
@@ -99,7 +105,7 @@ func TestVerifyHead(t *testing.T) {
 			prev := events[0].Hash
 			for _, e := range events[1:] {
 				e.PrevHash, e.Hash = prev, audit.Hash(prev, e)
-				if _, err := tx.Exec(ctx, `UPDATE audit_events SET prev_hash = $1, hash = $2 WHERE seq = $3`, e.PrevHash, e.Hash, e.Seq); err != nil {
+				if _, err := tx.Exec(ctx, `UPDATE audit_chain SET prev_hash = $1, hash = $2 WHERE seq = $3`, e.PrevHash, e.Hash, e.Seq); err != nil {
 					return err
 				}
 				prev = e.Hash

@@ -298,7 +298,10 @@ func TestAuditVerifyAgainstASavedHead(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close(ctx) })
 	_, err = conn.Exec(ctx, `ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_change;
-		DELETE FROM audit_events WHERE seq > 1;
+		ALTER TABLE audit_chain DISABLE TRIGGER audit_chain_no_change;
+		DELETE FROM audit_events WHERE id IN (SELECT event_id FROM audit_chain WHERE seq > 1);
+		DELETE FROM audit_chain WHERE seq > 1;
+		ALTER TABLE audit_chain ENABLE TRIGGER audit_chain_no_change;
 		ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_change`)
 	require.NoError(t, err)
 	r = run(t, env, "audit", "verify")

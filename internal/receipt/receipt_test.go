@@ -318,7 +318,8 @@ func TestForRequest(t *testing.T) {
 	seqOf := func(t *testing.T, req *store.Request, kind audit.Kind) int64 {
 		t.Helper()
 		var seq *int64
-		require.NoError(t, b.Pool.QueryRow(ctx, `SELECT seq FROM audit_events WHERE subject_type = 'request' AND subject_id = $1 AND kind = $2`,
+		require.NoError(t, b.Pool.QueryRow(ctx, `SELECT c.seq FROM audit_events e LEFT JOIN audit_chain c ON c.event_id = e.id
+			WHERE e.subject_type = 'request' AND e.subject_id = $1 AND e.kind = $2`,
 			req.ID, string(kind)).Scan(&seq))
 		require.NotNil(t, seq, "the receipt chained the event")
 		return *seq

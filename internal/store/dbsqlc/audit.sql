@@ -3,7 +3,7 @@ INSERT INTO audit_events (actor, kind, subject_type, subject_id, run_id, details
 VALUES (@actor, @kind, @subject_type, @subject_id, @run_id, @details) RETURNING id;
 
 -- name: AuditHead :one
-SELECT seq::bigint AS seq, hash FROM audit_events WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1;
+SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1;
 
 -- name: AuditChainLock :exec
 SELECT pg_advisory_xact_lock(7243100);
@@ -13,26 +13,31 @@ SELECT pg_advisory_xact_lock(7243100);
 SELECT pg_try_advisory_xact_lock(7243100)::boolean AS locked;
 
 -- name: AuditSetChain :exec
--- One statement chains the whole batch.
-UPDATE audit_events a SET seq = c.seq, prev_hash = c.prev, hash = c.hash
-FROM (SELECT unnest(@ids::bigint[]) AS id, unnest(@seqs::bigint[]) AS seq,
-    unnest(@prev_hashes::bytea[]) AS prev, unnest(@hashes::bytea[]) AS hash) c
-WHERE a.id = c.id;
+-- One statement chains the whole batch: narrow chain rows in, the events out
+-- of the queue (its guard, migration 31, sees the chain rows: after-statement
+-- triggers see the whole statement's writes). The events are not touched.
+WITH chained AS (
+    INSERT INTO audit_chain (seq, event_id, prev_hash, hash)
+    SELECT unnest(@seqs::bigint[]), unnest(@ids::bigint[]), unnest(@prev_hashes::bytea[]), unnest(@hashes::bytea[])
+    RETURNING event_id
+)
+DELETE FROM audit_unchained u USING chained c WHERE u.event_id = c.event_id;
 
 -- name: AuditUnchainedCount :one
-SELECT count(*) FROM audit_events WHERE seq IS NULL;
+SELECT count(*) FROM audit_unchained;
 
 -- name: AuditUnchained :many
--- Committed, unchained events in insertion order, locked for the chainer.
+-- Committed, unchained events in insertion order. No row lock: the caller
+-- holds the chainers' advisory lock, and events never change.
 -- at_micros and details_text are the exact values the hash covers.
-SELECT id, at, actor, kind, subject_type, subject_id, run_id,
-    details::text AS details_text, (extract(epoch FROM at) * 1000000)::bigint AS at_micros
-FROM audit_events WHERE seq IS NULL ORDER BY id LIMIT @row_limit FOR UPDATE;
+SELECT e.id, e.at, e.actor, e.kind, e.subject_type, e.subject_id, e.run_id,
+    e.details::text AS details_text, (extract(epoch FROM e.at) * 1000000)::bigint AS at_micros
+FROM audit_unchained u JOIN audit_events e ON e.id = u.event_id ORDER BY u.event_id LIMIT @row_limit;
 
 -- name: AuditEventSeq :many
 -- The chain positions of a run's events about one subject, of the given
 -- kinds, first appended first; seq is NULL until the chainer links an event.
 -- run_id leads so that the run's index finds them.
-SELECT id, seq FROM audit_events
-WHERE run_id = @run_id AND subject_type = @subject_type AND subject_id = @subject_id AND kind = ANY(@kinds::text[])
-ORDER BY id;
+SELECT e.id, c.seq FROM audit_events e LEFT JOIN audit_chain c ON c.event_id = e.id
+WHERE e.run_id = @run_id AND e.subject_type = @subject_type AND e.subject_id = @subject_id AND e.kind = ANY(@kinds::text[])
+ORDER BY e.id;

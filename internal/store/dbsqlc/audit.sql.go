@@ -61,9 +61,9 @@ func (q *Queries) AuditChainTryLock(ctx context.Context, db DBTX) (bool, error) 
 }
 
 const auditEventSeq = `-- name: AuditEventSeq :many
-SELECT id, seq FROM audit_events
-WHERE run_id = $1 AND subject_type = $2 AND subject_id = $3 AND kind = ANY($4::text[])
-ORDER BY id
+SELECT e.id, c.seq FROM audit_events e LEFT JOIN audit_chain c ON c.event_id = e.id
+WHERE e.run_id = $1 AND e.subject_type = $2 AND e.subject_id = $3 AND e.kind = ANY($4::text[])
+ORDER BY e.id
 `
 
 type AuditEventSeqParams struct {
@@ -107,7 +107,7 @@ func (q *Queries) AuditEventSeq(ctx context.Context, db DBTX, arg AuditEventSeqP
 }
 
 const auditHead = `-- name: AuditHead :one
-SELECT seq::bigint AS seq, hash FROM audit_events WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1
+SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1
 `
 
 type AuditHeadRow struct {
@@ -123,24 +123,28 @@ func (q *Queries) AuditHead(ctx context.Context, db DBTX) (*AuditHeadRow, error)
 }
 
 const auditSetChain = `-- name: AuditSetChain :exec
-UPDATE audit_events a SET seq = c.seq, prev_hash = c.prev, hash = c.hash
-FROM (SELECT unnest($1::bigint[]) AS id, unnest($2::bigint[]) AS seq,
-    unnest($3::bytea[]) AS prev, unnest($4::bytea[]) AS hash) c
-WHERE a.id = c.id
+WITH chained AS (
+    INSERT INTO audit_chain (seq, event_id, prev_hash, hash)
+    SELECT unnest($1::bigint[]), unnest($2::bigint[]), unnest($3::bytea[]), unnest($4::bytea[])
+    RETURNING event_id
+)
+DELETE FROM audit_unchained u USING chained c WHERE u.event_id = c.event_id
 `
 
 type AuditSetChainParams struct {
-	Ids        []int64  `db:"ids"`
 	Seqs       []int64  `db:"seqs"`
+	Ids        []int64  `db:"ids"`
 	PrevHashes [][]byte `db:"prev_hashes"`
 	Hashes     [][]byte `db:"hashes"`
 }
 
-// One statement chains the whole batch.
+// One statement chains the whole batch: narrow chain rows in, the events out
+// of the queue (its guard, migration 31, sees the chain rows: after-statement
+// triggers see the whole statement's writes). The events are not touched.
 func (q *Queries) AuditSetChain(ctx context.Context, db DBTX, arg AuditSetChainParams) error {
 	_, err := db.Exec(ctx, auditSetChain,
-		arg.Ids,
 		arg.Seqs,
+		arg.Ids,
 		arg.PrevHashes,
 		arg.Hashes,
 	)
@@ -148,9 +152,9 @@ func (q *Queries) AuditSetChain(ctx context.Context, db DBTX, arg AuditSetChainP
 }
 
 const auditUnchained = `-- name: AuditUnchained :many
-SELECT id, at, actor, kind, subject_type, subject_id, run_id,
-    details::text AS details_text, (extract(epoch FROM at) * 1000000)::bigint AS at_micros
-FROM audit_events WHERE seq IS NULL ORDER BY id LIMIT $1 FOR UPDATE
+SELECT e.id, e.at, e.actor, e.kind, e.subject_type, e.subject_id, e.run_id,
+    e.details::text AS details_text, (extract(epoch FROM e.at) * 1000000)::bigint AS at_micros
+FROM audit_unchained u JOIN audit_events e ON e.id = u.event_id ORDER BY u.event_id LIMIT $1
 `
 
 type AuditUnchainedRow struct {
@@ -165,7 +169,8 @@ type AuditUnchainedRow struct {
 	AtMicros    int64     `db:"at_micros"`
 }
 
-// Committed, unchained events in insertion order, locked for the chainer.
+// Committed, unchained events in insertion order. No row lock: the caller
+// holds the chainers' advisory lock, and events never change.
 // at_micros and details_text are the exact values the hash covers.
 func (q *Queries) AuditUnchained(ctx context.Context, db DBTX, rowLimit int32) ([]*AuditUnchainedRow, error) {
 	rows, err := db.Query(ctx, auditUnchained, rowLimit)
@@ -198,7 +203,7 @@ func (q *Queries) AuditUnchained(ctx context.Context, db DBTX, rowLimit int32) (
 }
 
 const auditUnchainedCount = `-- name: AuditUnchainedCount :one
-SELECT count(*) FROM audit_events WHERE seq IS NULL
+SELECT count(*) FROM audit_unchained
 `
 
 func (q *Queries) AuditUnchainedCount(ctx context.Context, db DBTX) (int64, error) {

@@ -39,13 +39,13 @@ UPDATE metric_cursors SET position = @position, updated_at = now() WHERE name = 
 
 -- name: MetricAuditAfter :many
 -- Chained events after the cursor, in chain order, of the kinds the metrics count.
-SELECT seq::bigint AS seq, at, actor, kind, run_id, details FROM audit_events
-WHERE seq > sqlc.arg(after)::bigint AND seq <= sqlc.arg(after)::bigint + sqlc.arg(row_limit)::bigint AND kind = ANY(@kinds::text[])
-ORDER BY seq;
+SELECT c.seq, e.at, e.actor, e.kind, e.run_id, e.details FROM audit_chain c JOIN audit_events e ON e.id = c.event_id
+WHERE c.seq > sqlc.arg(after)::bigint AND c.seq <= sqlc.arg(after)::bigint + sqlc.arg(row_limit)::bigint AND e.kind = ANY(@kinds::text[])
+ORDER BY c.seq;
 
 -- name: MetricAuditLast :one
 -- The last chained seq at or below a bound (the cursor moves past the kinds it skips).
-SELECT coalesce(max(seq), 0)::bigint FROM audit_events WHERE seq > sqlc.arg(after)::bigint AND seq <= sqlc.arg(after)::bigint + sqlc.arg(row_limit)::bigint;
+SELECT coalesce(max(seq), 0)::bigint FROM audit_chain WHERE seq > sqlc.arg(after)::bigint AND seq <= sqlc.arg(after)::bigint + sqlc.arg(row_limit)::bigint;
 
 -- name: MetricRunQueueTake :many
 -- Finished runs to fold, taken out of the queue in the folding transaction.
@@ -80,4 +80,4 @@ FROM unnest(sqlc.arg(tiers)::text[]) AS t(tier);
 -- audit events past its cursor (with the time of the oldest).
 SELECT (SELECT count(*) FROM metric_run_queue)::bigint AS runs_queued,
     coalesce(extract(epoch FROM now() - (SELECT min(at) FROM metric_run_queue)), 0)::float8 AS runs_lag_seconds,
-    ((SELECT coalesce(max(seq), 0) FROM audit_events WHERE seq IS NOT NULL) - (SELECT position FROM metric_cursors WHERE name = 'audit'))::bigint AS audit_behind;
+    ((SELECT coalesce(max(seq), 0) FROM audit_chain) - (SELECT position FROM metric_cursors WHERE name = 'audit'))::bigint AS audit_behind;

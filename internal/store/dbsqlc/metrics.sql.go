@@ -55,9 +55,9 @@ func (q *Queries) MetricAdd(ctx context.Context, db DBTX, arg MetricAddParams) e
 }
 
 const metricAuditAfter = `-- name: MetricAuditAfter :many
-SELECT seq::bigint AS seq, at, actor, kind, run_id, details FROM audit_events
-WHERE seq > $1::bigint AND seq <= $1::bigint + $2::bigint AND kind = ANY($3::text[])
-ORDER BY seq
+SELECT c.seq, e.at, e.actor, e.kind, e.run_id, e.details FROM audit_chain c JOIN audit_events e ON e.id = c.event_id
+WHERE c.seq > $1::bigint AND c.seq <= $1::bigint + $2::bigint AND e.kind = ANY($3::text[])
+ORDER BY c.seq
 `
 
 type MetricAuditAfterParams struct {
@@ -104,7 +104,7 @@ func (q *Queries) MetricAuditAfter(ctx context.Context, db DBTX, arg MetricAudit
 }
 
 const metricAuditLast = `-- name: MetricAuditLast :one
-SELECT coalesce(max(seq), 0)::bigint FROM audit_events WHERE seq > $1::bigint AND seq <= $1::bigint + $2::bigint
+SELECT coalesce(max(seq), 0)::bigint FROM audit_chain WHERE seq > $1::bigint AND seq <= $1::bigint + $2::bigint
 `
 
 type MetricAuditLastParams struct {
@@ -123,7 +123,7 @@ func (q *Queries) MetricAuditLast(ctx context.Context, db DBTX, arg MetricAuditL
 const metricBacklog = `-- name: MetricBacklog :one
 SELECT (SELECT count(*) FROM metric_run_queue)::bigint AS runs_queued,
     coalesce(extract(epoch FROM now() - (SELECT min(at) FROM metric_run_queue)), 0)::float8 AS runs_lag_seconds,
-    ((SELECT coalesce(max(seq), 0) FROM audit_events WHERE seq IS NOT NULL) - (SELECT position FROM metric_cursors WHERE name = 'audit'))::bigint AS audit_behind
+    ((SELECT coalesce(max(seq), 0) FROM audit_chain) - (SELECT position FROM metric_cursors WHERE name = 'audit'))::bigint AS audit_behind
 `
 
 type MetricBacklogRow struct {

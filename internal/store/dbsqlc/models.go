@@ -60,9 +60,15 @@ type ApprovalVote struct {
 	CreatedAt time.Time `db:"created_at"`
 }
 
+type AuditChain struct {
+	Seq      int64  `db:"seq"`
+	EventID  int64  `db:"event_id"`
+	PrevHash []byte `db:"prev_hash"`
+	Hash     []byte `db:"hash"`
+}
+
 type AuditEvent struct {
 	ID          int64           `db:"id"`
-	Seq         *int64          `db:"seq"`
 	At          time.Time       `db:"at"`
 	Actor       string          `db:"actor"`
 	Kind        string          `db:"kind"`
@@ -70,8 +76,10 @@ type AuditEvent struct {
 	SubjectID   string          `db:"subject_id"`
 	RunID       *string         `db:"run_id"`
 	Details     json.RawMessage `db:"details"`
-	PrevHash    []byte          `db:"prev_hash"`
-	Hash        []byte          `db:"hash"`
+}
+
+type AuditUnchained struct {
+	EventID int64 `db:"event_id"`
 }
 
 type Batch struct {
