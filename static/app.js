@@ -335,7 +335,9 @@
     if (!fromDecision(e)) return;
     shownAt = performance.now();
     disarm();
-    labelScrollBoxes();
+    // Measuring every table and block forces layouts, interleaved with the
+    // attributes it sets: after the request is painted, not before.
+    requestAnimationFrame(function () { setTimeout(labelScrollBoxes, 0); });
     preview();
     var page = review();
     if (page) focusOutcome(page);
