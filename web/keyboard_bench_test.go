@@ -402,8 +402,8 @@ func col(ds []decisionTime, f func(decisionTime) time.Duration) []time.Duration 
 
 // pp is "p50 / p95" in milliseconds.
 func pp(d []time.Duration) string {
-	if len(d) == 0 {
-		return "–"
+	if !slices.ContainsFunc(d, func(x time.Duration) bool { return x != 0 }) {
+		return "–" // not measured in this mode
 	}
 	return fmt.Sprintf("%.1f / %.1f ms", msOf(durPercentile(d, 50)), msOf(durPercentile(d, 95)))
 }
