@@ -87,26 +87,34 @@
   // request: the review page renews it on opening and then every minute in
   // which the reviewer did something (a key, a click, a scroll); an idle page
   // lets it lapse after five minutes. The server answers 404 when there is no
-  // claim of this user to renew, which is the common case and harmless.
-  (function renewClaim() {
-    var page = review();
-    if (!page || !window.fetch) return;
+  // claim of this user to renew, which is the common case and harmless. A
+  // decision swaps the next request in: renewClaim(true) renews its claim
+  // at once.
+  var renewClaim = (function () {
+    if (!review() || !window.fetch) return function () {};
     var headers = {};
-    try { headers = JSON.parse(document.body.getAttribute("hx-headers") || "{}"); } catch (err) { return; }
+    try { headers = JSON.parse(document.body.getAttribute("hx-headers") || "{}"); } catch (err) { return function () {}; }
     headers["X-Live-Refresh"] = "1"; // a renewal is not the reviewer's own activity
     var active = true;
     ["keydown", "pointerdown", "scroll", "input"].forEach(function (ev) {
       document.addEventListener(ev, function () { active = true; }, { passive: true, capture: true });
     });
-    function ping() {
-      if (!active) return;
+    function ping(now) {
+      var page = review();
+      if (!page || !(active || now)) return;
       active = false;
       fetch("/requests/" + encodeURIComponent(page.getAttribute("data-request")) + "/claim/renew",
         { method: "POST", headers: headers, credentials: "same-origin" }).catch(function () { /* offline: the claim lapses */ });
     }
     ping();
     setInterval(ping, 60000);
+    return ping;
   })();
+
+  // When the request on screen arrived (a page load, or a decision's answer
+  // swapped in): a key pressed before it was shown was meant for the one
+  // before, and must not approve this one (a double a, a key held down).
+  var shownAt = 0;
 
   // On the review page j and k go to the next and previous request in the
   // inbox's order.
@@ -125,9 +133,10 @@
     var hint = document.getElementById("confirm-hint");
     if (hint) { hint.textContent = hint.getAttribute("data-idle") || hint.textContent; hint.classList.remove("armed"); }
   }
-  function approveKey() {
+  function approveKey(e) {
     var r = review();
     if (!document.getElementById("approve")) return false;
+    if (e.repeat || e.timeStamp < shownAt) return true; // swallowed: not for this request
     if (r && r.hasAttribute("data-confirm") && !armed) {
       var hint = document.getElementById("confirm-hint");
       if (hint) {
@@ -175,7 +184,7 @@
       case "j": if (review()) go("data-next"); else move(1); e.preventDefault(); break;
       case "k": if (review()) go("data-prev"); else move(-1); e.preventDefault(); break;
       case "a":
-        if (approveKey()) { e.preventDefault(); break; }
+        if (approveKey(e)) { e.preventDefault(); break; }
         // In the inbox, "a" never does nothing silently: it says why the
         // selected request cannot be decided here.
         var sel = rows().find(function (r) { return r.getAttribute("data-id") === selectedId; });
@@ -303,12 +312,60 @@
     preview();
     var bad = document.querySelector("#decision-form [aria-invalid=true]");
     if (bad) { openDetails(bad); return; }
-    var outcome = document.querySelector("[data-outcome], [data-focus]");
+    focusOutcome(document);
+  });
+
+  function focusOutcome(root) {
+    var outcome = root.querySelector("[data-outcome], [data-focus]");
     if (outcome) {
       if (!outcome.hasAttribute("tabindex")) outcome.setAttribute("tabindex", "-1");
-      outcome.focus();
+      outcome.focus({ preventScroll: true });
     }
+  }
+
+  // A decision sent through htmx answers with the next request's review,
+  // swapped in place of this one (web/review.go handleDecide): the page is
+  // set up for it as a loaded page would be, and the focus goes to the
+  // outcome (the toast). keys.js hears "countersign:review" for its drafts.
+  function fromDecision(e) {
+    var elt = e.detail && e.detail.requestConfig && e.detail.requestConfig.elt;
+    return !!(elt && elt.id === "decision-form");
+  }
+  document.addEventListener("htmx:afterSwap", function (e) {
+    if (!fromDecision(e)) return;
+    shownAt = performance.now();
+    disarm();
+    // Measuring every table and block forces layouts, interleaved with the
+    // attributes it sets: after the request is painted, not before.
+    requestAnimationFrame(function () { setTimeout(labelScrollBoxes, 0); });
+    preview();
+    var page = review();
+    if (page) focusOutcome(page);
+    renewClaim(true);
+    document.dispatchEvent(new CustomEvent("countersign:review"));
   });
+  // A decision that could not be sent or failed on the server (htmx swaps
+  // no error page) is said at the form. A 5xx may come after the decision
+  // was taken (reading the next request), so the page says to reload and
+  // see, not to decide again; a refusal comes back as a redirect instead.
+  function sendFailed(e) {
+    if (!fromDecision(e)) return;
+    var live = document.getElementById("live-state");
+    if (!live) return;
+    var status = e.detail.xhr && e.detail.xhr.status;
+    live.textContent = "";
+    var p = document.createElement("p");
+    p.className = "flash error";
+    p.setAttribute("role", "alert");
+    p.setAttribute("tabindex", "-1");
+    p.setAttribute("data-testid", "send-failed");
+    p.textContent = status ? "The server answered " + status + ": reload the page to see whether the decision was taken." :
+      "The decision could not be sent: check the connection and try again.";
+    live.appendChild(p);
+    p.focus();
+  }
+  document.addEventListener("htmx:responseError", sendFailed);
+  document.addEventListener("htmx:sendError", sendFailed);
 
   // Boxes that scroll (wide tables on a phone, long blocks of text) must be
   // reachable by keyboard: each one that overflows takes the focus and is

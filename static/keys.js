@@ -136,4 +136,7 @@
     batchPage();
     drafts();
   });
+  // A decision's answer, the next request, was swapped in (app.js): its
+  // form keeps drafts like a loaded page's.
+  document.addEventListener("countersign:review", drafts);
 })();

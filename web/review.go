@@ -22,8 +22,10 @@ import (
 	"github.com/countersign/countersign/vocab"
 )
 
-// reviewView loads everything the review page shows.
-func (s *Server) reviewView(c echo.Context, id string) (templates.ReviewView, error) {
+// reviewView loads everything the review page shows. head is the first page
+// of the inbox, for the neighbours, when the caller has it already (a
+// decision read it before deciding); nil reads it.
+func (s *Server) reviewView(c echo.Context, id string, head []store.InboxRow) (templates.ReviewView, error) {
 	ctx := c.Request().Context()
 	var v templates.ReviewView
 	req, err := store.RequestGet(ctx, s.Pool, id)
@@ -51,19 +53,13 @@ func (s *Server) reviewView(c echo.Context, id string) (templates.ReviewView, er
 	if v.Agent, err = s.agentView(c, v.Run); err != nil {
 		return v, err
 	}
-	if d, err := store.DecisionGetByRequest(ctx, s.Pool, req.ID); err == nil {
-		v.Decision = d
-		if d.Verdict == vocab.VerdictEdit {
-			var edited map[string]any
-			ed := json.NewDecoder(bytes.NewReader(d.EditedParams))
-			ed.UseNumber()
-			if err := ed.Decode(&edited); err != nil {
-				return v, fmt.Errorf("decode edited parameters: %w", err)
-			}
-			v.Executed = templates.Changes(v.Action.Params, edited)
+	// A decision row is written in the transaction that takes the request
+	// out of pending (approval.recordDecision), so a pending request has
+	// none: not asked for, one query fewer on every page a reviewer decides.
+	if req.Status != vocab.RequestPending {
+		if err := s.decisionView(c, &v); err != nil {
+			return v, err
 		}
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return v, err
 	}
 	u := currentUser(c)
 	for _, vt := range v.Votes {
@@ -79,20 +75,41 @@ func (s *Server) reviewView(c echo.Context, id string) (templates.ReviewView, er
 	default:
 		v.CanDecide = true
 	}
-	if v.Prev, v.Next, err = s.neighbours(c, req.ID); err != nil {
-		return v, err
+	if head == nil {
+		if head, err = s.inboxHead(c); err != nil {
+			return v, err
+		}
 	}
+	v.Prev, v.Next = neighbours(head, req.ID)
 	return v, nil
 }
 
-// neighbours finds the requests before and after id in the inbox's order
-// (its first page, unfiltered), for j and k and for going on after a
-// decision. A request not on that page has the inbox's first as its next.
-func (s *Server) neighbours(c echo.Context, id string) (prev, next string, err error) {
-	rows, err := s.inboxHead(c)
-	if err != nil {
-		return "", "", err
+// decisionView adds a decided request's decision, when it has one, and
+// after an edit what ran.
+func (s *Server) decisionView(c echo.Context, v *templates.ReviewView) error {
+	d, err := store.DecisionGetByRequest(c.Request().Context(), s.Pool, v.Request.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
 	}
+	v.Decision = d
+	if d.Verdict == vocab.VerdictEdit {
+		var edited map[string]any
+		ed := json.NewDecoder(bytes.NewReader(d.EditedParams))
+		ed.UseNumber()
+		if err := ed.Decode(&edited); err != nil {
+			return fmt.Errorf("decode edited parameters: %w", err)
+		}
+		v.Executed = templates.Changes(v.Action.Params, edited)
+	}
+	return nil
+}
+
+// neighbours finds the requests before and after id in the inbox's order
+// (rows, its first page, unfiltered), for j and k and for going on after a
+// decision. A request not on that page has the inbox's first as its next.
+func neighbours(rows []store.InboxRow, id string) (prev, next string) {
 	for i, r := range rows {
 		if r.Request.ID != id {
 			continue
@@ -103,12 +120,12 @@ func (s *Server) neighbours(c echo.Context, id string) (prev, next string, err e
 		if i+1 < len(rows) {
 			next = rows[i+1].Request.ID
 		}
-		return prev, next, nil
+		return prev, next
 	}
 	if len(rows) > 0 {
 		next = rows[0].Request.ID
 	}
-	return "", next, nil
+	return "", next
 }
 
 // inboxHead is the first page of the unfiltered inbox, in its order.
@@ -140,7 +157,9 @@ func nextToDecide(rows []store.InboxRow, id string, actor workflow.Actor) string
 // shows the outcome as a toast (done, from); after a refused decision
 // (refused) it shows the form again as it was sent, with the reason.
 func (s *Server) handleReview(c echo.Context) error {
-	v, err := s.reviewView(c, c.Param("id"))
+	t := startTiming(c)
+	loadStart := time.Now()
+	v, err := s.reviewView(c, c.Param("id"), nil)
 	if err != nil {
 		return err
 	}
@@ -152,17 +171,27 @@ func (s *Server) handleReview(c echo.Context) error {
 	}
 	v.Fields = templates.EditFields(v.Action.Params, v.Form.Typed, v.Form.FieldErrors)
 	if done := c.QueryParam("done"); flashes[done] != "" {
-		v.Toast = &templates.Toast{Text: flashes[done]}
-		if from := c.QueryParam("from"); from != "" && from != v.Request.ID && store.IsID(from) {
-			if r, err := store.RequestGet(c.Request().Context(), s.Pool, from); err == nil {
-				v.Toast.FromID, v.Toast.FromSummary = r.ID, r.Summary
-			}
+		var from *store.Request
+		if id := c.QueryParam("from"); id != "" && id != v.Request.ID && store.IsID(id) {
+			from, _ = store.RequestGet(c.Request().Context(), s.Pool, id)
 		}
-		if v.Toast.FromID == "" && v.Request.Status != vocab.RequestPending {
-			v.Toast.Text += " Nothing else is waiting in the inbox."
-		}
+		v.Toast = toast(done, from, v.Request)
 	}
+	t.add("load", loadStart)
 	return render(c, status, templates.Review(s.page(c, v.Request.Summary, "inbox"), v))
+}
+
+// toast is the outcome of the decision done on from (nil when unknown),
+// shown on req's page.
+func toast(done string, from, req *store.Request) *templates.Toast {
+	t := &templates.Toast{Text: flashes[done]}
+	if from != nil {
+		t.FromID, t.FromSummary = from.ID, from.Summary
+	}
+	if t.FromID == "" && req.Status != vocab.RequestPending {
+		t.Text += " Nothing else is waiting in the inbox."
+	}
+	return t
 }
 
 // handleReviewState handles the "GET /requests/:id/state" route: the review
@@ -191,7 +220,14 @@ var flashes = map[string]string{
 // goes on to the next request in the inbox's order, its outcome in a toast; a
 // refused one redirects back to the form as it was sent, with the reason at
 // its field, so that a reload does not send it again (post, redirect, get).
+//
+// The review page's form posts through htmx (HX-Request): then a decision
+// answers with the next request's review at once, which the page swaps in
+// and whose address it pushes, saving the redirect's second round trip and
+// a whole page load; a refusal still sends the browser to the refused
+// form's page (HX-Redirect). A plain form post gets the redirects.
 func (s *Server) handleDecide(c echo.Context) error {
+	t := startTiming(c)
 	id := c.Param("id")
 	u := currentUser(c)
 	form := templates.DecisionForm{Verdict: vocab.Verdict(c.FormValue("verdict")), Reason: c.FormValue("reason"),
@@ -207,15 +243,20 @@ func (s *Server) handleDecide(c echo.Context) error {
 	}
 	// The neighbours are found before deciding: once decided, the request
 	// leaves the inbox and with it its place in the order.
+	inboxStart := time.Now()
 	head, nerr := s.inboxHead(c)
 	if nerr != nil {
 		return nerr
 	}
+	t.add("inbox", inboxStart)
 	next := nextToDecide(head, id, p.Actor)
 	var res *workflow.DecideResult
 	if err == nil {
+		start := time.Now()
 		res, err = s.Engine.Decide(c.Request().Context(), p)
+		t.add("decide", start)
 	}
+	swap := c.Request().Header.Get("HX-Request") == "true"
 	if err != nil {
 		status, _, msg := httpError(err)
 		if status >= 500 {
@@ -231,17 +272,64 @@ func (s *Server) handleDecide(c echo.Context) error {
 			form.Error = forPeople(msg)
 		}
 		tok := s.refused.put(refusal{form: form, status: status, user: p.Actor.Name, request: id})
-		return c.Redirect(http.StatusSeeOther, "/requests/"+id+"?refused="+tok)
+		to := "/requests/" + id + "?refused=" + tok
+		if swap {
+			// A whole page, as without script: htmx would swap a redirect's
+			// page into the review instead of going there.
+			c.Response().Header().Set("HX-Redirect", to)
+			return c.NoContent(http.StatusOK)
+		}
+		return c.Redirect(http.StatusSeeOther, to)
 	}
 	done := string(form.Verdict)
 	if res.Decision == nil {
 		done = "vote"
 	}
-	q := url.Values{"done": {done}, "from": {id}}
+	to := "/requests/" + next + "?" + url.Values{"done": {done}, "from": {id}}.Encode()
 	if next == "" || next == id {
-		return c.Redirect(http.StatusSeeOther, "/requests/"+id+"?done="+done)
+		next, to = id, "/requests/"+id+"?done="+done
 	}
-	return c.Redirect(http.StatusSeeOther, "/requests/"+next+"?"+q.Encode())
+	if !swap {
+		return c.Redirect(http.StatusSeeOther, to)
+	}
+	return s.swapReview(c, next, id, done, to, head, res.Decision != nil)
+}
+
+// swapReview answers an htmx decision on from with the review of next (from
+// itself when nothing else waits), to be swapped into the page at the
+// address to: the article and the title, the outcome of the decision in its
+// toast. head is the inbox's first page read before deciding: from leaves
+// it when decided (a vote leaves it pending), which gives next's
+// neighbours without reading the inbox again.
+func (s *Server) swapReview(c echo.Context, next, from, done, to string, head []store.InboxRow, decided bool) error {
+	t := timingOf(c)
+	start := time.Now()
+	var decidedReq *store.Request
+	rows := make([]store.InboxRow, 0, len(head))
+	for _, r := range head {
+		if r.Request.ID == from {
+			decidedReq = r.Request
+			if decided {
+				continue
+			}
+		}
+		rows = append(rows, r)
+	}
+	v, err := s.reviewView(c, next, rows)
+	if err != nil {
+		return err
+	}
+	v.Fields = templates.EditFields(v.Action.Params, nil, nil)
+	if next == from {
+		decidedReq = nil
+	} else if decidedReq == nil {
+		decidedReq, _ = store.RequestGet(c.Request().Context(), s.Pool, from) // beyond the first page
+	}
+	v.Toast = toast(done, decidedReq, v.Request)
+	v.Swapped = true
+	t.add("load", start)
+	c.Response().Header().Set("HX-Push-Url", to)
+	return renderFragments(c, http.StatusOK, templates.Review(s.page(c, v.Request.Summary, "inbox"), v), "title", "review")
 }
 
 // editedParams builds the edited parameters from the edit form's typed

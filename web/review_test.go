@@ -61,6 +61,75 @@ func TestReviewPage(t *testing.T) {
 		require.Contains(t, doc.Find(`[data-testid=flash]`).Text(), "Nothing else is waiting")
 	})
 
+	// The review page's form posts through htmx: a decision answers with the
+	// next request's review (the "title" and "review" fragments) to swap in,
+	// in one round trip; a refusal still goes to the refused form's page.
+	t.Run("SwapAnswersWithTheNext", func(t *testing.T) {
+		a := factory.Request(ctx, t, c.Pool, nil)
+		b := factory.Request(ctx, t, c.Pool, nil)
+		hx := func(t *testing.T, id string, form url.Values, token bool) (*http.Response, *goquery.Document) {
+			t.Helper()
+			if token {
+				form.Set("_csrf", c.csrf(t, reviewer, "/requests/"+id))
+			}
+			r, err := http.NewRequest(http.MethodPost, c.Addr+"/requests/"+id+"/decision", strings.NewReader(form.Encode()))
+			require.NoError(t, err)
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			r.Header.Set("HX-Request", "true")
+			r.Header.Set("HX-Current-URL", c.Addr+"/requests/"+id)
+			resp, err := reviewer.Do(r)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			doc, err := goquery.NewDocumentFromReader(resp.Body)
+			require.NoError(t, err)
+			return resp, doc
+		}
+
+		resp, _ := hx(t, a.ID, url.Values{"verdict": {"approve"}, "payload_hash": {a.PayloadHash}}, false)
+		require.Equal(t, http.StatusForbidden, resp.StatusCode, "no CSRF token, no decision")
+		got, err := store.RequestGet(ctx, c.Pool, a.ID)
+		require.NoError(t, err)
+		require.Equal(t, vocab.RequestPending, got.Status)
+
+		resp, doc := hx(t, a.ID, url.Values{"verdict": {"approve"}, "payload_hash": {strings.Repeat("0", len(a.PayloadHash))}}, true)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.True(t, strings.HasPrefix(resp.Header.Get("HX-Redirect"), "/requests/"+a.ID+"?refused="),
+			"a payload hash of another payload is refused, on the form's own page: %s", resp.Header.Get("HX-Redirect"))
+		require.Zero(t, doc.Find(`[data-testid=review]`).Length(), "nothing to swap")
+		got, err = store.RequestGet(ctx, c.Pool, a.ID)
+		require.NoError(t, err)
+		require.Equal(t, vocab.RequestPending, got.Status, "the hash binds the decision to what was shown")
+
+		resp, doc = hx(t, a.ID, url.Values{"verdict": {"approve"}, "payload_hash": {a.PayloadHash}}, true)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.True(t, strings.HasPrefix(resp.Header.Get("HX-Push-Url"), "/requests/"+b.ID+"?"), "the address of the next: %s", resp.Header.Get("HX-Push-Url"))
+		timing := resp.Header.Get("Server-Timing")
+		for _, phase := range []string{"auth;dur=", "inbox;dur=", "decide;dur=", "load;dur=", "render;dur=", "total;dur="} {
+			require.Contains(t, timing, phase)
+		}
+		require.Equal(t, b.Summary+" · Countersign", doc.Find(`title`).Text(), "the page is renamed")
+		review := doc.Find(`article#review[data-testid=review]`)
+		require.Equal(t, b.ID, review.AttrOr("data-request", ""), "the next request, swapped in")
+		require.Zero(t, doc.Find(`header.topbar, dialog, .review-live`).Length(), "the review alone, not the page around it")
+		require.Contains(t, doc.Find(`[data-testid=flash]`).Text(), "Approved")
+		require.Equal(t, "/requests/"+a.ID, doc.Find(`[data-testid=toast-link]`).AttrOr("href", ""))
+		form := doc.Find(`form[data-testid=decision-form]`)
+		require.Equal(t, "/requests/"+b.ID+"/decision", form.AttrOr("hx-post", ""))
+		require.NotEmpty(t, form.Find(`input[name=_csrf]`).AttrOr("value", ""), "the plain form keeps its token")
+		require.Equal(t, b.PayloadHash, form.Find(`input[name=payload_hash]`).AttrOr("value", ""))
+		require.True(t, strings.HasPrefix(doc.Find(`#live-state`).AttrOr("hx-trigger", ""), "load, sse:run-"),
+			"the stream is already open: the state is checked on arrival")
+		got, err = store.RequestGet(ctx, c.Pool, a.ID)
+		require.NoError(t, err)
+		require.Equal(t, vocab.RequestApproved, got.Status)
+
+		resp, doc = hx(t, b.ID, url.Values{"verdict": {"approve"}, "payload_hash": {b.PayloadHash}}, true)
+		require.Equal(t, "/requests/"+b.ID+"?done=approve", resp.Header.Get("HX-Push-Url"), "nothing is next: stay on the decided request")
+		require.Equal(t, b.ID, doc.Find(`[data-testid=review]`).AttrOr("data-request", ""))
+		require.Contains(t, doc.Find(`[data-testid=flash]`).Text(), "Nothing else is waiting")
+		require.Contains(t, doc.Find(`[data-testid=decided]`).Text(), "Approved by reviewer@example.com")
+	})
+
 	t.Run("AdvancePassesOverWhatICannotDecide", func(t *testing.T) {
 		a := factory.Request(ctx, t, c.Pool, nil)
 		mine := factory.Request(ctx, t, c.Pool, &factory.RequestOpts{Run: factory.Run(ctx, t, c.Pool, &factory.RunOpts{

@@ -159,6 +159,7 @@ func New(d Deps) *Server {
 // files linked with their content's hash (static.URL) are cached for good.
 func (s *Server) headers(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		c.Set(receivedKey, time.Now()) // for Server-Timing (startTiming)
 		h := c.Response().Header()
 		if s.Secure {
 			h.Set(echo.HeaderStrictTransportSecurity, "max-age=31536000; includeSubDomains")
@@ -284,8 +285,29 @@ func (s *Server) routes() {
 func render(c echo.Context, status int, comp templ.Component) error {
 	buf := templ.GetBuffer()
 	defer templ.ReleaseBuffer(buf)
+	start := time.Now()
 	if err := comp.Render(c.Request().Context(), buf); err != nil {
 		return err
+	}
+	if t := timingOf(c); t != nil {
+		t.add("render", start)
+		t.write(c)
+	}
+	return c.HTMLBlob(status, buf.Bytes())
+}
+
+// renderFragments writes the parts of a templ component that ids name
+// (templ.Fragment), for an htmx request that swaps them into the page.
+func renderFragments(c echo.Context, status int, comp templ.Component, ids ...any) error {
+	buf := templ.GetBuffer()
+	defer templ.ReleaseBuffer(buf)
+	start := time.Now()
+	if err := templ.RenderFragments(c.Request().Context(), buf, comp, ids...); err != nil {
+		return err
+	}
+	if t := timingOf(c); t != nil {
+		t.add("render", start)
+		t.write(c)
 	}
 	return c.HTMLBlob(status, buf.Bytes())
 }
