@@ -67,11 +67,46 @@ type Listener struct {
 	subs  map[chan Message]struct{}
 	ready chan struct{}
 	once  sync.Once
+	// local holds the messages published in this process (Publish) whose
+	// notification has not come back yet, with when they were published:
+	// each is delivered once, by whichever comes first.
+	local map[Message]time.Time
 }
+
+// localKeep bounds how long a message published in-process waits for its
+// notification to come back (and be dropped as a repeat); one that never
+// does (the notifying transaction rolled back, the listener reconnected)
+// is forgotten after it.
+const localKeep = 10 * time.Second
 
 // NewListener returns a listener; call Run to start it.
 func NewListener(pool *pgxpool.Pool, logger *slog.Logger) *Listener {
-	return &Listener{pool: pool, logger: logger, subs: map[chan Message]struct{}{}, ready: make(chan struct{})}
+	return &Listener{pool: pool, logger: logger, subs: map[chan Message]struct{}{}, ready: make(chan struct{}),
+		local: map[Message]time.Time{}}
+}
+
+// Publish delivers m to this process's subscribers at once, for a change
+// that has committed and whose notification (sent in its transaction, or
+// by a Coalescer) is on its way to every process's listener: waiters here
+// (a long poll, an open inbox) need not wait for the database to deliver
+// it, a round trip through the notification queue that a busy server
+// delays. When that notification arrives it is not delivered again.
+func (l *Listener) Publish(m Message) {
+	if l == nil {
+		return
+	}
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.local) >= 1024 {
+		for k, at := range l.local {
+			if now.Sub(at) > localKeep {
+				delete(l.local, k)
+			}
+		}
+	}
+	l.local[m] = now
+	l.fanOut(m)
 }
 
 // Ready is closed once the listener first listens.
@@ -125,13 +160,32 @@ func (l *Listener) listen(ctx context.Context) error {
 		if err := json.Unmarshal([]byte(n.Payload), &m); err != nil {
 			continue
 		}
-		l.publish(m)
+		l.deliver(m)
 	}
+}
+
+// deliver fans out a notification from the database, unless this process
+// published it already (Publish).
+func (l *Listener) deliver(m Message) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if at, ok := l.local[m]; ok {
+		delete(l.local, m)
+		if time.Since(at) <= localKeep {
+			return
+		}
+	}
+	l.fanOut(m)
 }
 
 func (l *Listener) publish(m Message) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.fanOut(m)
+}
+
+// fanOut sends m to every subscriber; l.mu is held.
+func (l *Listener) fanOut(m Message) {
 	for ch := range l.subs {
 		select {
 		case ch <- m:
@@ -153,6 +207,7 @@ const maxQueued = 10000
 type Coalescer struct {
 	db     store.DBTX
 	logger *slog.Logger
+	local  *Listener // this process's, which gets each message at once (SetLocal)
 
 	mu      sync.Mutex
 	queue   []string
@@ -168,6 +223,24 @@ func NewCoalescer(db store.DBTX, logger *slog.Logger) *Coalescer {
 	return &Coalescer{db: db, logger: logger}
 }
 
+// SetLocal has every message sent also published at once to l's
+// subscribers (Listener.Publish), this process's waiters. Call it before
+// the first Send.
+func (c *Coalescer) SetLocal(l *Listener) {
+	if c != nil {
+		c.local = l
+	}
+}
+
+// Local publishes m to this process's subscribers only, for a change whose
+// own transaction notified the other processes (a decision): nil without
+// SetLocal, or on a nil Coalescer.
+func (c *Coalescer) Local(m Message) {
+	if c != nil && c.local != nil {
+		c.local.Publish(m)
+	}
+}
+
 // Send queues m and returns at once; an encoding error is returned, a
 // failed send only logged. A nil Coalescer (an engine without a pool: a
 // replay) sends nothing.
@@ -178,6 +251,9 @@ func (c *Coalescer) Send(m Message) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode notification: %w", err)
+	}
+	if c.local != nil {
+		c.local.Publish(m)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
