@@ -67,22 +67,30 @@ type Listener struct {
 	subs  map[chan Message]struct{}
 	ready chan struct{}
 	once  sync.Once
-	// local holds the messages published in this process (Publish) whose
-	// notification has not come back yet, with when they were published:
-	// each is delivered once, by whichever comes first.
-	local map[Message]time.Time
+	// recent holds the messages delivered lately, published in this
+	// process (Publish) or from the database, with when and from where: a
+	// message that comes both ways, the usual case for a change committed
+	// here, is delivered once, by whichever comes first.
+	recent    map[Message]seen
+	lastPrune time.Time
 }
 
-// localKeep bounds how long a message published in-process waits for its
-// notification to come back (and be dropped as a repeat); one that never
-// does (the notifying transaction rolled back, the listener reconnected)
-// is forgotten after it.
-const localKeep = 10 * time.Second
+// seen is when a message was delivered, and whether by Publish.
+type seen struct {
+	at    time.Time
+	local bool
+}
+
+// dedupeWindow bounds how long a delivered message waits for its copy from
+// the other way (and is dropped as a repeat); one that never comes (the
+// notifying transaction rolled back, the listener reconnected, a change of
+// another process) is forgotten after it.
+const dedupeWindow = 10 * time.Second
 
 // NewListener returns a listener; call Run to start it.
 func NewListener(pool *pgxpool.Pool, logger *slog.Logger) *Listener {
 	return &Listener{pool: pool, logger: logger, subs: map[chan Message]struct{}{}, ready: make(chan struct{}),
-		local: map[Message]time.Time{}}
+		recent: map[Message]seen{}}
 }
 
 // Publish delivers m to this process's subscribers at once, for a change
@@ -90,23 +98,13 @@ func NewListener(pool *pgxpool.Pool, logger *slog.Logger) *Listener {
 // by a Coalescer) is on its way to every process's listener: waiters here
 // (a long poll, an open inbox) need not wait for the database to deliver
 // it, a round trip through the notification queue that a busy server
-// delays. When that notification arrives it is not delivered again.
+// delays. When that notification arrives it is not delivered again; when
+// it came first, m is not.
 func (l *Listener) Publish(m Message) {
 	if l == nil {
 		return
 	}
-	now := time.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.local) >= 1024 {
-		for k, at := range l.local {
-			if now.Sub(at) > localKeep {
-				delete(l.local, k)
-			}
-		}
-	}
-	l.local[m] = now
-	l.fanOut(m)
+	l.deliverOnce(m, true)
 }
 
 // Ready is closed once the listener first listens.
@@ -166,15 +164,27 @@ func (l *Listener) listen(ctx context.Context) error {
 
 // deliver fans out a notification from the database, unless this process
 // published it already (Publish).
-func (l *Listener) deliver(m Message) {
+func (l *Listener) deliver(m Message) { l.deliverOnce(m, false) }
+
+// deliverOnce delivers m, which came by Publish (local) or from the database,
+// unless it came the other way within dedupeWindow.
+func (l *Listener) deliverOnce(m Message, local bool) {
+	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if at, ok := l.local[m]; ok {
-		delete(l.local, m)
-		if time.Since(at) <= localKeep {
-			return
+	if now.Sub(l.lastPrune) > dedupeWindow {
+		for k, s := range l.recent {
+			if now.Sub(s.at) > dedupeWindow {
+				delete(l.recent, k)
+			}
 		}
+		l.lastPrune = now
 	}
+	if s, ok := l.recent[m]; ok && s.local != local && now.Sub(s.at) <= dedupeWindow {
+		delete(l.recent, m) // its two copies are in: a third is a new change
+		return
+	}
+	l.recent[m] = seen{at: now, local: local}
 	l.fanOut(m)
 }
 

@@ -122,6 +122,19 @@ func TestPublish(t *testing.T) {
 		require.True(t, ok)
 		require.Equal(t, "run-2", m.ID)
 	})
+	t.Run("DatabaseFirst", func(t *testing.T) {
+		// The notification came before the committing call published it.
+		first := notify.Message{Type: notify.KindDecision, ID: "req-5", RunID: "run-5", Status: "rejected"}
+		require.NoError(t, notify.Send(ctx, pool, first))
+		m, ok := next(t)
+		require.True(t, ok)
+		require.Equal(t, first, m)
+		l.Publish(first)
+		l.Publish(notify.Message{Type: notify.KindRun, ID: "run-6", Status: "running"})
+		m, ok = next(t)
+		require.True(t, ok)
+		require.Equal(t, "run-6", m.ID, "the second copy of req-5 is dropped")
+	})
 	t.Run("CoalescerPublishesLocally", func(t *testing.T) {
 		c := notify.NewCoalescer(pool, slog.Default())
 		c.SetLocal(l)
