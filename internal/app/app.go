@@ -179,7 +179,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, opts Options) (*App, error) {
 	}
 	engine := workflow.New(workflow.Config{Pool: pool, Registry: registry, Scheduler: scheduler, Policies: policies, Model: model, Logger: logger, Now: opts.Now,
 		MaxStepOutput: cfg.MaxStepOutput, Lease: rec.Lease, RenewEvery: rec.RenewEvery, MaxRecoveries: rec.MaxRecoveries,
-		Notices: notice.NewOutbox(scheduler), Tracer: tp})
+		Notices: notice.NewOutbox(scheduler), Tracer: tp, Listener: listener})
 	// Validate checked the allow-list; a Config built in code may hold none.
 	allow, err := safehttp.ParseAllow(cfg.CallbackAllow)
 	if err != nil {

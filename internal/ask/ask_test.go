@@ -17,6 +17,7 @@ import (
 	"github.com/countersign/countersign/internal/app"
 	"github.com/countersign/countersign/internal/ask"
 	"github.com/countersign/countersign/internal/callback"
+	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/policystore"
 	"github.com/countersign/countersign/internal/receipt"
 	"github.com/countersign/countersign/internal/store"
@@ -498,4 +499,66 @@ func TestAbandonedBornClaimedRun(t *testing.T) {
 	require.Nil(t, inline)
 	_, _, _, err = live.Engine.StartInline(ctx, workflow.StartParams{Workflow: ask.Workflow, BusinessKey: "x", Input: input})
 	require.ErrorIs(t, err, workflow.ErrInvalidInput, "an internal workflow starts only from its service")
+}
+
+// TestInProcessWake: a change committed in this process reaches its
+// waiters when the call that committed it returns, not when PostgreSQL
+// delivers the notification: a parked approval is published before Submit
+// answers (the open inboxes), a decision before Decide returns (the
+// approval's long poll). Each is delivered once, though PostgreSQL
+// delivers its notification too.
+func TestInProcessWake(t *testing.T) {
+	t.Parallel()
+	e := start(t)
+	ctx := context.Background()
+	msgs, stop := e.App.Notify.Subscribe(64)
+	t.Cleanup(stop)
+	// Nothing may be waiting yet that a later receive would mistake.
+	drain := func() []notify.Message {
+		var got []notify.Message
+		for {
+			select {
+			case m := <-msgs:
+				got = append(got, m)
+			default:
+				return got
+			}
+		}
+	}
+	count := func(got []notify.Message, want notify.Message) int {
+		n := 0
+		for _, m := range got {
+			if m == want {
+				n++
+			}
+		}
+		return n
+	}
+
+	a, _, err := e.svc.Submit(ctx, e.agent, ask.Submission{IdempotencyKey: "wake-1", Action: refund(20)})
+	require.NoError(t, err)
+	require.Equal(t, ask.StatusPending, a.Status)
+	parked := notify.Message{Type: notify.KindRequest, ID: a.RequestID, RunID: a.ID, Tier: a.Tier}
+	got := drain() // no wait: it must be there already
+	require.Equal(t, 1, count(got, parked), "the parked approval was published before Submit answered: %v", got)
+
+	e.decide(t, a, vocab.VerdictApprove, "", nil)
+	decided := notify.Message{Type: notify.KindDecision, ID: a.RequestID, RunID: a.ID, Status: string(vocab.RequestApproved)}
+	got = append(got, drain()...) // no wait either
+	require.Equal(t, 1, count(got, decided), "the decision was published before Decide returned: %v", got)
+
+	// PostgreSQL's copies come and are dropped: a message sent after them
+	// arrives, and neither was delivered twice.
+	require.NoError(t, notify.Send(ctx, e.Pool, notify.Message{Type: notify.KindRun, ID: "marker"}))
+	deadline := time.After(10 * time.Second)
+	for count(got, notify.Message{Type: notify.KindRun, ID: "marker"}) == 0 {
+		select {
+		case m := <-msgs:
+			got = append(got, m)
+		case <-deadline:
+			t.Fatalf("the marker never came: %v", got)
+		}
+	}
+	require.Equal(t, 1, count(got, parked))
+	require.Equal(t, 1, count(got, decided))
 }

@@ -198,6 +198,11 @@ func (s *Service) Submit(ctx context.Context, caller Caller, sub Submission) (*A
 		return a, true, err
 	}
 	a, err := s.build(ctx, s.pool, run.ID, true)
+	if err == nil && a.RequestID != "" && !a.Decided() {
+		// Parked for a human: this process's open inboxes refresh now,
+		// not when the database delivers the parking's notification.
+		s.notify.Publish(notify.Message{Type: notify.KindRequest, ID: a.RequestID, RunID: a.ID, Tier: a.Tier})
+	}
 	return a, true, err
 }
 

@@ -67,11 +67,44 @@ type Listener struct {
 	subs  map[chan Message]struct{}
 	ready chan struct{}
 	once  sync.Once
+	// recent holds the messages delivered lately, published in this
+	// process (Publish) or from the database, with when and from where: a
+	// message that comes both ways, the usual case for a change committed
+	// here, is delivered once, by whichever comes first.
+	recent    map[Message]seen
+	lastPrune time.Time
 }
+
+// seen is when a message was delivered, and whether by Publish.
+type seen struct {
+	at    time.Time
+	local bool
+}
+
+// dedupeWindow bounds how long a delivered message waits for its copy from
+// the other way (and is dropped as a repeat); one that never comes (the
+// notifying transaction rolled back, the listener reconnected, a change of
+// another process) is forgotten after it.
+const dedupeWindow = 10 * time.Second
 
 // NewListener returns a listener; call Run to start it.
 func NewListener(pool *pgxpool.Pool, logger *slog.Logger) *Listener {
-	return &Listener{pool: pool, logger: logger, subs: map[chan Message]struct{}{}, ready: make(chan struct{})}
+	return &Listener{pool: pool, logger: logger, subs: map[chan Message]struct{}{}, ready: make(chan struct{}),
+		recent: map[Message]seen{}}
+}
+
+// Publish delivers m to this process's subscribers at once, for a change
+// that has committed and whose notification (sent in its transaction, or
+// by a Coalescer) is on its way to every process's listener: waiters here
+// (a long poll, an open inbox) need not wait for the database to deliver
+// it, a round trip through the notification queue that a busy server
+// delays. When that notification arrives it is not delivered again; when
+// it came first, m is not.
+func (l *Listener) Publish(m Message) {
+	if l == nil {
+		return
+	}
+	l.deliverOnce(m, true)
 }
 
 // Ready is closed once the listener first listens.
@@ -125,13 +158,44 @@ func (l *Listener) listen(ctx context.Context) error {
 		if err := json.Unmarshal([]byte(n.Payload), &m); err != nil {
 			continue
 		}
-		l.publish(m)
+		l.deliver(m)
 	}
+}
+
+// deliver fans out a notification from the database, unless this process
+// published it already (Publish).
+func (l *Listener) deliver(m Message) { l.deliverOnce(m, false) }
+
+// deliverOnce delivers m, which came by Publish (local) or from the database,
+// unless it came the other way within dedupeWindow.
+func (l *Listener) deliverOnce(m Message, local bool) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.lastPrune) > dedupeWindow {
+		for k, s := range l.recent {
+			if now.Sub(s.at) > dedupeWindow {
+				delete(l.recent, k)
+			}
+		}
+		l.lastPrune = now
+	}
+	if s, ok := l.recent[m]; ok && s.local != local && now.Sub(s.at) <= dedupeWindow {
+		delete(l.recent, m) // its two copies are in: a third is a new change
+		return
+	}
+	l.recent[m] = seen{at: now, local: local}
+	l.fanOut(m)
 }
 
 func (l *Listener) publish(m Message) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.fanOut(m)
+}
+
+// fanOut sends m to every subscriber; l.mu is held.
+func (l *Listener) fanOut(m Message) {
 	for ch := range l.subs {
 		select {
 		case ch <- m:
@@ -153,6 +217,7 @@ const maxQueued = 10000
 type Coalescer struct {
 	db     store.DBTX
 	logger *slog.Logger
+	local  *Listener // this process's, which gets each message at once (SetLocal)
 
 	mu      sync.Mutex
 	queue   []string
@@ -168,6 +233,24 @@ func NewCoalescer(db store.DBTX, logger *slog.Logger) *Coalescer {
 	return &Coalescer{db: db, logger: logger}
 }
 
+// SetLocal has every message sent also published at once to l's
+// subscribers (Listener.Publish), this process's waiters. Call it before
+// the first Send.
+func (c *Coalescer) SetLocal(l *Listener) {
+	if c != nil {
+		c.local = l
+	}
+}
+
+// Local publishes m to this process's subscribers only, for a change whose
+// own transaction notified the other processes (a decision): nil without
+// SetLocal, or on a nil Coalescer.
+func (c *Coalescer) Local(m Message) {
+	if c != nil && c.local != nil {
+		c.local.Publish(m)
+	}
+}
+
 // Send queues m and returns at once; an encoding error is returned, a
 // failed send only logged. A nil Coalescer (an engine without a pool: a
 // replay) sends nothing.
@@ -178,6 +261,9 @@ func (c *Coalescer) Send(m Message) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode notification: %w", err)
+	}
+	if c.local != nil {
+		c.local.Publish(m)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

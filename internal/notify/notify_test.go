@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/countersign/countersign/internal/notify"
+	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testdb"
 )
 
@@ -79,4 +80,89 @@ func TestCoalescer(t *testing.T) {
 		require.True(t, receive(t, 1)["lone"])
 		require.Less(t, time.Since(start), 5*time.Second)
 	})
+}
+
+// TestPublish: a message published in-process reaches the subscribers at
+// once, before any notification; when the database then delivers the same
+// message (the committed transaction's own, or a Coalescer's), it is not
+// delivered twice. A message no one published is delivered as before.
+func TestPublish(t *testing.T) {
+	t.Parallel()
+	pool, _ := testdb.Pool(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	l := notify.NewListener(pool, slog.Default())
+	msgs, stop := l.Subscribe(100)
+	t.Cleanup(stop)
+	go l.Run(ctx)
+	<-l.Ready()
+	<-msgs // Connected
+
+	next := func(t *testing.T) (notify.Message, bool) {
+		t.Helper()
+		select {
+		case m := <-msgs:
+			return m, true
+		case <-time.After(2 * time.Second):
+			return notify.Message{}, false
+		}
+	}
+	decided := notify.Message{Type: notify.KindDecision, ID: "req-1", RunID: "run-1", Status: "approved"}
+	t.Run("OnceAtOnce", func(t *testing.T) {
+		// Published with no notification sent: only Publish can deliver it.
+		l.Publish(decided)
+		m, ok := next(t)
+		require.True(t, ok)
+		require.Equal(t, decided, m)
+		require.NoError(t, notify.Send(ctx, pool, decided))
+		// The database's copy is dropped; the next message through proves
+		// it was not merely late.
+		require.NoError(t, notify.Send(ctx, pool, notify.Message{Type: notify.KindRun, ID: "run-2", Status: "running"}))
+		m, ok = next(t)
+		require.True(t, ok)
+		require.Equal(t, "run-2", m.ID)
+	})
+	t.Run("DatabaseFirst", func(t *testing.T) {
+		// The notification came before the committing call published it.
+		first := notify.Message{Type: notify.KindDecision, ID: "req-5", RunID: "run-5", Status: "rejected"}
+		require.NoError(t, notify.Send(ctx, pool, first))
+		m, ok := next(t)
+		require.True(t, ok)
+		require.Equal(t, first, m)
+		l.Publish(first)
+		l.Publish(notify.Message{Type: notify.KindRun, ID: "run-6", Status: "running"})
+		m, ok = next(t)
+		require.True(t, ok)
+		require.Equal(t, "run-6", m.ID, "the second copy of req-5 is dropped")
+	})
+	t.Run("CoalescerPublishesLocally", func(t *testing.T) {
+		c := notify.NewCoalescer(pool, slog.Default())
+		c.SetLocal(l)
+		sent := notify.Message{Type: notify.KindRun, ID: "run-3", Status: "completed"}
+		require.NoError(t, c.Send(sent))
+		m, ok := next(t)
+		require.True(t, ok)
+		require.Equal(t, sent, m)
+		c.Flush()
+		c.Local(notify.Message{Type: notify.KindRun, ID: "run-4", Status: "running"})
+		m, ok = next(t)
+		require.True(t, ok)
+		require.Equal(t, "run-4", m.ID, "the statement's copy of run-3 is dropped, Local sends none")
+		_, ok = next(t)
+		require.False(t, ok, "nothing more")
+	})
+}
+
+// TestNotifyManyRefusesATransaction: the Coalescer's statement commits
+// asynchronously, which in a caller's transaction would make that
+// transaction's commit asynchronous too.
+func TestNotifyManyRefusesATransaction(t *testing.T) {
+	t.Parallel()
+	pool, _ := testdb.Pool(t)
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tx.Rollback(ctx) })
+	require.Error(t, store.NotifyMany(ctx, tx, []string{"{}"}))
+	require.NoError(t, store.NotifyMany(ctx, pool, []string{"{}"}))
 }

@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/countersign/countersign/internal/store/dbsqlc"
+	"github.com/jackc/pgx/v5"
 
+	"github.com/countersign/countersign/internal/store/dbsqlc"
 	"github.com/countersign/countersign/vocab"
 )
 
@@ -89,6 +90,30 @@ func RunInsert(ctx context.Context, db DBTX, p RunInsertParams) (run *Run, creat
 		return nil, false, fmt.Errorf("insert run: %w", err)
 	}
 	run, err = runResult(queries.RunGetByKey(ctx, db, dbsqlc.RunGetByKeyParams{Workflow: p.Workflow, BusinessKey: p.BusinessKey}))
+	if err != nil {
+		return nil, false, fmt.Errorf("get existing run: %w", err)
+	}
+	return run, false, nil
+}
+
+// RunInsertClaimed is RunInsert for a run born claimed by owner for lease
+// (running, attempt 1, as RunClaim leaves a queued run for its first job),
+// in tx, whose commit it makes asynchronous (TxCommitAsync): for an
+// execution that starts at once in the inserting process
+// (Engine.StartInline), whose first commit flushes the insert's WAL. When
+// the business key names a run already, it returns that run, as it is,
+// with created false.
+func RunInsertClaimed(ctx context.Context, tx pgx.Tx, p RunInsertParams, owner string, lease time.Duration) (run *Run, created bool, err error) {
+	run, err = runResult(queries.RunInsertClaimed(ctx, tx, dbsqlc.RunInsertClaimedParams{
+		Workflow: p.Workflow, Version: max(p.Version, 1), BusinessKey: p.BusinessKey, Input: p.Input, StartedBy: p.StartedBy,
+		TraceParent: p.TraceParent, Owner: owner, LeaseMicros: lease.Microseconds()}))
+	if err == nil {
+		return run, true, nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return nil, false, fmt.Errorf("insert run: %w", err)
+	}
+	run, err = runResult(queries.RunGetByKey(ctx, tx, dbsqlc.RunGetByKeyParams{Workflow: p.Workflow, BusinessKey: p.BusinessKey}))
 	if err != nil {
 		return nil, false, fmt.Errorf("get existing run: %w", err)
 	}

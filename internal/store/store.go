@@ -175,8 +175,13 @@ func Notify(ctx context.Context, db DBTX, payload string) error {
 }
 
 // NotifyMany sends several payloads on the countersign channel in one
-// statement.
+// statement, which commits on its own and without waiting for its WAL
+// flush. It refuses a transaction, whose commit it would make
+// asynchronous too.
 func NotifyMany(ctx context.Context, db DBTX, payloads []string) error {
+	if _, inTx := db.(pgx.Tx); inTx {
+		return errors.New("notify: NotifyMany commits on its own; it cannot run in a transaction")
+	}
 	if err := queries.NotifyMany(ctx, db, payloads); err != nil {
 		return fmt.Errorf("notify: %w", interpret(err))
 	}

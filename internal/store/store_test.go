@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/internal/testdb"
+	"github.com/countersign/countersign/vocab"
 )
 
 // TestErrorClasses checks that each class of PostgreSQL error becomes one
@@ -95,4 +98,46 @@ func TestErrorClasses(t *testing.T) {
 		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM workflow_runs WHERE business_key = 'tx'`).Scan(&n))
 		require.Zero(t, n)
 	})
+}
+
+// TestRunInsertClaimed: a run born claimed is running, attempt 1, leased to
+// its owner; the same business key returns the existing run untouched, and
+// the inserting transaction commits like any other.
+func TestRunInsertClaimed(t *testing.T) {
+	t.Parallel()
+	pool, _ := testdb.Pool(t)
+	ctx := context.Background()
+	owner := uuid.NewString()
+	p := store.RunInsertParams{Workflow: "w", BusinessKey: "born-claimed", Input: []byte(`{}`), StartedBy: "agent@example.com"}
+	insert := func(owner string) (*store.Run, bool) {
+		t.Helper()
+		type res struct {
+			run     *store.Run
+			created bool
+		}
+		r, err := store.WithTxV(ctx, pool, func(ctx context.Context, tx pgx.Tx) (res, error) {
+			run, created, err := store.RunInsertClaimed(ctx, tx, p, owner, time.Minute)
+			return res{run, created}, err
+		})
+		require.NoError(t, err)
+		return r.run, r.created
+	}
+	run, created := insert(owner)
+	require.True(t, created)
+	require.Equal(t, vocab.RunRunning, run.Status)
+	require.Equal(t, 1, run.Attempt)
+	got, err := store.RunGet(ctx, pool, run.ID)
+	require.NoError(t, err, "committed")
+	require.Equal(t, vocab.RunRunning, got.Status)
+	require.NotNil(t, got.LeaseOwner)
+	require.Equal(t, owner, *got.LeaseOwner)
+	var leased time.Duration
+	require.NoError(t, pool.QueryRow(ctx, `SELECT (extract(epoch FROM lease_until - now()) * 1e9)::bigint FROM workflow_runs WHERE id = $1`,
+		run.ID).Scan(&leased))
+	require.InDelta(t, time.Minute, leased, float64(30*time.Second), "leased for the time given")
+
+	again, created := insert(uuid.NewString())
+	require.False(t, created)
+	require.Equal(t, run.ID, again.ID)
+	require.Equal(t, owner, *again.LeaseOwner, "the existing run's claim is not taken over")
 }

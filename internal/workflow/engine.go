@@ -69,6 +69,11 @@ type Config struct {
 	Notices *notice.Outbox
 	// Tracer makes the spans of runs (trace.go); nil when traces are off.
 	Tracer trace.TracerProvider
+	// Listener is the process's notification listener (nil: none). The
+	// signals the engine sends after a commit, and its decisions, reach
+	// its subscribers (long polls, open inboxes) at once, without waiting
+	// for the database to deliver the notification.
+	Listener *notify.Listener
 }
 
 // DefaultMaxStepOutput is the output limit when none is configured: far above
@@ -124,6 +129,7 @@ func New(cfg Config) *Engine {
 	}
 	if e.pool != nil {
 		e.signals = notify.NewCoalescer(e.pool, e.logger)
+		e.signals.SetLocal(cfg.Listener)
 	}
 	if e.now == nil {
 		e.now = time.Now

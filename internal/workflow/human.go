@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/countersign/countersign/internal/approval"
+	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/store"
 	"github.com/countersign/countersign/vocab"
 )
@@ -64,6 +65,11 @@ func (e *Engine) Decide(ctx context.Context, p DecideParams) (*DecideResult, err
 	res, err := e.approvals.Decide(ctx, p)
 	if err == nil && res.Decision != nil {
 		e.traceDecided(ctx, res.Request.ID, res.Decision.Verdict) // trace.go
+		// Committed: this process's waiters (the approval's long poll) hear
+		// of it now; the transaction's own notification, which the other
+		// processes get, is delivered here once only.
+		req := res.Request
+		e.signals.Local(notify.Message{Type: notify.KindDecision, ID: req.ID, RunID: req.RunID, Status: string(req.Status)})
 	}
 	return res, err
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/countersign/countersign/internal/audit"
+	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/store"
 )
 
@@ -23,14 +24,14 @@ type Inline struct {
 // StartInline starts a run as Start does, for a caller that executes it at
 // once in its own goroutine (the approvals API, whose agent waits for the
 // first answer): the run is born claimed, running under this execution's
-// lease, in the transaction that inserts it with its run.started event and
-// notification. No River job is inserted: no worker races the inline
+// lease, in the transaction that inserts it with its run.started event (its
+// notification follows the commit). No River job is inserted: no worker races the inline
 // execution for the claim, and River does no work for a run that ends or
 // parks inline. If the process dies before that, or the execution is never
 // started, the lease lapses and the sweeper (Recover) hands the run to a new
 // job, as it does any lost execution's run.
 //
-// The start commits without waiting for its WAL flush (store.TxCommitAsync):
+// The start commits without waiting for its WAL flush (store.RunInsertClaimed):
 // the inline execution's first commit (the first step's, the parking for a
 // human, a failure's), which waits for it, flushes the start's WAL with its
 // own, and the caller answers only after that. A crash of the database
@@ -54,34 +55,36 @@ func (e *Engine) StartInline(ctx context.Context, p StartParams) (run *store.Run
 	ctx, span, traceParent := e.traceStart(ctx, p) // trace.go
 	defer func() { traceStarted(span, run, created, err) }()
 	res, err := store.WithTxV(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) (result, error) {
-		run, created, err := store.RunInsert(ctx, tx, store.RunInsertParams{
+		// Inserted already claimed (resume sequence 0, as its first job
+		// would claim it), in a transaction made durable by the execution's
+		// first commit, which waits for the flush of all WAL before its own
+		// (see StartInline): one statement.
+		run, created, err := store.RunInsertClaimed(ctx, tx, store.RunInsertParams{
 			Workflow: p.Workflow, Version: def.Version(), BusinessKey: p.BusinessKey, Input: p.Input, StartedBy: p.StartedBy,
 			TraceParent: traceParent,
-		})
+		}, owner, e.lease)
 		if err != nil || !created {
 			return result{run, created}, err
-		}
-		// Made durable by the execution's first commit, which waits for
-		// the flush of all WAL before its own (see StartInline).
-		if err := store.TxCommitAsync(ctx, tx); err != nil {
-			return result{}, err
-		}
-		// Claimed as its first job would claim it (resume sequence 0).
-		claimed, err := store.RunClaim(ctx, tx, run.ID, 0, claimable, owner, e.lease)
-		if err != nil {
-			return result{}, err
 		}
 		if _, err := audit.Append(ctx, tx, audit.Event{Actor: p.StartedBy, Subject: audit.RunSubject(run.ID), RunID: run.ID,
 			Details: audit.RunStarted{Workflow: run.Workflow, BusinessKey: run.BusinessKey, Version: run.Version}}); err != nil {
 			return result{}, err
 		}
-		return result{claimed, true}, notifyRun(ctx, tx, run.ID, claimed.Status)
+		return result{run, true}, nil
 	})
 	if err != nil {
 		return nil, false, nil, err
 	}
 	if !res.created {
 		return res.run, false, nil, nil
+	}
+	// Signalled after the commit, not in it (as a run's completion is): a
+	// notifying transaction waits for PostgreSQL's one notification-queue
+	// lock, which every other notifying commit of the cluster holds through
+	// its WAL flush, and this one is on the agent's path. A lost signal
+	// only delays a runs list's badge.
+	if err := e.signals.Send(notify.Message{Type: notify.KindRun, ID: res.run.ID, Status: string(res.run.Status)}); err != nil {
+		e.logger.Warn("notify run started", "run", res.run.ID, "err", err)
 	}
 	return res.run, true, &Inline{engine: e, run: res.run, owner: owner}, nil
 }

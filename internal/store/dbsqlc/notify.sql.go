@@ -20,10 +20,14 @@ func (q *Queries) Notify(ctx context.Context, db DBTX, payload string) error {
 }
 
 const notifyMany = `-- name: NotifyMany :exec
-SELECT pg_notify('countersign', p) FROM unnest($1::text[]) AS p
+SELECT set_config('synchronous_commit', 'off', true), pg_notify('countersign', p) FROM unnest($1::text[]) AS p
 `
 
-// Several messages in one statement and one commit (notify.Coalescer).
+// Several messages in one statement and one commit (notify.Coalescer), sent
+// on its own: its commit does not wait for its WAL flush (synchronous_commit
+// off for this statement's transaction), since a signal is not durable
+// anyway, and a notifying commit holds PostgreSQL's one notification-queue
+// lock (for the whole cluster) until it returns.
 func (q *Queries) NotifyMany(ctx context.Context, db DBTX, payloads []string) error {
 	_, err := db.Exec(ctx, notifyMany, payloads)
 	return err

@@ -4,6 +4,19 @@ VALUES (@workflow, @version, @business_key, @input, @started_by, NULLIF(@trace_p
 ON CONFLICT (workflow, business_key) DO NOTHING
 RETURNING *;
 
+-- name: RunInsertClaimed :one
+-- RunInsert of a run born claimed (as RunClaim claims a queued run for its
+-- first job) by an execution in the inserting process, in a transaction
+-- that commits without waiting for its WAL flush (TxCommitAsync's
+-- set_config, in the same statement): one round trip for three.
+INSERT INTO workflow_runs (workflow, version, business_key, input, started_by, trace_parent,
+    status, attempt, lease_owner, lease_until)
+SELECT @workflow, @version, @business_key, @input, @started_by, NULLIF(@trace_parent::text, ''),
+    'running', 1, @owner::uuid, now() + interval '1 microsecond' * @lease_micros::bigint
+FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
+ON CONFLICT (workflow, business_key) DO NOTHING
+RETURNING *;
+
 -- name: RunGetByKey :one
 SELECT * FROM workflow_runs WHERE workflow = @workflow AND business_key = @business_key;
 
