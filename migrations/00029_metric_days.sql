@@ -21,7 +21,14 @@ CREATE TABLE metric_days (
     buckets  bigint[] NOT NULL DEFAULT '{}',
     PRIMARY KEY (metric, day, workflow, rule, tier, label)
 );
-CREATE INDEX metric_days_day ON metric_days (day);
+
+-- The dashboard reads one metric over a range of hours or days: the primary
+-- keys (metric, hour or day, ...) are that range. The index on the hour
+-- alone (migration 24) made the planner read every metric's rows of those
+-- hours and filter them (557 buffers for one day's series at the benchmark's
+-- 970 keys, against 159 by the primary key); the prune goes by metric too
+-- (store.MetricHoursPrune), so it goes.
+DROP INDEX metric_hours_hour;
 
 -- The days of the hours rolled before this migration. A one-off: it unnests
 -- every hourly histogram once (the dashboard never does again).
@@ -45,4 +52,5 @@ FROM totals t LEFT JOIN histograms h USING (day, metric, workflow, rule, tier, l
 GRANT SELECT, INSERT, UPDATE, DELETE ON metric_days TO countersign_app;
 
 -- +goose Down
+CREATE INDEX metric_hours_hour ON metric_hours (hour);
 DROP TABLE metric_days;

@@ -32,12 +32,17 @@ WHERE metric = ANY(@metrics::text[]) AND hour >= @since AND hour < @until
 ORDER BY metric, hour, workflow, rule, tier, label;
 
 -- name: MetricHoursPrune :execrows
-DELETE FROM metric_hours WHERE hour < @before;
+-- By metric (every metric with rows has a total), so that the primary key
+-- (metric, hour, ...) serves it: migration 29 dropped the index on the hour
+-- alone, which the planner preferred for the dashboard's ranges although it
+-- read every metric's rows of those hours.
+DELETE FROM metric_hours WHERE metric IN (SELECT DISTINCT t.metric FROM metric_totals t) AND hour < @before;
 
 -- name: MetricDaysPrune :execrows
 -- The days that end at or before the bound: a day whose first hours are
 -- pruned stays whole until all of them are.
-DELETE FROM metric_days WHERE day <= sqlc.arg(before)::timestamptz - interval '1 day';
+DELETE FROM metric_days WHERE metric IN (SELECT DISTINCT t.metric FROM metric_totals t)
+    AND day <= sqlc.arg(before)::timestamptz - interval '1 day';
 
 -- name: MetricRollLock :one
 -- One roller at a time across processes; the others skip their turn.

@@ -176,7 +176,8 @@ func (q *Queries) MetricCursorSet(ctx context.Context, db DBTX, arg MetricCursor
 }
 
 const metricDaysPrune = `-- name: MetricDaysPrune :execrows
-DELETE FROM metric_days WHERE day <= $1::timestamptz - interval '1 day'
+DELETE FROM metric_days WHERE metric IN (SELECT DISTINCT t.metric FROM metric_totals t)
+    AND day <= $1::timestamptz - interval '1 day'
 `
 
 // The days that end at or before the bound: a day whose first hours are
@@ -241,9 +242,13 @@ func (q *Queries) MetricHours(ctx context.Context, db DBTX, arg MetricHoursParam
 }
 
 const metricHoursPrune = `-- name: MetricHoursPrune :execrows
-DELETE FROM metric_hours WHERE hour < $1
+DELETE FROM metric_hours WHERE metric IN (SELECT DISTINCT t.metric FROM metric_totals t) AND hour < $1
 `
 
+// By metric (every metric with rows has a total), so that the primary key
+// (metric, hour, ...) serves it: migration 29 dropped the index on the hour
+// alone, which the planner preferred for the dashboard's ranges although it
+// read every metric's rows of those hours.
 func (q *Queries) MetricHoursPrune(ctx context.Context, db DBTX, before time.Time) (int64, error) {
 	result, err := db.Exec(ctx, metricHoursPrune, before)
 	if err != nil {
