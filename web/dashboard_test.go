@@ -33,6 +33,10 @@ func seedMetrics(t *testing.T, c *console) {
 		add(ago, store.MetricKey{Metric: store.MetricDecisionSeconds, Workflow: "support_triage", Rule: "outbound-email", Tier: "explicit", Label: "approve"}, dec)
 	}
 	add(time.Hour, store.MetricKey{Metric: store.MetricRunFinished, Workflow: `<script>alert(1)</script>`, Label: "completed"}, store.MetricValue{Count: 1})
+	// Model steps of a third of a second: their p95 reads in milliseconds.
+	var step store.MetricValue
+	step.Observe(store.MetricStepSeconds, 0.3)
+	add(time.Hour, store.MetricKey{Metric: store.MetricStepSeconds, Workflow: "support_triage", Label: "model"}, step)
 }
 
 func TestDashboard(t *testing.T) {
@@ -58,6 +62,45 @@ func TestDashboard(t *testing.T) {
 	require.NotContains(t, html, "<script>alert(1)</script>")
 	require.Contains(t, doc.Find(`[data-testid=dashboard-workflow]`).Text(), "<script>alert(1)</script>")
 
+	t.Run("DayEndsNow", func(t *testing.T) {
+		before := time.Now().UTC().Truncate(time.Second)
+		doc, _ := c.get(t, viewer, "/dashboard?window=day")
+		after := time.Now().UTC()
+		text := doc.Find(`[data-testid=dashboard-period]`).Text()
+		require.Contains(t, text, "to now")
+		require.Contains(t, text, "the last bar is the current hour so far")
+		// The end it names is the time of the request, not a whole hour.
+		i := strings.Index(text, "to now, ")
+		require.Positive(t, i, text)
+		end, err := time.Parse("2006-01-02 15:04:05 UTC", text[i+len("to now, "):i+len("to now, ")+len("2006-01-02 15:04:05 UTC")])
+		require.NoError(t, err)
+		require.False(t, end.Before(before) || end.After(after), "end %s, request %s–%s", end, before, after)
+		week, _ := c.get(t, viewer, "/dashboard?window=week")
+		require.Contains(t, week.Find(`[data-testid=dashboard-period]`).Text(), "the current day so far")
+	})
+	t.Run("StepTimeHasUnits", func(t *testing.T) {
+		step := doc.Find(`[data-testid=chart-step-time]`)
+		require.Equal(t, "ms", strings.TrimSpace(step.Find(`[data-testid=chart-axis-unit]`).Text()), "the value axis names its unit")
+		require.Contains(t, step.Find(`table th`).Text(), "model (ms)")
+		require.Contains(t, step.Find(`.legend`).Text(), "(ms)")
+		for _, id := range []string{"runs", "decision-time", "intervention"} {
+			require.NotEmpty(t, strings.TrimSpace(doc.Find(`[data-testid=chart-`+id+`] [data-testid=chart-axis-unit]`).Text()), id)
+		}
+	})
+	t.Run("UnusableInTheNav", func(t *testing.T) {
+		// Every role may read the list, so every role finds it in the nav.
+		for _, email := range []string{"viewer@example.com", "reviewer@example.com", "approver@example.com", "admin@example.com"} {
+			hc := c.client(t, email)
+			doc, _ := c.get(t, hc, "/dashboard")
+			link := doc.Find(`[data-testid=nav-unusable]`)
+			require.Equal(t, 1, link.Length(), email)
+			href, _ := link.Attr("href")
+			list, status := c.get(t, hc, href)
+			require.Equal(t, http.StatusOK, status, email)
+			cur, _ := list.Find(`[data-testid=nav-unusable]`).Attr("aria-current")
+			require.Equal(t, "page", cur, "%s: the link marks the page it leads to", email)
+		}
+	})
 	t.Run("Filters", func(t *testing.T) {
 		doc, status := c.get(t, viewer, "/dashboard?window=week&workflow=support_triage&rule=outbound-email")
 		require.Equal(t, http.StatusOK, status)

@@ -28,9 +28,10 @@ type MetricsReport struct {
 	LoadTime time.Duration
 	// LoadBefore and LoadAfter are /proc/loadavg around the measurement.
 	LoadBefore, LoadAfter string
-	// TotalsRows and HourRows are the rollups' sizes; Bytes a scrape's size.
-	TotalsRows, HourRows int64
-	Bytes                int
+	// TotalsRows, HourRows and DayRows are the rollups' sizes; Bytes a
+	// scrape's size.
+	TotalsRows, HourRows, DayRows int64
+	Bytes                         int
 	// The baseline: GET /readyz (one database round trip through the same
 	// server), then GET /metrics with a metrics:read token.
 	BaselineP50, BaselineP95 time.Duration
@@ -64,8 +65,8 @@ func Metrics(ctx context.Context, pool *pgxpool.Pool, dbURL string, o MetricsOpt
 		return nil, fmt.Errorf("load rollups: %w", err)
 	}
 	rep.LoadTime = time.Since(start)
-	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM metric_totals), (SELECT count(*) FROM metric_hours)`).
-		Scan(&rep.TotalsRows, &rep.HourRows); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM metric_totals), (SELECT count(*) FROM metric_hours),
+    (SELECT count(*) FROM metric_days)`).Scan(&rep.TotalsRows, &rep.HourRows, &rep.DayRows); err != nil {
 		return nil, err
 	}
 	if _, err := account.Create(ctx, pool, "ops@bench.example", "Ops", "viewer", benchPassword, "bench"); err != nil {
@@ -161,8 +162,8 @@ func Metrics(ctx context.Context, pool *pgxpool.Pool, dbURL string, o MetricsOpt
 			return nil, err
 		}
 	}
-	// At most dashboardSamples of each view: a month's page takes seconds
-	// today (docs/BENCHMARKS.md), and make bench must end.
+	// At most dashboardSamples of each view, so that make bench ends even
+	// when a view is slow (a month took seconds before the daily rollups).
 	pages := min(o.Samples, dashboardSamples)
 	fmt.Fprintf(progress, "metrics: %d dashboard pages of each of %d views ...\n", pages, len(paths))
 	for range pages {
@@ -217,6 +218,26 @@ INSERT INTO metric_hours (hour, metric, workflow, rule, tier, label, count, sum,
 SELECT date_trunc('hour', now()) - make_interval(hours => h), metric, workflow, rule, tier, label, 10, 42.5,
     CASE WHEN nb = 0 THEN '{}'::bigint[] ELSE array_fill(1::bigint, ARRAY[nb]) END
 FROM keys, generate_series(0, 719) h`,
+		// The days of those hours, as the roller keeps them (store.MetricAdd
+		// adds a fact to its hour and its day) and as migration 35 derived
+		// them: each day the sum of its hours, histograms element-wise.
+		`
+INSERT INTO metric_days (day, metric, workflow, rule, tier, label, count, sum, buckets)
+WITH totals AS (
+    SELECT date_bin('1 day', hour, timestamptz '2000-01-01 00:00:00+00') AS day, metric, workflow, rule, tier, label,
+        sum(count)::bigint AS count, sum(sum) AS sum
+    FROM metric_hours GROUP BY 1, 2, 3, 4, 5, 6
+), elements AS (
+    SELECT date_bin('1 day', h.hour, timestamptz '2000-01-01 00:00:00+00') AS day, h.metric, h.workflow, h.rule, h.tier,
+        h.label, u.ord, sum(u.n)::bigint AS n
+    FROM metric_hours h, unnest(h.buckets) WITH ORDINALITY AS u(n, ord)
+    GROUP BY 1, 2, 3, 4, 5, 6, 7
+), histograms AS (
+    SELECT day, metric, workflow, rule, tier, label, array_agg(n ORDER BY ord) AS buckets
+    FROM elements GROUP BY 1, 2, 3, 4, 5, 6
+)
+SELECT t.day, t.metric, t.workflow, t.rule, t.tier, t.label, t.count, t.sum, coalesce(h.buckets, '{}')
+FROM totals t LEFT JOIN histograms h USING (day, metric, workflow, rule, tier, label)`,
 		keys + `
 INSERT INTO metric_totals (metric, workflow, rule, tier, label, count, sum, buckets)
 SELECT metric, workflow, rule, tier, label, 87600, 372300,
@@ -228,6 +249,7 @@ SELECT '{}', 'bench_backlog', 1, 'default', now() - make_interval(secs => g) FRO
 		`VACUUM ANALYZE approval_requests`,
 		`VACUUM ANALYZE metric_totals`,
 		`VACUUM ANALYZE metric_hours`,
+		`VACUUM ANALYZE metric_days`,
 		`VACUUM ANALYZE river_job`,
 	} {
 		if _, err := pool.Exec(ctx, q); err != nil {

@@ -46,7 +46,7 @@ const (
 	Width   = 600.0
 	Height  = 220.0
 	padLeft = 52.0
-	padTop  = 10.0
+	padTop  = 20.0 // room for the axis's unit above the top grid line
 	padBot  = 26.0
 	padRt   = 8.0
 )
@@ -90,7 +90,11 @@ type Plot struct {
 	YTicks  []Tick
 	XLabels []XLabel
 	Base    float64 // y of the zero line
-	Empty   bool    // no data at all: the template says so instead of drawing
+	// Unit is drawn at the top of the value axis (y UnitY), so that the
+	// ticks read as "250 ms" and not as bare numbers.
+	Unit  string
+	UnitY float64
+	Empty bool // no data at all: the template says so instead of drawing
 }
 
 // Layout computes the geometry of c.
@@ -98,6 +102,7 @@ func (c Chart) Layout() Plot {
 	n := len(c.Labels)
 	var p Plot
 	p.Base = Height - padBot
+	p.Unit, p.UnitY = c.Unit, padTop-8
 	max := c.max()
 	if n == 0 || max <= 0 {
 		p.Empty = !c.hasData()

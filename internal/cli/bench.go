@@ -366,8 +366,8 @@ func (b *benchFlags) print(w io.Writer, r *benchReports) {
 
 func printMetrics(w io.Writer, m *bench.MetricsReport) {
 	o := m.Options
-	fmt.Fprintf(w, "| metrics: database | %d runs, %d waiting requests, %d ready jobs; rollups %d totals, %d hourly rows (loaded in %s) |\n",
-		o.Runs, o.Waiting, o.Backlog, m.TotalsRows, m.HourRows, m.LoadTime.Round(time.Second))
+	fmt.Fprintf(w, "| metrics: database | %d runs, %d waiting requests, %d ready jobs; rollups %d totals, %d hourly rows, %d daily rows (loaded in %s) |\n",
+		o.Runs, o.Waiting, o.Backlog, m.TotalsRows, m.HourRows, m.DayRows, m.LoadTime.Round(time.Second))
 	fmt.Fprintf(w, "| metrics: load average before / after | %s / %s |\n", m.LoadBefore, m.LoadAfter)
 	fmt.Fprintf(w, "| metrics: GET /readyz p50 / p95 (baseline: one database round trip) | %s / %s |\n", ms(m.BaselineP50), ms(m.BaselineP95))
 	fmt.Fprintf(w, "| metrics: GET /metrics p50 / p95, %d scrapes of %d bytes (target p95 ≤ 50 ms) | %s / %s (p95 %.1f× baseline) |\n",

@@ -42,6 +42,14 @@ func (w Window) Label() string {
 	return "Last 24 hours"
 }
 
+// Bucket names what one bar or point of w covers.
+func (w Window) Bucket() string {
+	if w == Week || w == Month {
+		return "day"
+	}
+	return "hour"
+}
+
 // ParseWindow returns the window named s ("" is Day) or an error.
 func ParseWindow(s string) (Window, error) {
 	switch Window(s) {
@@ -82,7 +90,8 @@ type View struct {
 	RuleWide map[string]bool
 }
 
-// span is a window's buckets.
+// span is a window's buckets: n of step from since, the last one ending at
+// until (now), so that its figures are as far as the roller has folded.
 type span struct {
 	since, until time.Time
 	step         time.Duration
@@ -90,22 +99,24 @@ type span struct {
 	label        func(time.Time) string
 }
 
+// spanOf returns w's buckets at now. The day is 24 hours, the current one
+// included; the week and month are 7 and 30 calendar days (UTC), today
+// included, in whole days: their whole days come from the daily rollups and
+// only today's hours from the hourly ones (store.SeriesQuery).
 func spanOf(w Window, now time.Time) span {
 	now = now.UTC()
 	switch w {
 	case Week:
-		day := now.Truncate(24 * time.Hour)
-		since := day.AddDate(0, 0, -6)
-		return span{since: since, until: since.AddDate(0, 0, 7), step: 6 * time.Hour, n: 28,
-			label: func(t time.Time) string { return t.Format("Mon 15h") }}
+		since := store.DayOf(now).AddDate(0, 0, -6)
+		return span{since: since, until: now, step: 24 * time.Hour, n: 7,
+			label: func(t time.Time) string { return t.Format("Mon 02") }}
 	case Month:
-		day := now.Truncate(24 * time.Hour)
-		since := day.AddDate(0, 0, -29)
-		return span{since: since, until: since.AddDate(0, 0, 30), step: 24 * time.Hour, n: 30,
+		since := store.DayOf(now).AddDate(0, 0, -29)
+		return span{since: since, until: now, step: 24 * time.Hour, n: 30,
 			label: func(t time.Time) string { return t.Format("Jan 02") }}
 	}
 	since := now.Truncate(time.Hour).Add(-23 * time.Hour)
-	return span{since: since, until: since.Add(24 * time.Hour), step: time.Hour, n: 24,
+	return span{since: since, until: now, step: time.Hour, n: 24,
 		label: func(t time.Time) string { return t.Format("15:04") }}
 }
 

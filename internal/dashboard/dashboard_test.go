@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -104,13 +105,24 @@ func TestBuildChartsFromRollups(t *testing.T) {
 
 	require.Equal(t, 1500.0, series(charts["tokens"], "gpt-x")[22])
 
-	// The week: 28 six-hour buckets holding the older run too.
+	// The day ends now, not at the last or the next whole hour.
+	require.Equal(t, now, v.Until)
+	require.Equal(t, now.Truncate(time.Hour).Add(-23*time.Hour), v.Since)
+
+	// The week: seven days, today's so far the last, holding the older run
+	// too (its whole days read from the daily rollups, today from the hours).
 	week, err := dashboard.Build(ctx, pool, dashboard.Filter{Window: dashboard.Week}, now)
 	require.NoError(t, err)
+	require.Equal(t, now, week.Until)
+	require.Equal(t, time.Date(2026, 11, 14, 0, 0, 0, 0, time.UTC), week.Since)
 	for _, c := range week.Charts {
-		if c.ID == "runs" {
-			require.Len(t, c.Labels, 28)
-			require.Equal(t, 15.0, sum(series(c, "completed")))
+		switch c.ID {
+		case "runs":
+			require.Len(t, c.Labels, 7)
+			require.Equal(t, "Fri 20", c.Labels[6])
+			require.Equal(t, []float64{0, 0, 0, 0, 7, 0, 8}, series(c, "completed"))
+		case "decision-time":
+			require.InDelta(t, 30, series(c, "explicit median")[6], 1e-9)
 		}
 	}
 
@@ -202,4 +214,117 @@ func TestLegendsSayWords(t *testing.T) {
 	}
 	require.ElementsMatch(t, []string{"completed", "compensation failed"}, names["runs"])
 	require.ElementsMatch(t, []string{"approved", "rejected", "approved with edits", "changes requested"}, names["decisions"])
+}
+
+// TestDashboardDaysMatchHours: a series read from the daily rollups and the
+// edge hours says exactly what the hourly rows alone say, for counts, sums
+// and histograms, over a window whose edges are in the middle of days and
+// of an hour; and its whole days do come from metric_days.
+func TestDashboardDaysMatchHours(t *testing.T) {
+	t.Parallel()
+	pool, _ := testdb.Pool(t)
+	ctx := context.Background()
+	day0 := time.Date(2026, 11, 10, 0, 0, 0, 0, time.UTC)
+	rng := rand.New(rand.NewPCG(1, 2))
+	keys := []store.MetricKey{
+		{Metric: store.MetricDecisionSeconds, Workflow: "refund", Rule: "big", Tier: "explicit", Label: "approve"},
+		{Metric: store.MetricDecisionSeconds, Workflow: "refund", Rule: "small", Tier: "batched", Label: "reject"},
+		{Metric: store.MetricDecisionSeconds, Workflow: "triage", Rule: "big", Tier: "explicit", Label: "approve"},
+	}
+	// Facts at random minutes over six days, several per hour and key, each
+	// added as the roller adds them (store.MetricAdd: its hour, day, total).
+	for range 600 {
+		at := day0.Add(time.Duration(rng.IntN(6*24*60)) * time.Minute)
+		var v store.MetricValue
+		for range 1 + rng.IntN(3) {
+			v.Observe(store.MetricDecisionSeconds, float64(rng.IntN(20000)))
+		}
+		require.NoError(t, store.MetricAdd(ctx, pool, at, keys[rng.IntN(len(keys))], v))
+	}
+	since := day0.Add(31 * time.Hour)                                 // day 1, 07:00
+	until := day0.Add(4*24*time.Hour + 13*time.Hour + 20*time.Minute) // day 4, 13:20 ("now")
+	hours, err := store.MetricHours(ctx, pool, store.MetricRange{Metrics: []string{store.MetricDecisionSeconds}, Since: since, Until: until})
+	require.NoError(t, err)
+	require.NotEmpty(t, hours)
+
+	type cell struct {
+		bucket time.Time
+		group  string
+	}
+	for _, tc := range []struct {
+		name string
+		q    store.SeriesQuery
+		grp  func(store.MetricKey) string
+		keep func(store.MetricKey) bool
+	}{
+		{"ByTier", store.SeriesQuery{By: store.ByTier}, func(k store.MetricKey) string { return k.Tier }, func(store.MetricKey) bool { return true }},
+		{"ByRuleOneWorkflow", store.SeriesQuery{By: store.ByRule, Workflow: "refund"}, func(k store.MetricKey) string { return k.Rule },
+			func(k store.MetricKey) bool { return k.Workflow == "refund" }},
+		{"ByWorkflowOneRule", store.SeriesQuery{By: store.ByWorkflow, Rule: "big"}, func(k store.MetricKey) string { return k.Workflow },
+			func(k store.MetricKey) bool { return k.Rule == "big" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := tc.q
+			q.Metric, q.Since, q.Until, q.Origin, q.Step = store.MetricDecisionSeconds, since, until, day0, 24*time.Hour
+			// The hourly answer, summed here.
+			want := map[cell]*store.MetricValue{}
+			for _, h := range hours {
+				if !tc.keep(h.MetricKey) {
+					continue
+				}
+				c := cell{store.DayOf(h.Hour), tc.grp(h.MetricKey)}
+				if want[c] == nil {
+					want[c] = &store.MetricValue{}
+				}
+				want[c].Add(h.MetricValue)
+			}
+			check := func(t *testing.T) {
+				pts, err := store.MetricSeries(ctx, pool, q)
+				require.NoError(t, err)
+				hist, err := store.MetricHistogramSeries(ctx, pool, q)
+				require.NoError(t, err)
+				require.Len(t, pts, len(want))
+				require.Len(t, hist, len(want))
+				for i, p := range pts {
+					w := want[cell{p.Bucket.UTC(), p.Group}]
+					require.NotNil(t, w, "%s %s", p.Bucket, p.Group)
+					require.Equal(t, w.Count, p.Count, "%s %s", p.Bucket, p.Group)
+					require.InDelta(t, w.Sum, p.Sum, 1e-6, "%s %s", p.Bucket, p.Group)
+					require.Equal(t, cell{p.Bucket.UTC(), p.Group}, cell{hist[i].Bucket.UTC(), hist[i].Group})
+					require.Equal(t, w.Buckets, hist[i].Buckets, "%s %s", p.Bucket, p.Group)
+				}
+			}
+			check(t)
+			// The same after the hours of the whole days (days 2 and 3) are
+			// gone: those came from metric_days, only the edges from hours.
+			tx, err := pool.Begin(ctx)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = tx.Rollback(ctx) })
+			_, err = tx.Exec(ctx, `DELETE FROM metric_hours WHERE hour >= $1 AND hour < $2`, day0.AddDate(0, 0, 2), day0.AddDate(0, 0, 4))
+			require.NoError(t, err)
+			pool := tx
+			pts, err := store.MetricSeries(ctx, pool, q)
+			require.NoError(t, err)
+			require.Len(t, pts, len(want))
+			for _, p := range pts {
+				require.Equal(t, want[cell{p.Bucket.UTC(), p.Group}].Count, p.Count)
+			}
+			// And the day's window, hourly, reads only hours.
+			hq := q
+			hq.Since, hq.Step, hq.Origin = until.Truncate(time.Hour).Add(-23*time.Hour), time.Hour, time.Time{}
+			hpts, err := store.MetricSeries(ctx, pool, hq)
+			require.NoError(t, err)
+			var n int64
+			for _, p := range hpts {
+				n += p.Count
+			}
+			var wantN int64
+			for _, h := range hours {
+				if tc.keep(h.MetricKey) && !h.Hour.Before(hq.Since) && h.Hour.Before(day0.AddDate(0, 0, 2)) || tc.keep(h.MetricKey) && !h.Hour.Before(day0.AddDate(0, 0, 4)) && !h.Hour.Before(hq.Since) {
+					wantN += h.Count
+				}
+			}
+			require.Equal(t, wantN, n, "the hourly window reads the (remaining) hours, never the days")
+		})
+	}
 }

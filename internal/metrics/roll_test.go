@@ -144,3 +144,82 @@ func TestRollerDeadlinesAndDecisions(t *testing.T) {
 func withVerdict(f audit.Facets, v vocab.Verdict) audit.Facets { f.Verdict = v; return f }
 
 func ptr[T any](v T) *T { return &v }
+
+// rolled returns what the rollups hold for k: its total, and the sums of
+// its hourly rows and of its daily rows, so that a test sees all three.
+func rolled(t *testing.T, db store.DBTX, k store.MetricKey) (totals, hours, days int64) {
+	t.Helper()
+	ctx := context.Background()
+	totals = total(t, db, k).Count
+	since, until := time.Now().AddDate(0, 0, -2), time.Now().Add(time.Hour)
+	rows, err := store.MetricHours(ctx, db, store.MetricRange{Metrics: []string{k.Metric}, Since: since, Until: until})
+	require.NoError(t, err)
+	for _, r := range rows {
+		if r.MetricKey == k {
+			hours += r.Count
+		}
+	}
+	pts, err := store.MetricSeries(ctx, db, store.SeriesQuery{Metric: k.Metric, Since: store.DayOf(since), Until: store.DayOf(until).AddDate(0, 0, 1),
+		Step: 24 * time.Hour, By: store.ByWorkflow, Workflow: k.Workflow, Label: k.Label})
+	require.NoError(t, err)
+	for _, p := range pts {
+		days += p.Count
+	}
+	return totals, hours, days
+}
+
+// TestRollerDiesHalfWayThenReruns: a pass that fails after it has added
+// some keys (to their hours, days and totals) leaves nothing behind and its
+// cursor where it was; the rerun counts every fact once in all three
+// tables, and a pass run again adds nothing.
+func TestRollerDiesHalfWayThenReruns(t *testing.T) {
+	t.Parallel()
+	pool, _ := testdb.Pool(t)
+	ctx := context.Background()
+	// The pass writes its keys in order: "a"'s rows first, then it dies
+	// on "zz-boom"'s day, after "a" was added to its hour, day and total.
+	for i := range 40 {
+		wf := "a"
+		if i%10 == 9 {
+			wf = "zz-boom"
+		}
+		_, err := audit.Append(ctx, pool, audit.Event{Actor: "t", Subject: audit.RunSubject("00000000-0000-0000-0000-000000000000"),
+			Details: audit.RunStarted{Workflow: wf, BusinessKey: fmt.Sprint(i)}})
+		require.NoError(t, err)
+	}
+	_, err := audit.Chain(ctx, pool)
+	require.NoError(t, err)
+	for range 5 {
+		run := factory.Run(ctx, t, pool, &factory.RunOpts{Workflow: ptr("a")})
+		require.NoError(t, store.RunSetStatus(ctx, pool, run.ID, []string{string(vocab.RunQueued)}, string(vocab.RunCompleted)))
+	}
+	_, err = pool.Exec(ctx, `
+CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'boom'; END $$;
+CREATE TRIGGER boom BEFORE INSERT OR UPDATE ON metric_days FOR EACH ROW WHEN (NEW.workflow = 'zz-boom') EXECUTE FUNCTION boom();`)
+	require.NoError(t, err)
+
+	r := &metrics.Roller{Pool: pool}
+	_, err = r.Roll(ctx)
+	require.ErrorContains(t, err, "boom")
+	started := store.MetricKey{Metric: store.MetricRunStarted, Workflow: "a"}
+	finished := store.MetricKey{Metric: store.MetricRunFinished, Workflow: "a", Label: "completed"}
+	for _, k := range []store.MetricKey{started, finished} {
+		tot, hours, days := rolled(t, pool, k)
+		require.Zero(t, tot+hours+days, "%s: the dead pass left nothing", k.Metric)
+	}
+	b, err := store.MetricBacklog(ctx, pool)
+	require.NoError(t, err)
+	require.Positive(t, b.AuditBehind, "the cursor did not move")
+	require.EqualValues(t, 5, b.RunsQueued, "the finished runs are back in the queue")
+
+	_, err = pool.Exec(ctx, `DROP TRIGGER boom ON metric_days`)
+	require.NoError(t, err)
+	for range 2 { // the rerun, then a pass run again
+		_, err = r.RollAll(ctx)
+		require.NoError(t, err)
+		for k, want := range map[store.MetricKey]int64{started: 36, finished: 5, {Metric: store.MetricRunStarted, Workflow: "zz-boom"}: 4} {
+			tot, hours, days := rolled(t, pool, k)
+			require.Equal(t, []int64{want, want, want}, []int64{tot, hours, days}, "%s %s: total, hours, days", k.Metric, k.Workflow)
+		}
+	}
+}

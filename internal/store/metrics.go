@@ -147,14 +147,15 @@ type MetricRow struct {
 	MetricValue
 }
 
-// MetricAdd adds v to key's row for the hour containing at and to its total.
-// The roller calls it in its folding transaction.
+// MetricAdd adds v to key's rows for the hour and the day (UTC) containing at
+// and to its total, in one statement. The roller calls it in its folding
+// transaction, so the three tables move together or not at all.
 func MetricAdd(ctx context.Context, db DBTX, at time.Time, key MetricKey, v MetricValue) error {
 	buckets := v.Buckets
 	if buckets == nil {
 		buckets = []int64{}
 	}
-	err := queries.MetricAdd(ctx, db, dbsqlc.MetricAddParams{BucketHour: at.UTC().Truncate(time.Hour), Metric: key.Metric,
+	err := queries.MetricAdd(ctx, db, dbsqlc.MetricAddParams{BucketHour: at.UTC().Truncate(time.Hour), BucketDay: DayOf(at), Metric: key.Metric,
 		Workflow: key.Workflow, Rule: key.Rule, Tier: key.Tier, Label: key.Label, Count: v.Count, Sum: v.Sum, Buckets: buckets})
 	if err != nil {
 		return fmt.Errorf("add to metric %s: %w", key.Metric, interpret(err))
@@ -201,15 +202,24 @@ func MetricHours(ctx context.Context, db DBTX, r MetricRange) ([]MetricRow, erro
 	return out, nil
 }
 
-// MetricHoursPrune deletes the hourly rows before before (totals stay) and
-// returns how many it deleted.
+// MetricHoursPrune deletes the hourly rows before before, and the daily rows
+// of the days that end at or before it (totals stay), and returns how many
+// rows it deleted.
 func MetricHoursPrune(ctx context.Context, db DBTX, before time.Time) (int64, error) {
 	n, err := queries.MetricHoursPrune(ctx, db, before)
 	if err != nil {
 		return 0, fmt.Errorf("prune metric hours: %w", interpret(err))
 	}
-	return n, nil
+	d, err := queries.MetricDaysPrune(ctx, db, before)
+	if err != nil {
+		return n, fmt.Errorf("prune metric days: %w", interpret(err))
+	}
+	return n + d, nil
 }
+
+// DayOf returns the start (UTC midnight) of the day containing t: the day
+// of metric_days that t's facts are added to.
+func DayOf(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour) }
 
 // MetricRollLock takes the roller's transaction-scoped advisory lock if no
 // other transaction holds it, and says whether it did.

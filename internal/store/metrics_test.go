@@ -21,7 +21,7 @@ func TestMetricRollups(t *testing.T) {
 	pool, _ := testdb.Pool(t)
 	ctx := context.Background()
 
-	t.Run("AddSumsHoursAndTotals", func(t *testing.T) {
+	t.Run("AddSumsHoursDaysAndTotals", func(t *testing.T) {
 		h1 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 		h2 := h1.Add(time.Hour)
 		key := store.MetricKey{Metric: store.MetricDecisionSeconds, Workflow: "w", Rule: "r", Tier: "explicit", Label: "approve"}
@@ -68,6 +68,24 @@ func TestMetricRollups(t *testing.T) {
 		totals2, err := store.MetricTotals(ctx, pool)
 		require.NoError(t, err)
 		require.Equal(t, totals, totals2, "totals outlive pruned hours")
+		// The day keeps all its facts while some of its hours remain, and
+		// goes with the last of them.
+		day := store.DayOf(h1)
+		dayCount := func() int64 {
+			pts, err := store.MetricSeries(ctx, pool, store.SeriesQuery{Metric: key.Metric, Since: day, Until: day.AddDate(0, 0, 1),
+				Step: 24 * time.Hour, By: store.ByWorkflow})
+			require.NoError(t, err)
+			var n int64
+			for _, p := range pts {
+				n += p.Count
+			}
+			return n
+		}
+		require.EqualValues(t, 4, dayCount())
+		n, err = store.MetricHoursPrune(ctx, pool, day.AddDate(0, 0, 1))
+		require.NoError(t, err)
+		require.EqualValues(t, 1+2, n, "the second hour's row and the day's two")
+		require.Zero(t, dayCount())
 	})
 
 	t.Run("FinalStatusQueuesTheRunOnce", func(t *testing.T) {

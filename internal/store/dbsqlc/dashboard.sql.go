@@ -11,15 +11,28 @@ import (
 )
 
 const metricHistogramSeries = `-- name: MetricHistogramSeries :many
-SELECT date_bin(interval '1 second' * $1::float8, h.hour, $2::timestamptz)::timestamptz AS bucket,
-    (CASE $3::text WHEN 'workflow' THEN h.workflow WHEN 'rule' THEN h.rule WHEN 'tier' THEN h.tier ELSE h.label END)::text AS grp,
-    u.ord::int AS ord, sum(u.n)::bigint AS n
-FROM metric_hours h, unnest(h.buckets) WITH ORDINALITY AS u(n, ord)
-WHERE h.metric = $4 AND h.hour >= $5 AND h.hour < $6
-    AND ($7::text = '' OR h.workflow = $7) AND ($8::text = '' OR h.rule = $8)
-    AND ($9::text = '' OR h.label = $9)
-GROUP BY 1, 2, 3
-ORDER BY 1, 2, 3
+WITH r AS (
+    SELECT d.day AS at, d.workflow, d.rule, d.tier, d.label, d.buckets FROM metric_days d
+    WHERE d.metric = $4 AND d.day >= $5 AND d.day < $6
+        AND ($7::text = '' OR d.workflow = $7) AND ($8::text = '' OR d.rule = $8)
+        AND ($9::text = '' OR d.label = $9)
+    UNION ALL
+    SELECT h.hour, h.workflow, h.rule, h.tier, h.label, h.buckets FROM metric_hours h
+    WHERE h.metric = $4 AND h.hour >= $10 AND h.hour < $5
+        AND ($7::text = '' OR h.workflow = $7) AND ($8::text = '' OR h.rule = $8)
+        AND ($9::text = '' OR h.label = $9)
+    UNION ALL
+    SELECT h.hour, h.workflow, h.rule, h.tier, h.label, h.buckets FROM metric_hours h
+    WHERE h.metric = $4 AND h.hour >= $6 AND h.hour < $11
+        AND ($7::text = '' OR h.workflow = $7) AND ($8::text = '' OR h.rule = $8)
+        AND ($9::text = '' OR h.label = $9)
+)
+SELECT date_bin(interval '1 second' * $1::float8, r.at, $2::timestamptz)::timestamptz AS bucket,
+    (CASE $3::text WHEN 'workflow' THEN r.workflow WHEN 'rule' THEN r.rule WHEN 'tier' THEN r.tier ELSE r.label END)::text AS grp,
+    r.buckets
+FROM r
+WHERE cardinality(r.buckets) > 0
+ORDER BY 1, 2
 `
 
 type MetricHistogramSeriesParams struct {
@@ -27,33 +40,38 @@ type MetricHistogramSeriesParams struct {
 	Origin      time.Time `db:"origin"`
 	ByDim       string    `db:"by_dim"`
 	Metric      string    `db:"metric"`
-	Since       time.Time `db:"since"`
-	Until       time.Time `db:"until"`
+	DaySince    time.Time `db:"day_since"`
+	DayUntil    time.Time `db:"day_until"`
 	Workflow    string    `db:"workflow"`
 	Rule        string    `db:"rule"`
 	Label       string    `db:"label"`
+	Since       time.Time `db:"since"`
+	Until       time.Time `db:"until"`
 }
 
 type MetricHistogramSeriesRow struct {
-	Bucket time.Time `db:"bucket"`
-	Grp    string    `db:"grp"`
-	Ord    int       `db:"ord"`
-	N      int64     `db:"n"`
+	Bucket  time.Time `db:"bucket"`
+	Grp     string    `db:"grp"`
+	Buckets []int64   `db:"buckets"`
 }
 
-// The same for a metric with a histogram: its non-cumulative bucket counts
-// summed per time bucket and group, one row per histogram bucket (ord from 1).
+// The same rows for a metric with a histogram, not summed: the store adds
+// their bucket arrays element-wise in Go (store.MetricHistogramSeries).
+// Unnesting them here cost a row per histogram bucket (18 per key and
+// hour: 3 million a month for the decision times alone).
 func (q *Queries) MetricHistogramSeries(ctx context.Context, db DBTX, arg MetricHistogramSeriesParams) ([]*MetricHistogramSeriesRow, error) {
 	rows, err := db.Query(ctx, metricHistogramSeries,
 		arg.StepSeconds,
 		arg.Origin,
 		arg.ByDim,
 		arg.Metric,
-		arg.Since,
-		arg.Until,
+		arg.DaySince,
+		arg.DayUntil,
 		arg.Workflow,
 		arg.Rule,
 		arg.Label,
+		arg.Since,
+		arg.Until,
 	)
 	if err != nil {
 		return nil, err
@@ -62,12 +80,7 @@ func (q *Queries) MetricHistogramSeries(ctx context.Context, db DBTX, arg Metric
 	var items []*MetricHistogramSeriesRow
 	for rows.Next() {
 		var i MetricHistogramSeriesRow
-		if err := rows.Scan(
-			&i.Bucket,
-			&i.Grp,
-			&i.Ord,
-			&i.N,
-		); err != nil {
+		if err := rows.Scan(&i.Bucket, &i.Grp, &i.Buckets); err != nil {
 			return nil, err
 		}
 		items = append(items, &i)
@@ -103,13 +116,26 @@ func (q *Queries) MetricRules(ctx context.Context, db DBTX) ([]string, error) {
 }
 
 const metricSeries = `-- name: MetricSeries :many
-SELECT date_bin(interval '1 second' * $1::float8, hour, $2::timestamptz)::timestamptz AS bucket,
-    (CASE $3::text WHEN 'workflow' THEN workflow WHEN 'rule' THEN rule WHEN 'tier' THEN tier ELSE label END)::text AS grp,
-    sum(count)::bigint AS count, sum(sum)::float8 AS total
-FROM metric_hours
-WHERE metric = $4 AND hour >= $5 AND hour < $6
-    AND ($7::text = '' OR workflow = $7) AND ($8::text = '' OR rule = $8)
-    AND ($9::text = '' OR label = $9)
+WITH r AS (
+    SELECT d.day AS at, d.workflow, d.rule, d.tier, d.label, d.count, d.sum FROM metric_days d
+    WHERE d.metric = $4 AND d.day >= $5 AND d.day < $6
+        AND ($7::text = '' OR d.workflow = $7) AND ($8::text = '' OR d.rule = $8)
+        AND ($9::text = '' OR d.label = $9)
+    UNION ALL
+    SELECT h.hour, h.workflow, h.rule, h.tier, h.label, h.count, h.sum FROM metric_hours h
+    WHERE h.metric = $4 AND h.hour >= $10 AND h.hour < $5
+        AND ($7::text = '' OR h.workflow = $7) AND ($8::text = '' OR h.rule = $8)
+        AND ($9::text = '' OR h.label = $9)
+    UNION ALL
+    SELECT h.hour, h.workflow, h.rule, h.tier, h.label, h.count, h.sum FROM metric_hours h
+    WHERE h.metric = $4 AND h.hour >= $6 AND h.hour < $11
+        AND ($7::text = '' OR h.workflow = $7) AND ($8::text = '' OR h.rule = $8)
+        AND ($9::text = '' OR h.label = $9)
+)
+SELECT date_bin(interval '1 second' * $1::float8, r.at, $2::timestamptz)::timestamptz AS bucket,
+    (CASE $3::text WHEN 'workflow' THEN r.workflow WHEN 'rule' THEN r.rule WHEN 'tier' THEN r.tier ELSE r.label END)::text AS grp,
+    sum(r.count)::bigint AS count, sum(r.sum)::float8 AS total
+FROM r
 GROUP BY 1, 2
 ORDER BY 1, 2
 `
@@ -119,11 +145,13 @@ type MetricSeriesParams struct {
 	Origin      time.Time `db:"origin"`
 	ByDim       string    `db:"by_dim"`
 	Metric      string    `db:"metric"`
-	Since       time.Time `db:"since"`
-	Until       time.Time `db:"until"`
+	DaySince    time.Time `db:"day_since"`
+	DayUntil    time.Time `db:"day_until"`
 	Workflow    string    `db:"workflow"`
 	Rule        string    `db:"rule"`
 	Label       string    `db:"label"`
+	Since       time.Time `db:"since"`
+	Until       time.Time `db:"until"`
 }
 
 type MetricSeriesRow struct {
@@ -133,21 +161,26 @@ type MetricSeriesRow struct {
 	Total  float64   `db:"total"`
 }
 
-// One metric's hourly rows folded into buckets of step_seconds from origin,
-// grouped by one dimension: the dashboard's counts and sums. Reads the
-// primary key of metric_hours (metric, hour, ...) as a range: its cost is
-// the hours in the window times the metric's keys, never the runs.
+// One metric's rows in [since, until) folded into buckets of step_seconds
+// from origin, grouped by one dimension: the dashboard's counts and sums.
+// Whole days in [day_since, day_until) come from metric_days, the hours
+// before and after them from metric_hours (day_since = day_until = until
+// reads hours only). Each branch is a range of a primary key (metric, day or
+// hour, ...): the cost is (days + edge hours) times the metric's keys,
+// never the runs.
 func (q *Queries) MetricSeries(ctx context.Context, db DBTX, arg MetricSeriesParams) ([]*MetricSeriesRow, error) {
 	rows, err := db.Query(ctx, metricSeries,
 		arg.StepSeconds,
 		arg.Origin,
 		arg.ByDim,
 		arg.Metric,
-		arg.Since,
-		arg.Until,
+		arg.DaySince,
+		arg.DayUntil,
 		arg.Workflow,
 		arg.Rule,
 		arg.Label,
+		arg.Since,
+		arg.Until,
 	)
 	if err != nil {
 		return nil, err

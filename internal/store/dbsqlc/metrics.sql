@@ -1,11 +1,18 @@
 -- name: MetricAdd :exec
--- Adds the facts of one key to its hour and to its total, in one statement.
+-- Adds the facts of one key to its hour, its day and its total, in one
+-- statement: a day is always the sum of its hours (migration 35).
 WITH by_hour AS (
     INSERT INTO metric_hours (hour, metric, workflow, rule, tier, label, count, sum, buckets)
     VALUES (@bucket_hour::timestamptz, @metric, @workflow, @rule, @tier, @label, @count, @sum, @buckets::bigint[])
     ON CONFLICT (metric, hour, workflow, rule, tier, label) DO UPDATE SET
         count = metric_hours.count + EXCLUDED.count, sum = metric_hours.sum + EXCLUDED.sum,
         buckets = metric_buckets_add(metric_hours.buckets, EXCLUDED.buckets)
+), by_day AS (
+    INSERT INTO metric_days (day, metric, workflow, rule, tier, label, count, sum, buckets)
+    VALUES (@bucket_day::timestamptz, @metric, @workflow, @rule, @tier, @label, @count, @sum, @buckets::bigint[])
+    ON CONFLICT (metric, day, workflow, rule, tier, label) DO UPDATE SET
+        count = metric_days.count + EXCLUDED.count, sum = metric_days.sum + EXCLUDED.sum,
+        buckets = metric_buckets_add(metric_days.buckets, EXCLUDED.buckets)
 )
 INSERT INTO metric_totals (metric, workflow, rule, tier, label, count, sum, buckets)
 VALUES (@metric, @workflow, @rule, @tier, @label, @count, @sum, @buckets::bigint[])
@@ -25,7 +32,17 @@ WHERE metric = ANY(@metrics::text[]) AND hour >= @since AND hour < @until
 ORDER BY metric, hour, workflow, rule, tier, label;
 
 -- name: MetricHoursPrune :execrows
-DELETE FROM metric_hours WHERE hour < @before;
+-- By metric (every metric with rows has a total), so that the primary key
+-- (metric, hour, ...) serves it: migration 35 dropped the index on the hour
+-- alone, which the planner preferred for the dashboard's ranges although it
+-- read every metric's rows of those hours.
+DELETE FROM metric_hours WHERE metric IN (SELECT DISTINCT t.metric FROM metric_totals t) AND hour < @before;
+
+-- name: MetricDaysPrune :execrows
+-- The days that end at or before the bound: a day whose first hours are
+-- pruned stays whole until all of them are.
+DELETE FROM metric_days WHERE metric IN (SELECT DISTINCT t.metric FROM metric_totals t)
+    AND day <= sqlc.arg(before)::timestamptz - interval '1 day';
 
 -- name: MetricRollLock :one
 -- One roller at a time across processes; the others skip their turn.

@@ -18,6 +18,12 @@ WITH by_hour AS (
     ON CONFLICT (metric, hour, workflow, rule, tier, label) DO UPDATE SET
         count = metric_hours.count + EXCLUDED.count, sum = metric_hours.sum + EXCLUDED.sum,
         buckets = metric_buckets_add(metric_hours.buckets, EXCLUDED.buckets)
+), by_day AS (
+    INSERT INTO metric_days (day, metric, workflow, rule, tier, label, count, sum, buckets)
+    VALUES ($10::timestamptz, $1, $2, $3, $4, $5, $6, $7, $8::bigint[])
+    ON CONFLICT (metric, day, workflow, rule, tier, label) DO UPDATE SET
+        count = metric_days.count + EXCLUDED.count, sum = metric_days.sum + EXCLUDED.sum,
+        buckets = metric_buckets_add(metric_days.buckets, EXCLUDED.buckets)
 )
 INSERT INTO metric_totals (metric, workflow, rule, tier, label, count, sum, buckets)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8::bigint[])
@@ -36,9 +42,11 @@ type MetricAddParams struct {
 	Sum        float64   `db:"sum"`
 	Buckets    []int64   `db:"buckets"`
 	BucketHour time.Time `db:"bucket_hour"`
+	BucketDay  time.Time `db:"bucket_day"`
 }
 
-// Adds the facts of one key to its hour and to its total, in one statement.
+// Adds the facts of one key to its hour, its day and its total, in one
+// statement: a day is always the sum of its hours (migration 35).
 func (q *Queries) MetricAdd(ctx context.Context, db DBTX, arg MetricAddParams) error {
 	_, err := db.Exec(ctx, metricAdd,
 		arg.Metric,
@@ -50,6 +58,7 @@ func (q *Queries) MetricAdd(ctx context.Context, db DBTX, arg MetricAddParams) e
 		arg.Sum,
 		arg.Buckets,
 		arg.BucketHour,
+		arg.BucketDay,
 	)
 	return err
 }
@@ -166,6 +175,21 @@ func (q *Queries) MetricCursorSet(ctx context.Context, db DBTX, arg MetricCursor
 	return err
 }
 
+const metricDaysPrune = `-- name: MetricDaysPrune :execrows
+DELETE FROM metric_days WHERE metric IN (SELECT DISTINCT t.metric FROM metric_totals t)
+    AND day <= $1::timestamptz - interval '1 day'
+`
+
+// The days that end at or before the bound: a day whose first hours are
+// pruned stays whole until all of them are.
+func (q *Queries) MetricDaysPrune(ctx context.Context, db DBTX, before time.Time) (int64, error) {
+	result, err := db.Exec(ctx, metricDaysPrune, before)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const metricHours = `-- name: MetricHours :many
 SELECT hour, metric, workflow, rule, tier, label, count, sum, buckets FROM metric_hours
 WHERE metric = ANY($1::text[]) AND hour >= $2 AND hour < $3
@@ -218,9 +242,13 @@ func (q *Queries) MetricHours(ctx context.Context, db DBTX, arg MetricHoursParam
 }
 
 const metricHoursPrune = `-- name: MetricHoursPrune :execrows
-DELETE FROM metric_hours WHERE hour < $1
+DELETE FROM metric_hours WHERE metric IN (SELECT DISTINCT t.metric FROM metric_totals t) AND hour < $1
 `
 
+// By metric (every metric with rows has a total), so that the primary key
+// (metric, hour, ...) serves it: migration 35 dropped the index on the hour
+// alone, which the planner preferred for the dashboard's ranges although it
+// read every metric's rows of those hours.
 func (q *Queries) MetricHoursPrune(ctx context.Context, db DBTX, before time.Time) (int64, error) {
 	result, err := db.Exec(ctx, metricHoursPrune, before)
 	if err != nil {

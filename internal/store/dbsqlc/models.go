@@ -181,6 +181,18 @@ type MetricCursor struct {
 	UpdatedAt time.Time `db:"updated_at"`
 }
 
+type MetricDay struct {
+	Day      time.Time `db:"day"`
+	Metric   string    `db:"metric"`
+	Workflow string    `db:"workflow"`
+	Rule     string    `db:"rule"`
+	Tier     string    `db:"tier"`
+	Label    string    `db:"label"`
+	Count    int64     `db:"count"`
+	Sum      float64   `db:"sum"`
+	Buckets  []int64   `db:"buckets"`
+}
+
 type MetricHour struct {
 	Hour     time.Time `db:"hour"`
 	Metric   string    `db:"metric"`
