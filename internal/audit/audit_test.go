@@ -343,3 +343,41 @@ func TestChainLeavesEventsUntouched(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 3, n)
 }
+
+// TestApplicationRoleCannotStallTheChain: the application role cannot put
+// an event on the chainers' queue itself. A forged queue row (an event
+// already chained, or one yet to be appended) would make every chaining
+// pass fail on the chain's unique event id, and with it every decision,
+// whose transaction chains last (approval.Decide, ChainIfFree).
+func TestApplicationRoleCannotStallTheChain(t *testing.T) {
+	t.Parallel()
+	pool, _ := testdb.Pool(t)
+	ctx := context.Background()
+	appendN(t, pool, 3)
+	asApp := func(stmt string) error {
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SET LOCAL ROLE countersign_app`); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, stmt)
+			return err
+		})
+	}
+	for _, stmt := range []string{
+		`INSERT INTO audit_unchained (event_id) SELECT event_id FROM audit_chain ORDER BY seq LIMIT 1`,
+		`INSERT INTO audit_unchained (event_id) SELECT max(id) + 1 FROM audit_events`,
+	} {
+		err := asApp(stmt)
+		require.Error(t, err, stmt)
+		require.Regexp(t, "permission denied", err.Error(), stmt)
+	}
+	require.NoError(t, asApp(`INSERT INTO audit_events (actor, kind, subject_type, subject_id) VALUES ('app', 'test', 'x', '1')`),
+		"the application still appends, and its event is queued")
+	n, err := audit.Chain(ctx, pool)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	res, err := audit.Verify(ctx, pool)
+	require.NoError(t, err)
+	require.True(t, res.OK(), res.Problem)
+	require.EqualValues(t, 4, res.Events)
+}
