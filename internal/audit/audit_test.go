@@ -381,3 +381,39 @@ func TestApplicationRoleCannotStallTheChain(t *testing.T) {
 	require.True(t, res.OK(), res.Problem)
 	require.EqualValues(t, 4, res.Events)
 }
+
+// TestVerifyFindsEventsOffTheChain: an event that lost its chain row (the
+// tail's, which leaves no gap) or that was inserted without the queue's
+// trigger is on neither the chain nor its queue; the chain alone still
+// verifies, the log does not.
+func TestVerifyFindsEventsOffTheChain(t *testing.T) {
+	t.Parallel()
+	for name, tamper := range map[string]string{
+		"TailChainRowCut": `ALTER TABLE audit_chain DISABLE TRIGGER audit_chain_no_change;
+			DELETE FROM audit_chain WHERE seq = (SELECT max(seq) FROM audit_chain);
+			ALTER TABLE audit_chain ENABLE TRIGGER audit_chain_no_change`,
+		"InsertedUnqueued": `ALTER TABLE audit_events DISABLE TRIGGER audit_events_queue;
+			INSERT INTO audit_events (actor, kind, subject_type, subject_id) VALUES ('mallory', 'test', 'x', '1');
+			ALTER TABLE audit_events ENABLE TRIGGER audit_events_queue`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			pool, _ := testdb.Pool(t)
+			ctx := context.Background()
+			appendN(t, pool, 5)
+			res, err := audit.Verify(ctx, pool)
+			require.NoError(t, err)
+			require.True(t, res.OK())
+			require.Zero(t, res.OffChain)
+			_, err = pool.Exec(ctx, tamper)
+			require.NoError(t, err)
+			_, err = audit.Chain(ctx, pool)
+			require.NoError(t, err)
+			res, err = audit.Verify(ctx, pool)
+			require.NoError(t, err)
+			require.Zero(t, res.BrokenAt, "the chain itself verifies")
+			require.EqualValues(t, 1, res.OffChain)
+			require.False(t, res.OK())
+		})
+	}
+}
