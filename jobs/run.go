@@ -4,6 +4,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -79,9 +80,28 @@ func (w *RunWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
 	for ctx.Err() == nil && time.Now().Before(until) {
 		// A chained run's failure is its own (recorded, or left to the
 		// sweeper), not this job's, which is done: the chain just stops.
-		if ok, err := w.Engine.ExecuteNext(ctx, job.Queue, job.Kind); !ok || err != nil {
+		cctx, cancel := chainContext(ctx, w.Timeout(job))
+		ok, err := w.Engine.ExecuteNext(cctx, job.Queue, job.Kind)
+		cancel()
+		if !ok || err != nil {
 			break
 		}
 	}
 	return nil
+}
+
+// chainContext is the context of a run executed after the job's own
+// (ExecuteNext): a timeout of its own, as its own job would have had, not
+// what the runs before it left of this job's (a run given seconds would
+// spend an attempt, or fail, on a deadline that is not its); still
+// cancelled when the worker stops or the job is cancelled, which the
+// engine answers by giving up the lease without spending an attempt.
+func chainContext(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	stop := context.AfterFunc(ctx, func() {
+		if !errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+			cancel()
+		}
+	})
+	return cctx, func() { stop(); cancel() }
 }

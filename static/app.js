@@ -114,7 +114,21 @@
   // When the request on screen arrived (a page load, or a decision's answer
   // swapped in): a key pressed before it was shown was meant for the one
   // before, and must not approve this one (a double a, a key held down).
+  // Nor may a decision sent within DWELL ms of its arrival: the second a of
+  // a double a, or the second click of a double click (a double tap on the
+  // phone's decide bar, which stays where it is), lands after a fast answer
+  // has swapped the next request in, on its Approve, before anyone can
+  // have read it.
   var shownAt = 0;
+  var DWELL = 500;
+  function tooSoon(t) { return shownAt > 0 && t - shownAt < DWELL; }
+  document.addEventListener("submit", function (e) {
+    // Capturing, before htmx's own listener on the form sends it.
+    if (e.target && e.target.id === "decision-form" && tooSoon(performance.now())) {
+      e.preventDefault();
+      e.stopImmediatePropagation();
+    }
+  }, true);
 
   // On the review page j and k go to the next and previous request in the
   // inbox's order.
@@ -136,7 +150,7 @@
   function approveKey(e) {
     var r = review();
     if (!document.getElementById("approve")) return false;
-    if (e.repeat || e.timeStamp < shownAt) return true; // swallowed: not for this request
+    if (e.repeat || e.timeStamp < shownAt || tooSoon(e.timeStamp)) return true; // swallowed: not for this request
     if (r && r.hasAttribute("data-confirm") && !armed) {
       var hint = document.getElementById("confirm-hint");
       if (hint) {

@@ -38,8 +38,17 @@ func TestBrowserDecisionSwap(t *testing.T) {
 	var ok bool
 	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`window.csSamePage = true`, &ok)))
 
+	// A double click, or a double a, on the first: its second half lands
+	// on the next request, swapped in a moment before, and sends nothing.
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`document.addEventListener("htmx:afterSwap", () => setTimeout(() => {
+		document.getElementById("approve").click();
+		document.dispatchEvent(new KeyboardEvent("keydown", { key: "a", bubbles: true }));
+		sessionStorage.setItem("cs-early", "1") }, 50), { once: true }), true`, &ok)))
 	keys(ctx, t, "a")
 	evalTrue(t, ctx, `document.getElementById("review")?.dataset.request === `+quoteJS(b.ID), 20*time.Second, "the next request swapped in")
+	evalTrue(t, ctx, `sessionStorage.getItem("cs-early") === "1"`, 5*time.Second, "the early click and key were tried")
+	time.Sleep(1500 * time.Millisecond) // long enough for a sent decision to commit
+	require.Equal(t, vocab.RequestPending, status(b.ID), "a click or key just after the swap approves nothing")
 	var page struct {
 		Same        bool
 		Path, Title string
@@ -56,7 +65,7 @@ func TestBrowserDecisionSwap(t *testing.T) {
 	// A key held down from the last decision repeats: it must not approve
 	// the request that has just appeared.
 	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`document.dispatchEvent(new KeyboardEvent("keydown", { key: "a", repeat: true, bubbles: true })), true`, &ok)))
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(600 * time.Millisecond)
 	require.Equal(t, vocab.RequestPending, status(b.ID), "a repeated key approves nothing")
 
 	keys(ctx, t, "a")

@@ -138,10 +138,15 @@ type Result struct {
 	// HeadProblem says why the chain no longer holds the saved head given
 	// to VerifyHead; "" when it does or when none was given.
 	HeadProblem string
+	// OffChain counts events on neither the chain nor its queue (a chain
+	// row or queue row removed, an event inserted without the queue's
+	// trigger): no verification covers them, so the log does not verify.
+	OffChain int64
 }
 
-// OK reports whether the whole chain verified and holds the saved head.
-func (r Result) OK() bool { return r.BrokenAt == 0 && r.HeadProblem == "" }
+// OK reports whether the whole chain verified and holds the saved head,
+// and every event is on it or queued for it.
+func (r Result) OK() bool { return r.BrokenAt == 0 && r.HeadProblem == "" && r.OffChain == 0 }
 
 // HeadHex is the head hash in hex.
 func (r Result) HeadHex() string { return hex.EncodeToString(r.Head) }
@@ -193,6 +198,9 @@ func VerifyHead(ctx context.Context, db store.DBTX, saved *Head) (Result, error)
 	res.Head = prev
 	if saved != nil && res.BrokenAt == 0 {
 		res.HeadProblem = saved.check(res.Events, atSeq, found)
+	}
+	if res.OffChain, err = store.AuditOffChainCount(ctx, db); err != nil {
+		return res, err
 	}
 	res.Unchained, err = store.AuditUnchainedCount(ctx, db)
 	return res, err

@@ -343,3 +343,78 @@ func TestChainLeavesEventsUntouched(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 3, n)
 }
+
+// TestApplicationRoleCannotStallTheChain: the application role cannot put
+// an event on the chainers' queue itself. A forged queue row (an event
+// already chained, or one yet to be appended) would make every chaining
+// pass fail on the chain's unique event id, and with it every decision,
+// whose transaction chains last (approval.Decide, ChainIfFree).
+func TestApplicationRoleCannotStallTheChain(t *testing.T) {
+	t.Parallel()
+	pool, _ := testdb.Pool(t)
+	ctx := context.Background()
+	appendN(t, pool, 3)
+	asApp := func(stmt string) error {
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SET LOCAL ROLE countersign_app`); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, stmt)
+			return err
+		})
+	}
+	for _, stmt := range []string{
+		`INSERT INTO audit_unchained (event_id) SELECT event_id FROM audit_chain ORDER BY seq LIMIT 1`,
+		`INSERT INTO audit_unchained (event_id) SELECT max(id) + 1 FROM audit_events`,
+		`INSERT INTO audit_chain (seq, event_id, prev_hash, hash) SELECT 1000000, max(id) + 1, '\x00', '\x00' FROM audit_events`,
+	} {
+		err := asApp(stmt)
+		require.Error(t, err, stmt)
+		require.Regexp(t, "permission denied|names an event that exists", err.Error(), stmt)
+	}
+	require.NoError(t, asApp(`INSERT INTO audit_events (actor, kind, subject_type, subject_id) VALUES ('app', 'test', 'x', '1')`),
+		"the application still appends, and its event is queued")
+	n, err := audit.Chain(ctx, pool)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	res, err := audit.Verify(ctx, pool)
+	require.NoError(t, err)
+	require.True(t, res.OK(), res.Problem)
+	require.EqualValues(t, 4, res.Events)
+}
+
+// TestVerifyFindsEventsOffTheChain: an event that lost its chain row (the
+// tail's, which leaves no gap) or that was inserted without the queue's
+// trigger is on neither the chain nor its queue; the chain alone still
+// verifies, the log does not.
+func TestVerifyFindsEventsOffTheChain(t *testing.T) {
+	t.Parallel()
+	for name, tamper := range map[string]string{
+		"TailChainRowCut": `ALTER TABLE audit_chain DISABLE TRIGGER audit_chain_no_change;
+			DELETE FROM audit_chain WHERE seq = (SELECT max(seq) FROM audit_chain);
+			ALTER TABLE audit_chain ENABLE TRIGGER audit_chain_no_change`,
+		"InsertedUnqueued": `ALTER TABLE audit_events DISABLE TRIGGER audit_events_queue;
+			INSERT INTO audit_events (actor, kind, subject_type, subject_id) VALUES ('mallory', 'test', 'x', '1');
+			ALTER TABLE audit_events ENABLE TRIGGER audit_events_queue`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			pool, _ := testdb.Pool(t)
+			ctx := context.Background()
+			appendN(t, pool, 5)
+			res, err := audit.Verify(ctx, pool)
+			require.NoError(t, err)
+			require.True(t, res.OK())
+			require.Zero(t, res.OffChain)
+			_, err = pool.Exec(ctx, tamper)
+			require.NoError(t, err)
+			_, err = audit.Chain(ctx, pool)
+			require.NoError(t, err)
+			res, err = audit.Verify(ctx, pool)
+			require.NoError(t, err)
+			require.Zero(t, res.BrokenAt, "the chain itself verifies")
+			require.EqualValues(t, 1, res.OffChain)
+			require.False(t, res.OK())
+		})
+	}
+}

@@ -107,6 +107,9 @@ func cmdAuditVerify(e *env, args []string) error {
 	if res.HeadProblem != "" {
 		return fmt.Errorf("%s (%d events verify on their own)", res.HeadProblem, res.Events)
 	}
+	if res.OffChain > 0 {
+		return fmt.Errorf("%d events are neither on the chain nor queued for it (%d events verify)", res.OffChain, res.Events)
+	}
 	fmt.Fprintf(e.stdout, "ok: %d events, head %s", res.Events, res.HeadHex())
 	switch {
 	case saved != nil && saved.Seq > 0:

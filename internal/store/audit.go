@@ -156,3 +156,13 @@ func AuditUnchainedCount(ctx context.Context, db DBTX) (int64, error) {
 	}
 	return n, nil
 }
+
+// AuditOffChainCount counts the events on neither the chain nor its queue,
+// which no verification covers: 0 unless the log was tampered with.
+func AuditOffChainCount(ctx context.Context, db DBTX) (int64, error) {
+	n, err := queries.AuditOffChainCount(ctx, db)
+	if err != nil {
+		return 0, fmt.Errorf("count events off the chain: %w", interpret(err))
+	}
+	return n, nil
+}

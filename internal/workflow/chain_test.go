@@ -124,3 +124,53 @@ func TestCrashChainedRun(t *testing.T) {
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE kind = 'run.recovered'`).Scan(&recovered))
 	require.GreaterOrEqual(t, recovered, orphans, "each chained run was handed to a new job")
 }
+
+// TestChainedRunStopRequeues: a worker that stops while it executes a run
+// it took after its own (ExecuteNext, whose job it deleted) puts a job back
+// for the run, as River puts a job back, instead of leaving the run to the
+// sweeper after its lease, which would count a recovery for every stop.
+func TestChainedRunStopRequeues(t *testing.T) {
+	t.Parallel()
+	pool, url := testdb.Pool(t)
+	started := make(chan struct{}, 1)
+	blocker := func(r *workflow.Registry, _ *ai.Offline) {
+		workflow.Register(r, "blocker", func(ctx context.Context, _ struct{}) (int, error) {
+			return workflow.Step(ctx, "wait", func(ctx context.Context) (int, error) {
+				started <- struct{}{}
+				<-ctx.Done()
+				return 0, ctx.Err()
+			})
+		})
+	}
+	a := testapp.StartOn(t, pool, url, testapp.Options{NoWorker: true, Register: blocker})
+	run, _, err := a.Engine.Start(t.Context(), workflow.StartParams{Workflow: "blocker", BusinessKey: "stop", Input: json.RawMessage(`{}`)})
+	require.NoError(t, err)
+
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan bool, 1)
+	go func() {
+		ok, _ := a.Engine.ExecuteNext(ctx, "default", "workflow_run")
+		done <- ok
+	}()
+	select {
+	case <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the chained run never started")
+	}
+	stop() // the worker stops
+	select {
+	case ok := <-done:
+		require.True(t, ok, "it took the run")
+	case <-time.After(20 * time.Second):
+		t.Fatal("the chained run did not stop")
+	}
+	got, err := store.RunGet(t.Context(), pool, run.ID)
+	require.NoError(t, err)
+	require.Equal(t, vocab.RunRunning, got.Status)
+	require.Nil(t, got.LeaseOwner, "the lease is given up")
+	var jobs int
+	require.NoError(t, pool.QueryRow(t.Context(), `SELECT count(*) FROM river_job WHERE kind = 'workflow_run' AND state = 'available'
+		AND args @> jsonb_build_object('run_id', $1::text, 'seq', $2::int)`, run.ID, got.ResumeSeq).Scan(&jobs))
+	require.Equal(t, 1, jobs, "a job is put back for the run")
+	require.Zero(t, got.Failures, "a stop spends no attempt")
+}

@@ -247,6 +247,9 @@ type Job struct {
 	Seq         int
 	Attempt     int
 	MaxAttempts int
+	// Jobless: the run has no River job of its own (ExecuteNext deleted
+	// it), so none is put back when the worker stops (release).
+	Jobless bool
 }
 
 // CompleteFunc completes the River job inside the transaction that parks
@@ -296,7 +299,7 @@ func (e *Engine) executeClaimed(ctx context.Context, run *store.Run, history []*
 	defer func() { stop(nil); <-renewed }()
 
 	x := &execution{engine: e, run: run, owner: owner, seen: map[string]int{}, modelCalls: run.ModelCalls, tokens: run.TokensUsed,
-		history: history}
+		history: history, jobless: job.Jobless}
 	ctx, span := e.traceExecution(ctx, run, job) // trace.go
 	defer func() { traceExecuted(span, x, err) }()
 	// Parking a run for a human ends the execution's hold on it, in the
@@ -374,7 +377,24 @@ func (e *Engine) renew(ctx context.Context, stop context.CancelCauseFunc, runID,
 // job's next attempt, or another worker, can claim the run without waiting
 // for the sweeper.
 func (e *Engine) release(ctx context.Context, x *execution, err error) error {
-	if rerr := store.RunLeaseRelease(context.WithoutCancel(ctx), e.pool, x.run.ID, x.owner); rerr != nil && !errors.Is(rerr, store.ErrNotFound) {
+	ctx = context.WithoutCancel(ctx)
+	if x.jobless && errors.Is(err, context.Canceled) {
+		// Shutting down with no job of its own to put back (ExecuteNext
+		// deleted it): one is queued for the run, as River puts a job back,
+		// rather than leaving the run to the sweeper after its lease, which
+		// would count a recovery for every stop (MaxRecoveries).
+		rerr := store.WithTx(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) error {
+			if err := store.RunLeaseRelease(ctx, tx, x.run.ID, x.owner); err != nil {
+				return err
+			}
+			return e.scheduler.EnqueueRun(ctx, tx, x.run.ID, x.run.ResumeSeq)
+		})
+		if rerr != nil && !errors.Is(rerr, store.ErrNotFound) {
+			e.logger.Warn("release run lease", "run", x.run.ID, "err", rerr)
+		}
+		return err
+	}
+	if rerr := store.RunLeaseRelease(ctx, e.pool, x.run.ID, x.owner); rerr != nil && !errors.Is(rerr, store.ErrNotFound) {
 		e.logger.Warn("release run lease", "run", x.run.ID, "err", rerr)
 	}
 	return err

@@ -125,7 +125,7 @@ func (e *Engine) ExecuteNext(ctx context.Context, queue, kind string) (bool, err
 	if err != nil {
 		return false, err
 	}
-	job := Job{RunID: run.ID, Seq: run.ResumeSeq, Attempt: 1, MaxAttempts: math.MaxInt}
+	job := Job{RunID: run.ID, Seq: run.ResumeSeq, Attempt: 1, MaxAttempts: math.MaxInt, Jobless: true}
 	complete := func(context.Context, pgx.Tx) error { return nil } // its job is gone already
 	return true, e.executeClaimed(ctx, run, history, owner, job, complete)
 }

@@ -26,6 +26,7 @@ type execution struct {
 	pos        int
 	seen       map[string]int
 	complete   CompleteFunc
+	jobless    bool // no River job of its own (Job.Jobless)
 	suspended  bool
 	modelCalls int
 	tokens     int

@@ -26,6 +26,16 @@ DELETE FROM audit_unchained u USING chained c WHERE u.event_id = c.event_id;
 -- name: AuditUnchainedCount :one
 SELECT count(*) FROM audit_unchained;
 
+-- name: AuditOffChainCount :one
+-- Events on neither the chain nor its queue (migration 31): none in normal
+-- operation, where an event is queued in its own transaction and leaves the
+-- queue in the statement that chains it. One here lost its chain row or its
+-- queue row behind the guards, or was inserted without the queue's trigger,
+-- and no verification of the chain would cover it.
+SELECT count(*) FROM audit_events e
+WHERE NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.event_id = e.id)
+    AND NOT EXISTS (SELECT 1 FROM audit_unchained u WHERE u.event_id = e.id);
+
 -- name: AuditUnchained :many
 -- Committed, unchained events in insertion order. No row lock: the caller
 -- holds the chainers' advisory lock, and events never change.

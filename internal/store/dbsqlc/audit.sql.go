@@ -122,6 +122,24 @@ func (q *Queries) AuditHead(ctx context.Context, db DBTX) (*AuditHeadRow, error)
 	return &i, err
 }
 
+const auditOffChainCount = `-- name: AuditOffChainCount :one
+SELECT count(*) FROM audit_events e
+WHERE NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.event_id = e.id)
+    AND NOT EXISTS (SELECT 1 FROM audit_unchained u WHERE u.event_id = e.id)
+`
+
+// Events on neither the chain nor its queue (migration 31): none in normal
+// operation, where an event is queued in its own transaction and leaves the
+// queue in the statement that chains it. One here lost its chain row or its
+// queue row behind the guards, or was inserted without the queue's trigger,
+// and no verification of the chain would cover it.
+func (q *Queries) AuditOffChainCount(ctx context.Context, db DBTX) (int64, error) {
+	row := db.QueryRow(ctx, auditOffChainCount)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const auditSetChain = `-- name: AuditSetChain :exec
 WITH chained AS (
     INSERT INTO audit_chain (seq, event_id, prev_hash, hash)
