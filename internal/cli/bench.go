@@ -504,13 +504,23 @@ func benchOn(e *env, cfg config.Config, name string, keep bool, fn func(*pgxpool
 	return fn(pool)
 }
 
-// ensure creates a database unless it exists.
-func ensure(ctx context.Context, dbURL, name string) error {
+// maintenance connects to the server's maintenance database, from which a
+// benchmark's own database is created or dropped.
+func maintenance(ctx context.Context, dbURL string) (*pgx.Conn, error) {
 	u, _ := url.Parse(dbURL)
 	u.Path = "/postgres"
 	admin, err := pgx.Connect(ctx, u.String())
 	if err != nil {
-		return fmt.Errorf("connect to maintenance database: %w", err)
+		return nil, fmt.Errorf("connect to maintenance database: %w", err)
+	}
+	return admin, nil
+}
+
+// ensure creates a database unless it exists.
+func ensure(ctx context.Context, dbURL, name string) error {
+	admin, err := maintenance(ctx, dbURL)
+	if err != nil {
+		return err
 	}
 	defer admin.Close(ctx)
 	var exists bool
@@ -523,11 +533,9 @@ func ensure(ctx context.Context, dbURL, name string) error {
 
 // recreate drops and creates a database.
 func recreate(ctx context.Context, dbURL, name string) error {
-	u, _ := url.Parse(dbURL)
-	u.Path = "/postgres"
-	admin, err := pgx.Connect(ctx, u.String())
+	admin, err := maintenance(ctx, dbURL)
 	if err != nil {
-		return fmt.Errorf("connect to maintenance database: %w", err)
+		return err
 	}
 	defer admin.Close(ctx)
 	ident := pgx.Identifier{name}.Sanitize()
