@@ -144,17 +144,12 @@ func editFields(prefix string, m map[string]any, typed map[string]string, errs m
 	return out
 }
 
-// VerdictLabel is a verdict in words.
+// VerdictLabel is a verdict in words: the vocabulary's own label for the four
+// verdicts, and anything else (an older record's word) with its underscores
+// read as spaces.
 func VerdictLabel(v vocab.Verdict) string {
-	switch v {
-	case vocab.VerdictApprove:
-		return "approved"
-	case vocab.VerdictEdit:
-		return "approved with edits"
-	case vocab.VerdictReject:
-		return "rejected"
-	case vocab.VerdictRequestChanges:
-		return "changes requested"
+	if v.Valid() {
+		return v.Label()
 	}
 	return statusLabel(v)
 }
