@@ -41,33 +41,35 @@ func (s *Service) Open(ctx context.Context, tx pgx.Tx, req *store.Request, pd po
 	return saved, nil
 }
 
-// RecordAuto records, in the caller's transaction, an action the policy
-// approves by itself (actor policy:<rule>): the request, already approved,
-// its decision and the decision.auto event. It returns the decision the run
-// goes on with.
-func RecordAuto(ctx context.Context, tx pgx.Tx, req *store.Request, action Action) (Decision, error) {
-	actor := "policy:" + req.Rule
-	req.Status, req.DecidedBy = vocab.RequestApproved, &actor
-	saved, err := store.RequestInsert(ctx, tx, req)
+// AutoDecision is the decision an action the policy approves by itself
+// becomes (actor policy:<rule>), before it is recorded: RecordAuto fills in
+// the request's id and time.
+func AutoDecision(req *store.Request, action Action) Decision {
+	return Decision{Verdict: vocab.VerdictApprove, Actor: "policy:" + req.Rule, Reason: req.Reason, Params: action.Params,
+		Tier: req.Tier, Rule: req.Rule, PolicyVersion: req.PolicyVersion}
+}
+
+// RecordAuto records dec, an action the policy approves by itself
+// (AutoDecision), in one statement: the request, already approved, its
+// decision, the decision.auto event, and the approval step (the last of
+// steps, after the pure steps held before it), whose output is dec.
+// It returns dec with the request's id and time, as the step stores it.
+// Returns store.ErrNotFound, having written nothing, when the steps' owner
+// no longer holds the run.
+//
+// The event is chained by the chainer (or by a receipt asked for sooner),
+// not here: chaining in the run's transaction would take the chain's lock
+// and three more round trips on the run's path.
+func RecordAuto(ctx context.Context, db store.DBTX, req *store.Request, action Action, dec Decision, steps ...store.StepRecord) (Decision, error) {
+	req.Status, req.DecidedBy = vocab.RequestApproved, &dec.Actor
+	ev := audit.DecisionAuto{Facets: audit.Facets{Verdict: vocab.VerdictApprove, Workflow: req.Workflow, Rule: req.Rule, Tier: req.Tier},
+		ActionKind: action.Kind, Summary: action.Summary, PayloadHash: req.PayloadHash, PolicyVersion: req.PolicyVersion, Reason: req.Reason}
+	saved, err := store.RequestRecordAuto(ctx, db, req, dec.Actor, store.AutoEvent{Kind: string(ev.Kind()), Details: ev}, steps...)
 	if err != nil {
 		return Decision{}, err
 	}
-	if _, err := store.DecisionInsert(ctx, tx, &store.Decision{
-		RequestID: saved.ID, RunID: req.RunID, Actor: actor, Verdict: vocab.VerdictApprove, Reason: req.Reason,
-		PayloadHash: saved.PayloadHash, PolicyVersion: req.PolicyVersion, Rule: req.Rule, Tier: saved.Tier,
-	}); err != nil {
-		return Decision{}, err
-	}
-	_, err = audit.Append(ctx, tx, audit.Event{Actor: actor, Subject: audit.RequestSubject(saved.ID), RunID: req.RunID,
-		Details: audit.DecisionAuto{Facets: audit.Facets{Verdict: vocab.VerdictApprove, Workflow: saved.Workflow, Rule: req.Rule, Tier: saved.Tier},
-			ActionKind: action.Kind, Summary: action.Summary, PayloadHash: saved.PayloadHash, PolicyVersion: req.PolicyVersion, Reason: req.Reason}})
-	if err == nil {
-		// Chained in this transaction when the chain is free: the approvals
-		// API answers with the receipt at once, without a chaining pass.
-		_, err = audit.ChainIfFree(ctx, tx)
-	}
-	return Decision{RequestID: saved.ID, Verdict: vocab.VerdictApprove, Actor: actor, Reason: req.Reason, Params: action.Params,
-		Tier: saved.Tier, Rule: req.Rule, PolicyVersion: req.PolicyVersion, DecidedAt: saved.CreatedAt}, err
+	dec.RequestID, dec.DecidedAt = saved.ID, saved.CreatedAt
+	return dec, nil
 }
 
 // CancelForRun cancels the pending requests of a cancelled run and settles

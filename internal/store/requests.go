@@ -86,6 +86,52 @@ func RequestInsert(ctx context.Context, db DBTX, r *Request) (*Request, error) {
 	return out, nil
 }
 
+// AutoEvent is the audit event RequestRecordAuto appends for the request
+// it records: its kind and details; the subject is the request.
+type AutoEvent struct {
+	Kind    string
+	Details any
+}
+
+// RequestRecordAuto records an action the policy approves by itself, in one
+// statement: r, already approved by actor, its decision, ev and the steps
+// (the approval step last, after the pure steps held before it), as
+// StepComplete stores them. The approval step's output gets the request's
+// id and time as request_id and decided_at. It returns the stored request,
+// or ErrNotFound, having stored nothing, when the steps' owner no longer
+// holds the running run.
+func RequestRecordAuto(ctx context.Context, db DBTX, r *Request, actor string, ev AutoEvent, steps ...StepRecord) (*Request, error) {
+	if len(steps) == 0 || steps[len(steps)-1].Seq != r.StepSeq {
+		return nil, fmt.Errorf("%w: an auto-approved request is recorded with its approval step", ErrInvalidInput)
+	}
+	last := steps[len(steps)-1]
+	batch, err := encodeSteps(steps)
+	if err != nil {
+		return nil, fmt.Errorf("record auto-approved request: %w", err)
+	}
+	details, err := json.Marshal(ev.Details)
+	if err != nil {
+		return nil, fmt.Errorf("%w: encode audit details: %v", ErrInvalidInput, err)
+	}
+	p := dbsqlc.RequestRecordAutoParams{
+		CurrentStep: last.Name, StepsUsed: last.Seq + 1, RunID: r.RunID, Owner: &last.Owner,
+		StepSeq: r.StepSeq, Workflow: r.Workflow, Tier: string(r.Tier), ActionKind: r.ActionKind, Summary: r.Summary,
+		Action: r.Action, PayloadHash: r.PayloadHash, PolicyVersion: r.PolicyVersion, Rule: r.Rule, Reason: r.Reason,
+		ApprovalsRequired: r.ApprovalsRequired, Roles: roleNames(r.Roles), Deadline: r.Deadline, OnTimeout: r.OnTimeout,
+		EscalateTo: roleNames(r.EscalateTo), BatchKey: r.BatchKey, StartedBy: r.StartedBy, Actor: actor,
+		EventKind: ev.Kind, EventDetails: details, Steps: batch,
+	}
+	for _, s := range steps {
+		p.TokensTotal += s.Tokens
+		p.ModelCalls += s.ModelCalls
+	}
+	row, err := queries.RequestRecordAuto(ctx, db, p)
+	if err != nil {
+		return nil, fmt.Errorf("record auto-approved request: %w", interpret(err))
+	}
+	return requestFromInternal((*dbsqlc.ApprovalRequest)(row)), nil
+}
+
 // RequestGet returns one request. Returns ErrNotFound if it does not exist.
 func RequestGet(ctx context.Context, db DBTX, id string) (*Request, error) {
 	r, err := requestResult(queries.RequestGet(ctx, db, id))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -92,20 +93,33 @@ func (x *execution) propose(ctx context.Context, s *slot, action Action) (*store
 	return req, pd, nil
 }
 
-// approveAuto records an action the policy approves by itself and the
-// approval step's result, in one transaction.
+// approveAuto records an action the policy approves by itself, the
+// approval step's result and the pure steps held before it, in one
+// statement (approval.RecordAuto): one round trip and one commit.
 func (x *execution) approveAuto(ctx context.Context, s *slot, req *store.Request, action Action) (Decision, error) {
-	var dec Decision
-	err := x.withTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		var err error
-		if dec, err = approval.RecordAuto(ctx, tx, req, action); err != nil {
-			return err
-		}
-		return x.record(ctx, s, dec, 0, 0, tx)
-	})
+	dec := approval.AutoDecision(req, action)
+	raw, err := json.Marshal(dec)
 	if err != nil {
+		return Decision{}, Permanent(fmt.Errorf("step %q: encode result: %w", s.name, err))
+	}
+	if err := x.checkOutput(s, "the result", len(raw)); err != nil {
+		x.recordFailure(ctx, s, err, 0, 0)
 		return Decision{}, err
 	}
+	rec := store.StepRecord{RunID: x.run.ID, Seq: s.seq, Name: s.name, Kind: s.kind, Output: raw, Attempts: s.attempts,
+		StartedAt: s.started, FinishedAt: x.engine.now(), Owner: x.owner}
+	// As record does: a decision that was made is kept, whatever the
+	// job's timeout says.
+	dec, err = approval.RecordAuto(context.WithoutCancel(ctx), x.engine.pool, req, action, dec, append(slices.Clip(x.pending), rec)...)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return Decision{}, ErrCancelled // cancelled, or this execution lost the run
+	case errors.Is(err, store.ErrInvalidInput):
+		return Decision{}, Permanent(fmt.Errorf("step %q: the approval cannot be stored: %w", s.name, err))
+	case err != nil:
+		return Decision{}, err
+	}
+	x.pending = nil
 	return dec, nil
 }
 

@@ -8,6 +8,52 @@ VALUES (@run_id, @step_seq, @workflow, @tier, @status::text, @action_kind, @summ
     @escalate_to, @batch_key, @started_by, CASE WHEN @status::text = 'pending' THEN NULL ELSE now() END, @decided_by)
 RETURNING *;
 
+-- name: RequestRecordAuto :one
+-- An action the policy approves by itself, in one statement and one round
+-- trip: the request (already approved), its decision, its decision.auto
+-- event and the approval step's record, with the pure steps held before it,
+-- and the run's counters, as StepComplete advances them. Nothing is written
+-- unless the owner still holds the running run (no row returned). The step's
+-- output is the decision the run goes on with, less the two values only
+-- this statement knows: the request's id and its time, merged in here.
+WITH run AS (
+    UPDATE workflow_runs
+    SET current_step = @current_step::text, steps_used = GREATEST(workflow_runs.steps_used, @steps_used::int),
+        tokens_used = workflow_runs.tokens_used + @tokens_total::int, model_calls = workflow_runs.model_calls + @model_calls::int
+    WHERE workflow_runs.id = @run_id AND workflow_runs.status = 'running' AND workflow_runs.lease_owner = @owner
+    RETURNING workflow_runs.id
+), req AS (
+    INSERT INTO approval_requests (run_id, step_seq, workflow, tier, status, action_kind, summary, action,
+        payload_hash, policy_version, rule, reason, approvals_required, roles, deadline, on_timeout,
+        escalate_to, batch_key, started_by, decided_at, decided_by)
+    SELECT run.id, @step_seq, @workflow, @tier, 'approved', @action_kind, @summary, @action,
+        @payload_hash, @policy_version, @rule, @reason, @approvals_required, @roles, sqlc.narg('deadline'), @on_timeout,
+        @escalate_to, @batch_key, @started_by, now(), @actor::text
+    FROM run
+    RETURNING *
+), dec AS (
+    INSERT INTO decisions (request_id, run_id, actor, verdict, reason, payload_hash, policy_version, rule, tier)
+    SELECT req.id, req.run_id, @actor::text, 'approve', req.reason, req.payload_hash, req.policy_version, req.rule, req.tier
+    FROM req
+), event AS (
+    INSERT INTO audit_events (actor, kind, subject_type, subject_id, run_id, details)
+    SELECT @actor::text, @event_kind::text, 'request', req.id::text, req.run_id, @event_details::jsonb
+    FROM req
+), steps AS (
+    INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, tokens, attempts, started_at, finished_at, model)
+    SELECT req.run_id, s.seq, s.name, s.kind, 'completed',
+        CASE WHEN s.seq = req.step_seq
+            THEN s.output || jsonb_build_object('request_id', req.id, 'decided_at', req.created_at)
+            ELSE s.output END,
+        s.tokens, s.attempts, s.started_at, s.finished_at, s.model
+    FROM req, jsonb_to_recordset(@steps::jsonb) AS s(seq int, name text, kind text, output jsonb, tokens int,
+        attempts int, started_at timestamptz, finished_at timestamptz, model text)
+    ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+        status = 'completed', output = EXCLUDED.output, error = NULL, tokens = EXCLUDED.tokens,
+        attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, model = EXCLUDED.model
+)
+SELECT * FROM req;
+
 -- name: RequestGet :one
 SELECT * FROM approval_requests WHERE id = @id;
 

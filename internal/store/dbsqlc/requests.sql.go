@@ -612,6 +612,174 @@ func (q *Queries) RequestListByRun(ctx context.Context, db DBTX, runID string) (
 	return items, nil
 }
 
+const requestRecordAuto = `-- name: RequestRecordAuto :one
+WITH run AS (
+    UPDATE workflow_runs
+    SET current_step = $1::text, steps_used = GREATEST(workflow_runs.steps_used, $2::int),
+        tokens_used = workflow_runs.tokens_used + $3::int, model_calls = workflow_runs.model_calls + $4::int
+    WHERE workflow_runs.id = $5 AND workflow_runs.status = 'running' AND workflow_runs.lease_owner = $6
+    RETURNING workflow_runs.id
+), req AS (
+    INSERT INTO approval_requests (run_id, step_seq, workflow, tier, status, action_kind, summary, action,
+        payload_hash, policy_version, rule, reason, approvals_required, roles, deadline, on_timeout,
+        escalate_to, batch_key, started_by, decided_at, decided_by)
+    SELECT run.id, $7, $8, $9, 'approved', $10, $11, $12,
+        $13, $14, $15, $16, $17, $18, $19, $20,
+        $21, $22, $23, now(), $24::text
+    FROM run
+    RETURNING id, run_id, step_seq, workflow, tier, status, action_kind, summary, action, payload_hash, policy_version, rule, reason, approvals_required, roles, deadline, on_timeout, escalate_to, escalated_at, batch_key, started_by, created_at, decided_at, decided_by, batch_id, note
+), dec AS (
+    INSERT INTO decisions (request_id, run_id, actor, verdict, reason, payload_hash, policy_version, rule, tier)
+    SELECT req.id, req.run_id, $24::text, 'approve', req.reason, req.payload_hash, req.policy_version, req.rule, req.tier
+    FROM req
+), event AS (
+    INSERT INTO audit_events (actor, kind, subject_type, subject_id, run_id, details)
+    SELECT $24::text, $25::text, 'request', req.id::text, req.run_id, $26::jsonb
+    FROM req
+), steps AS (
+    INSERT INTO workflow_steps (run_id, seq, name, kind, status, output, tokens, attempts, started_at, finished_at, model)
+    SELECT req.run_id, s.seq, s.name, s.kind, 'completed',
+        CASE WHEN s.seq = req.step_seq
+            THEN s.output || jsonb_build_object('request_id', req.id, 'decided_at', req.created_at)
+            ELSE s.output END,
+        s.tokens, s.attempts, s.started_at, s.finished_at, s.model
+    FROM req, jsonb_to_recordset($27::jsonb) AS s(seq int, name text, kind text, output jsonb, tokens int,
+        attempts int, started_at timestamptz, finished_at timestamptz, model text)
+    ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+        status = 'completed', output = EXCLUDED.output, error = NULL, tokens = EXCLUDED.tokens,
+        attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, model = EXCLUDED.model
+)
+SELECT id, run_id, step_seq, workflow, tier, status, action_kind, summary, action, payload_hash, policy_version, rule, reason, approvals_required, roles, deadline, on_timeout, escalate_to, escalated_at, batch_key, started_by, created_at, decided_at, decided_by, batch_id, note FROM req
+`
+
+type RequestRecordAutoParams struct {
+	CurrentStep       string          `db:"current_step"`
+	StepsUsed         int             `db:"steps_used"`
+	TokensTotal       int             `db:"tokens_total"`
+	ModelCalls        int             `db:"model_calls"`
+	RunID             string          `db:"run_id"`
+	Owner             *string         `db:"owner"`
+	StepSeq           int             `db:"step_seq"`
+	Workflow          string          `db:"workflow"`
+	Tier              string          `db:"tier"`
+	ActionKind        string          `db:"action_kind"`
+	Summary           string          `db:"summary"`
+	Action            json.RawMessage `db:"action"`
+	PayloadHash       string          `db:"payload_hash"`
+	PolicyVersion     int             `db:"policy_version"`
+	Rule              string          `db:"rule"`
+	Reason            string          `db:"reason"`
+	ApprovalsRequired int             `db:"approvals_required"`
+	Roles             []string        `db:"roles"`
+	Deadline          *time.Time      `db:"deadline"`
+	OnTimeout         string          `db:"on_timeout"`
+	EscalateTo        []string        `db:"escalate_to"`
+	BatchKey          string          `db:"batch_key"`
+	StartedBy         string          `db:"started_by"`
+	Actor             string          `db:"actor"`
+	EventKind         string          `db:"event_kind"`
+	EventDetails      json.RawMessage `db:"event_details"`
+	Steps             json.RawMessage `db:"steps"`
+}
+
+type RequestRecordAutoRow struct {
+	ID                string          `db:"id"`
+	RunID             string          `db:"run_id"`
+	StepSeq           int             `db:"step_seq"`
+	Workflow          string          `db:"workflow"`
+	Tier              string          `db:"tier"`
+	Status            string          `db:"status"`
+	ActionKind        string          `db:"action_kind"`
+	Summary           string          `db:"summary"`
+	Action            json.RawMessage `db:"action"`
+	PayloadHash       string          `db:"payload_hash"`
+	PolicyVersion     int             `db:"policy_version"`
+	Rule              string          `db:"rule"`
+	Reason            string          `db:"reason"`
+	ApprovalsRequired int             `db:"approvals_required"`
+	Roles             []string        `db:"roles"`
+	Deadline          *time.Time      `db:"deadline"`
+	OnTimeout         string          `db:"on_timeout"`
+	EscalateTo        []string        `db:"escalate_to"`
+	EscalatedAt       *time.Time      `db:"escalated_at"`
+	BatchKey          string          `db:"batch_key"`
+	StartedBy         string          `db:"started_by"`
+	CreatedAt         time.Time       `db:"created_at"`
+	DecidedAt         *time.Time      `db:"decided_at"`
+	DecidedBy         *string         `db:"decided_by"`
+	BatchID           *string         `db:"batch_id"`
+	Note              string          `db:"note"`
+}
+
+// An action the policy approves by itself, in one statement and one round
+// trip: the request (already approved), its decision, its decision.auto
+// event and the approval step's record, with the pure steps held before it,
+// and the run's counters, as StepComplete advances them. Nothing is written
+// unless the owner still holds the running run (no row returned). The step's
+// output is the decision the run goes on with, less the two values only
+// this statement knows: the request's id and its time, merged in here.
+func (q *Queries) RequestRecordAuto(ctx context.Context, db DBTX, arg RequestRecordAutoParams) (*RequestRecordAutoRow, error) {
+	row := db.QueryRow(ctx, requestRecordAuto,
+		arg.CurrentStep,
+		arg.StepsUsed,
+		arg.TokensTotal,
+		arg.ModelCalls,
+		arg.RunID,
+		arg.Owner,
+		arg.StepSeq,
+		arg.Workflow,
+		arg.Tier,
+		arg.ActionKind,
+		arg.Summary,
+		arg.Action,
+		arg.PayloadHash,
+		arg.PolicyVersion,
+		arg.Rule,
+		arg.Reason,
+		arg.ApprovalsRequired,
+		arg.Roles,
+		arg.Deadline,
+		arg.OnTimeout,
+		arg.EscalateTo,
+		arg.BatchKey,
+		arg.StartedBy,
+		arg.Actor,
+		arg.EventKind,
+		arg.EventDetails,
+		arg.Steps,
+	)
+	var i RequestRecordAutoRow
+	err := row.Scan(
+		&i.ID,
+		&i.RunID,
+		&i.StepSeq,
+		&i.Workflow,
+		&i.Tier,
+		&i.Status,
+		&i.ActionKind,
+		&i.Summary,
+		&i.Action,
+		&i.PayloadHash,
+		&i.PolicyVersion,
+		&i.Rule,
+		&i.Reason,
+		&i.ApprovalsRequired,
+		&i.Roles,
+		&i.Deadline,
+		&i.OnTimeout,
+		&i.EscalateTo,
+		&i.EscalatedAt,
+		&i.BatchKey,
+		&i.StartedBy,
+		&i.CreatedAt,
+		&i.DecidedAt,
+		&i.DecidedBy,
+		&i.BatchID,
+		&i.Note,
+	)
+	return &i, err
+}
+
 const requestSetBatch = `-- name: RequestSetBatch :execrows
 UPDATE approval_requests SET batch_id = $1 WHERE id = $2
 `
