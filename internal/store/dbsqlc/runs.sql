@@ -37,7 +37,9 @@ RETURNING *;
 -- RunClaim, returning with the run its recorded steps (StepList's rows as
 -- a JSON array, without the output of a step that has none, so that it
 -- reads as absent rather than as JSON null): an execution's start is one
--- round trip.
+-- round trip. Its commit does not wait for its WAL flush (async_commit): a
+-- claim records nothing a crash could lose but the claim itself (the run
+-- is claimed again), and the execution's first durable record flushes it.
 WITH claimed AS (
     UPDATE workflow_runs SET status = 'running', attempt = failures + 1, updated_at = now(),
         lease_owner = @owner, lease_until = now() + interval '1 microsecond' * @lease_micros::bigint
@@ -48,7 +50,7 @@ WITH claimed AS (
 SELECT sqlc.embed(workflow_runs),
     coalesce((SELECT jsonb_agg(to_jsonb(s) - CASE WHEN s.output IS NULL THEN 'output' ELSE '' END ORDER BY s.seq)
         FROM workflow_steps s WHERE s.run_id = workflow_runs.id), '[]')::jsonb AS steps
-FROM claimed AS workflow_runs;
+FROM claimed AS workflow_runs, (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit;
 
 -- name: RunLeaseRenew :execrows
 UPDATE workflow_runs SET lease_until = now() + interval '1 microsecond' * @lease_micros::bigint
@@ -67,7 +69,11 @@ WHERE id = @id AND status = ANY(@from_statuses::text[]);
 
 -- name: RunComplete :one
 -- The run's last pure steps, held in memory until now, are stored in the
--- same statement (none: an empty array): a run's completion is one round trip.
+-- same statement (none: an empty array): a run's completion is one round
+-- trip. Its commit does not wait for its WAL flush (async_commit): the output
+-- is a function of the recorded history, so a database crash that loses the
+-- completion (within wal_writer_delay of it) loses only pure work, which the
+-- sweeper has the run do again, as a crash before a pure step's record does.
 WITH run AS (
 UPDATE workflow_runs SET status = 'completed', output = @output, error_code = NULL, error_message = NULL,
     updated_at = now(), finished_at = now(), lease_owner = NULL, lease_until = NULL,
@@ -84,7 +90,7 @@ RETURNING id
         status = 'completed', output = EXCLUDED.output, error = NULL, tokens = EXCLUDED.tokens,
         attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at
 )
-SELECT count(*) FROM run;
+SELECT count(*) FROM run, (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit;
 
 -- name: RunFail :execrows
 -- With status 'failed' the run ends; with 'retrying' it counts a failure and

@@ -77,7 +77,7 @@ WITH claimed AS (
 SELECT workflow_runs.id, workflow_runs.workflow, workflow_runs.business_key, workflow_runs.status, workflow_runs.input, workflow_runs.output, workflow_runs.error_code, workflow_runs.error_message, workflow_runs.attempt, workflow_runs.current_step, workflow_runs.resume_seq, workflow_runs.steps_used, workflow_runs.model_calls, workflow_runs.tokens_used, workflow_runs.started_by, workflow_runs.created_at, workflow_runs.updated_at, workflow_runs.finished_at, workflow_runs.lease_until, workflow_runs.lease_owner, workflow_runs.failures, workflow_runs.recoveries, workflow_runs.compensation_cause, workflow_runs.version, workflow_runs.trace_parent,
     coalesce((SELECT jsonb_agg(to_jsonb(s) - CASE WHEN s.output IS NULL THEN 'output' ELSE '' END ORDER BY s.seq)
         FROM workflow_steps s WHERE s.run_id = workflow_runs.id), '[]')::jsonb AS steps
-FROM claimed AS workflow_runs
+FROM claimed AS workflow_runs, (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
 `
 
 type RunClaimHistoryParams struct {
@@ -96,7 +96,9 @@ type RunClaimHistoryRow struct {
 // RunClaim, returning with the run its recorded steps (StepList's rows as
 // a JSON array, without the output of a step that has none, so that it
 // reads as absent rather than as JSON null): an execution's start is one
-// round trip.
+// round trip. Its commit does not wait for its WAL flush (async_commit): a
+// claim records nothing a crash could lose but the claim itself (the run
+// is claimed again), and the execution's first durable record flushes it.
 func (q *Queries) RunClaimHistory(ctx context.Context, db DBTX, arg RunClaimHistoryParams) (*RunClaimHistoryRow, error) {
 	row := db.QueryRow(ctx, runClaimHistory,
 		arg.Owner,
@@ -218,7 +220,7 @@ RETURNING id
         status = 'completed', output = EXCLUDED.output, error = NULL, tokens = EXCLUDED.tokens,
         attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at
 )
-SELECT count(*) FROM run
+SELECT count(*) FROM run, (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
 `
 
 type RunCompleteParams struct {
@@ -232,7 +234,11 @@ type RunCompleteParams struct {
 }
 
 // The run's last pure steps, held in memory until now, are stored in the
-// same statement (none: an empty array): a run's completion is one round trip.
+// same statement (none: an empty array): a run's completion is one round
+// trip. Its commit does not wait for its WAL flush (async_commit): the output
+// is a function of the recorded history, so a database crash that loses the
+// completion (within wal_writer_delay of it) loses only pure work, which the
+// sweeper has the run do again, as a crash before a pure step's record does.
 func (q *Queries) RunComplete(ctx context.Context, db DBTX, arg RunCompleteParams) (int64, error) {
 	row := db.QueryRow(ctx, runComplete,
 		arg.Output,

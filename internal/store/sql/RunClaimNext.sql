@@ -11,6 +11,8 @@
 -- die, is the sweeper's, as below). A
 -- run claimed here that loses its execution has no job, as a run started
 -- inline has none: its lease lapses and the sweeper hands it to a new one.
+-- Its commit does not wait for its WAL flush, as RunClaimHistory's does not:
+-- a crash that loses it brings back the job and the run as they were.
 WITH job AS (
     DELETE FROM river_job WHERE id = (
         SELECT id FROM river_job
@@ -30,4 +32,4 @@ WITH job AS (
 SELECT claimed.*,
     coalesce((SELECT jsonb_agg(to_jsonb(s) - CASE WHEN s.output IS NULL THEN 'output' ELSE '' END ORDER BY s.seq)
         FROM workflow_steps s WHERE s.run_id = claimed.id), '[]')::jsonb AS steps
-FROM claimed
+FROM claimed, (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
