@@ -23,3 +23,7 @@ func InboxCountQuery(p InboxParams, claimed []string, tier vocab.Tier) (string, 
 // InboxFilterSQL is sql/inbox_filter.sql, whose opening comment names the
 // index of each combination of filters, for the tests of the plans.
 var InboxFilterSQL = inboxFilterSQL
+
+// RunOrphansLockSQL is the sweeper's statement as RunOrphansLock runs it,
+// for the test of its plan.
+var RunOrphansLockSQL = withLiveJob(runOrphansLockSQL)

@@ -26,7 +26,7 @@ WITH candidates AS (
 )
 SELECT r.id, r.status, r.resume_seq, r.recoveries, r.lease_owner IS NOT NULL AS had_owner,
     coalesce((SELECT j.state::text FROM river_job j
-        WHERE j.kind = 'workflow_run' AND j.args @> jsonb_build_object('run_id', r.id::text, 'seq', r.resume_seq)
+        WHERE j.kind = 'workflow_run' AND j.args->>'run_id' = r.id::text AND j.args->>'seq' = r.resume_seq::text
         ORDER BY j.id DESC LIMIT 1), '') AS job_state,
     /* live_job */ AS live_job
 FROM workflow_runs r JOIN candidates c ON c.id = r.id
