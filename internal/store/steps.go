@@ -3,8 +3,14 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/countersign/countersign/internal/store/dbsqlc"
 
@@ -167,14 +173,58 @@ func StepResolve(ctx context.Context, db DBTX, runID string, seq int, output jso
 	return nil
 }
 
-// EffectClaim records an idempotency key in the side-effect ledger. It returns
-// false when the key was already there: the effect happened before.
-func EffectClaim(ctx context.Context, db DBTX, key, runID, stepName string) (bool, error) {
-	n, err := queries.EffectClaim(ctx, db, dbsqlc.EffectClaimParams{IdempotencyKey: key, RunID: runID, StepName: stepName})
-	if err != nil {
-		return false, fmt.Errorf("claim effect %s: %w", key, interpret(err))
+// ErrEffectRecorded is returned by WithEffectTx when the effect's key is
+// in the ledger already: another execution of the run recorded it, or is
+// recording it and committed first.
+var ErrEffectRecorded = errors.New("the effect is already recorded")
+
+// WithEffectTx runs fn in a transaction that starts by recording key in
+// the side-effect ledger, and commits it if fn succeeds. The ledger entry
+// is sent with the BEGIN, in one round trip (pgx's TxOptions.BeginQuery, a
+// simple-protocol string, hence the quoted literals): an effect's
+// transaction costs three round trips, not four. When the key is taken
+// it returns ErrEffectRecorded without calling fn; a concurrent execution
+// recording the same key makes this one wait for its commit first. (pgx
+// closes a connection whose BEGIN fails; the pool opens another. It happens
+// only when two executions of one run race for an effect.)
+func WithEffectTx(ctx context.Context, pool *pgxpool.Pool, key, runID, stepName string, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	lits := make([]string, 3)
+	for i, v := range []string{key, runID, stepName} {
+		lit, err := literal(v)
+		if err != nil {
+			return fmt.Errorf("claim effect %s: %w", key, err)
+		}
+		lits[i] = lit
 	}
-	return n == 1, nil
+	begin := "BEGIN; INSERT INTO side_effects (idempotency_key, run_id, step_name) VALUES (" +
+		lits[0] + ", " + lits[1] + "::uuid, " + lits[2] + ")"
+	tx, err := pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: begin})
+	if err != nil {
+		err = interpret(err)
+		if errors.Is(err, ErrConflict) {
+			return fmt.Errorf("effect %s: %w", key, ErrEffectRecorded)
+		}
+		return fmt.Errorf("claim effect %s: %w", key, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+	if err := fn(ctx, tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", interpret(err))
+	}
+	return nil
+}
+
+// literal quotes s as an SQL string constant that means s whatever
+// standard_conforming_strings says (an escape string, E'…', with its
+// backslashes and quotes escaped). PostgreSQL text holds no NUL, and a
+// string that is not UTF-8 is refused rather than sent.
+func literal(s string) (string, error) {
+	if strings.ContainsRune(s, 0) || !utf8.ValidString(s) {
+		return "", fmt.Errorf("%w: %q is not valid text", ErrInvalidInput, s)
+	}
+	return "E'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'", nil
 }
 
 // OutboxInsert writes a demo effect to the demo sink.

@@ -238,21 +238,15 @@ func countDone(plan []pendingUndo, seq int) int {
 func (e *Engine) undo(ctx context.Context, x *execution, s *slot, u pendingUndo) error {
 	sctx, cancel := context.WithTimeout(ctx, x.def.Options.StepTimeout)
 	defer cancel()
-	return store.WithTx(sctx, e.pool, func(ctx context.Context, tx pgx.Tx) error {
-		fresh, err := store.EffectClaim(ctx, tx, u.key, x.run.ID, u.name)
-		if err != nil {
-			return err
-		}
-		if !fresh {
-			// The ledger entry and the record commit together: another
-			// execution of this run got here first.
-			return fmt.Errorf("undo %s is already recorded", u.key)
-		}
+	// The ledger entry and the record commit together: a key already in the
+	// ledger (store.ErrEffectRecorded) means another execution of this run
+	// got here first.
+	return store.WithEffectTx(sctx, e.pool, u.key, x.run.ID, u.name, func(ctx context.Context, tx pgx.Tx) error {
 		// The undo sees its run as the effect did (RunID works in it).
 		if err := u.fn(withExecution(ctx, x), EffectContext{Key: u.key, Tx: tx}, u.effect.Output); err != nil {
 			return err
 		}
-		err = store.StepCompensate(ctx, tx, store.StepRecord{RunID: x.run.ID, Seq: s.seq, Name: s.name,
+		err := store.StepCompensate(ctx, tx, store.StepRecord{RunID: x.run.ID, Seq: s.seq, Name: s.name,
 			Attempts: s.attempts, StartedAt: s.started, Owner: x.owner})
 		if errors.Is(err, store.ErrNotFound) {
 			return ErrCancelled

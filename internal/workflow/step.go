@@ -290,6 +290,18 @@ func (x *execution) withTx(ctx context.Context, fn func(ctx context.Context, tx 
 	return err
 }
 
+// withEffectTx is withTx for an effect: the transaction starts by
+// recording key in the side-effect ledger (store.WithEffectTx).
+func (x *execution) withEffectTx(ctx context.Context, key, name string, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	x.written = 0
+	err := store.WithEffectTx(ctx, x.engine.pool, key, x.run.ID, name, fn)
+	if err == nil {
+		x.pending = x.pending[x.written:]
+	}
+	x.written = 0
+	return err
+}
+
 func (x *execution) recordFailure(ctx context.Context, s *slot, stepErr error, tokens, modelCalls int) {
 	if x.sandbox != nil {
 		x.sandbox.fail(x, s, stepErr)
@@ -373,16 +385,11 @@ func Effect[T any](ctx context.Context, name string, fn func(ctx context.Context
 	if x.sandbox != nil {
 		return sandboxEffect(sctx, x, s, fn)
 	}
-	err = x.withTx(sctx, func(ctx context.Context, tx pgx.Tx) error {
-		fresh, err := store.EffectClaim(sctx, tx, s.key, x.run.ID, name)
-		if err != nil {
-			return err
-		}
-		if !fresh {
-			// The ledger and the step record commit together, so this means a
-			// concurrent execution of the same run got here first.
-			return fmt.Errorf("effect %s is already recorded", s.key)
-		}
+	// The ledger and the step record commit together, so a key already in
+	// the ledger (store.ErrEffectRecorded) means that a concurrent
+	// execution of the same run got here first.
+	err = x.withEffectTx(sctx, s.key, name, func(ctx context.Context, tx pgx.Tx) error {
+		var err error
 		if out, err = fn(sctx, EffectContext{Key: s.key, Tx: tx}); err != nil {
 			return err
 		}

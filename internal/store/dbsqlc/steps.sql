@@ -47,10 +47,6 @@ ON CONFLICT (run_id, seq) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.ki
 UPDATE workflow_steps SET status = 'completed', output = @output, finished_at = now()
 WHERE run_id = @run_id AND seq = @seq;
 
--- name: EffectClaim :execrows
-INSERT INTO side_effects (idempotency_key, run_id, step_name) VALUES (@idempotency_key, @run_id, @step_name)
-ON CONFLICT (idempotency_key) DO NOTHING;
-
 -- name: OutboxInsert :one
 INSERT INTO demo_outbox (idempotency_key, run_id, kind, payload)
 VALUES (@idempotency_key, @run_id, @kind, @payload) RETURNING id;

@@ -11,25 +11,6 @@ import (
 	"time"
 )
 
-const effectClaim = `-- name: EffectClaim :execrows
-INSERT INTO side_effects (idempotency_key, run_id, step_name) VALUES ($1, $2, $3)
-ON CONFLICT (idempotency_key) DO NOTHING
-`
-
-type EffectClaimParams struct {
-	IdempotencyKey string `db:"idempotency_key"`
-	RunID          string `db:"run_id"`
-	StepName       string `db:"step_name"`
-}
-
-func (q *Queries) EffectClaim(ctx context.Context, db DBTX, arg EffectClaimParams) (int64, error) {
-	result, err := db.Exec(ctx, effectClaim, arg.IdempotencyKey, arg.RunID, arg.StepName)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
-}
-
 const outboxDuplicates = `-- name: OutboxDuplicates :one
 SELECT count(*) FROM (SELECT idempotency_key FROM demo_outbox
     GROUP BY idempotency_key HAVING count(*) > 1) d
