@@ -5,6 +5,7 @@ package jobs
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -67,8 +68,17 @@ const RunChainFor = time.Second
 // deleting those jobs, until none is ready: River's fetch, running mark and
 // completion of a job per run were a large share of a run's database work.
 func (w *RunWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
+	// The run that completes claims the next one in its last statement
+	// while the chain has time left (workflow.Handoff); a claimed run is
+	// executed even after that, or handed back if the worker is stopping.
+	h := &workflow.Handoff{Queue: job.Queue, Kind: job.Kind, For: RunChainFor}
+	defer func() {
+		if err := w.Engine.ReleaseHandoff(ctx, h); err != nil {
+			slog.Warn("hand back a claimed run", "err", err)
+		}
+	}()
 	err := w.Engine.Execute(ctx, workflow.Job{
-		RunID: job.Args.RunID, Seq: job.Args.Seq, Attempt: job.Attempt, MaxAttempts: job.MaxAttempts,
+		RunID: job.Args.RunID, Seq: job.Args.Seq, Attempt: job.Attempt, MaxAttempts: job.MaxAttempts, Next: h,
 	}, func(ctx context.Context, tx pgx.Tx) error {
 		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
 		return err
@@ -76,12 +86,11 @@ func (w *RunWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
 	if err != nil {
 		return err
 	}
-	until := time.Now().Add(RunChainFor)
-	for ctx.Err() == nil && time.Now().Before(until) {
+	for ctx.Err() == nil && h.Open() {
 		// A chained run's failure is its own (recorded, or left to the
 		// sweeper), not this job's, which is done: the chain just stops.
 		cctx, cancel := chainContext(ctx, w.Timeout(job))
-		ok, err := w.Engine.ExecuteNext(cctx, job.Queue, job.Kind)
+		ok, err := w.Engine.ExecuteNext(cctx, h)
 		cancel()
 		if !ok || err != nil {
 			break

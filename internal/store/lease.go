@@ -4,11 +4,14 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/countersign/countersign/internal/store/dbsqlc"
 
@@ -113,6 +116,82 @@ type claimNextRow struct {
 	Steps json.RawMessage `db:"steps"`
 }
 
+// Next names the run RunCompleteClaimNext claims after the one it
+// completes: as RunClaimNext's arguments say.
+type Next struct {
+	Queue, Kind string
+	From        []string
+	Owner       string
+	Lease       time.Duration
+}
+
+// RunCompleteClaimNext is RunComplete followed by RunClaimNext, pipelined:
+// one round trip and one commit (the two statements form the implicit
+// transaction of one pgx batch, which PostgreSQL commits at its Sync). It
+// reports whether the run completed (false: owner no longer held it), and
+// returns the next run with its history, or nil when none was ready.
+func RunCompleteClaimNext(ctx context.Context, pool *pgxpool.Pool, id, owner string, output json.RawMessage, from []string,
+	steps []StepRecord, next Next) (completed bool, run *Run, history []*Step, err error) {
+	p, err := runCompleteParams(id, owner, output, from, steps)
+	if err != nil {
+		return false, nil, nil, err
+	}
+	// The generated statement and its arguments, as RunComplete sends them.
+	var complete captured
+	_, _ = queries.RunComplete(ctx, &complete, p)
+	b := &pgx.Batch{}
+	b.Queue(complete.sql, complete.args...).QueryRow(func(row pgx.Row) error {
+		var n int64
+		err := row.Scan(&n)
+		completed = n > 0
+		return err
+	})
+	b.Queue(runClaimNextSQL, pgx.NamedArgs{"queue": next.Queue, "kind": next.Kind, "from_statuses": next.From,
+		"owner": next.Owner, "lease_micros": next.Lease.Microseconds()}).Query(func(rows pgx.Rows) error {
+		row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[claimNextRow])
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		run, history, err = claimedRun(row)
+		return err
+	})
+	if err := pool.SendBatch(ctx, b).Close(); err != nil {
+		return false, nil, nil, fmt.Errorf("complete run and claim the next: %w", interpret(err))
+	}
+	return completed, run, history, nil
+}
+
+// captured is a DBTX that keeps the statement a generated query sends,
+// and sends nothing: RunCompleteClaimNext queues it in its batch.
+type captured struct {
+	sql  string
+	args []any
+}
+
+var errCaptured = errors.New("captured, not sent")
+
+func (c *captured) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	c.sql, c.args = sql, args
+	return pgconn.CommandTag{}, errCaptured
+}
+
+func (c *captured) Query(_ context.Context, sql string, args ...any) (pgx.Rows, error) {
+	c.sql, c.args = sql, args
+	return nil, errCaptured
+}
+
+func (c *captured) QueryRow(_ context.Context, sql string, args ...any) pgx.Row {
+	c.sql, c.args = sql, args
+	return capturedRow{}
+}
+
+type capturedRow struct{}
+
+func (capturedRow) Scan(...any) error { return errCaptured }
+
 // RunClaimNext claims, for the execution owner, the run of the oldest job of
 // the given kind that is available in queue and that no worker has fetched,
 // deleting that job in the same statement (see sql/RunClaimNext.sql): the
@@ -130,6 +209,11 @@ func RunClaimNext(ctx context.Context, db DBTX, queue, kind string, from []strin
 	if err != nil {
 		return nil, nil, fmt.Errorf("claim next run: %w", interpret(err))
 	}
+	return claimedRun(row)
+}
+
+// claimedRun converts RunClaimNext's row: the run and its steps.
+func claimedRun(row claimNextRow) (*Run, []*Step, error) {
 	var steps []*Step
 	if err := json.Unmarshal(row.Steps, &steps); err != nil {
 		return nil, nil, fmt.Errorf("claim next run: decode steps: %w", err)

@@ -209,18 +209,26 @@ func RunSetStatus(ctx context.Context, db DBTX, id string, from []string, status
 // (the run's last pure steps, held in memory until now; none is fine).
 // Returns ErrNotFound otherwise (cancelled, or handed on), having stored nothing.
 func RunComplete(ctx context.Context, db DBTX, id, owner string, output json.RawMessage, from []string, steps ...StepRecord) error {
-	batch, err := encodeSteps(steps)
+	p, err := runCompleteParams(id, owner, output, from, steps)
 	if err != nil {
-		return fmt.Errorf("complete run: %w", err)
-	}
-	p := dbsqlc.RunCompleteParams{ID: id, Output: output, FromStatuses: from, Owner: &owner, Steps: batch}
-	if n := len(steps); n > 0 {
-		p.CurrentStep, p.StepsUsed = &steps[n-1].Name, steps[n-1].Seq+1
+		return err
 	}
 	if err := oneRow(queries.RunComplete(ctx, db, p)); err != nil {
 		return fmt.Errorf("complete run: %w", err)
 	}
 	return nil
+}
+
+func runCompleteParams(id, owner string, output json.RawMessage, from []string, steps []StepRecord) (dbsqlc.RunCompleteParams, error) {
+	batch, err := encodeSteps(steps)
+	if err != nil {
+		return dbsqlc.RunCompleteParams{}, fmt.Errorf("complete run: %w", err)
+	}
+	p := dbsqlc.RunCompleteParams{ID: id, Output: output, FromStatuses: from, Owner: &owner, Steps: batch}
+	if n := len(steps); n > 0 {
+		p.CurrentStep, p.StepsUsed = &steps[n-1].Name, steps[n-1].Seq+1
+	}
+	return p, nil
 }
 
 // RunFail records an error on a run that owner holds. With status "failed"

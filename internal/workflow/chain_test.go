@@ -149,7 +149,7 @@ func TestChainedRunStopRequeues(t *testing.T) {
 	ctx, stop := context.WithCancel(t.Context())
 	done := make(chan bool, 1)
 	go func() {
-		ok, _ := a.Engine.ExecuteNext(ctx, "default", "workflow_run")
+		ok, _ := a.Engine.ExecuteNext(ctx, &workflow.Handoff{Queue: "default", Kind: "workflow_run"})
 		done <- ok
 	}()
 	select {
@@ -173,4 +173,81 @@ func TestChainedRunStopRequeues(t *testing.T) {
 		AND args @> jsonb_build_object('run_id', $1::text, 'seq', $2::int)`, run.ID, got.ResumeSeq).Scan(&jobs))
 	require.Equal(t, 1, jobs, "a job is put back for the run")
 	require.Zero(t, got.Failures, "a stop spends no attempt")
+}
+
+// TestHandoff: a run that completes while its job goes on claims the next
+// ready run in the statement that completes it (its job deleted), which the
+// next ExecuteNext executes without a claim of its own; one claimed and not
+// executed is handed back with a job of its own and no recovery counted.
+func TestHandoff(t *testing.T) {
+	t.Parallel()
+	pool, url := testdb.Pool(t)
+	ctx := t.Context()
+	one := func(r *workflow.Registry, _ *ai.Offline) {
+		workflow.Register(r, "one", func(ctx context.Context, in struct{ N int }) (int, error) {
+			return workflow.Step(ctx, "a", func(context.Context) (int, error) { return in.N, nil })
+		})
+	}
+	a := testapp.StartOn(t, pool, url, testapp.Options{NoWorker: true, Register: one})
+	var runs []*store.Run
+	for i := range 3 {
+		run, _, err := a.Engine.Start(ctx, workflow.StartParams{Workflow: "one", BusinessKey: fmt.Sprint("h-", i),
+			Input: json.RawMessage(fmt.Sprintf(`{"N":%d}`, i))})
+		require.NoError(t, err)
+		runs = append(runs, run)
+	}
+	jobOf := func(run *store.Run) (state string) {
+		err := pool.QueryRow(ctx, `SELECT coalesce((SELECT state::text FROM river_job WHERE kind = 'workflow_run'
+			AND args->>'run_id' = $1), 'none')`, run.ID).Scan(&state)
+		require.NoError(t, err)
+		return state
+	}
+	// The first run's job, as River hands it to a worker: fetched.
+	_, err := pool.Exec(ctx, `UPDATE river_job SET state = 'running', attempted_at = now() WHERE args->>'run_id' = $1`, runs[0].ID)
+	require.NoError(t, err)
+
+	h := &workflow.Handoff{Queue: "default", Kind: "workflow_run", Until: time.Now().Add(time.Minute)}
+	require.NoError(t, a.Engine.Execute(ctx, workflow.Job{RunID: runs[0].ID, Attempt: 1, MaxAttempts: 5, Next: h}, nil))
+	require.True(t, h.Pending(), "the completion claimed the next run")
+	got, err := store.RunGet(ctx, pool, runs[0].ID)
+	require.NoError(t, err)
+	require.Equal(t, vocab.RunCompleted, got.Status)
+	require.JSONEq(t, `0`, string(got.Output))
+	got, err = store.RunGet(ctx, pool, runs[1].ID)
+	require.NoError(t, err)
+	require.Equal(t, vocab.RunRunning, got.Status, "claimed with the first one's completion")
+	require.NotNil(t, got.LeaseOwner)
+	require.Equal(t, "none", jobOf(runs[1]), "its job is gone")
+
+	h.Until = time.Now().Add(-time.Second) // the chain's time is up: no more claims
+	ok, err := a.Engine.ExecuteNext(ctx, h)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.False(t, h.Pending(), "no claim once the chain's time is up")
+	got, err = store.RunGet(ctx, pool, runs[1].ID)
+	require.NoError(t, err)
+	require.Equal(t, vocab.RunCompleted, got.Status)
+	require.JSONEq(t, `1`, string(got.Output))
+	require.Equal(t, "available", jobOf(runs[2]), "the third waits for its own job")
+
+	// A run claimed and not executed is handed back.
+	h.Until = time.Now().Add(time.Minute)
+	fourth, _, err := a.Engine.Start(ctx, workflow.StartParams{Workflow: "one", BusinessKey: "h-3", Input: json.RawMessage(`{"N":3}`)})
+	require.NoError(t, err)
+	ok, err = a.Engine.ExecuteNext(ctx, h) // the third, claimed by itself; its completion claims the fourth
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.True(t, h.Pending())
+	require.NoError(t, a.Engine.ReleaseHandoff(ctx, h))
+	require.False(t, h.Pending())
+	got, err = store.RunGet(ctx, pool, fourth.ID)
+	require.NoError(t, err)
+	require.Equal(t, vocab.RunRunning, got.Status)
+	require.Nil(t, got.LeaseOwner, "the claim is given up")
+	require.Equal(t, "available", jobOf(fourth), "a job is queued for it")
+	require.Zero(t, got.Recoveries)
+	require.NoError(t, a.Engine.Execute(ctx, workflow.Job{RunID: fourth.ID, Seq: got.ResumeSeq, Attempt: 1, MaxAttempts: 5}, nil))
+	got, err = store.RunGet(ctx, pool, fourth.ID)
+	require.NoError(t, err)
+	require.Equal(t, vocab.RunCompleted, got.Status, "its job executes it")
 }

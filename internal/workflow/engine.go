@@ -250,7 +250,45 @@ type Job struct {
 	// Jobless: the run has no River job of its own (ExecuteNext deleted
 	// it), so none is put back when the worker stops (release).
 	Jobless bool
+	// Next, when set, lets the execution claim the next ready run in the
+	// statement that completes its own (Handoff).
+	Next *Handoff
 }
+
+// Handoff carries a run from one execution to the next in a job that goes
+// on with the next ready runs (jobs.RunWorker) for a while: an execution
+// whose run completes while the chain is open claims the next run of
+// Queue's jobs of Kind in the same round trip and commit
+// (store.RunCompleteClaimNext), and ExecuteNext executes it. A run claimed
+// and not executed must be handed back (Engine.ReleaseHandoff).
+type Handoff struct {
+	Queue, Kind string
+	// For is how long the chain stays open after the job's own run: Until
+	// is set to that at the first completion (or the first Open), unless
+	// set already.
+	For   time.Duration
+	Until time.Time
+
+	run     *store.Run
+	history []*store.Step
+	owner   string
+}
+
+// Pending reports whether h holds a claimed run not executed yet.
+func (h *Handoff) Pending() bool { return h != nil && h.run != nil }
+
+// Open reports whether the chain goes on: a run is to be executed, or
+// its time is not up.
+func (h *Handoff) Open() bool {
+	if h.Until.IsZero() {
+		h.Until = time.Now().Add(h.For)
+	}
+	return h.Pending() || time.Now().Before(h.Until)
+}
+
+// claims reports whether an execution completing its run now claims the
+// next one.
+func (h *Handoff) claims() bool { return h != nil && !h.Pending() && h.Open() }
 
 // CompleteFunc completes the River job inside the transaction that parks
 // the run (a gate, a wait, a retry's backoff) or ends it failed, so that the
@@ -299,7 +337,7 @@ func (e *Engine) executeClaimed(ctx context.Context, run *store.Run, history []*
 	defer func() { stop(nil); <-renewed }()
 
 	x := &execution{engine: e, run: run, owner: owner, seen: map[string]int{}, modelCalls: run.ModelCalls, tokens: run.TokensUsed,
-		history: history, jobless: job.Jobless}
+		history: history, jobless: job.Jobless, handoff: job.Next}
 	ctx, span := e.traceExecution(ctx, run, job) // trace.go
 	defer func() { traceExecuted(span, x, err) }()
 	// Parking a run for a human ends the execution's hold on it, in the
@@ -410,15 +448,31 @@ func (e *Engine) complete(ctx context.Context, x *execution, out any, complete C
 	if err != nil {
 		return e.finish(ctx, x, complete, &Failure{Code: "bad_output", Message: err.Error()}, Job{})
 	}
-	// One statement, one commit: the run's last pure steps and its output.
+	// One statement, one commit: the run's last pure steps and its output,
+	// and, in a job that goes on, the next ready run's claim.
 	// River completes the job once Execute returns (CompleteFunc).
 	ctx = context.WithoutCancel(ctx)
-	err = store.RunComplete(ctx, e.pool, run.ID, x.owner, raw, sourcesOf(vocab.RunCompleted), x.pending...)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil // cancelled or handed on meanwhile: leave it to its new state
-	}
-	if err != nil {
-		return err
+	if h := x.handoff; h.claims() {
+		owner := uuid.NewString()
+		completed, next, history, err := store.RunCompleteClaimNext(ctx, e.pool, run.ID, x.owner, raw, sourcesOf(vocab.RunCompleted),
+			x.pending, store.Next{Queue: h.Queue, Kind: h.Kind, From: claimable, Owner: owner, Lease: e.lease})
+		if err != nil {
+			return err
+		}
+		if next != nil {
+			h.run, h.history, h.owner = next, history, owner
+		}
+		if !completed {
+			return nil // cancelled or handed on meanwhile: leave it to its new state
+		}
+	} else {
+		err = store.RunComplete(ctx, e.pool, run.ID, x.owner, raw, sourcesOf(vocab.RunCompleted), x.pending...)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil // cancelled or handed on meanwhile: leave it to its new state
+		}
+		if err != nil {
+			return err
+		}
 	}
 	// Signalled after the commit, not in it: a notifying transaction holds the
 	// notification queue's lock through its WAL flush, which would serialize

@@ -3,6 +3,7 @@ package workflow
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 
 	"github.com/google/uuid"
@@ -104,10 +105,13 @@ func (in *Inline) Execute(ctx context.Context) error {
 	return e.executeClaimed(ctx, run, nil, owner, job, complete)
 }
 
-// ExecuteNext claims the next ready run whose River job of kind, in queue,
-// no worker has fetched yet, deleting that job (store.RunClaimNext), and
-// executes it as its job would have, until it ends or parks. A worker that
-// has finished its own run calls it before returning, so that while runs are
+// ExecuteNext executes the next ready run of h's queue and kind: the one
+// the previous execution claimed with its completion (Handoff), or else
+// the run of the oldest available job of the kind in the queue that no
+// worker has fetched yet, claimed as the job is deleted
+// (store.RunClaimNext). It executes as its job would have, until it ends
+// or parks, and may claim the run after it in turn. A worker that has
+// finished its own run calls it before returning, so that while runs are
 // queued one River job carries several of them and River does not fetch,
 // mark and complete a job for each. The claimed run has no job, as a run
 // started inline has none: should this execution be lost, its lease lapses
@@ -116,16 +120,43 @@ func (in *Inline) Execute(ctx context.Context) error {
 //
 // It returns false when no job was ready (or its run could not be claimed),
 // and an error only when the executed run is left for a retry.
-func (e *Engine) ExecuteNext(ctx context.Context, queue, kind string) (bool, error) {
-	owner := uuid.NewString()
-	run, history, err := store.RunClaimNext(ctx, e.pool, queue, kind, claimable, owner, e.lease)
-	if errors.Is(err, store.ErrNotFound) {
-		return false, nil
+func (e *Engine) ExecuteNext(ctx context.Context, h *Handoff) (bool, error) {
+	run, history, owner := h.run, h.history, h.owner
+	h.run, h.history, h.owner = nil, nil, ""
+	if run == nil {
+		owner = uuid.NewString()
+		var err error
+		run, history, err = store.RunClaimNext(ctx, e.pool, h.Queue, h.Kind, claimable, owner, e.lease)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
 	}
-	if err != nil {
-		return false, err
-	}
-	job := Job{RunID: run.ID, Seq: run.ResumeSeq, Attempt: 1, MaxAttempts: math.MaxInt, Jobless: true}
+	job := Job{RunID: run.ID, Seq: run.ResumeSeq, Attempt: 1, MaxAttempts: math.MaxInt, Jobless: true, Next: h}
 	complete := func(context.Context, pgx.Tx) error { return nil } // its job is gone already
 	return true, e.executeClaimed(ctx, run, history, owner, job, complete)
+}
+
+// ReleaseHandoff gives back a run that h claimed and no execution took
+// (the job stopped going on: its time was up, or the worker is stopping):
+// the claim is released and a job queued for the run, in one transaction,
+// so that it executes at once rather than after its lease, as a recovery.
+func (e *Engine) ReleaseHandoff(ctx context.Context, h *Handoff) error {
+	if !h.Pending() {
+		return nil
+	}
+	run, owner := h.run, h.owner
+	h.run, h.history, h.owner = nil, nil, ""
+	err := store.WithTx(context.WithoutCancel(ctx), e.pool, func(ctx context.Context, tx pgx.Tx) error {
+		if err := store.RunLeaseRelease(ctx, tx, run.ID, owner); err != nil {
+			return err
+		}
+		return e.scheduler.EnqueueRun(ctx, tx, run.ID, run.ResumeSeq)
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("release run %s: %w", run.ID, err)
+	}
+	return nil
 }

@@ -26,7 +26,8 @@ type execution struct {
 	pos        int
 	seen       map[string]int
 	complete   CompleteFunc
-	jobless    bool // no River job of its own (Job.Jobless)
+	jobless    bool     // no River job of its own (Job.Jobless)
+	handoff    *Handoff // claims the next run with its completion (Job.Next)
 	suspended  bool
 	modelCalls int
 	tokens     int
