@@ -448,6 +448,10 @@ func TestInlineApproval(t *testing.T) {
 	var jobs int
 	require.NoError(t, e.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'workflow_run' AND args->>'run_id' = $1`, a.ID).Scan(&jobs))
 	require.Zero(t, jobs, "no job was inserted for a run that ended inline")
+	var started int
+	require.NoError(t, e.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE run_id = $1 AND kind = 'run.started'
+		AND subject_type = 'run' AND subject_id = $1::text AND actor = $2 AND details->>'workflow' = $3`, a.ID, e.agent.Email, ask.Workflow).Scan(&started))
+	require.Equal(t, 1, started, "the start's statement recorded run.started")
 
 	// The same key and body: the same approval, nothing started again.
 	again, created, err := e.svc.Submit(ctx, e.agent, ask.Submission{IdempotencyKey: "inline-1",
