@@ -103,16 +103,14 @@ func ChainIfFree(ctx context.Context, tx pgx.Tx) (bool, error) {
 // chainLocked links up to ChainBatch unchained events in tx, which holds
 // the chain lock, after the chain's head, and returns them.
 func chainLocked(ctx context.Context, tx pgx.Tx) ([]*store.AuditEvent, error) {
-	seq, prev, err := store.AuditHead(ctx, tx)
-	if err != nil {
+	// The head comes with the events, read in the same snapshot, taken
+	// after the lock: the head no other chainer can move until tx ends.
+	seq, prev, events, err := store.AuditUnchained(ctx, tx, ChainBatch)
+	if err != nil || len(events) == 0 {
 		return nil, err
 	}
 	if prev == nil {
 		prev = Genesis
-	}
-	events, err := store.AuditUnchained(ctx, tx, ChainBatch)
-	if err != nil || len(events) == 0 {
-		return nil, err
 	}
 	for _, e := range events {
 		seq++

@@ -420,7 +420,8 @@ func TestVerifyFindsEventsOffTheChain(t *testing.T) {
 }
 
 // TestChainLinked: a chaining pass reports every event it linked, once,
-// with the place it was given, after its commit.
+// with the place it was given, after its commit; a pass after another
+// links after its head (read with the events, in one statement).
 func TestChainLinked(t *testing.T) {
 	t.Parallel()
 	pool, _ := testdb.Pool(t)
@@ -448,4 +449,8 @@ func TestChainLinked(t *testing.T) {
 	n, err = audit.ChainLinked(ctx, pool, func(*store.AuditEvent) { t.Error("nothing left to link") })
 	require.NoError(t, err)
 	require.Zero(t, n)
+	res, err := audit.Verify(ctx, pool)
+	require.NoError(t, err)
+	require.True(t, res.OK(), "the second pass linked after the first's head: %s", res.Problem)
+	require.EqualValues(t, 8, res.Events)
 }
