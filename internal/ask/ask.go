@@ -197,8 +197,8 @@ func (s *Service) run(ctx context.Context, in Input) (Output, error) {
 	if err != nil {
 		return Output{}, err
 	}
-	if answer, ok := ctx.Value(answeredKey{}).(func()); ok {
-		answer() // decided and committed: the inline caller may answer now
+	if answer, ok := ctx.Value(answeredKey{}).(func(workflow.Decision)); ok {
+		answer(dec) // decided and committed: the inline caller may answer now
 	}
 	out := Output{Decision: dec}
 	if in.CallbackURL == "" {

@@ -448,6 +448,10 @@ func TestInlineApproval(t *testing.T) {
 	var jobs int
 	require.NoError(t, e.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'workflow_run' AND args->>'run_id' = $1`, a.ID).Scan(&jobs))
 	require.Zero(t, jobs, "no job was inserted for a run that ended inline")
+	var started int
+	require.NoError(t, e.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE run_id = $1 AND kind = 'run.started'
+		AND subject_type = 'run' AND subject_id = $1::text AND actor = $2 AND details->>'workflow' = $3`, a.ID, e.agent.Email, ask.Workflow).Scan(&started))
+	require.Equal(t, 1, started, "the start's statement recorded run.started")
 
 	// The same key and body: the same approval, nothing started again.
 	again, created, err := e.svc.Submit(ctx, e.agent, ask.Submission{IdempotencyKey: "inline-1",
@@ -561,4 +565,58 @@ func TestInProcessWake(t *testing.T) {
 	}
 	require.Equal(t, 1, count(got, parked))
 	require.Equal(t, 1, count(got, decided))
+}
+
+// TestSubmitAnswerIsTheApprovalAsRead: the answer to an auto-tier POST,
+// built from what the inline execution wrote rather than read back, is
+// the approval as a read of it builds it, byte for byte, receipt included
+// (signed by the process's real signer), whatever the numbers in the
+// action look like as filed.
+func TestSubmitAnswerIsTheApprovalAsRead(t *testing.T) {
+	t.Parallel()
+	b := testapp.Start(t, testapp.Options{PublicURL: "https://cs.example"})
+	ctx := context.Background()
+	_, err := policystore.Apply(ctx, b.Pool, policy.Example, "setup")
+	require.NoError(t, err)
+	b.App.Policies.Invalidate()
+	u, err := account.Create(ctx, b.Pool, "agent@example.com", "Agent", "reviewer", "correct horse battery", "setup")
+	require.NoError(t, err)
+	agent := ask.Caller{UserID: u.ID, Email: u.Email, Role: u.Role, TokenID: "cs_00000001", Scopes: []string{account.ScopeApprovalsWrite}}
+	var params map[string]any
+	dec := json.NewDecoder(strings.NewReader(`{"big": 12345678901234567890, "exp": 1e3, "frac": 1.50, "neg": -0.0,
+		"nested": {"z": [1, 2.0, "<&>"], "a": null}, "text": "caf\u00e9 \u2028"}`))
+	dec.UseNumber()
+	require.NoError(t, dec.Decode(&params))
+	for name, action := range map[string]workflow.Action{
+		"Plain":   {Kind: "search", Summary: "Look up order 1042"},
+		"Numbers": {Kind: "search", Target: "orders", Summary: "Look up orders", Params: params, Risk: "low", EstimatedCost: 0.25},
+		"Checks":  {Kind: "search", Summary: "Look up order 1043", Checks: []workflow.Check{{Name: "scope", Passed: true}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			a, created, err := b.App.Ask.Submit(ctx, agent, ask.Submission{IdempotencyKey: "as-read-" + name, Action: action,
+				Context: json.RawMessage(`{"session": "s1", "agent": "bench"}`)})
+			require.NoError(t, err)
+			require.True(t, created)
+			require.Equal(t, ask.StatusApproved, a.Status)
+			require.NotNil(t, a.Receipt)
+			got, err := b.App.Ask.Get(ctx, agent, a.ID, 0)
+			require.NoError(t, err)
+			posted, err := json.Marshal(a)
+			require.NoError(t, err)
+			read, err := json.Marshal(got)
+			require.NoError(t, err)
+			require.JSONEq(t, string(read), string(posted))
+			require.Equal(t, got.Receipt.Payload, a.Receipt.Payload, "the same claims, encoded the same")
+			require.Equal(t, got.Receipt.Signature, a.Receipt.Signature)
+			_, err = receipt.Verify(*a.Receipt, mustKeys(t, b))
+			require.NoError(t, err)
+		})
+	}
+}
+
+func mustKeys(t *testing.T, b *testapp.Bundle) []receipt.PublicKey {
+	t.Helper()
+	keys, err := b.App.Receipts.Keys(context.Background())
+	require.NoError(t, err)
+	return keys
 }

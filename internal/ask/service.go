@@ -191,10 +191,10 @@ func (s *Service) Submit(ctx context.Context, caller Caller, sub Submission) (*A
 		a, err := s.build(ctx, s.pool, run.ID, true)
 		return a, false, err
 	}
-	if s.executeInline(ctx, run.ID, inline, in.CallbackURL == "") {
-		// Decided by the policy: the run as started is all the answer
-		// needs of it (the outcome comes from the decision).
-		a, err := s.buildRun(ctx, s.pool, run, true)
+	if dec, decided := s.executeInline(ctx, run.ID, inline, in.CallbackURL == ""); decided {
+		// Decided by the policy: the answer is made of the run as started
+		// and the decision the execution just committed, not read back.
+		a, err := s.answerDecided(ctx, run, dec)
 		return a, true, err
 	}
 	a, err := s.build(ctx, s.pool, run.ID, true)
@@ -216,13 +216,14 @@ func (s *Service) Submit(ctx context.Context, caller Caller, sub Submission) (*A
 // lists the callback's delivery, written by the run's last step.
 //
 // It reports whether it returned early, the approval decided and the run
-// still completing.
-func (s *Service) executeInline(ctx context.Context, runID string, inline *workflow.Inline, early bool) (decided bool) {
+// still completing, with the decision the execution committed.
+func (s *Service) executeInline(ctx context.Context, runID string, inline *workflow.Inline, early bool) (dec workflow.Decision, decided bool) {
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.inlineTimeout)
 	answered := make(chan struct{})
 	var once sync.Once
 	if early {
-		ictx = context.WithValue(ictx, answeredKey{}, func() { once.Do(func() { close(answered) }) })
+		// dec is written before the close that the caller's read waits for.
+		ictx = context.WithValue(ictx, answeredKey{}, func(d workflow.Decision) { once.Do(func() { dec = d; close(answered) }) })
 	}
 	done := make(chan struct{})
 	s.inline.Add(1)
@@ -238,9 +239,9 @@ func (s *Service) executeInline(ctx context.Context, runID string, inline *workf
 	}()
 	select {
 	case <-answered:
-		return true
+		return dec, true
 	case <-done:
-		return false
+		return workflow.Decision{}, false
 	}
 }
 
@@ -582,6 +583,51 @@ func (s *Service) assemble(ctx context.Context, db store.DBTX, run *store.Run, r
 	return a, nil
 }
 
+// answerDecided is the answer to a Submit whose inline execution came back
+// decided (executeInline): built from the run as started and the policy's
+// decision as the execution committed it, without reading back the request
+// and the decision it has just written (the answer is the same as build
+// makes of them: TestSubmitAnswerIsTheApprovalAsRead). Only the receipt
+// goes to the database, for the decision's place in the audit chain. A
+// decision other than the policy's own approval (none comes back inline
+// today) is read back as build reads it.
+func (s *Service) answerDecided(ctx context.Context, run *store.Run, dec workflow.Decision) (*Approval, error) {
+	if dec.Tier != vocab.TierAuto || dec.Verdict != vocab.VerdictApprove || dec.RequestID == "" {
+		return s.buildRun(ctx, s.pool, run, true)
+	}
+	var in Input
+	if err := json.Unmarshal(run.Input, &in); err != nil {
+		return nil, fmt.Errorf("decode approval input: %w", err)
+	}
+	// The action as the approval step proposed it (workflow.RequestApproval:
+	// params never null), whose hash the request and its decision carry.
+	action := in.Action
+	if action.Params == nil {
+		action.Params = map[string]any{}
+	}
+	raw, err := json.Marshal(action)
+	if err != nil {
+		return nil, fmt.Errorf("encode action: %w", err)
+	}
+	a := &Approval{ID: run.ID, Status: statusOf(dec.Verdict), IdempotencyKey: in.IdempotencyKey, Action: in.Action,
+		Context: in.Context, Revises: in.Revises, Revision: in.Revision, CreatedAt: run.CreatedAt,
+		RequestID: dec.RequestID, Tier: string(dec.Tier), Rule: dec.Rule, PolicyVersion: dec.PolicyVersion,
+		ReviewURL: s.publicURL + "/requests/" + dec.RequestID}
+	// The rows as the execution wrote them (approval.RecordAuto): the
+	// request, approved by policy:<rule>, and its decision, both stamped
+	// with the transaction's now().
+	req := &store.Request{ID: dec.RequestID, RunID: run.ID, Workflow: run.Workflow, Tier: dec.Tier, Status: vocab.RequestApproved,
+		ActionKind: action.Kind, Summary: action.Summary, Action: raw, PayloadHash: workflow.PayloadHash(raw),
+		PolicyVersion: dec.PolicyVersion, Rule: dec.Rule, Reason: dec.Reason, CreatedAt: dec.DecidedAt, DecidedBy: &dec.Actor}
+	d := &store.Decision{RequestID: req.ID, RunID: run.ID, Actor: dec.Actor, Verdict: dec.Verdict, Reason: dec.Reason,
+		Comment: dec.Comment, PayloadHash: req.PayloadHash, PolicyVersion: dec.PolicyVersion, Rule: dec.Rule, Tier: dec.Tier,
+		CreatedAt: dec.DecidedAt}
+	if err := s.decided(ctx, a, req, d); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
 // outcome fills in a decided request's outcome and receipt.
 func (s *Service) outcome(ctx context.Context, db store.DBTX, a *Approval, req *store.Request) error {
 	d, err := store.DecisionGetByRequest(ctx, db, req.ID)
@@ -590,6 +636,12 @@ func (s *Service) outcome(ctx context.Context, db store.DBTX, a *Approval, req *
 	} else if err != nil {
 		return err
 	}
+	return s.decided(ctx, a, req, d)
+}
+
+// decided fills in the outcome and receipt of a request and its decision.
+func (s *Service) decided(ctx context.Context, a *Approval, req *store.Request, d *store.Decision) error {
+	var err error
 	// Numbers as written: the params to execute are the params filed.
 	var action workflow.Action
 	if err := decodeNumbers(req.Action, &action, false); err != nil {

@@ -53,17 +53,33 @@ const ChainBatch = 5000
 // Chain links every committed, unchained event, in batches, and returns how
 // many it linked. Concurrent chainers take turns; none can fork the chain.
 func Chain(ctx context.Context, pool *pgxpool.Pool) (int, error) {
+	return ChainLinked(ctx, pool, nil)
+}
+
+// ChainLinked is Chain, calling linked (when not nil) with each event it
+// linked, its Seq set, once the batch that linked it has committed: a
+// caller that waits for one event's place in the chain finds it there
+// without reading it back.
+func ChainLinked(ctx context.Context, pool *pgxpool.Pool, linked func(*store.AuditEvent)) (int, error) {
 	total := 0
 	for {
-		n, err := store.WithTxV(ctx, pool, func(ctx context.Context, tx pgx.Tx) (int, error) {
+		events, err := store.WithTxV(ctx, pool, func(ctx context.Context, tx pgx.Tx) ([]*store.AuditEvent, error) {
 			if err := store.AuditChainLock(ctx, tx); err != nil {
-				return 0, err
+				return nil, err
 			}
 			return chainLocked(ctx, tx)
 		})
-		total += n
-		if err != nil || n < ChainBatch {
+		if err != nil {
 			return total, err
+		}
+		total += len(events)
+		if linked != nil {
+			for _, e := range events {
+				linked(e)
+			}
+		}
+		if len(events) < ChainBatch {
+			return total, nil
 		}
 	}
 }
@@ -85,18 +101,16 @@ func ChainIfFree(ctx context.Context, tx pgx.Tx) (bool, error) {
 }
 
 // chainLocked links up to ChainBatch unchained events in tx, which holds
-// the chain lock, after the chain's head.
-func chainLocked(ctx context.Context, tx pgx.Tx) (int, error) {
-	seq, prev, err := store.AuditHead(ctx, tx)
-	if err != nil {
-		return 0, err
+// the chain lock, after the chain's head, and returns them.
+func chainLocked(ctx context.Context, tx pgx.Tx) ([]*store.AuditEvent, error) {
+	// The head comes with the events, read in the same snapshot, taken
+	// after the lock: the head no other chainer can move until tx ends.
+	seq, prev, events, err := store.AuditUnchained(ctx, tx, ChainBatch)
+	if err != nil || len(events) == 0 {
+		return nil, err
 	}
 	if prev == nil {
 		prev = Genesis
-	}
-	events, err := store.AuditUnchained(ctx, tx, ChainBatch)
-	if err != nil || len(events) == 0 {
-		return 0, err
 	}
 	for _, e := range events {
 		seq++
@@ -104,7 +118,10 @@ func chainLocked(ctx context.Context, tx pgx.Tx) (int, error) {
 		e.Hash = Hash(prev, e)
 		prev = e.Hash
 	}
-	return len(events), store.AuditSetChain(ctx, tx, events)
+	if err := store.AuditSetChain(ctx, tx, events); err != nil {
+		return nil, err
+	}
+	return events, nil
 }
 
 // RunChainer links new events every interval until ctx ends. Every worker

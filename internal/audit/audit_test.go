@@ -418,3 +418,39 @@ func TestVerifyFindsEventsOffTheChain(t *testing.T) {
 		})
 	}
 }
+
+// TestChainLinked: a chaining pass reports every event it linked, once,
+// with the place it was given, after its commit; a pass after another
+// links after its head (read with the events, in one statement).
+func TestChainLinked(t *testing.T) {
+	t.Parallel()
+	pool, _ := testdb.Pool(t)
+	ctx := context.Background()
+	appendN(t, pool, 3) // chained already: not reported again
+	for i := range 5 {
+		_, err := store.AuditAppend(ctx, pool, "a@example.com", "decision.recorded", "request", fmt.Sprint(100+i), nil, map[string]any{"i": i})
+		require.NoError(t, err)
+	}
+	seqs := map[int64]int64{}
+	n, err := audit.ChainLinked(ctx, pool, func(e *store.AuditEvent) {
+		_, seen := seqs[e.ID]
+		require.False(t, seen, "reported once")
+		seqs[e.ID] = e.Seq
+	})
+	require.NoError(t, err)
+	require.Equal(t, 5, n)
+	require.Len(t, seqs, 5)
+	for id, seq := range seqs {
+		var stored int64
+		require.NoError(t, pool.QueryRow(ctx, `SELECT seq FROM audit_chain WHERE event_id = $1`, id).Scan(&stored))
+		require.Equal(t, stored, seq)
+		require.Greater(t, seq, int64(3))
+	}
+	n, err = audit.ChainLinked(ctx, pool, func(*store.AuditEvent) { t.Error("nothing left to link") })
+	require.NoError(t, err)
+	require.Zero(t, n)
+	res, err := audit.Verify(ctx, pool)
+	require.NoError(t, err)
+	require.True(t, res.OK(), "the second pass linked after the first's head: %s", res.Problem)
+	require.EqualValues(t, 8, res.Events)
+}

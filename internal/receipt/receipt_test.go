@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -392,6 +393,47 @@ func TestForRequest(t *testing.T) {
 		c, err := receipt.Verify(*r, keys())
 		require.NoError(t, err)
 		require.Equal(t, "reject", c.Verdict)
+	})
+
+	t.Run("ChainedOnDemand", func(t *testing.T) {
+		// Decided while another chainer holds the chain, the decisions'
+		// events commit unchained; the receipts, asked for at once and
+		// together, chain them (one pass, shared) and name their places.
+		hold, err := b.Pool.Begin(ctx)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = hold.Rollback(ctx) })
+		_, err = hold.Exec(ctx, `SELECT pg_advisory_xact_lock(7243100)`)
+		require.NoError(t, err)
+		var reqs []*store.Request
+		for i := range 3 {
+			_, req := startRun(t, fmt.Sprintf("on-demand-%d", i), 100, vocab.RunWaitingHuman)
+			_, err := b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: reviewer, Verdict: vocab.VerdictApprove,
+				PayloadHash: req.PayloadHash})
+			require.NoError(t, err)
+			_, err = store.AuditEventSeq(ctx, b.Pool, req.RunID, "request", req.ID, string(audit.KindDecisionRecorded))
+			require.ErrorIs(t, err, store.ErrNotChained, "decided while the chain was held")
+			reqs = append(reqs, req)
+		}
+		got := make([]*receipt.Receipt, len(reqs))
+		errs := make([]error, len(reqs))
+		var wg sync.WaitGroup
+		for i, req := range reqs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got[i], errs[i] = signer.ForRequest(ctx, "", req.ID)
+			}()
+		}
+		time.Sleep(50 * time.Millisecond) // the receipts wait for the chain
+		require.NoError(t, hold.Rollback(ctx))
+		wg.Wait()
+		for i, req := range reqs {
+			require.NoError(t, errs[i])
+			c, err := receipt.Verify(*got[i], keys())
+			require.NoError(t, err)
+			require.Equal(t, req.ID, c.RequestID)
+			require.Equal(t, seqOf(t, req, audit.KindDecisionRecorded), c.AuditSeq)
+		}
 	})
 
 	t.Run("Auto", func(t *testing.T) {

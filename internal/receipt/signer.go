@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -215,7 +216,10 @@ var decisionKinds = []string{string(audit.KindDecisionRecorded), string(audit.Ki
 // decisionSeq returns the audit sequence of the event that recorded req's
 // decision. An event is chained within moments of its commit (by every
 // worker's chainer); a receipt asked for sooner links it here, so that a
-// receipt never goes out without its place in the chain.
+// receipt never goes out without its place in the chain. The pass reports
+// the decisions' events it linked, so that a caller whose event it linked
+// (the usual case: the approvals API's answer right after the policy
+// decided) has its sequence without reading it back.
 func (s *Signer) decisionSeq(ctx context.Context, req *store.Request) (int64, error) {
 	subject := audit.RequestSubject(req.ID)
 	seq, err := store.AuditEventSeq(ctx, s.pool, req.RunID, subject.Type, subject.ID, decisionKinds...)
@@ -225,15 +229,47 @@ func (s *Signer) decisionSeq(ctx context.Context, req *store.Request) (int64, er
 	// A pass that was already running when this caller joined may have
 	// started before the decision committed; a second pass cannot have.
 	for range 2 {
-		if _, err, _ := s.chains.Do("chain", func() (any, error) { return audit.Chain(ctx, s.pool) }); err != nil {
+		linked, err, _ := s.chains.Do("chain", func() (any, error) { return s.chainDecisions(ctx) })
+		if err != nil {
 			return 0, fmt.Errorf("chain the decision's event: %w", err)
 		}
+		if at, ok := linked.(map[decisionEvent]int64)[decisionEvent{req.RunID, subject.ID}]; ok {
+			return at, nil
+		}
+		// Not linked by that pass: by another chainer, or still to come.
 		seq, err = store.AuditEventSeq(ctx, s.pool, req.RunID, subject.Type, subject.ID, decisionKinds...)
 		if !errors.Is(err, store.ErrNotChained) {
 			return seq, err
 		}
 	}
 	return 0, fmt.Errorf("chain the decision's event: %w", err)
+}
+
+// decisionEvent names a decision's event: its run and its request.
+type decisionEvent struct{ runID, requestID string }
+
+// chainDecisions links every unchained event and returns the sequences of
+// the decisions' events among them. A request has one decision event (the
+// policy's, or the one that settled it); were there more, the first
+// appended of those the pass linked is the one returned, as AuditEventSeq
+// returns the first appended.
+func (s *Signer) chainDecisions(ctx context.Context) (map[decisionEvent]int64, error) {
+	type event struct{ id, seq int64 }
+	first := map[decisionEvent]event{}
+	_, err := audit.ChainLinked(ctx, s.pool, func(e *store.AuditEvent) {
+		if e.RunID == nil || e.SubjectType != audit.RequestSubject("").Type || !slices.Contains(decisionKinds, e.Kind) {
+			return
+		}
+		k := decisionEvent{*e.RunID, e.SubjectID}
+		if f, ok := first[k]; !ok || e.ID < f.id {
+			first[k] = event{e.ID, e.Seq}
+		}
+	})
+	seqs := make(map[decisionEvent]int64, len(first))
+	for k, e := range first {
+		seqs[k] = e.seq
+	}
+	return seqs, err
 }
 
 // decodeNumbers decodes JSON keeping numbers as written (json.Number), so

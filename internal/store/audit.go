@@ -121,14 +121,19 @@ func AuditChainTryLock(ctx context.Context, db DBTX) (bool, error) {
 	return locked, nil
 }
 
-// AuditUnchained returns up to limit committed, unchained events in insertion
-// order, locked for the caller's transaction.
-func AuditUnchained(ctx context.Context, db DBTX, limit int) ([]*AuditEvent, error) {
+// AuditUnchained returns up to limit committed, unchained events in
+// insertion order and, read with them in one statement, the chain's head
+// as AuditHead returns it (0 and nil when nothing is chained; also 0 and
+// nil when there are no events to chain, whatever the head).
+func AuditUnchained(ctx context.Context, db DBTX, limit int) (headSeq int64, headHash []byte, events []*AuditEvent, err error) {
 	rows, err := queries.AuditUnchained(ctx, db, int32(limit))
 	if err != nil {
-		return nil, fmt.Errorf("unchained audit events: %w", interpret(err))
+		return 0, nil, nil, fmt.Errorf("unchained audit events: %w", interpret(err))
 	}
-	return convertAll(rows, func(r *dbsqlc.AuditUnchainedRow) *AuditEvent {
+	if len(rows) > 0 && len(rows[0].HeadHash) > 0 {
+		headSeq, headHash = rows[0].HeadSeq, rows[0].HeadHash
+	}
+	return headSeq, headHash, convertAll(rows, func(r *dbsqlc.AuditUnchainedRow) *AuditEvent {
 		e := auditFromInternal(r)
 		return &e
 	}), nil

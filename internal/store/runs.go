@@ -96,24 +96,46 @@ func RunInsert(ctx context.Context, db DBTX, p RunInsertParams) (run *Run, creat
 	return run, false, nil
 }
 
+// StartEvent is the audit event a run's start records with it
+// (RunInsertClaimed): its kind, its subject's type (the subject is the run)
+// and its details, which are encoded as JSON. The actor is the run's
+// StartedBy.
+type StartEvent struct {
+	Kind        string
+	SubjectType string
+	Details     any
+}
+
 // RunInsertClaimed is RunInsert for a run born claimed by owner for lease
 // (running, attempt 1, as RunClaim leaves a queued run for its first job),
-// in tx, whose commit it makes asynchronous (TxCommitAsync): for an
-// execution that starts at once in the inserting process
-// (Engine.StartInline), whose first commit flushes the insert's WAL. When
-// the business key names a run already, it returns that run, as it is,
-// with created false.
-func RunInsertClaimed(ctx context.Context, tx pgx.Tx, p RunInsertParams, owner string, lease time.Duration) (run *Run, created bool, err error) {
-	run, err = runResult(queries.RunInsertClaimed(ctx, tx, dbsqlc.RunInsertClaimedParams{
+// with its start's audit event, in one statement on db and one round trip.
+// On a pool that statement is its own transaction, which commits without
+// waiting for its WAL flush (TxCommitAsync), and so does a transaction it is
+// sent in: it is for an execution that starts at once in the inserting
+// process (Engine.StartInline), whose first commit flushes the insert's WAL.
+// When the business key names a run already, it writes nothing and returns
+// that run, as it is, with created false.
+func RunInsertClaimed(ctx context.Context, db DBTX, p RunInsertParams, owner string, lease time.Duration, ev StartEvent) (run *Run, created bool, err error) {
+	details, err := json.Marshal(ev.Details)
+	if err != nil {
+		return nil, false, fmt.Errorf("encode audit details: %w", err)
+	}
+	if string(details) == "null" {
+		details = []byte("{}")
+	}
+	row, err := queries.RunInsertClaimed(ctx, db, dbsqlc.RunInsertClaimedParams{
 		Workflow: p.Workflow, Version: max(p.Version, 1), BusinessKey: p.BusinessKey, Input: p.Input, StartedBy: p.StartedBy,
-		TraceParent: p.TraceParent, Owner: owner, LeaseMicros: lease.Microseconds()}))
+		TraceParent: p.TraceParent, Owner: owner, LeaseMicros: lease.Microseconds(),
+		EventKind: ev.Kind, EventSubjectType: ev.SubjectType, EventDetails: details})
 	if err == nil {
-		return run, true, nil
+		r := dbsqlc.WorkflowRun(*row)
+		return runFromInternal(&r), true, nil
 	}
-	if !errors.Is(err, ErrNotFound) {
-		return nil, false, fmt.Errorf("insert run: %w", err)
+	// Only "no row returned" means the conflict clause skipped the insert.
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, fmt.Errorf("insert run: %w", interpret(err))
 	}
-	run, err = runResult(queries.RunGetByKey(ctx, tx, dbsqlc.RunGetByKeyParams{Workflow: p.Workflow, BusinessKey: p.BusinessKey}))
+	run, err = runResult(queries.RunGetByKey(ctx, db, dbsqlc.RunGetByKeyParams{Workflow: p.Workflow, BusinessKey: p.BusinessKey}))
 	if err != nil {
 		return nil, false, fmt.Errorf("get existing run: %w", err)
 	}

@@ -101,28 +101,25 @@ func TestErrorClasses(t *testing.T) {
 }
 
 // TestRunInsertClaimed: a run born claimed is running, attempt 1, leased to
-// its owner; the same business key returns the existing run untouched, and
-// the inserting transaction commits like any other.
+// its owner, and committed with its start's audit event by the one
+// statement sent on the pool; the same business key returns the existing
+// run untouched and writes no second event; and in a transaction it
+// commits (or rolls back) with it.
 func TestRunInsertClaimed(t *testing.T) {
 	t.Parallel()
 	pool, _ := testdb.Pool(t)
 	ctx := context.Background()
 	owner := uuid.NewString()
 	p := store.RunInsertParams{Workflow: "w", BusinessKey: "born-claimed", Input: []byte(`{}`), StartedBy: "agent@example.com"}
-	insert := func(owner string) (*store.Run, bool) {
+	ev := store.StartEvent{Kind: "run.started", SubjectType: "run", Details: map[string]any{"workflow": "w", "business_key": "born-claimed"}}
+	events := func(runID string) (n int, actor, details string) {
 		t.Helper()
-		type res struct {
-			run     *store.Run
-			created bool
-		}
-		r, err := store.WithTxV(ctx, pool, func(ctx context.Context, tx pgx.Tx) (res, error) {
-			run, created, err := store.RunInsertClaimed(ctx, tx, p, owner, time.Minute)
-			return res{run, created}, err
-		})
-		require.NoError(t, err)
-		return r.run, r.created
+		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*), coalesce(min(actor), ''), coalesce(min(details::text), '') FROM audit_events
+			WHERE run_id = $1 AND kind = 'run.started' AND subject_type = 'run' AND subject_id = $1::text`, runID).Scan(&n, &actor, &details))
+		return n, actor, details
 	}
-	run, created := insert(owner)
+	run, created, err := store.RunInsertClaimed(ctx, pool, p, owner, time.Minute, ev)
+	require.NoError(t, err)
 	require.True(t, created)
 	require.Equal(t, vocab.RunRunning, run.Status)
 	require.Equal(t, 1, run.Attempt)
@@ -135,9 +132,31 @@ func TestRunInsertClaimed(t *testing.T) {
 	require.NoError(t, pool.QueryRow(ctx, `SELECT (extract(epoch FROM lease_until - now()) * 1e9)::bigint FROM workflow_runs WHERE id = $1`,
 		run.ID).Scan(&leased))
 	require.InDelta(t, time.Minute, leased, float64(30*time.Second), "leased for the time given")
+	n, actor, details := events(run.ID)
+	require.Equal(t, 1, n, "the run.started event committed with the run")
+	require.Equal(t, p.StartedBy, actor)
+	require.JSONEq(t, `{"workflow": "w", "business_key": "born-claimed"}`, details)
 
-	again, created := insert(uuid.NewString())
+	again, created, err := store.RunInsertClaimed(ctx, pool, p, uuid.NewString(), time.Minute, ev)
+	require.NoError(t, err)
 	require.False(t, created)
 	require.Equal(t, run.ID, again.ID)
 	require.Equal(t, owner, *again.LeaseOwner, "the existing run's claim is not taken over")
+	n, _, _ = events(run.ID)
+	require.Equal(t, 1, n, "no second event for the existing run")
+
+	t.Run("RolledBack", func(t *testing.T) {
+		p := p
+		p.BusinessKey = "rolled-back"
+		tx, err := pool.Begin(ctx)
+		require.NoError(t, err)
+		run, created, err := store.RunInsertClaimed(ctx, tx, p, owner, time.Minute, ev)
+		require.NoError(t, err)
+		require.True(t, created)
+		require.NoError(t, tx.Rollback(ctx))
+		_, err = store.RunGet(ctx, pool, run.ID)
+		require.ErrorIs(t, err, store.ErrNotFound)
+		n, _, _ := events(run.ID)
+		require.Zero(t, n)
+	})
 }

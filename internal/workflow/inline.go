@@ -25,14 +25,15 @@ type Inline struct {
 // StartInline starts a run as Start does, for a caller that executes it at
 // once in its own goroutine (the approvals API, whose agent waits for the
 // first answer): the run is born claimed, running under this execution's
-// lease, in the transaction that inserts it with its run.started event (its
+// lease, by the statement that inserts it with its run.started event (its
 // notification follows the commit). No River job is inserted: no worker races the inline
 // execution for the claim, and River does no work for a run that ends or
 // parks inline. If the process dies before that, or the execution is never
 // started, the lease lapses and the sweeper (Recover) hands the run to a new
 // job, as it does any lost execution's run.
 //
-// The start commits without waiting for its WAL flush (store.RunInsertClaimed):
+// The start is one statement and one implicit transaction, which commits
+// without waiting for its WAL flush (store.RunInsertClaimed):
 // the inline execution's first commit (the first step's, the parking for a
 // human, a failure's), which waits for it, flushes the start's WAL with its
 // own, and the caller answers only after that. A crash of the database
@@ -49,45 +50,34 @@ func (e *Engine) StartInline(ctx context.Context, p StartParams) (run *store.Run
 		return nil, false, nil, err
 	}
 	owner := uuid.NewString()
-	type result struct {
-		run     *store.Run
-		created bool
-	}
 	ctx, span, traceParent := e.traceStart(ctx, p) // trace.go
 	defer func() { traceStarted(span, run, created, err) }()
-	res, err := store.WithTxV(ctx, e.pool, func(ctx context.Context, tx pgx.Tx) (result, error) {
-		// Inserted already claimed (resume sequence 0, as its first job
-		// would claim it), in a transaction made durable by the execution's
-		// first commit, which waits for the flush of all WAL before its own
-		// (see StartInline): one statement.
-		run, created, err := store.RunInsertClaimed(ctx, tx, store.RunInsertParams{
-			Workflow: p.Workflow, Version: def.Version(), BusinessKey: p.BusinessKey, Input: p.Input, StartedBy: p.StartedBy,
-			TraceParent: traceParent,
-		}, owner, e.lease)
-		if err != nil || !created {
-			return result{run, created}, err
-		}
-		if _, err := audit.Append(ctx, tx, audit.Event{Actor: p.StartedBy, Subject: audit.RunSubject(run.ID), RunID: run.ID,
-			Details: audit.RunStarted{Workflow: run.Workflow, BusinessKey: run.BusinessKey, Version: run.Version}}); err != nil {
-			return result{}, err
-		}
-		return result{run, true}, nil
-	})
+	// Inserted already claimed (resume sequence 0, as its first job would
+	// claim it) with its run.started event, in one statement on the pool:
+	// one round trip and one commit, made durable by the execution's first
+	// commit, which waits for the flush of all WAL before its own (see
+	// StartInline).
+	version := max(def.Version(), 1) // as the store records it
+	run, created, err = store.RunInsertClaimed(ctx, e.pool, store.RunInsertParams{
+		Workflow: p.Workflow, Version: version, BusinessKey: p.BusinessKey, Input: p.Input, StartedBy: p.StartedBy,
+		TraceParent: traceParent,
+	}, owner, e.lease, store.StartEvent{Kind: string(audit.KindRunStarted), SubjectType: audit.RunSubject("").Type,
+		Details: audit.RunStarted{Workflow: p.Workflow, BusinessKey: p.BusinessKey, Version: version}})
 	if err != nil {
 		return nil, false, nil, err
 	}
-	if !res.created {
-		return res.run, false, nil, nil
+	if !created {
+		return run, false, nil, nil
 	}
 	// Signalled after the commit, not in it (as a run's completion is): a
 	// notifying transaction waits for PostgreSQL's one notification-queue
 	// lock, which every other notifying commit of the cluster holds through
 	// its WAL flush, and this one is on the agent's path. A lost signal
 	// only delays a runs list's badge.
-	if err := e.signals.Send(notify.Message{Type: notify.KindRun, ID: res.run.ID, Status: string(res.run.Status)}); err != nil {
-		e.logger.Warn("notify run started", "run", res.run.ID, "err", err)
+	if err := e.signals.Send(notify.Message{Type: notify.KindRun, ID: run.ID, Status: string(run.Status)}); err != nil {
+		e.logger.Warn("notify run started", "run", run.ID, "err", err)
 	}
-	return res.run, true, &Inline{engine: e, run: res.run, owner: owner}, nil
+	return run, true, &Inline{engine: e, run: run, owner: owner}, nil
 }
 
 // Execute runs the inline run's workflow function until it ends or parks,

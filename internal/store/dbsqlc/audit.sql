@@ -37,11 +37,15 @@ WHERE NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.event_id = e.id)
     AND NOT EXISTS (SELECT 1 FROM audit_unchained u WHERE u.event_id = e.id);
 
 -- name: AuditUnchained :many
--- Committed, unchained events in insertion order. No row lock: the caller
--- holds the chainers' advisory lock, and events never change.
--- at_micros and details_text are the exact values the hash covers.
+-- Committed, unchained events in insertion order, each row with the chain's
+-- head as the same snapshot sees it (AuditHead's; 0 and an empty hash when
+-- nothing is chained), so that a chainer reads both in one round trip. No
+-- row lock: the caller holds the chainers' advisory lock, and events never
+-- change. at_micros and details_text are the exact values the hash covers.
 SELECT e.id, e.at, e.actor, e.kind, e.subject_type, e.subject_id, e.run_id,
-    e.details::text AS details_text, (extract(epoch FROM e.at) * 1000000)::bigint AS at_micros
+    e.details::text AS details_text, (extract(epoch FROM e.at) * 1000000)::bigint AS at_micros,
+    coalesce((SELECT seq FROM audit_chain ORDER BY seq DESC LIMIT 1), 0)::bigint AS head_seq,
+    coalesce((SELECT hash FROM audit_chain ORDER BY seq DESC LIMIT 1), ''::bytea)::bytea AS head_hash
 FROM audit_unchained u JOIN audit_events e ON e.id = u.event_id ORDER BY u.event_id LIMIT @row_limit;
 
 -- name: AuditEventSeq :many

@@ -171,7 +171,9 @@ func (q *Queries) AuditSetChain(ctx context.Context, db DBTX, arg AuditSetChainP
 
 const auditUnchained = `-- name: AuditUnchained :many
 SELECT e.id, e.at, e.actor, e.kind, e.subject_type, e.subject_id, e.run_id,
-    e.details::text AS details_text, (extract(epoch FROM e.at) * 1000000)::bigint AS at_micros
+    e.details::text AS details_text, (extract(epoch FROM e.at) * 1000000)::bigint AS at_micros,
+    coalesce((SELECT seq FROM audit_chain ORDER BY seq DESC LIMIT 1), 0)::bigint AS head_seq,
+    coalesce((SELECT hash FROM audit_chain ORDER BY seq DESC LIMIT 1), ''::bytea)::bytea AS head_hash
 FROM audit_unchained u JOIN audit_events e ON e.id = u.event_id ORDER BY u.event_id LIMIT $1
 `
 
@@ -185,11 +187,15 @@ type AuditUnchainedRow struct {
 	RunID       *string   `db:"run_id"`
 	DetailsText string    `db:"details_text"`
 	AtMicros    int64     `db:"at_micros"`
+	HeadSeq     int64     `db:"head_seq"`
+	HeadHash    []byte    `db:"head_hash"`
 }
 
-// Committed, unchained events in insertion order. No row lock: the caller
-// holds the chainers' advisory lock, and events never change.
-// at_micros and details_text are the exact values the hash covers.
+// Committed, unchained events in insertion order, each row with the chain's
+// head as the same snapshot sees it (AuditHead's; 0 and an empty hash when
+// nothing is chained), so that a chainer reads both in one round trip. No
+// row lock: the caller holds the chainers' advisory lock, and events never
+// change. at_micros and details_text are the exact values the hash covers.
 func (q *Queries) AuditUnchained(ctx context.Context, db DBTX, rowLimit int32) ([]*AuditUnchainedRow, error) {
 	rows, err := db.Query(ctx, auditUnchained, rowLimit)
 	if err != nil {
@@ -209,6 +215,8 @@ func (q *Queries) AuditUnchained(ctx context.Context, db DBTX, rowLimit int32) (
 			&i.RunID,
 			&i.DetailsText,
 			&i.AtMicros,
+			&i.HeadSeq,
+			&i.HeadHash,
 		); err != nil {
 			return nil, err
 		}

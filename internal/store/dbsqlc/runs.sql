@@ -6,16 +6,26 @@ RETURNING *;
 
 -- name: RunInsertClaimed :one
 -- RunInsert of a run born claimed (as RunClaim claims a queued run for its
--- first job) by an execution in the inserting process, in a transaction
--- that commits without waiting for its WAL flush (TxCommitAsync's
--- set_config, in the same statement): one round trip for three.
-INSERT INTO workflow_runs (workflow, version, business_key, input, started_by, trace_parent,
-    status, attempt, lease_owner, lease_until)
-SELECT @workflow, @version, @business_key, @input, @started_by, NULLIF(@trace_parent::text, ''),
-    'running', 1, @owner::uuid, now() + interval '1 microsecond' * @lease_micros::bigint
-FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
-ON CONFLICT (workflow, business_key) DO NOTHING
-RETURNING *;
+-- first job) by an execution in the inserting process, with its run.started
+-- audit event, in one statement sent on its own: one implicit transaction,
+-- one round trip for the four of BEGIN, the insert, the event and COMMIT.
+-- That transaction commits without waiting for its WAL flush (TxCommitAsync's
+-- set_config, in the same statement): the execution's first commit flushes
+-- it. On a conflict nothing is written and no row is returned.
+WITH run AS (
+    INSERT INTO workflow_runs (workflow, version, business_key, input, started_by, trace_parent,
+        status, attempt, lease_owner, lease_until)
+    SELECT @workflow, @version, @business_key, @input, @started_by, NULLIF(@trace_parent::text, ''),
+        'running', 1, @owner::uuid, now() + interval '1 microsecond' * @lease_micros::bigint
+    FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
+    ON CONFLICT (workflow, business_key) DO NOTHING
+    RETURNING *
+), event AS (
+    INSERT INTO audit_events (actor, kind, subject_type, subject_id, run_id, details)
+    SELECT run.started_by, @event_kind::text, @event_subject_type::text, run.id::text, run.id, @event_details::jsonb
+    FROM run
+)
+SELECT * FROM run;
 
 -- name: RunGetByKey :one
 SELECT * FROM workflow_runs WHERE workflow = @workflow AND business_key = @business_key;

@@ -465,31 +465,72 @@ func (q *Queries) RunInsert(ctx context.Context, db DBTX, arg RunInsertParams) (
 }
 
 const runInsertClaimed = `-- name: RunInsertClaimed :one
-INSERT INTO workflow_runs (workflow, version, business_key, input, started_by, trace_parent,
-    status, attempt, lease_owner, lease_until)
-SELECT $1, $2, $3, $4, $5, NULLIF($6::text, ''),
-    'running', 1, $7::uuid, now() + interval '1 microsecond' * $8::bigint
-FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
-ON CONFLICT (workflow, business_key) DO NOTHING
-RETURNING id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version, trace_parent
+WITH run AS (
+    INSERT INTO workflow_runs (workflow, version, business_key, input, started_by, trace_parent,
+        status, attempt, lease_owner, lease_until)
+    SELECT $1, $2, $3, $4, $5, NULLIF($6::text, ''),
+        'running', 1, $7::uuid, now() + interval '1 microsecond' * $8::bigint
+    FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
+    ON CONFLICT (workflow, business_key) DO NOTHING
+    RETURNING id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version, trace_parent
+), event AS (
+    INSERT INTO audit_events (actor, kind, subject_type, subject_id, run_id, details)
+    SELECT run.started_by, $9::text, $10::text, run.id::text, run.id, $11::jsonb
+    FROM run
+)
+SELECT id, workflow, business_key, status, input, output, error_code, error_message, attempt, current_step, resume_seq, steps_used, model_calls, tokens_used, started_by, created_at, updated_at, finished_at, lease_until, lease_owner, failures, recoveries, compensation_cause, version, trace_parent FROM run
 `
 
 type RunInsertClaimedParams struct {
-	Workflow    string          `db:"workflow"`
-	Version     int             `db:"version"`
-	BusinessKey string          `db:"business_key"`
-	Input       json.RawMessage `db:"input"`
-	StartedBy   string          `db:"started_by"`
-	TraceParent string          `db:"trace_parent"`
-	Owner       string          `db:"owner"`
-	LeaseMicros int64           `db:"lease_micros"`
+	Workflow         string          `db:"workflow"`
+	Version          int             `db:"version"`
+	BusinessKey      string          `db:"business_key"`
+	Input            json.RawMessage `db:"input"`
+	StartedBy        string          `db:"started_by"`
+	TraceParent      string          `db:"trace_parent"`
+	Owner            string          `db:"owner"`
+	LeaseMicros      int64           `db:"lease_micros"`
+	EventKind        string          `db:"event_kind"`
+	EventSubjectType string          `db:"event_subject_type"`
+	EventDetails     json.RawMessage `db:"event_details"`
+}
+
+type RunInsertClaimedRow struct {
+	ID                string          `db:"id"`
+	Workflow          string          `db:"workflow"`
+	BusinessKey       string          `db:"business_key"`
+	Status            string          `db:"status"`
+	Input             json.RawMessage `db:"input"`
+	Output            json.RawMessage `db:"output"`
+	ErrorCode         *string         `db:"error_code"`
+	ErrorMessage      *string         `db:"error_message"`
+	Attempt           int             `db:"attempt"`
+	CurrentStep       string          `db:"current_step"`
+	ResumeSeq         int             `db:"resume_seq"`
+	StepsUsed         int             `db:"steps_used"`
+	ModelCalls        int             `db:"model_calls"`
+	TokensUsed        int             `db:"tokens_used"`
+	StartedBy         string          `db:"started_by"`
+	CreatedAt         time.Time       `db:"created_at"`
+	UpdatedAt         time.Time       `db:"updated_at"`
+	FinishedAt        *time.Time      `db:"finished_at"`
+	LeaseUntil        *time.Time      `db:"lease_until"`
+	LeaseOwner        *string         `db:"lease_owner"`
+	Failures          int             `db:"failures"`
+	Recoveries        int             `db:"recoveries"`
+	CompensationCause *string         `db:"compensation_cause"`
+	Version           int             `db:"version"`
+	TraceParent       *string         `db:"trace_parent"`
 }
 
 // RunInsert of a run born claimed (as RunClaim claims a queued run for its
-// first job) by an execution in the inserting process, in a transaction
-// that commits without waiting for its WAL flush (TxCommitAsync's
-// set_config, in the same statement): one round trip for three.
-func (q *Queries) RunInsertClaimed(ctx context.Context, db DBTX, arg RunInsertClaimedParams) (*WorkflowRun, error) {
+// first job) by an execution in the inserting process, with its run.started
+// audit event, in one statement sent on its own: one implicit transaction,
+// one round trip for the four of BEGIN, the insert, the event and COMMIT.
+// That transaction commits without waiting for its WAL flush (TxCommitAsync's
+// set_config, in the same statement): the execution's first commit flushes
+// it. On a conflict nothing is written and no row is returned.
+func (q *Queries) RunInsertClaimed(ctx context.Context, db DBTX, arg RunInsertClaimedParams) (*RunInsertClaimedRow, error) {
 	row := db.QueryRow(ctx, runInsertClaimed,
 		arg.Workflow,
 		arg.Version,
@@ -499,8 +540,11 @@ func (q *Queries) RunInsertClaimed(ctx context.Context, db DBTX, arg RunInsertCl
 		arg.TraceParent,
 		arg.Owner,
 		arg.LeaseMicros,
+		arg.EventKind,
+		arg.EventSubjectType,
+		arg.EventDetails,
 	)
-	var i WorkflowRun
+	var i RunInsertClaimedRow
 	err := row.Scan(
 		&i.ID,
 		&i.Workflow,
