@@ -78,7 +78,7 @@ func engineAtScale(ctx context.Context, pool *pgxpool.Pool, dbURL string, o Opti
 		return nil, err
 	}
 	var rep Report
-	if err := engineThroughput(ctx, pool, dbURL, o, &rep); err != nil {
+	if err := engineThroughput(ctx, pool, dbURL, o, 0, &rep); err != nil {
 		return nil, err
 	}
 	// The measured process has stopped; its backends have reported their

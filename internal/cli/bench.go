@@ -120,6 +120,7 @@ func (b *benchFlags) declare(fs *flagSet) {
 	fs.IntVar(&b.o.RiverJobs, "river-jobs", 50000, "no-op jobs for the raw River baseline")
 	fs.IntVar(&b.o.Steps, "steps", 20000, "step writes for the per-step baseline")
 	fs.IntVar(&b.o.Runs, "runs", 2000, "six-step runs for engine throughput")
+	fs.IntVar(&b.o.Samples, "samples", 3, "alternating samples of P and the engine throughput (medians reported)")
 	fs.IntVar(&b.o.Decisions, "decisions", 1000, "decisions for the resume latency")
 	fs.IntVar(&b.o.ScaleRuns, "scale-runs", 1_000_000, "ended runs loaded before the engine is measured again (0: skip)")
 	fs.BoolVar(&b.asJSON, "json", false, "print the report as JSON")
@@ -157,7 +158,7 @@ func (b *benchFlags) declare(fs *flagSet) {
 // checkCommon checks the flags that the recovery worker process reads too.
 func (b *benchFlags) checkCommon() error {
 	o := b.o
-	if o.Workers < 1 || o.RiverJobs < 1 || o.Steps < 1 || o.Runs < 1 || o.Decisions < 100 {
+	if o.Workers < 1 || o.RiverJobs < 1 || o.Steps < 1 || o.Runs < 1 || o.Samples < 1 || o.Decisions < 100 {
 		return usagef("every size must be positive and --decisions at least 100")
 	}
 	if o.ScaleRuns < 0 {
@@ -390,10 +391,11 @@ func printNotice(w io.Writer, n *bench.NoticeReport) {
 
 func printEngine(w io.Writer, rep *bench.Report, o bench.Options) {
 	fmt.Fprintf(w, "| R: raw River no-op jobs/s | %.0f |\n", rep.RiverJobsPerS)
-	fmt.Fprintf(w, "| P: minimal durable step writes/s (%d writers) | %.0f |\n", o.Workers, rep.BaselineSteps)
-	fmt.Fprintf(w, "| engine: steps/s (six-step runs, auto gate) | %.0f |\n", rep.EngineSteps)
-	fmt.Fprintf(w, "| engine: runs/s | %.0f |\n", rep.EngineRuns)
-	fmt.Fprintf(w, "| engine steps/s ÷ P (target ≥ 0.40) | %.2f |\n", rep.StepRatio())
+	fmt.Fprintf(w, "| P: minimal durable step writes/s (%d writers), median of %d | %.0f |\n", o.Workers, len(rep.BaselineSamples), rep.BaselineSteps)
+	fmt.Fprintf(w, "| engine: steps/s (six-step runs, auto gate), median | %.0f |\n", rep.EngineSteps)
+	fmt.Fprintf(w, "| engine: runs/s, median | %.0f |\n", rep.EngineRuns)
+	fmt.Fprintf(w, "| samples, in order: P → engine steps/s (ratio) | %s |\n", samples(rep))
+	fmt.Fprintf(w, "| engine steps/s ÷ P, median of the samples' ratios (target ≥ 0.40) | %.2f |\n", rep.StepRatio())
 	fmt.Fprintf(w, "| engine runs/s ÷ R | %.3f |\n", rep.EngineRuns/rep.RiverJobsPerS)
 	fmt.Fprintf(w, "| decision → resume p50 (target ≤ 10 ms) | %s |\n", ms(rep.ResumeP50))
 	fmt.Fprintf(w, "| decision → resume p99 (target ≤ 10 ms) | %s |\n", ms(rep.ResumeP99))
@@ -544,4 +546,15 @@ func recreate(ctx context.Context, dbURL, name string) error {
 	}
 	_, err = admin.Exec(ctx, "CREATE DATABASE "+ident)
 	return err
+}
+
+// samples lists the engine suite's alternating samples of P and the
+// engine, each with its ratio.
+func samples(rep *bench.Report) string {
+	var parts []string
+	for i, e := range rep.EngineSamples {
+		p := rep.BaselineSamples[i]
+		parts = append(parts, fmt.Sprintf("%.0f → %.0f (%.2f)", p, e, e/p))
+	}
+	return strings.Join(parts, "; ")
 }
