@@ -51,10 +51,10 @@ type Report struct {
 	EngineRuns    float64 // runs per second through the engine (the samples' median)
 	// The alternating samples, in order: P, then the engine just after it.
 	BaselineSamples, EngineSamples []float64
-	ResumeP50     time.Duration
-	ResumeP99     time.Duration
-	ResumeMax     time.Duration
-	Scale         *ScaleReport // the engine again at o.ScaleRuns ended runs (scale.go)
+	ResumeP50                      time.Duration
+	ResumeP99                      time.Duration
+	ResumeMax                      time.Duration
+	Scale                          *ScaleReport // the engine again at o.ScaleRuns ended runs (scale.go)
 }
 
 // StepRatio is engine steps/s over P (the target is at least 0.40): the
