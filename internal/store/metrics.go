@@ -267,17 +267,24 @@ type MetricAuditEvent struct {
 // limit positions after seq after, in chain order, and the last chained seq
 // among those positions (after itself when none is chained yet): where the
 // cursor moves once they are folded.
+//
+// The last position is read first and the events up to it after: each
+// statement sees the chain as of its own start, and chain rows become
+// visible as a prefix (chaining passes hold one lock through their
+// commits), so every position up to last is there for the second read. The
+// other order let a pass that committed between the two move the cursor
+// past events that were never read.
 func MetricAuditAfter(ctx context.Context, db DBTX, after int64, limit int, kinds []string) ([]MetricAuditEvent, int64, error) {
-	rows, err := queries.MetricAuditAfter(ctx, db, dbsqlc.MetricAuditAfterParams{After: after, RowLimit: int64(limit), Kinds: kinds})
-	if err != nil {
-		return nil, 0, fmt.Errorf("read audit for metrics: %w", interpret(err))
-	}
 	last, err := queries.MetricAuditLast(ctx, db, dbsqlc.MetricAuditLastParams{After: after, RowLimit: int64(limit)})
 	if err != nil {
 		return nil, 0, fmt.Errorf("read audit for metrics: %w", interpret(err))
 	}
-	if last == 0 {
-		last = after
+	if last <= after {
+		return nil, after, nil
+	}
+	rows, err := queries.MetricAuditAfter(ctx, db, dbsqlc.MetricAuditAfterParams{After: after, RowLimit: last - after, Kinds: kinds})
+	if err != nil {
+		return nil, 0, fmt.Errorf("read audit for metrics: %w", interpret(err))
 	}
 	out := make([]MetricAuditEvent, len(rows))
 	for i, r := range rows {
