@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -18,6 +20,24 @@ func runIn(t *testing.T, env map[string]string, stdin string, args ...string) re
 	var out, errb bytes.Buffer
 	code := Main(context.Background(), args, strings.NewReader(stdin), &out, &errb, func(k string) string { return env[k] }, Options{Demo: true})
 	return result{code, out.String(), errb.String()}
+}
+
+// lockedBuffer is a buffer one goroutine writes while another reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // approvalOut is the part of ask's output the tests read.
@@ -51,12 +71,23 @@ func TestAsk(t *testing.T) {
 		return `{"kind": "email.send", "summary": "Email Ada: ` + subject + `", "target": "ada@example.com",
 			"params": {"to": "ada@example.com", "subject": "` + subject + `"}}`
 	}
-	// ask waits in the background while a reviewer decides through the API.
+	// ask waits in the background while a reviewer decides through the API,
+	// once ask has said it waits: a decision that came sooner would be in
+	// the POST's own answer, and ask would not wait at all.
 	askWhile := func(t *testing.T, stdin string, decide func(testapp.PendingRequest), args ...string) result {
 		t.Helper()
 		done := make(chan result, 1)
-		go func() { done <- runIn(t, env, stdin, append([]string{"ask"}, args...)...) }()
-		decide(app.WaitPending(t))
+		var out bytes.Buffer
+		var errb lockedBuffer
+		go func() {
+			code := Main(context.Background(), append([]string{"ask"}, args...), strings.NewReader(stdin), &out, &errb,
+				func(k string) string { return env[k] }, Options{Demo: true})
+			done <- result{code, out.String(), errb.String()}
+		}()
+		p := app.WaitPending(t)
+		require.Eventually(t, func() bool { return strings.Contains(errb.String(), " is pending (") }, 20*time.Second, 10*time.Millisecond,
+			"ask says it waits")
+		decide(p)
 		return <-done
 	}
 
