@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,24 +19,6 @@ func runIn(t *testing.T, env map[string]string, stdin string, args ...string) re
 	var out, errb bytes.Buffer
 	code := Main(context.Background(), args, strings.NewReader(stdin), &out, &errb, func(k string) string { return env[k] }, Options{Demo: true})
 	return result{code, out.String(), errb.String()}
-}
-
-// lockedBuffer is a buffer one goroutine writes while another reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // approvalOut is the part of ask's output the tests read.
@@ -78,7 +59,7 @@ func TestAsk(t *testing.T) {
 		t.Helper()
 		done := make(chan result, 1)
 		var out bytes.Buffer
-		var errb lockedBuffer
+		var errb syncBuffer
 		go func() {
 			code := Main(context.Background(), append([]string{"ask"}, args...), strings.NewReader(stdin), &out, &errb,
 				func(k string) string { return env[k] }, Options{Demo: true})
