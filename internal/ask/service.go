@@ -622,7 +622,7 @@ func (s *Service) answerDecided(ctx context.Context, run *store.Run, dec workflo
 	d := &store.Decision{RequestID: req.ID, RunID: run.ID, Actor: dec.Actor, Verdict: dec.Verdict, Reason: dec.Reason,
 		Comment: dec.Comment, PayloadHash: req.PayloadHash, PolicyVersion: dec.PolicyVersion, Rule: dec.Rule, Tier: dec.Tier,
 		CreatedAt: dec.DecidedAt}
-	if err := s.decided(ctx, a, req, d); err != nil {
+	if err := s.decided(ctx, a, req, d, true); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -636,11 +636,12 @@ func (s *Service) outcome(ctx context.Context, db store.DBTX, a *Approval, req *
 	} else if err != nil {
 		return err
 	}
-	return s.decided(ctx, a, req, d)
+	return s.decided(ctx, a, req, d, false)
 }
 
-// decided fills in the outcome and receipt of a request and its decision.
-func (s *Service) decided(ctx context.Context, a *Approval, req *store.Request, d *store.Decision) error {
+// decided fills in the outcome and receipt of a request and its decision;
+// fresh says the decision committed a moment ago (its event not chained yet).
+func (s *Service) decided(ctx context.Context, a *Approval, req *store.Request, d *store.Decision, fresh bool) error {
 	var err error
 	// Numbers as written: the params to execute are the params filed.
 	var action workflow.Action
@@ -672,7 +673,9 @@ func (s *Service) decided(ctx context.Context, a *Approval, req *store.Request, 
 	a.Status = statusOf(d.Verdict)
 	if s.receipts != nil {
 		var r *receipt.Receipt
-		if dr, ok := s.receipts.(decisionReceipts); ok {
+		if dr, ok := s.receipts.(decisionReceipts); ok && fresh {
+			r, err = dr.ForNewDecision(ctx, a.ID, req, d)
+		} else if ok {
 			r, err = dr.ForDecision(ctx, a.ID, req, d) // the rows just read, not read again
 		} else {
 			r, err = s.receipts.ForRequest(ctx, a.ID, req.ID)
@@ -689,6 +692,7 @@ func (s *Service) decided(ctx context.Context, a *Approval, req *store.Request, 
 // receipt of a request and decision the caller has read.
 type decisionReceipts interface {
 	ForDecision(ctx context.Context, approvalID string, req *store.Request, dec *store.Decision) (*receipt.Receipt, error)
+	ForNewDecision(ctx context.Context, approvalID string, req *store.Request, dec *store.Decision) (*receipt.Receipt, error)
 }
 
 // statusOf maps a verdict to the approval's status.

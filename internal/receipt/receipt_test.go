@@ -447,6 +447,46 @@ func TestForRequest(t *testing.T) {
 		require.Equal(t, "policy:small", c.DecidedBy)
 		require.Equal(t, seqOf(t, req, audit.KindDecisionAuto), c.AuditSeq)
 	})
+
+	t.Run("NewDecision", func(t *testing.T) {
+		// ForNewDecision skips the read that finds the event unchained. Its
+		// receipt is ForDecision's whether the event is still unchained (the
+		// pass links it) or a chainer was quicker (the read after the pass).
+		decide := func(key string) (*store.Request, *store.Decision) {
+			_, req := startRun(t, key, 100, vocab.RunWaitingHuman)
+			res, err := b.Engine.Decide(ctx, workflow.DecideParams{RequestID: req.ID, Actor: reviewer, Verdict: vocab.VerdictApprove,
+				PayloadHash: req.PayloadHash})
+			require.NoError(t, err)
+			return req, res.Decision
+		}
+		hold, err := b.Pool.Begin(ctx)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = hold.Rollback(ctx) })
+		_, err = hold.Exec(ctx, `SELECT pg_advisory_xact_lock(7243100)`)
+		require.NoError(t, err)
+		unchained, d := decide("new-unchained")
+		_, err = store.AuditEventSeq(ctx, b.Pool, unchained.RunID, "request", unchained.ID, string(audit.KindDecisionRecorded))
+		require.ErrorIs(t, err, store.ErrNotChained, "decided while the chain was held")
+		require.NoError(t, hold.Rollback(ctx))
+		r, err := signer.ForNewDecision(ctx, "appr-new", unchained, d)
+		require.NoError(t, err)
+		c, err := receipt.Verify(*r, keys())
+		require.NoError(t, err)
+		require.Equal(t, seqOf(t, unchained, audit.KindDecisionRecorded), c.AuditSeq)
+		old, err := signer.ForDecision(ctx, "appr-new", unchained, d)
+		require.NoError(t, err)
+		require.Equal(t, r, old, "the same receipt as ForDecision's")
+
+		chained, d := decide("new-chained")
+		_, err = audit.Chain(ctx, b.Pool)
+		require.NoError(t, err)
+		seq := seqOf(t, chained, audit.KindDecisionRecorded)
+		r, err = signer.ForNewDecision(ctx, "", chained, d)
+		require.NoError(t, err)
+		c, err = receipt.Verify(*r, keys())
+		require.NoError(t, err)
+		require.Equal(t, seq, c.AuditSeq, "found by the read after a pass that had nothing to link")
+	})
 }
 
 func TestLoadKeyFile(t *testing.T) {

@@ -174,6 +174,19 @@ func (s *Signer) ForRequest(ctx context.Context, approvalID, requestID string) (
 // its decision (the approvals service building an answer): the same
 // receipt, without reading them again.
 func (s *Signer) ForDecision(ctx context.Context, approvalID string, req *store.Request, dec *store.Decision) (*Receipt, error) {
+	return s.forDecision(ctx, approvalID, req, dec, false)
+}
+
+// ForNewDecision is ForDecision for a decision committed a moment ago whose
+// event no chainer has had time to link (the approvals API's answer to a
+// POST the policy approved): it goes straight to the chaining pass instead
+// of first reading an event it would find unchained. The receipt is the
+// same; only a round trip is saved.
+func (s *Signer) ForNewDecision(ctx context.Context, approvalID string, req *store.Request, dec *store.Decision) (*Receipt, error) {
+	return s.forDecision(ctx, approvalID, req, dec, true)
+}
+
+func (s *Signer) forDecision(ctx context.Context, approvalID string, req *store.Request, dec *store.Decision, fresh bool) (*Receipt, error) {
 	var err error
 	var action struct {
 		Kind   string         `json:"kind"`
@@ -203,7 +216,7 @@ func (s *Signer) ForDecision(ctx context.Context, approvalID string, req *store.
 			c.PolicyVersion = *dec.EditedPolicyVersion
 		}
 	}
-	if c.AuditSeq, err = s.decisionSeq(ctx, req); err != nil {
+	if c.AuditSeq, err = s.decisionSeq(ctx, req, fresh); err != nil {
 		return nil, err
 	}
 	return s.Sign(ctx, c)
@@ -219,12 +232,18 @@ var decisionKinds = []string{string(audit.KindDecisionRecorded), string(audit.Ki
 // receipt never goes out without its place in the chain. The pass reports
 // the decisions' events it linked, so that a caller whose event it linked
 // (the usual case: the approvals API's answer right after the policy
-// decided) has its sequence without reading it back.
-func (s *Signer) decisionSeq(ctx context.Context, req *store.Request) (int64, error) {
+// decided) has its sequence without reading it back. A fresh decision skips
+// the first read: the pass links its event, or, if a chainer was quicker,
+// the read after the pass finds it.
+func (s *Signer) decisionSeq(ctx context.Context, req *store.Request, fresh bool) (int64, error) {
 	subject := audit.RequestSubject(req.ID)
-	seq, err := store.AuditEventSeq(ctx, s.pool, req.RunID, subject.Type, subject.ID, decisionKinds...)
-	if !errors.Is(err, store.ErrNotChained) {
-		return seq, err
+	var seq int64
+	err := store.ErrNotChained
+	if !fresh {
+		seq, err = store.AuditEventSeq(ctx, s.pool, req.RunID, subject.Type, subject.ID, decisionKinds...)
+		if !errors.Is(err, store.ErrNotChained) {
+			return seq, err
+		}
 	}
 	// A pass that was already running when this caller joined may have
 	// started before the decision committed; a second pass cannot have.
