@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -27,14 +28,22 @@ type ScaleReport struct {
 	// noise), all but workflow_runs_workflow, which the measurement's own
 	// polling reads: the engine's lookups of runs and its index insertions.
 	IndexBuffersPerRun float64
-	// P measured again just before, on this database: a shared machine's
-	// speed drifts over the minutes of the load, and the engine is compared
-	// with the fresh database's as ratios to the P of their own time.
-	BaselineSteps float64
+	// P measured again on this database, in as many samples as the fresh
+	// measurement, alternating with the engine's: a shared machine's speed
+	// drifts over the minutes of the load, and the engine is compared with
+	// the fresh database's as ratios to the P of their own time.
+	// BaselineSteps, EngineSteps and EngineRuns are the samples' medians.
+	BaselineSteps                  float64
+	BaselineSamples, EngineSamples []float64
 }
 
-// StepRatio is engine steps/s at scale over the P measured just before.
-func (s ScaleReport) StepRatio() float64 { return s.EngineSteps / s.BaselineSteps }
+// StepRatio is engine steps/s at scale over P: the median of the samples'
+// ratios, each engine sample over the P taken just before it, as the fresh
+// measurement's (Report.StepRatio).
+func (s ScaleReport) StepRatio() float64 {
+	return Report{BaselineSteps: s.BaselineSteps, EngineSteps: s.EngineSteps,
+		BaselineSamples: s.BaselineSamples, EngineSamples: s.EngineSamples}.StepRatio()
+}
 
 // Ratio is the engine's throughput at scale over that on the fresh
 // database, each as a ratio to its own P; the target is at least 0.80.
@@ -69,27 +78,40 @@ func engineAtScale(ctx context.Context, pool *pgxpool.Pool, dbURL string, o Opti
 	s.VacuumTime = time.Since(t0)
 	fmt.Fprintf(progress, "engine at scale: loaded in %s, vacuumed in %s; P and six-step workflows again ...\n",
 		s.LoadTime.Round(time.Second), s.VacuumTime.Round(time.Second))
-	var err error
-	if s.BaselineSteps, err = baselineSteps(ctx, pool, o); err != nil {
-		return nil, fmt.Errorf("baseline: %w", err)
+	var runs []float64
+	var buffers int64
+	for i := range max(o.Samples, 1) {
+		fmt.Fprintf(progress, "engine at scale: P and the engine (sample %d of %d) ...\n", i+1, max(o.Samples, 1))
+		p, err := baselineSteps(ctx, pool, o)
+		if err != nil {
+			return nil, fmt.Errorf("baseline: %w", err)
+		}
+		before, err := runIndexBuffers(ctx, pool)
+		if err != nil {
+			return nil, err
+		}
+		// Each sample starts runs of business keys of its own, as the
+		// fresh samples did (whose runs were deleted above).
+		var rep Report
+		if err := engineThroughput(ctx, pool, dbURL, o, i, &rep); err != nil {
+			return nil, err
+		}
+		// The measured process has stopped; its backends have reported their
+		// counts on the way out, or do within a second.
+		time.Sleep(1500 * time.Millisecond)
+		after, err := runIndexBuffers(ctx, pool)
+		if err != nil {
+			return nil, err
+		}
+		buffers += after - before
+		s.BaselineSamples = append(s.BaselineSamples, p)
+		s.EngineSamples = append(s.EngineSamples, rep.EngineSteps)
+		runs = append(runs, rep.EngineRuns)
 	}
-	before, err := runIndexBuffers(ctx, pool)
-	if err != nil {
-		return nil, err
-	}
-	var rep Report
-	if err := engineThroughput(ctx, pool, dbURL, o, 0, &rep); err != nil {
-		return nil, err
-	}
-	// The measured process has stopped; its backends have reported their
-	// counts on the way out, or do within a second.
-	time.Sleep(1500 * time.Millisecond)
-	after, err := runIndexBuffers(ctx, pool)
-	if err != nil {
-		return nil, err
-	}
-	s.IndexBuffersPerRun = float64(after-before) / float64(o.Runs)
-	s.EngineSteps, s.EngineRuns = rep.EngineSteps, rep.EngineRuns
+	s.IndexBuffersPerRun = float64(buffers) / float64(o.Runs*len(runs))
+	s.BaselineSteps = median(slices.Clone(s.BaselineSamples))
+	s.EngineSteps = median(slices.Clone(s.EngineSamples))
+	s.EngineRuns = median(runs)
 	return s, nil
 }
 

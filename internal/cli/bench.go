@@ -394,7 +394,7 @@ func printEngine(w io.Writer, rep *bench.Report, o bench.Options) {
 	fmt.Fprintf(w, "| P: minimal durable step writes/s (%d writers), median of %d | %.0f |\n", o.Workers, len(rep.BaselineSamples), rep.BaselineSteps)
 	fmt.Fprintf(w, "| engine: steps/s (six-step runs, auto gate), median | %.0f |\n", rep.EngineSteps)
 	fmt.Fprintf(w, "| engine: runs/s, median | %.0f |\n", rep.EngineRuns)
-	fmt.Fprintf(w, "| samples, in order: P → engine steps/s (ratio) | %s |\n", samples(rep))
+	fmt.Fprintf(w, "| samples, in order: P → engine steps/s (ratio) | %s |\n", samples(rep.BaselineSamples, rep.EngineSamples))
 	fmt.Fprintf(w, "| engine steps/s ÷ P, median of the samples' ratios (target ≥ 0.40) | %.2f |\n", rep.StepRatio())
 	fmt.Fprintf(w, "| engine runs/s ÷ R | %.3f |\n", rep.EngineRuns/rep.RiverJobsPerS)
 	fmt.Fprintf(w, "| decision → resume p50 (target ≤ 10 ms) | %s |\n", ms(rep.ResumeP50))
@@ -403,8 +403,9 @@ func printEngine(w io.Writer, rep *bench.Report, o bench.Options) {
 	if s := rep.Scale; s != nil {
 		fmt.Fprintf(w, "| engine at scale: database | %d ended runs, %d steps, %d requests, %d audit events (loaded in %s, VACUUM ANALYZE in %s) |\n",
 			s.Runs, s.Steps, s.Requests, s.Events, s.LoadTime.Round(time.Second), s.VacuumTime.Round(time.Second))
-		fmt.Fprintf(w, "| engine at scale: P measured again just before | %.0f (%.2f of the first) |\n", s.BaselineSteps, s.BaselineSteps/rep.BaselineSteps)
-		fmt.Fprintf(w, "| engine at scale: steps/s, ÷ that P | %.0f (%.2f) |\n", s.EngineSteps, s.StepRatio())
+		fmt.Fprintf(w, "| engine at scale: P measured again, median | %.0f (%.2f of the first) |\n", s.BaselineSteps, s.BaselineSteps/rep.BaselineSteps)
+		fmt.Fprintf(w, "| engine at scale: samples, in order: P → engine steps/s (ratio) | %s |\n", samples(s.BaselineSamples, s.EngineSamples))
+		fmt.Fprintf(w, "| engine at scale: steps/s, median; ÷ P, median of the samples' ratios | %.0f (%.2f) |\n", s.EngineSteps, s.StepRatio())
 		fmt.Fprintf(w, "| engine at scale ÷ engine fresh, each ÷ its P (target ≥ 0.80) | %.2f (%.2f without P) |\n", s.Ratio(rep), s.EngineSteps/rep.EngineSteps)
 		fmt.Fprintf(w, "| engine at scale: buffers of workflow_runs' indexes per run (all but workflow_runs_workflow) | %.0f |\n", s.IndexBuffersPerRun)
 	}
@@ -550,10 +551,10 @@ func recreate(ctx context.Context, dbURL, name string) error {
 
 // samples lists the engine suite's alternating samples of P and the
 // engine, each with its ratio.
-func samples(rep *bench.Report) string {
+func samples(baseline, engine []float64) string {
 	var parts []string
-	for i, e := range rep.EngineSamples {
-		p := rep.BaselineSamples[i]
+	for i, e := range engine {
+		p := baseline[i]
 		parts = append(parts, fmt.Sprintf("%.0f → %.0f (%.2f)", p, e, e/p))
 	}
 	return strings.Join(parts, "; ")
