@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -34,6 +35,10 @@ import (
 type ApprovalsOptions struct {
 	Agents    int // concurrent agents, each with a token of its own
 	Approvals int // approvals each agent files in each phase
+	// Paced: auto-tier approvals each agent files in the paced phase, one
+	// every Interval on average (0 skips the phase).
+	Paced    int
+	Interval time.Duration
 }
 
 // ApprovalsReport holds the results. Every latency is taken on the client
@@ -48,8 +53,20 @@ type ApprovalsReport struct {
 	// agents in the same loop: the durable-write floor, since a POST
 	// commits several times and a GET never.
 	CommitP50, CommitP99 time.Duration
-	// Auto: POST /api/v1/approvals of an action the policy approves.
+	// Auto: POST /api/v1/approvals of an action the policy approves, each
+	// agent filing the next the moment the last returns (a closed loop: the
+	// machine saturated, so latency is its capacity shared by 20).
 	AutoP50, AutoP99 time.Duration
+	// Paced: the same POST from the same agents, each filing one at random
+	// moments (Poisson arrivals) one Interval apart on average, as agents
+	// that think between tool calls do; timed from the moment it was due,
+	// so that a POST held up behind the agent's previous one counts the
+	// wait. PacedGet is the GET after each (the same baseline as above, at
+	// this load), PacedRate the POSTs per second the phase achieved.
+	PacedP50, PacedP99, PacedMax   time.Duration
+	PacedGetP50, PacedGetP99       time.Duration
+	PacedCommitP50, PacedCommitP99 time.Duration // the single-row INSERT, after each GET
+	PacedRate                      float64
 	// Event: from the explicit POST's 202 to the reviewer's live stream
 	// (/events) sending the "inbox" event that refreshes the open inbox.
 	EventP50, EventP99 time.Duration
@@ -164,6 +181,12 @@ func Approvals(ctx context.Context, pool *pgxpool.Pool, dbURL string, o Approval
 	if err := soloPhase(ctx, agents[0], count, o, rep); err != nil {
 		return nil, fmt.Errorf("solo: %w", err)
 	}
+	if o.Paced > 0 && o.Interval > 0 {
+		fmt.Fprintf(progress, "approvals: %d agents × %d auto-tier POSTs, one every %s on average each ...\n", o.Agents, o.Paced, o.Interval)
+		if err := pacedPhase(ctx, agents, pool, o, rep); err != nil {
+			return nil, fmt.Errorf("paced: %w", err)
+		}
+	}
 	fmt.Fprintf(progress, "approvals: %d agents × %d auto-tier POSTs, interleaved with baseline GETs ...\n", o.Agents, o.Approvals)
 	if err := autoPhase(ctx, agents, pool, o, rep); err != nil {
 		return nil, fmt.Errorf("auto tier: %w", err)
@@ -234,6 +257,64 @@ func autoPhase(ctx context.Context, agents []*askclient.Client, pool *pgxpool.Po
 	rep.AutoP50, rep.AutoP99 = percentile(auto, 50), percentile(auto, 99)
 	rep.BaselineP50, rep.BaselineP99 = percentile(baseline, 50), percentile(baseline, 99)
 	rep.CommitP50, rep.CommitP99 = percentile(commit, 50), percentile(commit, 99)
+	return nil
+}
+
+// pacedPhase has every agent file o.Paced auto-tier approvals at random
+// moments, o.Interval apart on average (exponential gaps: the arrivals of
+// independent agents), each followed by a GET of it and a single-row
+// INSERT committed on its own, the baselines of the closed loop below.
+// Latency is taken from the moment a POST was due, not from when it was
+// sent: an agent still waiting for its previous POST sends late, and that
+// lateness is part of what it measures (no coordinated omission).
+func pacedPhase(ctx context.Context, agents []*askclient.Client, pool *pgxpool.Pool, o ApprovalsOptions, rep *ApprovalsReport) error {
+	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS bench_commits (id bigserial PRIMARY KEY, agent int, at timestamptz DEFAULT now())`); err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	var posts, gets, commits []time.Duration
+	start := time.Now()
+	err := eachAgent(agents, func(n int, c *askclient.Client) error {
+		// A first call opens the connection, which is not what is measured.
+		if _, err := c.Submit(ctx, askclient.Request{IdempotencyKey: fmt.Sprintf("warm-%d", n), Action: action("bench.read", n, -1)}); err != nil {
+			return err
+		}
+		rng := rand.New(rand.NewPCG(uint64(n), 7))
+		due := time.Now()
+		for i := range o.Paced {
+			due = due.Add(time.Duration(rng.ExpFloat64() * float64(o.Interval)))
+			time.Sleep(time.Until(due))
+			a, err := c.Submit(ctx, askclient.Request{IdempotencyKey: fmt.Sprintf("paced-%d-%d", n, i), Action: action("bench.read", n, 1000+i)})
+			d := time.Since(due)
+			if err != nil {
+				return err
+			}
+			if a.Status != askclient.StatusApproved {
+				return fmt.Errorf("auto-tier approval %s is %s", a.ID, a.Status)
+			}
+			t0 := time.Now()
+			if _, err := c.Get(ctx, a.ID, 0); err != nil {
+				return err
+			}
+			g := time.Since(t0)
+			t0 = time.Now()
+			if _, err := pool.Exec(ctx, `INSERT INTO bench_commits (agent) VALUES ($1)`, n); err != nil {
+				return err
+			}
+			cm := time.Since(t0)
+			mu.Lock()
+			posts, gets, commits = append(posts, d), append(gets, g), append(commits, cm)
+			mu.Unlock()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	rep.PacedRate = float64(len(posts)) / time.Since(start).Seconds()
+	rep.PacedP50, rep.PacedP99, rep.PacedMax = percentile(posts, 50), percentile(posts, 99), percentile(posts, 100)
+	rep.PacedGetP50, rep.PacedGetP99 = percentile(gets, 50), percentile(gets, 99)
+	rep.PacedCommitP50, rep.PacedCommitP99 = percentile(commits, 50), percentile(commits, 99)
 	return nil
 }
 
