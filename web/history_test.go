@@ -85,7 +85,7 @@ func TestHistory(t *testing.T) {
 	doc, _ = c.get(t, hc, "/history?until=2000-01-01")
 	require.Zero(t, doc.Find(`[data-testid=event]`).Length())
 	for _, bad := range []string{"/history?verdict=maybe", "/history?run=x", "/history?since=yesterday", "/history?before=-1",
-		"/history/export?format=xml"} {
+		"/history?kind=bogus", "/history/export?kind=decision.bogus", "/history/export?format=xml"} {
 		_, status := c.get(t, hc, bad)
 		require.Equal(t, http.StatusBadRequest, status, bad)
 	}
@@ -177,6 +177,7 @@ func TestHistory(t *testing.T) {
 		require.Equal(t, 200, api.do("GET", "/audit?kind=decision.recorded&limit=4&before="+page.Next, nil, &page))
 		require.Len(t, page.Events, 2)
 		require.Greater(t, first[3].ID, page.Events[0].ID, "keyset pages, newest first")
+		require.Equal(t, 400, api.do("GET", "/audit?kind=decision.recroded", nil, nil), "a misspelt kind is refused, not an empty page")
 		req, _ := http.NewRequest("GET", c.Addr+"/api/v1/audit/export?format=jsonl&verdict=reject", nil)
 		req.Header.Set("Authorization", "Bearer "+api.token)
 		resp, err := contractClient(t).Do(req)

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -22,6 +23,11 @@ func ParseFilter(get func(name string) string) (store.AuditFilter, error) {
 		Rule: get("rule"), Tier: get("tier"), RunID: get("run")}
 	if f.Verdict != "" && !vocab.Verdict(f.Verdict).Valid() {
 		return f, fmt.Errorf("verdict must be approve, reject, edit or request_changes")
+	}
+	if f.Kind != "" && !slices.Contains(Kinds, Kind(f.Kind)) {
+		// A kind no event can have would list nothing, which reads as "no
+		// such events" rather than as the typo it is.
+		return f, fmt.Errorf("kind %q is not an event kind (the history page's kind menu lists them)", f.Kind)
 	}
 	if f.Tier != "" && !vocab.Tier(f.Tier).Valid() {
 		return f, fmt.Errorf("tier must be auto, batched or explicit")
