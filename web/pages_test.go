@@ -63,6 +63,24 @@ func TestPages(t *testing.T) {
 		require.Zero(t, doc2.Find(`[data-testid=next-page]`).Length())
 	})
 
+	t.Run("RunsPages", func(t *testing.T) {
+		for _, filter := range []string{"", "workflow=support_triage"} {
+			doc, status := c.get(t, reviewer, "/runs?"+filter)
+			require.Equal(t, 200, status)
+			require.Equal(t, 50, doc.Find(`[data-testid=run-row]`).Length())
+			next, ok := doc.Find(`[data-testid=next-page]`).Attr("href")
+			require.True(t, ok)
+			want := "/runs?after="
+			if filter != "" {
+				want = "/runs?" + filter + "&after="
+			}
+			require.True(t, strings.HasPrefix(next, want), "the filters, then the cursor: %s", next)
+			doc2, status := c.get(t, reviewer, next)
+			require.Equal(t, 200, status)
+			require.Positive(t, doc2.Find(`[data-testid=run-row]`).Length(), "the older runs")
+		}
+	})
+
 	t.Run("InboxFilters", func(t *testing.T) {
 		doc, _ := c.get(t, reviewer, "/?tier=batched")
 		require.Equal(t, 1, doc.Find(`[data-testid=inbox-row]`).Length())
