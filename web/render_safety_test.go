@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -220,6 +221,10 @@ func TestRenderSafety(t *testing.T) {
 		require.Equal(t, http.StatusOK, status)
 		requireSafe(t, page, doc)
 		requireMarked(t, doc.Find(`[data-testid=run-error]`), "U+202E "+rlo, "the run's error")
+		steps := doc.Find(`[data-testid=timeline] [data-testid=step]`).Length()
+		require.Positive(t, steps)
+		require.Equal(t, fmt.Sprintf("%d steps", steps), doc.Find(`[data-testid=run-steps]`).Text(),
+			"a failed run's header counts the steps it shows, its failed one included")
 		requireMarked(t, doc.Find(`[data-testid=run-input]`), "U+2066 "+lri, "the run's input")
 		require.Equal(t, 1, doc.Find(`[data-testid=run-input] details.long`).Length(), "the 200k input is collapsed")
 		requireMarked(t, doc.Find(`[data-testid=run-request]`), "U+202E "+rlo, "the run's request")
