@@ -226,25 +226,10 @@ func autoPhase(ctx context.Context, agents []*askclient.Client, pool *pgxpool.Po
 			return err
 		}
 		for i := range o.Approvals {
-			t0 := time.Now()
-			a, err := c.Submit(ctx, askclient.Request{IdempotencyKey: fmt.Sprintf("auto-%d-%d", n, i), Action: action("bench.read", n, i)})
-			d := time.Since(t0)
+			d, b, cm, err := autoCall(ctx, c, pool, n, fmt.Sprintf("auto-%d-%d", n, i), i, time.Now())
 			if err != nil {
 				return err
 			}
-			if a.Status != askclient.StatusApproved {
-				return fmt.Errorf("auto-tier approval %s is %s", a.ID, a.Status)
-			}
-			t0 = time.Now()
-			if _, err := c.Get(ctx, a.ID, 0); err != nil {
-				return err
-			}
-			b := time.Since(t0)
-			t0 = time.Now()
-			if _, err := pool.Exec(ctx, `INSERT INTO bench_commits (agent) VALUES ($1)`, n); err != nil {
-				return err
-			}
-			cm := time.Since(t0)
 			mu.Lock()
 			auto, baseline, commit = append(auto, d), append(baseline, b), append(commit, cm)
 			mu.Unlock()
@@ -258,6 +243,31 @@ func autoPhase(ctx context.Context, agents []*askclient.Client, pool *pgxpool.Po
 	rep.BaselineP50, rep.BaselineP99 = percentile(baseline, 50), percentile(baseline, 99)
 	rep.CommitP50, rep.CommitP99 = percentile(commit, 50), percentile(commit, 99)
 	return nil
+}
+
+// autoCall files one auto-tier approval as agent n, then reads it back
+// (the GET baseline) and commits one single-row INSERT (the durable-write
+// floor), and returns how long each took: the POST from from (when it was
+// sent, or when it was due).
+func autoCall(ctx context.Context, c *askclient.Client, pool *pgxpool.Pool, n int, key string, i int, from time.Time) (post, get, commit time.Duration, err error) {
+	a, err := c.Submit(ctx, askclient.Request{IdempotencyKey: key, Action: action("bench.read", n, i)})
+	post = time.Since(from)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if a.Status != askclient.StatusApproved {
+		return 0, 0, 0, fmt.Errorf("auto-tier approval %s is %s", a.ID, a.Status)
+	}
+	t0 := time.Now()
+	if _, err := c.Get(ctx, a.ID, 0); err != nil {
+		return 0, 0, 0, err
+	}
+	get = time.Since(t0)
+	t0 = time.Now()
+	if _, err := pool.Exec(ctx, `INSERT INTO bench_commits (agent) VALUES ($1)`, n); err != nil {
+		return 0, 0, 0, err
+	}
+	return post, get, time.Since(t0), nil
 }
 
 // pacedPhase has every agent file o.Paced auto-tier approvals at random
@@ -284,24 +294,10 @@ func pacedPhase(ctx context.Context, agents []*askclient.Client, pool *pgxpool.P
 		for i := range o.Paced {
 			due = due.Add(time.Duration(rng.ExpFloat64() * float64(o.Interval)))
 			time.Sleep(time.Until(due))
-			a, err := c.Submit(ctx, askclient.Request{IdempotencyKey: fmt.Sprintf("paced-%d-%d", n, i), Action: action("bench.read", n, 1000+i)})
-			d := time.Since(due)
+			d, g, cm, err := autoCall(ctx, c, pool, n, fmt.Sprintf("paced-%d-%d", n, i), 1000+i, due)
 			if err != nil {
 				return err
 			}
-			if a.Status != askclient.StatusApproved {
-				return fmt.Errorf("auto-tier approval %s is %s", a.ID, a.Status)
-			}
-			t0 := time.Now()
-			if _, err := c.Get(ctx, a.ID, 0); err != nil {
-				return err
-			}
-			g := time.Since(t0)
-			t0 = time.Now()
-			if _, err := pool.Exec(ctx, `INSERT INTO bench_commits (agent) VALUES ($1)`, n); err != nil {
-				return err
-			}
-			cm := time.Since(t0)
 			mu.Lock()
 			posts, gets, commits = append(posts, d), append(gets, g), append(commits, cm)
 			mu.Unlock()
