@@ -129,6 +129,9 @@ func NewPool(ctx context.Context, cfg config.Config) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
 	}
+	// Every string the process sends or reads is UTF-8, whatever the
+	// server, the database or the role sets as its client encoding.
+	pc.ConnConfig.RuntimeParams["client_encoding"] = "UTF8"
 	// Each callback being sent holds a connection (its row lock) too.
 	pc.MaxConns = int32(cfg.Workers + jobs.CallbackWorkers + 12)
 	if tp := tracing.Global(); tp != nil {

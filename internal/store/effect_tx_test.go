@@ -8,9 +8,11 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/countersign/countersign/internal/store"
+	"github.com/countersign/countersign/internal/testdb"
 )
 
 // TestWithEffectTx checks the effect's transaction: the ledger entry
@@ -82,4 +84,40 @@ func TestWithEffectTx(t *testing.T) {
 	close(release)
 	require.NoError(t, <-first)
 	require.ErrorIs(t, <-second, store.ErrEffectRecorded)
+}
+
+// TestWithEffectTxUnderAnyEncoding holds the ledger's literals to their
+// meaning under the session settings that break quoted strings: a client
+// encoding (SJIS) whose two-byte characters can swallow an escaping
+// backslash, and backslash_quote off, which refuses \'. The text that
+// broke out of a quoted literal under SJIS is stored as given and runs
+// nothing.
+func TestWithEffectTxUnderAnyEncoding(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, dbURL := testdb.Pool(t)
+	pc, err := pgxpool.ParseConfig(dbURL)
+	require.NoError(t, err)
+	pc.ConnConfig.RuntimeParams["client_encoding"] = "SJIS"
+	pc.ConnConfig.RuntimeParams["backslash_quote"] = "off"
+	sjis, err := pgxpool.NewWithConfig(ctx, pc)
+	require.NoError(t, err)
+	t.Cleanup(sjis.Close)
+	var enc string
+	require.NoError(t, sjis.QueryRow(ctx, `SHOW client_encoding`).Scan(&enc))
+	require.Equal(t, "SJIS", enc)
+
+	r, _, err := store.RunInsert(ctx, pool, store.RunInsertParams{Workflow: "w", BusinessKey: uuid.NewString(),
+		Input: []byte(`{}`), StartedBy: "test"})
+	require.NoError(t, err)
+	step := `xぁ', (SELECT id FROM workflow_runs LIMIT 1), current_user); CREATE TABLE scratch_pwned(); --`
+	key := r.ID + ":" + step
+	require.NoError(t, store.WithEffectTx(ctx, sjis, key, r.ID, step, func(context.Context, pgx.Tx) error { return nil }))
+	var gotKey, gotStep string
+	require.NoError(t, pool.QueryRow(ctx, `SELECT idempotency_key, step_name FROM side_effects WHERE run_id = $1`, r.ID).Scan(&gotKey, &gotStep))
+	require.Equal(t, key, gotKey, "the key is stored exactly as given")
+	require.Equal(t, step, gotStep)
+	var pwned *string
+	require.NoError(t, pool.QueryRow(ctx, `SELECT to_regclass('scratch_pwned')::text`).Scan(&pwned))
+	require.Nil(t, pwned, "nothing ran from the text")
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -181,12 +182,14 @@ var ErrEffectRecorded = errors.New("the effect is already recorded")
 // WithEffectTx runs fn in a transaction that starts by recording key in
 // the side-effect ledger, and commits it if fn succeeds. The ledger entry
 // is sent with the BEGIN, in one round trip (pgx's TxOptions.BeginQuery, a
-// simple-protocol string, hence the quoted literals): an effect's
-// transaction costs three round trips, not four. When the key is taken
-// it returns ErrEffectRecorded without calling fn; a concurrent execution
-// recording the same key makes this one wait for its commit first. (pgx
-// closes a connection whose BEGIN fails; the pool opens another. It happens
-// only when two executions of one run race for an effect.)
+// simple-protocol string, hence the values written as literal writes
+// them): an effect's transaction costs three round trips, not four. When
+// the key is taken it returns ErrEffectRecorded without calling fn; a
+// concurrent execution recording the same key makes this one wait for its
+// commit first. (A failed BEGIN leaves its connection in a failed
+// transaction, which the pool destroys on release rather than reuse: this
+// takes a pool, never a connection, for that reason. It happens only when
+// two executions of one run race for an effect.)
 func WithEffectTx(ctx context.Context, pool *pgxpool.Pool, key, runID, stepName string, fn func(ctx context.Context, tx pgx.Tx) error) error {
 	lits := make([]string, 3)
 	for i, v := range []string{key, runID, stepName} {
@@ -216,15 +219,19 @@ func WithEffectTx(ctx context.Context, pool *pgxpool.Pool, key, runID, stepName 
 	return nil
 }
 
-// literal quotes s as an SQL string constant that means s whatever
-// standard_conforming_strings says (an escape string, E'…', with its
-// backslashes and quotes escaped). PostgreSQL text holds no NUL, and a
-// string that is not UTF-8 is refused rather than sent.
+// literal writes s as an SQL expression whose value is s, made of hex
+// digits only: convert_from(decode('<hex>', 'hex'), 'UTF8'). No server or
+// session setting changes what it means: a quoted string with escaped
+// quotes can be broken out of under a client encoding such as SJIS (whose
+// two-byte characters can swallow the escaping backslash) and is refused
+// with backslash_quote off; hex digits are the same bytes in every
+// encoding and hold no quote. PostgreSQL text holds no NUL, and a string
+// that is not UTF-8 is refused rather than sent.
 func literal(s string) (string, error) {
 	if strings.ContainsRune(s, 0) || !utf8.ValidString(s) {
 		return "", fmt.Errorf("%w: %q is not valid text", ErrInvalidInput, s)
 	}
-	return "E'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'", nil
+	return "convert_from(decode('" + hex.EncodeToString([]byte(s)) + "', 'hex'), 'UTF8')", nil
 }
 
 // OutboxInsert writes a demo effect to the demo sink.
