@@ -41,6 +41,12 @@ type ApprovalsOptions struct {
 	Interval time.Duration
 }
 
+// paced reports whether the paced phase runs.
+func (o ApprovalsOptions) paced() bool { return o.Paced > 0 && o.Interval > 0 }
+
+// PacedRan reports whether the report has the paced phase's results.
+func (r ApprovalsReport) PacedRan() bool { return r.Options.paced() }
+
 // ApprovalsReport holds the results. Every latency is taken on the client
 // side, on loopback, with the same clock.
 type ApprovalsReport struct {
@@ -181,7 +187,11 @@ func Approvals(ctx context.Context, pool *pgxpool.Pool, dbURL string, o Approval
 	if err := soloPhase(ctx, agents[0], count, o, rep); err != nil {
 		return nil, fmt.Errorf("solo: %w", err)
 	}
-	if o.Paced > 0 && o.Interval > 0 {
+	// The commit floor's table, written by the paced and closed loops.
+	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS bench_commits (id bigserial PRIMARY KEY, agent int, at timestamptz DEFAULT now())`); err != nil {
+		return nil, err
+	}
+	if o.paced() {
 		fmt.Fprintf(progress, "approvals: %d agents × %d auto-tier POSTs, one every %s on average each ...\n", o.Agents, o.Paced, o.Interval)
 		if err := pacedPhase(ctx, agents, pool, o, rep); err != nil {
 			return nil, fmt.Errorf("paced: %w", err)
@@ -215,9 +225,6 @@ func action(kind string, agent, i int) json.RawMessage {
 // baseline: a plain read of the approval just decided, through the same
 // client, so that the ratio of the two cancels the machine's load.
 func autoPhase(ctx context.Context, agents []*askclient.Client, pool *pgxpool.Pool, o ApprovalsOptions, rep *ApprovalsReport) error {
-	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS bench_commits (id bigserial PRIMARY KEY, agent int, at timestamptz DEFAULT now())`); err != nil {
-		return err
-	}
 	var mu sync.Mutex
 	var auto, baseline, commit []time.Duration
 	err := eachAgent(agents, func(n int, c *askclient.Client) error {
@@ -278,9 +285,6 @@ func autoCall(ctx context.Context, c *askclient.Client, pool *pgxpool.Pool, n in
 // sent: an agent still waiting for its previous POST sends late, and that
 // lateness is part of what it measures (no coordinated omission).
 func pacedPhase(ctx context.Context, agents []*askclient.Client, pool *pgxpool.Pool, o ApprovalsOptions, rep *ApprovalsReport) error {
-	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS bench_commits (id bigserial PRIMARY KEY, agent int, at timestamptz DEFAULT now())`); err != nil {
-		return err
-	}
 	var mu sync.Mutex
 	var posts, gets, commits []time.Duration
 	start := time.Now()

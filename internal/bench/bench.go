@@ -62,12 +62,18 @@ type Report struct {
 // before it, which cancels the machine's drift better than the ratio of
 // the medians.
 func (r Report) StepRatio() float64 {
-	if len(r.EngineSamples) == 0 || len(r.EngineSamples) != len(r.BaselineSamples) {
-		return r.EngineSteps / r.BaselineSteps
+	return stepRatio(r.BaselineSteps, r.EngineSteps, r.BaselineSamples, r.EngineSamples)
+}
+
+// stepRatio is the median of the samples' ratios of engine over P, or
+// engine over P without samples.
+func stepRatio(baseline, engine float64, baselineSamples, engineSamples []float64) float64 {
+	if len(engineSamples) == 0 || len(engineSamples) != len(baselineSamples) {
+		return engine / baseline
 	}
-	ratios := make([]float64, len(r.EngineSamples))
+	ratios := make([]float64, len(engineSamples))
 	for i := range ratios {
-		ratios[i] = r.EngineSamples[i] / r.BaselineSamples[i]
+		ratios[i] = engineSamples[i] / baselineSamples[i]
 	}
 	return median(ratios)
 }

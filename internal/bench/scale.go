@@ -41,8 +41,7 @@ type ScaleReport struct {
 // ratios, each engine sample over the P taken just before it, as the fresh
 // measurement's (Report.StepRatio).
 func (s ScaleReport) StepRatio() float64 {
-	return Report{BaselineSteps: s.BaselineSteps, EngineSteps: s.EngineSteps,
-		BaselineSamples: s.BaselineSamples, EngineSamples: s.EngineSamples}.StepRatio()
+	return stepRatio(s.BaselineSteps, s.EngineSteps, s.BaselineSamples, s.EngineSamples)
 }
 
 // Ratio is the engine's throughput at scale over that on the fresh

@@ -472,7 +472,7 @@ func printApprovals(w io.Writer, a *bench.ApprovalsReport) {
 	fmt.Fprintf(w, "| approvals: one committed single-row INSERT p50 / p99 (durable-write floor) | %s / %s |\n", ms(a.CommitP50), ms(a.CommitP99))
 	fmt.Fprintf(w, "| approvals: one agent alone, auto-tier POST p50 / GET p50 | %s / %s (%.2f) |\n", ms(a.SoloAutoP50), ms(a.SoloGetP50), ratio(a.SoloAutoP50, a.SoloGetP50))
 	fmt.Fprintf(w, "| approvals: statements / commits per auto-tier POST, per GET | %.1f / %.1f, %.1f / %.1f |\n", a.AutoStatements, a.AutoCommits, a.GetStatements, a.GetCommits)
-	if o.Paced > 0 {
+	if a.PacedRan() {
 		fmt.Fprintf(w, "| auto-tier POST, %d agents each filing one every %s on average (Poisson; %.0f POSTs/s in all), p50 / p99 / max (target p99 ≤ 20 ms) | %s / %s / %s (p99 %.2f × the GET's %s, %.2f × the commit's %s) |\n",
 			o.Agents, o.Interval, a.PacedRate, ms(a.PacedP50), ms(a.PacedP99), ms(a.PacedMax), ratio(a.PacedP99, a.PacedGetP99), ms(a.PacedGetP99),
 			ratio(a.PacedP99, a.PacedCommitP99), ms(a.PacedCommitP99))
